@@ -1,0 +1,1 @@
+"""Parse once, resolve names, follow values: the facts every rule reads."""

@@ -1,0 +1,118 @@
+"""A document parsed once per version: text, `ast` tree, line index, suppressions."""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from gradtrace.positions import LineIndex
+
+NOQA = re.compile(r"#\s*noqa(?::[\s]*(?P<codes>[A-Z]+[0-9]+(?:[,\s]+[A-Z]+[0-9]+)*))?", re.I)
+FRAMEWORK_MARKERS = {
+    "torch": ("torch",),
+    "tensorflow": ("tensorflow", "keras"),
+    "jax": ("jax", "flax", "optax"),
+}
+MAX_NESTING_HINT = 400  # deeper expressions are analysed only partially (see GT002)
+
+
+@dataclass
+class Span:
+    """1-based lines, 1-based code-point columns (end exclusive)."""
+
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+
+@dataclass
+class SourceFile:
+    path: str
+    text: str
+    tree: ast.Module | None = None
+    syntax_error: SyntaxError | None = None
+    lines: LineIndex = field(init=False)
+
+    def __post_init__(self):
+        self.lines = LineIndex(self.text)
+
+    @classmethod
+    def parse(cls, path: str, text: str) -> SourceFile:
+        src = cls(path, text)
+        limit = sys.getrecursionlimit()
+        try:
+            sys.setrecursionlimit(max(limit, 20000))
+            src.tree = ast.parse(text, filename=path, type_comments=False)
+        except SyntaxError as exc:
+            src.syntax_error = exc
+        except (RecursionError, MemoryError) as exc:
+            src.syntax_error = SyntaxError(f"too deeply nested to parse ({type(exc).__name__})")
+            src.syntax_error.lineno = 1
+            src.syntax_error.offset = 1
+        except ValueError as exc:  # e.g. null bytes
+            src.syntax_error = SyntaxError(str(exc))
+            src.syntax_error.lineno = 1
+            src.syntax_error.offset = 1
+        finally:
+            sys.setrecursionlimit(limit)
+        return src
+
+    @cached_property
+    def frameworks(self) -> frozenset[str]:
+        """Frameworks the file mentions (a cheap text pre-filter before any analysis)."""
+        return frozenset(name for name, markers in FRAMEWORK_MARKERS.items() if any(m in self.text for m in markers))
+
+    @cached_property
+    def noqa(self) -> dict[int, frozenset[str] | None]:
+        """line -> suppressed codes (None: every code) for lines with a `# noqa` comment."""
+        result: dict[int, frozenset[str] | None] = {}
+        if "noqa" not in self.text and "NOQA" not in self.text:
+            return result
+        for lineno, text in enumerate(self.lines.lines, start=1):
+            if "noqa" not in text.lower():
+                continue
+            match = NOQA.search(text)
+            if not match:
+                continue
+            codes = match.group("codes")
+            result[lineno] = frozenset(c.upper() for c in re.split(r"[,\s]+", codes) if c) if codes else None
+        return result
+
+    def suppressed(self, code: str, line: int, end_line: int | None = None) -> bool:
+        if not self.noqa:
+            return False
+        for lineno in {line, end_line or line}:
+            if lineno in self.noqa:
+                codes = self.noqa[lineno]
+                if codes is None or code in codes:
+                    return True
+        return False
+
+    def span(self, node: ast.AST) -> Span:
+        """The code-point span of an `ast` node."""
+        line = getattr(node, "lineno", 1)
+        end_line = getattr(node, "end_lineno", None) or line
+        col = self.lines.char_col(line, getattr(node, "col_offset", 0))
+        end_byte = getattr(node, "end_col_offset", None)
+        end_col = self.lines.char_col(end_line, end_byte) if end_byte is not None else len(self.lines.line(end_line))
+        return Span(line, col + 1, end_line, end_col + 1)
+
+    def line_span(self, line: int) -> Span:
+        """The span of a whole line's code, without its indentation."""
+        text = self.lines.line(line)
+        start = len(text) - len(text.lstrip())
+        return Span(line, start + 1, line, len(text.rstrip()) + 1)
+
+    def segment(self, node: ast.AST) -> str:
+        """The source text of a node (single- or multi-line)."""
+        s = self.span(node)
+        if s.line == s.end_line:
+            return self.lines.line(s.line)[s.column - 1 : s.end_column - 1]
+        parts = [self.lines.line(s.line)[s.column - 1 :]]
+        parts += [self.lines.line(n) for n in range(s.line + 1, s.end_line)]
+        parts.append(self.lines.line(s.end_line)[: s.end_column - 1])
+        return "\n".join(parts)

@@ -1,0 +1,64 @@
+"""A result cache for `gradtrace check`, keyed by file content, gradtrace version and settings."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+from gradtrace import __version__
+from gradtrace.findings import Finding
+
+
+class ResultCache:
+    def __init__(self, directory: str, salt: str):
+        self.directory = directory
+        self.salt = salt
+        self.file = os.path.join(directory, f"results-{salt}.json")
+        self.entries: dict[str, list[dict]] = {}
+        self.dirty = False
+        try:
+            with open(self.file, encoding="utf-8") as fh:
+                self.entries = json.load(fh)
+        except (OSError, ValueError):
+            self.entries = {}
+
+    @classmethod
+    def for_root(cls, root: str, settings) -> ResultCache | None:
+        directory = os.environ.get("GRADTRACE_CACHE_DIR") or os.path.join(root, ".gradtrace-cache")
+        salt = hashlib.sha1(f"{__version__}|{settings!r}".encode()).hexdigest()[:12]
+        return cls(directory, salt)
+
+    @staticmethod
+    def _key(path: str) -> str | None:
+        try:
+            with open(path, "rb") as fh:
+                digest = hashlib.sha1(fh.read()).hexdigest()
+        except OSError:
+            return None
+        return f"{os.path.abspath(path)}|{digest}"
+
+    def get(self, path: str) -> list[Finding] | None:
+        key = self._key(path)
+        items = self.entries.get(key) if key else None
+        return None if items is None else [Finding.from_json(i) for i in items]
+
+    def put(self, path: str, findings: list[Finding]) -> None:
+        key = self._key(path)
+        if key:
+            self.entries[key] = [f.to_json() for f in findings]
+            self.dirty = True
+
+    def save(self) -> None:
+        if not self.dirty:
+            return
+        try:
+            os.makedirs(self.directory, exist_ok=True)
+            with open(os.path.join(self.directory, ".gitignore"), "w") as fh:
+                fh.write("*\n")
+            tmp = self.file + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(self.entries, fh)
+            os.replace(tmp, self.file)
+        except OSError:
+            pass  # a read-only tree still gets its findings

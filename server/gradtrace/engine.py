@@ -1,0 +1,166 @@
+"""Check documents: parse once, run the enabled rules, apply suppressions and settings.
+
+This is the API the CLI and the language server share:
+- `check_source(text, path, settings, project)` for one document (never raises for bad input);
+- `check_paths(paths, settings)` for files and directories;
+- `read_source(path)` reads a file or explains why it cannot be checked.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import traceback
+from dataclasses import dataclass, field
+
+from gradtrace.analysis.context import AnalysisContext
+from gradtrace.analysis.source import SourceFile
+from gradtrace.findings import Finding
+from gradtrace.rules import all_rules
+from gradtrace.settings import LintSettings
+
+MAX_FILE_BYTES = 20 * 1024 * 1024
+SKIP_DIRS = {".git", ".hg", ".svn", ".venv", "venv", "env", "node_modules", "__pycache__", ".tox", ".nox",
+             ".mypy_cache", ".pytest_cache", ".ruff_cache", "build", "dist", ".eggs", "site-packages"}
+
+
+@dataclass
+class CheckResult:
+    findings: list[Finding] = field(default_factory=list)
+    # Internal problems (a rule that crashed): reported to the user's log, never raised.
+    errors: list[str] = field(default_factory=list)
+
+
+def file_finding(path: str, code: str, severity: str, message: str, line: int = 1, column: int = 1) -> Finding:
+    return Finding(path, line, column, line, column, code, severity, message)
+
+
+def syntax_finding(source: SourceFile) -> Finding:
+    exc = source.syntax_error
+    assert exc is not None
+    line = max(1, exc.lineno or 1)
+    column = max(1, exc.offset or 1)
+    # SyntaxError.offset counts bytes on older Pythons and code points on newer ones; clamp to the line.
+    column = min(column, len(source.lines.line(line)) + 1)
+    end_line = getattr(exc, "end_lineno", None) or line
+    end_column = getattr(exc, "end_offset", None) or column
+    if (end_line, end_column) <= (line, column):
+        end_line, end_column = line, column + 1
+    end_column = min(end_column, len(source.lines.line(end_line)) + 1)
+    if (end_line, end_column) < (line, column):
+        end_line, end_column = line, column
+    return Finding(source.path, line, column, end_line, end_column, "GT000", "error",
+                   f"Syntax error, not analysed: {exc.msg}")
+
+
+def check_source(
+    text: str,
+    path: str,
+    settings: LintSettings | None = None,
+    project=None,
+    source: SourceFile | None = None,
+) -> CheckResult:
+    """Check one document. `source` may be passed when the caller already parsed this version."""
+    settings = settings or LintSettings()
+    result = CheckResult()
+    source = source or SourceFile.parse(path, text)
+    if source.syntax_error is not None:
+        if settings.enabled("GT000", path):
+            result.findings.append(syntax_finding(source))
+        return result
+    if not source.frameworks:
+        return result  # cheap pre-filter: no framework mentioned, nothing to cut
+    ctx = AnalysisContext(source, project)
+    for rule_cls in all_rules():
+        if rule_cls.framework not in ("any",) and rule_cls.framework not in source.frameworks:
+            continue
+        if not settings.enabled(rule_cls.code, path):
+            continue
+        ctx.rule = rule_cls
+        before = len(ctx.findings)
+        try:
+            for _ in rule_cls().check(ctx) or ():
+                pass
+        except RecursionError:
+            del ctx.findings[before:]
+            result.errors.append(f"{rule_cls.code}: {path}: too deeply nested, partly analysed")
+            if not any(f.code == "GT002" for f in result.findings) and settings.enabled("GT002", path):
+                result.findings.append(file_finding(path, "GT002", "information",
+                                                    "Not fully analysed: the code is nested too deeply."))
+        except Exception:  # a crash inside one rule must not lose the others' findings
+            del ctx.findings[before:]
+            result.errors.append(f"{rule_cls.code} crashed on {path}:\n{traceback.format_exc()}")
+    seen = set()
+    for f in ctx.findings:
+        key = (f.code, f.line, f.column, f.end_line, f.end_column)
+        if key in seen or not settings.enabled(f.code, path) or source.suppressed(f.code, f.line, f.end_line):
+            continue
+        seen.add(key)
+        f.severity = settings.severity_for(f.code, f.severity)
+        result.findings.append(f)
+    result.findings.sort(key=Finding.sort_key)
+    return result
+
+
+def read_source(path: str) -> tuple[str | None, Finding | None]:
+    """The text of a file, or a finding that says why it is skipped (binary, non-UTF-8, unreadable, huge)."""
+    try:
+        size = os.path.getsize(path)
+        if size > MAX_FILE_BYTES:
+            return None, file_finding(path, "GT001", "information",
+                                      f"Skipped: the file is {size // (1024 * 1024)} MB, over the {MAX_FILE_BYTES // (1024 * 1024)} MB limit.")
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        return None, file_finding(path, "GT001", "information", f"Skipped: cannot read the file ({exc.strerror or exc}).")
+    if b"\x00" in data[:8192]:
+        return None, file_finding(path, "GT001", "information", "Skipped: binary file.")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return None, file_finding(path, "GT001", "information",
+                                  f"Skipped: not UTF-8 (byte {exc.start}: {exc.reason}).")
+    return text, None
+
+
+def _gitignore_patterns(directory: str) -> list[str]:
+    path = os.path.join(directory, ".gitignore")
+    try:
+        with open(path, encoding="utf-8", errors="ignore") as fh:
+            return [ln.strip() for ln in fh if ln.strip() and not ln.startswith("#") and not ln.startswith("!")]
+    except OSError:
+        return []
+
+
+def _ignored(rel: str, name: str, patterns: list[str]) -> bool:
+    for pattern in patterns:
+        p = pattern.rstrip("/")
+        if p.startswith("/"):
+            if fnmatch.fnmatch(rel, p[1:]):
+                return True
+        elif fnmatch.fnmatch(name, p) or fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(rel, "*/" + p):
+            return True
+    return False
+
+
+def iter_python_files(paths: list[str], settings: LintSettings | None = None):
+    """Yield Python files under `paths` (files given explicitly are always yielded)."""
+    settings = settings or LintSettings()
+    for root_path in paths:
+        if os.path.isfile(root_path):
+            yield root_path
+            continue
+        patterns = _gitignore_patterns(root_path) + list(settings.exclude)
+        for directory, dirnames, filenames in os.walk(root_path):
+            rel_dir = os.path.relpath(directory, root_path)
+            dirnames[:] = sorted(
+                d for d in dirnames
+                if d not in SKIP_DIRS and not d.startswith(".")
+                and not _ignored(os.path.normpath(os.path.join(rel_dir, d)), d, patterns)
+            )
+            for name in sorted(filenames):
+                if not (name.endswith(".py") or name.endswith(".pyi")):
+                    continue
+                rel = os.path.normpath(os.path.join(rel_dir, name))
+                if not _ignored(rel, name, patterns):
+                    yield os.path.join(directory, name)

@@ -1,0 +1,1 @@
+"""Quick-fixes: libcst edits that keep the user's formatting, and applying edits to text."""

@@ -1,0 +1,79 @@
+"""The ONE place that converts between position units.
+
+Three units meet in gradtrace:
+- UTF-8 bytes: `ast` node `col_offset`/`end_col_offset`;
+- code points: our `Finding` columns (1-based) and libcst positions;
+- UTF-16 code units: the LSP default (and UTF-8/UTF-32 when negotiated).
+"""
+
+from __future__ import annotations
+
+import re
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines as Python's tokenizer and LSP count them (\\n, \\r\\n and \\r only)."""
+    return _LINE_BREAK.split(text)
+
+
+def byte_col_to_char_col(line_text: str, byte_col: int) -> int:
+    """0-based UTF-8 byte column on `line_text` -> 0-based code-point column."""
+    if line_text.isascii():
+        return byte_col
+    return len(line_text.encode("utf-8")[:byte_col].decode("utf-8", errors="ignore"))
+
+
+def char_col_to_utf16(line_text: str, char_col: int) -> int:
+    """0-based code-point column -> 0-based UTF-16 code-unit column."""
+    prefix = line_text[:char_col]
+    if prefix.isascii():
+        return char_col
+    return char_col + sum(1 for ch in prefix if ord(ch) > 0xFFFF)
+
+
+def utf16_to_char_col(line_text: str, utf16_col: int) -> int:
+    """0-based UTF-16 code-unit column -> 0-based code-point column (clamped to the line)."""
+    if line_text.isascii():
+        return min(utf16_col, len(line_text))
+    units = 0
+    for index, ch in enumerate(line_text):
+        if units >= utf16_col:
+            return index
+        units += 2 if ord(ch) > 0xFFFF else 1
+    return len(line_text)
+
+
+def char_col_to_unit(line_text: str, char_col: int, encoding: str) -> int:
+    """0-based code-point column -> 0-based column in the negotiated LSP encoding."""
+    if encoding == "utf-16":
+        return char_col_to_utf16(line_text, char_col)
+    if encoding == "utf-8":
+        return len(line_text[:char_col].encode("utf-8"))
+    return char_col  # utf-32: code points
+
+
+def unit_to_char_col(line_text: str, col: int, encoding: str) -> int:
+    """0-based column in the negotiated LSP encoding -> 0-based code-point column."""
+    if encoding == "utf-16":
+        return utf16_to_char_col(line_text, col)
+    if encoding == "utf-8":
+        return byte_col_to_char_col(line_text, col)
+    return min(col, len(line_text))
+
+
+class LineIndex:
+    """Line texts of a document, for converting `ast` byte columns to code-point columns."""
+
+    def __init__(self, text: str):
+        self.lines = split_lines(text)
+
+    def line(self, lineno: int) -> str:
+        """1-based line number -> its text ('' past the end)."""
+        if 1 <= lineno <= len(self.lines):
+            return self.lines[lineno - 1]
+        return ""
+
+    def char_col(self, lineno: int, byte_col: int) -> int:
+        return byte_col_to_char_col(self.line(lineno), byte_col)
