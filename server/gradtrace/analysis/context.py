@@ -20,6 +20,14 @@ class AnalysisContext:
         self.project = project
         self.findings: list[Finding] = []
         self.rule: type[Rule] | None = None
+        # Per-file analysis results shared by the rules of one framework, e.g.
+        # `ctx.memo("tensorflow", analyze_tf)`: computed once, on first use.
+        self._memo: dict[str, object] = {}
+
+    def memo(self, key: str, compute):
+        if key not in self._memo:
+            self._memo[key] = compute(self)
+        return self._memo[key]
 
     @property
     def path(self) -> str:
