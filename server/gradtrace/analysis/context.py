@@ -47,7 +47,7 @@ class AnalysisContext:
     @cached_property
     def torch(self):
         """PyTorch value-flow results for this file (module facts, sinks, dead sources, events)."""
-        from gradtrace.analysis.torch_flow import analyze_torch
+        from gradtrace.analysis.torch_facts import analyze_torch
 
         return analyze_torch(self)
 

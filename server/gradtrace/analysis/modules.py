@@ -1,0 +1,302 @@
+"""Module facts: for every `nn.Module` class, what it registers, what it forgets, what forward uses.
+
+Also the per-file `ModuleContext` (a parsed file with its name table, classes and functions) that the
+value flow walks, in this file or in a project file a model is imported from.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+
+from gradtrace.analysis import torch_api as api
+from gradtrace.analysis.names import NameTable
+from gradtrace.analysis.source import SourceFile
+
+DYNAMIC_SELF_ACCESS = {"modules", "children", "named_children", "named_modules", "_modules", "__dict__",
+                       "parameters", "named_parameters", "state_dict", "_parameters", "apply"}
+
+
+@dataclass(eq=False)
+class AttrInfo:
+    name: str
+    kind: str  # module | param | param_converted | tensor_grad | tensor | modules_container | params_container | other
+    stmt: ast.stmt
+    value: ast.expr
+    layer: str | None = None  # qualified built-in layer name or project class name
+    container: str | None = None  # list | dict | tuple
+    method: str = "__init__"
+
+
+@dataclass(eq=False)
+class ClassInfo:
+    name: str
+    node: ast.ClassDef
+    module: ModuleContext
+    bases: list[str]
+    methods: dict[str, ast.FunctionDef] = field(default_factory=dict)
+    attrs: dict[str, AttrInfo] = field(default_factory=dict)
+    reads: set[str] = field(default_factory=set)  # self.X read outside its own assignment
+    dynamic: bool = False  # iterates its own submodules, getattr(self, ...), setattr, ...
+    _is_module: bool | None = None
+
+    def builtin_base(self) -> str | None:
+        """The torch.nn layer this class extends directly (e.g. torch.nn.Linear), if any."""
+        for base in self.bases:
+            if base.startswith("torch.nn.") and base.split(".")[-1] in api.BUILTIN_PARAMS:
+                return base
+        for base in self.bases:
+            parent = self.module.resolve_class(base)
+            if parent is not None and parent is not self:
+                found = parent.builtin_base()
+                if found:
+                    return found
+        return None
+
+    @property
+    def is_module(self) -> bool:
+        if self._is_module is None:
+            self._is_module = False  # guards cycles
+            result = False
+            for base in self.bases:
+                if base.startswith("torch.nn.") or base in ("nn.Module", "Module"):
+                    result = True
+                    break
+                parent = self.module.resolve_class(base)
+                if parent is not None and parent is not self and parent.is_module:
+                    result = True
+                    break
+            self._is_module = result
+        return self._is_module
+
+    def find_method(self, name: str) -> tuple[ast.FunctionDef, ClassInfo] | None:
+        if name in self.methods:
+            return self.methods[name], self
+        for base in self.bases:
+            parent = self.module.resolve_class(base)
+            if parent is not None and parent is not self:
+                found = parent.find_method(name)
+                if found:
+                    return found
+        return None
+
+    def find_attr(self, name: str) -> AttrInfo | None:
+        if name in self.attrs:
+            return self.attrs[name]
+        for base in self.bases:
+            parent = self.module.resolve_class(base)
+            if parent is not None and parent is not self:
+                found = parent.find_attr(name)
+                if found:
+                    return found
+        return None
+
+
+class ModuleContext:
+    """One parsed file as the value flow sees it."""
+
+    def __init__(self, source: SourceFile, names: NameTable, project=None, registry: dict | None = None):
+        self.source = source
+        self.names = names
+        self.project = project
+        self.registry = registry if registry is not None else {}  # path -> ModuleContext, shared
+        self.registry[source.path] = self
+        self.classes: dict[str, ClassInfo] = {}
+        self.functions: dict[str, ast.FunctionDef] = {}
+        self.called_names: set[str] = set()
+        self.attr_loads: set[str] = set()  # every `.X` read anywhere in the file
+        self._collect()
+
+    @property
+    def path(self) -> str:
+        return self.source.path
+
+    def _collect(self) -> None:
+        tree = self.source.tree
+        for node in tree.body:
+            self._collect_def(node)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                if isinstance(node.func, ast.Name):
+                    self.called_names.add(node.func.id)
+                for arg in node.args:  # functions passed as callbacks count as used
+                    if isinstance(arg, ast.Name):
+                        self.called_names.add(arg.id)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
+                if not (isinstance(node.value, ast.Name) and node.value.id == "self"):
+                    self.attr_loads.add(node.attr)
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and len(node.value) < 64:
+                self.attr_loads.add(node.value)  # getattr(model, "head") and config strings
+        for info in self.classes.values():
+            collect_class_facts(info)
+
+    def _collect_def(self, node: ast.stmt) -> None:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            self.functions[node.name] = node
+        elif isinstance(node, ast.ClassDef):
+            bases = [self.names.qualname(b) or "" for b in node.bases]
+            info = ClassInfo(node.name, node, self, bases)
+            for item in node.body:
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    info.methods[item.name] = item
+            self.classes[node.name] = info
+        elif isinstance(node, ast.If):  # `if TYPE_CHECKING:` / version switches / __main__ defs
+            for child in node.body + node.orelse:
+                self._collect_def(child)
+        elif isinstance(node, ast.Try):
+            for child in node.body:
+                self._collect_def(child)
+
+    def resolve_class(self, qualified: str) -> ClassInfo | None:
+        """A class defined here, or in a project file this file imports it from."""
+        if not qualified:
+            return None
+        if qualified in self.classes:
+            return self.classes[qualified]
+        head = qualified.split(".")[0]
+        imported = self.names.project_imports.get(head)
+        if imported and self.project is not None:
+            other = self.import_module(imported[0], imported[1])
+            if other is not None:
+                return other.classes.get(imported[2] if "." not in qualified else qualified.split(".")[-1])
+        return None
+
+    def resolve_function(self, name: str) -> tuple[ast.FunctionDef, ModuleContext] | None:
+        if name in self.functions:
+            return self.functions[name], self
+        imported = self.names.project_imports.get(name)
+        if imported and self.project is not None:
+            other = self.import_module(imported[0], imported[1])
+            if other is not None and imported[2] in other.functions:
+                return other.functions[imported[2]], other
+        return None
+
+    def import_module(self, module: str | None, level: int) -> ModuleContext | None:
+        path = self.project.resolve_module(self.path, module, level)
+        if not path:
+            return None
+        if path in self.registry:
+            return self.registry[path]
+        source = self.project.source(path)
+        if source is None or source.tree is None:
+            return None
+        return ModuleContext(source, NameTable.from_module(source.tree), self.project, self.registry)
+
+
+def _is_self_attr(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
+        return node.attr
+    return None
+
+
+def classify_value(value: ast.expr, module: ModuleContext) -> tuple[str, str | None, str | None]:
+    """(kind, layer, container) of an attribute's assigned value."""
+    names = module.names
+    if isinstance(value, (ast.List, ast.Tuple, ast.Set)):
+        kinds = [classify_value(e, module)[0] for e in value.elts]
+        container = "list" if isinstance(value, ast.List) else "tuple"
+        return _container_kind(kinds, container)
+    if isinstance(value, (ast.ListComp, ast.GeneratorExp)):
+        return _container_kind([classify_value(value.elt, module)[0]], "list")
+    if isinstance(value, ast.Dict):
+        kinds = [classify_value(v, module)[0] for v in value.values if v is not None]
+        return _container_kind(kinds, "dict")
+    if isinstance(value, ast.DictComp):
+        return _container_kind([classify_value(value.value, module)[0]], "dict")
+    if isinstance(value, ast.Call):
+        qn = names.qualname(value.func)
+        if isinstance(value.func, ast.Attribute) and isinstance(value.func.value, ast.Call):
+            inner_kind, layer, _ = classify_value(value.func.value, module)
+            method = value.func.attr
+            if inner_kind == "param" and method in api.NONLEAF_METHODS:
+                return "param_converted", layer, None
+            if inner_kind in ("tensor_grad", "tensor"):
+                if method == "requires_grad_":
+                    return "tensor_grad", None, None
+                return inner_kind, None, None
+            if inner_kind == "module" and method in ("to", "cuda", "cpu", "double", "float", "half", "train", "eval",
+                                                     "requires_grad_"):
+                return "module", layer, None
+        if qn in ("torch.nn.Parameter", "torch.nn.parameter.Parameter"):
+            return "param", None, None
+        if qn and qn.startswith("torch.nn.") and qn.split(".")[-1][:1].isupper():
+            return "module", qn, None
+        if qn and qn.startswith("torch.") and qn.split(".")[-1] in api.FACTORIES:
+            for kw in value.keywords:
+                if kw.arg == "requires_grad" and isinstance(kw.value, ast.Constant) and kw.value.value is True:
+                    return "tensor_grad", None, None
+            return "tensor", None, None
+        if isinstance(value.func, ast.Name):
+            cls = module.resolve_class(value.func.id)
+            if cls is not None and cls.is_module:
+                return "module", cls.name, None
+        elif qn:
+            cls = module.resolve_class(qn)
+            if cls is not None and cls.is_module:
+                return "module", cls.name, None
+    return "other", None, None
+
+
+def _container_kind(kinds: list[str], container: str) -> tuple[str, str | None, str | None]:
+    if kinds and all(k == "module" for k in kinds):
+        return "modules_container", None, container
+    if kinds and all(k in ("param", "tensor_grad") for k in kinds):
+        return "params_container", None, container
+    return "other", None, container
+
+
+def collect_class_facts(info: ClassInfo) -> None:
+    module = info.module
+    for method_name, method in info.methods.items():
+        for node in ast.walk(method):
+            if isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                value = node.value
+                if value is None:
+                    continue
+                for target in targets:
+                    attr = _is_self_attr(target)
+                    if attr and (attr not in info.attrs or info.attrs[attr].kind == "other"):
+                        kind, layer, container = classify_value(value, module)
+                        if attr not in info.attrs or kind != "other":
+                            info.attrs[attr] = AttrInfo(attr, kind, node, value, layer, container, method_name)
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                owner = _is_self_attr(node.func.value)
+                if owner and node.func.attr in ("append", "extend", "insert") and owner in info.attrs:
+                    attr = info.attrs[owner]
+                    if attr.kind == "other" and attr.container is None and isinstance(attr.value, (ast.List, ast.Dict)):
+                        item = node.args[-1] if node.args else None
+                        if item is not None:
+                            kind = classify_value(item, module)[0]
+                            if kind in ("module", "param", "tensor_grad"):
+                                attr.kind = "modules_container" if kind == "module" else "params_container"
+                                attr.container = "list" if isinstance(attr.value, ast.List) else "dict"
+                if isinstance(node.func.value, ast.Name) and node.func.value.id == "self":
+                    if node.func.attr in DYNAMIC_SELF_ACCESS:
+                        info.dynamic = True
+                    if node.func.attr in ("register_parameter", "register_buffer", "add_module", "register_module"):
+                        info.dynamic = True
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in (
+                "getattr", "setattr", "vars", "hasattr", "delattr"
+            ):
+                if node.args and isinstance(node.args[0], ast.Name) and node.args[0].id == "self":
+                    info.dynamic = True
+            if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
+                attr = _is_self_attr(node)
+                if attr:
+                    info.reads.add(attr)
+                    if attr in DYNAMIC_SELF_ACCESS:
+                        info.dynamic = True
+            if isinstance(node, ast.Name) and node.id == "self" and isinstance(node.ctx, ast.Load):
+                pass
+        # `self` handed to another callable (hooks, helpers) can use anything
+        for node in ast.walk(method):
+            if isinstance(node, ast.Call):
+                for arg in list(node.args) + [k.value for k in node.keywords]:
+                    if isinstance(arg, ast.Name) and arg.id == "self":
+                        if not (isinstance(node.func, ast.Name) and node.func.id in ("super", "isinstance", "id")):
+                            info.dynamic = True
+            elif isinstance(node, (ast.For, ast.comprehension)):
+                iter_node = node.iter
+                if isinstance(iter_node, ast.Name) and iter_node.id == "self":
+                    info.dynamic = True

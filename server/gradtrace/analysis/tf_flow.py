@@ -1,0 +1,511 @@
+"""TensorFlow value flow: what carries gradient into a `GradientTape`, what cuts it, what reaches a sink.
+
+Origins are trainable floating `tf.Variable`s (module globals, locals, `self.x = tf.Variable(...)`,
+`self.add_weight(...)`), Keras models/layers built in the file, and tensors a tape watches. Cuts are
+`tf.stop_gradient`, NumPy and Python conversions, `tf.py_function`, integer casts and argmax-like ops.
+Sinks are `tape.gradient`/`jacobian` targets and the outputs of Keras `call`/`tf.Module.__call__`.
+
+`analyze_tf(ctx)` returns a `TFFacts` shared by the GT2xx rules (`ctx.memo("tensorflow", analyze_tf)`).
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field, replace
+
+from gradtrace.analysis.flow_core import EMPTY, ClassInfo, Cut, Interp, Val, covered, flat, join, kwarg
+
+INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "bool", "string")
+MODULE_BASES = ("tensorflow.Module", "keras.layers.Layer", "keras.Model", "keras.models.Model", "keras.layers.Layer",
+                "keras.Layer", "tensorflow.keras.Model", "keras.layers.base.Layer")
+STOP_GRADIENT = {"tensorflow.stop_gradient", "keras.backend.stop_gradient", "keras.ops.stop_gradient"}
+ARGMAX_LIKE = {"argmax", "argmin", "argsort", "searchsorted", "histogram_fixed_width", "bucketize"}
+ZERO_GRAD = {"round", "floor", "ceil", "sign", "rint"}
+PY_FUNCS = {"tensorflow.py_function", "tensorflow.numpy_function", "tensorflow.py_func",
+            "tensorflow.compat.v1.py_func"}
+OPTIMIZER_APPLY = ("apply_gradients", "apply")
+CALL_METHODS = ("call", "__call__")
+
+
+def dtype_of(node: ast.AST | None, names) -> str | None:
+    """`tf.int32`, "int64", `np.float32` -> "int"/"float"/None."""
+    if node is None:
+        return None
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        text = node.value
+    else:
+        text = (names.qualname(node) or "").rsplit(".", 1)[-1]
+    if text in INT_DTYPES or text == "int":
+        return "int"
+    if text.startswith(("float", "bfloat", "complex", "half", "double")) or text == "float":
+        return "float"
+    return None
+
+
+def literal_dtype(node: ast.AST | None) -> str | None:
+    """The dtype TF infers from a literal initial value: ints -> "int", any float -> "float"."""
+    if node is None:
+        return None
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        return literal_dtype(node.operand)
+    if isinstance(node, ast.Constant):
+        if isinstance(node.value, bool):
+            return "int"
+        if isinstance(node.value, int):
+            return "int"
+        if isinstance(node.value, float):
+            return "float"
+        return None
+    if isinstance(node, (ast.List, ast.Tuple)) and node.elts:
+        kinds = {literal_dtype(e) for e in node.elts}
+        if kinds == {"int"}:
+            return "int"
+        if "float" in kinds and None not in kinds:
+            return "float"
+    return None
+
+
+@dataclass(eq=False)
+class VarInfo:
+    id: str
+    node: ast.Call
+    trainable: bool
+    dtype: str | None
+    name: str | None = None
+    cls: str | None = None  # owning class for `self.x = ...`
+    attr: str | None = None
+    per_step: str | None = None  # why this creation happens on every step (None: once)
+    listed: list = field(default_factory=list)  # gradient/apply nodes that name it as a source
+    read_in_tape: bool = False
+
+
+@dataclass(eq=False)
+class TapeInfo:
+    node: ast.Call  # the GradientTape(...) call
+    persistent: bool
+    with_node: ast.With | None = None
+    name: str | None = None
+    watched: set = field(default_factory=set)  # names watched
+    calls: list = field(default_factory=list)  # GradCall in evaluation order (dedup by node)
+
+
+@dataclass(eq=False)
+class GradCall:
+    node: ast.Call
+    tape: TapeInfo
+    method: str
+    target: Val
+    sources: list  # [(expr node or None, Val)]
+    meant: frozenset | None  # origins meant to train (None: the whole model)
+    in_loop: bool
+    has_unconnected: bool
+    applied: bool = False
+
+
+@dataclass
+class LostCut:
+    cut: Cut
+    lost: frozenset
+    sink: ast.AST  # gradient call, or the `call` method whose output loses it
+    sink_kind: str  # "gradient" | "call"
+
+
+@dataclass
+class TFFacts:
+    variables: dict = field(default_factory=dict)  # id -> VarInfo
+    origin_names: dict = field(default_factory=dict)
+    tapes: dict = field(default_factory=dict)  # call node -> TapeInfo
+    grad_calls: dict = field(default_factory=dict)  # node -> GradCall (last evaluation)
+    lost_cuts: dict = field(default_factory=dict)  # cut node -> LostCut (merged)
+    unwatched: dict = field(default_factory=dict)  # (grad node, source repr) -> (GradCall, expr, Val)
+    optimizer_vars: list = field(default_factory=list)  # (apply node, Val)
+    classes: dict = field(default_factory=dict)
+
+    def name(self, origin: str) -> str:
+        return self.origin_names.get(origin, origin)
+
+    def names(self, origins) -> list[str]:
+        return sorted({self.name(o) for o in origins})
+
+
+class TFInterp(Interp):
+    framework = "tensorflow"
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.facts = TFFacts()
+        self.tapes: list[TapeInfo] = []
+        self.initialized: set = set()
+        for info in self.classes.values():
+            self.facts.classes[info.node.name] = info
+
+    # ------------------------------------------------------------- classes
+    def is_module_class(self, info: ClassInfo, seen=None) -> bool:
+        seen = seen or set()
+        if info.node.name in seen:
+            return False
+        seen.add(info.node.name)
+        for base in info.bases:
+            if base in MODULE_BASES or base.endswith((".Layer", ".Model", ".Module")):
+                return True
+            local = self.classes.get(base)
+            if local is not None and self.is_module_class(local, seen):
+                return True
+        return False
+
+    def instance_val(self, cls: ClassInfo, node) -> Val:
+        val = Val(kind="instance", ref=cls, node=node)
+        if cls.node.name not in self.initialized:
+            self.initialized.add(cls.node.name)
+            for meth in ("__init__", "build"):
+                fn = cls.methods.get(meth)
+                if fn is not None and fn not in self.stack:
+                    self.standalone(fn, cls)
+        return val
+
+    def after_module(self):
+        for info in self.classes.values():
+            if info.node.name not in self.initialized:
+                self.instance_val(info, None)
+        super().after_module()
+
+    def param_val(self, fn, name, index) -> Val:
+        return Val()
+
+    def context_key(self):
+        return (tuple(id(t) for t in self.tapes),)
+
+    # ------------------------------------------------------------- bindings
+    def on_bind_name(self, name, val, stmt):
+        self._name_origin(val, name)
+
+    def _name_origin(self, val: Val, name: str, cls: str | None = None, attr: str | None = None):
+        if val.kind in ("var", "module", "watched") and isinstance(val.ref, (VarInfo, str)):
+            key = val.ref.id if isinstance(val.ref, VarInfo) else val.ref
+            if key not in self.facts.origin_names:
+                self.facts.origin_names[key] = name
+                if isinstance(val.ref, VarInfo):
+                    val.ref.name = name
+                    val.ref.cls = cls
+                    val.ref.attr = attr
+
+    def on_attr_store(self, target, base, val, stmt):
+        if base.kind == "instance" and isinstance(base.ref, ClassInfo):
+            self._name_origin(val, f"{base.ref.node.name}.{target.attr}", base.ref.node.name, target.attr)
+        super().on_attr_store(target, base, val, stmt)
+
+    # ------------------------------------------------------------- tapes
+    def with_enter(self, item, val):
+        if val.kind == "tape" and isinstance(val.ref, TapeInfo):
+            tape = val.ref
+            with_node = self.parents.get(item)
+            if isinstance(with_node, ast.With):
+                tape.with_node = with_node
+            if isinstance(item.optional_vars, ast.Name):
+                tape.name = item.optional_vars.id
+            elif isinstance(item.context_expr, ast.Name):
+                tape.name = item.context_expr.id
+            self.tapes.append(tape)
+            return val
+        return None
+
+    def with_exit(self, entered):
+        if entered is not None and self.tapes and self.tapes[-1] is entered.ref:
+            self.tapes.pop()
+
+    def lookup(self, name):
+        val = super().lookup(name)
+        if val is not None and val.kind == "var" and self.tapes and isinstance(val.ref, VarInfo):
+            val.ref.read_in_tape = True
+        return val
+
+    # ------------------------------------------------------------- calls
+    def call(self, node, qual, func, args, kwargs):
+        qual = qual or ""
+        method = func.ref[1] if func.kind == "method" and isinstance(func.ref, tuple) else None
+        base = func.ref[2] if method else None
+        if qual == "tensorflow.Variable" or qual.endswith(("tensorflow.compat.v1.Variable",)):
+            return self.new_variable(node, args, kwargs)
+        if method == "add_weight" or (method == "add_variable" and base is not None and base.kind == "instance"):
+            return self.new_variable(node, args, kwargs, weight=True)
+        if qual == "tensorflow.GradientTape":
+            persistent = kwarg(node, "persistent", 0)
+            is_persistent = not (persistent is None or (isinstance(persistent, ast.Constant) and not persistent.value))
+            tape = self.facts.tapes.get(node)
+            if tape is None:
+                tape = TapeInfo(node, is_persistent)
+                self.facts.tapes[node] = tape
+            return Val(kind="tape", ref=tape)
+        if base is not None and base.kind == "tape" and isinstance(base.ref, TapeInfo):
+            return self.tape_method(node, base.ref, method, args, kwargs)
+        if method in OPTIMIZER_APPLY and args:
+            self.optimizer_apply(node, args[0] if method == "apply_gradients" else join(*args[:1]), args)
+            return Val(kind="unknown")
+        if method == "minimize" and len(args) >= 2:
+            self.facts.optimizer_vars.append((node, args[1]))
+            return Val()
+        if qual in STOP_GRADIENT:
+            return self.cut(node, "tf.stop_gradient", "stop_gradient", args)
+        if qual in PY_FUNCS:
+            return self.cut(node, qual.replace("tensorflow.", "tf."), "numpy", args + list(kwargs.values()))
+        if method == "numpy" and base is not None:
+            return self.cut(node, ".numpy()", "numpy", [base], out="numpy")
+        if method in ("item", "tolist") and base is not None:
+            return self.cut(node, f".{method}()", "python", [base], out="numpy")
+        if qual in ("float", "int", "bool") and args:
+            return self.cut(node, f"{qual}()", "python", args[:1], out="pyfloat" if qual == "float" else "pyint")
+        if qual.startswith(("numpy.", "scipy.", "math.")):
+            return self.cut(node, "np." + qual.split(".", 1)[1] if qual.startswith("numpy.") else qual, "numpy",
+                            args + list(kwargs.values()), out="numpy")
+        if qual.startswith("keras.") or qual.startswith("tensorflow."):
+            return self.tf_call(node, qual, args, kwargs)
+        if func.kind == "module":
+            out = join(func, *(flat(a) for a in args), kind="tensor")
+            return replace(out, dtype="float")
+        if method in ("astype",) and args:
+            if dtype_of(node.args[0], self.names) == "int":
+                return self.cut(node, ".astype(int)", "int_cast", [base])
+        if method in ("assign", "assign_add", "assign_sub") and base is not None:
+            return Val(kind="unknown")
+        return None
+
+    def tf_call(self, node, qual, args, kwargs):
+        tail = qual.rsplit(".", 1)[-1]
+        if qual in ("keras.Sequential", "keras.models.Sequential", "keras.Model", "keras.models.Model",
+                    "keras.Input", "keras.layers.Input") or qual.startswith(("keras.layers.", "keras.applications.")):
+            if qual in ("keras.Input", "keras.layers.Input"):
+                return Val(kind="tensor", dtype="float")
+            return self.new_module(node, args, kwargs)
+        if qual.startswith(("keras.optimizers.", "keras.losses.", "keras.metrics.", "keras.initializers.")):
+            kind = "loss" if ".losses." in qual else "unknown"
+            return Val(kind=kind)
+        if tail == "cast" and len(node.args) >= 2 or (tail == "cast" and kwarg(node, "dtype")):
+            dt = dtype_of(kwarg(node, "dtype", 1), self.names)
+            if dt == "int":
+                return self.cut(node, "tf.cast(..., int)", "int_cast", args[:1], dtype="int")
+            src = flat(args[0]) if args else Val()
+            return Val(src.origins, src.cuts, "tensor", dt)
+        if tail in ARGMAX_LIKE:
+            return self.cut(node, f"tf.{tail}", "int_cast", args[:1], dtype="int")
+        if tail in ZERO_GRAD:
+            return self.cut(node, f"tf.{tail}", "zero_grad", args[:1])
+        if qual in ("tensorflow.GradientTape",):
+            return None
+        vals = [flat(a) for a in args] + [flat(v) for v in kwargs.values()]
+        out = join(*vals, kind="tensor") if vals else Val(kind="tensor")
+        dt = dtype_of(kwarg(node, "dtype"), self.names)
+        if dt is None and tail in ("constant", "convert_to_tensor") and node.args:
+            dt = literal_dtype(node.args[0])
+        return replace(out, kind="tensor", dtype=dt or (out.dtype if out.dtype != "bool" else None), node=node)
+
+    def new_variable(self, node, args, kwargs, weight=False):
+        trainable_node = kwarg(node, "trainable")
+        trainable = not (isinstance(trainable_node, ast.Constant) and trainable_node.value is False)
+        dtype = dtype_of(kwarg(node, "dtype"), self.names)
+        init_node = kwarg(node, "initial_value", None if weight else 0)
+        init = kwargs.get("initial_value") or (args[0] if args and not weight else None)
+        if dtype is None and not weight:
+            dtype = literal_dtype(init_node) or (init.dtype if init is not None else None)
+        if weight and dtype is None:
+            dtype = "float"
+        vid = f"var@{node.lineno}:{node.col_offset}"
+        info = self.facts.variables.get(vid)
+        if info is None:
+            info = VarInfo(vid, node, trainable, dtype)
+            self.facts.variables[vid] = info
+        if info.per_step is None:
+            info.per_step = self.per_step_reason(node)
+        carries = trainable and dtype != "int"
+        return Val(frozenset({vid}) if carries else EMPTY, init.cuts if init is not None else EMPTY, "var",
+                   dtype, node, None, False, False, info)
+
+    def per_step_reason(self, node) -> str | None:
+        if self.lazy_guard(node):
+            return None
+        if self.tapes:
+            return "inside the GradientTape"
+        for fn in reversed(self.stack):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) and fn.name in CALL_METHODS:
+                cls = self.enclosing(fn, (ast.ClassDef,))
+                info = self.classes.get(cls.name) if isinstance(cls, ast.ClassDef) else None
+                if info is not None and self.is_module_class(info):
+                    return f"in `{fn.name}()`, on every call of the layer"
+        loop = self.enclosing(node, (ast.For, ast.While, ast.FunctionDef, ast.AsyncFunctionDef))
+        if isinstance(loop, (ast.For, ast.While)) and self.has_training(loop):
+            return "inside the training loop"
+        fn = self.enclosing(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        if fn is not None and fn.name not in ("__init__", "build") and self.has_training(fn, tape_only=True):
+            return f"in `{fn.name}()`, which runs the GradientTape on every call"
+        return None
+
+    def lazy_guard(self, node) -> bool:
+        cur = self.parents.get(node)
+        while cur is not None and not isinstance(cur, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Module)):
+            if isinstance(cur, (ast.If, ast.IfExp)):
+                text = ast.dump(cur.test)
+                if "None" in text or "built" in text or "hasattr" in text or "not" in text.lower():
+                    return True
+            cur = self.parents.get(cur)
+        return False
+
+    def has_training(self, scope, tape_only=False) -> bool:
+        for sub in ast.walk(scope):
+            if isinstance(sub, ast.Call):
+                q = self.names.qualname(sub.func) or ""
+                if q == "tensorflow.GradientTape":
+                    return True
+                if not tape_only and isinstance(sub.func, ast.Attribute) and sub.func.attr == "apply_gradients":
+                    return True
+        return False
+
+    def new_module(self, node, args, kwargs):
+        mid = f"module@{node.lineno}:{node.col_offset}"
+        inner = join(*(flat(a) for a in args), *(flat(v) for v in kwargs.values())) if (args or kwargs) else Val()
+        trainable_node = kwarg(node, "trainable")
+        if isinstance(trainable_node, ast.Constant) and trainable_node.value is False:
+            return Val(EMPTY, inner.cuts, "module", "float", node, None, False, False, mid)
+        return Val(inner.origins | {mid}, inner.cuts, "module", "float", node, None, False, False, mid)
+
+    def cut(self, node, op, kind, inputs, *, out="tensor", dtype=None) -> Val:
+        src = join(*(flat(v) for v in inputs)) if inputs else Val()
+        origins = frozenset(o for o in src.origins if self.trains(o))
+        cuts = src.cuts
+        if origins:
+            cuts = cuts | {Cut(node, op, kind, origins)}
+        return Val(EMPTY, cuts, out, dtype or src.dtype, node)
+
+    def trains(self, origin: str) -> bool:
+        info = self.facts.variables.get(origin)
+        if info is not None:
+            return info.trainable and info.dtype != "int"
+        return True
+
+    def tape_method(self, node, tape: TapeInfo, method, args, kwargs):
+        if method == "watch" and node.args:
+            expr = node.args[0]
+            names = [e for e in (expr.elts if isinstance(expr, (ast.List, ast.Tuple)) else [expr])]
+            for e in names:
+                key = ast.unparse(e) if hasattr(ast, "unparse") else None
+                if key:
+                    tape.watched.add(key)
+                if isinstance(e, ast.Name):
+                    old = self.lookup(e.id) or Val()
+                    wid = f"watch@{e.lineno}:{e.col_offset}"
+                    self.facts.origin_names.setdefault(wid, e.id)
+                    self.frame.env[e.id] = Val(old.origins | {wid}, old.cuts, "watched", old.dtype, old.node,
+                                               None, False, False, wid)
+            return Val()
+        if method in ("gradient", "jacobian", "batch_jacobian") and args:
+            return self.gradient(node, tape, method, args, kwargs)
+        if method in ("stop_recording", "reset"):
+            return Val()
+        return Val()
+
+    def gradient(self, node, tape, method, args, kwargs):
+        target = args[0]
+        src_node = kwarg(node, "sources", 1)
+        src_val = kwargs.get("sources") or (args[1] if len(args) > 1 else Val())
+        sources = self.source_list(src_node, src_val)
+        meant: set | None = set()
+        for _, val in sources:
+            if isinstance(val.ref, VarInfo):
+                meant.add(val.ref.id)
+            elif val.kind in ("watched", "tensor") and val.origins:
+                meant |= val.origins
+            elif val.kind in ("tensor", "numpy", "pyfloat", "pyint"):
+                continue
+            else:
+                meant = None
+                break
+        loop = self.enclosing(node, (ast.For, ast.While, ast.FunctionDef, ast.Lambda))
+        in_loop = isinstance(loop, (ast.For, ast.While)) and (
+            tape.with_node is None or not self.is_ancestor(loop, tape.with_node))
+        call = GradCall(node, tape, method, flat(target), sources, frozenset(meant) if meant is not None else None,
+                        in_loop, kwarg(node, "unconnected_gradients") is not None)
+        old = self.facts.grad_calls.get(node)
+        if old is not None:
+            call.target = join(old.target, call.target)
+        self.facts.grad_calls[node] = call
+        if all(c.node is not node for c in tape.calls):
+            tape.calls.append(call)
+        else:
+            tape.calls = [call if c.node is node else c for c in tape.calls]
+        for expr, val in sources:
+            if isinstance(val.ref, VarInfo) and node not in val.ref.listed:
+                val.ref.listed.append(node)
+        self.record_lost(call.target, call.meant, node, "gradient")
+        items = tuple((i, Val(kind="grad", ref=call)) for i in range(len(sources))) if src_node is not None and \
+            isinstance(src_node, (ast.List, ast.Tuple)) else None
+        return Val(kind="grads", ref=call, items=items)
+
+    def source_list(self, node, val: Val) -> list:
+        if node is not None and isinstance(node, (ast.List, ast.Tuple)):
+            return [(e, self.eval(e)) for e in node.elts]
+        if val.items is not None:
+            out = []
+            for _, v in val.items:
+                out.extend(self.source_list(None, v) if v.items is not None else [(None, v)])
+            return out
+        return [(node, val)]
+
+    def is_ancestor(self, anc, node) -> bool:
+        cur = node
+        while cur is not None:
+            if cur is anc:
+                return True
+            cur = self.parents.get(cur)
+        return False
+
+    def optimizer_apply(self, node, pairs: Val, args):
+        if pairs.kind == "zip" and isinstance(pairs.ref, tuple) and len(pairs.ref) >= 2:
+            grads, variables = pairs.ref[0], pairs.ref[1]
+            self.facts.optimizer_vars.append((node, variables))
+            call = grads.ref if isinstance(grads.ref, GradCall) else None
+            if call is not None:
+                call.applied = True
+            for _, v in self.source_list(None, variables):
+                if isinstance(v.ref, VarInfo) and node not in v.ref.listed:
+                    v.ref.listed.append(node)
+
+    def record_lost(self, target: Val, meant, sink, sink_kind):
+        for cut in target.cuts:
+            lost = frozenset(o for o in cut.origins
+                             if self.trains(o) and not covered(o, target.origins)
+                             and (meant is None or o in meant))
+            if not lost:
+                continue
+            old = self.facts.lost_cuts.get(cut.node)
+            if old is None:
+                self.facts.lost_cuts[cut.node] = LostCut(cut, lost, sink, sink_kind)
+            else:
+                old.lost = old.lost | lost
+
+    # ------------------------------------------------------------- class sinks
+    def leave_function(self, fn, frame, result, extra):
+        if isinstance(fn, ast.Lambda) or fn.name not in CALL_METHODS or frame.cls is None:
+            return
+        if not self.is_module_class(frame.cls):
+            return
+        own = frozenset(v.id for v in self.facts.variables.values() if v.cls == frame.cls.node.name)
+        own |= frozenset(val.ref for val in frame.cls.attrs.values() if val.kind == "module" and isinstance(val.ref, str))
+        self.record_lost(flat(result), own, fn, "call")
+
+    def attribute(self, node, base):
+        if base.kind in ("module", "instance") and node.attr in (
+                "trainable_variables", "trainable_weights", "variables", "weights"):
+            origins = base.origins
+            if base.kind == "instance" and isinstance(base.ref, ClassInfo):
+                origins = frozenset().union(*(flat(v).origins for v in base.ref.attrs.values())) \
+                    if base.ref.attrs else EMPTY
+            return Val(origins, EMPTY, "varlist", None, None, None, False, False, base)
+        return super().attribute(node, base)
+
+
+def analyze_tf(ctx) -> TFFacts:
+    interp = TFInterp(ctx)
+    interp.run()
+    return interp.facts
+
+
+def tf_facts(ctx) -> TFFacts:
+    return ctx.memo("tensorflow", analyze_tf)

@@ -1,0 +1,93 @@
+"""What PyTorch names mean for the gradient: tables the value flow reads (one place for them)."""
+
+from __future__ import annotations
+
+# Tensor methods that leave autograd: (cut kind, shown op, result kind)
+CUT_METHODS = {
+    "detach": ("detach", ".detach()", "tensor"),
+    "detach_": ("detach", ".detach_()", "tensor"),
+    "item": ("item", ".item()", "number"),
+    "tolist": ("item", ".tolist()", "container"),
+    "numpy": ("numpy", ".numpy()", "array"),
+    "__array__": ("numpy", ".__array__()", "array"),
+}
+# Integer/bool conversions: the result cannot require grad.
+INT_CAST_METHODS = {"long", "int", "short", "byte", "char", "bool"}
+INT_DTYPES = {
+    "torch.int", "torch.int8", "torch.int16", "torch.int32", "torch.int64", "torch.long", "torch.short",
+    "torch.uint8", "torch.bool", "torch.uint16", "torch.uint32", "torch.uint64",
+}
+FLOAT_DTYPES = {"torch.float", "torch.float32", "torch.float64", "torch.double", "torch.float16", "torch.half",
+                "torch.bfloat16", "torch.complex64", "torch.complex128", "torch.cfloat", "torch.cdouble"}
+# Ops whose result carries no gradient at all (None): indices and booleans.
+INDEX_OPS = {"argmax", "argmin", "argsort", "argwhere", "nonzero", "searchsorted", "bucketize", "bincount",
+             "unique", "unique_consecutive", "multinomial", "randint_like", "histc"}
+# Ops with a gradient that is zero almost everywhere.
+ZERO_GRAD_OPS = {"round", "floor", "ceil", "sign", "trunc", "fix", "heaviside", "signbit"}
+COMPARE_METHODS = {"eq", "ne", "lt", "le", "gt", "ge", "greater", "less", "greater_equal", "less_equal",
+                   "not_equal", "equal", "isclose", "isnan", "isinf", "isfinite", "logical_and", "logical_or",
+                   "logical_not", "logical_xor", "allclose", "isneginf", "isposinf"}
+# (values, indices) pairs: values keep the gradient, indices do not.
+VALUES_INDICES_OPS = {"max", "min", "topk", "sort", "kthvalue", "mode", "median", "nanmedian", "cummax", "cummin",
+                      "aminmax"}
+# Tensor-producing ops that save their OUTPUT for backward: modifying it in place breaks backward.
+SAVES_OUTPUT = {"sigmoid", "tanh", "exp", "softmax", "log_softmax", "sqrt", "rsqrt", "relu", "exp2", "expm1",
+                "reciprocal", "silu_not"}
+SAVES_OUTPUT_MODULES = {"torch.nn.Sigmoid", "torch.nn.Tanh", "torch.nn.Softmax", "torch.nn.LogSoftmax",
+                        "torch.nn.ReLU"}
+# In-place tensor methods that do not modify data as far as autograd is concerned.
+NOT_REALLY_INPLACE = {"requires_grad_", "detach_", "retain_grad", "share_memory_", "pin_memory", "record_stream",
+                      "register_hook", "zero_grad", "set_", "resize_", "untyped_storage", "backward"}
+# Factories: create fresh tensors (leaves); `requires_grad=True` makes them trainable leaves.
+FACTORIES = {
+    "tensor", "as_tensor", "asarray", "from_numpy", "zeros", "ones", "empty", "full", "rand", "randn", "randint",
+    "randperm", "arange", "linspace", "logspace", "eye", "zeros_like", "ones_like", "empty_like", "full_like",
+    "rand_like", "randn_like", "randint_like", "normal", "bernoulli", "poisson", "Tensor", "FloatTensor",
+    "DoubleTensor", "LongTensor", "IntTensor", "BoolTensor", "HalfTensor", "ByteTensor", "tril_indices",
+    "triu_indices", "frombuffer", "from_file", "empty_strided", "scalar_tensor", "complex", "polar",
+}
+INT_FACTORIES = {"randint", "randperm", "LongTensor", "IntTensor", "BoolTensor", "ByteTensor", "tril_indices",
+                 "triu_indices", "randint_like"}
+# Constructors that COPY their data out of the graph when given a tensor.
+REWRAP_FACTORIES = {"tensor", "Tensor", "FloatTensor", "DoubleTensor", "HalfTensor", "LongTensor", "IntTensor",
+                    "BoolTensor", "ByteTensor", "cuda.FloatTensor", "cuda.LongTensor", "cuda.DoubleTensor"}
+# Conversions that make a tensor non-leaf (when applied after requires_grad=True).
+NONLEAF_METHODS = {"to", "cuda", "cpu", "double", "float", "half", "bfloat16", "type", "view", "reshape",
+                   "t", "transpose", "permute", "unsqueeze", "squeeze", "expand", "contiguous", "flatten",
+                   "clone", "mul", "div", "add", "sub", "pow", "abs", "exp", "log", "sqrt", "__mul__", "T",
+                   "view_as", "reshape_as", "normal_", "uniform_"}
+PARAM_CONTAINERS = {"torch.nn.ModuleList", "torch.nn.ModuleDict", "torch.nn.ParameterList", "torch.nn.ParameterDict",
+                    "torch.nn.Sequential"}
+GRAD_OFF_CONTEXTS = {"torch.no_grad", "torch.inference_mode", "torch.autograd.no_grad", "torch.autograd.grad_mode.no_grad",
+                     "torch.autograd.inference_mode", "torch.autograd.grad_mode.inference_mode"}
+GRAD_ON_CONTEXTS = {"torch.enable_grad", "torch.autograd.enable_grad", "torch.autograd.grad_mode.enable_grad"}
+SET_GRAD_ENABLED = {"torch.set_grad_enabled", "torch.autograd.set_grad_enabled", "torch.autograd.grad_mode.set_grad_enabled"}
+AUTOGRAD_GRAD = {"torch.autograd.grad"}
+OPTIMIZER_PREFIXES = ("torch.optim.",)
+# Functions from torch.nn.init and friends modify parameters in place under no_grad: fine.
+SAFE_INPLACE_FUNCS_PREFIX = ("torch.nn.init.",)
+# Parameters of built-in layers (for named_parameters() of statically known models).
+BUILTIN_PARAMS = {
+    "Linear": ("weight", "bias"), "Bilinear": ("weight", "bias"), "LazyLinear": ("weight", "bias"),
+    "Conv1d": ("weight", "bias"), "Conv2d": ("weight", "bias"), "Conv3d": ("weight", "bias"),
+    "ConvTranspose1d": ("weight", "bias"), "ConvTranspose2d": ("weight", "bias"),
+    "ConvTranspose3d": ("weight", "bias"), "BatchNorm1d": ("weight", "bias"), "BatchNorm2d": ("weight", "bias"),
+    "BatchNorm3d": ("weight", "bias"), "LayerNorm": ("weight", "bias"), "GroupNorm": ("weight", "bias"),
+    "InstanceNorm1d": (), "InstanceNorm2d": (), "Embedding": ("weight",), "EmbeddingBag": ("weight",),
+    "PReLU": ("weight",), "RMSNorm": ("weight",),
+}
+PARAMETERLESS_LAYERS = {
+    "ReLU", "GELU", "SiLU", "Tanh", "Sigmoid", "Softmax", "LogSoftmax", "Dropout", "Dropout1d", "Dropout2d",
+    "Dropout3d", "Identity", "Flatten", "Unflatten", "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d",
+    "AvgPool2d", "AvgPool3d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d", "AdaptiveMaxPool1d",
+    "AdaptiveMaxPool2d", "LeakyReLU", "ELU", "SELU", "Softplus", "Hardtanh", "Mish", "Hardswish", "Upsample",
+    "MSELoss", "CrossEntropyLoss", "L1Loss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss", "SmoothL1Loss",
+    "HuberLoss", "KLDivLoss", "CosineSimilarity", "PairwiseDistance", "PixelShuffle", "ZeroPad2d",
+    "ConstantPad1d", "ConstantPad2d", "ReflectionPad2d", "ReplicationPad2d", "Softsign", "Tanhshrink",
+    "Threshold", "GLU", "LogSigmoid", "Softmin", "Hardsigmoid", "ReLU6", "CELU", "AlphaDropout",
+    "TripletMarginLoss", "MarginRankingLoss", "CosineEmbeddingLoss", "HingeEmbeddingLoss", "CTCLoss",
+    "PoissonNLLLoss", "GaussianNLLLoss", "MultiLabelSoftMarginLoss", "SoftMarginLoss", "MultiMarginLoss",
+}
+# Names that say "this part is deliberately not trained through this path".
+INTENDED_FROZEN_HINTS = ("target", "teacher", "ema", "momentum", "frozen", "fixed", "old", "ref", "prior",
+                         "avg", "average", "shadow", "vgg", "lpips", "perceptual", "inception")

@@ -1,0 +1,102 @@
+"""What the PyTorch value flow concludes: which cut leaves which trainable thing without gradient."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from gradtrace.analysis import torch_api as api
+from gradtrace.analysis.modules import ModuleContext
+from gradtrace.analysis.torch_flow import DeadCut, Sink, TorchFlow
+from gradtrace.analysis.values import alive_in, display, overlaps
+
+
+@dataclass
+class TorchFacts:
+    flow: TorchFlow
+    module: ModuleContext
+    dead: list[DeadCut] = field(default_factory=list)
+
+    @cached_property
+    def training_sinks(self) -> list[Sink]:
+        return [s for s in self.flow.sinks if s.kind != "output"]
+
+    @cached_property
+    def alive(self) -> frozenset[str]:
+        """Every source that reaches some training sink without a cut."""
+        result: set[str] = set()
+        for sink in self.training_sinks:
+            result |= sink.value.srcs
+        return frozenset(result)
+
+    def dead_cuts(self, *kinds: str) -> list[DeadCut]:
+        return [d for d in self.dead if d.cut.kind in kinds]
+
+    def should_train(self, source: str) -> str:
+        """'yes' | 'maybe' | 'no': is `source` meant to get a gradient?"""
+        flow = self.flow
+        for freeze in flow.freezes:
+            if freeze.frozen and not freeze.conditional and any(overlaps(source, s) for s in freeze.srcs):
+                if not any(not f.frozen and any(overlaps(source, s) for s in f.srcs) for f in flow.freezes):
+                    return "no"
+        known = [o for o in flow.optimizers if o.known]
+        unknown = [o for o in flow.optimizers if not o.known]
+        if any(alive_in(source, o.coverage.srcs) for o in known):
+            return "yes"
+        if known and not unknown:
+            return "no"
+        if unknown:
+            return "maybe"
+        last = display(source).split(".")[-1].lower()
+        whole = display(source).lower()
+        if any(h in whole for h in api.INTENDED_FROZEN_HINTS) or last in ("target", "teacher"):
+            return "no"
+        kind = flow.source_kind.get(source) or flow.source_kind.get(source.split(".")[0])
+        if kind == "param":
+            return "maybe"
+        return "yes"
+
+
+def compute_dead(facts: TorchFacts) -> None:
+    by_cut: dict[int, DeadCut] = {}
+    alive = facts.alive
+    for sink in facts.flow.sinks:
+        reference = sink.value.srcs if sink.kind == "output" else alive
+        for c in sink.value.cuts:
+            lost = sorted(s for s in c.lost if not alive_in(s, reference) and not s.startswith("<"))
+            if not lost:
+                continue
+            verdicts = {s: facts.should_train(s) for s in lost}
+            lost = [s for s in lost if verdicts[s] != "no"]
+            if not lost:
+                continue
+            severity = "warning" if any(verdicts[s] == "yes" for s in lost) else "information"
+            raises = sink.kind != "output" and not sink.value.srcs and not sink.value.opaque
+            existing = by_cut.get(id(c))
+            if existing is None:
+                by_cut[id(c)] = DeadCut(c, lost, severity, sink, raises)
+            else:
+                existing.lost = sorted(set(existing.lost) | set(lost))
+                if severity == "warning":
+                    existing.severity = "warning"
+                if sink.kind != "output" and existing.sink.kind == "output":
+                    existing.sink = sink
+                    existing.raises = raises
+    # Several cuts of the same kind at the same place (e.g. loop passes): keep one.
+    seen = set()
+    for dead in by_cut.values():
+        key = (id(dead.cut.node), dead.cut.kind)
+        if key in seen:
+            continue
+        seen.add(key)
+        facts.dead.append(dead)
+
+
+def analyze_torch(ctx) -> TorchFacts:
+    registry: dict = {}
+    module = ModuleContext(ctx.source, ctx.names, ctx.project, registry)
+    flow = TorchFlow(module)
+    flow.run()
+    facts = TorchFacts(flow, module)
+    compute_dead(facts)
+    return facts

@@ -1,0 +1,85 @@
+"""Shared reporting for the PyTorch rules whose finding is "this cut leaves X without gradient"."""
+
+from __future__ import annotations
+
+import ast
+
+from gradtrace.analysis.torch_flow import DeadCut
+from gradtrace.analysis.values import display
+from gradtrace.findings import Fix, Related
+
+
+def names_phrase(lost: list[str], limit: int = 3) -> str:
+    shown = [f"`{display(s)}`" for s in lost[:limit]]
+    more = len(lost) - limit
+    if more > 0:
+        shown.append(f"{more} more")
+    if len(shown) == 1:
+        return shown[0]
+    return ", ".join(shown[:-1]) + " and " + shown[-1]
+
+
+def cut_message(dead: DeadCut, line: int, where: str = "") -> str:
+    c = dead.cut
+    subject = names_phrase(dead.lost)
+    verb = "get" if len(dead.lost) > 1 else "gets"
+    what = "a zero gradient" if c.zero else "no gradient"
+    target = dead.sink.label
+    cut_what = f" cuts `{c.var}` from `{target}`" if c.var else f" cuts it from `{target}`"
+    if dead.sink.kind == "output":
+        cut_what = f" cuts `{c.var}` from the module's output" if c.var else " cuts it from the module's output"
+    message = f"{subject} {verb} {what}: `{c.op}` on line {line}{where}{cut_what}."
+    if dead.raises and not c.zero:
+        message += " Nothing else in it requires grad, so `backward()` raises \"element 0 of tensors does not require grad\"."
+    return message
+
+
+def report_dead_cuts(ctx, kinds: tuple[str, ...], fix_builder=None, advice: str = "") -> None:
+    facts = ctx.torch
+    this = ctx.source.path
+    for dead in facts.dead_cuts(*kinds):
+        c = dead.cut
+        cut_module = c.module
+        related: list[Related] = []
+        for source_name in dead.lost[:5]:
+            definition = facts.flow.definitions.get(source_name)
+            if definition is not None:
+                node, module = definition
+                related.append(ctx.related(node, f"`{display(source_name)}` is defined here", source=module.source))
+        sink = dead.sink
+        if cut_module is not None and cut_module.path == this:
+            where_node = c.node
+            if sink.kind != "output" and sink.module.path == this:
+                related.append(ctx.related(sink.node, f"differentiated here (`{sink.label}`)"))
+            line = ctx.source.span(where_node).line
+            message = cut_message(dead, line)
+            fix = fix_builder(ctx, dead) if fix_builder else None
+        elif sink.module.path == this and cut_module is not None:
+            where_node = sink.node
+            other = cut_module.source
+            line = other.span(c.node).line
+            rel = other.path.rsplit("/", 1)[-1]
+            related.append(ctx.related(c.node, f"`{c.op}` cuts the graph here", source=other))
+            message = cut_message(dead, line, where=f" of {rel}")
+            fix = None
+        else:
+            continue
+        if advice:
+            message += " " + advice
+        ctx.report(where_node, message, severity=dead.severity, fix=fix, related=related,
+                   data={"lost": [display(s) for s in dead.lost], "op": c.op, "kind": c.kind,
+                         "zero": c.zero})
+
+
+def call_receiver(node: ast.AST) -> ast.AST | None:
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        return node.func.value
+    if isinstance(node, ast.Attribute):
+        return node.value
+    return None
+
+
+def replace_node_fix(ctx, node: ast.AST, text: str, title: str, safe: bool) -> Fix:
+    from gradtrace.fixes.edits import replace_node
+
+    return Fix(title, safe, (replace_node(ctx.source, node, text),))

@@ -1,0 +1,32 @@
+from gradtrace.rules.base import Rule
+
+
+class PartlyAnalysed(Rule):
+    code = "GT002"
+    name = "partly-analysed"
+    summary = "The file is nested too deeply or too large to follow completely; findings may be missing."
+    severity = "information"
+    framework = "any"
+    docs = """
+    ## What it does
+    Says that the value flow stopped before the end of the file: the code is nested too deeply
+    (thousands of parentheses or chained calls) or too long to follow within the time budget.
+
+    ## Why is this bad?
+    Findings after the point where analysis stopped may be missing.
+
+    ## Example
+    A generated file with a 10,000-level nested expression.
+
+    ## Use instead
+    Split generated code into smaller functions, or exclude it with `[tool.gradtrace] exclude`.
+
+    ## Fix safety
+    No automatic fix.
+    """
+
+    def check(self, ctx):
+        if "torch" in ctx.source.frameworks and ctx.torch.flow.incomplete:
+            ctx.report(ctx.source.line_span(1), "Not fully analysed: the file is too large or nested too deeply "
+                       "to follow completely; some findings may be missing.")
+        return ()
