@@ -77,3 +77,49 @@ class LineIndex:
 
     def char_col(self, lineno: int, byte_col: int) -> int:
         return byte_col_to_char_col(self.line(lineno), byte_col)
+
+
+# ---- LSP-facing helpers (the language server converts here and nowhere else) ----------------
+
+
+def span_to_lsp(
+    lines: list[str], line: int, column: int, end_line: int, end_column: int, encoding: str
+) -> tuple[int, int, int, int]:
+    """A 1-based code-point span (a `Finding`, `Edit` or `Related`) -> a 0-based LSP range in `encoding`.
+
+    Returns (start_line, start_character, end_line, end_character). Spans past the end of the
+    document are clamped to its end; an end before the start collapses onto the start.
+    """
+    start = point_to_lsp(lines, line, column, encoding)
+    end = point_to_lsp(lines, end_line, end_column, encoding)
+    if end < start:
+        end = start
+    return (*start, *end)
+
+
+def point_to_lsp(lines: list[str], line: int, column: int, encoding: str) -> tuple[int, int]:
+    """1-based line and code-point column -> 0-based LSP (line, character) in `encoding`, clamped."""
+    if not lines:
+        return (0, 0)
+    if line < 1:
+        return (0, 0)
+    if line > len(lines):
+        last = len(lines) - 1
+        return (last, char_col_to_unit(lines[last], len(lines[last]), encoding))
+    text = lines[line - 1]
+    col = min(max(column - 1, 0), len(text))
+    return (line - 1, char_col_to_unit(text, col, encoding))
+
+
+def lsp_to_point(lines: list[str], line: int, character: int, encoding: str) -> tuple[int, int]:
+    """0-based LSP (line, character) in `encoding` -> 1-based line and code-point column, clamped."""
+    if not lines or line < 0:
+        return (1, 1)
+    if line >= len(lines):
+        return (len(lines), len(lines[-1]) + 1)
+    return (line + 1, unit_to_char_col(lines[line], max(character, 0), encoding) + 1)
+
+
+def unit_length(text: str, encoding: str) -> int:
+    """Length of `text` in `encoding` units (for whole-line LSP ranges)."""
+    return char_col_to_unit(text, len(text), encoding)

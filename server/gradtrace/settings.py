@@ -147,16 +147,185 @@ def load_pyproject_settings(start: str, base: LintSettings | None = None) -> tup
         return base or LintSettings(), f"{path}: {exc}"
 
 
+# ---- Editor / language-server settings ----------------------------------------------------------
+
+LOG_LEVELS = ("error", "warning", "info", "debug")
+RUN_MODES = ("onType", "onSave")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """What an editor can set (the `gradtrace.*` namespace); every field has a default.
+
+    `lint` holds the editor's own lint settings on top of the defaults; `lint_overrides` keeps the
+    `[tool.gradtrace]`-shaped keys the editor set, so they can be laid over a project's
+    pyproject.toml key by key (editor settings win).
+    """
+
+    lint_enable: bool = True
+    lint_run: str = "onType"  # onType | onSave
+    lint_debounce_ms: int = 40
+    lint: LintSettings = field(default_factory=LintSettings)
+    lint_overrides: tuple[tuple[str, object], ...] = ()
+    fix_all: bool = True
+    code_action_fix_violation: bool = True
+    code_action_disable_rule_comment: bool = True
+    probe_enable: bool = True
+    probe_timeout: float = 60.0
+    probe_memory_mb: int = 4096
+    probe_device: str = "cpu"
+    probe_interpreter: tuple[str, ...] = ()  # empty: the server's own interpreter
+    log_level: str = "info"
+
+    def lint_for(self, project_settings: LintSettings) -> LintSettings:
+        """The lint settings for one file: its project's `[tool.gradtrace]`, then the editor's keys."""
+        if not self.lint_overrides:
+            return project_settings
+        try:
+            return lint_settings_from_mapping(dict(self.lint_overrides), base=project_settings)
+        except SettingsError:  # validated when parsed; keep the project's settings if not
+            return project_settings
+
+
+# editor key (camelCase, dotted) -> [tool.gradtrace] key
+_LINT_KEYS = {
+    "lint.select": "select",
+    "lint.ignore": "ignore",
+    "lint.extendIgnore": "extend-ignore",
+    "lint.perFileIgnores": "per-file-ignores",
+    "lint.severity": "severity",
+    "lint.exclude": "exclude",
+}
+
+
+def _flatten(data: dict, prefix: str = "") -> dict:
+    """{"lint": {"select": [...]}} and {"lint.select": [...]} both become {"lint.select": [...]}."""
+    flat: dict = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        # tables whose keys are data (globs, codes), not setting names, stay whole
+        if isinstance(value, dict) and name not in ("lint.perFileIgnores", "lint.severity"):
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _bool(value, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise SettingsError(name, f"expected true or false, got {value!r}")
+
+
+def _number(value, name: str, low: float, high: float, integer: bool = False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SettingsError(name, f"expected a number, got {value!r}")
+    if integer and value != int(value):
+        raise SettingsError(name, f"expected a whole number, got {value!r}")
+    if not low <= value <= high:
+        raise SettingsError(name, f"expected a number from {low:g} to {high:g}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def _choice(value, name: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise SettingsError(name, f"expected one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _device(value, name: str) -> str:
+    if isinstance(value, str) and re.fullmatch(r"cpu|mps|cuda(:\d+)?", value):
+        return value
+    raise SettingsError(name, f"expected 'cpu', 'cuda', 'cuda:N' or 'mps', got {value!r}")
+
+
+def _interpreter(value, name: str) -> tuple[str, ...]:
+    if value is None or value == "" or value == []:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) and v for v in value):
+        return tuple(value)
+    raise SettingsError(name, f"expected a path to a Python interpreter (or [path, args...]), got {value!r}")
+
+
+_SERVER_KEYS = {
+    # editor key -> (field, parser)
+    "lint.enable": ("lint_enable", _bool),
+    "lint.run": ("lint_run", lambda v, n: _choice(v, n, RUN_MODES)),
+    "lint.debounce": ("lint_debounce_ms", lambda v, n: _number(v, n, 0, 5000, integer=True)),
+    "fixAll": ("fix_all", _bool),
+    "codeAction.fixViolation.enable": ("code_action_fix_violation", _bool),
+    "codeAction.disableRuleComment.enable": ("code_action_disable_rule_comment", _bool),
+    "probe.enable": ("probe_enable", _bool),
+    "probe.timeout": ("probe_timeout", lambda v, n: _number(v, n, 1, 3600)),
+    "probe.memory": ("probe_memory_mb", lambda v, n: _number(v, n, 64, 1024 * 1024, integer=True)),
+    "probe.device": ("probe_device", _device),
+    "probe.interpreter": ("probe_interpreter", _interpreter),
+    "interpreter": ("probe_interpreter", _interpreter),
+    "logLevel": ("log_level", lambda v, n: _choice(v, n, LOG_LEVELS)),
+}
+# Keys the editor extension sends for its own use; accepted and ignored here.
+_CLIENT_ONLY_KEYS = ("importStrategy", "trace.server", "path", "showNotifications", "cwd", "workspace", "enable")
+
+
+def server_settings_from_mapping(
+    data: dict | None, namespace: str = "gradtrace"
+) -> tuple[ServerSettings, list[SettingsError]]:
+    """Editor settings -> ServerSettings; each bad or unknown value is reported and left at its default.
+
+    Accepts nested (`{"probe": {"timeout": 30}}`) and dotted (`{"probe.timeout": 30}`) keys; setting
+    names in errors are the user's, e.g. `gradtrace.probe.timeout`.
+    """
+    problems: list[SettingsError] = []
+    if data is None:
+        return ServerSettings(), problems
+    if not isinstance(data, dict):
+        return ServerSettings(), [SettingsError(namespace, f"expected an object, got {type(data).__name__}")]
+    flat = _flatten(data)
+    values: dict = {}
+    overrides: dict = {}
+    # `interpreter` (the editor's Python) applies to the probe unless probe.interpreter says otherwise
+    order = sorted(flat, key=lambda k: k == "probe.interpreter")
+    for key in order:
+        value = flat[key]
+        user_name = f"{namespace}.{key}"
+        if key in _SERVER_KEYS:
+            fname, parse = _SERVER_KEYS[key]
+            try:
+                values[fname] = parse(value, user_name)
+            except SettingsError as exc:
+                problems.append(exc)
+        elif key in _LINT_KEYS:
+            toml_key = _LINT_KEYS[key]
+            try:
+                lint_settings_from_mapping({toml_key: value}, prefix=namespace + ".lint.")
+            except SettingsError as exc:
+                problems.append(SettingsError(user_name, str(exc).split(": ", 1)[-1]))
+            else:
+                overrides[toml_key] = value
+        elif key in _CLIENT_ONLY_KEYS or key.split(".")[0] in _CLIENT_ONLY_KEYS:
+            continue
+        else:
+            problems.append(SettingsError(user_name, "unknown setting, ignored"))
+    lint = lint_settings_from_mapping(overrides) if overrides else LintSettings()
+    settings = ServerSettings(**values, lint=lint,
+                              lint_overrides=tuple(overrides.items()))
+    return settings, problems
+
+
 def field_names(cls) -> list[str]:
     return [f.name for f in fields(cls)]
 
 
 __all__ = [
     "LintSettings",
+    "ServerSettings",
     "SettingsError",
     "field",
     "field_names",
     "lint_settings_from_mapping",
     "load_pyproject_settings",
     "parse_codes",
+    "server_settings_from_mapping",
 ]
