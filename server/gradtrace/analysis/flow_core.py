@@ -151,8 +151,8 @@ class Interp:
         frame = Frame(self.module_env, None)
         self.frames.append(frame)
         self.exec_block(self.tree.body)
-        self.frames.pop()
         self.after_module()
+        self.frames.pop()
         return self
 
     def after_module(self):

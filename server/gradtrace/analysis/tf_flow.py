@@ -259,6 +259,9 @@ class TFInterp(Interp):
                             args + list(kwargs.values()), out="numpy")
         if qual.startswith("keras.") or qual.startswith("tensorflow."):
             return self.tf_call(node, qual, args, kwargs)
+        if func.kind == "callable":
+            vals = [flat(a) for a in args] + [flat(v) for v in kwargs.values()]
+            return replace(join(*vals), kind="tensor") if vals else Val(kind="tensor")
         if func.kind == "module":
             out = join(func, *(flat(a) for a in args), kind="tensor")
             return replace(out, dtype="float")
@@ -277,8 +280,10 @@ class TFInterp(Interp):
                 return Val(kind="tensor", dtype="float")
             return self.new_module(node, args, kwargs)
         if qual.startswith(("keras.optimizers.", "keras.losses.", "keras.metrics.", "keras.initializers.")):
-            kind = "loss" if ".losses." in qual else "unknown"
-            return Val(kind=kind)
+            if tail[:1].isupper():
+                return Val(kind="callable")
+            vals = [flat(a) for a in args] + [flat(v) for v in kwargs.values()]
+            return replace(join(*vals), kind="tensor") if vals else Val(kind="tensor")
         if tail == "cast" and len(node.args) >= 2 or (tail == "cast" and kwarg(node, "dtype")):
             dt = dtype_of(kwarg(node, "dtype", 1), self.names)
             if dt == "int":

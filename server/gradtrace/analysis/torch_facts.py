@@ -10,6 +10,9 @@ from gradtrace.analysis.modules import ModuleContext
 from gradtrace.analysis.torch_flow import DeadCut, Sink, TorchFlow
 from gradtrace.analysis.values import alive_in, display, overlaps
 
+# Leaving tensor land on the path is wrong even when another path still carries some gradient.
+PARTIAL_KINDS = ("item", "math", "numpy", "rewrap")
+
 
 @dataclass
 class TorchFacts:
@@ -61,20 +64,26 @@ def compute_dead(facts: TorchFacts) -> None:
     by_cut: dict[int, DeadCut] = {}
     alive = facts.alive
     for sink in facts.flow.sinks:
-        reference = sink.value.srcs if sink.kind == "output" else alive
         for c in sink.value.cuts:
+            # A source another training step still reaches is cut on purpose here (GAN, actor-critic),
+            # except when grad mode was switched off for the whole process.
+            reference = sink.value.srcs if sink.kind == "output" or c.kind == "grad_disabled" else alive
             lost = sorted(s for s in c.lost if not alive_in(s, reference) and not s.startswith("<"))
+            partial = False
+            if not lost and c.kind in PARTIAL_KINDS:
+                lost = sorted(s for s in c.lost if not s.startswith("<"))
+                partial = True
             if not lost:
                 continue
             verdicts = {s: facts.should_train(s) for s in lost}
             lost = [s for s in lost if verdicts[s] != "no"]
             if not lost:
                 continue
-            severity = "warning" if any(verdicts[s] == "yes" for s in lost) else "information"
+            severity = "warning" if any(verdicts[s] == "yes" for s in lost) and not partial else "information"
             raises = sink.kind != "output" and not sink.value.srcs and not sink.value.opaque
             existing = by_cut.get(id(c))
             if existing is None:
-                by_cut[id(c)] = DeadCut(c, lost, severity, sink, raises)
+                by_cut[id(c)] = DeadCut(c, lost, severity, sink, raises, partial)
             else:
                 existing.lost = sorted(set(existing.lost) | set(lost))
                 if severity == "warning":

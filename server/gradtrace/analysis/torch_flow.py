@@ -128,6 +128,7 @@ class DeadCut:
     severity: str  # warning | information
     sink: Sink
     raises: bool = False  # nothing else reaches the sink: backward() raises
+    partial: bool = False  # the source still gets part of its gradient through another path
 
 
 @dataclass
@@ -1276,6 +1277,14 @@ class TorchFlow:
     def tensor_method(self, receiver: Value, method: str, node: ast.Call, frame: Frame, args, kwargs) -> Value:
         module = frame.module
         var = _text(node.func.value)
+        if method in ("numpy", "tolist") and not receiver.srcs and receiver.cuts and receiver.cuts[-1].kind == "detach" \
+                and _contains(node.func.value, receiver.cuts[-1].node):
+            last = receiver.cuts[-1]
+            kind = "numpy" if method == "numpy" else "item"
+            round_trip = Cut(node, kind, f"{last.op}...{'.numpy()' if method == 'numpy' else '.tolist()'}", last.lost,
+                             last.var, False, last.module)
+            return Value("array" if method == "numpy" else "container", cuts=receiver.cuts[:-1] + (round_trip,),
+                         opaque=receiver.opaque)
         if method in api.CUT_METHODS:
             kind, op, result_kind = api.CUT_METHODS[method]
             result = cut(replace(receiver, leaf=False), node, kind, op, var=var, result_kind=result_kind,
@@ -1365,6 +1374,10 @@ TENSOR_ATTRS = {"data", "grad", "T", "mT", "H", "values", "indices"}
 TENSOR_METHODS_HINT = {"view", "reshape", "mean", "sum", "pow", "exp", "log", "squeeze", "unsqueeze", "flatten",
                        "transpose", "permute", "softmax", "log_softmax", "sigmoid", "tanh", "relu", "matmul", "mm",
                        "bmm", "gather", "expand", "repeat", "norm", "abs", "clamp", "clamp_min", "to", "float"}
+
+
+def _contains(tree: ast.AST, node: ast.AST) -> bool:
+    return any(sub is node for sub in ast.walk(tree))
 
 
 def _is_zero(node: ast.AST) -> bool:

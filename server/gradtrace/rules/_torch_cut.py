@@ -29,6 +29,10 @@ def cut_message(dead: DeadCut, line: int, where: str = "") -> str:
     if dead.sink.kind == "output":
         cut_what = f" cuts `{c.var}` from the module's output" if c.var else " cuts it from the module's output"
     message = f"{subject} {verb} {what}: `{c.op}` on line {line}{where}{cut_what}."
+    if dead.partial:
+        verb = "lose" if len(dead.lost) > 1 else "loses"
+        message = (f"{subject} {verb} part of the gradient: `{c.op}` on line {line}{where} leaves tensor land, "
+                   f"so the path through `{c.var or 'it'}` contributes nothing to `{target}`.")
     if dead.raises and not c.zero:
         message += " Nothing else in it requires grad, so `backward()` raises \"element 0 of tensors does not require grad\"."
     return message

@@ -1,0 +1,451 @@
+"""JAX value flow: which arguments `jax.grad`/`value_and_grad`/`vjp` differentiate, what is traced, what cuts.
+
+Differentiated arguments (by `argnums`) are origins named by their parameter and pytree keys
+(`params.w1`); `jax.jit`/`vmap` make every non-static argument an abstract tracer. The interpreter
+evaluates each differentiated or jitted function at its call sites (with the real arguments, so an
+int leaf in a params dict built elsewhere is seen) and once on its own, and records:
+cuts that disconnect a differentiated argument from the function's output, integer inputs, tracer
+conversions (`float()`, `np.asarray`, `.item()`, `.tolist()`), Python control flow on abstract
+tracers, in-place item assignment on arrays, reverse-mode through `while_loop`, and which variable
+the resulting gradients update (to check `argnums`).
+
+`jax_facts(ctx)` returns the `JaxFacts` shared by the GT3xx rules.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field, replace
+
+from gradtrace.analysis.flow_core import EMPTY, Cut, FuncRef, Interp, Val, covered, flat, join, kwarg
+from gradtrace.analysis.tf_flow import dtype_of, literal_dtype
+
+GRAD_FUNCS = {"jax.grad": "grad", "jax.value_and_grad": "value_and_grad", "jax.jacrev": "jacrev",
+              "jax.jacfwd": "jacfwd", "jax.hessian": "hessian", "equinox.filter_grad": "grad",
+              "equinox.filter_value_and_grad": "value_and_grad"}
+JIT_FUNCS = {"jax.jit": "jit", "jax.vmap": "vmap", "jax.pmap": "pmap", "equinox.filter_jit": "jit"}
+STOP = {"jax.lax.stop_gradient", "jax.numpy.stop_gradient"}
+ZERO_GRAD = {"round", "floor", "ceil", "sign", "rint", "trunc", "fix"}
+ARGMAX_LIKE = {"argmax", "argmin", "argsort", "searchsorted", "digitize", "nonzero", "argwhere"}
+FLOAT_CTORS = {"zeros", "ones", "empty", "full", "zeros_like", "ones_like", "eye", "linspace", "identity"}
+PARTIAL = {"partial", "functools.partial"}
+TREE_MAP = {"jax.tree_util.tree_map", "jax.tree_map", "jax.tree.map"}
+
+
+@dataclass(eq=False)
+class GradFn:
+    fn: Val  # a func / partial value
+    argnums: tuple | None  # None: not a constant
+    mode: str
+    node: ast.AST
+    jit: bool = False
+    has_aux: bool = False
+    argnums_node: ast.AST | None = None
+    static: frozenset = EMPTY
+
+
+@dataclass(eq=False)
+class JitFn:
+    fn: Val
+    mode: str
+    node: ast.AST
+    static: frozenset = EMPTY  # static positions and names
+
+
+@dataclass
+class Event:
+    node: ast.AST
+    message_parts: dict = field(default_factory=dict)
+
+
+@dataclass
+class JaxFacts:
+    lost_cuts: dict = field(default_factory=dict)  # cut node -> (Cut, lost origins, GradFn)
+    int_args: dict = field(default_factory=dict)  # node -> (what, GradFn, call node)
+    conversions: dict = field(default_factory=dict)  # node -> (op, severity, why)
+    control_flow: dict = field(default_factory=dict)  # test node -> (what, transform)
+    inplace: dict = field(default_factory=dict)  # stmt -> (target name)
+    while_loops: dict = field(default_factory=dict)  # node -> op
+    argnums: dict = field(default_factory=dict)  # grad call node -> (updated name, position, GradFn, why)
+    grad_calls: list = field(default_factory=list)
+
+
+def const_argnums(node: ast.AST | None):
+    if node is None:
+        return (0,)
+    if isinstance(node, ast.Constant) and isinstance(node.value, int):
+        return (node.value,)
+    if isinstance(node, (ast.Tuple, ast.List)) and all(
+            isinstance(e, ast.Constant) and isinstance(e.value, int) for e in node.elts):
+        return tuple(e.value for e in node.elts)
+    return None
+
+
+def static_of(node: ast.Call) -> frozenset:
+    out = set()
+    for name in ("static_argnums", "static_argnames"):
+        v = kwarg(node, name)
+        if v is None:
+            continue
+        elts = v.elts if isinstance(v, (ast.Tuple, ast.List)) else [v]
+        out |= {e.value for e in elts if isinstance(e, ast.Constant)}
+    return frozenset(out)
+
+
+class JaxInterp(Interp):
+    framework = "jax"
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.facts = JaxFacts()
+        self.contexts: list = []  # active transforms: ("grad", GradFn) | ("jit", JitFn)
+        self.gradfns: dict = {}  # node -> GradFn
+        self.jitfns: dict = {}
+        self.called: set = set()
+
+    def context_key(self):
+        return tuple(id(c[1]) for c in self.contexts)
+
+    # ------------------------------------------------------------- transforms
+    def transform(self, node: ast.Call, qual: str, args, kwargs) -> Val | None:
+        if qual in GRAD_FUNCS and (args or kwarg(node, "fun") is not None):
+            fn = args[0] if args else kwargs.get("fun")
+            argnums_node = kwarg(node, "argnums", 1)
+            has_aux = kwarg(node, "has_aux")
+            if fn.kind == "gradfn":  # grad of grad: differentiate the inner function again
+                inner = fn.ref
+                return Val(kind="gradfn", ref=GradFn(inner.fn, const_argnums(argnums_node), GRAD_FUNCS[qual], node,
+                                                     inner.jit, False, argnums_node))
+            gf = self.gradfns.get(node) or GradFn(fn, const_argnums(argnums_node), GRAD_FUNCS[qual], node,
+                                                 has_aux=isinstance(has_aux, ast.Constant) and bool(has_aux.value),
+                                                 argnums_node=argnums_node)
+            self.gradfns[node] = gf
+            return Val(kind="gradfn", ref=gf)
+        if qual in JIT_FUNCS and args:
+            fn = args[0]
+            mode = JIT_FUNCS[qual]
+            if fn.kind == "gradfn":
+                g = fn.ref
+                gf = GradFn(g.fn, g.argnums, g.mode, g.node, True, g.has_aux, g.argnums_node, static_of(node))
+                self.gradfns.setdefault(node, gf)
+                return Val(kind="gradfn", ref=gf)
+            jf = self.jitfns.get(node) or JitFn(fn, mode, node, static_of(node))
+            self.jitfns[node] = jf
+            return Val(kind="jitfn", ref=jf)
+        return None
+
+    def decorate(self, dec, val):
+        target = dec.func if isinstance(dec, ast.Call) else dec
+        qual = self.names.qualname(target) or ""
+        if qual in PARTIAL and isinstance(dec, ast.Call) and dec.args:
+            inner = self.names.qualname(dec.args[0]) or ""
+            fake = ast.Call(func=dec.args[0], args=[], keywords=dec.keywords)
+            ast.copy_location(fake, dec)
+            fake.end_lineno, fake.end_col_offset = dec.end_lineno, dec.end_col_offset
+            return self.transform(fake, inner, [val], {}) or val
+        if qual in GRAD_FUNCS or qual in JIT_FUNCS:
+            call = dec if isinstance(dec, ast.Call) else ast.Call(func=dec, args=[], keywords=[])
+            if not isinstance(dec, ast.Call):
+                ast.copy_location(call, dec)
+                call.end_lineno, call.end_col_offset = dec.end_lineno, dec.end_col_offset
+            return self.transform(call, qual, [val], {}) or val
+        return val
+
+    def underlying(self, fn: Val):
+        """(FuncRef, bound leading args) of a function value, or (None, [])."""
+        bound: list = []
+        while fn.kind == "partial" and isinstance(fn.ref, tuple):
+            bound = list(fn.ref[1]) + bound
+            fn = fn.ref[0]
+        if fn.kind == "func" and isinstance(fn.ref, FuncRef):
+            if fn.ref.self_val is not None:
+                bound = [fn.ref.self_val] + bound
+            return fn.ref, bound
+        if fn.kind == "jitfn":
+            return self.underlying(fn.ref.fn)
+        return None, []
+
+    def call_gradfn(self, node, gf: GradFn, args, kwargs, standalone=False):
+        ref, bound = self.underlying(gf.fn)
+        starred = any(isinstance(a, ast.Starred) for a in getattr(node, "args", []))
+        argnums = gf.argnums if gf.argnums is not None else (0,)
+        vals = []
+        names = self.params(ref.node) if ref is not None else []
+        for i, arg in enumerate(args):
+            pos = i + len(bound)
+            pname = names[pos] if pos < len(names) else f"arg{i}"
+            if not standalone and i in argnums and not starred:
+                self.check_int(arg, gf, node, pname, node.args[i] if i < len(node.args) else node)
+            if i in argnums and not (starred and i >= self.first_star(node)):
+                vals.append(Val(frozenset({pname}), EMPTY, self.array_kind(arg), "float", None, None, True,
+                                gf.jit, None, True))
+            else:
+                vals.append(self.trace(arg, gf.jit and i not in gf.static))
+        if ref is None:
+            self.facts.grad_calls.append((node, gf, None))
+            return Val(kind="grads")
+        result = self.invoke(ref, bound + vals, {k: self.trace(v, gf.jit and k not in gf.static)
+                                                 for k, v in kwargs.items()},
+                             call_node=node, extra=(("grad", gf),))
+        self.facts.grad_calls.append((node, gf, result))
+        grads = Val(kind="grads", ref=(gf, node))
+        if gf.mode == "value_and_grad":
+            return Val(kind="seq", items=((0, Val(kind="jarray")), (1, grads)), ref=(gf, node))
+        return grads
+
+    def first_star(self, node):
+        for i, a in enumerate(getattr(node, "args", [])):
+            if isinstance(a, ast.Starred):
+                return i
+        return 10 ** 6
+
+    def array_kind(self, val: Val) -> str:
+        return "jarray" if val.kind in ("jarray", "pyfloat", "numpy") else "unknown"
+
+    def trace(self, val: Val, jit: bool) -> Val:
+        if not jit:
+            return replace(val, origins=EMPTY)
+        if val.kind in ("func", "gradfn", "jitfn", "partial", "str", "none"):
+            return val
+        return replace(val, origins=EMPTY, traced=True, jtraced=True,
+                       items=tuple((k, self.trace(v, True)) for k, v in val.items) if val.items else val.items)
+
+    def check_int(self, arg: Val, gf, call_node, pname, arg_node):
+        for path, leaf in self.leaves(arg, pname):
+            if leaf.dtype == "int" and leaf.kind in ("pyint", "jarray", "numpy", "pybool"):
+                where = leaf.node if leaf.node is not None and leaf.kind != "pyint" else (
+                    leaf.node if leaf.node is not None else arg_node)
+                self.facts.int_args.setdefault(where, (path, gf, call_node, leaf))
+
+    def leaves(self, val: Val, path: str, depth=0):
+        if val.items is not None and depth < 6:
+            for k, v in val.items:
+                yield from self.leaves(v, f"{path}[{k!r}]" if isinstance(k, str) else f"{path}[{k}]", depth + 1)
+        else:
+            yield path, val
+
+    def call_jitfn(self, node, jf: JitFn, args, kwargs):
+        ref, bound = self.underlying(jf.fn)
+        if ref is None:
+            return None
+        names = self.params(ref.node)
+        vals = []
+        for i, a in enumerate(args):
+            pos = i + len(bound)
+            static = i in jf.static or (pos < len(names) and names[pos] in jf.static)
+            vals.append(self.trace(a, not static))
+        kw = {k: self.trace(v, k not in jf.static) for k, v in kwargs.items()}
+        return self.invoke(ref, bound + vals, kw, call_node=node, extra=(("jit", jf),))
+
+    def enter_function(self, fn, frame, args, kwargs, extra):
+        for ctx in extra:
+            self.contexts.append(ctx)
+
+    def leave_function(self, fn, frame, result, extra):
+        for kind, obj in extra:
+            if kind == "grad":
+                target = flat(result.item(0)) if obj.has_aux and result.items else flat(result)
+                for cut in target.cuts:
+                    lost = frozenset(o for o in cut.origins if not covered(o, target.origins))
+                    if lost:
+                        old = self.facts.lost_cuts.get(cut.node)
+                        self.facts.lost_cuts[cut.node] = (cut, (old[1] if old else EMPTY) | lost, obj)
+            if self.contexts and self.contexts[-1][1] is obj:
+                self.contexts.pop()
+
+    @property
+    def jitting(self):
+        return any(k == "jit" or getattr(o, "jit", False) for k, o in self.contexts)
+
+    # ------------------------------------------------------------- calls
+    def call(self, node, qual, func, args, kwargs):
+        qual = qual or ""
+        method = func.ref[1] if func.kind == "method" and isinstance(func.ref, tuple) else None
+        base = func.ref[2] if method else None
+        t = self.transform(node, qual, args, kwargs)
+        if t is not None:
+            return t
+        if func.kind == "gradfn":
+            return self.call_gradfn(node, func.ref, args, kwargs)
+        if func.kind == "jitfn":
+            return self.call_jitfn(node, func.ref, args, kwargs)
+        if func.kind == "partial" and isinstance(func.ref, tuple):
+            inner, bound, bkw = func.ref
+            return self.e_call_val(node, inner, list(bound) + list(args), {**bkw, **kwargs})
+        if qual in PARTIAL and args:
+            return Val(kind="partial", ref=(args[0], tuple(args[1:]), dict(kwargs)))
+        if qual == "jax.vjp" and args:
+            gf = self.gradfns.get(node) or GradFn(args[0], tuple(range(len(args) - 1)), "vjp", node)
+            self.gradfns[node] = gf
+            out = self.call_gradfn(node, gf, args[1:], {})
+            return Val(kind="seq", items=((0, Val(kind="jarray")), (1, Val(kind="func"))), ref=out.ref)
+        if qual in STOP:
+            return self.cut(node, "lax.stop_gradient", "stop_gradient", args[:1])
+        if qual in ("jax.lax.while_loop", "jax.lax.fori_loop"):
+            self.check_loop(node, qual, args)
+            return join(*(flat(a) for a in args if a.kind != "func"), kind="jarray")
+        if qual in TREE_MAP or qual == "optax.apply_updates":
+            self.check_update(node, qual, args)
+        if method == "update" and args and args[0].kind == "grads":
+            return Val(kind="seq", items=((0, args[0]), (1, Val())), ref=args[0].ref)
+        if method in ("item", "tolist") and base is not None and base.traced:
+            return self.convert(node, f".{method}()", base, silent=(method == "item"))
+        if qual in ("float", "int", "bool", "complex") and args and args[0].traced:
+            return self.convert(node, f"{qual}()", args[0])
+        if qual.startswith(("numpy.", "math.", "scipy.")):
+            traced = [a for a in args if a.traced]
+            if traced:
+                return self.convert(node, "np." + qual.split(".", 1)[1] if qual.startswith("numpy.") else qual,
+                                    join(*traced))
+            return join(*args, kind="numpy") if args else Val(kind="numpy")
+        if method == "astype" and node.args and dtype_of(node.args[0], self.names) == "int":
+            return self.cut(node, ".astype(int)", "int_cast", [base], dtype="int")
+        if qual.startswith(("jax.numpy.", "jax.nn.", "jax.random.", "jax.lax.", "jax.scipy.")):
+            return self.jnp_call(node, qual, args, kwargs)
+        return None
+
+    def e_call_val(self, node, func, args, kwargs):
+        if func.kind == "gradfn":
+            return self.call_gradfn(node, func.ref, args, kwargs)
+        if func.kind == "jitfn":
+            return self.call_jitfn(node, func.ref, args, kwargs)
+        return self.default_call(node, None, func, args, kwargs)
+
+    def jnp_call(self, node, qual, args, kwargs):
+        tail = qual.rsplit(".", 1)[-1]
+        if tail in ARGMAX_LIKE:
+            return self.cut(node, f"jnp.{tail}", "int_cast", args[:1], dtype="int")
+        if tail in ZERO_GRAD:
+            return self.cut(node, f"jnp.{tail}", "zero_grad", args[:1])
+        if qual == "jax.random.split" or qual == "jax.random.PRNGKey" or qual == "jax.random.key":
+            return Val(kind="key")
+        dtype = dtype_of(kwarg(node, "dtype"), self.names)
+        if dtype is None:
+            if tail in ("array", "asarray") and node.args:
+                dtype = literal_dtype(node.args[0]) or (args[0].dtype if args else None)
+            elif tail in ("arange",):
+                dtype = "int" if all(literal_dtype(a) == "int" for a in node.args) else None
+            elif tail in ("randint", "bernoulli", "choice", "permutation"):
+                dtype = "int" if tail == "randint" else None
+            elif tail in FLOAT_CTORS or qual.startswith("jax.random."):
+                dtype = "float" if not (tail in ("zeros_like", "ones_like", "full") and args) else args[-1 if tail == "full" else 0].dtype
+        vals = [flat(a) for a in args] + [flat(v) for v in kwargs.values()]
+        out = join(*vals, kind="jarray") if vals else Val(kind="jarray")
+        if dtype is None and out.dtype == "bool":
+            dtype = None
+        elif dtype is None:
+            dtype = out.dtype
+        return replace(out, kind="jarray", dtype=dtype, node=node)
+
+    def cut(self, node, op, kind, inputs, dtype=None, out="jarray") -> Val:
+        src = join(*(flat(v) for v in inputs if v is not None)) if inputs else Val()
+        cuts = src.cuts
+        if src.origins:
+            cuts = cuts | {Cut(node, op, kind, src.origins)}
+        return Val(EMPTY, cuts, out, dtype or src.dtype, node, None, src.traced, src.jtraced)
+
+    def convert(self, node, op, val: Val, silent=False):
+        transform = self.transform_name()
+        if silent and not val.jtraced:
+            if val.origins:
+                self.facts.conversions.setdefault(node, (op, "warning", transform))
+            return self.cut(node, op, "python", [val], out="pyfloat")
+        self.facts.conversions.setdefault(node, (op, "error", transform))
+        return self.cut(node, op, "python", [val], out="pyfloat")
+
+    def transform_name(self) -> str:
+        for kind, obj in reversed(self.contexts):
+            if kind == "grad":
+                return f"jax.{obj.mode}" + (" under jax.jit" if obj.jit else "")
+            return f"jax.{obj.mode}"
+        return "a JAX transformation"
+
+    def check_loop(self, node, qual, args):
+        reverse = [o for k, o in self.contexts if k == "grad" and o.mode in ("grad", "value_and_grad", "jacrev",
+                                                                               "hessian", "vjp")]
+        if not reverse:
+            return
+        carry = flat(args[-1]) if args else Val()
+        if not carry.origins and not any(a.origins for a in args):
+            return
+        if qual.endswith("fori_loop") and len(node.args) >= 2 and all(
+                isinstance(a, ast.Constant) or (isinstance(a, ast.Name) and not (self.lookup(a.id) or Val()).traced)
+                for a in node.args[:2]):
+            return
+        self.facts.while_loops.setdefault(node, qual.rsplit(".", 1)[-1])
+
+    def check_update(self, node, qual, args):
+        grads = [i for i, a in enumerate(args) if a.kind == "grads" or (a.items and any(
+            v.kind == "grads" for _, v in a.items))]
+        if not grads:
+            return
+        g = args[grads[0]]
+        ref = g.ref if isinstance(g.ref, tuple) else next((v.ref for _, v in g.items or () if v.kind == "grads"), None)
+        for i, expr in enumerate(node.args):
+            if i not in grads and isinstance(expr, ast.Name) and (qual == "optax.apply_updates" or i > 0):
+                self.record_update(expr.id, ref, node)
+                break
+
+    def record_update(self, name, ref, node):
+        if not isinstance(ref, tuple) or len(ref) != 2:
+            return
+        gf, call_node = ref
+        self.facts.argnums.setdefault(call_node, (name, gf, node))
+
+    def binop(self, a, b, node):
+        out = super().binop(a, b, node)
+        for g, other, other_node in ((b, a, getattr(node, "left", None)), (a, b, getattr(node, "right", None))):
+            if g.kind == "grads":
+                if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Sub) and g is b and isinstance(
+                        other_node, ast.Name):
+                    self.record_update(other_node.id, g.ref, node)
+                if other.kind in ("pyfloat", "pyint", "unknown", "global"):
+                    return Val(kind="grads", ref=g.ref)
+        return out
+
+    def arith_kind(self, a, b):
+        if "jarray" in (a.kind, b.kind) or a.traced or b.traced:
+            return "jarray"
+        return super().arith_kind(a, b)
+
+    def on_test(self, node, val):
+        if val.jtraced and val.kind not in ("static", "func", "str", "none", "key"):
+            self.facts.control_flow.setdefault(node, self.transform_name())
+
+    def on_subscript_store(self, stmt, target, base, val):
+        if base.kind == "jarray" and base.items is None and isinstance(target.value, (ast.Name, ast.Attribute)):
+            self.facts.inplace.setdefault(stmt, target)
+            return
+        super().on_subscript_store(stmt, target, base, val)
+
+    def after_module(self):
+        super().after_module()
+        for node, gf in list(self.gradfns.items()):
+            ref, bound = self.underlying(gf.fn)
+            if ref is None or (ref.node, gf.argnums) in self.called:
+                continue
+            names = self.params(ref.node)[len(bound):]
+            self.call_gradfn(node, gf, [Val() for _ in names], {}, standalone=True)
+        for node, jf in list(self.jitfns.items()):
+            ref, bound = self.underlying(jf.fn)
+            if ref is not None and ref.node not in self.evaluated:
+                names = self.params(ref.node)[len(bound):]
+                self.call_jitfn(node, jf, [Val() for _ in names], {})
+
+    def invoke(self, ref, args, kwargs, *, call_node=None, standalone=False, extra=()):
+        for kind, obj in extra:
+            if kind == "grad":
+                self.called.add((ref.node, obj.argnums))
+        return super().invoke(ref, args, kwargs, call_node=call_node, standalone=standalone, extra=extra)
+
+
+def analyze_jax(ctx) -> JaxFacts:
+    interp = JaxInterp(ctx)
+    interp.run()
+    facts = interp.facts
+    facts.interp = interp
+    return facts
+
+
+def jax_facts(ctx) -> JaxFacts:
+    return ctx.memo("jax", analyze_jax)

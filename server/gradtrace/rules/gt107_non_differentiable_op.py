@@ -1,0 +1,95 @@
+from gradtrace.rules._torch_cut import report_dead_cuts
+from gradtrace.rules.base import Invalid, Rule, Truth
+
+
+class NonDifferentiableOp(Rule):
+    code = "GT107"
+    name = "non-differentiable-op"
+    summary = "argmax/argmin/indices, comparisons, or round/floor/ceil/sign on the loss path."
+    docs = """
+    ## What it does
+    Finds operations with no useful gradient between trainable parameters and the loss: indices
+    (`argmax`, `argmin`, `topk(...).indices`, `max(dim)[1]`, `one_hot(argmax)`), comparisons and masks
+    (`pred > 0.5`, `a == b`), and step functions (`round`, `floor`, `ceil`, `sign`, `trunc`).
+
+    ## Why is this bad?
+    Indices and booleans carry no gradient at all (`None`; if nothing else in the loss requires grad,
+    `backward()` raises). Step functions have a gradient of zero almost everywhere, so the parameters
+    before them get a zero gradient and never move. Using the *values* (`max(dim).values`,
+    `topk(...).values`) or indexing a tensor with the indices (`z[idx]`) is differentiable and fine.
+
+    ## Example
+    ```python
+    w_bin = torch.sign(self.weight)
+    return F.linear(x, w_bin, self.bias)
+    ```
+
+    ## Use instead
+    ```python
+    w_bin = self.weight + (torch.sign(self.weight) - self.weight).detach()  # straight-through
+    return F.linear(x, w_bin, self.bias)
+    ```
+
+    ## Fix safety
+    No automatic fix: choose a differentiable surrogate (softmax weights, Gumbel-softmax, a sigmoid
+    instead of a threshold) or a straight-through estimator.
+    """
+    valid = (
+        """
+        import torch
+        import torch.nn as nn
+
+        net = nn.Linear(4, 3)
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        z = net(torch.randn(4))
+        idx = z.argmax()
+        loss = -z[idx]
+        loss.backward()
+        acc = (z.argmax() == 1).float()
+        """,
+        """
+        import torch
+        import torch.nn as nn
+
+        net = nn.Linear(4, 6)
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        h = net(torch.randn(2, 4))
+        top = h.topk(2, dim=1).values
+        best, _ = h.max(dim=1)
+        loss = top.sum() + best.sum()
+        loss.backward()
+        """,
+    )
+    invalid = (
+        Invalid(
+            """
+            import torch
+
+            w = torch.randn(4, 3, requires_grad=True)
+            b = torch.zeros(3, requires_grad=True)
+            x = torch.randn(5, 4)
+            out = x @ torch.sign(w) + b  # expect: GT107
+            out.pow(2).mean().backward()
+            """,
+            truth=Truth(grads={"w": "zero"}),
+        ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+            import torch.nn.functional as F
+
+            net = nn.Linear(4, 3)
+            opt = torch.optim.SGD(net.parameters(), lr=0.1)
+            logits = net(torch.randn(6, 4))
+            pred = logits.argmax(1).float()  # expect: GT107
+            loss = F.l1_loss(pred, torch.ones(6))
+            loss.backward()
+            """,
+            truth=Truth(raises=("RuntimeError", "does not require grad")),
+        ),
+    )
+
+    def check(self, ctx):
+        report_dead_cuts(ctx, ("index", "compare", "zero"))
+        return ()

@@ -1,0 +1,91 @@
+from gradtrace.rules._torch_cut import report_dead_cuts
+from gradtrace.rules.base import Invalid, Rule, Truth
+
+
+class NoGradHelper(Rule):
+    code = "GT110"
+    name = "no-grad-helper-on-path"
+    summary = "A helper decorated with `@torch.no_grad()` / `@torch.inference_mode()` is called on the loss path."
+    docs = """
+    ## What it does
+    Finds calls to functions decorated with `@torch.no_grad()` or `@torch.inference_mode()` whose
+    result the loss uses, when their inputs come from parameters that should train.
+
+    ## Why is this bad?
+    The decorator disables gradient recording for everything inside the helper: its result has no
+    history, so the layers that produced its input get no gradient. The decorator is invisible at
+    the call site, which makes this hard to spot.
+
+    ## Example
+    ```python
+    @torch.no_grad()
+    def normalize(x):
+        return (x - x.mean()) / x.std()
+
+    def forward(self, x):
+        return self.fc(normalize(self.enc(x)))
+    ```
+
+    ## Use instead
+    ```python
+    def normalize(x):
+        return (x - x.mean()) / x.std()
+    ```
+
+    ## Fix safety
+    No automatic fix: remove the decorator or add an undecorated variant for training code.
+    """
+    valid = (
+        """
+        import torch
+        import torch.nn as nn
+
+
+        @torch.no_grad()
+        def accuracy(logits, y):
+            return (logits.argmax(-1) == y).float().mean()
+
+
+        net = nn.Linear(4, 3)
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        x, y = torch.randn(6, 4), torch.randint(0, 3, (6,))
+        logits = net(x)
+        loss = nn.functional.cross_entropy(logits, y)
+        loss.backward()
+        print(accuracy(logits, y))
+        """,
+    )
+    invalid = (
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            @torch.no_grad()
+            def normalize(x):
+                return (x - x.mean()) / (x.std() + 1e-5)
+
+
+            class Net(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.enc = nn.Linear(4, 8)
+                    self.fc = nn.Linear(8, 1)
+
+                def forward(self, x):
+                    return self.fc(normalize(self.enc(x)))  # expect: GT110
+
+
+            net = Net()
+            opt = torch.optim.SGD(net.parameters(), lr=0.1)
+            loss = net(torch.randn(5, 4)).pow(2).mean()
+            loss.backward()
+            """,
+            truth=Truth(grads={"net.enc.weight": "none"}),
+        ),
+    )
+
+    def check(self, ctx):
+        report_dead_cuts(ctx, ("no_grad_helper",))
+        return ()
