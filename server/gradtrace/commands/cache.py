@@ -10,6 +10,18 @@ from gradtrace import __version__
 from gradtrace.findings import Finding
 
 
+def code_fingerprint() -> str:
+    """Changes whenever gradtrace's own code changes (not only its version number)."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    digest = hashlib.sha1()
+    for directory, _, files in sorted(os.walk(package)):
+        for name in sorted(files):
+            if name.endswith(".py"):
+                st = os.stat(os.path.join(directory, name))
+                digest.update(f"{name}:{st.st_mtime_ns}:{st.st_size}".encode())
+    return digest.hexdigest()[:12]
+
+
 class ResultCache:
     def __init__(self, directory: str, salt: str):
         self.directory = directory
@@ -26,17 +38,23 @@ class ResultCache:
     @classmethod
     def for_root(cls, root: str, settings) -> ResultCache | None:
         directory = os.environ.get("GRADTRACE_CACHE_DIR") or os.path.join(root, ".gradtrace-cache")
-        salt = hashlib.sha1(f"{__version__}|{settings!r}".encode()).hexdigest()[:12]
+        salt = hashlib.sha1(f"{__version__}|{code_fingerprint()}|{settings!r}".encode()).hexdigest()[:12]
         return cls(directory, salt)
 
     @staticmethod
     def _key(path: str) -> str | None:
+        """Content of the file, plus the versions of its neighbours (a model imported from next door)."""
         try:
             with open(path, "rb") as fh:
-                digest = hashlib.sha1(fh.read()).hexdigest()
+                digest = hashlib.sha1(fh.read())
+            directory = os.path.dirname(os.path.abspath(path))
+            for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+                if entry.name.endswith(".py") and entry.path != os.path.abspath(path):
+                    st = entry.stat()
+                    digest.update(f"{entry.name}:{st.st_mtime_ns}:{st.st_size}".encode())
         except OSError:
             return None
-        return f"{os.path.abspath(path)}|{digest}"
+        return f"{os.path.abspath(path)}|{digest.hexdigest()}"
 
     def get(self, path: str) -> list[Finding] | None:
         key = self._key(path)

@@ -677,14 +677,20 @@ class TorchProbe:
                 inplace = (name.endswith("_") and not name.startswith("_")) or name in INPLACE_DUNDER or (
                     "out" in kwargs and kwargs["out"] is not None)
                 pre = None
-                if inplace and ins:
-                    tgt = ins[0]
-                    gf = tgt.grad_fn
-                    pre = (tgt, tgt._version, tuple(tgt.shape), type(gf).__name__ if gf is not None else None,
-                           tgt.is_leaf and tgt.requires_grad)
-                in_tags = tuple(probe.tag_of(t) for t in ins) if ins else ()
+                try:
+                    if inplace and ins:
+                        tgt = ins[0]
+                        gf = tgt.grad_fn
+                        pre = (tgt, tgt._version, tuple(tgt.shape), type(gf).__name__ if gf is not None else None,
+                               tgt.is_leaf and tgt.requires_grad)
+                    in_tags = tuple(probe.tag_of(t) for t in ins) if ins else ()
+                except Exception:  # noqa: BLE001 - never break the user's code
+                    return func(*args, **kwargs)
                 out = func(*args, **kwargs)
-                probe.after_op(name, ins, in_tags, req_in, out, pre, kwargs)
+                try:
+                    probe.after_op(name, ins, in_tags, req_in, out, pre, kwargs)
+                except Exception:  # noqa: BLE001
+                    pass
                 return out
 
         return Recorder()

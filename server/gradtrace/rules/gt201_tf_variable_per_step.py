@@ -1,0 +1,131 @@
+"""GT201: a `tf.Variable` created inside the tape, the training loop or a layer's `call`."""
+
+from __future__ import annotations
+
+from gradtrace.analysis.tf_flow import tf_facts
+from gradtrace.rules.base import Invalid, Rule, Truth
+
+
+class TFVariablePerStep(Rule):
+    code = "GT201"
+    name = "tf-variable-per-step"
+    summary = "A trainable tf.Variable is created anew on every step, so the optimizer never trains it."
+    severity = "warning"
+    framework = "tensorflow"
+    docs = """
+    ## What it does
+    Flags `tf.Variable(...)` (and `add_weight`) calls that run on every training step: inside a
+    `GradientTape` block, inside the loop that runs the tape, in a function that opens the tape, or in
+    a Keras layer's `call()` / a `tf.Module`'s `__call__`.
+
+    ## Why is this bad?
+    TensorFlow 2 *does* record a variable created and read inside a tape, so `tape.gradient` returns a
+    gradient and `apply_gradients` updates it. But the next step creates a fresh variable with the
+    initial value again: whatever the optimizer learned is thrown away, and the loss never improves.
+    In a layer's `call()` the new variable is not even tracked by the model.
+
+    ## Example
+    ```python
+    for step in range(100):
+        with tf.GradientTape() as tape:
+            w = tf.Variable(1.0)
+            loss = (w * x - y) ** 2
+        opt.apply_gradients(zip(tape.gradient(loss, [w]), [w]))
+    ```
+
+    ## Use instead
+    ```python
+    w = tf.Variable(1.0)
+    for step in range(100):
+        with tf.GradientTape() as tape:
+            loss = (w * x - y) ** 2
+        opt.apply_gradients(zip(tape.gradient(loss, [w]), [w]))
+    ```
+    In a layer, create weights in `build()` (or `__init__`) with `self.add_weight`.
+
+    ## Fix safety
+    No automatic fix: moving the creation changes where the variable lives.
+    """
+    valid = (
+        """
+        import tensorflow as tf
+
+        w = tf.Variable(1.0)
+        opt = tf.keras.optimizers.SGD(0.1)
+        for step in range(3):
+            with tf.GradientTape() as tape:
+                loss = (w * 2.0 - 1.0) ** 2
+            opt.apply_gradients(zip(tape.gradient(loss, [w]), [w]))
+        """,
+        """
+        import tensorflow as tf
+
+        class Scale(tf.keras.layers.Layer):
+            def build(self, input_shape):
+                self.w = self.add_weight(shape=(input_shape[-1],), initializer="ones")
+
+            def call(self, x):
+                return x * self.w
+        """,
+        """
+        import tensorflow as tf
+
+        class Lazy(tf.Module):
+            def __init__(self):
+                super().__init__()
+                self.w = None
+
+            def __call__(self, x):
+                if self.w is None:
+                    self.w = tf.Variable(tf.ones([x.shape[-1]]))
+                return x * self.w
+        """,
+    )
+    invalid = (
+        Invalid(
+            """
+            import tensorflow as tf
+
+            x = tf.constant([1.0, 2.0])
+            opt = tf.keras.optimizers.SGD(0.1)
+            losses = []
+            for step in range(3):
+                with tf.GradientTape() as tape:
+                    w = tf.Variable(1.0)  # expect: GT201
+                    loss = tf.reduce_sum((w * x - 3.0) ** 2)
+                grads = tape.gradient(loss, [w])
+                opt.apply_gradients(zip(grads, [w]))
+                losses.append(float(loss))
+            """,
+            truth=Truth(grads={"losses[-1] - losses[0]": "zero"}, framework="tensorflow"),
+        ),
+        Invalid(
+            """
+            import tensorflow as tf
+
+            class Gate(tf.keras.layers.Layer):
+                def call(self, x):
+                    g = tf.Variable(tf.ones([x.shape[-1]]))  # expect: GT201
+                    return x * g
+
+            layer = Gate()
+            out = layer(tf.ones([2, 3]))
+            n_weights = len(layer.trainable_weights)
+            """,
+            truth=Truth(grads={"n_weights": "zero"}, framework="tensorflow"),
+        ),
+    )
+
+    def check(self, ctx):
+        facts = tf_facts(ctx)
+        for info in facts.variables.values():
+            if not info.per_step or not info.trainable:
+                continue
+            name = info.name or "this variable"
+            yield ctx.report(
+                info.node,
+                f"`{name}` is a new tf.Variable created {info.per_step}: each step starts again from its initial "
+                f"value, so what the optimizer learns for it is discarded; create it once (before the loop, or in "
+                f"`__init__`/`build`).",
+                data={"lost": [name]},
+            )
