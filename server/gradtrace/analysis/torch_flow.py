@@ -178,12 +178,14 @@ class TorchFlow:
         self.steps_taken = 0
         self.incomplete = False
         self._seen_optimizer_nodes: set[int] = set()
+        self.globals: dict[str, dict[str, Value]] = {}  # module path -> its top-level names
 
     # ------------------------------------------------------------------ driver
     def run(self) -> None:
         module = self.root
         try:
             frame = Frame(module, {})
+            self.globals[module.path] = frame.env
             self.exec_block(module.source.tree.body, frame)
             for name, node in module.functions.items():
                 if name not in module.called_names:
@@ -406,6 +408,10 @@ class TorchFlow:
             result = cut(result, stmt, "zero", "* 0", zero=True, module=frame.module)
         if target_value is not None and target_value.kind == "container":
             result = replace(join(target_value, value), kind="container")
+        if target_value is not None and target_value.kind == "tensor":
+            if frame.grad_off is not None:
+                return  # an in-place update under no_grad keeps the tensor's own history
+            result = replace(result, leaf=False)
         self.store(stmt.target, self.apply_grad_mode(result, frame), frame)
 
     def exec_expr_stmt(self, stmt: ast.Expr, frame: Frame) -> None:
@@ -598,6 +604,9 @@ class TorchFlow:
         if node.id in frame.env:
             return frame.env[node.id]
         module = frame.module
+        top = self.globals.get(module.path)
+        if top is not None and node.id in top and top is not frame.env:
+            return top[node.id]
         if node.id in module.classes:
             return Value("class", cls=module.classes[node.id])
         found = module.resolve_function(node.id)
@@ -1347,7 +1356,9 @@ class TorchFlow:
             if method in ("zero_", "fill_", "copy_") and method != "copy_":
                 merged = cut(merged, node, "zero", f".{method}()", var=var, zero=True, module=module)
             new_value = replace(merged, leaf=receiver.leaf, name=receiver.name, saved_by=receiver.saved_by)
-            self.store(node.func.value, self.apply_grad_mode(new_value, frame), frame)
+            if frame.grad_off is not None:
+                new_value = receiver  # an update under no_grad keeps the tensor's own history
+            self.store(node.func.value, new_value, frame)
             return new_value
         if method in ("clone", "contiguous") and receiver.kind == "tensor":
             return replace(receiver, leaf=False, name=None, pending=False, saved_by=None)

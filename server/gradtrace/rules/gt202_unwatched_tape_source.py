@@ -67,7 +67,6 @@ class UnwatchedTapeSource(Rule):
             h = w * 2.0
             y = h * h
         dy_dh = tape.gradient(y, h)
-        dy_dw = tape.gradient(y, w) if False else None
         """,
     )
     invalid = (

@@ -1,0 +1,173 @@
+import ast
+
+import libcst as cst
+
+from gradtrace.findings import Fix
+from gradtrace.fixes.edits import enclosing_statement, rewrite_statement
+from gradtrace.rules.base import Invalid, Rule, Truth
+
+OPERATORS = {"add_": cst.Add, "sub_": cst.Subtract, "mul_": cst.Multiply, "div_": cst.Divide}
+AUG_TO_BIN = {cst.AddAssign: cst.Add, cst.SubtractAssign: cst.Subtract, cst.MultiplyAssign: cst.Multiply,
+              cst.DivideAssign: cst.Divide, cst.PowerAssign: cst.Power, cst.MatrixMultiplyAssign: cst.MatrixMultiply}
+
+
+class OutOfPlace(cst.CSTTransformer):
+    """`x.add_(y)` → `x = x + y`, `x.clamp_(0, 1)` → `x = x.clamp(0, 1)`, `x += y` → `x = x + y`."""
+
+    def leave_Expr(self, original, updated):
+        return updated
+
+    def leave_SimpleStatementLine(self, original, updated):
+        body = []
+        for small in updated.body:
+            body.append(self._rewrite(small))
+        return updated.with_changes(body=body)
+
+    def _rewrite(self, small):
+        if isinstance(small, cst.AugAssign) and type(small.operator) in AUG_TO_BIN:
+            op = AUG_TO_BIN[type(small.operator)]()
+            value = cst.BinaryOperation(left=small.target, operator=op, right=_paren_if_needed(small.value))
+            return cst.Assign(targets=[cst.AssignTarget(target=small.target)], value=value)
+        if isinstance(small, cst.Expr) and isinstance(small.value, cst.Call):
+            call = small.value
+            func = call.func
+            if isinstance(func, cst.Attribute) and func.attr.value.endswith("_") and isinstance(
+                func.value, (cst.Name, cst.Attribute)
+            ):
+                target = func.value
+                method = func.attr.value
+                args = [a for a in call.args if not (a.keyword and a.keyword.value == "alpha")]
+                if method in OPERATORS and len(args) == 1 and len(call.args) == 1:
+                    value = cst.BinaryOperation(left=target, operator=OPERATORS[method](),
+                                                right=_paren_if_needed(args[0].value))
+                else:
+                    value = call.with_changes(func=func.with_changes(attr=cst.Name(method[:-1])))
+                return cst.Assign(targets=[cst.AssignTarget(target=target)], value=value)
+        return small
+
+
+def _paren_if_needed(expr):
+    if isinstance(expr, (cst.BinaryOperation, cst.BooleanOperation, cst.IfExp, cst.Lambda, cst.Comparison)):
+        return expr.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+    return expr
+
+
+def out_of_place_fix(ctx, node: ast.AST, stmt: ast.stmt | None, title_var: str) -> Fix | None:
+    if stmt is None:
+        stmt, _ = enclosing_statement(ctx.tree, node)
+    if stmt is None or not isinstance(stmt, (ast.Expr, ast.AugAssign)):
+        return None
+    if isinstance(stmt, ast.Expr) and stmt.value is not node:
+        return None
+    edit = rewrite_statement(ctx.source, stmt, OutOfPlace())
+    if edit is None:
+        return None
+    return Fix(f"Rewrite out of place: `{edit.text.strip()}`", True, (edit,))
+
+
+class InplaceOnLeaf(Rule):
+    code = "GT120"
+    name = "inplace-on-leaf"
+    summary = "In-place operation on a leaf tensor that requires grad, outside `torch.no_grad()`: it raises."
+    severity = "error"
+    docs = """
+    ## What it does
+    Finds in-place operations (`p.add_(...)`, `p += ...`, `p[0] = ...`, `p.zero_()`) on leaf tensors that
+    require grad — parameters and tensors created with `requires_grad=True` — outside `torch.no_grad()`.
+
+    ## Why is this bad?
+    PyTorch refuses it: "a leaf Variable that requires grad is being used in an in-place operation"
+    (or "a view of a leaf Variable that requires grad ..." for indexed writes). Manual updates and
+    initialisation belong under `torch.no_grad()`; forward code should compute out of place.
+    `x = x.clone(); x.add_(1)` is fine: the clone is not a leaf.
+
+    ## Example
+    ```python
+    for p in params:
+        p.add_(torch.randn_like(p) * 0.01)
+    ```
+
+    ## Use instead
+    ```python
+    with torch.no_grad():
+        for p in params:
+            p.add_(torch.randn_like(p) * 0.01)
+    ```
+
+    ## Fix safety
+    The offered fix rewrites the operation out of place (`x = x + y`): safe in the sense that the
+    original line can never run; for parameter updates, wrap the block in `torch.no_grad()` instead.
+    """
+    valid = (
+        """
+        import torch
+
+        w = torch.randn(3, requires_grad=True)
+        with torch.no_grad():
+            w.mul_(0.1)
+        loss = (w * 2).sum()
+        loss.backward()
+        with torch.no_grad():
+            w -= 0.1 * w.grad
+        """,
+        """
+        import torch
+
+        x = torch.randn(3, requires_grad=True)
+        y = x.clone()
+        y.add_(2)
+        y.sum().backward()
+        """,
+    )
+    invalid = (
+        Invalid(
+            """
+            import torch
+
+            w = torch.randn(3, requires_grad=True)
+            w.add_(torch.ones(3))  # expect: GT120
+            loss = (w * 2).sum()
+            loss.backward()
+            """,
+            fixed="""
+            import torch
+
+            w = torch.randn(3, requires_grad=True)
+            w = w + torch.ones(3)  # expect: GT120
+            loss = (w * 2).sum()
+            loss.backward()
+            """,
+            truth=Truth(raises=("RuntimeError", "a leaf Variable that requires grad is being used in an in-place operation")),
+        ),
+        Invalid(
+            """
+            import torch
+
+            W1 = torch.randn(4, 3, requires_grad=True)
+            b1 = torch.zeros(3, requires_grad=True)
+            params = [W1, b1]
+            for p in params:
+                p.add_(torch.randn_like(p) * 0.01)  # expect: GT120
+            loss = (torch.randn(2, 4) @ W1 + b1).sum()
+            loss.backward()
+            """,
+            truth=Truth(raises=("RuntimeError", "a leaf Variable that requires grad is being used in an in-place operation")),
+        ),
+    )
+
+    def check(self, ctx):
+        for event in ctx.torch.flow.inplace:
+            if event.module.path != ctx.path or event.grad_off:
+                continue
+            target = event.target
+            if not (target.leaf and target.srcs):
+                continue
+            fix = out_of_place_fix(ctx, event.node, event.stmt, event.var)
+            ctx.report(
+                event.node,
+                f"`{event.var}` is a leaf tensor that requires grad: `{event.op}` on it raises \"a leaf Variable "
+                "that requires grad is being used in an in-place operation\". Update it under `torch.no_grad()`, "
+                "or compute out of place.",
+                fix=fix,
+            )
+        return ()

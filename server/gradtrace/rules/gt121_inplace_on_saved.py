@@ -1,0 +1,91 @@
+from gradtrace.rules.base import Invalid, Rule, Truth
+from gradtrace.rules.gt120_inplace_on_leaf import out_of_place_fix
+
+
+class InplaceOnSaved(Rule):
+    code = "GT121"
+    name = "inplace-on-saved-tensor"
+    summary = "In-place operation on a tensor that autograd saved for backward: `backward()` raises."
+    severity = "error"
+    docs = """
+    ## What it does
+    Finds in-place operations (`g.mul_(...)`, `h += skip`, `F.relu(h, inplace=True)`) on the output of an
+    operation that saves its result for the backward pass (`sigmoid`, `tanh`, `exp`, `softmax`,
+    `relu`, `sqrt`, ...), while gradients are being recorded.
+
+    ## Why is this bad?
+    The backward of those operations reads their own output. Modifying it in place bumps its version
+    counter, and `backward()` raises "one of the variables needed for gradient computation has been
+    modified by an inplace operation".
+
+    ## Example
+    ```python
+    g = torch.sigmoid(self.gate(x))
+    g.mul_(mask)
+    ```
+
+    ## Use instead
+    ```python
+    g = torch.sigmoid(self.gate(x))
+    g = g * mask
+    ```
+
+    ## Fix safety
+    Safe: the out-of-place form computes the same values and leaves the saved tensor untouched; only
+    code that relies on the aliasing side effect would notice.
+    """
+    valid = (
+        """
+        import torch
+
+        w = torch.randn(3, requires_grad=True)
+        g = torch.sigmoid(w)
+        g = g * 2
+        g.sum().backward()
+        """,
+    )
+    invalid = (
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+            gate = nn.Linear(4, 4)
+            opt = torch.optim.SGD(gate.parameters(), lr=0.1)
+            g = torch.sigmoid(gate(torch.randn(2, 4)))
+            g.mul_(torch.rand(2, 4))  # expect: GT121
+            loss = g.sum()
+            loss.backward()
+            """,
+            fixed="""
+            import torch
+            import torch.nn as nn
+
+            gate = nn.Linear(4, 4)
+            opt = torch.optim.SGD(gate.parameters(), lr=0.1)
+            g = torch.sigmoid(gate(torch.randn(2, 4)))
+            g = g * torch.rand(2, 4)  # expect: GT121
+            loss = g.sum()
+            loss.backward()
+            """,
+            truth=Truth(raises=("RuntimeError", "modified by an inplace operation")),
+        ),
+    )
+
+    def check(self, ctx):
+        for event in ctx.torch.flow.inplace:
+            if event.module.path != ctx.path or event.grad_off:
+                continue
+            target = event.target
+            if target.leaf or not target.srcs or not target.saved_by:
+                continue
+            saver = "the layer" if target.saved_by == "module" else f"`{target.saved_by}`"
+            fix = out_of_place_fix(ctx, event.node, event.stmt, event.var)
+            ctx.report(
+                event.node,
+                f"`{event.var}` was saved by {saver} for the backward pass: `{event.op}` modifies it in place, so "
+                "`backward()` raises \"one of the variables needed for gradient computation has been modified by an "
+                "inplace operation\".",
+                fix=fix,
+            )
+        return ()

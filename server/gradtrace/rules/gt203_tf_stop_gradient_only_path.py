@@ -1,0 +1,118 @@
+"""GT203: `tf.stop_gradient` on the only path from trainable variables to the loss."""
+
+from __future__ import annotations
+
+from gradtrace.analysis.tf_flow import tf_facts
+from gradtrace.rules.base import Invalid, Rule, Truth
+
+
+def lost_message(facts, lost, cut, sink_kind, how):
+    names = ", ".join(f"`{n}`" for n in facts.names(lost))
+    where = "the layer's output" if sink_kind == "call" else "the loss"
+    return (f"{how} on the only path from {names} to {where}, so {names} "
+            f"{'gets' if len(lost) == 1 else 'get'} no gradient (None)")
+
+
+class TFStopGradientOnlyPath(Rule):
+    code = "GT203"
+    name = "tf-stop-gradient-only-path"
+    summary = "tf.stop_gradient cuts trainable variables from the loss on their only path."
+    severity = "warning"
+    framework = "tensorflow"
+    docs = """
+    ## What it does
+    Flags `tf.stop_gradient(...)` when a trainable variable reaches the loss (the target of
+    `tape.gradient`, or the output of a layer's `call`) *only* through it. Stopping the gradient of a
+    target, of EM responsibilities or of a straight-through residual, where the variables still reach
+    the loss by another path, stays quiet.
+
+    ## Why is this bad?
+    `stop_gradient` makes its input a constant for differentiation: every variable behind it gets
+    `None` from `tape.gradient` and is never trained (Keras warns "Gradients do not exist for
+    variables" at best).
+
+    ## Example
+    ```python
+    with tf.GradientTape() as tape:
+        h = tf.stop_gradient(tf.matmul(x, w)) + b
+        loss = tf.reduce_sum(h ** 2)
+    grads = tape.gradient(loss, [w, b])    # grads[0] is None
+    ```
+
+    ## Use instead
+    ```python
+    with tf.GradientTape() as tape:
+        h = tf.matmul(x, w) + b
+        loss = tf.reduce_sum(h ** 2)
+    ```
+    Apply `stop_gradient` only to the branch that must not train (a target, a statistic).
+
+    ## Fix safety
+    No automatic fix: whether the cut is intended is the author's call.
+    """
+    valid = (
+        """
+        import tensorflow as tf
+
+        w = tf.Variable([[0.5], [-0.3]])
+        x = tf.constant([[1.0, 2.0]])
+        with tf.GradientTape() as tape:
+            pred = tf.matmul(x, w)
+            target = tf.stop_gradient(pred * 0.9 + 1.0)
+            loss = tf.reduce_sum((pred - target) ** 2)
+        grads = tape.gradient(loss, [w])
+        """,
+        """
+        import tensorflow as tf
+
+        w = tf.Variable([0.3, 1.7])
+        with tf.GradientTape() as tape:
+            q = w + tf.stop_gradient(tf.round(w) - w)
+            loss = tf.reduce_sum(q ** 2)
+        g = tape.gradient(loss, w)
+        """,
+    )
+    invalid = (
+        Invalid(
+            """
+            import tensorflow as tf
+
+            w = tf.Variable([[0.5], [-0.3]])
+            b = tf.Variable([0.1])
+            x = tf.constant([[1.0, 2.0]])
+            with tf.GradientTape() as tape:
+                h = tf.stop_gradient(tf.matmul(x, w)) + b  # expect: GT203
+                loss = tf.reduce_sum(h ** 2)
+            grads = tape.gradient(loss, [w, b])
+            """,
+            truth=Truth(grads={"grads[0]": "none"}, framework="tensorflow"),
+        ),
+        Invalid(
+            """
+            import tensorflow as tf
+
+            class Gain(tf.keras.layers.Layer):
+                def build(self, input_shape):
+                    self.g = self.add_weight(shape=(input_shape[-1],), initializer="ones")
+
+                def call(self, x):
+                    return x * tf.stop_gradient(self.g)  # expect: GT203
+
+            layer = Gain()
+            x = tf.ones([2, 3])
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(layer(x))
+            grads = tape.gradient(loss, layer.trainable_weights)
+            """,
+            truth=Truth(grads={"grads[0]": "none"}, framework="tensorflow"),
+        ),
+    )
+
+    def check(self, ctx):
+        facts = tf_facts(ctx)
+        for lc in facts.lost_cuts.values():
+            if lc.cut.kind != "stop_gradient":
+                continue
+            msg = lost_message(facts, lc.lost, lc.cut, lc.sink_kind, "`tf.stop_gradient` sits")
+            yield ctx.report(lc.cut.node, msg + "; stop only the branch that must not train.",
+                             data={"lost": facts.names(lc.lost), "op": lc.cut.op})

@@ -1,0 +1,110 @@
+"""GT204: NumPy or Python conversions on the path from trainable variables to the loss."""
+
+from __future__ import annotations
+
+from gradtrace.analysis.tf_flow import tf_facts
+from gradtrace.rules.base import Invalid, Rule, Truth
+from gradtrace.rules.gt203_tf_stop_gradient_only_path import lost_message
+
+
+class NumpyInTape(Rule):
+    code = "GT204"
+    name = "numpy-conversion-in-tape"
+    summary = ".numpy(), NumPy functions, float()/int() or tf.py_function cut trainable variables from the loss."
+    severity = "warning"
+    framework = "tensorflow"
+    docs = """
+    ## What it does
+    Flags `.numpy()`, NumPy/SciPy/`math` functions, `float()`/`int()`, `.item()`/`.tolist()` and
+    `tf.py_function`/`tf.numpy_function` applied to a value that depends on trainable variables, when
+    that value is on the only path from those variables to the loss — also inside helper functions
+    called under the tape. Metrics and logging computed from the same tensors, off the loss path or
+    after `tape.gradient`, stay quiet.
+
+    ## Why is this bad?
+    The tape records TensorFlow operations only. A NumPy array or a Python number carries no history:
+    converting back with `tf.constant`/`tf.convert_to_tensor` makes a new constant, and every variable
+    before the conversion gets a `None` gradient.
+
+    ## Example
+    ```python
+    with tf.GradientTape() as tape:
+        h = np.tanh(w.numpy())
+        loss = tf.reduce_sum(tf.constant(h) ** 2)
+    ```
+
+    ## Use instead
+    ```python
+    with tf.GradientTape() as tape:
+        h = tf.tanh(w)
+        loss = tf.reduce_sum(h ** 2)
+    ```
+    For a NumPy-only operation, wrap it in `@tf.custom_gradient` with a TensorFlow backward.
+
+    ## Fix safety
+    No automatic fix: the TensorFlow equivalent of a NumPy call is not always exact.
+    """
+    valid = (
+        """
+        import numpy as np
+        import tensorflow as tf
+
+        w = tf.Variable([1.0, 2.0])
+        with tf.GradientTape() as tape:
+            pred = w * 3.0
+            loss = tf.reduce_sum(pred ** 2)
+        g = tape.gradient(loss, w)
+        acc = float(np.mean(pred.numpy() > 0))
+        print(loss.numpy(), acc)
+        """,
+        """
+        import tensorflow as tf
+
+        w = tf.Variable([1.0, 2.0])
+        history = []
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(w ** 2)
+            history.append(float(loss))
+        g = tape.gradient(loss, w)
+        """,
+    )
+    invalid = (
+        Invalid(
+            """
+            import numpy as np
+            import tensorflow as tf
+
+            w = tf.Variable([1.0, 2.0])
+            with tf.GradientTape() as tape:
+                h = np.tanh(w.numpy())  # expect: GT204
+                loss = tf.reduce_sum(tf.constant(h) ** 2)
+            g = tape.gradient(loss, w)
+            """,
+            truth=Truth(grads={"g": "none"}, framework="tensorflow"),
+        ),
+        Invalid(
+            """
+            import tensorflow as tf
+
+            w = tf.Variable([1.0, 2.0])
+            b = tf.Variable(0.5)
+
+            def penalty(v):
+                return float(tf.reduce_sum(v ** 2))  # expect: GT204
+
+            with tf.GradientTape() as tape:
+                loss = b * 2.0 + penalty(w)
+            grads = tape.gradient(loss, [w, b])
+            """,
+            truth=Truth(grads={"grads[0]": "none"}, framework="tensorflow"),
+        ),
+    )
+
+    def check(self, ctx):
+        facts = tf_facts(ctx)
+        for lc in facts.lost_cuts.values():
+            if lc.cut.kind not in ("numpy", "python"):
+                continue
+            msg = lost_message(facts, lc.lost, lc.cut, lc.sink_kind, f"`{lc.cut.op}` leaves TensorFlow")
+            yield ctx.report(lc.cut.node, msg + "; use TensorFlow ops on this path.",
+                             data={"lost": facts.names(lc.lost), "op": lc.cut.op})

@@ -1,0 +1,103 @@
+"""GT205: an integer tf.Variable used as a gradient source or handed to the optimizer."""
+
+from __future__ import annotations
+
+from gradtrace.analysis.flow_core import kwarg
+from gradtrace.analysis.tf_flow import tf_facts
+from gradtrace.analysis.tfjax_fixes import float_literal_fix
+from gradtrace.rules.base import Invalid, Rule, Truth
+
+
+class IntegerVariable(Rule):
+    code = "GT205"
+    name = "integer-variable"
+    summary = "A tf.Variable with an integer dtype is differentiated or optimized: its gradient is always None."
+    severity = "warning"
+    framework = "tensorflow"
+    docs = """
+    ## What it does
+    Flags `tf.Variable(0)`, `tf.Variable([1, 2])` or `tf.Variable(..., dtype=tf.int32)` when the variable
+    is a source of `tape.gradient` or is handed to an optimizer. Integer counters that are never
+    differentiated (`step = tf.Variable(0, trainable=False)`) stay quiet.
+
+    ## Why is this bad?
+    `tf.Variable(0)` is `int32`. Tapes only watch floating-point tensors: the gradient is `None`
+    (TensorFlow logs "The dtype of the watched tensor must be floating"), and a `tf.cast` to float in the
+    model does not help — the cast output is a new tensor with no path back to the variable.
+
+    ## Example
+    ```python
+    intercept = tf.Variable(0)
+    ```
+
+    ## Use instead
+    ```python
+    intercept = tf.Variable(0.0)
+    ```
+
+    ## Fix safety
+    The fix turns integer literals of the initial value into float literals (`0` → `0.0`). It is
+    safe: the variable is meant to be trained, which requires a floating dtype.
+    """
+    valid = (
+        """
+        import tensorflow as tf
+
+        step = tf.Variable(0, trainable=False)
+        w = tf.Variable(1.0)
+        with tf.GradientTape() as tape:
+            loss = w * w
+        g = tape.gradient(loss, [w])
+        step.assign_add(1)
+        """,
+        """
+        import tensorflow as tf
+
+        calls = tf.Variable(0)
+        calls.assign_add(1)
+        """,
+    )
+    invalid = (
+        Invalid(
+            """
+            import tensorflow as tf
+
+            slope = tf.Variable(0.5)
+            offset = tf.Variable(1)  # expect: GT205
+            x = tf.constant([1.0, 2.0, 3.0])
+            with tf.GradientTape() as tape:
+                pred = slope * x + tf.cast(offset, tf.float32)
+                loss = tf.reduce_mean((pred - 2.0) ** 2)
+            grads = tape.gradient(loss, [slope, offset])
+            """,
+            fixed="""
+            import tensorflow as tf
+
+            slope = tf.Variable(0.5)
+            offset = tf.Variable(1.0)  # expect: GT205
+            x = tf.constant([1.0, 2.0, 3.0])
+            with tf.GradientTape() as tape:
+                pred = slope * x + tf.cast(offset, tf.float32)
+                loss = tf.reduce_mean((pred - 2.0) ** 2)
+            grads = tape.gradient(loss, [slope, offset])
+            """,
+            truth=Truth(grads={"grads[1]": "none"}, framework="tensorflow"),
+        ),
+    )
+
+    def check(self, ctx):
+        facts = tf_facts(ctx)
+        for info in facts.variables.values():
+            if info.dtype != "int" or not info.trainable or not info.listed:
+                continue
+            name = info.name or "this variable"
+            fix = None
+            if kwarg(info.node, "dtype") is None:
+                fix = float_literal_fix(ctx, kwarg(info.node, "initial_value", 0), f"`{name}`")
+            yield ctx.report(
+                info.node,
+                f"`{name}` is an integer tf.Variable, and tapes only differentiate floating-point variables, so "
+                f"its gradient is always None and it never trains; give it a float initial value or dtype.",
+                fix=fix,
+                data={"lost": [name]},
+            )

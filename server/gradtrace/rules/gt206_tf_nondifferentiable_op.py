@@ -1,0 +1,94 @@
+"""GT206: argmax, integer casts or rounding on the only path from trainable variables to the loss."""
+
+from __future__ import annotations
+
+from gradtrace.analysis.tf_flow import tf_facts
+from gradtrace.rules.base import Invalid, Rule, Truth
+from gradtrace.rules.gt203_tf_stop_gradient_only_path import lost_message
+
+
+class TFNondifferentiableOp(Rule):
+    code = "GT206"
+    name = "tf-nondifferentiable-op"
+    summary = "argmax, an integer cast or rounding cuts trainable variables from the loss."
+    severity = "warning"
+    framework = "tensorflow"
+    docs = """
+    ## What it does
+    Flags `tf.argmax`/`argmin`/`argsort`, `tf.cast(..., tf.int*)`/`bool`, and `tf.round`/`floor`/`ceil`/
+    `sign` when they are on the only path from trainable variables to the loss. Indexing with an argmax
+    (`tf.gather(logits, tf.argmax(...))`) keeps the gradient of the gathered values and stays quiet.
+
+    ## Why is this bad?
+    Integer results have no gradient (`None`); rounding has a zero gradient almost everywhere. The
+    variables before the op never train.
+
+    ## Example
+    ```python
+    pred = tf.cast(tf.argmax(logits, axis=1), tf.float32)
+    loss = tf.reduce_mean((pred - labels) ** 2)
+    ```
+
+    ## Use instead
+    ```python
+    loss = tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+    ```
+    Or a straight-through estimator: `x + tf.stop_gradient(tf.round(x) - x)`.
+
+    ## Fix safety
+    No automatic fix: a differentiable surrogate changes the objective.
+    """
+    valid = (
+        """
+        import tensorflow as tf
+
+        w = tf.Variable([[0.2, 0.8], [0.5, -0.1]])
+        x = tf.constant([[1.0, 1.0]])
+        with tf.GradientTape() as tape:
+            logits = tf.matmul(x, w)
+            best = tf.gather(logits, tf.argmax(logits, axis=1), axis=1, batch_dims=1)
+            loss = tf.reduce_sum(best ** 2)
+        g = tape.gradient(loss, w)
+        """,
+    )
+    invalid = (
+        Invalid(
+            """
+            import tensorflow as tf
+
+            w = tf.Variable([[0.2, 0.8], [0.5, -0.1]])
+            x = tf.constant([[1.0, 1.0]])
+            with tf.GradientTape() as tape:
+                logits = tf.matmul(x, w)
+                pred = tf.cast(tf.argmax(logits, axis=1), tf.float32)  # expect: GT206
+                loss = tf.reduce_sum((pred - 1.0) ** 2)
+            g = tape.gradient(loss, w)
+            """,
+            truth=Truth(grads={"g": "none"}, framework="tensorflow"),
+        ),
+        Invalid(
+            """
+            import tensorflow as tf
+
+            w = tf.Variable([0.3, 1.7])
+            with tf.GradientTape() as tape:
+                q = tf.round(w * 4.0) / 4.0  # expect: GT206
+                loss = tf.reduce_sum((q - 1.0) ** 2)
+            g = tape.gradient(loss, w)
+            """,
+            truth=Truth(grads={"g": "zero"}, framework="tensorflow"),
+        ),
+    )
+
+    def check(self, ctx):
+        facts = tf_facts(ctx)
+        for lc in facts.lost_cuts.values():
+            if lc.cut.kind not in ("int_cast", "zero_grad"):
+                continue
+            how = f"`{lc.cut.op}` has no gradient and sits" if lc.cut.kind == "int_cast" else \
+                f"`{lc.cut.op}` has a zero gradient and sits"
+            msg = lost_message(facts, lc.lost, lc.cut, lc.sink_kind, how)
+            if lc.cut.kind == "zero_grad":
+                msg = msg.replace("no gradient (None)", "a zero gradient")
+            yield ctx.report(lc.cut.node, msg + "; use a differentiable surrogate or a straight-through estimator.",
+                             data={"lost": facts.names(lc.lost), "op": lc.cut.op})
