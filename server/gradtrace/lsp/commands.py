@@ -35,7 +35,7 @@ def _first(args: tuple, *keys: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-async def probe(ls: GradtraceServer, *args):
+async def probe(ls, *args):  # `ls` unannotated: pygls resolves command annotations at run time
     """Run the sandboxed probe on a document; returns the probe's JSON result."""
     uri = _first(args, "uri", "document")
     if not uri:
@@ -43,7 +43,7 @@ async def probe(ls: GradtraceServer, *args):
     return await ls.probe.run(uri)
 
 
-def show_rule_docs(ls: GradtraceServer, *args):
+def show_rule_docs(ls, *args):
     """A rule's documentation (markdown), or the list of rules when no code is given."""
     code = _first(args, "code", "rule")
     if not code:

@@ -594,9 +594,11 @@ class TorchProbe:
         self.inplace: list[dict] = []
         self.optimizers: list[tuple] = []  # (weakref, path, line, class name)
         self.recording = False
+        self.paused = False
         self.step = 0
         self.params: dict[int, dict] = {}  # id(param) -> record
         self.param_objs: dict[int, object] = {}
+        self.by_name: dict[str, dict] = {}
         self.backward_sites: list[tuple] = []
         self.stop_reason = ""
         self.error: dict | None = None
@@ -834,6 +836,21 @@ class TorchProbe:
             return r
 
         torch.optim.Optimizer.__init__ = _opt_init
+        try:
+            from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+
+            def _pre(*_a):
+                probe.paused = probe.recording
+                probe.recording = False
+
+            def _post(*_a):
+                probe.recording = probe.paused
+                probe.paused = False
+
+            register_optimizer_step_pre_hook(_pre)
+            register_optimizer_step_post_hook(_post)
+        except ImportError:
+            pass
 
         orig_backward = torch.autograd.backward
 
@@ -936,6 +953,11 @@ class TorchProbe:
     def add_param(self, name, p, registered) -> None:
         if id(p) in self.params:
             return
+        same = self.by_name.get(name)
+        if same is not None:  # the same variable re-bound to a new tensor in a later step
+            self.params[id(p)] = same
+            self.param_objs[id(p)] = p
+            return
         path, line = None, None
         ds = self.defsite.get(id(p))
         if ds is not None and ds[0]() is p:
@@ -948,6 +970,7 @@ class TorchProbe:
                               "registered": registered, "statuses": [], "cut": None, "kind": "leaf",
                               "why": None}
         self.param_objs[id(p)] = p
+        self.by_name[name] = self.params[id(p)]
 
     def add_nonleaf(self, name, t) -> None:
         """A variable that was meant as a parameter but is not a leaf (`requires_grad=True` then .view/.to/*s)."""
@@ -1490,10 +1513,12 @@ class TorchProbe:
             opt_ids.update(ids)
             opt_list.append({"class": cname, "path": path, "line": line, "params": ids})
         params = []
+        done: set[int] = set()
         for pid, rec in self.params.items():
             sts = rec["statuses"]
-            if not sts:
+            if not sts or id(rec) in done:
                 continue
+            done.add(id(rec))
             grad = "ok" if "ok" in sts else "nonfinite" if "nonfinite" in sts else "zero" if "zero" in sts \
                 else "none"
             p = self.param_objs[pid]

@@ -1,0 +1,156 @@
+import ast
+
+from gradtrace.findings import Edit, Fix
+from gradtrace.rules.base import Invalid, Rule, Truth
+
+WRAPPERS = {
+    ("modules_container", "list"): "ModuleList",
+    ("modules_container", "tuple"): "ModuleList",
+    ("modules_container", "dict"): "ModuleDict",
+    ("params_container", "list"): "ParameterList",
+    ("params_container", "tuple"): "ParameterList",
+    ("params_container", "dict"): "ParameterDict",
+}
+
+
+def nn_prefix(ctx) -> str:
+    for local, qualified in ctx.names.aliases.items():
+        if qualified == "torch.nn":
+            return local
+    for local, qualified in ctx.names.aliases.items():
+        if qualified == "torch":
+            return f"{local}.nn"
+    return "torch.nn"
+
+
+def wrap_fix(ctx, value: ast.expr, wrapper: str) -> Fix | None:
+    if not isinstance(value, (ast.List, ast.ListComp, ast.Tuple, ast.Dict, ast.DictComp)):
+        return None
+    if isinstance(value, ast.Dict) and not all(isinstance(k, ast.Constant) and isinstance(k.value, str)
+                                               for k in value.keys):
+        return None
+    span = ctx.span(value)
+    text = ctx.source.segment(value)
+    if isinstance(value, ast.Tuple) and not text.startswith("("):
+        text = f"[{text}]"
+    elif isinstance(value, ast.Tuple):
+        text = "[" + text[1:-1] + "]"
+    name = f"{nn_prefix(ctx)}.{wrapper}"
+    return Fix(f"Wrap in `{name}`", True, (Edit(span.line, span.column, span.end_line, span.end_column,
+                                               f"{name}({text})"),))
+
+
+class UnregisteredContainer(Rule):
+    code = "GT115"
+    name = "unregistered-container"
+    summary = "A Python list/dict/tuple of layers or parameters in an `nn.Module` is invisible to `.parameters()`."
+    docs = """
+    ## What it does
+    Finds `nn.Module` attributes holding a plain Python `list`, `dict` or `tuple` of layers or
+    parameters (including lists filled with `.append` in `__init__`).
+
+    ## Why is this bad?
+    PyTorch only registers `nn.Module` and `nn.Parameter` attributes. Layers kept in a Python container
+    are missing from `model.parameters()`: the optimizer never updates them, `model.to(device)` does
+    not move them and `state_dict()` does not save them — with no warning.
+
+    ## Example
+    ```python
+    self.blocks = [nn.Linear(d, d) for _ in range(n)]
+    ```
+
+    ## Use instead
+    ```python
+    self.blocks = nn.ModuleList([nn.Linear(d, d) for _ in range(n)])
+    ```
+
+    ## Fix safety
+    Safe: `nn.ModuleList` / `nn.ModuleDict` / `nn.ParameterList` behave like the container for
+    iteration and indexing and register what they hold. (ModuleDict needs string keys; the fix is only
+    offered for dict literals with string keys.)
+    """
+    valid = (
+        """
+        import torch.nn as nn
+
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.blocks = nn.ModuleList([nn.Linear(4, 4) for _ in range(3)])
+                self.sizes = [4, 4, 4]
+
+            def forward(self, x):
+                for block in self.blocks:
+                    x = block(x)
+                return x
+        """,
+    )
+    invalid = (
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            class Net(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.inp = nn.Linear(4, 8)
+                    self.blocks = [nn.Linear(8, 8) for _ in range(2)]  # expect: GT115
+
+                def forward(self, x):
+                    h = self.inp(x)
+                    for block in self.blocks:
+                        h = h + block(h)
+                    return h
+
+
+            net = Net()
+            opt = torch.optim.SGD(net.parameters(), lr=0.1)
+            net(torch.randn(3, 4)).sum().backward()
+            in_optimizer = sum(p.numel() for p in net.parameters())
+            """,
+            fixed="""
+            import torch
+            import torch.nn as nn
+
+
+            class Net(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.inp = nn.Linear(4, 8)
+                    self.blocks = nn.ModuleList([nn.Linear(8, 8) for _ in range(2)])  # expect: GT115
+
+                def forward(self, x):
+                    h = self.inp(x)
+                    for block in self.blocks:
+                        h = h + block(h)
+                    return h
+
+
+            net = Net()
+            opt = torch.optim.SGD(net.parameters(), lr=0.1)
+            net(torch.randn(3, 4)).sum().backward()
+            in_optimizer = sum(p.numel() for p in net.parameters())
+            """,
+            truth=Truth(grads={"[p for p in net.parameters()][-1]": "ok",
+                               "len(list(net.parameters())) == 2": "true"}),
+        ),
+    )
+
+    def check(self, ctx):
+        module = ctx.torch.module
+        for info in module.classes.values():
+            if not info.is_module:
+                continue
+            for attr in info.attrs.values():
+                wrapper = WRAPPERS.get((attr.kind, attr.container or ""))
+                if wrapper is None:
+                    continue
+                what = "layers" if attr.kind == "modules_container" else "parameters"
+                ctx.report(attr.value, f"`self.{attr.name}` keeps {what} in a Python {attr.container}: "
+                           f"`{info.name}.parameters()` does not include them, so the optimizer never trains them "
+                           f"(and `.to(device)` never moves them). Use `nn.{wrapper}`.",
+                           fix=wrap_fix(ctx, attr.value, wrapper))
+        return ()

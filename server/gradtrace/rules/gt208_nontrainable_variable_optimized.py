@@ -1,0 +1,82 @@
+"""GT208: a trainable=False variable used as a gradient source or handed to the optimizer."""
+
+from __future__ import annotations
+
+from gradtrace.analysis.tf_flow import tf_facts
+from gradtrace.rules.base import Invalid, Rule, Truth
+
+
+class NonTrainableVariableOptimized(Rule):
+    code = "GT208"
+    name = "non-trainable-variable-optimized"
+    summary = "A tf.Variable(trainable=False) is differentiated or optimized: the tape never watches it."
+    severity = "warning"
+    framework = "tensorflow"
+    docs = """
+    ## What it does
+    Flags `tf.Variable(..., trainable=False)` (or `add_weight(trainable=False)`) when the variable is
+    listed as a source of `tape.gradient` or handed to `optimizer.apply_gradients`/`minimize`.
+    Non-trainable state updated with `assign` (running statistics, counters) stays quiet.
+
+    ## Why is this bad?
+    Tapes watch only trainable variables automatically. The gradient of a non-trainable variable is
+    `None`, and the optimizer skips it with the warning "Gradients do not exist for variables".
+
+    ## Example
+    ```python
+    b = tf.Variable(0.0, trainable=False)
+    grads = tape.gradient(loss, [w, b])      # grads[1] is None
+    ```
+
+    ## Use instead
+    ```python
+    b = tf.Variable(0.0)
+    ```
+    Or, if it must stay frozen, leave it out of the gradient and optimizer lists.
+
+    ## Fix safety
+    No automatic fix: whether the variable should train is the author's decision.
+    """
+    valid = (
+        """
+        import tensorflow as tf
+
+        w = tf.Variable(1.0)
+        running = tf.Variable(0.0, trainable=False)
+        with tf.GradientTape() as tape:
+            loss = (w * 3.0 - 1.0) ** 2
+        grads = tape.gradient(loss, [w])
+        running.assign(0.9 * running + 0.1 * loss)
+        """,
+    )
+    invalid = (
+        Invalid(
+            """
+            import tensorflow as tf
+
+            w = tf.Variable(1.0)
+            b = tf.Variable(0.0, trainable=False)  # expect: GT208
+            opt = tf.keras.optimizers.SGD(0.1)
+            with tf.GradientTape() as tape:
+                loss = (w * 3.0 + b - 1.0) ** 2
+            grads = tape.gradient(loss, [w, b])
+            opt.apply_gradients(zip(grads, [w, b]))
+            """,
+            truth=Truth(grads={"grads[1]": "none"}, framework="tensorflow"),
+        ),
+    )
+
+    def check(self, ctx):
+        facts = tf_facts(ctx)
+        for info in facts.variables.values():
+            if info.trainable or not info.listed:
+                continue
+            name = info.name or "this variable"
+            first = min(n.lineno for n in info.listed)
+            yield ctx.report(
+                info.node,
+                f"`{name}` is created with trainable=False but is differentiated or optimized on line {first}: the "
+                f"tape does not watch it, so its gradient is None and it never trains; drop trainable=False or "
+                f"leave it out of the list.",
+                data={"lost": [name]},
+            )
