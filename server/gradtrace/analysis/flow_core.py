@@ -157,7 +157,7 @@ class Interp:
 
     def after_module(self):
         """Evaluate what the module body never called, each function once on its own."""
-        for name, fn in list(self.functions.items()):
+        for _name, fn in list(self.functions.items()):
             if fn not in self.evaluated:
                 self.standalone(fn, None)
         for info in self.classes.values():

@@ -435,7 +435,7 @@ class TFInterp(Interp):
             tape.calls.append(call)
         else:
             tape.calls = [call if c.node is node else c for c in tape.calls]
-        for expr, val in sources:
+        for _expr, val in sources:
             if isinstance(val.ref, VarInfo) and node not in val.ref.listed:
                 val.ref.listed.append(node)
         self.record_lost(call.target, call.meant, node, "gradient")

@@ -14,8 +14,13 @@ def attribute_loads(tree) -> set[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
             out.add(node.attr)
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.isidentifier():
-            out.add(node.value)  # getattr(self, "w") and friends
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in (
+                "getattr", "hasattr", "setattr") and len(node.args) >= 2:
+            name = node.args[1]
+            if isinstance(name, ast.Constant) and isinstance(name.value, str):
+                out.add(name.value)
+            else:
+                out.add("*")  # a dynamic name: anything may be read
     return out
 
 
@@ -129,7 +134,7 @@ class UnusedTrainableVariable(Rule):
         for cls_name, info in facts.classes.items():
             interp_cls = info
             for attr, val in interp_cls.attrs.items():
-                if attr in loads:
+                if attr in loads or "*" in loads:
                     continue
                 what = None
                 if isinstance(val.ref, VarInfo) and val.ref.trainable and val.ref.cls == cls_name:
