@@ -62,7 +62,7 @@ async def wait_diagnostics(client: LanguageClient, uri: str, predicate=None, ver
             if version is not None and params.version != version:
                 return None
             if predicate is None or predicate(params.diagnostics):
-                return params.diagnostics or True
+                return list(params.diagnostics) or True
             return None
         return None
 
