@@ -365,8 +365,19 @@ class JaxInterp(Interp):
                                                                                "hessian", "vjp")]
         if not reverse:
             return
-        carry = flat(args[-1]) if args else Val()
-        if not carry.origins and not any(a.origins for a in args):
+        origins = set(flat(args[-1]).origins) if args else set()
+        for expr in node.args:
+            fn = expr
+            if isinstance(expr, ast.Name):
+                val = self.lookup(expr.id)
+                fn = val.ref.node if val is not None and isinstance(val.ref, FuncRef) else None
+            if isinstance(fn, (ast.Lambda, ast.FunctionDef)):
+                for sub in ast.walk(fn):
+                    if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
+                        val = self.lookup(sub.id)
+                        if val is not None:
+                            origins |= val.origins
+        if not origins:
             return
         if qual.endswith("fori_loop") and len(node.args) >= 2 and all(
                 isinstance(a, ast.Constant) or (isinstance(a, ast.Name) and not (self.lookup(a.id) or Val()).traced)

@@ -107,9 +107,9 @@ class UnusedTrainableVariable(Rule):
             with tf.GradientTape() as tape:
                 loss = tf.reduce_sum(model(x) ** 2)
             grads = tape.gradient(loss, model.trainable_variables)
-            g_scale = grads[[v is model.scale for v in model.trainable_variables].index(True)]
             """,
-            truth=Truth(grads={"g_scale": "none"}, framework="tensorflow"),
+            truth=Truth(grads={"grads[[v is model.scale for v in model.trainable_variables].index(True)]": "none"},
+                        framework="tensorflow"),
         ),
         Invalid(
             """

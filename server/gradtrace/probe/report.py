@@ -1,0 +1,246 @@
+"""Turn the runner's raw facts into the probe JSON of DESIGN §3, with GT9xx findings."""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+
+from gradtrace.findings import Finding, Related
+from gradtrace.probe.runner import detect_framework
+
+__all__ = ["build_result", "detect_framework", "format_text"]
+
+DEAD = {"none": "GT901", "zero": "GT902", "nonfinite": "GT903"}
+WHAT = {"none": "get no gradient (grad is None)", "zero": "get an all-zero gradient",
+        "nonfinite": "get a non-finite gradient (NaN/Inf)"}
+WHAT_ONE = {"none": "gets no gradient (grad is None)", "zero": "gets an all-zero gradient",
+            "nonfinite": "gets a non-finite gradient (NaN/Inf)"}
+
+
+class _Lines:
+    def __init__(self):
+        self.cache: dict[str, list[str]] = {}
+
+    def span(self, path: str, line: int) -> tuple[int, int]:
+        lines = self.cache.get(path)
+        if lines is None:
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    lines = fh.read().splitlines()
+            except (OSError, UnicodeDecodeError):
+                lines = []
+            self.cache[path] = lines
+        if 1 <= line <= len(lines):
+            text = lines[line - 1]
+            start = len(text) - len(text.lstrip()) + 1
+            return start, max(start, len(text.rstrip()) + 1)
+        return 1, 1
+
+
+def _names(names: list[str], limit: int = 4) -> str:
+    shown = ", ".join(f"`{n}`" for n in names[:limit])
+    if len(names) > limit:
+        shown += f" and {len(names) - limit} more"
+    return shown
+
+
+def _finding(lines: _Lines, path: str, line: int, code: str, severity: str, message: str,
+             related: list[Related] | None = None, data: dict | None = None) -> Finding:
+    col, end = lines.span(path, line)
+    return Finding(path=path, line=line, column=col, end_line=line, end_column=end, code=code, severity=severity,
+                   message=message, related=related or [], data=data or {})
+
+
+def _related(lines: _Lines, loc: dict | None, message: str) -> list[Related]:
+    if not loc or not loc.get("path") or not loc.get("line"):
+        return []
+    col, end = lines.span(loc["path"], loc["line"])
+    return [Related(loc["path"], loc["line"], col, loc["line"], end, message)]
+
+
+def build_result(raw: dict, path: str, framework: str | None, isolation: list[str], notice: str | None) -> dict:
+    raw = dict(raw or {})
+    lines = _Lines()
+    params = raw.get("parameters") or []
+    error = raw.get("error")
+    findings: list[Finding] = []
+    have_opt = bool(raw.get("optimizers"))
+
+    # dead parameters, grouped by where they are defined and what cut them
+    groups: OrderedDict = OrderedDict()
+    for p in params:
+        grad = p.get("grad")
+        if grad not in DEAD:
+            continue
+        if p.get("why") == "frozen" and not p.get("in_optimizer"):
+            continue  # frozen on purpose: nothing asks it to train
+        key = (grad, (p.get("defined_at") or {}).get("path"), (p.get("defined_at") or {}).get("line"),
+               _cut_key(p.get("cut")), p.get("why"))
+        groups.setdefault(key, []).append(p)
+    cut_groups: OrderedDict = OrderedDict()
+    for (grad, dpath, dline, _ck, why), members in groups.items():
+        names = [m["name"] for m in members]
+        cut = members[0].get("cut")
+        verb = WHAT[grad] if len(names) > 1 else WHAT_ONE[grad]
+        if cut:
+            msg = f"{_names(names)} {verb}: {cut.get('reason')} (line {cut.get('line')})"
+        elif why == "unused":
+            msg = f"{_names(names)} {verb}: never used in the computation that reaches backward()"
+        elif why == "off-path":
+            msg = f"{_names(names)} {verb}: used, but nothing computed from it reaches the loss"
+        elif why == "frozen":
+            msg = f"{_names(names)} {verb}: requires_grad is False, yet an optimizer holds it"
+        else:
+            msg = f"{_names(names)} {verb}"
+        if why == "frozen" and cut:
+            msg = f"{_names(names)} {verb}: requires_grad was set to False (line {cut.get('line')}), yet an " \
+                  "optimizer holds it"
+        where_path, where_line = dpath, dline
+        if not where_path or not where_line:
+            if cut and cut.get("path"):
+                where_path, where_line = cut["path"], cut["line"]
+            else:
+                where_path, where_line = path, 1
+        data = {"params": names, "grad": grad, "cut": cut, "source": "gradtrace probe"}
+        findings.append(_finding(lines, where_path, where_line, DEAD[grad], "warning", msg,
+                                 _related(lines, cut, f"cut here: {cut.get('reason')}" if cut else ""), data))
+        if cut and cut.get("path") and cut.get("line"):
+            ck = (cut["path"], cut["line"])
+            cut_groups.setdefault(ck, {"cut": cut, "names": [], "defs": []})
+            cut_groups[ck]["names"].extend(names)
+            cut_groups[ck]["defs"].append({"path": where_path, "line": where_line})
+    for (cpath, cline), g in cut_groups.items():
+        cut = g["cut"]
+        msg = f"this cuts the gradient of {_names(g['names'])}: {cut.get('reason')}"
+        related = []
+        for d in g["defs"][:8]:
+            related += _related(lines, d, "parameter defined here")
+        findings.append(_finding(lines, cpath, cline, "GT905", "warning", msg, related,
+                                 {"params": g["names"], "op": cut.get("op"), "source": "gradtrace probe"}))
+
+    # gradients that no optimizer will ever apply
+    if have_opt:
+        idle: OrderedDict = OrderedDict()
+        for p in params:
+            if p.get("grad") == "ok" and p.get("in_optimizer") is False and p.get("requires_grad", True):
+                d = p.get("defined_at") or {}
+                idle.setdefault((d.get("path"), d.get("line"), p.get("registered")), []).append(p["name"])
+        opts = raw.get("optimizers") or []
+        opt_lines = ", ".join(str(o.get("line")) for o in opts if o.get("line"))
+        for (dpath, dline, registered), names in idle.items():
+            if registered is False:
+                msg = (f"{_names(names)} get gradients but are not registered (kept in a plain Python list, dict or "
+                       "attribute), so .parameters() and every optimizer miss them: use nn.ModuleList/"
+                       "nn.ModuleDict/nn.ParameterList or nn.Parameter")
+            else:
+                msg = (f"{_names(names)} get gradients but are in no optimizer"
+                       + (f" (optimizers built at line {opt_lines})" if opt_lines else "") + ": they never train")
+            findings.append(_finding(lines, dpath or path, dline or 1, "GT904", "warning", msg,
+                                     [r for o in opts for r in _related(lines, o, f"{o.get('class')} built here")],
+                                     {"params": names, "source": "gradtrace probe"}))
+        seen: dict[frozenset, dict] = {}
+        for o in opts:
+            key = frozenset(o.get("params") or [])
+            if key and key in seen and o.get("line") and any(
+                    p.get("in_optimizer") is False and p.get("grad") == "ok" for p in params):
+                first = seen[key]
+                findings.append(_finding(lines, o.get("path") or path, o["line"], "GT904", "warning",
+                                         f"this {o.get('class')} holds exactly the parameters of the optimizer at "
+                                         f"line {first.get('line')}; parameters that get gradients are in no "
+                                         "optimizer (wrong .parameters() passed?)",
+                                         _related(lines, first, "the other optimizer"),
+                                         {"source": "gradtrace probe"}))
+            seen.setdefault(key, o)
+
+    # the run ended in an error
+    if error and error.get("path") and error.get("line") and error.get("type") not in ("Timeout", "Unsupported"):
+        msg = f"{error.get('type')}: {error.get('message')}"
+        if error.get("cause"):
+            msg += f" — {error['cause']}"
+        raised = error.get("raised_at")
+        rel = _related(lines, raised, "raised here") if raised and raised.get("line") != error.get("line") else []
+        findings.append(_finding(lines, error["path"], error["line"], "GT906", "error", msg, rel,
+                                 {"source": "gradtrace probe"}))
+
+    status = raw.get("status") or "error"
+    if status == "ok" and error:
+        status = "error"
+    out = {
+        "status": status,
+        "framework": raw.get("framework") or framework,
+        "isolation": isolation + [i for i in raw.get("isolation_child", []) if i not in isolation],
+        "parameters": [_public_param(p) for p in params],
+        "findings": [f.to_json() for f in sorted(findings, key=Finding.sort_key)],
+        "error": _public_error(error),
+        "path": path,
+        "mode": raw.get("mode"),
+        "mode_reason": raw.get("mode_reason"),
+        "stop_reason": raw.get("stop_reason"),
+        "steps": raw.get("steps"),
+        "optimizers": raw.get("optimizers", []),
+        "ops": raw.get("ops", []),
+        "notes": raw.get("notes", []),
+        "elapsed_s": raw.get("elapsed_s"),
+        "output": raw.get("output"),
+    }
+    if notice:
+        out["isolation_notice"] = notice
+    return out
+
+
+def _cut_key(cut):
+    return (cut.get("path"), cut.get("line"), cut.get("op")) if cut else None
+
+
+def _public_param(p: dict) -> dict:
+    keys = ("name", "shape", "grad", "defined_at", "cut", "in_optimizer", "requires_grad", "registered", "norm",
+            "why", "leaf")
+    return {k: p.get(k) for k in keys}
+
+
+def _public_error(e):
+    if not e:
+        return None
+    out = {"type": e.get("type"), "message": e.get("message"), "path": e.get("path"), "line": e.get("line")}
+    for k in ("cause", "raised_at"):
+        if e.get(k):
+            out[k] = e[k]
+    return out
+
+
+def format_text(result: dict) -> str:
+    out = []
+    path = result.get("path") or ""
+    rel = os.path.relpath(path) if path else ""
+    out.append(f"probe {rel}: {result.get('status')} ({result.get('framework')}, {result.get('mode') or '-'} mode)")
+    if result.get("mode_reason"):
+        out.append(f"  mode: {result['mode_reason']}")
+    if result.get("stop_reason"):
+        out.append(f"  run: {result['stop_reason']}")
+    out.append(f"  isolation: {', '.join(result.get('isolation') or []) or 'none'}")
+    if result.get("isolation_notice"):
+        out.append(f"  notice: {result['isolation_notice']}")
+    err = result.get("error")
+    if err:
+        where = f" at line {err['line']}" if err.get("line") else ""
+        out.append(f"  error{where}: {err.get('type')}: {err.get('message')}")
+        if err.get("cause"):
+            out.append(f"    cause: {err['cause']}")
+    params = result.get("parameters") or []
+    if params:
+        width = min(48, max(len(p["name"]) for p in params))
+        out.append("  parameters:")
+        for p in params:
+            extra = []
+            if p.get("cut"):
+                extra.append(f"cut at line {p['cut']['line']} ({p['cut']['op']})")
+            elif p.get("why") and p.get("grad") != "ok":
+                extra.append(p["why"])
+            if p.get("in_optimizer") is False:
+                extra.append("in no optimizer")
+            if p.get("registered") is False:
+                extra.append("not registered")
+            out.append(f"    {p['name']:<{width}}  {p['grad']:<9} {'; '.join(extra)}".rstrip())
+    for f in result.get("findings") or []:
+        out.append(f"{os.path.relpath(f['path'])}:{f['line']}:{f['column']}: {f['code']} {f['message']}")
+    return "\n".join(out)

@@ -1,0 +1,124 @@
+import ast
+
+from gradtrace.findings import Fix
+from gradtrace.fixes.edits import replace_node
+from gradtrace.rules.base import Invalid, Rule, Truth
+
+
+def move_inside(ctx, value: ast.expr) -> Fix | None:
+    """`nn.Parameter(t).cuda()` → `nn.Parameter(t.cuda())`."""
+    if not (isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute)):
+        return None
+    param_call = value.func.value
+    if not (isinstance(param_call, ast.Call) and param_call.args):
+        return None
+    conversion = ctx.source.segment(value)[len(ctx.source.segment(param_call)):]
+    inner = param_call.args[0]
+    new_inner = ctx.source.segment(inner) + conversion
+    func = ctx.source.segment(param_call.func)
+    rest = [ctx.source.segment(a) for a in param_call.args[1:]] + [ctx.source.segment(k) for k in param_call.keywords]
+    text = f"{func}({', '.join([new_inner] + rest)})"
+    return Fix("Convert the tensor inside `nn.Parameter(...)`", True, (replace_node(ctx.source, value, text),))
+
+
+class ParameterConversion(Rule):
+    code = "GT113"
+    name = "parameter-conversion"
+    summary = "`nn.Parameter(t).to()/.cuda()/.double()` returns a plain tensor: the parameter is lost."
+    docs = """
+    ## What it does
+    Finds `nn.Parameter(...)` followed by `.to(...)`, `.cuda()`, `.double()` and similar conversions.
+
+    ## Why is this bad?
+    The conversion returns an ordinary tensor computed from the parameter, not a `Parameter`: assigned
+    to a module attribute it is not registered (missing from `.parameters()`), and it is not a leaf, so
+    its `.grad` stays `None`.
+
+    ## Example
+    ```python
+    self.scale = nn.Parameter(torch.ones(1)).double()
+    ```
+
+    ## Use instead
+    ```python
+    self.scale = nn.Parameter(torch.ones(1).double())
+    ```
+
+    ## Fix safety
+    Safe: converting the tensor before wrapping it gives the intended parameter.
+    """
+    valid = (
+        """
+        import torch
+        import torch.nn as nn
+
+
+        class Scale(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.scale = nn.Parameter(torch.ones(1).double())
+
+            def forward(self, x):
+                return x * self.scale
+        """,
+    )
+    invalid = (
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            class Scale(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.scale = nn.Parameter(torch.ones(1)).double()  # expect: GT113
+
+                def forward(self, x):
+                    return x * self.scale
+
+
+            m = Scale()
+            registered = len(list(m.parameters()))
+            """,
+            fixed="""
+            import torch
+            import torch.nn as nn
+
+
+            class Scale(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.scale = nn.Parameter(torch.ones(1).double())  # expect: GT113
+
+                def forward(self, x):
+                    return x * self.scale
+
+
+            m = Scale()
+            registered = len(list(m.parameters()))
+            """,
+            truth=Truth(grads={"registered == 0": "true"}),
+        ),
+    )
+
+    def check(self, ctx):
+        seen = set()
+        for info in ctx.torch.module.classes.values():
+            for attr in info.attrs.values():
+                if attr.kind == "param_converted":
+                    seen.add(id(attr.value))
+                    ctx.report(attr.value, f"`self.{attr.name}` is not a parameter: `.{attr.value.func.attr}()` after "
+                               "`nn.Parameter(...)` returns a plain tensor, so it is not registered and its `.grad` stays "
+                               "None.", fix=move_inside(ctx, attr.value))
+        for node in ast.walk(ctx.tree):
+            if isinstance(node, ast.Assign) and id(node.value) not in seen and isinstance(node.value, ast.Call):
+                value = node.value
+                if isinstance(value.func, ast.Attribute) and isinstance(value.func.value, ast.Call) and \
+                        value.func.attr in ("to", "cuda", "double", "float", "half", "cpu", "type"):
+                    if ctx.names.qualname(value.func.value.func) in ("torch.nn.Parameter", "torch.nn.parameter.Parameter"):
+                        target = ctx.source.segment(node.targets[0])
+                        ctx.report(value, f"`{target}` is not a parameter: `.{value.func.attr}()` after `nn.Parameter(...)` "
+                                   "returns a plain, non-leaf tensor whose `.grad` stays None.",
+                                   fix=move_inside(ctx, value))
+        return ()

@@ -1,0 +1,124 @@
+from gradtrace.analysis.values import display, overlaps
+from gradtrace.rules._torch_cut import names_phrase
+from gradtrace.rules.base import Invalid, Rule, Truth
+
+
+class OptimizerMismatch(Rule):
+    code = "GT118"
+    name = "optimizer-mismatch"
+    summary = "An optimizer steps parameters the loss before it never reaches, or was built before the model changed."
+    docs = """
+    ## What it does
+    Finds an optimizer whose `step()` follows a `backward()` of a loss that reaches none of the
+    parameters it was built with (e.g. the critic's optimizer built over the generator), and
+    submodules replaced after the optimizer was built (`model.fc = nn.Linear(...)` after
+    `Adam(model.parameters())`).
+
+    ## Why is this bad?
+    The parameters that the loss does reach accumulate gradients that no optimizer ever applies:
+    they never train. The optimizer that steps moves other parameters on stale or zero gradients.
+    A layer replaced after the optimizer was built is not in any param group at all.
+
+    ## Example
+    ```python
+    g_opt = torch.optim.Adam(generator.parameters())
+    c_opt = torch.optim.Adam(generator.parameters())
+    ```
+
+    ## Use instead
+    ```python
+    g_opt = torch.optim.Adam(generator.parameters())
+    c_opt = torch.optim.Adam(critic.parameters())
+    ```
+
+    ## Fix safety
+    No automatic fix: build each optimizer from the model its loss trains, after any model surgery.
+    """
+    valid = (
+        """
+        import torch
+        import torch.nn as nn
+
+        gen, critic = nn.Linear(2, 2), nn.Linear(2, 1)
+        g_opt = torch.optim.Adam(gen.parameters())
+        c_opt = torch.optim.Adam(critic.parameters())
+        z = torch.randn(4, 2)
+        c_loss = critic(gen(z).detach()).mean()
+        c_opt.zero_grad()
+        c_loss.backward()
+        c_opt.step()
+        g_loss = -critic(gen(z)).mean()
+        g_opt.zero_grad()
+        g_loss.backward()
+        g_opt.step()
+        """,
+    )
+    invalid = (
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+            gen, critic = nn.Linear(2, 2), nn.Linear(2, 1)
+            g_opt = torch.optim.Adam(gen.parameters())
+            c_opt = torch.optim.Adam(gen.parameters())  # expect: GT118
+            z = torch.randn(4, 2)
+            c_loss = critic(gen(z).detach()).mean()
+            c_opt.zero_grad()
+            c_loss.backward()
+            c_opt.step()
+            before = critic.weight.clone()
+            """,
+            truth=Truth(grads={"torch.equal(before, critic.weight)": "true"}),
+        ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+            model = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)
+            model.head = nn.Linear(4, 2)  # expect: GT118
+            loss = model.head(model(torch.randn(3, 4))).sum()
+            loss.backward()
+            in_opt = any(p is model.head.weight for g in opt.param_groups for p in g["params"])
+            """,
+            truth=Truth(grads={"not in_opt": "true"}),
+        ),
+    )
+
+    def check(self, ctx):
+        flow = ctx.torch.flow
+        reported = set()
+        for step in flow.steps:
+            sink = step.last_sink
+            opt_value = step.optimizer
+            if sink is None or not opt_value.extra or step.module.path != ctx.path:
+                continue
+            coverage = opt_value.extra[0]
+            optimizer = next((o for o in flow.optimizers if o.coverage is coverage), None)
+            if optimizer is None or not optimizer.known or optimizer.module.path != ctx.path:
+                continue
+            reached = {s for s in sink.value.srcs if not s.startswith("<")}
+            if not reached or any(overlaps(r, c) for r in reached for c in coverage.srcs):
+                continue
+            if id(optimizer) in reported:
+                continue
+            reported.add(id(optimizer))
+            name = optimizer.var or "this optimizer"
+            sink_line = ctx.span(sink.node).line
+            ctx.report(optimizer.node,
+                       f"`{name}` is built over {names_phrase(sorted(coverage.srcs))}, but the loss it steps after "
+                       f"(`{sink.label}`, line {sink_line}) only reaches {names_phrase(sorted(reached))}: those never "
+                       "train.",
+                       related=[ctx.related(sink.node, "the backward pass this optimizer steps after"),
+                                ctx.related(step.node, "the step")],
+                       data={"lost": [display(s) for s in sorted(reached)]})
+        for surgery in flow.surgeries:
+            if surgery.module.path != ctx.path:
+                continue
+            line = ctx.span(surgery.optimizer.node).line
+            ctx.report(surgery.node, f"`{surgery.target}` is replaced after the optimizer on line {line} was built: "
+                       "the new layer's parameters are in no optimizer and never train.",
+                       related=[ctx.related(surgery.optimizer.node, "optimizer built here")])
+        return ()

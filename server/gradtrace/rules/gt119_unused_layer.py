@@ -1,0 +1,124 @@
+from gradtrace.rules.base import Invalid, Rule, Truth
+
+
+def hierarchy_reads(info, module) -> set[str]:
+    """Attributes read by the class, its project bases and its subclasses in the same file."""
+    reads = set(info.reads)
+    for base in info.bases:
+        parent = module.resolve_class(base)
+        if parent is not None and parent is not info:
+            reads |= parent.reads
+    for other in module.classes.values():
+        if other is not info and any(module.resolve_class(b) is info for b in other.bases):
+            reads |= other.reads
+    return reads
+
+
+class UnusedLayer(Rule):
+    code = "GT119"
+    name = "unused-layer"
+    summary = "A layer or parameter defined in `__init__` is never used: its gradient stays None."
+    docs = """
+    ## What it does
+    Finds layers (`self.x = nn.Linear(...)`) and parameters (`self.w = nn.Parameter(...)`) that an
+    `nn.Module` defines but that neither `forward` nor any other method of the class (or code elsewhere
+    in the file) ever reads.
+
+    ## Why is this bad?
+    An unused layer never contributes to the output, so its parameters never get a gradient (`.grad`
+    stays `None`), the optimizer carries them along for nothing, and `DistributedDataParallel` raises
+    "Expected to have finished reduction in the prior iteration" on the next step. It often means the
+    forward pass returns the wrong tensor (the hidden layer instead of the classifier's output).
+
+    ## Example
+    ```python
+    self.fc = nn.Linear(2 * hidden, hidden)
+    self.classifier = nn.Linear(hidden, n_classes)
+    ...
+    def forward(self, x):
+        return self.fc(self.encode(x))
+    ```
+
+    ## Use instead
+    ```python
+    def forward(self, x):
+        return self.classifier(torch.relu(self.fc(self.encode(x))))
+    ```
+
+    ## Fix safety
+    No automatic fix: use the layer, or delete it.
+    """
+    valid = (
+        """
+        import torch.nn as nn
+
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(4, 4)
+                self.aux = nn.Linear(4, 1)
+
+            def forward(self, x):
+                return self.fc(x)
+
+            def auxiliary(self, x):
+                return self.aux(x)
+        """,
+        """
+        import torch.nn as nn
+
+
+        class Net(nn.Module):
+            def __init__(self, n):
+                super().__init__()
+                for i in range(n):
+                    setattr(self, f"layer{i}", nn.Linear(4, 4))
+                self.head = nn.Linear(4, 1)
+
+            def forward(self, x):
+                for i in range(2):
+                    x = getattr(self, f"layer{i}")(x)
+                return self.head(x)
+        """,
+    )
+    invalid = (
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            class Classifier(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.fc = nn.Linear(8, 4)
+                    self.classifier = nn.Linear(4, 2)  # expect: GT119
+
+                def forward(self, x):
+                    return self.fc(x)
+
+
+            model = Classifier()
+            opt = torch.optim.Adam(model.parameters())
+            model(torch.randn(3, 8)).sum().backward()
+            """,
+            truth=Truth(grads={"model.classifier.weight": "none", "model.classifier.bias": "none"}),
+        ),
+    )
+
+    def check(self, ctx):
+        module = ctx.torch.module
+        for info in module.classes.values():
+            if not info.is_module or info.dynamic or info.find_method("forward") is None:
+                continue
+            reads = hierarchy_reads(info, module)
+            for attr in info.attrs.values():
+                if attr.kind not in ("module", "param", "modules_container") or attr.method != "__init__":
+                    continue
+                if attr.name in reads or attr.name in module.attr_loads:
+                    continue
+                what = "layer" if attr.kind != "param" else "parameter"
+                ctx.report(attr.stmt, f"`{attr.name}` is a {what} of `{info.name}` that nothing uses: `forward` never "
+                           f"reads `self.{attr.name}`, so its parameters never get a gradient (`.grad` stays None).")
+        return ()

@@ -1,0 +1,66 @@
+from gradtrace.rules.base import Invalid, Rule, Truth
+
+
+class LossWithoutGrad(Rule):
+    code = "GT130"
+    name = "backward-without-grad"
+    summary = "`backward()` on a tensor that nothing trainable reaches: it raises."
+    severity = "error"
+    docs = """
+    ## What it does
+    Finds `backward()` called on a value computed only from tensors that do not require grad (no
+    parameter, no `requires_grad=True` tensor reaches it), when nothing else explains it.
+
+    ## Why is this bad?
+    There is no graph to differentiate: `backward()` raises "element 0 of tensors does not require grad
+    and does not have a grad_fn". Usually the tensor that should be trained was created with
+    `requires_grad=False` (the default).
+
+    ## Example
+    ```python
+    x = torch.tensor([1.0, 2.0])
+    z = (x * x).sum()
+    z.backward()
+    ```
+
+    ## Use instead
+    ```python
+    x = torch.tensor([1.0, 2.0], requires_grad=True)
+    z = (x * x).sum()
+    z.backward()
+    ```
+
+    ## Fix safety
+    No automatic fix: decide which tensor should require grad.
+    """
+    valid = (
+        """
+        import torch
+
+        x = torch.tensor([1.0, 2.0], requires_grad=True)
+        (x * x).sum().backward()
+        """,
+    )
+    invalid = (
+        Invalid(
+            """
+            import torch
+
+            x = torch.tensor([1.0, 2.0], requires_grad=False)
+            z = (x * x).sum()
+            z.backward()  # expect: GT130
+            """,
+            truth=Truth(raises=("RuntimeError", "does not require grad")),
+        ),
+    )
+
+    def check(self, ctx):
+        for sink in ctx.torch.flow.sinks:
+            value = sink.value
+            if sink.kind != "backward" or sink.module.path != ctx.path:
+                continue
+            if value.srcs or value.cuts or value.opaque or value.kind != "tensor":
+                continue
+            ctx.report(sink.node, f"`{sink.label}` does not require grad: nothing trainable reaches it, so "
+                       "`backward()` raises \"element 0 of tensors does not require grad and does not have a grad_fn\".")
+        return ()

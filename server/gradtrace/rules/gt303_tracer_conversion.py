@@ -1,0 +1,118 @@
+"""GT303: float()/int()/np.asarray/.item()/.tolist() on a traced value inside grad or jit."""
+
+from __future__ import annotations
+
+from gradtrace.analysis.jax_flow import jax_facts
+from gradtrace.rules.base import Invalid, Rule, Truth
+
+
+class TracerConversion(Rule):
+    code = "GT303"
+    name = "tracer-conversion"
+    summary = "A traced value is converted to a Python or NumPy value inside a differentiated or jitted function."
+    severity = "error"
+    framework = "jax"
+    docs = """
+    ## What it does
+    Flags `float()`, `int()`, `bool()`, `np.asarray`/`np.array`/other NumPy functions, `.tolist()` and
+    `.item()` applied to a value that is traced — a differentiated argument, any argument of a jitted
+    function, or something computed from them — including inside helpers those functions call.
+    Conversions of static values (`x.shape[0]`, non-differentiated Python arguments) stay quiet.
+
+    ## Why is this bad?
+    A tracer has no concrete value: `float()` and `.tolist()` raise `ConcretizationTypeError`,
+    `np.asarray` raises `TracerArrayConversionError`, and under `jit` every conversion raises. Under
+    `jax.grad` alone, `.item()` silently returns a constant: the gradient through it is lost
+    (warning).
+
+    ## Example
+    ```python
+    def loss(params, x):
+        temp = float(jnp.exp(params["log_temp"]))
+        return jnp.sum(jax.nn.softmax(x / temp))
+    ```
+
+    ## Use instead
+    ```python
+    def loss(params, x):
+        temp = jnp.exp(params["log_temp"])
+        return jnp.sum(jax.nn.softmax(x / temp))
+    ```
+
+    ## Fix safety
+    No automatic fix: removing the conversion can change how the value is used.
+    """
+    valid = (
+        """
+        import jax
+        import jax.numpy as jnp
+
+        def loss(w, x):
+            n = float(x.shape[0])
+            return jnp.sum(w * x) / n
+
+        g = jax.grad(loss)(jnp.ones(3), jnp.ones(3))
+        """,
+        """
+        import jax
+        import jax.numpy as jnp
+
+        def loss(w, scale):
+            return jnp.sum(w) * float(scale)
+
+        g = jax.grad(loss)(jnp.ones(3), 2)
+        """,
+    )
+    invalid = (
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+
+            def loss(w, x):
+                scale = float(jnp.sum(w))  # expect: GT303
+                return scale * jnp.sum(x * w)
+
+            g = jax.grad(loss)(jnp.ones(3), jnp.ones(3))
+            """,
+            truth=Truth(raises=("ConcretizationTypeError", "concrete value"), framework="jax"),
+        ),
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+            import numpy as np
+
+            @jax.jit
+            def normalize(x):
+                arr = np.asarray(x)  # expect: GT303
+                return x / arr.sum()
+
+            y = normalize(jnp.ones(4))
+            """,
+            truth=Truth(raises=("TracerArrayConversionError", "__array__"), framework="jax"),
+        ),
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+
+            def loss(w, x):
+                return jnp.asarray(w.item()) * jnp.sum(x)  # expect: GT303
+
+            g = jax.grad(loss)(jnp.array(2.0), jnp.ones(3))
+            """,
+            truth=Truth(grads={"g": "zero"}, framework="jax"),
+        ),
+    )
+
+    def check(self, ctx):
+        facts = jax_facts(ctx)
+        for node, (op, severity, transform) in facts.conversions.items():
+            if severity == "error":
+                msg = (f"`{op}` needs a concrete value, but its argument is traced by {transform}, so this raises "
+                       f"(ConcretizationTypeError/TracerArrayConversionError); keep the computation in `jnp`.")
+            else:
+                msg = (f"`{op}` turns a value differentiated by {transform} into a Python constant, so the gradient "
+                       f"through it is silently lost; keep it a `jnp` array.")
+            yield ctx.report(node, msg, severity=severity, data={"op": op})

@@ -1,0 +1,98 @@
+"""GT304: Python `if`/`while`/`and`/`or` on a value traced by jit or vmap."""
+
+from __future__ import annotations
+
+from gradtrace.analysis.jax_flow import jax_facts
+from gradtrace.rules.base import Invalid, Rule, Truth
+
+
+class PythonControlFlowOnTracer(Rule):
+    code = "GT304"
+    name = "python-control-flow-on-tracer"
+    summary = "Python control flow branches on a value traced by jax.jit/vmap: it raises TracerBoolConversionError."
+    severity = "error"
+    framework = "jax"
+    docs = """
+    ## What it does
+    Flags `if`, `while`, conditional expressions, `not`, `and`/`or` whose condition depends on a value
+    that `jax.jit`, `jax.vmap` or `pmap` traces abstractly (a non-static argument or something
+    computed from one), including in helpers they call. Conditions on shapes, on static arguments,
+    and Python control flow under `jax.grad` alone (which traces with concrete values) stay quiet.
+
+    ## Why is this bad?
+    An abstract tracer has no truth value: JAX raises `TracerBoolConversionError` (or
+    `ConcretizationTypeError`) when the function is traced.
+
+    ## Example
+    ```python
+    @jax.jit
+    def f(x):
+        if x.sum() > 0:
+            return x
+        return -x
+    ```
+
+    ## Use instead
+    ```python
+    @jax.jit
+    def f(x):
+        return jnp.where(x.sum() > 0, x, -x)
+    ```
+    Or `jax.lax.cond`, or mark a flag argument static with `static_argnames`.
+
+    ## Fix safety
+    No automatic fix: `jnp.where` evaluates both branches, `lax.cond` needs functions.
+    """
+    valid = (
+        """
+        import jax
+        import jax.numpy as jnp
+
+        def f(x):
+            if x.sum() > 0:
+                return x.sum()
+            return -x.sum()
+
+        g = jax.grad(f)(jnp.ones(3))
+        """,
+        """
+        from functools import partial
+
+        import jax
+        import jax.numpy as jnp
+
+        @partial(jax.jit, static_argnames=("train",))
+        def f(x, train):
+            if train and x.shape[0] > 2:
+                return x * 2.0
+            return x
+
+        y = f(jnp.ones(3), train=True)
+        """,
+    )
+    invalid = (
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+
+            @jax.jit
+            def relu_sum(x):
+                if x.sum() > 0:  # expect: GT304
+                    return x.sum()
+                return jnp.zeros(())
+
+            y = relu_sum(jnp.ones(3))
+            """,
+            truth=Truth(raises=("TracerBoolConversionError", "boolean conversion"), framework="jax"),
+        ),
+    )
+
+    def check(self, ctx):
+        facts = jax_facts(ctx)
+        for node, transform in facts.control_flow.items():
+            yield ctx.report(
+                node,
+                f"This condition depends on a value traced by {transform}, which has no concrete truth value, so "
+                f"tracing raises TracerBoolConversionError; use `jnp.where`/`jax.lax.cond` or a static argument.",
+            )

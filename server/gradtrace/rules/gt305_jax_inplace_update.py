@@ -1,0 +1,105 @@
+"""GT305: in-place item assignment on a JAX array."""
+
+from __future__ import annotations
+
+from gradtrace.analysis.jax_flow import jax_facts
+from gradtrace.analysis.tfjax_fixes import at_update_fix
+from gradtrace.rules.base import Invalid, Rule, Truth
+
+
+class JaxInplaceUpdate(Rule):
+    code = "GT305"
+    name = "jax-inplace-update"
+    summary = "Item assignment on a JAX array raises TypeError: JAX arrays are immutable."
+    severity = "error"
+    framework = "jax"
+    docs = """
+    ## What it does
+    Flags `x[i] = v` and `x[i] += v` when `x` is a JAX array (built by `jnp`/`jax.random`/`jax.nn`,
+    computed from one, or traced inside `grad`/`jit`). Item assignment on NumPy arrays, lists and dicts
+    (a params pytree) stays quiet.
+
+    ## Why is this bad?
+    JAX arrays are immutable: this raises `TypeError: JAX arrays are immutable and do not support
+    in-place item assignment`.
+
+    ## Example
+    ```python
+    x = jnp.zeros(3)
+    x[1] = 2.0
+    ```
+
+    ## Use instead
+    ```python
+    x = jnp.zeros(3)
+    x = x.at[1].set(2.0)
+    ```
+
+    ## Fix safety
+    The fix rewrites the statement to `x = x.at[i].set(v)` (`+=` → `.add`, `-=` → `.subtract`, `*=` →
+    `.multiply`, `/=` → `.divide`, `**=` → `.power`). It is safe: it computes the value the assignment
+    meant, as a new array bound to the same name.
+    """
+    valid = (
+        """
+        import jax.numpy as jnp
+        import numpy as np
+
+        buf = np.zeros(3)
+        buf[1] = 2.0
+        params = {"w": jnp.ones(3)}
+        params["w"] = params["w"] * 2.0
+        x = jnp.zeros(3).at[1].set(2.0)
+        """,
+    )
+    invalid = (
+        Invalid(
+            """
+            import jax.numpy as jnp
+
+            def update(x, i):
+                x[i] = 0.0  # expect: GT305
+                return x
+
+            y = update(jnp.ones(3), 1)
+            """,
+            fixed="""
+            import jax.numpy as jnp
+
+            def update(x, i):
+                x = x.at[i].set(0.0)  # expect: GT305
+                return x
+
+            y = update(jnp.ones(3), 1)
+            """,
+            truth=Truth(raises=("TypeError", "immutable"), framework="jax"),
+        ),
+        Invalid(
+            """
+            import jax.numpy as jnp
+
+            counts = jnp.zeros(4)
+            for k in [0, 2, 2]:
+                counts[k] += 1.0  # expect: GT305
+            """,
+            fixed="""
+            import jax.numpy as jnp
+
+            counts = jnp.zeros(4)
+            for k in [0, 2, 2]:
+                counts = counts.at[k].add(1.0)  # expect: GT305
+            """,
+            truth=Truth(raises=("TypeError", "immutable"), framework="jax"),
+        ),
+    )
+
+    def check(self, ctx):
+        facts = jax_facts(ctx)
+        for stmt, target in facts.inplace.items():
+            name = ctx.source.segment(target.value)
+            yield ctx.report(
+                stmt,
+                f"`{name}` is a JAX array, and JAX arrays are immutable, so this item assignment raises TypeError; "
+                f"use `{name} = {name}.at[...].set(...)`.",
+                fix=at_update_fix(ctx, stmt),
+            )

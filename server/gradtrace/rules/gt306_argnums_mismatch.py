@@ -1,0 +1,124 @@
+"""GT306: jax.grad differentiates other arguments than the parameters its gradients update."""
+
+from __future__ import annotations
+
+import ast
+
+from gradtrace.analysis.jax_flow import jax_facts
+from gradtrace.rules.base import Invalid, Rule, Truth
+
+
+def free_names(fn) -> set[str]:
+    bound = {a.arg for a in ast.walk(fn.args) if isinstance(a, ast.arg)} if hasattr(fn, "args") else set()
+    stores = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    loads = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return loads - bound - stores
+
+
+class ArgnumsMismatch(Rule):
+    code = "GT306"
+    name = "argnums-mismatch"
+    summary = "The gradients update a variable that jax.grad does not differentiate (wrong argnums or closure)."
+    severity = "warning"
+    framework = "jax"
+    docs = """
+    ## What it does
+    Follows the result of a `jax.grad`/`value_and_grad` call to the update that consumes it
+    (`tree_map(lambda p, g: p - lr * g, params, grads)`, `params - lr * grads`,
+    `optax.apply_updates(params, updates)`) and checks that the updated variable is an argument that
+    `argnums` differentiates. It flags the call when that variable is passed at another position, or
+    when the differentiated function reads it from a closure instead of an argument.
+
+    ## Why is this bad?
+    `jax.grad` differentiates only `argnums` (default: the first argument). With parameters in another
+    position or closed over, the "gradients" are with respect to the data: the update either fails with
+    a pytree-structure error or silently moves the parameters in a meaningless direction.
+
+    ## Example
+    ```python
+    def loss(x, params): ...
+    grads = jax.grad(loss)(x, params)            # gradient w.r.t. x
+    params = jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, params, grads)
+    ```
+
+    ## Use instead
+    ```python
+    grads = jax.grad(loss, argnums=1)(x, params)
+    ```
+    Or put `params` first in the signature.
+
+    ## Fix safety
+    No automatic fix: the signature or `argnums` may be the intended one.
+    """
+    valid = (
+        """
+        import jax
+        import jax.numpy as jnp
+
+        def loss(x, params):
+            return jnp.sum((x @ params["w"]) ** 2)
+
+        params = {"w": jnp.ones((3, 1))}
+        x = jnp.ones((4, 3))
+        grads = jax.grad(loss, argnums=1)(x, params)
+        params = jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, params, grads)
+        """,
+    )
+    invalid = (
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+
+            def loss(x, params):
+                return jnp.sum((x @ params["w"]) ** 2)
+
+            params = {"w": jnp.ones((3, 1))}
+            x = jnp.ones((4, 3))
+            grads = jax.grad(loss)(x, params)  # expect: GT306
+            params = jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, params, grads)
+            """,
+            truth=Truth(raises=("ValueError", "pytree structure"), framework="jax"),
+        ),
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+
+            params = {"w": jnp.ones(3)}
+            x = jnp.array([1.0, 2.0, 3.0])
+
+            def loss(inputs):
+                return jnp.sum((inputs * params["w"] - 1.0) ** 2)
+
+            grads = jax.grad(loss)(x)  # expect: GT306
+            params = jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, params, grads)
+            """,
+            truth=Truth(raises=("ValueError", "pytree structure"), framework="jax"),
+        ),
+    )
+
+    def check(self, ctx):
+        facts = jax_facts(ctx)
+        interp = facts.interp
+        for call_node, (name, gf, update) in facts.argnums.items():
+            if gf.argnums is None or not isinstance(call_node, ast.Call):
+                continue
+            args = call_node.args
+            if any(isinstance(a, ast.Starred) for a in args):
+                continue
+            positions = [i for i, a in enumerate(args) if isinstance(a, ast.Name) and a.id == name]
+            ref, bound = interp.underlying(gf.fn)
+            diff = ", ".join(str(a) for a in gf.argnums)
+            if positions:
+                if any(p in gf.argnums for p in positions):
+                    continue
+                why = (f"`{name}` is argument {positions[0]} but `jax.{gf.mode}` differentiates argnums={diff}, "
+                       f"so the gradients updating `{name}` on line {update.lineno} are with respect to other inputs")
+            elif ref is not None and name in free_names(ref.node):
+                why = (f"`{name}` is read from a closure, not passed as a differentiated argument, so the gradients "
+                       f"updating `{name}` on line {update.lineno} are with respect to other inputs")
+            else:
+                continue
+            yield ctx.report(call_node, why + "; pass it at a position listed in `argnums`.",
+                             data={"lost": [name]})

@@ -1,0 +1,83 @@
+"""GT307: argmax, integer casts or rounding on the only path from differentiated parameters to the output."""
+
+from __future__ import annotations
+
+from gradtrace.analysis.jax_flow import jax_facts
+from gradtrace.rules.base import Invalid, Rule, Truth
+from gradtrace.rules.gt301_jax_stop_gradient_only_path import lost_names
+
+
+class JaxNondifferentiableOp(Rule):
+    code = "GT307"
+    name = "jax-nondifferentiable-op"
+    summary = "argmax, an integer cast or rounding leaves differentiated parameters with a zero gradient."
+    severity = "warning"
+    framework = "jax"
+    docs = """
+    ## What it does
+    Flags `jnp.argmax`/`argmin`/`argsort`, `.astype(int)`, `jnp.round`/`floor`/`ceil`/`sign` inside a
+    differentiated function when a differentiated parameter reaches the output only through them.
+    Indexing with an argmax, or a straight-through estimator, stays quiet.
+
+    ## Why is this bad?
+    JAX defines these gradients as zero (integer results carry `float0` tangents): the parameters behind
+    them get all-zero gradients and never train, without any error.
+
+    ## Example
+    ```python
+    def loss(w, x):
+        return jnp.sum(jnp.round(x @ w) ** 2)
+    ```
+
+    ## Use instead
+    ```python
+    def loss(w, x):
+        z = x @ w
+        return jnp.sum((z + jax.lax.stop_gradient(jnp.round(z) - z)) ** 2)
+    ```
+
+    ## Fix safety
+    No automatic fix: a surrogate gradient changes the optimisation.
+    """
+    valid = (
+        """
+        import jax
+        import jax.numpy as jnp
+
+        def loss(w, x):
+            logits = x @ w
+            best = jnp.take_along_axis(logits, jnp.argmax(logits, axis=1)[:, None], axis=1)
+            return jnp.sum(best ** 2)
+
+        g = jax.grad(loss)(jnp.ones((3, 2)), jnp.ones((4, 3)))
+        """,
+    )
+    invalid = (
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+
+            def loss(w, x):
+                q = jnp.round(x @ w)  # expect: GT307
+                return jnp.sum(q ** 2)
+
+            g = jax.grad(loss)(jnp.ones(3) * 0.3, jnp.ones((2, 3)))
+            """,
+            truth=Truth(grads={"g": "zero"}, framework="jax"),
+        ),
+    )
+
+    def check(self, ctx):
+        facts = jax_facts(ctx)
+        for node, (cut, lost, gf) in facts.lost_cuts.items():
+            if cut.kind not in ("int_cast", "zero_grad"):
+                continue
+            names = lost_names(lost)
+            yield ctx.report(
+                node,
+                f"`{cut.op}` has a zero gradient and sits on the only path from {names} to the output differentiated "
+                f"by `jax.{gf.mode}` (line {gf.node.lineno}), so {names} never train; use a soft surrogate or a "
+                f"straight-through estimator.",
+                data={"lost": sorted(lost), "op": cut.op},
+            )
