@@ -79,7 +79,7 @@ class OptimizerMismatch(Rule):
             model = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
             opt = torch.optim.SGD(model.parameters(), lr=0.1)
             model.head = nn.Linear(4, 2)  # expect: GT118
-            loss = model.head(model(torch.randn(3, 4))).sum()
+            loss = model(torch.randn(3, 4)).sum()
             loss.backward()
             in_opt = any(p is model.head.weight for g in opt.param_groups for p in g["params"])
             """,
