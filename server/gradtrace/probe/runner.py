@@ -837,7 +837,10 @@ class TorchProbe:
 
         torch.optim.Optimizer.__init__ = _opt_init
         try:
-            from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+            from torch.optim.optimizer import (
+                register_optimizer_step_post_hook,
+                register_optimizer_step_pre_hook,
+            )
 
             def _pre(*_a):
                 probe.paused = probe.recording
