@@ -20,9 +20,10 @@ class TFVariablePerStep(Rule):
 
     ## Why is this bad?
     TensorFlow 2 *does* record a variable created and read inside a tape, so `tape.gradient` returns a
-    gradient and `apply_gradients` updates it. But the next step creates a fresh variable with the
-    initial value again: whatever the optimizer learned is thrown away, and the loss never improves.
-    In a layer's `call()` the new variable is not even tracked by the model.
+    gradient for it. But the next step creates a fresh variable with the initial value again: whatever
+    was learned is thrown away and the loss never improves. A Keras 3 optimizer, built for the first
+    variable, raises `ValueError: Unknown variable` when handed the new one. In a layer's `call()` the
+    new variable is not even tracked by the layer's weights.
 
     ## Example
     ```python
@@ -97,6 +98,20 @@ class TFVariablePerStep(Rule):
                 opt.apply_gradients(zip(grads, [w]))
                 losses.append(float(loss))
             """,
+            truth=Truth(raises=("ValueError", "Unknown variable"), framework="tensorflow"),
+        ),
+        Invalid(
+            """
+            import tensorflow as tf
+
+            losses = []
+            for step in range(3):
+                with tf.GradientTape() as tape:
+                    w = tf.Variable(1.0)  # expect: GT201
+                    loss = (w * 2.0 - 3.0) ** 2
+                w.assign_sub(0.1 * tape.gradient(loss, w))
+                losses.append(float(loss))
+            """,
             truth=Truth(grads={"losses[-1] - losses[0]": "zero"}, framework="tensorflow"),
         ),
         Invalid(
@@ -125,7 +140,7 @@ class TFVariablePerStep(Rule):
             yield ctx.report(
                 info.node,
                 f"`{name}` is a new tf.Variable created {info.per_step}: each step starts again from its initial "
-                f"value, so what the optimizer learns for it is discarded; create it once (before the loop, or in "
-                f"`__init__`/`build`).",
+                f"value, so what is learned for it is discarded (a Keras optimizer even raises ValueError for the "
+                f"unknown variable next step); create it once, before the loop or in `__init__`/`build`.",
                 data={"lost": [name]},
             )

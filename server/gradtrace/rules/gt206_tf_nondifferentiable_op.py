@@ -20,8 +20,9 @@ class TFNondifferentiableOp(Rule):
     (`tf.gather(logits, tf.argmax(...))`) keeps the gradient of the gathered values and stays quiet.
 
     ## Why is this bad?
-    Integer results have no gradient (`None`); rounding has a zero gradient almost everywhere. The
-    variables before the op never train.
+    Integer results have no gradient, and TensorFlow registers no gradient for `round`/`floor`/`ceil`
+    (`sign` has a zero one): `tape.gradient` returns `None` for the variables before the op, and they
+    never train.
 
     ## Example
     ```python
@@ -76,7 +77,7 @@ class TFNondifferentiableOp(Rule):
                 loss = tf.reduce_sum((q - 1.0) ** 2)
             g = tape.gradient(loss, w)
             """,
-            truth=Truth(grads={"g": "zero"}, framework="tensorflow"),
+            truth=Truth(grads={"g": "none"}, framework="tensorflow"),
         ),
     )
 
@@ -85,10 +86,10 @@ class TFNondifferentiableOp(Rule):
         for lc in facts.lost_cuts.values():
             if lc.cut.kind not in ("int_cast", "zero_grad"):
                 continue
-            how = f"`{lc.cut.op}` has no gradient and sits" if lc.cut.kind == "int_cast" else \
-                f"`{lc.cut.op}` has a zero gradient and sits"
+            zero = lc.cut.op == "tf.sign"
+            how = f"`{lc.cut.op}` has {'a zero' if zero else 'no'} gradient and sits"
             msg = lost_message(facts, lc.lost, lc.cut, lc.sink_kind, how)
-            if lc.cut.kind == "zero_grad":
+            if zero:
                 msg = msg.replace("no gradient (None)", "a zero gradient")
             yield ctx.report(lc.cut.node, msg + "; use a differentiable surrogate or a straight-through estimator.",
                              data={"lost": facts.names(lc.lost), "op": lc.cut.op})

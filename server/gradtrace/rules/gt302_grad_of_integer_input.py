@@ -116,7 +116,7 @@ class GradOfIntegerInput(Rule):
 
     def check(self, ctx):
         facts = jax_facts(ctx)
-        for node, (path, gf, call_node, leaf) in facts.int_args.items():
+        for node, (path, gf, call_node, _leaf) in facts.int_args.items():
             literal = None
             if isinstance(node, (ast.Constant, ast.UnaryOp)):
                 literal = node
