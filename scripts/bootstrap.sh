@@ -9,12 +9,17 @@ if [ ! -x .venv/bin/python ]; then
   echo "gradtrace: creating .venv with $($python --version)"
   "$python" -m venv .venv
 fi
-extras="${GRADTRACE_EXTRAS:-dev}"
-stamp=".venv/.gradtrace-installed-$(cat pyproject.toml scripts/bootstrap.sh | sha1sum | cut -c1-12)-${extras//,/_}"
-if [ ! -f "$stamp" ]; then
+extras="${GRADTRACE_EXTRAS-dev,frameworks}"
+digest="$(cat pyproject.toml scripts/bootstrap.sh | sha1sum | cut -c1-12)"
+stamp=".venv/.gradtrace-installed-${digest}-${extras//,/_}"
+# Any install at least as complete as the one asked for will do.
+if [ ! -f "$stamp" ] && ! ls .venv/.gradtrace-installed-"${digest}"-*"${extras//,/_}"* >/dev/null 2>&1; then
   .venv/bin/python -m pip install --quiet --upgrade pip
-  # torch is pinned exactly in the dev extra (CPU build from local disk where available).
-  .venv/bin/python -m pip install --quiet -e ".[${extras}]"
-  rm -f .venv/.gradtrace-installed-*
+  # torch is pinned exactly (torch==2.13.0, CPU build) in the dev extra: never a bare `torch`.
+  if [ -n "$extras" ]; then
+    .venv/bin/python -m pip install --quiet -e ".[${extras}]"
+  else
+    .venv/bin/python -m pip install --quiet -e .
+  fi
   touch "$stamp"
 fi

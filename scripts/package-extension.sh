@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Builds the VS Code extension and packages it as a .vsix for linux-x64:
+#   1. npm dependencies (npm ci, when package-lock.json changed), 2. the TypeScript bundle (esbuild),
+#   3. the language server and its Python dependencies for CPython 3.10-3.13 under extension/bundled/libs,
+#   4. vsce package. Prints the path of the .vsix on the last line.
+# Environment: PYTHON (default .venv/bin/python, else python3; needs pip), GRADTRACE_BUNDLE_PYTHONS
+# (default "3.10 3.11 3.12 3.13"), GRADTRACE_VSIX (output path).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+python="${PYTHON:-}"
+if [ -z "$python" ]; then
+  if [ -x .venv/bin/python ]; then python=.venv/bin/python; else python=python3; fi
+fi
+versions="${GRADTRACE_BUNDLE_PYTHONS:-3.10 3.11 3.12 3.13}"
+version="$(node -p 'require("./package.json").version')"
+vsix="${GRADTRACE_VSIX:-$root/extension/dist/gradtrace-linux-x64-$version.vsix}"
+cache="$root/extension/.cache"
+mkdir -p "$cache" "$(dirname "$vsix")"
+
+# 1. npm packages, reinstalled only when the lock file changes
+stamp="node_modules/.gradtrace-$(sha1sum package-lock.json | cut -c1-12)"
+if [ ! -f "$stamp" ]; then
+  echo "package-extension: npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+  touch "$stamp"
+fi
+
+# 2. the extension's JavaScript
+echo "package-extension: building extension/out/extension.js"
+rm -rf extension/out
+node extension/esbuild.mjs --production
+
+# 3. the Python side: gradtrace as a wheel, then the bundle for each CPython version
+echo "package-extension: bundling the server for Python $versions"
+wheels="$cache/wheel"; rm -rf "$wheels"; mkdir -p "$wheels"
+"$python" -m pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation -w "$wheels" . \
+  || "$python" -m pip wheel --quiet --disable-pip-version-check --no-deps -w "$wheels" .
+wheel="$(ls "$wheels"/gradtrace-*.whl)"
+# shellcheck disable=SC2086
+"$python" extension/tools/bundle_python.py --wheel "$wheel" --out extension/bundled/libs \
+  --versions $versions --cache "$cache/libs"
+# setuptools leaves a build/ directory behind; it is not ours to keep
+rm -rf build
+
+# 4. the .vsix (vsce 3.9 runs on node 20; LICENSE at the root is optional)
+license_flag=()
+ls LICENSE* >/dev/null 2>&1 || license_flag=(--skip-license)
+echo "package-extension: vsce package"
+npx --no-install vsce package --target linux-x64 --no-dependencies --allow-missing-repository \
+  --readme-path extension/README.md "${license_flag[@]}" -o "$vsix" >"$cache/vsce.log" 2>&1 \
+  || { cat "$cache/vsce.log"; exit 1; }
+grep -E "^ (DONE|WARNING)" "$cache/vsce.log" || true
+echo "$vsix"
