@@ -18,6 +18,7 @@ from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 from tests.lsp.conftest import (
     DATA,
+    SERVER_CMD,
     SERVER_ENV,
     change_doc,
     make_client,
@@ -145,3 +146,29 @@ async def test_probe_disabled_by_setting(disabled_client, tmp_path):
     with pytest.raises(Exception, match="disabled by the setting gradtrace.probe.enable"):
         await run_probe(disabled_client, uri)
 
+
+
+@pytest_lsp.fixture(scope="module", config=ClientServerConfig(
+    server_command=SERVER_CMD, server_env=SERVER_ENV, client_factory=make_client))
+async def real_client(lsp_client: LanguageClient):
+    await lsp_client.initialize_session(types.InitializeParams(capabilities=client_capabilities("visual-studio-code")))
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_real_probe_end_to_end(real_client):
+    # the probe's sandbox sees the project, not the temp directories: use the checked-in file
+    path = DATA / "detach.py"
+    uri = open_doc(real_client, path)
+    await wait_diagnostics(real_client, uri, version=1)
+    result = await run_probe(real_client, uri)
+    assert result["status"] == "ok", result.get("error")
+    grads = {p["name"]: p["grad"] for p in result["parameters"]}
+    assert grads["encoder.weight"] == "none" and grads["head.weight"] == "ok"
+    diags = await wait_diagnostics(real_client, uri, lambda ds: any(d.source == "gradtrace probe" for d in ds))
+    assert {d.code for d in diags if d.source == "gradtrace probe"} >= {"GT901"}
+    line = DETACH.splitlines()[3]
+    hover = await real_client.text_document_hover_async(types.HoverParams(
+        text_document=types.TextDocumentIdentifier(uri), position=types.Position(3, line.index("encoder") + 1)))
+    assert "| `encoder.weight` | **none** |" in hover.contents.value
+    assert "at detach.py:7" in hover.contents.value
