@@ -125,7 +125,15 @@ class TFFacts:
         return self.origin_names.get(origin, origin)
 
     def names(self, origins) -> list[str]:
-        return sorted({self.name(o) for o in origins})
+        named = {self.name(o) for o in origins if o in self.origin_names}
+        if named:
+            return sorted(named)
+        return sorted({self.describe(o) for o in origins})
+
+    def describe(self, origin: str) -> str:
+        kind, _, where = origin.partition("@")
+        line = where.split(":")[0]
+        return f"the {'layer' if kind == 'module' else 'variable'} created on line {line}"
 
 
 class TFInterp(Interp):
@@ -415,8 +423,10 @@ class TFInterp(Interp):
         for _, val in sources:
             if isinstance(val.ref, VarInfo):
                 meant.add(val.ref.id)
-            elif val.kind in ("watched", "tensor") and val.origins:
+            elif val.kind in ("watched", "tensor", "varlist", "module") and val.origins:
                 meant |= val.origins
+                for cut in val.cuts:
+                    meant |= cut.origins
             elif val.kind in ("tensor", "numpy", "pyfloat", "pyint"):
                 continue
             else:
@@ -502,7 +512,7 @@ class TFInterp(Interp):
             if base.kind == "instance" and isinstance(base.ref, ClassInfo):
                 origins = frozenset().union(*(flat(v).origins for v in base.ref.attrs.values())) \
                     if base.ref.attrs else EMPTY
-            return Val(origins, EMPTY, "varlist", None, None, None, False, False, base)
+            return Val(origins, base.cuts, "varlist", None, None, None, False, False, base)
         return super().attribute(node, base)
 
 

@@ -76,8 +76,10 @@ def run_check(args) -> int:
     except SettingsError as exc:
         print(f"gradtrace: {exc}", file=sys.stderr)
         return 2
-    for warning in warnings:
-        print(f"gradtrace: warning: {warning}", file=sys.stderr)
+    if warnings:  # a broken [tool.gradtrace] is a usage error, as with other linters
+        for warning in warnings:
+            print(f"gradtrace: {warning}", file=sys.stderr)
+        return 2
     files = list(iter_python_files(args.paths, settings))
     root = find_project_root(args.paths[0])
     findings: list[Finding] = []

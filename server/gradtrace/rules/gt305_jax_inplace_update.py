@@ -97,9 +97,11 @@ class JaxInplaceUpdate(Rule):
         facts = jax_facts(ctx)
         for stmt, target in facts.inplace.items():
             name = ctx.source.segment(target.value)
+            fix = at_update_fix(ctx, stmt)
+            method = fix.title.split(".at[...].")[-1].split("(")[0] if fix else "set"
             yield ctx.report(
                 stmt,
                 f"`{name}` is a JAX array, and JAX arrays are immutable, so this item assignment raises TypeError; "
-                f"use `{name} = {name}.at[...].set(...)`.",
-                fix=at_update_fix(ctx, stmt),
+                f"use `{name} = {name}.at[...].{method}(...)`.",
+                fix=fix,
             )
