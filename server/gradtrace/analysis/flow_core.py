@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 EMPTY: frozenset = frozenset()
 STATIC_ATTRS = frozenset({"shape", "ndim", "dtype", "size", "name", "device", "rank"})
@@ -122,13 +123,9 @@ class Interp:
         self.stack: list = []  # functions being inlined
         self.frames: list[Frame] = []
         self.loop_depth = 0
-        self.budget = 40 * sum(1 for _ in ast.walk(self.tree)) + 2000
+        self.budget = 4 * len(ctx.source.text) + 2000  # ~40 evaluations per node, linear in the file
         self.memo: dict = {}
         self.evaluated: set = set()  # function nodes evaluated at least once
-        self.parents: dict = {}
-        for parent in ast.walk(self.tree):
-            for child in ast.iter_child_nodes(parent):
-                self.parents[child] = parent
         for node in self.tree.body:
             self._index_def(node)
 
@@ -180,6 +177,18 @@ class Interp:
 
     def instance_val(self, cls: ClassInfo, node) -> Val:
         return Val(kind="instance", ref=cls, node=node)
+
+    @cached_property
+    def parents(self) -> dict:
+        """child -> parent, built on first use (only a few rules need to look upwards)."""
+        parents: dict = {}
+        stack = [self.tree]
+        while stack:
+            parent = stack.pop()
+            for child in ast.iter_child_nodes(parent):
+                parents[child] = parent
+                stack.append(child)
+        return parents
 
     @property
     def frame(self) -> Frame:

@@ -120,6 +120,7 @@ class TFFacts:
     unwatched: dict = field(default_factory=dict)  # (grad node, source repr) -> (GradCall, expr, Val)
     optimizer_vars: list = field(default_factory=list)  # (apply node, Val)
     classes: dict = field(default_factory=dict)
+    interp: object = None
 
     def name(self, origin: str) -> str:
         return self.origin_names.get(origin, origin)
@@ -519,6 +520,7 @@ class TFInterp(Interp):
 def analyze_tf(ctx) -> TFFacts:
     interp = TFInterp(ctx)
     interp.run()
+    interp.facts.interp = interp
     return interp.facts
 
 

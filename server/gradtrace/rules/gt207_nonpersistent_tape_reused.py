@@ -152,13 +152,10 @@ class NonPersistentTapeReused(Rule):
 
     def check(self, ctx):
         facts = tf_facts(ctx)
-        parents = {}
-        for parent in ast.walk(ctx.tree):
-            for child in ast.iter_child_nodes(parent):
-                parents[child] = parent
         for tape in facts.tapes.values():
             if tape.persistent or not tape.calls:
                 continue
+            parents = facts.interp.parents
             calls = sorted(tape.calls, key=lambda c: (c.node.lineno, c.node.col_offset))
             name = tape.name or "the tape"
             flagged = None

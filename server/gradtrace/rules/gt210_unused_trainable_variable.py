@@ -129,8 +129,11 @@ class UnusedTrainableVariable(Rule):
 
     def check(self, ctx):
         facts = tf_facts(ctx)
-        loads = attribute_loads(ctx.tree)
         reported = set()
+        if not any(info.attrs for info in facts.classes.values()) and not any(
+                c.applied for c in facts.grad_calls.values()):
+            return
+        loads = attribute_loads(ctx.tree)
         for cls_name, info in facts.classes.items():
             interp_cls = info
             for attr, val in interp_cls.attrs.items():
