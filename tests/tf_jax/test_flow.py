@@ -1,0 +1,202 @@
+"""Value-flow behaviour a user sees: what is flagged, what stays quiet, and what the message names."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+
+from gradtrace.engine import check_source
+from gradtrace.fixes.apply import apply_edits
+
+
+def findings(code: str, *, all_severities=False):
+    result = check_source(textwrap.dedent(code).lstrip("\n"), "example.py")
+    assert not result.errors, result.errors
+    return [f for f in result.findings if all_severities or f.severity in ("warning", "error")]
+
+
+def codes(code: str) -> list[tuple[int, str]]:
+    return sorted((f.line, f.code) for f in findings(code))
+
+
+def test_cut_inside_a_helper_called_under_the_tape_is_reported_in_the_helper():
+    got = findings("""
+        import tensorflow as tf
+
+        w1 = tf.Variable(tf.ones([3, 4]))
+        w2 = tf.Variable(tf.ones([4, 1]))
+
+        def features(x):
+            return tf.constant(tf.nn.relu(x @ w1).numpy())
+
+        def step(x):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(features(x) @ w2)
+            return tape.gradient(loss, [w1, w2])
+        """)
+    assert [(f.line, f.code) for f in got] == [(7, "GT204")]
+    assert "`w1`" in got[0].message and "`w2`" not in got[0].message
+
+
+def test_tuple_unpacking_and_reassignment_are_followed():
+    assert codes("""
+        import tensorflow as tf
+
+        a = tf.Variable(1.0)
+        b = tf.Variable(2.0)
+        with tf.GradientTape() as tape:
+            pair = (a * 2.0, b * 3.0)
+            u, v = pair
+            v = tf.stop_gradient(v)
+            loss = u + v
+        ga, gb = tape.gradient(loss, [a, b])
+        """) == [(8, "GT203")]
+
+
+def test_stop_gradient_on_a_branch_that_another_path_still_reaches_is_quiet():
+    assert codes("""
+        import tensorflow as tf
+
+        w = tf.Variable([1.0, 2.0])
+        with tf.GradientTape() as tape:
+            z = w * 2.0
+            baseline = tf.stop_gradient(tf.reduce_mean(z))
+            loss = tf.reduce_sum((z - baseline) ** 2)
+        g = tape.gradient(loss, w)
+        """) == []
+
+
+def test_sources_of_another_model_are_not_meant_to_train():
+    # the target network is stopped on purpose: only the online network is differentiated
+    assert codes("""
+        import tensorflow as tf
+
+        online = tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(2)])
+        target = tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(2)])
+        x = tf.ones([4, 3])
+        with tf.GradientTape() as tape:
+            y = tf.stop_gradient(target(x))
+            loss = tf.reduce_mean((online(x) - y) ** 2)
+        grads = tape.gradient(loss, online.trainable_variables)
+        """) == []
+
+
+def test_unwatched_constant_fix_inserts_watch_with_the_block_indentation():
+    code = textwrap.dedent("""
+        import tensorflow as tf
+
+        def sensitivity(model, inputs):
+            x = tf.convert_to_tensor(inputs)
+            with tf.GradientTape() as t:
+                y = model(x)
+            return t.gradient(y, x)
+
+        net = tf.keras.Sequential([tf.keras.Input((2,)), tf.keras.layers.Dense(1)])
+        s = sensitivity(net, [[1.0, 2.0]])
+        """).lstrip("\n")
+    got = findings(code)
+    assert [(f.line, f.code) for f in got] == [(7, "GT202")]
+    fixed = apply_edits(code, got[0].fix.edits)
+    assert "        t.watch(x)\n        y = model(x)" in fixed
+
+
+def test_information_for_unconnected_sources_offers_an_unsafe_zero_fix():
+    got = findings("""
+        import tensorflow as tf
+
+        a = tf.Variable(1.0)
+        b = tf.Variable(2.0)
+        with tf.GradientTape() as tape:
+            y = a * 3.0
+        ga, gb = tape.gradient(y, [a, b])
+        """, all_severities=True)
+    assert [(f.code, f.severity) for f in got] == [("GT209", "information")]
+    assert got[0].fix is not None and not got[0].fix.safe
+    assert "unconnected_gradients=tf.UnconnectedGradients.ZERO" in got[0].fix.edits[0].text
+
+
+def test_persistent_fix_keeps_other_arguments():
+    code = textwrap.dedent("""
+        import tensorflow as tf
+
+        x = tf.Variable(2.0)
+        with tf.GradientTape(watch_accessed_variables=True) as tape:
+            y = x * x
+        g1 = tape.gradient(y, x)
+        g2 = tape.gradient(y * y, x)
+        """).lstrip("\n")
+    got = findings(code)
+    assert [(f.line, f.code, f.severity) for f in got] == [(7, "GT207", "error")]
+    fixed = apply_edits(code, got[0].fix.edits)
+    assert "tf.GradientTape(watch_accessed_variables=True, persistent=True)" in fixed
+
+
+def test_jax_pytree_leaves_are_tracked_through_helpers():
+    got = findings("""
+        import jax
+        import jax.numpy as jnp
+
+        def encoder(p, x):
+            return jax.lax.stop_gradient(jnp.tanh(x @ p["enc"]))
+
+        def loss(params, x):
+            return jnp.sum(encoder(params, x) @ params["head"])
+
+        params = {"enc": jnp.ones((3, 4)), "head": jnp.ones((4,))}
+        g = jax.grad(loss)(params, jnp.ones((2, 3)))
+        """)
+    assert [(f.line, f.code) for f in got] == [(5, "GT301")]
+    assert "`params.enc`" in got[0].message and "head" not in got[0].message
+
+
+def test_jax_argnums_selecting_the_params_is_quiet_and_int_data_is_fine():
+    assert codes("""
+        import jax
+        import jax.numpy as jnp
+
+        def loss(x, ids, params):
+            return jnp.sum(params["emb"][ids] * x)
+
+        params = {"emb": jnp.ones((5, 2))}
+        ids = jnp.array([0, 3])
+        for _ in range(2):
+            grads = jax.grad(loss, argnums=2)(jnp.ones((2, 2)), ids, params)
+            params = jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, params, grads)
+        """) == []
+
+
+def test_jax_control_flow_under_grad_alone_is_quiet_but_under_jit_of_grad_is_an_error():
+    source = """
+        import jax
+        import jax.numpy as jnp
+
+        def f(x):
+            if x.sum() > 0:
+                return jnp.sum(x ** 2)
+            return jnp.sum(x)
+
+        g = {}(jax.grad(f))(jnp.ones(3))
+        """
+    assert codes(source.format("")) == []
+    assert codes(source.format("jax.jit")) == [(5, "GT304")]
+
+
+def test_analysis_stays_linear_on_a_large_file():
+    block = textwrap.dedent("""
+        def step_{i}(model, opt, x, y):
+            with tf.GradientTape() as tape:
+                h = helper_{i}(model(x))
+                loss = tf.reduce_mean((h - y) ** 2)
+            grads = tape.gradient(loss, model.trainable_variables)
+            opt.apply_gradients(zip(grads, model.trainable_variables))
+            return loss
+
+        def helper_{i}(h):
+            return tf.nn.relu(h) * 2.0
+        """)
+    text = "import tensorflow as tf\n" + "".join(block.format(i=i) for i in range(300))
+    start = time.perf_counter()
+    result = check_source(text, "big.py")
+    elapsed = time.perf_counter() - start
+    assert not result.errors
+    assert elapsed < 5.0, f"{elapsed:.2f}s for {text.count(chr(10))} lines"
