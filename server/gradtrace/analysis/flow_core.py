@@ -90,6 +90,7 @@ class FuncRef:
     node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda
     cls: ast.ClassDef | None = None
     self_val: Val | None = None  # bound methods
+    closure: tuple = ()  # enclosing functions' environments (innermost first)
 
 
 @dataclass(frozen=True, eq=False)
@@ -106,6 +107,7 @@ class Frame:
     func: ast.AST | None
     returns: list = field(default_factory=list)
     cls: ClassInfo | None = None
+    outers: tuple = ()
 
 
 class Interp:
@@ -195,8 +197,14 @@ class Interp:
         return self.frames[-1]
 
     def lookup(self, name: str) -> Val | None:
-        val = self.frame.env.get(name)
-        if val is None and self.frame.env is not self.module_env:
+        frame = self.frame
+        val = frame.env.get(name)
+        if val is None:
+            for env in frame.outers:
+                val = env.get(name)
+                if val is not None:
+                    break
+        if val is None and frame.env is not self.module_env:
             val = self.module_env.get(name)
         if val is None:
             if name in self.functions:
@@ -321,11 +329,7 @@ class Interp:
     s_TryStar = s_Try
 
     def s_FunctionDef(self, node):
-        if self.frame.env is self.module_env:
-            val = Val(kind="func", ref=FuncRef(node))
-        else:
-            val = Val(kind="func", ref=FuncRef(node))
-            self.functions.setdefault(node.name, node)
+        val = Val(kind="func", ref=FuncRef(node, closure=self.closure()))
         for dec in reversed(node.decorator_list):
             val = self.decorate(dec, val)
         self.frame.env[node.name] = val
@@ -582,7 +586,13 @@ class Interp:
         return join(self.eval(node.body), self.eval(node.orelse))
 
     def e_Lambda(self, node):
-        return Val(kind="func", ref=FuncRef(node))
+        return Val(kind="func", ref=FuncRef(node, closure=self.closure()))
+
+    def closure(self) -> tuple:
+        frame = self.frame
+        if frame.env is self.module_env:
+            return ()
+        return (frame.env,) + frame.outers
 
     def e_NamedExpr(self, node):
         val = self.eval(node.value)
@@ -685,7 +695,8 @@ class Interp:
         fn = ref.node
         if fn in self.stack or len(self.stack) >= MAX_DEPTH or self.budget <= 0:
             return join(*(flat(a) for a in args), kind="unknown") if args else UNKNOWN
-        key = (fn, tuple(args), tuple(sorted(kwargs.items(), key=lambda kv: str(kv[0]))), self.context_key(), extra)
+        key = (fn, tuple(args), tuple(sorted(kwargs.items(), key=lambda kv: str(kv[0]))), self.context_key(), extra,
+               tuple(id(e) for e in ref.closure))
         try:
             cached = self.memo.get(key)
         except TypeError:
@@ -715,7 +726,7 @@ class Interp:
         if a.kwarg is not None:
             env[a.kwarg.arg] = Val(kind="dict")
         cls = self.classes.get(ref.cls.name) if ref.cls is not None else None
-        frame = Frame(env, fn, cls=cls)
+        frame = Frame(env, fn, cls=cls, outers=ref.closure)
         self.stack.append(fn)
         self.frames.append(frame)
         saved_loop = self.loop_depth

@@ -178,7 +178,7 @@ class JaxInterp(Interp):
                 self.check_int(arg, gf, node, pname, node.args[i] if i < len(node.args) else node)
             if i in argnums and not (starred and i >= self.first_star(node)):
                 vals.append(Val(frozenset({pname}), EMPTY, self.array_kind(arg), "float", None, None, True,
-                                gf.jit, None, True))
+                                gf.jit or arg.jtraced, None, True))
             else:
                 vals.append(self.trace(arg, gf.jit and i not in gf.static))
         if ref is None:
@@ -188,9 +188,15 @@ class JaxInterp(Interp):
                                                  for k, v in kwargs.items()},
                              call_node=node, extra=(("grad", gf),))
         self.facts.grad_calls.append((node, gf, result))
-        grads = Val(kind="grads", ref=(gf, node))
+        traced = any(flat(a).traced for a in args)  # outputs are concrete unless the caller is traced
+        jtraced = any(flat(a).jtraced for a in args)
+        grads = Val(kind="grads", ref=(gf, node), traced=traced, jtraced=jtraced)
         if gf.mode == "value_and_grad":
-            return Val(kind="seq", items=((0, Val(kind="jarray")), (1, grads)), ref=(gf, node))
+            value = Val(EMPTY, EMPTY, "jarray", "float", None, None, traced, jtraced)
+            if gf.has_aux and result.items:
+                value = Val(kind="seq", items=((0, value), (1, replace(flat(result.item(1) or Val()), origins=EMPTY,
+                                                                        cuts=EMPTY))), traced=traced, jtraced=jtraced)
+            return Val(kind="seq", items=((0, value), (1, grads)), ref=(gf, node))
         return grads
 
     def first_star(self, node):
@@ -235,7 +241,9 @@ class JaxInterp(Interp):
             static = i in jf.static or (pos < len(names) and names[pos] in jf.static)
             vals.append(self.trace(a, not static))
         kw = {k: self.trace(v, k not in jf.static) for k, v in kwargs.items()}
-        return self.invoke(ref, bound + vals, kw, call_node=node, extra=(("jit", jf),))
+        out = self.invoke(ref, bound + vals, kw, call_node=node, extra=(("jit", jf),))
+        outer = any(flat(a).jtraced for a in args)
+        return out if outer else untrace(out)
 
     def enter_function(self, fn, frame, args, kwargs, extra):
         for ctx in extra:
@@ -298,6 +306,10 @@ class JaxInterp(Interp):
                 return self.convert(node, "np." + qual.split(".", 1)[1] if qual.startswith("numpy.") else qual,
                                     join(*traced))
             return join(*args, kind="numpy") if args else Val(kind="numpy")
+        if method in ARGMAX_LIKE and base is not None:
+            return self.cut(node, f".{method}()", "int_cast", [base], dtype="int")
+        if method in ZERO_GRAD and base is not None and base.kind == "jarray":
+            return self.cut(node, f".{method}()", "zero_grad", [base])
         if method == "astype" and node.args and dtype_of(node.args[0], self.names) == "int":
             return self.cut(node, ".astype(int)", "int_cast", [base], dtype="int")
         if qual.startswith(("jax.numpy.", "jax.nn.", "jax.random.", "jax.lax.", "jax.scipy.")):
@@ -430,7 +442,6 @@ class JaxInterp(Interp):
         super().on_subscript_store(stmt, target, base, val)
 
     def after_module(self):
-        super().after_module()
         for node, gf in list(self.gradfns.items()):
             ref, bound = self.underlying(gf.fn)
             if ref is None or (ref.node, gf.argnums) in self.called:
@@ -442,12 +453,21 @@ class JaxInterp(Interp):
             if ref is not None and ref.node not in self.evaluated:
                 names = self.params(ref.node)[len(bound):]
                 self.call_jitfn(node, jf, [Val() for _ in names], {})
+        super().after_module()
 
     def invoke(self, ref, args, kwargs, *, call_node=None, standalone=False, extra=()):
         for kind, obj in extra:
             if kind == "grad":
                 self.called.add((ref.node, obj.argnums))
         return super().invoke(ref, args, kwargs, call_node=call_node, standalone=standalone, extra=extra)
+
+
+def untrace(val: Val, depth=0) -> Val:
+    """A transformed function's output seen by an untraced caller: concrete arrays."""
+    items = val.items
+    if items and depth < 6:
+        items = tuple((k, untrace(v, depth + 1)) for k, v in items)
+    return replace(val, traced=False, jtraced=False, items=items, refinable=False)
 
 
 def analyze_jax(ctx) -> JaxFacts:

@@ -357,7 +357,7 @@ class TFInterp(Interp):
         while cur is not None and not isinstance(cur, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Module)):
             if isinstance(cur, (ast.If, ast.IfExp)):
                 text = ast.dump(cur.test)
-                if "None" in text or "built" in text or "hasattr" in text or "not" in text.lower():
+                if "value=None" in text or "built" in text or "hasattr" in text or "'_" in text:
                     return True
             cur = self.parents.get(cur)
         return False

@@ -77,7 +77,7 @@ class JaxNondifferentiableOp(Rule):
             yield ctx.report(
                 node,
                 f"`{cut.op}` has a zero gradient and sits on the only path from {names} to the output differentiated "
-                f"by `jax.{gf.mode}` (line {gf.node.lineno}), so {names} never train; use a soft surrogate or a "
+                f"by `jax.{gf.mode}` (line {gf.node.lineno}), so {names} {'never trains' if len(lost) == 1 else 'never train'}; use a soft surrogate or a "
                 f"straight-through estimator.",
                 data={"lost": sorted(lost), "op": cut.op},
             )
