@@ -729,6 +729,8 @@ class TorchProbe:
                 if site is not None:
                     desc = f" ({site[2]} at line {site[1]})"
                 cut = _describe_cut(name, outs[0] if outs else out, grad_off, inference, desc)
+        if pre is not None and pre[4]:
+            bits = 0  # an update or initialisation of a leaf in place (under no_grad): not a use of it
         idx = len(self.ops)
         op = _Op(name, path, line, in_tags, bits, req_in, out_req, cut, site, self.step)
         self.ops.append(op)
@@ -1549,7 +1551,7 @@ def _site_text(path, line, fallback) -> str:
         try:
             import linecache
 
-            text = linecache.getline(path, line).strip()
+            text = linecache.getline(path, line).split("  #")[0].strip()
             if text:
                 return text if len(text) <= 80 else text[:77] + "..."
         except Exception:  # noqa: BLE001

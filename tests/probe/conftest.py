@@ -1,0 +1,29 @@
+import os
+import re
+
+import pytest
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+
+
+def data(name: str) -> str:
+    return os.path.join(DATA, name)
+
+
+def cut_line(path: str) -> int:
+    """The line marked `# CUT` in a data file."""
+    with open(path) as fh:
+        for n, text in enumerate(fh, start=1):
+            if re.search(r"#\s*CUT\b", text):
+                return n
+    raise AssertionError(f"no # CUT marker in {path}")
+
+
+@pytest.fixture(scope="session")
+def launcher():
+    pytest.importorskip("torch")
+    from gradtrace.probe.launcher import ProbeLauncher
+
+    lau = ProbeLauncher()
+    yield lau
+    lau.shutdown()
