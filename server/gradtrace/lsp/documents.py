@@ -79,6 +79,7 @@ class Target:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     runner: asyncio.Task | None = None
     pinned: tuple[object, str] | None = None  # (version, text) analysed in onSave mode
+    last_change: float = float("-inf")  # event-loop time of the last change
     published: set[str] = field(default_factory=set)
 
 
@@ -263,8 +264,13 @@ class Documents:
         target = self.targets.get(key)
         if target is None:
             return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
         if delay is None:
             delay = self.ls.config.for_path(self.path_for(key)).lint_debounce_ms / 1000
+            if now - target.last_change > max(delay, 0.15) and (target.runner is None or target.runner.done()):
+                delay = 0.0  # the first change after a pause: answer at once; a burst is then coalesced
+            target.last_change = now
         target.wake.set()
         if target.runner is None or target.runner.done():
             target.runner = asyncio.create_task(self._run(target, delay))
@@ -273,12 +279,13 @@ class Documents:
         try:
             while True:
                 # debounce: restart the wait while changes keep coming
-                while True:
+                while delay > 0:
                     target.wake.clear()
                     try:
                         await asyncio.wait_for(target.wake.wait(), delay)
                     except asyncio.TimeoutError:
                         break
+                target.wake.clear()  # changes from here on make this analysis stale
                 snap = self.snapshot(target.key)
                 if snap is None:
                     return
@@ -286,7 +293,8 @@ class Documents:
                 if target.key not in self.targets:
                     return
                 if target.wake.is_set() or self.wanted_version(target.key) != snap.version:
-                    delay = 0.0  # stale: drop it and analyse the newest version now
+                    # stale: drop it; analyse the newest version once the typing pauses
+                    delay = self.ls.config.for_path(self.path_for(target.key)).lint_debounce_ms / 1000
                     continue
                 if not self.ls.pull_diagnostics:
                     self.publish(analysis)
