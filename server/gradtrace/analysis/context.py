@@ -42,7 +42,7 @@ class AnalysisContext:
     def names(self):
         from gradtrace.analysis.names import NameTable
 
-        return NameTable.from_module(self.tree)
+        return NameTable.from_module(self.tree, self.source.nodes(ast.Import, ast.ImportFrom))
 
     @cached_property
     def torch(self):

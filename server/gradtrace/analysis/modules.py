@@ -7,6 +7,7 @@ value flow walks, in this file or in a project file a model is imported from.
 from __future__ import annotations
 
 import ast
+import bisect
 from dataclasses import dataclass, field
 
 from gradtrace.analysis import torch_api as api
@@ -115,20 +116,20 @@ class ModuleContext:
         tree = self.source.tree
         for node in tree.body:
             self._collect_def(node)
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Call):
-                if isinstance(node.func, ast.Name):
-                    self.called_names.add(node.func.id)
-                for arg in node.args:  # functions passed as callbacks count as used
-                    if isinstance(arg, ast.Name):
-                        self.called_names.add(arg.id)
-            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
-                if not (isinstance(node.value, ast.Name) and node.value.id == "self"):
-                    self.attr_loads.add(node.attr)
-            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and len(node.value) < 64:
+        source = self.source
+        for node in source.nodes(ast.Call):
+            if isinstance(node.func, ast.Name):
+                self.called_names.add(node.func.id)
+            for arg in node.args:  # functions passed as callbacks count as used
+                if isinstance(arg, ast.Name):
+                    self.called_names.add(arg.id)
+        for node in source.nodes(ast.Attribute):
+            if isinstance(node.ctx, ast.Load) and not (isinstance(node.value, ast.Name) and node.value.id == "self"):
+                self.attr_loads.add(node.attr)
+        for node in source.nodes(ast.Constant):
+            if isinstance(node.value, str) and len(node.value) < 64:
                 self.attr_loads.add(node.value)  # getattr(model, "head") and config strings
-        for info in self.classes.values():
-            collect_class_facts(info)
+        collect_class_facts(self)
 
     def _collect_def(self, node: ast.stmt) -> None:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -180,7 +181,8 @@ class ModuleContext:
         source = self.project.source(path)
         if source is None or source.tree is None:
             return None
-        return ModuleContext(source, NameTable.from_module(source.tree), self.project, self.registry)
+        imports = source.nodes(ast.Import, ast.ImportFrom)
+        return ModuleContext(source, NameTable.from_module(source.tree, imports), self.project, self.registry)
 
 
 def _is_self_attr(node: ast.AST) -> str | None:
@@ -245,58 +247,82 @@ def _container_kind(kinds: list[str], container: str) -> tuple[str, str | None, 
     return "other", None, container
 
 
-def collect_class_facts(info: ClassInfo) -> None:
-    module = info.module
-    for method_name, method in info.methods.items():
-        for node in ast.walk(method):
-            if isinstance(node, (ast.Assign, ast.AnnAssign)):
-                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                value = node.value
-                if value is None:
-                    continue
-                for target in targets:
-                    attr = _is_self_attr(target)
-                    if attr and (attr not in info.attrs or info.attrs[attr].kind == "other"):
-                        kind, layer, container = classify_value(value, module)
-                        if attr not in info.attrs or kind != "other":
-                            info.attrs[attr] = AttrInfo(attr, kind, node, value, layer, container, method_name)
-            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-                owner = _is_self_attr(node.func.value)
-                if owner and node.func.attr in ("append", "extend", "insert") and owner in info.attrs:
-                    attr = info.attrs[owner]
-                    if attr.kind == "other" and attr.container is None and isinstance(attr.value, (ast.List, ast.Dict)):
-                        item = node.args[-1] if node.args else None
-                        if item is not None:
-                            kind = classify_value(item, module)[0]
-                            if kind in ("module", "param", "tensor_grad"):
-                                attr.kind = "modules_container" if kind == "module" else "params_container"
-                                attr.container = "list" if isinstance(attr.value, ast.List) else "dict"
-                if isinstance(node.func.value, ast.Name) and node.func.value.id == "self":
-                    if node.func.attr in DYNAMIC_SELF_ACCESS:
-                        info.dynamic = True
-                    if node.func.attr in ("register_parameter", "register_buffer", "add_module", "register_module"):
-                        info.dynamic = True
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in (
-                "getattr", "setattr", "vars", "hasattr", "delattr"
-            ):
-                if node.args and isinstance(node.args[0], ast.Name) and node.args[0].id == "self":
-                    info.dynamic = True
-            if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
-                attr = _is_self_attr(node)
-                if attr:
+def collect_class_facts(module: ModuleContext) -> None:
+    """Attributes, reads and dynamic access of every class, from the file's node index (no extra walk)."""
+    ranges = []  # (start, end, class, method name)
+    for info in module.classes.values():
+        for name, method in info.methods.items():
+            ranges.append((method.lineno, method.end_lineno or method.lineno, info, name))
+    if not ranges:
+        return
+    ranges.sort(key=lambda r: (r[0], -r[1]))
+    starts = [r[0] for r in ranges]
+
+    def owner(node: ast.AST):
+        line = node.lineno
+        index = bisect.bisect_right(starts, line) - 1
+        while index >= 0:
+            start, end, info, name = ranges[index]
+            if start <= line <= end:
+                return info, name
+            index -= 1
+        return None, None
+
+    source = module.source
+    for node in source.nodes(ast.Assign, ast.AnnAssign):
+        value = node.value
+        if value is None:
+            continue
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        for target in targets:
+            attr = _is_self_attr(target)
+            if not attr:
+                continue
+            info, method_name = owner(node)
+            if info is None:
+                continue
+            if attr not in info.attrs or info.attrs[attr].kind == "other":
+                kind, layer, container = classify_value(value, module)
+                if attr not in info.attrs or kind != "other":
+                    info.attrs[attr] = AttrInfo(attr, kind, node, value, layer, container, method_name)
+    for node in source.nodes(ast.Attribute):
+        if isinstance(node.ctx, ast.Load):
+            attr = _is_self_attr(node)
+            if attr:
+                info, _ = owner(node)
+                if info is not None:
                     info.reads.add(attr)
                     if attr in DYNAMIC_SELF_ACCESS:
                         info.dynamic = True
-            if isinstance(node, ast.Name) and node.id == "self" and isinstance(node.ctx, ast.Load):
-                pass
-        # `self` handed to another callable (hooks, helpers) can use anything
-        for node in ast.walk(method):
-            if isinstance(node, ast.Call):
-                for arg in list(node.args) + [k.value for k in node.keywords]:
-                    if isinstance(arg, ast.Name) and arg.id == "self":
-                        if not (isinstance(node.func, ast.Name) and node.func.id in ("super", "isinstance", "id")):
-                            info.dynamic = True
-            elif isinstance(node, (ast.For, ast.comprehension)):
-                iter_node = node.iter
-                if isinstance(iter_node, ast.Name) and iter_node.id == "self":
-                    info.dynamic = True
+    for node in source.nodes(ast.Call):
+        func = node.func
+        self_arg = any(isinstance(a, ast.Name) and a.id == "self" for a in node.args) or any(
+            isinstance(k.value, ast.Name) and k.value.id == "self" for k in node.keywords)
+        is_self_method = isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "self"
+        owned_append = isinstance(func, ast.Attribute) and func.attr in ("append", "extend", "insert") and \
+            _is_self_attr(func.value)
+        if not (self_arg or is_self_method or owned_append):
+            continue
+        info, _ = owner(node)
+        if info is None:
+            continue
+        if owned_append:
+            attr = info.attrs.get(_is_self_attr(func.value))
+            if attr is not None and attr.kind == "other" and attr.container is None and isinstance(
+                attr.value, (ast.List, ast.Dict)
+            ):
+                item = node.args[-1] if node.args else None
+                kind = classify_value(item, module)[0] if item is not None else "other"
+                if kind in ("module", "param", "tensor_grad"):
+                    attr.kind = "modules_container" if kind == "module" else "params_container"
+                    attr.container = "list" if isinstance(attr.value, ast.List) else "dict"
+        if is_self_method and func.attr in DYNAMIC_SELF_ACCESS | {"register_parameter", "register_buffer",
+                                                                  "add_module", "register_module"}:
+            info.dynamic = True
+        if self_arg and not (isinstance(func, ast.Name) and func.id in ("super", "isinstance", "id")):
+            info.dynamic = True  # getattr(self, ...), hooks and helpers that receive `self`
+    for node in source.nodes(ast.For, ast.comprehension):
+        if isinstance(node.iter, ast.Name) and node.iter.id == "self":
+            info, _ = owner(node.iter)
+            if info is not None:
+                info.dynamic = True

@@ -35,9 +35,12 @@ class NameTable:
     project_imports: dict[str, tuple[str | None, int, str]] = field(default_factory=dict)
 
     @classmethod
-    def from_module(cls, tree: ast.Module) -> NameTable:
+    def from_module(cls, tree: ast.Module, imports: list[ast.AST] | None = None) -> NameTable:
+        """`imports`: the file's Import/ImportFrom nodes when already indexed (else the tree is walked)."""
         table = cls()
-        for node in ast.walk(tree):
+        nodes = imports if imports is not None else [
+            n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+        for node in sorted(nodes, key=lambda n: (n.lineno, n.col_offset)):
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     if alias.asname:

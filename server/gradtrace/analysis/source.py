@@ -62,6 +62,53 @@ class SourceFile:
         return src
 
     @cached_property
+    def index(self) -> dict[type, list[ast.AST]]:
+        """Every node of the tree grouped by type, from one walk (rules look nodes up here instead of
+        walking the tree again)."""
+        by_type: dict[type, list[ast.AST]] = {}
+        if self.tree is None:
+            return by_type
+        stack: list[ast.AST] = [self.tree]
+        pop, push, extend = stack.pop, stack.append, stack.extend
+        AST = ast.AST
+        while stack:
+            node = pop()
+            kind = type(node)
+            bucket = by_type.get(kind)
+            if bucket is None:
+                by_type[kind] = [node]
+            else:
+                bucket.append(node)
+            for name in node._fields:
+                value = getattr(node, name, None)
+                if value.__class__ is list:
+                    extend([v for v in value if isinstance(v, AST)])
+                elif isinstance(value, AST):
+                    push(value)
+        for bucket in by_type.values():
+            bucket.reverse()
+        return by_type
+
+    @cached_property
+    def parents(self) -> dict[int, ast.AST]:
+        """id(node) -> parent node (built on first use, e.g. when a fix needs the enclosing statement)."""
+        parents: dict[int, ast.AST] = {}
+        if self.tree is not None:
+            for node in ast.walk(self.tree):
+                for child in ast.iter_child_nodes(node):
+                    parents[id(child)] = node
+        return parents
+
+    def nodes(self, *kinds: type) -> list:
+        """Nodes of the given types (pre-order within each type)."""
+        if len(kinds) == 1:
+            return self.index.get(kinds[0], [])
+        result = []
+        for kind in kinds:
+            result.extend(self.index.get(kind, []))
+        return result
+
+    @cached_property
     def frameworks(self) -> frozenset[str]:
         """Frameworks the file mentions (a cheap text pre-filter before any analysis)."""
         return frozenset(name for name, markers in FRAMEWORK_MARKERS.items() if any(m in self.text for m in markers))

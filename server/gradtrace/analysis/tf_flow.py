@@ -119,6 +119,8 @@ class TFFacts:
     lost_cuts: dict = field(default_factory=dict)  # cut node -> LostCut (merged)
     unwatched: dict = field(default_factory=dict)  # (grad node, source repr) -> (GradCall, expr, Val)
     optimizer_vars: list = field(default_factory=list)  # (apply node, Val)
+    rebinds: dict = field(default_factory=dict)  # stmt -> (name, VarInfo, in_loop)
+    outside_targets: dict = field(default_factory=dict)  # gradient node -> (name, assignment node)
     classes: dict = field(default_factory=dict)
     interp: object = None
 
@@ -186,6 +188,11 @@ class TFInterp(Interp):
 
     # ------------------------------------------------------------- bindings
     def on_bind_name(self, name, val, stmt):
+        old = self.lookup(name)
+        if old is not None and old.kind == "var" and isinstance(old.ref, VarInfo) and not isinstance(
+                val.ref, VarInfo) and old.ref.id in val.origins and isinstance(stmt, (ast.Assign, ast.AugAssign)):
+            loop = self.enclosing(stmt, (ast.For, ast.While, ast.FunctionDef, ast.AsyncFunctionDef))
+            self.facts.rebinds.setdefault(stmt, (name, old.ref, isinstance(loop, (ast.For, ast.While))))
         self._name_origin(val, name)
 
     def _name_origin(self, val: Val, name: str, cls: str | None = None, attr: str | None = None):
@@ -278,8 +285,21 @@ class TFInterp(Interp):
             if dtype_of(node.args[0], self.names) == "int":
                 return self.cut(node, ".astype(int)", "int_cast", [base])
         if method in ("assign", "assign_add", "assign_sub") and base is not None:
+            self.assign_in_tape(node, method, base, args)
             return Val(kind="unknown")
         return None
+
+    def assign_in_tape(self, node, method, base: Val, args):
+        """`v.assign(expr)` under a tape: the tape does not record it, so `expr`'s origins are cut from `v`."""
+        if not self.tapes or not args or not isinstance(base.ref, VarInfo):
+            return
+        value = flat(args[0])
+        origins = frozenset(o for o in value.origins if self.trains(o) and o != base.ref.id)
+        target = node.func.value if isinstance(node.func, ast.Attribute) else None
+        if not origins or not isinstance(target, ast.Name):
+            return
+        cut = Cut(node, f".{method}()", "assign", origins)
+        self.frame.env[target.id] = replace(base, cuts=base.cuts | value.cuts | {cut})
 
     def tf_call(self, node, qual, args, kwargs):
         tail = qual.rsplit(".", 1)[-1]
@@ -450,9 +470,40 @@ class TFInterp(Interp):
             if isinstance(val.ref, VarInfo) and node not in val.ref.listed:
                 val.ref.listed.append(node)
         self.record_lost(call.target, call.meant, node, "gradient")
+        self.check_outside(node, tape)
         items = tuple((i, Val(kind="grad", ref=call)) for i in range(len(sources))) if src_node is not None and \
             isinstance(src_node, (ast.List, ast.Tuple)) else None
         return Val(kind="grads", ref=call, items=items)
+
+    def check_outside(self, node, tape: TapeInfo):
+        """A target computed before the tape started recording (and not recomputed inside it)."""
+        target = node.args[0] if node.args else None
+        with_node = tape.with_node
+        if not isinstance(target, ast.Name) or with_node is None or self.is_ancestor(with_node, node):
+            return
+        fn = self.enclosing(with_node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+        if fn is not self.enclosing(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            return
+        name = target.id
+        inside = any(isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Store)
+                     for n in ast.walk(with_node))
+        if inside:
+            return
+        scope = fn.body if fn is not None else self.tree.body
+        before = None
+        for stmt in ast.walk(ast.Module(body=scope, type_ignores=[])):
+            if isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)) and stmt.lineno < with_node.lineno:
+                targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+                if any(isinstance(n, ast.Name) and n.id == name for t in targets for n in ast.walk(t)):
+                    before = stmt if before is None or stmt.lineno > before.lineno else before
+        if before is None or not self.eval_origins(before):
+            return
+        self.facts.outside_targets.setdefault(node, (name, before))
+
+    def eval_origins(self, stmt) -> bool:
+        val = self.lookup(stmt.targets[0].id) if isinstance(stmt, ast.Assign) and isinstance(
+            stmt.targets[0], ast.Name) else None
+        return bool(val is not None and val.origins)
 
     def source_list(self, node, val: Val) -> list:
         if node is not None and isinstance(node, (ast.List, ast.Tuple)):

@@ -22,7 +22,6 @@ from gradtrace.analysis.values import (
     UNKNOWN,
     Cut,
     Value,
-    alive_in,
     combine,
     cut,
     join,
@@ -579,14 +578,16 @@ class TorchFlow:
     def eval(self, node: ast.AST | None, frame: Frame) -> Value:
         if node is None:
             return Value("none")
-        self.tick()
-        method = getattr(self, "eval_" + type(node).__name__, None)
+        self.steps_taken += 1
+        if self.steps_taken > MAX_STEPS:
+            raise BudgetExceeded
+        method = EVAL_DISPATCH.get(type(node))
         if method is None:
             for child in ast.iter_child_nodes(node):
                 if isinstance(child, ast.expr):
                     self.eval(child, frame)
             return UNKNOWN
-        value = method(node, frame)
+        value = method(self, node, frame)
         if frame.grad_off is not None and isinstance(node, (ast.Call, ast.BinOp, ast.UnaryOp, ast.Subscript)):
             value = self.apply_grad_mode(value, frame)
         return value
@@ -1377,6 +1378,9 @@ class TorchFlow:
             result = replace(result, intlike=False)
         return result
 
+
+EVAL_DISPATCH = {getattr(ast, name[5:]): fn for name, fn in vars(TorchFlow).items()
+                 if name.startswith("eval_") and hasattr(ast, name[5:])}
 
 BUILTINS = {"float", "int", "bool", "complex", "list", "tuple", "sorted", "reversed", "set", "iter", "sum", "max",
             "min", "abs", "round", "pow", "divmod", "len", "enumerate", "zip", "filter", "map", "getattr",

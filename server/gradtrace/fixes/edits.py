@@ -5,8 +5,6 @@ from __future__ import annotations
 import ast
 import textwrap
 
-import libcst as cst
-
 from gradtrace.analysis.source import SourceFile
 from gradtrace.findings import Edit
 
@@ -27,8 +25,14 @@ def delete_statement(source: SourceFile, stmt: ast.stmt, parent_body: list[ast.s
     return Edit(span.line, span.column, span.end_line, span.end_column, "pass")
 
 
-def rewrite_statement(source: SourceFile, stmt: ast.stmt, transformer: cst.CSTTransformer) -> Edit | None:
-    """Rewrite one statement with libcst, keeping its formatting; None when nothing changed."""
+def rewrite_statement(source: SourceFile, stmt: ast.stmt, transformer) -> Edit | None:
+    """Rewrite one statement with libcst, keeping its formatting; None when nothing changed.
+
+    libcst is imported here, on first use: parsing a whole file with it costs 13-16x `ast.parse`, so
+    only the statement a fix touches is ever parsed with it.
+    """
+    import libcst as cst
+
     span = source.span(stmt)
     original = source.segment(stmt)
     indent = source.lines.line(span.line)[: span.column - 1]
@@ -47,17 +51,9 @@ def rewrite_statement(source: SourceFile, stmt: ast.stmt, transformer: cst.CSTTr
     return Edit(span.line, span.column, span.end_line, span.end_column, new_code)
 
 
-def parent_map(tree: ast.AST) -> dict[int, ast.AST]:
-    parents: dict[int, ast.AST] = {}
-    for node in ast.walk(tree):
-        for child in ast.iter_child_nodes(node):
-            parents[id(child)] = node
-    return parents
-
-
-def enclosing_statement(tree: ast.AST, node: ast.AST, parents: dict[int, ast.AST] | None = None):
+def enclosing_statement(source: SourceFile, node: ast.AST):
     """(statement containing `node`, the body list that holds it)."""
-    parents = parents or parent_map(tree)
+    parents = source.parents
     current = node
     while current is not None and not isinstance(current, ast.stmt):
         current = parents.get(id(current))

@@ -58,6 +58,8 @@ def worker_loop() -> int:
         if framework == "torch":
             import torch  # noqa: F401  (import only: the worker never runs an op)
             import torch.overrides  # noqa: F401
+
+            _preimport(("torch.optim", "torch._dynamo", "torch.nn.functional", "torch.utils.data", "numpy"))
         elif framework == "tensorflow":
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
             import tensorflow  # noqa: F401
@@ -89,6 +91,17 @@ def worker_loop() -> int:
                 return 0
             result = _run_forked(req, control, cfg)
             _send(control, {"event": "result", "result": result})
+
+
+def _preimport(names) -> None:
+    """Modules torch imports lazily on first use (an optimizer's constructor imports torch._dynamo: ~2 s)."""
+    import importlib
+
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - optional
+            pass
 
 
 def _make_subreaper() -> None:

@@ -1,7 +1,7 @@
 import ast
 
-from gradtrace.fixes.edits import delete_statement, enclosing_statement, replace_node
 from gradtrace.findings import Fix
+from gradtrace.fixes.edits import delete_statement, enclosing_statement, replace_node
 from gradtrace.rules._torch_cut import call_receiver, report_dead_cuts
 from gradtrace.rules.base import Invalid, Rule, Truth
 
@@ -12,7 +12,7 @@ def remove_detach(ctx, dead):
     if receiver is None:
         return None
     if dead.cut.op == ".detach_()":
-        stmt, body = enclosing_statement(ctx.tree, node)
+        stmt, body = enclosing_statement(ctx.source, node)
         if isinstance(stmt, ast.Expr) and stmt.value is node:
             return Fix("Remove `.detach_()`", True, (delete_statement(ctx.source, stmt, body),))
         return None

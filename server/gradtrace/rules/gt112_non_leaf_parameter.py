@@ -122,7 +122,7 @@ class NonLeafParameter(Rule):
 
     def check(self, ctx):
         text = ctx.source.text
-        for node in ast.walk(ctx.tree):
+        for node in ctx.source.nodes(ast.Assign):
             if not isinstance(node, ast.Assign) or len(node.targets) != 1 or not isinstance(node.targets[0], ast.Name):
                 continue
             found = find_leaf_factory(ctx, node.value)

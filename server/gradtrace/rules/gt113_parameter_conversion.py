@@ -111,7 +111,7 @@ class ParameterConversion(Rule):
                     ctx.report(attr.value, f"`self.{attr.name}` is not a parameter: `.{attr.value.func.attr}()` after "
                                "`nn.Parameter(...)` returns a plain tensor, so it is not registered and its `.grad` stays "
                                "None.", fix=move_inside(ctx, attr.value))
-        for node in ast.walk(ctx.tree):
+        for node in ctx.source.nodes(ast.Assign):
             if isinstance(node, ast.Assign) and id(node.value) not in seen and isinstance(node.value, ast.Call):
                 value = node.value
                 if isinstance(value.func, ast.Attribute) and isinstance(value.func.value, ast.Call) and \

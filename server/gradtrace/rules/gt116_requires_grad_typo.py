@@ -100,7 +100,7 @@ class RequiresGradTypo(Rule):
     )
 
     def check(self, ctx):
-        for node in ast.walk(ctx.tree):
+        for node in ctx.source.nodes(ast.Attribute, ast.keyword):
             if isinstance(node, ast.Attribute) and node.attr in SILENT_ATTRS and isinstance(node.ctx, ast.Store):
                 fix = rename_fix(ctx, node, node.attr, "requires_grad")
                 target = ctx.source.segment(node.value)

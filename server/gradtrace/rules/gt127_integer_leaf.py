@@ -71,7 +71,7 @@ class IntegerLeaf(Rule):
     def check(self, ctx):
         from gradtrace.analysis.torch_flow import _dtype_name, _int_literal_data
 
-        for node in ast.walk(ctx.tree):
+        for node in ctx.source.nodes(ast.Call):
             if not isinstance(node, ast.Call):
                 continue
             if not any(k.arg == "requires_grad" and isinstance(k.value, ast.Constant) and k.value.value is True
