@@ -43,7 +43,7 @@ def test_invalid_example_is_flagged_where_marked(rule, index):
     assert sorted({f.line for f in found}) == expected, [(f.line, f.message) for f in found]
     for f in found:
         assert f.severity == rule.severity or f.severity in ("warning", "information", "error")
-        assert f.message and f.message.endswith((".", ")", "`")), f.message
+        assert f.message and f.message.endswith((".", ")", "`", "?")), f.message
 
 
 @pytest.mark.parametrize(("rule", "index"), INVALID, ids=_ids(INVALID))

@@ -368,9 +368,18 @@ class TFInterp(Interp):
         if isinstance(loop, (ast.For, ast.While)) and self.has_training(loop):
             return "inside the training loop"
         fn = self.enclosing(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-        if fn is not None and fn.name not in ("__init__", "build") and self.has_training(fn, tape_only=True):
-            return f"in `{fn.name}()`, which runs the GradientTape on every call"
+        if fn is not None and fn.name not in ("__init__", "build") and self.step_function(fn):
+            return f"in `{fn.name}()`, which runs one training step per call"
         return None
+
+    def step_function(self, fn) -> bool:
+        """Does `fn` run a tape once per call (a train step), rather than a whole training loop?"""
+        for sub in ast.walk(fn):
+            if isinstance(sub, ast.Call) and (self.names.qualname(sub.func) or "") == "tensorflow.GradientTape":
+                loop = self.enclosing(sub, (ast.For, ast.While, ast.FunctionDef, ast.AsyncFunctionDef))
+                if loop is fn:
+                    return True
+        return False
 
     def lazy_guard(self, node) -> bool:
         cur = self.parents.get(node)

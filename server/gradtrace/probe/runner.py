@@ -58,8 +58,6 @@ def worker_loop() -> int:
         if framework == "torch":
             import torch  # noqa: F401  (import only: the worker never runs an op)
             import torch.overrides  # noqa: F401
-
-            _preimport(("torch.optim", "torch._dynamo", "torch.nn.functional", "torch.utils.data", "numpy"))
         elif framework == "tensorflow":
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
             import tensorflow  # noqa: F401
@@ -73,6 +71,7 @@ def worker_loop() -> int:
                     "pid": os.getpid(), "python": sys.version.split()[0]})
     idle = float(cfg.get("idle_s", 600))
     stdin_fd = sys.stdin.fileno()
+    preimported = False
     buf = b""
     while True:
         ready, _, _ = select.select([stdin_fd], [], [], idle)
@@ -91,6 +90,11 @@ def worker_loop() -> int:
                 return 0
             result = _run_forked(req, control, cfg)
             _send(control, {"event": "result", "result": result})
+            if framework == "torch" and not preimported:
+                # After the first probe (so a cold probe pays only `import torch`): modules torch imports
+                # lazily on first use, e.g. an optimizer's constructor imports torch._dynamo (~2 s).
+                _preimport(("torch.optim", "torch._dynamo", "torch.nn.functional", "torch.utils.data", "numpy"))
+                preimported = True
 
 
 def _preimport(names) -> None:

@@ -1,0 +1,164 @@
+import ast
+
+from gradtrace.analysis.name_predicates import candidate_names, evaluate
+from gradtrace.rules.base import Invalid, Rule, Truth
+
+
+def _named_parameters_loop(node: ast.For):
+    """(name variable, parameter variable) of `for n, p in X.named_parameters():`."""
+    if not (isinstance(node.target, ast.Tuple) and len(node.target.elts) == 2):
+        return None
+    it = node.iter
+    if not (isinstance(it, ast.Call) and isinstance(it.func, ast.Attribute) and it.func.attr == "named_parameters"):
+        return None
+    name_var, param_var = node.target.elts
+    if isinstance(name_var, ast.Name) and isinstance(param_var, ast.Name):
+        return name_var.id, param_var.id
+    return None
+
+
+def _freezes(stmt: ast.stmt, param: str) -> bool:
+    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+        t = stmt.targets[0]
+        return (isinstance(t, ast.Attribute) and t.attr == "requires_grad" and isinstance(t.value, ast.Name)
+                and t.value.id == param and isinstance(stmt.value, ast.Constant) and stmt.value.value is False)
+    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+        call = stmt.value
+        return (isinstance(call.func, ast.Attribute) and call.func.attr == "requires_grad_"
+                and isinstance(call.func.value, ast.Name) and call.func.value.id == param and bool(call.args)
+                and isinstance(call.args[0], ast.Constant) and call.args[0].value is False)
+    return False
+
+
+def freezing_sites(loop: ast.For, param: str):
+    """(freezing statement, conditions [(test, polarity)]) inside the loop body."""
+    def visit(body, conditions):
+        for stmt in body:
+            if _freezes(stmt, param):
+                yield stmt, conditions
+            elif isinstance(stmt, ast.If):
+                yield from visit(stmt.body, conditions + [(stmt.test, True, stmt)])
+                yield from visit(stmt.orelse, conditions + [(stmt.test, False, stmt)])
+    yield from visit(loop.body, [])
+
+
+def selections(tree_nodes):
+    """Name-based selections `[p for n, p in X.named_parameters() if cond]` → (node, name var, conditions)."""
+    for node in tree_nodes:
+        if len(node.generators) != 1:
+            continue
+        gen = node.generators[0]
+        if not (isinstance(gen.target, ast.Tuple) and len(gen.target.elts) == 2 and gen.ifs):
+            continue
+        it = gen.iter
+        if isinstance(it, ast.Call) and isinstance(it.func, ast.Attribute) and it.func.attr == "named_parameters":
+            name_var = gen.target.elts[0]
+            if isinstance(name_var, ast.Name):
+                yield node, name_var.id, gen.ifs
+
+
+class FrozenButOptimized(Rule):
+    code = "GT117"
+    name = "frozen-but-optimized"
+    summary = "Parameters frozen with `requires_grad = False` are exactly the ones the optimizer is given."
+    docs = """
+    ## What it does
+    Finds a freezing loop over `named_parameters()` (`param.requires_grad = False` under a condition on
+    the name) whose condition also matches parameters that the optimizer selects by name — typically
+    an inverted condition that freezes the part meant to train.
+
+    ## Why is this bad?
+    A frozen parameter gets no gradient (`.grad` stays `None`), so the optimizer built for it never
+    moves it; the part meant to stay frozen may train instead, or nothing trains at all.
+
+    ## Example
+    ```python
+    for name, param in model.named_parameters():
+        if "encoder" not in name:
+            param.requires_grad = False
+    head_params = [p for n, p in model.named_parameters() if n.startswith("head")]
+    ```
+
+    ## Use instead
+    ```python
+    for name, param in model.named_parameters():
+        if "encoder" in name:
+            param.requires_grad = False
+    head_params = [p for n, p in model.named_parameters() if n.startswith("head")]
+    ```
+
+    ## Fix safety
+    No automatic fix: decide which condition is the intended one.
+    """
+    valid = (
+        """
+        import torch
+        import torch.nn as nn
+
+        model = nn.Module()
+        model.encoder = nn.Linear(4, 4)
+        model.head = nn.Linear(4, 2)
+        for name, param in model.named_parameters():
+            if name.startswith("encoder"):
+                param.requires_grad = False
+        opt = torch.optim.Adam([p for n, p in model.named_parameters() if n.startswith("head")])
+        """,
+    )
+    invalid = (
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+            model = nn.Module()
+            model.encoder = nn.Linear(4, 4)
+            model.head = nn.Linear(4, 2)
+            for name, param in model.named_parameters():
+                if "encoder" not in name:  # expect: GT117
+                    param.requires_grad = False
+            opt = torch.optim.Adam([p for n, p in model.named_parameters() if n.startswith("head")])
+            loss = model.head(model.encoder(torch.randn(3, 4))).sum()
+            loss.backward()
+            """,
+            truth=Truth(grads={"model.head.weight": "none"}),
+        ),
+    )
+
+    def check(self, ctx):
+        if "requires_grad" not in ctx.source.text or "named_parameters" not in ctx.source.text:
+            return ()
+        picks = list(selections(ctx.source.nodes(ast.ListComp, ast.GeneratorExp)))
+        if not picks:
+            return ()
+        for loop in ctx.source.nodes(ast.For):
+            found = _named_parameters_loop(loop)
+            if not found:
+                continue
+            name_var, param_var = found
+            for stmt, conditions in freezing_sites(loop, param_var):
+                if not conditions:
+                    continue
+                for pick, pick_var, ifs in picks:
+                    clash = None
+                    for candidate in candidate_names(ast.Tuple(elts=list(ifs), ctx=ast.Load())):
+                        frozen = [evaluate(test, name_var, candidate) for test, _, _ in conditions]
+                        frozen = [f if pol else (None if f is None else not f)
+                                  for f, (_, pol, _) in zip(frozen, conditions)]
+                        chosen = [evaluate(test, pick_var, candidate) for test in ifs]
+                        if all(f is True for f in frozen) and all(c is True for c in chosen):
+                            clash = candidate
+                            break
+                    if clash is None:
+                        continue
+                    outer_if = conditions[0][2]
+                    span = ctx.span(outer_if.test)
+                    from gradtrace.analysis.source import Span
+
+                    end = ctx.span(stmt)
+                    where = Span(span.line, span.column, end.end_line, end.end_column)
+                    pick_line = ctx.span(pick).line
+                    ctx.report(where, f"This freezes parameters such as `{clash}`, which the selection on line "
+                               f"{pick_line} hands to the optimizer: they get no gradient and never train. Is the "
+                               "condition inverted?", related=[ctx.related(pick, "the optimizer's selection")])
+                    break
+        return ()
