@@ -436,7 +436,8 @@ class TorchFlow:
                             added = [self.element(a) for a in added]
                         new = Value("container", srcs=container.srcs.union(*(a.srcs for a in added)),
                                     cuts=join(container, *added).cuts,
-                                    items=(container.items or ()) + tuple(added))
+                                    items=(container.items or ()) + tuple(added),
+                                    opaque=container.opaque or any(a.opaque for a in added))
                         self.store(receiver, new, frame)
                         return
                 if method == "add_param_group" and call.args:
@@ -542,6 +543,8 @@ class TorchFlow:
                          srcs=value.srcs)
         if value.kind == "range":
             return NUMBER
+        if value.kind == "container" and not value.items:
+            return Value("unknown", srcs=value.srcs, cuts=value.cuts, opaque=True)
         if value.kind == "tensor":
             return replace(value, leaf=False, name=None, items=None, extra=())
         if value.kind == "module":  # nn.Sequential / ModuleList iteration
@@ -1043,11 +1046,14 @@ class TorchFlow:
         if name == "len":
             return NUMBER
         if name == "enumerate":
-            return Value("container", items=(Value("container", items=(NUMBER, self.element(first))),),
-                         srcs=first.srcs, cuts=first.cuts)
+            element = self.element(first)
+            return Value("container", items=(Value("container", items=(NUMBER, element), opaque=element.opaque),),
+                         srcs=first.srcs, cuts=first.cuts, opaque=first.opaque)
         if name == "zip":
-            pair = Value("container", items=tuple(self.element(a) for a in args))
-            return Value("container", items=(pair,), srcs=join(*args).srcs if args else EMPTY)
+            elements = tuple(self.element(a) for a in args)
+            opaque = any(e.opaque for e in elements)
+            pair = Value("container", items=elements, opaque=opaque)
+            return Value("container", items=(pair,), srcs=join(*args).srcs if args else EMPTY, opaque=opaque)
         if name == "filter" and len(args) == 2:
             return args[1] if args[1].kind == "params" else Value("container", srcs=args[1].srcs,
                                                                   items=(self.element(args[1]),))

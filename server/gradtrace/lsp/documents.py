@@ -268,7 +268,7 @@ class Documents:
         now = loop.time()
         if delay is None:
             delay = self.ls.config.for_path(self.path_for(key)).lint_debounce_ms / 1000
-            if now - target.last_change > max(delay, 0.15) and (target.runner is None or target.runner.done()):
+            if now - target.last_change > delay and (target.runner is None or target.runner.done()):
                 delay = 0.0  # the first change after a pause: answer at once; a burst is then coalesced
             target.last_change = now
         target.wake.set()

@@ -176,11 +176,14 @@ async def hover(ls: GradtraceServer, params: types.HoverParams) -> types.Hover |
     key = docs.target_key(uri)
     parts = []
     analysis = docs.analyses.get(key)
-    if key in docs.targets and (analysis is None or analysis.version != docs.wanted_version(key)):
-        analysis = await docs.ensure(key)
+    if analysis is None and key in docs.targets:
+        analysis = await docs.ensure(key)  # first hover before any analysis: wait for it once
     if analysis is not None:
+        # Never wait for a newer analysis (hovers stay instant while typing); the last one is used
+        # where the hovered line is unchanged since it ran.
+        fresh = analysis.version == docs.wanted_version(key)
         for diagnostic, finding in analysis.diagnostics.get(uri, []) + ls.probe.diagnostics(analysis, uri):
-            if _contains(diagnostic.range, pos):
+            if _contains(diagnostic.range, pos) and (fresh or _same_line(analysis, uri, pos.line, text)):
                 parts.append(finding_markdown(finding, probe=diagnostic.source != "gradtrace"))
     path = docs.path_for(key)
     # cell lines -> notebook lines are not probed (the probe runs files), so only text documents here
@@ -190,6 +193,13 @@ async def hover(ls: GradtraceServer, params: types.HoverParams) -> types.Hover |
     if not parts:
         return None
     return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value="\n\n---\n\n".join(parts)))
+
+
+def _same_line(analysis, uri: str, line0: int, text: str) -> bool:
+    """Whether the analysed text had `text` on this (cell-relative) line too."""
+    offset = next((first - 1 for first, _count, u in analysis.where.cells if u == uri), 0)
+    index = offset + line0
+    return 0 <= index < len(analysis.where.lines) and analysis.where.lines[index] == text
 
 
 def _hover(value: str, lines: list[str], line0: int, start: int, length: int, encoding: str) -> types.Hover:

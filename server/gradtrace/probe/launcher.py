@@ -15,8 +15,10 @@ import collections
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -38,7 +40,8 @@ class _Worker:
                  use_bwrap: bool):
         self.python = python
         self.framework = framework
-        self.plan = sandbox.plan(memory_mb, allow_bwrap=use_bwrap)
+        self.workdir = tempfile.mkdtemp(prefix="gradtrace-worker-")
+        self.plan = sandbox.plan(memory_mb, self.workdir, allow_bwrap=use_bwrap)
         self.cgroup = sandbox.PidsCgroup(MAX_PIDS)
         self.lock = threading.Lock()
         self.last_used = time.monotonic()
@@ -47,10 +50,11 @@ class _Worker:
         self.ready: dict | None = None
         self.child_pid: int | None = None
         env = sandbox.scrub_env(device=device)
+        env["TMPDIR"] = self.workdir
         argv = [*self.plan.argv_prefix, python, RUNNER, "worker"]
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=env, cwd="/", start_new_session=True,
+                                     env=env, cwd=self.workdir, start_new_session=True,
                                      preexec_fn=self.cgroup.preexec if self.cgroup.path else None)
         threading.Thread(target=self._read_stdout, daemon=True).start()
         threading.Thread(target=self._read_stderr, daemon=True).start()
@@ -114,6 +118,7 @@ class _Worker:
             except OSError:
                 pass
         self.cgroup.remove()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 class ProbeLauncher:

@@ -91,15 +91,18 @@ class Plan:
     kind: str = "limits-only"
 
 
-def plan(memory_mb: int, allow_bwrap: bool = True, tmpfs_mb: int | None = None) -> Plan:
-    """How to start a worker: the wrapper command and the layers it brings."""
+def plan(memory_mb: int, workdir: str, allow_bwrap: bool = True) -> Plan:
+    """How to start a worker: the wrapper command and the layers it brings.
+
+    `workdir` is the worker's private directory: the only writable place inside bubblewrap; each probe
+    gets a fresh temporary directory inside it.
+    """
     home = os.path.expanduser("~")
     bw = bwrap_path() if allow_bwrap else None
     if bw:
-        size = (tmpfs_mb or min(1024, max(64, memory_mb // 4))) * 1024 * 1024
-        argv = [bw, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--size", str(size), "--tmpfs",
-                "/tmp", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent",
-                "--new-session", "--chdir", "/tmp"]
+        argv = [bw, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--bind", workdir, workdir,
+                "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent",
+                "--new-session", "--chdir", workdir]
         if os.geteuid() == 0:
             argv += ["--cap-drop", "ALL"]
         for rel in CREDENTIAL_PATHS:
@@ -108,10 +111,6 @@ def plan(memory_mb: int, allow_bwrap: bool = True, tmpfs_mb: int | None = None) 
                 argv += ["--tmpfs", p]
             elif os.path.exists(p):
                 argv += ["--ro-bind", "/dev/null", p]
-        if os.path.isdir("/var/tmp"):
-            argv += ["--tmpfs", "/var/tmp"]
-        if os.path.isdir("/dev/shm"):
-            argv += ["--tmpfs", "/dev/shm"]
         argv.append("--")
         return Plan(argv, ["bubblewrap", "no-network", "read-only-fs", "pid-namespace", "credential-dirs-hidden"],
                     None, True, "bwrap")

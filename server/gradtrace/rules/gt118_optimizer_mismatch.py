@@ -102,6 +102,12 @@ class OptimizerMismatch(Rule):
             reached = {s for s in sink.value.srcs if not s.startswith("<")}
             if not reached or any(overlaps(r, c) for r in reached for c in coverage.srcs):
                 continue
+            # Only compare names of objects this file creates: a function's parameters and `self.`
+            # attributes are named per scope, so `model` there need not be `model` here.
+            concrete = ("module", "leaf")
+            if any(flow.source_kind.get(s.split(".")[0]) not in concrete or s.startswith("self.")
+                   for s in reached | set(coverage.srcs)):
+                continue
             if id(optimizer) in reported:
                 continue
             reported.add(id(optimizer))
