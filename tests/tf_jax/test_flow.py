@@ -200,3 +200,61 @@ def test_analysis_stays_linear_on_a_large_file():
     elapsed = time.perf_counter() - start
     assert not result.errors
     assert elapsed < 5.0, f"{elapsed:.2f}s for {text.count(chr(10))} lines"
+
+
+def test_variables_created_once_per_training_routine_are_quiet_but_once_per_step_are_flagged():
+    assert codes("""
+        import tensorflow as tf
+
+        def train(xs, ys, steps=10):
+            w = tf.Variable(tf.zeros([2, 1]))
+            opt = tf.keras.optimizers.SGD(0.1)
+            for _ in range(steps):
+                with tf.GradientTape() as tape:
+                    loss = tf.reduce_mean((tf.matmul(xs, w) - ys) ** 2)
+                opt.apply_gradients(zip(tape.gradient(loss, [w]), [w]))
+            return w
+
+        def train_step(xs, ys, opt):
+            w = tf.Variable(tf.zeros([2, 1]))
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean((tf.matmul(xs, w) - ys) ** 2)
+            opt.apply_gradients(zip(tape.gradient(loss, [w]), [w]))
+            return loss
+        """) == [(13, "GT201")]
+
+
+def test_closures_see_the_enclosing_jit_trace():
+    got = findings("""
+        import jax
+        import jax.numpy as jnp
+
+        @jax.jit
+        def step(params, x, y, lr):
+            def loss_fn(p):
+                return jnp.mean((x @ p["w"] - y) ** 2)
+            loss, grads = jax.value_and_grad(loss_fn)(params)
+            if loss > 10.0:
+                lr = lr * 0.1
+            return jax.tree_util.tree_map(lambda a, b: a - lr * b, params, grads), loss
+        """)
+    assert [(f.line, f.code) for f in got] == [(9, "GT304")]
+    assert "jax.jit" in got[0].message
+
+
+def test_outputs_of_jitted_functions_are_concrete_for_their_caller():
+    assert codes("""
+        import jax
+        import jax.numpy as jnp
+
+        @jax.jit
+        def update(params, x):
+            loss, grads = jax.value_and_grad(lambda p: jnp.sum((x @ p) ** 2))(params)
+            return params - 0.1 * grads, loss
+
+        params = jnp.ones(3)
+        for _ in range(2):
+            params, loss = update(params, jnp.ones((4, 3)))
+            if float(loss) < 1e-3:
+                break
+        """) == []
