@@ -89,3 +89,14 @@ async def test_garbage_edits_never_break_the_server(client, tmp_path):
         await wait_diagnostics(client, uri, version=version)
     change_doc(client, uri, 99, DETACH)
     assert [d.code for d in await wait_diagnostics(client, uri, version=99)] == ["GT105"]
+
+
+async def test_hover_does_not_wait_for_the_analysis_of_an_edit(client, tmp_path):
+    uri = open_doc(client, tmp_path / "editing.py", DETACH)
+    (d,) = await wait_diagnostics(client, uri, version=1)
+    change_doc(client, uri, 2, DETACH + "# SLOW_ME\n")  # version 2 takes seconds to analyse
+    await asyncio.sleep(0.3)
+    hover = await asyncio.wait_for(hover_at(client, uri, d.range.start.line, d.range.start.character + 1), 2)
+    assert "GT105" in hover.contents.value  # from the last analysis: that line has not changed
+    assert [p.version for p in client.published if p.uri == uri] == [1]
+    await wait_diagnostics(client, uri, version=2)
