@@ -476,6 +476,8 @@ class Interp:
             return UNKNOWN
         if node.attr in STATIC_ATTRS:
             return Val(kind="static", cuts=base.cuts)
+        if node.attr in ("T", "mT", "real") and base.kind in ("jarray", "numpy", "tensor"):
+            return replace(base, items=None, ref=None)
         return Val(base.origins, base.cuts, "method", base.dtype, None, None, base.traced, base.jtraced, ("method", node.attr, base))
 
     def e_Subscript(self, node):

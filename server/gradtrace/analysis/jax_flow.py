@@ -305,7 +305,8 @@ class JaxInterp(Interp):
             if traced:
                 return self.convert(node, "np." + qual.split(".", 1)[1] if qual.startswith("numpy.") else qual,
                                     join(*traced))
-            return join(*args, kind="numpy") if args else Val(kind="numpy")
+            out = self.jnp_call(node, qual, args, kwargs)
+            return replace(out, kind="numpy")
         if method in ARGMAX_LIKE and base is not None:
             return self.cut(node, f".{method}()", "int_cast", [base], dtype="int")
         if method in ZERO_GRAD and base is not None and base.kind == "jarray":
@@ -336,7 +337,7 @@ class JaxInterp(Interp):
             if tail in ("array", "asarray") and node.args:
                 dtype = literal_dtype(node.args[0]) or (args[0].dtype if args else None)
             elif tail in ("arange",):
-                dtype = "int" if all(literal_dtype(a) == "int" for a in node.args) else None
+                dtype = "int" if args and all(a.dtype == "int" for a in args) else None
             elif tail in ("randint", "bernoulli", "choice", "permutation"):
                 dtype = "int" if tail == "randint" else None
             elif tail in FLOAT_CTORS or qual.startswith("jax.random."):

@@ -77,6 +77,7 @@ class VarInfo:
     per_step: str | None = None  # why this creation happens on every step (None: once)
     listed: list = field(default_factory=list)  # gradient/apply nodes that name it as a source
     read_in_tape: bool = False
+    cast_in_tape: bool = False  # an int variable cast to float where a loss is computed: meant as a parameter
 
 
 @dataclass(eq=False)
@@ -318,6 +319,8 @@ class TFInterp(Interp):
             if dt == "int":
                 return self.cut(node, "tf.cast(..., int)", "int_cast", args[:1], dtype="int")
             src = flat(args[0]) if args else Val()
+            if dt == "float" and isinstance(src.ref, VarInfo) and src.ref.dtype == "int" and self.in_training():
+                src.ref.cast_in_tape = True
             return Val(src.origins, src.cuts, "tensor", dt)
         if tail in ARGMAX_LIKE:
             return self.cut(node, f"tf.{tail}", "int_cast", args[:1], dtype="int")
@@ -352,6 +355,13 @@ class TFInterp(Interp):
         carries = trainable and dtype != "int"
         return Val(frozenset({vid}) if carries else EMPTY, init.cuts if init is not None else EMPTY, "var",
                    dtype, node, None, False, False, info)
+
+    def in_training(self) -> bool:
+        """Under a tape, or in a layer's `call`/`__call__` (which runs under the caller's tape)."""
+        if self.tapes:
+            return True
+        return any(isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) and fn.name in CALL_METHODS
+                   for fn in self.stack)
 
     def per_step_reason(self, node) -> str | None:
         if self.lazy_guard(node):

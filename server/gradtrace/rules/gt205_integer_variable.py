@@ -17,8 +17,9 @@ class IntegerVariable(Rule):
     docs = """
     ## What it does
     Flags `tf.Variable(0)`, `tf.Variable([1, 2])` or `tf.Variable(..., dtype=tf.int32)` when the variable
-    is a source of `tape.gradient` or is handed to an optimizer. Integer counters that are never
-    differentiated (`step = tf.Variable(0, trainable=False)`) stay quiet.
+    is a source of `tape.gradient`, is handed to an optimizer, or is cast to float inside a tape or a
+    layer's `call` (used as a parameter). Integer counters that are never differentiated
+    (`step = tf.Variable(0, trainable=False)`, `calls.assign_add(1)`) stay quiet.
 
     ## Why is this bad?
     `tf.Variable(0)` is `int32`. Tapes only watch floating-point tensors: the gradient is `None`
@@ -83,12 +84,47 @@ class IntegerVariable(Rule):
             """,
             truth=Truth(grads={"grads[1]": "none"}, framework="tensorflow"),
         ),
+        Invalid(
+            """
+            import tensorflow as tf
+
+            class Shift(tf.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.offset = tf.Variable(0)  # expect: GT205
+
+                def __call__(self, x):
+                    return x + tf.cast(self.offset, tf.float32)
+
+            shift = Shift()
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(shift(tf.ones([3])) ** 2)
+            grads = tape.gradient(loss, shift.trainable_variables)
+            """,
+            fixed="""
+            import tensorflow as tf
+
+            class Shift(tf.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.offset = tf.Variable(0.0)  # expect: GT205
+
+                def __call__(self, x):
+                    return x + tf.cast(self.offset, tf.float32)
+
+            shift = Shift()
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(shift(tf.ones([3])) ** 2)
+            grads = tape.gradient(loss, shift.trainable_variables)
+            """,
+            truth=Truth(grads={"grads[0]": "none"}, framework="tensorflow"),
+        ),
     )
 
     def check(self, ctx):
         facts = tf_facts(ctx)
         for info in facts.variables.values():
-            if info.dtype != "int" or not info.trainable or not info.listed:
+            if info.dtype != "int" or not info.trainable or not (info.listed or info.cast_in_tape):
                 continue
             name = info.name or "this variable"
             fix = None
