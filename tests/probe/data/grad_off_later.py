@@ -11,7 +11,7 @@ def validate():
     return nn.functional.mse_loss(net(x), y).item()
 
 
-for epoch in range(3):
+for _ in range(3):
     opt.zero_grad()
     loss = nn.functional.mse_loss(net(x), y)
     loss.backward()

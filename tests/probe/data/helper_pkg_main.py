@@ -1,5 +1,4 @@
 import torch
-
 from helper_pkg_mod import Encoder
 
 enc = Encoder()

@@ -1,0 +1,224 @@
+"""The escape suite: hostile code is contained, reported, and the launcher survives all of it."""
+
+import os
+import socket
+import threading
+import time
+
+import pytest
+from gradtrace.probe import sandbox
+
+from .conftest import data
+
+HAVE_BWRAP = sandbox.bwrap_path() is not None
+SECRET = "gt-planted-secret-4f1c9a"
+
+
+def write(tmp_path, name, body):
+    path = tmp_path / name
+    path.write_text("import torch\n" + body)
+    return str(path)
+
+
+def marker_processes(marker: str) -> list[int]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if marker.encode() in fh.read():
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+@pytest.fixture(scope="module")
+def secret_launcher():
+    """A launcher started while secrets sit in the environment."""
+    from gradtrace.probe.launcher import ProbeLauncher
+
+    planted = {"GT_TEST_API_TOKEN": SECRET, "AWS_SECRET_ACCESS_KEY": SECRET, "GITHUB_TOKEN": SECRET,
+               "MY_SERVICE_PASSWORD": SECRET}
+    old = {k: os.environ.get(k) for k in planted}
+    os.environ.update(planted)
+    lau = ProbeLauncher()
+    try:
+        yield lau
+    finally:
+        lau.shutdown()
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def test_secret_environment_is_scrubbed(secret_launcher, tmp_path):
+    path = write(tmp_path, "env.py", "import os\nprint(sorted(os.environ.items()))\n"
+                 "raise RuntimeError(repr([v for v in os.environ.values() if 'planted' in v]))\n")
+    res = secret_launcher.run(path, timeout=30)
+    assert "env-scrubbed" in res["isolation"]
+    assert SECRET not in str(res)
+    assert res["error"]["message"] == "[]"
+    assert "PATH" in res["output"]["head"]  # the script did run and print its environment
+
+
+@pytest.mark.skipif(not HAVE_BWRAP, reason="needs bubblewrap (scripts/setup-probe.sh installs it)")
+def test_network_connection_is_refused(launcher, tmp_path):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(0.2)
+    port = server.getsockname()[1]
+    accepted = []
+
+    def accept():
+        deadline = time.time() + 20
+        while time.time() < deadline and not accepted:
+            try:
+                accepted.append(server.accept())
+            except OSError:
+                pass
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    path = write(tmp_path, "net.py", f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=5)\n")
+    res = launcher.run(path, timeout=30)
+    accepted_any = bool(accepted)
+    server.close()
+    assert not accepted_any
+    assert res["status"] == "error" and res["error"]["line"] == 3
+    assert "no-network" in res["isolation"]
+
+
+@pytest.mark.skipif(not HAVE_BWRAP, reason="needs bubblewrap (scripts/setup-probe.sh installs it)")
+def test_writing_outside_the_temp_dir_fails(launcher, tmp_path):
+    target = tmp_path / "escaped.txt"
+    path = write(tmp_path, "write.py", f"open({str(target)!r}, 'w').write('x')\n")
+    res = launcher.run(path, timeout=30)
+    assert not target.exists()
+    assert res["status"] == "error" and res["error"]["type"] == "OSError"
+    assert "read-only-fs" in res["isolation"]
+    # ... while its own temporary working directory is writable
+    path = write(tmp_path, "write_ok.py", "import os\nopen('scratch.txt', 'w').write('x')\n"
+                 "assert os.path.exists('scratch.txt')\nw = torch.ones(2, requires_grad=True)\nw.sum().backward()\n")
+    res = launcher.run(path, timeout=30)
+    assert res["status"] == "ok", res["error"]
+
+
+def test_infinite_loop_times_out(launcher, tmp_path):
+    path = write(tmp_path, "loop.py", "while True:\n    pass\n")
+    t = time.perf_counter()
+    res = launcher.run(path, timeout=2)
+    assert time.perf_counter() - t < 15
+    assert res["status"] == "timeout" and "2 s" in res["error"]["message"]
+
+
+def test_allocating_10_gb_is_stopped(launcher, tmp_path):
+    path = write(tmp_path, "alloc.py", "x = torch.ones(10 * 1024 ** 3, dtype=torch.uint8)\nprint(x.sum())\n")
+    res = launcher.run(path, timeout=30, memory_mb=1024)
+    assert res["status"] == "error"
+    assert res["error"]["line"] == 2 or res["error"]["type"] == "ProbeCrashed"
+    assert "memory-limit:1024MB" in res["isolation"]
+
+
+def test_fork_bomb_is_contained(launcher, tmp_path):
+    path = write(tmp_path, "bomb.py", "import os\nwhile True:\n    try:\n        os.fork()\n"
+                 "    except OSError:\n        pass\n")
+    t = time.perf_counter()
+    res = launcher.run(path, timeout=3)
+    assert time.perf_counter() - t < 30
+    assert res["status"] in ("timeout", "error")
+    time.sleep(0.5)
+    assert not marker_processes(path)
+
+
+def test_grandchild_left_running_is_killed(launcher, tmp_path):
+    marker = "987654.321"
+    path = write(tmp_path, "daemon.py", "import subprocess, os\n"
+                 f"subprocess.Popen(['sleep', '{marker}'], start_new_session=True)\n"
+                 "if os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+                 f"        os.execvp('sleep', ['sleep', '{marker}'])\n    os._exit(0)\n"
+                 "w = torch.ones(2, requires_grad=True)\nw.sum().backward()\n")
+    res = launcher.run(path, timeout=30)
+    assert res["status"] == "ok", res["error"]
+    time.sleep(0.3)
+    assert marker_processes(marker) == []
+
+
+def test_stdout_flood_is_capped(launcher, tmp_path):
+    path = write(tmp_path, "flood.py", "import sys\nfor _ in range(200_000):\n    sys.stdout.write('x' * 1000 + '\\n')\n"
+                 "w = torch.ones(2, requires_grad=True)\nw.sum().backward()\n")
+    res = launcher.run(path, timeout=60)
+    assert res["status"] == "ok", res["error"]
+    assert res["output"]["bytes"] >= 200_000_000
+    assert len(res["output"]["head"]) <= 8192 and len(res["output"]["tail"]) <= 8192
+    assert [p["grad"] for p in res["parameters"]] == ["ok"]
+
+
+def test_launcher_survives_everything(launcher):
+    res = launcher.run(data("detach_head.py"))
+    assert res["status"] == "ok" and res["warm"] is True
+    assert launcher.workers() == 1
+
+
+def test_isolation_is_reported_exactly(launcher):
+    res = launcher.run(data("good_mlp.py"))
+    iso = res["isolation"]
+    for layer in ("process-group", "timeout:60s", "env-scrubbed", "private-tmp-cwd", "cpu-only",
+                  "memory-limit:4096MB"):
+        assert layer in iso
+    if HAVE_BWRAP:
+        assert {"bubblewrap", "no-network", "read-only-fs"} <= set(iso) and "isolation_notice" not in res
+    else:
+        assert "read-only-fs" not in iso and res["isolation_notice"]
+
+
+def test_without_bubblewrap_a_notice_says_what_is_missing(tmp_path):
+    from gradtrace.probe.launcher import ProbeLauncher
+
+    lau = ProbeLauncher(use_bwrap=False)
+    try:
+        res = lau.run(data("good_mlp.py"), timeout=30)
+    finally:
+        lau.shutdown()
+    assert res["status"] == "ok"
+    assert "bubblewrap" not in res["isolation"] and "read-only-fs" not in res["isolation"]
+    assert "bubblewrap" in res["isolation_notice"] and "writ" in res["isolation_notice"]
+
+
+def test_shutdown_kills_the_warm_worker():
+    from gradtrace.probe.launcher import ProbeLauncher
+
+    lau = ProbeLauncher()
+    lau.run(data("good_mlp.py"))
+    assert lau.workers() == 1
+    w = next(iter(lau._workers.values()))
+    lau.shutdown()
+    assert w.proc.poll() is not None and lau.workers() == 0
+
+
+def test_idle_worker_is_killed():
+    from gradtrace.probe.launcher import ProbeLauncher
+
+    lau = ProbeLauncher(idle_s=1.0)
+    try:
+        lau.run(data("good_mlp.py"))
+        deadline = time.time() + 10
+        while lau.workers() and time.time() < deadline:
+            time.sleep(0.2)
+        assert lau.workers() == 0
+    finally:
+        lau.shutdown()
+
+
+def test_cancel_kills_the_probe(launcher, tmp_path):
+    path = write(tmp_path, "slow.py", "import time\ntime.sleep(60)\n")
+    ev = threading.Event()
+    threading.Timer(1.0, ev.set).start()
+    t = time.perf_counter()
+    res = launcher.run(path, timeout=60, cancel=ev)
+    assert time.perf_counter() - t < 10
+    assert res["status"] == "error" and res["error"]["type"] == "Cancelled"
