@@ -254,7 +254,7 @@ async def main() -> int:
     with tempfile.TemporaryDirectory(prefix="gradtrace-bench-") as tmp:
         workdir = Path(tmp)
         print(f"gradtrace server latency: {edits} edits per size, python {sys.version.split()[0]}, "
-              f"{os.cpu_count()} CPUs")
+              f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
         print(f"command: {Path(sys.executable).name} bench/lsp_latency.py {' '.join(sys.argv[1:])}".rstrip())
         res = await latency(workdir, sizes, edits)
         print("\ndidChange -> diagnostics (ms)   p50     p95     max   | ast.parse floor | findings")
@@ -268,6 +268,7 @@ async def main() -> int:
         print(f"  idle (200 requests)            {ms(pct(hov['idle'], 50))} {ms(pct(hov['idle'], 95))}")
         print(f"  right after an edit (60)       {ms(pct(hov['busy'], 50))} {ms(pct(hov['busy'], 95))}")
         start, rss = await memory(workdir, 50, 1000)
+        print(f"(load average {os.getloadavg()[0]:.1f} at the end; figures under load are not comparable)")
         print(f"\nserver RSS: {start:.0f} MB at start, {rss:.0f} MB with 50 open 1k-line documents analysed")
         p95_2k = pct(res["push"][2000][0], 95)
         ok = p95_2k <= 0.150 and pct(hov["idle"], 95) <= 0.030 and rss <= 300

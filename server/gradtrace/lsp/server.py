@@ -7,6 +7,7 @@ diagnostics: clients that can pull (`textDocument/diagnostic`) pull, the others 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -215,4 +216,7 @@ def create_server() -> GradtraceServer:
 
 def serve(server: GradtraceServer | None = None) -> None:
     """Run the language server on stdio."""
+    # Analysis threads hold the GIL for long stretches of pure Python; a short switch interval lets
+    # the event-loop thread answer hovers and code actions between them (default is 5 ms a turn).
+    sys.setswitchinterval(0.0005)
     (server or create_server()).start_io()
