@@ -258,3 +258,18 @@ def test_outputs_of_jitted_functions_are_concrete_for_their_caller():
             if float(loss) < 1e-3:
                 break
         """) == []
+
+
+def test_identity_tests_and_unbatched_vmap_arguments_are_not_traced():
+    assert codes("""
+        import jax
+        import jax.numpy as jnp
+
+        def core(q, mask, causal):
+            if mask is None and not causal:
+                return q
+            return jnp.where(mask, q, 0.0)
+
+        def attend(q, mask, causal):
+            return jax.vmap(core, in_axes=(0, 0, None))(q, mask, causal)
+        """) == []

@@ -12,6 +12,7 @@ One linear pass over the module, with same-file functions and methods inlined at
 from __future__ import annotations
 
 import ast
+import bisect
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
@@ -110,6 +111,52 @@ class Frame:
     outers: tuple = ()
 
 
+class LazyParents:
+    """`get(node)` -> parent node; maps only the top-level statement that contains the node."""
+
+    def __init__(self, tree: ast.Module):
+        self.tree = tree
+        self.starts = []
+        for stmt in tree.body:
+            first = min([stmt.lineno] + [d.lineno for d in getattr(stmt, "decorator_list", [])])
+            self.starts.append((first, stmt.end_lineno or stmt.lineno, stmt))
+        self.maps: dict = {}
+
+    def _top(self, node):
+        line = getattr(node, "lineno", None)
+        if line is None:  # withitem, comprehension, arguments: any descendant tells the statement
+            line = next((n.lineno for n in ast.walk(node) if hasattr(n, "lineno")), None)
+            if line is None:
+                return None
+        i = bisect.bisect_right([s[0] for s in self.starts], line) - 1
+        while i >= 0:
+            first, last, stmt = self.starts[i]
+            if first <= line <= last:
+                return stmt
+            i -= 1
+        return None
+
+    def get(self, node, default=None):
+        if node is self.tree:
+            return default
+        top = self._top(node)
+        if top is None:
+            return default
+        if node is top:
+            return self.tree
+        mapping = self.maps.get(id(top))
+        if mapping is None:
+            mapping = {}
+            stack = [top]
+            while stack:
+                parent = stack.pop()
+                for child in ast.iter_child_nodes(parent):
+                    mapping[id(child)] = parent
+                    stack.append(child)
+            self.maps[id(top)] = mapping
+        return mapping.get(id(node), default)
+
+
 class Interp:
     """The generic interpreter; subclasses give it a framework's meaning."""
 
@@ -181,16 +228,9 @@ class Interp:
         return Val(kind="instance", ref=cls, node=node)
 
     @cached_property
-    def parents(self) -> dict:
-        """child -> parent, built on first use (only a few rules need to look upwards)."""
-        parents: dict = {}
-        stack = [self.tree]
-        while stack:
-            parent = stack.pop()
-            for child in ast.iter_child_nodes(parent):
-                parents[child] = parent
-                stack.append(child)
-        return parents
+    def parents(self) -> LazyParents:
+        """child -> parent, built per top-level statement on first use (few rules look upwards)."""
+        return LazyParents(self.tree)
 
     @property
     def frame(self) -> Frame:
@@ -578,6 +618,8 @@ class Interp:
     def e_Compare(self, node):
         vals = [self.eval(node.left)] + [self.eval(c) for c in node.comparators]
         base = join(*vals)
+        if all(isinstance(op, (ast.Is, ast.IsNot)) for op in node.ops):  # identity is never traced
+            return Val(kind="pybool", dtype="bool", cuts=base.cuts)
         # a comparison has no gradient of its own: a mask is data, not a cut
         return Val(EMPTY, base.cuts, self.arith_kind(*vals[:2]) if len(vals) > 1 else "unknown", "bool",
                    None, None, base.traced, base.jtraced)

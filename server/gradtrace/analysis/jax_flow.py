@@ -83,6 +83,9 @@ def const_argnums(node: ast.AST | None):
 
 def static_of(node: ast.Call) -> frozenset:
     out = set()
+    in_axes = kwarg(node, "in_axes")
+    if isinstance(in_axes, (ast.Tuple, ast.List)):  # vmap: unbatched arguments are not traced
+        out |= {i for i, e in enumerate(in_axes.elts) if isinstance(e, ast.Constant) and e.value is None}
     for name in ("static_argnums", "static_argnames"):
         v = kwarg(node, name)
         if v is None:

@@ -383,7 +383,10 @@ class TFInterp(Interp):
         return None
 
     def step_function(self, fn) -> bool:
-        """Does `fn` run a tape once per call (a train step), rather than a whole training loop?"""
+        """Does `fn` run a tape and an update once per call (a train step), not a whole training loop?"""
+        if not any(isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute) and sub.func.attr in (
+                "apply_gradients", "minimize", "assign_sub", "assign_add", "apply") for sub in ast.walk(fn)):
+            return False
         for sub in ast.walk(fn):
             if isinstance(sub, ast.Call) and (self.names.qualname(sub.func) or "") == "tensorflow.GradientTape":
                 loop = self.enclosing(sub, (ast.For, ast.While, ast.FunctionDef, ast.AsyncFunctionDef))
