@@ -309,6 +309,8 @@ class TFInterp(Interp):
             if qual in ("keras.Input", "keras.layers.Input"):
                 return Val(kind="tensor", dtype="float")
             return self.new_module(node, args, kwargs)
+        if qual in ("keras.models.clone_model", "keras.models.load_model", "keras.saving.load_model"):
+            return self.new_module(node, [], {})  # a new model: its own variables
         if qual.startswith(("keras.optimizers.", "keras.losses.", "keras.metrics.", "keras.initializers.")):
             if tail[:1].isupper():
                 return Val(kind="callable")

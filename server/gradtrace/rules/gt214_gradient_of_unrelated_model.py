@@ -1,0 +1,91 @@
+"""GT214: tape.gradient asks for the variables of a model that the target never used."""
+
+from __future__ import annotations
+
+import ast
+
+from gradtrace.analysis.flow_core import covered
+from gradtrace.analysis.tf_flow import tf_facts
+from gradtrace.rules.base import Invalid, Rule, Truth
+
+
+class GradientOfUnrelatedModel(Rule):
+    code = "GT214"
+    name = "gradient-of-unrelated-model"
+    summary = "tape.gradient differentiates w.r.t. a model's variables, but the loss was computed with another model."
+    severity = "warning"
+    framework = "tensorflow"
+    docs = """
+    ## What it does
+    Flags `tape.gradient(loss, other.trainable_variables)` when `loss` depends on trainable variables
+    but on none of `other`'s — typically a copy (`clone_model`), a freshly built model, or the wrong
+    network of a pair.
+
+    ## Why is this bad?
+    Every gradient is `None`: the optimizer skips all of them (or raises "No gradients provided for
+    any variable"), and the model that produced the loss is not trained either.
+
+    ## Example
+    ```python
+    copy = tf.keras.models.clone_model(model)
+    with tf.GradientTape() as tape:
+        loss = loss_fn(y, model(x))
+    grads = tape.gradient(loss, copy.trainable_variables)
+    ```
+
+    ## Use instead
+    ```python
+    grads = tape.gradient(loss, model.trainable_variables)
+    ```
+
+    ## Fix safety
+    No automatic fix: which model should train is the author's call.
+    """
+    valid = (
+        """
+        import tensorflow as tf
+
+        model = tf.keras.Sequential([tf.keras.Input((2,)), tf.keras.layers.Dense(1)])
+        x = tf.ones([4, 2])
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(model(x) ** 2)
+        grads = tape.gradient(loss, model.trainable_variables)
+        """,
+    )
+    invalid = (
+        Invalid(
+            """
+            import tensorflow as tf
+
+            model = tf.keras.Sequential([tf.keras.Input((2,)), tf.keras.layers.Dense(1)])
+            copy = tf.keras.models.clone_model(model)
+            x = tf.ones([4, 2])
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(model(x) ** 2)
+            grads = tape.gradient(loss, copy.trainable_variables)  # expect: GT214
+            """,
+            truth=Truth(grads={"grads[0]": "none"}, framework="tensorflow"),
+        ),
+    )
+
+    def check(self, ctx):
+        facts = tf_facts(ctx)
+        for call in facts.grad_calls.values():
+            target = call.target
+            if not target.origins:
+                continue
+            cut_origins = set()
+            for cut in target.cuts:
+                cut_origins |= cut.origins
+            for expr, val in call.sources:
+                if val.kind != "varlist" or not val.origins:
+                    continue
+                if any(covered(o, target.origins) or o in cut_origins for o in val.origins):
+                    continue
+                text = ast.unparse(expr) if expr is not None else "these variables"
+                yield ctx.report(
+                    call.node,
+                    f"The target of this `{call.method}()` never uses any of `{text}`, so every gradient is None "
+                    f"and that model does not train; differentiate with respect to the model that computed the loss.",
+                    data={"lost": [text]},
+                )
