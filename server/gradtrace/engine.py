@@ -90,6 +90,7 @@ def check_source(
         except Exception:  # a crash inside one rule must not lose the others' findings
             del ctx.findings[before:]
             result.errors.append(f"{rule_cls.code} crashed on {path}:\n{traceback.format_exc()}")
+    result.errors.extend(f"{path}: {e}" for e in ctx.internal_errors)
     seen = set()
     for f in ctx.findings:
         key = (f.code, f.line, f.column, f.end_line, f.end_column)

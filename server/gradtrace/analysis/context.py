@@ -20,6 +20,7 @@ class AnalysisContext:
         self.project = project
         self.findings: list[Finding] = []
         self.rule: type[Rule] | None = None
+        self.internal_errors: list[str] = []  # analysis problems to log (never raised to the user)
         # Per-file analysis results shared by the rules of one framework, e.g.
         # `ctx.memo("tensorflow", analyze_tf)`: computed once, on first use.
         self._memo: dict[str, object] = {}

@@ -181,8 +181,13 @@ class ModuleContext:
         source = self.project.source(path)
         if source is None or source.tree is None:
             return None
-        imports = source.nodes(ast.Import, ast.ImportFrom)
-        return ModuleContext(source, NameTable.from_module(source.tree, imports), self.project, self.registry)
+        shared = self.project.module_context(source)  # facts of an imported file, built once per version
+        if shared is None:
+            imports = source.nodes(ast.Import, ast.ImportFrom)
+            shared = ModuleContext(source, NameTable.from_module(source.tree, imports), self.project, {})
+            self.project.remember_module_context(source, shared)
+        self.registry[path] = shared
+        return shared
 
 
 def _is_self_attr(node: ast.AST) -> str | None:

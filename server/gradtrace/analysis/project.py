@@ -37,6 +37,9 @@ class Project:
         self._cache: dict[str, tuple[object, SourceFile]] = {}
         self._lock = threading.Lock()
         self.use_jedi = True
+        self._contexts: dict[str, tuple[int, object]] = {}  # path -> (id of its SourceFile, ModuleContext)
+        self._resolved: dict[tuple, str | None] = {}
+        self._jedi_project = None
 
     def set_overlay(self, path: str, text: str | None) -> None:
         path = os.path.abspath(path)
@@ -74,8 +77,21 @@ class Project:
         st = os.stat(path)
         return (st.st_mtime_ns, st.st_size)
 
+    def module_context(self, source: SourceFile):
+        cached = self._contexts.get(source.path)
+        return cached[1] if cached and cached[0] == id(source) else None
+
+    def remember_module_context(self, source: SourceFile, context) -> None:
+        self._contexts[source.path] = (id(source), context)
+
     def resolve_module(self, importer: str, module: str | None, level: int = 0) -> str | None:
         """The file a `from <module> import ...` in `importer` refers to, inside this project."""
+        key = (os.path.dirname(os.path.abspath(importer)), module, level)
+        if key not in self._resolved:
+            self._resolved[key] = self._resolve(importer, module, level)
+        return self._resolved[key]
+
+    def _resolve(self, importer: str, module: str | None, level: int) -> str | None:
         base_dir = os.path.dirname(os.path.abspath(importer))
         parts = module.split(".") if module else []
         candidates: list[str] = []
@@ -105,8 +121,9 @@ class Project:
         try:
             import jedi
 
-            project = jedi.Project(self.root, smart_sys_path=True, load_unsafe_extensions=False)
-            script = jedi.Script(code=f"import {module}\n", path=importer, project=project)
+            if self._jedi_project is None:
+                self._jedi_project = jedi.Project(self.root, smart_sys_path=True, load_unsafe_extensions=False)
+            script = jedi.Script(code=f"import {module}\n", path=importer, project=self._jedi_project)
             for name in script.goto(1, len("import ") + len(module), follow_imports=True):
                 path = str(name.module_path) if name.module_path else None
                 if path and os.path.abspath(path).startswith(self.root + os.sep):

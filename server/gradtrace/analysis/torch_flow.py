@@ -176,6 +176,7 @@ class TorchFlow:
         self.depth = 0
         self.steps_taken = 0
         self.incomplete = False
+        self.error: str | None = None
         self._seen_optimizer_nodes: set[int] = set()
         self.globals: dict[str, dict[str, Value]] = {}  # module path -> its top-level names
 
@@ -195,6 +196,11 @@ class TorchFlow:
             self.incomplete = True
         except RecursionError:
             self.incomplete = True
+        except Exception:  # never lose the file's other findings to a gap in the value flow
+            import traceback
+
+            self.incomplete = True
+            self.error = traceback.format_exc()
 
     def analyse_standalone(self, func: FunctionInfo, self_value: Value | None = None) -> Value:
         args = func.node.args
@@ -638,6 +644,8 @@ class TorchFlow:
             return Value("external", extra=(qn,))
         base = self.eval(node.value, frame)
         attr = node.attr
+        if attr in META_ATTRS and base.kind not in ("module", "object"):
+            return Value("meta")  # shapes, dtypes and flags carry no gradient
         if base.kind == "module":
             return self.module_attribute(base, attr, node, frame)
         if base.kind == "object" and base.extra and base.extra[0] == "object":
@@ -884,14 +892,14 @@ class TorchFlow:
         return args, kwargs
 
     def call_value(self, callee: Value, node: ast.Call, frame: Frame) -> Value:
-        if callee.kind == "external":
+        if callee.kind == "external" and callee.extra:
             return self.call_external(callee.extra[0], node, frame)
-        if callee.kind == "builtin":
+        if callee.kind == "builtin" and callee.extra:
             return self.call_builtin(callee.extra[0], node, frame)
         args, kwargs = self.eval_args(node, frame)
         if callee.kind == "function":
             return self.call_function(callee.func, args, kwargs, frame, node)
-        if callee.kind == "method":
+        if callee.kind == "method" and callee.extra:
             return self.call_function(callee.func, [callee.extra[0]] + args, kwargs, frame, node)
         if callee.kind == "class":
             return self.instantiate(callee.cls, node, frame, args, kwargs)
@@ -1391,6 +1399,8 @@ EVAL_DISPATCH = {getattr(ast, name[5:]): fn for name, fn in vars(TorchFlow).item
 BUILTINS = {"float", "int", "bool", "complex", "list", "tuple", "sorted", "reversed", "set", "iter", "sum", "max",
             "min", "abs", "round", "pow", "divmod", "len", "enumerate", "zip", "filter", "map", "getattr",
             "isinstance", "hasattr", "callable", "print", "id", "hash", "repr", "str", "type", "format", "super"}
+META_ATTRS = {"shape", "device", "dtype", "ndim", "requires_grad", "is_leaf", "grad_fn", "is_cuda", "layout",
+              "names", "itemsize", "nbytes", "is_sparse", "is_quantized", "is_meta"}
 TENSOR_ATTRS = {"data", "grad", "T", "mT", "H", "values", "indices"}
 TENSOR_METHODS_HINT = {"view", "reshape", "mean", "sum", "pow", "exp", "log", "squeeze", "unsqueeze", "flatten",
                        "transpose", "permute", "softmax", "log_softmax", "sigmoid", "tanh", "relu", "matmul", "mm",

@@ -49,6 +49,9 @@ class Value:
 
 
 UNKNOWN = Value(opaque=True)
+# Kinds whose meaning is carried by `extra`/`func`/`cls`: a join of different ones is unknown.
+IDENTITY_KINDS = {"external", "builtin", "function", "method", "class", "module", "object", "optimizer", "grad_ctx",
+                  "super"}
 NUMBER = Value("number")
 TENSOR = Value("tensor")
 
@@ -70,6 +73,12 @@ def join(*values: Value) -> Value:
                 cuts.append(c)
     kinds = {v.kind for v in values}
     kind = kinds.pop() if len(kinds) == 1 else ("tensor" if "tensor" in kinds else "unknown")
+    if kind in IDENTITY_KINDS:
+        first = values[0]
+        if all(v.kind == kind and v.extra == first.extra and v.func is first.func and v.cls is first.cls
+               for v in values):
+            return replace(first, srcs=srcs, cuts=tuple(cuts[:64]))
+        kind = "unknown"
     return Value(
         kind=kind,
         srcs=srcs,

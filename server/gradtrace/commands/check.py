@@ -55,12 +55,18 @@ def check_file(path: str, settings: LintSettings, project, fix: bool) -> tuple[l
     return result.findings, result.errors, applied
 
 
+_WORKER_PROJECTS: dict = {}  # root -> Project, kept for the life of a worker process
+
+
 def _check_one(job):
     """Worker entry for -j: (path, settings, fix, root) -> (findings as JSON, errors, applied)."""
     path, settings, fix, root = job
     from gradtrace.analysis.project import Project
 
-    findings, errors, applied = check_file(path, settings, Project(root), fix)
+    project = _WORKER_PROJECTS.get(root)
+    if project is None:
+        project = _WORKER_PROJECTS[root] = Project(root)
+    findings, errors, applied = check_file(path, settings, project, fix)
     return [f.to_json() for f in findings], errors, applied
 
 

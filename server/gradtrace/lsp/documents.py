@@ -181,10 +181,15 @@ class Documents:
         analysis = await asyncio.shield(future)
         if snap.key in self.targets:
             previous = self.analyses.get(snap.key)
-            if previous is None or previous is snap.previous or previous.generation <= analysis.generation:
+            # keep the newest: ours, unless another analysis was stored while this one ran
+            if previous is None or previous is snap.previous or analysis.version == self.wanted_version(snap.key):
                 self.analyses[snap.key] = analysis
-        for err in analysis.errors:
-            self.ls.log(types.MessageType.Error, err)
+        if not getattr(future, "logged", False):
+            future.logged = True  # type: ignore[attr-defined]
+            for err in analysis.errors:
+                self.ls.log(types.MessageType.Error, err)
+            self.ls.log(types.MessageType.Log, f"{os.path.basename(snap.path)} v{snap.version}: "
+                        f"{len(analysis.findings)} findings in {analysis.seconds * 1000:.0f} ms")
         return analysis
 
     def _compute(self, snap: Snapshot) -> Analysis:
@@ -468,6 +473,8 @@ def did_open(ls: GradtraceServer, params: types.DidOpenTextDocumentParams) -> No
     uri = params.text_document.uri
     if ls.documents.target_key(uri) != uri:
         return  # a notebook cell: the notebook handlers own it
+    if not is_python(params.text_document.language_id, uri):
+        return
     ls.documents.open_target(uri)
     ls.set_overlay(uri, params.text_document.text)
     if ls.documents._on_save(uri):
@@ -475,6 +482,17 @@ def did_open(ls: GradtraceServer, params: types.DidOpenTextDocumentParams) -> No
     if not ls.pull_diagnostics:
         ls.documents.schedule(uri, 0.0)
     ls.documents.dependents_changed(uri)
+
+
+PYTHON_LANGUAGES = ("python", "")
+PYTHON_SUFFIXES = (".py", ".pyi", ".pyw")
+
+
+def is_python(language_id: str | None, uri: str) -> bool:
+    """Clients send what their selector matched; a server attached to every buffer must not lint prose."""
+    if language_id in PYTHON_LANGUAGES or language_id is None:
+        return True
+    return uri.split("?")[0].split("#")[0].endswith(PYTHON_SUFFIXES)
 
 
 def did_change(ls: GradtraceServer, params: types.DidChangeTextDocumentParams) -> None:

@@ -153,10 +153,25 @@ async def initialized(ls: GradtraceServer, params: types.InitializedParams) -> N
             type=types.MessageType.Warning,
             message=f"gradtrace: invalid setting {problem} — using the default instead."))
     ls.settings_problems = []
+    await watch_pyproject(ls)
     mode = "pull" if ls.pull_diagnostics else "push"
     ls.log(types.MessageType.Info, f"gradtrace {__version__} ready: {mode} diagnostics, {ls.encoding} positions")
     if not ls.had_initialization_options:
         await pull_configuration(ls)
+
+
+async def watch_pyproject(ls: GradtraceServer) -> None:
+    """Ask the client to report pyproject.toml changes (`[tool.gradtrace]` applies to open files)."""
+    ws = ls.client_capabilities.workspace
+    if not (ws and ws.did_change_watched_files and ws.did_change_watched_files.dynamic_registration):
+        return
+    try:
+        await ls.client_register_capability_async(types.RegistrationParams(registrations=[types.Registration(
+            id="gradtrace-pyproject", method=types.WORKSPACE_DID_CHANGE_WATCHED_FILES,
+            register_options=types.DidChangeWatchedFilesRegistrationOptions(
+                watchers=[types.FileSystemWatcher(glob_pattern="**/pyproject.toml")]))]))
+    except Exception as exc:
+        ls.log(types.MessageType.Warning, f"gradtrace: cannot watch pyproject.toml files: {exc!r}")
 
 
 async def pull_configuration(ls: GradtraceServer) -> None:

@@ -27,6 +27,10 @@ class PartlyAnalysed(Rule):
 
     def check(self, ctx):
         if "torch" in ctx.source.frameworks and ctx.torch.flow.incomplete:
-            ctx.report(ctx.source.line_span(1), "Not fully analysed: the file is too large or nested too deeply "
-                       "to follow completely; some findings may be missing.")
+            flow = ctx.torch.flow
+            reason = ("gradtrace met a construct it cannot follow" if flow.error
+                      else "the file is too large or nested too deeply to follow completely")
+            ctx.report(ctx.source.line_span(1), f"Not fully analysed: {reason}; some findings may be missing.")
+            if flow.error:
+                ctx.internal_errors.append(flow.error)
         return ()

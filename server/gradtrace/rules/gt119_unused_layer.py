@@ -1,3 +1,4 @@
+from gradtrace.analysis import torch_api as api
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 
@@ -118,6 +119,8 @@ class UnusedLayer(Rule):
                     continue
                 if attr.name in reads or attr.name in module.attr_loads:
                     continue
+                if attr.kind == "module" and attr.layer and attr.layer.split(".")[-1] in api.PARAMETERLESS_LAYERS:
+                    continue  # an unused Dropout or ReLU has no parameters to lose
                 what = "layer" if attr.kind != "param" else "parameter"
                 ctx.report(attr.stmt, f"`{attr.name}` is a {what} of `{info.name}` that nothing uses: `forward` never "
                            f"reads `self.{attr.name}`, so its parameters never get a gradient (`.grad` stays None).")
