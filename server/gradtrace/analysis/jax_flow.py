@@ -29,6 +29,8 @@ ZERO_GRAD = {"round", "floor", "ceil", "sign", "rint", "trunc", "fix"}
 ARGMAX_LIKE = {"argmax", "argmin", "argsort", "searchsorted", "digitize", "nonzero", "argwhere"}
 FLOAT_CTORS = {"zeros", "ones", "empty", "full", "zeros_like", "ones_like", "eye", "linspace", "identity"}
 PARTIAL = {"partial", "functools.partial"}
+UNSAFE = {"jax.numpy.log", "jax.numpy.sqrt", "jax.numpy.arcsin", "jax.numpy.arccos", "jax.numpy.log2",
+          "jax.numpy.log10", "jax.numpy.reciprocal", "jax.numpy.arctanh"}
 TREE_MAP = {"jax.tree_util.tree_map", "jax.tree_map", "jax.tree.map"}
 
 
@@ -68,6 +70,7 @@ class JaxFacts:
     while_loops: dict = field(default_factory=dict)  # node -> op
     argnums: dict = field(default_factory=dict)  # grad call node -> (updated name, position, GradFn, why)
     grad_calls: list = field(default_factory=list)
+    nan_where: dict = field(default_factory=dict)  # unsafe branch node -> (op, where node)
 
 
 def const_argnums(node: ast.AST | None):
@@ -329,6 +332,13 @@ class JaxInterp(Interp):
 
     def jnp_call(self, node, qual, args, kwargs):
         tail = qual.rsplit(".", 1)[-1]
+        if tail == "where" and len(node.args) == 3 and qual.startswith("jax.numpy."):
+            self.check_where(node)
+            out = join(*(flat(a) for a in args), kind="jarray")
+            return replace(out, kind="jarray", ref="guarded", dtype=None)
+        if tail in ("maximum", "clip", "abs") and qual.startswith("jax.numpy."):
+            out = join(*(flat(a) for a in args), kind="jarray")
+            return replace(out, kind="jarray", ref="guarded")
         if tail in ARGMAX_LIKE:
             return self.cut(node, f"jnp.{tail}", "int_cast", args[:1], dtype="int")
         if tail in ZERO_GRAD:
@@ -352,6 +362,25 @@ class JaxInterp(Interp):
         elif dtype is None:
             dtype = out.dtype
         return replace(out, kind="jarray", dtype=dtype, node=node)
+
+    def check_where(self, node):
+        """`jnp.where(c, jnp.log(x), 0.)`: the masked branch's gradient can be NaN (inf * 0) at x == 0."""
+        if not any(k == "grad" for k, _ in self.contexts):
+            return
+        for branch in node.args[1:]:
+            for sub in ast.walk(branch):
+                arg, op = None, None
+                if isinstance(sub, ast.Call) and sub.args:
+                    q = self.names.qualname(sub.func) or ""
+                    if q in UNSAFE:
+                        arg, op = sub.args[0], "jnp." + q.rsplit(".", 1)[-1]
+                elif isinstance(sub, ast.BinOp) and isinstance(sub.op, ast.Div):
+                    arg, op = sub.right, "division"
+                if arg is None:
+                    continue
+                val = self.eval(arg)
+                if val.origins and val.ref != "guarded":
+                    self.facts.nan_where.setdefault(sub, (op, node))
 
     def cut(self, node, op, kind, inputs, dtype=None, out="jarray") -> Val:
         src = join(*(flat(v) for v in inputs if v is not None)) if inputs else Val()
