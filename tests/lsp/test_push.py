@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import pytest_lsp
 from lsprotocol import types
@@ -206,3 +208,10 @@ async def test_show_rule_docs(client):
     with pytest.raises(Exception, match="no gradtrace rule 'GT777'"):
         await client.workspace_execute_command_async(types.ExecuteCommandParams(
             command="gradtrace.showRuleDocs", arguments=["GT777"]))
+
+
+async def test_other_languages_are_not_analysed(client, tmp_path):
+    notes = open_doc(client, tmp_path / "notes.md", "# Notes\nx = (\n", language="markdown")
+    uri, _ = await open_detach(client, tmp_path, "after_notes.py")
+    await asyncio.sleep(0.3)
+    assert notes not in client.diagnostics

@@ -103,3 +103,16 @@ async def test_per_folder_settings(folders_client):
     assert await wait_diagnostics(folders_client, quiet, version=1) == []
     assert [d.code for d in await wait_diagnostics(folders_client, loud, version=1)] == ["GT105"]
     assert folders_client.messages == []
+
+
+async def test_pyproject_change_reported_by_the_watcher_applies(client, tmp_path):
+    (watcher,) = [r for r in client.registrations if r.method == types.WORKSPACE_DID_CHANGE_WATCHED_FILES]
+    assert watcher.register_options["watchers"][0]["globPattern"] == "**/pyproject.toml"
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"gradtrace": {}}))
+    uri = open_doc(client, tmp_path / "watched.py", DETACH)
+    assert [d.code for d in await wait_diagnostics(client, uri, version=1)] == ["GT105"]
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text('[tool.gradtrace]\nignore = ["GT105"]\n', encoding="utf-8")
+    client.workspace_did_change_watched_files(types.DidChangeWatchedFilesParams(
+        changes=[types.FileEvent(uri=pyproject.as_uri(), type=types.FileChangeType.Created)]))
+    await wait_diagnostics(client, uri, lambda ds: len(ds) == 0, what="GT105 gone after the pyproject change")
