@@ -273,3 +273,24 @@ def test_identity_tests_and_unbatched_vmap_arguments_are_not_traced():
         def attend(q, mask, causal):
             return jax.vmap(core, in_axes=(0, 0, None))(q, mask, causal)
         """) == []
+
+
+def test_float_conversions_of_int_arrays_and_allow_int_are_quiet():
+    assert codes("""
+        import jax
+        import jax.numpy as jnp
+
+        f = lambda x: jnp.sum(x * 2.0)
+        a = jax.grad(f)(jnp.array([1, 2, 3]).astype(jnp.float32))
+        b = jax.grad(f)(jnp.float32(3))
+        c = jax.grad(f, allow_int=True)(jnp.array([1, 2]))
+        d = jax.grad(f)(jnp.arange(3) * 1.0)
+        e = jax.grad(f)(jnp.array([1, 2]) / 2)
+        """) == []
+    assert codes("""
+        import jax
+        import jax.numpy as jnp
+
+        f = lambda x: jnp.sum(x * 2.0)
+        a = jax.grad(f)(jnp.arange(3))
+        """) == [(5, "GT302")]

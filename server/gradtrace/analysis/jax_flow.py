@@ -125,6 +125,8 @@ class JaxInterp(Interp):
             gf = self.gradfns.get(node) or GradFn(fn, const_argnums(argnums_node), GRAD_FUNCS[qual], node,
                                                  has_aux=isinstance(has_aux, ast.Constant) and bool(has_aux.value),
                                                  argnums_node=argnums_node)
+            allow_int = kwarg(node, "allow_int")
+            gf.allow_int = isinstance(allow_int, ast.Constant) and bool(allow_int.value)
             self.gradfns[node] = gf
             return Val(kind="gradfn", ref=gf)
         if qual in JIT_FUNCS and args:
@@ -223,6 +225,8 @@ class JaxInterp(Interp):
                        items=tuple((k, self.trace(v, True)) for k, v in val.items) if val.items else val.items)
 
     def check_int(self, arg: Val, gf, call_node, pname, arg_node):
+        if getattr(gf, "allow_int", False):
+            return
         for path, leaf in self.leaves(arg, pname):
             if leaf.dtype == "int" and leaf.kind in ("pyint", "jarray", "numpy", "pybool"):
                 where = leaf.node if leaf.node is not None and leaf.kind != "pyint" else (
@@ -319,6 +323,8 @@ class JaxInterp(Interp):
             return self.cut(node, f".{method}()", "zero_grad", [base])
         if method == "astype" and node.args and dtype_of(node.args[0], self.names) == "int":
             return self.cut(node, ".astype(int)", "int_cast", [base], dtype="int")
+        if method == "astype" and node.args and base is not None:
+            return replace(flat(base), dtype=dtype_of(node.args[0], self.names), node=node, ref=None)
         if qual.startswith(("jax.numpy.", "jax.nn.", "jax.random.", "jax.lax.", "jax.scipy.")):
             return self.jnp_call(node, qual, args, kwargs)
         return None
@@ -346,6 +352,8 @@ class JaxInterp(Interp):
         if qual == "jax.random.split" or qual == "jax.random.PRNGKey" or qual == "jax.random.key":
             return Val(kind="key")
         dtype = dtype_of(kwarg(node, "dtype"), self.names)
+        if dtype is None and tail[:5] in ("float", "int8", "int16", "int32", "int64", "uint8", "bfloa", "compl"):
+            dtype = dtype_of(ast.Constant(tail), self.names)
         if dtype is None:
             if tail in ("array", "asarray") and node.args:
                 dtype = literal_dtype(node.args[0]) or (args[0].dtype if args else None)
