@@ -300,8 +300,9 @@ def server_settings_from_mapping(
             toml_key = _LINT_KEYS[key]
             try:
                 lint_settings_from_mapping({toml_key: value}, prefix=namespace + ".lint.")
-            except SettingsError as exc:
-                problems.append(SettingsError(user_name, str(exc).split(": ", 1)[-1]))
+            except SettingsError as exc:  # name it as the editor spells it: gradtrace.lint.perFileIgnores.x
+                name = user_name + exc.name[len(f"{namespace}.lint.{toml_key}"):]
+                problems.append(SettingsError(name, str(exc).split(": ", 1)[-1]))
             else:
                 overrides[toml_key] = value
         elif key in _CLIENT_ONLY_KEYS or key.split(".")[0] in _CLIENT_ONLY_KEYS:
