@@ -13,7 +13,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field, replace
 
-from gradtrace.analysis.flow_core import EMPTY, ClassInfo, Cut, Interp, Val, covered, flat, join, kwarg
+from gradtrace.analysis.flow_core import EMPTY, ClassInfo, Cut, FuncRef, Interp, Val, covered, flat, join, kwarg
 
 INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "bool", "string")
 MODULE_BASES = ("tensorflow.Module", "keras.layers.Layer", "keras.Model", "keras.models.Model", "keras.layers.Layer",
@@ -148,6 +148,7 @@ class TFInterp(Interp):
         self.facts = TFFacts()
         self.tapes: list[TapeInfo] = []
         self.initialized: set = set()
+        self.lambda_layers: dict = {}
         for info in self.classes.values():
             self.facts.classes[info.node.name] = info
 
@@ -280,6 +281,10 @@ class TFInterp(Interp):
             vals = [flat(a) for a in args] + [flat(v) for v in kwargs.values()]
             return replace(join(*vals), kind="tensor") if vals else Val(kind="tensor")
         if func.kind == "module":
+            fn = self.lambda_layers.get(func.ref)
+            if fn is not None and isinstance(fn.ref, FuncRef):  # keras.layers.Lambda(f)(x) runs f(x)
+                out = self.invoke(fn.ref, list(args), {}, call_node=node)
+                return replace(flat(out), origins=flat(out).origins | func.origins, kind="tensor")
             out = join(func, *(flat(a) for a in args), kind="tensor")
             return replace(out, dtype="float")
         if method in ("astype",) and args:
@@ -308,6 +313,10 @@ class TFInterp(Interp):
                     "keras.Input", "keras.layers.Input") or qual.startswith(("keras.layers.", "keras.applications.")):
             if qual in ("keras.Input", "keras.layers.Input"):
                 return Val(kind="tensor", dtype="float")
+            if qual == "keras.layers.Lambda" and args and args[0].kind == "func":
+                module = self.new_module(node, [], {})
+                self.lambda_layers[module.ref] = args[0]
+                return module
             return self.new_module(node, args, kwargs)
         if qual in ("keras.models.clone_model", "keras.models.load_model", "keras.saving.load_model"):
             return self.new_module(node, [], {})  # a new model: its own variables

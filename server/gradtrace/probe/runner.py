@@ -1069,7 +1069,10 @@ class TorchProbe:
                         old.add_(new)
                     p.grad = old
         if err is None:
-            self.analyse_step(roots)
+            try:
+                self.analyse_step(roots)
+            except Exception as exc:  # noqa: BLE001 - analysis must never break the user's code
+                self.notes.append(f"analysis failed at step {self.step}: {type(exc).__name__}: {exc}")
         else:
             self.error = self.explain_backward_error(err, roots, path, line)
             self.stop_reason = f"backward() at line {line} raised"
@@ -1396,7 +1399,7 @@ class TorchProbe:
             self.recording = False
         if self.step == 0:
             return "no-backward"
-        self.stop_reason = f"the script finished after {self.step} backward() call(s)"
+        self.stop_reason = f"the script finished after {self.step} gradient call(s)"
         return "finished"
 
     def run_modules(self, tree) -> dict:
@@ -1737,6 +1740,9 @@ def _reduce(torch, out):
 
 
 TF_ZERO = {"round", "floor", "ceil", "sign"}
+TF_COLLECTIONS = {"trainable_variables", "non_trainable_variables", "variables", "weights", "trainable_weights",
+                  "non_trainable_weights", "tracker", "layers", "self_setattr_tracking", "inbound_nodes",
+                  "outbound_nodes", "seed_generators", "metrics", "loss_tracker"}
 
 
 class TFProbe:
@@ -1869,7 +1875,7 @@ class TFProbe:
             if isinstance(val, (list, tuple)) and depth < 3:
                 for i, x in enumerate(val[:256]):
                     visit(f"{name}.{i}", x, depth + 1)
-            elif isinstance(val, (tf.Module,)) or type(val).__module__.startswith("keras"):
+            elif isinstance(val, tf.Module) or hasattr(type(val), "trainable_variables"):
                 layers = getattr(val, "layers", None)
                 if isinstance(layers, list) and layers and depth < 3:
                     for i, layer in enumerate(layers):
@@ -1879,7 +1885,7 @@ class TFProbe:
                 except TypeError:
                     return
                 for an, av in attrs[:300]:
-                    if an.startswith("_") and an.lstrip("_") in vars(val):
+                    if an.startswith("_") and an.lstrip("_") in vars(val) or an.lstrip("_") in TF_COLLECTIONS:
                         continue
                     visit(f"{name}.{an.lstrip('_')}", av, depth + 1)
 
@@ -1943,7 +1949,10 @@ class TFProbe:
                 except Exception:  # noqa: BLE001
                     pass
             if st != "ok" and "ok" not in rec["statuses"][:-1] and rec["cut"] is None:
-                rec["cut"], rec["why"] = self.find_cut(src, st, hidden, watched, first, path, line)
+                try:
+                    rec["cut"], rec["why"] = self.find_cut(src, st, hidden, watched, first, path, line)
+                except Exception as exc:  # noqa: BLE001 - analysis must never break the user's code
+                    rec["why"] = f"analysis failed: {type(exc).__name__}: {exc}"
         now = time.perf_counter()
         if self.first_backward_end is None:
             self.first_backward_end = now
@@ -1975,12 +1984,17 @@ class TFProbe:
 
         base = self.base(src)
         ds = self.defsite.get(id(base))
-        if not src.dtype.is_floating and not src.dtype.is_complex:
+        dtype = tf.as_dtype(base.dtype)
+        if not dtype.is_floating and not dtype.is_complex:
             where = ds[1:] if ds else (gpath, gline)
-            return ({"path": where[0], "line": where[1], "op": f"{src.dtype.name} variable",
-                     "reason": f"the source has dtype {src.dtype.name}: integer values carry no gradient "
+            return ({"path": where[0], "line": where[1], "op": f"{dtype.name} variable",
+                     "reason": f"the source has dtype {dtype.name}: integer values carry no gradient "
                      "(create it from a float, e.g. tf.Variable(0.0))"}, "integer")
         is_var = isinstance(base, tf.Variable)
+        for kind, path, line, inp in self.events[first:]:
+            if inp is not None and (inp is src or id(self.base(inp)) == id(base)) and kind == "stop_gradient":
+                return ({"path": path, "line": line, "op": kind,
+                         "reason": "tf.stop_gradient on the variable itself: it never gets a gradient"}, "cut")
         if hidden is not None and id(base) not in watched:
             if not is_var:
                 return ({"path": gpath, "line": gline, "op": "unwatched tensor",

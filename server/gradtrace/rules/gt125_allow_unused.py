@@ -1,0 +1,66 @@
+import ast
+
+from gradtrace.rules.base import Invalid, Rule, Truth
+
+
+class AllowUnused(Rule):
+    code = "GT125"
+    name = "allow-unused-hides-none"
+    summary = "`torch.autograd.grad(..., allow_unused=True)` returns None for inputs the output does not use."
+    severity = "information"
+    docs = """
+    ## What it does
+    Finds `torch.autograd.grad(..., allow_unused=True)` calls.
+
+    ## Why is this bad?
+    Without the flag, an input that the output does not depend on raises "One of the differentiated
+    Tensors appears to not have been used in the graph". With it, the gradient is silently `None`, and
+    code that later does arithmetic with it fails far from the cause — or a disconnected parameter is
+    never noticed.
+
+    ## Example
+    ```python
+    g_w, g_b = torch.autograd.grad(loss, [w, b], allow_unused=True)
+    ```
+
+    ## Use instead
+    ```python
+    g_w, g_b = torch.autograd.grad(loss, [w, b], allow_unused=True, materialize_grads=True)
+    assert all(g is not None for g in (g_w, g_b))
+    ```
+
+    ## Fix safety
+    No automatic fix.
+    """
+    valid = (
+        """
+        import torch
+
+        w = torch.randn(3, requires_grad=True)
+        g, = torch.autograd.grad((w * 2).sum(), [w])
+        """,
+    )
+    invalid = (
+        Invalid(
+            """
+            import torch
+
+            w = torch.randn(3, requires_grad=True)
+            b = torch.randn(3, requires_grad=True)
+            g_w, g_b = torch.autograd.grad((w * 2).sum(), [w, b], allow_unused=True)  # expect: GT125
+            """,
+            truth=Truth(grads={"g_b is None": "true"}),
+        ),
+    )
+
+    def check(self, ctx):
+        for node in ctx.source.nodes(ast.Call):
+            if ctx.names.qualname(node.func) != "torch.autograd.grad":
+                continue
+            for kw in node.keywords:
+                if kw.arg == "allow_unused" and isinstance(kw.value, ast.Constant) and kw.value.value is True:
+                    if any(k.arg == "materialize_grads" for k in node.keywords):
+                        continue
+                    ctx.report(kw, "`allow_unused=True` turns \"not used in the graph\" into a silent None gradient: "
+                               "check the result for None (or pass `materialize_grads=True`).")
+        return ()
