@@ -50,7 +50,7 @@ def test_good_fixtures_have_no_warnings_and_bad_fixtures_do():
     by_file: dict[str, list] = {}
     for f in data:
         by_file.setdefault(os.path.basename(f["path"]), []).append(f)
-    for directory, _, files in os.walk(FIXTURES):
+    for _directory, _, files in os.walk(FIXTURES):
         for name in files:
             if not name.endswith(".py"):
                 continue

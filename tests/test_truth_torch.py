@@ -7,7 +7,6 @@ import io
 import warnings
 
 import pytest
-
 from gradtrace.rules import all_rules
 
 torch = pytest.importorskip("torch", reason="torch is a dev dependency: scripts/test.sh installs it")
