@@ -294,3 +294,20 @@ def test_float_conversions_of_int_arrays_and_allow_int_are_quiet():
         f = lambda x: jnp.sum(x * 2.0)
         a = jax.grad(f)(jnp.arange(3))
         """) == [(5, "GT302")]
+
+
+def test_keras_lambda_layers_run_their_function():
+    got = findings("""
+        import tensorflow as tf
+
+        inputs = tf.keras.Input((4,))
+        h = tf.keras.layers.Dense(8, activation="relu")(inputs)
+        h = tf.keras.layers.Lambda(lambda t: tf.stop_gradient(t))(h)
+        model = tf.keras.Model(inputs, tf.keras.layers.Dense(1)(h))
+        x = tf.random.normal([8, 4])
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(model(x) ** 2)
+        grads = tape.gradient(loss, model.trainable_variables)
+        """)
+    assert [(f.line, f.code) for f in got] == [(5, "GT203")]
+    assert "the layer created on line 4" in got[0].message

@@ -7,7 +7,9 @@ from gradtrace.rules.base import Invalid, Rule, Truth
 
 
 def lost_message(facts, lost, cut, sink_kind, how):
-    names = ", ".join(f"`{n}`" for n in facts.names(lost))
+    shown = facts.names(lost)
+    names = ", ".join(n if n.startswith("the ") else f"`{n}`" for n in shown)
+    lost = shown
     where = "the layer's output" if sink_kind == "call" else "the loss"
     return (f"{how} on the only path from {names} to {where}, so {names} "
             f"{'gets' if len(lost) == 1 else 'get'} no gradient (None)")
