@@ -13,7 +13,18 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field, replace
 
-from gradtrace.analysis.flow_core import EMPTY, ClassInfo, Cut, FuncRef, Interp, Val, covered, flat, join, kwarg
+from gradtrace.analysis.flow_core import (
+    EMPTY,
+    ClassInfo,
+    Cut,
+    FuncRef,
+    Interp,
+    Val,
+    covered,
+    flat,
+    join,
+    kwarg,
+)
 
 INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "bool", "string")
 MODULE_BASES = ("tensorflow.Module", "keras.layers.Layer", "keras.Model", "keras.models.Model", "keras.layers.Layer",
