@@ -116,3 +116,16 @@ async def test_pyproject_change_reported_by_the_watcher_applies(client, tmp_path
     client.workspace_did_change_watched_files(types.DidChangeWatchedFilesParams(
         changes=[types.FileEvent(uri=pyproject.as_uri(), type=types.FileChangeType.Created)]))
     await wait_diagnostics(client, uri, lambda ds: len(ds) == 0, what="GT105 gone after the pyproject change")
+
+
+async def test_bad_pyproject_value_is_shown_once(client, tmp_path):
+    (tmp_path / "pyproject.toml").write_text("[tool.gradtrace]\nselect = 5\n", encoding="utf-8")
+    count = len(client.messages)
+    uri = open_doc(client, tmp_path / "badproject.py", DETACH)
+    await wait_diagnostics(client, uri, version=1)
+    await wait_until(lambda: len(client.messages) > count, what="a message about pyproject.toml")
+    texts = [m.message for m in client.messages[count:]]
+    assert any("pyproject.toml" in t and "tool.gradtrace.select" in t for t in texts), texts
+    change_doc(client, uri, 2, DETACH + "\n")
+    await wait_diagnostics(client, uri, version=2)
+    assert len([m for m in client.messages[count:] if "tool.gradtrace.select" in m.message]) == 1
