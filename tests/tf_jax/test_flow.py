@@ -311,3 +311,31 @@ def test_keras_lambda_layers_run_their_function():
         """)
     assert [(f.line, f.code) for f in got] == [(5, "GT203")]
     assert "the layer created on line 4" in got[0].message
+
+
+def test_functions_with_their_own_gradient_are_not_cuts():
+    assert codes("""
+        import numpy as np
+        import tensorflow as tf
+        import jax
+        import jax.numpy as jnp
+
+        @tf.custom_gradient
+        def np_tanh(x):
+            y = tf.constant(np.tanh(x.numpy()))
+            def grad(dy):
+                return dy * (1.0 - y * y)
+            return y, grad
+
+        w = tf.Variable([0.5, 1.0])
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(np_tanh(w))
+        g = tape.gradient(loss, w)
+
+        @jax.custom_vjp
+        def clip_gradient(x):
+            return jax.lax.stop_gradient(x) * 1.0
+
+        clip_gradient.defvjp(lambda x: (x, None), lambda _, g: (jnp.clip(g, -1.0, 1.0),))
+        gj = jax.grad(lambda v: jnp.sum(clip_gradient(v) ** 2))(jnp.ones(3))
+        """) == []

@@ -376,7 +376,12 @@ class Interp:
 
     s_AsyncFunctionDef = s_FunctionDef
 
+    CUSTOM_GRADIENT = ("tensorflow.custom_gradient", "jax.custom_vjp", "jax.custom_jvp", "torch.autograd.Function")
+
     def decorate(self, dec, val: Val) -> Val:
+        target = dec.func if isinstance(dec, ast.Call) else dec
+        if (self.names.qualname(target) or "") in self.CUSTOM_GRADIENT:
+            return Val(kind="opaque_grad", ref=val)  # its own derivative: differentiable, never a cut
         return val
 
     def s_ClassDef(self, node):
@@ -704,6 +709,11 @@ class Interp:
             if method is not None:
                 out = self.invoke(FuncRef(method, func.ref.node, func), [func] + args, kwargs, call_node=node)
                 return replace(out, origins=out.origins | func.origins) if func.origins else out
+        if func.kind == "opaque_grad":
+            vals = [flat(a) for a in args] + [flat(v) for v in kwargs.values()]
+            out = join(*vals) if vals else Val()
+            return Val(out.origins, EMPTY, "tensor" if out.kind == "tensor" else "jarray" if out.kind == "jarray"
+                       else "unknown", out.dtype, node, None, out.traced, out.jtraced)
         if qual in ("range",):
             return Val(kind="range", cuts=join(*args).cuts if args else EMPTY)
         if qual in ("len",):

@@ -145,6 +145,8 @@ class JaxInterp(Interp):
     def decorate(self, dec, val):
         target = dec.func if isinstance(dec, ast.Call) else dec
         qual = self.names.qualname(target) or ""
+        if qual in self.CUSTOM_GRADIENT:
+            return super().decorate(dec, val)
         if qual in PARTIAL and isinstance(dec, ast.Call) and dec.args:
             inner = self.names.qualname(dec.args[0]) or ""
             fake = ast.Call(func=dec.args[0], args=[], keywords=dec.keywords)
