@@ -171,3 +171,14 @@ def test_parallel_and_cached_runs_agree(tmp_path, jobs):
     second = gradtrace("check", "--format", "json", "-j", jobs, str(tmp_path), cwd=str(tmp_path))
     assert json.loads(first.stdout) == json.loads(second.stdout)
     assert first.returncode == second.returncode == 1
+
+
+def test_readme_lists_every_rule_and_starts_with_the_two_commands():
+    from gradtrace.rules import all_rules
+
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    for rule in all_rules():
+        assert f"`{rule.code}`" in readme, f"README does not list {rule.code}"
+    block = readme.split("```")[1]
+    commands = [ln for ln in block.splitlines()[1:] if ln.strip()]
+    assert [c.split()[1] for c in commands] == ["scripts/demo.sh", "scripts/test.sh"]
