@@ -98,6 +98,7 @@ class TapeInfo:
     with_node: ast.With | None = None
     name: str | None = None
     watched: set = field(default_factory=set)  # names watched
+    watch_unknown: bool = False  # watch() called on something we cannot name (a helper's loop variable...)
     calls: list = field(default_factory=list)  # GradCall in evaluation order (dedup by node)
 
 
@@ -461,6 +462,11 @@ class TFInterp(Interp):
     def tape_method(self, node, tape: TapeInfo, method, args, kwargs):
         if method == "watch" and node.args:
             expr = node.args[0]
+            here = self.stack[-1] if self.stack else None
+            home = self.enclosing(tape.with_node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)) \
+                if tape.with_node is not None else here
+            if here is not home or not isinstance(expr, (ast.Name, ast.Attribute, ast.List, ast.Tuple)):
+                tape.watch_unknown = True
             names = [e for e in (expr.elts if isinstance(expr, (ast.List, ast.Tuple)) else [expr])]
             for e in names:
                 key = ast.unparse(e) if hasattr(ast, "unparse") else None

@@ -179,6 +179,7 @@ class TorchFlow:
         self.error: str | None = None
         self._seen_optimizer_nodes: set[int] = set()
         self.globals: dict[str, dict[str, Value]] = {}  # module path -> its top-level names
+        self.cut_vars: dict[int, str] = {}  # id(cut) -> the variable that first held the cut value
 
     # ------------------------------------------------------------------ driver
     def run(self) -> None:
@@ -394,7 +395,8 @@ class TorchFlow:
                 mode, = ctx_value.extra[1:2]
                 if mode == "off":
                     qn = ctx_value.extra[0]
-                    frame.grad_off = GradOff(item.context_expr, "no_grad", f"{qn.split('.')[-1]}()", frame.module)
+                    written = _text(item.context_expr) or f"{qn.split('.')[-1]}()"
+                    frame.grad_off = GradOff(item.context_expr, "no_grad", f"with {written}", frame.module)
                 elif mode == "on":
                     frame.grad_off = None
             if item.optional_vars is not None:
@@ -464,6 +466,9 @@ class TorchFlow:
                 self.definitions.setdefault(target.id, (stmt, frame.module))
             value = self.name_value(value, target.id)
             frame.env[target.id] = value
+            for c in value.cuts[-4:]:
+                if c.var is None:  # name what a no_grad region or helper produced after its first variable
+                    self.cut_vars.setdefault(id(c), target.id)
             if value.kind == "optimizer":
                 for o in self.optimizers:
                     if o.coverage is value.extra[0] if value.extra else False:

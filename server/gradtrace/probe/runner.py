@@ -612,6 +612,8 @@ class TorchProbe:
         self.optimizers: list[tuple] = []  # (weakref, path, line, class name)
         self.recording = False
         self.paused = False
+        self.opt_steps: list[tuple] = []
+        self.last_inference_site: tuple | None = None
         self.step = 0
         self.params: dict[int, dict] = {}  # id(param) -> record
         self.param_objs: dict[int, object] = {}
@@ -804,6 +806,7 @@ class TorchProbe:
             if probe.recording and getattr(self_, "mode", True):
                 path, line = probe.loc.where(2)
                 probe.inference_site = (path, line, _site_text(path, line, "torch.inference_mode()"))
+                probe.last_inference_site = probe.inference_site
             return orig_inf_enter(self_)
 
         gm.inference_mode.__enter__ = _inf_enter
@@ -862,6 +865,9 @@ class TorchProbe:
             )
 
             def _pre(*_a):
+                if probe.recording:
+                    path, line = probe.loc.where(2)
+                    probe.opt_steps.append((path, line, probe.step))
                 probe.paused = probe.recording
                 probe.recording = False
 
@@ -1264,6 +1270,12 @@ class TorchProbe:
                     err["cause"] = (f"in-place `{best['name']}` at line {best['line']} modified a tensor "
                                     f"({gf or 'a saved input'}) that autograd saved for backward; use the "
                                     "out-of-place form")
+                elif self.opt_steps and self.opt_steps[-1][0]:
+                    spath, sline, _ = self.opt_steps[-1]
+                    err.update(path=spath, line=sline)
+                    err["cause"] = (f"optimizer.step() at line {sline} updated the parameters in place after "
+                                    "the forward that this backward() belongs to: call backward() before step(), "
+                                    "or recompute the forward after the step")
             return err
         if "does not require grad" in msg or "does not have a grad_fn" in msg:
             anc = self.ancestry(roots)
@@ -1288,6 +1300,13 @@ class TorchProbe:
                     err.update(path=p, line=ln)
                     err["cause"] = f"line {op.line}: {op.cut}"
                     return err
+            recent = [i for i in self.cut_ops if self.ops[i].step == self.step - 1
+                      and (self.ops[i].name in ESCAPES or self.ops[i].name in REWRAP) and self.ops[i].path]
+            if recent:
+                op = self.ops[recent[-1]]
+                err.update(path=op.path, line=op.line)
+                err["cause"] = f"line {op.line}: {op.cut}; the value reaching backward() was rebuilt from it"
+                return err
             for _ref, path, line in self.freezes.values():
                 if path:
                     err.update(path=path, line=line)
@@ -1392,6 +1411,13 @@ class TorchProbe:
             if "leaf Variable that requires grad is being used in an in-place" in str(exc):
                 self.error["cause"] = ("an in-place operation on a leaf tensor that requires grad; do the update "
                                        "under `with torch.no_grad():` or use an out-of-place op")
+            site = getattr(self, "last_inference_site", None)
+            if "Inference tensor" in str(exc) and site is not None and site[0]:
+                self.error["raised_at"] = _loc(path, line)
+                self.error.update(path=site[0], line=site[1])
+                self.error["cause"] = (f"a tensor created under torch.inference_mode() (line {site[1]}) is used "
+                                       "in a computation that autograd records; use torch.no_grad() there, or "
+                                       ".clone() the tensor outside the block")
             self.stop_reason = "the script raised before backward()" if not self.step else \
                 f"the script raised after {self.step} backward() call(s)"
             return "stopped"

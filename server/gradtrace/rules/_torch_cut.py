@@ -19,8 +19,12 @@ def names_phrase(lost: list[str], limit: int = 3) -> str:
     return ", ".join(shown[:-1]) + " and " + shown[-1]
 
 
-def cut_message(dead: DeadCut, line: int, where: str = "") -> str:
+def cut_message(dead: DeadCut, line: int, where: str = "", var: str | None = None) -> str:
     c = dead.cut
+    if c.var is None and var:
+        from dataclasses import replace
+
+        c = replace(c, var=var)
     subject = names_phrase(dead.lost)
     verb = "get" if len(dead.lost) > 1 else "gets"
     what = "a zero gradient" if c.zero else "no gradient"
@@ -29,6 +33,9 @@ def cut_message(dead: DeadCut, line: int, where: str = "") -> str:
     if dead.sink.kind == "output":
         cut_what = f" cuts `{c.var}` from the module's output" if c.var else " cuts it from the module's output"
     message = f"{subject} {verb} {what}: `{c.op}` on line {line}{where}{cut_what}."
+    if c.kind == "grad_disabled":
+        message = (f"{subject} {verb} {what}: `{c.op}` on line {line}{where} switches gradient recording off for "
+                   f"everything that runs after it, so `{target}` has no history.")
     if dead.partial:
         verb = "lose" if len(dead.lost) > 1 else "loses"
         message = (f"{subject} {verb} part of the gradient: `{c.op}` on line {line}{where} leaves tensor land, "
@@ -56,7 +63,7 @@ def report_dead_cuts(ctx, kinds: tuple[str, ...], fix_builder=None, advice: str 
             if sink.kind != "output" and sink.module.path == this:
                 related.append(ctx.related(sink.node, f"differentiated here (`{sink.label}`)"))
             line = ctx.source.span(where_node).line
-            message = cut_message(dead, line)
+            message = cut_message(dead, line, var=facts.flow.cut_vars.get(id(c)))
             fix = fix_builder(ctx, dead) if fix_builder else None
         elif sink.module.path == this and cut_module is not None:
             where_node = sink.node
@@ -64,7 +71,7 @@ def report_dead_cuts(ctx, kinds: tuple[str, ...], fix_builder=None, advice: str 
             line = other.span(c.node).line
             rel = other.path.rsplit("/", 1)[-1]
             related.append(ctx.related(c.node, f"`{c.op}` cuts the graph here", source=other))
-            message = cut_message(dead, line, where=f" of {rel}")
+            message = cut_message(dead, line, where=f" of {rel}", var=facts.flow.cut_vars.get(id(c)))
             fix = None
         else:
             continue

@@ -122,6 +122,8 @@ class UnwatchedTapeSource(Rule):
         facts = tf_facts(ctx)
         for call in facts.grad_calls.values():
             tape = call.tape
+            if tape.watch_unknown:
+                continue
             for expr, val in call.sources:
                 if isinstance(val.ref, VarInfo) or val.origins or val.kind not in CONSTANT_KINDS:
                     continue

@@ -6,6 +6,16 @@ from gradtrace.analysis.jax_flow import jax_facts
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 
+def error_name(op: str) -> str:
+    if op.startswith("np."):
+        return "TracerArrayConversionError"
+    if op == "range()":
+        return "TracerIntegerConversionError"
+    if op == "bool()":
+        return "TracerBoolConversionError"
+    return "ConcretizationTypeError"
+
+
 class TracerConversion(Rule):
     code = "GT303"
     name = "tracer-conversion"
@@ -14,14 +24,15 @@ class TracerConversion(Rule):
     framework = "jax"
     docs = """
     ## What it does
-    Flags `float()`, `int()`, `bool()`, `np.asarray`/`np.array`/other NumPy functions, `.tolist()` and
-    `.item()` applied to a value that is traced — a differentiated argument, any argument of a jitted
+    Flags `float()`, `int()`, `bool()`, `range()`, `np.asarray`/`np.array`/other NumPy functions,
+    `.tolist()` and `.item()` applied to a value that is traced — a differentiated argument, any argument of a jitted
     function, or something computed from them — including inside helpers those functions call.
     Conversions of static values (`x.shape[0]`, non-differentiated Python arguments) stay quiet.
 
     ## Why is this bad?
     A tracer has no concrete value: `float()` and `.tolist()` raise `ConcretizationTypeError`,
-    `np.asarray` raises `TracerArrayConversionError`, and under `jit` every conversion raises. Under
+    `np.asarray` raises `TracerArrayConversionError`, `range(n)` of a jitted argument raises
+    `TracerIntegerConversionError`, and under `jit` every conversion raises. Under
     `jax.grad` alone, `.item()` silently returns a constant: the gradient through it is lost
     (warning).
 
@@ -104,6 +115,21 @@ class TracerConversion(Rule):
             """,
             truth=Truth(grads={"g": "zero"}, framework="jax"),
         ),
+        Invalid(
+            """
+            import jax
+
+            @jax.jit
+            def power_sum(x, n):
+                total = 0.0
+                for i in range(n):  # expect: GT303
+                    total = total + x ** i
+                return total
+
+            y = power_sum(2.0, 3)
+            """,
+            truth=Truth(raises=("TracerIntegerConversionError", "__index__"), framework="jax"),
+        ),
     )
 
     def check(self, ctx):
@@ -111,7 +137,7 @@ class TracerConversion(Rule):
         for node, (op, severity, transform) in facts.conversions.items():
             if severity == "error":
                 msg = (f"`{op}` needs a concrete value, but its argument is traced by {transform}, so this raises "
-                       f"(ConcretizationTypeError/TracerArrayConversionError); keep the computation in `jnp`.")
+                       f"{error_name(op)}; keep the computation in `jnp`{' or make the bound static' if op == 'range()' else ''}.")
             else:
                 msg = (f"`{op}` turns a value differentiated by {transform} into a Python constant, so the gradient "
                        f"through it is silently lost; keep it a `jnp` array.")
