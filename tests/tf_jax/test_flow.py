@@ -339,3 +339,20 @@ def test_functions_with_their_own_gradient_are_not_cuts():
         clip_gradient.defvjp(lambda x: (x, None), lambda _, g: (jnp.clip(g, -1.0, 1.0),))
         gj = jax.grad(lambda v: jnp.sum(clip_gradient(v) ** 2))(jnp.ones(3))
         """) == []
+
+
+def test_a_tape_watched_through_a_helper_is_not_reported_as_unwatched():
+    assert codes("""
+        import tensorflow as tf
+
+        def watch_all(tape, xs):
+            for x in xs:
+                tape.watch(x)
+
+        a = tf.constant(1.0)
+        b = tf.constant(2.0)
+        with tf.GradientTape() as tape:
+            watch_all(tape, [a, b])
+            y = a * b
+        ga, gb = tape.gradient(y, [a, b])
+        """) == []
