@@ -244,3 +244,4 @@ def format_text(result: dict) -> str:
     for f in result.get("findings") or []:
         out.append(f"{os.path.relpath(f['path'])}:{f['line']}:{f['column']}: {f['code']} {f['message']}")
     return "\n".join(out)
+        "flow": raw.get("flow", []),  # the gradient map's data flow (runner.TorchProbe.flow_of)

@@ -1164,6 +1164,7 @@ class TorchProbe:
     def analyse_step(self, roots, only=None) -> None:
         anc = self.ancestry(roots)
         self.graph = self.graph_of(anc)
+        self.flow = self.flow_of(anc)
         for pid, rec in self.params.items():
             if only is not None and pid not in only:
                 continue
@@ -1245,6 +1246,34 @@ class TorchProbe:
                 e["ops"] = [e.pop("op")]
                 merged.append(e)
         return merged
+
+    def flow_of(self, anc) -> list[dict]:
+        """For the gradient map: the ops that use a parameter directly or cut the graph, and the loss, each
+        linked to the earlier ones its inputs come from (ops in between are skipped, not lost)."""
+        names = {self.leaf_of[pid]: rec["name"] for pid, rec in self.params.items() if pid in self.leaf_of}
+        keep: dict[int, int] = {}  # op index -> position in `out`
+        reach: dict[int, set] = {}  # skipped op index -> positions it depends on
+        out: list[dict] = []
+        last = max(anc) if anc else -1
+        for i in sorted(anc):
+            op = self.ops[i]
+            direct, src = [], set()
+            for tg in op.ins:
+                if tg is not None and tg < 0 and -1 - tg in names:
+                    direct.append(names[-1 - tg])
+                elif tg is not None and tg >= 0:
+                    src |= {keep[tg]} if tg in keep else reach.get(tg, set())
+            pure = {j for j in src if out[j]["params"] and not out[j]["inputs"]}  # e.g. `self.w.T`
+            if pure and src - pure and not direct:
+                direct = [n for j in sorted(pure) for n in out[j]["params"]]
+                src -= pure
+            if direct or op.cut is not None or i == last:
+                keep[i] = len(out)
+                out.append({"path": op.path, "line": op.line, "op": op.name, "params": list(dict.fromkeys(direct)),
+                            "cut": op.cut, "inputs": sorted(src)})
+            else:
+                reach[i] = src
+        return out if len(out) <= 4 * MAX_GRAPH else []
 
     def explain_backward_error(self, exc, roots, bpath, bline) -> dict:
         msg = str(exc).strip()
@@ -1588,6 +1617,7 @@ class TorchProbe:
         return {"status": status, "framework": "torch", "mode": self.mode, "mode_reason": self.mode_reason,
                 "stop_reason": self.stop_reason, "steps": self.step, "parameters": params,
                 "optimizers": optimizers, "error": error, "ops": self.graph, "notes": self.notes,
+                "flow": getattr(self, "flow", []),
                 "backward_sites": [_loc(p, ln) for p, ln in self.backward_sites[:32]],
                 "ops_recorded": len(self.ops), "path": self.path}
 
