@@ -733,10 +733,9 @@ class Interp:
         if not vals:
             return Val(kind="unknown")
         out = join(*vals, kind="unknown")
-        kinds = {v.kind for v in vals}
-        for k in ("tensor", "jarray"):
-            if k in kinds:
-                out = replace(out, kind=k)
+        if func.kind == "method" and isinstance(func.ref, tuple) and func.ref[2].kind in ("tensor", "jarray") \
+                and func.ref[1] not in ("tolist", "item", "numpy", "__array__"):
+            out = replace(out, kind=func.ref[2].kind)  # x.reshape(...), x.sum(): still an array
         return out
 
     # ----------------------------------------------------------------- inlining

@@ -310,6 +310,8 @@ class JaxInterp(Interp):
             return Val(kind="seq", items=((0, args[0]), (1, Val())), ref=args[0].ref)
         if method in ("item", "tolist") and base is not None and base.traced:
             return self.convert(node, f".{method}()", base, silent=(method == "item"))
+        if qual in ("jax.device_get",):
+            return replace(join(*(flat(a) for a in args)), kind="numpy", traced=False, jtraced=False)
         if qual == "range" and any(a.jtraced for a in args):
             return self.convert(node, "range()", join(*(a for a in args if a.jtraced)))
         if qual in ("float", "int", "bool", "complex") and args and args[0].traced:

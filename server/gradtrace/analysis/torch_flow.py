@@ -462,6 +462,9 @@ class TorchFlow:
     # ------------------------------------------------------------------ assignment
     def assign(self, target: ast.AST, value: Value, frame: Frame, stmt: ast.stmt) -> None:
         if isinstance(target, ast.Name):
+            previous = frame.env.get(target.id)
+            if value.kind == "module" and value.pending and previous is not None and previous.kind == "module":
+                self.note_replaced_model(target.id, frame, stmt)
             if value.pending and stmt is not None:
                 self.definitions.setdefault(target.id, (stmt, frame.module))
             value = self.name_value(value, target.id)
@@ -495,6 +498,15 @@ class TorchFlow:
                 self.store(target.value, merged, frame)
         elif isinstance(target, ast.Starred):
             self.assign(target.value, value, frame, stmt)
+
+    def note_replaced_model(self, name: str, frame: Frame, stmt: ast.stmt | None) -> None:
+        """`model = Net()` again after an optimizer was built over the old `model`'s parameters."""
+        if stmt is None:
+            return
+        for opt in self.optimizers:
+            if opt.known and opt.module is frame.module and name in opt.coverage.srcs and _before(opt.node, stmt):
+                self.surgeries.append(Surgery(stmt, frame.module, name, opt))
+                return
 
     def name_value(self, value: Value, name: str) -> Value:
         if value.pending:

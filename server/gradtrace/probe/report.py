@@ -179,6 +179,7 @@ def build_result(raw: dict, path: str, framework: str | None, isolation: list[st
         "steps": raw.get("steps"),
         "optimizers": raw.get("optimizers", []),
         "ops": raw.get("ops", []),
+        "flow": raw.get("flow", []),  # the gradient map's data flow (runner.TorchProbe.flow_of)
         "notes": raw.get("notes", []),
         "elapsed_s": raw.get("elapsed_s"),
         "output": raw.get("output"),
@@ -244,4 +245,3 @@ def format_text(result: dict) -> str:
     for f in result.get("findings") or []:
         out.append(f"{os.path.relpath(f['path'])}:{f['line']}:{f['column']}: {f['code']} {f['message']}")
     return "\n".join(out)
-        "flow": raw.get("flow", []),  # the gradient map's data flow (runner.TorchProbe.flow_of)

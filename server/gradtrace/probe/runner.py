@@ -543,6 +543,9 @@ GETSET_KEEP = {"data", "T", "mT", "H", "mH", "real", "imag"}
 INPLACE_DUNDER = {"__iadd__", "__isub__", "__imul__", "__itruediv__", "__ifloordiv__", "__ipow__",
                   "__imatmul__", "__iand__", "__ior__", "__ixor__", "__ilshift__", "__irshift__", "__imod__",
                   "__setitem__"}
+NAN_OPS = {"sqrt", "rsqrt", "log", "log2", "log10", "log1p", "reciprocal", "div", "true_divide", "__truediv__",
+           "__rtruediv__", "pow", "__pow__", "acos", "asin", "atanh", "acosh", "xlogy", "lgamma", "digamma",
+           "cdist", "norm", "linalg_vector_norm"}
 REWRAP = {"tensor", "as_tensor", "new_tensor", "asarray", "from_numpy", "FloatTensor", "Tensor"}
 TYPO_RE = re.compile(r"^(require_grads?|requires_grads|requires?_gradients?|requiers_grad|requries_grad|"
                      r"require_gradient|requiresgrad|requires_gard|requires_grd|reqires_grad|requre_grad|"
@@ -1188,6 +1191,15 @@ class TorchProbe:
         if li is None or self.leaves[li][0]() is not p:
             return None, "unused"
         bit = 1 << li
+        if status == "nonfinite":
+            for i in sorted(anc):
+                op = self.ops[i]
+                if op.name in NAN_OPS and op.bits & bit:
+                    return ({"path": op.path, "line": op.line, "op": op.name,
+                             "reason": f"`{op.name}` has an infinite or NaN derivative for some inputs, even "
+                             "elements masked out later (torch.where/indexing still back-propagates 0 * inf = "
+                             "NaN): clamp or mask its input before the op"}, "nonfinite-op")
+            return None, "nonfinite"
         if status == "zero":
             best = None
             for i in sorted(anc):

@@ -1,4 +1,6 @@
-from gradtrace.rules._torch_cut import report_dead_cuts
+import ast
+
+from gradtrace.rules._torch_cut import names_phrase, report_dead_cuts
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 
@@ -62,7 +64,7 @@ class NoGradHelper(Rule):
             import torch.nn as nn
 
 
-            @torch.no_grad()
+            @torch.no_grad()  # expect: GT110
             def normalize(x):
                 return (x - x.mean()) / (x.std() + 1e-5)
 
@@ -88,4 +90,19 @@ class NoGradHelper(Rule):
 
     def check(self, ctx):
         report_dead_cuts(ctx, ("no_grad_helper",))
+        # Also at the decorator itself, once: that is the line to change.
+        seen = set()
+        for dead in ctx.torch.dead_cuts("no_grad_helper"):
+            via = dead.cut.via
+            if via is None or id(via) in seen or dead.cut.module is None:
+                continue
+            seen.add(id(via))
+            func_source = dead.cut.module.source
+            decorated = next((n for n in ctx.source.nodes(ast.FunctionDef) if via in n.decorator_list), None)
+            if decorated is None or func_source is None or func_source.path != ctx.path:
+                continue
+            call_line = ctx.span(dead.cut.node).line
+            ctx.report(via, f"`{decorated.name}` runs without gradient recording, but its result feeds the loss "
+                       f"(called on line {call_line}): everything it computes from {names_phrase(dead.lost)} gets no "
+                       "gradient.", severity=dead.severity, related=[ctx.related(dead.cut.node, "called here")])
         return ()

@@ -1,6 +1,7 @@
 import ast
 
 from gradtrace.analysis.name_predicates import candidate_names, evaluate
+from gradtrace.analysis.values import display, overlaps
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 
@@ -110,6 +111,19 @@ class FrozenButOptimized(Rule):
             import torch
             import torch.nn as nn
 
+            backbone, head = nn.Linear(4, 4), nn.Linear(4, 2)
+            head.requires_grad_(False)  # expect: GT117
+            opt = torch.optim.SGD(head.parameters(), lr=0.1)
+            loss = head(backbone(torch.randn(3, 4))).sum()
+            loss.backward()
+            """,
+            truth=Truth(grads={"head.weight": "none"}),
+        ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
             model = nn.Module()
             model.encoder = nn.Linear(4, 4)
             model.head = nn.Linear(4, 2)
@@ -125,7 +139,10 @@ class FrozenButOptimized(Rule):
     )
 
     def check(self, ctx):
-        if "requires_grad" not in ctx.source.text or "named_parameters" not in ctx.source.text:
+        if "requires_grad" not in ctx.source.text:
+            return ()
+        self.check_frozen_optimizer_targets(ctx)
+        if "named_parameters" not in ctx.source.text:
             return ()
         picks = list(selections(ctx.source.nodes(ast.ListComp, ast.GeneratorExp)))
         if not picks:
@@ -162,3 +179,23 @@ class FrozenButOptimized(Rule):
                                "condition inverted?", related=[ctx.related(pick, "the optimizer's selection")])
                     break
         return ()
+
+    def check_frozen_optimizer_targets(self, ctx):
+        """`model.head.requires_grad_(False)` while the optimizer is built over `model.head` only."""
+        flow = ctx.torch.flow
+        unfrozen = [f for f in flow.freezes if not f.frozen]
+        for freeze in flow.freezes:
+            if not freeze.frozen or freeze.conditional or freeze.module.path != ctx.path:
+                continue
+            for optimizer in flow.optimizers:
+                srcs = optimizer.coverage.srcs
+                if not optimizer.known or not srcs or optimizer.module.path != ctx.path:
+                    continue
+                inside = all(any(c == f or c.startswith(f + ".") for f in freeze.srcs) for c in srcs)
+                if not inside or any(any(overlaps(c, u) for u in f.srcs) for f in unfrozen for c in srcs):
+                    continue
+                names = ", ".join(f"`{display(c)}`" for c in sorted(srcs))
+                line = ctx.span(optimizer.node).line
+                ctx.report(freeze.node, f"This freezes {names}, which is all the optimizer on line {line} trains: "
+                           "it gets no gradient and never moves.",
+                           related=[ctx.related(optimizer.node, "optimizer built here")])

@@ -76,6 +76,21 @@ class OptimizerMismatch(Rule):
             import torch
             import torch.nn as nn
 
+            model = nn.Linear(4, 2)
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)
+            model = nn.Linear(4, 2)  # expect: GT118
+            loss = model(torch.randn(3, 4)).sum()
+            loss.backward()
+            opt.step()
+            in_opt = any(p is model.weight for g in opt.param_groups for p in g["params"])
+            """,
+            truth=Truth(grads={"not in_opt": "true"}),
+        ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
             model = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
             opt = torch.optim.SGD(model.parameters(), lr=0.1)
             model.head = nn.Linear(4, 2)  # expect: GT118
@@ -124,7 +139,8 @@ class OptimizerMismatch(Rule):
             if surgery.module.path != ctx.path:
                 continue
             line = ctx.span(surgery.optimizer.node).line
+            what = "model" if "." not in surgery.target else "layer"
             ctx.report(surgery.node, f"`{surgery.target}` is replaced after the optimizer on line {line} was built: "
-                       "the new layer's parameters are in no optimizer and never train.",
+                       f"the new {what}'s parameters are in no optimizer and never train.",
                        related=[ctx.related(surgery.optimizer.node, "optimizer built here")])
         return ()
