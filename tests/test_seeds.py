@@ -5,7 +5,6 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-
 from gradtrace.engine import check_source
 
 SEEDS = {
