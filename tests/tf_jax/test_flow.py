@@ -356,3 +356,21 @@ def test_a_tape_watched_through_a_helper_is_not_reported_as_unwatched():
             y = a * b
         ga, gb = tape.gradient(y, [a, b])
         """) == []
+
+
+def test_item_assignment_only_on_values_known_to_be_jax_arrays():
+    assert codes("""
+        import jax
+        import jax.numpy as jnp
+        import mylib
+
+        x = jnp.zeros(3)
+        lst = x.tolist()
+        lst[0] = 5
+        h = jax.device_get(x)
+        h[1] = 2.0
+        b = mylib.to_host(x)
+        b[0] = 1.0
+        y = x.reshape(3, 1)
+        y[0] = 1.0
+        """) == [(13, "GT305")]
