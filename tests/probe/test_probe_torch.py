@@ -204,3 +204,30 @@ def test_cli_text_output():
                        capture_output=True, text=True, timeout=180)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "mlp.0.weight" in p.stdout and "isolation:" in p.stdout
+
+
+@pytest.mark.parametrize("name,fragment,cause", [
+    ("inference_reuse.py", "Inference tensors", "inference_mode"),
+    ("optimizer_step_between.py", "modified by an inplace operation", "optimizer.step()"),
+    ("rewrap_losses.py", "does not require grad", ".item()"),
+])
+def test_more_errors_point_at_their_cause(launcher, name, fragment, cause):
+    res = probe(launcher, name)
+    err = res["error"]
+    assert fragment in err["message"] and cause in err["cause"]
+    assert err["line"] == cut_line(data(name)) and err["raised_at"]["line"] != err["line"]
+
+
+def test_autograd_grad_with_allow_unused_names_the_unused_input(launcher):
+    res = probe(launcher, "allow_unused.py")
+    params = {p["name"]: p for p in res["parameters"]}
+    assert params["a"]["grad"] == "ok" and params["b"]["grad"] == "none" and params["b"]["why"] == "unused"
+    assert "torch.autograd.grad" in res["stop_reason"]
+
+
+def test_nonfinite_gradient_points_at_the_op(launcher):
+    res = probe(launcher, "nan_where.py")
+    p = res["parameters"][0]
+    assert p["name"] == "w" and p["grad"] == "nonfinite"
+    assert p["cut"]["op"] == "sqrt" and p["cut"]["line"] == cut_line(data("nan_where.py"))
+    assert any(f["code"] == "GT903" for f in res["findings"])
