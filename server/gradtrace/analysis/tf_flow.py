@@ -195,7 +195,10 @@ class TFInterp(Interp):
         super().after_module()
 
     def param_val(self, fn, name, index) -> Val:
-        return Val()
+        """A parameter of a function analysed on its own: a model if it is called or asked for variables."""
+        pid = f"param:{name}@{fn.lineno}"
+        self.facts.origin_names.setdefault(pid, name)
+        return Val(kind="param", ref=pid)
 
     def context_key(self):
         return (tuple(id(t) for t in self.tapes),)
@@ -289,6 +292,10 @@ class TFInterp(Interp):
                             args + list(kwargs.values()), out="numpy")
         if qual.startswith("keras.") or qual.startswith("tensorflow."):
             return self.tf_call(node, qual, args, kwargs)
+        if func.kind == "param" and isinstance(func.ref, str):  # `model(x)` on a parameter
+            vals = [flat(a) for a in args] + [flat(v) for v in kwargs.values()]
+            out = join(*vals) if vals else Val()
+            return Val(out.origins | {func.ref}, out.cuts, "tensor", None, node)
         if func.kind == "callable":
             vals = [flat(a) for a in args] + [flat(v) for v in kwargs.values()]
             return replace(join(*vals), kind="tensor") if vals else Val(kind="tensor")
@@ -353,9 +360,12 @@ class TFInterp(Interp):
             return None
         vals = [flat(a) for a in args] + [flat(v) for v in kwargs.values()]
         out = join(*vals, kind="tensor") if vals else Val(kind="tensor")
-        dt = dtype_of(kwarg(node, "dtype"), self.names)
+        position = {"zeros": 1, "ones": 1, "constant": 1, "fill": None, "convert_to_tensor": 1, "eye": None}
+        dt = dtype_of(kwarg(node, "dtype", position.get(tail)), self.names)
         if dt is None and tail in ("constant", "convert_to_tensor") and node.args:
             dt = literal_dtype(node.args[0])
+        if dt is None and tail in ("fill",) and len(node.args) > 1:
+            dt = literal_dtype(node.args[1])
         return replace(out, kind="tensor", dtype=dt or (out.dtype if out.dtype != "bool" else None), node=node)
 
     def new_variable(self, node, args, kwargs, weight=False):
@@ -588,7 +598,7 @@ class TFInterp(Interp):
         for cut in target.cuts:
             lost = frozenset(o for o in cut.origins
                              if self.trains(o) and not covered(o, target.origins)
-                             and (meant is None or o in meant))
+                             and (o in meant if meant is not None else not o.startswith("param:")))
             if not lost:
                 continue
             old = self.facts.lost_cuts.get(cut.node)
@@ -608,6 +618,9 @@ class TFInterp(Interp):
         self.record_lost(flat(result), own, fn, "call")
 
     def attribute(self, node, base):
+        if base.kind == "param" and isinstance(base.ref, str) and node.attr in (
+                "trainable_variables", "trainable_weights", "variables", "weights"):
+            return Val(frozenset({base.ref}), EMPTY, "varlist", None, None, None, False, False, base)
         if base.kind in ("module", "instance") and node.attr in (
                 "trainable_variables", "trainable_weights", "variables", "weights"):
             origins = base.origins

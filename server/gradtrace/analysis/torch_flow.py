@@ -409,7 +409,8 @@ class TorchFlow:
         target_value = self.eval_target(stmt.target, frame)
         value = self.eval(stmt.value, frame)
         if target_value is not None and target_value.kind == "tensor":
-            self.record_inplace(stmt, frame, target_value, stmt.target, f"{type(stmt.op).__name__} assignment", stmt)
+            symbol = AUG_SYMBOLS.get(type(stmt.op), "op=")
+            self.record_inplace(stmt, frame, target_value, stmt.target, f"{_text(stmt.target)} {symbol} ...", stmt)
         result = combine(target_value.kind if target_value else "unknown", *(v for v in (target_value, value) if v))
         if isinstance(stmt.op, ast.Mult) and _is_zero(stmt.value):
             result = cut(result, stmt, "zero", "* 0", zero=True, module=frame.module)
@@ -470,7 +471,9 @@ class TorchFlow:
             value = self.name_value(value, target.id)
             frame.env[target.id] = value
             for c in value.cuts[-4:]:
-                if c.var is None:  # name what a no_grad region or helper produced after its first variable
+                # name what a no_grad region or helper produced after the variable that first holds it
+                in_region = frame.grad_off is not None and frame.grad_off.node is c.node
+                if c.var is None and (in_region or (stmt is not None and _contains(stmt, c.node))):
                     self.cut_vars.setdefault(id(c), target.id)
             if value.kind == "optimizer":
                 for o in self.optimizers:
@@ -512,7 +515,8 @@ class TorchFlow:
         if value.pending:
             value = named(value, name)
             if value.srcs:
-                self.source_kind.setdefault(name, "leaf" if value.kind == "tensor" else "module")
+                kind = "releaf" if "releaf" in value.extra else ("leaf" if value.kind == "tensor" else "module")
+                self.source_kind.setdefault(name, kind)
         return value
 
     def assign_attribute(self, target: ast.Attribute, value: Value, frame: Frame, stmt: ast.stmt) -> None:
@@ -711,7 +715,10 @@ class TorchFlow:
                 if fact.kind == "module":
                     cls = info.module.resolve_class(fact.layer) if fact.layer and "." not in fact.layer else None
                     self.source_kind.setdefault(name, "module")
-                    return Value("module", srcs=frozenset({name}), name=name, cls=cls or fact.layer)
+                    extra = ("inplace",) if _inplace_layer(fact.value) else ()
+                    srcs = frozenset({name}) if not (fact.layer and fact.layer.split(".")[-1] in
+                                                     api.PARAMETERLESS_LAYERS) else EMPTY
+                    return Value("module", srcs=srcs, name=name, cls=cls or fact.layer, extra=extra)
                 if fact.kind == "param":
                     self.source_kind.setdefault(name, "leaf")
                     return Value("tensor", srcs=frozenset({name}), name=name, leaf=True)
@@ -779,7 +786,7 @@ class TorchFlow:
             return Value("bool")
         merged = join(*values)
         if any(v.kind == "tensor" for v in values) and merged.srcs:
-            return cut(merged, node, "compare", "comparison", var=_text(node.left), result_kind="tensor",
+            return cut(merged, node, "compare", _text(node) or "comparison", var=_text(node.left), result_kind="tensor",
                        module=frame.module, intlike=True)
         if any(v.kind == "tensor" for v in values):
             return Value("tensor", cuts=merged.cuts, intlike=True)
@@ -968,6 +975,8 @@ class TorchFlow:
                 return combine("tensor", module_value, *args)
         layer = module_value.cls if isinstance(module_value.cls, str) else ""
         short = layer.split(".")[-1]
+        if "inplace" in module_value.extra and args and args[0].kind == "tensor" and node.args:
+            self.record_inplace(node, frame, args[0], node.args[0], f"{short}(inplace=True)", None)
         merged = combine("tensor", *args, *kwargs.values())
         srcs = merged.srcs | module_value.srcs
         saved = "module" if layer in api.SAVES_OUTPUT_MODULES else None
@@ -1140,7 +1149,7 @@ class TorchFlow:
                 return Value("tensor", srcs=frozenset({label}), leaf=True, pending=True, name=label)
             if qn.startswith("torch.nn.") and short[:1].isupper() and not qn.startswith("torch.nn.functional"):
                 if short in api.PARAMETERLESS_LAYERS:
-                    return Value("module", cls=qn)
+                    return Value("module", cls=qn, extra=("inplace",) if _inplace_layer(node) else ())
                 label = f"<{short}@{node.lineno}>"
                 return Value("module", cls=qn, srcs=frozenset({label}), name=label, pending=True)
             if qn.startswith("torch.nn.init."):
@@ -1380,7 +1389,12 @@ class TorchFlow:
             if receiver.srcs:
                 return receiver
             label = f"<tensor@{node.lineno}>"
-            return Value("tensor", srcs=frozenset({label}), cuts=receiver.cuts, leaf=True, pending=True, name=label)
+            new_leaf = Value("tensor", srcs=frozenset({label}), cuts=receiver.cuts, leaf=True, pending=True, name=label,
+                             extra=("releaf",))
+            if isinstance(node.func.value, ast.Name):  # `loss.requires_grad_()` as a statement changes `loss`
+                self.source_kind.setdefault(node.func.value.id, "releaf")
+                self.store(node.func.value, named(new_leaf, node.func.value.id), frame)
+            return new_leaf
         if method.endswith("_") and not method.startswith("_") and method not in api.NOT_REALLY_INPLACE:
             if receiver.kind == "tensor":
                 self.record_inplace(node, frame, receiver, node.func.value, f".{method}()", None)
@@ -1416,12 +1430,20 @@ EVAL_DISPATCH = {getattr(ast, name[5:]): fn for name, fn in vars(TorchFlow).item
 BUILTINS = {"float", "int", "bool", "complex", "list", "tuple", "sorted", "reversed", "set", "iter", "sum", "max",
             "min", "abs", "round", "pow", "divmod", "len", "enumerate", "zip", "filter", "map", "getattr",
             "isinstance", "hasattr", "callable", "print", "id", "hash", "repr", "str", "type", "format", "super"}
+AUG_SYMBOLS = {ast.Add: "+=", ast.Sub: "-=", ast.Mult: "*=", ast.Div: "/=", ast.Pow: "**=", ast.MatMult: "@=",
+               ast.FloorDiv: "//=", ast.Mod: "%=", ast.BitAnd: "&=", ast.BitOr: "|=", ast.BitXor: "^="}
 META_ATTRS = {"shape", "device", "dtype", "ndim", "requires_grad", "is_leaf", "grad_fn", "is_cuda", "layout",
               "names", "itemsize", "nbytes", "is_sparse", "is_quantized", "is_meta"}
 TENSOR_ATTRS = {"data", "grad", "T", "mT", "H", "values", "indices"}
 TENSOR_METHODS_HINT = {"view", "reshape", "mean", "sum", "pow", "exp", "log", "squeeze", "unsqueeze", "flatten",
                        "transpose", "permute", "softmax", "log_softmax", "sigmoid", "tanh", "relu", "matmul", "mm",
                        "bmm", "gather", "expand", "repeat", "norm", "abs", "clamp", "clamp_min", "to", "float"}
+
+
+def _inplace_layer(call: ast.AST) -> bool:
+    """`nn.ReLU(inplace=True)` and friends (also through `.to(...)` chains)."""
+    return isinstance(call, ast.Call) and any(
+        k.arg == "inplace" and isinstance(k.value, ast.Constant) and k.value.value is True for k in call.keywords)
 
 
 def _contains(tree: ast.AST, node: ast.AST) -> bool:

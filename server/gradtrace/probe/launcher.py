@@ -220,17 +220,24 @@ class ProbeLauncher:
             if self._closed:
                 self._closed = False
             say(f"starting a {key[1]} worker in {key[0]}")
-            w = _Worker(key[0], key[1], key[2], memory_mb, self.idle_s, self.use_bwrap)
+            try:
+                w = _Worker(key[0], key[1], key[2], memory_mb, self.idle_s, self.use_bwrap)
+            except OSError as exc:
+                raise _StartError("InterpreterError", f"cannot start the interpreter {key[0]}: {exc}") from None
+            w.lock.acquire()  # held until the worker is ready: concurrent probes queue behind it
             self._workers[key] = w
         try:
             msg = w.wait_event(time.monotonic() + IMPORT_TIMEOUT, cancel)
         except InterruptedError:
+            w.lock.release()
             self._drop(key)
             raise
-        except _WorkerDied as exc:
+        except (_WorkerDied, OSError) as exc:
+            w.lock.release()
             self._drop(key)
             raise _StartError("WorkerDied", f"the interpreter {key[0]} could not start the probe runner: "
                               f"{str(exc).strip()[-600:]}") from None
+        w.lock.release()
         if msg is None:
             self._drop(key)
             raise _StartError("Timeout", f"importing {key[1]} in {key[0]} took longer than {IMPORT_TIMEOUT:g} s")

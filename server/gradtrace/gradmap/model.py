@@ -1,0 +1,340 @@
+"""The gradient map's graph: modules (nested by name), parameters, cuts, the loss, and the data flow between them.
+
+Built from a probe result (DESIGN §3; the `flow` key links the ops that use parameters along the forward data
+flow) or, when no probe ran, from the static findings (coarser: only what they name, each linked to the loss).
+Pure data: `dot.py` lays it out and draws it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+STATUSES = ("ok", "zero", "none", "nonfinite", "no-optimizer")
+STATUS_LABEL = {
+    "ok": "gets a gradient",
+    "zero": "gradient is zero",
+    "none": "no gradient (None)",
+    "nonfinite": "non-finite gradient",
+    "no-optimizer": "gradient, but in no optimizer",
+    "unknown": "loses its gradient (static)",
+}
+
+
+@dataclass
+class Param:
+    id: str
+    name: str  # full name, e.g. model.encoder.0.weight
+    module: str  # the module path it belongs to ("" for a bare tensor)
+    status: str  # one of STATUSES, or "unknown" on a static map
+    norm: float | None = None
+    shape: list | None = None
+    path: str | None = None
+    line: int | None = None
+    cut: str | None = None  # id of the cut that removed its gradient
+    why: str | None = None
+
+
+@dataclass
+class Module:
+    id: str
+    name: str  # full path, e.g. model.encoder.0
+    children: list[str] = field(default_factory=list)  # child module names
+    params: list[str] = field(default_factory=list)  # param ids
+
+
+@dataclass
+class Cut:
+    id: str
+    op: str
+    line: int | None
+    path: str | None
+    reason: str = ""
+    params: list[str] = field(default_factory=list)  # param ids it cuts
+
+
+@dataclass
+class Edge:
+    src: str  # a module name, a cut id, or "loss"
+    dst: str
+    live: bool  # gradient flows back along it
+    severed: bool = False  # the downstream half of a cut
+
+
+@dataclass
+class GradMap:
+    source: str  # "probe" | "static"
+    title: str
+    summary: str
+    path: str | None
+    params: dict[str, Param] = field(default_factory=dict)
+    modules: dict[str, Module] = field(default_factory=dict)  # name -> Module ("" is the root)
+    cuts: dict[str, Cut] = field(default_factory=dict)
+    edges: list[Edge] = field(default_factory=list)
+    loss: dict | None = None  # {"path","line","label"}
+    notes: list[str] = field(default_factory=list)
+
+    # ---- queries the renderers and tests use
+    def module_status(self, name: str) -> str:
+        """"dead" when no parameter under the module gets a gradient, "mixed", "live", or "empty"."""
+        sts = [self.params[p].status for p in self.params_under(name)]
+        if not sts:
+            return "empty"
+        good = [s for s in sts if s == "ok"]
+        if len(good) == len(sts):
+            return "live"
+        return "dead" if not good else "mixed"
+
+    def params_under(self, name: str) -> list[str]:
+        mod = self.modules.get(name)
+        if mod is None:
+            return []
+        out = list(mod.params)
+        for child in mod.children:
+            out += self.params_under(child)
+        return out
+
+    def index(self) -> dict:
+        """Element id -> what a click opens and what the details panel shows (JSON for the pictures)."""
+        out: dict[str, dict] = {}
+        for p in self.params.values():
+            cut = self.cuts.get(p.cut) if p.cut else None
+            out[p.id] = {"kind": "param", "name": p.name, "status": p.status, "label": STATUS_LABEL[p.status],
+                         "norm": p.norm, "shape": p.shape, "path": p.path, "line": p.line,
+                         "cut": f"{cut.op} (line {cut.line})" if cut else None, "why": p.why}
+        for c in self.cuts.values():
+            out[c.id] = {"kind": "cut", "name": c.op, "path": c.path, "line": c.line, "reason": c.reason,
+                         "params": [self.params[p].name for p in c.params]}
+        for m in self.modules.values():
+            if m.name:
+                first = [self.params[p] for p in self.params_under(m.name) if self.params[p].line]
+                out[m.id] = {"kind": "module", "name": m.name, "status": self.module_status(m.name),
+                             "path": first[0].path if first else None, "line": first[0].line if first else None}
+        if self.loss:
+            out["gt-loss"] = {"kind": "loss", "name": self.loss.get("label", "loss"), "path": self.loss.get("path"),
+                              "line": self.loss.get("line")}
+        return out
+
+    def to_json(self) -> dict:
+        return {"source": self.source, "title": self.title, "summary": self.summary, "path": self.path,
+                "notes": self.notes, "index": self.index(),
+                "params": [vars(p) for p in self.params.values()],
+                "cuts": [vars(c) for c in self.cuts.values()],
+                "edges": [vars(e) for e in self.edges]}
+
+
+def _module_of(name: str) -> str:
+    return name.rsplit(".", 1)[0] if "." in name else ""
+
+
+def _ensure_module(gm: GradMap, name: str) -> Module:
+    mod = gm.modules.get(name)
+    if mod is not None:
+        return mod
+    mod = gm.modules[name] = Module(id=f"gt-mod-{len(gm.modules)}", name=name)
+    if name:
+        parent = _ensure_module(gm, _module_of(name))
+        parent.children.append(name)
+    return mod
+
+
+def _status(p: dict) -> str:
+    grad = p.get("grad") or "none"
+    if grad == "ok" and p.get("in_optimizer") is False:
+        return "no-optimizer"
+    return grad if grad in STATUSES else "none"
+
+
+def _cut_key(path, line, op) -> tuple:
+    return (os.path.abspath(path) if path else None, line, op)
+
+
+def _add_param(gm: GradMap, name: str, status: str, **kw) -> Param:
+    module = _module_of(name)
+    _ensure_module(gm, module)
+    param = Param(id=f"gt-param-{len(gm.params)}", name=name, module=module, status=status, **kw)
+    gm.params[param.id] = param
+    gm.modules[module].params.append(param.id)
+    return param
+
+
+def _add_cut(gm: GradMap, cuts_by_key: dict, path, line, op, reason) -> Cut:
+    key = _cut_key(path, line, op)
+    cut = cuts_by_key.get(key)
+    if cut is None:
+        cut = Cut(id=f"gt-cut-{len(gm.cuts)}", op=op, line=line, path=path, reason=reason or "")
+        gm.cuts[cut.id] = cut
+        cuts_by_key[key] = cut
+    return cut
+
+
+def _summary(gm: GradMap) -> str:
+    counts: dict[str, int] = {}
+    for p in gm.params.values():
+        counts[p.status] = counts.get(p.status, 0) + 1
+    total = len(gm.params)
+    if gm.source == "static":
+        return (f"static analysis: {total} parameter(s) or module(s) lose their gradient at {len(gm.cuts)} cut(s)"
+                if total else "static analysis found no cut")
+    bad = [f"{counts[k]} {STATUS_LABEL[k]}" for k in ("none", "zero", "nonfinite", "no-optimizer") if counts.get(k)]
+    if not total:
+        return "the probe found no parameters"
+    if not bad:
+        return f"all {total} parameters get a gradient"
+    return f"{', '.join(bad)} — of {total} parameters"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# From a probe result
+
+
+def from_probe(result: dict) -> GradMap:
+    path = result.get("path")
+    base = os.path.basename(path) if path else "?"
+    mode = result.get("mode") or ""
+    gm = GradMap(source="probe", title=f"{base} — gradient map (probe, {mode or 'run'})", summary="", path=path)
+    if result.get("status") not in (None, "ok"):
+        err = result.get("error") or {}
+        gm.notes.append(f"probe {result.get('status')}: {err.get('type', '')} {err.get('message', '')}".strip())
+    by_name: dict[str, Param] = {}
+    cuts_by_key: dict[tuple, Cut] = {}
+    for p in result.get("parameters") or []:
+        name = p.get("name") or "?"
+        where = p.get("defined_at") or {}
+        param = _add_param(gm, name, _status(p), norm=p.get("norm"), shape=p.get("shape"),
+                           path=where.get("path"), line=where.get("line"), why=p.get("why"))
+        by_name[name] = param
+        cut = p.get("cut")
+        if cut and param.status != "ok":
+            c = _add_cut(gm, cuts_by_key, cut.get("path"), cut.get("line"), cut.get("op") or "cut", cut.get("reason"))
+            c.params.append(param.id)
+            param.cut = c.id
+    sites = result.get("backward_sites") or []
+    flow = result.get("flow") or []
+    loss_line = flow[-1]["line"] if flow else None
+    loss_path = flow[-1]["path"] if flow else path
+    if sites and sites[0]:
+        loss_path, loss_line = sites[0].get("path") or loss_path, sites[0].get("line") or loss_line
+    gm.loss = {"path": loss_path, "line": loss_line, "label": f"loss · line {loss_line}" if loss_line else "loss"}
+    if flow:
+        _edges_from_flow(gm, flow, by_name, cuts_by_key)
+    # Cuts and dead modules the data flow does not show (a value that left the graph through .item()/.numpy()
+    # never reaches the loss's ancestry), and every module when there is no flow at all (TensorFlow).
+    _edges_to_loss(gm, flow_known=bool(flow))
+    gm.summary = _summary(gm)
+    return gm
+
+
+def _edges_from_flow(gm: GradMap, flow: list[dict], by_name: dict[str, Param], cuts_by_key: dict) -> None:
+    node_of: list[str | None] = []  # flow entry -> graph node (module name, cut id or "loss")
+    emit: list[set] = []  # flow entry -> graph nodes its output comes from
+    edges: dict[tuple, Edge] = {}
+    last = len(flow) - 1
+    for i, e in enumerate(flow):
+        mods = list(dict.fromkeys(by_name[n].module or by_name[n].id for n in e.get("params") or [] if n in by_name))
+        node: str | None = None
+        if mods:
+            node = mods[0]
+        elif e.get("cut"):
+            line, op = e.get("line"), e.get("op") or "cut"
+            opname = op.strip("_") if op.startswith("__") else op
+            cut = cuts_by_key.get(_cut_key(e.get("path"), line, opname))
+            if cut is None:  # a cut the parameters' report attributes to another line (a no_grad site): match by line
+                cut = next((c for c in gm.cuts.values() if c.line == line), None)
+            if cut is None:
+                cut = _add_cut(gm, cuts_by_key, e.get("path"), line, opname, e.get("cut"))
+            node = cut.id
+        elif i == last:
+            node = "loss"
+        ups: set = set()
+        for j in e.get("inputs") or []:
+            if 0 <= j < i:
+                ups |= emit[j]
+        targets = mods or ([node] if node else [])
+        for t in targets:
+            for u in ups:
+                if u != t and (u, t) not in edges:
+                    edges[(u, t)] = Edge(u, t, live=False)
+        node_of.append(node)
+        emit.append(set(targets) if targets else ups)
+    gm.edges.extend(edges.values())
+    _mark_edges(gm)
+
+
+def _node_live(gm: GradMap, node: str) -> bool:
+    if node == "loss":
+        return True
+    if node in gm.cuts:
+        return False
+    if node in gm.params:
+        return gm.params[node].status == "ok"
+    return gm.module_status(node) in ("live", "mixed")
+
+
+def _mark_edges(gm: GradMap) -> None:
+    for e in gm.edges:
+        e.live = _node_live(gm, e.src) and e.src not in gm.cuts
+        e.severed = e.src in gm.cuts
+
+
+def _edges_to_loss(gm: GradMap, flow_known: bool) -> None:
+    has_out = {e.src for e in gm.edges}
+    for cut in gm.cuts.values():
+        if cut.id in has_out:
+            continue
+        # draw it on the way from the modules it cuts to the loss
+        for mod in dict.fromkeys(gm.params[p].module or p for p in cut.params):
+            if not any(e.src == mod and e.dst == cut.id for e in gm.edges):
+                gm.edges.append(Edge(mod, cut.id, live=False))
+        gm.edges.append(Edge(cut.id, "loss", live=False, severed=True))
+        has_out.add(cut.id)
+    has_out = {e.src for e in gm.edges}
+    if not flow_known:  # every module that gets a gradient straight to the loss
+        for m in gm.modules.values():
+            for node in m.params if not m.name else ([m.name] if m.params else []):
+                if node not in has_out and _node_live(gm, node):
+                    gm.edges.append(Edge(node, "loss", live=True))
+        return
+    dst = {e.dst for e in gm.edges}
+    if "loss" not in dst:  # the data flow ends in a module (the loss op itself used no recorded tensor)
+        for s in {e.src for e in gm.edges} - dst - set(gm.cuts):
+            gm.edges.append(Edge(s, "loss", live=_node_live(gm, s)))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# From static findings
+
+
+def from_static(findings, path: str | None) -> GradMap:
+    base = os.path.basename(path) if path else "?"
+    gm = GradMap(source="static", title=f"{base} — gradient map (static analysis only: no probe result)",
+                 summary="", path=path)
+    gm.notes.append("Coarse map from static analysis: only what the findings name. Run “gradtrace: Probe "
+                    "Gradients” (or `gradtrace probe FILE --graph`) for every parameter and its gradient.")
+    cuts_by_key: dict[tuple, Cut] = {}
+    by_name: dict[str, Param] = {}
+    for f in findings:
+        data = getattr(f, "data", None) or {}
+        lost = data.get("lost") or []
+        if not lost:
+            continue
+        op = str(data.get("op") or f.code)
+        cut = _add_cut(gm, cuts_by_key, f.path, f.line, op, f.message)
+        for related in getattr(f, "related", None) or []:
+            if "differentiated here" in related.message and gm.loss is None:
+                gm.loss = {"path": related.path, "line": related.line, "label": f"loss · line {related.line}"}
+        for name in lost:
+            param = by_name.get(name)
+            if param is None:
+                where = next((r for r in getattr(f, "related", None) or [] if f"`{name}` is defined" in r.message),
+                             None)
+                param = by_name[name] = _add_param(gm, name, "unknown", path=where.path if where else f.path,
+                                                   line=where.line if where else f.line)
+            if param.cut is None:
+                param.cut = cut.id
+            cut.params.append(param.id)
+    if gm.loss is None:
+        gm.loss = {"path": path, "line": None, "label": "loss"}
+    _edges_to_loss(gm, flow_known=True)
+    gm.summary = _summary(gm)
+    return gm
