@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from gradtrace.analysis.context import AnalysisContext
 from gradtrace.analysis.source import SourceFile
 from gradtrace.findings import Finding
-from gradtrace.rules import all_rules
+from gradtrace.rules import rules_for
 from gradtrace.settings import LintSettings
 
 MAX_FILE_BYTES = 20 * 1024 * 1024
@@ -71,9 +71,7 @@ def check_source(
     if not source.frameworks:
         return result  # cheap pre-filter: no framework mentioned, nothing to cut
     ctx = AnalysisContext(source, project)
-    for rule_cls in all_rules():
-        if rule_cls.framework not in ("any",) and rule_cls.framework not in source.frameworks:
-            continue
+    for rule_cls in rules_for(source.frameworks):
         if not settings.enabled(rule_cls.code, path):
             continue
         ctx.rule = rule_cls

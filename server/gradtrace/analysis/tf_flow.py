@@ -292,6 +292,11 @@ class TFInterp(Interp):
                             args + list(kwargs.values()), out="numpy")
         if qual.startswith("keras.") or qual.startswith("tensorflow."):
             return self.tf_call(node, qual, args, kwargs)
+        if method and base is not None and base.kind == "param" and isinstance(base.ref, str) and method not in (
+                "trainable_variables", "numpy", "item", "tolist", "gradient", "watch"):
+            vals = [flat(a) for a in args] + [flat(v) for v in kwargs.values()]
+            out = join(*vals) if vals else Val()  # `model.call(x)`, `model.predict_step(x)` on a parameter
+            return Val(out.origins | {base.ref}, out.cuts, "tensor", None, node)
         if func.kind == "param" and isinstance(func.ref, str):  # `model(x)` on a parameter
             vals = [flat(a) for a in args] + [flat(v) for v in kwargs.values()]
             out = join(*vals) if vals else Val()
