@@ -374,3 +374,30 @@ def test_item_assignment_only_on_values_known_to_be_jax_arrays():
         y = x.reshape(3, 1)
         y[0] = 1.0
         """) == [(13, "GT305")]
+
+
+def test_train_steps_never_called_in_the_file_treat_called_parameters_as_models():
+    assert codes("""
+        import numpy as np
+        import tensorflow as tf
+
+        def reg_step(model, x, y, opt):
+            with tf.GradientTape() as tape:
+                pred = model(x)
+                loss = tf.reduce_mean(np.square(pred - y))
+            grads = tape.gradient(loss, model.trainable_variables)
+            opt.apply_gradients(zip(grads, model.trainable_variables))
+
+        def distill(student, teacher, x, opt, loss_fn):
+            with tf.GradientTape() as tape:
+                t = tf.stop_gradient(teacher(x))
+                loss = loss_fn(t, student(x))
+            grads = tape.gradient(loss, student.trainable_variables)
+            opt.apply_gradients(zip(grads, student.trainable_variables))
+
+        def frozen_features(backbone, head, x, y, variables):
+            with tf.GradientTape() as tape:
+                f = tf.stop_gradient(backbone(x))
+                loss = tf.reduce_mean((head(f) - y) ** 2)
+            return tape.gradient(loss, variables)
+        """) == [(7, "GT204")]
