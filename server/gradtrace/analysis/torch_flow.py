@@ -374,10 +374,14 @@ class TorchFlow:
         return j
 
     def exec_loop(self, stmt: ast.stmt, frame: Frame) -> None:
-        frame.conditional += 1
         element = None
+        iterable = None
         if isinstance(stmt, (ast.For, ast.AsyncFor)):
-            element = self.element(self.eval(stmt.iter, frame))
+            iterable = self.eval(stmt.iter, frame)
+            element = self.element(iterable)
+        # A loop over a model's parameters applies its body to every one of them: not a condition.
+        counts_as_condition = iterable is None or iterable.kind not in ("params", "named_params")
+        frame.conditional += counts_as_condition
         before = dict(frame.env)
         for _ in range(2):  # twice: values carried from one iteration to the next
             if element is not None:
@@ -385,7 +389,7 @@ class TorchFlow:
             self.exec_block(stmt.body, frame)
         self.merge_envs(frame, [before, frame.env])
         self.exec_block(stmt.orelse, frame)
-        frame.conditional -= 1
+        frame.conditional -= counts_as_condition
 
     def exec_with(self, stmt: ast.With, frame: Frame) -> None:
         previous = frame.grad_off
@@ -492,7 +496,7 @@ class TorchFlow:
             base = self.eval_target(target.value, frame)
             self.eval(target.slice, frame)
             if base is not None and base.kind == "tensor":
-                self.record_inplace(target, frame, base, target.value, "indexed assignment", stmt)
+                self.record_inplace(target, frame, base, target.value, f"{_text(target)} = ...", stmt)
                 merged = combine("tensor", base, value)
                 self.store(target.value, self.apply_grad_mode(merged, frame), frame)
             elif base is not None and base.kind in ("container", "unknown"):
@@ -1197,7 +1201,7 @@ class TorchFlow:
             if requires_grad:
                 label = f"<tensor@{node.lineno}>"
                 return Value("tensor", srcs=frozenset({label}), cuts=result.cuts, leaf=True, pending=True,
-                             name=label, intlike=intlike)
+                             name=label, intlike=intlike, extra=("releaf",) if result.cuts else ())
             return replace(result, intlike=intlike)
         if short in api.INDEX_OPS:
             if first.srcs:

@@ -51,6 +51,7 @@ class Cut:
     path: str | None
     reason: str = ""
     params: list[str] = field(default_factory=list)  # param ids it cuts
+    op_line: int | None = None  # the operation's own line when the cut is reported at a no_grad site
 
 
 @dataclass
@@ -207,6 +208,7 @@ def from_probe(result: dict) -> GradMap:
         cut = p.get("cut")
         if cut and param.status != "ok":
             c = _add_cut(gm, cuts_by_key, cut.get("path"), cut.get("line"), cut.get("op") or "cut", cut.get("reason"))
+            c.op_line = cut.get("op_line") or c.op_line
             c.params.append(param.id)
             param.cut = c.id
     sites = result.get("backward_sites") or []
@@ -233,17 +235,20 @@ def _edges_from_flow(gm: GradMap, flow: list[dict], by_name: dict[str, Param], c
     for i, e in enumerate(flow):
         mods = list(dict.fromkeys(by_name[n].module or by_name[n].id for n in e.get("params") or [] if n in by_name))
         node: str | None = None
-        if mods:
-            node = mods[0]
-        elif e.get("cut"):
+        cut_node: str | None = None
+        if e.get("cut"):
             line, op = e.get("line"), e.get("op") or "cut"
             opname = op.strip("_") if op.startswith("__") else op
             cut = cuts_by_key.get(_cut_key(e.get("path"), line, opname))
-            if cut is None:  # a cut the parameters' report attributes to another line (a no_grad site): match by line
-                cut = next((c for c in gm.cuts.values() if c.line == line), None)
+            if cut is None:  # reported at another line (the no_grad site) or under another name: match by line
+                cut = next((c for c in gm.cuts.values() if line in (c.line, c.op_line)), None)
             if cut is None:
                 cut = _add_cut(gm, cuts_by_key, e.get("path"), line, opname, e.get("cut"))
-            node = cut.id
+            cut_node = cut.id
+        if mods:
+            node = mods[0]
+        elif cut_node:
+            node = cut_node
         elif i == last:
             node = "loss"
         ups: set = set()
@@ -255,8 +260,13 @@ def _edges_from_flow(gm: GradMap, flow: list[dict], by_name: dict[str, Param], c
             for u in ups:
                 if u != t and (u, t) not in edges:
                     edges[(u, t)] = Edge(u, t, live=False)
+        out = set(targets) if targets else ups
+        if cut_node and mods:  # the op that used the parameters also cut (it ran under no_grad)
+            for t in mods:
+                edges.setdefault((t, cut_node), Edge(t, cut_node, live=False))
+            out = {cut_node}
         node_of.append(node)
-        emit.append(set(targets) if targets else ups)
+        emit.append(out)
     gm.edges.extend(edges.values())
     _mark_edges(gm)
 

@@ -20,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="script: run as __main__ up to backward(); module: build the nn.Modules (default auto)")
     parser.add_argument("--steps", type=int, default=16, metavar="N",
                         help="observe at most N backward() calls of a script (default 16)")
+    from gradtrace.gradmap.cli import add_argument as add_graph_argument
+
+    add_graph_argument(parser)
 
 
 def run(args) -> int:
@@ -34,10 +37,15 @@ def run(args) -> int:
                               if args.format == "text" else None)
     finally:
         launcher.shutdown()
+    from gradtrace.gradmap.cli import write_graph
+
+    graph_written = write_graph(result, getattr(args, "graph", None), args.file)
     if args.format == "json":
         print(json.dumps(result, indent=2))
     else:
         print(format_text(result))
+    if not graph_written:
+        return 2
     if result.get("status") in ("unsupported",) or (result.get("status") != "ok" and not result.get("findings")):
         return 2
     return 1 if result.get("findings") else 0
