@@ -405,7 +405,9 @@ class TFInterp(Interp):
         if self.lazy_guard(node):
             return None
         if self.tapes:
-            return "inside the GradientTape"
+            looped = self.loop_depth > 0 or any(
+                isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) and self.step_function(fn) for fn in self.stack)
+            return "inside the GradientTape, on every step" if looped else "inside the GradientTape"
         for fn in reversed(self.stack):
             if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) and fn.name in CALL_METHODS:
                 cls = self.enclosing(fn, (ast.ClassDef,))

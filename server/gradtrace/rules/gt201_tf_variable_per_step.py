@@ -118,6 +118,20 @@ class TFVariablePerStep(Rule):
             """
             import tensorflow as tf
 
+            x = tf.constant(2.0)
+            with tf.GradientTape() as tape:
+                if x > 0:
+                    w = tf.Variable(3.0)  # expect: GT201
+                y = w * x
+            dy_dw = tape.gradient(y, w)
+            """,
+            # TF does differentiate a variable created inside the tape: dy/dw == x == 2
+            truth=Truth(grads={"dy_dw - 2.0": "zero"}, framework="tensorflow"),
+        ),
+        Invalid(
+            """
+            import tensorflow as tf
+
             class Gate(tf.keras.layers.Layer):
                 def call(self, x):
                     g = tf.Variable(tf.ones([x.shape[-1]]))  # expect: GT201
@@ -137,10 +151,13 @@ class TFVariablePerStep(Rule):
             if not info.per_step or not info.trainable:
                 continue
             name = info.name or "this variable"
-            yield ctx.report(
-                info.node,
-                f"`{name}` is a new tf.Variable created {info.per_step}: each step starts again from its initial "
-                f"value, so what is learned for it is discarded (a Keras optimizer even raises ValueError for the "
-                f"unknown variable next step); create it once, before the loop or in `__init__`/`build`.",
-                data={"lost": [name]},
-            )
+            if info.per_step == "inside the GradientTape":
+                message = (f"`{name}` is created inside the GradientTape: TensorFlow does record and differentiate it, "
+                           f"but every run of this block makes a fresh variable from its initial value, so nothing "
+                           f"learned for it is kept; create it once, outside the tape.")
+            else:
+                message = (f"`{name}` is a new tf.Variable created {info.per_step}: each step starts again from its "
+                           f"initial value, so what is learned for it is discarded (a Keras optimizer even raises "
+                           f"ValueError for the unknown variable next step); create it once, before the loop or in "
+                           f"`__init__`/`build`.")
+            yield ctx.report(info.node, message, data={"lost": [name]})
