@@ -401,3 +401,21 @@ def test_train_steps_never_called_in_the_file_treat_called_parameters_as_models(
                 loss = tf.reduce_mean((head(f) - y) ** 2)
             return tape.gradient(loss, variables)
         """) == [(7, "GT204")]
+
+
+def test_values_without_derivative_are_concrete_under_grad_alone():
+    # argmax, stop_gradient, rounding and comparisons give concrete values under jax.grad (not under jit)
+    source = """
+        import jax
+        import jax.numpy as jnp
+
+        def f(x):
+            k = int(jnp.argmax(x))
+            scale = float(jnp.sum(jax.lax.stop_gradient(x)))
+            n_pos = float((x > 0).sum())
+            return x[k] * scale * n_pos
+
+        g = {}(jax.grad(f))(jnp.array([1.0, 3.0, 2.0]))
+        """
+    assert codes(source.format("")) == []
+    assert codes(source.format("jax.jit")) == [(5, "GT303"), (6, "GT303"), (7, "GT303")]

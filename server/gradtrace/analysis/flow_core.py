@@ -626,8 +626,9 @@ class Interp:
         if all(isinstance(op, (ast.Is, ast.IsNot)) for op in node.ops):  # identity is never traced
             return Val(kind="pybool", dtype="bool", cuts=base.cuts)
         # a comparison has no gradient of its own: a mask is data, not a cut
+        # no derivative: under grad alone the result is concrete, only an abstract (jit) trace stays abstract
         return Val(EMPTY, base.cuts, self.arith_kind(*vals[:2]) if len(vals) > 1 else "unknown", "bool",
-                   None, None, base.traced, base.jtraced)
+                   None, None, base.jtraced, base.jtraced)
 
     def e_IfExp(self, node):
         test = self.eval(node.test)

@@ -401,7 +401,8 @@ class JaxInterp(Interp):
         cuts = src.cuts
         if src.origins:
             cuts = cuts | {Cut(node, op, kind, src.origins)}
-        return Val(EMPTY, cuts, out, dtype or src.dtype, node, None, src.traced, src.jtraced)
+        # under grad alone the primal of a zero-derivative op is concrete; only jit keeps it abstract
+        return Val(EMPTY, cuts, out, dtype or src.dtype, node, None, src.jtraced, src.jtraced)
 
     def convert(self, node, op, val: Val, silent=False):
         transform = self.transform_name()
