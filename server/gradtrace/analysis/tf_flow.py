@@ -33,7 +33,8 @@ STOP_GRADIENT = {"tensorflow.stop_gradient", "keras.backend.stop_gradient", "ker
 ARGMAX_LIKE = {"argmax", "argmin", "argsort", "searchsorted", "histogram_fixed_width", "bucketize"}
 ZERO_GRAD = {"round", "floor", "ceil", "sign", "rint"}
 PY_FUNCS = {"tensorflow.py_function", "tensorflow.numpy_function", "tensorflow.py_func",
-            "tensorflow.compat.v1.py_func"}
+            "tensorflow.compat.v1.py_func", "keras.backend.eval", "keras.backend.get_value",
+            "keras.ops.convert_to_numpy"}
 OPTIMIZER_APPLY = ("apply_gradients", "apply")
 CALL_METHODS = ("call", "__call__")
 
