@@ -281,7 +281,7 @@ class TFInterp(Interp):
         if qual in STOP_GRADIENT:
             return self.cut(node, "tf.stop_gradient", "stop_gradient", args)
         if qual in PY_FUNCS:
-            return self.cut(node, qual.replace("tensorflow.", "tf."), "numpy", args + list(kwargs.values()))
+            return self.cut(node, ast.unparse(node.func), "numpy", args + list(kwargs.values()))
         if method == "numpy" and base is not None:
             return self.cut(node, ".numpy()", "numpy", [base], out="numpy")
         if method in ("item", "tolist") and base is not None:
