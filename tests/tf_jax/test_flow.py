@@ -419,3 +419,26 @@ def test_values_without_derivative_are_concrete_under_grad_alone():
         """
     assert codes(source.format("")) == []
     assert codes(source.format("jax.jit")) == [(5, "GT303"), (6, "GT303"), (7, "GT303")]
+
+
+def test_methods_and_variables_come_from_same_file_base_classes():
+    got = findings("""
+        import tensorflow as tf
+
+        class Base(tf.Module):
+            def __init__(self):
+                super().__init__()
+                self.w = tf.Variable(tf.ones([3, 1]))
+                self.b = tf.Variable(tf.zeros([1]))
+
+        class Head(Base):
+            def __call__(self, x):
+                return tf.matmul(x, tf.stop_gradient(self.w)) + self.b
+
+        m = Head()
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(m(tf.ones([2, 3])))
+        grads = tape.gradient(loss, m.trainable_variables)
+        """)
+    assert [(f.line, f.code) for f in got] == [(11, "GT203")]
+    assert ".w`" in got[0].message and ".b`" not in got[0].message

@@ -177,6 +177,20 @@ class Interp:
         self.evaluated: set = set()  # function nodes evaluated at least once
         for node in self.tree.body:
             self._index_def(node)
+        for info in self.classes.values():  # same-file base classes lend their methods
+            inherited: dict = {}
+            seen = set()
+            stack = [b for b in info.bases if b in self.classes]
+            while stack:
+                base = stack.pop(0)
+                if base in seen or base == info.node.name:
+                    continue
+                seen.add(base)
+                for name, fn in self.classes[base].methods.items():
+                    inherited.setdefault(name, fn)
+                stack.extend(b for b in self.classes[base].bases if b in self.classes)
+            for name, fn in inherited.items():
+                info.methods.setdefault(name, fn)
 
     def _index_def(self, node):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
