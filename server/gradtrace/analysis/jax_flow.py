@@ -520,7 +520,10 @@ def untrace(val: Val, depth=0) -> Val:
 
 def analyze_jax(ctx) -> JaxFacts:
     interp = JaxInterp(ctx)
-    interp.run()
+    try:
+        interp.run()
+    except RecursionError:  # absurdly nested code: keep what was found, never fail the file
+        interp.facts.incomplete = True
     facts = interp.facts
     facts.interp = interp
     return facts

@@ -641,7 +641,10 @@ class TFInterp(Interp):
 
 def analyze_tf(ctx) -> TFFacts:
     interp = TFInterp(ctx)
-    interp.run()
+    try:
+        interp.run()
+    except RecursionError:  # absurdly nested code: keep what was found, never fail the file
+        interp.facts.incomplete = True
     interp.facts.interp = interp
     return interp.facts
 
