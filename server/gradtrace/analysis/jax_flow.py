@@ -495,13 +495,20 @@ class JaxInterp(Interp):
             if ref is None or (ref.node, gf.argnums) in self.called:
                 continue
             names = self.params(ref.node)[len(bound):]
-            self.call_gradfn(node, gf, [Val() for _ in names], {}, standalone=True)
+            self.call_gradfn(node, gf, [Val() for _ in names[: self.required(ref.node, len(bound))]], {},
+                             standalone=True)
         for node, jf in list(self.jitfns.items()):
             ref, bound = self.underlying(jf.fn)
             if ref is not None and ref.node not in self.evaluated:
                 names = self.params(ref.node)[len(bound):]
-                self.call_jitfn(node, jf, [Val() for _ in names], {})
+                self.call_jitfn(node, jf, [Val() for _ in names[: self.required(ref.node, len(bound))]], {})
         super().after_module()
+
+    def required(self, fn, bound: int) -> int:
+        """How many positional parameters after `bound` have no default (the rest keep their defaults)."""
+        a = fn.args
+        positional = len(a.posonlyargs) + len(a.args)
+        return max(0, positional - len(a.defaults) - bound)
 
     def invoke(self, ref, args, kwargs, *, call_node=None, standalone=False, extra=()):
         for kind, obj in extra:

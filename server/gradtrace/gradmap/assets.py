@@ -64,6 +64,7 @@ button:hover { background: var(--vscode-button-hoverBackground, #1177bb); }
 #gt-map svg [fill="#eeeeee"] { fill: color-mix(in srgb, var(--gt-fg) 10%, var(--gt-bg)); }
 #gt-map svg .gt-module.gt-dead > text, #gt-map svg text[fill="#c62828"] { fill: var(--gt-bad); font-weight: bold; }
 #gt-map svg text[fill="#a05a00"] { fill: var(--gt-zero); }
+#gt-map svg text[fill="#1565c0"] { fill: var(--gt-noopt); }
 #gt-map svg .gt-cut text { fill: #ffffff; font-weight: bold; }
 #gt-map svg .gt-param, #gt-map svg .gt-cut, #gt-map svg .gt-loss, #gt-map svg .gt-module { cursor: pointer; }
 #gt-map svg .gt-selected path, #gt-map svg .gt-selected polygon, #gt-map svg .gt-selected ellipse {

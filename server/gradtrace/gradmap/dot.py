@@ -26,8 +26,8 @@ STROKE = {"ok": "#2e7d32", "zero": "#a05a00", "none": "#c62828", "nonfinite": "#
           "unknown": "#c62828"}
 SHORT = {"ok": "", "zero": "zero", "none": "None", "nonfinite": "NaN/inf", "no-optimizer": "no optimizer",
          "unknown": "loses gradient"}
-MODULE_STROKE = {"dead": "#c62828", "mixed": "#a05a00", "live": "#8a8a8a", "empty": "#8a8a8a"}
-MODULE_FILL = {"dead": "#fff3f3", "mixed": "#fffaf0", "live": "#f7f7f7", "empty": "#f7f7f7"}
+MODULE_STROKE = {"dead": "#c62828", "mixed": "#a05a00", "live": "#8a8a8a", "empty": "#8a8a8a", "noopt": "#1565c0"}
+MODULE_FILL = {"dead": "#fff3f3", "mixed": "#fffaf0", "live": "#f7f7f7", "empty": "#f7f7f7", "noopt": "#f7f7f7"}
 FOLD_AT = 40  # leaf modules above which subtrees that train entirely are folded
 FOLD_MAX = 16  # a folded subtree holds at most this many leaf modules
 
@@ -73,11 +73,14 @@ class _Folding:
 
     def _visit(self, name: str) -> None:
         mod = self.gm.modules[name]
-        if name and mod.children and self.gm.module_status(name) == "live" and 2 <= self._leaf_count(name) <= FOLD_MAX:
+        if name and mod.children and self._uniform(name) and 2 <= self._leaf_count(name) <= FOLD_MAX:
             self.folded.add(name)
             return
         for child in mod.children:
             self._visit(child)
+
+    def _uniform(self, name: str) -> bool:
+        return len({self.gm.params[p].status for p in self.gm.params_under(name)}) == 1
 
     def owner(self, name: str) -> str | None:
         """The folded module that hides `name`, if any."""
@@ -109,19 +112,22 @@ def to_dot(gm: GradMap) -> str:
         pad = "  " * (depth + 1)
         status = gm.module_status(name)
         if name in fold.folded:
-            n = len(gm.params_under(name))
-            norms = [gm.params[p].norm for p in gm.params_under(name) if gm.params[p].norm is not None]
-            label = f"{_short(name, _parent(name))}\n{n} parameters, all get a gradient"
+            under = gm.params_under(name)
+            st = gm.params[under[0]].status
+            norms = [gm.params[p].norm for p in under if gm.params[p].norm is not None]
+            label = f"{_short(name, _parent(name))}\n{len(under)} parameters: {'all' if len(under) > 2 else 'both'} {STATUS_LABEL[st].replace('gets', 'get')}"
             if norms:
                 label += f"\nmax {_norm(max(norms))}"
-            w(f'{pad}{_q(mod.id)} [id={_q(mod.id)}, class="gt-module gt-folded gt-{status}", label={_q(label)}, '
-              f'fillcolor="{FILL["ok"]}", color="{STROKE["ok"]}", tooltip={_q(name + " (folded)")}];')
+            w(f'{pad}{_q(mod.id)} [id={_q(mod.id)}, class="gt-module gt-folded gt-{status} gt-{st}", label={_q(label)}, '
+              f'fillcolor="{FILL[st]}", color="{STROKE[st]}", penwidth={2.2 if status == "dead" else 1.4}, '
+              f'tooltip={_q(name + " (folded: every parameter in it is alike)")}];')
             anchor_in[name] = anchor_out[name] = mod.id
             return
         if name:
             cid = f"cluster_{mod.id}"
             cluster_of[name] = cid
-            verdict = {"dead": " — no gradient", "mixed": " — partly no gradient"}.get(status, "")
+            verdict = {"dead": " — no gradient", "mixed": " — partly no gradient",
+                       "noopt": " — not in an optimizer"}.get(status, "")
             w(f'{pad}subgraph {_q(cid)} {{')
             w(f'{pad}  graph [id={_q(mod.id)}, class="gt-module gt-{status}", label={_q(_short(name, _parent(name)) + verdict)}, '
               f'style="rounded,filled", color="{MODULE_STROKE[status]}", fillcolor="{MODULE_FILL[status]}", '
@@ -171,11 +177,13 @@ def to_dot(gm: GradMap) -> str:
         w(f'  "gt-loss" [id="gt-loss", class="gt-loss", label={_q(gm.loss["label"])}, shape=ellipse, style="filled", '
           f'fillcolor="#eeeeee", color="#555555"];')
     seen = set()
-    for k, e in enumerate(gm.edges):
+    drawn = []
+    for e in gm.edges:
         src, dst = _endpoint(e.src, fold), _endpoint(e.dst, fold)
-        if src == dst or (src, dst) in seen:
-            continue
-        seen.add((src, dst))
+        if src != dst and (src, dst) not in seen:
+            seen.add((src, dst))
+            drawn.append((src, dst, e))
+    for k, (src, dst, e) in enumerate(_reduce(drawn, set(gm.cuts))):
         tail = _node(src, anchor_out)
         head = _node(dst, anchor_in)
         if tail is None or head is None:
@@ -194,6 +202,31 @@ def to_dot(gm: GradMap) -> str:
         w(f"  {_q(tail)} -> {_q(head)} [{', '.join(attrs)}];")
     w("}")
     return "\n".join(out) + "\n"
+
+
+def _reduce(edges: list[tuple], cuts: set[str]) -> list[tuple]:
+    """Transitive reduction: drop u -> v when v is reached from u another way that passes no cut (a residual
+    stream links every block to every later one; the picture shows the chain)."""
+    succ: dict[str, list[str]] = {}
+    for u, v, _ in edges:
+        succ.setdefault(u, []).append(v)
+    keep = []
+    for u, v, e in edges:
+        stack = [x for x in succ.get(u, []) if x != v and x not in cuts]
+        seen = set(stack)
+        found = False
+        while stack and not found:
+            x = stack.pop()
+            for y in succ.get(x, []):
+                if y == v:
+                    found = True
+                    break
+                if y not in seen and y not in cuts:
+                    seen.add(y)
+                    stack.append(y)
+        if not found:
+            keep.append((u, v, e))
+    return keep
 
 
 def _cut_homes(gm: GradMap, fold: _Folding) -> dict[str, str]:

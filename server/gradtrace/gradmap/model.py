@@ -77,14 +77,15 @@ class GradMap:
 
     # ---- queries the renderers and tests use
     def module_status(self, name: str) -> str:
-        """"dead" when no parameter under the module gets a gradient, "mixed", "live", or "empty"."""
+        """"live": every parameter under it trains; "dead": none gets a gradient; "noopt": all get one but
+        some sit in no optimizer; "mixed"; "empty"."""
         sts = [self.params[p].status for p in self.params_under(name)]
         if not sts:
             return "empty"
-        good = [s for s in sts if s == "ok"]
-        if len(good) == len(sts):
-            return "live"
-        return "dead" if not good else "mixed"
+        flowing = [s for s in sts if s in ("ok", "no-optimizer")]
+        if len(flowing) == len(sts):
+            return "live" if "no-optimizer" not in flowing else "noopt"
+        return "dead" if not flowing else "mixed"
 
     def params_under(self, name: str) -> list[str]:
         mod = self.modules.get(name)
@@ -277,8 +278,8 @@ def _node_live(gm: GradMap, node: str) -> bool:
     if node in gm.cuts:
         return False
     if node in gm.params:
-        return gm.params[node].status == "ok"
-    return gm.module_status(node) in ("live", "mixed")
+        return gm.params[node].status in ("ok", "no-optimizer")
+    return gm.module_status(node) in ("live", "mixed", "noopt")
 
 
 def _mark_edges(gm: GradMap) -> None:

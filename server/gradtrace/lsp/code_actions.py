@@ -16,9 +16,8 @@ from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
-from gradtrace.engine import check_source
-from gradtrace.fixes.apply import apply_edits
 from gradtrace.lsp.diagnostics import SOURCE, SOURCES
+from gradtrace.lsp.worker import run_fix_all
 from gradtrace.positions import point_to_lsp, span_to_lsp, split_lines
 
 if TYPE_CHECKING:
@@ -148,18 +147,8 @@ def _same_range(a: types.Range, b: types.Range) -> bool:
 # ---- fixAll ------------------------------------------------------------------------------------
 
 
-def fix_all_edit(text: str, path: str, lint, project, encoding: str) -> types.TextEdit | None:
-    """One edit turning `text` into its safely fixed form (None when nothing to fix)."""
-    fixed = text
-    for _ in range(MAX_FIX_PASSES):
-        result = check_source(fixed, path, lint, project)
-        edits = [e for f in result.findings if f.fix and f.fix.safe for e in f.fix.edits]
-        if not edits:
-            break
-        new = apply_edits(fixed, edits)
-        if new == fixed:
-            break
-        fixed = new
+def fix_all_edit(text: str, fixed: str, encoding: str) -> types.TextEdit | None:
+    """One edit turning `text` into `fixed`, spanning only the lines that differ (None when equal)."""
     if fixed == text:
         return None
     old, new = text.split("\n"), fixed.split("\n")
@@ -183,11 +172,13 @@ def fix_all_edit(text: str, path: str, lint, project, encoding: str) -> types.Te
 
 async def compute_fix_all(ls: GradtraceServer, uri: str) -> types.WorkspaceEdit | None:
     doc = ls.workspace.get_text_document(uri)
+    text = doc.source
     path = ls.documents.path_for(uri)
     lint, _ = ls.config.lint_for(path)
+    job = {"text": text, "path": path, "lint": lint, "root": ls.project_root(path), "passes": MAX_FIX_PASSES}
     loop = asyncio.get_running_loop()
-    edit = await loop.run_in_executor(ls.analysis_pool, fix_all_edit, doc.source, path, lint,
-                                      ls.project_for(path), ls.encoding)
+    fixed = await loop.run_in_executor(ls.analysis_pool, ls.worker.call, run_fix_all, job)
+    edit = fix_all_edit(text, fixed, ls.encoding)
     if edit is None:
         return None
     return workspace_edit(ls, {uri: [edit]})

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 from lsprotocol import types
 from pygls.uris import to_fs_path
 
-from gradtrace.analysis.source import SourceFile
-from gradtrace.engine import check_source, file_finding
+from gradtrace.engine import file_finding
 from gradtrace.findings import Finding, Fix
 from gradtrace.lsp.diagnostics import LineMap, to_diagnostic
+from gradtrace.lsp.worker import WorkerDied, run_check
 from gradtrace.positions import split_lines
 from gradtrace.settings import LintSettings
 
@@ -208,18 +208,17 @@ class Documents:
                 errors.append(f"{snap.path}: {size:.1f} MB, skipped (live analysis limit)")
             elif "\x00" in snap.text[:8192]:
                 findings = [file_finding(snap.path, "GT001", "information", "Not analysed: binary content.")]
-            elif snap.where.cells:
-                from gradtrace.lsp.notebook import check_notebook
-
-                findings, errors, clean = check_notebook(snap.text, snap.path, snap.lint,
-                                                         self.ls.project_for(snap.path), snap.where)
             else:
-                source = SourceFile.parse(snap.path, snap.text)
-                result = check_source(snap.text, snap.path, snap.lint, self.ls.project_for(snap.path), source=source)
-                findings, errors = result.findings, result.errors
-                if source.syntax_error is not None:
-                    clean = False
+                job = {"text": snap.text, "path": snap.path, "lint": snap.lint,
+                       "root": self.ls.project_root(snap.path), "where": snap.where if snap.where.cells else None}
+                findings, errors, clean = self.ls.worker.call(run_check, job)
+                errors = list(errors)
+                if not clean and not snap.where.cells:
                     findings = findings + carry_over(snap.previous, snap.where.lines, findings)
+        except WorkerDied as exc:
+            errors.append(f"analysis of {snap.path} (version {snap.version}) crashed the analysis process: {exc}")
+            findings = [file_finding(snap.path, "GT001", "information",
+                                     "Not analysed: the analysis crashed on this version (details in the log).")]
         except Exception as exc:  # the engine promises not to raise; if it does, keep serving
             import traceback
 

@@ -21,6 +21,7 @@ from gradtrace.lsp import code_actions, commands, diagnostics, documents, hover,
 from gradtrace.lsp.config import NAMESPACE, SettingsStore
 from gradtrace.lsp.documents import Documents
 from gradtrace.lsp.probe import ProbeService
+from gradtrace.lsp.worker import AnalysisWorkers
 
 LOG_LEVEL_MAX = {"error": 1, "warning": 2, "info": 3, "debug": 4}
 
@@ -28,7 +29,7 @@ LOG_LEVEL_MAX = {"error": 1, "warning": 2, "info": 3, "debug": 4}
 class GradtraceServer(LanguageServer):
     """Holds the editor settings, open documents and their analyses, projects and the probe."""
 
-    def __init__(self, analysis_workers: int = 2):
+    def __init__(self, analysis_workers: int = 2, analysis_process: bool = True):
         super().__init__(
             "gradtrace",
             __version__,
@@ -38,7 +39,9 @@ class GradtraceServer(LanguageServer):
         self.config = SettingsStore()
         self.documents = Documents(self)
         self.probe = ProbeService(self)
+        # threads wait on the analysis process (or analyse themselves when there is none)
         self.analysis_pool = ThreadPoolExecutor(max_workers=analysis_workers, thread_name_prefix="gradtrace-analysis")
+        self.worker = AnalysisWorkers(analysis_workers, use_process=analysis_process)
         self._projects: dict[str, Project] = {}
         self._roots: dict[str, str] = {}
         self._projects_lock = threading.Lock()
@@ -108,6 +111,7 @@ class GradtraceServer(LanguageServer):
             project = self.project_for(path)
             if project is not None:
                 project.set_overlay(path, text)
+                self.worker.set_overlay(project.root, os.path.abspath(path), text)
 
     # ---- messages ------------------------------------------------------------------------------
 
@@ -153,6 +157,7 @@ async def initialized(ls: GradtraceServer, params: types.InitializedParams) -> N
             type=types.MessageType.Warning,
             message=f"gradtrace: invalid setting {problem} — using the default instead."))
     ls.settings_problems = []
+    ls.worker.start()
     await watch_pyproject(ls)
     mode = "pull" if ls.pull_diagnostics else "push"
     ls.log(types.MessageType.Info, f"gradtrace {__version__} ready: {mode} diagnostics, {ls.encoding} positions")
@@ -210,6 +215,7 @@ def did_change_watched_files(ls: GradtraceServer, params: types.DidChangeWatched
 def shutdown(ls: GradtraceServer, *args) -> None:
     """LSP handler for shutdown."""
     ls.probe.shutdown()
+    ls.worker.shutdown()
     ls.analysis_pool.shutdown(wait=False, cancel_futures=True)
 
 

@@ -72,6 +72,34 @@ def run_fix_all(job: dict) -> str:
     return text
 
 
+def child_init() -> None:
+    """Runs first in the child: keep stdout (the LSP stream) clean, and die with the server."""
+    import sys
+
+    try:
+        os.dup2(2, 1)
+    except OSError:
+        pass
+    sys.stdout = sys.stderr
+    parent = os.getppid()
+    try:  # Linux: the kernel signals us when the server goes, however it goes
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError, ValueError):
+        pass
+
+    def watch() -> None:  # everywhere: poll for the parent
+        import time
+
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="gradtrace-parent-watch", daemon=True).start()
+
+
 def warm_up() -> int:
     from gradtrace.rules import all_rules
 
@@ -119,7 +147,8 @@ class AnalysisWorker:
             return None
         if self._pool is None:
             try:
-                self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+                self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=child_init)
                 self._sent.clear()
             except (OSError, ValueError, ImportError):
                 self.use_process = False
@@ -133,16 +162,12 @@ class AnalysisWorker:
             return pool.submit(warm_up) if pool is not None else None
 
     def call(self, fn, job: dict):
-        with self._lock:
+        with self._lock:  # the overlay delta and the submission must keep the same order
             pool = self._ensure_pool()
-            if pool is None:
-                job["overlays"] = self._delta()
-                local = True
-            else:
-                job["overlays"] = self._delta()
+            job["overlays"] = self._delta()
+            if pool is not None:
                 future = pool.submit(fn, job)
-                local = False
-        if local:
+        if pool is None:
             return fn(job)
         try:
             return future.result()
@@ -160,3 +185,39 @@ class AnalysisWorker:
             if self._pool is not None:
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = None
+
+
+class AnalysisWorkers:
+    """A few `AnalysisWorker`s: a job goes to the least busy, so one big file does not hold up the rest."""
+
+    def __init__(self, count: int = 2, use_process: bool = True):
+        self.workers = [AnalysisWorker(use_process) for _ in range(max(1, count))]
+        self._busy = [0] * len(self.workers)
+        self._lock = threading.Lock()
+
+    @property
+    def restarts(self) -> int:
+        return sum(w.restarts for w in self.workers)
+
+    def set_overlay(self, root: str | None, path: str, text: str | None) -> None:
+        for worker in self.workers:
+            worker.set_overlay(root, path, text)
+
+    def start(self) -> None:
+        for worker in self.workers:
+            worker.start()
+
+    def call(self, fn, job: dict):
+        with self._lock:
+            index = min(range(len(self.workers)), key=self._busy.__getitem__)
+            self._busy[index] += 1
+        try:
+            return self.workers[index].call(fn, job)
+        finally:
+            with self._lock:
+                self._busy[index] -= 1
+
+    def shutdown(self) -> None:
+        for worker in self.workers:
+            worker.shutdown()
+

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import concurrent.futures
 import json
 import os
 import queue
@@ -91,7 +92,11 @@ class _Worker:
             except queue.Empty:
                 continue
             if msg is None:
-                raise _WorkerDied("".join(self.stderr)[-2000:])
+                try:
+                    code = self.proc.wait(timeout=2)
+                except subprocess.TimeoutExpired:
+                    code = None
+                raise _WorkerDied(f"(exit status {code}) " + "".join(self.stderr)[-2000:])
             return msg
 
     def alive(self) -> bool:
@@ -130,6 +135,7 @@ class ProbeLauncher:
         self._workers: dict[tuple, _Worker] = {}
         self._lock = threading.Lock()
         self._closed = False
+        self._spawner = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradtrace-spawn")
         self._reaper = threading.Thread(target=self._reap_idle, daemon=True)
         self._reaper.start()
         atexit.register(self.shutdown)
@@ -221,7 +227,10 @@ class ProbeLauncher:
                 self._closed = False
             say(f"starting a {key[1]} worker in {key[0]}")
             try:
-                w = _Worker(key[0], key[1], key[2], memory_mb, self.idle_s, self.use_bwrap)
+                # Started from one long-lived thread: bubblewrap's --die-with-parent (PR_SET_PDEATHSIG) fires
+                # when the *thread* that started it exits, and probes often run on short-lived threads.
+                w = self._spawner.submit(_Worker, key[0], key[1], key[2], memory_mb, self.idle_s,
+                                         self.use_bwrap).result()
             except OSError as exc:
                 raise _StartError("InterpreterError", f"cannot start the interpreter {key[0]}: {exc}") from None
             w.lock.acquire()  # held until the worker is ready: concurrent probes queue behind it

@@ -1265,6 +1265,7 @@ class TorchProbe:
         names = {self.leaf_of[pid]: rec["name"] for pid, rec in self.params.items() if pid in self.leaf_of}
         keep: dict[int, int] = {}  # op index -> position in `out`
         reach: dict[int, set] = {}  # skipped op index -> positions it depends on
+        only_params: set[int] = set()  # positions of ops whose every input is a parameter (`self.w.T`)
         out: list[dict] = []
         last = max(anc) if anc else -1
         for i in sorted(anc):
@@ -1275,11 +1276,13 @@ class TorchProbe:
                     direct.append(names[-1 - tg])
                 elif tg is not None and tg >= 0:
                     src |= {keep[tg]} if tg in keep else reach.get(tg, set())
-            pure = {j for j in src if out[j]["params"] and not out[j]["inputs"]}  # e.g. `self.w.T`
+            pure = src & only_params
             if pure and src - pure and not direct:
                 direct = [n for j in sorted(pure) for n in out[j]["params"]]
                 src -= pure
             if direct or op.cut is not None or i == last:
+                if direct and all(tg is not None and tg < 0 for tg in op.ins):
+                    only_params.add(len(out))
                 keep[i] = len(out)
                 out.append({"path": op.path, "line": op.line, "op": op.name, "params": list(dict.fromkeys(direct)),
                             "cut": op.cut, "inputs": sorted(src)})

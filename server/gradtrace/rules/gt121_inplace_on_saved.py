@@ -81,11 +81,12 @@ class InplaceOnSaved(Rule):
                 continue
             saver = "the layer" if target.saved_by == "module" else f"`{target.saved_by}`"
             fix = out_of_place_fix(ctx, event.node, event.stmt, event.var)
+            when = " (as soon as its dropout probability is above 0, in training)" if "Dropout" in event.op else ""
             ctx.report(
                 event.node,
                 f"`{event.var}` was saved by {saver} for the backward pass: `{event.op}` modifies it in place, so "
-                "`backward()` raises \"one of the variables needed for gradient computation has been modified by an "
-                "inplace operation\".",
+                f"`backward()` raises{when} \"one of the variables needed for gradient computation has been modified "
+                "by an inplace operation\".",
                 fix=fix,
             )
         return ()
