@@ -442,3 +442,23 @@ def test_methods_and_variables_come_from_same_file_base_classes():
         """)
     assert [(f.line, f.code) for f in got] == [(11, "GT203")]
     assert ".w`" in got[0].message and ".b`" not in got[0].message
+
+
+def test_jitted_functions_never_called_keep_their_python_defaults():
+    assert codes("""
+        import jax
+        import jax.numpy as jnp
+
+        @jax.jit
+        def forward(params, x, training=True, dropout=0.1):
+            h = jnp.tanh(x @ params["w"])
+            if training and dropout > 0:
+                h = h * (1.0 - dropout)
+            return h
+
+        @jax.jit
+        def bad(params, x, flag):
+            if flag:
+                return x
+            return x * 2
+        """) == [(13, "GT304")]

@@ -22,8 +22,10 @@ from gradtrace.analysis.tf_flow import dtype_of, literal_dtype
 
 GRAD_FUNCS = {"jax.grad": "grad", "jax.value_and_grad": "value_and_grad", "jax.jacrev": "jacrev",
               "jax.jacfwd": "jacfwd", "jax.hessian": "hessian", "equinox.filter_grad": "grad",
-              "equinox.filter_value_and_grad": "value_and_grad"}
-JIT_FUNCS = {"jax.jit": "jit", "jax.vmap": "vmap", "jax.pmap": "pmap", "equinox.filter_jit": "jit"}
+              "equinox.filter_value_and_grad": "value_and_grad", "flax.nnx.grad": "grad",
+              "flax.nnx.value_and_grad": "value_and_grad"}
+JIT_FUNCS = {"jax.jit": "jit", "jax.vmap": "vmap", "jax.pmap": "pmap", "equinox.filter_jit": "jit",
+             "flax.nnx.jit": "jit", "flax.nnx.vmap": "vmap"}
 STOP = {"jax.lax.stop_gradient", "jax.numpy.stop_gradient"}
 ZERO_GRAD = {"round", "floor", "ceil", "sign", "rint", "trunc", "fix"}
 ARGMAX_LIKE = {"argmax", "argmin", "argsort", "searchsorted", "digitize", "nonzero", "argwhere"}
