@@ -100,3 +100,15 @@ async def test_hover_does_not_wait_for_the_analysis_of_an_edit(client, tmp_path)
     assert "GT105" in hover.contents.value  # from the last analysis: that line has not changed
     assert [p.version for p in client.published if p.uri == uri] == [1]
     await wait_diagnostics(client, uri, version=2)
+
+
+async def test_analysis_process_dying_is_reported_and_replaced(client, tmp_path):
+    uri = open_doc(client, tmp_path / "killer.py", "# KILL_WORKER\n" + DETACH)
+    diags = await wait_diagnostics(client, uri, version=1)
+    assert [d.code for d in diags] == ["GT001"] and "crashed" in diags[0].message
+    errors = [m.message for m in client.log_messages if m.type == types.MessageType.Error]
+    assert any("crashed the analysis process" in m for m in errors), errors
+    change_doc(client, uri, 2, DETACH)  # the next version is analysed by a new process
+    assert [d.code for d in await wait_diagnostics(client, uri, version=2)] == ["GT105"]
+    other = open_doc(client, tmp_path / "after_kill.py", DETACH)
+    assert [d.code for d in await wait_diagnostics(client, other, version=1)] == ["GT105"]

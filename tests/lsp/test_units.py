@@ -10,6 +10,7 @@ from gradtrace.lsp.diagnostics import LineMap, to_diagnostic
 from gradtrace.lsp.documents import carry_over, relocate
 from gradtrace.lsp.hover import dotted_at, noqa_code_at
 from gradtrace.lsp.notebook import _neutralise
+from gradtrace.lsp.worker import run_fix_all
 from gradtrace.positions import lsp_to_point, span_to_lsp, split_lines
 from gradtrace.settings import LintSettings, server_settings_from_mapping
 from lsprotocol import types
@@ -127,10 +128,14 @@ def test_fix_all_edit_spans_only_changed_lines():
     from pathlib import Path
 
     text = (Path(__file__).parent / "data" / "detach.py").read_text(encoding="utf-8")
-    edit = fix_all_edit(text, "/nowhere/detach.py", LintSettings(), None, "utf-16")
+    fixed = run_fix_all({"text": text, "path": "/nowhere/detach.py", "lint": LintSettings(), "root": None,
+                         "overlays": []})
+    edit = fix_all_edit(text, fixed, "utf-16")
     assert edit.range == types.Range(types.Position(6, 0), types.Position(7, 0))
     assert edit.new_text == 'label, feats = "😋🐍", encoder(x)\n'
-    assert fix_all_edit("import torch\n", "/x.py", LintSettings(), None, "utf-16") is None
+    assert fix_all_edit("import torch\n", "import torch\n", "utf-16") is None
+    tail = fix_all_edit("a\nb", "a\nc\nd", "utf-16")  # a change on the last line, no newline at the end
+    assert (tail.range.start.line, tail.range.end.line, tail.range.end.character, tail.new_text) == (1, 1, 1, "c\nd")
 
 
 def test_relocate_follows_moved_lines_and_drops_changed_ones():

@@ -1,7 +1,8 @@
 """`gradtrace server` with test hooks, chosen by environment variables:
 
-GT_TEST_RULES=1       adds rule GT998 (raises on files containing CRASH_ME) and GT999 (sleeps
-                      GT_TEST_SLOW seconds on files containing SLOW_ME);
+GT_TEST_RULES=1       adds rule GT998 (raises on files containing CRASH_ME), GT999 (sleeps
+                      GT_TEST_SLOW seconds on files containing SLOW_ME) and GT997 (kills the
+                      analysis process on files containing KILL_WORKER);
 GT_TEST_PROBE=fake    a fake probe launcher (canned result; waits for cancellation on WAIT_FOR_CANCEL;
                       writes its call arguments as JSON lines to GT_TEST_PROBE_LOG);
 GT_TEST_PROBE=missing the probe component cannot be imported.
@@ -46,6 +47,21 @@ class SlowRule(Rule):
         return ()
 
 
+class KillingRule(Rule):
+    code = "GT997"
+    name = "test-kill"
+    summary = "A test rule that kills the analysis process."
+    framework = "any"
+    docs = ""
+
+    def check(self, ctx):
+        import multiprocessing
+
+        if "KILL_WORKER" in ctx.source.text and multiprocessing.parent_process() is not None:
+            os._exit(3)
+        return ()
+
+
 class FakeLauncher:
     def __init__(self):
         self.log = os.environ.get("GT_TEST_PROBE_LOG")
@@ -86,9 +102,9 @@ class FakeLauncher:
         pass
 
 
-if os.environ.get("GT_TEST_RULES"):
-    _all_rules = engine.all_rules
-    engine.all_rules = lambda: _all_rules() + (CrashingRule, SlowRule)
+if os.environ.get("GT_TEST_RULES"):  # runs in the analysis process too (spawn re-imports this script)
+    _rules_for = engine.rules_for
+    engine.rules_for = lambda frameworks: _rules_for(frameworks) + (CrashingRule, SlowRule, KillingRule)
 
 if os.environ.get("GT_TEST_PROBE") == "missing":
     sys.modules["gradtrace.probe.launcher"] = None  # `import` raises ImportError
