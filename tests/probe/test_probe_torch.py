@@ -231,3 +231,38 @@ def test_nonfinite_gradient_points_at_the_op(launcher):
     assert p["name"] == "w" and p["grad"] == "nonfinite"
     assert p["cut"]["op"] == "sqrt" and p["cut"]["line"] == cut_line(data("nan_where.py"))
     assert any(f["code"] == "GT903" for f in res["findings"])
+
+
+def test_bad_interpreter_is_reported_not_raised(tmp_path):
+    from gradtrace.probe.launcher import ProbeLauncher
+
+    lau = ProbeLauncher()
+    try:
+        res = lau.run(data("good_mlp.py"), python=str(tmp_path / "no-such-python"))
+    finally:
+        lau.shutdown()
+    assert res["status"] == "error" and "no-such-python" in res["error"]["message"]
+
+
+def test_concurrent_probes_share_one_worker():
+    import threading
+
+    from gradtrace.probe.launcher import ProbeLauncher
+
+    lau = ProbeLauncher()
+    results = {}
+
+    def go(name):
+        results[name] = lau.run(data(name))
+
+    try:
+        threads = [threading.Thread(target=go, args=(n,)) for n in ("good_mlp.py", "detach_head.py")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert lau.workers() == 1
+    finally:
+        lau.shutdown()
+    assert results["good_mlp.py"]["status"] == "ok" and results["good_mlp.py"]["findings"] == []
+    assert any(f["code"] == "GT905" for f in results["detach_head.py"]["findings"])
