@@ -266,3 +266,13 @@ def test_concurrent_probes_share_one_worker():
         lau.shutdown()
     assert results["good_mlp.py"]["status"] == "ok" and results["good_mlp.py"]["findings"] == []
     assert any(f["code"] == "GT905" for f in results["detach_head.py"]["findings"])
+
+
+def test_module_mode_tries_the_next_layer_when_the_first_input_does_not_fit(launcher):
+    res = probe(launcher, "module_head_first.py")
+    assert res["status"] == "ok" and res["mode"] == "module"
+    params = {p["name"]: p for p in res["parameters"]}
+    assert params["HeadFirst.body.weight"]["grad"] == "ok"
+    assert params["HeadFirst.spare.weight"]["grad"] == "none"
+    assert params["HeadFirst.spare.weight"]["defined_at"]["line"] == cut_line(data("module_head_first.py"))
+    assert any("randn(2, 5)" in n for n in res["notes"])

@@ -1514,22 +1514,35 @@ class TorchProbe:
             self.notes.extend(problems)
         for var, inst, cls in built:
             inst.train()
-            x, how = _synth_input(torch, inst)
-            if x is None:
-                self.notes.append(f"{cls.__name__}: {how}")
+            candidates = _synth_inputs(torch, inst)
+            if not candidates:
+                self.notes.append(f"{cls.__name__}: no layer with a known input size (Linear, Conv*, Embedding, "
+                                  "RNN, Transformer, LayerNorm, BatchNorm)")
                 continue
             self.step += 1
-            self.recording = True
-            try:
-                out = inst(*x)
-                self.recording = False
-                loss = _reduce(torch, out)
-            except BaseException as exc:  # noqa: BLE001
-                self.recording = False
+            failure = None
+            for x, how in candidates:
+                mark = len(self.ops)
+                self.recording = True
+                try:
+                    out = inst(*x)
+                    self.recording = False
+                    loss = _reduce(torch, out)
+                    failure = None
+                    self.notes.append(f"{cls.__name__}: input {how}")
+                    break
+                except BaseException as exc:  # noqa: BLE001 - try the next candidate input
+                    self.recording = False
+                    failure = (exc, how)
+                    del self.ops[mark:]
+                    self.cut_ops = [i for i in self.cut_ops if i < mark]
+            if failure is not None:
+                exc, how = failure
                 path, line = _exc_location(exc, self.loc)
                 self.error = {"type": type(exc).__name__, "message": (str(exc).splitlines() or [""])[0],
                               "path": path, "line": line,
-                              "cause": f"forward of {cls.__name__} with a synthetic input ({how})"}
+                              "cause": f"forward of {cls.__name__} with a synthetic input ({how}) failed; run "
+                              "the probe on a script that calls backward() instead"}
                 break
             for n, p in inst.named_parameters():
                 self.add_param(f"{var}.{n}", p, registered=True)
@@ -1731,10 +1744,25 @@ def _eval_arg(node, mod):
     raise ValueError(f"argument {ast.unparse(node)} is not a constant")
 
 
-def _synth_input(torch, module):
+def _synth_inputs(torch, module) -> list:
+    """Candidate inputs, one per layer with a known input size, in registration order."""
+    out, seen = [], set()
+    for _name, m in module.named_modules():
+        if m is module and len(list(module.children())):
+            continue
+        x, how = _synth_one(torch, m)
+        if x is not None and how not in seen:
+            seen.add(how)
+            out.append((x, how))
+        if len(out) >= 4:
+            break
+    return out
+
+
+def _synth_one(torch, layer):
     nn = torch.nn
     B, T, S = 2, 8, 16
-    for _name, m in module.named_modules():
+    for m in (layer,):
         if isinstance(m, nn.Linear):
             return (torch.randn(B, m.in_features),), f"randn({B}, {m.in_features}) for {type(m).__name__}"
         if isinstance(m, nn.Bilinear):
@@ -1767,7 +1795,7 @@ def _synth_input(torch, module):
             return (torch.randn(B, m.num_features),), f"randn({B}, {m.num_features}) for BatchNorm1d"
         if isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)):
             return (torch.randn(B, m.num_features, S, S),), "image batch for BatchNorm2d"
-    return None, "no layer with a known input size (Linear, Conv*, Embedding, RNN, Transformer, LayerNorm)"
+    return None, None
 
 
 def _tensors_in(torch, out) -> list:
