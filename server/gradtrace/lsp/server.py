@@ -17,7 +17,7 @@ from pygls.uris import to_fs_path
 
 from gradtrace import __version__
 from gradtrace.analysis.project import Project, find_project_root
-from gradtrace.lsp import code_actions, commands, diagnostics, documents, hover, notebook
+from gradtrace.lsp import code_actions, commands, diagnostics, documents, gradient_map, hover, notebook
 from gradtrace.lsp.config import NAMESPACE, SettingsStore
 from gradtrace.lsp.documents import Documents
 from gradtrace.lsp.probe import ProbeService
@@ -232,6 +232,7 @@ def create_server() -> GradtraceServer:
     hover.register(server)
     code_actions.register(server)
     commands.register(server)
+    gradient_map.register(server)
     return server
 
 
