@@ -70,6 +70,33 @@ class ClassInfo:
             self._is_module = result
         return self._is_module
 
+    def has_parameters(self, _seen: set | None = None) -> bool:
+        """Whether instances own trainable parameters (True when unsure)."""
+        seen = _seen or set()
+        if id(self) in seen:
+            return False
+        seen.add(id(self))
+        if self.dynamic:
+            return True
+        base = self.builtin_base()
+        if base and api.BUILTIN_PARAMS.get(base.split(".")[-1]):
+            return True
+        for attr in self.attrs.values():
+            if attr.kind in ("param", "tensor_grad", "params_container", "modules_container"):
+                return True
+            if attr.kind == "module":
+                short = (attr.layer or "").split(".")[-1]
+                if short in api.PARAMETERLESS_LAYERS:
+                    continue
+                child = self.module.resolve_class(attr.layer) if attr.layer and "." not in attr.layer else None
+                if child is None or child.has_parameters(seen):
+                    return True
+        for base_name in self.bases:
+            parent = self.module.resolve_class(base_name)
+            if parent is not None and parent is not self and parent.has_parameters(seen):
+                return True
+        return False
+
     def find_method(self, name: str) -> tuple[ast.FunctionDef, ClassInfo] | None:
         if name in self.methods:
             return self.methods[name], self
@@ -321,8 +348,8 @@ def collect_class_facts(module: ModuleContext) -> None:
                 if kind in ("module", "param", "tensor_grad"):
                     attr.kind = "modules_container" if kind == "module" else "params_container"
                     attr.container = "list" if isinstance(attr.value, ast.List) else "dict"
-        if is_self_method and func.attr in DYNAMIC_SELF_ACCESS | {"register_parameter", "register_buffer",
-                                                                  "add_module", "register_module"}:
+        if is_self_method and func.attr in DYNAMIC_SELF_ACCESS | {"register_parameter", "add_module",
+                                                                  "register_module"}:
             info.dynamic = True
         if self_arg and not (isinstance(func, ast.Name) and func.id in ("super", "isinstance", "id")):
             info.dynamic = True  # getattr(self, ...), hooks and helpers that receive `self`

@@ -294,7 +294,7 @@ def _edges_to_loss(gm: GradMap, flow_known: bool) -> None:
         if cut.id in has_out:
             continue
         # draw it on the way from the modules it cuts to the loss
-        for mod in dict.fromkeys(gm.params[p].module or p for p in cut.params):
+        for mod in dict.fromkeys(p if gm.source == "static" else gm.params[p].module or p for p in cut.params):
             if not any(e.src == mod and e.dst == cut.id for e in gm.edges):
                 gm.edges.append(Edge(mod, cut.id, live=False))
         gm.edges.append(Edge(cut.id, "loss", live=False, severed=True))
