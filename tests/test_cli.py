@@ -178,7 +178,7 @@ def test_readme_lists_every_rule_and_starts_with_the_two_commands():
 
     readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
     for rule in all_rules():
-        assert f"`{rule.code}`" in readme, f"README does not list {rule.code}"
+        assert f"`{rule.code}`" in readme, f"README does not list {rule.code}: run scripts/update_readme_rules.py"
     block = readme.split("```")[1]
     commands = [ln for ln in block.splitlines()[1:] if ln.strip()]
     assert [c.split()[1] for c in commands] == ["scripts/demo.sh", "scripts/test.sh"]

@@ -179,7 +179,6 @@ def build_result(raw: dict, path: str, framework: str | None, isolation: list[st
         "steps": raw.get("steps"),
         "optimizers": raw.get("optimizers", []),
         "ops": raw.get("ops", []),
-        "flow": raw.get("flow", []),
         "backward_sites": raw.get("backward_sites", []),
         "flow": raw.get("flow", []),  # the gradient map's data flow (runner.TorchProbe.flow_of)
         "notes": raw.get("notes", []),

@@ -1169,7 +1169,6 @@ class TorchProbe:
         anc = self.ancestry(roots)
         self.graph = self.graph_of(anc)
         self.flow = self.flow_of(anc)
-        self.flow = self.flow_of(anc)
         for pid, rec in self.params.items():
             if only is not None and pid not in only:
                 continue
@@ -1230,24 +1229,6 @@ class TorchProbe:
             cut.update({"path": op.site[0], "line": op.site[1], "op": op.site[2], "op_path": op.path,
                         "op_line": op.line})
         return cut, "cut"
-
-    def flow_of(self, anc) -> list[dict]:
-        """The loss's ancestry in execution order: each op with the parameters it reads directly and the
-        indices (in this list) of the ops that produced its inputs; the last entry computes the loss."""
-        names = {}
-        for pid, rec in self.params.items():
-            li = self.leaf_of.get(pid)
-            if li is not None and self.leaves[li][0]() is self.param_objs.get(pid):
-                names[-1 - li] = rec["name"]
-        order = sorted(anc)[-MAX_GRAPH:]
-        pos = {i: k for k, i in enumerate(order)}
-        flow = []
-        for i in order:
-            op = self.ops[i]
-            flow.append({"path": op.path, "line": op.line, "op": op.name, "cut": op.cut,
-                         "params": [names[t] for t in op.ins if t is not None and t in names],
-                         "inputs": sorted({pos[t] for t in op.ins if t is not None and t in pos})})
-        return flow
 
     def graph_of(self, anc) -> list[dict]:
         names = {}
@@ -1664,7 +1645,7 @@ class TorchProbe:
                        "n_params": len(o["params"])} for o in opt_list]
         return {"status": status, "framework": "torch", "mode": self.mode, "mode_reason": self.mode_reason,
                 "stop_reason": self.stop_reason, "steps": self.step, "parameters": params,
-                "optimizers": optimizers, "error": error, "ops": self.graph, "flow": self.flow, "notes": self.notes,
+                "optimizers": optimizers, "error": error, "ops": self.graph, "notes": self.notes,
                 "flow": getattr(self, "flow", []),
                 "backward_sites": [_loc(p, ln) for p, ln in self.backward_sites[:32]],
                 "ops_recorded": len(self.ops), "path": self.path}
