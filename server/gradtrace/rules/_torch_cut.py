@@ -65,6 +65,8 @@ def report_dead_cuts(ctx, kinds: tuple[str, ...], fix_builder=None, advice: str 
             line = ctx.source.span(where_node).line
             message = cut_message(dead, line, var=facts.flow.cut_vars.get(id(c)))
             fix = fix_builder(ctx, dead) if fix_builder else None
+            if fix is not None and fix.safe and dead.severity != "warning":
+                fix = Fix(fix.title, False, fix.edits)  # only certain cuts are fixed without review
         elif sink.module.path == this and cut_module is not None:
             where_node = sink.node
             other = cut_module.source

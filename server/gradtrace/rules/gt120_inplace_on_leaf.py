@@ -1,13 +1,46 @@
 import ast
 
-from gradtrace.findings import Fix
+from gradtrace.findings import Edit, Fix
 from gradtrace.fixes.edits import enclosing_statement, rewrite_statement
 from gradtrace.rules.base import Invalid, Rule, Truth
+
+
+def _loop_binding(ctx, stmt: ast.stmt, var: str) -> bool:
+    """Is `var` the target of a `for` loop around `stmt` (e.g. `for p in params: p.add_(...)`)?"""
+    parents = ctx.source.parents
+    node = parents.get(id(stmt))
+    while node is not None:
+        if isinstance(node, (ast.For, ast.AsyncFor)):
+            names = {n.id for n in ast.walk(node.target) if isinstance(n, ast.Name)}
+            if var in names:
+                return True
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            return False
+        node = parents.get(id(node))
+    return False
+
+
+def no_grad_fix(ctx, stmt: ast.stmt) -> Fix | None:
+    """Wrap a parameter update in `with torch.no_grad():` (the update a loop over parameters means)."""
+    torch_name = next((local for local, q in ctx.names.aliases.items() if q == "torch"), None)
+    if torch_name is None:
+        return None
+    span = ctx.span(stmt)
+    indent = ctx.source.lines.line(span.line)[: span.column - 1]
+    if indent.strip():
+        return None
+    body = ctx.source.segment(stmt).replace("\n", "\n    ")
+    text = f"with {torch_name}.no_grad():\n{indent}    {body}"
+    return Fix("Update the parameter under `torch.no_grad()`", True,
+               (Edit(span.line, span.column, span.end_line, span.end_column, text),))
 
 
 def out_of_place_fix(ctx, node: ast.AST, stmt: ast.stmt | None, title_var: str) -> Fix | None:
     if stmt is None:
         stmt, _ = enclosing_statement(ctx.source, node)
+    if stmt is not None and _loop_binding(ctx, stmt, title_var.split(".")[0]):
+        # Rebinding a loop variable would silently update nothing: keep the update, without recording it.
+        return no_grad_fix(ctx, stmt)
     if stmt is None or not isinstance(stmt, (ast.Expr, ast.AugAssign)):
         return None
     if isinstance(stmt, ast.Expr) and stmt.value is not node:
@@ -50,8 +83,9 @@ class InplaceOnLeaf(Rule):
     ```
 
     ## Fix safety
-    The offered fix rewrites the operation out of place (`x = x + y`): safe in the sense that the
-    original line can never run; for parameter updates, wrap the block in `torch.no_grad()` instead.
+    Safe. A standalone update is rewritten out of place (`x = x + y`, a new tensor that keeps the graph);
+    an update of a loop variable over parameters (`for p in params: p.add_(...)`) is wrapped in
+    `with torch.no_grad():` instead, since rebinding the loop variable would change nothing.
     """
     valid = (
         """
@@ -103,6 +137,18 @@ class InplaceOnLeaf(Rule):
             params = [W1, b1]
             for p in params:
                 p.add_(torch.randn_like(p) * 0.01)  # expect: GT120
+            loss = (torch.randn(2, 4) @ W1 + b1).sum()
+            loss.backward()
+            """,
+            fixed="""
+            import torch
+
+            W1 = torch.randn(4, 3, requires_grad=True)
+            b1 = torch.zeros(3, requires_grad=True)
+            params = [W1, b1]
+            for p in params:
+                with torch.no_grad():
+                    p.add_(torch.randn_like(p) * 0.01)  # expect: GT120
             loss = (torch.randn(2, 4) @ W1 + b1).sum()
             loss.backward()
             """,
