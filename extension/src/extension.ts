@@ -7,6 +7,7 @@ import { registerProbeCommand } from "./common/probe";
 import { onDidChangeSelectedInterpreter } from "./common/python";
 import { ServerManager, setLogChannel } from "./common/server";
 import { createStatusItem } from "./common/status";
+import { registerGradientMap } from "./gradientMap/gradientMap";
 
 let manager: ServerManager | undefined;
 
@@ -33,6 +34,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
         vscode.commands.registerCommand(COMMAND_SHOW_LOGS, () => log.show()),
         vscode.commands.registerCommand(COMMAND_RESTART, () => servers.restart("gradtrace.restart")),
         registerProbeCommand(servers),
+        registerGradientMap(context, servers),
         vscode.workspace.onDidChangeConfiguration((e) => {
             if (RESTART_SETTINGS.some((key) => e.affectsConfiguration(key))) {
                 restartSoon("the interpreter or import strategy setting changed", true);

@@ -1,12 +1,10 @@
 /** gradtrace.probe: run the sandboxed forward/backward on the current file, through the server. */
 
-import { randomUUID } from "node:crypto";
 import * as path from "node:path";
 import * as vscode from "vscode";
-import { ExecuteCommandRequest, ResponseError, WorkDoneProgress } from "vscode-languageclient/node";
+import { ExecuteCommandRequest } from "vscode-languageclient/node";
 import { COMMAND_PROBE, COMMAND_SHOW_LOGS } from "./constants";
 import { log } from "./logging";
-import { summariseProbeResult } from "./probeResult";
 import { ServerManager } from "./server";
 import { getSettings } from "./settings";
 
@@ -87,50 +85,31 @@ export function registerProbeCommand(manager: ServerManager): vscode.Disposable 
             return undefined;
         }
         const name = path.basename(uri.fsPath);
+        // The server reports the run's steps as work-done progress (status bar) and its outcome as a
+        // message; this notification is where the user can cancel it.
         return vscode.window.withProgress(
-            {
-                location: vscode.ProgressLocation.Notification,
-                title: `gradtrace: probing ${name}`,
-                cancellable: true,
-            },
-            async (progress, token) => {
-                const workDoneToken = randomUUID();
-                const sub = client.onProgress(WorkDoneProgress.type, workDoneToken, (value) => {
-                    if (value.kind !== "end" && value.message) {
-                        progress.report({ message: value.message });
-                    }
-                });
+            { location: vscode.ProgressLocation.Notification, title: `gradtrace: probing ${name}`, cancellable: true },
+            async (_progress, token) => {
                 const started = Date.now();
                 log.info(`probe: ${uri.fsPath}`);
                 try {
                     const result: unknown = await client.sendRequest(
                         ExecuteCommandRequest.type,
-                        { command: COMMAND_PROBE, arguments: [uri.toString()], workDoneToken },
+                        { command: COMMAND_PROBE, arguments: [uri.toString()] },
                         token,
                     );
-                    const seconds = ((Date.now() - started) / 1000).toFixed(1);
-                    const summary = summariseProbeResult(result);
-                    log.info(`probe finished in ${seconds} s: ${summary.text}`);
-                    if (summary.level === "error") {
-                        void showError(`gradtrace probe (${name}): ${summary.text}`);
-                    } else if (summary.level === "warning") {
-                        void vscode.window.showWarningMessage(`gradtrace probe (${name}): ${summary.text}`);
-                    } else {
-                        void vscode.window.showInformationMessage(`gradtrace probe (${name}): ${summary.text}`);
-                    }
+                    log.info(`probe of ${name} finished in ${((Date.now() - started) / 1000).toFixed(1)} s`);
                     return result;
                 } catch (err) {
                     if (token.isCancellationRequested) {
-                        log.info("probe cancelled");
+                        log.info(`probe of ${name} cancelled`);
                         void vscode.window.showInformationMessage(`gradtrace: probe of ${name} cancelled.`);
                         return undefined;
                     }
-                    const message = err instanceof ResponseError || err instanceof Error ? err.message : String(err);
-                    log.error(`probe failed: ${message}`);
-                    void showError(`gradtrace probe (${name}) failed: ${message}`);
+                    const message = err instanceof Error ? err.message : String(err);
+                    log.error(`probe of ${name} failed: ${message}`);
+                    void showError(`gradtrace: probe of ${name} failed. ${message}`);
                     return undefined;
-                } finally {
-                    sub.dispose();
                 }
             },
         );

@@ -5,7 +5,8 @@
 
 export type ImportStrategy = "useBundled" | "fromEnvironment";
 export type RunMode = "onType" | "onSave";
-export type ProbeDevice = "cpu" | "auto";
+/** "cpu", "cuda", "cuda:N" or "mps". */
+export type ProbeDevice = string;
 export type LogLevel = "error" | "warning" | "info" | "debug";
 export type TraceLevel = "off" | "messages" | "verbose";
 
@@ -45,6 +46,7 @@ function pick<T extends string>(value: unknown, allowed: readonly T[], fallback:
 }
 
 const CODE = /^(ALL|GT\d{0,3})$/;
+const DEVICE = /^(cpu|mps|cuda(:\d+)?)$/;
 
 /**
  * Build typed settings from raw values. Wrong types fall back to the default and are reported, so the
@@ -86,6 +88,17 @@ export function readSettings(read: SettingReader): { settings: ExtensionSettings
             problems.push({ key, message: `expected one of ${allowed.join(", ")}, got ${JSON.stringify(v)}` });
         }
         return out;
+    };
+    const device = (key: string, fallback: string): string => {
+        const v = read(key);
+        if (v === undefined || v === null) {
+            return fallback;
+        }
+        if (typeof v === "string" && DEVICE.test(v)) {
+            return v;
+        }
+        problems.push({ key, message: `expected "cpu", "cuda", "cuda:N" or "mps", got ${JSON.stringify(v)}` });
+        return fallback;
     };
     const strings = (key: string): string[] => {
         const v = read(key);
@@ -134,7 +147,7 @@ export function readSettings(read: SettingReader): { settings: ExtensionSettings
             enable: bool("probe.enable", d.probe.enable),
             timeout: num("probe.timeout", d.probe.timeout, 1, 3600),
             memory: num("probe.memory", d.probe.memory, 256, 1024 * 1024),
-            device: choice("probe.device", ["cpu", "auto"] as const, d.probe.device),
+            device: device("probe.device", d.probe.device),
         },
         logLevel: choice("logLevel", ["error", "warning", "info", "debug"] as const, d.logLevel),
         trace: { server: choice("trace.server", ["off", "messages", "verbose"] as const, d.trace.server) },
@@ -154,12 +167,12 @@ export interface ServerContext {
 /**
  * The object the server receives under the `gradtrace` section: the same keys as the VS Code settings,
  * with the values the extension resolved. The probe is disabled here when the workspace is untrusted,
- * so a server never sees it enabled there.
+ * so a server never sees it enabled there (the server refuses gradtrace.probe when it is disabled).
  */
 export interface ServerSettings extends Omit<ExtensionSettings, "interpreter" | "importStrategy"> {
+    /** The interpreter the probe runs in: the one running the server. */
     interpreter: string[];
     importStrategy: ImportStrategy;
-    workspaceTrusted: boolean;
 }
 
 export function toServerSettings(settings: ExtensionSettings, ctx: ServerContext): ServerSettings {
@@ -167,7 +180,6 @@ export function toServerSettings(settings: ExtensionSettings, ctx: ServerContext
     return {
         interpreter: [...ctx.interpreter],
         importStrategy: ctx.importStrategy,
-        workspaceTrusted: ctx.workspaceTrusted,
         lint: { ...settings.lint, select: [...settings.lint.select], ignore: [...settings.lint.ignore] },
         fixAll: settings.fixAll,
         codeAction: {
@@ -180,12 +192,9 @@ export function toServerSettings(settings: ExtensionSettings, ctx: ServerContext
     };
 }
 
-/**
- * `initializationOptions` for the server: the settings under the `gradtrace` key (the shape
- * `workspace/didChangeConfiguration` also uses) plus the client's name for logs.
- */
-export function initializationOptions(server: ServerSettings): { gradtrace: ServerSettings; settings: ServerSettings } {
-    return { gradtrace: server, settings: server };
+/** `initializationOptions` for the server: the settings under the `gradtrace` key. */
+export function initializationOptions(server: ServerSettings): { gradtrace: ServerSettings } {
+    return { gradtrace: server };
 }
 
 /** `workspace/didChangeConfiguration` params for the server. */

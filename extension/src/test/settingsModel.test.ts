@@ -35,7 +35,7 @@ describe("readSettings", () => {
                 "probe.enable": false,
                 "probe.timeout": 20,
                 "probe.memory": 1024,
-                "probe.device": "auto",
+                "probe.device": "cuda:1",
                 logLevel: "debug",
                 "trace.server": "verbose",
             }),
@@ -47,7 +47,7 @@ describe("readSettings", () => {
             lint: { enable: false, select: ["GT1", "GT005"], ignore: ["GT105"], run: "onSave" },
             fixAll: false,
             codeAction: { fixViolation: { enable: false }, disableRuleComment: { enable: false } },
-            probe: { enable: false, timeout: 20, memory: 1024, device: "auto" },
+            probe: { enable: false, timeout: 20, memory: 1024, device: "cuda:1" },
             logLevel: "debug",
             trace: { server: "verbose" },
         });
@@ -61,6 +61,7 @@ describe("readSettings", () => {
                 "lint.select": ["GT1", "E501"],
                 "lint.run": 3,
                 fixAll: "yes",
+                "probe.device": "gpu",
             }),
         );
         assert.equal(settings.importStrategy, "useBundled");
@@ -70,7 +71,7 @@ describe("readSettings", () => {
         assert.equal(settings.fixAll, true);
         assert.deepEqual(
             problems.map((p) => p.key),
-            ["importStrategy", "lint.select", "lint.run", "fixAll", "probe.timeout"],
+            ["importStrategy", "lint.select", "lint.run", "fixAll", "probe.timeout", "probe.device"],
         );
         assert.match(problems.find((p) => p.key === "lint.select")?.message ?? "", /"E501" is not a rule code/);
     });
@@ -86,7 +87,6 @@ describe("toServerSettings", () => {
     it("keeps the settings' shape and adds what the extension resolved", () => {
         const server = toServerSettings(DEFAULT_SETTINGS, ctx);
         assert.deepEqual(server.interpreter, ["/usr/bin/python3"]);
-        assert.equal(server.workspaceTrusted, true);
         assert.deepEqual(server.lint, DEFAULT_SETTINGS.lint);
         assert.deepEqual(server.probe, DEFAULT_SETTINGS.probe);
         assert.deepEqual(server.codeAction, DEFAULT_SETTINGS.codeAction);
@@ -95,7 +95,7 @@ describe("toServerSettings", () => {
     it("never enables the probe in an untrusted workspace", () => {
         const server = toServerSettings(DEFAULT_SETTINGS, { ...ctx, workspaceTrusted: false });
         assert.equal(server.probe.enable, false);
-        assert.equal(server.workspaceTrusted, false);
+        assert.equal(toServerSettings(DEFAULT_SETTINGS, ctx).probe.enable, true);
     });
 
     it("does not share arrays with the input", () => {
@@ -107,7 +107,7 @@ describe("toServerSettings", () => {
 
     it("is sent under the gradtrace section at initialize and on change", () => {
         const server = toServerSettings(DEFAULT_SETTINGS, ctx);
-        assert.equal(initializationOptions(server).gradtrace, server);
+        assert.deepEqual(initializationOptions(server), { gradtrace: server });
         assert.deepEqual(didChangeConfigurationParams(server), { settings: { gradtrace: server } });
     });
 });

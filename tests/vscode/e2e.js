@@ -1,0 +1,502 @@
+// The gradtrace extension end to end in VS Code (code-server) driven by headless Chromium.
+//
+//   node tests/vscode/e2e.js            (tests/vscode/test_vscode_e2e.py runs it; see the env below)
+//
+// For each scenario: a fresh profile, the .vsix installed into it, a copy of tests/vscode/workspace, a
+// code-server of its own (in its own process group, killed at the end), and a screenshot per step in
+// GRADTRACE_E2E_ARTIFACTS. Exits 0 when every check passed; prints "N passed, M failed" last.
+//
+// Environment:
+//   GRADTRACE_VSIX           the packaged extension (required)
+//   GRADTRACE_E2E_TOOLS      where scripts/setup-vscode-e2e.sh installed code-server and playwright-core
+//   GRADTRACE_E2E_ARTIFACTS  screenshots and logs (default tests/artifacts/vscode)
+//   GRADTRACE_E2E_PYTHON     interpreter with torch, set as gradtrace.interpreter in the trusted scenario
+//   GRADTRACE_E2E_ONLY       run only the scenarios whose names are listed (comma-separated)
+//   CODE_SERVER_VERSION      default 4.100.3
+"use strict";
+
+const { spawn, spawnSync } = require("node:child_process");
+const fs = require("node:fs");
+const net = require("node:net");
+const path = require("node:path");
+
+const ROOT = path.resolve(__dirname, "..", "..");
+const TOOLS = process.env.GRADTRACE_E2E_TOOLS || path.join(ROOT, ".e2e-tools");
+const ARTIFACTS = process.env.GRADTRACE_E2E_ARTIFACTS || path.join(ROOT, "tests", "artifacts", "vscode");
+const VSIX = process.env.GRADTRACE_VSIX;
+const PYTHON = process.env.GRADTRACE_E2E_PYTHON || path.join(ROOT, ".venv", "bin", "python");
+const CS_VERSION = process.env.CODE_SERVER_VERSION || "4.100.3";
+const CODE_SERVER = path.join(TOOLS, `code-server-${CS_VERSION}`, "node_modules", ".bin", "code-server");
+const WORKSPACE_FIXTURE = path.join(__dirname, "workspace");
+const ONLY = (process.env.GRADTRACE_E2E_ONLY || "").split(",").filter(Boolean);
+
+const { chromium } = require(path.join(TOOLS, "playwright", "node_modules", "playwright-core"));
+
+const results = [];
+const t0 = Date.now();
+const elapsed = () => `${((Date.now() - t0) / 1000).toFixed(1)}s`;
+const say = (msg) => console.log(`[e2e ${elapsed()}] ${msg}`);
+
+function check(name, ok, detail) {
+    results.push({ name, ok, detail });
+    say(`${ok ? "PASS" : "FAIL"} ${name}${detail ? ` — ${detail}` : ""}`);
+    return ok;
+}
+
+function freePort() {
+    return new Promise((resolve, reject) => {
+        const srv = net.createServer();
+        srv.listen(0, "127.0.0.1", () => {
+            const { port } = srv.address();
+            srv.close(() => resolve(port));
+        });
+        srv.on("error", reject);
+    });
+}
+
+async function waitForHealth(port, ms) {
+    const end = Date.now() + ms;
+    while (Date.now() < end) {
+        try {
+            const r = await fetch(`http://127.0.0.1:${port}/healthz`);
+            if (r.ok) {
+                return true;
+            }
+        } catch {
+            // not up yet
+        }
+        await new Promise((r) => setTimeout(r, 250));
+    }
+    return false;
+}
+
+/** A code-server with a fresh profile and the extension installed; `stop()` kills its process group. */
+async function startCodeServer(name, { trusted, settings }) {
+    const run = fs.mkdtempSync(path.join(TOOLS, "runs", `${name}-`));
+    const env = {
+        ...process.env,
+        TMPDIR: path.join(run, "tmp"),
+        XDG_DATA_HOME: path.join(run, "xdg-data"),
+        XDG_CONFIG_HOME: path.join(run, "xdg-config"),
+        XDG_CACHE_HOME: path.join(run, "xdg-cache"),
+        GRADTRACE_LOG_TO_CONSOLE: "1",
+    };
+    for (const d of ["tmp", "data/User", "extensions"]) {
+        fs.mkdirSync(path.join(run, d), { recursive: true });
+    }
+    const ws = path.join(run, "workspace");
+    fs.cpSync(WORKSPACE_FIXTURE, ws, { recursive: true });
+    fs.writeFileSync(path.join(run, "data", "User", "settings.json"), JSON.stringify(settings, null, 2));
+    const install = spawnSync(
+        CODE_SERVER,
+        ["--user-data-dir", path.join(run, "data"), "--extensions-dir", path.join(run, "extensions"), "--install-extension", VSIX],
+        { env, encoding: "utf8", timeout: 120_000 },
+    );
+    if (install.status !== 0) {
+        throw new Error(`installing the .vsix failed: ${install.stdout}\n${install.stderr}`);
+    }
+    say(`${name}: .vsix installed (${install.stdout.trim().split("\n").pop()})`);
+    const port = await freePort();
+    fs.writeFileSync(path.join(run, "config.yaml"), `bind-addr: 127.0.0.1:${port}\nauth: none\ncert: false\n`);
+    const args = [
+        "--config", path.join(run, "config.yaml"),
+        "--disable-telemetry", "--disable-update-check", "--disable-getting-started-override",
+        "--user-data-dir", path.join(run, "data"), "--extensions-dir", path.join(run, "extensions"),
+    ];
+    if (trusted) {
+        args.push("--disable-workspace-trust");
+    }
+    args.push(ws);
+    const log = fs.openSync(path.join(run, "code-server.log"), "w");
+    const child = spawn(CODE_SERVER, args, { env, detached: true, stdio: ["ignore", log, log] });
+    // The pytest wrapper kills this group too if the driver itself dies.
+    fs.appendFileSync(path.join(ARTIFACTS, "code-server.pgids"), `${child.pid}\n`);
+    const stop = async () => {
+        for (const sig of ["SIGTERM", "SIGKILL"]) {
+            try {
+                process.kill(-child.pid, sig);
+            } catch {
+                return;
+            }
+            await new Promise((r) => setTimeout(r, 1500));
+        }
+    };
+    if (!(await waitForHealth(port, 60_000))) {
+        await stop();
+        throw new Error(`code-server did not answer on port ${port}; see ${run}/code-server.log`);
+    }
+    return { run, ws, port, stop, url: `http://127.0.0.1:${port}/?folder=${encodeURIComponent(ws)}` };
+}
+
+async function openBrowser() {
+    const udd = fs.mkdtempSync(path.join(TOOLS, "runs", "chromium-"));
+    const ctx = await chromium.launchPersistentContext(udd, {
+        executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+        headless: true,
+        viewport: { width: 1400, height: 900 },
+        args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    });
+    return { ctx, udd, page: ctx.pages()[0] || (await ctx.newPage()) };
+}
+
+let shot = 0;
+async function screenshot(page, scenario, step) {
+    shot += 1;
+    const file = path.join(ARTIFACTS, `${String(shot).padStart(2, "0")}-${scenario}-${step}.png`);
+    await page.screenshot({ path: file });
+    say(`screenshot ${path.relative(ROOT, file)}`);
+}
+
+// ---- workbench helpers -----------------------------------------------------------------------------
+
+async function openFile(page, name) {
+    await page.keyboard.press("Escape");
+    const row = page.locator(`.explorer-folders-view .monaco-list-row[aria-label^="${name}"]`).first();
+    await row.waitFor({ timeout: 30_000 });
+    await row.dblclick();
+    await page.locator(`.tabs-container .tab.active[aria-label^="${name}"]`).waitFor({ timeout: 15_000 });
+    await page.locator(".editor-instance .monaco-editor .view-lines").first().waitFor({ timeout: 15_000 });
+}
+
+/** The visible editor's line `n` (1-based) as a locator, for clicking into it. */
+function editorLine(page, n) {
+    // view-lines are absolutely positioned in order of `top`; line numbers are rendered beside them.
+    return page.locator(".editor-instance .monaco-editor .view-line").nth(n - 1);
+}
+
+async function clickLine(page, n, column) {
+    const line = editorLine(page, n);
+    await line.waitFor({ timeout: 10_000 });
+    const box = await line.boundingBox();
+    // place the caret by clicking at the start of the line's text, then move with the keyboard
+    await page.mouse.click(box.x + 2, box.y + box.height / 2);
+    await page.keyboard.press("Home");
+    await page.keyboard.press("Home");
+    for (let i = 1; i < (column || 1); i++) {
+        await page.keyboard.press("ArrowRight");
+    }
+}
+
+async function problems(page) {
+    await page.keyboard.press("Control+Shift+M");
+    await page.locator(".markers-panel").first().waitFor({ timeout: 15_000 });
+    await page.waitForTimeout(300);
+    return page.locator(".markers-panel .monaco-list-row").allInnerTexts();
+}
+
+async function runCommand(page, title) {
+    await page.keyboard.press("F1");
+    const input = page.locator(".quick-input-widget input");
+    await input.waitFor({ timeout: 15_000 });
+    await input.fill(`>${title}`);
+    const row = page.locator(".quick-input-list .monaco-list-row", { hasText: title }).first();
+    await row.waitFor({ timeout: 15_000 });
+    await page.keyboard.press("Enter");
+}
+
+async function notificationTexts(page) {
+    return page.locator(".notifications-toasts .notification-toast").allInnerTexts();
+}
+
+async function waitFor(fn, ms, every = 500) {
+    const end = Date.now() + ms;
+    let last;
+    while (Date.now() < end) {
+        last = await fn();
+        if (last) {
+            return last;
+        }
+        await new Promise((r) => setTimeout(r, every));
+    }
+    return last;
+}
+
+const flat = (s) => s.replace(/\s+/g, " ").trim();
+
+// ---- scenarios -------------------------------------------------------------------------------------
+
+const SETTINGS_BASE = {
+    "workbench.startupEditor": "none",
+    "workbench.tips.enabled": false,
+    "workbench.welcomePage.walkthroughs.openOnInstall": false,
+    "telemetry.telemetryLevel": "off",
+    "extensions.autoCheckUpdates": false,
+    "extensions.autoUpdate": false,
+    "files.autoSave": "off",
+    "editor.hover.delay": 100,
+    "git.enabled": false,
+};
+
+async function trustedScenario(page, cs) {
+    const S = "trusted";
+    await page.goto(cs.url, { waitUntil: "domcontentloaded" });
+    await page.locator(".monaco-workbench").waitFor({ timeout: 60_000 });
+    say("workbench loaded");
+
+    // 1. squiggles and Problems entries at the expected lines
+    await openFile(page, "train.py");
+    const warn = await waitFor(async () => (await page.locator(".monaco-editor .squiggly-warning").count()) > 0, 90_000);
+    check("train.py shows a warning squiggle", !!warn);
+    await openFile(page, "leaf.py");
+    const err = await waitFor(async () => (await page.locator(".monaco-editor .squiggly-error").count()) > 0, 30_000);
+    check("leaf.py shows an error squiggle", !!err);
+    const rows = await waitFor(async () => {
+        const r = (await problems(page)).map(flat);
+        return r.some((t) => t.includes("GT105")) && r.some((t) => t.includes("GT120")) ? r : null;
+    }, 30_000);
+    const all = rows || (await problems(page)).map(flat);
+    say(`problems: ${JSON.stringify(all)}`);
+    check(
+        "Problems: GT105 on train.py line 14",
+        all.some((t) => /gradtrace ?\(?GT105\)?/.test(t) && /\[Ln 14, Col 26\]/.test(t) && /model\.encoder. gets no gradient/.test(t)),
+    );
+    check("Problems: GT120 (error) on leaf.py line 5", all.some((t) => /gradtrace ?\(?GT120\)?/.test(t) && /\[Ln 5, Col 1\]/.test(t)));
+    await screenshot(page, S, "problems");
+
+    // 2. a hover with the rule's explanation
+    await openFile(page, "train.py");
+    await clickLine(page, 14, 30);
+    await page.keyboard.press("Control+K");
+    await page.keyboard.press("Control+I");
+    // VS Code shows the diagnostic first, then the server's hover with the rule's explanation below it
+    const hover = await waitFor(async () => {
+        const text = flat((await page.locator(".monaco-hover-content").allInnerTexts()).join(" "));
+        return /GT105 detach-on-loss-path/.test(text) && /Fix: Remove .detach\(\)/.test(text) ? text : null;
+    }, 20_000);
+    say(`hover: ${JSON.stringify((hover || "").slice(0, 600))}`);
+    check(
+        "hover on the .detach() shows GT105's explanation and fix",
+        !!hover && /no history/.test(hover) && /Loses its gradient: model\.encoder/.test(hover),
+        (hover || "").slice(0, 120),
+    );
+    await page.waitForTimeout(300);
+    await screenshot(page, S, "hover");
+    await page.keyboard.press("Escape");
+
+    // 3. a quick fix, applied and saved to disk
+    await openFile(page, "quickfix.py");
+    await waitFor(async () => (await page.locator(".monaco-editor .squiggly-warning").count()) > 0, 30_000);
+    await clickLine(page, 6, 8);
+    await page.keyboard.press("Control+.");
+    const widget = page.locator(".action-widget");
+    await widget.waitFor({ timeout: 20_000 });
+    const fixRow = page.locator(".action-widget .monaco-list-row", { hasText: "gradtrace (GT116)" }).first();
+    const fixFound = await fixRow.waitFor({ timeout: 10_000 }).then(() => true, () => false);
+    const menu = flat(await widget.innerText());
+    say(`quick fix menu: ${JSON.stringify(menu)}`);
+    check("quick fix menu offers `gradtrace (GT116): Rename ...`", fixFound && /gradtrace \(GT116\): Rename/.test(menu));
+    check("quick fix menu offers `Disable GT116 for this line`", /Disable GT116 for this line/.test(menu));
+    await screenshot(page, S, "quickfix-menu");
+    // choose it with the keyboard, as a user does (the widget's pointer block swallows synthetic clicks)
+    let chosen = false;
+    for (let i = 0; fixFound && i < 10 && !chosen; i++) {
+        const focused = await page.locator(".action-widget .monaco-list-row.focused").first().getAttribute("aria-label");
+        if (focused && focused.startsWith("gradtrace (GT116)")) {
+            chosen = true;
+        } else {
+            await page.keyboard.press("ArrowDown");
+        }
+    }
+    await page.keyboard.press(chosen ? "Enter" : "Escape");
+    await page.waitForTimeout(500);
+    await page.keyboard.press("Control+S");
+    const fixedOnDisk = await waitFor(() => {
+        const text = fs.readFileSync(path.join(cs.ws, "quickfix.py"), "utf8");
+        return text.includes("delta.requires_grad = True") && !text.includes("require_grad ") ? text : null;
+    }, 15_000);
+    check("the quick fix is saved to disk (delta.requires_grad = True)", !!fixedOnDisk);
+    const gone = await waitFor(async () => {
+        const r = (await problems(page)).map(flat);
+        return !r.some((t) => t.includes("GT116") && t.includes("delta")) ? r : null;
+    }, 20_000);
+    check("after the fix, quickfix.py has no GT116 any more", !!gone);
+    await screenshot(page, S, "quickfix-applied");
+
+    // 4. fix all on save (editor.codeActionsOnSave: source.fixAll.gradtrace)
+    await openFile(page, "fixall.py");
+    await waitFor(async () => (await page.locator(".monaco-editor .squiggly-warning").count()) > 0, 30_000);
+    await screenshot(page, S, "fixall-before-save");
+    await clickLine(page, 1, 1);
+    await page.keyboard.press("Control+End");
+    await page.keyboard.type("print(loss.item())\n");
+    await page.keyboard.press("Control+S");
+    const fixedAll = await waitFor(() => {
+        const text = fs.readFileSync(path.join(cs.ws, "fixall.py"), "utf8");
+        return text.includes("nn.ModuleList([nn.Linear(width, width) for _ in range(depth)])") &&
+            text.includes("noise.requires_grad = True") && text.includes("print(loss.item())")
+            ? text
+            : null;
+    }, 20_000);
+    check("fix all on save wrote nn.ModuleList and requires_grad to disk", !!fixedAll);
+    await page.waitForTimeout(1500);
+    await screenshot(page, S, "fixall-after-save");
+
+    // 5. gradtrace.probe from the command palette: probe findings as diagnostics
+    await openFile(page, "train.py");
+    await runCommand(page, "gradtrace: Probe Gradients in Current File");
+    const progress = await waitFor(async () => {
+        const t = (await notificationTexts(page)).map(flat);
+        return t.find((x) => x.includes("gradtrace: probing train.py")) || null;
+    }, 15_000, 200);
+    check("the probe shows a cancellable progress notification", !!progress, progress || "");
+    if (progress) {
+        await screenshot(page, S, "probe-running");
+    }
+    const probeMsg = await waitFor(async () => {
+        const t = (await notificationTexts(page)).map(flat);
+        return t.find((x) => /gradtrace probe: /.test(x) || /probe of train\.py failed/.test(x)) || null;
+    }, 120_000);
+    say(`probe notification: ${JSON.stringify(probeMsg)}`);
+    check("the probe reports its result", !!probeMsg && /gradtrace probe: /.test(probeMsg), probeMsg || "(none)");
+    const probeRows = await waitFor(async () => {
+        const r = (await problems(page)).map(flat);
+        return r.some((t) => /GT90\d/.test(t)) ? r : null;
+    }, 30_000);
+    say(`problems after probe: ${JSON.stringify(probeRows)}`);
+    check(
+        "Problems: probe findings (gradtrace probe, GT9xx) for encoder",
+        !!probeRows && probeRows.some((t) => /gradtrace probe ?\(?GT90[15]\)?/.test(t) && /encoder/.test(t)),
+    );
+    await screenshot(page, S, "probe-result");
+
+    // 6. the language status item names the interpreter and the server version
+    await page.keyboard.press("Escape");
+    await page.keyboard.press("Escape");
+    await page.locator('[id="status.languageStatus"]').first().click();
+    const status = await waitFor(async () => {
+        const t = await page.locator(".hover-language-status").allInnerTexts();
+        return t.map(flat).find((x) => x.includes("gradtrace")) || null;
+    }, 10_000);
+    say(`language status: ${JSON.stringify(status)}`);
+    check(
+        "the language status says gradtrace's version and the Python in use",
+        !!status && /gradtrace 0\.\d+\.\d+/.test(status) && /Python 3\.\d+\.\d+ \(.*python.*\) · bundled server/.test(status),
+        status || "",
+    );
+    await screenshot(page, S, "language-status");
+}
+
+async function untrustedScenario(page, cs) {
+    const S = "untrusted";
+    await page.goto(cs.url, { waitUntil: "domcontentloaded" });
+    await page.locator(".monaco-workbench").waitFor({ timeout: 60_000 });
+    say("workbench loaded (restricted mode expected)");
+    const banner = await waitFor(async () => {
+        const t = await page.locator(".statusbar-item, .banner").allInnerTexts();
+        return t.map(flat).find((x) => /Restricted Mode/i.test(x)) || null;
+    }, 20_000);
+    check("the workspace opens in Restricted Mode", !!banner, banner || "");
+
+    await openFile(page, "train.py");
+    const warn = await waitFor(async () => (await page.locator(".monaco-editor .squiggly-warning").count()) > 0, 90_000);
+    check("untrusted: static analysis still shows squiggles (bundled server)", !!warn);
+    const rows = (await problems(page)).map(flat);
+    check("untrusted: Problems has GT105 on line 14", rows.some((t) => /gradtrace ?\(?GT105\)?/.test(t) && /\[Ln 14,/.test(t)));
+    await screenshot(page, S, "static-analysis");
+
+    await openFile(page, "train.py");
+    await runCommand(page, "gradtrace: Probe Gradients in Current File");
+    const refusal = await waitFor(async () => {
+        const t = (await notificationTexts(page)).map(flat);
+        return t.find((x) => /probe is disabled in an untrusted workspace/.test(x)) || null;
+    }, 20_000);
+    say(`refusal: ${JSON.stringify(refusal)}`);
+    check("untrusted: the probe is refused, saying why", !!refusal && /runs this file's code/.test(refusal), refusal || "");
+    await page.waitForTimeout(500);
+    await screenshot(page, S, "probe-refused");
+    await page.waitForTimeout(2000);
+    const after = (await problems(page)).map(flat);
+    check("untrusted: no probe diagnostics appeared", !after.some((t) => /GT90\d/.test(t)));
+}
+
+const SCENARIOS = [
+    {
+        name: "trusted",
+        trusted: true,
+        settings: {
+            ...SETTINGS_BASE,
+            "gradtrace.interpreter": [PYTHON],
+            "[python]": { "editor.codeActionsOnSave": { "source.fixAll.gradtrace": "explicit" } },
+        },
+        body: trustedScenario,
+    },
+    {
+        name: "untrusted",
+        trusted: false,
+        settings: {
+            ...SETTINGS_BASE,
+            "security.workspace.trust.startupPrompt": "never",
+            "security.workspace.trust.banner": "always",
+        },
+        body: untrustedScenario,
+    },
+];
+
+async function main() {
+    if (!VSIX || !fs.existsSync(VSIX)) {
+        throw new Error(`GRADTRACE_VSIX must name the packaged extension (got ${VSIX})`);
+    }
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    fs.mkdirSync(path.join(TOOLS, "runs"), { recursive: true });
+    for (const f of fs.readdirSync(ARTIFACTS)) {
+        if (f.endsWith(".png") || f.endsWith(".log")) {
+            fs.rmSync(path.join(ARTIFACTS, f));
+        }
+    }
+    for (const scenario of SCENARIOS) {
+        if (ONLY.length && !ONLY.includes(scenario.name)) {
+            continue;
+        }
+        say(`== scenario ${scenario.name}`);
+        const cs = await startCodeServer(scenario.name, scenario);
+        const browser = await openBrowser();
+        let crashed = null;
+        try {
+            await scenario.body(browser.page, cs);
+        } catch (err) {
+            crashed = err;
+            check(`${scenario.name}: scenario ran to the end`, false, String(err && err.stack || err));
+            await screenshot(browser.page, scenario.name, "failure").catch(() => undefined);
+        } finally {
+            await browser.ctx.close().catch(() => undefined);
+            fs.rmSync(browser.udd, { recursive: true, force: true });
+            await cs.stop();
+            // keep the extension host's log (the gradtrace channel is echoed there) beside the screenshots
+            const logs = [];
+            const walk = (d) => {
+                for (const e of fs.existsSync(d) ? fs.readdirSync(d, { withFileTypes: true }) : []) {
+                    const p = path.join(d, e.name);
+                    if (e.isDirectory()) {
+                        walk(p);
+                    } else if (/exthost\.log$|gradtrace\.log$|-gradtrace\.log$/.test(e.name) || /gradtrace/.test(e.name)) {
+                        logs.push(p);
+                    }
+                }
+            };
+            walk(path.join(cs.run, "data", "logs"));
+            for (const p of logs) {
+                fs.copyFileSync(p, path.join(ARTIFACTS, `${scenario.name}-${path.basename(p)}`));
+            }
+            fs.copyFileSync(path.join(cs.run, "code-server.log"), path.join(ARTIFACTS, `${scenario.name}-code-server.log`));
+            if (!crashed && results.every((r) => r.ok)) {
+                fs.rmSync(cs.run, { recursive: true, force: true });
+            } else {
+                say(`run directory kept for inspection: ${cs.run}`);
+            }
+        }
+    }
+}
+
+main()
+    .catch((err) => check("e2e driver", false, String(err && err.stack || err)))
+    .finally(() => {
+        const passed = results.filter((r) => r.ok).length;
+        const failed = results.length - passed;
+        for (const r of results.filter((x) => !x.ok)) {
+            console.log(`FAILED: ${r.name}${r.detail ? ` — ${r.detail}` : ""}`);
+        }
+        say("done");
+        console.log(`e2e: ${passed} passed, ${failed} failed`);
+        process.exit(failed === 0 && passed > 0 ? 0 : 1);
+    });

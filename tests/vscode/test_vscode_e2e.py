@@ -1,0 +1,97 @@
+"""The VS Code extension end to end, in VS Code itself.
+
+Packages the .vsix (scripts/package-extension.sh), checks what it holds, then runs tests/vscode/e2e.js:
+code-server with a fresh profile and the .vsix installed, driven by headless Chromium through
+playwright-core (installed by scripts/setup-vscode-e2e.sh). Screenshots of every step land in
+tests/artifacts/vscode/. Every code-server started is killed with its whole process group.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run(cmd: list[str], timeout: float, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, **kwargs)
+
+pytestmark = pytest.mark.e2e
+
+ARTIFACTS = os.path.join(ROOT, "tests", "artifacts", "vscode")
+PYTHON_VERSIONS = ("cp310", "cp311", "cp312", "cp313")
+
+
+@pytest.fixture(scope="module")
+def vsix(npm_ready) -> str:
+    setup = run(["bash", "scripts/setup-vscode-e2e.sh"], timeout=900)
+    assert setup.returncode == 0, f"setup-vscode-e2e.sh failed:\n{setup.stdout[-4000:]}\n{setup.stderr[-4000:]}"
+    env = dict(os.environ, PYTHON=sys.executable)
+    proc = run(["bash", "scripts/package-extension.sh"], timeout=1200, env=env)
+    assert proc.returncode == 0, f"package-extension.sh failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-4000:]}"
+    path = proc.stdout.strip().splitlines()[-1]
+    assert path.endswith(".vsix") and os.path.isfile(path), proc.stdout[-2000:]
+    print(f"{path}: {os.path.getsize(path) / 1e6:.1f} MB")
+    return path
+
+
+def test_vsix_holds_what_it_needs_and_nothing_else(vsix):
+    with zipfile.ZipFile(vsix) as zf:
+        names = zf.namelist()
+    inside = [n[len("extension/"):] for n in names if n.startswith("extension/")]
+    assert "package.json" in inside
+    assert "extension/out/extension.js" in inside
+    assert "extension/bundled/tool/gradtrace_launcher.py" in inside
+    libs = "extension/bundled/libs/"
+    for tag in PYTHON_VERSIONS:
+        assert any(n.startswith(f"{libs}{tag}/libcst/native.") for n in inside), f"no compiled libcst for {tag}"
+    for package in ("gradtrace/lsp/server.py", "gradtrace/probe/runner.py", "pygls/", "lsprotocol/", "jedi/"):
+        assert any(n.startswith(f"{libs}common/{package}") for n in inside), package
+    dist_infos = {n.split("/")[4] for n in inside if n.startswith(libs) and ".dist-info/" in n}
+    for project in ("gradtrace", "pygls", "lsprotocol", "libcst", "jedi"):
+        assert any(d.startswith(project + "-") for d in dist_infos), f"{project} dist-info missing"
+    unwanted = [n for n in inside if n.endswith((".map", ".ts", ".pyc")) or "/__pycache__/" in n
+                or n.startswith(("extension/src/", "extension/tools/", "tests/", "node_modules/", "server/"))]
+    assert not unwanted, unwanted[:20]
+
+
+def _kill_recorded_groups() -> None:
+    pgids = os.path.join(ARTIFACTS, "code-server.pgids")
+    if not os.path.exists(pgids):
+        return
+    for line in open(pgids).read().split():
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(int(line), sig)
+            except (ProcessLookupError, PermissionError, ValueError):
+                break
+    os.remove(pgids)
+
+
+def test_extension_in_code_server(vsix):
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    _kill_recorded_groups()
+    env = dict(os.environ, GRADTRACE_VSIX=vsix, GRADTRACE_E2E_ARTIFACTS=ARTIFACTS,
+               GRADTRACE_E2E_PYTHON=os.path.join(ROOT, ".venv", "bin", "python"))
+    try:
+        proc = subprocess.run(["node", os.path.join(ROOT, "tests", "vscode", "e2e.js")], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=600)
+    finally:
+        _kill_recorded_groups()
+    output = proc.stdout + proc.stderr
+    with open(os.path.join(ARTIFACTS, "e2e-output.txt"), "w") as fh:
+        fh.write(output)
+    summary = re.search(r"^e2e: (\d+) passed, (\d+) failed$", proc.stdout, re.M)
+    assert summary, output[-6000:]
+    failures = "\n".join(line for line in output.splitlines() if line.startswith("FAILED"))
+    assert proc.returncode == 0 and summary.group(2) == "0", f"{failures}\n\n{output[-8000:]}"
+    assert int(summary.group(1)) >= 20, output[-4000:]
+    shots = [f for f in os.listdir(ARTIFACTS) if f.endswith(".png")]
+    assert len(shots) >= 10, shots
