@@ -20,6 +20,7 @@ DEAD = {
     "sign_round.py": {"w": "zero"},
     "unused_layer.py": {"clf.aux.weight": "none", "clf.aux.bias": "none"},
     "nonleaf_param.py": {"weights": "none"},
+    "compiled_detach.py": {"enc.weight": "none", "enc.bias": "none"},
 }
 ALIVE = {
     "detach_head.py": ["model.head.weight", "model.head.bias"],

@@ -426,6 +426,14 @@ def run_probe(req: dict) -> dict:
 
         if threads:
             torch.set_num_threads(threads)
+        # torch.compile'd code runs eagerly under the probe, so its operations are recorded too
+        os.environ["TORCHDYNAMO_DISABLE"] = "1"
+        dynamo = sys.modules.get("torch._dynamo")
+        if dynamo is not None:
+            try:
+                dynamo.config.disable = True
+            except Exception:  # noqa: BLE001
+                pass
         return TorchProbe(path, source, req).run()
     if framework == "tensorflow":
         return TFProbe(path, source, req).run()
