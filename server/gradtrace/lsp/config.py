@@ -3,6 +3,16 @@
 Editor settings are parsed by `gradtrace.settings.server_settings_from_mapping`; a bad value is
 shown to the user (naming the setting) and falls back to its default. Per document, the lint
 settings are the nearest pyproject.toml's `[tool.gradtrace]` with the editor's keys laid over it.
+
+The settings (namespace `gradtrace`, nested or dotted keys, defaults in brackets):
+  lint.enable [true]   lint.run ["onType" | "onSave"]   lint.debounce [40 ms]
+  lint.select / lint.ignore / lint.extendIgnore [codes or prefixes]   lint.exclude [globs]
+  lint.perFileIgnores [{glob: codes}]   lint.severity [{code: error|warning|information|hint}]
+  fixAll [true]   codeAction.fixViolation.enable [true]   codeAction.disableRuleComment.enable [true]
+  probe.enable [true]   probe.timeout [60 s]   probe.memory [4096 MB]   probe.device ["cpu"]
+  probe.interpreter, or interpreter [the server's Python]: a path or [path, args...]
+  logLevel ["info" | "error" | "warning" | "debug"]
+Client-only keys (importStrategy, trace.server, path, showNotifications, cwd) are accepted and ignored.
 """
 
 from __future__ import annotations
