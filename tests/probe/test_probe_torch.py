@@ -21,6 +21,8 @@ DEAD = {
     "unused_layer.py": {"clf.aux.weight": "none", "clf.aux.bias": "none"},
     "nonleaf_param.py": {"weights": "none"},
     "compiled_detach.py": {"enc.weight": "none", "enc.bias": "none"},
+    "no_grad_decorator.py": {"net.enc.weight": "none", "net.enc.bias": "none"},
+    "nonleaf_attribute.py": {"scaler.gain": "none"},
 }
 ALIVE = {
     "detach_head.py": ["model.head.weight", "model.head.bias"],

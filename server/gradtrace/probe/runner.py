@@ -298,9 +298,10 @@ def _apply_limits(req: dict) -> list[str]:
             if res is None:
                 continue
             try:
-                cur = resource.getrlimit(res)[0] if name == "RLIMIT_AS" else 0
-                # RLIMIT_AS also counts mapped libraries: leave room for what is already mapped.
-                value = limit if name == "RLIMIT_DATA" else limit + _mapped_bytes() + (cur * 0)
+                if name == "RLIMIT_DATA":  # private memory, including what the fork inherited
+                    value = max(limit, _status_bytes("VmData:") + 256 * 1024 * 1024)
+                else:  # address space also counts mapped libraries and thread stacks: leave room for those
+                    value = limit + _status_bytes("VmSize:")
                 resource.setrlimit(res, (value, value))
             except (ValueError, OSError):
                 continue
@@ -330,11 +331,11 @@ def _apply_limits(req: dict) -> list[str]:
     return applied
 
 
-def _mapped_bytes() -> int:
+def _status_bytes(key: str) -> int:
     try:
         with open("/proc/self/status") as fh:
             for line in fh:
-                if line.startswith("VmSize:"):
+                if line.startswith(key):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
@@ -804,8 +805,12 @@ class TorchProbe:
         def _set_grad_enabled(mode):
             if probe.recording:
                 if not mode and torch.is_grad_enabled():
-                    path, line = probe.loc.where(2)
-                    probe.grad_site = (path, line, _site_text(path, line, "gradient recording disabled"))
+                    deco = probe.decorator_site()
+                    if deco is not None:
+                        probe.grad_site = deco
+                    else:
+                        path, line = probe.loc.where(2)
+                        probe.grad_site = (path, line, _site_text(path, line, "gradient recording disabled"))
                 elif mode:
                     probe.grad_site = None
             return orig_set(mode)
@@ -906,6 +911,19 @@ class TorchProbe:
 
         torch.autograd.grad = _grad
 
+    def decorator_site(self):
+        """`@torch.no_grad()` on a user function: the decorator's line (co_firstlineno), not the call site."""
+        f = sys._getframe(2)
+        while f is not None and not self.loc.is_user(f.f_code):
+            if f.f_code.co_name == "decorate_context":
+                func = f.f_locals.get("func")
+                code = getattr(func, "__code__", None)
+                if code is not None and self.loc.is_user(code):
+                    text = _site_text(code.co_filename, code.co_firstlineno, "a no_grad decorator")
+                    return (code.co_filename, code.co_firstlineno, f"{text} on {code.co_name}()")
+            f = f.f_back
+        return None
+
     # ---- names
     def collect(self, frames) -> None:
         """Name every parameter the user's frames can reach (DESIGN §3 naming)."""
@@ -980,6 +998,8 @@ class TorchProbe:
         if isinstance(val, torch.Tensor):
             if val.requires_grad and val.is_leaf:
                 self.add_param(prefix, val, registered=False)
+            elif val.requires_grad and id(val) not in self.params:
+                self.add_nonleaf(prefix, val)
             return
         if isinstance(val, (list, tuple, dict)):
             items = val.items() if isinstance(val, dict) else enumerate(val)
