@@ -23,7 +23,9 @@ from tests.lsp.conftest import (
     change_doc,
     make_client,
     open_doc,
+    pull_capabilities,
     wait_diagnostics,
+    wait_until,
     wrapper_cmd,
 )
 
@@ -172,3 +174,26 @@ async def test_real_probe_end_to_end(real_client):
         text_document=types.TextDocumentIdentifier(uri), position=types.Position(3, line.index("encoder") + 1)))
     assert "| `encoder.weight` | **none** |" in hover.contents.value
     assert "at detach.py:7" in hover.contents.value
+
+
+@pytest_lsp.fixture(scope="module", config=ClientServerConfig(
+    server_command=wrapper_cmd("hooked_server.py"), client_factory=make_client,
+    server_env={**SERVER_ENV, "GT_TEST_PROBE": "fake", "GT_TEST_PROBE_LOG": str(LOG_DIR / "pull.jsonl")}))
+async def pull_client(lsp_client: LanguageClient):
+    await lsp_client.initialize_session(types.InitializeParams(capabilities=pull_capabilities()))
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_probe_results_reach_a_pull_client(pull_client, tmp_path):
+    uri = open_doc(pull_client, tmp_path / "pulled.py", DETACH)
+    first = await pull_client.text_document_diagnostic_async(types.DocumentDiagnosticParams(
+        text_document=types.TextDocumentIdentifier(uri)))
+    before = pull_client.diagnostic_refresh_count
+    await run_probe(pull_client, uri)
+    await wait_until(lambda: pull_client.diagnostic_refresh_count > before, what="a refresh after the probe")
+    report = await pull_client.text_document_diagnostic_async(types.DocumentDiagnosticParams(
+        text_document=types.TextDocumentIdentifier(uri), previous_result_id=first.result_id))
+    assert report.kind == "full"
+    assert sorted((d.source, d.code) for d in report.items) == [("gradtrace", "GT105"), ("gradtrace probe", "GT901")]
+    assert uri not in pull_client.diagnostics  # nothing pushed

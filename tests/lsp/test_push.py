@@ -215,3 +215,17 @@ async def test_other_languages_are_not_analysed(client, tmp_path):
     uri, _ = await open_detach(client, tmp_path, "after_notes.py")
     await asyncio.sleep(0.3)
     assert notes not in client.diagnostics
+
+
+async def test_code_actions_for_a_diagnostic_older_than_the_document(client, tmp_path):
+    uri, diags = await open_detach(client, tmp_path, "stale.py")
+    old = gt105(diags)
+    change_doc(client, uri, 2, DETACH + "# a comment at the end\n")  # the finding stays where it was
+    await wait_diagnostics(client, uri, version=2)
+    actions = await code_actions(client, uri, old)
+    fix = next(a for a in actions if a.title.startswith("gradtrace (GT105)"))
+    assert fix.edit.document_changes[0].text_document.version == 2
+    change_doc(client, uri, 3, "\n" + DETACH)  # now it moved: the old range no longer holds it
+    await wait_diagnostics(client, uri, version=3)
+    actions = await code_actions(client, uri, old)
+    assert not [a for a in actions if a.kind == types.CodeActionKind.QuickFix]

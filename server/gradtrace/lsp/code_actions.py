@@ -209,13 +209,14 @@ async def code_action(ls: GradtraceServer, params: types.CodeActionParams) -> li
             code = str(data.get("code") or diagnostic.code or "")
             fix = data.get("fix")
             if "fix" not in data or (key == uri and data.get("version") not in (None, doc.version)):
-                # older than the document (or the client dropped `data`): use the current analysis
+                # older than the document (or the client dropped `data`): trust only what the
+                # current analysis still reports at that range
                 current = current or await docs.ensure(key)
-                fix = None
-                for d, _finding in (current.diagnostics.get(uri, []) if current else []):
-                    if d.code == diagnostic.code and _same_range(d.range, diagnostic.range):
-                        fix = d.data.get("fix")
-                        break
+                match = next((d for d, _f in (current.diagnostics.get(uri, []) if current else [])
+                              if d.code == diagnostic.code and _same_range(d.range, diagnostic.range)), None)
+                if match is None:
+                    continue
+                fix = match.data.get("fix")
             if fix and settings.code_action_fix_violation:
                 actions.append(types.CodeAction(
                     title=f"gradtrace ({code}): {fix['title']}",
