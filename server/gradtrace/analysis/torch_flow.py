@@ -179,6 +179,7 @@ class TorchFlow:
         self.error: str | None = None
         self._seen_optimizer_nodes: set[int] = set()
         self.globals: dict[str, dict[str, Value]] = {}  # module path -> its top-level names
+        self.interpreted: set[int] = set()  # functions already followed with their callers' values
         self.cut_vars: dict[int, str] = {}  # id(cut) -> the variable that first held the cut value
 
     # ------------------------------------------------------------------ driver
@@ -227,7 +228,7 @@ class TorchFlow:
         self_value = Value(kind="module", cls=info, name="self")
         if info.is_module:
             found = info.find_method("forward")
-            if found and found[1] is info:
+            if found and found[1] is info and id(found[0]) not in self.interpreted:
                 out = self.analyse_standalone(FunctionInfo(found[0], info.module, info), self_value)
                 if out.cuts:
                     self.sinks.append(Sink(found[0], out, info.module, "output", f"{info.name}.forward()", info))
@@ -1037,6 +1038,7 @@ class TorchFlow:
         if positional and func.cls is not None and args:
             inner.self_value = args[0]
         self.active.add(id(func.node))
+        self.interpreted.add(id(func.node))
         self.depth += 1
         try:
             body = func.node.body if isinstance(func.node.body, list) else [ast.Return(func.node.body)]
