@@ -12,7 +12,7 @@ from gradtrace import __version__
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gradtrace",
         description="Find where the autograd graph is cut: why a parameter's gradient is None or zero.",
@@ -31,11 +31,10 @@ def _build_parser() -> argparse.ArgumentParser:
     check.add_argument("--no-cache", action="store_true", help="do not read or write the result cache")
 
     probe = sub.add_parser("probe", help="run a sandboxed forward/backward and name dead parameters")
-    try:
+    args = sys.argv[1:] if argv is None else argv
+    if "probe" in args:  # the probe's options are only imported when it runs
         from gradtrace.probe.cli import add_arguments
-    except ImportError:  # pragma: no cover - probe package missing from a partial install
-        probe.add_argument("file")
-    else:
+
         add_arguments(probe)
 
     sub.add_parser("server", help="run the language server on stdio")
@@ -47,7 +46,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _build_parser()
+    parser = _build_parser(argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
