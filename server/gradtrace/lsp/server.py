@@ -241,4 +241,6 @@ def serve(server: GradtraceServer | None = None) -> None:
     # Analysis threads hold the GIL for long stretches of pure Python; a short switch interval lets
     # the event-loop thread answer hovers and code actions between them (default is 5 ms a turn).
     sys.setswitchinterval(0.0005)
-    (server or create_server()).start_io()
+    from gradtrace.lsp import transport
+
+    transport.start_io(server or create_server())  # pygls's loop, resynchronising after malformed frames

@@ -181,10 +181,16 @@ class AnalysisWorker:
             raise WorkerDied(f"the analysis process died ({exc}); a new one is started") from exc
 
     def shutdown(self) -> None:
+        """Stop the child now: the server is exiting, a half-done analysis is worth nothing."""
         with self._lock:
-            if self._pool is not None:
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = None
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                try:
+                    process.terminate()
+                except (OSError, AttributeError):
+                    pass
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 class AnalysisWorkers:

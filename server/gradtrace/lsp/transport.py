@@ -1,0 +1,96 @@
+"""The stdio message loop: pygls's, made robust against a misbehaving client.
+
+pygls 2.1's loop (`pygls.io_.run_async`) recognises a header only when a line is exactly
+`Content-Length: N\\r\\n`; after one frame with a wrong length or a bad header, every later header
+is glued to the previous body and the server never reads another message. And a message it cannot
+parse or structure is only logged, so the client's request is never answered. Here:
+- a `Content-Length` header is found anywhere in a line, so the stream resynchronises;
+- bad JSON gets a Parse error (-32700), a non-object or a message without `jsonrpc: "2.0"` an
+  Invalid Request (-32600), a request whose params do not fit its method Invalid params (-32602).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import sys
+from threading import Event
+
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.io_ import StdinAsyncReader, StdoutWriter
+
+logger = logging.getLogger(__name__)
+HEADER = re.compile(rb"Content-Length:[ \t]*(\d+)[ \t]*\r?\n$", re.I)
+PARSE_ERROR, INVALID_REQUEST = -32700, -32600
+
+
+def _error(protocol, msg_id, code: int, message: str) -> None:
+    protocol._send_data({"jsonrpc": "2.0", "id": msg_id, "error": {"code": code, "message": message}})
+
+
+def handle_body(protocol, body: bytes, error_handler=None) -> None:
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        _error(protocol, None, PARSE_ERROR, f"Parse error: {exc}")
+        return
+    msg_id = data.get("id") if isinstance(data, dict) else None
+    if not isinstance(msg_id, (int, str)) or isinstance(msg_id, bool):
+        msg_id = None
+    if not isinstance(data, dict) or data.get("jsonrpc") != "2.0" or not isinstance(data.get("method", ""), str) \
+            or ("method" not in data and "id" not in data):
+        _error(protocol, msg_id, INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message")
+        return
+    is_request = "method" in data and msg_id is not None
+    try:
+        message = json.loads(body, object_hook=protocol.structure_message)
+    except JsonRpcException as exc:
+        if is_request:
+            code = JsonRpcInvalidParams.CODE if isinstance(exc, JsonRpcInvalidParams) else exc.code
+            _error(protocol, msg_id, code, f"{exc.message or type(exc).__name__}: params do not fit {data['method']}")
+        else:
+            logger.warning("Dropped a malformed notification %r", data.get("method"))
+        return
+    except Exception as exc:
+        if is_request:
+            _error(protocol, msg_id, -32603, f"Internal error: {type(exc).__name__}")
+        return
+    try:
+        protocol.handle_message(message)
+    except Exception as exc:
+        logger.exception("Unable to handle message")
+        if error_handler:
+            error_handler(exc, JsonRpcException)
+
+
+async def run_async(stop_event: Event, reader, protocol, error_handler=None) -> None:
+    content_length = 0
+    while not stop_event.is_set():
+        header = await reader.readline()
+        if not header:
+            break
+        match = HEADER.search(header)
+        if match:
+            content_length = int(match.group(1))
+            continue
+        if content_length and not header.strip():
+            body = await reader.readexactly(content_length)
+            content_length = 0
+            if not body:
+                break
+            handle_body(protocol, body, error_handler)
+
+
+def start_io(server) -> None:
+    """`LanguageServer.start_io()` with the loop above."""
+    server._stop_event = Event()
+    reader = StdinAsyncReader(sys.stdin.buffer, server.thread_pool)
+    server.protocol.set_writer(StdoutWriter(sys.stdout.buffer))
+    try:
+        asyncio.run(run_async(server._stop_event, reader, server.protocol, server.report_server_error))
+    except BrokenPipeError:
+        logger.error("Connection to the client is lost! Shutting down the server.")
+    except (KeyboardInterrupt, SystemExit):
+        pass
