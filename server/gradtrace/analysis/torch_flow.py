@@ -179,6 +179,7 @@ class TorchFlow:
         self.error: str | None = None
         self._seen_optimizer_nodes: set[int] = set()
         self.globals: dict[str, dict[str, Value]] = {}  # module path -> its top-level names
+        self.carried: list[tuple[ast.stmt, ModuleContext, list[str]]] = []  # loops and the graphs they carry
         self.interpreted: set[int] = set()  # functions already followed with their callers' values
         self.cut_vars: dict[int, str] = {}  # id(cut) -> the variable that first held the cut value
 
@@ -384,9 +385,15 @@ class TorchFlow:
         counts_as_condition = iterable is None or iterable.kind not in ("params", "named_params")
         frame.conditional += counts_as_condition
         before = dict(frame.env)
-        for _ in range(2):  # twice: values carried from one iteration to the next
+        for loop_pass in range(2):  # twice: values carried from one iteration to the next
             if element is not None:
                 self.assign(stmt.target, element, frame, stmt)
+            if loop_pass == 1:
+                carried = sorted(name for name, v in frame.env.items()
+                                 if "." not in name and v.srcs and v.kind == "tensor" and not v.opaque
+                                 and before.get(name) is not v)
+                if carried:
+                    self.carried.append((stmt, frame.module, carried))
             self.exec_block(stmt.body, frame)
         self.merge_envs(frame, [before, frame.env])
         self.exec_block(stmt.orelse, frame)
@@ -1184,6 +1191,9 @@ class TorchFlow:
 
     def torch_function(self, qn, short, node, frame, args, kwargs, first, every) -> Value:
         module = frame.module
+        if short[:1].isupper() and short not in api.FACTORIES:
+            # a torch class (GradScaler, Categorical, ...): an object, differentiable through its inputs
+            return Value("unknown", srcs=every.srcs, cuts=every.cuts, opaque=True)
         requires_grad = any(k.arg == "requires_grad" and isinstance(k.value, ast.Constant) and k.value.value is True
                             for k in node.keywords)
         dtype = kwargs.get("dtype")

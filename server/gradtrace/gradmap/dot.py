@@ -110,7 +110,8 @@ def to_dot(gm: GradMap) -> str:
     def emit_module(name: str, depth: int) -> None:
         mod = gm.modules[name]
         pad = "  " * (depth + 1)
-        status = gm.module_status(name)
+        # a static map knows only what the findings name: no verdict on whole modules
+        status = gm.module_status(name) if gm.source == "probe" else "empty"
         if name in fold.folded:
             under = gm.params_under(name)
             st = gm.params[under[0]].status
@@ -270,7 +271,7 @@ def _endpoint(node: str, fold: _Folding) -> str:
 def _node(node: str, anchors: dict[str, str]) -> str | None:
     if node == "loss":
         return "gt-loss"
-    if node.startswith("gt-cut-"):
+    if node.startswith(("gt-cut-", "gt-param-")):
         return node
     return anchors.get(node)
 
@@ -287,8 +288,8 @@ def _legend(gm: GradMap) -> str:
     chips.append('<TD BGCOLOR="#c62828" BORDER="0"><FONT COLOR="white"> ✂ cut: op · line </FONT></TD>')
     rows = [f'<TR><TD ALIGN="LEFT" COLSPAN="{len(chips)}"><B>{e(gm.title)}</B></TD></TR>',
             f'<TR><TD ALIGN="LEFT" COLSPAN="{len(chips)}">{e(gm.summary)}</TD></TR>']
-    for note in gm.notes[:2]:
-        rows.append(f'<TR><TD ALIGN="LEFT" COLSPAN="{len(chips)}"><I>{e(note[:160])}</I></TD></TR>')
+    if gm.source == "static":
+        rows.append(f'<TR><TD ALIGN="LEFT" COLSPAN="{len(chips)}"><I>{e("only what the static findings name; run the probe for every parameter")}</I></TD></TR>')
     rows.append("<TR>" + "".join(chips) + "</TR>")
     return f'<TABLE BORDER="0" CELLSPACING="4" CELLPADDING="2">{"".join(rows)}</TABLE>'
 

@@ -74,11 +74,14 @@ def build_result(raw: dict, path: str, framework: str | None, isolation: list[st
             continue
         if p.get("why") == "frozen" and not p.get("in_optimizer"):
             continue  # frozen on purpose: nothing asks it to train
+        # In no optimizer while the script built some: a target network, an EMA copy, a teacher, an input
+        # differentiated on purpose. Reported, but as information: nothing asks it to train.
+        quiet = have_opt and p.get("in_optimizer") is False
         key = (grad, (p.get("defined_at") or {}).get("path"), (p.get("defined_at") or {}).get("line"),
-               _cut_key(p.get("cut")), p.get("why"))
+               _cut_key(p.get("cut")), p.get("why"), quiet)
         groups.setdefault(key, []).append(p)
     cut_groups: OrderedDict = OrderedDict()
-    for (grad, dpath, dline, _ck, why), members in groups.items():
+    for (grad, dpath, dline, _ck, why, quiet), members in groups.items():
         names = [m["name"] for m in members]
         cut = members[0].get("cut")
         verb = WHAT[grad] if len(names) > 1 else WHAT_ONE[grad]
@@ -101,12 +104,16 @@ def build_result(raw: dict, path: str, framework: str | None, isolation: list[st
                 where_path, where_line = cut["path"], cut["line"]
             else:
                 where_path, where_line = path, 1
+        if quiet:
+            msg += "; it is in no optimizer, so this may be intended (target network, frozen copy)"
         data = {"params": names, "grad": grad, "cut": cut, "source": "gradtrace probe"}
-        findings.append(_finding(lines, where_path, where_line, DEAD[grad], "warning", msg,
+        severity = "information" if quiet else "warning"
+        findings.append(_finding(lines, where_path, where_line, DEAD[grad], severity, msg,
                                  _related(lines, cut, f"cut here: {cut.get('reason')}" if cut else ""), data))
         if cut and cut.get("path") and cut.get("line"):
             ck = (cut["path"], cut["line"])
-            cut_groups.setdefault(ck, {"cut": cut, "names": [], "defs": []})
+            cut_groups.setdefault(ck, {"cut": cut, "names": [], "defs": [], "quiet": True})
+            cut_groups[ck]["quiet"] = cut_groups[ck]["quiet"] and quiet
             cut_groups[ck]["names"].extend(names)
             cut_groups[ck]["defs"].append({"path": where_path, "line": where_line})
     for (cpath, cline), g in cut_groups.items():
@@ -115,14 +122,16 @@ def build_result(raw: dict, path: str, framework: str | None, isolation: list[st
         related = []
         for d in g["defs"][:8]:
             related += _related(lines, d, "parameter defined here")
-        findings.append(_finding(lines, cpath, cline, "GT905", "warning", msg, related,
+        findings.append(_finding(lines, cpath, cline, "GT905", "information" if g["quiet"] else "warning", msg,
+                                 related,
                                  {"params": g["names"], "op": cut.get("op"), "source": "gradtrace probe"}))
 
     # gradients that no optimizer will ever apply
     if have_opt:
         idle: OrderedDict = OrderedDict()
         for p in params:
-            if p.get("grad") == "ok" and p.get("in_optimizer") is False and p.get("requires_grad", True):
+            if p.get("grad") == "ok" and p.get("in_optimizer") is False and p.get("requires_grad", True) \
+                    and p.get("parameter", True):
                 d = p.get("defined_at") or {}
                 idle.setdefault((d.get("path"), d.get("line"), p.get("registered")), []).append(p["name"])
         opts = raw.get("optimizers") or []
@@ -196,7 +205,7 @@ def _cut_key(cut):
 
 def _public_param(p: dict) -> dict:
     keys = ("name", "shape", "grad", "defined_at", "cut", "in_optimizer", "requires_grad", "registered", "norm",
-            "why", "leaf")
+            "why", "leaf", "parameter")
     return {k: p.get(k) for k in keys}
 
 

@@ -1640,6 +1640,7 @@ class TorchProbe:
         return self.result(status, error=self.error)
 
     def result(self, status, error=None) -> dict:
+        torch = self.torch
         opt_ids = set()
         opt_list = []
         for ref, path, line, cname in self.optimizers:
@@ -1663,7 +1664,8 @@ class TorchProbe:
                      "cut": rec["cut"] if grad != "ok" else None, "requires_grad": bool(p.requires_grad),
                      "in_optimizer": (pid in opt_ids) if self.optimizers else None,
                      "registered": rec["registered"], "why": rec["why"] if grad != "ok" else None,
-                     "norm": rec.get("norm"), "leaf": rec["kind"] == "leaf"}
+                     "norm": rec.get("norm"), "leaf": rec["kind"] == "leaf",
+                     "parameter": isinstance(p, torch.nn.Parameter) or rec["registered"] is not None}
             if self.optimizers:
                 entry["optimizers"] = [i for i, o in enumerate(opt_list) if pid in set(o["params"])]
             params.append(entry)
