@@ -1,4 +1,4 @@
-"""Shared helpers for the language-server end-to-end tests (real server subprocess over stdio)."""
+"""Helpers for the language-server end-to-end tests (real server subprocess over stdio)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
-from tests.lsp.conftest import (
+from .helpers import (
     ROOT,
     SERVER_CMD,
     SERVER_ENV,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lsp.conftest import DATA, SERVER_ENV
+from .helpers import DATA, SERVER_ENV
 
 NVIM = shutil.which("nvim", path=str(Path(sys.executable).parent)) or os.environ.get("GRADTRACE_NVIM")
 

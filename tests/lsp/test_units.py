@@ -104,7 +104,7 @@ def noqa(text: str, line0: int = 0, end0: int | None = None, code: str = "GT105"
     edit = noqa_edit(lines, text, line0, line0 if end0 is None else end0, code, "utf-16")
     if edit is None:
         return None
-    from tests.lsp.conftest import apply_text_edits
+    from .helpers import apply_text_edits
 
     return apply_text_edits(text, [edit])
 
