@@ -229,3 +229,18 @@ async def test_code_actions_for_a_diagnostic_older_than_the_document(client, tmp
     await wait_diagnostics(client, uri, version=3)
     actions = await code_actions(client, uri, old)
     assert not [a for a in actions if a.kind == types.CodeActionKind.QuickFix]
+
+
+async def test_untitled_and_crlf_documents(client, tmp_path):
+    untitled = "untitled:Untitled-1"
+    client.text_document_did_open(types.DidOpenTextDocumentParams(
+        text_document=types.TextDocumentItem(uri=untitled, language_id="python", version=1, text=DETACH)))
+    assert [d.code for d in await wait_diagnostics(client, untitled, version=1)] == ["GT105"]
+    crlf = DETACH.replace("\n", "\r\n")
+    uri = open_doc(client, tmp_path / "crlf.py", crlf)
+    (d,) = gt105(await wait_diagnostics(client, uri, version=1))
+    assert d.range.start.line == DETACH_LINE
+    actions = await code_actions(client, uri, [d])
+    fix = next(a for a in actions if a.title.startswith("gradtrace (GT105)"))
+    fixed = apply_text_edits(crlf, workspace_edit_for(fix.edit, uri))
+    assert fixed.split("\r\n")[DETACH_LINE] == 'label, feats = "😋🐍", encoder(x)'
