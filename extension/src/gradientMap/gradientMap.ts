@@ -165,8 +165,9 @@ class GradientMapPanel implements vscode.Disposable {
         });
         const text = editor.document.lineAt(Math.min(line - 1, editor.document.lineCount - 1));
         const start = new vscode.Position(text.lineNumber, text.firstNonWhitespaceCharacterIndex);
-        editor.selection = new vscode.Selection(start, text.range.end);
-        editor.revealRange(text.range, vscode.TextEditorRevealType.InCenterIfOutsideViewport);
+        // the line selected, the cursor at its start (so a long line does not scroll the editor sideways)
+        editor.selection = new vscode.Selection(text.range.end, start);
+        editor.revealRange(new vscode.Range(start, start), vscode.TextEditorRevealType.InCenterIfOutsideViewport);
     }
 
     private html(): string {
