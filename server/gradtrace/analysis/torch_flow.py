@@ -1172,8 +1172,16 @@ class TorchFlow:
                 if callee.kind in ("function", "method", "module"):
                     fake = ast.Call(func=node.args[0], args=node.args[1:], keywords=[])
                     ast.copy_location(fake, node)
-                    return self.call_value(callee, fake, frame)
-                return combine("tensor", *args)
+                    result = self.call_value(callee, fake, frame)
+                else:
+                    result = combine("tensor", *args)
+                reentrant = not any(k.arg == "use_reentrant" and isinstance(k.value, ast.Constant)
+                                    and k.value.value is False for k in node.keywords)
+                if reentrant and not any(a.srcs for a in args[1:]) and result.srcs:
+                    # reentrant checkpointing records nothing when no input requires grad
+                    return cut(result, node, "checkpoint", "checkpoint(...)", var=_text(node.args[0]),
+                               module=module)
+                return result
             return self.torch_function(qn, short, node, frame, args, kwargs, first, every)
         if root == "math":
             if first.srcs and short not in ("pi", "e", "inf", "nan"):
