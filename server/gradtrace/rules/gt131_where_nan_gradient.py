@@ -5,14 +5,21 @@ from gradtrace.rules.base import Invalid, Rule, Truth
 UNSAFE = {"log", "log2", "log10", "sqrt", "rsqrt", "reciprocal", "acos", "asin", "log1p", "pow"}
 
 
-def _unsafe_call(node: ast.AST, names) -> str | None:
+def _names(node: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and n.id != "self"}
+
+
+def _unsafe_op(node: ast.AST, names, guarded: set[str]) -> str | None:
+    """A log/sqrt/division in `node` applied directly to a value the condition guards."""
     for sub in ast.walk(node):
         if isinstance(sub, ast.Call):
             qn = names.qualname(sub.func) or ""
             short = qn.split(".")[-1] if qn else (sub.func.attr if isinstance(sub.func, ast.Attribute) else "")
-            if short in UNSAFE and (qn.startswith("torch") or isinstance(sub.func, ast.Attribute)):
-                return short
-        if isinstance(sub, ast.BinOp) and isinstance(sub.op, ast.Div) and not isinstance(sub.right, ast.Constant):
+            operand = sub.args[0] if sub.args else (sub.func.value if isinstance(sub.func, ast.Attribute) else None)
+            if short in UNSAFE and (qn.startswith("torch") or isinstance(sub.func, ast.Attribute)) and operand is not None:
+                if _names(operand) & guarded:
+                    return short
+        if isinstance(sub, ast.BinOp) and isinstance(sub.op, ast.Div) and _names(sub.right) & guarded:
             return "division"
     return None
 
@@ -72,15 +79,10 @@ class WhereNanGradient(Rule):
         for node in ctx.source.nodes(ast.Call):
             if ctx.names.qualname(node.func) != "torch.where" or len(node.args) != 3:
                 continue
-            cond = node.args[0]
-            guarded = {n.id for n in ast.walk(cond) if isinstance(n, ast.Name)}
+            guarded = _names(node.args[0])
             for branch in node.args[1:]:
-                op = _unsafe_call(branch, ctx.names)
-                if op is None:
-                    continue
-                inputs = {n.id for n in ast.walk(branch) if isinstance(n, ast.Name)}
-                # the branch uses the guarded value raw (not an already-guarded copy)
-                if guarded & inputs:
+                op = _unsafe_op(branch, ctx.names, guarded)
+                if op is not None:
                     ctx.report(node, f"`torch.where` evaluates both branches: where the condition is false the "
                                f"{op} still runs on the raw input, and its gradient there is NaN. Guard the input "
                                "too (double where).")
