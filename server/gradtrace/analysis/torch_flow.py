@@ -16,6 +16,7 @@ from functools import cached_property
 from gradtrace.analysis import torch_api as api
 from gradtrace.analysis.modules import ClassInfo, ModuleContext
 from gradtrace.analysis.names import NameTable
+from gradtrace.analysis.names import dotted as _dotted
 from gradtrace.analysis.values import (
     EMPTY,
     NUMBER,
@@ -1476,17 +1477,6 @@ def _contains(tree: ast.AST, node: ast.AST) -> bool:
 
 def _is_zero(node: ast.AST) -> bool:
     return isinstance(node, ast.Constant) and not isinstance(node.value, bool) and node.value == 0
-
-
-def _dotted(node: ast.AST) -> str | None:
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-        return ".".join(reversed(parts))
-    return None
 
 
 def _text(node: ast.AST | None) -> str | None:
