@@ -156,10 +156,9 @@ async def hover(ls: GradtraceServer, params: types.HoverParams) -> types.Hover |
     """LSP handler for textDocument/hover."""
     uri = params.text_document.uri
     try:
-        doc = ls.workspace.get_text_document(uri)
+        lines = split_lines(ls.workspace.get_text_document(uri).source)  # pygls reads unopened URIs from disk
     except Exception:
         return None
-    lines = split_lines(doc.source)
     pos = params.position
     if pos.line >= len(lines):
         return None
