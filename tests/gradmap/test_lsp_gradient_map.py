@@ -9,7 +9,7 @@ import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
-from tests.lsp.conftest import SERVER_CMD, SERVER_ENV, make_client, open_doc, wait_diagnostics
+from tests.lsp.helpers import SERVER_CMD, SERVER_ENV, make_client, open_doc, wait_diagnostics
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 DETACH = Path(__file__).resolve().parents[2] / "fixtures" / "torch" / "bad_detach.py"

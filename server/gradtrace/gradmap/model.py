@@ -214,11 +214,14 @@ def from_probe(result: dict) -> GradMap:
             param.cut = c.id
     sites = result.get("backward_sites") or []
     flow = result.get("flow") or []
-    loss_line = flow[-1]["line"] if flow else None
-    loss_path = flow[-1]["path"] if flow else path
-    if sites and sites[0]:
-        loss_path, loss_line = sites[0].get("path") or loss_path, sites[0].get("line") or loss_line
-    gm.loss = {"path": loss_path, "line": loss_line, "label": f"loss · line {loss_line}" if loss_line else "loss"}
+    if flow and flow[-1].get("line"):  # where the loss is computed (its last recorded op)
+        gm.loss = {"path": flow[-1].get("path") or path, "line": flow[-1]["line"],
+                   "label": f"loss · line {flow[-1]['line']}"}
+    elif sites and sites[0] and sites[0].get("line"):  # else where it is differentiated
+        gm.loss = {"path": sites[0].get("path") or path, "line": sites[0]["line"],
+                   "label": f"backward · line {sites[0]['line']}"}
+    else:
+        gm.loss = {"path": path, "line": None, "label": "loss"}
     if flow:
         _edges_from_flow(gm, flow, by_name, cuts_by_key)
     # Cuts and dead modules the data flow does not show (a value that left the graph through .item()/.numpy()
