@@ -13,6 +13,8 @@ CASES = {
     "tf_round.py": ({"level": "none"}, [], "round"),
     "tf_unwatched.py": ({"grid": "none"}, [], "unwatched tensor"),
     "tf_unused_variable.py": ({"layer.extra": "none"}, ["layer.w"], None),
+    "tf_keras_fit.py": ({"model.layers.1.alpha": "none"}, ["model.layers.0.kernel", "model.layers.2.kernel"],
+                        "stop_gradient"),
 }
 
 
@@ -52,3 +54,15 @@ def test_tf_healthy_keras_model_is_quiet(tf_launcher):
         "model.layers.0.bias", "model.layers.0.kernel", "model.layers.1.bias", "model.layers.1.kernel"]
     assert all(p["grad"] == "ok" for p in res["parameters"])
     assert "bubblewrap" in res["isolation"] or res.get("isolation_notice")
+
+
+def test_tf_keras_fit_runs_eagerly_and_says_so(tf_launcher):
+    res = tf_launcher.run(data("tf_keras_fit.py"), timeout=120)
+    assert "fit()" in res["mode_reason"]
+
+
+def test_tf_file_without_gradient_call_is_unsupported(tf_launcher, tmp_path):
+    path = tmp_path / "plain_tf.py"
+    path.write_text("import tensorflow as tf\nprint(tf.constant(1.0) + 1)\n")
+    res = tf_launcher.run(str(path), timeout=60)
+    assert res["status"] == "unsupported" and "tape.gradient()" in res["error"]["message"]

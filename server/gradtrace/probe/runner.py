@@ -1733,6 +1733,11 @@ def _has_training_step(tree) -> bool:
     return False
 
 
+def _calls_any(tree, names) -> bool:
+    return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in names
+               for n in ast.walk(tree))
+
+
 def _module_classes(tree) -> list[str]:
     out = []
     for node in ast.walk(tree):
@@ -1996,6 +2001,12 @@ class TFProbe:
         found: dict[int, str] = {}
 
         def visit(name, val, depth):
+            try:
+                _visit(name, val, depth)
+            except Exception:  # noqa: BLE001 - odd containers (trackable wrappers) must not break the probe
+                pass
+
+        def _visit(name, val, depth):
             key = id(self.base(val)) if isinstance(val, (tf.Variable, tf.Tensor)) or hasattr(val, "_value") else None
             if key in want and key not in found:
                 found[key] = name
@@ -2053,7 +2064,11 @@ class TFProbe:
             self.stop_reason = f"tape.gradient at line {line} raised"
             raise _Stop() from None
         grads = tf.nest.flatten(res, expand_composites=False) if res is not None else [None] * len(flat)
-        names = self.names(frames, flat)
+        try:
+            names = self.names(frames, flat)
+        except Exception:  # noqa: BLE001
+            names = {id(self.base(o)): getattr(o, "path", None) or getattr(o, "name", None) or f"source{i}"
+                     for i, o in enumerate(flat)}
         hidden = getattr(tape, "_gt_hidden", None)
         first = getattr(tape, "_gt_first_event", 0)
         watched = set()
@@ -2161,11 +2176,18 @@ class TFProbe:
         except SyntaxError as exc:
             return self.result("error", {"type": "SyntaxError", "message": str(exc.msg), "path": self.path,
                                          "line": exc.lineno})
-        if not _has_training_step(tree):
+        keras_fit = _calls_any(tree, ("fit", "train_on_batch"))
+        if not _has_training_step(tree) and not keras_fit:
             return self.result("unsupported", {"type": "NoGradientCall", "message": "the TensorFlow probe runs "
-                               "scripts that call tape.gradient(); this file has no such call (Keras fit() and "
-                               "module mode are not probed yet)", "path": self.path, "line": None})
+                               "scripts that call tape.gradient() or Keras fit()/train_on_batch(); this file has "
+                               "neither (module mode is PyTorch only)", "path": self.path, "line": None})
         self.mode_reason = "the file calls tape.gradient(): ran it as __main__ up to that call"
+        if keras_fit:
+            # Keras' train_step calls tape.gradient inside a tf.function; run it eagerly so it is observed.
+            tf.config.run_functions_eagerly(True)
+            if not _has_training_step(tree):
+                self.mode_reason = ("the file trains with Keras fit(): ran it as __main__ with functions run "
+                                    "eagerly, up to the first train_step's tape.gradient")
         self.install()
         with tf.variable_creator_scope(self.creator):
             outcome = self.run_script()
