@@ -65,7 +65,6 @@ def test_secret_environment_is_scrubbed(secret_launcher, tmp_path):
     assert "PATH" in res["output"]["head"]  # the script did run and print its environment
 
 
-@pytest.mark.skipif(not HAVE_BWRAP, reason="needs bubblewrap (scripts/setup-probe.sh installs it)")
 def test_network_connection_is_refused(launcher, tmp_path):
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -88,19 +87,26 @@ def test_network_connection_is_refused(launcher, tmp_path):
     res = launcher.run(path, timeout=30)
     accepted_any = bool(accepted)
     server.close()
-    assert not accepted_any
-    assert res["status"] == "error" and res["error"]["line"] == 3
-    assert "no-network" in res["isolation"]
+    if HAVE_BWRAP:
+        assert "no-network" in res["isolation"]
+    if "no-network" in res["isolation"]:
+        assert not accepted_any
+        assert res["status"] == "error" and res["error"]["line"] == 3
+    else:  # no way to isolate here: the report must say so
+        assert "network" in res["isolation_notice"]
 
 
-@pytest.mark.skipif(not HAVE_BWRAP, reason="needs bubblewrap (scripts/setup-probe.sh installs it)")
 def test_writing_outside_the_temp_dir_fails(launcher, tmp_path):
     target = tmp_path / "escaped.txt"
     path = write(tmp_path, "write.py", f"open({str(target)!r}, 'w').write('x')\n")
     res = launcher.run(path, timeout=30)
-    assert not target.exists()
-    assert res["status"] == "error" and res["error"]["type"] == "OSError"
-    assert "read-only-fs" in res["isolation"]
+    if HAVE_BWRAP:
+        assert "read-only-fs" in res["isolation"]
+    if "read-only-fs" in res["isolation"]:
+        assert not target.exists()
+        assert res["status"] == "error" and res["error"]["type"] == "OSError"
+    else:  # no way to make the file system read-only here: the report must say so
+        assert "writable" in res["isolation_notice"]
     # ... while its own temporary working directory is writable
     path = write(tmp_path, "write_ok.py", "import os\nopen('scratch.txt', 'w').write('x')\n"
                  "assert os.path.exists('scratch.txt')\nw = torch.ones(2, requires_grad=True)\nw.sum().backward()\n")

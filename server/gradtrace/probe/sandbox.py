@@ -124,8 +124,8 @@ def plan(memory_mb: int, workdir: str, allow_bwrap: bool = True) -> Plan:
                     "writable outside the temporary directory; install the `bubblewrap` package for full isolation",
                     False, "unshare")
     return Plan([], [], "bubblewrap (`bwrap`) is not available and unshare is not permitted: the probe runs with "
-                "resource limits, a scrubbed environment and a private temporary directory only — it can reach the "
-                "network and write files; install the `bubblewrap` package", False, "limits-only")
+                "resource limits, a scrubbed environment and a private temporary directory only: the probed code can "
+                "reach the network and the file system is writable; install the `bubblewrap` package", False, "limits-only")
 
 
 class PidsCgroup:
