@@ -192,3 +192,16 @@ def test_twelve_layer_transformer_folds_blocks_and_shows_the_dead_half(tmp_path)
     assert _texts(cut) == "✂ detach · line 35"
     # the residual stream is drawn as a chain: one edge into each block
     assert len(_groups(root, "gt-edge")) < 30
+
+
+def test_without_graphviz_the_cli_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    from gradtrace.gradmap import cli, dot
+
+    monkeypatch.setattr(dot.shutil, "which", lambda name: None)
+    result = {"status": "ok", "path": str(DETACH), "parameters": [{"name": "w", "grad": "none"}]}
+    assert cli.write_graph(result, str(tmp_path / "map.svg")) is False
+    err = capsys.readouterr().err
+    assert "could not write the gradient map" in err and "apt-get install graphviz" in err
+    assert not (tmp_path / "map.svg").exists()
+    assert cli.write_graph(result, str(tmp_path / "map.png")) is False
+    assert "write .svg, .html or .dot" in capsys.readouterr().err
