@@ -228,3 +228,20 @@ def test_cancel_kills_the_probe(launcher, tmp_path):
     res = launcher.run(path, timeout=60, cancel=ev)
     assert time.perf_counter() - t < 10
     assert res["status"] == "error" and res["error"]["type"] == "Cancelled"
+
+
+def test_plan_degrades_to_limits_only_with_a_notice(monkeypatch, tmp_path):
+    monkeypatch.setattr(sandbox, "unshare_path", lambda: None)
+    plan = sandbox.plan(1024, str(tmp_path), allow_bwrap=False)
+    assert plan.kind == "limits-only" and plan.argv_prefix == [] and plan.layers == []
+    assert "network" in plan.notice and "writable" in plan.notice and "bubblewrap" in plan.notice
+
+
+def test_scrubbed_environment_keeps_what_python_needs():
+    env = sandbox.scrub_env({"PATH": "/usr/bin", "HOME": "/home/u", "PYTHONPATH": "/src", "AWS_SECRET_ACCESS_KEY": "s",
+                             "GITHUB_TOKEN": "t", "OPENAI_API_KEY": "k", "CI_JOB_TOKEN": "c", "DB_PASSWORD": "p",
+                             "SOME_RANDOM_VAR": "r", "OMP_NUM_THREADS": "2"})
+    assert env["PATH"] == "/usr/bin" and env["PYTHONPATH"] == "/src" and env["OMP_NUM_THREADS"] == "2"
+    assert not {"AWS_SECRET_ACCESS_KEY", "GITHUB_TOKEN", "OPENAI_API_KEY", "CI_JOB_TOKEN", "DB_PASSWORD",
+                "SOME_RANDOM_VAR"} & set(env)
+    assert env["CUDA_VISIBLE_DEVICES"] == ""
