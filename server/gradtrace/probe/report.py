@@ -163,10 +163,12 @@ def build_result(raw: dict, path: str, framework: str | None, isolation: list[st
 
     # the run ended in an error
     if error and error.get("path") and error.get("line") and error.get("type") not in ("Timeout", "Unsupported"):
-        msg = f"{error.get('type')}: {error.get('message')}"
-        if error.get("cause"):
-            msg += f" — {error['cause']}"
+        text = (error.get("message") or "").split(" Hint:")[0]
         raised = error.get("raised_at")
+        where = f" at line {raised['line']}" if raised and raised.get("line") != error.get("line") else ""
+        msg = f"{error.get('type')}{where}: {text}"
+        if error.get("cause"):
+            msg = f"{error['cause'][0].upper()}{error['cause'][1:]} ({msg})"
         rel = _related(lines, raised, "raised here") if raised and raised.get("line") != error.get("line") else []
         findings.append(_finding(lines, error["path"], error["line"], "GT906", "error", msg, rel,
                                  {"source": "gradtrace probe"}))
