@@ -197,3 +197,29 @@ async def test_probe_results_reach_a_pull_client(pull_client, tmp_path):
     assert report.kind == "full"
     assert sorted((d.source, d.code) for d in report.items) == [("gradtrace", "GT105"), ("gradtrace probe", "GT901")]
     assert uri not in pull_client.diagnostics  # nothing pushed
+
+
+async def test_probe_cancelled_by_the_request(client, tmp_path):
+    """What VS Code does when the user cancels the extension's progress notification: $/cancelRequest."""
+    uri = open_doc(client, tmp_path / "slow_request.py", "# WAIT_FOR_CANCEL\n" + DETACH)
+    before = set(client.progress_reports)
+    future = client.protocol.send_request(types.WORKSPACE_EXECUTE_COMMAND, types.ExecuteCommandParams(
+        command="gradtrace.probe", arguments=[uri]), msg_id="probe-to-cancel")
+    token = None
+    for _ in range(200):
+        new = [t for t in client.progress_reports if t not in before and client.progress_reports[t]]
+        if new:
+            token = new[0]
+            break
+        await asyncio.sleep(0.02)
+    assert token is not None, "no progress began"
+    client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="probe-to-cancel"))
+    with pytest.raises(Exception) as answer:  # noqa: B017 - an error answer, whichever class pygls maps it to
+        await asyncio.wait_for(asyncio.wrap_future(future), 10)
+    assert not isinstance(answer.value, asyncio.TimeoutError)
+    for _ in range(200):
+        if client.progress_reports[token][-1].kind == "end":
+            break
+        await asyncio.sleep(0.02)
+    assert client.progress_reports[token][-1].kind == "end"
+    assert client.progress_reports[token][-1].message == "cancelled"

@@ -59,6 +59,8 @@ class ProbeService:
         self._generation: dict[str, int] = {}
         self._running: dict[str, threading.Event] = {}
         self._cache: dict[tuple, list] = {}
+        self.request_ids: list = []  # ids of gradtrace.probe requests, in arrival order (see server.py)
+        self._by_request: dict[object, threading.Event] = {}
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gradtrace-probe")
 
     # ---- launcher ----------------------------------------------------------------------------
@@ -77,6 +79,15 @@ class ProbeService:
                 factory = ProbeLauncher
             self._launcher = factory()
         return self._launcher
+
+    def cancel_request(self, msg_id) -> None:
+        """$/cancelRequest for a probe request: stop its run (the launcher kills the child)."""
+        event = self._by_request.get(msg_id)
+        if event is not None:
+            event.set()
+        elif msg_id in self.request_ids:  # not started yet: it will start cancelled
+            self._by_request[msg_id] = threading.Event()
+            self._by_request[msg_id].set()
 
     def shutdown(self) -> None:
         for event in self._running.values():
@@ -154,6 +165,16 @@ class ProbeService:
 
     async def run(self, uri: str) -> dict:
         """Probe the saved file behind `uri`; findings become diagnostics, the result is returned."""
+        # requests start in arrival order: this run is the oldest one not yet started
+        request_id = self.request_ids.pop(0) if self.request_ids else None
+        cancel = self._by_request.setdefault(request_id, threading.Event()) if request_id is not None \
+            else threading.Event()
+        try:
+            return await self._run(uri, cancel)
+        finally:
+            self._by_request.pop(request_id, None)
+
+    async def _run(self, uri: str, cancel: threading.Event) -> dict:
         docs = self.ls.documents
         path = docs.path_for(docs.target_key(uri))
         if not os.path.isabs(path) or not os.path.isfile(path):
@@ -173,7 +194,6 @@ class ProbeService:
         previous = self._running.get(path)
         if previous is not None:
             previous.set()  # a new run replaces the one still going
-        cancel = threading.Event()
         self._running[path] = cancel
         progress = await self._begin_progress(os.path.basename(path), cancel)
         loop = asyncio.get_running_loop()

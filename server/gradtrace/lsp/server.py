@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
 from pygls.uris import to_fs_path
 
 from gradtrace import __version__
@@ -26,6 +27,24 @@ from gradtrace.lsp.worker import AnalysisWorkers
 LOG_LEVEL_MAX = {"error": 1, "warning": 2, "info": 3, "debug": 4}
 
 
+class GradtraceProtocol(LanguageServerProtocol):
+    """pygls cancels only requests that have not started; a running probe is cancelled here."""
+
+    def _handle_request(self, msg_id, method_name, params):
+        if method_name == types.WORKSPACE_EXECUTE_COMMAND and getattr(params, "command", None) == commands.PROBE:
+            self._server.probe.request_ids.append(msg_id)
+        return super()._handle_request(msg_id, method_name, params)
+
+    def _send_handler_result(self, future, *, msg_id):
+        if msg_id in self._server.probe.request_ids:  # answered without running (bad arguments)
+            self._server.probe.request_ids.remove(msg_id)
+        return super()._send_handler_result(future, msg_id=msg_id)
+
+    def _handle_cancel_notification(self, msg_id):
+        self._server.probe.cancel_request(msg_id)
+        super()._handle_cancel_notification(msg_id)
+
+
 class GradtraceServer(LanguageServer):
     """Holds the editor settings, open documents and their analyses, projects and the probe."""
 
@@ -35,6 +54,7 @@ class GradtraceServer(LanguageServer):
             __version__,
             text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
             notebook_document_sync=notebook.NOTEBOOK_SYNC,
+            protocol_cls=GradtraceProtocol,
         )
         self.config = SettingsStore()
         self.documents = Documents(self)

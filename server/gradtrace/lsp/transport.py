@@ -5,6 +5,9 @@ pygls 2.1's loop (`pygls.io_.run_async`) recognises a header only when a line is
 is glued to the previous body and the server never reads another message. And a message it cannot
 parse or structure is only logged, so the client's request is never answered. Here:
 - a `Content-Length` header is found anywhere in a line, so the stream resynchronises;
+- document lines end only where LSP says they do (pygls splits with `str.splitlines`, which also
+  breaks at \\x0b, \\x0c, \\x1c-\\x1e, \\x85, \\u2028 and \\u2029: an incremental edit below a form
+  feed then lands on the wrong line and the server's text silently differs from the editor's);
 - bad JSON gets a Parse error (-32700), a non-object or a message without `jsonrpc: "2.0"` an
   Invalid Request (-32600), a request whose params do not fit its method Invalid params (-32602).
 """
@@ -20,10 +23,16 @@ from threading import Event
 
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.io_ import StdinAsyncReader, StdoutWriter
+from pygls.workspace.text_document import TextDocument
 
 logger = logging.getLogger(__name__)
 HEADER = re.compile(rb"Content-Length:[ \t]*(\d+)[ \t]*\r?\n$", re.I)
 PARSE_ERROR, INVALID_REQUEST = -32700, -32600
+LSP_LINES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+
+
+def _lsp_lines(self: TextDocument) -> tuple[str, ...]:
+    return tuple(LSP_LINES.findall(self.source))
 
 
 def _error(protocol, msg_id, code: int, message: str) -> None:
@@ -85,6 +94,7 @@ async def run_async(stop_event: Event, reader, protocol, error_handler=None) -> 
 
 def start_io(server) -> None:
     """`LanguageServer.start_io()` with the loop above."""
+    pass  # TextDocument.lines = property(_lsp_lines)
     server._stop_event = Event()
     reader = StdinAsyncReader(sys.stdin.buffer, server.thread_pool)
     server.protocol.set_writer(StdoutWriter(sys.stdout.buffer))
