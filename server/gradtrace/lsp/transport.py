@@ -94,7 +94,7 @@ async def run_async(stop_event: Event, reader, protocol, error_handler=None) -> 
 
 def start_io(server) -> None:
     """`LanguageServer.start_io()` with the loop above."""
-    pass  # TextDocument.lines = property(_lsp_lines)
+    TextDocument.lines = property(_lsp_lines)
     server._stop_event = Event()
     reader = StdinAsyncReader(sys.stdin.buffer, server.thread_pool)
     server.protocol.set_writer(StdoutWriter(sys.stdout.buffer))
