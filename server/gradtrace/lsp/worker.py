@@ -19,6 +19,8 @@ from gradtrace.analysis.project import Project
 from gradtrace.analysis.source import SourceFile
 from gradtrace.engine import check_source
 
+MAX_CONSECUTIVE_DEATHS = 3
+
 # ---- in the child ---------------------------------------------------------------------------------
 
 _projects: dict[str, Project] = {}
@@ -125,6 +127,7 @@ class AnalysisWorker:
         self._sent: dict[str, int] = {}
         self._stamp = 0
         self.restarts = 0
+        self._failures = 0  # deaths since the last job that finished
 
     def set_overlay(self, root: str | None, path: str, text: str | None) -> None:
         with self._lock:
@@ -170,7 +173,7 @@ class AnalysisWorker:
         if pool is None:
             return fn(job)
         try:
-            return future.result()
+            result = future.result()
         except BrokenProcessPool as exc:
             with self._lock:
                 if self._pool is not None:
@@ -178,7 +181,14 @@ class AnalysisWorker:
                 self._pool = None
                 self._sent.clear()
                 self.restarts += 1
+                self._failures += 1
+                if self._failures >= MAX_CONSECUTIVE_DEATHS:  # cannot keep a process alive here
+                    self.use_process = False
+                    raise WorkerDied(f"the analysis process died {self._failures} times in a row ({exc}); "
+                                     "analysing in the server process from now on") from exc
             raise WorkerDied(f"the analysis process died ({exc}); a new one is started") from exc
+        self._failures = 0
+        return result
 
     def shutdown(self) -> None:
         """Stop the child now: the server is exiting, a half-done analysis is worth nothing."""
