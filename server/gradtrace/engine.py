@@ -71,6 +71,7 @@ def check_source(
     if not source.frameworks:
         return result  # cheap pre-filter: no framework mentioned, nothing to cut
     ctx = AnalysisContext(source, project)
+    too_deep = False
     for rule_cls in rules_for(source.frameworks):
         if not settings.enabled(rule_cls.code, path):
             continue
@@ -79,12 +80,9 @@ def check_source(
         try:
             for _ in rule_cls().check(ctx) or ():
                 pass
-        except RecursionError:
+        except RecursionError:  # a limit, not a crash: reported by one GT002 below, not as an internal error
             del ctx.findings[before:]
-            result.errors.append(f"{rule_cls.code}: {path}: too deeply nested, partly analysed")
-            if not any(f.code == "GT002" for f in result.findings) and settings.enabled("GT002", path):
-                result.findings.append(file_finding(path, "GT002", "information",
-                                                    "Not fully analysed: the code is nested too deeply."))
+            too_deep = True
         except Exception:  # a crash inside one rule must not lose the others' findings
             del ctx.findings[before:]
             result.errors.append(f"{rule_cls.code} crashed on {path}:\n{traceback.format_exc()}")
@@ -97,6 +95,9 @@ def check_source(
         seen.add(key)
         f.severity = settings.severity_for(f.code, f.severity)
         result.findings.append(f)
+    if too_deep and not any(f.code == "GT002" for f in result.findings) and settings.enabled("GT002", path):
+        result.findings.append(file_finding(path, "GT002", "information",
+                                            "Not fully analysed: the code is nested too deeply."))
     result.findings.sort(key=Finding.sort_key)
     return result
 
