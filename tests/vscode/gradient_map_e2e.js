@@ -243,6 +243,35 @@ async function scenario(page, cs) {
     await frame.locator("#gt-map .gt-param.gt-none").first().click();
     const defLine = await waitFor(async () => ((await cursorLine(page)) === 10 ? 10 : null), 15_000, 250);
     check("clicking a dead parameter moves the editor to its definition (line 10)", defLine === 10);
+
+    // 5. the map follows a theme change: high contrast
+    await page.keyboard.press("Escape");
+    await page.keyboard.press("Control+K");
+    await page.keyboard.press("Control+T");  // the color theme picker
+    const themeInput = page.locator(".quick-input-widget input");
+    await themeInput.waitFor({ timeout: 10_000 });
+    await themeInput.fill("Dark High Contrast");
+    await page.locator(".quick-input-list .monaco-list-row.focused", { hasText: "Dark High Contrast" }).first()
+        .waitFor({ timeout: 10_000 });
+    await page.keyboard.press("Enter");
+    const hc = await waitFor(async () => {
+        const f = await mapFrame(page);
+        return f && (await f.locator("body.vscode-high-contrast #gt-map svg").count()) > 0 ? f : null;
+    }, 30_000);
+    check("switching VS Code to high contrast restyles the map", !!hc);
+    if (hc) {
+        const look = await hc.evaluate(() => {
+            const sel = "#gt-map .gt-param.gt-none:not(.gt-selected)";
+            const shape = document.querySelector(`${sel} path, ${sel} polygon`);
+            return { fill: getComputedStyle(shape).fill, stroke: getComputedStyle(shape).stroke,
+                bg: getComputedStyle(document.body).backgroundColor };
+        });
+        check("in high contrast dead parameters are outlined on the plain background",
+            look.bg === "rgb(0, 0, 0)" && ["rgb(0, 0, 0)", "color(srgb 0 0 0)"].includes(look.fill) &&
+            /^rgb\((\d+), (\d+), (\d+)\)$/.test(look.stroke) && look.stroke !== "rgb(0, 0, 0)", JSON.stringify(look));
+        await page.waitForTimeout(500);
+        await screenshot(page, "high-contrast");
+    }
 }
 
 async function main() {

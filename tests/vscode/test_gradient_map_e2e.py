@@ -75,6 +75,7 @@ def test_gradient_map_in_code_server(vsix):
     assert summary, output[-6000:]
     failures = "\n".join(line for line in output.splitlines() if line.startswith("FAILED"))
     assert proc.returncode == 0 and summary.group(2) == "0", f"{failures}\n\n{output[-8000:]}"
-    assert int(summary.group(1)) >= 15, output[-4000:]
+    assert int(summary.group(1)) >= 17, output[-4000:]
     shots = sorted(f for f in os.listdir(ARTIFACTS) if f.endswith(".png"))
-    assert shots == ["gradient-map-clicked-cut.png", "gradient-map-probe.png", "gradient-map-static.png"], shots
+    assert shots == ["gradient-map-clicked-cut.png", "gradient-map-high-contrast.png", "gradient-map-probe.png",
+                     "gradient-map-static.png"], shots
