@@ -9,6 +9,7 @@ checking `is_external`.
 from __future__ import annotations
 
 import ast
+from functools import lru_cache
 from dataclasses import dataclass, field
 
 # Modules whose names resolve to themselves once imported.
@@ -21,6 +22,7 @@ CANONICAL = {
 }
 
 
+@lru_cache(maxsize=4096)
 def canonical(qualified: str) -> str:
     for prefix, replacement in CANONICAL.items():
         if qualified == prefix or qualified.startswith(prefix + "."):
@@ -63,6 +65,8 @@ class NameTable:
 
     def qualname(self, node: ast.AST) -> str | None:
         """Dotted name of a Name/Attribute chain, resolved through imports; None for other shapes."""
+        if isinstance(node, ast.Name):  # the common case, without building a list
+            return canonical(self.aliases.get(node.id, node.id))
         parts: list[str] = []
         while isinstance(node, ast.Attribute):
             parts.append(node.attr)
