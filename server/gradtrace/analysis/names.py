@@ -9,8 +9,8 @@ checking `is_external`.
 from __future__ import annotations
 
 import ast
-from functools import lru_cache
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 # Modules whose names resolve to themselves once imported.
 KNOWN_ROOTS = ("torch", "tensorflow", "keras", "jax", "flax", "optax", "numpy", "math", "scipy", "haiku", "equinox")
