@@ -17,6 +17,9 @@ version="$(node -p 'require("./package.json").version')"
 vsix="${GRADTRACE_VSIX:-$root/extension/dist/gradtrace-linux-x64-$version.vsix}"
 cache="$root/extension/.cache"
 mkdir -p "$cache" "$(dirname "$vsix")"
+# one build at a time in this tree: builds share extension/out and extension/bundled/libs
+exec 9>"$cache/package.lock"
+flock 9
 
 # 1. npm packages, reinstalled only when the lock file changes
 stamp="node_modules/.gradtrace-$(sha1sum package-lock.json | cut -c1-12)"
@@ -34,14 +37,16 @@ node extension/esbuild.mjs --production
 # 3. the Python side: gradtrace as a wheel, then the bundle for each CPython version
 echo "package-extension: bundling the server for Python $versions"
 wheels="$cache/wheel"; rm -rf "$wheels"; mkdir -p "$wheels"
-"$python" -m pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation -w "$wheels" . \
-  || "$python" -m pip wheel --quiet --disable-pip-version-check --no-deps -w "$wheels" .
+# build the wheel from a copy of the sources so that no build/ or egg-info lands in the tree
+src="$(mktemp -d)"; trap 'rm -rf "$src"' EXIT
+cp pyproject.toml README.md "$src/"
+tar -C . --exclude='__pycache__' --exclude='*.egg-info' -cf - server | tar -C "$src" -xf -
+"$python" -m pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation -w "$wheels" "$src" \
+  || "$python" -m pip wheel --quiet --disable-pip-version-check --no-deps -w "$wheels" "$src"
 wheel="$(ls "$wheels"/gradtrace-*.whl)"
 # shellcheck disable=SC2086
 "$python" extension/tools/bundle_python.py --wheel "$wheel" --out extension/bundled/libs \
   --versions $versions --cache "$cache/libs"
-# setuptools leaves a build/ directory behind; it is not ours to keep
-rm -rf build
 
 # 4. the .vsix (vsce 3.9 runs on node 20; LICENSE at the root is optional). Our own shipped files are
 #    scanned for secrets here; vsce's scan is skipped because it would read every bundled third-party file.

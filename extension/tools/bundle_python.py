@@ -164,17 +164,25 @@ def main() -> int:
         split_common(staging, tags)
         open(os.path.join(staging, ".complete"), "w").close()
 
-    shutil.rmtree(args.out, ignore_errors=True)
-    shutil.copytree(staging, args.out, ignore=shutil.ignore_patterns(".complete"))
+    # build beside the output, then swap it in
+    new = args.out.rstrip("/") + ".new"
+    shutil.rmtree(new, ignore_errors=True)
+    shutil.copytree(staging, new, ignore=shutil.ignore_patterns(".complete"))
     if not cache:
         shutil.rmtree(staging, ignore_errors=True)
     # gradtrace is pure Python: one copy in common/.
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
-                    "--no-deps", "--target", os.path.join(args.out, "common"), args.wheel], check=True)
-    tidy(os.path.join(args.out, "common"))
+                    "--no-deps", "--target", os.path.join(new, "common"), args.wheel], check=True)
+    tidy(os.path.join(new, "common"))
     for tag in tags:
-        if not os.listdir(os.path.join(args.out, tag)):
-            open(os.path.join(args.out, tag, ".keep"), "w").close()
+        if not os.listdir(os.path.join(new, tag)):
+            open(os.path.join(new, tag, ".keep"), "w").close()
+    if os.path.exists(args.out):
+        old = args.out.rstrip("/") + ".old"
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(args.out, old)
+        shutil.rmtree(old)
+    os.rename(new, args.out)
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(args.out) for f in fs)
     print(f"bundle_python: {args.out}: {', '.join(tags)} + common, {size / 1e6:.1f} MB")
     return 0

@@ -214,6 +214,31 @@ async function waitFor(fn, ms, every = 500) {
 
 const flat = (s) => s.replace(/\s+/g, " ").trim();
 
+/** The text the Output panel shows (the visible part of the selected channel). */
+async function outputText(page) {
+    const t = await page.locator(".part.panel .monaco-editor .view-lines").allInnerTexts();
+    return flat(t.join(" "));
+}
+
+/** Replace the user settings through the settings.json editor, as a user would (then VS Code applies them). */
+async function setUserSettings(page, settings) {
+    await runCommand(page, "Preferences: Open User Settings (JSON)");
+    await page.locator('.tabs-container .tab.active[aria-label^="settings.json"]').waitFor({ timeout: 15_000 });
+    await page.locator(".editor-instance .monaco-editor .view-lines").first().click();
+    await page.keyboard.press("Control+A");
+    await page.keyboard.press("Delete");
+    await page.keyboard.insertText(JSON.stringify(settings));
+    await page.keyboard.press("Control+S");
+    await page.locator('.tabs-container .tab.active.dirty[aria-label^="settings.json"]').waitFor({ state: "detached", timeout: 15_000 });
+    await page.waitForTimeout(300);
+    await page.keyboard.press("Control+W");
+}
+
+async function clickNotificationButton(page, textPattern, button) {
+    const toast = page.locator(".notifications-toasts .notification-toast", { hasText: textPattern }).first();
+    await toast.locator(".monaco-button", { hasText: button }).first().click();
+}
+
 // ---- scenarios -------------------------------------------------------------------------------------
 
 const SETTINGS_BASE = {
@@ -226,6 +251,8 @@ const SETTINGS_BASE = {
     "files.autoSave": "off",
     "editor.hover.delay": 100,
     "git.enabled": false,
+    // the test edits settings.json by typing: no auto-closing or auto-indent there
+    "[jsonc]": { "editor.autoClosingBrackets": "never", "editor.autoClosingQuotes": "never", "editor.autoIndent": "none", "editor.formatOnType": false },
 };
 
 async function trustedScenario(page, cs) {
@@ -374,7 +401,41 @@ async function trustedScenario(page, cs) {
         !!status && /gradtrace 0\.\d+\.\d+/.test(status) && /Python 3\.\d+\.\d+ \(.*python.*\) · bundled server/.test(status),
         status || "",
     );
+    await page.waitForTimeout(500);
     await screenshot(page, S, "language-status");
+    await page.keyboard.press("Escape");
+
+    // 7. an interpreter that does not exist: a clear error with "Show logs"; then back to a good one
+    const goodSettings = JSON.parse(fs.readFileSync(path.join(cs.run, "data", "User", "settings.json"), "utf8"));
+    await setUserSettings(page, { ...goodSettings, "gradtrace.interpreter": ["/nonexistent/bin/python3"] });
+    const startError = await waitFor(async () => {
+        const t = (await notificationTexts(page)).map(flat);
+        return t.find((x) => /language server cannot start/.test(x)) || null;
+    }, 30_000);
+    say(`start error: ${JSON.stringify(startError)}`);
+    check(
+        "a missing interpreter gives a clear error with a Show logs button",
+        !!startError && /"\/nonexistent\/bin\/python3" was not found/.test(startError) && /Show logs/.test(startError),
+        startError || "",
+    );
+    await screenshot(page, S, "start-error");
+    if (startError) {
+        await clickNotificationButton(page, "language server cannot start", "Show logs");
+        const logText = await waitFor(async () => {
+            const t = await outputText(page);
+            return /the server cannot start/.test(t) ? t : null;
+        }, 10_000);
+        check("Show logs opens the gradtrace log with the reason", !!logText, (logText || "").split("\n").slice(-3).join(" | "));
+        await screenshot(page, S, "start-error-logs");
+    }
+    await setUserSettings(page, goodSettings);
+    const restarted = await waitFor(async () => {
+        const t = await outputText(page);
+        const last = t.slice(t.lastIndexOf("starting the server: the interpreter"));
+        return last.includes(`interpreter: ${PYTHON} (from gradtrace.interpreter)`) && /server 0\.\d+\.\d+ running/.test(last) ? t : null;
+    }, 60_000);
+    check("restoring the interpreter setting restarts the server", !!restarted);
+    await screenshot(page, S, "restarted");
 }
 
 async function untrustedScenario(page, cs) {
@@ -408,6 +469,23 @@ async function untrustedScenario(page, cs) {
     await page.waitForTimeout(2000);
     const after = (await problems(page)).map(flat);
     check("untrusted: no probe diagnostics appeared", !after.some((t) => /GT90\d/.test(t)));
+
+    // granting trust restarts the server with the probe enabled
+    if (refusal) {
+        await clickNotificationButton(page, "untrusted workspace", "Manage Workspace Trust");
+        const trustButton = page.getByRole("button", { name: /^Trust( Folder)?$/ }).first();
+        await trustButton.waitFor({ timeout: 20_000 });
+        await screenshot(page, S, "trust-editor");
+        await trustButton.click();
+        await runCommand(page, "gradtrace: Show Logs");
+        const log = await waitFor(async () => {
+            const t = await outputText(page);
+            return /restarting the server: workspace trust granted/.test(t) && /workspace trusted: true/.test(t) ? t : null;
+        }, 30_000);
+        check("granting trust restarts the server (log: workspace trust granted)", !!log);
+        await page.waitForTimeout(500);
+        await screenshot(page, S, "trusted-restart-log");
+    }
 }
 
 const SCENARIOS = [
