@@ -245,3 +245,19 @@ def test_scrubbed_environment_keeps_what_python_needs():
     assert not {"AWS_SECRET_ACCESS_KEY", "GITHUB_TOKEN", "OPENAI_API_KEY", "CI_JOB_TOKEN", "DB_PASSWORD",
                 "SOME_RANDOM_VAR"} & set(env)
     assert env["CUDA_VISIBLE_DEVICES"] == ""
+
+
+def test_cpu_only_unless_opted_in(launcher, tmp_path):
+    path = write(tmp_path, "dev.py", "import os\nprint('CVD=' + repr(os.environ.get('CUDA_VISIBLE_DEVICES')))\n"
+                 "w = torch.ones(2, requires_grad=True)\nw.sum().backward()\n")
+    res = launcher.run(path, timeout=30)
+    assert "cpu-only" in res["isolation"] and "CVD=''" in res["output"]["head"]
+    from gradtrace.probe.launcher import ProbeLauncher
+
+    lau = ProbeLauncher()
+    try:
+        res = lau.run(path, timeout=60, device="cuda")
+    finally:
+        lau.shutdown()
+    assert res["status"] == "ok" and "cpu-only" not in res["isolation"]
+    assert "CVD=''" not in res["output"]["head"]

@@ -279,3 +279,10 @@ def test_module_mode_tries_the_next_layer_when_the_first_input_does_not_fit(laun
     assert params["HeadFirst.spare.weight"]["grad"] == "none"
     assert params["HeadFirst.spare.weight"]["defined_at"]["line"] == cut_line(data("module_head_first.py"))
     assert any("randn(2, 5)" in n for n in res["notes"])
+
+
+def test_syntax_error_is_reported_with_its_line(launcher, tmp_path):
+    path = tmp_path / "broken.py"
+    path.write_text("import torch\n\nx = torch.ones(2,\n")
+    res = launcher.run(str(path))
+    assert res["status"] == "error" and res["error"]["type"] == "SyntaxError" and res["error"]["line"] == 3

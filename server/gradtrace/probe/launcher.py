@@ -42,7 +42,7 @@ class _Worker:
         self.python = python
         self.framework = framework
         self.workdir = tempfile.mkdtemp(prefix="gradtrace-worker-")
-        self.plan = sandbox.plan(memory_mb, self.workdir, allow_bwrap=use_bwrap)
+        self.plan = sandbox.plan(memory_mb, self.workdir, allow_bwrap=use_bwrap, device=device)
         self.cgroup = sandbox.PidsCgroup(MAX_PIDS)
         self.lock = threading.Lock()
         self.last_used = time.monotonic()

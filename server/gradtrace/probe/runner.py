@@ -395,8 +395,11 @@ def _child_main(req: dict, w_res: int, w_out: int, base: str, cfg: dict) -> None
 def detect_framework(source: str) -> str | None:
     try:
         tree = ast.parse(source)
-    except SyntaxError:
-        return None
+    except SyntaxError:  # still say which framework: the probe then reports the syntax error and its line
+        found = re.findall(r"^\s*(?:import|from)\s+(torch|tensorflow|keras|jax|flax)\b", source, re.M)
+        order = {"torch": 0, "tensorflow": 1, "keras": 1, "jax": 2, "flax": 2}
+        best = min(found, key=order.get, default=None)
+        return {"keras": "tensorflow", "flax": "jax"}.get(best, best) if best else None
     mods = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

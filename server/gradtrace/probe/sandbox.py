@@ -13,6 +13,7 @@ Layers (DESIGN §5), strongest first; `isolation` in the probe result lists exac
 from __future__ import annotations
 
 import functools
+import glob
 import os
 import re
 import shutil
@@ -91,7 +92,7 @@ class Plan:
     kind: str = "limits-only"
 
 
-def plan(memory_mb: int, workdir: str, allow_bwrap: bool = True) -> Plan:
+def plan(memory_mb: int, workdir: str, allow_bwrap: bool = True, device: str = "cpu") -> Plan:
     """How to start a worker: the wrapper command and the layers it brings.
 
     `workdir` is the worker's private directory: the only writable place inside bubblewrap; each probe
@@ -105,6 +106,9 @@ def plan(memory_mb: int, workdir: str, allow_bwrap: bool = True) -> Plan:
                 "--new-session", "--chdir", workdir]
         if os.geteuid() == 0:
             argv += ["--cap-drop", "ALL"]
+        if device != "cpu":  # the user opted in to an accelerator: its device nodes must be visible
+            for node in sorted(glob.glob("/dev/nvidia*") + glob.glob("/dev/dri") + glob.glob("/dev/kfd")):
+                argv += ["--dev-bind", node, node]
         for rel in CREDENTIAL_PATHS:
             p = os.path.join(home, rel)
             if os.path.isdir(p):
