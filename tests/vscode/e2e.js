@@ -156,7 +156,9 @@ async function openFile(page, name) {
     await row.waitFor({ timeout: 30_000 });
     await row.dblclick();
     await page.locator(`.tabs-container .tab.active[aria-label^="${name}"]`).waitFor({ timeout: 15_000 });
-    await page.locator(".editor-instance .monaco-editor .view-lines").first().waitFor({ timeout: 15_000 });
+    if (!name.endsWith(".ipynb")) {
+        await page.locator(".editor-instance .monaco-editor .view-lines").first().waitFor({ timeout: 15_000 });
+    }
 }
 
 /** The visible editor's line `n` (1-based) as a locator, for clicking into it. */
@@ -280,6 +282,21 @@ async function trustedScenario(page, cs) {
     );
     check("Problems: GT120 (error) on leaf.py line 5", all.some((t) => /gradtrace ?\(?GT120\)?/.test(t) && /\[Ln 5, Col 1\]/.test(t)));
     await screenshot(page, S, "problems");
+
+    // 1b. a Jupyter notebook: the model in one cell, the training in the next, the finding in the first
+    await openFile(page, "notebook.ipynb");
+    const nbSquiggle = await waitFor(
+        async () => (await page.locator(".notebookOverlay .cell-editor-container .squiggly-warning").count()) > 0,
+        30_000,
+    );
+    check("notebook: the model cell shows a warning squiggle", !!nbSquiggle);
+    const nbRows = await waitFor(async () => {
+        const r = (await problems(page)).map(flat);
+        return r.some((t) => /GT105/.test(t) && /\[Ln 13, Col 26\]/.test(t)) && r.some((t) => /notebook\.ipynb/.test(t)) ? r : null;
+    }, 20_000);
+    say(`notebook problems: ${JSON.stringify(nbRows)}`);
+    check("notebook: Problems has GT105 at cell 1, line 13", !!nbRows);
+    await screenshot(page, S, "notebook");
 
     // 2. a hover with the rule's explanation
     await openFile(page, "train.py");
