@@ -46,10 +46,11 @@ def handle_body(protocol, body: bytes, error_handler=None) -> None:
         _error(protocol, None, PARSE_ERROR, f"Parse error: {exc}")
         return
     msg_id = data.get("id") if isinstance(data, dict) else None
-    if not isinstance(msg_id, (int, str)) or isinstance(msg_id, bool):
+    valid_id = msg_id is None or (isinstance(msg_id, (int, str)) and not isinstance(msg_id, bool))
+    if not valid_id:
         msg_id = None
-    if not isinstance(data, dict) or data.get("jsonrpc") != "2.0" or not isinstance(data.get("method", ""), str) \
-            or ("method" not in data and "id" not in data):
+    if not isinstance(data, dict) or data.get("jsonrpc") != "2.0" or not valid_id \
+            or not isinstance(data.get("method", ""), str) or ("method" not in data and "id" not in data):
         _error(protocol, msg_id, INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message")
         return
     is_request = "method" in data and msg_id is not None
@@ -60,7 +61,7 @@ def handle_body(protocol, body: bytes, error_handler=None) -> None:
             code = JsonRpcInvalidParams.CODE if isinstance(exc, JsonRpcInvalidParams) else exc.code
             _error(protocol, msg_id, code, f"{exc.message or type(exc).__name__}: params do not fit {data['method']}")
         else:
-            logger.warning("Dropped a malformed notification %r", data.get("method"))
+            logger.warning("Dropped a malformed message (method %r)", data.get("method"))
         return
     except Exception as exc:
         if is_request:
@@ -102,5 +103,5 @@ def start_io(server) -> None:
         asyncio.run(run_async(server._stop_event, reader, server.protocol, server.report_server_error))
     except BrokenPipeError:
         logger.error("Connection to the client is lost! Shutting down the server.")
-    except (KeyboardInterrupt, SystemExit):
-        pass
+    except KeyboardInterrupt:
+        pass  # SystemExit carries on: `exit` without `shutdown` exits with 1, as LSP asks
