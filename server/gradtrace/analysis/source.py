@@ -64,26 +64,12 @@ class SourceFile:
     @cached_property
     def index(self) -> dict[type, list[ast.AST]]:
         """Every node of the tree grouped by type, from one walk (rules look nodes up here instead of
-        walking the tree again). The same walk records each node's parent (`parents`)."""
-        self._walk()
-        return self._index
-
-    @cached_property
-    def parents(self) -> dict[int, ast.AST]:
-        """id(node) -> parent node."""
-        self._walk()
-        return self._parents
-
-    def _walk(self) -> None:
-        if hasattr(self, "_index"):
-            return
+        walking the tree again)."""
         by_type: dict[type, list[ast.AST]] = {}
-        parents: dict[int, ast.AST] = {}
-        self._index, self._parents = by_type, parents
         if self.tree is None:
-            return
+            return by_type
         stack: list[ast.AST] = [self.tree]
-        pop, push = stack.pop, stack.append
+        pop, push, extend = stack.pop, stack.append, stack.extend
         AST = ast.AST
         while stack:
             node = pop()
@@ -96,15 +82,34 @@ class SourceFile:
             for name in node._fields:
                 value = getattr(node, name, None)
                 if value.__class__ is list:
-                    for child in value:
-                        if isinstance(child, AST):
-                            parents[id(child)] = node
-                            push(child)
+                    extend([v for v in value if isinstance(v, AST)])
                 elif isinstance(value, AST):
-                    parents[id(value)] = node
                     push(value)
         for bucket in by_type.values():
             bucket.reverse()
+        return by_type
+
+    @cached_property
+    def parents(self) -> dict[int, ast.AST]:
+        """id(node) -> parent node, built on first use (only fixes and a few rules need it)."""
+        parents: dict[int, ast.AST] = {}
+        if self.tree is None:
+            return parents
+        stack: list[ast.AST] = [self.tree]
+        AST = ast.AST
+        while stack:
+            node = stack.pop()
+            for name in node._fields:
+                value = getattr(node, name, None)
+                if value.__class__ is list:
+                    for child in value:
+                        if isinstance(child, AST):
+                            parents[id(child)] = node
+                            stack.append(child)
+                elif isinstance(value, AST):
+                    parents[id(value)] = node
+                    stack.append(value)
+        return parents
 
     def nodes(self, *kinds: type) -> list:
         """Nodes of the given types (pre-order within each type)."""

@@ -158,10 +158,10 @@ class GraphCarriedAcrossSteps(Rule):
     )
 
     def check(self, ctx):
-        parents = ctx.source.parents
         for loop, module, carried in ctx.torch.flow.carried:
             if module.path != ctx.path:
                 continue
+            parents = ctx.source.parents
             ordered = list(_statements_in_order(loop.body))
             if not any(_backward_without_retain(s) for s in ordered):
                 continue
