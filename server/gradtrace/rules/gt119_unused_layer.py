@@ -2,16 +2,24 @@ from gradtrace.analysis import torch_api as api
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 
-def hierarchy_reads(info, module) -> set[str]:
+def subclass_reads(module) -> dict[int, set[str]]:
+    """id(class) -> attributes its same-file subclasses read."""
+    result: dict[int, set[str]] = {}
+    for other in module.classes.values():
+        for base in other.bases:
+            parent = module.classes.get(base)
+            if parent is not None and parent is not other:
+                result.setdefault(id(parent), set()).update(other.reads)
+    return result
+
+
+def hierarchy_reads(info, module, below: dict[int, set[str]]) -> set[str]:
     """Attributes read by the class, its project bases and its subclasses in the same file."""
-    reads = set(info.reads)
+    reads = set(info.reads) | below.get(id(info), set())
     for base in info.bases:
         parent = module.resolve_class(base)
         if parent is not None and parent is not info:
             reads |= parent.reads
-    for other in module.classes.values():
-        if other is not info and any(module.resolve_class(b) is info for b in other.bases):
-            reads |= other.reads
     return reads
 
 
@@ -110,10 +118,11 @@ class UnusedLayer(Rule):
 
     def check(self, ctx):
         module = ctx.torch.module
+        below = subclass_reads(module)
         for info in module.classes.values():
             if not info.is_module or info.dynamic or info.find_method("forward") is None:
                 continue
-            reads = hierarchy_reads(info, module)
+            reads = hierarchy_reads(info, module, below)
             for attr in info.attrs.values():
                 if attr.kind not in ("module", "param", "modules_container") or attr.method != "__init__":
                     continue
