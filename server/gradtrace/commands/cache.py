@@ -29,6 +29,7 @@ class ResultCache:
         self.file = os.path.join(directory, f"results-{salt}.json")
         self.entries: dict[str, list[dict]] = {}
         self.dirty = False
+        self._listings: dict[str, list[tuple[str, bytes]]] = {}
         try:
             with open(self.file, encoding="utf-8") as fh:
                 self.entries = json.load(fh)
@@ -41,20 +42,25 @@ class ResultCache:
         salt = hashlib.sha1(f"{__version__}|{code_fingerprint()}|{settings!r}".encode()).hexdigest()[:12]
         return cls(directory, salt)
 
-    @staticmethod
-    def _key(path: str) -> str | None:
+    def _key(self, path: str) -> str | None:
         """Content of the file, plus the versions of its neighbours (a model imported from next door)."""
         try:
             with open(path, "rb") as fh:
                 digest = hashlib.sha1(fh.read())
-            directory = os.path.dirname(os.path.abspath(path))
-            for entry in sorted(os.scandir(directory), key=lambda e: e.name):
-                if entry.name.endswith(".py") and entry.path != os.path.abspath(path):
-                    st = entry.stat()
-                    digest.update(f"{entry.name}:{st.st_mtime_ns}:{st.st_size}".encode())
+            full = os.path.abspath(path)
+            directory = os.path.dirname(full)
+            listing = self._listings.get(directory)  # one scan per directory and run, not one per file
+            if listing is None:
+                listing = self._listings[directory] = [
+                    (entry.path, f"{entry.name}:{st.st_mtime_ns}:{st.st_size}".encode())
+                    for entry in sorted(os.scandir(directory), key=lambda e: e.name) if entry.name.endswith(".py")
+                    for st in (entry.stat(),)]
+            for entry_path, stamp in listing:
+                if entry_path != full:
+                    digest.update(stamp)
         except OSError:
             return None
-        return f"{os.path.abspath(path)}|{digest.hexdigest()}"
+        return f"{full}|{digest.hexdigest()}"
 
     def get(self, path: str) -> list[Finding] | None:
         key = self._key(path)

@@ -129,10 +129,10 @@ def run_check(args) -> int:
     findings.sort(key=Finding.sort_key)
     out = sys.stdout
     if args.format == "json":
-        json.dump([f.to_json() for f in findings], out, indent=1)
+        out.write(json.dumps([f.to_json() for f in findings], indent=1))  # one write: json.dump writes per token
         out.write("\n")
     elif args.format == "sarif":
-        json.dump(to_sarif(findings), out, indent=1)
+        out.write(json.dumps(to_sarif(findings), indent=1))
         out.write("\n")
     else:
         for f in findings:
