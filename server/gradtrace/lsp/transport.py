@@ -8,6 +8,8 @@ parse or structure is only logged, so the client's request is never answered. He
 - document lines end only where LSP says they do (pygls splits with `str.splitlines`, which also
   breaks at \\x0b, \\x0c, \\x1c-\\x1e, \\x85, \\u2028 and \\u2029: an incremental edit below a form
   feed then lands on the wrong line and the server's text silently differs from the editor's);
+- a didChange for a document that is not open is dropped (pygls showed the user "Error in server:
+  KeyError");
 - bad JSON gets a Parse error (-32700), a non-object or a message without `jsonrpc: "2.0"` an
   Invalid Request (-32600), a request whose params do not fit its method Invalid params (-32602).
 """
@@ -20,6 +22,7 @@ import logging
 import re
 import sys
 from threading import Event
+from urllib.parse import unquote
 
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.io_ import StdinAsyncReader, StdoutWriter
@@ -39,6 +42,15 @@ def _error(protocol, msg_id, code: int, message: str) -> None:
     protocol._send_data({"jsonrpc": "2.0", "id": msg_id, "error": {"code": code, "message": message}})
 
 
+def _is_open(protocol, params) -> bool:
+    try:
+        uri = params["textDocument"]["uri"]
+        documents = protocol._workspace.text_documents
+    except (TypeError, KeyError, AttributeError):
+        return True  # malformed or before initialize: pygls answers as usual
+    return unquote(uri) in documents
+
+
 def handle_body(protocol, body: bytes, error_handler=None) -> None:
     try:
         data = json.loads(body)
@@ -54,6 +66,9 @@ def handle_body(protocol, body: bytes, error_handler=None) -> None:
         _error(protocol, msg_id, INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message")
         return
     is_request = "method" in data and msg_id is not None
+    if data.get("method") == "textDocument/didChange" and not _is_open(protocol, data.get("params")):
+        logger.warning("Dropped a didChange for a document that is not open")  # pygls raised KeyError
+        return
     try:
         message = json.loads(body, object_hook=protocol.structure_message)
     except JsonRpcException as exc:
