@@ -462,3 +462,43 @@ def test_jitted_functions_never_called_keep_their_python_defaults():
                 return x
             return x * 2
         """) == [(13, "GT304")]
+
+
+def test_grad_functions_chosen_by_a_branch_never_crash_the_analysis():
+    assert codes("""
+        import jax
+        import jax.numpy as jnp
+
+        def loss(x, params):
+            return jnp.sum(x @ params)
+
+        def step(params, x, use_jit):
+            g = jax.grad(loss)
+            if use_jit:
+                g = jax.jit(g)
+            grads = g(x, params)
+            return jax.tree_util.tree_map(lambda p, d: p - 0.1 * d, params, grads)
+
+        def pick(a, b, first):
+            h = jax.grad(loss) if first else jax.jit(jax.grad(loss, argnums=1))
+            return h(a, b)
+        """) == [(11, "GT306")]
+
+
+def test_control_flow_on_traced_arrays_is_flagged_but_not_on_struct_fields():
+    assert codes("""
+        import jax
+        import jax.numpy as jnp
+
+        @jax.jit
+        def step(state, x, flag):
+            if state.scaler:
+                x = x * 2.0
+            if x.any():
+                x = x - 1.0
+            if flag:
+                x = x + 1.0
+            if jnp.sum(x) > 0:
+                x = -x
+            return x
+        """) == [(8, "GT304"), (10, "GT304"), (12, "GT304")]

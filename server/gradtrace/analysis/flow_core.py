@@ -19,6 +19,8 @@ from functools import cached_property
 EMPTY: frozenset = frozenset()
 STATIC_ATTRS = frozenset({"shape", "ndim", "dtype", "size", "name", "device", "rank"})
 MAX_DEPTH = 5
+# kinds that mean nothing without their `ref` (the GradFn/JitFn a transformed function calls)
+CALLABLE_KINDS = frozenset({"gradfn", "jitfn"})
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,10 +69,16 @@ def join(*vals: Val, kind: str | None = None, dtype: str | None = None, node: as
     if kind is None:
         kinds = {v.kind for v in vals}
         kind = kinds.pop() if len(kinds) == 1 else "unknown"
+    ref = None
+    if kind in CALLABLE_KINDS:  # two different transformed functions (one per branch) are no one of them
+        if len({id(v.ref) for v in vals}) == 1 and vals[0].ref is not None:
+            ref = vals[0].ref
+        else:
+            kind = "unknown"
     if dtype is None:
         dtypes = {v.dtype for v in vals}
         dtype = dtypes.pop() if len(dtypes) == 1 else None
-    return Val(origins, cuts, kind, dtype, node, None, any(v.traced for v in vals), any(v.jtraced for v in vals))
+    return Val(origins, cuts, kind, dtype, node, None, any(v.traced for v in vals), any(v.jtraced for v in vals), ref)
 
 
 def flat(val: Val) -> Val:

@@ -34,6 +34,16 @@ PARTIAL = {"partial", "functools.partial"}
 UNSAFE = {"jax.numpy.log", "jax.numpy.sqrt", "jax.numpy.arcsin", "jax.numpy.arccos", "jax.numpy.log2",
           "jax.numpy.log10", "jax.numpy.reciprocal", "jax.numpy.arctanh"}
 TREE_MAP = {"jax.tree_util.tree_map", "jax.tree_map", "jax.tree.map"}
+UPDATE_OPS = {"operator.sub", "operator.add", "jax.numpy.subtract", "jax.numpy.add", "numpy.subtract", "numpy.add"}
+# lax operations that take and return whole pytrees (collectives keep their input's structure)
+COLLECTIVES = {"psum", "pmean", "pmax", "pmin", "all_gather", "ppermute", "psum_scatter", "all_to_all", "pshuffle"}
+PYTREE_LAX = {"cond", "switch", "scan", "map", "associative_scan", "custom_root", "custom_linear_solve"}
+# kinds whose truth value a trace cannot decide (plus "unknown" traced leaf arguments, see TRACED_ARG)
+ARRAY_LIKE = frozenset({"jarray", "pyfloat", "pyint", "pybool", "numpy"})
+OPAQUE = "field"  # arithmetic on a field of an object of unknown type: maybe an array, maybe static
+TRACED_ARG = "traced-arg"  # `ref` of a leaf argument traced by jit/vmap: itself an abstract array
+ARRAY_METHODS = {"sum", "mean", "max", "min", "any", "all", "prod", "std", "var", "reshape", "squeeze", "ravel",
+                 "flatten", "transpose", "dot", "cumsum", "clip", "conj"}
 
 
 @dataclass(eq=False)
@@ -86,18 +96,31 @@ def const_argnums(node: ast.AST | None):
     return None
 
 
+ANY_STATIC = "*"  # static arguments given by a variable: any argument may be static
+
+
 def static_of(node: ast.Call) -> frozenset:
+    """Positions and names a transform keeps static (`ANY_STATIC` when they are not literals)."""
     out = set()
     in_axes = kwarg(node, "in_axes")
     if isinstance(in_axes, (ast.Tuple, ast.List)):  # vmap: unbatched arguments are not traced
-        out |= {i for i, e in enumerate(in_axes.elts) if isinstance(e, ast.Constant) and e.value is None}
+        out |= {i for i, e in enumerate(in_axes.elts)
+                if not isinstance(e, ast.Constant) or e.value is None}  # a variable axis may be None too
+    elif in_axes is not None and not isinstance(in_axes, ast.Constant):
+        out.add(ANY_STATIC)
     for name in ("static_argnums", "static_argnames"):
         v = kwarg(node, name)
-        if v is None:
+        if v is None or (isinstance(v, ast.Constant) and v.value is None):
             continue
         elts = v.elts if isinstance(v, (ast.Tuple, ast.List)) else [v]
+        if not all(isinstance(e, ast.Constant) for e in elts):
+            out.add(ANY_STATIC)
         out |= {e.value for e in elts if isinstance(e, ast.Constant)}
     return frozenset(out)
+
+
+def is_static(static: frozenset, key) -> bool:
+    return key in static or ANY_STATIC in static
 
 
 class JaxInterp(Interp):
@@ -120,7 +143,7 @@ class JaxInterp(Interp):
             fn = args[0] if args else kwargs.get("fun")
             argnums_node = kwarg(node, "argnums", 1)
             has_aux = kwarg(node, "has_aux")
-            if fn.kind == "gradfn":  # grad of grad: differentiate the inner function again
+            if fn.kind == "gradfn" and isinstance(fn.ref, GradFn):  # grad of grad: differentiate the inner function again
                 inner = fn.ref
                 return Val(kind="gradfn", ref=GradFn(inner.fn, const_argnums(argnums_node), GRAD_FUNCS[qual], node,
                                                      inner.jit, False, argnums_node))
@@ -134,7 +157,7 @@ class JaxInterp(Interp):
         if qual in JIT_FUNCS and args:
             fn = args[0]
             mode = JIT_FUNCS[qual]
-            if fn.kind == "gradfn":
+            if fn.kind == "gradfn" and isinstance(fn.ref, GradFn):
                 g = fn.ref
                 gf = GradFn(g.fn, g.argnums, g.mode, g.node, True, g.has_aux, g.argnums_node, static_of(node))
                 self.gradfns.setdefault(node, gf)
@@ -173,7 +196,7 @@ class JaxInterp(Interp):
             if fn.ref.self_val is not None:
                 bound = [fn.ref.self_val] + bound
             return fn.ref, bound
-        if fn.kind == "jitfn":
+        if fn.kind == "jitfn" and isinstance(fn.ref, JitFn):
             return self.underlying(fn.ref.fn)
         return None, []
 
@@ -192,11 +215,11 @@ class JaxInterp(Interp):
                 vals.append(Val(frozenset({pname}), EMPTY, self.array_kind(arg), "float", None, None, True,
                                 gf.jit or arg.jtraced, None, True))
             else:
-                vals.append(self.trace(arg, gf.jit and i not in gf.static))
+                vals.append(self.trace(arg, gf.jit and not is_static(gf.static, i)))
         if ref is None:
             self.facts.grad_calls.append((node, gf, None))
             return Val(kind="grads")
-        result = self.invoke(ref, bound + vals, {k: self.trace(v, gf.jit and k not in gf.static)
+        result = self.invoke(ref, bound + vals, {k: self.trace(v, gf.jit and not is_static(gf.static, k))
                                                  for k, v in kwargs.items()},
                              call_node=node, extra=(("grad", gf),))
         self.facts.grad_calls.append((node, gf, result))
@@ -225,7 +248,8 @@ class JaxInterp(Interp):
             return replace(val, origins=EMPTY)
         if val.kind in ("func", "gradfn", "jitfn", "partial", "str", "none"):
             return val
-        return replace(val, origins=EMPTY, traced=True, jtraced=True,
+        leaf = val.kind == "unknown" and val.items is None and val.ref is None
+        return replace(val, origins=EMPTY, traced=True, jtraced=True, ref=TRACED_ARG if leaf else val.ref,
                        items=tuple((k, self.trace(v, True)) for k, v in val.items) if val.items else val.items)
 
     def check_int(self, arg: Val, gf, call_node, pname, arg_node):
@@ -252,9 +276,9 @@ class JaxInterp(Interp):
         vals = []
         for i, a in enumerate(args):
             pos = i + len(bound)
-            static = i in jf.static or (pos < len(names) and names[pos] in jf.static)
+            static = is_static(jf.static, i) or (pos < len(names) and is_static(jf.static, names[pos]))
             vals.append(self.trace(a, not static))
-        kw = {k: self.trace(v, k not in jf.static) for k, v in kwargs.items()}
+        kw = {k: self.trace(v, not is_static(jf.static, k)) for k, v in kwargs.items()}
         out = self.invoke(ref, bound + vals, kw, call_node=node, extra=(("jit", jf),))
         outer = any(flat(a).jtraced for a in args)
         return out if outer else untrace(out)
@@ -287,9 +311,9 @@ class JaxInterp(Interp):
         t = self.transform(node, qual, args, kwargs)
         if t is not None:
             return t
-        if func.kind == "gradfn":
+        if func.kind == "gradfn" and isinstance(func.ref, GradFn):
             return self.call_gradfn(node, func.ref, args, kwargs)
-        if func.kind == "jitfn":
+        if func.kind == "jitfn" and isinstance(func.ref, JitFn):
             return self.call_jitfn(node, func.ref, args, kwargs)
         if func.kind == "partial" and isinstance(func.ref, tuple):
             inner, bound, bkw = func.ref
@@ -325,6 +349,9 @@ class JaxInterp(Interp):
                                     join(*traced))
             out = self.jnp_call(node, qual, args, kwargs)
             return replace(out, kind="numpy")
+        if method in ARRAY_METHODS and base is not None and base.ref == TRACED_ARG:
+            out = join(flat(base), *(flat(a) for a in args), kind="jarray")  # `x.sum()` on a traced argument
+            return replace(out, node=node)
         if method in ARGMAX_LIKE and base is not None:
             return self.cut(node, f".{method}()", "int_cast", [base], dtype="int")
         if method in ZERO_GRAD and base is not None and base.kind == "jarray":
@@ -338,9 +365,9 @@ class JaxInterp(Interp):
         return None
 
     def e_call_val(self, node, func, args, kwargs):
-        if func.kind == "gradfn":
+        if func.kind == "gradfn" and isinstance(func.ref, GradFn):
             return self.call_gradfn(node, func.ref, args, kwargs)
-        if func.kind == "jitfn":
+        if func.kind == "jitfn" and isinstance(func.ref, JitFn):
             return self.call_jitfn(node, func.ref, args, kwargs)
         return self.default_call(node, None, func, args, kwargs)
 
@@ -353,6 +380,11 @@ class JaxInterp(Interp):
         if tail in ("maximum", "clip", "abs") and qual.startswith("jax.numpy."):
             out = join(*(flat(a) for a in args), kind="jarray")
             return replace(out, kind="jarray", ref="guarded")
+        if qual.startswith("jax.lax.") and tail in COLLECTIVES and args and args[0].kind != "jarray":
+            return args[0]  # `lax.pmean(metrics_dict)` is still the dict
+        if qual.startswith("jax.lax.") and tail in PYTREE_LAX:
+            vals = [flat(a) for a in args if a.kind not in ("func", "gradfn", "jitfn", "partial")]
+            return join(*vals, kind="unknown")  # whatever the branch/body functions return: any pytree
         if tail in ARGMAX_LIKE:
             return self.cut(node, f"jnp.{tail}", "int_cast", args[:1], dtype="int")
         if tail in ZERO_GRAD:
@@ -454,15 +486,37 @@ class JaxInterp(Interp):
             return
         g = args[grads[0]]
         ref = g.ref if isinstance(g.ref, tuple) else next((v.ref for _, v in g.items or () if v.kind == "grads"), None)
+        if qual != "optax.apply_updates" and not (node.args and self.steps_by_gradient(node.args[0])):
+            return  # `tree_map(np.isclose, grads, expected)` compares, it updates nothing
         for i, expr in enumerate(node.args):
             if i not in grads and isinstance(expr, ast.Name) and (qual == "optax.apply_updates" or i > 0):
                 self.record_update(expr.id, ref, node)
                 break
 
+    def steps_by_gradient(self, expr, depth=0) -> bool:
+        """Is `expr` (the function `tree_map` applies) a parameter update such as `lambda p, g: p - lr * g`?"""
+        fn = expr
+        if isinstance(expr, ast.Call) and (self.names.qualname(expr.func) or "") in PARTIAL and expr.args:
+            return depth < 3 and self.steps_by_gradient(expr.args[0], depth + 1)
+        if isinstance(expr, ast.Name):
+            val = self.lookup(expr.id)
+            fn = val.ref.node if val is not None and val.kind == "func" and isinstance(val.ref, FuncRef) else None
+        if fn is None and isinstance(expr, (ast.Name, ast.Attribute)):
+            return (self.names.qualname(expr) or "") in UPDATE_OPS
+        if not isinstance(fn, (ast.Lambda, ast.FunctionDef, ast.AsyncFunctionDef)):
+            return False
+        return any(isinstance(sub, ast.BinOp) and isinstance(sub.op, (ast.Sub, ast.Add)) or (
+            isinstance(sub, ast.AugAssign) and isinstance(sub.op, (ast.Sub, ast.Add))) for sub in ast.walk(fn))
+
     def record_update(self, name, ref, node):
         if not isinstance(ref, tuple) or len(ref) != 2:
             return
         gf, call_node = ref
+        # the update must be in the function that took the gradient: a helper's parameter that happens to
+        # share the caller's variable name (`def allclose(x, y)`) is another variable
+        scope = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+        if self.enclosing(call_node, scope) is not self.frame.func:
+            return
         self.facts.argnums.setdefault(call_node, (name, gf, node))
 
     def binop(self, a, b, node):
@@ -477,12 +531,29 @@ class JaxInterp(Interp):
         return out
 
     def arith_kind(self, a, b):
-        if "jarray" in (a.kind, b.kind) or a.traced or b.traced:
+        if "jarray" in (a.kind, b.kind):
+            return "jarray"
+        if OPAQUE in (a.kind, b.kind) or "method" in (a.kind, b.kind):
+            return OPAQUE  # a field of an object of unknown type may be a static Python value
+        if a.traced or b.traced:
             return "jarray"
         return super().arith_kind(a, b)
 
+    def merge(self, a, b):
+        if a.kind == b.kind == "gradfn" and isinstance(a.ref, GradFn) and isinstance(b.ref, GradFn) and \
+                a.ref.fn == b.ref.fn and a.ref.argnums == b.ref.argnums:
+            return a if a.ref.jit or not b.ref.jit else b  # `if use_jit: g = jax.jit(g)`: the jitted one is stricter
+        out = super().merge(a, b)
+        if out.kind == "unknown" and {a.kind, b.kind} <= {"jarray", "unknown"} and all(
+                v.kind == "jarray" or v.ref == TRACED_ARG for v in (a, b)):
+            return replace(out, kind="jarray")  # `x = x + 1` in one branch: an array either way
+        return out
+
     def on_test(self, node, val):
-        if val.jtraced and val.kind not in ("static", "func", "str", "none", "key"):
+        # only values known to be traced arrays: a traced leaf argument itself, jnp/lax results, arithmetic
+        # and comparisons on them; never a container, a field of a pytree/struct (often static) or the
+        # result of an unknown call
+        if val.jtraced and (val.kind in ARRAY_LIKE or (val.kind == "unknown" and val.ref == TRACED_ARG)):
             self.facts.control_flow.setdefault(node, self.transform_name())
 
     def on_subscript_store(self, stmt, target, base, val):

@@ -14,10 +14,13 @@ class PythonControlFlowOnTracer(Rule):
     framework = "jax"
     docs = """
     ## What it does
-    Flags `if`, `while`, conditional expressions, `not`, `and`/`or` whose condition depends on a value
-    that `jax.jit`, `jax.vmap` or `pmap` traces abstractly (a non-static argument or something
-    computed from one), including in helpers they call. Conditions on shapes, on static arguments,
-    and Python control flow under `jax.grad` alone (which traces with concrete values) stay quiet.
+    Flags `if`, `while`, conditional expressions, `not`, `and`/`or` whose condition is known to be an
+    array that `jax.jit`, `jax.vmap` or `pmap` traces abstractly: a non-static argument itself, the
+    result of a `jnp`/`lax` op or an array method on one, arithmetic and comparisons on those,
+    including in helpers they call. Conditions on shapes, on static arguments (all arguments when
+    `static_argnums`/`static_argnames` is a variable), on containers, on fields of a pytree or struct
+    (`if state.loss_scale:` is often a static field or `None`), on results of unknown calls, and
+    Python control flow under `jax.grad` alone (which traces with concrete values) stay quiet.
 
     ## Why is this bad?
     An abstract tracer has no truth value: JAX raises `TracerBoolConversionError` (or
@@ -68,6 +71,45 @@ class PythonControlFlowOnTracer(Rule):
             return x
 
         y = f(jnp.ones(3), train=True)
+        """,
+        """
+        from typing import NamedTuple
+
+        import jax
+        import jax.numpy as jnp
+
+        class Scaler(NamedTuple):
+            factor: jax.Array
+
+        class State(NamedTuple):
+            x: jax.Array
+            scaler: Scaler | None
+
+        @jax.jit
+        def step(state):
+            scaler = state.scaler
+            x = state.x
+            if scaler:
+                x = x * scaler.factor
+            if state.scaler:
+                x = x + 1.0
+            return x
+
+        y = step(State(jnp.ones(3), None))
+        """,
+        """
+        import jax
+        import jax.numpy as jnp
+
+        def scale(x, double):
+            if double:
+                return x * 2.0
+            return x
+
+        def compiled(names):
+            return jax.jit(scale, static_argnames=names)
+
+        y = compiled(("double",))(jnp.ones(3), True)
         """,
     )
     invalid = (

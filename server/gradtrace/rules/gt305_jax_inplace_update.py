@@ -16,8 +16,9 @@ class JaxInplaceUpdate(Rule):
     docs = """
     ## What it does
     Flags `x[i] = v` and `x[i] += v` when `x` is a JAX array (built by `jnp`/`jax.random`/`jax.nn`,
-    computed from one, or traced inside `grad`/`jit`). Item assignment on NumPy arrays, lists and dicts
-    (a params pytree) stays quiet.
+    computed from one, or traced inside `grad`/`jit`). Item assignment on NumPy arrays, lists, dicts
+    (a params pytree, a metrics dict even after `lax.pmean`/`psum`) and values of unknown type stays
+    quiet.
 
     ## Why is this bad?
     JAX arrays are immutable: this raises `TypeError: JAX arrays are immutable and do not support
@@ -50,6 +51,21 @@ class JaxInplaceUpdate(Rule):
         params = {"w": jnp.ones(3)}
         params["w"] = params["w"] * 2.0
         x = jnp.zeros(3).at[1].set(2.0)
+        """,
+        """
+        import jax
+        import jax.numpy as jnp
+
+        def summary(x):
+            stats = {"mean": jnp.mean(x)}
+            return jax.lax.pmean(stats, axis_name="i")
+
+        def step(x):
+            stats = summary(x)
+            stats["step"] = jnp.ones(())
+            return stats
+
+        out = jax.vmap(step, axis_name="i")(jnp.ones((2, 3)))
         """,
     )
     invalid = (

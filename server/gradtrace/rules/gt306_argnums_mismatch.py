@@ -27,7 +27,9 @@ class ArgnumsMismatch(Rule):
     (`tree_map(lambda p, g: p - lr * g, params, grads)`, `params - lr * grads`,
     `optax.apply_updates(params, updates)`) and checks that the updated variable is an argument that
     `argnums` differentiates. It flags the call when that variable is passed at another position, or
-    when the differentiated function reads it from a closure instead of an argument.
+    when the differentiated function reads it from a closure instead of an argument. Only a real
+    update counts: in the function that called `jax.grad`, with a `tree_map` function that adds or
+    subtracts (comparing gradients in a test helper, `tree_map(jnp.allclose, a, b)`, is no update).
 
     ## Why is this bad?
     `jax.grad` differentiates only `argnums` (default: the first argument). With parameters in another
@@ -62,6 +64,19 @@ class ArgnumsMismatch(Rule):
         x = jnp.ones((4, 3))
         grads = jax.grad(loss, argnums=1)(x, params)
         params = jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, params, grads)
+        """,
+        """
+        import jax
+        import jax.numpy as jnp
+
+        def close(a, b):
+            return all(jax.tree_util.tree_leaves(jax.tree_util.tree_map(jnp.allclose, a, b)))
+
+        def energy(a, b):
+            return jnp.sum((a - b) ** 2)
+
+        a, b = jnp.ones(3), jnp.zeros(3)
+        assert close(jax.grad(energy, 0)(a, b), 2.0 * (a - b))
         """,
     )
     invalid = (
