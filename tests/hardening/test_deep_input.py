@@ -30,6 +30,10 @@ CASES = {
     "chained_calls_5k": ("import torch\nw = torch.nn.Parameter(torch.ones(3))\ny = w.detach()" + ".a()" * 5000
                          + "\ny.sum().backward()\n", ["GT002"]),
     "subscripts_20k": ("import torch\nx = torch.ones(3)" + "[0]" * 20_000 + "\n", ["GT002"]),
+    "tf_subscripts_20k": ("import tensorflow as tf\nw = tf.Variable(1.0)\nwith tf.GradientTape() as tape:\n"
+                          "    y = tf.stop_gradient(w)" + "[0]" * 20_000 + "\ng = tape.gradient(y, w)\n", ["GT002"]),
+    "jax_chained_calls_5k": ("import jax\ndef f(w):\n    return jax.lax.stop_gradient(w)" + ".a()" * 5000
+                             + "\ng = jax.grad(f)(1.0)\n", ["GT002"]),
     "string_5mb": ("import torch\nx = '" + "a" * 5_000_000 + "'\n", []),
     "line_100k_chars": ("import torch\nx = [" + "1, " * 33_000 + "]\n" + DETACH, ["GT105"]),
     "lines_100k": ("import torch\n" + "".join(f"x{i} = torch.ones(3) * {i}\n" for i in range(100_000)), ["GT002"]),
