@@ -10,6 +10,7 @@ parse or structure is only logged, so the client's request is never answered. He
   feed then lands on the wrong line and the server's text silently differs from the editor's);
 - a didChange for a document that is not open is dropped (pygls showed the user "Error in server:
   KeyError");
+- a request after `shutdown` gets Invalid Request (pygls never answered it);
 - bad JSON gets a Parse error (-32700), a non-object or a message without `jsonrpc: "2.0"` an
   Invalid Request (-32600), a request whose params do not fit its method Invalid params (-32602).
 """
@@ -66,6 +67,9 @@ def handle_body(protocol, body: bytes, error_handler=None) -> None:
         _error(protocol, msg_id, INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message")
         return
     is_request = "method" in data and msg_id is not None
+    if is_request and getattr(protocol, "_shutdown", False):  # pygls left these unanswered
+        _error(protocol, msg_id, INVALID_REQUEST, "Invalid Request: the server is shutting down")
+        return
     if data.get("method") == "textDocument/didChange" and not _is_open(protocol, data.get("params")):
         logger.warning("Dropped a didChange for a document that is not open")  # pygls raised KeyError
         return
