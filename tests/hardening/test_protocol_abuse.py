@@ -239,6 +239,17 @@ def test_client_disappears_without_shutdown(tmp_path):
     assert code is not None
 
 
+def test_requests_after_shutdown_get_an_error(tmp_path):
+    server = RawServer()
+    server.initialize()
+    assert server.call("shutdown")["result"] is None
+    answer = server.call("textDocument/hover", {"textDocument": {"uri": (tmp_path / "x.py").as_uri()},
+                                                "position": {"line": 0, "character": 0}})
+    assert answer["error"]["code"] == -32600
+    server.notify("exit")
+    assert server.proc.wait(15) == 0
+
+
 def test_exit_without_shutdown_exits_with_an_error_code():
     server = RawServer()
     server.initialize()
