@@ -181,8 +181,13 @@ async function clickLine(page, n, column) {
 }
 
 async function problems(page) {
-    await page.keyboard.press("Control+Shift+M");
-    await page.locator(".markers-panel").first().waitFor({ timeout: 15_000 });
+    // Ctrl+Shift+M toggles: press again if it just closed the panel
+    const panel = page.locator(".markers-panel").first();
+    for (let i = 0; i < 3 && !(await panel.isVisible()); i++) {
+        await page.keyboard.press("Control+Shift+M");
+        await panel.waitFor({ timeout: 3_000 }).catch(() => undefined);
+    }
+    await panel.waitFor({ timeout: 10_000 });
     await page.waitForTimeout(300);
     return page.locator(".markers-panel .monaco-list-row").allInnerTexts();
 }
@@ -452,7 +457,33 @@ async function trustedScenario(page, cs) {
         return last.includes(`interpreter: ${PYTHON} (from gradtrace.interpreter)`) && /server 0\.\d+\.\d+ running/.test(last) ? t : null;
     }, 60_000);
     check("restoring the interpreter setting restarts the server", !!restarted);
+
+    // 8. a setting the server applies without a restart: gradtrace.lint.ignore hides GT105
+    await setUserSettings(page, { ...goodSettings, "gradtrace.lint.ignore": ["GT105"] });
+    await openFile(page, "train.py");
+    const ignored = await waitFor(async () => {
+        const r = (await problems(page)).map(flat);
+        return !r.some((t) => /GT105/.test(t)) && r.some((t) => /GT120/.test(t)) ? r : null;
+    }, 30_000);
+    check("gradtrace.lint.ignore [GT105] removes GT105 and keeps the other findings", !!ignored);
+    await screenshot(page, S, "lint-ignore-GT105");
+
+    // 9. gradtrace: Restart Server from the command palette
+    await runCommand(page, "gradtrace: Restart Server");
+    await runCommand(page, "gradtrace: Show Logs");
+    const manual = await waitFor(async () => {
+        const t = await outputText(page);
+        const last = t.slice(t.lastIndexOf("restarting the server: gradtrace.restart"));
+        return last.startsWith("restarting the server: gradtrace.restart") && /server 0\.\d+\.\d+ running/.test(last) ? t : null;
+    }, 30_000);
+    check("gradtrace: Restart Server restarts it (and Show Logs shows it)", !!manual);
+    await page.waitForTimeout(500);
     await screenshot(page, S, "restarted");
+    const afterRestart = await waitFor(async () => {
+        const r = (await problems(page)).map(flat);
+        return r.some((t) => /GT120/.test(t) && /\[Ln 5, Col 1\]/.test(t)) ? r : null;
+    }, 30_000);
+    check("after the restart, findings of files open in other tabs are back (leaf.py GT120)", !!afterRestart);
 }
 
 async function untrustedScenario(page, cs) {

@@ -286,6 +286,14 @@ export class ServerManager implements vscode.Disposable {
             traceOutputChannel: logChannelOf(),
             revealOutputChannelOn: RevealOutputChannelOn.Never,
             diagnosticCollectionName: SERVER_ID,
+            // Pull diagnostics for every Python file open in a tab (not only the instantiated ones), so
+            // the Problems panel is complete after a restart; and after a save, for lint.run "onSave".
+            diagnosticPullOptions: {
+                onChange: true,
+                onSave: true,
+                onTabs: true,
+                match: (_selector, resource) => /\.pyi?$/.test(resource.path) && resource.scheme === "file",
+            },
             initializationOptions: () => initializationOptions(this.currentServerSettings()),
             errorHandler: this.errorHandler(),
             initializationFailedHandler: (error) => {
