@@ -134,6 +134,7 @@ class LiveServer:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="lsp-client", daemon=True)
         self.stderr: list[str] = []
+        self.reported: set[int] = set()
         self.encoding = "utf-16"
         self.client = None
 
@@ -191,7 +192,11 @@ class LiveServer:
 
     def problems(self) -> list[str]:
         """Signs of a crash: tracebacks on stderr, handler errors or crashed rules in the log."""
-        found = [line for line in self.stderr if "Traceback" in line]
+        found = []
+        for n, line in enumerate(self.stderr):
+            if "Traceback" in line and n not in self.reported:
+                self.reported.add(n)  # each traceback fails one example, with its text
+                found.append("".join(self.stderr[max(0, n - 2):n + 40]))
         for m in self.client.log_messages:
             if m.type == types.MessageType.Error and any(w in m.message for w in ("Traceback", "crashed", "failed")):
                 found.append(m.message)
