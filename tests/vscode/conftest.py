@@ -6,6 +6,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -28,3 +29,21 @@ def npm_ready() -> str:
         assert proc.returncode == 0, f"npm ci failed:\n{proc.stdout}\n{proc.stderr}"
         open(stamp, "w").close()
     return npm
+
+
+@pytest.fixture(scope="session")
+def vsix(npm_ready) -> str:
+    """The packaged extension: built once per session by scripts/package-extension.sh (after installing
+    code-server, playwright-core and chromium with scripts/setup-vscode-e2e.sh), or GRADTRACE_VSIX when set."""
+    setup = run(["bash", "scripts/setup-vscode-e2e.sh"], timeout=900)
+    assert setup.returncode == 0, f"setup-vscode-e2e.sh failed:\n{setup.stdout[-4000:]}\n{setup.stderr[-4000:]}"
+    given = os.environ.get("GRADTRACE_VSIX")
+    if given:
+        assert os.path.isfile(given), f"GRADTRACE_VSIX={given} does not exist"
+        return os.path.abspath(given)
+    proc = run(["bash", "scripts/package-extension.sh"], timeout=1200, env=dict(os.environ, PYTHON=sys.executable))
+    assert proc.returncode == 0, f"package-extension.sh failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-4000:]}"
+    path = proc.stdout.strip().splitlines()[-1]
+    assert path.endswith(".vsix") and os.path.isfile(path), proc.stdout[-2000:]
+    print(f"{path}: {os.path.getsize(path) / 1e6:.1f} MB")
+    return path

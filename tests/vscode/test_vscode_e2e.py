@@ -12,7 +12,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import zipfile
 
 import pytest
@@ -27,19 +26,6 @@ pytestmark = pytest.mark.e2e
 
 ARTIFACTS = os.path.join(ROOT, "tests", "artifacts", "vscode")
 PYTHON_VERSIONS = ("cp310", "cp311", "cp312", "cp313")
-
-
-@pytest.fixture(scope="module")
-def vsix(npm_ready) -> str:
-    setup = run(["bash", "scripts/setup-vscode-e2e.sh"], timeout=900)
-    assert setup.returncode == 0, f"setup-vscode-e2e.sh failed:\n{setup.stdout[-4000:]}\n{setup.stderr[-4000:]}"
-    env = dict(os.environ, PYTHON=sys.executable)
-    proc = run(["bash", "scripts/package-extension.sh"], timeout=1200, env=env)
-    assert proc.returncode == 0, f"package-extension.sh failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-4000:]}"
-    path = proc.stdout.strip().splitlines()[-1]
-    assert path.endswith(".vsix") and os.path.isfile(path), proc.stdout[-2000:]
-    print(f"{path}: {os.path.getsize(path) / 1e6:.1f} MB")
-    return path
 
 
 def test_vsix_holds_what_it_needs_and_nothing_else(vsix):
