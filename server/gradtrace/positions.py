@@ -22,7 +22,13 @@ def byte_col_to_char_col(line_text: str, byte_col: int) -> int:
     """0-based UTF-8 byte column on `line_text` -> 0-based code-point column."""
     if line_text.isascii():
         return byte_col
-    return len(line_text.encode("utf-8")[:byte_col].decode("utf-8", errors="ignore"))
+    count = 0  # counted per code point: a lone surrogate (which a client may send) cannot be encoded
+    for index, ch in enumerate(line_text):
+        o = ord(ch)
+        count += 1 if o < 0x80 else 2 if o < 0x800 else 3 if o < 0x10000 else 4
+        if count > byte_col:
+            return index
+    return len(line_text)
 
 
 def char_col_to_utf16(line_text: str, char_col: int) -> int:
@@ -50,7 +56,7 @@ def char_col_to_unit(line_text: str, char_col: int, encoding: str) -> int:
     if encoding == "utf-16":
         return char_col_to_utf16(line_text, char_col)
     if encoding == "utf-8":
-        return len(line_text[:char_col].encode("utf-8"))
+        return len(line_text[:char_col].encode("utf-8", "surrogatepass"))
     return char_col  # utf-32: code points
 
 
