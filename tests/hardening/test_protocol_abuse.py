@@ -276,3 +276,29 @@ def test_incremental_edits_below_characters_python_does_not_break_lines_at(raw, 
     raw.notify("textDocument/didChange", {"textDocument": {"uri": uri, "version": 3}, "contentChanges": [insert]})
     (after,) = diagnostics_for(raw, uri, 3)
     assert after["code"] == "GT105" and after["range"]["start"]["line"] == 8
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16", "utf-32"])
+def test_lone_surrogates_in_every_position_encoding(tmp_path, encoding):
+    """JSON can carry a lone surrogate ("\\ud800"); no position conversion may fail on one."""
+    server = RawServer()
+    try:
+        init = server.call("initialize", {"processId": None, "rootUri": None,
+                                          "capabilities": {"general": {"positionEncodings": [encoding]}}})
+        assert init["result"]["capabilities"]["positionEncoding"] == encoding
+        server.notify("initialized", {})
+        uri = open_detach(server, tmp_path / "doc.py", "x = '\ud800\udfff\ud800'  # é😀\n" + DETACH)
+        change = {"range": {"start": {"line": 0, "character": 6}, "end": {"line": 0, "character": 6}}, "text": "\udc00"}
+        server.notify("textDocument/didChange", {"textDocument": {"uri": uri, "version": 2}, "contentChanges": [change]})
+        diagnostics_for(server, uri, 2)
+        for character in range(0, 30):
+            for method, params in [
+                ("textDocument/hover", {"textDocument": {"uri": uri}, "position": {"line": 0, "character": character}}),
+                ("textDocument/codeAction", {"textDocument": {"uri": uri}, "context": {"diagnostics": []},
+                                             "range": {"start": {"line": 0, "character": 0},
+                                                       "end": {"line": 0, "character": character}}}),
+            ]:
+                answer = server.call(method, params)
+                assert "error" not in answer, (method, character, answer)
+    finally:
+        server.close()
