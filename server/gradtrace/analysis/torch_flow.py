@@ -537,17 +537,19 @@ class TorchFlow:
         attr = target.attr
         key = _dotted(target)
         if attr == "requires_grad" and owner.kind in ("tensor", "unknown"):
+            owner_key = _dotted(target.value)
             flag = stmt.value if isinstance(stmt, ast.Assign) else None
             flag_true = isinstance(flag, ast.Constant) and flag.value is True
             flag_false = isinstance(flag, ast.Constant) and flag.value is False
             if flag_true and owner.kind == "tensor" and owner.srcs and not owner.leaf and not owner.opaque:
-                self.nonleaf_flags.append(NonLeafRequiresGrad(stmt, frame.module, key or attr))
-            elif flag_true and key and not owner.srcs and owner.kind == "tensor":
-                frame.env[key] = replace(owner, srcs=frozenset({key}), leaf=True, name=key)
-                self.source_kind.setdefault(key, "leaf")
-                return
-            if owner.srcs and (flag_false or not flag_true):
-                self.freezes.append(Freeze(stmt, frame.module, owner.srcs, not flag_true, frame.conditional > 0))
+                self.nonleaf_flags.append(NonLeafRequiresGrad(stmt, frame.module, owner_key or "tensor"))
+            elif not flag_false and owner_key and not owner.srcs:
+                # `x.requires_grad = True` (or a flag we cannot read) makes `x` a trainable leaf
+                frame.env[owner_key] = replace(owner, kind="tensor", srcs=frozenset({owner_key}), leaf=True,
+                                               name=owner_key, opaque=owner.opaque or not flag_true)
+                self.source_kind.setdefault(owner_key, "leaf")
+            elif flag_false and owner.srcs:
+                self.freezes.append(Freeze(stmt, frame.module, owner.srcs, True, frame.conditional > 0))
             return
         if owner.kind == "module" and key:
             for opt in self.optimizers:

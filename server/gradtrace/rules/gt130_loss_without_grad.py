@@ -40,6 +40,14 @@ class LossWithoutGrad(Rule):
         x = torch.tensor([1.0, 2.0], requires_grad=True)
         (x * x).sum().backward()
         """,
+        """
+        import torch
+
+        delta = torch.zeros(3)
+        delta.requires_grad = True
+        loss = (delta * 2).sum()
+        loss.backward()
+        """,
     )
     invalid = (
         Invalid(
