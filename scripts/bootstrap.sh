@@ -14,6 +14,9 @@ digest="$(cat pyproject.toml scripts/bootstrap.sh | sha1sum | cut -c1-12)"
 stamp=".venv/.gradtrace-installed-${digest}-${extras//,/_}"
 # Any install at least as complete as the one asked for will do.
 if [ ! -f "$stamp" ] && ! ls .venv/.gradtrace-installed-"${digest}"-*"${extras//,/_}"* >/dev/null 2>&1; then
+  # A current pip: the extension's bundler installs wheels for other Python versions (--python-version),
+  # which old pips check against the running interpreter's version instead.
+  .venv/bin/python -m pip install --quiet --upgrade pip
   # torch is pinned exactly (torch==2.13.0, CPU build) in the dev extra: never a bare `torch`.
   if [ -n "$extras" ]; then
     .venv/bin/python -m pip install --quiet -e ".[${extras}]"
