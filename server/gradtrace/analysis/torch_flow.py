@@ -1358,7 +1358,7 @@ class TorchFlow:
                 and _contains(node.func.value, receiver.cuts[-1].node):
             last = receiver.cuts[-1]
             kind = "numpy" if method == "numpy" else "item"
-            round_trip = Cut(node, kind, f"{last.op}...{'.numpy()' if method == 'numpy' else '.tolist()'}", last.lost,
+            round_trip = Cut(node, kind, f"{last.op}{'.numpy()' if method == 'numpy' else '.tolist()'}", last.lost,
                              last.var, False, last.module)
             return Value("array" if method == "numpy" else "container", cuts=receiver.cuts[:-1] + (round_trip,),
                          opaque=receiver.opaque)
