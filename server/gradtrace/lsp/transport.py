@@ -11,6 +11,7 @@ parse or structure is only logged, so the client's request is never answered. He
 - a didChange for a document that is not open is dropped (pygls showed the user "Error in server:
   KeyError");
 - a request after `shutdown` gets Invalid Request (pygls never answered it);
+- finished notifications are forgotten (pygls kept every one's future: ~2 KB per didChange);
 - bad JSON gets a Parse error (-32700), a non-object or a message without `jsonrpc: "2.0"` an
   Invalid Request (-32600), a request whose params do not fit its method Invalid params (-32602).
 """
@@ -92,6 +93,19 @@ def handle_body(protocol, body: bytes, error_handler=None) -> None:
         logger.exception("Unable to handle message")
         if error_handler:
             error_handler(exc, JsonRpcException)
+    if not is_request:
+        _forget_finished_notifications(protocol)
+
+
+def _forget_finished_notifications(protocol) -> None:
+    """pygls files every notification's future under a fresh uuid in `_request_futures` and never removes
+    it (only request ids are popped): one entry per didChange, a steady memory leak. Drop the finished ones."""
+    futures = getattr(protocol, "_request_futures", None)
+    if not futures:
+        return
+    for key in [k for k, f in futures.items() if isinstance(k, str) and len(k) == 36 and k.count("-") == 4
+                and f.done()]:
+        futures.pop(key, None)
 
 
 async def run_async(stop_event: Event, reader, protocol, error_handler=None) -> None:
