@@ -459,6 +459,21 @@ def _is_user_file(filename: str, roots: tuple[str, ...]) -> bool:
     return any(filename == r or filename.startswith(r + os.sep) for r in roots)
 
 
+def _stop_when_steps_spent(probe, call: str) -> None:
+    """After a differentiation step: stop the user's script at the step limit, or when later steps have used
+    their time budget (a multiple of the time to the first step)."""
+    now = time.perf_counter()
+    if probe.first_backward_end is None:
+        probe.first_backward_end = now
+    plural = "s" if probe.step > 1 else ""
+    if probe.step >= probe.max_steps:
+        probe.stop_reason = f"stopped after {probe.step} {call} call{plural} (the step limit)"
+        raise _Stop()
+    if now - probe.t_start > probe.budget_factor * (probe.first_backward_end - probe.t_start) + 0.5:
+        probe.stop_reason = f"stopped after {probe.step} {call} call{plural} (time budget for later steps used up)"
+        raise _Stop()
+
+
 class _Locator:
     """Finds the innermost frame in the user's code by walking frames by hand (no inspect.stack)."""
 
@@ -1118,16 +1133,7 @@ class TorchProbe:
             self.error = self.explain_backward_error(err, roots, path, line)
             self.stop_reason = f"backward() at line {line} raised"
             raise _Stop()
-        now = time.perf_counter()
-        if self.first_backward_end is None:
-            self.first_backward_end = now
-        if self.step >= self.max_steps:
-            self.stop_reason = f"stopped after {self.step} backward() calls (the step limit)"
-            raise _Stop()
-        if now - self.t_start > self.budget_factor * (self.first_backward_end - self.t_start) + 0.5:
-            self.stop_reason = (f"stopped after {self.step} backward() call{'s' if self.step > 1 else ''} "
-                                "(time budget for later steps used up)")
-            raise _Stop()
+        _stop_when_steps_spent(self, "backward()")
         self.recording = True
         return r
 
@@ -2101,15 +2107,7 @@ class TFProbe:
                     rec["cut"], rec["why"] = self.find_cut(src, st, hidden, watched, first, path, line)
                 except Exception as exc:  # noqa: BLE001 - analysis must never break the user's code
                     rec["why"] = f"analysis failed: {type(exc).__name__}: {exc}"
-        now = time.perf_counter()
-        if self.first_backward_end is None:
-            self.first_backward_end = now
-        if self.step >= self.max_steps:
-            self.stop_reason = f"stopped after {self.step} tape.gradient() calls (the step limit)"
-            raise _Stop()
-        if now - self.t_start > self.budget_factor * (self.first_backward_end - self.t_start) + 0.5:
-            self.stop_reason = f"stopped after {self.step} tape.gradient() call(s) (time budget used up)"
-            raise _Stop()
+        _stop_when_steps_spent(self, "tape.gradient()")
         self.recording = True
         return res
 
