@@ -194,8 +194,11 @@ class ProbeLauncher:
             finally:
                 worker.child_pid = None
                 worker.last_used = time.monotonic()
-            if raw is None:  # the worker itself did not answer in time: kill everything
+            if raw is None or raw.get("leftover_alive"):
+                # The worker did not answer in time, or could not kill everything the probe left behind
+                # (a fork bomb on a loaded machine): discard it, its sandbox and every process in them.
                 self._drop(key)
+            if raw is None:
                 raw = {"status": "timeout", "error": {"type": "Timeout", "message": f"the probe did not finish "
                        f"within {timeout:g} s; its processes were killed", "path": None, "line": None}}
         isolation = list(worker.plan.layers)

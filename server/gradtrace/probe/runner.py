@@ -135,11 +135,18 @@ def _children_of(pid: int) -> list[int]:
     return found
 
 
-def _sweep(pgid: int | None, pidns: bool) -> int:
-    """Kill everything a probe left behind: its process group, our other children, their children."""
+def _sweep(pgid: int | None, pidns: bool, budget_s: float = 15.0) -> tuple[int, int]:
+    """Kill everything a probe left behind: its process group, our other children, their children.
+
+    Returns (signals sent, processes still there). A fork bomb refills freed process slots while it is
+    being killed, and on a loaded machine the dying processes wait for a CPU: keep going until nothing is
+    left or `budget_s` is spent; the launcher discards a worker that could not be emptied.
+    """
     me = os.getpid()
     killed = 0
-    for _ in range(200):
+    victims: list[int] = []
+    deadline = time.monotonic() + budget_s
+    while True:
         if pgid:
             try:
                 os.killpg(pgid, signal.SIGKILL)
@@ -162,10 +169,9 @@ def _sweep(pgid: int | None, pidns: bool) -> int:
                 break
             if pid == 0:
                 break
-        if not victims:
-            break
+        if not victims or time.monotonic() > deadline:
+            return killed, len(victims)
         time.sleep(0.005)
-    return killed
 
 
 def _signal_name(num: int) -> str:
@@ -240,7 +246,7 @@ def _run_forked(req: dict, control, cfg: dict) -> dict:
             if status is not None:
                 break
     elapsed = time.perf_counter() - started
-    killed = _sweep(pid, bool(cfg.get("pidns")))
+    killed, alive = _sweep(pid, bool(cfg.get("pidns")))
     if status is None:
         try:
             _, status = os.waitpid(pid, 0)
@@ -251,7 +257,8 @@ def _run_forked(req: dict, control, cfg: dict) -> dict:
     _rmtree(base)
     output = {"bytes": out_total, "head": head.decode("utf-8", "replace"),
               "tail": bytes(tail[-OUTPUT_KEEP:]).decode("utf-8", "replace") if out_total > OUTPUT_KEEP else ""}
-    extra = {"elapsed_s": round(elapsed, 4), "output": output, "leftover_killed": killed}
+    extra = {"elapsed_s": round(elapsed, 4), "output": output, "leftover_killed": killed,
+             "leftover_alive": alive}
     if timed_out:
         return {"status": "timeout", "error": {
             "type": "Timeout", "message": f"the probe did not finish within {timeout:g} s; its process group "

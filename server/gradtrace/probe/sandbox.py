@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 
 # Environment variables the probe keeps (by exact name or prefix); everything else is dropped.
@@ -170,12 +171,18 @@ class PidsCgroup:
             except OSError:
                 pass
 
-    def remove(self) -> None:
+    def remove(self, wait_s: float = 5.0) -> None:
+        """Delete the cgroup; killed processes leave it only once reaped, so wait for them briefly."""
         if self.path:
-            try:
-                os.rmdir(self.path)
-            except OSError:
-                pass
+            deadline = time.monotonic() + wait_s
+            while True:
+                try:
+                    os.rmdir(self.path)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.02)
             self.path = None
 
 
