@@ -15,9 +15,12 @@ the resulting gradients update (to check `argnums`).
 from __future__ import annotations
 
 import ast
+import bisect
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 from gradtrace.analysis.flow_core import EMPTY, Cut, FuncRef, Interp, Val, covered, flat, join, kwarg
+from gradtrace.analysis.source import IMPORTED_AS
 from gradtrace.analysis.tf_flow import dtype_of, literal_dtype
 
 GRAD_FUNCS = {"jax.grad": "grad", "jax.value_and_grad": "value_and_grad", "jax.jacrev": "jacrev",
@@ -26,6 +29,8 @@ GRAD_FUNCS = {"jax.grad": "grad", "jax.value_and_grad": "value_and_grad", "jax.j
               "flax.nnx.value_and_grad": "value_and_grad"}
 JIT_FUNCS = {"jax.jit": "jit", "jax.vmap": "vmap", "jax.pmap": "pmap", "equinox.filter_jit": "jit",
              "flax.nnx.jit": "jit", "flax.nnx.vmap": "vmap"}
+JAX_ROOTS = IMPORTED_AS["jax"]
+PLAIN_STATEMENTS = (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Expr)
 STOP = {"jax.lax.stop_gradient", "jax.numpy.stop_gradient"}
 ZERO_GRAD = {"round", "floor", "ceil", "sign", "rint", "trunc", "fix"}
 ARGMAX_LIKE = {"argmax", "argmin", "argsort", "searchsorted", "digitize", "nonzero", "argwhere"}
@@ -576,6 +581,81 @@ class JaxInterp(Interp):
                 names = self.params(ref.node)[len(bound):]
                 self.call_jitfn(node, jf, [Val() for _ in names[: self.required(ref.node, len(bound))]], {})
         super().after_module()
+
+    def standalone(self, fn, cls):
+        if fn in self.jax_relevant:
+            super().standalone(fn, cls)
+
+    @cached_property
+    def jax_relevant(self) -> set:
+        """Functions whose analysis on their own can find something: they name JAX (an imported JAX name),
+        or call, by name, a function of this file that does. The rest of a mostly-PyTorch file that
+        converts one checkpoint with `jax.numpy` is not walked again."""
+        jax_names = {local for local, qual in self.names.aliases.items() if qual.split(".")[0] in JAX_ROOTS}
+        fns = list(self.functions.values()) + [m for info in self.classes.values() for m in info.methods.values()]
+        self.jax_lines: set[int] = set()
+        if not jax_names or not fns:
+            self.jax_lines = {node.lineno for node in self.ctx.source.nodes(ast.Name) if node.id in jax_names}
+            return set(fns) if jax_names else set()
+        spans = sorted((min([fn.lineno] + [d.lineno for d in fn.decorator_list]), fn.end_lineno or fn.lineno, i)
+                       for i, fn in enumerate(fns))
+        starts = [span[0] for span in spans]
+
+        def owner(line: int) -> int | None:
+            k = bisect.bisect_right(starts, line) - 1
+            return spans[k][2] if k >= 0 and line <= spans[k][1] else None
+
+        direct: set[int] = set()
+        for node in self.ctx.source.nodes(ast.Name):
+            if node.id in jax_names:
+                k = owner(node.lineno)
+                if k is not None:
+                    direct.add(k)
+        calls: dict[int, set[str]] = {}
+        for node in self.ctx.source.nodes(ast.Call):
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+            if name is not None:
+                k = owner(node.lineno)
+                if k is not None:
+                    calls.setdefault(k, set()).add(name)
+        relevant = set(direct)
+        while True:
+            names = {fns[k].name for k in relevant}
+            more = {k for k, called in calls.items() if k not in relevant and called & names}
+            if not more:
+                break
+            relevant |= more
+        self.jax_lines = {node.lineno for node in self.ctx.source.nodes(ast.Name) if node.id in jax_names}
+        self.jax_lines |= {node.lineno for node in self.ctx.source.nodes(ast.Call)
+                           if getattr(node.func, "id", getattr(node.func, "attr", None)) in names}
+        return {fns[k] for k in relevant}
+
+    def exec_block(self, stmts):
+        if stmts is self.tree.body and self.jax_relevant is not None:
+            # Module level: a plain statement that names no JAX and calls no JAX-using function of this file
+            # (a config table, a logger) binds nothing JAX can trip on.
+            stmts = self.module_statements_to_run(stmts)
+        super().exec_block(stmts)
+
+    def module_statements_to_run(self, stmts):
+        """Module-level statements in order, without the plain ones that neither name JAX, nor call a
+        JAX-using function of this file, nor read a name that an earlier kept statement bound."""
+        names_on: dict[int, set[str]] = {}
+        for node in self.ctx.source.nodes(ast.Name):
+            names_on.setdefault(node.lineno, set()).add(node.id)
+        tainted: set[str] = set()
+        kept = []
+        for stmt in stmts:
+            lines = range(stmt.lineno, (stmt.end_lineno or stmt.lineno) + 1)
+            if isinstance(stmt, PLAIN_STATEMENTS) and not any(line in self.jax_lines for line in lines) \
+                    and not any(names_on.get(line, set()) & tainted for line in lines):
+                continue
+            kept.append(stmt)
+            if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                for line in lines:
+                    tainted |= names_on.get(line, set())
+        return kept
 
     def required(self, fn, bound: int) -> int:
         """How many positional parameters after `bound` have no default (the rest keep their defaults)."""

@@ -16,6 +16,10 @@ FRAMEWORK_MARKERS = {
     "tensorflow": ("tensorflow", "keras"),
     "jax": ("jax", "flax", "optax"),
 }
+IMPORTED_AS = {  # top-level packages whose import brings a framework's analysis in
+    "tensorflow": {"tensorflow", "keras", "tf_keras"},
+    "jax": {"jax", "jaxlib", "flax", "optax", "equinox", "haiku", "chex"},
+}
 MAX_NESTING_HINT = 400  # deeper expressions are analysed only partially (see GT002)
 
 
@@ -92,24 +96,7 @@ class SourceFile:
     @cached_property
     def parents(self) -> dict[int, ast.AST]:
         """id(node) -> parent node, built on first use (only fixes and a few rules need it)."""
-        parents: dict[int, ast.AST] = {}
-        if self.tree is None:
-            return parents
-        stack: list[ast.AST] = [self.tree]
-        AST = ast.AST
-        while stack:
-            node = stack.pop()
-            for name in node._fields:
-                value = getattr(node, name, None)
-                if value.__class__ is list:
-                    for child in value:
-                        if isinstance(child, AST):
-                            parents[id(child)] = node
-                            stack.append(child)
-                elif isinstance(value, AST):
-                    parents[id(value)] = node
-                    stack.append(value)
-        return parents
+        return parent_map(self.tree) if self.tree is not None else {}
 
     def nodes(self, *kinds: type) -> list:
         """Nodes of the given types (pre-order within each type)."""
@@ -122,8 +109,23 @@ class SourceFile:
 
     @cached_property
     def frameworks(self) -> frozenset[str]:
-        """Frameworks the file mentions (a cheap text pre-filter before any analysis)."""
-        return frozenset(name for name, markers in FRAMEWORK_MARKERS.items() if any(m in self.text for m in markers))
+        """Frameworks whose analysis this file needs.
+
+        A cheap text pre-filter first; TensorFlow and JAX must then also be imported (a PyTorch file that
+        mentions "jax" in a docstring or a weight-init mode name gets no JAX analysis). PyTorch keeps the
+        text test: a training script may use a model from a project module without importing torch.
+        """
+        mentioned = {name for name, markers in FRAMEWORK_MARKERS.items() if any(m in self.text for m in markers)}
+        if self.tree is None or not mentioned - {"torch"}:
+            return frozenset(mentioned)
+        imported: set[str] = set()
+        for node in self.nodes(ast.Import, ast.ImportFrom):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name.partition(".")[0] for alias in node.names)
+            elif node.module and not node.level:
+                imported.add(node.module.partition(".")[0])
+        return frozenset(name for name in mentioned
+                         if name == "torch" or imported & IMPORTED_AS[name])
 
     @cached_property
     def noqa(self) -> dict[int, frozenset[str] | None]:
@@ -175,3 +177,23 @@ class SourceFile:
         parts += [self.lines.line(n) for n in range(s.line + 1, s.end_line)]
         parts.append(self.lines.line(s.end_line)[: s.end_column - 1])
         return "\n".join(parts)
+
+
+def parent_map(root: ast.AST) -> dict[int, ast.AST]:
+    """id(node) -> parent node for every node below `root`."""
+    parents: dict[int, ast.AST] = {}
+    stack: list[ast.AST] = [root]
+    AST = ast.AST
+    while stack:
+        node = stack.pop()
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if value.__class__ is list:
+                for child in value:
+                    if isinstance(child, AST):
+                        parents[id(child)] = node
+                        stack.append(child)
+            elif isinstance(value, AST):
+                parents[id(value)] = node
+                stack.append(value)
+    return parents

@@ -29,6 +29,7 @@ from gradtrace.analysis.values import (
     named,
     overlaps,
 )
+from gradtrace.analysis.values import expr_text as _text
 
 MAX_CALL_DEPTH = 10
 MAX_STEPS = 400_000  # evaluation budget per file; past it the rest is skipped (GT002)
@@ -691,7 +692,7 @@ class TorchFlow:
             return UNKNOWN
         if base.kind == "tensor" or (base.kind == "unknown" and attr in TENSOR_ATTRS):
             if attr == "data":
-                return cut(replace(base, leaf=False), node, "data", ".data", var=_text(node.value),
+                return cut(replace(base, leaf=False), node, "data", ".data", var=node.value,
                            module=frame.module)
             if attr == "grad":
                 return Value("tensor", opaque=base.opaque)
@@ -801,7 +802,7 @@ class TorchFlow:
             return Value("bool")
         merged = join(*values)
         if any(v.kind == "tensor" for v in values) and merged.srcs:
-            return cut(merged, node, "compare", _text(node) or "comparison", var=_text(node.left), result_kind="tensor",
+            return cut(merged, node, "compare", _text(node) or "comparison", var=node.left, result_kind="tensor",
                        module=frame.module, intlike=True)
         if any(v.kind == "tensor" for v in values):
             return Value("tensor", cuts=merged.cuts, intlike=True)
@@ -1076,7 +1077,7 @@ class TorchFlow:
         first = args[0] if args else Value()
         if name in ("float", "int", "bool", "complex"):
             if first.srcs:
-                return cut(first, node, "item", f"{name}()", var=_text(node.args[0]), result_kind="number",
+                return cut(first, node, "item", f"{name}()", var=node.args[0], result_kind="number",
                            module=frame.module)
             return Value("number", cuts=first.cuts)
         if name in ("list", "tuple", "sorted", "reversed", "set", "iter"):
@@ -1085,7 +1086,7 @@ class TorchFlow:
             return Value("container", srcs=first.srcs, cuts=first.cuts, items=first.items, opaque=first.opaque)
         if name in ("sum", "max", "min", "abs", "round", "pow", "divmod"):
             if name == "round" and first.kind == "tensor" and first.srcs:
-                return cut(first, node, "zero", "round()", var=_text(node.args[0]), zero=True, module=frame.module)
+                return cut(first, node, "zero", "round()", var=node.args[0], zero=True, module=frame.module)
             merged = join(*args)
             if name in ("sum", "max", "min") and first.items:
                 merged = join(*first.items, *args[1:])
@@ -1182,20 +1183,20 @@ class TorchFlow:
                                     and k.value.value is False for k in node.keywords)
                 if reentrant and not any(a.srcs for a in args[1:]) and result.srcs:
                     # reentrant checkpointing records nothing when no input requires grad
-                    return cut(result, node, "checkpoint", "checkpoint(...)", var=_text(node.args[0]),
+                    return cut(result, node, "checkpoint", "checkpoint(...)", var=node.args[0],
                                module=module)
                 return result
             return self.torch_function(qn, short, node, frame, args, kwargs, first, every)
         if root == "math":
             if first.srcs and short not in ("pi", "e", "inf", "nan"):
-                return cut(first, node, "math", f"math.{short}()", var=_text(node.args[0]) if node.args else None,
+                return cut(first, node, "math", f"math.{short}()", var=node.args[0] if node.args else None,
                            result_kind="number", module=module)
             return Value("number", cuts=every.cuts)
         if root == "numpy":
             tensor_args = [a for a in args if a.srcs]
             if tensor_args:
                 merged = join(*tensor_args)
-                return cut(merged, node, "numpy", f"np.{short}()", var=_text(node.args[0]) if node.args else None,
+                return cut(merged, node, "numpy", f"np.{short}()", var=node.args[0] if node.args else None,
                            result_kind="array", module=module)
             return Value("array", cuts=every.cuts, intlike=short in ("argmax", "argmin", "argsort"))
         return Value("unknown", srcs=every.srcs, cuts=every.cuts, opaque=True)
@@ -1211,7 +1212,7 @@ class TorchFlow:
         dtype_qn = _dtype_name(node, module.names)
         if short in api.FACTORIES and (qn.count(".") == 1 or qn.startswith("torch.cuda.")):
             if short in api.REWRAP_FACTORIES and first.srcs:
-                result = cut(first, node, "rewrap", f"torch.{short}()", var=_text(node.args[0]), result_kind="tensor",
+                result = cut(first, node, "rewrap", f"torch.{short}()", var=node.args[0], result_kind="tensor",
                              module=module)
             elif short in ("as_tensor", "asarray"):
                 result = replace(first, kind="tensor") if first.kind in ("tensor", "unknown") and first.srcs else Value(
@@ -1228,22 +1229,22 @@ class TorchFlow:
             return replace(result, intlike=intlike)
         if short in api.INDEX_OPS:
             if first.srcs:
-                return cut(first, node, "index", f"torch.{short}()", var=_text(node.args[0]) if node.args else None,
+                return cut(first, node, "index", f"torch.{short}()", var=node.args[0] if node.args else None,
                            result_kind="tensor", module=module, intlike=True)
             return Value("tensor", cuts=every.cuts, intlike=True)
         if short in api.ZERO_GRAD_OPS:
             if first.srcs:
-                return cut(first, node, "zero", f"torch.{short}()", var=_text(node.args[0]) if node.args else None,
+                return cut(first, node, "zero", f"torch.{short}()", var=node.args[0] if node.args else None,
                            zero=True, module=module)
             return Value("tensor", cuts=every.cuts)
         if short in api.COMPARE_METHODS:
             if every.srcs:
-                return cut(every, node, "compare", f"torch.{short}()", var=_text(node.args[0]) if node.args else None,
+                return cut(every, node, "compare", f"torch.{short}()", var=node.args[0] if node.args else None,
                            result_kind="tensor", module=module, intlike=True)
             return Value("tensor", cuts=every.cuts, intlike=True)
         if short == "one_hot":
             if first.srcs:
-                return cut(first, node, "index", "F.one_hot()", var=_text(node.args[0]), result_kind="tensor",
+                return cut(first, node, "index", "F.one_hot()", var=node.args[0], result_kind="tensor",
                            module=module, intlike=True)
             return Value("tensor", cuts=first.cuts, intlike=True)
         if short in api.VALUES_INDICES_OPS and qn.count(".") == 1:
@@ -1353,7 +1354,7 @@ class TorchFlow:
 
     def tensor_method(self, receiver: Value, method: str, node: ast.Call, frame: Frame, args, kwargs) -> Value:
         module = frame.module
-        var = _text(node.func.value)
+        var = node.func.value  # spelled out only if a cut is recorded
         if method in ("numpy", "tolist") and not receiver.srcs and receiver.cuts and receiver.cuts[-1].kind == "detach" \
                 and _contains(node.func.value, receiver.cuts[-1].node):
             last = receiver.cuts[-1]
@@ -1479,16 +1480,6 @@ def _contains(tree: ast.AST, node: ast.AST) -> bool:
 
 def _is_zero(node: ast.AST) -> bool:
     return isinstance(node, ast.Constant) and not isinstance(node.value, bool) and node.value == 0
-
-
-def _text(node: ast.AST | None) -> str | None:
-    if node is None:
-        return None
-    try:
-        text = ast.unparse(node)
-    except Exception:  # pragma: no cover - unparse of odd trees
-        return None
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _before(a: ast.AST, b: ast.AST) -> bool:

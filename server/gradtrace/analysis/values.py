@@ -94,12 +94,14 @@ def combine(kind: str, *values: Value, intlike: bool = False, saved_by: str | No
     return Value(kind=kind, srcs=j.srcs, cuts=j.cuts, opaque=j.opaque, intlike=intlike, saved_by=saved_by)
 
 
-def cut(value: Value, node: ast.AST, kind: str, op: str, *, var: str | None = None, zero: bool = False,
+def cut(value: Value, node: ast.AST, kind: str, op: str, *, var: str | ast.AST | None = None, zero: bool = False,
         result_kind: str | None = None, module: Any = None, via: ast.AST | None = None,
         intlike: bool = False) -> Value:
     """`value` after an operation that disconnects it from autograd."""
     new_cuts = value.cuts
     if value.srcs:
+        if isinstance(var, ast.AST):
+            var = expr_text(var)
         new_cuts = value.cuts + (Cut(node, kind, op, value.srcs, var, zero, module, via),)
     return Value(kind=result_kind or value.kind, srcs=frozenset(), cuts=new_cuts, opaque=value.opaque,
                  intlike=intlike, items=None)
@@ -125,3 +127,14 @@ def alive_in(source: str, srcs: frozenset[str]) -> bool:
 def display(source: str) -> str:
     """`self.backbone` -> `backbone` for messages."""
     return source[5:] if source.startswith("self.") else source
+
+
+def expr_text(node: ast.AST | None) -> str | None:
+    """The expression as the user might have written it, shortened for a message."""
+    if node is None:
+        return None
+    try:
+        text = ast.unparse(node)
+    except Exception:  # noqa: BLE001 - unparse of odd trees
+        return None
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,5 +1,6 @@
 import ast
 
+from gradtrace.analysis.source import parent_map
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 HARMLESS_CALLS = {"detach", "detach_", "item", "tolist", "print", "float", "int", "len", "repackage_hidden",
@@ -30,11 +31,14 @@ def _own_nodes(stmt: ast.stmt):
     return ast.walk(stmt)
 
 
-def _reads_into_graph(stmt: ast.stmt, name: str, parents) -> ast.Name | None:
+def _reads_into_graph(stmt: ast.stmt, name: str) -> ast.Name | None:
     """A read of `name` in `stmt` that can enter a new graph (not under detach/item/print...)."""
+    parents = None
     for node in _own_nodes(stmt):
         if not (isinstance(node, ast.Name) and node.id == name and isinstance(node.ctx, ast.Load)):
             continue
+        if parents is None:
+            parents = parent_map(stmt)
         current, harmless = node, False
         while current is not None and current is not stmt:
             parent = parents.get(id(current))
@@ -161,13 +165,12 @@ class GraphCarriedAcrossSteps(Rule):
         for loop, module, carried in ctx.torch.flow.carried:
             if module.path != ctx.path:
                 continue
-            parents = ctx.source.parents
             ordered = list(_statements_in_order(loop.body))
             if not any(_backward_without_retain(s) for s in ordered):
                 continue
             for name in carried:
                 for index, stmt in enumerate(ordered):
-                    read = _reads_into_graph(stmt, name, parents)
+                    read = _reads_into_graph(stmt, name)
                     if read is not None:
                         if any(_backward_without_retain(s) for s in ordered[index:]):
                             ctx.report(read, f"`{name}` still holds the previous iteration's graph, which "
