@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -72,6 +73,11 @@ def _check_one(job):
 
 def run_check(args) -> int:
     from gradtrace.analysis.project import Project, find_project_root
+
+    # The analysis allocates many small, short-lived objects and no cycles worth chasing mid-file: collect
+    # rarely (10-20% of a check's time otherwise goes to the cyclic collector).
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 50)
 
     missing = [p for p in args.paths if not os.path.exists(p)]
     if missing:
