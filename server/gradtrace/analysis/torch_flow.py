@@ -182,6 +182,7 @@ class TorchFlow:
         self._seen_optimizer_nodes: set[int] = set()
         self.globals: dict[str, dict[str, Value]] = {}  # module path -> its top-level names
         self.carried: list[tuple[ast.stmt, ModuleContext, list[str]]] = []  # loops and the graphs they carry
+        self.exposed: dict[ast.stmt, frozenset[str]] = {}  # loop -> names read before written in its body
         self.interpreted: set[int] = set()  # functions already followed with their callers' values
         self.cut_vars: dict[int, str] = {}  # id(cut) -> the variable that first held the cut value
 
@@ -387,7 +388,11 @@ class TorchFlow:
         counts_as_condition = iterable is None or iterable.kind not in ("params", "named_params")
         frame.conditional += counts_as_condition
         before = dict(frame.env)
+        grad_off, last_sink, steps = frame.grad_off, frame.last_sink, len(self.steps)
         for loop_pass in range(2):  # twice: values carried from one iteration to the next
+            if loop_pass == 1 and frame.grad_off is grad_off and not self.carries_over(stmt, before, frame.env) \
+                    and (frame.last_sink is last_sink or all(s.last_sink is not last_sink for s in self.steps[steps:])):
+                break  # the second pass would see what the first saw: grad mode, values and the last backward
             if element is not None:
                 self.assign(stmt.target, element, frame, stmt)
             if loop_pass == 1:
@@ -400,6 +405,22 @@ class TorchFlow:
         self.merge_envs(frame, [before, frame.env])
         self.exec_block(stmt.orelse, frame)
         frame.conditional -= counts_as_condition
+
+    def carries_over(self, loop: ast.stmt, before: dict, after: dict) -> bool:
+        """Can the second pass over a loop body see anything the first did not? Only if a name the body
+        reads before writing it (a value from the previous iteration) was bound by the first pass to a
+        value that carries gradient, cuts or a new kind."""
+        exposed = self.exposed.get(loop)
+        if exposed is None:
+            exposed = self.exposed[loop] = _read_before_written(loop)
+        for name in exposed:
+            new = after.get(name)
+            old = before.get(name)
+            if new is None or new is old:
+                continue
+            if old is None or new.srcs or new.cuts or new.kind != old.kind:
+                return True
+        return False
 
     def exec_with(self, stmt: ast.With, frame: Frame) -> None:
         previous = frame.grad_off
@@ -1507,3 +1528,53 @@ def _int_literal_data(node: ast.Call) -> bool:
         elif not isinstance(sub, (ast.List, ast.Tuple, ast.UnaryOp, ast.USub, ast.Load)):
             return False
     return found_int
+
+
+def _read_before_written(loop: ast.stmt) -> frozenset[str]:
+    """Names and dotted names (`self.h`) the loop body may read before it writes them, in textual order:
+    the values one iteration hands to the next. Nested functions and classes are not looked into."""
+    written: set[str] = set()
+    exposed: set[str] = set()
+    if isinstance(loop, (ast.For, ast.AsyncFor)):
+        written.update(n.id for n in ast.walk(loop.target) if isinstance(n, ast.Name))
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            return
+        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            if isinstance(node, ast.AugAssign):
+                visit_load(node.target)
+            if node.value is not None:
+                visit(node.value)
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                for sub in ast.walk(target):
+                    if isinstance(sub, (ast.Name, ast.Attribute)) and isinstance(sub.ctx, ast.Store):
+                        name = _dotted(sub)
+                        if name:
+                            written.add(name)
+                    elif isinstance(sub, ast.expr) and isinstance(getattr(sub, "ctx", None), ast.Load):
+                        visit_load(sub)
+            return
+        if isinstance(node, (ast.Name, ast.Attribute)) and isinstance(node.ctx, ast.Load):
+            visit_load(node)
+            return
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    def visit_load(node: ast.AST) -> None:
+        name = _dotted(node)
+        if name is not None:
+            parts = name.split(".")
+            for i in range(1, len(parts) + 1):
+                prefix = ".".join(parts[:i])
+                if prefix not in written:
+                    exposed.add(prefix)
+            return
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    if isinstance(loop, ast.While):
+        visit(loop.test)
+    for stmt in loop.body:
+        visit(stmt)
+    return frozenset(exposed)
