@@ -152,9 +152,13 @@ class JaxInterp(Interp):
                 inner = fn.ref
                 return Val(kind="gradfn", ref=GradFn(inner.fn, const_argnums(argnums_node), GRAD_FUNCS[qual], node,
                                                      inner.jit, False, argnums_node))
+            # grad of a jitted function (`@jax.jit def loss` then `jax.grad(loss)`): the jit still traces
+            # the function abstractly, with its own static arguments
+            jitted = fn.kind == "jitfn" and isinstance(fn.ref, JitFn) and fn.ref.mode == "jit"
             gf = self.gradfns.get(node) or GradFn(fn, const_argnums(argnums_node), GRAD_FUNCS[qual], node,
+                                                 jit=jitted,
                                                  has_aux=isinstance(has_aux, ast.Constant) and bool(has_aux.value),
-                                                 argnums_node=argnums_node)
+                                                 argnums_node=argnums_node, static=fn.ref.static if jitted else EMPTY)
             allow_int = kwarg(node, "allow_int")
             gf.allow_int = isinstance(allow_int, ast.Constant) and bool(allow_int.value)
             self.gradfns[node] = gf
@@ -220,7 +224,7 @@ class JaxInterp(Interp):
                 vals.append(Val(frozenset({pname}), EMPTY, self.array_kind(arg), "float", None, None, True,
                                 gf.jit or arg.jtraced, None, True))
             else:
-                vals.append(self.trace(arg, gf.jit and not is_static(gf.static, i)))
+                vals.append(self.trace(arg, gf.jit and not (is_static(gf.static, i) or is_static(gf.static, pname))))
         if ref is None:
             self.facts.grad_calls.append((node, gf, None))
             return Val(kind="grads")

@@ -17,7 +17,8 @@ class PythonControlFlowOnTracer(Rule):
     Flags `if`, `while`, conditional expressions, `not`, `and`/`or` whose condition is known to be an
     array that `jax.jit`, `jax.vmap` or `pmap` traces abstractly: a non-static argument itself, the
     result of a `jnp`/`lax` op or an array method on one, arithmetic and comparisons on those,
-    including in helpers they call. Conditions on shapes, on static arguments (all arguments when
+    including in helpers they call, and in a jitted function that `jax.grad` differentiates (the jit
+    still traces it abstractly). Conditions on shapes, on static arguments (all arguments when
     `static_argnums`/`static_argnames` is a variable), on containers, on fields of a pytree or struct
     (`if state.loss_scale:` is often a static field or `None`), on results of unknown calls, and
     Python control flow under `jax.grad` alone (which traces with concrete values) stay quiet.
@@ -111,6 +112,21 @@ class PythonControlFlowOnTracer(Rule):
 
         y = compiled(("double",))(jnp.ones(3), True)
         """,
+        """
+        from functools import partial
+
+        import jax
+        import jax.numpy as jnp
+
+        @partial(jax.jit, static_argnames=("clip",))
+        def loss(w, x, clip):
+            y = jnp.sum((x * w) ** 2)
+            if clip:
+                return jnp.minimum(y, 1.0)
+            return y
+
+        g = jax.grad(loss)(jnp.ones(3), jnp.ones(3), True)
+        """,
     )
     invalid = (
         Invalid(
@@ -125,6 +141,22 @@ class PythonControlFlowOnTracer(Rule):
                 return jnp.zeros(())
 
             y = relu_sum(jnp.ones(3))
+            """,
+            truth=Truth(raises=("TracerBoolConversionError", "boolean conversion"), framework="jax"),
+        ),
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+
+            @jax.jit
+            def loss(w, x, threshold=1.0):
+                err = jnp.mean(jnp.abs(x * w - 1.0))
+                if err < threshold:  # expect: GT304
+                    return err
+                return 2.0 * err
+
+            g = jax.grad(loss)(jnp.ones(3), jnp.ones(3))
             """,
             truth=Truth(raises=("TracerBoolConversionError", "boolean conversion"), framework="jax"),
         ),
