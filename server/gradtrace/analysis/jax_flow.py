@@ -19,7 +19,18 @@ import bisect
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
-from gradtrace.analysis.flow_core import EMPTY, Cut, FuncRef, Interp, Val, covered, flat, join, kwarg
+from gradtrace.analysis.flow_core import (
+    EMPTY,
+    Cut,
+    FuncRef,
+    Interp,
+    Val,
+    const_key,
+    covered,
+    flat,
+    join,
+    kwarg,
+)
 from gradtrace.analysis.source import IMPORTED_AS
 from gradtrace.analysis.tf_flow import dtype_of, literal_dtype
 
@@ -85,7 +96,9 @@ class JaxFacts:
     control_flow: dict = field(default_factory=dict)  # test node -> (what, transform)
     inplace: dict = field(default_factory=dict)  # stmt -> (target name)
     while_loops: dict = field(default_factory=dict)  # node -> op
-    argnums: dict = field(default_factory=dict)  # grad call node -> (updated name, position, GradFn, why)
+    # grad call node -> [(updated name, GradFn, update node, output index or None)]: the variables its
+    # gradients update; the index says which output of a tuple `argnums` (None: all of them / unknown)
+    argnums: dict = field(default_factory=dict)
     grad_calls: list = field(default_factory=list)
     nan_where: dict = field(default_factory=dict)  # unsafe branch node -> (op, where node)
 
@@ -241,7 +254,35 @@ class JaxInterp(Interp):
                 value = Val(kind="seq", items=((0, value), (1, replace(flat(result.item(1) or Val()), origins=EMPTY,
                                                                         cuts=EMPTY))), traced=traced, jtraced=jtraced)
             return Val(kind="seq", items=((0, value), (1, grads)), ref=(gf, node))
+        if gf.has_aux and gf.mode == "grad":  # (grads, aux)
+            aux = replace(flat(result.item(1) or Val()), origins=EMPTY, cuts=EMPTY) if result.items else Val()
+            return Val(kind="seq", items=((0, grads), (1, aux)), ref=(gf, node))
         return grads
+
+    def output_of(self, val: Val, key, n: int | None = None) -> Val | None:
+        """Output `key` of gradients taken with a literal tuple `argnums` (`gw, gb = grad_fn(w, b, x)`,
+        `grads[1]`): the gradient with respect to argument `argnums[key]`."""
+        if val.kind != "grads" or not isinstance(val.ref, tuple) or len(val.ref) != 2 or not isinstance(key, int):
+            return None
+        gf, call = val.ref
+        if not isinstance(gf.argnums_node, (ast.Tuple, ast.List)) or gf.argnums is None or gf.mode not in (
+                "grad", "value_and_grad"):
+            return None
+        count = len(gf.argnums)
+        if (n is not None and n != count) or not -count <= key < count:
+            return None
+        return replace(val, ref=(gf, call, key % count))
+
+    def unpack(self, val, key, n):
+        return self.output_of(val, key, n) or super().unpack(val, key, n)
+
+    def e_Subscript(self, node):
+        out = super().e_Subscript(node)
+        if out.kind == "grads" and isinstance(node.value, ast.Name):
+            base = self.lookup(node.value.id)
+            if base is not None:
+                return self.output_of(base, const_key(node.slice)) or out
+        return out
 
     def first_star(self, node):
         for i, a in enumerate(getattr(node, "args", [])):
@@ -518,15 +559,18 @@ class JaxInterp(Interp):
             isinstance(sub, ast.AugAssign) and isinstance(sub.op, (ast.Sub, ast.Add))) for sub in ast.walk(fn))
 
     def record_update(self, name, ref, node):
-        if not isinstance(ref, tuple) or len(ref) != 2:
+        if not isinstance(ref, tuple) or len(ref) not in (2, 3):
             return
-        gf, call_node = ref
+        gf, call_node = ref[:2]
+        index = ref[2] if len(ref) == 3 else None
         # the update must be in the function that took the gradient: a helper's parameter that happens to
         # share the caller's variable name (`def allclose(x, y)`) is another variable
         scope = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
         if self.enclosing(call_node, scope) is not self.frame.func:
             return
-        self.facts.argnums.setdefault(call_node, (name, gf, node))
+        updates = self.facts.argnums.setdefault(call_node, [])
+        if not any(u[0] == name and u[3] == index for u in updates):
+            updates.append((name, gf, node, index))
 
     def binop(self, a, b, node):
         out = super().binop(a, b, node)
@@ -535,6 +579,9 @@ class JaxInterp(Interp):
                 if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Sub) and g is b and isinstance(
                         other_node, ast.Name):
                     self.record_update(other_node.id, g.ref, node)
+                elif isinstance(node, ast.AugAssign) and isinstance(node.op, ast.Sub) and g is b and isinstance(
+                        node.target, ast.Name):
+                    self.record_update(node.target.id, g.ref, node)  # `b -= lr * gb`
                 if other.kind in ("pyfloat", "pyint", "unknown", "global"):
                     return Val(kind="grads", ref=g.ref)
         return out

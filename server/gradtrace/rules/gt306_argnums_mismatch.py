@@ -30,6 +30,11 @@ class ArgnumsMismatch(Rule):
     when the differentiated function reads it from a closure instead of an argument. Only a real
     update counts: in the function that called `jax.grad`, with a `tree_map` function that adds or
     subtracts (comparing gradients in a test helper, `tree_map(jnp.allclose, a, b)`, is no update).
+    With a tuple `argnums`, the outputs are paired with it in order (`gw, gb = grad_fn(w, b, x)` or
+    `grads[1]`): output k is the gradient with respect to argument `argnums[k]`, and it flags the
+    `argnums` when output k updates a variable passed at another position, e.g. `argnums=(0, 2)`
+    differentiating the data `x` while `b`, argument 1, is updated with the second output. Gradients
+    with respect to an input that update nothing (saliency, adversarial examples) are fine.
 
     ## Why is this bad?
     `jax.grad` differentiates only `argnums` (default: the first argument). With parameters in another
@@ -78,6 +83,22 @@ class ArgnumsMismatch(Rule):
         a, b = jnp.ones(3), jnp.zeros(3)
         assert close(jax.grad(energy, 0)(a, b), 2.0 * (a - b))
         """,
+        """
+        import jax
+        import jax.numpy as jnp
+
+        def mse(w, b, x, y):
+            return jnp.mean((x @ w + b - y) ** 2)
+
+        x, y = jnp.ones((4, 2)), jnp.zeros(4)
+        w, b = jnp.zeros(2), jnp.zeros(())
+        gb, gw = jax.grad(mse, argnums=(1, 0))(w, b, x, y)
+        w = w - 0.1 * gw
+        b = b - 0.1 * gb
+        gw, gx = jax.grad(mse, argnums=(0, 2))(w, b, x, y)
+        w = w - 0.1 * gw
+        x_adv = x + 0.01 * jnp.sign(gx)
+        """,
     )
     invalid = (
         Invalid(
@@ -111,29 +132,74 @@ class ArgnumsMismatch(Rule):
             """,
             truth=Truth(raises=("ValueError", "pytree structure"), framework="jax"),
         ),
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+
+            def mse(w, b, x, y):
+                return jnp.mean((x @ w + b - y) ** 2)
+
+            x, y = jnp.ones((4, 2)), jnp.zeros(4)
+            w, b = jnp.zeros(2), jnp.zeros(())
+            grad_fn = jax.jit(jax.grad(mse, argnums=(0, 2)))  # expect: GT306
+            for _ in range(2):
+                gw, gb = grad_fn(w, b, x, y)
+                w = w - 0.1 * gw
+                b = b - 0.1 * gb
+            """,
+            truth=Truth(raises=("ValueError", "Incompatible shapes"), framework="jax"),
+        ),
     )
 
     def check(self, ctx):
         facts = jax_facts(ctx)
         interp = facts.interp
-        for call_node, (name, gf, update) in facts.argnums.items():
-            if gf.argnums is None or not isinstance(call_node, ast.Call):
+        reported: set = set()
+        for call_node, updates in facts.argnums.items():
+            if not isinstance(call_node, ast.Call) or any(isinstance(a, ast.Starred) for a in call_node.args):
                 continue
-            args = call_node.args
-            if any(isinstance(a, ast.Starred) for a in args):
-                continue
-            positions = [i for i, a in enumerate(args) if isinstance(a, ast.Name) and a.id == name]
-            ref, bound = interp.underlying(gf.fn)
-            diff = ", ".join(str(a) for a in gf.argnums)
-            if positions:
-                if any(p in gf.argnums for p in positions):
+            for name, gf, update, index in updates:
+                if gf.argnums is None:
                     continue
-                why = (f"`{name}` is argument {positions[0]} but `jax.{gf.mode}` differentiates argnums={diff}, "
-                       f"so the gradients updating `{name}` on line {update.lineno} are with respect to other inputs")
-            elif ref is not None and name in free_names(ref.node):
-                why = (f"`{name}` is read from a closure, not passed as a differentiated argument, so the gradients "
-                       f"updating `{name}` on line {update.lineno} are with respect to other inputs")
+                found = self.mismatch(interp, call_node, name, gf, update, index)
+                if found is None:
+                    continue
+                where, why = found
+                if id(where) not in reported:
+                    reported.add(id(where))
+                    yield ctx.report(where, why, data={"lost": [name]})
+                break
+
+    def mismatch(self, interp, call_node, name, gf, update, index):
+        """(node to flag, message) when the gradients updating `name` are not its own, else None."""
+        args = call_node.args
+        positions = [i for i, a in enumerate(args) if isinstance(a, ast.Name) and a.id == name]
+        ref, bound = interp.underlying(gf.fn)
+        diff = ", ".join(str(a) for a in gf.argnums)
+        if index is not None and len(positions) == 1:
+            # `gw, gb = jax.grad(f, argnums=(0, 2))(w, b, x)`: output k is the gradient w.r.t. argnums[k]
+            target = gf.argnums[index]
+            if target == positions[0]:
+                return None
+            other = args[target] if target < len(args) else None
+            what = f"`{other.id}` (argument {target})" if isinstance(other, ast.Name) else f"argument {target}"
+            if positions[0] in gf.argnums:
+                fix = "unpack the gradients in the order of `argnums`"
             else:
-                continue
-            yield ctx.report(call_node, why + "; pass it at a position listed in `argnums`.",
-                             data={"lost": [name]})
+                fix = f"differentiate `{name}` by putting {positions[0]} in `argnums`"
+            why = (f"`argnums=({diff}{',' if len(gf.argnums) == 1 else ''})` makes output {index} the gradient with "
+                   f"respect to {what}, but on line {update.lineno} it updates `{name}`, which is argument "
+                   f"{positions[0]}; {fix}.")
+            return (gf.argnums_node if gf.argnums_node is not None else call_node), why
+        if positions:
+            if any(p in gf.argnums for p in positions):
+                return None
+            why = (f"`{name}` is argument {positions[0]} but `jax.{gf.mode}` differentiates argnums={diff}, "
+                   f"so the gradients updating `{name}` on line {update.lineno} are with respect to other inputs")
+        elif ref is not None and name in free_names(ref.node):
+            why = (f"`{name}` is read from a closure, not passed as a differentiated argument, so the gradients "
+                   f"updating `{name}` on line {update.lineno} are with respect to other inputs")
+        else:
+            return None
+        return call_node, why + "; pass it at a position listed in `argnums`."
