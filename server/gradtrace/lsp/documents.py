@@ -388,8 +388,11 @@ class Documents:
                 self.ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
 
     def changed(self, key: str) -> None:
-        """A document's text changed: analyse it (onType) and the open files that import it."""
-        if not self._on_save(key) and not self.ls.pull_diagnostics:  # pull clients ask after each change
+        """A document's text changed: analyse it (onType) and the open files that import it.
+
+        Pull clients ask for the diagnostics after each change; the analysis starts now all the same, so
+        their request finds it under way (or done) instead of starting it."""
+        if not self._on_save(key):
             self.schedule(key)
         self.dependents_changed(key)
 
