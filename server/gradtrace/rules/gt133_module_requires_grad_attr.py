@@ -1,0 +1,497 @@
+import ast
+from dataclasses import dataclass
+
+from gradtrace.analysis.modules import ClassInfo, classify_value
+from gradtrace.findings import Edit, Fix
+from gradtrace.rules.base import Invalid, Rule, Truth
+
+SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.Module)
+FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
+MODULE_ITERATORS = {"modules": False, "children": False, "named_modules": True, "named_children": True}
+MAX_DEPTH = 6
+
+
+@dataclass(frozen=True)
+class ModuleRef:
+    """What an expression is known to hold: an `nn.Module` (of a same-project class, or a built-in layer)."""
+
+    cls: ClassInfo | None = None  # a project nn.Module subclass
+    layer: str | None = None  # a built-in layer's qualified name, when known
+
+
+class Bindings:
+    """Per-scope name bindings of one file, computed on first use (for module-valued names)."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.parents = ctx.source.parents
+        self._scopes: dict[int, dict[str, list[tuple]]] = {}
+        self._calls: dict[str, list[ast.Call]] | None = None
+
+    def scope_of(self, node: ast.AST) -> ast.AST:
+        current = self.parents.get(id(node))
+        while current is not None and not isinstance(current, SCOPES):
+            current = self.parents.get(id(current))
+        return current if current is not None else self.ctx.tree
+
+    def table(self, scope: ast.AST) -> dict[str, list[tuple]]:
+        found = self._scopes.get(id(scope))
+        if found is not None:
+            return found
+        table: dict[str, list[tuple]] = {}
+
+        def add(name, binding):
+            table.setdefault(name, []).append(binding)
+
+        if isinstance(scope, (*FUNCTIONS, ast.Lambda)):
+            args = scope.args
+            positional = args.posonlyargs + args.args
+            for index, arg in enumerate(positional):
+                add(arg.arg, ("param", scope, index, arg.annotation))
+            for arg in [args.vararg, args.kwarg, *args.kwonlyargs]:
+                if arg is not None:
+                    add(arg.arg, ("other",))
+        body = scope.body if isinstance(scope.body, list) else [scope.body]
+        stack = list(body)
+        while stack:
+            node = stack.pop()
+            if isinstance(node, (*FUNCTIONS, ast.ClassDef)):
+                add(node.name, ("other",))
+                stack.extend(node.decorator_list)
+                continue
+            if isinstance(node, ast.Lambda):
+                continue
+            if isinstance(node, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+                continue
+            if isinstance(node, ast.Assign):
+                for target in node.targets:
+                    if isinstance(target, ast.Name):
+                        add(target.id, ("assign", node.value))
+                    else:
+                        self._other_targets(target, add)
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                add(node.target.id, ("assign", node.value) if node.value is not None else ("annotation",
+                                                                                         node.annotation))
+            elif isinstance(node, (ast.For, ast.AsyncFor)):
+                self._loop_target(node, add)
+            elif isinstance(node, (ast.AugAssign, ast.NamedExpr)):
+                self._other_targets(node.target, add)
+            elif isinstance(node, (ast.With, ast.AsyncWith)):
+                for item in node.items:
+                    if item.optional_vars is not None:
+                        self._other_targets(item.optional_vars, add)
+            elif isinstance(node, ast.ExceptHandler) and node.name:
+                add(node.name, ("other",))
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                for alias in node.names:
+                    add((alias.asname or alias.name).split(".")[0], ("other",))
+            elif isinstance(node, (ast.Global, ast.Nonlocal)):
+                for name in node.names:
+                    add(name, ("other",))
+            elif isinstance(node, ast.Delete):
+                for target in node.targets:
+                    self._other_targets(target, add)
+            for child in ast.iter_child_nodes(node):
+                stack.append(child)
+        self._scopes[id(scope)] = table
+        return table
+
+    @staticmethod
+    def _other_targets(target, add):
+        for n in ast.walk(target):
+            if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del)):
+                add(n.id, ("other",))
+
+    def _loop_target(self, node, add):
+        it = node.iter
+        method = it.func.attr if isinstance(it, ast.Call) and isinstance(it.func, ast.Attribute) else None
+        if method in MODULE_ITERATORS:
+            named = MODULE_ITERATORS[method]
+            target = node.target
+            if not named and isinstance(target, ast.Name):
+                add(target.id, ("module_loop",))
+                return
+            if named and isinstance(target, ast.Tuple) and len(target.elts) == 2 and isinstance(
+                    target.elts[1], ast.Name):
+                add(target.elts[1].id, ("module_loop",))
+                self._other_targets(target.elts[0], add)
+                return
+        self._other_targets(node.target, add)
+
+    def calls_of(self, name: str) -> list[ast.Call]:
+        if self._calls is None:
+            self._calls = {}
+            for call in self.ctx.source.nodes(ast.Call):
+                if isinstance(call.func, ast.Name):
+                    self._calls.setdefault(call.func.id, []).append(call)
+        return self._calls.get(name, [])
+
+
+def _class_of_self(ctx, scope: ast.AST, bindings: Bindings) -> ClassInfo | None:
+    """The nn.Module class whose method `scope` is, when `self` is its first parameter."""
+    if not isinstance(scope, FUNCTIONS):
+        return None
+    args = scope.args.posonlyargs + scope.args.args
+    if not args or args[0].arg != "self":
+        return None
+    holder = bindings.parents.get(id(scope))
+    if not isinstance(holder, ast.ClassDef):
+        return None
+    info = ctx.torch.module.classes.get(holder.name)
+    if info is None or info.node is not holder or not info.is_module:
+        return None
+    return info
+
+
+def _from_value(ctx, value: ast.expr) -> ModuleRef | None:
+    kind, layer, _ = classify_value(value, ctx.torch.module)
+    if kind != "module":
+        qn = ctx.names.qualname(value.func) if isinstance(value, ast.Call) else None
+        if qn and qn.startswith("torchvision.models.") and qn.split(".")[-1][:1].islower():
+            return ModuleRef(None, qn)
+        return None
+    if layer and not layer.startswith("torch."):
+        cls = ctx.torch.module.resolve_class(layer)
+        if cls is not None:
+            return ModuleRef(cls, None)
+        return None
+    return ModuleRef(None, layer)
+
+
+def resolve_module(ctx, expr: ast.expr, bindings: Bindings, depth: int = 0) -> ModuleRef | None:
+    """The module `expr` holds when every binding it can have says so (None when unsure)."""
+    if depth > MAX_DEPTH:
+        return None
+    if isinstance(expr, ast.Attribute):
+        base = resolve_module(ctx, expr.value, bindings, depth + 1)
+        if base is None or base.cls is None:
+            return None
+        attr = base.cls.find_attr(expr.attr)
+        if attr is None or attr.kind != "module":
+            return None
+        return _from_value(ctx, attr.value) or (ModuleRef(None, attr.layer) if attr.layer and attr.layer.startswith(
+            "torch.") else None)
+    if not isinstance(expr, ast.Name):
+        return None
+    scope = bindings.scope_of(expr)
+    while isinstance(scope, ast.ClassDef):
+        scope = bindings.scope_of(scope)
+    if expr.id == "self":
+        info = _class_of_self(ctx, scope, bindings)
+        return ModuleRef(info, None) if info is not None else None
+    table = bindings.table(scope)
+    found = table.get(expr.id)
+    if not found and not isinstance(scope, ast.Module):
+        module_table = bindings.table(ctx.tree)
+        if expr.id in module_table:
+            found = module_table[expr.id]
+    if not found:
+        return None
+    refs = []
+    for binding in found:
+        kind = binding[0]
+        if kind == "assign":
+            ref = _from_value(ctx, binding[1])
+        elif kind == "module_loop":
+            ref = ModuleRef(None, None)
+        elif kind == "param":
+            ref = _from_param(ctx, binding, bindings, depth)
+        else:
+            ref = None
+        if ref is None:
+            return None
+        refs.append(ref)
+    first = refs[0]
+    return first if all(r == first for r in refs) else ModuleRef(None, None)
+
+
+def _from_param(ctx, binding, bindings: Bindings, depth: int) -> ModuleRef | None:
+    _, function, index, annotation = binding
+    if annotation is not None:
+        qn = ctx.names.qualname(annotation)
+        cls = ctx.torch.module.resolve_class(qn) if qn else None
+        if cls is not None and cls.is_module:
+            return ModuleRef(cls, None)
+        return None
+    if not isinstance(function, FUNCTIONS) or isinstance(bindings.parents.get(id(function)), ast.ClassDef):
+        return None  # methods: their callers pass `self` implicitly; not followed
+    calls = bindings.calls_of(function.name)
+    if not calls or len(calls) > 8:
+        return None
+    refs = set()
+    for call in calls:
+        if any(isinstance(a, ast.Starred) for a in call.args):
+            return None
+        if index < len(call.args):
+            arg = call.args[index]
+        else:
+            name = (function.args.posonlyargs + function.args.args)[index].arg
+            arg = next((k.value for k in call.keywords if k.arg == name), None)
+        if arg is None:
+            return None
+        ref = resolve_module(ctx, arg, bindings, depth + 1)
+        if ref is None:
+            return None
+        refs.add(ref)
+    return refs.pop() if len(refs) == 1 else ModuleRef(None, None)
+
+
+def defines_requires_grad(cls: ClassInfo | None, seen=None) -> bool:
+    """Whether a project class (or a base it has) gives `requires_grad` a meaning of its own."""
+    if cls is None:
+        return False
+    seen = seen or set()
+    if id(cls) in seen:
+        return False
+    seen.add(id(cls))
+    if "requires_grad" in cls.attrs or "requires_grad" in cls.reads or "requires_grad" in cls.methods:
+        return True
+    for base in cls.bases:
+        if base.startswith("torch.nn.") or base in ("nn.Module", "Module"):
+            continue
+        parent = cls.module.resolve_class(base)
+        if parent is None or defines_requires_grad(parent, seen):
+            return True  # an unknown base may define it
+    return False
+
+
+class ModuleRequiresGradAttr(Rule):
+    code = "GT133"
+    name = "module-requires-grad-attribute"
+    summary = "`module.requires_grad = ...` on an `nn.Module` sets a plain attribute: its parameters do not change."
+    docs = """
+    ## What it does
+    Finds `<module>.requires_grad = True/False` where `<module>` is an `nn.Module` — a variable bound to
+    `nn.Linear(...)` or to an instance of a module class of the project, `self.<submodule>` registered in
+    `__init__`, `model.backbone` where `backbone` is a registered submodule, or a loop variable over
+    `model.modules()`.
+
+    ## Why is this bad?
+    `requires_grad` is a flag of tensors and parameters; `nn.Module` has none. The assignment only stores a
+    new plain Python attribute on the module: every parameter keeps its `requires_grad`. Frozen parameters
+    stay frozen (their `.grad` stays None); parameters meant to be frozen keep training.
+    `nn.Module.requires_grad_(flag)` is the method that sets the flag on every parameter.
+
+    ## Example
+    ```python
+    model.backbone.requires_grad = True  # unfreeze
+    ```
+
+    ## Use instead
+    ```python
+    model.backbone.requires_grad_(True)
+    ```
+
+    ## Fix safety
+    Safe: `requires_grad_(value)` does what the assignment meant.
+    """
+    valid = (
+        """
+        import torch
+        import torch.nn as nn
+
+        model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+        for p in model.parameters():
+            p.requires_grad = False
+        model[1].weight.requires_grad = True
+        w = torch.zeros(3)
+        w.requires_grad = True
+        model.requires_grad_(False)
+        bias = nn.Parameter(torch.zeros(2))
+        bias.requires_grad = False
+        """,
+        """
+        import torch.nn as nn
+
+
+        class Gate(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(4, 4)
+                self.requires_grad = True
+
+            def forward(self, x):
+                return self.fc(x) if self.requires_grad else self.fc(x).detach()
+
+
+        def configure(thing, flag):
+            thing.requires_grad = flag
+
+
+        gate = Gate()
+        gate.requires_grad = False
+        configure(object(), True)
+        """,
+    )
+    invalid = (
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            class Backbone(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.conv = nn.Conv2d(3, 8, 3)
+
+                def forward(self, x):
+                    return self.conv(x).mean((2, 3))
+
+
+            class Classifier(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.backbone = Backbone()
+                    self.head = nn.Linear(8, 2)
+
+                def forward(self, x):
+                    return self.head(self.backbone(x))
+
+
+            def set_stage(model, stage):
+                if stage == 0:
+                    for p in model.backbone.parameters():
+                        p.requires_grad = False
+                else:
+                    model.backbone.requires_grad = True  # expect: GT133
+
+
+            model = Classifier()
+            for stage in range(2):
+                set_stage(model, stage)
+            loss = model(torch.randn(2, 3, 8, 8)).sum()
+            loss.backward()
+            """,
+            fixed="""
+            import torch
+            import torch.nn as nn
+
+
+            class Backbone(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.conv = nn.Conv2d(3, 8, 3)
+
+                def forward(self, x):
+                    return self.conv(x).mean((2, 3))
+
+
+            class Classifier(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.backbone = Backbone()
+                    self.head = nn.Linear(8, 2)
+
+                def forward(self, x):
+                    return self.head(self.backbone(x))
+
+
+            def set_stage(model, stage):
+                if stage == 0:
+                    for p in model.backbone.parameters():
+                        p.requires_grad = False
+                else:
+                    model.backbone.requires_grad_(True)  # expect: GT133
+
+
+            model = Classifier()
+            for stage in range(2):
+                set_stage(model, stage)
+            loss = model(torch.randn(2, 3, 8, 8)).sum()
+            loss.backward()
+            """,
+            truth=Truth(grads={"model.backbone.conv.weight": "none"}),
+        ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            class Encoder(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.embed = nn.Linear(4, 8)
+                    self.out = nn.Linear(8, 2)
+                    self.embed.requires_grad = False  # expect: GT133
+
+                def forward(self, x):
+                    return self.out(self.embed(x))
+
+
+            encoder = Encoder()
+            encoder(torch.randn(3, 4)).sum().backward()
+            frozen = encoder.embed.weight.requires_grad
+            """,
+            fixed="""
+            import torch
+            import torch.nn as nn
+
+
+            class Encoder(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.embed = nn.Linear(4, 8)
+                    self.out = nn.Linear(8, 2)
+                    self.embed.requires_grad_(False)  # expect: GT133
+
+                def forward(self, x):
+                    return self.out(self.embed(x))
+
+
+            encoder = Encoder()
+            encoder(torch.randn(3, 4)).sum().backward()
+            frozen = encoder.embed.weight.requires_grad
+            """,
+            truth=Truth(grads={"frozen": "true"}),
+        ),
+        Invalid(
+            """
+            import torch.nn as nn
+
+            net = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+            for m in net.modules():
+                if isinstance(m, nn.BatchNorm1d):
+                    m.requires_grad = False  # expect: GT133
+            head = nn.Linear(4, 2)
+            head.requires_grad = False  # expect: GT133
+            frozen = net[1].weight.requires_grad or head.weight.requires_grad
+            """,
+            truth=Truth(grads={"frozen": "true"}),
+        ),
+    )
+
+    def check(self, ctx):
+        if ".requires_grad =" not in ctx.source.text and ".requires_grad=" not in ctx.source.text:
+            return ()
+        bindings = None
+        for stmt in ctx.source.nodes(ast.Assign):
+            for target in stmt.targets:
+                if not (isinstance(target, ast.Attribute) and target.attr == "requires_grad"):
+                    continue
+                if bindings is None:
+                    bindings = Bindings(ctx)
+                ref = resolve_module(ctx, target.value, bindings)
+                if ref is None or defines_requires_grad(ref.cls):
+                    continue
+                self.report(ctx, stmt, target)
+        return ()
+
+    def report(self, ctx, stmt: ast.Assign, target: ast.Attribute):
+        module = ctx.source.segment(target.value)
+        value = stmt.value
+        flag = value.value if isinstance(value, ast.Constant) and isinstance(value.value, bool) else None
+        if flag is True:
+            effect = "parameters frozen before stay frozen and get no gradient"
+        elif flag is False:
+            effect = "its parameters still require grad and keep training"
+        else:
+            effect = "its parameters keep their `requires_grad`"
+        fix = None
+        if len(stmt.targets) == 1 and "\n" not in module:
+            span = ctx.span(stmt)
+            text = f"{module}.requires_grad_({ctx.source.segment(value)})"
+            fix = Fix(f"Use `{text}`", True, (Edit(span.line, span.column, span.end_line, span.end_column, text),))
+        ctx.report(target, f"`{module}` is an `nn.Module`, which has no `requires_grad` flag: this only sets a plain "
+                   f"attribute and {effect}. Use `{module}.requires_grad_(...)`.", fix=fix)
