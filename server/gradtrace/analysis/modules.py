@@ -340,9 +340,7 @@ def collect_class_facts(module: ModuleContext) -> None:
             continue
         if owned_append:
             attr = info.attrs.get(_is_self_attr(func.value))
-            if attr is not None and attr.kind == "other" and attr.container is None and isinstance(
-                attr.value, (ast.List, ast.Dict)
-            ):
+            if attr is not None and attr.kind == "other" and isinstance(attr.value, (ast.List, ast.Dict)):
                 item = node.args[-1] if node.args else None
                 kind = classify_value(item, module)[0] if item is not None else "other"
                 if kind in ("module", "param", "tensor_grad"):

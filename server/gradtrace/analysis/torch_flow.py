@@ -1046,10 +1046,11 @@ class TorchFlow:
         fargs = func.node.args
         positional = fargs.posonlyargs + fargs.args
         for index, a in enumerate(positional):
+            # an unnamed model passed inline (`train(Net(), data)`) takes the parameter's name
             if index < len(args):
-                inner.env[a.arg] = args[index]
+                inner.env[a.arg] = named(args[index], a.arg) if args[index].pending else args[index]
             elif a.arg in kwargs:
-                inner.env[a.arg] = kwargs[a.arg]
+                inner.env[a.arg] = named(kwargs[a.arg], a.arg) if kwargs[a.arg].pending else kwargs[a.arg]
             else:
                 default_index = index - (len(positional) - len(fargs.defaults))
                 if 0 <= default_index < len(fargs.defaults):

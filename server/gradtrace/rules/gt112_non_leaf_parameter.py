@@ -1,4 +1,5 @@
 import ast
+import re
 
 from gradtrace.analysis import torch_api as api
 from gradtrace.findings import Fix
@@ -14,20 +15,31 @@ def _requires_grad_kw(call: ast.Call) -> ast.keyword | None:
 
 
 def find_leaf_factory(ctx, expr: ast.expr) -> tuple[ast.Call, str] | None:
-    """(the factory call with requires_grad=True, the operation that follows it) inside `expr`."""
+    """(the leaf it starts from — a factory call with requires_grad=True or `nn.Parameter(...)` — and the
+    operation that follows it) inside `expr`."""
     if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute):
         inner = expr.func.value
         if expr.func.attr in ("requires_grad_", "detach", "detach_"):
             return None
-        if isinstance(inner, ast.Call) and _is_factory(ctx, inner) and _requires_grad_kw(inner):
+        if isinstance(inner, ast.Call) and _is_leaf(ctx, inner):
             if expr.func.attr in api.NONLEAF_METHODS:
                 return inner, f".{expr.func.attr}()"
         return find_leaf_factory(ctx, inner) if isinstance(inner, ast.Call) else None
     if isinstance(expr, ast.BinOp):
-        for side in (expr.left, expr.right):
-            if isinstance(side, ast.Call) and _is_factory(ctx, side) and _requires_grad_kw(side):
-                return side, {ast.Mult: "*", ast.Div: "/", ast.Add: "+", ast.Sub: "-"}.get(type(expr.op), "arithmetic")
+        for side, other in ((expr.left, expr.right), (expr.right, expr.left)):
+            if isinstance(side, ast.Call) and _is_leaf(ctx, side):
+                symbol = {ast.Mult: "*", ast.Div: "/", ast.Add: "+", ast.Sub: "-"}.get(type(expr.op))
+                operand = ctx.source.segment(other) or ""
+                if symbol is None:
+                    return side, "arithmetic"
+                if len(operand) > 20 or "\n" in operand:
+                    return side, symbol
+                return side, f"{symbol} {operand}" if side is expr.left else f"{operand} {symbol}"
     return None
+
+
+def _is_leaf(ctx, call: ast.Call) -> bool:
+    return _is_factory(ctx, call) and _requires_grad_kw(call) is not None or _is_parameter(ctx, call)
 
 
 def _is_factory(ctx, call: ast.Call) -> bool:
@@ -35,7 +47,27 @@ def _is_factory(ctx, call: ast.Call) -> bool:
     return bool(qn) and qn.startswith("torch.") and qn.split(".")[-1] in api.FACTORIES
 
 
+def _is_parameter(ctx, call: ast.Call) -> bool:
+    """`nn.Parameter(data)` that requires grad (the default)."""
+    if ctx.names.qualname(call.func) not in ("torch.nn.Parameter", "torch.nn.parameter.Parameter"):
+        return False
+    flag = next((k.value for k in call.keywords if k.arg == "requires_grad"), call.args[1] if len(call.args) > 1 else None)
+    return len(call.args) >= 1 and (flag is None or isinstance(flag, ast.Constant) and flag.value is True)
+
+
 def make_leaf_fix(ctx, value: ast.expr, factory: ast.Call) -> Fix | None:
+    if _is_parameter(ctx, factory):
+        # nn.Parameter(data) * s  ->  nn.Parameter(data * s): the same values, a registered leaf
+        text = ctx.source.segment(value)
+        old_factory = ctx.source.segment(factory)
+        if old_factory not in text or len(factory.args) != 1 or factory.keywords:
+            return None
+        data = ctx.source.segment(factory.args[0])
+        if not isinstance(factory.args[0], (ast.Call, ast.Name, ast.Attribute, ast.Subscript)):
+            data = f"({data})"
+        inner = text.replace(old_factory, data, 1)
+        return Fix("Apply the operation inside `nn.Parameter(...)`", True,
+                   (replace_node(ctx.source, value, f"{ctx.source.segment(factory.func)}({inner})"),))
     kw = _requires_grad_kw(factory)
     func = ctx.source.segment(factory.func)
     parts = [ctx.source.segment(a) for a in factory.args] + [ctx.source.segment(k) for k in factory.keywords if k is not kw]
@@ -118,20 +150,94 @@ class NonLeafParameter(Rule):
             """,
             truth=Truth(raises=("ValueError", "can't optimize a non-leaf Tensor")),
         ),
+        Invalid(
+            """
+            import torch
+
+            w = torch.randn(2, 3, requires_grad=True).t()  # expect: GT112
+            b = torch.zeros(2, requires_grad=True)
+            params = [(w, b)]
+            (torch.randn(4, 3) @ w + b).sum().backward()
+            with torch.no_grad():
+                for t in (w, b):
+                    if t.grad is not None:  # skips w: its update never happens
+                        t -= 0.1 * t.grad
+            """,
+            truth=Truth(grads={"w": "none", "b": "ok"}),
+        ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            class Scaled(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.lin = nn.Linear(3, 1)
+                    self.scale = nn.Parameter(torch.ones(1)) * 0.5  # expect: GT112
+
+                def forward(self, x):
+                    return self.lin(x * self.scale)
+
+
+            model = Scaled()
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)
+            for _ in range(2):
+                opt.zero_grad()
+                model(torch.randn(4, 3)).pow(2).mean().backward()
+                opt.step()
+            """,
+            fixed="""
+            import torch
+            import torch.nn as nn
+
+
+            class Scaled(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.lin = nn.Linear(3, 1)
+                    self.scale = nn.Parameter(torch.ones(1) * 0.5)  # expect: GT112
+
+                def forward(self, x):
+                    return self.lin(x * self.scale)
+
+
+            model = Scaled()
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)
+            for _ in range(2):
+                opt.zero_grad()
+                model(torch.randn(4, 3)).pow(2).mean().backward()
+                opt.step()
+            """,
+            truth=Truth(raises=("RuntimeError", "Trying to backward through the graph a second time")),
+        ),
     )
 
     def check(self, ctx):
         text = ctx.source.text
         for node in ctx.source.nodes(ast.Assign):
-            if not isinstance(node, ast.Assign) or len(node.targets) != 1 or not isinstance(node.targets[0], ast.Name):
+            if not isinstance(node, ast.Assign) or len(node.targets) != 1:
                 continue
+            target = node.targets[0]
             found = find_leaf_factory(ctx, node.value)
             if found is None:
                 continue
             factory, op = found
-            name = node.targets[0].id
+            if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self":
+                what = "`nn.Parameter(...)`" if _is_parameter(ctx, factory) else "`requires_grad=True`"
+                ctx.report(node.value, f"`self.{target.attr}` is not a parameter: `{op}` after {what} stores a "
+                           "computed tensor, which the module does not register, so `parameters()` and the optimizer "
+                           f"leave it out, and it keeps one graph from construction that the second `backward()` "
+                           "through it finds freed.", severity="warning", fix=make_leaf_fix(ctx, node.value, factory))
+                continue
+            if not isinstance(target, ast.Name):
+                continue
+            name = target.id
+            in_container = re.search(rf"[\[(,]\s*{re.escape(name)}\s*[,\])]", text) is not None
             used_as_param = (f"{name}.grad" in text or f"[{name}" in text or f", {name}]" in text
-                             or f"({name}" in text and "optim" in text)
+                             or f"({name}" in text and "optim" in text
+                             or in_container and (".grad" in text or "optim" in text))
             severity = "warning" if used_as_param else "information"
             ctx.report(node.value, f"`{name}` is not a leaf: `{op}` after `requires_grad=True` stores a computed "
                        f"tensor, so `{name}.grad` stays None and an optimizer cannot train it.",

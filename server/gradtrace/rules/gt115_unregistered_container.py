@@ -85,6 +85,23 @@ class UnregisteredContainer(Rule):
                     x = block(x)
                 return x
         """,
+        """
+        import torch.nn as nn
+
+
+        class Net(nn.Module):
+            def __init__(self, sizes):
+                super().__init__()
+                self.heads = []
+                for n in sizes:
+                    self.heads.append(nn.Linear(4, n))
+                self.heads = nn.ModuleList(self.heads)
+                self.handles = []
+                self.handles.append(self.register_forward_hook(lambda *args: None))
+
+            def forward(self, x):
+                return [head(x) for head in self.heads]
+        """,
     )
     invalid = (
         Invalid(
@@ -136,6 +153,30 @@ class UnregisteredContainer(Rule):
             """,
             truth=Truth(grads={"[p for p in net.parameters()][-1]": "ok",
                                "len(list(net.parameters())) == 2": "true"}),
+        ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            class MultiHead(nn.Module):
+                def __init__(self, sizes):
+                    super().__init__()
+                    self.shared = nn.Linear(4, 8)
+                    self.heads = []  # expect: GT115
+                    for n in sizes:
+                        self.heads.append(nn.Linear(8, n))
+
+                def forward(self, x):
+                    z = self.shared(x)
+                    return [head(z) for head in self.heads]
+
+
+            net = MultiHead([2, 3])
+            sum(out.sum() for out in net(torch.randn(5, 4))).backward()
+            """,
+            truth=Truth(grads={"len(list(net.parameters())) == 2": "true"}),
         ),
     )
 

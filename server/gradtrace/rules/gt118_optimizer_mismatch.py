@@ -1,6 +1,21 @@
+import ast
+
 from gradtrace.analysis.values import display, overlaps
 from gradtrace.rules._torch_cut import names_phrase
 from gradtrace.rules.base import Invalid, Rule, Truth
+
+
+def _shared_function_params(ctx, a: ast.AST, b: ast.AST) -> set[str]:
+    """Parameter names of the innermost function that contains both nodes (empty when there is none)."""
+    best = None
+    for fn in ctx.source.nodes(ast.FunctionDef, ast.AsyncFunctionDef):
+        end = fn.end_lineno or fn.lineno
+        if all(fn.lineno <= n.lineno <= end for n in (a, b)) and (best is None or fn.lineno > best.lineno):
+            best = fn
+    if best is None:
+        return set()
+    args = best.args
+    return {x.arg for x in args.posonlyargs + args.args + args.kwonlyargs} - {"self", "cls"}
 
 
 class OptimizerMismatch(Rule):
@@ -100,6 +115,27 @@ class OptimizerMismatch(Rule):
             """,
             truth=Truth(grads={"not in_opt": "true"}),
         ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            def fit(teacher, student, x, y):
+                optimizer = torch.optim.SGD(teacher.parameters(), lr=0.1)  # expect: GT118
+                before = student.weight.clone()
+                optimizer.zero_grad()
+                loss = ((student(x) - y) ** 2).mean()
+                loss.backward()
+                optimizer.step()
+                return before
+
+
+            student = nn.Linear(3, 1)
+            before = fit(nn.Linear(3, 1), student, torch.randn(8, 3), torch.randn(8, 1))
+            """,
+            truth=Truth(grads={"torch.equal(before, student.weight)": "true"}),
+        ),
     )
 
     def check(self, ctx):
@@ -119,9 +155,12 @@ class OptimizerMismatch(Rule):
                 continue
             # Only compare names of objects this file creates: a function's parameters and `self.`
             # attributes are named per scope, so `model` there need not be `model` here.
+            # The parameters of the one function that builds the optimizer and steps it are named in one
+            # scope too (`def distill(teacher, student)`).
             concrete = ("module", "leaf")
-            if any(flow.source_kind.get(s.split(".")[0]) not in concrete or s.startswith("self.")
-                   for s in reached | set(coverage.srcs)):
+            scope_params = _shared_function_params(ctx, optimizer.node, step.node)
+            if any((flow.source_kind.get(s.split(".")[0]) not in concrete or s.startswith("self."))
+                   and s.split(".")[0] not in scope_params for s in reached | set(coverage.srcs)):
                 continue
             if id(optimizer) in reported:
                 continue
