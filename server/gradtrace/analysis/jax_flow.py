@@ -33,6 +33,7 @@ from gradtrace.analysis.flow_core import (
 )
 from gradtrace.analysis.source import IMPORTED_AS
 from gradtrace.analysis.tf_flow import dtype_of, literal_dtype
+from gradtrace.analysis.where_guard import fractional_power
 
 GRAD_FUNCS = {"jax.grad": "grad", "jax.value_and_grad": "value_and_grad", "jax.jacrev": "jacrev",
               "jax.jacfwd": "jacfwd", "jax.hessian": "hessian", "equinox.filter_grad": "grad",
@@ -100,7 +101,8 @@ class JaxFacts:
     # gradients update; the index says which output of a tuple `argnums` (None: all of them / unknown)
     argnums: dict = field(default_factory=dict)
     grad_calls: list = field(default_factory=list)
-    nan_where: dict = field(default_factory=dict)  # unsafe branch node -> (op, where node)
+    # unsafe branch node -> (op, where node, its argument, in the first branch?, differentiated origins)
+    nan_where: dict = field(default_factory=dict)
 
 
 def const_argnums(node: ast.AST | None):
@@ -465,20 +467,25 @@ class JaxInterp(Interp):
         """`jnp.where(c, jnp.log(x), 0.)`: the masked branch's gradient can be NaN (inf * 0) at x == 0."""
         if not any(k == "grad" for k, _ in self.contexts):
             return
-        for branch in node.args[1:]:
+        for n, branch in enumerate(node.args[1:]):
             for sub in ast.walk(branch):
                 arg, op = None, None
                 if isinstance(sub, ast.Call) and sub.args:
                     q = self.names.qualname(sub.func) or ""
                     if q in UNSAFE:
                         arg, op = sub.args[0], "jnp." + q.rsplit(".", 1)[-1]
+                    elif q in ("jax.numpy.power", "jax.lax.pow") and len(sub.args) == 2 and fractional_power(
+                            sub.args[1]):
+                        arg, op = sub.args[0], q.replace("jax.numpy.", "jnp.").replace("jax.lax.", "lax.")
                 elif isinstance(sub, ast.BinOp) and isinstance(sub.op, ast.Div):
                     arg, op = sub.right, "division"
+                elif isinstance(sub, ast.BinOp) and isinstance(sub.op, ast.Pow) and fractional_power(sub.right):
+                    arg, op = sub.left, f"** {ast.unparse(sub.right)}"
                 if arg is None:
                     continue
                 val = self.eval(arg)
                 if val.origins and val.ref != "guarded":
-                    self.facts.nan_where.setdefault(sub, (op, node))
+                    self.facts.nan_where.setdefault(sub, (op, node, arg, n == 0, val.origins))
 
     def cut(self, node, op, kind, inputs, dtype=None, out="jarray") -> Val:
         src = join(*(flat(v) for v in inputs if v is not None)) if inputs else Val()
