@@ -1,5 +1,12 @@
 import ast
 
+from gradtrace.analysis.where_guard import (
+    ZERO_SINGULAR,
+    fractional_power,
+    guards_singular_point,
+    number,
+    resolve_condition,
+)
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 UNSAFE = {"log", "log2", "log10", "sqrt", "rsqrt", "reciprocal", "acos", "asin", "log1p", "pow"}
@@ -9,19 +16,32 @@ def _names(node: ast.AST) -> set[str]:
     return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and n.id != "self"}
 
 
-def _unsafe_op(node: ast.AST, names, guarded: set[str]) -> str | None:
-    """A log/sqrt/division in `node` applied directly to a value the condition guards."""
+def _unsafe_ops(node: ast.AST, names):
+    """(op, operand) for each log/sqrt/reciprocal/pow/division in `node`."""
     for sub in ast.walk(node):
         if isinstance(sub, ast.Call):
             qn = names.qualname(sub.func) or ""
             short = qn.split(".")[-1] if qn else (sub.func.attr if isinstance(sub.func, ast.Attribute) else "")
-            operand = sub.args[0] if sub.args else (sub.func.value if isinstance(sub.func, ast.Attribute) else None)
+            root = sub.func
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            # `x.log()` is a tensor method; `torch.log(x)`, `np.log(x)` name an imported module
+            method = isinstance(sub.func, ast.Attribute) and not (isinstance(root, ast.Name) and root.id in names.aliases)
+            operand = sub.args[0] if sub.args and not method else (
+                sub.func.value if isinstance(sub.func, ast.Attribute) else None)
             if short in UNSAFE and (qn.startswith("torch") or isinstance(sub.func, ast.Attribute)) and operand is not None:
-                if _names(operand) & guarded:
-                    return short
-        if isinstance(sub, ast.BinOp) and isinstance(sub.op, ast.Div) and _names(sub.right) & guarded:
-            return "division"
-    return None
+                if short == "pow":
+                    exponent = (sub.args[0] if sub.args else None) if method else (
+                        sub.args[1] if len(sub.args) > 1 else None)
+                    if exponent is None or (number(exponent) is not None and not fractional_power(exponent)):
+                        continue  # `x.pow(2)`: a finite derivative everywhere
+                    yield f"pow(..., {ast.unparse(exponent)})", operand, fractional_power(exponent)
+                else:
+                    yield short, operand, short in ZERO_SINGULAR
+        elif isinstance(sub, ast.BinOp) and isinstance(sub.op, ast.Div):
+            yield "division", sub.right, True
+        elif isinstance(sub, ast.BinOp) and isinstance(sub.op, ast.Pow) and fractional_power(sub.right):
+            yield f"** {ast.unparse(sub.right)}", sub.left, True
 
 
 class WhereNanGradient(Rule):
@@ -31,8 +51,12 @@ class WhereNanGradient(Rule):
     severity = "information"
     docs = """
     ## What it does
-    Finds `torch.where(cond, f(x), other)` where `f` is a log, square root, reciprocal or division that
-    `cond` is meant to guard.
+    Finds `torch.where(cond, f(x), other)` where `f` is a log, square root, reciprocal, fractional power
+    or division that `cond` is meant to guard. It is a warning when `cond` compares that same `x` with 0
+    or an epsilon so that `f(x)` is masked out exactly at `x == 0`, where its derivative is infinite
+    (`x > 0`, `x != 0`, `0 < x`, `x >= eps`, or `x == 0` with `f(x)` in the second branch; also through
+    `mask = x > 0`): the guard says `x` does reach 0, and there the gradient is NaN. Other shapes
+    (`x > 1`, an arcsin, a tensor built without `requires_grad`) stay information; `x.pow(2)` is fine.
 
     ## Why is this bad?
     `torch.where` computes both branches: the gradient of the unselected one is multiplied by zero, but
@@ -61,6 +85,14 @@ class WhereNanGradient(Rule):
         y = torch.where(x > 0, torch.log(safe), torch.zeros_like(x))
         y.sum().backward()
         """,
+        """
+        import torch
+
+        x = torch.tensor([0.0, 1.0], requires_grad=True)
+        y = torch.where(x > 0, torch.pow(x, 2), torch.zeros_like(x))
+        z = torch.where(x > 0, torch.where(x > 0, x, torch.ones_like(x)) ** 0.5, torch.zeros_like(x))
+        (y + z).sum().backward()
+        """,
     )
     invalid = (
         Invalid(
@@ -71,20 +103,83 @@ class WhereNanGradient(Rule):
             y = torch.where(x > 0, torch.log(x), torch.zeros_like(x))  # expect: GT131
             y.sum().backward()
             """,
-            truth=Truth(grads={"x": "nonfinite"}),
+            truth=Truth(grads={"bool(torch.isnan(x.grad).any())": "true"}),
+        ),
+        Invalid(
+            """
+            import torch
+
+            z = torch.tensor([[0.0, 1.0], [1.0, 0.0]], requires_grad=True)
+            sq = ((z[:, None] - z[None, :]) ** 2).sum(-1)
+            dist = torch.where(sq > 0, sq.sqrt(), torch.zeros_like(sq))  # expect: GT131
+            dist.sum().backward()
+            """,
+            truth=Truth(grads={"bool(torch.isnan(z.grad).all())": "true"}),
         ),
     )
 
     def check(self, ctx):
+        parents = ctx.source.parents
         for node in ctx.source.nodes(ast.Call):
             if ctx.names.qualname(node.func) != "torch.where" or len(node.args) != 3:
                 continue
             guarded = _names(node.args[0])
-            for branch in node.args[1:]:
-                op = _unsafe_op(branch, ctx.names, guarded)
-                if op is not None:
-                    ctx.report(node, f"`torch.where` evaluates both branches: where the condition is false the "
-                               f"{op} still runs on the raw input, and its gradient there is NaN. Guard the input "
-                               "too (double where).")
-                    break
+            cond = resolve_condition(node.args[0], node, parents)
+            loose = None
+            exact = None
+            for n, branch in enumerate(node.args[1:]):
+                for op, operand, zero_singular in _unsafe_ops(branch, ctx.names):
+                    if zero_singular and guards_singular_point(cond, operand, n == 0) and not _constant_data(
+                            operand, node, ctx.names, parents):
+                        exact = exact or (op, operand, n == 0)
+                    elif loose is None and _names(operand) & guarded and not _made_safe(operand, ctx.names):
+                        loose = op
+            if exact is not None:
+                op, operand, first = exact
+                x = _short(operand)
+                what = "division by" if op == "division" else f"`{op}` of" if not op.startswith("**") else (
+                    f"power `{op}` of")
+                safe = (f"torch.where({_short(cond)}, {x}, torch.ones_like({x}))" if first
+                        else f"torch.where({_short(cond)}, torch.ones_like({x}), {x})")
+                ctx.report(node, f"`torch.where({_short(node.args[0])}, ...)` masks the {what} `{x}` exactly where "
+                           f"`{x}` is 0, but backward still runs through the masked branch: its derivative there is "
+                           f"infinite and 0 * inf = NaN, so the gradient flowing into `{x}` (and everything it is "
+                           f"computed from) gets NaN entries as soon as `{x}` has a zero. Guard the input too "
+                           f"(double where): `{safe}`.", severity="warning")
+            elif loose is not None:
+                ctx.report(node, f"`torch.where` evaluates both branches: where the condition is false the "
+                           f"{loose} still runs on the raw input, and its gradient there is NaN. Guard the input "
+                           "too (double where).")
         return ()
+
+
+SAFE = {"torch.where", "torch.clamp", "torch.clip", "torch.maximum", "torch.clamp_min"}
+
+
+def _made_safe(operand, names) -> bool:
+    """`torch.log(torch.where(x > 0, x, 1))`, `torch.sqrt(x.clamp(min=eps))`: the argument is already safe."""
+    if not isinstance(operand, ast.Call):
+        return False
+    qn = names.qualname(operand.func) or ""
+    method = operand.func.attr if isinstance(operand.func, ast.Attribute) else ""
+    return qn in SAFE or method in ("clamp", "clamp_min", "clip")
+
+
+CONSTRUCTORS = {"tensor", "as_tensor", "from_numpy", "zeros", "ones", "full", "arange", "linspace", "rand", "randn",
+                "randint", "empty"}
+
+
+def _constant_data(operand, where, names, parents) -> bool:
+    """`counts = torch.tensor([...])` (no `requires_grad=True`) then `torch.log(counts)`: no gradient flows."""
+    assigned = resolve_condition(operand, where, parents, kinds=(ast.Call,))
+    if not isinstance(assigned, ast.Call):
+        return False
+    qn = names.qualname(assigned.func) or ""
+    grad = next((k.value for k in assigned.keywords if k.arg == "requires_grad"), None)
+    return qn.startswith("torch.") and qn.rsplit(".", 1)[-1] in CONSTRUCTORS and not (
+        grad is not None and not (isinstance(grad, ast.Constant) and not grad.value))
+
+
+def _short(node, limit=40) -> str:
+    text = ast.unparse(node)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
