@@ -1,0 +1,384 @@
+import ast
+
+from gradtrace.rules.base import Invalid, Rule, Truth
+
+FUNCTION_BASES = {"torch.autograd.Function", "torch.autograd.function.Function", "torch.autograd.InplaceFunction",
+                  "torch.autograd.function.InplaceFunction"}
+FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def _is_none(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant) and node.value is None
+
+
+def _own_nodes(function: ast.AST):
+    """Nodes of a function body, without nested functions, lambdas and classes."""
+    stack = list(function.body)
+    while stack:
+        node = stack.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if not isinstance(child, (*FUNCTIONS, ast.Lambda, ast.ClassDef)):
+                stack.append(child)
+
+
+def gradient_names(param: str) -> set[str]:
+    return {f"grad_{param}", f"{param}_grad", f"grad{param}", f"d{param}", f"d_{param}", f"grad_{param}_"}
+
+
+class Signature:
+    """What `forward` takes (its inputs, ctx excluded) and how `apply` is called in this file."""
+
+    def __init__(self, cls: ast.ClassDef, forward: ast.FunctionDef, backward: ast.FunctionDef, apply_calls):
+        self.cls = cls
+        self.backward = backward
+        args = forward.args
+        positional = args.posonlyargs + args.args
+        with_ctx = "setup_context" not in {n.name for n in cls.body if isinstance(n, FUNCTIONS)}
+        self.inputs = [a.arg for a in positional[1 if with_ctx else 0:]]
+        self.variadic = args.vararg is not None
+        self.required = len(self.inputs) - len(args.defaults)
+        arities = {len(c.args) for c in apply_calls}
+        self.calls = apply_calls
+        self.expected = arities.pop() if len(arities) == 1 and self.required < len(self.inputs) else None
+        if self.required == len(self.inputs):
+            self.expected = len(self.inputs)
+        grads = backward.args.posonlyargs + backward.args.args
+        self.grad_params = {a.arg for a in grads[1:]}
+        if backward.args.vararg is not None:
+            self.grad_params.add(backward.args.vararg.arg)
+
+    def constant_inputs(self) -> dict[int, tuple[ast.Call, ast.Constant]]:
+        """Positions where some `apply` call passes a Python number, string or bool (not a tensor)."""
+        found = {}
+        for call in self.calls:
+            for index, arg in enumerate(call.args):
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, (int, float, str, bool)):
+                    found.setdefault(index, (call, arg))
+        return found
+
+
+def apply_calls(ctx, class_name: str) -> list[ast.Call]:
+    """`Cls.apply(...)` calls, directly or through `fn = Cls.apply`, without starred or keyword arguments."""
+    aliases = set()
+    for node in ctx.source.nodes(ast.Assign):
+        value = node.value
+        if (isinstance(value, ast.Attribute) and value.attr == "apply" and isinstance(value.value, ast.Name)
+                and value.value.id == class_name):
+            aliases.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    calls = []
+    for call in ctx.source.nodes(ast.Call):
+        func = call.func
+        direct = (isinstance(func, ast.Attribute) and func.attr == "apply" and isinstance(func.value, ast.Name)
+                  and func.value.id == class_name)
+        if not (direct or (isinstance(func, ast.Name) and func.id in aliases)):
+            continue
+        if call.keywords or any(isinstance(a, ast.Starred) for a in call.args):
+            return []  # unsure what reaches forward
+        calls.append(call)
+    return calls
+
+
+def definitely_not_none(node: ast.AST, backward: ast.FunctionDef, grad_params: set[str], materialize: bool) -> bool:
+    if isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Call)):
+        return True
+    if not isinstance(node, ast.Name):
+        return False
+    if node.id in grad_params:
+        return materialize
+    values = [n.value for n in _own_nodes(backward) if isinstance(n, ast.Assign)
+              and any(isinstance(t, ast.Name) and t.id == node.id for t in n.targets)]
+    others = [n for n in _own_nodes(backward) if isinstance(n, (ast.AugAssign, ast.AnnAssign, ast.For, ast.With,
+                                                                 ast.NamedExpr))
+              and any(isinstance(t, ast.Name) and t.id == node.id for t in ast.walk(getattr(n, "target", n)))]
+    return bool(values) and not others and all(isinstance(v, (ast.BinOp, ast.UnaryOp, ast.Call)) for v in values)
+
+
+class CustomFunctionBackwardMismatch(Rule):
+    code = "GT134"
+    name = "custom-function-backward-mismatch"
+    summary = "A custom `autograd.Function`'s `backward` returns gradients that do not match `forward`'s inputs."
+    severity = "error"
+    docs = """
+    ## What it does
+    In a `torch.autograd.Function` subclass, compares what `backward` returns with what `forward` takes:
+    - a returned tuple with fewer gradients than `forward` has inputs (or more, beyond trailing `None`s);
+    - a gradient returned at the position of an input that `apply` is given as a Python number or string;
+    - a gradient named for one input (`grad_x`) returned at another input's position while `None` stands
+      at that input's own position: the order is swapped.
+
+    ## Why is this bad?
+    `backward` must return one gradient per `forward` input, in order. A wrong count raises
+    "function XBackward returned an incorrect number of gradients". A gradient for a non-tensor input
+    raises "returned a gradient different than None at position N, but the corresponding forward input was
+    not a Variable". When both inputs are tensors of the same shape, a swapped order raises nothing: the
+    input whose position holds `None` silently gets no gradient (its `.grad` stays None) and the layers
+    before it never train.
+
+    ## Example
+    ```python
+    class SoftClamp(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, limit):
+            ctx.save_for_backward(x)
+            ctx.limit = limit
+            return x.clamp(-limit, limit)
+
+        @staticmethod
+        def backward(ctx, grad_output):
+            (x,) = ctx.saved_tensors
+            grad_x = grad_output * (x.abs() < 1.5 * ctx.limit)
+            return None, grad_x
+    ```
+
+    ## Use instead
+    ```python
+            return grad_x, None
+    ```
+
+    ## Fix safety
+    No automatic fix: which gradient belongs where needs a human decision.
+    """
+    valid = (
+        """
+        import torch
+
+
+        class Masked(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, mask):
+                ctx.save_for_backward(x, mask)
+                return x * mask
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                x, mask = ctx.saved_tensors
+                return grad_output * mask, None
+
+
+        class Reverse(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, scale=1.0):
+                ctx.scale = scale
+                return x.view_as(x)
+
+            @staticmethod
+            def backward(ctx, grad_output):
+                return -grad_output * ctx.scale, None, None
+
+
+        class Mul(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, a, b):
+                ctx.save_for_backward(a, b)
+                return a * b
+
+            @staticmethod
+            def backward(ctx, grad):
+                a, b = ctx.saved_tensors
+                grad_a = grad_b = None
+                if ctx.needs_input_grad[0]:
+                    grad_a = grad * b
+                if ctx.needs_input_grad[1]:
+                    grad_b = grad * a
+                return grad_a, grad_b
+
+
+        class Identity(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x.clone()
+
+            @staticmethod
+            def backward(ctx, grad):
+                return grad
+
+
+        y = Masked.apply(torch.randn(3, requires_grad=True), torch.ones(3))
+        z = Reverse.apply(y, 0.5) + Mul.apply(y, y) + Identity.apply(y)
+        """,
+        """
+        import torch
+
+
+        class Square(torch.autograd.Function):
+            @staticmethod
+            def forward(x, scale):
+                return x * x * scale
+
+            @staticmethod
+            def setup_context(ctx, inputs, output):
+                x, scale = inputs
+                ctx.save_for_backward(x)
+                ctx.scale = scale
+
+            @staticmethod
+            def backward(ctx, grad):
+                (x,) = ctx.saved_tensors
+                return 2 * x * grad * ctx.scale, None
+
+
+        out = Square.apply(torch.randn(3, requires_grad=True), 3.0)
+        """,
+    )
+    invalid = (
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            class SoftClamp(torch.autograd.Function):
+                @staticmethod
+                def forward(ctx, x, limit):
+                    ctx.save_for_backward(x)
+                    ctx.limit = limit
+                    return x.clamp(-limit, limit)
+
+                @staticmethod
+                def backward(ctx, grad_output):
+                    (x,) = ctx.saved_tensors
+                    grad_x = grad_output * (x.abs() < 1.5 * ctx.limit).to(grad_output.dtype)
+                    return None, grad_x  # expect: GT134
+
+
+            body = nn.Linear(6, 2)
+            mean = SoftClamp.apply(body(torch.randn(4, 6)), 2.0)
+            mean.sum().backward()
+            """,
+            truth=Truth(raises=("RuntimeError", "returned a gradient different than None at position 2, but the "
+                                "corresponding forward input was not a Variable")),
+        ),
+        Invalid(
+            """
+            import torch
+
+
+            class Blend(torch.autograd.Function):
+                @staticmethod
+                def forward(ctx, x, weight):
+                    ctx.save_for_backward(x, weight)
+                    return x * weight
+
+                @staticmethod
+                def backward(ctx, grad_output):
+                    x, weight = ctx.saved_tensors
+                    grad_x = grad_output * weight
+                    return None, grad_x  # expect: GT134
+
+
+            x = torch.randn(3, requires_grad=True)
+            weight = torch.rand(3)
+            Blend.apply(x, weight).sum().backward()
+            """,
+            truth=Truth(grads={"x": "none"}),
+        ),
+        Invalid(
+            """
+            import torch
+
+
+            class Scale(torch.autograd.Function):
+                @staticmethod
+                def forward(ctx, x, factor):
+                    ctx.save_for_backward(factor)
+                    return x * factor
+
+                @staticmethod
+                def backward(ctx, grad_output):
+                    (factor,) = ctx.saved_tensors
+                    return (grad_output * factor,)  # expect: GT134
+
+
+            x = torch.randn(3, requires_grad=True)
+            Scale.apply(x, torch.full((3,), 2.0)).sum().backward()
+            """,
+            truth=Truth(raises=("RuntimeError", "returned an incorrect number of gradients (expected 2, got 1)")),
+        ),
+    )
+
+    def check(self, ctx):
+        if "Function" not in ctx.source.text or "backward" not in ctx.source.text:
+            return ()
+        for cls in ctx.source.nodes(ast.ClassDef):
+            if not any(ctx.names.qualname(b) in FUNCTION_BASES for b in cls.bases):
+                continue
+            methods = {n.name: n for n in cls.body if isinstance(n, FUNCTIONS)}
+            forward, backward = methods.get("forward"), methods.get("backward")
+            if forward is None or backward is None:
+                continue
+            sig = Signature(cls, forward, backward, apply_calls(ctx, cls.name))
+            if sig.variadic:
+                continue
+            materialize = "set_materialize_grads" not in ctx.source.segment(cls)
+            for node in _own_nodes(backward):
+                if isinstance(node, ast.Return) and node.value is not None:
+                    self.check_return(ctx, sig, node, materialize)
+        return ()
+
+    def check_return(self, ctx, sig: Signature, ret: ast.Return, materialize: bool):
+        value = ret.value
+        if isinstance(value, ast.Tuple):
+            if any(isinstance(e, ast.Starred) for e in value.elts):
+                return
+            grads = list(value.elts)
+        elif isinstance(value, ast.Name) and value.id in sig.grad_params:
+            grads = [value]
+        else:
+            return
+        name = f"{sig.cls.name}Backward"
+        count, total = len(grads), len(sig.inputs)
+        inputs = ", ".join(f"`{i}`" for i in sig.inputs)
+        expected = sig.expected
+        limit = expected if expected is not None else total
+        too_few = count < (expected if expected is not None else sig.required)
+        too_many = count > limit and any(not _is_none(g) for g in grads[limit:])
+        if too_few or too_many:
+            takes = (f"`apply` passes {expected} input{'s' if expected != 1 else ''}" if expected is not None
+                     and expected != total else f"`forward` takes {total} input{'s' if total != 1 else ''} ({inputs})")
+            counts = f" (expected {expected}, got {count})" if expected is not None else ""
+            ctx.report(ret, f"`backward` returns {count} gradient{'s' if count != 1 else ''}, but {takes}: torch "
+                       f"raises RuntimeError \"function {name} returned an incorrect number of gradients{counts}\".")
+            return
+        swapped = self.swapped(sig, grads)
+        constants = sig.constant_inputs()
+        for position, grad in enumerate(grads[:total]):
+            if position not in constants or _is_none(grad):
+                continue
+            if not definitely_not_none(grad, sig.backward, sig.grad_params, materialize):
+                continue
+            call, _ = constants[position]
+            line = ctx.span(call).line
+            why = ""
+            if position in swapped:
+                owner, _ = swapped[position]
+                why = (f" `{ctx.source.segment(grad)}` looks like the gradient of `{sig.inputs[owner]}`, whose own "
+                       "position holds None: is the order swapped?")
+            ctx.report(ret, f"`backward` returns a gradient at position {position + 1}, the input `"
+                       f"{sig.inputs[position]}`, which `apply` on line {line} is given as a Python "
+                       f"{type(constants[position][1].value).__name__}: torch raises RuntimeError \"function {name} "
+                       f"returned a gradient different than None at position {position + 1}, but the corresponding "
+                       f"forward input was not a Variable\".{why}",
+                       related=[ctx.related(call, "the non-tensor input is passed here")])
+            return
+        for position, (owner, grad) in sorted(swapped.items()):
+            ctx.report(ret, f"`backward` returns None for `{sig.inputs[owner]}` (position {owner + 1}) and "
+                       f"`{ctx.source.segment(grad)}` at position {position + 1}, the slot of `"
+                       f"{sig.inputs[position]}`: the order looks swapped, and `{sig.inputs[owner]}` silently gets "
+                       "no gradient (its `.grad` stays None).", severity="warning")
+            return
+
+    @staticmethod
+    def swapped(sig: Signature, grads: list[ast.AST]) -> dict[int, tuple[int, ast.AST]]:
+        """position -> (input it is named for, the returned node) where that input's own slot holds None."""
+        found = {}
+        for position, grad in enumerate(grads[:len(sig.inputs)]):
+            if not isinstance(grad, ast.Name):
+                continue
+            if grad.id in gradient_names(sig.inputs[position]):
+                continue
+            for owner, param in enumerate(sig.inputs):
+                if owner != position and grad.id in gradient_names(param) and owner < len(grads) and _is_none(
+                        grads[owner]):
+                    found[position] = (owner, grad)
+        return found
