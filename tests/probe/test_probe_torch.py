@@ -23,6 +23,7 @@ DEAD = {
     "compiled_detach.py": {"enc.weight": "none", "enc.bias": "none"},
     "no_grad_decorator.py": {"net.enc.weight": "none", "net.enc.bias": "none"},
     "nonleaf_attribute.py": {"scaler.gain": "none"},
+    "gradient_penalty_item.py": {"critic.log_lam": "none"},
 }
 ALIVE = {
     "detach_head.py": ["model.head.weight", "model.head.bias"],
@@ -34,6 +35,7 @@ ALIVE = {
     "long_cast.py": ["bins.weight"],
     "sign_round.py": ["bias"],
     "unused_layer.py": ["clf.body.weight", "clf.out.weight"],
+    "gradient_penalty_item.py": ["critic.net.0.weight", "critic.net.2.weight"],
 }
 CODES = {"none": "GT901", "zero": "GT902"}
 

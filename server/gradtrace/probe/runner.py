@@ -1147,6 +1147,10 @@ class TorchProbe:
     def on_grad(self, orig, outputs, inputs, a, k):
         if not self.recording:
             return orig(outputs, inputs, *a, **k)
+        if k.get("create_graph", a[2] if len(a) > 2 else False):
+            # a derivative that is part of the loss (PINN residuals, gradient penalties, MAML inner steps):
+            # the training step is the backward that follows
+            return orig(outputs, inputs, *a, **k)
         torch = self.torch
         self.recording = False
         self.step += 1
