@@ -24,6 +24,7 @@ DEAD = {
     "no_grad_decorator.py": {"net.enc.weight": "none", "net.enc.bias": "none"},
     "nonleaf_attribute.py": {"scaler.gain": "none"},
     "gradient_penalty_item.py": {"critic.log_lam": "none"},
+    "module_flag_unfreeze.py": {"model.0.weight": "none", "model.0.bias": "none"},
 }
 ALIVE = {
     "detach_head.py": ["model.head.weight", "model.head.bias"],
@@ -36,6 +37,7 @@ ALIVE = {
     "sign_round.py": ["bias"],
     "unused_layer.py": ["clf.body.weight", "clf.out.weight"],
     "gradient_penalty_item.py": ["critic.net.0.weight", "critic.net.2.weight"],
+    "module_flag_unfreeze.py": ["model.2.weight", "model.2.bias"],
 }
 CODES = {"none": "GT901", "zero": "GT902"}
 

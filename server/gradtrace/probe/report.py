@@ -95,7 +95,9 @@ def build_result(raw: dict, path: str, framework: str | None, isolation: list[st
             msg = f"{_names(names)} {verb}: requires_grad is False, yet an optimizer holds it"
         else:
             msg = f"{_names(names)} {verb}"
-        if why == "frozen" and cut:
+        if why == "frozen" and cut and cut.get("op") == "module.requires_grad = True":
+            msg = f"{_names(names)} {verb}: {cut.get('reason')} (line {cut.get('line')})"
+        elif why == "frozen" and cut:
             msg = f"{_names(names)} {verb}: requires_grad was set to False (line {cut.get('line')}), yet an " \
                   "optimizer holds it"
         where_path, where_line = dpath, dline

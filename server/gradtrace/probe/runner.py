@@ -645,6 +645,7 @@ class TorchProbe:
         self.inference_site: tuple | None = None
         self.typos: list[tuple] = []  # (weakref, path, line, attr)
         self.freezes: dict[int, tuple] = {}  # id(tensor) -> (weakref, path, line)
+        self.module_flags: list[tuple] = []  # `module.requires_grad = v`: (weakref module, path, line, v)
         self.inplace: list[dict] = []
         self.optimizers: list[tuple] = []  # (weakref, path, line, class name)
         self.recording = False
@@ -890,6 +891,17 @@ class TorchProbe:
             return tensor_setattr(self_, attr, value)
 
         torch.Tensor.__setattr__ = _tensor_setattr
+
+        module_setattr = torch.nn.Module.__setattr__
+
+        def _module_setattr(self_, attr, value):
+            # nn.Module has no requires_grad flag: assigning one only adds a plain attribute
+            if attr == "requires_grad" and probe.recording:
+                path, line = probe.loc.where(2)
+                probe.module_flags.append((weakref.ref(self_), path, line, bool(value)))
+            return module_setattr(self_, attr, value)
+
+        torch.nn.Module.__setattr__ = _module_setattr
 
         opt_init = torch.optim.Optimizer.__init__
 
@@ -1223,15 +1235,24 @@ class TorchProbe:
             st = rec["statuses"][-1] if rec["statuses"] else None
             if st is None or st == "ok" or rec["kind"] == "nonleaf" or "ok" in rec["statuses"]:
                 continue
-            if rec.get("cut") is not None and rec.get("cut_status") == st:
+            if rec.get("cut") is not None and rec.get("cut_status") == st \
+                    and rec.get("cut_flags") == len(self.module_flags):
                 continue
             p = self.param_objs[pid]
             rec["cut"], rec["why"] = self.find_cut(p, st, anc)
             rec["cut_status"] = st
+            rec["cut_flags"] = len(self.module_flags)
 
     def find_cut(self, p, status, anc):
         fr = self.freezes.get(id(p))
         if not p.requires_grad:
+            for ref, path, line, value in reversed(self.module_flags):
+                mod = ref()
+                if value and mod is not None and any(q is p for q in mod.parameters()):
+                    since = f" (set to False at line {fr[2]})" if fr is not None and fr[0]() is p else ""
+                    return ({"path": path, "line": line, "op": "module.requires_grad = True",
+                             "reason": "`requires_grad = True` on an nn.Module only sets a plain attribute: its "
+                             f"parameters keep requires_grad=False{since}; call `.requires_grad_(True)`"}, "frozen")
             if fr is not None and fr[0]() is p:
                 return ({"path": fr[1], "line": fr[2], "op": "requires_grad = False",
                          "reason": "requires_grad was set to False here"}, "frozen")
