@@ -1322,6 +1322,9 @@ class TorchFlow:
                 self.steps.append(Step(node, module, receiver, frame.last_sink))
             return Value("none")
         args, kwargs = self.eval_args(node, frame)
+        if method in ("sample", "sample_n") and receiver.kind in ("unknown", "external") and receiver.srcs:
+            # a distribution's draw has no graph (rsample() is the differentiable one): nothing is cut
+            return Value("tensor", opaque=True)
         if method == "backward" and receiver.kind in ("tensor", "unknown"):
             sink = Sink(node, receiver, module, "backward", _text(node.func.value))
             self.sinks.append(sink)

@@ -42,6 +42,21 @@ class PythonScalarOnPath(Rule):
         loss.backward()
         print("loss", loss.item(), float(w.sum()))
         """,
+        """
+        import torch
+        import torch.nn as nn
+        from torch.distributions import Categorical
+
+        policy = nn.Linear(4, 3)
+        log_probs, rewards = [], []
+        for _ in range(5):
+            dist = Categorical(logits=policy(torch.randn(4)))
+            action = dist.sample()
+            log_probs.append(dist.log_prob(action))
+            rewards.append(float(action.item() == 1))
+        loss = -(torch.stack(log_probs) * torch.tensor(rewards)).sum()
+        loss.backward()
+        """,
     )
     invalid = (
         Invalid(
