@@ -823,7 +823,7 @@ class TorchFlow:
             return Value("bool")
         merged = join(*values)
         if any(v.kind == "tensor" for v in values) and merged.srcs:
-            return cut(merged, node, "compare", _text(node) or "comparison", var=node.left, result_kind="tensor",
+            return cut(merged, node, "compare", _compare_text(node), var=node.left, result_kind="tensor",
                        module=frame.module, intlike=True)
         if any(v.kind == "tensor" for v in values):
             return Value("tensor", cuts=merged.cuts, intlike=True)
@@ -1582,3 +1582,15 @@ def _read_before_written(loop: ast.stmt) -> frozenset[str]:
     for stmt in loop.body:
         visit(stmt)
     return frozenset(exposed)
+
+
+COMPARE_SYMBOLS = {ast.Gt: ">", ast.GtE: ">=", ast.Lt: "<", ast.LtE: "<=", ast.Eq: "==", ast.NotEq: "!="}
+
+
+def _compare_text(node: ast.Compare) -> str:
+    """`a > 0.5` as written when short, else `... > 0.5`: the comparison itself, not its operand."""
+    whole = _text(node)
+    if whole and not whole.endswith("..."):
+        return whole
+    parts = [f"{COMPARE_SYMBOLS.get(type(op), '?')} {_text(c)}" for op, c in zip(node.ops, node.comparators)]
+    return "... " + " ".join(parts)
