@@ -644,6 +644,7 @@ class Interp:
 
     def e_Compare(self, node):
         vals = [self.eval(node.left)] + [self.eval(c) for c in node.comparators]
+        self.on_compare(node, vals)
         base = join(*vals)
         if all(isinstance(op, (ast.Is, ast.IsNot)) for op in node.ops):  # identity is never traced
             return Val(kind="pybool", dtype="bool", cuts=base.cuts)
@@ -840,6 +841,9 @@ class Interp:
     # ----------------------------------------------------------------- hooks
     def on_test(self, node, val: Val):
         pass
+
+    def on_compare(self, node, vals: list):
+        """The operands of a comparison (whose result carries no gradient)."""
 
     # ----------------------------------------------------------------- helpers
     def enclosing(self, node, types) -> ast.AST | None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 
 from gradtrace.analysis.flow_core import (
     EMPTY,
+    MAX_DEPTH,
     ClassInfo,
     Cut,
     FuncRef,
@@ -37,6 +38,8 @@ PY_FUNCS = {"tensorflow.py_function", "tensorflow.numpy_function", "tensorflow.p
             "keras.ops.convert_to_numpy"}
 OPTIMIZER_APPLY = ("apply_gradients", "apply")
 CALL_METHODS = ("call", "__call__")
+# methods that keep their argument beyond the call (a loss term, a cache for the training step)
+ESCAPING = frozenset({"add_loss", "add_update", "append", "extend", "insert", "update", "setdefault", "put"})
 
 
 def dtype_of(node: ast.AST | None, names) -> str | None:
@@ -90,6 +93,7 @@ class VarInfo:
     listed: list = field(default_factory=list)  # gradient/apply nodes that name it as a source
     read_in_tape: bool = False
     cast_in_tape: bool = False  # an int variable cast to float where a loss is computed: meant as a parameter
+    watched: bool = False  # handed to `tape.watch`: differentiated even when trainable=False
 
 
 @dataclass(eq=False)
@@ -135,6 +139,10 @@ class TFFacts:
     optimizer_vars: list = field(default_factory=list)  # (apply node, Val)
     rebinds: dict = field(default_factory=dict)  # stmt -> (name, VarInfo, in_loop)
     outside_targets: dict = field(default_factory=dict)  # gradient node -> (name, assignment node)
+    after_targets: dict = field(default_factory=dict)  # gradient node -> (name, assignment node, with node)
+    misapplied: dict = field(default_factory=dict)  # gradient node -> (GradCall, apply node, variables expr)
+    call_live: dict = field(default_factory=dict)  # class name -> origins that reach what its call returns
+    call_incomplete: set = field(default_factory=set)  # classes whose call was not followed completely
     classes: dict = field(default_factory=dict)
     interp: object = None
 
@@ -162,6 +170,8 @@ class TFInterp(Interp):
         self.tapes: list[TapeInfo] = []
         self.initialized: set = set()
         self.lambda_layers: dict = {}
+        self.truncated = 0  # calls not inlined (recursion, depth, budget): what they compute is approximate
+        self.call_scopes: list = []  # (call method, ClassInfo, origins kept, truncated count) being evaluated
         for info in self.classes.values():
             self.facts.classes[info.node.name] = info
 
@@ -204,6 +214,42 @@ class TFInterp(Interp):
     def context_key(self):
         return (tuple(id(t) for t in self.tapes),)
 
+    def invoke(self, ref: FuncRef, args: list, kwargs: dict, *, call_node=None, standalone=False,
+               extra: tuple = ()) -> Val:
+        fn = ref.node
+        if fn in self.stack or len(self.stack) >= MAX_DEPTH or self.budget <= 0:
+            self.truncated += 1
+        result = super().invoke(ref, args, kwargs, call_node=call_node, standalone=standalone, extra=extra)
+        if call_node is not None and not standalone and result.kind == "module":
+            result = self.per_call(result, fn, call_node)
+        return result
+
+    def per_call(self, val: Val, fn, call_node) -> Val:
+        """A model built by a factory (`teacher = make_net(); student = make_net()`): one per call site."""
+        first, last = fn.lineno, fn.end_lineno or fn.lineno
+        suffix = f"#{call_node.lineno}:{call_node.col_offset}"
+
+        def local(origin: str) -> bool:
+            if not origin.startswith("module@"):
+                return False
+            where = origin.rsplit("#", 1)[-1].removeprefix("module@")
+            line = where.split(":", 1)[0]
+            return line.isdigit() and first <= int(line) <= last
+
+        def rename(origins: frozenset) -> frozenset:
+            return frozenset(o + suffix if local(o) else o for o in origins)
+
+        if not any(local(o) for o in val.origins):
+            return val
+        cuts = frozenset(Cut(c.node, c.op, c.kind, rename(c.origins)) if any(local(o) for o in c.origins) else c
+                         for c in val.cuts)
+        ref = val.ref
+        if isinstance(ref, str) and local(ref):
+            ref = ref + suffix
+            if val.ref in self.lambda_layers:
+                self.lambda_layers[ref] = self.lambda_layers[val.ref]
+        return replace(val, origins=rename(val.origins), cuts=cuts, ref=ref)
+
     # ------------------------------------------------------------- bindings
     def on_bind_name(self, name, val, stmt):
         old = self.lookup(name)
@@ -224,8 +270,20 @@ class TFInterp(Interp):
                     val.ref.attr = attr
 
     def on_attr_store(self, target, base, val, stmt):
+        if self.call_scopes:
+            self.escape(val)
         if base.kind == "instance" and isinstance(base.ref, ClassInfo):
             self._name_origin(val, f"{base.ref.node.name}.{target.attr}", base.ref.node.name, target.attr)
+            old = base.ref.attrs.get(target.attr)
+            if old is not None and old.kind == "var" and isinstance(old.ref, VarInfo) and not isinstance(
+                    val.ref, VarInfo) and old.ref.id in val.origins and isinstance(stmt, (ast.Assign, ast.AugAssign)):
+                # `self.w = self.w - lr * g`: the attribute outlives the call, so a method that differentiates
+                # with respect to it and rebinds it breaks every later step, loop or not
+                loop = self.enclosing(stmt, (ast.For, ast.While, ast.FunctionDef, ast.AsyncFunctionDef))
+                fn = self.enclosing(stmt, (ast.FunctionDef, ast.AsyncFunctionDef))
+                repeated = isinstance(loop, (ast.For, ast.While)) or (
+                    fn is not None and fn.name not in ("__init__", "build") and self.has_training(fn, tape_only=True))
+                self.facts.rebinds.setdefault(stmt, (ast.unparse(target), old.ref, repeated))
         super().on_attr_store(target, base, val, stmt)
 
     # ------------------------------------------------------------- tapes
@@ -256,6 +314,9 @@ class TFInterp(Interp):
     # ------------------------------------------------------------- calls
     def call(self, node, qual, func, args, kwargs):
         qual = qual or ""
+        if self.call_scopes and func.kind != "func" and any(
+                a.kind == "func" for a in list(args) + list(kwargs.values())):
+            self.truncated += 1  # `tf.map_fn(lambda t: self.proj(t), x)`: the function's body is not followed
         method = func.ref[1] if func.kind == "method" and isinstance(func.ref, tuple) else None
         base = func.ref[2] if method else None
         if qual == "tensorflow.Variable" or qual.endswith(("tensorflow.compat.v1.Variable",)):
@@ -315,10 +376,65 @@ class TFInterp(Interp):
         if method in ("astype",) and args:
             if dtype_of(node.args[0], self.names) == "int":
                 return self.cut(node, ".astype(int)", "int_cast", [base])
+        if method in ("append", "extend") and base is not None and self.list_grow(node, method, base, args):
+            return Val(kind="none")
+        if self.call_scopes and method in ESCAPING:
+            for val in list(args) + list(kwargs.values()):
+                self.escape(val)
         if method in ("assign", "assign_add", "assign_sub") and base is not None:
             self.assign_in_tape(node, method, base, args)
             return Val(kind="unknown")
         return None
+
+    # ------------------------------------------------------------- lists of variables
+    @staticmethod
+    def var_like(val: Val) -> bool:
+        """A variable, a model's variable list, or a literal list of those."""
+        if isinstance(val.ref, VarInfo) or val.kind == "varlist":
+            return True
+        return val.kind == "seq" and val.items is not None and all(TFInterp.var_like(v) for _, v in val.items)
+
+    @staticmethod
+    def parts(val: Val) -> list:
+        return [v for _, v in val.items] if val.items is not None else [val]
+
+    def var_seq(self, parts: list, node=None) -> Val:
+        return Val(frozenset().union(*(v.origins for v in parts)) if parts else EMPTY,
+                   frozenset().union(*(v.cuts for v in parts)) if parts else EMPTY,
+                   "seq", None, node, tuple(enumerate(parts)))
+
+    def binop(self, a: Val, b: Val, node) -> Val:
+        """`model.trainable_variables + [temperature]` keeps its parts (the sources of a gradient)."""
+        if isinstance(getattr(node, "op", None), ast.Add) and self.var_like(a) and self.var_like(b) and (
+                a.items is not None or b.items is not None or a.kind == b.kind == "varlist"):
+            return self.var_seq(self.parts(a) + self.parts(b))
+        return super().binop(a, b, node)
+
+    def e_List(self, node):
+        if any(isinstance(e, ast.Starred) for e in node.elts):  # `[*model.trainable_variables, temperature]`
+            parts = []
+            for e in node.elts:
+                val = self.eval(e.value if isinstance(e, ast.Starred) else e)
+                parts.append(val)
+            if all(self.var_like(v) for v in parts):
+                out = []
+                for e, val in zip(node.elts, parts):
+                    out.extend(self.parts(val) if isinstance(e, ast.Starred) else [val])
+                return self.var_seq(out, node)
+            return join(*(flat(v) for v in parts), kind="seq")
+        return super().e_List(node)
+
+    e_Tuple = e_List
+
+    def list_grow(self, node, method, base: Val, args) -> bool:
+        """`params.append(temperature)` / `params.extend(model.trainable_variables)` on a literal list."""
+        target = node.func.value if isinstance(node.func, ast.Attribute) else None
+        if not isinstance(target, ast.Name) or target.id not in self.frame.env or base.kind != "seq" or \
+                base.items is None or len(args) != 1 or not self.var_like(base) or not self.var_like(args[0]):
+            return False
+        added = [args[0]] if method == "append" else self.parts(args[0])
+        self.frame.env[target.id] = self.var_seq(self.parts(base) + added, base.node)
+        return True
 
     def assign_in_tape(self, node, method, base: Val, args):
         """`v.assign(expr)` under a tape: the tape does not record it, so `expr`'s origins are cut from `v`."""
@@ -480,6 +596,9 @@ class TFInterp(Interp):
     def tape_method(self, node, tape: TapeInfo, method, args, kwargs):
         if method == "watch" and node.args:
             expr = node.args[0]
+            for val in self.parts(args[0]) if args else ():
+                if isinstance(val.ref, VarInfo):
+                    val.ref.watched = True
             here = self.stack[-1] if self.stack else None
             home = self.enclosing(tape.with_node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)) \
                 if tape.with_node is not None else here
@@ -553,11 +672,13 @@ class TFInterp(Interp):
         if fn is not self.enclosing(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
             return
         name = target.id
+        scope = fn.body if fn is not None else self.tree.body
+        if self.check_after(node, tape, name, scope):
+            return
         inside = any(isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Store)
                      for n in ast.walk(with_node))
         if inside:
             return
-        scope = fn.body if fn is not None else self.tree.body
         before = None
         for stmt in ast.walk(ast.Module(body=scope, type_ignores=[])):
             if isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)) and stmt.lineno < with_node.lineno:
@@ -567,6 +688,52 @@ class TFInterp(Interp):
         if before is None or not self.eval_origins(before):
             return
         self.facts.outside_targets.setdefault(node, (name, before))
+
+    def check_after(self, node, tape: TapeInfo, name: str, scope) -> bool:
+        """The target's last assignment runs an operation after the tape's `with` block ended."""
+        with_node = tape.with_node
+        last = None
+        stack = list(scope)
+        while stack:
+            stmt = stack.pop()
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+                continue
+            stack.extend(ast.iter_child_nodes(stmt))
+            if not isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)) or stmt.lineno >= node.lineno:
+                continue
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+            if any(isinstance(n, ast.Name) and n.id == name for t in targets for n in ast.walk(t)) and (
+                    last is None or stmt.lineno > last.lineno):
+                last = stmt
+        if last is None or last.lineno <= (with_node.end_lineno or with_node.lineno) or \
+                self.enclosing(last, (ast.With, ast.AsyncWith, ast.FunctionDef, ast.AsyncFunctionDef,
+                                      ast.Module)) is not self.enclosing(node, (ast.With, ast.AsyncWith,
+                                                                                ast.FunctionDef,
+                                                                                ast.AsyncFunctionDef, ast.Module)):
+            return False
+        targets = last.targets if isinstance(last, ast.Assign) else [last.target]
+        if not (len(targets) == 1 and isinstance(targets[0], ast.Name) and self.records_op(last)):
+            return False
+        val = self.lookup(name)
+        if val is None or not val.origins or val.kind in ("seq", "varlist", "dict", "grads", "module", "var"):
+            return False
+        self.facts.after_targets.setdefault(node, (name, last, with_node))
+        return True
+
+    def records_op(self, stmt) -> bool:
+        """Does this assignment compute a new tensor (an operation a tape would have to record)?"""
+        if isinstance(stmt, ast.AugAssign):
+            return True
+        value = stmt.value
+        if isinstance(value, (ast.BinOp, ast.UnaryOp)):
+            return True
+        if not isinstance(value, ast.Call):
+            return False
+        qual = self.names.qualname(value.func) or ""
+        if qual.startswith(("tensorflow.", "keras.")):
+            return True
+        func = self.eval(value.func) if isinstance(value.func, (ast.Name, ast.Attribute)) else None
+        return func is not None and func.kind in ("callable", "module", "func", "param")
 
     def eval_origins(self, stmt) -> bool:
         val = self.lookup(stmt.targets[0].id) if isinstance(stmt, ast.Assign) and isinstance(
@@ -598,9 +765,28 @@ class TFInterp(Interp):
             call = grads.ref if isinstance(grads.ref, GradCall) else None
             if call is not None:
                 call.applied = True
-            for _, v in self.source_list(None, variables):
+            applied = self.source_list(None, variables)
+            for _, v in applied:
                 if isinstance(v.ref, VarInfo) and node not in v.ref.listed:
                     v.ref.listed.append(node)
+            if call is not None:
+                self.check_applied_to(call, node, applied)
+
+    def check_applied_to(self, call: GradCall, node, applied: list):
+        """`tape.gradient(loss, teacher.trainable_variables)` applied to `student.trainable_variables`."""
+        def origins(vals):
+            if not vals or not all(v.kind == "varlist" or isinstance(v.ref, VarInfo) for v in vals):
+                return EMPTY
+            return frozenset().union(*(v.origins for v in vals))
+
+        differentiated = origins([v for _, v in call.sources])
+        updated = origins([v for _, v in applied])
+        if not differentiated or not updated or any(covered(o, differentiated) for o in updated) or any(
+                covered(o, updated) for o in differentiated):
+            return
+        expr = node.args[0] if node.args else None
+        var_expr = expr.args[1] if isinstance(expr, ast.Call) and len(expr.args) >= 2 else None
+        self.facts.misapplied.setdefault(call.node, (call, node, var_expr))
 
     def record_lost(self, target: Val, meant, sink, sink_kind):
         for cut in target.cuts:
@@ -616,11 +802,44 @@ class TFInterp(Interp):
                 old.lost = old.lost | lost
 
     # ------------------------------------------------------------- class sinks
+    def enter_function(self, fn, frame, args, kwargs, extra):
+        if not isinstance(fn, ast.Lambda) and fn.name in CALL_METHODS and frame.cls is not None and \
+                self.is_module_class(frame.cls):
+            self.call_scopes.append((fn, frame.cls, set(), self.truncated))
+
+    def escape(self, val: Val):
+        """A value kept beyond the return of `call` (`self.add_loss`, `self.x = ...`): it may reach a loss."""
+        val = flat(val)
+        for _fn, _cls, live, _ in self.call_scopes:
+            live |= val.origins
+            for cut in val.cuts:
+                live |= cut.origins
+
+    def on_compare(self, node, vals):
+        if self.call_scopes:  # a mask computed by a layer reaches the output, without a gradient: not unused
+            for val in vals:
+                self.escape(val)
+
+    def on_subscript_store(self, stmt, target, base, val):
+        if self.call_scopes:
+            self.escape(val)
+        super().on_subscript_store(stmt, target, base, val)
+
     def leave_function(self, fn, frame, result, extra):
         if isinstance(fn, ast.Lambda) or fn.name not in CALL_METHODS or frame.cls is None:
             return
         if not self.is_module_class(frame.cls):
             return
+        if self.call_scopes and self.call_scopes[-1][0] is fn:
+            _, cls, live, truncated = self.call_scopes.pop()
+            out = flat(result)
+            live |= out.origins
+            for cut in out.cuts:
+                live |= cut.origins
+            name = cls.node.name
+            self.facts.call_live.setdefault(name, set()).update(live)
+            if truncated != self.truncated or self.budget <= 0:
+                self.facts.call_incomplete.add(name)
         own = frozenset(v.id for v in self.facts.variables.values() if v.cls == frame.cls.node.name)
         own |= frozenset(val.ref for val in frame.cls.attrs.values() if val.kind == "module" and isinstance(val.ref, str))
         self.record_lost(flat(result), own, fn, "call")

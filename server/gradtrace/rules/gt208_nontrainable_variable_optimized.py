@@ -15,8 +15,10 @@ class NonTrainableVariableOptimized(Rule):
     docs = """
     ## What it does
     Flags `tf.Variable(..., trainable=False)` (or `add_weight(trainable=False)`) when the variable is
-    listed as a source of `tape.gradient` or handed to `optimizer.apply_gradients`/`minimize`.
-    Non-trainable state updated with `assign` (running statistics, counters) stays quiet.
+    listed as a source of `tape.gradient` or handed to `optimizer.apply_gradients`/`minimize`, also
+    inside a list built by concatenation (`model.trainable_variables + [v]`), unpacking (`[*vs, v]`)
+    or `append`/`extend`. Non-trainable state updated with `assign` (running statistics, counters)
+    and variables the tape watches explicitly (`tape.watch(v)`) stay quiet.
 
     ## Why is this bad?
     Tapes watch only trainable variables automatically. The gradient of a non-trainable variable is
@@ -48,6 +50,18 @@ class NonTrainableVariableOptimized(Rule):
         grads = tape.gradient(loss, [w])
         running.assign(0.9 * running + 0.1 * loss)
         """,
+        """
+        import tensorflow as tf
+
+        model = tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(1)])
+        log_scale = tf.Variable(0.0, trainable=False)
+        params = model.trainable_variables + [log_scale]
+        x = tf.ones([8, 3])
+        with tf.GradientTape() as tape:
+            tape.watch(log_scale)
+            loss = tf.reduce_mean((model(x) * tf.exp(log_scale) - 1.0) ** 2)
+        grads = tape.gradient(loss, params)
+        """,
     )
     invalid = (
         Invalid(
@@ -64,12 +78,42 @@ class NonTrainableVariableOptimized(Rule):
             """,
             truth=Truth(grads={"grads[1]": "none"}, framework="tensorflow"),
         ),
+        Invalid(
+            """
+            import tensorflow as tf
+
+            model = tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(1)])
+            log_scale = tf.Variable(0.0, trainable=False)  # expect: GT208
+            opt = tf.keras.optimizers.Adam(0.01)
+            params = model.trainable_variables + [log_scale]
+            x = tf.ones([8, 3])
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean((model(x) * tf.exp(log_scale) - 1.0) ** 2)
+            grads = tape.gradient(loss, params)
+            opt.apply_gradients(zip(grads, params))
+            """,
+            truth=Truth(grads={"grads[-1]": "none"}, framework="tensorflow"),
+        ),
+        Invalid(
+            """
+            import tensorflow as tf
+
+            w = tf.Variable([1.0, 2.0])
+            shift = tf.Variable(0.5, trainable=False)  # expect: GT208
+            sources = [w]
+            sources.append(shift)
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum((w + shift) ** 2)
+            grads = tape.gradient(loss, sources)
+            """,
+            truth=Truth(grads={"grads[1]": "none"}, framework="tensorflow"),
+        ),
     )
 
     def check(self, ctx):
         facts = tf_facts(ctx)
         for info in facts.variables.values():
-            if info.trainable or not info.listed:
+            if info.trainable or not info.listed or info.watched:
                 continue
             name = info.name or "this variable"
             first = min(n.lineno for n in info.listed)
