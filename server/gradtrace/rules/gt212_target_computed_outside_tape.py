@@ -15,7 +15,8 @@ class TargetComputedOutsideTape(Rule):
     docs = """
     ## What it does
     Flags `tape.gradient(loss, ...)` when `loss` depends on trainable variables but was computed
-    before the tape's `with` block and is not recomputed inside it.
+    before the tape's `with` block and is not recomputed inside it, and the line that computes `loss`
+    (a loss object, a model or a TensorFlow op) after the `with` block ended, before the gradient.
 
     ## Why is this bad?
     A tape records only the operations that run while it is active. A loss computed earlier has no
@@ -50,6 +51,20 @@ class TargetComputedOutsideTape(Rule):
             loss = w * 3.0
         g = tape.gradient(loss, w)
         """,
+        """
+        import tensorflow as tf
+
+        model = tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(2)])
+        loss_fn = tf.keras.losses.MeanSquaredError()
+        x = tf.ones([4, 3])
+        y = tf.zeros([4, 2])
+        with tf.GradientTape() as tape:
+            pred = model(x)
+            loss = loss_fn(y, pred)
+        report = loss_fn(y, pred)
+        loss_value = loss
+        grads = tape.gradient(loss_value, model.trainable_variables)
+        """,
     )
     invalid = (
         Invalid(
@@ -65,10 +80,34 @@ class TargetComputedOutsideTape(Rule):
             """,
             truth=Truth(grads={"g": "none"}, framework="tensorflow"),
         ),
+        Invalid(
+            """
+            import tensorflow as tf
+
+            model = tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(2)])
+            loss_fn = tf.keras.losses.MeanSquaredError()
+            x = tf.ones([4, 3])
+            y = tf.zeros([4, 2])
+            with tf.GradientTape() as tape:
+                pred = model(x)
+            loss = loss_fn(y, pred)  # expect: GT212
+            grads = tape.gradient(loss, model.trainable_variables)
+            """,
+            truth=Truth(grads={"grads[0]": "none", "grads[1]": "none"}, framework="tensorflow"),
+        ),
     )
 
     def check(self, ctx):
         facts = tf_facts(ctx)
+        for node, (name, stmt, with_node) in facts.after_targets.items():
+            end = with_node.end_lineno or with_node.lineno
+            yield ctx.report(
+                stmt,
+                f"`{name}` is computed here, after the tape's `with` block ended on line {end}, so the tape did "
+                f"not record it and `{ctx.source.segment(node.func)}()` on line {node.lineno} returns None for "
+                f"every variable; compute `{name}` inside the `with` block.",
+                data={"lost": [name]},
+            )
         for node, (name, before) in facts.outside_targets.items():
             yield ctx.report(
                 node,
