@@ -19,8 +19,8 @@ def assign_fix(ctx, stmt, name) -> Fix | None:
             return None
     elif isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
         v = stmt.value
-        if isinstance(v, ast.BinOp) and type(v.op) in ASSIGN_METHOD and isinstance(v.left, ast.Name) and \
-                v.left.id == name:
+        if isinstance(v, ast.BinOp) and type(v.op) in ASSIGN_METHOD and isinstance(v.left, (ast.Name, ast.Attribute)) \
+                and ast.unparse(v.left) == name:
             method, value = ASSIGN_METHOD[type(v.op)], ctx.source.segment(v.right)
         else:
             method, value = "assign", ctx.source.segment(v)
@@ -41,7 +41,8 @@ class VariableReboundToTensor(Rule):
     ## What it does
     Flags `x = x - lr * g`, `x -= lr * g` and similar assignments that compute a new value from a
     `tf.Variable` and bind it to the variable's own name, when the variable is differentiated or read
-    under a tape and the assignment runs in a loop.
+    under a tape and the assignment runs in a loop; and `self.w = self.w - lr * g` in a method that
+    differentiates `self.w` under a tape (the attribute outlives the call: the next call fails).
 
     ## Why is this bad?
     The arithmetic returns a plain `tf.Tensor`: after the first step `x` is no longer a variable, the
@@ -82,6 +83,23 @@ class VariableReboundToTensor(Rule):
         x = x * 1.0
         print(x)
         """,
+        """
+        import tensorflow as tf
+
+
+        class Scale:
+            def __init__(self):
+                self.w = tf.Variable(2.0)
+                self.velocity = tf.zeros([])
+
+            def step(self, x, lr=0.1):
+                with tf.GradientTape() as tape:
+                    loss = (self.w * x - 1.0) ** 2
+                g = tape.gradient(loss, self.w)
+                self.velocity = 0.9 * self.velocity + g
+                self.w.assign_sub(lr * self.velocity)
+                return loss
+        """,
     )
     invalid = (
         Invalid(
@@ -111,12 +129,57 @@ class VariableReboundToTensor(Rule):
             """,
             truth=Truth(raises=("TypeError", "NoneType"), framework="tensorflow"),
         ),
+        Invalid(
+            """
+            import tensorflow as tf
+
+
+            class Scale:
+                def __init__(self):
+                    self.w = tf.Variable(2.0)
+
+                def step(self, x, lr=0.1):
+                    with tf.GradientTape() as tape:
+                        loss = (self.w * x - 1.0) ** 2
+                    g = tape.gradient(loss, self.w)
+                    self.w = self.w - lr * g  # expect: GT211
+                    return loss
+
+
+            model = Scale()
+            for _ in range(2):
+                model.step(3.0)
+            """,
+            fixed="""
+            import tensorflow as tf
+
+
+            class Scale:
+                def __init__(self):
+                    self.w = tf.Variable(2.0)
+
+                def step(self, x, lr=0.1):
+                    with tf.GradientTape() as tape:
+                        loss = (self.w * x - 1.0) ** 2
+                    g = tape.gradient(loss, self.w)
+                    self.w.assign_sub(lr * g)  # expect: GT211
+                    return loss
+
+
+            model = Scale()
+            for _ in range(2):
+                model.step(3.0)
+            """,
+            truth=Truth(raises=("TypeError", "NoneType"), framework="tensorflow"),
+        ),
     )
 
     def check(self, ctx):
         facts = tf_facts(ctx)
         for stmt, (name, info, in_loop) in facts.rebinds.items():
             if not in_loop or not (info.listed or info.read_in_tape):
+                continue
+            if "." in name and not info.listed:  # an attribute only read under a tape may be a schedule
                 continue
             yield ctx.report(
                 stmt,
