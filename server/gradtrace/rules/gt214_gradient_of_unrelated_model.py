@@ -19,11 +19,15 @@ class GradientOfUnrelatedModel(Rule):
     ## What it does
     Flags `tape.gradient(loss, other.trainable_variables)` when `loss` depends on trainable variables
     but on none of `other`'s — typically a copy (`clone_model`), a freshly built model, or the wrong
-    network of a pair.
+    network of a pair. Also flags `tape.gradient(loss, teacher.trainable_variables)` whose result
+    `apply_gradients` pairs with other variables (`zip(grads, student.trainable_variables)`), each
+    model built by its own call of a factory counting as a model of its own.
 
     ## Why is this bad?
     Every gradient is `None`: the optimizer skips all of them (or raises "No gradients provided for
-    any variable"), and the model that produced the loss is not trained either.
+    any variable"), and the model that produced the loss is not trained either. Gradients applied to
+    other variables than the ones differentiated update those with gradients that are not theirs
+    (silently, when the shapes match) and leave the differentiated model unchanged.
 
     ## Example
     ```python
@@ -51,6 +55,24 @@ class GradientOfUnrelatedModel(Rule):
             loss = tf.reduce_mean(model(x) ** 2)
         grads = tape.gradient(loss, model.trainable_variables)
         """,
+        """
+        import tensorflow as tf
+
+
+        def make_net():
+            return tf.keras.Sequential([tf.keras.Input((2,)), tf.keras.layers.Dense(1)])
+
+
+        teacher = make_net()
+        student = make_net()
+        opt = tf.keras.optimizers.SGD(0.5)
+        x = tf.ones([4, 2])
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean((student(x) - 2.0 * teacher(x)) ** 2)
+        params = student.trainable_variables
+        grads = tape.gradient(loss, params)
+        opt.apply_gradients(zip(grads, student.trainable_variables))
+        """,
     )
     invalid = (
         Invalid(
@@ -66,10 +88,45 @@ class GradientOfUnrelatedModel(Rule):
             """,
             truth=Truth(grads={"grads[0]": "none"}, framework="tensorflow"),
         ),
+        Invalid(
+            """
+            import tensorflow as tf
+
+
+            def make_net():
+                return tf.keras.Sequential([tf.keras.Input((2,)), tf.keras.layers.Dense(1, kernel_initializer="ones")])
+
+
+            teacher = make_net()
+            student = make_net()
+            opt = tf.keras.optimizers.SGD(0.5)
+            x = tf.ones([4, 2])
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean((student(x) - 2.0 * teacher(x)) ** 2)
+            grads = tape.gradient(loss, teacher.trainable_variables)  # expect: GT214
+            opt.apply_gradients(zip(grads, student.trainable_variables))
+            """,
+            truth=Truth(grads={"teacher.trainable_variables[0] - 1.0": "zero",
+                               "teacher.trainable_variables[1]": "zero",
+                               "student.trainable_variables[0] - (1.0 - 0.5 * grads[0])": "zero"},
+                        framework="tensorflow"),
+        ),
     )
 
     def check(self, ctx):
         facts = tf_facts(ctx)
+        for call, apply_node, var_expr in facts.misapplied.values():
+            sources = call.node.args[1] if len(call.node.args) > 1 else None
+            src = f"`{ast.unparse(sources)}`" if sources is not None else "these variables"
+            dst = f"`{ast.unparse(var_expr)}`" if var_expr is not None else "other variables"
+            yield ctx.report(
+                call.node,
+                f"This `{call.method}()` differentiates with respect to {src}, but line {apply_node.lineno} applies "
+                f"the result to {dst}: the step updates them with gradients computed for other variables and "
+                f"leaves the differentiated ones unchanged; differentiate with respect to the variables the "
+                f"optimizer updates.",
+                data={"lost": [ast.unparse(var_expr)] if var_expr is not None else []},
+            )
         for call in facts.grad_calls.values():
             target = call.target
             if not target.origins:
