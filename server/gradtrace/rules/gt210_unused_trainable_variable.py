@@ -24,6 +24,89 @@ def attribute_loads(tree) -> set[str]:
     return out
 
 
+# Keras layers without weights: one that `call` leaves out loses no gradient
+WEIGHTLESS = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "AlphaDropout", "GaussianDropout",
+              "GaussianNoise", "Flatten", "Activation", "ReLU", "LeakyReLU", "ELU", "Softmax", "ThresholdedReLU",
+              "Reshape", "Permute", "RepeatVector", "Lambda", "Concatenate", "Add", "Subtract", "Multiply",
+              "Average", "Maximum", "Minimum", "Dot", "Masking", "InputLayer", "Identity", "ActivityRegularization",
+              "Rescaling", "Resizing", "CenterCrop", "Normalization", "Hashing", "StringLookup", "IntegerLookup",
+              "TextVectorization", "CategoryEncoding", "Discretization", "UnitNormalization")
+WEIGHTLESS_PREFIXES = ("MaxPool", "AveragePool", "AvgPool", "GlobalMaxPool", "GlobalAveragePool", "GlobalAvgPool",
+                       "ZeroPadding", "Cropping", "UpSampling", "Random")
+# reading these on `self` reaches every sublayer (Keras `Model.layers`, `Module.submodules`...)
+ALL_LAYERS = frozenset({"layers", "submodules", "_layers", "_flatten_layers", "_self_tracked_trackables",
+                        "trainable_variables", "trainable_weights", "variables", "weights", "__dict__"})
+
+
+def self_loads(nodes) -> dict[str, int]:
+    """`self.<attr>` reads in these functions -> the first line."""
+    out: dict[str, int] = {}
+    for fn in nodes:
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load) and isinstance(
+                    node.value, ast.Name) and node.value.id == "self":
+                out[node.attr] = min(out.get(node.attr, node.lineno), node.lineno)
+    return out
+
+
+def call_reachable(info, functions) -> list:
+    """The class's `call`/`__call__` and the same-file methods and functions it calls, transitively."""
+    todo = [info.methods[m] for m in ("call", "__call__") if m in info.methods]
+    seen: list = []
+    while todo:
+        fn = todo.pop()
+        if any(fn is f for f in seen):
+            continue
+        seen.append(fn)
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self" \
+                    and node.attr in info.methods:
+                todo.append(info.methods[node.attr])
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in functions:
+                todo.append(functions[node.id])
+    return seen
+
+
+def dead_layers(ctx, facts):
+    """Layers a Keras layer/model's `call` reads but whose output never reaches what `call` returns.
+
+    Yields (class name, attribute, definition node, line of the read)."""
+    interp = facts.interp
+    if interp is None or not facts.call_live:
+        return
+    from gradtrace.analysis.tf_flow import MODULE_BASES
+
+    tree_loads: dict[str, list] = {}
+    for node in ast.walk(ctx.tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
+            tree_loads.setdefault(node.attr, []).append(node)
+    for cls_name, info in facts.classes.items():
+        live = facts.call_live.get(cls_name)
+        if live is None or cls_name in facts.call_incomplete or not interp.is_module_class(info):
+            continue
+        if not all(b in interp.classes or b in MODULE_BASES or b.endswith((".Layer", ".Model", ".Module"))
+                   for b in info.bases):
+            continue  # a base class from elsewhere may read the layer too
+        reachable = call_reachable(info, interp.functions)
+        inside = self_loads(reachable)
+        if ALL_LAYERS & inside.keys() or any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in (
+                "getattr", "vars", "setattr") for fn in reachable for n in ast.walk(fn)):
+            continue
+        ids = {id(n) for fn in reachable for n in ast.walk(fn)}
+        for attr, val in info.attrs.items():
+            if attr not in inside or val.kind != "module" or val.node is None or not val.origins or \
+                    not isinstance(val.ref, str) or any(o in live for o in val.origins):
+                continue
+            if any(id(n) not in ids for n in tree_loads.get(attr, ())):
+                continue  # read somewhere else too: another method, the training loop, a subclass
+            layer = val.node.func if isinstance(val.node, ast.Call) else None
+            tail = (ast.unparse(layer) if layer is not None else "").rsplit(".", 1)[-1]
+            if not tail or tail in WEIGHTLESS or tail.startswith(WEIGHTLESS_PREFIXES) or not (
+                    (interp.names.qualname(layer) or "").startswith(("keras.", "tensorflow."))):
+                continue
+            yield cls_name, attr, val.node, inside[attr]
+
+
 class UnusedTrainableVariable(Rule):
     code = "GT210"
     name = "unused-trainable-variable"
@@ -34,7 +117,10 @@ class UnusedTrainableVariable(Rule):
     ## What it does
     Flags a trainable `tf.Variable`/`add_weight`/Keras layer assigned to `self` in a `tf.Module`,
     `keras.layers.Layer` or `keras.Model` that no code in the file ever reads, and a variable handed to
-    `optimizer.apply_gradients` that the loss never uses.
+    `optimizer.apply_gradients` that the loss never uses. Also flags a Keras layer with weights that
+    `call()` (or a method or function it calls) does call, but whose result never reaches what
+    `call()` returns (`g = self.gate(x)` and `g` is dropped); a layer also read elsewhere (another
+    method, the training step, a subclass) or reached through `self.layers`/`getattr` stays quiet.
 
     ## Why is this bad?
     The variable is part of `trainable_variables`, so the optimizer receives a `None` gradient for it
@@ -86,6 +172,23 @@ class UnusedTrainableVariable(Rule):
             def __call__(self, x):
                 return x * self.w
         """,
+        """
+        import tensorflow as tf
+
+        class Scorer(tf.keras.Model):
+            def __init__(self):
+                super().__init__()
+                self.body = tf.keras.layers.Dense(4)
+                self.weighting = tf.keras.layers.Dense(4, activation="sigmoid")
+                self.heads = [tf.keras.layers.Dense(1) for _ in range(2)]
+
+            def gated(self, x):
+                return self.body(x) * self.weighting(x)
+
+            def call(self, x):
+                h = self.gated(x)
+                return tf.add_n([head(h) for head in self.heads])
+        """,
     )
     invalid = (
         Invalid(
@@ -125,6 +228,31 @@ class UnusedTrainableVariable(Rule):
             """,
             truth=Truth(grads={"grads[1]": "none"}, framework="tensorflow"),
         ),
+        Invalid(
+            """
+            import tensorflow as tf
+
+            class Scorer(tf.keras.Model):
+                def __init__(self):
+                    super().__init__()
+                    self.body = tf.keras.layers.Dense(4)
+                    self.weighting = tf.keras.layers.Dense(4, activation="sigmoid")  # expect: GT210
+                    self.out = tf.keras.layers.Dense(1)
+
+                def call(self, x):
+                    h = self.body(x)
+                    w = self.weighting(x)
+                    return self.out(tf.nn.relu(h))
+
+            model = Scorer()
+            x = tf.ones([2, 3])
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(model(x))
+            grads = tape.gradient(loss, model.trainable_variables)
+            """,
+            truth=Truth(grads={"grads[[v is model.weighting.kernel for v in model.trainable_variables].index(True)]":
+                               "none"}, framework="tensorflow"),
+        ),
     )
 
     def check(self, ctx):
@@ -153,6 +281,18 @@ class UnusedTrainableVariable(Rule):
                     f"(None) and never trains; use it in the forward pass or remove it.",
                     data={"lost": [f"{cls_name}.{attr}"]},
                 )
+        for cls_name, attr, node, line in dead_layers(ctx, facts):
+            if id(node) in reported:
+                continue
+            reported.add(id(node))
+            method = "call" if "call" in facts.classes[cls_name].methods else "__call__"
+            yield ctx.report(
+                node,
+                f"`self.{attr}` is a layer of `{cls_name}` that `{method}()` reads on line {line}, but nothing it "
+                f"computes reaches what `{method}()` returns, so its variables get no gradient (None) and never "
+                f"train; use its output or remove it.",
+                data={"lost": [f"{cls_name}.{attr}"]},
+            )
         for call in facts.grad_calls.values():
             if not call.applied:
                 continue
