@@ -94,6 +94,7 @@ def test_no_grad_cut_points_at_the_with_statement(launcher):
     ("inplace_saved.py", "modified by an inplace operation"),
     ("typo.py", "does not require grad"),
     ("grad_off_later.py", "does not require grad"),
+    ("custom_function_order.py", "ScaleClampBackward returned a gradient different than None"),
 ])
 def test_errors_point_at_the_offending_line(launcher, name, fragment):
     res = probe(launcher, name)

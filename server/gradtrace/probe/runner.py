@@ -1360,6 +1360,33 @@ class TorchProbe:
                 reach[i] = src
         return out if len(out) <= 4 * MAX_GRAPH else []
 
+    def custom_backward_site(self, name: str):
+        """(path, line) of the last `return` in the user's autograd.Function `name`'s backward."""
+        import ast
+        import inspect
+
+        todo = list(self.torch.autograd.Function.__subclasses__())
+        seen = set()
+        while todo:
+            cls = todo.pop()
+            if cls in seen:
+                continue
+            seen.add(cls)
+            todo.extend(cls.__subclasses__())
+            backward = cls.__dict__.get("backward")
+            func = getattr(backward, "__func__", backward)
+            code = getattr(func, "__code__", None)
+            if cls.__name__ != name or code is None or not self.loc.is_user(code):
+                continue
+            try:
+                lines, first = inspect.getsourcelines(func)
+                tree = ast.parse(inspect.cleandoc("".join(lines)) if lines[0].startswith((" ", "\t")) else "".join(lines))
+            except (OSError, TypeError, SyntaxError):
+                return code.co_filename, code.co_firstlineno
+            returns = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Return)]
+            return code.co_filename, first + max(returns) - 1 if returns else code.co_firstlineno
+        return None
+
     def explain_backward_error(self, exc, roots, bpath, bline) -> dict:
         msg = str(exc).strip()
         first = msg.splitlines()[0] if msg else type(exc).__name__
@@ -1390,6 +1417,20 @@ class TorchProbe:
                     err["cause"] = (f"optimizer.step() at line {sline} updated the parameters in place after "
                                     "the forward that this backward() belongs to: call backward() before step(), "
                                     "or recompute the forward after the step")
+            return err
+        m = re.search(r"function (\w+?)Backward returned (an incorrect number of gradients|a gradient different than "
+                      r"None at position (\d+))", msg)
+        if m:
+            site = self.custom_backward_site(m.group(1))
+            if site is not None:
+                err.update(path=site[0], line=site[1])
+                if m.group(3):
+                    err["cause"] = (f"`{m.group(1)}.backward` returns a gradient at position {m.group(3)}, whose input "
+                                    "of `forward` is not a tensor: return one gradient per input of `forward`, in "
+                                    "order, with None for the non-tensor ones")
+                else:
+                    err["cause"] = (f"`{m.group(1)}.backward` returns a different number of gradients than `forward` "
+                                    "takes inputs: return one per input, in order (None where there is none)")
             return err
         if "does not require grad" in msg or "does not have a grad_fn" in msg:
             anc = self.ancestry(roots)
