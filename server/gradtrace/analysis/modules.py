@@ -260,15 +260,37 @@ def classify_value(value: ast.expr, module: ModuleContext) -> tuple[str, str | N
                 if kw.arg == "requires_grad" and isinstance(kw.value, ast.Constant) and kw.value.value is True:
                     return "tensor_grad", None, None
             return "tensor", None, None
+        if qn == "copy.deepcopy" and value.args:
+            kind, layer, _ = classify_value(value.args[0], module)
+            return ("module", layer, None) if kind == "module" else ("other", None, None)
         if isinstance(value.func, ast.Name):
             cls = module.resolve_class(value.func.id)
             if cls is not None and cls.is_module:
                 return "module", cls.name, None
+            factory = module.functions.get(value.func.id)
+            if factory is not None and _returns_module(factory, module):
+                return "module", None, None
         elif qn:
             cls = module.resolve_class(qn)
             if cls is not None and cls.is_module:
                 return "module", cls.name, None
     return "other", None, None
+
+
+def _returns_module(fn: ast.FunctionDef, module: ModuleContext, depth: int = 0) -> bool:
+    """A same-file factory (`def mlp(d): return nn.Sequential(...)`) whose every return builds a module."""
+    if depth > 3:
+        return False
+    returns = [n.value for n in ast.walk(fn) if isinstance(n, ast.Return) and n.value is not None]
+    if not returns:
+        return False
+    for value in returns:
+        if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id in module.functions:
+            if not _returns_module(module.functions[value.func.id], module, depth + 1):
+                return False
+        elif classify_value(value, module)[0] != "module":
+            return False
+    return True
 
 
 def _container_kind(kinds: list[str], container: str) -> tuple[str, str | None, str | None]:

@@ -91,14 +91,19 @@ def compute_dead(facts: TorchFacts) -> None:
                 if sink.kind != "output" and existing.sink.kind == "output":
                     existing.sink = sink
                     existing.raises = raises
-    # Several cuts of the same kind at the same place (e.g. loop passes): keep one.
-    seen = set()
+    # Several cuts of the same kind at the same place (loop passes, one layer class used twice): one report
+    # naming everything they cut.
+    seen: dict[tuple, DeadCut] = {}
     for dead in by_cut.values():
         key = (id(dead.cut.node), dead.cut.kind)
-        if key in seen:
+        first = seen.get(key)
+        if first is None:
+            seen[key] = dead
+            facts.dead.append(dead)
             continue
-        seen.add(key)
-        facts.dead.append(dead)
+        first.lost = sorted(set(first.lost) | set(dead.lost))
+        if dead.severity == "warning":
+            first.severity = "warning"
 
 
 def analyze_torch(ctx) -> TorchFacts:

@@ -835,8 +835,10 @@ class TorchFlow:
 
     def eval_Subscript(self, node: ast.Subscript, frame: Frame) -> Value:
         base = self.eval(node.value, frame)
-        self.eval(node.slice, frame)
+        index_value = self.eval(node.slice, frame)
         index = node.slice
+        # `table[logits.argmax(-1)]`: no gradient flows into an index, so what cut it travels with the result
+        index_cuts = tuple(c for c in index_value.cuts if c not in base.cuts) if index_value.cuts else ()
         if "values_indices" in base.extra and isinstance(index, ast.Constant) and index.value in (0, 1):
             return self.values_of(base) if index.value == 0 else self.indices_of(base)
         if base.items is not None and isinstance(index, ast.Constant) and isinstance(index.value, int):
@@ -848,13 +850,13 @@ class TorchFlow:
             return self.join_keep(list(base.items))
         if base.kind == "tensor":
             return replace(base, leaf=False, name=None, pending=False, saved_by=None, items=None,
-                           extra=tuple(e for e in base.extra if e != "values_indices"))
+                           extra=tuple(e for e in base.extra if e != "values_indices"), cuts=base.cuts + index_cuts)
         if base.kind == "module":  # nn.Sequential / ModuleList indexing
             name = base.name
             return Value("module", srcs=base.srcs, name=name)
         if base.kind in ("params", "container"):
             return self.element(base)
-        return Value("unknown", srcs=base.srcs, cuts=base.cuts, opaque=True)
+        return Value("unknown", srcs=base.srcs, cuts=base.cuts + index_cuts, opaque=True)
 
     def eval_Tuple(self, node: ast.Tuple, frame: Frame) -> Value:
         return self.container(node.elts, frame)
@@ -995,6 +997,13 @@ class TorchFlow:
         return Value("object", cls=cls, srcs=EMPTY, cuts=merged.cuts, extra=("object", tuple(sorted(env.items()))))
 
     def call_module(self, module_value: Value, args, kwargs, node: ast.Call, frame: Frame) -> Value:
+        children = next((e[1] for e in module_value.extra if isinstance(e, tuple) and e[0] == "children"), None)
+        if children is not None and args and not kwargs:
+            x = args[0]
+            for index, child in enumerate(children):  # nn.Sequential(UserBlock(), ...): each child's forward
+                child = named(child, f"{module_value.name}.{index}") if child.pending and module_value.name else child
+                x = self.call_module(child, [x], {}, node, frame)
+            return x
         info = module_value.cls if isinstance(module_value.cls, ClassInfo) else None
         if info is not None:
             found = info.find_method("forward") or info.find_method("__call__")
@@ -1185,12 +1194,21 @@ class TorchFlow:
                 label = f"<Parameter@{node.lineno}>"
                 if rg:
                     return Value("tensor", cuts=first.cuts)
-                return Value("tensor", srcs=frozenset({label}), leaf=True, pending=True, name=label)
+                cuts = first.cuts
+                if first.srcs and frame.func is not None and frame.func.name == "forward":
+                    # a new Parameter built from trained values on every forward: a fresh leaf, cut from them
+                    cuts = cut(first, node, "rewrap", "nn.Parameter(...)", var=node.args[0] if node.args else None,
+                               result_kind="tensor", module=module).cuts
+                return Value("tensor", srcs=frozenset({label}), cuts=cuts, leaf=True, pending=True, name=label)
             if qn.startswith("torch.nn.") and short[:1].isupper() and not qn.startswith("torch.nn.functional"):
                 if short in api.PARAMETERLESS_LAYERS:
                     return Value("module", cls=qn, extra=("inplace",) if _inplace_layer(node) else ())
                 label = f"<{short}@{node.lineno}>"
-                return Value("module", cls=qn, srcs=frozenset({label}), name=label, pending=True)
+                extra = ()
+                if short == "Sequential" and args and all(a.kind == "module" for a in args) \
+                        and any(isinstance(a.cls, ClassInfo) for a in args):
+                    extra = (("children", tuple(args)),)  # followed in order when called: user layers inside
+                return Value("module", cls=qn, srcs=frozenset({label}), name=label, pending=True, extra=extra)
             if qn.startswith("torch.nn.init."):
                 return first
             if qn.startswith("torch.utils.checkpoint.") and args:
@@ -1209,6 +1227,10 @@ class TorchFlow:
                                module=module)
                 return result
             return self.torch_function(qn, short, node, frame, args, kwargs, first, every)
+        if qn == "copy.deepcopy" and first.kind == "module":
+            # a new model (an EMA or target copy): its own parameters, not the original's
+            label = f"<copy@{node.lineno}>"
+            return replace(first, srcs=frozenset({label}), name=label, pending=True, cuts=())
         if root == "math":
             if first.srcs and short not in ("pi", "e", "inf", "nan"):
                 return cut(first, node, "math", f"math.{short}()", var=node.args[0] if node.args else None,
@@ -1277,7 +1299,10 @@ class TorchFlow:
                              extra=("values_indices", (node, module, f"torch.{short}()")))
             return combine("tensor", *args)
         if short in ("where",) and len(args) == 3:
-            return combine("tensor", args[1], args[2])
+            # no gradient flows into the condition: what cut it (a comparison) travels with the result
+            result = combine("tensor", args[1], args[2])
+            extra_cuts = tuple(c for c in args[0].cuts if c not in result.cuts)
+            return replace(result, cuts=result.cuts + extra_cuts) if extra_cuts else result
         if short in ("stack", "cat", "concat", "concatenate", "hstack", "vstack", "dstack", "block_diag",
                      "einsum", "broadcast_tensors", "cartesian_prod", "meshgrid"):
             return combine("tensor", *args)

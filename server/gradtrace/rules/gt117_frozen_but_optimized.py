@@ -104,8 +104,52 @@ class FrozenButOptimized(Rule):
                 param.requires_grad = False
         opt = torch.optim.Adam([p for n, p in model.named_parameters() if n.startswith("head")])
         """,
+        """
+        import copy
+
+        import torch
+        import torch.nn as nn
+
+        model = nn.Linear(4, 2)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        ema = copy.deepcopy(model).requires_grad_(False)
+        model(torch.randn(3, 4)).sum().backward()
+        opt.step()
+        """,
+        """
+        import torch
+        import torch.nn as nn
+
+        backbone, head = nn.Linear(3, 4), nn.Linear(4, 2)
+        model = nn.Sequential(backbone, head)
+        backbone.requires_grad_(False)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        model(torch.randn(5, 3)).sum().backward()
+        opt.step()
+        """,
     )
     invalid = (
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            def init_head(encoder, x):
+                encoder.requires_grad_(False)  # expect: GT117
+                head = nn.Linear(4, 2)
+                head.bias.data.copy_(encoder(x).mean(0)[:2])
+                return head
+
+
+            encoder = nn.Linear(3, 4)
+            x = torch.randn(6, 3)
+            head = init_head(encoder, x)
+            opt = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=1e-3)
+            head(encoder(x)).sum().backward()
+            """,
+            truth=Truth(grads={"encoder.weight": "none"}),
+        ),
         Invalid(
             """
             import torch
@@ -191,11 +235,17 @@ class FrozenButOptimized(Rule):
                 srcs = optimizer.coverage.srcs
                 if not optimizer.known or not srcs or optimizer.module.path != ctx.path:
                     continue
-                inside = all(any(c == f or c.startswith(f + ".") for f in freeze.srcs) for c in srcs)
-                if not inside or any(any(overlaps(c, u) for u in f.srcs) for f in unfrozen for c in srcs):
+                # what the optimizer is given by name (`encoder.parameters()`), not a parent that merely
+                # contains the frozen part (`model.parameters()` with a frozen backbone is the usual fine-tuning)
+                frozen = [c for c in sorted(srcs) if any(c == f or c.startswith(f + ".") for f in freeze.srcs)]
+                if not frozen or any(any(overlaps(c, u) for u in f.srcs) for f in unfrozen for c in frozen):
                     continue
-                names = ", ".join(f"`{display(c)}`" for c in sorted(srcs))
+                names = ", ".join(f"`{display(c)}`" for c in frozen)
                 line = ctx.span(optimizer.node).line
-                ctx.report(freeze.node, f"This freezes {names}, which is all the optimizer on line {line} trains: "
-                           "it gets no gradient and never moves.",
-                           related=[ctx.related(optimizer.node, "optimizer built here")])
+                if len(frozen) == len(srcs):
+                    message = f"This freezes {names}, which is all the optimizer on line {line} trains: it gets no " \
+                              "gradient and never moves."
+                else:
+                    message = f"This freezes {names}, which the optimizer on line {line} is given to train: it gets " \
+                              "no gradient and never moves (nothing sets requires_grad back)."
+                ctx.report(freeze.node, message, related=[ctx.related(optimizer.node, "optimizer built here")])
