@@ -2,7 +2,8 @@
 
 Origins are trainable floating `tf.Variable`s (module globals, locals, `self.x = tf.Variable(...)`,
 `self.add_weight(...)`), Keras models/layers built in the file, and tensors a tape watches. Cuts are
-`tf.stop_gradient`, NumPy and Python conversions, `tf.py_function`, integer casts and argmax-like ops.
+`tf.stop_gradient`, NumPy and Python conversions, `tf.numpy_function`, integer casts, argmax-like ops,
+rounding and floor division (`tf.py_function` is differentiable: its inputs flow through).
 Sinks are `tape.gradient`/`jacobian` targets and the outputs of Keras `call`/`tf.Module.__call__`.
 
 `analyze_tf(ctx)` returns a `TFFacts` shared by the GT2xx rules (`ctx.memo("tensorflow", analyze_tf)`).
@@ -32,8 +33,8 @@ MODULE_BASES = ("tensorflow.Module", "keras.layers.Layer", "keras.Model", "keras
                 "keras.Layer", "tensorflow.keras.Model", "keras.layers.base.Layer")
 STOP_GRADIENT = {"tensorflow.stop_gradient", "keras.backend.stop_gradient", "keras.ops.stop_gradient"}
 ARGMAX_LIKE = {"argmax", "argmin", "argsort", "searchsorted", "histogram_fixed_width", "bucketize"}
-ZERO_GRAD = {"round", "floor", "ceil", "sign", "rint"}
-PY_FUNCS = {"tensorflow.py_function", "tensorflow.numpy_function", "tensorflow.py_func",
+ZERO_GRAD = {"round", "floor", "ceil", "sign", "rint", "floordiv", "floor_div", "truncatediv"}
+PY_FUNCS = {"tensorflow.numpy_function", "tensorflow.py_func",
             "tensorflow.compat.v1.py_func", "keras.backend.eval", "keras.backend.get_value",
             "keras.ops.convert_to_numpy"}
 OPTIMIZER_APPLY = ("apply_gradients", "apply")
@@ -341,6 +342,9 @@ class TFInterp(Interp):
             return Val()
         if qual in STOP_GRADIENT:
             return self.cut(node, "tf.stop_gradient", "stop_gradient", args)
+        if qual == "tensorflow.py_function":  # records the TensorFlow ops its function runs: differentiable
+            vals = [flat(a) for a in args[1:2]] + [flat(v) for k, v in kwargs.items() if k == "inp"]
+            return replace(join(*vals), kind="tensor", node=node) if vals else Val(kind="tensor")
         if qual in PY_FUNCS:
             return self.cut(node, ast.unparse(node.func), "numpy", args + list(kwargs.values()))
         if method == "numpy" and base is not None:
@@ -408,6 +412,10 @@ class TFInterp(Interp):
         if isinstance(getattr(node, "op", None), ast.Add) and self.var_like(a) and self.var_like(b) and (
                 a.items is not None or b.items is not None or a.kind == b.kind == "varlist"):
             return self.var_seq(self.parts(a) + self.parts(b))
+        if isinstance(getattr(node, "op", None), ast.FloorDiv) and "tensor" in (flat(a).kind, flat(b).kind) and \
+                "int" not in (flat(a).dtype, flat(b).dtype):
+            # float `//` is FloorDiv, which has no registered gradient (`%` has one)
+            return self.cut(node, "//", "zero_grad", [a, b])
         return super().binop(a, b, node)
 
     def e_List(self, node):
@@ -477,7 +485,7 @@ class TFInterp(Interp):
         if tail in ARGMAX_LIKE:
             return self.cut(node, f"tf.{tail}", "int_cast", args[:1], dtype="int")
         if tail in ZERO_GRAD:
-            return self.cut(node, f"tf.{tail}", "zero_grad", args[:1])
+            return self.cut(node, f"tf.{tail}", "zero_grad", args[:2] if "div" in tail else args[:1])
         if qual in ("tensorflow.GradientTape",):
             return None
         vals = [flat(a) for a in args] + [flat(v) for v in kwargs.values()]

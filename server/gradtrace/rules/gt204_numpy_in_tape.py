@@ -10,16 +10,17 @@ from gradtrace.rules.gt203_tf_stop_gradient_only_path import lost_message
 class NumpyInTape(Rule):
     code = "GT204"
     name = "numpy-conversion-in-tape"
-    summary = ".numpy(), NumPy functions, float()/int() or tf.py_function cut trainable variables from the loss."
+    summary = ".numpy(), NumPy functions, float()/int() or tf.numpy_function cut trainable variables from the loss."
     severity = "warning"
     framework = "tensorflow"
     docs = """
     ## What it does
     Flags `.numpy()`, NumPy/SciPy/`math` functions, `float()`/`int()`, `.item()`/`.tolist()` and
-    `tf.py_function`/`tf.numpy_function` applied to a value that depends on trainable variables, when
-    that value is on the only path from those variables to the loss — also inside helper functions
-    called under the tape. Metrics and logging computed from the same tensors, off the loss path or
-    after `tape.gradient`, stay quiet.
+    `tf.numpy_function` applied to a value that depends on trainable variables, when that value is on
+    the only path from those variables to the loss — also inside helper functions called under the
+    tape. Metrics and logging computed from the same tensors, off the loss path or after
+    `tape.gradient`, stay quiet. `tf.py_function` stays quiet: the tape records the TensorFlow ops its
+    function runs eagerly, so it is differentiable.
 
     ## Why is this bad?
     The tape records TensorFlow operations only. A NumPy array or a Python number carries no history:
@@ -67,6 +68,19 @@ class NumpyInTape(Rule):
             history.append(float(loss))
         g = tape.gradient(loss, w)
         """,
+        """
+        import tensorflow as tf
+
+        w = tf.Variable([1.0, 2.0])
+
+        def mish(t):
+            return t * tf.tanh(tf.math.softplus(t))
+
+        with tf.GradientTape() as tape:
+            h = tf.py_function(mish, [w * 3.0], Tout=tf.float32)
+            loss = tf.reduce_sum(h ** 2)
+        g = tape.gradient(loss, w)
+        """,
     )
     invalid = (
         Invalid(
@@ -97,6 +111,23 @@ class NumpyInTape(Rule):
             grads = tape.gradient(loss, [w, b])
             """,
             truth=Truth(grads={"grads[0]": "none"}, framework="tensorflow"),
+        ),
+        Invalid(
+            """
+            import numpy as np
+            import tensorflow as tf
+
+            w = tf.Variable([1.0, 2.0])
+
+            def mish(t):
+                return t * np.tanh(np.log1p(np.exp(t)))
+
+            with tf.GradientTape() as tape:
+                h = tf.numpy_function(mish, [w * 3.0], Tout=tf.float32)  # expect: GT204
+                loss = tf.reduce_sum(h ** 2)
+            g = tape.gradient(loss, w)
+            """,
+            truth=Truth(grads={"g": "none"}, framework="tensorflow"),
         ),
     )
 

@@ -10,18 +10,20 @@ from gradtrace.rules.gt203_tf_stop_gradient_only_path import lost_message
 class TFNondifferentiableOp(Rule):
     code = "GT206"
     name = "tf-nondifferentiable-op"
-    summary = "argmax, an integer cast or rounding cuts trainable variables from the loss."
+    summary = "argmax, an integer cast, rounding or floor division cuts trainable variables from the loss."
     severity = "warning"
     framework = "tensorflow"
     docs = """
     ## What it does
-    Flags `tf.argmax`/`argmin`/`argsort`, `tf.cast(..., tf.int*)`/`bool`, and `tf.round`/`floor`/`ceil`/
-    `sign` when they are on the only path from trainable variables to the loss. Indexing with an argmax
-    (`tf.gather(logits, tf.argmax(...))`) keeps the gradient of the gathered values and stays quiet.
+    Flags `tf.argmax`/`argmin`/`argsort`, `tf.cast(..., tf.int*)`/`bool`, `tf.round`/`floor`/`ceil`/
+    `sign`, and floor division of float tensors (`h // step`, `tf.math.floordiv`) when they are on the
+    only path from trainable variables to the loss. Indexing with an argmax
+    (`tf.gather(logits, tf.argmax(...))`) keeps the gradient of the gathered values and stays quiet, and
+    so does `%` (`FloorMod` has a gradient).
 
     ## Why is this bad?
     Integer results have no gradient, and TensorFlow registers no gradient for `round`/`floor`/`ceil`
-    (`sign` has a zero one): `tape.gradient` returns `None` for the variables before the op, and they
+    and `FloorDiv` (`sign` has a zero one): `tape.gradient` returns `None` for the variables before the op, and they
     never train.
 
     ## Example
@@ -51,6 +53,17 @@ class TFNondifferentiableOp(Rule):
             loss = tf.reduce_sum(best ** 2)
         g = tape.gradient(loss, w)
         """,
+        """
+        import tensorflow as tf
+
+        w = tf.Variable([0.3, 1.7])
+        steps = tf.constant([7, 9])
+        with tf.GradientTape() as tape:
+            phase = (w * 4.0) % 1.0
+            bucket = tf.cast(steps // 2, tf.float32)
+            loss = tf.reduce_sum(phase * bucket)
+        g = tape.gradient(loss, w)
+        """,
     )
     invalid = (
         Invalid(
@@ -75,6 +88,23 @@ class TFNondifferentiableOp(Rule):
             with tf.GradientTape() as tape:
                 q = tf.round(w * 4.0) / 4.0  # expect: GT206
                 loss = tf.reduce_sum((q - 1.0) ** 2)
+            g = tape.gradient(loss, w)
+            """,
+            truth=Truth(grads={"g": "none"}, framework="tensorflow"),
+        ),
+        Invalid(
+            """
+            import tensorflow as tf
+
+            w = tf.Variable([[0.2, 0.8], [0.5, -0.1]])
+            step = 0.25
+
+            def encode(x):
+                h = tf.sigmoid(tf.matmul(x, w))
+                return (h // step) * step  # expect: GT206
+
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum((encode(tf.ones([1, 2])) - 0.5) ** 2)
             g = tape.gradient(loss, w)
             """,
             truth=Truth(grads={"g": "none"}, framework="tensorflow"),
