@@ -743,9 +743,10 @@ class TorchFlow:
         if info is not None:
             found = info.find_method(attr)
             if found:
-                return Value("method", func=FunctionInfo(found[0], found[1].module, found[1],
-                                                         self.grad_off_decorator(found[0], found[1].module)),
-                             extra=(base,))
+                func = FunctionInfo(found[0], found[1].module, found[1], self.grad_off_decorator(found[0], found[1].module))
+                if _is_property(found[0]):  # `self.weight` runs the property's body
+                    return self.call_function(func, [base], {}, frame, node)
+                return Value("method", func=func, extra=(base,))
             fact = info.find_attr(attr)
             if fact is not None and name:
                 self.definitions.setdefault(name, (fact.stmt, info.module))
@@ -1619,3 +1620,11 @@ def _compare_text(node: ast.Compare) -> str:
         return whole
     parts = [f"{COMPARE_SYMBOLS.get(type(op), '?')} {_text(c)}" for op, c in zip(node.ops, node.comparators)]
     return "... " + " ".join(parts)
+
+
+def _is_property(fn: ast.AST) -> bool:
+    for deco in getattr(fn, "decorator_list", ()):
+        name = deco.attr if isinstance(deco, ast.Attribute) else getattr(deco, "id", None)
+        if name in ("property", "cached_property"):
+            return True
+    return False

@@ -51,6 +51,57 @@ class DataOnPath(Rule):
         Invalid(
             """
             import torch
+            import torch.nn as nn
+            import torch.nn.functional as F
+
+
+            class NonNegLinear(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.raw = nn.Parameter(torch.rand(2, 3))
+                    self.bias = nn.Parameter(torch.zeros(2))
+
+                @property
+                def weight(self):
+                    return self.raw.data.clamp(min=0.0)  # expect: GT106
+
+                def forward(self, x):
+                    return F.linear(x, self.weight, self.bias)
+
+
+            layer = NonNegLinear()
+            opt = torch.optim.SGD(layer.parameters(), lr=0.1)
+            layer(torch.randn(4, 3)).pow(2).mean().backward()
+            """,
+            fixed="""
+            import torch
+            import torch.nn as nn
+            import torch.nn.functional as F
+
+
+            class NonNegLinear(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.raw = nn.Parameter(torch.rand(2, 3))
+                    self.bias = nn.Parameter(torch.zeros(2))
+
+                @property
+                def weight(self):
+                    return self.raw.clamp(min=0.0)  # expect: GT106
+
+                def forward(self, x):
+                    return F.linear(x, self.weight, self.bias)
+
+
+            layer = NonNegLinear()
+            opt = torch.optim.SGD(layer.parameters(), lr=0.1)
+            layer(torch.randn(4, 3)).pow(2).mean().backward()
+            """,
+            truth=Truth(grads={"layer.raw": "none"}),
+        ),
+        Invalid(
+            """
+            import torch
 
             w = torch.randn(3, requires_grad=True)
             b = torch.randn(3, requires_grad=True)
