@@ -291,3 +291,12 @@ def test_syntax_error_is_reported_with_its_line(launcher, tmp_path):
     path.write_text("import torch\n\nx = torch.ones(2,\n")
     res = launcher.run(str(path))
     assert res["status"] == "error" and res["error"]["type"] == "SyntaxError" and res["error"]["line"] == 3
+
+
+def test_optimizer_refusing_a_non_leaf_points_at_the_conversion(launcher):
+    res = probe(launcher, "nonleaf_optimized.py")
+    assert res["status"] == "error"
+    err = res["error"]
+    assert err["type"] == "ValueError" and "non-leaf" in err["message"]
+    assert err["line"] == cut_line(data("nonleaf_optimized.py")), err
+    assert "double" in err["cause"] and err["raised_at"]["line"] == err["line"] + 1

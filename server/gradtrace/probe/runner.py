@@ -906,6 +906,8 @@ class TorchProbe:
         opt_init = torch.optim.Optimizer.__init__
 
         def _opt_init(self_, params, *a, **k):
+            if isinstance(params, (list, tuple)):
+                probe.note_nonleaf_optimized(params)
             r = opt_init(self_, params, *a, **k)
             path, line = probe.loc.where(2)
             probe.optimizers.append((weakref.ref(self_), path, line, type(self_).__name__))
@@ -1360,6 +1362,25 @@ class TorchProbe:
                 reach[i] = src
         return out if len(out) <= 4 * MAX_GRAPH else []
 
+    def note_nonleaf_optimized(self, params) -> None:
+        """Before an optimizer rejects a non-leaf tensor: remember the op that made it (its user line)."""
+        tensors = []
+        for item in params:
+            if isinstance(item, dict):
+                group = item.get("params")
+                tensors.extend(group if isinstance(group, (list, tuple)) else [group])
+            else:
+                tensors.append(item)
+        for t in tensors:
+            if isinstance(t, self.torch.Tensor) and not t.is_leaf:
+                tag = self.tags.get(id(t))
+                if tag is not None and tag[0]() is t and tag[1] >= 0:
+                    op = self.ops[tag[1]]
+                    path, line = (op.site[0], op.site[1]) if op.site is not None and op.site[0] else (op.path, op.line)
+                    if path:
+                        self.nonleaf_optimized = (path, line, op.name)
+                        return
+
     def custom_backward_site(self, name: str):
         """(path, line) of the last `return` in the user's autograd.Function `name`'s backward."""
         import ast
@@ -1563,6 +1584,13 @@ class TorchProbe:
             path, line = _exc_location(exc, self.loc)
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             self.error = {"type": type(exc).__name__, "message": first, "path": path, "line": line}
+            site = getattr(self, "nonleaf_optimized", None)
+            if "can't optimize a non-leaf Tensor" in str(exc) and site is not None:
+                self.error["raised_at"] = _loc(path, line)
+                self.error.update(path=site[0], line=site[1])
+                self.error["cause"] = (f"`.{site[2]}()` at line {site[1]} returns a new tensor computed from the one "
+                                       "created with requires_grad=True, so what the optimizer is given is not a "
+                                       "leaf; create it with its final device/dtype/shape, then call .requires_grad_()")
             if "leaf Variable that requires grad is being used in an in-place" in str(exc):
                 self.error["cause"] = ("an in-place operation on a leaf tensor that requires grad; do the update "
                                        "under `with torch.no_grad():` or use an out-of-place op")
