@@ -105,6 +105,10 @@ class TapeInfo:
     name: str | None = None
     watched: set = field(default_factory=set)  # names watched
     watch_unknown: bool = False  # watch() called on something we cannot name (a helper's loop variable...)
+    auto_watch: bool = True  # False: `GradientTape(watch_accessed_variables=False)`
+    watched_ids: set = field(default_factory=set)  # origins of what watch() was given
+    watch_nodes: list = field(default_factory=list)  # the watch() calls
+    watch_opaque: bool = False  # watch() given something whose variables we cannot tell
     calls: list = field(default_factory=list)  # GradCall in evaluation order (dedup by node)
 
 
@@ -330,6 +334,8 @@ class TFInterp(Interp):
             tape = self.facts.tapes.get(node)
             if tape is None:
                 tape = TapeInfo(node, is_persistent)
+                auto = kwarg(node, "watch_accessed_variables", 1)
+                tape.auto_watch = not (isinstance(auto, ast.Constant) and auto.value is False)
                 self.facts.tapes[node] = tape
             return Val(kind="tape", ref=tape)
         if base is not None and base.kind == "tape" and isinstance(base.ref, TapeInfo):
@@ -604,9 +610,15 @@ class TFInterp(Interp):
     def tape_method(self, node, tape: TapeInfo, method, args, kwargs):
         if method == "watch" and node.args:
             expr = node.args[0]
+            if node not in tape.watch_nodes:
+                tape.watch_nodes.append(node)
             for val in self.parts(args[0]) if args else ():
                 if isinstance(val.ref, VarInfo):
                     val.ref.watched = True
+                    tape.watched_ids.add(val.ref.id)
+                tape.watched_ids.update(val.origins)
+                if val.kind in ("unknown", "param") or (val.kind == "seq" and val.items is None):
+                    tape.watch_opaque = True
             here = self.stack[-1] if self.stack else None
             home = self.enclosing(tape.with_node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)) \
                 if tape.with_node is not None else here

@@ -24,9 +24,14 @@ class UnwatchedTapeSource(Rule):
     trainable `tf.Variable`, and the tape never called `tape.watch(source)`. This includes an inner tape
     that differentiates with respect to an input (a PINN residual, a gradient penalty).
 
+    Also flags, for a tape created with `watch_accessed_variables=False`, the `tape.watch([...])` call
+    that leaves out a variable `tape.gradient` is then asked for (the gradient list built before the
+    tape, or written in the call).
+
     ## Why is this bad?
     A tape records operations on trainable variables automatically, but on plain tensors only once
-    they are watched. The gradient with respect to an unwatched tensor is `None` (zeros with
+    they are watched; with `watch_accessed_variables=False` variables too are recorded only once
+    watched. The gradient with respect to an unwatched tensor or variable is `None` (zeros with
     `unconnected_gradients=ZERO`), and code that uses it raises or silently learns nothing.
 
     ## Example
@@ -67,6 +72,20 @@ class UnwatchedTapeSource(Rule):
             h = w * 2.0
             y = h * h
         dy_dh = tape.gradient(y, h)
+        """,
+        """
+        import tensorflow as tf
+
+        encoder_w = tf.Variable([[0.5, -0.2], [0.1, 0.3]])
+        probe_w = tf.Variable([[0.2], [0.4]])
+        probe_b = tf.Variable([0.0])
+        probe = [probe_w, probe_b]
+        x = tf.ones([3, 2])
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(probe)
+            feats = tf.matmul(x, encoder_w)
+            loss = tf.reduce_sum(tf.matmul(feats, probe_w) + probe_b)
+        grads = tape.gradient(loss, probe)
         """,
     )
     invalid = (
@@ -116,10 +135,26 @@ class UnwatchedTapeSource(Rule):
             """,
             truth=Truth(grads={"d": "none"}, framework="tensorflow"),
         ),
+        Invalid(
+            """
+            import tensorflow as tf
+
+            adapter = tf.Variable([[0.5, -0.2], [0.1, 0.3]])
+            head = tf.Variable([[0.2], [0.4]])
+            tuned = [adapter, head]
+            x = tf.ones([3, 2])
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(head)  # expect: GT202
+                loss = tf.reduce_sum(tf.matmul(tf.matmul(x, adapter), head))
+            grads = tape.gradient(loss, tuned)
+            """,
+            truth=Truth(grads={"grads[0]": "none"}, framework="tensorflow"),
+        ),
     )
 
     def check(self, ctx):
         facts = tf_facts(ctx)
+        yield from self.partly_watched(ctx, facts)
         for call in facts.grad_calls.values():
             tape = call.tape
             if tape.watch_unknown:
@@ -141,3 +176,28 @@ class UnwatchedTapeSource(Rule):
                     fix=fix,
                     data={"lost": [text] if text else []},
                 )
+
+    def partly_watched(self, ctx, facts):
+        """`GradientTape(watch_accessed_variables=False)` differentiated for a variable it never watched."""
+        for call in facts.grad_calls.values():
+            tape = call.tape
+            if tape.auto_watch or tape.watch_unknown or tape.watch_opaque:
+                continue
+            missing = []
+            for _expr, val in call.sources:
+                info = val.ref if isinstance(val.ref, VarInfo) else None
+                if info is None or not info.trainable or info.dtype == "int" or info.id in tape.watched_ids:
+                    continue
+                missing.append(facts.name(info.id))
+            if not missing:
+                continue
+            names = ", ".join(f"`{n}`" for n in dict.fromkeys(missing))
+            where = tape.watch_nodes[0] if len(tape.watch_nodes) == 1 else tape.node
+            what = f"`{ctx.source.segment(where)}`" if where is not tape.node else "this tape"
+            yield ctx.report(
+                where,
+                f"The tape was created with `watch_accessed_variables=False` and {what} does not watch {names}, "
+                f"so `{ctx.source.segment(call.node.func)}()` on line {call.node.lineno} returns None for "
+                f"{'it' if len(missing) == 1 else 'them'}; watch every variable you differentiate.",
+                data={"lost": list(dict.fromkeys(missing))},
+            )
