@@ -300,3 +300,11 @@ def test_optimizer_refusing_a_non_leaf_points_at_the_conversion(launcher):
     assert err["type"] == "ValueError" and "non-leaf" in err["message"]
     assert err["line"] == cut_line(data("nonleaf_optimized.py")), err
     assert "double" in err["cause"] and err["raised_at"]["line"] == err["line"] + 1
+
+
+def test_inference_mode_decorator_is_the_line_blamed(launcher):
+    res = probe(launcher, "inference_decorator.py")
+    assert res["status"] == "error"
+    err = res["error"]
+    assert "Inference tensors" in err["message"]
+    assert err["line"] == cut_line(data("inference_decorator.py")), err

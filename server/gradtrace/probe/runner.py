@@ -847,8 +847,12 @@ class TorchProbe:
 
         def _inf_enter(self_):
             if probe.recording and getattr(self_, "mode", True):
-                path, line = probe.loc.where(2)
-                probe.inference_site = (path, line, _site_text(path, line, "torch.inference_mode()"))
+                deco = probe.decorator_site()  # `@torch.inference_mode()` on a user function: its line
+                if deco is not None:
+                    probe.inference_site = deco
+                else:
+                    path, line = probe.loc.where(2)
+                    probe.inference_site = (path, line, _site_text(path, line, "torch.inference_mode()"))
                 probe.last_inference_site = probe.inference_site
             return orig_inf_enter(self_)
 
