@@ -101,7 +101,8 @@ class JaxFacts:
     # gradients update; the index says which output of a tuple `argnums` (None: all of them / unknown)
     argnums: dict = field(default_factory=dict)
     grad_calls: list = field(default_factory=list)
-    # unsafe branch node -> (op, where node, its argument, in the first branch?, differentiated origins)
+    # unsafe branch node -> (op, where node, its argument, in the first branch?, differentiated origins,
+    # is the argument itself differentiated? (False: only the numerator of a division is))
     nan_where: dict = field(default_factory=dict)
 
 
@@ -479,13 +480,18 @@ class JaxInterp(Interp):
                         arg, op = sub.args[0], q.replace("jax.numpy.", "jnp.").replace("jax.lax.", "lax.")
                 elif isinstance(sub, ast.BinOp) and isinstance(sub.op, ast.Div):
                     arg, op = sub.right, "division"
+                    numerator = self.eval(sub.left)
+                    if numerator.origins and not self.eval(arg).origins:
+                        # `summed / count` with a constant count: d/d summed = 1 / count is infinite too
+                        self.facts.nan_where.setdefault(sub, (op, node, arg, n == 0, numerator.origins, False))
+                        continue
                 elif isinstance(sub, ast.BinOp) and isinstance(sub.op, ast.Pow) and fractional_power(sub.right):
                     arg, op = sub.left, f"** {ast.unparse(sub.right)}"
                 if arg is None:
                     continue
                 val = self.eval(arg)
                 if val.origins and val.ref != "guarded":
-                    self.facts.nan_where.setdefault(sub, (op, node, arg, n == 0, val.origins))
+                    self.facts.nan_where.setdefault(sub, (op, node, arg, n == 0, val.origins, True))
 
     def cut(self, node, op, kind, inputs, dtype=None, out="jarray") -> Val:
         src = join(*(flat(v) for v in inputs if v is not None)) if inputs else Val()

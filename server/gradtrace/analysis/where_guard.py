@@ -96,3 +96,200 @@ def guards_singular_point(cond: ast.AST, arg: ast.AST, in_first_branch: bool) ->
         return False
     cond_at_zero = holds_at_zero(op, sign)
     return cond_at_zero is not None and cond_at_zero != in_first_branch
+
+
+# ---------------------------------------------------------------- is the NaN certain?
+#
+# A guard of the singular point says the author expects `x` to leave the domain there, not that the
+# masked branch is ever evaluated at a point where its derivative is infinite or NaN:
+# - `sqrt`/`rsqrt`/a fractional power has a NaN derivative at every negative `x`, so a guard that masks
+#   the negatives of an `x` that can be negative (`x > 0` on a difference) gives NaN at once;
+# - `log` and a division have a *finite* derivative at negative `x` (`1/x`): NaN needs `x` exactly 0,
+#   which continuous values (`budget - sum(a ** 2)`) practically never are. Exact zeros come from
+#   counts and sums of masks, products with a mask, all-zero/literal-zero data, and pairwise
+#   differences `z[:, None] - z[None, :]` (their diagonal), and from norms/powers/sums of those.
+# (A ReLU output is exactly 0 too, but its own backward *selects* the cotangent, dropping the NaN.)
+
+ZERO_WORDS = ("count", "cnt", "mask", "valid", "length", "lens", "n_tokens", "num_tokens")
+SUMS = frozenset({"sum", "nansum", "cumsum"})
+PASS_THROUGH = frozenset({"astype", "float", "double", "half", "type", "to", "reshape", "squeeze", "ravel",
+                          "flatten", "expand_dims", "unsqueeze", "transpose", "view", "broadcast_to", "abs",
+                          "square", "norm", "sqrt", "asarray", "stop_gradient", "detach"})
+CONSTRUCTORS = frozenset({"tensor", "array", "asarray", "as_tensor"})
+ALL_ZERO = frozenset({"zeros", "zeros_like"})
+NONNEG_CALLS = frozenset({"abs", "square", "exp", "sqrt", "norm", "softplus", "sigmoid", "relu", "count_nonzero",
+                          "softmax", "exp2", "cosh"})
+MAX_DEPTH = 8
+
+
+def singular_kind(op: str) -> str:
+    """"root" (sqrt, rsqrt, non-integer power: NaN derivative at negatives), "log" or "division"."""
+    if "sqrt" in op:
+        return "root"
+    if "pow" in op or op.startswith("**"):
+        tail = op.rsplit(",", 1)[-1].rstrip(")").replace("**", "").strip()
+        try:
+            value = float(tail)
+        except ValueError:
+            return "root"
+        return "division" if value.is_integer() else "root"
+    if "log" in op:
+        return "log"
+    return "division"
+
+
+def _compare(cond: ast.AST, arg: ast.AST):
+    """(op, threshold sign) of `arg <op> t` (flipped when written `t <op> arg`), or None."""
+    if not isinstance(cond, ast.Compare) or len(cond.ops) != 1:
+        return None
+    left, op, right = cond.left, cond.ops[0], cond.comparators[0]
+    if same(right, arg) and not same(left, arg):
+        left, right, op = right, left, FLIP[type(op)]()
+    if not same(left, arg):
+        return None
+    sign = sign_of_threshold(right)
+    return None if sign is None else (op, sign)
+
+
+def masks_negatives(cond: ast.AST, arg: ast.AST, in_first_branch: bool) -> bool:
+    """Is the branch computing `f(arg)` unselected for negative `arg` (e.g. `arg > 0` with `f` first)?"""
+    found = _compare(cond, arg)
+    if found is None:
+        return False
+    op, _ = found
+    at_negative = {ast.Gt: False, ast.GtE: False, ast.Lt: True, ast.LtE: True}.get(type(op))
+    return at_negative is not None and at_negative != in_first_branch
+
+
+def nan_certain(op: str, cond: ast.AST, arg: ast.AST, in_first_branch: bool, where: ast.AST, parents, names) -> bool:
+    """Does the where that guards the singular point of `op(arg)` really give NaN gradients when run?"""
+    if not guards_singular_point(cond, arg, in_first_branch):
+        return False
+    kind = singular_kind(op)
+    if kind == "root" and masks_negatives(cond, arg, in_first_branch) and not non_negative(arg, where, parents,
+                                                                                          names):
+        return True
+    return can_be_zero(arg, where, parents, names)
+
+
+def _name_of(node: ast.AST) -> str:
+    return node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+
+
+def _call_parts(node: ast.Call, names):
+    """(last name component, operand, keyword/other args) of `jnp.sum(m, 1)` or `m.sum(1)`."""
+    func = node.func
+    tail = _name_of(func)
+    root = func
+    while isinstance(root, ast.Attribute):
+        root = root.value
+    method = isinstance(func, ast.Attribute) and not (isinstance(root, ast.Name) and root.id in names.aliases)
+    operand = func.value if method else (node.args[0] if node.args else None)
+    rest = node.args if method else node.args[1:]
+    return tail, operand, rest
+
+
+def _resolve(node: ast.Name, where, parents):
+    value = resolve_condition(node, where, parents, kinds=(ast.expr,))
+    return None if value is node else value
+
+
+def can_be_zero(node: ast.AST | None, where: ast.AST, parents, names, depth: int = 0) -> bool:
+    """Can `node` be *exactly* 0 in ordinary runs (see above)? Unknown values are assumed not."""
+    if node is None or depth > MAX_DEPTH:
+        return False
+    if isinstance(node, ast.Compare):
+        return True  # a boolean mask
+    if isinstance(node, ast.Constant):
+        return number(node) == 0
+    if isinstance(node, (ast.Name, ast.Attribute)):
+        name = _name_of(node).lower()
+        if any(word in name for word in ZERO_WORDS):
+            return True
+        value = _resolve(node, where, parents) if isinstance(node, ast.Name) else None
+        return value is not None and can_be_zero(value, where, parents, names, depth + 1)
+    if isinstance(node, ast.Subscript):
+        return can_be_zero(node.value, where, parents, names, depth + 1)
+    if isinstance(node, ast.BinOp):
+        left = lambda: can_be_zero(node.left, where, parents, names, depth + 1)  # noqa: E731
+        right = lambda: can_be_zero(node.right, where, parents, names, depth + 1)  # noqa: E731
+        if isinstance(node.op, ast.Mult):
+            return left() or right()
+        if isinstance(node.op, (ast.Div, ast.FloorDiv)):
+            return left()
+        if isinstance(node.op, ast.Pow):
+            exponent = number(node.right)
+            return exponent is not None and exponent > 0 and left()
+        if isinstance(node.op, ast.Add):
+            return left() and right()
+        if isinstance(node.op, ast.Sub):
+            return pairwise(node) or (left() and right())
+        return False
+    if isinstance(node, ast.Call):
+        tail, operand, rest = _call_parts(node, names)
+        if tail == "count_nonzero" or tail in ALL_ZERO:
+            return True
+        if tail in CONSTRUCTORS and isinstance(operand, (ast.List, ast.Tuple)):
+            return any(number(e) == 0 for e in ast.walk(operand) if isinstance(e, (ast.Constant, ast.UnaryOp)))
+        if tail == "where" and len(node.args) == 3:
+            return any(number(b) == 0 or can_be_zero(b, where, parents, names, depth + 1) for b in node.args[1:])
+        if tail in ("multiply",):
+            return any(can_be_zero(a, where, parents, names, depth + 1) for a in node.args)
+        if tail in ("power", "pow") and rest:
+            exponent = number(rest[0])
+            return exponent is not None and exponent > 0 and can_be_zero(operand, where, parents, names, depth + 1)
+        if tail in SUMS or tail in PASS_THROUGH or tail in ("mean", "max", "min", "amax", "prod"):
+            return can_be_zero(operand, where, parents, names, depth + 1)
+        if tail in ("subtract",) and len(node.args) == 2:
+            return pairwise(ast.BinOp(node.args[0], ast.Sub(), node.args[1]))
+    return False
+
+
+def pairwise(node: ast.BinOp) -> bool:
+    """`z[:, None] - z[None, :]` (or `z[None] - z[:, None]`): all pairs, so a zero diagonal."""
+    a, b = node.left, node.right
+    if not (isinstance(a, ast.Subscript) and isinstance(b, ast.Subscript) and same(a.value, b.value)):
+        return False
+    if same(a.slice, b.slice):
+        return False
+    return any(isinstance(n, ast.Constant) and n.value is None for n in ast.walk(a.slice)) or any(
+        isinstance(n, ast.Constant) and n.value is None for n in ast.walk(b.slice))
+
+
+def non_negative(node: ast.AST | None, where: ast.AST, parents, names, depth: int = 0) -> bool:
+    """Is `node` >= 0 by construction (squares, norms, abs, exp, sums of those, counts, masks)?"""
+    if node is None or depth > MAX_DEPTH:
+        return False
+    if isinstance(node, ast.Compare):
+        return True
+    if isinstance(node, ast.Constant):
+        value = number(node)
+        return value is not None and value >= 0
+    if isinstance(node, (ast.Name, ast.Attribute)):
+        name = _name_of(node).lower()
+        if any(word in name for word in ("count", "cnt", "mask")):
+            return True
+        value = _resolve(node, where, parents) if isinstance(node, ast.Name) else None
+        return value is not None and non_negative(value, where, parents, names, depth + 1)
+    if isinstance(node, ast.Subscript):
+        return non_negative(node.value, where, parents, names, depth + 1)
+    if isinstance(node, ast.BinOp):
+        sub = lambda n: non_negative(n, where, parents, names, depth + 1)  # noqa: E731
+        if isinstance(node.op, ast.Pow):
+            exponent = number(node.right)
+            return exponent is not None and (exponent % 2 == 0 or sub(node.left))
+        if isinstance(node.op, ast.Mult):
+            return same(node.left, node.right) or (sub(node.left) and sub(node.right))
+        if isinstance(node.op, (ast.Add, ast.Div)):
+            return sub(node.left) and sub(node.right)
+        return False
+    if isinstance(node, ast.Call):
+        tail, operand, rest = _call_parts(node, names)
+        if tail in NONNEG_CALLS or tail in ALL_ZERO:
+            return True
+        if tail in ("power", "pow") and rest:
+            exponent = number(rest[0])
+            return exponent is not None and exponent % 2 == 0
+        if tail in SUMS or tail in ("mean", "max", "min", "amax", "astype", "float", "reshape", "squeeze", "ravel"):
+            return non_negative(operand, where, parents, names, depth + 1)
+    return False

@@ -4,8 +4,12 @@ from gradtrace.analysis.where_guard import (
     ZERO_SINGULAR,
     fractional_power,
     guards_singular_point,
+    masks_negatives,
+    nan_certain,
+    non_negative,
     number,
     resolve_condition,
+    singular_kind,
 )
 from gradtrace.rules.base import Invalid, Rule, Truth
 
@@ -52,11 +56,16 @@ class WhereNanGradient(Rule):
     docs = """
     ## What it does
     Finds `torch.where(cond, f(x), other)` where `f` is a log, square root, reciprocal, fractional power
-    or division that `cond` is meant to guard. It is a warning when `cond` compares that same `x` with 0
-    or an epsilon so that `f(x)` is masked out exactly at `x == 0`, where its derivative is infinite
-    (`x > 0`, `x != 0`, `0 < x`, `x >= eps`, or `x == 0` with `f(x)` in the second branch; also through
-    `mask = x > 0`): the guard says `x` does reach 0, and there the gradient is NaN. Other shapes
-    (`x > 1`, an arcsin, a tensor built without `requires_grad`) stay information; `x.pow(2)` is fine.
+    or division that `cond` is meant to guard. It is a warning only where running it gives NaN: `cond`
+    compares that same `x` with 0 or an epsilon so that `f(x)` is masked out exactly at `x == 0`, where
+    its derivative is infinite (`x > 0`, `x != 0`, `0 < x`, `x >= eps`, or `x == 0` with `f(x)` in the
+    second branch; also through `mask = x > 0`), and either `f` is a square root or fractional power
+    masked at the negatives of an `x` that can be negative (NaN derivative at every negative value), or
+    `x` can be *exactly* 0: a count or sum of a mask, a product with a mask, data with a literal 0,
+    a pairwise difference `z[:, None] - z[None, :]` (its diagonal), or a norm, power or sum of those.
+    A log or division masked at the negatives of a continuous value has a finite derivative there and
+    stays information, like other shapes (`x > 1`, an arcsin, a tensor built without
+    `requires_grad`); `x.pow(2)` is fine.
 
     ## Why is this bad?
     `torch.where` computes both branches: the gradient of the unselected one is multiplied by zero, but
@@ -130,7 +139,8 @@ class WhereNanGradient(Rule):
             for n, branch in enumerate(node.args[1:]):
                 for op, operand, zero_singular in _unsafe_ops(branch, ctx.names):
                     if zero_singular and guards_singular_point(cond, operand, n == 0) and not _constant_data(
-                            operand, node, ctx.names, parents):
+                            operand, node, ctx.names, parents) and nan_certain(
+                            op, cond, operand, n == 0, node, parents, ctx.names):
                         exact = exact or (op, operand, n == 0)
                     elif loose is None and _names(operand) & guarded and not _made_safe(operand, ctx.names):
                         loose = op
@@ -141,11 +151,15 @@ class WhereNanGradient(Rule):
                     f"power `{op}` of")
                 safe = (f"torch.where({_short(cond)}, {x}, torch.ones_like({x}))" if first
                         else f"torch.where({_short(cond)}, torch.ones_like({x}), {x})")
-                ctx.report(node, f"`torch.where({_short(node.args[0])}, ...)` masks the {what} `{x}` exactly where "
-                           f"`{x}` is 0, but backward still runs through the masked branch: its derivative there is "
-                           f"infinite and 0 * inf = NaN, so the gradient flowing into `{x}` (and everything it is "
-                           f"computed from) gets NaN entries as soon as `{x}` has a zero. Guard the input too "
-                           f"(double where): `{safe}`.", severity="warning")
+                negative = singular_kind(op) == "root" and masks_negatives(cond, operand, first) and not non_negative(
+                    operand, node, parents, ctx.names)
+                where_bad = "where it is masked out" if negative else f"exactly where `{x}` is 0"
+                reach = f"as soon as `{x}` is negative or 0" if negative else f"as soon as `{x}` has a zero"
+                ctx.report(node, f"`torch.where({_short(node.args[0])}, ...)` masks the {what} `{x}` {where_bad}, "
+                           f"but backward still runs through the masked branch: its derivative there is "
+                           f"{'NaN or infinite' if negative else 'infinite'} and 0 times it is NaN, so the gradient "
+                           f"flowing into `{x}` (and everything it is computed from) gets NaN entries {reach}. Guard "
+                           f"the input too (double where): `{safe}`.", severity="warning")
             elif loose is not None:
                 ctx.report(node, f"`torch.where` evaluates both branches: where the condition is false the "
                            f"{loose} still runs on the raw input, and its gradient there is NaN. Guard the input "

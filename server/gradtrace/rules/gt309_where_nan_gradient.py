@@ -5,7 +5,13 @@ from __future__ import annotations
 import ast
 
 from gradtrace.analysis.jax_flow import jax_facts
-from gradtrace.analysis.where_guard import guards_singular_point, resolve_condition
+from gradtrace.analysis.where_guard import (
+    masks_negatives,
+    nan_certain,
+    non_negative,
+    resolve_condition,
+    singular_kind,
+)
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 
@@ -20,11 +26,17 @@ class WhereNanGradient(Rule):
     Reports `jnp.where(cond, f(x), y)` inside a differentiated function when `f` is `jnp.log`, `jnp.sqrt`,
     `arcsin`/`arccos`/`arctanh`, a division by `x` or a power `x ** p` with `p < 1` not an integer, and
     `x` depends on differentiated parameters without being made safe first (`jnp.where`, `jnp.maximum`,
-    `jnp.clip`). It is a warning when the condition guards exactly the point where `f`'s derivative is
-    infinite: it compares that same `x` with 0 or an epsilon so that `f(x)` is masked out at `x == 0`
-    (`x > 0`, `x != 0`, `0 < x`, `x >= eps`, or `x == 0`/`x <= 0` with `f(x)` in the second branch).
-    The guard is there because `x` does reach 0, and exactly there the gradient is NaN. Other shapes
-    (`x > 1`, `jnp.log(x + 1)`, an arcsin) stay information.
+    `jnp.clip`), or a division whose numerator is differentiated (`summed / count`: the derivative
+    `1 / count` is infinite at `count == 0` too). It is a warning only where running it gives NaN: the
+    condition guards exactly the point where `f`'s derivative is infinite (it compares that same `x`
+    with 0 or an epsilon so that `f(x)` is masked out at `x == 0`: `x > 0`, `x != 0`, `0 < x`,
+    `x >= eps`, or `x == 0`/`x <= 0` with `f(x)` in the second branch), and either `f` is a square
+    root or fractional power masked at the negatives of an `x` that can be negative (its derivative
+    is NaN at every negative value), or `x` can be *exactly* 0: a count or sum of a mask, a product
+    with a mask, literal zero data, a pairwise difference `z[:, None] - z[None, :]` (its diagonal),
+    or a norm, power or sum of those. A log or a division masked at the negatives of a continuous
+    value (`jnp.where(slack > 0, -jnp.log(slack), 1e3)`) has a finite derivative there (`1 / x`), so
+    it stays information, like the other shapes (`x > 1`, `jnp.log(x + 1)`, an arcsin).
 
     ## Why is this bad?
     `where` selects values, but reverse mode still differentiates both branches and multiplies the
@@ -50,6 +62,33 @@ class WhereNanGradient(Rule):
         import jax
         import jax.numpy as jnp
 
+        def pool(params, x, mask):
+            h = jnp.tanh(x @ params["w"])
+            summed = jnp.sum(h * mask[..., None], axis=1)
+            count = jnp.sum(mask, axis=1, keepdims=True)
+            return summed / jnp.maximum(count, 1.0)
+
+        g = jax.grad(lambda p: jnp.sum(pool(p, jnp.ones((2, 2, 3)), jnp.array([[1.0, 1.0], [0.0, 0.0]]))))(
+            {"w": jnp.ones((3, 2))})
+        """,
+        """
+        import jax
+        import jax.numpy as jnp
+
+        def pool(params, x, mask):
+            h = jnp.tanh(x @ params["w"])
+            summed = jnp.sum(h * mask[..., None], axis=1)
+            count = jnp.sum(mask, axis=1, keepdims=True)
+            safe = jnp.where(count > 0, count, 1.0)
+            return jnp.where(count > 0, summed / safe, 0.0)
+
+        g = jax.grad(lambda p: jnp.sum(pool(p, jnp.ones((2, 2, 3)), jnp.array([[1.0, 1.0], [0.0, 0.0]]))))(
+            {"w": jnp.ones((3, 2))})
+        """,
+        """
+        import jax
+        import jax.numpy as jnp
+
         def f(x):
             safe = jnp.where(x > 0, x, 1.0)
             return jnp.sum(jnp.where(x > 0, jnp.log(safe), 0.0))
@@ -70,6 +109,26 @@ class WhereNanGradient(Rule):
         """,
     )
     invalid = (
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+
+            def pool(params, x, mask):
+                h = jnp.tanh(x @ params["w"])
+                summed = jnp.sum(h * mask[..., None], axis=1)
+                count = jnp.sum(mask, axis=1, keepdims=True)
+                return jnp.where(count > 0, summed / count, 0.0)  # expect: GT309
+
+            def loss(params, x, mask):
+                return jnp.sum(pool(params, x, mask))
+
+            mask = jnp.array([[1.0, 1.0], [0.0, 0.0]])
+            g = jax.grad(loss)({"w": jnp.ones((3, 2))}, jnp.ones((2, 2, 3)), mask)
+            not_all_nan = (~jnp.isnan(g["w"])).sum()
+            """,
+            truth=Truth(grads={"not_all_nan": "zero"}, framework="jax"),
+        ),
         Invalid(
             """
             import jax
@@ -104,23 +163,30 @@ class WhereNanGradient(Rule):
     def check(self, ctx):
         facts = jax_facts(ctx)
         parents = ctx.source.parents
-        for node, (op, where, arg, first, origins) in facts.nan_where.items():
+        for node, (op, where, arg, first, origins, direct) in facts.nan_where.items():
             what = "division by" if op == "division" else f"power `{op}` of" if op.startswith("**") else f"`{op}` of"
             cond = resolve_condition(where.args[0], where, parents)
-            if guards_singular_point(cond, arg, first):
+            if nan_certain(op, cond, arg, first, where, parents, ctx.names):
                 x = short(arg)
                 safe = f"jnp.where({short(cond)}, {x}, 1.0)" if first else f"jnp.where({short(cond)}, 1.0, {x})"
                 lost = ", ".join(f"`{o}`" for o in sorted(origins)[:3])
+                negative = singular_kind(op) == "root" and masks_negatives(cond, arg, first) and not non_negative(
+                    arg, where, parents, ctx.names)
+                reach = f"as soon as `{x}` is negative or 0" if negative else f"as soon as `{x}` has a zero"
+                where_bad = "where it is masked out" if negative else f"exactly where `{x}` is 0"
+                derivative = "NaN or infinite" if negative else "infinite"
                 yield ctx.report(
                     node,
                     f"`jnp.where({short(where.args[0])}, ...)` on line {where.lineno} masks the {what} `{x}` "
-                    f"exactly where `{x}` is 0, but reverse mode still differentiates the masked branch: there its "
-                    f"derivative is infinite and 0 * inf = NaN, so the gradient of {lost} gets NaN entries as soon "
-                    f"as `{x}` has a zero. Make the argument safe too (double where): `{safe}`.",
+                    f"{where_bad}, but reverse mode still differentiates the masked branch: there its "
+                    f"derivative is {derivative} and 0 times it is NaN, so the gradient of {lost} gets NaN entries "
+                    f"{reach}. Make the argument safe too (double where): `{safe}`.",
                     severity="warning",
                     data={"op": op},
                 )
                 continue
+            if not direct:
+                continue  # only the numerator is differentiated: NaN needs a zero denominator
             yield ctx.report(
                 node,
                 f"`jnp.where` on line {where.lineno} still differentiates this {what} `{short(arg)}` where it is "
