@@ -175,6 +175,7 @@ class TFInterp(Interp):
         self.tapes: list[TapeInfo] = []
         self.initialized: set = set()
         self.lambda_layers: dict = {}
+        self.metric_inputs: dict = {}  # metric creation node -> what update_state accumulated
         self.truncated = 0  # calls not inlined (recursion, depth, budget): what they compute is approximate
         self.call_scopes: list = []  # (call method, ClassInfo, origins kept, truncated count) being evaluated
         for info in self.classes.values():
@@ -340,6 +341,11 @@ class TFInterp(Interp):
             return Val(kind="tape", ref=tape)
         if base is not None and base.kind == "tape" and isinstance(base.ref, TapeInfo):
             return self.tape_method(node, base.ref, method, args, kwargs)
+        if base is not None and self.is_metric(base) and method in ("update_state", "result"):
+            return self.metric_use(node, base, method, args, kwargs)
+        if self.is_metric(func):  # `metric(y, pred)` updates the state and returns `result()`
+            self.metric_use(node, func, "update_state", args, kwargs)
+            return self.metric_use(node, func, "__call__", args, kwargs)
         if method in OPTIMIZER_APPLY and args:
             self.optimizer_apply(node, args[0] if method == "apply_gradients" else join(*args[:1]), args)
             return Val(kind="unknown")
@@ -395,6 +401,22 @@ class TFInterp(Interp):
             self.assign_in_tape(node, method, base, args)
             return Val(kind="unknown")
         return None
+
+    @staticmethod
+    def is_metric(val: Val) -> bool:
+        return val.kind == "callable" and isinstance(val.ref, tuple) and val.ref[:1] == ("metric",)
+
+    def metric_use(self, node, metric: Val, method, args, kwargs) -> Val:
+        """A Keras metric object: `update_state` accumulates into variables, `result()` reads them back."""
+        key = metric.ref[1]
+        if method == "update_state":
+            vals = [flat(a) for a in args] + [flat(v) for v in kwargs.values()]
+            self.metric_inputs[key] = join(self.metric_inputs.get(key, Val()), *vals)
+            return Val(kind="unknown")
+        state = self.metric_inputs.get(key, Val())
+        func = node.func.value if method == "result" and isinstance(node.func, ast.Attribute) else node.func
+        op = f"{ast.unparse(func)}.result()" if method == "result" else f"{ast.unparse(func)}(...)"
+        return self.cut(node, op, "metric", [state], dtype="float")
 
     # ------------------------------------------------------------- lists of variables
     @staticmethod
@@ -477,7 +499,7 @@ class TFInterp(Interp):
             return self.new_module(node, [], {})  # a new model: its own variables
         if qual.startswith(("keras.optimizers.", "keras.losses.", "keras.metrics.", "keras.initializers.")):
             if tail[:1].isupper():
-                return Val(kind="callable")
+                return Val(kind="callable", ref=("metric", node) if qual.startswith("keras.metrics.") else None)
             vals = [flat(a) for a in args] + [flat(v) for v in kwargs.values()]
             return replace(join(*vals), kind="tensor") if vals else Val(kind="tensor")
         if tail == "cast" and len(node.args) >= 2 or (tail == "cast" and kwarg(node, "dtype")):
