@@ -58,6 +58,7 @@ PYTREE_LAX = {"cond", "switch", "scan", "map", "associative_scan", "custom_root"
 # kinds whose truth value a trace cannot decide (plus "unknown" traced leaf arguments, see TRACED_ARG)
 ARRAY_LIKE = frozenset({"jarray", "pyfloat", "pyint", "pybool", "numpy"})
 OPAQUE = "field"  # arithmetic on a field of an object of unknown type: maybe an array, maybe static
+STOPPED_TREE = "stopped-tree"  # `ref` (STOPPED_TREE, node) of a differentiated pytree under tree_map(stop_gradient)
 TRACED_ARG = "traced-arg"  # `ref` of a leaf argument traced by jit/vmap: itself an abstract array
 ARRAY_METHODS = {"sum", "mean", "max", "min", "any", "all", "prod", "std", "var", "reshape", "squeeze", "ravel",
                  "flatten", "transpose", "dot", "cumsum", "clip", "conj"}
@@ -383,6 +384,8 @@ class JaxInterp(Interp):
         if qual in ("jax.lax.while_loop", "jax.lax.fori_loop"):
             self.check_loop(node, qual, args)
             return join(*(flat(a) for a in args if a.kind != "func"), kind="jarray")
+        if qual in TREE_MAP and len(node.args) == 2 and not node.keywords and self.is_stop_fn(node.args[0]):
+            return self.stop_tree(node, args[1])
         if qual in TREE_MAP or qual == "optax.apply_updates":
             self.check_update(node, qual, args)
         if method == "update" and args and args[0].kind == "grads":
@@ -492,6 +495,36 @@ class JaxInterp(Interp):
                 val = self.eval(arg)
                 if val.origins and val.ref != "guarded":
                     self.facts.nan_where.setdefault(sub, (op, node, arg, n == 0, val.origins, True))
+
+    def is_stop_fn(self, expr) -> bool:
+        """`lax.stop_gradient` passed as a function value, or `lambda x: lax.stop_gradient(x)`."""
+        if (self.names.qualname(expr) or "") in STOP:
+            return True
+        if isinstance(expr, ast.Lambda) and len(expr.args.args) == 1 and isinstance(expr.body, ast.Call):
+            body = expr.body
+            return (self.names.qualname(body.func) or "") in STOP and len(body.args) == 1 and isinstance(
+                body.args[0], ast.Name) and body.args[0].id == expr.args.args[0].arg
+        return False
+
+    def stop_tree(self, node, tree: Val, depth=0) -> Val:
+        """`tree_map(lax.stop_gradient, tree)`: every leaf cut. A differentiated pytree argument keeps naming
+        its parts, so `stopped["scale"]` carries a cut of `params.norm.scale` (see `refine`)."""
+        if tree.items is not None and depth < 6:
+            items = tuple((k, self.stop_tree(node, v, depth + 1)) for k, v in tree.items)
+            cuts = frozenset().union(*(v.cuts for _, v in items)) if items else EMPTY
+            return replace(tree, items=items, origins=EMPTY, cuts=cuts)
+        out = self.cut(node, "tree_map(lax.stop_gradient)", "stop_gradient", [tree], out=tree.kind)
+        if tree.refinable:
+            return replace(out, refinable=True, ref=(STOPPED_TREE, node))
+        return out
+
+    def refine(self, val, key):
+        if isinstance(val.ref, tuple) and len(val.ref) == 2 and val.ref[0] == STOPPED_TREE and key is not None:
+            node = val.ref[1]
+            cuts = frozenset(replace(c, origins=frozenset(f"{o}.{key}" for o in c.origins)) if c.node is node else c
+                             for c in val.cuts)
+            return replace(val, cuts=cuts, node=None)
+        return super().refine(val, key)
 
     def cut(self, node, op, kind, inputs, dtype=None, out="jarray") -> Val:
         src = join(*(flat(v) for v in inputs if v is not None)) if inputs else Val()

@@ -10,6 +10,16 @@ def lost_names(lost) -> str:
     return ", ".join(f"`{n}`" for n in sorted(lost))
 
 
+STATISTICS = ("mean", "var", "variance", "std", "count", "step", "num_batches")
+STAT_PREFIXES = ("running_", "moving_", "ema_", "batch_stats")
+
+
+def statistic(origin: str) -> bool:
+    """`params.norm.mean`, `params.bn.running_var`: a running statistic kept in the pytree, meant not to train."""
+    leaf = origin.rsplit(".", 1)[-1].lower()
+    return "." in origin and (leaf in STATISTICS or leaf.startswith(STAT_PREFIXES))
+
+
 class JaxStopGradientOnlyPath(Rule):
     code = "GT301"
     name = "jax-stop-gradient-only-path"
@@ -22,6 +32,11 @@ class JaxStopGradientOnlyPath(Rule):
     `vjp` (directly or through helpers it calls) when a differentiated argument — or a leaf of its
     pytree, such as `params["w1"]` — reaches the output only through it. A stopped bootstrap target
     or a straight-through residual, where the parameters still reach the output, stays quiet.
+    `jax.tree_util.tree_map(jax.lax.stop_gradient, tree)` (also `jax.tree.map`, `jax.tree_map`, or a
+    `lambda x: lax.stop_gradient(x)`) stops every leaf of the tree: when the tree is a sub-dict of the
+    differentiated parameters, the leaves read afterwards (`norm["scale"]`, `norm["bias"]`) are named.
+    Leaves named like running statistics (`mean`, `var`, `running_*`, `moving_*`, `count`) are meant not
+    to train and are not reported.
 
     ## Why is this bad?
     JAX returns an all-zero gradient for every parameter behind the cut: no error, the parameters just
@@ -44,6 +59,35 @@ class JaxStopGradientOnlyPath(Rule):
     No automatic fix: where the gradient should stop is the author's call.
     """
     valid = (
+        """
+        import jax
+        import jax.numpy as jnp
+
+        def normalize(norm, h):
+            stats = jax.tree_util.tree_map(jax.lax.stop_gradient, {"mean": norm["mean"], "var": norm["var"]})
+            h = (h - stats["mean"]) / jnp.sqrt(stats["var"] + 1e-5)
+            return h * norm["scale"] + norm["bias"]
+
+        def loss(params, x):
+            return jnp.sum(normalize(params["norm"], x @ params["w"]) ** 2)
+
+        params = {"w": jnp.ones((3, 2)),
+                  "norm": {"scale": jnp.ones(2), "bias": jnp.ones(2), "mean": jnp.zeros(2), "var": jnp.ones(2)}}
+        grads = jax.grad(loss)(params, jnp.ones((4, 3)))
+        """,
+        """
+        import jax
+        import jax.numpy as jnp
+
+        def embed(params, x):
+            return jnp.tanh(x @ params["w"])
+
+        def byol_loss(params, x1, x2):
+            target = jax.tree.map(jax.lax.stop_gradient, params)
+            return jnp.mean((embed(params, x1) - embed(target, x2)) ** 2)
+
+        grads = jax.grad(byol_loss)({"w": jnp.ones((3, 2))}, jnp.ones((4, 3)), jnp.zeros((4, 3)))
+        """,
         """
         import jax
         import jax.numpy as jnp
@@ -75,6 +119,27 @@ class JaxStopGradientOnlyPath(Rule):
             import jax
             import jax.numpy as jnp
 
+            def normalize(norm, h):
+                norm = jax.tree_util.tree_map(jax.lax.stop_gradient, norm)  # expect: GT301
+                h = (h - norm["mean"]) / jnp.sqrt(norm["var"] + 1e-5)
+                return h * norm["scale"] + norm["bias"]
+
+            def loss(params, x):
+                h = normalize(params["norm"], x @ params["w"])
+                return jnp.sum(h ** 2)
+
+            params = {"w": jnp.ones((3, 2)) * 0.5,
+                      "norm": {"scale": jnp.ones(2), "bias": jnp.ones(2), "mean": jnp.zeros(2), "var": jnp.ones(2)}}
+            grads = jax.grad(loss)(params, jnp.ones((4, 3)))
+            g_scale, g_bias = grads["norm"]["scale"], grads["norm"]["bias"]
+            """,
+            truth=Truth(grads={"g_scale": "zero", "g_bias": "zero"}, framework="jax"),
+        ),
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+
             def loss(params, x):
                 h = jnp.tanh(x @ params["w1"])
                 h = jax.lax.stop_gradient(h)  # expect: GT301
@@ -94,10 +159,14 @@ class JaxStopGradientOnlyPath(Rule):
         for node, (cut, lost, gf) in facts.lost_cuts.items():
             if cut.kind != "stop_gradient":
                 continue
+            lost = frozenset(o for o in lost if not statistic(o))
+            if not lost:
+                continue
             names = lost_names(lost)
+            what = "`tree_map(lax.stop_gradient, ...)`" if cut.op.startswith("tree_map") else "`lax.stop_gradient`"
             yield ctx.report(
                 node,
-                f"`lax.stop_gradient` sits on the only path from {names} to the output of the function "
+                f"{what} sits on the only path from {names} to the output of the function "
                 f"differentiated by `jax.{gf.mode}` (line {gf.node.lineno}), so {names} "
                 f"{'gets' if len(lost) == 1 else 'get'} an all-zero gradient; stop only what must not train.",
                 data={"lost": sorted(lost), "op": cut.op},
