@@ -145,6 +145,8 @@ class TFFacts:
     rebinds: dict = field(default_factory=dict)  # stmt -> (name, VarInfo, in_loop)
     outside_targets: dict = field(default_factory=dict)  # gradient node -> (name, assignment node)
     after_targets: dict = field(default_factory=dict)  # gradient node -> (name, assignment node, with node)
+    # gradient node -> (input name, its assignment before the tape, target name, with node)
+    forward_outside: dict = field(default_factory=dict)
     misapplied: dict = field(default_factory=dict)  # gradient node -> (GradCall, apply node, variables expr)
     call_live: dict = field(default_factory=dict)  # class name -> origins that reach what its call returns
     call_incomplete: set = field(default_factory=set)  # classes whose call was not followed completely
@@ -720,6 +722,7 @@ class TFInterp(Interp):
         inside = any(isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Store)
                      for n in ast.walk(with_node))
         if inside:
+            self.check_forward_outside(node, tape, name, scope)
             return
         before = None
         for stmt in ast.walk(ast.Module(body=scope, type_ignores=[])):
@@ -730,6 +733,70 @@ class TFInterp(Interp):
         if before is None or not self.eval_origins(before):
             return
         self.facts.outside_targets.setdefault(node, (name, before))
+
+    def check_forward_outside(self, node, tape: TapeInfo, name: str, scope):
+        """The target is computed in the tape only from values computed before it (`pred = model(x)` first)."""
+        with_node = tape.with_node
+        stores: dict = {}  # name -> assignments inside the with block
+        for stmt in ast.walk(with_node):
+            if isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+                targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+                for t in targets:
+                    for n in ast.walk(t):
+                        if isinstance(n, ast.Name):
+                            stores.setdefault(n.id, []).append(stmt)
+            elif isinstance(stmt, (ast.For, ast.While, ast.If, ast.Try, ast.With, ast.FunctionDef, ast.Lambda)) and \
+                    stmt is not with_node:
+                return  # keep to a straight-line block
+        slice_names, todo, stmts = {name}, [name], []
+        while todo:
+            for stmt in stores.get(todo.pop(), []):
+                if stmt in stmts:
+                    continue
+                stmts.append(stmt)
+                for n in ast.walk(stmt.value) if stmt.value is not None else ():
+                    if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id in stores and \
+                            n.id not in slice_names:
+                        slice_names.add(n.id)
+                        todo.append(n.id)
+        outside = []
+        for stmt in stmts:
+            for n in ast.walk(stmt.value):
+                if isinstance(n, ast.Call):
+                    qual = self.names.qualname(n.func) or ""
+                    if not qual.startswith(("tensorflow.", "keras.")) and (
+                            self.eval(n.func).kind != "callable" or self.is_metric(self.eval(n.func))):
+                        return  # a model or helper called inside the tape: recorded
+                elif isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Load) and \
+                        not (self.names.qualname(n) or "").startswith(("tensorflow.", "keras.")):
+                    if flat(self.eval(n)).origins:
+                        return
+                elif isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id not in stores:
+                    val = self.lookup(n.id)
+                    if val is None or not any(self.trains(o) for o in flat(val).origins):
+                        continue
+                    if val.kind in ("var", "module", "varlist", "seq", "dict", "watched", "param", "instance"):
+                        return
+                    outside.append(n.id)
+        if not outside:
+            return
+        first = outside[0]
+        before = None
+        for stmt in ast.walk(ast.Module(body=scope, type_ignores=[])):
+            if isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+                targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+                if any(isinstance(n, ast.Name) and n.id == first for t in targets for n in ast.walk(t)):
+                    if stmt.lineno >= with_node.lineno or before is not None:
+                        return  # assigned more than once, or after the tape started
+                    before = stmt
+        if before is None or not self.records_op(before):
+            return
+        call = self.facts.grad_calls.get(node)
+        val = flat(self.lookup(first))
+        if call is not None and call.meant is not None and not (val.origins & call.meant) and not any(
+                covered(o, call.meant) for o in val.origins):
+            return
+        self.facts.forward_outside.setdefault(node, (first, before, name, with_node))
 
     def check_after(self, node, tape: TapeInfo, name: str, scope) -> bool:
         """The target's last assignment runs an operation after the tape's `with` block ended."""
@@ -775,7 +842,7 @@ class TFInterp(Interp):
         if qual.startswith(("tensorflow.", "keras.")):
             return True
         func = self.eval(value.func) if isinstance(value.func, (ast.Name, ast.Attribute)) else None
-        return func is not None and func.kind in ("callable", "module", "func", "param")
+        return func is not None and func.kind in ("callable", "module", "func", "param", "instance")
 
     def eval_origins(self, stmt) -> bool:
         val = self.lookup(stmt.targets[0].id) if isinstance(stmt, ast.Assign) and isinstance(

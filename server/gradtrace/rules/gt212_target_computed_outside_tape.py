@@ -9,7 +9,7 @@ from gradtrace.rules.base import Invalid, Rule, Truth
 class TargetComputedOutsideTape(Rule):
     code = "GT212"
     name = "target-computed-outside-tape"
-    summary = "tape.gradient differentiates a loss computed before the `with GradientTape()` block: all None."
+    summary = "tape.gradient differentiates a loss computed (or whose forward pass ran) outside the tape: all None."
     severity = "warning"
     framework = "tensorflow"
     docs = """
@@ -17,6 +17,10 @@ class TargetComputedOutsideTape(Rule):
     Flags `tape.gradient(loss, ...)` when `loss` depends on trainable variables but was computed
     before the tape's `with` block and is not recomputed inside it, and the line that computes `loss`
     (a loss object, a model or a TensorFlow op) after the `with` block ended, before the gradient.
+    Also flags the forward pass that runs before the `with` block (`y_pred = self(x, training=True)`)
+    when the loss computed inside the block depends on the variables only through it — the usual
+    slip in a Keras `train_step`. A teacher's output computed before the tape, next to a student
+    called inside it, stays quiet.
 
     ## Why is this bad?
     A tape records only the operations that run while it is active. A loss computed earlier has no
@@ -65,6 +69,18 @@ class TargetComputedOutsideTape(Rule):
         loss_value = loss
         grads = tape.gradient(loss_value, model.trainable_variables)
         """,
+        """
+        import tensorflow as tf
+
+        teacher = tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(2)])
+        student = tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(2)])
+        x = tf.ones([4, 3])
+        soft = tf.nn.softmax(teacher(x))
+        with tf.GradientTape() as tape:
+            logits = student(x)
+            loss = tf.reduce_mean(tf.keras.losses.categorical_crossentropy(soft, logits, from_logits=True))
+        grads = tape.gradient(loss, student.trainable_variables)
+        """,
     )
     invalid = (
         Invalid(
@@ -95,6 +111,33 @@ class TargetComputedOutsideTape(Rule):
             """,
             truth=Truth(grads={"grads[0]": "none", "grads[1]": "none"}, framework="tensorflow"),
         ),
+        Invalid(
+            """
+            import tensorflow as tf
+
+            class Regressor(tf.keras.Model):
+                def __init__(self):
+                    super().__init__()
+                    self.dense = tf.keras.layers.Dense(1)
+
+                def call(self, x):
+                    return self.dense(x)
+
+                def train_step(self, data):
+                    x, y = data
+                    y_pred = self(x, training=True)  # expect: GT212
+                    with tf.GradientTape() as tape:
+                        loss = tf.reduce_mean(tf.square(y - y_pred))
+                    grads = tape.gradient(loss, self.trainable_variables)
+                    self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+                    return {"loss": loss}
+
+            model = Regressor()
+            model.compile(optimizer="sgd")
+            model.fit(tf.ones([8, 3]), tf.zeros([8, 1]), epochs=1, verbose=0)
+            """,
+            truth=Truth(raises=("ValueError", "No gradients provided"), framework="tensorflow"),
+        ),
     )
 
     def check(self, ctx):
@@ -106,6 +149,15 @@ class TargetComputedOutsideTape(Rule):
                 f"`{name}` is computed here, after the tape's `with` block ended on line {end}, so the tape did "
                 f"not record it and `{ctx.source.segment(node.func)}()` on line {node.lineno} returns None for "
                 f"every variable; compute `{name}` inside the `with` block.",
+                data={"lost": [name]},
+            )
+        for node, (name, before, target, with_node) in facts.forward_outside.items():
+            yield ctx.report(
+                before,
+                f"`{name}` is computed here, before the tape's `with` block on line {with_node.lineno} starts "
+                f"recording, and `{target}` depends on the variables only through it, so "
+                f"`{ctx.source.segment(node.func)}()` on line {node.lineno} returns None for every variable; move "
+                f"this line into the `with` block.",
                 data={"lost": [name]},
             )
         for node, (name, before) in facts.outside_targets.items():
