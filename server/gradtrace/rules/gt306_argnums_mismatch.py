@@ -35,6 +35,9 @@ class ArgnumsMismatch(Rule):
     `argnums` when output k updates a variable passed at another position, e.g. `argnums=(0, 2)`
     differentiating the data `x` while `b`, argument 1, is updated with the second output. Gradients
     with respect to an input that update nothing (saliency, adversarial examples) are fine.
+    It also flags a differentiated argument that the function never reads while it reads a same-named
+    attribute instead (`jax.grad(self.loss)` with `def loss(self, params, x): ... self.params ...`):
+    the output does not depend on the differentiated value, so its gradient is all zeros.
 
     ## Why is this bad?
     `jax.grad` differentiates only `argnums` (default: the first argument). With parameters in another
@@ -58,6 +61,25 @@ class ArgnumsMismatch(Rule):
     No automatic fix: the signature or `argnums` may be the intended one.
     """
     valid = (
+        """
+        import jax
+        import jax.numpy as jnp
+
+        class Trainer:
+            def __init__(self):
+                self.params = {"w": jnp.ones(3)}
+                self.scale = 2.0
+                self.grad = jax.jit(jax.grad(self.loss))
+
+            def loss(self, params, x):
+                return jnp.sum((x @ params["w"] * self.scale) ** 2)
+
+            def step(self, x):
+                grads = self.grad(self.params, x)
+                self.params = jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, self.params, grads)
+
+        Trainer().step(jnp.ones((2, 3)))
+        """,
         """
         import jax
         import jax.numpy as jnp
@@ -101,6 +123,25 @@ class ArgnumsMismatch(Rule):
         """,
     )
     invalid = (
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+
+            class Trainer:
+                def __init__(self):
+                    self.params = {"w": jnp.ones(3)}
+                    self.grad = jax.jit(jax.grad(self.loss))
+
+                def loss(self, params, x):
+                    return jnp.sum((x @ self.params["w"]) ** 2)  # expect: GT306
+
+            trainer = Trainer()
+            grads = trainer.grad(trainer.params, jnp.ones((2, 3)))
+            g_w = grads["w"]
+            """,
+            truth=Truth(grads={"g_w": "zero"}, framework="jax"),
+        ),
         Invalid(
             """
             import jax
@@ -170,6 +211,50 @@ class ArgnumsMismatch(Rule):
                     reported.add(id(where))
                     yield ctx.report(where, why, data={"lost": [name]})
                 break
+        yield from self.unused_arguments(ctx, interp, reported)
+
+    def unused_arguments(self, ctx, interp, reported):
+        """`jax.grad(self.loss)` with `def loss(self, params, x): ... self.params ...`: the differentiated
+        argument is never read, a same-named attribute is read instead, so its gradient is all zeros."""
+        seen: set = set()
+        for gf in list(interp.gradfns.values()):
+            ref, bound = interp.underlying(gf.fn)
+            if ref is None or gf.argnums is None or not isinstance(ref.node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            fn = ref.node
+            names = interp.params(fn)
+            offset = len(bound)
+            if not bound and ref.cls is not None and names[:1] and names[0] in ("self", "cls"):
+                offset = 1
+            if fn.args.vararg is not None or fn.args.kwarg is not None:
+                continue
+            loads = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+            if "locals" in loads or "vars" in loads:
+                continue
+            for i in gf.argnums:
+                pos = i + offset
+                if pos >= len(names) or names[pos] in loads or (fn, names[pos]) in seen:
+                    continue
+                name = names[pos]
+                reads = sorted((n for n in ast.walk(fn) if isinstance(n, ast.Attribute) and n.attr == name
+                                and isinstance(n.ctx, ast.Load) and isinstance(n.value, ast.Name)),
+                               key=lambda n: (n.lineno, n.col_offset))
+                if not reads:
+                    continue
+                seen.add((fn, name))
+                read = reads[0]
+                if id(read) in reported:
+                    continue
+                reported.add(id(read))
+                attr = ast.unparse(read)
+                yield ctx.report(
+                    read,
+                    f"`{fn.name}` never reads its argument `{name}`, which `jax.{gf.mode}` on line {gf.node.lineno} "
+                    f"differentiates (argnums={gf.argnums[0] if len(gf.argnums) == 1 else gf.argnums}); it reads "
+                    f"`{attr}` instead, so the output does not depend on the differentiated value and its "
+                    f"gradient is all zeros. Use the argument: `{name}` instead of `{attr}`.",
+                    data={"lost": [name]},
+                )
 
     def mismatch(self, interp, call_node, name, gf, update, index):
         """(node to flag, message) when the gradients updating `name` are not its own, else None."""
