@@ -38,6 +38,14 @@ PY_FUNCS = {"tensorflow.numpy_function", "tensorflow.py_func",
             "tensorflow.compat.v1.py_func", "keras.backend.eval", "keras.backend.get_value",
             "keras.ops.convert_to_numpy"}
 OPTIMIZER_APPLY = ("apply_gradients", "apply")
+WEIGHTLESS_LAYERS = frozenset({
+    "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D", "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D", "GlobalMaxPooling3D", "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D",
+    "AveragePooling2D", "AveragePooling3D", "Flatten", "Reshape", "Permute", "RepeatVector", "Dropout",
+    "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "Activation", "ReLU", "Softmax",
+    "LeakyReLU", "ELU", "Concatenate", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Dot",
+    "Lambda", "Cropping1D", "Cropping2D", "ZeroPadding1D", "ZeroPadding2D", "UpSampling1D", "UpSampling2D",
+    "Identity", "Masking", "Rescaling", "Resizing", "CenterCrop", "Input", "InputLayer"})
 CALL_METHODS = ("call", "__call__")
 # methods that keep their argument beyond the call (a loss term, a cache for the training step)
 ESCAPING = frozenset({"add_loss", "add_update", "append", "extend", "insert", "update", "setdefault", "put"})
@@ -148,6 +156,7 @@ class TFFacts:
     # gradient node -> (input name, its assignment before the tape, target name, with node)
     forward_outside: dict = field(default_factory=dict)
     misapplied: dict = field(default_factory=dict)  # gradient node -> (GradCall, apply node, variables expr)
+    layer_labels: dict = field(default_factory=dict)  # module origin -> its `name=` argument
     call_live: dict = field(default_factory=dict)  # class name -> origins that reach what its call returns
     call_incomplete: set = field(default_factory=set)  # classes whose call was not followed completely
     classes: dict = field(default_factory=dict)
@@ -165,6 +174,9 @@ class TFFacts:
     def describe(self, origin: str) -> str:
         kind, _, where = origin.partition("@")
         line = where.split(":")[0]
+        label = self.layer_labels.get(origin.split("#")[0])
+        if label:
+            return f"the layer `{label}` created on line {line}"
         return f"the {'layer' if kind == 'module' else 'variable'} created on line {line}"
 
 
@@ -177,7 +189,9 @@ class TFInterp(Interp):
         self.tapes: list[TapeInfo] = []
         self.initialized: set = set()
         self.lambda_layers: dict = {}
-        self.metric_inputs: dict = {}  # metric creation node -> what update_state accumulated
+        self.metric_inputs: dict = {}
+        self.module_kinds: dict = {}  # module origin -> Keras class name
+        self.functional: list = []  # functional models: `keras.Model(inputs, outputs)`  # metric creation node -> what update_state accumulated
         self.truncated = 0  # calls not inlined (recursion, depth, budget): what they compute is approximate
         self.call_scopes: list = []  # (call method, ClassInfo, origins kept, truncated count) being evaluated
         for info in self.classes.values():
@@ -348,6 +362,9 @@ class TFInterp(Interp):
         if self.is_metric(func):  # `metric(y, pred)` updates the state and returns `result()`
             self.metric_use(node, func, "update_state", args, kwargs)
             return self.metric_use(node, func, "__call__", args, kwargs)
+        if method in ("fit", "train_on_batch") and base is not None and base.kind == "module":
+            self.fit_sink(node, base)
+            return Val(kind="unknown")
         if method in OPTIMIZER_APPLY and args:
             self.optimizer_apply(node, args[0] if method == "apply_gradients" else join(*args[:1]), args)
             return Val(kind="unknown")
@@ -403,6 +420,24 @@ class TFInterp(Interp):
             self.assign_in_tape(node, method, base, args)
             return Val(kind="unknown")
         return None
+
+    def fit_sink(self, node, model: Val):
+        """`model.fit(...)`: the loss is attached to the model's output, so a cut inside it loses what is
+        upstream — unless another model built in the file trains those layers through its own output."""
+        elsewhere = set()
+        for other in self.functional:
+            if other.ref != model.ref and not (isinstance(other.ref, str) and isinstance(model.ref, str) and
+                                               other.ref.split("#")[0] == model.ref.split("#")[0]):
+                elsewhere |= other.origins
+        meant = set()
+        for cut in model.cuts:
+            for o in cut.origins:
+                kind = self.module_kinds.get(o.split("#")[0])
+                if o.startswith("module@") and kind is None or kind in WEIGHTLESS_LAYERS:
+                    continue
+                if not covered(o, frozenset(elsewhere)):
+                    meant.add(o)
+        self.record_lost(model, frozenset(meant), node, "fit")
 
     @staticmethod
     def is_metric(val: Val) -> bool:
@@ -488,6 +523,10 @@ class TFInterp(Interp):
 
     def tf_call(self, node, qual, args, kwargs):
         tail = qual.rsplit(".", 1)[-1]
+        if qual in ("keras.Model", "keras.models.Model") and (args or kwargs):
+            model = self.new_module(node, args, kwargs)
+            self.functional.append(model)
+            return model
         if qual in ("keras.Sequential", "keras.models.Sequential", "keras.Model", "keras.models.Model",
                     "keras.Input", "keras.layers.Input") or qual.startswith(("keras.layers.", "keras.applications.")):
             if qual in ("keras.Input", "keras.layers.Input"):
@@ -611,6 +650,12 @@ class TFInterp(Interp):
 
     def new_module(self, node, args, kwargs):
         mid = f"module@{node.lineno}:{node.col_offset}"
+        qual = self.names.qualname(node.func) if isinstance(node, ast.Call) else None
+        if qual:
+            self.module_kinds[mid] = qual.rsplit(".", 1)[-1]
+            label = kwarg(node, "name")
+            if isinstance(label, ast.Constant) and isinstance(label.value, str):
+                self.facts.layer_labels[mid] = label.value
         inner = join(*(flat(a) for a in args), *(flat(v) for v in kwargs.values())) if (args or kwargs) else Val()
         trainable_node = kwarg(node, "trainable")
         if isinstance(trainable_node, ast.Constant) and trainable_node.value is False:

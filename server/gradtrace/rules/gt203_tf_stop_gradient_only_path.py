@@ -28,6 +28,10 @@ class TFStopGradientOnlyPath(Rule):
     target, of EM responsibilities or of a straight-through residual, where the variables still reach
     the loss by another path, stays quiet.
 
+    A functional Keras model trained with `fit()` counts too: a `Lambda(lambda t: tf.stop_gradient(t))`
+    layer cuts every layer upstream of it from the loss `fit` attaches to the output, unless another
+    model built in the file trains those layers through its own output.
+
     ## Why is this bad?
     `stop_gradient` makes its input a constant for differentiation: every variable behind it gets
     `None` from `tape.gradient` and is never trained (Keras warns "Gradients do not exist for
@@ -53,6 +57,23 @@ class TFStopGradientOnlyPath(Rule):
     No automatic fix: whether the cut is intended is the author's call.
     """
     valid = (
+        """
+        import numpy as np
+        import tensorflow as tf
+        from tensorflow import keras
+
+        image = keras.Input((6,))
+        code = keras.layers.Dense(3, name="encoder")(image)
+        recon = keras.layers.Dense(6)(code)
+        autoencoder = keras.Model(image, recon)
+        frozen = keras.layers.Lambda(lambda t: tf.stop_gradient(t))(code)
+        probe = keras.Model(image, keras.layers.Dense(2)(frozen))
+        autoencoder.compile(optimizer="sgd", loss="mse")
+        probe.compile(optimizer="sgd", loss="mse")
+        x = np.ones((4, 6), "float32")
+        autoencoder.fit(x, x, verbose=0)
+        probe.fit(x, np.zeros((4, 2), "float32"), verbose=0)
+        """,
         """
         import tensorflow as tf
 
@@ -107,6 +128,25 @@ class TFStopGradientOnlyPath(Rule):
             grads = tape.gradient(loss, layer.trainable_weights)
             """,
             truth=Truth(grads={"grads[0]": "none"}, framework="tensorflow"),
+        ),
+        Invalid(
+            """
+            import numpy as np
+            import tensorflow as tf
+            from tensorflow import keras
+
+            tokens = keras.Input((4,), dtype="int32")
+            emb = keras.layers.Embedding(10, 3, name="embed")(tokens)
+            pooled = keras.layers.GlobalAveragePooling1D()(emb)
+            pooled = keras.layers.Lambda(lambda t: tf.stop_gradient(t))(pooled)  # expect: GT203
+            logits = keras.layers.Dense(2)(pooled)
+            model = keras.Model(tokens, logits)
+            model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            before = model.get_layer("embed").embeddings.numpy().copy()
+            model.fit(np.arange(8).reshape(2, 4) % 10, np.array([0, 1]), epochs=2, verbose=0)
+            change = model.get_layer("embed").embeddings.numpy() - before
+            """,
+            truth=Truth(grads={"change": "zero"}, framework="tensorflow"),
         ),
     )
 
