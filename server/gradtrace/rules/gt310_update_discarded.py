@@ -1,0 +1,241 @@
+"""GT310: a training loop computes new parameters from the gradients but never rebinds the parameters."""
+
+from __future__ import annotations
+
+import ast
+
+from gradtrace.analysis.jax_flow import jax_facts
+from gradtrace.rules.base import Invalid, Rule, Truth
+
+LOOPS = (ast.For, ast.While, ast.AsyncFor)
+SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.Module)
+UPDATE_WORDS = ("update", "step", "apply", "sgd", "adam", "rmsprop", "momentum", "descent", "optim")
+TREE_MAP = {"jax.tree_util.tree_map", "jax.tree_map", "jax.tree.map"}
+
+
+def walk_local(node):
+    """`ast.walk` without entering nested functions, lambdas or classes."""
+    stack = [node]
+    while stack:
+        cur = stack.pop()
+        yield cur
+        for child in ast.iter_child_nodes(cur):
+            if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+                stack.append(child)
+
+
+def rebound(loop, name: str) -> bool:
+    """Is `name` rebound or changed in place anywhere in the loop (`params = ...`, `params[k] = ...`,
+    `params.update(...)`, `params -= ...`)?"""
+    for node in walk_local(loop):
+        if isinstance(node, ast.Name) and node.id == name and isinstance(node.ctx, (ast.Store, ast.Del)):
+            return True
+        if isinstance(node, (ast.Subscript, ast.Attribute)) and isinstance(node.ctx, ast.Store) and isinstance(
+                node.value, ast.Name) and node.value.id == name:
+            return True
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and isinstance(
+                node.func.value, ast.Name) and node.func.value.id == name:
+            return True  # `params.update(new)`, `params.copy_(...)`
+        if isinstance(node, (ast.Global, ast.Nonlocal)) and name in node.names:
+            return True
+    return False
+
+
+def read_in(loop, name: str) -> bool:
+    return any(isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Load) for n in walk_local(loop))
+
+
+def target_names(stmt: ast.Assign) -> list[str]:
+    return [n.id for t in stmt.targets for n in ast.walk(t) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)]
+
+
+class UpdateDiscarded(Rule):
+    code = "GT310"
+    name = "update-discarded"
+    summary = "A training loop computes updated parameters from the gradients but never assigns them back."
+    severity = "warning"
+    framework = "jax"
+    docs = """
+    ## What it does
+    In a loop that computes gradients of `params` with a `jax.grad`/`value_and_grad` function
+    (`loss, grads = grad_fn(params, x, y)`), finds the update call that takes both `params` and `grads`
+    (a same-file function that adds or subtracts, a `tree_map` of such a function, or a function named
+    like an update: `adam_update`, `sgd_step`, `apply_gradients`) and assigns its result to names, when
+    `params` is never rebound in the loop (nor changed in place) and a name the update result goes to
+    is never read in the loop. It flags that update call.
+
+    ## Why is this bad?
+    JAX arrays are immutable and an update function returns the new parameters: if they are not
+    assigned back to `params`, every step differentiates and "updates" the same initial parameters.
+    The optimizer state advances, the loss printed at each step stays the same, and the parameters
+    never train.
+
+    ## Example
+    ```python
+    for step in range(100):
+        loss, grads = grad_fn(params, x, y)
+        updated, opt_state = adam_update(params, grads, opt_state)
+    ```
+
+    ## Use instead
+    ```python
+    for step in range(100):
+        loss, grads = grad_fn(params, x, y)
+        params, opt_state = adam_update(params, grads, opt_state)
+    ```
+
+    ## Fix safety
+    No automatic fix: which result is the new parameters is the update function's convention.
+    """
+    valid = (
+        """
+        import jax
+        import jax.numpy as jnp
+
+        def sgd(params, grads, lr=0.1):
+            return jax.tree_util.tree_map(lambda p, g: p - lr * g, params, grads)
+
+        def loss_fn(params, x):
+            return jnp.sum((x @ params["w"]) ** 2)
+
+        params = {"w": jnp.ones(3)}
+        grad_fn = jax.value_and_grad(loss_fn)
+        for step in range(3):
+            loss, grads = grad_fn(params, jnp.ones((2, 3)))
+            updated = sgd(params, grads)
+            params = updated
+        """,
+        """
+        import jax
+        import jax.numpy as jnp
+
+        def sgd(params, grads, lr):
+            return jax.tree_util.tree_map(lambda p, g: p - lr * g, params, grads)
+
+        def loss_fn(params, x):
+            return jnp.sum((x @ params["w"]) ** 2)
+
+        params = {"w": jnp.ones(3)}
+        best, best_loss = params, float("inf")
+        for lr in (0.1, 0.01, 0.001):
+            grads = jax.grad(loss_fn)(params, jnp.ones((2, 3)))
+            candidate = sgd(params, grads, lr)
+            cand_loss = loss_fn(candidate, jnp.ones((2, 3)))
+            if cand_loss < best_loss:
+                best, best_loss = candidate, cand_loss
+        """,
+    )
+    invalid = (
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+
+            def momentum_update(params, grads, velocity, lr=0.1, beta=0.9):
+                velocity = jax.tree_util.tree_map(lambda v, g: beta * v + g, velocity, grads)
+                new_params = jax.tree_util.tree_map(lambda p, v: p - lr * v, params, velocity)
+                return new_params, velocity
+
+            def loss_fn(params, x):
+                return jnp.sum((x @ params["w"] - 1.0) ** 2)
+
+            params = {"w": jnp.ones(3)}
+            w0 = params["w"]
+            velocity = jax.tree_util.tree_map(jnp.zeros_like, params)
+            grad_fn = jax.jit(jax.value_and_grad(loss_fn))
+            for step in range(5):
+                loss, grads = grad_fn(params, jnp.ones((2, 3)))
+                updated, velocity = momentum_update(params, grads, velocity)  # expect: GT310
+            change = params["w"] - w0
+            """,
+            truth=Truth(grads={"change": "zero"}, framework="jax"),
+        ),
+    )
+
+    def check(self, ctx):
+        facts = jax_facts(ctx)
+        interp = facts.interp
+        parents = ctx.source.parents
+        reported: set = set()
+        for call, gf, _ in facts.grad_calls:
+            if not isinstance(call, ast.Call) or call is gf.node or gf.argnums is None:
+                continue
+            stmt = parents.get(id(call))
+            if not isinstance(stmt, ast.Assign) or stmt.value is not call or len(stmt.targets) != 1:
+                continue
+            grads = self.grads_name(stmt.targets[0], gf)
+            loop = self.enclosing_loop(call, parents)
+            if grads is None or loop is None:
+                continue
+            differentiated = [call.args[i].id for i in gf.argnums
+                              if i < len(call.args) and isinstance(call.args[i], ast.Name)]
+            for name in differentiated:
+                if rebound(loop, name):
+                    continue
+                for update, targets in self.updates(ctx, interp, loop, call, name, grads):
+                    unused = [t for t in targets if t != name and not read_in(loop, t)]
+                    if not unused or id(update) in reported:
+                        continue
+                    reported.add(id(update))
+                    yield ctx.report(
+                        update,
+                        f"This update takes `{name}` and `{grads}` (the gradients of line {call.lineno}) but its "
+                        f"result goes to `{unused[0]}`, which the loop never reads, and `{name}` is never "
+                        f"reassigned in the loop: every step differentiates and updates the same initial "
+                        f"`{name}`, so it never trains. Assign the new parameters back to `{name}`.",
+                        data={"lost": [name]},
+                    )
+
+    @staticmethod
+    def grads_name(target, gf) -> str | None:
+        if gf.mode == "value_and_grad":
+            if isinstance(target, (ast.Tuple, ast.List)) and len(target.elts) == 2 and isinstance(
+                    target.elts[1], ast.Name):
+                return target.elts[1].id
+            return None
+        if gf.mode != "grad":
+            return None
+        if gf.has_aux:
+            if isinstance(target, (ast.Tuple, ast.List)) and len(target.elts) == 2 and isinstance(
+                    target.elts[0], ast.Name):
+                return target.elts[0].id
+            return None
+        return target.id if isinstance(target, ast.Name) else None
+
+    @staticmethod
+    def enclosing_loop(node, parents):
+        cur = parents.get(id(node))
+        while cur is not None and not isinstance(cur, SCOPES):
+            if isinstance(cur, LOOPS):
+                return cur
+            cur = parents.get(id(cur))
+        return None
+
+    def updates(self, ctx, interp, loop, grad_call, name, grads):
+        """(update call, assigned names) in the loop taking both `name` and `grads`."""
+        for stmt in walk_local(loop):
+            if not isinstance(stmt, ast.Assign) or not isinstance(stmt.value, ast.Call) or stmt.value is grad_call:
+                continue
+            call = stmt.value
+            passed = {a.id for a in list(call.args) + [k.value for k in call.keywords] if isinstance(a, ast.Name)}
+            if not {name, grads} <= passed or not self.is_update(ctx, interp, call):
+                continue
+            yield call, target_names(stmt)
+
+    @staticmethod
+    def is_update(ctx, interp, call) -> bool:
+        qual = ctx.names.qualname(call.func) or ""
+        func = call.func
+        if qual in TREE_MAP:
+            func = call.args[0] if call.args else None
+            if isinstance(func, ast.Lambda):
+                return any(isinstance(n, ast.BinOp) and isinstance(n.op, (ast.Add, ast.Sub)) for n in ast.walk(func))
+        name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+        if any(word in name.lower() for word in UPDATE_WORDS):
+            return True
+        fn = interp.functions.get(name) if isinstance(func, ast.Name) else None
+        if fn is None:
+            return False
+        if any(isinstance(n, (ast.Subscript, ast.Attribute)) and isinstance(n.ctx, ast.Store) for n in ast.walk(fn)):
+            return False  # it changes its arguments in place
+        return any(isinstance(n, ast.BinOp) and isinstance(n.op, (ast.Add, ast.Sub)) for n in ast.walk(fn))
