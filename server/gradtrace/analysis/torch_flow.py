@@ -77,6 +77,7 @@ class Optimizer:
     coverage: Value
     known: bool
     var: str | None = None
+    top: ast.stmt | None = None  # the module-level statement that built it (calls made from there)
 
 
 @dataclass(eq=False)
@@ -183,6 +184,8 @@ class TorchFlow:
         self.globals: dict[str, dict[str, Value]] = {}  # module path -> its top-level names
         self.carried: list[tuple[ast.stmt, ModuleContext, list[str]]] = []  # loops and the graphs they carry
         self.exposed: dict[ast.stmt, frozenset[str]] = {}  # loop -> names read before written in its body
+        self.module_frame: Frame | None = None
+        self.top_stmt: ast.stmt | None = None
         self.interpreted: set[int] = set()  # functions already followed with their callers' values
         self.cut_vars: dict[int, str] = {}  # id(cut) -> the variable that first held the cut value
 
@@ -192,7 +195,9 @@ class TorchFlow:
         try:
             frame = Frame(module, {})
             self.globals[module.path] = frame.env
+            self.module_frame = frame
             self.exec_block(module.source.tree.body, frame)
+            self.module_frame = self.top_stmt = None
             for name, node in module.functions.items():
                 if name not in module.called_names:
                     self.analyse_standalone(FunctionInfo(node, module, None, self.grad_off_decorator(node, module)))
@@ -292,6 +297,8 @@ class TorchFlow:
 
     def exec_stmt(self, stmt: ast.stmt, frame: Frame) -> None:
         self.tick()
+        if frame is self.module_frame:
+            self.top_stmt = stmt  # the module-level statement now running (for the order of calls)
         if isinstance(stmt, ast.Assign):
             value = self.eval(stmt.value, frame)
             for target in stmt.targets:
@@ -576,7 +583,11 @@ class TorchFlow:
         if owner.kind == "module" and key:
             for opt in self.optimizers:
                 if opt.known and any(overlaps(owner_src, s) for owner_src in owner.srcs for s in opt.coverage.srcs):
-                    if value.kind == "module" and opt.module is frame.module and _before(opt.node, stmt):
+                    # after it in the source, or run by a later module-level statement than the one that
+                    # built it (`trainer = Trainer(model)` then `model.reset_classifier(5)`)
+                    later = _before(opt.node, stmt) or (opt.top is not None and self.top_stmt is not None
+                                                        and _before(opt.top, self.top_stmt))
+                    if value.kind == "module" and opt.module is frame.module and later:
                         self.surgeries.append(Surgery(stmt, frame.module, key, opt))
         if key:
             if value.pending:
@@ -1182,7 +1193,7 @@ class TorchFlow:
             if qn.startswith(api.OPTIMIZER_PREFIXES) and short[:1].isupper() and "lr_scheduler" not in qn:
                 coverage = join(*args[:1], kwargs.get("params", Value()))
                 known = bool(coverage.srcs) or (not coverage.opaque and coverage.kind != "unknown")
-                opt = Optimizer(node, module, coverage, known and bool(coverage.srcs))
+                opt = Optimizer(node, module, coverage, known and bool(coverage.srcs), top=self.top_stmt)
                 if id(node) not in self._seen_optimizer_nodes:
                     self._seen_optimizer_nodes.add(id(node))
                     self.optimizers.append(opt)

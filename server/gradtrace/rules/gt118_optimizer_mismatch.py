@@ -136,6 +136,38 @@ class OptimizerMismatch(Rule):
             """,
             truth=Truth(grads={"torch.equal(before, student.weight)": "true"}),
         ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            class Net(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.body = nn.Linear(4, 8)
+                    self.head = nn.Linear(8, 10)
+
+                def reset_head(self, n):
+                    self.head = nn.Linear(8, n)  # expect: GT118
+
+                def forward(self, x):
+                    return self.head(self.body(x))
+
+
+            def make_optimizer(model):
+                return torch.optim.SGD(model.parameters(), lr=0.1)
+
+
+            model = Net()
+            opt = make_optimizer(model)
+            model.reset_head(3)
+            model(torch.randn(5, 4)).sum().backward()
+            opt.step()
+            in_opt = any(p is model.head.weight for g in opt.param_groups for p in g["params"])
+            """,
+            truth=Truth(grads={"not in_opt": "true"}),
+        ),
     )
 
     def check(self, ctx):
