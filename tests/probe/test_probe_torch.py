@@ -25,6 +25,7 @@ DEAD = {
     "nonleaf_attribute.py": {"scaler.gain": "none"},
     "gradient_penalty_item.py": {"critic.log_lam": "none"},
     "module_flag_unfreeze.py": {"model.0.weight": "none", "model.0.bias": "none"},
+    "parameter_in_forward.py": {"layer.weight": "none"},
 }
 ALIVE = {
     "detach_head.py": ["model.head.weight", "model.head.bias"],
@@ -38,6 +39,7 @@ ALIVE = {
     "unused_layer.py": ["clf.body.weight", "clf.out.weight"],
     "gradient_penalty_item.py": ["critic.net.0.weight", "critic.net.2.weight"],
     "module_flag_unfreeze.py": ["model.2.weight", "model.2.bias"],
+    "parameter_in_forward.py": ["layer.bias"],
 }
 CODES = {"none": "GT901", "zero": "GT902"}
 

@@ -755,6 +755,17 @@ class TorchProbe:
 
         return Recorder()
 
+    def record_rewrap(self, data, path, line) -> None:
+        """`nn.Parameter(t)` of a tensor with history: a new leaf; what `t` came from is cut here."""
+        tag = self.tag_of(data)
+        if tag is None or len(self.ops) >= MAX_OPS:
+            return
+        bits = (1 << (-1 - tag)) if tag < 0 else self.ops[tag].bits
+        cut = ("`nn.Parameter(...)` makes a new leaf from the values: the tensors they were computed from get no "
+               "gradient through it")
+        self.cut_ops.append(len(self.ops))
+        self.ops.append(_Op("Parameter", path, line, (tag,), bits, True, False, cut, None, self.step))
+
     def after_op(self, name, ins, in_tags, req_in, out, pre, kwargs) -> None:
         torch = self.torch
         if len(self.ops) >= MAX_OPS:
@@ -874,6 +885,8 @@ class TorchProbe:
             try:
                 path, line = probe.loc.where(2)
                 probe.defsite[id(p)] = (weakref.ref(p), path, line)
+                if probe.recording and isinstance(data, torch.Tensor) and data.requires_grad:
+                    probe.record_rewrap(data, path, line)
             except Exception:  # noqa: BLE001
                 pass
             return p
