@@ -128,10 +128,13 @@ class WhereNanGradient(Rule):
     )
 
     def check(self, ctx):
-        parents = ctx.source.parents
+        if "where" not in ctx.source.text:
+            return ()
+        parents = None
         for node in ctx.source.nodes(ast.Call):
             if ctx.names.qualname(node.func) != "torch.where" or len(node.args) != 3:
                 continue
+            parents = parents if parents is not None else ctx.source.parents  # built only when needed
             guarded = _names(node.args[0])
             cond = resolve_condition(node.args[0], node, parents)
             loose = None
