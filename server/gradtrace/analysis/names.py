@@ -35,6 +35,7 @@ class NameTable:
     aliases: dict[str, str] = field(default_factory=dict)  # local name -> qualified name
     # `from pkg import Name` of names defined in project modules: local name -> (module, level, name)
     project_imports: dict[str, tuple[str | None, int, str]] = field(default_factory=dict)
+    _chains: dict[int, tuple[ast.AST, str | None]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_module(cls, tree: ast.Module, imports: list[ast.AST] | None = None) -> NameTable:
@@ -67,6 +68,14 @@ class NameTable:
         """Dotted name of a Name/Attribute chain, resolved through imports; None for other shapes."""
         if isinstance(node, ast.Name):  # the common case, without building a list
             return canonical(self.aliases.get(node.id, node.id))
+        hit = self._chains.get(id(node))
+        if hit is not None and hit[0] is node:  # the same node asked again (loops, helpers called twice)
+            return hit[1]
+        result = self._qualname_chain(node)
+        self._chains[id(node)] = (node, result)
+        return result
+
+    def _qualname_chain(self, node: ast.AST) -> str | None:
         parts: list[str] = []
         while isinstance(node, ast.Attribute):
             parts.append(node.attr)
