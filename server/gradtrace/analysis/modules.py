@@ -237,6 +237,11 @@ def classify_value(value: ast.expr, module: ModuleContext) -> tuple[str, str | N
         return _container_kind(kinds, "dict")
     if isinstance(value, ast.DictComp):
         return _container_kind([classify_value(value.value, module)[0]], "dict")
+    if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id in ("tuple", "list") \
+            and len(value.args) == 1 and not value.keywords \
+            and isinstance(value.args[0], (ast.GeneratorExp, ast.ListComp, ast.List, ast.Tuple)):
+        kind, layer, _ = classify_value(value.args[0], module)  # tuple(nn.Linear(...) for ...)
+        return kind, layer, value.func.id
     if isinstance(value, ast.Call):
         qn = names.qualname(value.func)
         if isinstance(value.func, ast.Attribute) and isinstance(value.func.value, ast.Call):

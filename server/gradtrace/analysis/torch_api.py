@@ -55,7 +55,9 @@ REWRAP_FACTORIES = {"tensor", "Tensor", "FloatTensor", "DoubleTensor", "HalfTens
 NONLEAF_METHODS = {"to", "cuda", "cpu", "double", "float", "half", "bfloat16", "type", "view", "reshape",
                    "t", "transpose", "permute", "unsqueeze", "squeeze", "expand", "contiguous", "flatten",
                    "clone", "mul", "div", "add", "sub", "pow", "abs", "exp", "log", "sqrt", "__mul__", "T",
-                   "view_as", "reshape_as", "normal_", "uniform_"}
+                   "view_as", "reshape_as", "normal_", "uniform_", "clamp", "clamp_min", "clamp_max", "clip",
+                   "tanh", "sigmoid", "relu", "softplus", "neg", "exp2", "log1p", "sin", "cos", "square", "rsqrt",
+                   "reciprocal", "repeat", "tile", "narrow", "chunk", "split", "expand_as", "triu", "tril", "diag"}
 PARAM_CONTAINERS = {"torch.nn.ModuleList", "torch.nn.ModuleDict", "torch.nn.ParameterList", "torch.nn.ParameterDict",
                     "torch.nn.Sequential"}
 GRAD_OFF_CONTEXTS = {"torch.no_grad", "torch.inference_mode", "torch.autograd.no_grad", "torch.autograd.grad_mode.no_grad",

@@ -1189,7 +1189,14 @@ class TorchFlow:
                 self.sinks.append(sink)
                 frame.last_sink = sink
                 inputs = args[1] if len(args) > 1 else kwargs.get("inputs", Value())
-                return Value("container", items=(Value("tensor"),) * len(inputs.items or ()) or None)
+                flag = next((k.value for k in node.keywords if k.arg == "create_graph"),
+                            node.args[4] if len(node.args) > 4 else None)
+                grad = Value("tensor")
+                if flag is not None and not (isinstance(flag, ast.Constant) and not flag.value):
+                    # create_graph: the gradients are differentiable functions of what `outputs` came from
+                    grad = Value("tensor", srcs=outputs.srcs, cuts=outputs.cuts, opaque=not isinstance(flag, ast.Constant))
+                return Value("container", srcs=grad.srcs, cuts=grad.cuts, opaque=grad.opaque,
+                             items=(grad,) * len(inputs.items or ()) or None)
             if qn.startswith(api.OPTIMIZER_PREFIXES) and short[:1].isupper() and "lr_scheduler" not in qn:
                 coverage = join(*args[:1], kwargs.get("params", Value()))
                 known = bool(coverage.srcs) or (not coverage.opaque and coverage.kind != "unknown")
@@ -1493,7 +1500,12 @@ class TorchFlow:
                 merged = cut(merged, node, "zero", f".{method}()", var=var, zero=True, module=module)
             new_value = replace(merged, leaf=receiver.leaf, name=receiver.name, saved_by=receiver.saved_by)
             if frame.grad_off is not None:
-                new_value = receiver  # an update under no_grad keeps the tensor's own history
+                # an update under no_grad keeps the tensor's own history; a fresh buffer filled from cut
+                # values (`torch.zeros(n, d).index_add_(0, idx, msg)`) carries their cuts along
+                new_value = receiver
+                if not receiver.srcs:
+                    new_value = replace(receiver, cuts=receiver.cuts + tuple(c for c in merged.cuts
+                                                                             if c not in receiver.cuts))
             self.store(node.func.value, new_value, frame)
             return new_value
         if method in ("clone", "contiguous") and receiver.kind == "tensor":

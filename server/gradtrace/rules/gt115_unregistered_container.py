@@ -178,6 +178,28 @@ class UnregisteredContainer(Rule):
             """,
             truth=Truth(grads={"len(list(net.parameters())) == 2": "true"}),
         ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            class Forecaster(nn.Module):
+                def __init__(self, horizons=(1, 7)):
+                    super().__init__()
+                    self.body = nn.Linear(4, 8)
+                    self.heads = tuple(nn.Linear(8, 1) for _ in horizons)  # expect: GT115
+
+                def forward(self, x):
+                    z = self.body(x)
+                    return [head(z) for head in self.heads]
+
+
+            net = Forecaster()
+            sum(out.sum() for out in net(torch.randn(3, 4))).backward()
+            """,
+            truth=Truth(grads={"len(list(net.parameters())) == 2": "true"}),
+        ),
     )
 
     def check(self, ctx):

@@ -36,6 +36,23 @@ class LossWithoutGrad(Rule):
     valid = (
         """
         import torch
+        import torch.nn as nn
+
+        energy = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1, bias=False))
+
+
+        def forces(pos):
+            with torch.enable_grad():
+                pos = pos.detach().requires_grad_(True)
+                (grad,) = torch.autograd.grad(energy(pos).sum(), pos, create_graph=True)
+            return -grad
+
+
+        loss = ((forces(torch.randn(5, 3)) - torch.randn(5, 3)) ** 2).mean()
+        loss.backward()
+        """,
+        """
+        import torch
 
         x = torch.tensor([1.0, 2.0], requires_grad=True)
         (x * x).sum().backward()
