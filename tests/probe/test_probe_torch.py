@@ -26,6 +26,7 @@ DEAD = {
     "gradient_penalty_item.py": {"critic.log_lam": "none"},
     "module_flag_unfreeze.py": {"model.0.weight": "none", "model.0.bias": "none"},
     "parameter_in_forward.py": {"layer.weight": "none"},
+    "typo_partial.py": {"drag": "none"},
 }
 ALIVE = {
     "detach_head.py": ["model.head.weight", "model.head.bias"],
@@ -40,6 +41,7 @@ ALIVE = {
     "gradient_penalty_item.py": ["critic.net.0.weight", "critic.net.2.weight"],
     "module_flag_unfreeze.py": ["model.2.weight", "model.2.bias"],
     "parameter_in_forward.py": ["layer.bias"],
+    "typo_partial.py": ["speed"],
 }
 CODES = {"none": "GT901", "zero": "GT902"}
 

@@ -1766,6 +1766,26 @@ class TorchProbe:
         status = "ok"
         return self.result(status, error=self.error)
 
+    def typo_entries(self, known: set, names: set) -> list[dict]:
+        """Tensors given a misspelt `requires_grad` attribute that never required grad: no gradient, ever."""
+        entries = []
+        for ref, path, line, attr in self.typos:
+            t = ref()
+            if t is None or id(t) in known or t.requires_grad or not path:
+                continue
+            m = re.match(r"\s*([\w.]+)\." + re.escape(attr) + r"\b", _site_text(path, line, ""))
+            name = m.group(1) if m else attr
+            if name in names:
+                continue
+            names.add(name)
+            entries.append({"name": name, "shape": list(t.shape), "grad": "none", "defined_at": _loc(path, line),
+                            "cut": {"path": path, "line": line, "op": f".{attr} = ...",
+                                    "reason": f"`.{attr}` is not `requires_grad` (a typo): it sets a new attribute "
+                                    "and the tensor never requires grad"},
+                            "requires_grad": False, "in_optimizer": None, "registered": None, "why": "cut",
+                            "norm": None, "leaf": True, "parameter": False})
+        return entries
+
     def result(self, status, error=None) -> dict:
         torch = self.torch
         opt_ids = set()
@@ -1796,6 +1816,7 @@ class TorchProbe:
             if self.optimizers:
                 entry["optimizers"] = [i for i, o in enumerate(opt_list) if pid in set(o["params"])]
             params.append(entry)
+        params.extend(self.typo_entries({id(p) for p in self.param_objs.values()}, {e["name"] for e in params}))
         names = {pid: rec["name"] for pid, rec in self.params.items()}
         optimizers = [{"class": o["class"], "path": o["path"], "line": o["line"],
                        "params": [names[i] for i in o["params"] if i in names][:256],
