@@ -27,6 +27,7 @@ DEAD = {
     "module_flag_unfreeze.py": {"model.0.weight": "none", "model.0.bias": "none"},
     "parameter_in_forward.py": {"layer.weight": "none"},
     "typo_partial.py": {"drag": "none"},
+    "topk_indices.py": {"scorer.weight": "none", "scorer.bias": "none"},
 }
 ALIVE = {
     "detach_head.py": ["model.head.weight", "model.head.bias"],
@@ -42,6 +43,7 @@ ALIVE = {
     "module_flag_unfreeze.py": ["model.2.weight", "model.2.bias"],
     "parameter_in_forward.py": ["layer.bias"],
     "typo_partial.py": ["speed"],
+    "topk_indices.py": ["table.weight"],
 }
 CODES = {"none": "GT901", "zero": "GT902"}
 

@@ -828,6 +828,13 @@ class TorchProbe:
             if o.requires_grad and o.is_leaf:
                 li = self.new_leaf(o, path, line, name)
                 self.leaves[li] = (weakref.ref(o), path, line, name)
+            elif req_in and out_req and not o.requires_grad and not (o.dtype.is_floating_point or o.dtype.is_complex):
+                # `topk(...).indices`, `max(x, dim)[1]`: integer outputs beside differentiable values are a cut
+                j = len(self.ops)
+                self.ops.append(_Op(name, path, line, in_tags, bits, req_in, False,
+                                    _describe_cut(name, o, grad_off, inference, None), None, self.step))
+                self.cut_ops.append(j)
+                self.set_tag(o, j)
             else:
                 self.set_tag(o, idx)
 
