@@ -143,10 +143,11 @@ class Frame:
     returns: list[Value] = field(default_factory=list)
     conditional: int = 0
     last_sink: Sink | None = None
+    top: bool = False  # module-level code (and its branches), not a function body
 
     def child_env(self) -> Frame:
         return Frame(self.module, dict(self.env), self.func, self.self_value, self.grad_off, self.returns,
-                     self.conditional, self.last_sink)
+                     self.conditional, self.last_sink, self.top)
 
 
 class BudgetExceeded(Exception):
@@ -193,7 +194,7 @@ class TorchFlow:
     def run(self) -> None:
         module = self.root
         try:
-            frame = Frame(module, {})
+            frame = Frame(module, {}, top=True)
             self.globals[module.path] = frame.env
             self.module_frame = frame
             self.exec_block(module.source.tree.body, frame)
@@ -297,7 +298,7 @@ class TorchFlow:
 
     def exec_stmt(self, stmt: ast.stmt, frame: Frame) -> None:
         self.tick()
-        if frame is self.module_frame:
+        if frame.top and self.module_frame is not None:
             self.top_stmt = stmt  # the module-level statement now running (for the order of calls)
         if isinstance(stmt, ast.Assign):
             value = self.eval(stmt.value, frame)
@@ -983,6 +984,16 @@ class TorchFlow:
         merged = join(callee, *args, *kwargs.values())
         return Value("unknown", srcs=merged.srcs, cuts=merged.cuts, opaque=True)
 
+    @staticmethod
+    def object_now(receiver: Value, frame: Frame) -> Value:
+        """An object with the attributes this method has set on `self` so far."""
+        own = {k[5:]: v for k, v in frame.env.items() if k.startswith("self.") and k.count(".") == 1}
+        if not own:
+            return receiver
+        attrs = dict(receiver.extra[1]) if receiver.extra and receiver.extra[0] == "object" else {}
+        attrs.update(own)
+        return replace(receiver, extra=("object", tuple(sorted(attrs.items(), key=lambda kv: kv[0]))))
+
     def instantiate(self, cls: ClassInfo, node: ast.Call, frame: Frame, args, kwargs) -> Value:
         if cls.is_module:
             label = f"<{cls.name}@{node.lineno}>"
@@ -1344,6 +1355,9 @@ class TorchFlow:
         if receiver.kind == "external":
             return self.call_external(f"{receiver.extra[0]}.{method}", node, frame)
         if receiver.kind == "object" and isinstance(receiver.cls, ClassInfo):
+            if isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name) \
+                    and node.func.value.id == "self" and frame.self_value is not None:
+                receiver = self.object_now(receiver, frame)  # `self.configure_optimizers()` inside __init__
             found = receiver.cls.find_method(method)
             args, kwargs = self.eval_args(node, frame)
             if found:

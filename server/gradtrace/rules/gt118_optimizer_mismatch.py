@@ -168,6 +168,47 @@ class OptimizerMismatch(Rule):
             """,
             truth=Truth(grads={"not in_opt": "true"}),
         ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            class Net(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.body = nn.Linear(4, 8)
+                    self.head = nn.Linear(8, 10)
+
+                def reset_classifier(self, n):
+                    self.head = nn.Linear(8, n)  # expect: GT118
+
+                def forward(self, x):
+                    return self.head(self.body(x))
+
+
+            class Trainer:
+                def __init__(self, model):
+                    self.model = model
+                    self.optimizer = self.configure_optimizers()
+
+                def configure_optimizers(self):
+                    return torch.optim.AdamW(self.model.parameters(), lr=1e-3)
+
+                def step(self, x):
+                    self.optimizer.zero_grad()
+                    self.model(x).sum().backward()
+                    self.optimizer.step()
+
+
+            model = Net()
+            trainer = Trainer(model)
+            model.reset_classifier(3)
+            trainer.step(torch.randn(5, 4))
+            in_opt = any(p is model.head.weight for g in trainer.optimizer.param_groups for p in g["params"])
+            """,
+            truth=Truth(grads={"not in_opt": "true"}),
+        ),
     )
 
     def check(self, ctx):
