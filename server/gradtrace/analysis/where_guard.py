@@ -84,17 +84,10 @@ def resolve_condition(cond: ast.AST, where: ast.AST, parents: dict | None, kinds
 
 def guards_singular_point(cond: ast.AST, arg: ast.AST, in_first_branch: bool) -> bool:
     """Is the branch computing `f(arg)` unselected exactly where `arg == 0`, by a comparison of `arg`?"""
-    if not isinstance(cond, ast.Compare) or len(cond.ops) != 1:
+    found = _compare(cond, arg)
+    if found is None:
         return False
-    left, op, right = cond.left, cond.ops[0], cond.comparators[0]
-    if same(right, arg) and not same(left, arg):
-        left, right, op = right, left, FLIP[type(op)]()
-    if not same(left, arg):
-        return False
-    sign = sign_of_threshold(right)
-    if sign is None:
-        return False
-    cond_at_zero = holds_at_zero(op, sign)
+    cond_at_zero = holds_at_zero(*found)
     return cond_at_zero is not None and cond_at_zero != in_first_branch
 
 
