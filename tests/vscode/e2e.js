@@ -17,42 +17,18 @@
 
 const { spawn, spawnSync } = require("node:child_process");
 const fs = require("node:fs");
-const net = require("node:net");
 const path = require("node:path");
 
-const ROOT = path.resolve(__dirname, "..", "..");
-const TOOLS = process.env.GRADTRACE_E2E_TOOLS || path.join(ROOT, ".e2e-tools");
-const ARTIFACTS = process.env.GRADTRACE_E2E_ARTIFACTS || path.join(ROOT, "tests", "artifacts", "vscode");
-const VSIX = process.env.GRADTRACE_VSIX;
-const PYTHON = process.env.GRADTRACE_E2E_PYTHON || path.join(ROOT, ".venv", "bin", "python");
-const CS_VERSION = process.env.CODE_SERVER_VERSION || "4.100.3";
-const CODE_SERVER = path.join(TOOLS, `code-server-${CS_VERSION}`, "node_modules", ".bin", "code-server");
+const {
+    ROOT, TOOLS, ARTIFACTS, VSIX, PYTHON, CODE_SERVER, reporter, waitFor, flat, freePort, runCommand,
+} = require("./e2e_common");
+
 const WORKSPACE_FIXTURE = path.join(__dirname, "workspace");
 const ONLY = (process.env.GRADTRACE_E2E_ONLY || "").split(",").filter(Boolean);
 
 const { chromium } = require(path.join(TOOLS, "playwright", "node_modules", "playwright-core"));
 
-const results = [];
-const t0 = Date.now();
-const elapsed = () => `${((Date.now() - t0) / 1000).toFixed(1)}s`;
-const say = (msg) => console.log(`[e2e ${elapsed()}] ${msg}`);
-
-function check(name, ok, detail) {
-    results.push({ name, ok, detail });
-    say(`${ok ? "PASS" : "FAIL"} ${name}${detail ? ` — ${detail}` : ""}`);
-    return ok;
-}
-
-function freePort() {
-    return new Promise((resolve, reject) => {
-        const srv = net.createServer();
-        srv.listen(0, "127.0.0.1", () => {
-            const { port } = srv.address();
-            srv.close(() => resolve(port));
-        });
-        srv.on("error", reject);
-    });
-}
+const { results, say, check } = reporter("e2e");
 
 async function waitForHealth(port, ms) {
     const end = Date.now() + ms;
@@ -192,34 +168,10 @@ async function problems(page) {
     return page.locator(".markers-panel .monaco-list-row").allInnerTexts();
 }
 
-async function runCommand(page, title) {
-    await page.keyboard.press("F1");
-    const input = page.locator(".quick-input-widget input");
-    await input.waitFor({ timeout: 15_000 });
-    await input.fill(`>${title}`);
-    const row = page.locator(".quick-input-list .monaco-list-row", { hasText: title }).first();
-    await row.waitFor({ timeout: 15_000 });
-    await page.keyboard.press("Enter");
-}
-
 async function notificationTexts(page) {
     return page.locator(".notifications-toasts .notification-toast").allInnerTexts();
 }
 
-async function waitFor(fn, ms, every = 500) {
-    const end = Date.now() + ms;
-    let last;
-    while (Date.now() < end) {
-        last = await fn();
-        if (last) {
-            return last;
-        }
-        await new Promise((r) => setTimeout(r, every));
-    }
-    return last;
-}
-
-const flat = (s) => s.replace(/\s+/g, " ").trim();
 
 /** The text the Output panel shows (the visible part of the selected channel). */
 async function outputText(page) {

@@ -10,56 +10,19 @@
 
 const { spawn, spawnSync } = require("node:child_process");
 const fs = require("node:fs");
-const net = require("node:net");
 const path = require("node:path");
 
-const ROOT = path.resolve(__dirname, "..", "..");
-const TOOLS = process.env.GRADTRACE_E2E_TOOLS || path.join(ROOT, ".e2e-tools");
-const ARTIFACTS = process.env.GRADTRACE_E2E_ARTIFACTS || path.join(ROOT, "tests", "artifacts", "vscode");
-const VSIX = process.env.GRADTRACE_VSIX;
-const PYTHON = process.env.GRADTRACE_E2E_PYTHON || path.join(ROOT, ".venv", "bin", "python");
-const CS_VERSION = process.env.CODE_SERVER_VERSION || "4.100.3";
-const CODE_SERVER = path.join(TOOLS, `code-server-${CS_VERSION}`, "node_modules", ".bin", "code-server");
+const {
+    ROOT, TOOLS, ARTIFACTS, VSIX, PYTHON, CODE_SERVER, reporter, waitFor, flat, freePort, runCommand,
+} = require("./e2e_common");
+
 const FIXTURE = path.join(ROOT, "fixtures", "torch", "bad_detach.py");
 const CUT_LINE = 15;
 const ENCODER = ["model.encoder.0.weight", "model.encoder.0.bias", "model.encoder.2.weight", "model.encoder.2.bias"];
 
 const { chromium } = require(path.join(TOOLS, "playwright", "node_modules", "playwright-core"));
 
-const results = [];
-const t0 = Date.now();
-const say = (msg) => console.log(`[gradient-map e2e ${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}`);
-const flat = (s) => s.replace(/\s+/g, " ").trim();
-
-function check(name, ok, detail) {
-    results.push({ name, ok, detail });
-    say(`${ok ? "PASS" : "FAIL"} ${name}${detail ? ` — ${detail}` : ""}`);
-    return ok;
-}
-
-async function waitFor(fn, ms, every = 500) {
-    const end = Date.now() + ms;
-    let last;
-    while (Date.now() < end) {
-        last = await fn().catch(() => null);
-        if (last) {
-            return last;
-        }
-        await new Promise((r) => setTimeout(r, every));
-    }
-    return last;
-}
-
-function freePort() {
-    return new Promise((resolve, reject) => {
-        const srv = net.createServer();
-        srv.listen(0, "127.0.0.1", () => {
-            const { port } = srv.address();
-            srv.close(() => resolve(port));
-        });
-        srv.on("error", reject);
-    });
-}
+const { results, say, check } = reporter("gradient-map e2e");
 
 async function startCodeServer() {
     fs.mkdirSync(path.join(TOOLS, "runs"), { recursive: true });
@@ -128,15 +91,6 @@ async function screenshot(page, step) {
     const file = path.join(ARTIFACTS, `gradient-map-${step}.png`);
     await page.screenshot({ path: file });
     say(`screenshot ${path.relative(ROOT, file)}`);
-}
-
-async function runCommand(page, title) {
-    await page.keyboard.press("F1");
-    const input = page.locator(".quick-input-widget input");
-    await input.waitFor({ timeout: 15_000 });
-    await input.fill(`>${title}`);
-    await page.locator(".quick-input-list .monaco-list-row", { hasText: title }).first().waitFor({ timeout: 15_000 });
-    await page.keyboard.press("Enter");
 }
 
 /** The frame that holds the gradient map's page (a webview is an iframe inside an iframe). */
