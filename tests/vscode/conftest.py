@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -47,3 +48,35 @@ def vsix(npm_ready) -> str:
     assert path.endswith(".vsix") and os.path.isfile(path), proc.stdout[-2000:]
     print(f"{path}: {os.path.getsize(path) / 1e6:.1f} MB")
     return path
+
+
+def run_e2e_script(script: str, artifacts: str, vsix: str) -> tuple[subprocess.CompletedProcess, str]:
+    """Runs tests/vscode/<script> with node against the packaged extension; its code-servers' process groups
+    (recorded in `artifacts`) are killed before and after. Returns the process and its stdout + stderr, kept in
+    `artifacts`/e2e-output.txt."""
+    os.makedirs(artifacts, exist_ok=True)
+    _kill_recorded_groups(artifacts)
+    env = dict(os.environ, GRADTRACE_VSIX=vsix, GRADTRACE_E2E_ARTIFACTS=artifacts,
+               GRADTRACE_E2E_PYTHON=os.path.join(ROOT, ".venv", "bin", "python"))
+    try:
+        proc = subprocess.run(["node", os.path.join(ROOT, "tests", "vscode", script)], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=600)
+    finally:
+        _kill_recorded_groups(artifacts)
+    output = proc.stdout + proc.stderr
+    with open(os.path.join(artifacts, "e2e-output.txt"), "w") as fh:
+        fh.write(output)
+    return proc, output
+
+
+def _kill_recorded_groups(artifacts: str) -> None:
+    pgids = os.path.join(artifacts, "code-server.pgids")
+    if not os.path.exists(pgids):
+        return
+    for line in open(pgids).read().split():
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(int(line), sig)
+            except (ProcessLookupError, PermissionError, ValueError):
+                break
+    os.remove(pgids)

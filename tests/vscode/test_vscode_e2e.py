@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import zipfile
 
 import pytest
+
+from .conftest import run_e2e_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -48,32 +49,8 @@ def test_vsix_holds_what_it_needs_and_nothing_else(vsix):
     assert not unwanted, unwanted[:20]
 
 
-def _kill_recorded_groups() -> None:
-    pgids = os.path.join(ARTIFACTS, "code-server.pgids")
-    if not os.path.exists(pgids):
-        return
-    for line in open(pgids).read().split():
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(int(line), sig)
-            except (ProcessLookupError, PermissionError, ValueError):
-                break
-    os.remove(pgids)
-
-
 def test_extension_in_code_server(vsix):
-    os.makedirs(ARTIFACTS, exist_ok=True)
-    _kill_recorded_groups()
-    env = dict(os.environ, GRADTRACE_VSIX=vsix, GRADTRACE_E2E_ARTIFACTS=ARTIFACTS,
-               GRADTRACE_E2E_PYTHON=os.path.join(ROOT, ".venv", "bin", "python"))
-    try:
-        proc = subprocess.run(["node", os.path.join(ROOT, "tests", "vscode", "e2e.js")], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=600)
-    finally:
-        _kill_recorded_groups()
-    output = proc.stdout + proc.stderr
-    with open(os.path.join(ARTIFACTS, "e2e-output.txt"), "w") as fh:
-        fh.write(output)
+    proc, output = run_e2e_script("e2e.js", ARTIFACTS, vsix)
     summary = re.search(r"^e2e: (\d+) passed, (\d+) failed$", proc.stdout, re.M)
     assert summary, output[-6000:]
     failures = "\n".join(line for line in output.splitlines() if line.startswith("FAILED"))
