@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from gradtrace.analysis.context import AnalysisContext
 from gradtrace.analysis.source import SourceFile
 from gradtrace.findings import Finding
+from gradtrace.guarded_files import UnreadableFile, read_bytes
 from gradtrace.rules import rules_for
 from gradtrace.settings import LintSettings
 
@@ -105,14 +106,9 @@ def check_source(
 def read_source(path: str) -> tuple[str | None, Finding | None]:
     """The text of a file, or a finding that says why it is skipped (binary, non-UTF-8, unreadable, huge)."""
     try:
-        size = os.path.getsize(path)
-        if size > MAX_FILE_BYTES:
-            return None, file_finding(path, "GT001", "information",
-                                      f"Skipped: the file is {size // (1024 * 1024)} MB, over the {MAX_FILE_BYTES // (1024 * 1024)} MB limit.")
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError as exc:
-        return None, file_finding(path, "GT001", "information", f"Skipped: cannot read the file ({exc.strerror or exc}).")
+        data = read_bytes(path, MAX_FILE_BYTES)
+    except UnreadableFile as exc:
+        return None, file_finding(path, "GT001", "information", f"Skipped: {exc.reason}.")
     if b"\x00" in data[:8192]:
         return None, file_finding(path, "GT001", "information", "Skipped: binary file.")
     try:

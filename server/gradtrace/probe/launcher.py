@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from gradtrace.guarded_files import read_text
 from gradtrace.probe import sandbox
 from gradtrace.probe.report import build_result, detect_framework
 
@@ -147,8 +148,7 @@ class ProbeLauncher:
         say = progress or (lambda _msg: None)
         path = os.path.abspath(path)
         try:
-            with open(path, encoding="utf-8") as fh:
-                source = fh.read()
+            source = read_text(path)
         except (OSError, UnicodeDecodeError) as exc:
             return _failure("error", None, "FileError", f"cannot read {path}: {exc}", path)
         framework = detect_framework(source)

@@ -6,6 +6,7 @@ import os
 from collections import OrderedDict
 
 from gradtrace.findings import Finding, Related
+from gradtrace.guarded_files import read_text
 from gradtrace.probe.runner import detect_framework
 
 __all__ = ["build_result", "detect_framework", "format_text"]
@@ -25,8 +26,7 @@ class _Lines:
         lines = self.cache.get(path)
         if lines is None:
             try:
-                with open(path, encoding="utf-8") as fh:
-                    lines = fh.read().splitlines()
+                lines = read_text(path).splitlines()
             except (OSError, UnicodeDecodeError):
                 lines = []
             self.cache[path] = lines
