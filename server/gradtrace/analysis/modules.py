@@ -9,8 +9,9 @@ from __future__ import annotations
 import ast
 import bisect
 from dataclasses import dataclass, field
+from functools import cached_property
 
-from gradtrace.analysis import torch_api as api
+from gradtrace.analysis.frameworks.torch import api
 from gradtrace.analysis.names import NameTable
 from gradtrace.analysis.source import SourceFile
 
@@ -138,6 +139,34 @@ class ModuleContext:
     @property
     def path(self) -> str:
         return self.source.path
+
+    @cached_property
+    def top_assigned(self) -> frozenset[str]:
+        """Names module-level statements bind other than by `def`, `class` and `import` (globals that change)."""
+        names: set[str] = set()
+        stack = list(self.source.tree.body)
+        while stack:
+            stmt = stack.pop()
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)):
+                continue
+            targets = []
+            if isinstance(stmt, ast.Assign):
+                targets = stmt.targets
+            elif isinstance(stmt, (ast.AugAssign, ast.AnnAssign)):
+                targets = [stmt.target]
+            elif isinstance(stmt, (ast.For, ast.AsyncFor)):
+                targets = [stmt.target]
+            elif isinstance(stmt, (ast.With, ast.AsyncWith)):
+                targets = [i.optional_vars for i in stmt.items if i.optional_vars is not None]
+            for target in targets:
+                names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+            for block in ("body", "orelse", "finalbody", "handlers"):
+                stack.extend(getattr(stmt, block, None) or [])
+            if isinstance(stmt, ast.ExceptHandler) and stmt.name:
+                names.add(stmt.name)
+        for node in self.source.nodes(ast.NamedExpr):
+            names.add(node.target.id)
+        return frozenset(names)
 
     def _collect(self) -> None:
         tree = self.source.tree

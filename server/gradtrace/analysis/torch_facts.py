@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from gradtrace.analysis import torch_api as api
+from gradtrace.analysis.core.interpreter import Interpreter
+from gradtrace.analysis.core.values import alive_in, display, overlaps
+from gradtrace.analysis.frameworks.torch import api
+from gradtrace.analysis.frameworks.torch.events import DeadCut, Sink
+from gradtrace.analysis.frameworks.torch.plugin import TorchPlugin
 from gradtrace.analysis.modules import ModuleContext
-from gradtrace.analysis.torch_flow import DeadCut, Sink, TorchFlow
-from gradtrace.analysis.values import alive_in, display, overlaps
 
 # Leaving tensor land on the path is wrong even when another path still carries some gradient.
 PARTIAL_KINDS = ("item", "math", "numpy", "rewrap")
@@ -16,8 +18,9 @@ PARTIAL_KINDS = ("item", "math", "numpy", "rewrap")
 
 @dataclass
 class TorchFacts:
-    flow: TorchFlow
+    flow: TorchPlugin  # the PyTorch plug-in of the run: its events and tables
     module: ModuleContext
+    interp: Interpreter | None = None
     dead: list[DeadCut] = field(default_factory=list)
 
     @cached_property
@@ -81,9 +84,9 @@ def compute_dead(facts: TorchFacts) -> None:
                 continue
             severity = "warning" if any(verdicts[s] == "yes" for s in lost) and not partial else "information"
             raises = sink.kind != "output" and not sink.value.srcs and not sink.value.opaque
-            existing = by_cut.get(id(c))
+            existing = by_cut.get(c)
             if existing is None:
-                by_cut[id(c)] = DeadCut(c, lost, severity, sink, raises, partial)
+                by_cut[c] = DeadCut(c, lost, severity, sink, raises, partial)
             else:
                 existing.lost = sorted(set(existing.lost) | set(lost))
                 if severity == "warning":
@@ -109,8 +112,11 @@ def compute_dead(facts: TorchFacts) -> None:
 def analyze_torch(ctx) -> TorchFacts:
     registry: dict = {}
     module = ModuleContext(ctx.source, ctx.names, ctx.project, registry)
-    flow = TorchFlow(module)
-    flow.run()
-    facts = TorchFacts(flow, module)
+    interp = Interpreter(module, (TorchPlugin,))
+    interp.run()
+    flow = interp.by_name["torch"]
+    flow.incomplete = interp.incomplete
+    flow.error = interp.error
+    facts = TorchFacts(flow, module, interp)
     compute_dead(facts)
     return facts

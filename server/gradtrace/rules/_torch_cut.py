@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ast
 
-from gradtrace.analysis.torch_flow import DeadCut
-from gradtrace.analysis.values import display
+from gradtrace.analysis.core.values import display
+from gradtrace.analysis.frameworks.torch.events import DeadCut
 from gradtrace.findings import Fix, Related
 
 
@@ -22,9 +22,7 @@ def names_phrase(lost: list[str], limit: int = 3) -> str:
 def cut_message(dead: DeadCut, line: int, where: str = "", var: str | None = None) -> str:
     c = dead.cut
     if c.var is None and var:
-        from dataclasses import replace
-
-        c = replace(c, var=var)
+        c = c.with_var(var)
     subject = names_phrase(dead.lost)
     verb = "get" if len(dead.lost) > 1 else "gets"
     what = "a zero gradient" if c.zero else "no gradient"
@@ -63,7 +61,7 @@ def report_dead_cuts(ctx, kinds: tuple[str, ...], fix_builder=None, advice: str 
             if sink.kind != "output" and sink.module.path == this:
                 related.append(ctx.related(sink.node, f"differentiated here (`{sink.label}`)"))
             line = ctx.source.span(where_node).line
-            message = cut_message(dead, line, var=facts.flow.cut_vars.get(id(c)))
+            message = cut_message(dead, line, var=facts.flow.cut_var(c))
             fix = fix_builder(ctx, dead) if fix_builder else None
             if fix is not None and fix.safe and dead.severity != "warning":
                 fix = Fix(fix.title, False, fix.edits)  # only certain cuts are fixed without review
@@ -73,7 +71,7 @@ def report_dead_cuts(ctx, kinds: tuple[str, ...], fix_builder=None, advice: str 
             line = other.span(c.node).line
             rel = other.path.rsplit("/", 1)[-1]
             related.append(ctx.related(c.node, f"`{c.op}` cuts the graph here", source=other))
-            message = cut_message(dead, line, where=f" of {rel}", var=facts.flow.cut_vars.get(id(c)))
+            message = cut_message(dead, line, where=f" of {rel}", var=facts.flow.cut_var(c))
             fix = None
         else:
             continue

@@ -1,7 +1,7 @@
 import ast
 import re
 
-from gradtrace.analysis import torch_api as api
+from gradtrace.analysis.frameworks.torch import api
 from gradtrace.findings import Fix
 from gradtrace.fixes.edits import replace_node
 from gradtrace.rules.base import Invalid, Rule, Truth

@@ -1,7 +1,7 @@
 import ast
 
+from gradtrace.analysis.core.values import display, overlaps
 from gradtrace.analysis.name_predicates import candidate_names, evaluate
-from gradtrace.analysis.values import display, overlaps
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 

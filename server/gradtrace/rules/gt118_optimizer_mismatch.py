@@ -1,6 +1,6 @@
 import ast
 
-from gradtrace.analysis.values import display, overlaps
+from gradtrace.analysis.core.values import display, overlaps
 from gradtrace.rules._torch_cut import names_phrase
 from gradtrace.rules.base import Invalid, Rule, Truth
 
@@ -217,10 +217,10 @@ class OptimizerMismatch(Rule):
         for step in flow.steps:
             sink = step.last_sink
             opt_value = step.optimizer
-            if sink is None or not opt_value.extra or step.module.path != ctx.path:
+            optimizer = opt_value.ref
+            if sink is None or optimizer is None or step.module.path != ctx.path:
                 continue
-            coverage = opt_value.extra[0]
-            optimizer = next((o for o in flow.optimizers if o.coverage is coverage), None)
+            coverage = optimizer.coverage
             if optimizer is None or not optimizer.known or optimizer.module.path != ctx.path:
                 continue
             reached = {s for s in sink.value.srcs if not s.startswith("<")}

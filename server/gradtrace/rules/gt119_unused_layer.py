@@ -1,4 +1,4 @@
-from gradtrace.analysis import torch_api as api
+from gradtrace.analysis.frameworks.torch import api
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 

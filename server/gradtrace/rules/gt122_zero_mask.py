@@ -1,4 +1,4 @@
-from gradtrace.analysis.values import display
+from gradtrace.analysis.core.values import display
 from gradtrace.rules._torch_cut import names_phrase
 from gradtrace.rules.base import Invalid, Rule, Truth
 
@@ -55,7 +55,8 @@ class ZeroMask(Rule):
     )
 
     def check(self, ctx):
-        for node, module, value in ctx.torch.flow.zero_masks:
+        for mask in ctx.torch.flow.zero_masks:
+            node, module, value = mask.node, mask.module, mask.value
             if module.path != ctx.path:
                 continue
             lost = sorted(s for s in value.srcs if not s.startswith("<"))

@@ -1,4 +1,4 @@
-from gradtrace.analysis.values import alive_in
+from gradtrace.analysis.core.values import alive_in
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 

@@ -1,5 +1,5 @@
-from gradtrace.analysis import torch_api as api
-from gradtrace.analysis.values import alive_in
+from gradtrace.analysis.core.values import alive_in
+from gradtrace.analysis.frameworks.torch import api
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 

@@ -1,6 +1,6 @@
 import ast
 
-from gradtrace.analysis import torch_api as api
+from gradtrace.analysis.frameworks.torch import api
 from gradtrace.findings import Fix
 from gradtrace.fixes.edits import replace_node
 from gradtrace.rules.base import Invalid, Rule, Truth
@@ -69,7 +69,8 @@ class IntegerLeaf(Rule):
     )
 
     def check(self, ctx):
-        from gradtrace.analysis.torch_flow import _dtype_name, _int_literal_data
+        from gradtrace.analysis.frameworks.torch.plugin import dtype_name as _dtype_name
+        from gradtrace.analysis.frameworks.torch.plugin import int_literal_data as _int_literal_data
 
         for node in ctx.source.nodes(ast.Call):
             if not isinstance(node, ast.Call):

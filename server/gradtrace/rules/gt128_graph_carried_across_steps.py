@@ -162,7 +162,8 @@ class GraphCarriedAcrossSteps(Rule):
     )
 
     def check(self, ctx):
-        for loop, module, carried in ctx.torch.flow.carried:
+        for event in ctx.torch.flow.carried:
+            loop, module, carried = event.node, event.module, event.names
             if module.path != ctx.path:
                 continue
             ordered = list(_statements_in_order(loop.body))

@@ -1,6 +1,6 @@
 import ast
 
-from gradtrace.analysis import torch_api as api
+from gradtrace.analysis.frameworks.torch import api
 from gradtrace.findings import Edit, Fix
 from gradtrace.rules.base import Invalid, Rule, Truth
 

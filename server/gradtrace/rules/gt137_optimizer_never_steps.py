@@ -214,10 +214,10 @@ class OptimizerNeverSteps(Rule):
             return ()
         # Fast path: the value flow already saw `.step()` on every optimizer this file builds.
         flow = ctx.torch.flow
-        stepped = {id(s.optimizer.extra[0]) for s in flow.steps if s.optimizer.extra}
+        stepped = {id(s.optimizer.ref.node) for s in flow.steps if s.optimizer.ref is not None}
         mine = [o for o in flow.optimizers if o.module.path == ctx.path]
         built = {id(o.node) for o in mine}
-        if mine and all(id(o.coverage) in stepped for o in mine) \
+        if mine and all(id(o.node) in stepped for o in mine) \
                 and all(id(c) in built for c in ctx.source.nodes(ast.Call) if is_optimizer_call(ctx, c)):
             return ()
         parents = ctx.source.parents

@@ -1,0 +1,78 @@
+"""What the interpreter keeps while it runs: callables, frames and the events it records."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from gradtrace.analysis.core.values import Value
+
+
+@dataclass(eq=False)
+class FunctionRef:
+    """A function, lambda or method as a value: where it is defined and what it closes over."""
+
+    node: ast.AST  # FunctionDef | AsyncFunctionDef | Lambda
+    module: Any  # the ModuleContext it is defined in
+    cls: Any = None  # ClassInfo of a method
+    closure: tuple = ()  # environments of the enclosing functions, innermost first
+    bound: tuple = ()  # leading arguments already bound (self of a bound method, a partial's arguments)
+    bound_kw: tuple = ()  # keyword arguments bound by a partial: ((name, Value), ...)
+    marks: tuple = ()  # what decorators said: ("grad_off", node), ("property",), ("staticmethod",), ...
+
+    @cached_property
+    def name(self) -> str:
+        return getattr(self.node, "name", "<lambda>")
+
+    def mark(self, kind: str):
+        for m in self.marks:
+            if m[0] == kind:
+                return m
+        return None
+
+    def params(self) -> list[str]:
+        a = self.node.args
+        return [p.arg for p in a.posonlyargs + a.args]
+
+
+@dataclass
+class Frame:
+    """One activation: a module's top level, a function body run directly, or a function being summarised."""
+
+    module: Any  # ModuleContext
+    env: dict  # name or dotted access path ("self.fc") -> Value
+    func: FunctionRef | None = None
+    self_value: Value | None = None
+    state: dict = field(default_factory=dict)  # framework plug-ins' modes (grad mode, active tapes, ...)
+    returns: list = field(default_factory=list)
+    conditional: int = 0  # inside how many branches / loops that may not run
+    top: bool = False  # module-level code (and its branches), not a function body
+    events: list | None = None  # where events go: a summary's own list, or None for the global record
+    params: tuple = ()  # parameter names of the function being summarised (for effects on arguments)
+    mutated: set = field(default_factory=set)  # access paths rooted at a parameter that were mutated
+    dead: bool = False  # the path ended (return, raise, break, continue)
+    loop_exit: bool = False  # it ended by break/continue: the loop goes on
+    outer: Frame | None = None  # the frame a branch was split from
+
+    def branch(self) -> Frame:
+        child = Frame(self.module, dict(self.env), self.func, self.self_value, dict(self.state), self.returns,
+                      self.conditional, self.top, self.events, self.params, self.mutated)
+        child.outer = self
+        return child
+
+    @property
+    def summarising(self) -> bool:
+        return self.events is not None
+
+
+@dataclass(eq=False)
+class Event:
+    """Something the program does that rules care about (a sink, an optimizer step, an in-place write...).
+
+    `seq` is its place in the order the program runs (instantiated summaries keep their own order)."""
+
+    node: ast.AST
+    module: Any
+    seq: int = field(default=0, init=False)

@@ -1,0 +1,267 @@
+"""Function summaries: analyse a function once per argument shape, reuse it at every call site.
+
+A function is interpreted with *symbolic* arguments: argument `i` becomes a value of the same shape (kind,
+class, dtype, containers...) whose sources are named `$i` (`$i.fc` for an attribute, `$i.w1` for a part of a
+pytree or container). What the body computes — its return value, the events it records (sinks, optimizer
+steps, in-place writes...) and what it does to its arguments (attributes set, lists grown) — is the summary.
+
+At a call site the summary is *instantiated*: every symbolic name is replaced by what the caller's argument
+carries (`$0.fc` with `model` -> `model.fc`; `$1` with a tensor carrying `W` -> `W`), and the cuts an
+argument already carried reach the result when the result depends on it. Two call sites with arguments of
+the same shape share one analysis, so the cost of a program is the number of distinct (function, shape)
+pairs, not the number of paths through its calls.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from gradtrace.analysis.core.values import EMPTY, Cut, Value, dedup_cuts, flat, is_symbolic
+
+MAX_SHAPE_ITEMS = 8
+
+
+@dataclass
+class Summary:
+    result: Value
+    events: list = field(default_factory=list)
+    # (parameter index, dotted attribute path or "") -> value at the end of the function
+    effects: dict = field(default_factory=dict)
+    # framework-specific state handed back to the caller (e.g. a grad mode switched off for good)
+    state: dict = field(default_factory=dict)
+    incomplete: bool = False
+
+
+def symbolic(actual: Value, root: str, depth: int = 0) -> Value:
+    """The stand-in for an argument inside a summary: its shape, with symbolic names."""
+    items = actual.items
+    if items is not None and depth < 3 and len(items) <= MAX_SHAPE_ITEMS:
+        keys = actual.keys
+        items = tuple(symbolic(v, f"{root}.{keys[i] if keys is not None else i}", depth + 1)
+                      for i, v in enumerate(items))
+    elif items is not None:
+        merged = flat(actual)
+        items = (symbolic(merged, root, depth + 1),) if items else ()
+        actual = replace(actual, keys=None)
+    srcs = frozenset({root}) if actual.srcs or (items and any(i.srcs for i in items)) else EMPTY
+    name = root if (actual.name is not None or actual.kind in ("module", "object", "optimizer", "params")
+                    or actual.leaf) else None
+    extra = actual.extra
+    attrs = object_attrs(actual)
+    if attrs is not None and depth < 3:  # an object's attributes are parts of it: `$0.model`
+        extra = ("object", tuple((k, symbolic(v, f"{root}.{k}", depth + 1)) for k, v in attrs))
+    return replace(actual, srcs=srcs, cuts=(), items=items, name=name, deps=frozenset({root}), pending=False,
+                   extra=extra)
+
+
+def object_attrs(value: Value):
+    """The ((name, Value), ...) attributes of a plain object's value, or None."""
+    if value.kind == "object" and value.extra and value.extra[0] == "object":
+        return value.extra[1]
+    return None
+
+
+def shape_of(value: Value, depth: int = 0) -> tuple:
+    """What a summary may depend on: everything but the names of sources and the cuts already made."""
+    items = None
+    if value.items is not None:
+        if depth < 3 and len(value.items) <= MAX_SHAPE_ITEMS:
+            items = (value.keys, tuple(shape_of(v, depth + 1) for v in value.items))
+        else:
+            items = ("many", shape_of(flat(value), depth + 1))
+    return (value.kind, value.fw, value.dtype, value.leaf, bool(value.srcs), _ident(value.cls), _ident(value.func),
+            _ident(value.ref), value.opaque, value.traced, value.jtraced, value.refinable, value.saved_by,
+            _extra_shape(value.extra, depth), items)
+
+
+def _ident(obj: Any):
+    if obj is None or isinstance(obj, (str, int, float, bool, tuple)):
+        return obj
+    return id(obj)
+
+
+def _extra_shape(extra: tuple, depth: int):
+    out = []
+    for e in extra:
+        if isinstance(e, Value):
+            out.append(shape_of(e, depth + 1))
+        elif isinstance(e, tuple):
+            out.append(_extra_shape(e, depth + 1))
+        elif isinstance(e, (str, int, float, bool)) or e is None:
+            out.append(e)
+        else:
+            out.append(id(e))
+    return tuple(out)
+
+
+class Substitution:
+    """Replace the symbolic names of one summary by what a call site's arguments carry."""
+
+    def __init__(self, actuals: dict[str, Value]):
+        self.actuals = actuals  # "$0" -> the caller's value
+        self.renamed: dict[int, Any] = {}  # id(event in the summary) -> its instantiated copy
+
+    # ----------------------------------------------------------------- names
+    def names(self, names: frozenset) -> frozenset:
+        out: set = set()
+        for name in names:
+            if is_symbolic(name):
+                out |= self.resolve(name)
+            else:
+                out.add(name)
+        return frozenset(out)
+
+    def resolve(self, name: str) -> frozenset:
+        root, _, rest = name.partition(".")
+        actual = self.actuals.get(root)
+        if actual is None:
+            return EMPTY
+        return resolve_path(actual, rest.split(".") if rest else [])
+
+    def actual_at(self, name: str) -> Value | None:
+        """The caller's value at a symbolic path, when the path only indexes containers and objects."""
+        root, _, rest = name.partition(".")
+        value = self.actuals.get(root)
+        for part in rest.split(".") if rest else []:
+            if value is None:
+                return None
+            attrs = object_attrs(value)
+            if attrs is not None:
+                value = dict(attrs).get(part)
+                continue
+            if value.items is None:
+                return None
+            value = value.item(_key(part, value))
+        return value
+
+    # ----------------------------------------------------------------- values
+    def cut(self, c: Cut) -> Cut | None:
+        if not any(is_symbolic(s) for s in c.lost):
+            return c
+        lost = self.names(c.lost)
+        return c.with_lost(lost) if lost else None
+
+    def cuts(self, cuts: tuple) -> tuple:
+        out = []
+        for c in cuts:
+            new = self.cut(c)
+            if new is not None:
+                out.append(new)
+        return tuple(out)
+
+    def value(self, value: Value, depth: int = 0) -> Value:
+        if not value.deps and not any(is_symbolic(s) for s in value.srcs) and value.name is None \
+                and value.items is None and not value.extra and id(value.ref) not in self.renamed:
+            return value
+        # an argument handed back as it came (a model, an optimizer): the caller's own value
+        if value.name is not None and is_symbolic(value.name) and value.kind in (
+                "module", "object", "optimizer", "params", "function", "class", "external", "container", "dict") \
+                and value.srcs <= {value.name} and not value.cuts:
+            actual = self.actual_at(value.name)
+            if actual is not None and actual.kind == value.kind:
+                return actual
+        srcs = self.names(value.srcs)
+        inherited: tuple = ()
+        deps: set = set()
+        for dep in value.deps:
+            if not is_symbolic(dep):
+                deps.add(dep)
+                continue
+            actual = self.actuals.get(dep.partition(".")[0])
+            if actual is not None:
+                inherited = dedup_cuts(inherited, actual.cuts)
+                deps |= actual.deps
+        cuts = dedup_cuts(self.cuts(value.cuts), inherited)
+        items = value.items
+        if items is not None and depth < 4:
+            items = tuple(self.value(v, depth + 1) for v in items)
+        name = value.name
+        if name is not None and is_symbolic(name):
+            resolved = self.resolve(name)
+            name = next(iter(resolved)) if len(resolved) == 1 else None
+        extra = self.extra(value.extra, depth) if value.extra else value.extra
+        ref = self.renamed.get(id(value.ref), value.ref) if value.ref is not None else None
+        return replace(value, srcs=srcs, cuts=cuts, items=items, name=name, deps=frozenset(deps), extra=extra,
+                       ref=ref)
+
+    def extra(self, extra: tuple, depth: int) -> tuple:
+        if depth > 4:
+            return extra
+        out = []
+        for e in extra:
+            if isinstance(e, Value):
+                out.append(self.value(e, depth + 1))
+            elif isinstance(e, tuple):
+                out.append(self.extra(e, depth + 1))
+            else:
+                out.append(e)
+        return tuple(out)
+
+    def event(self, event: Any) -> Any:
+        """A copy of an event with every value, cut and source set in its fields substituted."""
+        changes = {}
+        for f in dataclasses.fields(event):
+            if not f.init:
+                continue
+            old = getattr(event, f.name)
+            new = self.any(old)
+            if new is not old:
+                changes[f.name] = new
+        new_event = replace(event, **changes)  # always a copy: each call site records its own event
+        self.renamed[id(event)] = new_event
+        return new_event
+
+    def any(self, obj: Any):
+        if id(obj) in self.renamed:
+            return self.renamed[id(obj)]
+        if isinstance(obj, Value):
+            return self.value(obj)
+        if isinstance(obj, Cut):
+            return self.cut(obj) or obj.with_lost(EMPTY)
+        if isinstance(obj, frozenset) and obj and all(isinstance(s, str) for s in obj):
+            return self.names(obj) if any(is_symbolic(s) for s in obj) else obj
+        if isinstance(obj, list) and obj and any(isinstance(o, str) and is_symbolic(o) for o in obj):
+            return sorted(self.names(frozenset(obj)))
+        return obj
+
+
+def resolve_path(actual: Value, parts: list[str]) -> frozenset:
+    value = actual
+    for i, part in enumerate(parts):
+        attrs = object_attrs(value)
+        if attrs is not None:
+            found = dict(attrs).get(part)
+            if found is None:
+                return value.srcs
+            value = found
+            continue
+        if value.items is not None and value.items:
+            sub = value.item(_key(part, value))
+            if sub is None:
+                return flat(value).srcs
+            value = sub
+            continue
+        if value.kind in ("tensor", "array", "number"):
+            return value.srcs
+        rest = ".".join(parts[i:])
+        return frozenset(f"{s}.{rest}" for s in value.srcs)
+    return value.srcs
+
+
+def _key(part: str, value: Value):
+    if value.keys is not None:
+        for k in value.keys:
+            if str(k) == part:
+                return k
+        return part
+    try:
+        return int(part)
+    except ValueError:
+        return part
+
+
+def callee_key(node: ast.AST) -> int:
+    return id(node)

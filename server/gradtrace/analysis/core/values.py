@@ -1,0 +1,280 @@
+"""The one value domain of the gradient-flow interpreter, shared by PyTorch, TensorFlow and JAX.
+
+Every Python value the interpreter meets is abstracted to a `Value`:
+
+- `srcs`: the trainable *sources* it carries gradient from, differentiably. A source is named by the access
+  path that holds it (`net.backbone`, `W1`, `self.fc`, `params.w1`); nested names overlap their parents.
+  Inside a function summary, arguments are symbolic (`$0`, `$1.fc`, `$0.w1`) and are substituted by the
+  caller's values when the summary is used (see `core.summaries`).
+- `cuts`: the operations upstream of it that disconnected sources (each `Cut` names what it lost).
+- `kind`: what the value is to Python — a graph value (`tensor`: a torch/TF tensor or a JAX array, `fw`
+  says which), a host value (`array`: NumPy; `number`: a Python scalar), a container (`container` with
+  `items`, `dict` with `keys` and `items`), or an object the frameworks give meaning to (`module`,
+  `optimizer`, `params`, `function`, `class`, `object`, `external`, ...).
+- `dtype`: "int" | "bool" | "float" | None (unknown); `leaf`: a trainable leaf tensor; `traced`/`jtraced`:
+  a JAX tracer (under any transform / under an abstract one such as jit); `refinable`: a differentiated
+  pytree argument whose parts are named by their keys.
+- `deps`: the symbolic inputs of a summary the value depends on at all (differentiably or not), so that
+  the cuts an argument already carries reach the result; empty outside summaries.
+
+A value is immutable; `join` is the least upper bound used at branch merges and for containers.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+EMPTY: frozenset = frozenset()
+MAX_CUTS = 64  # cuts kept per value: enough for any message, bounded for very long chains
+
+
+class Cut:
+    """An operation that disconnects the sources in `lost` (what, where, how).
+
+    Two cuts are the same when they are the same operation at the same node losing the same sources, so
+    loops reach a fixpoint and summaries can be compared."""
+
+    __slots__ = ("node", "kind", "op", "lost", "var", "zero", "module", "via", "_key")
+
+    def __init__(self, node: ast.AST, kind: str, op: str, lost: frozenset, var: str | None = None,
+                 zero: bool = False, module: Any = None, via: ast.AST | None = None):
+        self.node = node  # where the graph is cut
+        self.kind = kind  # detach | data | item | numpy | math | rewrap | index | zero | compare | intcast | ...
+        self.op = op  # what the user wrote, e.g. ".detach()"
+        self.lost = lost  # sources disconnected here
+        self.var = var  # the value that was cut, e.g. "latent"
+        self.zero = zero  # the gradient becomes zero rather than None
+        self.module = module  # the module context the node belongs to (its file)
+        self.via = via  # e.g. the decorated helper's `def` for a no_grad helper
+        self._key = (id(node), kind, op, lost, zero)
+
+    def __eq__(self, other):
+        return isinstance(other, Cut) and self._key == other._key
+
+    def __hash__(self):
+        return hash(self._key)
+
+    def __repr__(self):
+        return f"Cut({self.kind} {self.op!r} line {getattr(self.node, 'lineno', '?')} lost={sorted(self.lost)})"
+
+    def with_lost(self, lost: frozenset) -> Cut:
+        if lost == self.lost:
+            return self
+        return Cut(self.node, self.kind, self.op, lost, self.var, self.zero, self.module, self.via)
+
+    def with_var(self, var: str | None) -> Cut:
+        return Cut(self.node, self.kind, self.op, self.lost, var, self.zero, self.module, self.via)
+
+    @property
+    def line(self) -> int:
+        return getattr(self.node, "lineno", 0)
+
+
+@dataclass(frozen=True)
+class Value:
+    kind: str = "unknown"
+    srcs: frozenset = EMPTY
+    cuts: tuple = ()
+    items: tuple | None = None  # container elements, in order when known
+    keys: tuple | None = None  # dict keys aligned with `items` (constants), None for sequences
+    name: str | None = None  # the source name of a module / leaf / optimizer value
+    cls: Any = None  # ClassInfo of instances of project classes; qualified name for framework classes
+    func: Any = None  # FunctionRef for callables
+    ref: Any = None  # kind-specific payload (optimizer record, tape, transformed function, ...)
+    fw: str | None = None  # torch | tensorflow | jax: the framework a graph value belongs to
+    dtype: str | None = None  # int | bool | float | None (unknown)
+    leaf: bool = False  # a leaf tensor that requires grad (trainable)
+    saved_by: str | None = None  # op that saved this tensor for backward (in-place on it breaks backward)
+    opaque: bool = False  # provenance not fully known (function argument, unknown call)
+    pending: bool = False  # a fresh leaf/module not yet named by an assignment
+    traced: bool = False  # JAX: a tracer (any transform)
+    jtraced: bool = False  # JAX: an abstract tracer (jit/vmap): no concrete value
+    refinable: bool = False  # a pytree whose parts are named by their keys (`params.w1`)
+    deps: frozenset = EMPTY  # symbolic inputs of the enclosing summary this value depends on
+    extra: tuple = field(default=(), compare=True)
+
+    @property
+    def carries_grad(self) -> bool:
+        return bool(self.srcs)
+
+    @property
+    def intlike(self) -> bool:
+        return self.dtype in ("int", "bool")
+
+    def item(self, key):
+        """The element under a constant key (dicts) or index (sequences), or None."""
+        if self.items is None:
+            return None
+        if self.keys is not None:
+            for k, v in zip(self.keys, self.items):
+                if k == key:
+                    return v
+            return None
+        if isinstance(key, int) and not isinstance(key, bool) and -len(self.items) <= key < len(self.items):
+            return self.items[key]
+        return None
+
+
+UNKNOWN = Value(opaque=True)
+NONE = Value("none")
+NUMBER = Value("number")
+STR = Value("str")
+# Kinds whose meaning is carried by `ref`/`func`/`cls`/`extra`: a join of different ones is unknown.
+IDENTITY_KINDS = frozenset({"external", "builtin", "function", "method", "class", "module", "object", "optimizer",
+                            "grad_ctx", "super", "tape", "gradfn", "jitfn", "partial", "metric", "var"})
+
+
+def dedup_cuts(*groups) -> tuple:
+    seen: set = set()
+    out: list = []
+    for group in groups:
+        for c in group:
+            if c not in seen:
+                seen.add(c)
+                out.append(c)
+    return tuple(out[:MAX_CUTS])
+
+
+def join(*values: Value) -> Value:
+    """A value that may be any of `values` (branches, containers, arithmetic)."""
+    values = tuple(v for v in values if v is not None)
+    if not values:
+        return UNKNOWN
+    first = values[0]
+    if len(values) == 1:
+        return first
+    if all(v == first for v in values[1:]):
+        return first
+    srcs = frozenset().union(*(v.srcs for v in values))
+    deps = frozenset().union(*(v.deps for v in values))
+    cuts = dedup_cuts(*(v.cuts for v in values))
+    kinds = {v.kind for v in values}
+    kind = kinds.pop() if len(kinds) == 1 else ("tensor" if "tensor" in kinds else "unknown")
+    if kind in IDENTITY_KINDS:
+        if all(v.kind == kind and v.extra == first.extra and v.func is first.func and v.cls is first.cls
+               and v.ref is first.ref for v in values):
+            return replace(first, srcs=srcs, cuts=cuts, deps=deps)
+        kind = "unknown"
+    dtypes = {v.dtype for v in values}
+    items = keys = None
+    if kind in ("container", "dict") and all(v.items is not None for v in values):
+        lengths = {len(v.items) for v in values}
+        key_sets = {v.keys for v in values}
+        if len(lengths) == 1 and len(key_sets) == 1:  # same shape: element-wise
+            keys = first.keys
+            items = tuple(join(*parts) for parts in zip(*(v.items for v in values)))
+        else:
+            keys = None if kind == "container" else first.keys
+            merged = join(*(i for v in values for i in v.items)) if any(v.items for v in values) else None
+            items = (merged,) if merged is not None else ()
+            if kind == "dict":
+                kind, keys = "container", None
+    fws = {v.fw for v in values if v.fw}
+    return Value(
+        kind=kind,
+        srcs=srcs,
+        cuts=cuts,
+        items=items,
+        keys=keys,
+        opaque=any(v.opaque for v in values),
+        dtype=dtypes.pop() if len(dtypes) == 1 else None,
+        fw=fws.pop() if len(fws) == 1 else None,
+        traced=any(v.traced for v in values),
+        jtraced=any(v.jtraced for v in values),
+        refinable=all(v.refinable for v in values),
+        leaf=all(v.leaf for v in values),
+        deps=deps,
+    )
+
+
+def flat(value: Value) -> Value:
+    """A container seen as one value (its items joined into it)."""
+    if not value.items:
+        return value if value.items is None else replace(value, items=None, keys=None)
+    merged = join(*value.items)
+    return Value("unknown", srcs=value.srcs | merged.srcs, cuts=dedup_cuts(value.cuts, merged.cuts),
+                 opaque=value.opaque or merged.opaque, deps=value.deps | merged.deps,
+                 traced=value.traced or merged.traced, jtraced=value.jtraced or merged.jtraced, dtype=merged.dtype)
+
+
+def combine(kind: str, *values: Value, dtype: str | None = None, saved_by: str | None = None,
+            fw: str | None = None) -> Value:
+    """The result of a differentiable operation on `values`."""
+    if not values:
+        return Value(kind, dtype=dtype, saved_by=saved_by, fw=fw)
+    flats = [flat(v) if v.items else v for v in values]
+    srcs = frozenset().union(*(v.srcs for v in flats))
+    deps = frozenset().union(*(v.deps for v in flats))
+    cuts = dedup_cuts(*(v.cuts for v in flats))
+    if fw is None:
+        fws = {v.fw for v in flats if v.fw}
+        fw = fws.pop() if len(fws) == 1 else None
+    return Value(kind=kind, srcs=srcs, cuts=cuts, opaque=any(v.opaque for v in flats), dtype=dtype,
+                 saved_by=saved_by, fw=fw, deps=deps, traced=any(v.traced for v in flats),
+                 jtraced=any(v.jtraced for v in flats))
+
+
+def cut(value: Value, node: ast.AST, kind: str, op: str, *, var: str | ast.AST | None = None, zero: bool = False,
+        result_kind: str | None = None, module: Any = None, via: ast.AST | None = None,
+        dtype: str | None = None, fw: str | None = None) -> Value:
+    """`value` after an operation that disconnects it from autograd."""
+    value = flat(value) if value.items else value
+    new_cuts = value.cuts
+    if value.srcs:
+        if isinstance(var, ast.AST):
+            var = expr_text(var)
+        new_cuts = dedup_cuts(value.cuts, (Cut(node, kind, op, value.srcs, var, zero, module, via),))
+    return Value(kind=result_kind or value.kind, srcs=EMPTY, cuts=new_cuts, opaque=value.opaque, dtype=dtype,
+                 deps=value.deps, fw=fw if fw is not None else value.fw, jtraced=value.jtraced,
+                 traced=value.jtraced)
+
+
+def named(value: Value, name: str) -> Value:
+    """A fresh leaf or module value bound to the variable `name` (its source name)."""
+    if value.pending:
+        srcs = frozenset({name}) if (value.leaf or value.kind in ("module", "tensor")) and value.srcs else EMPTY
+        return replace(value, name=name, srcs=srcs or value.srcs, pending=False)
+    return value
+
+
+def overlaps(a: str, b: str) -> bool:
+    """Source names refer to the same or nested things ("net" and "net.backbone")."""
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
+
+
+def alive_in(source: str, srcs: frozenset) -> bool:
+    return any(overlaps(source, s) for s in srcs)
+
+
+def covered(origin: str, live: frozenset) -> bool:
+    """Is `origin` (e.g. "params.w1") still reached by the live sources ("params", "params.w1.0")?"""
+    if origin in live:
+        return True
+    parts = origin.split(".")
+    for i in range(1, len(parts)):
+        if ".".join(parts[:i]) in live:
+            return True
+    prefix = origin + "."
+    return any(o.startswith(prefix) for o in live)
+
+
+def display(source: str) -> str:
+    """`self.backbone` -> `backbone` for messages."""
+    return source[5:] if source.startswith("self.") else source
+
+
+def expr_text(node: ast.AST | None) -> str | None:
+    """The expression as the user might have written it, shortened for a message."""
+    if node is None:
+        return None
+    try:
+        text = ast.unparse(node)
+    except Exception:  # noqa: BLE001 - unparse of odd trees
+        return None
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def is_symbolic(name: str) -> bool:
+    return name.startswith("$")

@@ -1,0 +1,1 @@
+"""PyTorch as a plug-in of the gradient-flow interpreter: its API tables, its events and its semantics."""

@@ -1,0 +1,113 @@
+"""What a PyTorch program does that the rules read: sinks, optimizers and steps, in-place writes, freezes."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from typing import Any
+
+from gradtrace.analysis.core.frames import Event
+from gradtrace.analysis.core.values import Cut, Value
+
+
+@dataclass
+class GradOff:
+    """Gradient recording switched off: a `no_grad` block, a decorated helper, `set_grad_enabled(False)`."""
+
+    node: ast.AST  # the `torch.no_grad()` call, the decorator, or `set_grad_enabled(False)`
+    kind: str  # no_grad | no_grad_helper | grad_disabled
+    op: str
+    module: Any
+    via: ast.AST | None = None
+    sticky: bool = False  # a bare set_grad_enabled(False): outlives the function that called it
+
+
+@dataclass(eq=False)
+class Sink(Event):
+    """What is differentiated: `loss.backward()`, `autograd.grad(...)`, or a module's output."""
+
+    value: Value
+    kind: str  # backward | autograd.grad | output
+    label: str  # what is differentiated, e.g. "loss"
+    owner: Any = None  # for "output" sinks: the class whose forward returns it
+
+
+@dataclass(eq=False)
+class Optimizer(Event):
+    coverage: Value  # what it was given
+    known: bool  # we know exactly which sources it holds
+    var: str | None = None
+    top: ast.stmt | None = None  # the module-level statement that built it (calls made from there)
+
+
+@dataclass(eq=False)
+class Step(Event):
+    optimizer: Value
+    last_sink: Sink | None = None  # the most recent sink before it, in the program's order
+
+
+@dataclass(eq=False)
+class InPlace(Event):
+    target: Value
+    var: str
+    op: str
+    grad_off: bool
+    stmt: ast.stmt | None = None
+
+
+@dataclass(eq=False)
+class Freeze(Event):
+    srcs: frozenset
+    frozen: bool
+    conditional: bool
+
+
+@dataclass(eq=False)
+class Surgery(Event):
+    """A layer or model replaced after an optimizer was built over the old one's parameters."""
+
+    target: str
+    optimizer: Optimizer
+
+
+@dataclass(eq=False)
+class NonLeafRequiresGrad(Event):
+    var: str
+
+
+@dataclass(eq=False)
+class ZeroMask(Event):
+    value: Value
+
+
+@dataclass(eq=False)
+class Carried(Event):
+    """A loop that hands a tensor with history from one iteration to the next."""
+
+    names: list
+
+
+@dataclass(eq=False)
+class Defined(Event):
+    """Where a source is defined and what it is (recorded in the caller's names when it comes from a summary)."""
+
+    names: frozenset
+    kind: str | None = None  # param | leaf | module | attr | releaf
+
+
+@dataclass(eq=False)
+class LayerReplaced(Event):
+    """`obj.attr = <new layer>` on a module: a surgery when an optimizer already holds the old one."""
+
+    owner: Value
+    target: str
+
+
+@dataclass(eq=False)
+class DeadCut:
+    cut: Cut
+    lost: list
+    severity: str  # warning | information
+    sink: Sink
+    raises: bool = False  # nothing else reaches the sink: backward() raises
+    partial: bool = False  # the source still gets part of its gradient through another path

@@ -1,0 +1,1067 @@
+"""PyTorch's meaning for the interpreter: tensors, modules, optimizers, grad modes and their events.
+
+Sources are trainable things named by the access path that holds them (`net.backbone`, `W1`, `self.fc`):
+modules built from `torch.nn` layers or project `nn.Module` classes, `nn.Parameter`s, tensors made with
+`requires_grad=True`. Cuts are `.detach()`, `.data`, `.item()`/`.numpy()`, NumPy and `math`, re-wrapping with
+`torch.tensor(t)`, argmax-like and integer results, rounding, comparisons, and `no_grad` regions. Sinks are
+`backward()`, `torch.autograd.grad` and module outputs; optimizers and their steps, in-place writes and freezes
+are recorded in the order the program runs.
+"""
+
+from __future__ import annotations
+
+import ast
+import bisect
+from dataclasses import replace
+from functools import cached_property
+
+from gradtrace.analysis.core.frames import Frame, FunctionRef
+from gradtrace.analysis.core.plugin import Plugin
+from gradtrace.analysis.core.values import (
+    EMPTY,
+    NONE,
+    NUMBER,
+    UNKNOWN,
+    Cut,
+    Value,
+    combine,
+    cut,
+    dedup_cuts,
+    join,
+    named,
+    overlaps,
+)
+from gradtrace.analysis.core.values import expr_text as _text
+from gradtrace.analysis.frameworks.torch import api
+from gradtrace.analysis.frameworks.torch.events import (
+    Carried,
+    Defined,
+    Freeze,
+    GradOff,
+    InPlace,
+    LayerReplaced,
+    NonLeafRequiresGrad,
+    Optimizer,
+    Sink,
+    Step,
+    Surgery,
+    ZeroMask,
+)
+from gradtrace.analysis.modules import ClassInfo
+from gradtrace.analysis.names import dotted
+
+GRAD = "torch.grad_off"
+MODEL_PARAM_HINTS = ("model", "net", "encoder", "decoder", "policy", "actor", "critic", "generator",
+                     "discriminator", "backbone", "head", "module", "layer", "classifier", "agent", "teacher",
+                     "student")
+AUG_SYMBOLS = {ast.Add: "+=", ast.Sub: "-=", ast.Mult: "*=", ast.Div: "/=", ast.Pow: "**=", ast.MatMult: "@=",
+               ast.FloorDiv: "//=", ast.Mod: "%=", ast.BitAnd: "&=", ast.BitOr: "|=", ast.BitXor: "^="}
+META_ATTRS = {"shape", "device", "dtype", "ndim", "requires_grad", "is_leaf", "grad_fn", "is_cuda", "layout",
+              "names", "itemsize", "nbytes", "is_sparse", "is_quantized", "is_meta"}
+TENSOR_ATTRS = {"data", "grad", "T", "mT", "H", "values", "indices"}
+TENSOR_METHODS_HINT = {"view", "reshape", "mean", "sum", "pow", "exp", "log", "squeeze", "unsqueeze", "flatten",
+                       "transpose", "permute", "softmax", "log_softmax", "sigmoid", "tanh", "relu", "matmul", "mm",
+                       "bmm", "gather", "expand", "repeat", "norm", "abs", "clamp", "clamp_min", "to", "float"}
+MODULE_PASSTHROUGH = {"to", "cuda", "cpu", "train", "eval", "double", "float", "half", "bfloat16", "apply", "type",
+                      "share_memory", "requires_grad_", "zero_grad", "compile", "to_empty"}
+RECURRENT = {"LSTM", "GRU", "RNN", "MultiheadAttention", "TransformerEncoderLayer"}
+COMPARE_SYMBOLS = {ast.Gt: ">", ast.GtE: ">=", ast.Lt: "<", ast.LtE: "<=", ast.Eq: "==", ast.NotEq: "!="}
+
+
+def param_value(name: str) -> Value:
+    """An argument of a function analysed on its own: a model-like name is a possible source."""
+    lowered = name.lower()
+    if any(h in lowered for h in MODEL_PARAM_HINTS) and lowered not in ("head_dim",):
+        return Value(kind="unknown", srcs=frozenset({name}), opaque=True, name=name, extra=("param",))
+    return UNKNOWN
+
+
+class TorchPlugin(Plugin):
+    name = "torch"
+    roots = frozenset({"torch"})
+
+    def __init__(self, interp):
+        super().__init__(interp)
+        self.source_kind: dict[str, str] = {}  # source name -> param | leaf | module | attr | releaf
+        self.definitions: dict[str, tuple] = {}  # source name -> (node, module) where it is defined
+        self.cut_vars: dict = {}  # (id(cut node), cut kind) -> the variable that first held the cut value
+        self.last_sink: Sink | None = None
+
+    # ================================================================== facts in program order
+    def events_of(self, kind) -> list:
+        return [e for e in self.interp.events if isinstance(e, kind)]
+
+    @property
+    def sinks(self) -> list:
+        return self.events_of(Sink)
+
+    @property
+    def optimizers(self) -> list:
+        """One per construction site: the first time it ran (a later standalone pass adds nothing)."""
+        seen: set = set()
+        out = []
+        for e in self.events_of(Optimizer):
+            if id(e.node) not in seen:
+                seen.add(id(e.node))
+                out.append(e)
+        return out
+
+    @property
+    def steps(self) -> list:
+        return self.events_of(Step)
+
+    @property
+    def inplace(self) -> list:
+        return self.events_of(InPlace)
+
+    @property
+    def freezes(self) -> list:
+        return self.events_of(Freeze)
+
+    @property
+    def surgeries(self) -> list:
+        return self.events_of(Surgery)
+
+    @property
+    def nonleaf_flags(self) -> list:
+        return self.events_of(NonLeafRequiresGrad)
+
+    @property
+    def zero_masks(self) -> list:
+        return self.events_of(ZeroMask)
+
+    @property
+    def carried(self) -> list:
+        return self.events_of(Carried)
+
+    def cut_var(self, c: Cut) -> str | None:
+        """The variable that first held what `c` cut (for messages)."""
+        return self.cut_vars.get((id(c.node), c.kind))
+
+    def define(self, name: str, kind: str | None, node, module, frame: Frame) -> None:
+        """Remember where source `name` is defined and what it is (through summaries: in caller's names)."""
+        if name.startswith("$"):
+            self.interp.emit(Defined(node, module, names=frozenset({name}), kind=kind), frame)
+            return
+        if node is not None:
+            self.definitions.setdefault(name, (node, module))
+        if kind is not None:
+            self.source_kind.setdefault(name, kind)
+
+    def emit(self, event, frame: Frame):
+        if frame.summarising:
+            return event
+        if isinstance(event, Defined):
+            for name in event.names:
+                if event.node is not None:
+                    self.definitions.setdefault(name, (event.node, event.module))
+                if event.kind is not None:
+                    self.source_kind.setdefault(name, event.kind)
+            return None
+        if isinstance(event, LayerReplaced):
+            return self.surgery(event)
+        if isinstance(event, Sink) and event.kind != "output":
+            self.last_sink = event
+        elif isinstance(event, Step):
+            event.last_sink = self.last_sink
+        return event
+
+    # ================================================================== grad mode
+    def grad_off(self, frame: Frame) -> GradOff | None:
+        return frame.state.get(GRAD)
+
+    def set_grad_off(self, frame: Frame, value: GradOff | None) -> None:
+        frame.state[GRAD] = value
+
+    def after_value(self, node: ast.AST, value: Value, frame: Frame) -> Value:
+        off = frame.state.get(GRAD)
+        if off is None or not isinstance(node, (ast.Call, ast.BinOp, ast.UnaryOp, ast.Subscript)):
+            return value
+        return self.apply_grad_mode(value, frame)
+
+    def apply_grad_mode(self, value: Value, frame: Frame) -> Value:
+        off = frame.state.get(GRAD)
+        if off is None or not value.srcs or value.kind in ("module", "params", "named_params", "optimizer",
+                                                            "function", "class", "object"):
+            return value
+        return cut(value, off.node, off.kind, off.op, module=off.module, via=off.via)
+
+    def helper_grad_off(self, func: FunctionRef, node: ast.AST | None, module) -> GradOff | None:
+        mark = func.mark("grad_off")
+        if mark is None:
+            return None
+        decorator = mark[1]
+        qn = func.module.names.qualname(decorator.func if isinstance(decorator, ast.Call) else decorator) or "no_grad"
+        return GradOff(node if node is not None else decorator, "no_grad_helper",
+                       f"{func.name}() (decorated with @{qn.split('.')[-1]})", module, via=decorator)
+
+    def context_key(self, frame: Frame, func: FunctionRef, node) -> tuple:
+        off = frame.state.get(GRAD)
+        if off is None and func.mark("grad_off") is not None:
+            return ("helper", id(node))
+        return (off.kind, id(off.node)) if off is not None else ()
+
+    def enter_function(self, func: FunctionRef, frame: Frame, caller: Frame | None, node) -> None:
+        off = caller.state.get(GRAD) if caller is not None else frame.state.get(GRAD)
+        if off is None:
+            off = self.helper_grad_off(func, node, caller.module if caller is not None else func.module)
+        frame.state[GRAD] = off
+
+    def summary_state(self, frame: Frame) -> dict:
+        off = frame.state.get(GRAD)
+        return {GRAD: off} if off is not None and off.sticky else {}
+
+    def apply_summary_state(self, state: dict, frame: Frame) -> None:
+        off = state.get(GRAD)
+        if off is not None and frame.state.get(GRAD) is None:
+            frame.state[GRAD] = off
+
+    def statement(self, stmt: ast.stmt, frame: Frame) -> bool:
+        if not isinstance(stmt, ast.Expr) or not isinstance(stmt.value, ast.Call):
+            return False
+        call = stmt.value
+        qn = frame.module.names.qualname(call.func)
+        if qn in api.SET_GRAD_ENABLED and call.args:
+            enabled = call.args[0]
+            if isinstance(enabled, ast.Constant) and enabled.value is False:
+                frame.state[GRAD] = GradOff(call, "grad_disabled", "torch.set_grad_enabled(False)", frame.module,
+                                            sticky=True)
+            elif isinstance(enabled, ast.Constant) and enabled.value is True:
+                frame.state[GRAD] = None
+            return True
+        return False
+
+    def enter_with(self, item: ast.withitem, value: Value, frame: Frame):
+        if value.kind != "grad_ctx":
+            return None
+        previous = frame.state.get(GRAD)
+        qn, mode = value.extra[0], value.extra[1]
+        if mode == "off":
+            written = _text(item.context_expr) or f"{qn.split('.')[-1]}()"
+            frame.state[GRAD] = GradOff(item.context_expr, "no_grad", f"with {written}", frame.module)
+        elif mode == "on":
+            frame.state[GRAD] = None
+        return ("grad", previous)
+
+    def exit_with(self, token, frame: Frame) -> None:
+        if isinstance(token, tuple) and token[0] == "grad":
+            current = frame.state.get(GRAD)
+            if current is None or not current.sticky:
+                frame.state[GRAD] = token[1]
+
+    def decorate(self, qn, decorator, func: Value, frame: Frame):
+        if qn in api.GRAD_OFF_CONTEXTS and func.func is not None:
+            return replace(func, func=replace(func.func, marks=func.func.marks + (("grad_off", decorator),)))
+        return None
+
+    # ================================================================== binding
+    def on_bind(self, name: str, value: Value, frame: Frame, stmt) -> Value:
+        previous = frame.env.get(name)
+        if value.kind == "module" and value.pending and previous is not None and previous.kind == "module":
+            self.note_replaced_model(name, frame, stmt)
+        if value.pending and stmt is not None:
+            self.define(name, None, stmt, frame.module, frame)
+        value = self.name_value(value, name, frame)
+        off = frame.state.get(GRAD)
+        for c in value.cuts[-4:]:
+            # name what a no_grad region or helper produced after the variable that first holds it
+            in_region = off is not None and off.node is c.node
+            key = (id(c.node), c.kind)
+            if c.var is None and key not in self.cut_vars and (in_region or (stmt is not None and _contains(stmt, c.node))):
+                self.cut_vars[key] = name
+        if value.kind == "optimizer" and isinstance(value.ref, Optimizer) and value.ref.var is None:
+            value.ref.var = name
+        return value
+
+    def name_value(self, value: Value, name: str, frame: Frame) -> Value:
+        if value.pending:
+            value = named(value, name)
+            if value.srcs:
+                kind = "releaf" if "releaf" in value.extra else ("leaf" if value.kind == "tensor" else "module")
+                self.define(name, kind, None, frame.module, frame)
+        return value
+
+    def surgery(self, event: LayerReplaced):
+        """A layer replaced after an optimizer that held the old one was built (in the program's order)."""
+        for opt in self.optimizers:
+            if opt.known and opt.module.path == event.module.path and any(
+                    overlaps(o, s) for o in event.owner.srcs for s in opt.coverage.srcs):
+                return Surgery(event.node, event.module, target=event.target, optimizer=opt)
+        return None
+
+    def note_replaced_model(self, name: str, frame: Frame, stmt) -> None:
+        """`model = Net()` again after an optimizer was built over the old `model`'s parameters."""
+        if stmt is None:
+            return
+        for opt in self.optimizers:
+            if opt.known and opt.module is frame.module and name in opt.coverage.srcs and _before(opt.node, stmt):
+                self.interp.emit(Surgery(stmt, frame.module, target=name, optimizer=opt), frame)
+                return
+
+    def store_attribute(self, target: ast.Attribute, owner: Value, value: Value, frame: Frame, stmt) -> bool:
+        attr = target.attr
+        if attr == "requires_grad" and owner.kind in ("tensor", "unknown"):
+            owner_key = dotted(target.value)
+            flag = stmt.value if isinstance(stmt, ast.Assign) else None
+            flag_true = isinstance(flag, ast.Constant) and flag.value is True
+            flag_false = isinstance(flag, ast.Constant) and flag.value is False
+            if flag_true and owner.kind == "tensor" and owner.srcs and not owner.leaf and not owner.opaque:
+                self.interp.emit(NonLeafRequiresGrad(stmt, frame.module, var=owner_key or "tensor"), frame)
+            elif not flag_false and owner_key and not owner.srcs:
+                # `x.requires_grad = True` (or a flag we cannot read) makes `x` a trainable leaf
+                self.interp.store_path(owner_key, replace(owner, kind="tensor", srcs=frozenset({owner_key}),
+                                                          leaf=True, name=owner_key,
+                                                          opaque=owner.opaque or not flag_true, fw="torch"),
+                                       frame, mutation=True)
+                self.define(owner_key, "leaf", None, frame.module, frame)
+            elif flag_false and owner.srcs:
+                self.interp.emit(Freeze(stmt, frame.module, srcs=owner.srcs, frozen=True,
+                                        conditional=frame.conditional > 0), frame)
+            return True
+        key = dotted(target)
+        if owner.kind == "module" and key and value.kind == "module" and stmt is not None and owner.srcs:
+            self.interp.emit(LayerReplaced(stmt, frame.module, owner=owner, target=key), frame)
+        return False
+
+    def store_subscript(self, target: ast.Subscript, base: Value, value: Value, frame: Frame, stmt) -> bool:
+        if base.kind != "tensor":
+            return False
+        self.record_inplace(target, frame, base, target.value, f"{_text(target)} = ...", stmt)
+        merged = combine("tensor", base, value)
+        self.interp.store(target.value, self.apply_grad_mode(merged, frame), frame, mutation=True)
+        return True
+
+    def augassign(self, stmt: ast.AugAssign, target: Value, value: Value, frame: Frame):
+        if target.kind == "container":
+            return replace(join(target, value), kind="container")
+        if target.kind != "tensor":
+            if isinstance(stmt.op, ast.Mult) and _is_zero(stmt.value) and target.srcs:
+                return cut(combine(target.kind, target, value), stmt, "zero", "* 0", zero=True, module=frame.module)
+            return None
+        symbol = AUG_SYMBOLS.get(type(stmt.op), "op=")
+        self.record_inplace(stmt, frame, target, stmt.target, f"{_text(stmt.target)} {symbol} ...", stmt)
+        result = combine("tensor", target, value, dtype=target.dtype)
+        if isinstance(stmt.op, ast.Mult) and _is_zero(stmt.value):
+            result = cut(result, stmt, "zero", "* 0", zero=True, module=frame.module)
+        if frame.state.get(GRAD) is not None:
+            return False  # an in-place update under no_grad keeps the tensor's own history
+        result = replace(result, leaf=False)
+        return self.apply_grad_mode(result, frame)
+
+    def record_inplace(self, node: ast.AST, frame: Frame, target: Value, target_node: ast.AST, op: str,
+                       stmt) -> None:
+        var = dotted(target_node) or "tensor"
+        self.interp.emit(InPlace(node, frame.module, target=target, var=var, op=op,
+                                 grad_off=frame.state.get(GRAD) is not None, stmt=stmt), frame)
+
+    def loop_carry(self, loop, entry: dict, after_first: dict, frame: Frame) -> None:
+        carried = sorted(name for name, v in after_first.items()
+                         if "." not in name and v.srcs and v.kind == "tensor" and not v.opaque
+                         and entry.get(name) is not v)
+        if carried:
+            self.interp.emit(Carried(loop, frame.module, names=carried), frame)
+
+    # ================================================================== operators
+    def binop(self, node, op, left: Value, right: Value, frame: Frame):
+        if isinstance(op, ast.Mult) and isinstance(node, ast.BinOp) and (_is_zero(node.left) or _is_zero(node.right)):
+            other = right if _is_zero(node.left) else left
+            if other.srcs:
+                self.interp.emit(ZeroMask(node, frame.module, value=other), frame)
+        return None
+
+    def compare(self, node: ast.Compare, values: list, frame: Frame):
+        if any(isinstance(op, (ast.Is, ast.IsNot, ast.In, ast.NotIn)) for op in node.ops):
+            return Value("number", dtype="bool")
+        if not any(v.kind == "tensor" for v in values):
+            return None
+        merged = join(*values)
+        if merged.srcs:
+            return cut(merged, node, "compare", _compare_text(node), var=node.left, result_kind="tensor",
+                       module=frame.module, dtype="bool", fw="torch")
+        return Value("tensor", cuts=merged.cuts, dtype="bool", fw="torch", deps=merged.deps)
+
+    def subscript(self, node: ast.Subscript, base: Value, index: Value, frame: Frame):
+        if "values_indices" in base.extra and isinstance(node.slice, ast.Constant) and node.slice.value in (0, 1):
+            return self.values_of(base) if node.slice.value == 0 else self.indices_of(base)
+        if base.kind == "module" and base.items is None:  # nn.Sequential / ModuleList indexing
+            return Value("module", srcs=base.srcs, name=base.name, deps=base.deps)
+        return None
+
+    def values_of(self, value: Value) -> Value:
+        return replace(value, extra=tuple(e for e in value.extra if e != "values_indices"
+                                          and not (isinstance(e, tuple) and e[:1] == ("vi",))), items=None)
+
+    def indices_of(self, value: Value) -> Value:
+        node, module, op = next(e[1] for e in value.extra if isinstance(e, tuple) and e[:1] == ("vi",))
+        return cut(value, node, "index", op + ".indices", result_kind="tensor", module=module, dtype="int")
+
+    def element(self, value: Value) -> Value | None:
+        if value.kind == "params":
+            return Value("tensor", srcs=value.srcs, leaf=bool(value.srcs), opaque=value.opaque, fw="torch",
+                         deps=value.deps)
+        if value.kind == "named_params":
+            return Value("container", items=(Value("str"), Value("tensor", srcs=value.srcs, leaf=bool(value.srcs),
+                                                                 fw="torch", deps=value.deps)),
+                         srcs=value.srcs, deps=value.deps)
+        if value.kind == "module":  # nn.Sequential / ModuleList iteration
+            return Value("module", srcs=value.srcs, name=None, deps=value.deps)
+        return None
+
+    # ================================================================== attributes
+    def attribute(self, base: Value, attr: str, node: ast.AST, frame: Frame):
+        if attr in META_ATTRS and base.kind not in ("module", "object"):
+            return Value("meta")  # shapes, dtypes and flags carry no gradient
+        if base.kind == "module":
+            return self.module_attribute(base, attr, node, frame)
+        if base.kind == "tensor" or (base.kind == "unknown" and attr in TENSOR_ATTRS):
+            if attr == "data":
+                return cut(replace(base, leaf=False), node, "data", ".data",
+                           var=node.value if isinstance(node, ast.Attribute) else None, module=frame.module)
+            if attr == "grad":
+                return Value("tensor", opaque=base.opaque, fw="torch")
+            if attr in ("T", "mT", "H", "mH", "real", "imag"):
+                return replace(base, leaf=False, name=None, saved_by=None, pending=False)
+            if attr == "values" and "values_indices" in base.extra:
+                return self.values_of(base)
+            if attr == "indices" and "values_indices" in base.extra:
+                return self.indices_of(base)
+            return Value("unknown", srcs=base.srcs, cuts=base.cuts, opaque=True, deps=base.deps)
+        if base.kind == "unknown" and base.srcs and base.name:
+            name = f"{base.name}.{attr}"
+            self.define(name, self.source_kind.get(base.name, "attr"), None, frame.module, frame)
+            return Value("unknown", srcs=frozenset({name}), opaque=True, name=name, extra=("param",), deps=base.deps)
+        if base.kind == "optimizer" and attr == "param_groups":
+            return Value("container", srcs=base.srcs, deps=base.deps)
+        return None
+
+    def module_attribute(self, base: Value, attr: str, node, frame: Frame) -> Value:
+        prefix = base.name or (next(iter(base.srcs)) if len(base.srcs) == 1 else None)
+        name = f"{prefix}.{attr}" if prefix else None
+        info = base.cls if isinstance(base.cls, ClassInfo) else None
+        if info is not None:
+            found = info.find_method(attr)
+            if found:
+                return self.interp.method_value(base, found, frame, node)
+            fact = info.find_attr(attr)
+            if fact is not None and name:
+                self.define(name, "module" if fact.kind == "module" else (
+                    "leaf" if fact.kind in ("param", "tensor_grad") else None), fact.stmt, info.module, frame)
+                if fact.kind == "module":
+                    cls = info.module.resolve_class(fact.layer) if fact.layer and "." not in fact.layer else None
+                    extra = ("inplace",) if _inplace_layer(fact.value) else ()
+                    srcs = frozenset({name}) if not (fact.layer and fact.layer.split(".")[-1] in
+                                                     api.PARAMETERLESS_LAYERS) else EMPTY
+                    return Value("module", srcs=srcs, name=name, cls=cls or fact.layer, extra=extra, deps=base.deps)
+                if fact.kind in ("param", "tensor_grad"):
+                    return Value("tensor", srcs=frozenset({name}), name=name, leaf=True, fw="torch", deps=base.deps)
+                if fact.kind == "modules_container":
+                    item = Value("module", srcs=frozenset({name}), name=name)
+                    return Value("container", srcs=frozenset({name}), items=(item,), name=name, deps=base.deps)
+                if fact.kind == "params_container":
+                    item = Value("tensor", srcs=frozenset({name}), name=name, leaf=True, fw="torch")
+                    return Value("container", srcs=frozenset({name}), items=(item,), name=name, deps=base.deps)
+                if fact.kind == "tensor":
+                    return Value("tensor", fw="torch")
+                return UNKNOWN
+            builtin = info.builtin_base()
+            if builtin and name and attr in api.BUILTIN_PARAMS.get(builtin.split(".")[-1], ()):
+                self.define(name, "leaf", None, frame.module, frame)
+                return Value("tensor", srcs=frozenset({name}), name=name, leaf=True, fw="torch", deps=base.deps)
+            if attr in ("training",):
+                return Value("number", dtype="bool")
+            return UNKNOWN
+        layer = base.cls if isinstance(base.cls, str) else None
+        if layer and name and attr in api.BUILTIN_PARAMS.get(layer.split(".")[-1], ()):
+            self.define(name, "leaf", None, frame.module, frame)
+            return Value("tensor", srcs=frozenset({name}), name=name, leaf=True, fw="torch", deps=base.deps)
+        if name and base.srcs:
+            return Value("module", srcs=frozenset({name}), name=name, deps=base.deps)
+        return UNKNOWN
+
+    def external_attribute(self, qn: str, node, frame: Frame):
+        if qn.startswith("torch.") and qn in api.INT_DTYPES | api.FLOAT_DTYPES:
+            return Value("meta", extra=("dtype", qn))
+        return None
+
+    # ================================================================== calls
+    def instantiate(self, cls, node: ast.Call, frame: Frame, args, kwargs):
+        if isinstance(cls, ClassInfo) and cls.is_module:
+            label = f"<{cls.name}@{node.lineno}>"
+            return Value("module", cls=cls, srcs=frozenset({label}), name=label, pending=True)
+        return None
+
+    def call_object(self, callee: Value, node, frame: Frame, args, kwargs):
+        if callee.kind == "module":
+            return self.call_module(callee, args, kwargs, node, frame)
+        return None
+
+    def call_module(self, module_value: Value, args, kwargs, node, frame: Frame) -> Value:
+        children = next((e[1] for e in module_value.extra if isinstance(e, tuple) and e[0] == "children"), None)
+        if children is not None and args and not kwargs:
+            x = args[0]
+            for index, child in enumerate(children):  # nn.Sequential(UserBlock(), ...): each child's forward
+                child = named(child, f"{module_value.name}.{index}") if child.pending and module_value.name else child
+                x = self.call_module(child, [x], {}, node, frame)
+            return x
+        info = module_value.cls if isinstance(module_value.cls, ClassInfo) else None
+        if info is not None:
+            found = info.find_method("forward") or info.find_method("__call__")
+            if found:
+                method, owner = found
+                func = self.interp.method_value(module_value, found, frame, node)
+                result = self.interp.call_value(func, node, frame, args, kwargs)
+                builtin = info.builtin_base()
+                if builtin and not owner.methods.get("forward"):
+                    return combine("tensor", result, Value(srcs=module_value.srcs), fw="torch")
+                return result
+            if info.builtin_base():
+                return combine("tensor", module_value, *args, fw="torch")
+        layer = module_value.cls if isinstance(module_value.cls, str) else ""
+        short = layer.split(".")[-1]
+        if "inplace" in module_value.extra and args and args[0].kind == "tensor" and node.args:
+            self.record_inplace(node, frame, args[0], node.args[0], f"{short}(inplace=True)", None)
+        merged = combine("tensor", *args, *kwargs.values(), fw="torch")
+        srcs = merged.srcs | module_value.srcs
+        saved = "module" if layer in api.SAVES_OUTPUT_MODULES else None
+        if short in RECURRENT:
+            return Value("tensor", srcs=srcs, cuts=merged.cuts, opaque=merged.opaque, fw="torch",
+                         deps=merged.deps | module_value.deps)
+        return Value("tensor", srcs=srcs, cuts=dedup_cuts(merged.cuts, module_value.cuts), opaque=merged.opaque,
+                     saved_by=saved, fw="torch", deps=merged.deps | module_value.deps)
+
+    def builtin(self, name: str, node: ast.Call, frame: Frame, args, kwargs):
+        first = args[0] if args else Value()
+        if name in ("float", "int", "bool", "complex"):
+            if first.srcs:
+                return cut(first, node, "item", f"{name}()", var=node.args[0], result_kind="number",
+                           module=frame.module, dtype="float" if name in ("float", "complex") else "int")
+            return None
+        if name in ("list", "tuple", "sorted", "reversed", "set", "iter") and first.kind in ("params", "named_params"):
+            return Value("container", srcs=first.srcs, items=(self.element(first),), opaque=first.opaque,
+                         deps=first.deps)
+        if name == "round" and first.kind == "tensor" and first.srcs:
+            return cut(first, node, "zero", "round()", var=node.args[0], zero=True, module=frame.module)
+        if name == "getattr" and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant) \
+                and first.kind == "module":
+            return self.module_attribute(first, str(node.args[1].value), node, frame)
+        return None
+
+    def external_call(self, qn: str, node: ast.Call, frame: Frame):
+        root = qn.split(".")[0]
+        if root == "torch":
+            return self.torch_call(qn, node, frame)
+        if qn == "copy.deepcopy" and node.args:
+            args, _ = self.interp.eval_args(node, frame)
+            first = args[0]
+            if first.kind == "module":
+                # a new model (an EMA or target copy): its own parameters, not the original's
+                label = f"<copy@{node.lineno}>"
+                return replace(first, srcs=frozenset({label}), name=label, pending=True, cuts=())
+            return first
+        if root == "math":
+            args, kwargs = self.interp.eval_args(node, frame)
+            first = args[0] if args else Value()
+            short = qn.split(".")[-1]
+            if first.srcs and short not in ("pi", "e", "inf", "nan"):
+                return cut(first, node, "math", f"math.{short}()", var=node.args[0] if node.args else None,
+                           result_kind="number", module=frame.module, dtype="float")
+            every = join(*args, *kwargs.values()) if (args or kwargs) else Value()
+            return Value("number", cuts=every.cuts, deps=every.deps)
+        if root in ("numpy", "scipy"):
+            args, kwargs = self.interp.eval_args(node, frame)
+            short = qn.split(".")[-1]
+            graph = [a for a in args if a.srcs and a.fw in ("torch", None)]
+            if graph:
+                merged = join(*graph)
+                return cut(merged, node, "numpy", f"np.{short}()", var=node.args[0] if node.args else None,
+                           result_kind="array", module=frame.module)
+            every = join(*args, *kwargs.values()) if (args or kwargs) else Value()
+            if any(a.fw not in ("torch", None) for a in args):
+                return None
+            return Value("array", cuts=every.cuts, deps=every.deps,
+                         dtype="int" if short in ("argmax", "argmin", "argsort") else None)
+        return None
+
+    def torch_call(self, qn: str, node: ast.Call, frame: Frame) -> Value:
+        interp = self.interp
+        if qn in api.GRAD_OFF_CONTEXTS:
+            interp.eval_args(node, frame)
+            return Value("grad_ctx", extra=(qn, "off"))
+        if qn in api.GRAD_ON_CONTEXTS:
+            return Value("grad_ctx", extra=(qn, "on"))
+        if qn in api.SET_GRAD_ENABLED:
+            arg = node.args[0] if node.args else None
+            interp.eval_args(node, frame)
+            mode = "off" if isinstance(arg, ast.Constant) and arg.value is False else (
+                "on" if isinstance(arg, ast.Constant) and arg.value is True else "unknown")
+            return Value("grad_ctx", extra=(qn, mode))
+        args, kwargs = interp.eval_args(node, frame)
+        short = qn.split(".")[-1]
+        module = frame.module
+        first = args[0] if args else Value()
+        every = combine("unknown", *args, *kwargs.values()) if (args or kwargs) else Value()
+        if qn in api.AUTOGRAD_GRAD:
+            outputs = args[0] if args else kwargs.get("outputs", Value())
+            label = _text(node.args[0]) if node.args else "outputs"
+            interp.emit(Sink(node, module, value=outputs, kind="autograd.grad", label=label or "outputs"), frame)
+            inputs = args[1] if len(args) > 1 else kwargs.get("inputs", Value())
+            flag = next((k.value for k in node.keywords if k.arg == "create_graph"),
+                        node.args[4] if len(node.args) > 4 else None)
+            grad = Value("tensor", fw="torch")
+            if flag is not None and not (isinstance(flag, ast.Constant) and not flag.value):
+                # create_graph: the gradients are differentiable functions of what `outputs` came from
+                grad = Value("tensor", srcs=outputs.srcs, cuts=outputs.cuts, opaque=not isinstance(flag, ast.Constant),
+                             fw="torch", deps=outputs.deps)
+            return Value("container", srcs=grad.srcs, cuts=grad.cuts, opaque=grad.opaque,
+                         items=(grad,) * len(inputs.items or ()) or None, deps=grad.deps)
+        if qn.startswith(api.OPTIMIZER_PREFIXES) and short[:1].isupper() and "lr_scheduler" not in qn:
+            coverage = join(*args[:1], kwargs.get("params", Value()))
+            known = bool(coverage.srcs) or (not coverage.opaque and coverage.kind != "unknown")
+            opt = Optimizer(node, module, coverage=coverage, known=known and bool(coverage.srcs), top=interp.top_stmt)
+            opt = interp.emit(opt, frame) or opt
+            return Value("optimizer", srcs=coverage.srcs, ref=opt, opaque=not opt.known, deps=coverage.deps)
+        if qn in ("torch.nn.Parameter", "torch.nn.parameter.Parameter"):
+            frozen = any(k.arg == "requires_grad" and isinstance(k.value, ast.Constant) and k.value.value is False
+                         for k in node.keywords)
+            if len(node.args) > 1 and isinstance(node.args[1], ast.Constant) and node.args[1].value is False:
+                frozen = True
+            label = f"<Parameter@{node.lineno}>"
+            if frozen:
+                return Value("tensor", cuts=first.cuts, fw="torch")
+            cuts = first.cuts
+            if first.srcs and frame.func is not None and frame.func.name == "forward":
+                # a new Parameter built from trained values on every forward: a fresh leaf, cut from them
+                cuts = cut(first, node, "rewrap", "nn.Parameter(...)", var=node.args[0] if node.args else None,
+                           result_kind="tensor", module=module).cuts
+            return Value("tensor", srcs=frozenset({label}), cuts=cuts, leaf=True, pending=True, name=label, fw="torch")
+        if qn.startswith("torch.nn.") and short[:1].isupper() and not qn.startswith("torch.nn.functional"):
+            if short in api.PARAMETERLESS_LAYERS:
+                return Value("module", cls=qn, extra=("inplace",) if _inplace_layer(node) else ())
+            label = f"<{short}@{node.lineno}>"
+            extra = ()
+            if short == "Sequential" and args and all(a.kind == "module" for a in args) \
+                    and any(isinstance(a.cls, ClassInfo) for a in args):
+                extra = (("children", tuple(args)),)  # followed in order when called: user layers inside
+            return Value("module", cls=qn, srcs=frozenset({label}), name=label, pending=True, extra=extra)
+        if qn.startswith("torch.nn.init."):
+            return first
+        if qn.startswith("torch.utils.checkpoint.") and args:
+            callee = args[0]
+            if callee.kind in ("function", "method", "module"):
+                fake = ast.Call(func=node.args[0], args=node.args[1:], keywords=[])
+                ast.copy_location(fake, node)
+                result = interp.call_value(callee, fake, frame, args[1:], {})
+            else:
+                result = combine("tensor", *args, fw="torch")
+            reentrant = not any(k.arg == "use_reentrant" and isinstance(k.value, ast.Constant)
+                                and k.value.value is False for k in node.keywords)
+            if reentrant and not any(a.srcs for a in args[1:]) and result.srcs:
+                # reentrant checkpointing records nothing when no input requires grad
+                return cut(result, node, "checkpoint", "checkpoint(...)", var=node.args[0], module=module)
+            return result
+        return self.torch_function(qn, short, node, frame, args, kwargs, first, every)
+
+    def torch_function(self, qn, short, node, frame: Frame, args, kwargs, first, every) -> Value:
+        module = frame.module
+        if short[:1].isupper() and short not in api.FACTORIES:
+            # a torch class (GradScaler, Categorical, ...): an object, differentiable through its inputs
+            return Value("unknown", srcs=every.srcs, cuts=every.cuts, opaque=True, deps=every.deps)
+        requires_grad = any(k.arg == "requires_grad" and isinstance(k.value, ast.Constant) and k.value.value is True
+                            for k in node.keywords)
+        dtype_qn = _dtype_name(node, module.names)
+        if short in api.FACTORIES and (qn.count(".") == 1 or qn.startswith("torch.cuda.")):
+            if short in api.REWRAP_FACTORIES and first.srcs:
+                result = cut(first, node, "rewrap", f"torch.{short}()", var=node.args[0], result_kind="tensor",
+                             module=module, fw="torch")
+            elif short in ("as_tensor", "asarray"):
+                if first.kind in ("tensor", "unknown") and first.srcs:
+                    return replace(first, kind="tensor", fw="torch")
+                return Value("tensor", cuts=first.cuts, fw="torch", deps=first.deps)
+            else:
+                result = Value("tensor", cuts=every.cuts, fw="torch", deps=every.deps)
+            intlike = short in api.INT_FACTORIES or (dtype_qn in api.INT_DTYPES) or (
+                short in ("tensor", "arange", "full") and dtype_qn is None and _int_literal_data(node))
+            dtype = "int" if intlike else ("float" if dtype_qn in api.FLOAT_DTYPES else None)
+            if requires_grad:
+                label = f"<tensor@{node.lineno}>"
+                return Value("tensor", srcs=frozenset({label}), cuts=result.cuts, leaf=True, pending=True,
+                             name=label, dtype=dtype, extra=("releaf",) if result.cuts else (), fw="torch")
+            return replace(result, dtype=dtype)
+        if short in api.INDEX_OPS:
+            if first.srcs:
+                return cut(first, node, "index", f"torch.{short}()", var=node.args[0] if node.args else None,
+                           result_kind="tensor", module=module, dtype="int", fw="torch")
+            return Value("tensor", cuts=every.cuts, dtype="int", fw="torch", deps=every.deps)
+        if short in api.ZERO_GRAD_OPS:
+            if first.srcs:
+                return cut(first, node, "zero", f"torch.{short}()", var=node.args[0] if node.args else None,
+                           zero=True, module=module, fw="torch")
+            return Value("tensor", cuts=every.cuts, fw="torch", deps=every.deps)
+        if short in api.COMPARE_METHODS:
+            if every.srcs:
+                return cut(every, node, "compare", f"torch.{short}()", var=node.args[0] if node.args else None,
+                           result_kind="tensor", module=module, dtype="bool", fw="torch")
+            return Value("tensor", cuts=every.cuts, dtype="bool", fw="torch", deps=every.deps)
+        if short == "one_hot":
+            if first.srcs:
+                return cut(first, node, "index", "F.one_hot()", var=node.args[0], result_kind="tensor",
+                           module=module, dtype="int", fw="torch")
+            return Value("tensor", cuts=first.cuts, dtype="int", fw="torch", deps=first.deps)
+        if short in api.VALUES_INDICES_OPS and qn.count(".") == 1:
+            has_dim = (len(node.args) >= 2 and not (len(args) > 1 and args[1].kind == "tensor")) or "dim" in kwargs \
+                or short in ("topk", "sort", "kthvalue", "mode", "cummax", "cummin")
+            if has_dim:
+                return Value("tensor", srcs=first.srcs, cuts=first.cuts, opaque=first.opaque, fw="torch",
+                             deps=first.deps, extra=("values_indices", ("vi", (node, module, f"torch.{short}()"))))
+            return combine("tensor", *args, fw="torch")
+        if short == "where" and len(args) == 3:
+            # no gradient flows into the condition: what cut it (a comparison) travels with the result
+            result = combine("tensor", args[1], args[2], fw="torch")
+            extra_cuts = tuple(c for c in args[0].cuts if c not in result.cuts)
+            return replace(result, cuts=result.cuts + extra_cuts) if extra_cuts else result
+        if short in ("stack", "cat", "concat", "concatenate", "hstack", "vstack", "dstack", "block_diag",
+                     "einsum", "broadcast_tensors", "cartesian_prod", "meshgrid"):
+            return combine("tensor", *args, fw="torch")
+        if short == "from_numpy":
+            return Value("tensor", cuts=first.cuts, dtype=first.dtype, fw="torch", deps=first.deps)
+        saved = short if short in api.SAVES_OUTPUT else None
+        if qn.startswith("torch.nn.functional.") and short in ("relu", "softmax", "log_softmax", "sigmoid", "tanh"):
+            inplace = any(k.arg == "inplace" and isinstance(k.value, ast.Constant) and k.value.value
+                          for k in node.keywords)
+            if inplace and first.kind == "tensor":
+                self.record_inplace(node, frame, first, node.args[0], f"F.{short}(..., inplace=True)", None)
+            saved = short
+        if dtype_qn is not None and dtype_qn in api.INT_DTYPES and every.srcs:
+            return cut(every, node, "intcast", f"dtype={dtype_qn}", result_kind="tensor", module=module, dtype="int",
+                       fw="torch")
+        return combine("tensor", *args, *kwargs.values(), saved_by=saved, fw="torch")
+
+    # ================================================================== methods
+    def method(self, receiver: Value, method: str, node: ast.Call, frame: Frame, args, kwargs):
+        module = frame.module
+        if receiver.kind == "module":
+            return self.module_method(receiver, method, node, frame, args, kwargs)
+        if receiver.kind == "super":
+            if method == "forward" and frame.self_value is not None:
+                return combine("tensor", *args, Value(srcs=frame.self_value.srcs), fw="torch")
+            return NONE
+        if receiver.kind in ("method", "function"):
+            return Value("unknown", srcs=join(*args).srcs if args else EMPTY, opaque=True)
+        if receiver.kind == "optimizer":
+            if method == "step":
+                self.interp.emit(Step(node, module, optimizer=receiver), frame)
+            elif method == "add_param_group" and args:
+                group = args[0]
+                opt = receiver.ref
+                if isinstance(opt, Optimizer):
+                    opt.coverage = replace(opt.coverage, srcs=opt.coverage.srcs | group.srcs)
+                if isinstance(node.func, ast.Attribute):
+                    self.interp.store(node.func.value, replace(receiver, srcs=receiver.srcs | group.srcs), frame)
+            return NONE
+        if method in ("sample", "sample_n") and receiver.kind in ("unknown", "external") and receiver.srcs:
+            # a distribution's draw has no graph (rsample() is the differentiable one): nothing is cut
+            return Value("tensor", opaque=True, fw="torch")
+        if method == "backward" and receiver.kind in ("tensor", "unknown"):
+            label = _text(node.func.value) if isinstance(node.func, ast.Attribute) else "loss"
+            self.interp.emit(Sink(node, module, value=receiver, kind="backward", label=label or "loss"), frame)
+            return NONE
+        if receiver.kind in ("tensor", "unknown", "array", "number") or receiver.srcs or receiver.cuts:
+            if receiver.kind == "unknown" and method in ("append", "extend", "insert", "update", "setdefault",
+                                                         "add", "pop", "get", "items", "values", "keys"):
+                return None
+            return self.tensor_method(receiver, method, node, frame, args, kwargs)
+        if receiver.kind in ("params", "named_params"):
+            if method in ("values", "items", "keys", "copy"):
+                return receiver
+            if method in ("pop", "get"):
+                return self.element(receiver)
+        return None
+
+    def module_method(self, receiver: Value, method: str, node, frame: Frame, args, kwargs) -> Value:
+        if method in ("parameters", "buffers"):
+            return Value("params", srcs=receiver.srcs if method == "parameters" else EMPTY, deps=receiver.deps)
+        if method == "named_parameters":
+            return Value("named_params", srcs=receiver.srcs, deps=receiver.deps)
+        if method in ("modules", "children", "named_modules", "named_children"):
+            return Value("container", srcs=receiver.srcs, items=(Value("module", srcs=receiver.srcs),),
+                         deps=receiver.deps)
+        if method == "requires_grad_":
+            flag = node.args[0] if node.args else next((k.value for k in node.keywords if k.arg == "requires_grad"),
+                                                       None)
+            frozen = isinstance(flag, ast.Constant) and flag.value is False
+            self.interp.emit(Freeze(node, frame.module, srcs=receiver.srcs, frozen=frozen,
+                                    conditional=frame.conditional > 0), frame)
+            return receiver
+        if method in MODULE_PASSTHROUGH:
+            return receiver
+        if method in ("forward", "__call__"):
+            return self.call_module(receiver, args, kwargs, node, frame)
+        if method in ("state_dict", "load_state_dict", "register_buffer", "register_parameter", "add_module",
+                      "register_forward_hook", "register_full_backward_hook", "named_buffers", "extra_repr"):
+            return Value("other")
+        if method in ("append", "extend", "insert"):
+            return NONE
+        merged = join(*args, *kwargs.values())
+        return Value("tensor" if merged.kind == "tensor" else "unknown", srcs=merged.srcs | receiver.srcs,
+                     cuts=merged.cuts, opaque=True, deps=merged.deps | receiver.deps)
+
+    def tensor_method(self, receiver: Value, method: str, node: ast.Call, frame: Frame, args, kwargs) -> Value:
+        module = frame.module
+        var = node.func.value if isinstance(node.func, ast.Attribute) else None  # spelled out only if a cut is made
+        last = receiver.cuts[-1] if receiver.cuts else None
+        if method in ("numpy", "tolist") and not receiver.srcs and last is not None and last.kind == "detach" \
+                and var is not None and _contains(var, last.node):
+            kind = "numpy" if method == "numpy" else "item"
+            round_trip = Cut(node, kind, f"{last.op}{'.numpy()' if method == 'numpy' else '.tolist()'}", last.lost,
+                             last.var, False, last.module)
+            return Value("array" if method == "numpy" else "container", cuts=receiver.cuts[:-1] + (round_trip,),
+                         opaque=receiver.opaque, deps=receiver.deps)
+        if method in api.CUT_METHODS:
+            kind, op, result_kind = api.CUT_METHODS[method]
+            result = cut(replace(receiver, leaf=False), node, kind, op, var=var, result_kind=result_kind,
+                         module=module, dtype="float" if method == "item" and not receiver.intlike else receiver.dtype)
+            if method == "detach_" and var is not None:
+                self.interp.store(var, result, frame, mutation=True)
+            if method == "tolist" and receiver.kind == "tensor":
+                result = replace(result, items=None)
+            return result
+        if method in api.INT_CAST_METHODS and receiver.kind in ("tensor", "unknown"):
+            if receiver.srcs:
+                return cut(receiver, node, "intcast", f".{method}()", var=var, result_kind="tensor", module=module,
+                           dtype="int", fw="torch")
+            return replace(receiver, dtype="int", leaf=False)
+        if method in ("to", "type") and node.args:
+            dtype_qn = module.names.qualname(node.args[0])
+            if dtype_qn in api.INT_DTYPES and receiver.srcs:
+                return cut(receiver, node, "intcast", f".{method}({dtype_qn})", var=var, result_kind="tensor",
+                           module=module, dtype="int", fw="torch")
+        if method == "to" and any(k.arg == "dtype" for k in node.keywords):
+            dtype_qn = _dtype_name(node, module.names)
+            if dtype_qn in api.INT_DTYPES and receiver.srcs:
+                return cut(receiver, node, "intcast", f".to(dtype={dtype_qn})", var=var, result_kind="tensor",
+                           module=module, dtype="int", fw="torch")
+        if method in api.INDEX_OPS:
+            if receiver.srcs:
+                return cut(receiver, node, "index", f".{method}()", var=var, result_kind="tensor", module=module,
+                           dtype="int", fw="torch")
+            return Value("tensor", cuts=receiver.cuts, dtype="int", fw="torch", deps=receiver.deps)
+        if method in api.ZERO_GRAD_OPS or method.rstrip("_") in api.ZERO_GRAD_OPS:
+            if receiver.srcs:
+                return cut(receiver, node, "zero", f".{method}()", var=var, zero=True, module=module)
+            return replace(receiver, leaf=False)
+        if method in api.COMPARE_METHODS:
+            merged = join(receiver, *args)
+            if merged.srcs:
+                return cut(merged, node, "compare", f".{method}()", var=var, result_kind="tensor", module=module,
+                           dtype="bool", fw="torch")
+            return Value("tensor", cuts=merged.cuts, dtype="bool", fw="torch", deps=merged.deps)
+        if method in api.VALUES_INDICES_OPS:
+            has_dim = bool(node.args) or "dim" in kwargs or method in ("topk", "sort", "kthvalue", "mode")
+            if has_dim and not (args and args[0].kind == "tensor"):
+                return Value("tensor", srcs=receiver.srcs, cuts=receiver.cuts, opaque=receiver.opaque, fw="torch",
+                             deps=receiver.deps, extra=("values_indices", ("vi", (node, module, f".{method}()"))))
+            return combine("tensor", receiver, *args, fw="torch")
+        if method == "requires_grad_":
+            flag = node.args[0] if node.args else next((k.value for k in node.keywords if k.arg == "requires_grad"),
+                                                       None)
+            if isinstance(flag, ast.Constant) and flag.value is False:
+                if receiver.srcs:
+                    self.interp.emit(Freeze(node, module, srcs=receiver.srcs, frozen=True,
+                                            conditional=frame.conditional > 0), frame)
+                return replace(receiver, srcs=EMPTY, leaf=False)
+            if receiver.srcs:
+                return receiver
+            label = f"<tensor@{node.lineno}>"
+            new_leaf = Value("tensor", srcs=frozenset({label}), cuts=receiver.cuts, leaf=True, pending=True,
+                             name=label, extra=("releaf",), fw="torch")
+            if isinstance(var, ast.Name):  # `loss.requires_grad_()` as a statement changes `loss`
+                self.define(var.id, "releaf", None, frame.module, frame)
+                self.interp.store(var, named(new_leaf, var.id), frame)
+            return new_leaf
+        if method.endswith("_") and not method.startswith("_") and method not in api.NOT_REALLY_INPLACE:
+            if receiver.kind == "tensor" and var is not None:
+                self.record_inplace(node, frame, receiver, var, f".{method}()", None)
+            merged = combine(receiver.kind, receiver, *args, dtype=receiver.dtype)
+            if method in ("zero_", "fill_"):
+                merged = cut(merged, node, "zero", f".{method}()", var=var, zero=True, module=module)
+            new_value = replace(merged, leaf=receiver.leaf, name=receiver.name, saved_by=receiver.saved_by)
+            if frame.state.get(GRAD) is not None:
+                # an update under no_grad keeps the tensor's own history; a fresh buffer filled from cut
+                # values (`torch.zeros(n, d).index_add_(0, idx, msg)`) carries their cuts along
+                new_value = receiver
+                if not receiver.srcs:
+                    new_value = replace(receiver, cuts=dedup_cuts(receiver.cuts, merged.cuts))
+            if var is not None:
+                self.interp.store(var, new_value, frame, mutation=True)
+            return new_value
+        if method in ("clone", "contiguous") and receiver.kind == "tensor":
+            return replace(receiver, leaf=False, name=None, pending=False, saved_by=None)
+        if method in ("size", "dim", "numel", "element_size", "nelement", "stride", "is_contiguous",
+                      "data_ptr", "get_device", "is_floating_point"):
+            return Value("number", dtype="int")
+        if method in ("astype", "copy", "mean", "sum", "std", "max", "min", "reshape", "squeeze") \
+                and receiver.kind == "array":
+            return Value("array", cuts=receiver.cuts, deps=receiver.deps)
+        saved = method if method in api.SAVES_OUTPUT else None
+        kind = receiver.kind if receiver.kind in ("tensor", "array", "number") else "unknown"
+        if kind == "unknown" and receiver.srcs:
+            kind = "tensor" if method in TENSOR_METHODS_HINT else "unknown"
+        dtype = receiver.dtype if receiver.intlike and method not in ("float", "double", "half", "softmax",
+                                                                      "mean") else None
+        if method in ("float", "double", "half", "bfloat16"):
+            dtype = "float"
+        return combine(kind, receiver, *args, *kwargs.values(), saved_by=saved, dtype=dtype,
+                       fw="torch" if kind == "tensor" else None)
+
+    # ================================================================== what nothing called
+    def after_module(self) -> None:
+        interp = self.interp
+        module = interp.root
+        for name, node in module.functions.items():
+            if name not in module.called_names and id(node) not in interp.analysed:
+                func = interp.function_value(node, module, None).func
+                args = self.standalone_args(func, None)
+                state = {GRAD: self.helper_grad_off(func, None, module)}
+                interp.run_standalone(func, args, None, state)
+        for info in module.classes.values():
+            self.analyse_class(info)
+
+    def standalone_args(self, func: FunctionRef, self_value: Value | None) -> dict:
+        a = func.node.args
+        env: dict = {}
+        for index, p in enumerate(a.posonlyargs + a.args + a.kwonlyargs):
+            if index == 0 and self_value is not None:
+                env[p.arg] = self_value
+            else:
+                env[p.arg] = param_value(p.arg)
+                if env[p.arg].srcs:
+                    self.define(p.arg, "param", None, self.interp.root, Frame(self.interp.root, {}))
+        if a.vararg:
+            env[a.vararg.arg] = UNKNOWN
+        if a.kwarg:
+            env[a.kwarg.arg] = UNKNOWN
+        return env
+
+    def analyse_class(self, info: ClassInfo) -> None:
+        interp = self.interp
+        self_value = Value(kind="module", cls=info, name="self", srcs=frozenset({"self"}))
+        if info.is_module:
+            self_value = Value(kind="module", cls=info, name="self")
+            found = info.find_method("forward")
+            if found and found[1] is info and id(found[0]) not in interp.analysed:
+                func = interp.function_value(found[0], info.module, info).func
+                frame = interp.run_standalone(func, self.standalone_args(func, self_value), self_value,
+                                              {GRAD: self.helper_grad_off(func, None, info.module)})
+                out = interp.result_of(frame)
+                if out.cuts:
+                    interp.emit(Sink(found[0], info.module, value=out, kind="output",
+                                     label=f"{info.name}.forward()", owner=info), frame)
+            for name, method in info.methods.items():
+                if name in ("forward", "__init__") or name.startswith("__") or id(method) in interp.analysed:
+                    continue
+                if id(method) in self.methods_with_sinks:
+                    func = interp.function_value(method, info.module, info).func
+                    interp.run_standalone(func, self.standalone_args(func, self_value), self_value)
+        else:
+            obj = Value("object", cls=info, name="self")
+            attrs = {}
+            init = info.methods.get("__init__")
+            if init is not None and any(id(m) in self.methods_with_sinks for m in info.methods.values()):
+                func = interp.function_value(init, info.module, info).func
+                frame = interp.run_standalone(func, self.standalone_args(func, obj), obj)
+                attrs = {k[5:]: v for k, v in frame.env.items() if k.startswith("self.") and k.count(".") == 1}
+            obj = replace(obj, extra=("object", tuple(sorted(attrs.items(), key=lambda kv: kv[0]))))
+            for name, method in info.methods.items():
+                if name == "__init__" or id(method) not in self.methods_with_sinks or id(method) in interp.analysed:
+                    continue
+                func = interp.function_value(method, info.module, info).func
+                interp.run_standalone(func, self.standalone_args(func, obj), obj)
+
+    @cached_property
+    def methods_with_sinks(self) -> set:
+        """Methods of the file's classes that call `backward`, `grad` or `step` (from the node index)."""
+        module = self.interp.root
+        spans = []
+        for info in module.classes.values():
+            for method in info.methods.values():
+                spans.append((method.lineno, method.end_lineno or method.lineno, id(method)))
+        spans.sort()
+        starts = [s[0] for s in spans]
+        found: set = set()
+        for node in module.source.nodes(ast.Call):
+            if isinstance(node.func, ast.Attribute) and node.func.attr in ("backward", "grad", "step"):
+                i = bisect.bisect_right(starts, node.lineno) - 1
+                while i >= 0:
+                    start, end, key = spans[i]
+                    if start <= node.lineno <= end:
+                        found.add(key)
+                    i -= 1
+                    if i >= 0 and spans[i][1] < node.lineno and spans[i][0] < start:
+                        break
+        return found
+
+
+def _inplace_layer(call: ast.AST) -> bool:
+    """`nn.ReLU(inplace=True)` and friends (also through `.to(...)` chains)."""
+    return isinstance(call, ast.Call) and any(
+        k.arg == "inplace" and isinstance(k.value, ast.Constant) and k.value.value is True for k in call.keywords)
+
+
+def _contains(tree: ast.AST, node: ast.AST) -> bool:
+    if tree is node:
+        return True
+    start = (getattr(tree, "lineno", 0), getattr(tree, "col_offset", 0))
+    end = (getattr(tree, "end_lineno", 0) or 0, getattr(tree, "end_col_offset", 0) or 0)
+    here = (getattr(node, "lineno", -1), getattr(node, "col_offset", -1))
+    if not (start <= here <= end):
+        return False
+    return any(sub is node for sub in ast.walk(tree))
+
+
+def _is_zero(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant) and not isinstance(node.value, bool) and node.value == 0
+
+
+def _before(a: ast.AST, b: ast.AST) -> bool:
+    return (getattr(a, "lineno", 0), getattr(a, "col_offset", 0)) < (getattr(b, "lineno", 0), getattr(b, "col_offset", 0))
+
+
+def dtype_name(node: ast.Call, names) -> str | None:
+    for k in node.keywords:
+        if k.arg == "dtype":
+            return names.qualname(k.value)
+    return None
+
+
+_dtype_name = dtype_name
+
+
+def int_literal_data(node: ast.Call) -> bool:
+    """`torch.tensor([1, 2])`: data made only of int literals."""
+    if not node.args:
+        return False
+    data = node.args[0]
+    found_int = False
+    for sub in ast.walk(data):
+        if isinstance(sub, ast.Constant):
+            if isinstance(sub.value, bool) or not isinstance(sub.value, int):
+                return False
+            found_int = True
+        elif not isinstance(sub, (ast.List, ast.Tuple, ast.UnaryOp, ast.USub, ast.Load)):
+            return False
+    return found_int
+
+
+_int_literal_data = int_literal_data
+
+
+def _compare_text(node: ast.Compare) -> str:
+    """`a > 0.5` as written when short, else `... > 0.5`: the comparison itself, not its operand."""
+    whole = _text(node)
+    if whole and not whole.endswith("..."):
+        return whole
+    parts = [f"{COMPARE_SYMBOLS.get(type(op), '?')} {_text(c)}" for op, c in zip(node.ops, node.comparators)]
+    return "... " + " ".join(parts)
+
+
+NUMBER_VALUE = NUMBER
