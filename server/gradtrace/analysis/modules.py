@@ -7,7 +7,6 @@ value flow walks, in this file or in a project file a model is imported from.
 from __future__ import annotations
 
 import ast
-import bisect
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -37,10 +36,34 @@ class ClassInfo:
     module: ModuleContext
     bases: list[str]
     methods: dict[str, ast.FunctionDef] = field(default_factory=dict)
-    attrs: dict[str, AttrInfo] = field(default_factory=dict)
-    reads: set[str] = field(default_factory=set)  # self.X read outside its own assignment
-    dynamic: bool = False  # iterates its own submodules, getattr(self, ...), setattr, ...
+    _attrs: dict[str, AttrInfo] = field(default_factory=dict)
+    _reads: set[str] = field(default_factory=set)  # self.X read outside its own assignment
+    _dynamic: bool = False  # iterates its own submodules, getattr(self, ...), setattr, ...
     _is_module: bool | None = None
+
+    # Attribute facts are collected per class on first use: resolving a class of another module (a base,
+    # a layer type) needs only its definitions, never the facts of everything it imports.
+    _facts: bool = False
+
+    def ensure_facts(self) -> None:
+        if not self._facts:
+            self._facts = True  # first: a cycle through base classes sees the facts collected so far
+            collect_class_facts(self)
+
+    @property
+    def attrs(self) -> dict[str, AttrInfo]:
+        self.ensure_facts()
+        return self._attrs
+
+    @property
+    def reads(self) -> set[str]:
+        self.ensure_facts()
+        return self._reads
+
+    @property
+    def dynamic(self) -> bool:
+        self.ensure_facts()
+        return self._dynamic
 
     def builtin_base(self) -> str | None:
         """The torch.nn layer this class extends directly (e.g. torch.nn.Linear), if any."""
@@ -185,7 +208,6 @@ class ModuleContext:
         for node in source.nodes(ast.Constant):
             if isinstance(node.value, str) and len(node.value) < 64:
                 self.attr_loads.add(node.value)  # getattr(model, "head") and config strings
-        collect_class_facts(self)
 
     def _collect_def(self, node: ast.stmt) -> None:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -335,29 +357,25 @@ def _container_kind(kinds: list[str], container: str) -> tuple[str, str | None, 
     return "other", None, container
 
 
-def collect_class_facts(module: ModuleContext) -> None:
-    """Attributes, reads and dynamic access of every class, from the file's node index (no extra walk)."""
-    ranges = []  # (start, end, class, method name)
-    for info in module.classes.values():
-        for name, method in info.methods.items():
-            ranges.append((method.lineno, method.end_lineno or method.lineno, info, name))
-    if not ranges:
-        return
-    ranges.sort(key=lambda r: (r[0], -r[1]))
-    starts = [r[0] for r in ranges]
-
-    def owner(node: ast.AST):
-        line = node.lineno
-        index = bisect.bisect_right(starts, line) - 1
-        while index >= 0:
-            start, end, info, name = ranges[index]
-            if start <= line <= end:
-                return info, name
-            index -= 1
-        return None, None
-
-    source = module.source
-    for node in source.nodes(ast.Assign, ast.AnnAssign):
+def collect_class_facts(info: ClassInfo) -> None:
+    """Attributes, reads and dynamic access of one class, from one pre-order walk of its methods."""
+    module = info.module
+    assigns: list = []
+    loads: list = []
+    calls: list = []
+    loops: list = []
+    for method_name, method in info.methods.items():
+        for node in _preorder(method):
+            kind = type(node)
+            if kind is ast.Assign or kind is ast.AnnAssign:
+                assigns.append((node, method_name))
+            elif kind is ast.Attribute:
+                loads.append(node)
+            elif kind is ast.Call:
+                calls.append(node)
+            elif kind is ast.For or kind is ast.comprehension:
+                loops.append(node)
+    for node, method_name in assigns:
         value = node.value
         if value is None:
             continue
@@ -366,23 +384,18 @@ def collect_class_facts(module: ModuleContext) -> None:
             attr = _is_self_attr(target)
             if not attr:
                 continue
-            info, method_name = owner(node)
-            if info is None:
-                continue
-            if attr not in info.attrs or info.attrs[attr].kind == "other":
+            if attr not in info._attrs or info._attrs[attr].kind == "other":
                 kind, layer, container = classify_value(value, module)
-                if attr not in info.attrs or kind != "other":
-                    info.attrs[attr] = AttrInfo(attr, kind, node, value, layer, container, method_name)
-    for node in source.nodes(ast.Attribute):
+                if attr not in info._attrs or kind != "other":
+                    info._attrs[attr] = AttrInfo(attr, kind, node, value, layer, container, method_name)
+    for node in loads:
         if isinstance(node.ctx, ast.Load):
             attr = _is_self_attr(node)
             if attr:
-                info, _ = owner(node)
-                if info is not None:
-                    info.reads.add(attr)
-                    if attr in DYNAMIC_SELF_ACCESS:
-                        info.dynamic = True
-    for node in source.nodes(ast.Call):
+                info._reads.add(attr)
+                if attr in DYNAMIC_SELF_ACCESS:
+                    info._dynamic = True
+    for node in calls:
         func = node.func
         self_arg = any(isinstance(a, ast.Name) and a.id == "self" for a in node.args) or any(
             isinstance(k.value, ast.Name) and k.value.id == "self" for k in node.keywords)
@@ -391,11 +404,8 @@ def collect_class_facts(module: ModuleContext) -> None:
             _is_self_attr(func.value)
         if not (self_arg or is_self_method or owned_append):
             continue
-        info, _ = owner(node)
-        if info is None:
-            continue
         if owned_append:
-            attr = info.attrs.get(_is_self_attr(func.value))
+            attr = info._attrs.get(_is_self_attr(func.value))
             if attr is not None and attr.kind == "other" and isinstance(attr.value, (ast.List, ast.Dict)):
                 item = node.args[-1] if node.args else None
                 kind = classify_value(item, module)[0] if item is not None else "other"
@@ -404,11 +414,25 @@ def collect_class_facts(module: ModuleContext) -> None:
                     attr.container = "list" if isinstance(attr.value, ast.List) else "dict"
         if is_self_method and func.attr in DYNAMIC_SELF_ACCESS | {"register_parameter", "add_module",
                                                                   "register_module"}:
-            info.dynamic = True
+            info._dynamic = True
         if self_arg and not (isinstance(func, ast.Name) and func.id in ("super", "isinstance", "id")):
-            info.dynamic = True  # getattr(self, ...), hooks and helpers that receive `self`
-    for node in source.nodes(ast.For, ast.comprehension):
+            info._dynamic = True  # getattr(self, ...), hooks and helpers that receive `self`
+    for node in loops:
         if isinstance(node.iter, ast.Name) and node.iter.id == "self":
-            info, _ = owner(node.iter)
-            if info is not None:
-                info.dynamic = True
+            info._dynamic = True
+
+
+def _preorder(root: ast.AST):
+    stack = [root]
+    AST = ast.AST
+    while stack:
+        node = stack.pop()
+        yield node
+        children = []
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if value.__class__ is list:
+                children.extend(v for v in value if isinstance(v, AST))
+            elif isinstance(value, AST):
+                children.append(value)
+        stack.extend(reversed(children))
