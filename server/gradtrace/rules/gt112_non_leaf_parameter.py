@@ -14,6 +14,9 @@ def _requires_grad_kw(call: ast.Call) -> ast.keyword | None:
     return None
 
 
+CONVERSIONS = ("to", "cuda", "double", "float", "half", "cpu", "type", "bfloat16")
+
+
 def find_leaf_factory(ctx, expr: ast.expr) -> tuple[ast.Call, str] | None:
     """(the leaf it starts from — a factory call with requires_grad=True or `nn.Parameter(...)` — and the
     operation that follows it) inside `expr`."""
@@ -224,6 +227,8 @@ class NonLeafParameter(Rule):
             if found is None:
                 continue
             factory, op = found
+            if _is_parameter(ctx, factory) and op.strip(".()") in CONVERSIONS:
+                continue  # `nn.Parameter(...).to(...)`: GT113 speaks of conversions
             if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self":
                 what = "`nn.Parameter(...)`" if _is_parameter(ctx, factory) else "`requires_grad=True`"
                 ctx.report(node.value, f"`self.{target.attr}` is not a parameter: `{op}` after {what} stores a "

@@ -252,7 +252,11 @@ class OptimizerMismatch(Rule):
                 continue
             line = ctx.span(surgery.optimizer.node).line
             what = "model" if "." not in surgery.target else "layer"
+            if surgery.parameter:
+                what = "parameter"
+            consequence = f"the new {what}'s parameters are in no optimizer and never train." if what != "parameter" \
+                else "the new parameter is in no optimizer and never trains."
             ctx.report(surgery.node, f"`{surgery.target}` is replaced after the optimizer on line {line} was built: "
-                       f"the new {what}'s parameters are in no optimizer and never train.",
+                       + consequence,
                        related=[ctx.related(surgery.optimizer.node, "optimizer built here")])
         return ()

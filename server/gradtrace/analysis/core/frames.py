@@ -55,11 +55,13 @@ class Frame:
     dead: bool = False  # the path ended (return, raise, break, continue)
     loop_exit: bool = False  # it ended by break/continue: the loop goes on
     outer: Frame | None = None  # the frame a branch was split from
+    loops: tuple = ()  # the loop statements this code runs inside, innermost last (in this function)
 
     def branch(self) -> Frame:
         child = Frame(self.module, dict(self.env), self.func, self.self_value, dict(self.state), self.returns,
                       self.conditional, self.top, self.events, self.params, self.mutated)
         child.outer = self
+        child.loops = self.loops
         return child
 
     @property

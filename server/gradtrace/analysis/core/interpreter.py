@@ -60,6 +60,7 @@ class Interpreter:
         self.summaries: dict = {}
         self.active: dict = {}  # summary key -> nesting level (recursion guard)
         self.nesting = 0
+        self.summary_count = 0
         self.analysed: set = set()  # function nodes run directly or summarised at least once
         self.steps = 0
         self.max_steps = budget or max(MIN_STEPS, STEPS_PER_NODE * _node_count(root))
@@ -296,6 +297,7 @@ class Interpreter:
         for _ in range(MAX_LOOP_PASSES):
             body = frame.branch()
             body.env, body.state = dict(start_env), dict(start_state)
+            body.loops = frame.loops + (stmt,)
             if element is not None:
                 self.assign(stmt.target, element, body, stmt)
             self.exec_block(stmt.body, body)
@@ -572,7 +574,21 @@ class Interpreter:
         value = handler(self, node, frame)
         for plugin in self.plugins:
             value = plugin.after_value(node, value, frame)
+        if value.srcs and type(node) in GRAPH_NODES and value.kind in ("tensor", "unknown") \
+                and len(value.captured) < len(value.srcs):
+            value = self.capture(value, frame)
         return value
+
+    def now(self, frame: Frame) -> int:
+        """The current position in the record events go to (the program's, or the summary's)."""
+        return len(frame.events) if frame.events is not None else len(self.events)
+
+    def capture(self, value: Value, frame: Frame) -> Value:
+        """An operation just recorded these sources in a graph: note when, for those not noted yet."""
+        known = {s for s, _ in value.captured}
+        now = self.now(frame)
+        new = tuple((s, now) for s in value.srcs if s not in known)
+        return replace(value, captured=tuple(sorted(value.captured + new)))
 
     def e_Constant(self, node: ast.Constant, frame: Frame) -> Value:
         v = node.value
@@ -1159,7 +1175,7 @@ class Interpreter:
         params, actuals = self.bind_arguments(func, args, kwargs, frame)
         key = self.summary_key(func, actuals, frame, node)
         if key in self.active or self.nesting >= MAX_SUMMARY_NESTING:
-            merged = join(*actuals.values()) if actuals else Value()
+            merged = join(*actuals) if actuals else Value()
             return Value("unknown", srcs=merged.srcs, cuts=merged.cuts, opaque=True, deps=merged.deps)
         summary = self.summaries.get(key)
         if summary is None:
@@ -1167,7 +1183,7 @@ class Interpreter:
         return self.instantiate_summary(summary, func, params, actuals, frame, node, self_effects, fn)
 
     def bind_arguments(self, func: FunctionRef, args: list, kwargs: dict, frame: Frame) -> tuple[list, dict]:
-        """Parameter names in order, and the caller's value for each ("$i" -> Value)."""
+        """Parameter names in order, and the caller's value for each (in the same order)."""
         fargs = func.node.args
         positional = fargs.posonlyargs + fargs.args
         params: list[str] = []
@@ -1206,7 +1222,7 @@ class Interpreter:
             merged = join(*extra.values()) if extra else Value()
             values.append(Value("dict", keys=tuple(extra), items=tuple(extra.values()), srcs=merged.srcs,
                                 cuts=merged.cuts, deps=merged.deps))
-        return params, {f"${i}": v for i, v in enumerate(values)}
+        return params, values
 
     def summary_key(self, func: FunctionRef, actuals: dict, frame: Frame, node: ast.AST | None) -> tuple:
         context = tuple(p.context_key(frame, func, node) for p in self.plugins)
@@ -1214,7 +1230,7 @@ class Interpreter:
         top = self.globals.get(func.module.path)
         global_ids = tuple(id(top.get(n)) for n in free) if top and free else ()
         return (id(func.node), tuple(id(env) for env in func.closure), context, global_ids,
-                tuple(shape_of(v) for v in actuals.values()))
+                tuple(shape_of(v) for v in actuals))
 
     def free_globals(self, func: FunctionRef) -> tuple:
         """Module-level names the function reads that module-level statements rebind (not defs)."""
@@ -1229,8 +1245,11 @@ class Interpreter:
                   call_node: ast.AST | None) -> Summary:
         fn = func.node
         self.analysed.add(id(fn))
-        env = {name: symbolic(actuals[f"${i}"], f"${i}") for i, name in enumerate(params)}
-        summary = Summary(UNKNOWN)
+        self.summary_count += 1
+        roots = [f"${self.summary_count}_{i}" for i in range(len(params))]  # unique: a summary inside a
+        # summary meets the outer one's symbols as names it leaves alone
+        env = {name: symbolic(actuals[i], roots[i]) for i, name in enumerate(params)}
+        summary = Summary(UNKNOWN, roots=roots)
         frame = Frame(func.module, env, func, env.get(params[0]) if params and func.cls is not None else None,
                       {}, [], 0, False, summary.events, tuple(params))
         self.active[key] = self.nesting
@@ -1271,7 +1290,7 @@ class Interpreter:
 
     def instantiate_summary(self, summary: Summary, func: FunctionRef, params: list, actuals: dict, frame: Frame,
                             node: ast.AST | None, self_effects: dict | None, fn) -> Value:
-        subst = Substitution(actuals)
+        subst = Substitution(dict(zip(summary.roots, actuals)))
         for event in summary.events:
             self.emit(subst.event(event), frame)
         if summary.effects:
@@ -1303,6 +1322,7 @@ class Interpreter:
 
 
 # ====================================================================== helpers
+GRAPH_NODES = frozenset({ast.Call, ast.BinOp, ast.UnaryOp, ast.Subscript})
 STATEMENTS = {getattr(ast, name[2:]): fn for name, fn in vars(Interpreter).items()
               if name.startswith("s_") and hasattr(ast, name[2:])}
 EXPRESSIONS = {getattr(ast, name[2:]): fn for name, fn in vars(Interpreter).items()

@@ -93,6 +93,10 @@ class Value:
     jtraced: bool = False  # JAX: an abstract tracer (jit/vmap): no concrete value
     refinable: bool = False  # a pytree whose parts are named by their keys (`params.w1`)
     deps: frozenset = EMPTY  # symbolic inputs of the enclosing summary this value depends on
+    # ((source, t), ...): when the graph first captured each source (a position in the event record of
+    # the frame that built it; -1: before the function being summarised began). A step or in-place write
+    # on a source after its capture invalidates the graph for backward.
+    captured: tuple = ()
     extra: tuple = field(default=(), compare=True)
 
     @property
@@ -126,6 +130,21 @@ IDENTITY_KINDS = frozenset({"external", "builtin", "function", "method", "class"
                             "grad_ctx", "super", "tape", "gradfn", "jitfn", "partial", "metric", "var"})
 
 
+def merge_captured(*groups) -> tuple:
+    """Capture times of several values together: the earliest per source."""
+    groups = [g for g in groups if g]
+    if not groups:
+        return ()
+    if len(groups) == 1:
+        return groups[0]
+    first: dict = {}
+    for group in groups:
+        for src, t in group:
+            if src not in first or t < first[src]:
+                first[src] = t
+    return tuple(sorted(first.items()))
+
+
 def dedup_cuts(*groups) -> tuple:
     seen: set = set()
     out: list = []
@@ -152,10 +171,11 @@ def join(*values: Value) -> Value:
     cuts = dedup_cuts(*(v.cuts for v in values))
     kinds = {v.kind for v in values}
     kind = kinds.pop() if len(kinds) == 1 else ("tensor" if "tensor" in kinds else "unknown")
+    captured = merge_captured(*(v.captured for v in values))
     if kind in IDENTITY_KINDS:
         if all(v.kind == kind and v.extra == first.extra and v.func is first.func and v.cls is first.cls
                and v.ref is first.ref for v in values):
-            return replace(first, srcs=srcs, cuts=cuts, deps=deps)
+            return replace(first, srcs=srcs, cuts=cuts, deps=deps, captured=captured)
         kind = "unknown"
     dtypes = {v.dtype for v in values}
     items = keys = None
@@ -186,6 +206,7 @@ def join(*values: Value) -> Value:
         refinable=all(v.refinable for v in values),
         leaf=all(v.leaf for v in values),
         deps=deps,
+        captured=captured,
     )
 
 
@@ -196,7 +217,8 @@ def flat(value: Value) -> Value:
     merged = join(*value.items)
     return Value("unknown", srcs=value.srcs | merged.srcs, cuts=dedup_cuts(value.cuts, merged.cuts),
                  opaque=value.opaque or merged.opaque, deps=value.deps | merged.deps,
-                 traced=value.traced or merged.traced, jtraced=value.jtraced or merged.jtraced, dtype=merged.dtype)
+                 traced=value.traced or merged.traced, jtraced=value.jtraced or merged.jtraced, dtype=merged.dtype,
+                 captured=merge_captured(value.captured, merged.captured))
 
 
 def combine(kind: str, *values: Value, dtype: str | None = None, saved_by: str | None = None,
@@ -213,7 +235,7 @@ def combine(kind: str, *values: Value, dtype: str | None = None, saved_by: str |
         fw = fws.pop() if len(fws) == 1 else None
     return Value(kind=kind, srcs=srcs, cuts=cuts, opaque=any(v.opaque for v in flats), dtype=dtype,
                  saved_by=saved_by, fw=fw, deps=deps, traced=any(v.traced for v in flats),
-                 jtraced=any(v.jtraced for v in flats))
+                 jtraced=any(v.jtraced for v in flats), captured=merge_captured(*(v.captured for v in flats)))
 
 
 def cut(value: Value, node: ast.AST, kind: str, op: str, *, var: str | ast.AST | None = None, zero: bool = False,

@@ -68,6 +68,7 @@ class Surgery(Event):
 
     target: str
     optimizer: Optimizer
+    parameter: bool = False  # a parameter replaced, not a layer
 
 
 @dataclass(eq=False)
@@ -101,6 +102,35 @@ class LayerReplaced(Event):
 
     owner: Value
     target: str
+    parameter: bool = False
+
+
+@dataclass(eq=False)
+class ModifiedBeforeBackward(Event):
+    """An optimizer step or in-place write (`node`) on sources a graph had already saved, before that
+    graph's `backward()` (`sink`): backward raises "modified by an inplace operation"."""
+
+    sink: Sink
+    srcs: frozenset  # the sources the graph saved and the step changed
+    op: str  # what changed them, as written
+
+
+@dataclass(eq=False)
+class LeafRebound(Event):
+    """`w = w - lr * w.grad`: a name that held a trainable leaf now holds a tensor computed from it."""
+
+    name: str
+    grad_off: bool  # under no_grad: the new tensor does not require grad at all
+    loop: object = None  # the innermost loop the rebinding runs in (None: not in a loop)
+    reads_grad: bool = False  # the new value reads the leaf's `.grad` (a hand-written update)
+
+
+@dataclass(eq=False)
+class ParameterReassigned(Event):
+    """`self.w = <tensor>` where `w` is a registered parameter of an `nn.Module`: raises TypeError."""
+
+    owner: object  # ClassInfo
+    attr: str
 
 
 @dataclass(eq=False)

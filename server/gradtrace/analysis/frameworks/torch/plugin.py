@@ -40,8 +40,11 @@ from gradtrace.analysis.frameworks.torch.events import (
     GradOff,
     InPlace,
     LayerReplaced,
+    LeafRebound,
+    ModifiedBeforeBackward,
     NonLeafRequiresGrad,
     Optimizer,
+    ParameterReassigned,
     Sink,
     Step,
     Surgery,
@@ -86,6 +89,7 @@ class TorchPlugin(Plugin):
         self.definitions: dict[str, tuple] = {}  # source name -> (node, module) where it is defined
         self.cut_vars: dict = {}  # (id(cut node), cut kind) -> the variable that first held the cut value
         self.last_sink: Sink | None = None
+        self.releafed: dict = {}  # (id(loop), name) -> lines where the name is bound to a trainable leaf again
 
     # ================================================================== facts in program order
     def events_of(self, kind) -> list:
@@ -149,6 +153,8 @@ class TorchPlugin(Plugin):
             self.source_kind.setdefault(name, kind)
 
     def emit(self, event, frame: Frame):
+        if isinstance(event, Sink) and event.kind != "output" and event.value.captured:
+            self.check_modified_before(event, frame)
         if frame.summarising:
             return event
         if isinstance(event, Defined):
@@ -184,6 +190,8 @@ class TorchPlugin(Plugin):
         if off is None or not value.srcs or value.kind in ("module", "params", "named_params", "optimizer",
                                                             "function", "class", "object"):
             return value
+        if value.pending and value.leaf:
+            return value  # a fresh `nn.Parameter` requires grad whatever the grad mode
         return cut(value, off.node, off.kind, off.op, module=off.module, via=off.via)
 
     def helper_grad_off(self, func: FunctionRef, node: ast.AST | None, module) -> GradOff | None:
@@ -257,11 +265,22 @@ class TorchPlugin(Plugin):
     # ================================================================== binding
     def on_bind(self, name: str, value: Value, frame: Frame, stmt) -> Value:
         previous = frame.env.get(name)
+        if previous is None and stmt is not None and "." not in name:
+            previous = self.interp.lookup(name, frame)
+        if previous is not None and stmt is not None and previous.kind == "tensor" and previous.leaf \
+                and previous.srcs and not value.leaf and value.kind in ("tensor", "unknown") \
+                and (value.srcs & previous.srcs or any(c.lost & previous.srcs for c in value.cuts)):
+            reads_grad = _reads_attribute(stmt, name, "grad")
+            self.interp.emit(LeafRebound(stmt, frame.module, name=name, grad_off=frame.state.get(GRAD) is not None,
+                                         loop=frame.loops[-1] if frame.loops else None, reads_grad=reads_grad),
+                             frame)
         if value.kind == "module" and value.pending and previous is not None and previous.kind == "module":
             self.note_replaced_model(name, frame, stmt)
         if value.pending and stmt is not None:
             self.define(name, None, stmt, frame.module, frame)
         value = self.name_value(value, name, frame)
+        if value.leaf and value.srcs and stmt is not None:
+            self.note_leaf(name, frame, stmt)
         off = frame.state.get(GRAD)
         for c in value.cuts[-4:]:
             # name what a no_grad region or helper produced after the variable that first holds it
@@ -273,6 +292,11 @@ class TorchPlugin(Plugin):
             value.ref.var = name
         return value
 
+    def note_leaf(self, name: str, frame: Frame, node: ast.AST) -> None:
+        """`name` holds a trainable leaf (again) at `node`, inside the loops of `frame`."""
+        for loop in frame.loops:
+            self.releafed.setdefault((id(loop), name), []).append(getattr(node, "lineno", 0))
+
     def name_value(self, value: Value, name: str, frame: Frame) -> Value:
         if value.pending:
             value = named(value, name)
@@ -281,12 +305,51 @@ class TorchPlugin(Plugin):
                 self.define(name, kind, None, frame.module, frame)
         return value
 
+    def check_modified_before(self, sink: Sink, frame: Frame) -> None:
+        """Steps and in-place writes, after the graph captured a source and before this backward."""
+        record = frame.events if frame.events is not None else self.interp.events
+        found: dict = {}
+        for src, t in sink.value.captured:
+            for event in record[max(0, t + 1):]:
+                if isinstance(event, Step):
+                    changed = event.optimizer.ref.coverage.srcs if isinstance(event.optimizer.ref, Optimizer) \
+                        else event.optimizer.srcs
+                    op = f"{_text(event.node.func)}()" if isinstance(event.node, ast.Call) else ".step()"
+                elif isinstance(event, InPlace) and event.target.leaf and event.grad_off:
+                    changed, op = event.target.srcs, event.op
+                else:
+                    continue
+                if any(overlaps(src, c) for c in changed):
+                    found.setdefault(id(event), (event, op, set()))[2].add(src)
+        for event, op, srcs in found.values():
+            self.interp.emit(ModifiedBeforeBackward(event.node, event.module, sink=sink, srcs=frozenset(srcs),
+                                                    op=op), frame)
+
+    @property
+    def leaf_rebounds(self) -> list:
+        return self.events_of(LeafRebound)
+
+    @property
+    def parameter_reassignments(self) -> list:
+        return self.events_of(ParameterReassigned)
+
+    @property
+    def modified_before_backward(self) -> list:
+        seen: set = set()
+        out = []
+        for e in self.events_of(ModifiedBeforeBackward):
+            key = (id(e.node), id(e.sink.node))
+            if key not in seen:
+                seen.add(key)
+                out.append(e)
+        return out
+
     def surgery(self, event: LayerReplaced):
         """A layer replaced after an optimizer that held the old one was built (in the program's order)."""
         for opt in self.optimizers:
             if opt.known and opt.module.path == event.module.path and any(
                     overlaps(o, s) for o in event.owner.srcs for s in opt.coverage.srcs):
-                return Surgery(event.node, event.module, target=event.target, optimizer=opt)
+                return Surgery(event.node, event.module, target=event.target, optimizer=opt, parameter=event.parameter)
         return None
 
     def note_replaced_model(self, name: str, frame: Frame, stmt) -> None:
@@ -313,14 +376,25 @@ class TorchPlugin(Plugin):
                                                           leaf=True, name=owner_key,
                                                           opaque=owner.opaque or not flag_true, fw="torch"),
                                        frame, mutation=True)
+                self.note_leaf(owner_key, frame, stmt)
                 self.define(owner_key, "leaf", None, frame.module, frame)
             elif flag_false and owner.srcs:
                 self.interp.emit(Freeze(stmt, frame.module, srcs=owner.srcs, frozen=True,
                                         conditional=frame.conditional > 0), frame)
             return True
         key = dotted(target)
-        if owner.kind == "module" and key and value.kind == "module" and stmt is not None and owner.srcs:
-            self.interp.emit(LayerReplaced(stmt, frame.module, owner=owner, target=key), frame)
+        info = owner.cls if isinstance(owner.cls, ClassInfo) else None
+        if owner.kind == "module" and info is not None and stmt is not None and info.is_module \
+                and (value.kind == "tensor" or (value.kind == "unknown" and value.srcs)) \
+                and not (value.pending and value.leaf):
+            fact = info.find_attr(attr)
+            if fact is not None and fact.stmt is not stmt and registered_parameter(fact):
+                self.interp.emit(ParameterReassigned(stmt, frame.module, owner=info, attr=attr), frame)
+        fresh_parameter = value.kind == "tensor" and value.pending and value.leaf
+        if owner.kind == "module" and key and (value.kind == "module" or fresh_parameter) and stmt is not None \
+                and owner.srcs:
+            self.interp.emit(LayerReplaced(stmt, frame.module, owner=owner, target=key, parameter=fresh_parameter),
+                             frame)
         return False
 
     def store_subscript(self, target: ast.Subscript, base: Value, value: Value, frame: Frame, stmt) -> bool:
@@ -452,8 +526,11 @@ class TorchPlugin(Plugin):
                     srcs = frozenset({name}) if not (fact.layer and fact.layer.split(".")[-1] in
                                                      api.PARAMETERLESS_LAYERS) else EMPTY
                     return Value("module", srcs=srcs, name=name, cls=cls or fact.layer, extra=extra, deps=base.deps)
-                if fact.kind in ("param", "tensor_grad"):
+                if fact.kind in ("param", "tensor_grad") or (fact.kind == "param_converted"
+                                                              and registered_parameter(fact)):
                     return Value("tensor", srcs=frozenset({name}), name=name, leaf=True, fw="torch", deps=base.deps)
+                if fact.kind == "param_converted":  # a copy of a parameter: computed from it, not a leaf
+                    return Value("tensor", srcs=frozenset({name}), name=name, fw="torch", deps=base.deps)
                 if fact.kind == "modules_container":
                     item = Value("module", srcs=frozenset({name}), name=name)
                     return Value("container", srcs=frozenset({name}), items=(item,), name=name, deps=base.deps)
@@ -525,9 +602,9 @@ class TorchPlugin(Plugin):
         saved = "module" if layer in api.SAVES_OUTPUT_MODULES else None
         if short in RECURRENT:
             return Value("tensor", srcs=srcs, cuts=merged.cuts, opaque=merged.opaque, fw="torch",
-                         deps=merged.deps | module_value.deps)
+                         deps=merged.deps | module_value.deps, captured=merged.captured)
         return Value("tensor", srcs=srcs, cuts=dedup_cuts(merged.cuts, module_value.cuts), opaque=merged.opaque,
-                     saved_by=saved, fw="torch", deps=merged.deps | module_value.deps)
+                     saved_by=saved, fw="torch", deps=merged.deps | module_value.deps, captured=merged.captured)
 
     def builtin(self, name: str, node: ast.Call, frame: Frame, args, kwargs):
         first = args[0] if args else Value()
@@ -877,6 +954,7 @@ class TorchPlugin(Plugin):
             if isinstance(var, ast.Name):  # `loss.requires_grad_()` as a statement changes `loss`
                 self.define(var.id, "releaf", None, frame.module, frame)
                 self.interp.store(var, named(new_leaf, var.id), frame)
+                self.note_leaf(var.id, frame, node)
             return new_leaf
         if method.endswith("_") and not method.startswith("_") and method not in api.NOT_REALLY_INPLACE:
             if receiver.kind == "tensor" and var is not None:
@@ -999,6 +1077,29 @@ class TorchPlugin(Plugin):
                     if i >= 0 and spans[i][1] < node.lineno and spans[i][0] < start:
                         break
         return found
+
+
+# conversions that return the Parameter itself when nothing changes (`.to(device)` on the same device)
+MAYBE_SAME = {"to", "cpu", "float", "type", "contiguous", "requires_grad_"}
+
+
+def registered_parameter(fact) -> bool:
+    """An attribute `__init__` sets to an `nn.Parameter` (or one converted by a call that keeps it)."""
+    if fact.kind == "param":
+        return True
+    value = fact.value
+    return fact.kind == "param_converted" and isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) \
+        and value.func.attr in MAYBE_SAME
+
+
+def _reads_attribute(stmt: ast.AST, name: str, attr: str) -> bool:
+    value = getattr(stmt, "value", None)
+    if value is None:
+        return False
+    for node in ast.walk(value):
+        if isinstance(node, ast.Attribute) and node.attr == attr and dotted(node.value) == name:
+            return True
+    return False
 
 
 def _inplace_layer(call: ast.AST) -> bool:
