@@ -350,7 +350,8 @@ def _returns_module(fn: ast.FunctionDef, module: ModuleContext, depth: int = 0) 
 
 
 def _container_kind(kinds: list[str], container: str) -> tuple[str, str | None, str | None]:
-    if kinds and all(k == "module" for k in kinds):
+    # one layer in a plain list (even beside an activation, or in a list of lists) is hidden from the module
+    if kinds and any(k in ("module", "modules_container") for k in kinds):
         return "modules_container", None, container
     if kinds and all(k in ("param", "tensor_grad") for k in kinds):
         return "params_container", None, container
@@ -409,6 +410,7 @@ def collect_class_facts(info: ClassInfo) -> None:
             if attr is not None and attr.kind == "other" and isinstance(attr.value, (ast.List, ast.Dict)):
                 item = node.args[-1] if node.args else None
                 kind = classify_value(item, module)[0] if item is not None else "other"
+                kind = {"modules_container": "module", "params_container": "param"}.get(kind, kind)
                 if kind in ("module", "param", "tensor_grad"):
                     attr.kind = "modules_container" if kind == "module" else "params_container"
                     attr.container = "list" if isinstance(attr.value, ast.List) else "dict"

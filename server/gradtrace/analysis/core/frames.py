@@ -56,12 +56,16 @@ class Frame:
     loop_exit: bool = False  # it ended by break/continue: the loop goes on
     outer: Frame | None = None  # the frame a branch was split from
     loops: tuple = ()  # the loop statements this code runs inside, innermost last (in this function)
+    yields: list = field(default_factory=list)  # what a generator yields
+    preset_args: tuple | None = None  # (call node, args, kwargs) a builtin applies a callee to
+
 
     def branch(self) -> Frame:
         child = Frame(self.module, dict(self.env), self.func, self.self_value, dict(self.state), self.returns,
                       self.conditional, self.top, self.events, self.params, self.mutated)
         child.outer = self
         child.loops = self.loops
+        child.yields = self.yields
         return child
 
     @property

@@ -26,9 +26,11 @@ from gradtrace.analysis.core.values import (
     UNKNOWN,
     Value,
     combine,
+    dead_term,
     dedup_cuts,
     flat,
     join,
+    merge_terms,
 )
 from gradtrace.analysis.names import dotted
 
@@ -730,7 +732,18 @@ class Interpreter:
         kind = "tensor" if "tensor" in kinds else ("array" if "array" in kinds else (
             "number" if kinds <= {"number"} else "unknown"))
         dtype = _binop_dtype(op, left.dtype, right.dtype)
-        return combine(kind, left, right, dtype=dtype)
+        return replace(combine(kind, left, right, dtype=dtype), terms=self.sum_terms(node, op, left, right))
+
+    @staticmethod
+    def sum_terms(node: ast.AST, op: ast.operator, left: Value, right: Value) -> tuple:
+        """The summands a result keeps track of: `a + b` adds candidates; scaling by a constant keeps them; a
+        product with something trainable makes them coefficients, not terms."""
+        if isinstance(op, (ast.Add, ast.Sub)):
+            operands = (node.left, node.right) if isinstance(node, ast.BinOp) else (node.target, node.value)
+            return merge_terms(left.terms, right.terms, dead_term(left, operands[0]), dead_term(right, operands[1]))
+        if isinstance(op, (ast.Mult, ast.Div)):
+            return merge_terms(left.terms if not right.srcs else (), right.terms if not left.srcs else ())
+        return ()
 
     def e_UnaryOp(self, node: ast.UnaryOp, frame: Frame) -> Value:
         value = self.eval(node.operand, frame)
@@ -884,8 +897,14 @@ class Interpreter:
     def e_Await(self, node, frame: Frame) -> Value:
         return self.eval(node.value, frame)
 
-    e_Yield = e_Await
-    e_YieldFrom = e_Await
+    def e_Yield(self, node, frame: Frame) -> Value:
+        value = self.eval(node.value, frame) if node.value is not None else NONE
+        frame.yields.append(value)
+        return UNKNOWN  # what `send()` passes in
+
+    def e_YieldFrom(self, node, frame: Frame) -> Value:
+        frame.yields.append(self.element(self.eval(node.value, frame)))
+        return UNKNOWN
 
     # ================================================================== calls
     def e_Call(self, node: ast.Call, frame: Frame) -> Value:
@@ -904,6 +923,10 @@ class Interpreter:
         return self.call_value(callee, node, frame)
 
     def eval_args(self, node: ast.Call, frame: Frame) -> tuple[list, dict]:
+        preset = frame.preset_args
+        if preset is not None and preset[0] is node:  # `map(torch.detach, pair)`: the element, not the call's
+            frame.preset_args = None
+            return list(preset[1]), dict(preset[2])
         args: list = []
         for a in node.args:
             value = self.eval(a, frame)
@@ -1097,6 +1120,9 @@ class Interpreter:
             merged = join(*args)
             if name in ("sum", "max", "min") and first.items is not None:
                 merged = join(*first.items, *args[1:]) if first.items else Value()
+                if name == "sum":
+                    merged = replace(merged, terms=merge_terms(merged.terms, *(dead_term(i, node)
+                                                                             for i in first.items)))
             elif name in ("sum", "max", "min") and first.kind in ("container", "params"):
                 merged = join(self.element(first), *args[1:])
             kind = merged.kind if merged.kind not in ("container", "dict") else "unknown"
@@ -1123,10 +1149,12 @@ class Interpreter:
             elements = [self.element(a) for a in args[1:]]
             if fn.kind in ("function", "method") and fn.func is not None:
                 out = self.call_function(fn.func, list(fn.func.bound) + elements, dict(fn.func.bound_kw), frame, node)
+            elif fn.kind in ("builtin", "external", "class"):
+                frame.preset_args = (node, elements, {})
+                out = self.call_value(fn, node, frame, elements, {})
+                frame.preset_args = None
             else:
-                out = self.call_value(fn, node, frame, elements, {}) if fn.kind in ("builtin", "external",
-                                                                                     "class") else \
-                    combine("unknown", *elements)
+                out = combine("unknown", *elements)
             return Value("container", srcs=out.srcs, cuts=out.cuts, items=(out,), opaque=True, deps=out.deps)
         if name == "getattr" and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant) and isinstance(
                 node.args[1].value, str):
@@ -1278,6 +1306,10 @@ class Interpreter:
         return summary
 
     def result_of(self, frame: Frame) -> Value:
+        if frame.yields:  # a generator: iterating it gives what it yields
+            item = self.join_keep(frame.yields)
+            return Value("container", items=(item,), srcs=item.srcs, cuts=item.cuts, deps=item.deps,
+                         opaque=item.opaque)
         returns = frame.returns
         if not returns:
             return NONE

@@ -161,7 +161,7 @@ class Substitution:
 
     def value(self, value: Value, depth: int = 0) -> Value:
         if not value.deps and not any(self.mine(s) for s in value.srcs) and value.name is None \
-                and value.items is None and not value.extra and id(value.ref) not in self.renamed:
+                and value.items is None and not value.extra and id(value.ref) not in self.renamed and not value.terms:
             return value
         # an argument handed back as it came (a model, an optimizer): the caller's own value
         if value.name is not None and self.mine(value.name) and value.kind in (
@@ -191,8 +191,10 @@ class Substitution:
             name = next(iter(resolved)) if len(resolved) == 1 else None
         extra = self.extra(value.extra, depth) if value.extra else value.extra
         ref = self.renamed.get(id(value.ref), value.ref) if value.ref is not None else None
+        terms = tuple((node, self.names(term_srcs), self.cuts(term_cuts))
+                      for node, term_srcs, term_cuts in value.terms) if value.terms else ()
         return replace(value, srcs=srcs, cuts=cuts, items=items, name=name, deps=frozenset(deps), extra=extra,
-                       ref=ref, captured=self.captured(value.captured))
+                       ref=ref, captured=self.captured(value.captured), terms=terms)
 
     def captured(self, captured: tuple) -> tuple:
         """Capture times in the caller's record: an argument's are the caller's own; what the function

@@ -97,6 +97,9 @@ class Value:
     # the frame that built it; -1: before the function being summarised began). A step or in-place write
     # on a source after its capture invalidates the graph for backward.
     captured: tuple = ()
+    # ((term node, its sources, its cuts), ...): summands of a sum that carry no gradient from what they were
+    # computed from (a regulariser built from detached values): candidates for a dead loss term
+    terms: tuple = ()
     extra: tuple = field(default=(), compare=True)
 
     @property
@@ -145,6 +148,36 @@ def merge_captured(*groups) -> tuple:
     return tuple(sorted(first.items()))
 
 
+MAX_TERMS = 8
+
+
+def merge_terms(*groups) -> tuple:
+    groups = [g for g in groups if g]
+    if not groups:
+        return ()
+    if len(groups) == 1:
+        return groups[0]
+    seen: set = set()
+    out = []
+    for group in groups:
+        for term in group:
+            key = (id(term[0]), id(term[2][0].node) if term[2] else 0)
+            if key not in seen:
+                seen.add(key)
+                out.append(term)
+    return tuple(out[:MAX_TERMS])
+
+
+def dead_term(value: Value, node) -> tuple:
+    """`value` as a summand: a candidate dead term when something it was computed from was cut."""
+    if value.kind not in ("tensor", "unknown", "number") or not value.cuts:
+        return ()
+    lost = frozenset().union(*(c.lost for c in value.cuts))
+    if not lost or lost <= value.srcs:
+        return ()
+    return ((node, value.srcs, value.cuts),)
+
+
 def dedup_cuts(*groups) -> tuple:
     seen: set = set()
     out: list = []
@@ -172,6 +205,7 @@ def join(*values: Value) -> Value:
     kinds = {v.kind for v in values}
     kind = kinds.pop() if len(kinds) == 1 else ("tensor" if "tensor" in kinds else "unknown")
     captured = merge_captured(*(v.captured for v in values))
+    terms = merge_terms(*(v.terms for v in values))
     if kind in IDENTITY_KINDS:
         if all(v.kind == kind and v.extra == first.extra and v.func is first.func and v.cls is first.cls
                and v.ref is first.ref for v in values):
@@ -207,6 +241,7 @@ def join(*values: Value) -> Value:
         leaf=all(v.leaf for v in values),
         deps=deps,
         captured=captured,
+        terms=terms,
     )
 
 

@@ -134,6 +134,15 @@ class ParameterReassigned(Event):
 
 
 @dataclass(eq=False)
+class LayerMadePerCall(Event):
+    """A layer with parameters built inside a module's method (not `__init__`) and applied right there:
+    new random weights on every call, registered nowhere, trained by no optimizer."""
+
+    layer: str  # as written, e.g. "nn.Linear(D_in, H)"
+    method: str
+
+
+@dataclass(eq=False)
 class DeadCut:
     cut: Cut
     lost: list

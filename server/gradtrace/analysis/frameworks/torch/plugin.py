@@ -39,6 +39,7 @@ from gradtrace.analysis.frameworks.torch.events import (
     Freeze,
     GradOff,
     InPlace,
+    LayerMadePerCall,
     LayerReplaced,
     LeafRebound,
     ModifiedBeforeBackward,
@@ -54,6 +55,9 @@ from gradtrace.analysis.modules import ClassInfo
 from gradtrace.analysis.names import dotted
 
 GRAD = "torch.grad_off"
+TERM_KEEPING = {"mean", "sum", "squeeze", "unsqueeze", "view", "reshape", "flatten", "mul", "div", "add", "sub"}
+CONSTRUCTION_METHODS = {"__init__", "__post_init__", "build", "setup", "reset_parameters", "init_weights",
+                        "__setstate__", "load_state_dict"}
 MODEL_PARAM_HINTS = ("model", "net", "encoder", "decoder", "policy", "actor", "critic", "generator",
                      "discriminator", "backbone", "head", "module", "layer", "classifier", "agent", "teacher",
                      "student")
@@ -264,6 +268,11 @@ class TorchPlugin(Plugin):
 
     # ================================================================== binding
     def on_bind(self, name: str, value: Value, frame: Frame, stmt) -> Value:
+        if "." in name and value.kind == "module" and any(isinstance(e, tuple) and e[:1] == ("made_in",)
+                                                          for e in value.extra):
+            # kept on the module (`self.fc = nn.Linear(...)` on first use): registered, not a throw-away layer
+            value = replace(value, extra=tuple(e for e in value.extra if not (isinstance(e, tuple)
+                                                                              and e[:1] == ("made_in",))))
         previous = frame.env.get(name)
         if previous is None and stmt is not None and "." not in name:
             previous = self.interp.lookup(name, frame)
@@ -324,6 +333,10 @@ class TorchPlugin(Plugin):
         for event, op, srcs in found.values():
             self.interp.emit(ModifiedBeforeBackward(event.node, event.module, sink=sink, srcs=frozenset(srcs),
                                                     op=op), frame)
+
+    @property
+    def layers_made_per_call(self) -> list:
+        return self.events_of(LayerMadePerCall)
 
     @property
     def leaf_rebounds(self) -> list:
@@ -414,7 +427,8 @@ class TorchPlugin(Plugin):
             return None
         symbol = AUG_SYMBOLS.get(type(stmt.op), "op=")
         self.record_inplace(stmt, frame, target, stmt.target, f"{_text(stmt.target)} {symbol} ...", stmt)
-        result = combine("tensor", target, value, dtype=target.dtype)
+        result = replace(combine("tensor", target, value, dtype=target.dtype),
+                         terms=self.interp.sum_terms(stmt, stmt.op, target, value))
         if isinstance(stmt.op, ast.Mult) and _is_zero(stmt.value):
             result = cut(result, stmt, "zero", "* 0", zero=True, module=frame.module)
         if frame.state.get(GRAD) is not None:
@@ -517,6 +531,9 @@ class TorchPlugin(Plugin):
             if found:
                 return self.interp.method_value(base, found, frame, node)
             fact = info.find_attr(attr)
+            given = next((dict(e[1]) for e in base.extra if isinstance(e, tuple) and e[:1] == ("given",)), None)
+            if given is not None and attr in given:
+                return given[attr]
             if fact is not None and name:
                 self.define(name, "module" if fact.kind == "module" else (
                     "leaf" if fact.kind in ("param", "tensor_grad") else None), fact.stmt, info.module, frame)
@@ -564,8 +581,26 @@ class TorchPlugin(Plugin):
     def instantiate(self, cls, node: ast.Call, frame: Frame, args, kwargs):
         if isinstance(cls, ClassInfo) and cls.is_module:
             label = f"<{cls.name}@{node.lineno}>"
-            return Value("module", cls=cls, srcs=frozenset({label}), name=label, pending=True)
+            extra = self.made_in_method(node, frame) if cls.has_parameters() else ()
+            module = Value("module", cls=cls, srcs=frozenset({label}), name=label, pending=True, extra=extra)
+            if injected_attributes(cls):
+                # `self.net = net`: what the constructor was given becomes part of the module
+                attrs = self.interp.construct(cls, replace(module, pending=False), node, frame, args, kwargs)
+                given = tuple(sorted((k, v) for k, v in attrs.items() if k in injected_attributes(cls)
+                                     and (v.srcs or v.kind in ("module", "optimizer"))))
+                if given:
+                    module = replace(module, extra=extra + (("given", given),))
+            return module
         return None
+
+    @staticmethod
+    def made_in_method(node: ast.Call, frame: Frame) -> tuple:
+        """A mark on a layer built in a module's method other than its constructors."""
+        func = frame.func
+        if func is None or not isinstance(func.cls, ClassInfo) or not func.cls.is_module \
+                or func.name in CONSTRUCTION_METHODS or func.name.startswith(("_init", "_build", "_make", "build")):
+            return ()
+        return (("made_in", node, func.name),)
 
     def call_object(self, callee: Value, node, frame: Frame, args, kwargs):
         if callee.kind == "module":
@@ -573,6 +608,10 @@ class TorchPlugin(Plugin):
         return None
 
     def call_module(self, module_value: Value, args, kwargs, node, frame: Frame) -> Value:
+        made = next((e for e in module_value.extra if isinstance(e, tuple) and e[:1] == ("made_in",)), None)
+        if made is not None:
+            self.interp.emit(LayerMadePerCall(made[1], frame.module, layer=_text(made[1]) or "layer",
+                                              method=made[2]), frame)
         children = next((e[1] for e in module_value.extra if isinstance(e, tuple) and e[0] == "children"), None)
         if children is not None and args and not kwargs:
             x = args[0]
@@ -715,10 +754,10 @@ class TorchPlugin(Plugin):
             if short in api.PARAMETERLESS_LAYERS:
                 return Value("module", cls=qn, extra=("inplace",) if _inplace_layer(node) else ())
             label = f"<{short}@{node.lineno}>"
-            extra = ()
+            extra = self.made_in_method(node, frame)
             if short == "Sequential" and args and all(a.kind == "module" for a in args) \
                     and any(isinstance(a.cls, ClassInfo) for a in args):
-                extra = (("children", tuple(args)),)  # followed in order when called: user layers inside
+                extra += (("children", tuple(args)),)  # followed in order when called: user layers inside
             return Value("module", cls=qn, srcs=frozenset({label}), name=label, pending=True, extra=extra)
         if qn.startswith("torch.nn.init."):
             return first
@@ -974,6 +1013,9 @@ class TorchPlugin(Plugin):
             return new_value
         if method in ("clone", "contiguous") and receiver.kind == "tensor":
             return replace(receiver, leaf=False, name=None, pending=False, saved_by=None)
+        if method in TERM_KEEPING and receiver.terms:  # `(a + b).mean()`: still a sum of the same terms
+            return replace(combine(receiver.kind if receiver.kind != "unknown" else "tensor", receiver, *args,
+                                   fw="torch"), terms=receiver.terms)
         if method in ("size", "dim", "numel", "element_size", "nelement", "stride", "is_contiguous",
                       "data_ptr", "get_device", "is_floating_point"):
             return Value("number", dtype="int")
@@ -1081,6 +1123,27 @@ class TorchPlugin(Plugin):
 
 # conversions that return the Parameter itself when nothing changes (`.to(device)` on the same device)
 MAYBE_SAME = {"to", "cpu", "float", "type", "contiguous", "requires_grad_"}
+
+
+def injected_attributes(cls: ClassInfo) -> frozenset:
+    """Attributes a module's `__init__` sets from what it is given (`self.net = net`), through its bases."""
+    found = getattr(cls, "_injected", None)
+    if found is None:
+        names = set()
+        seen = set()
+        todo = [cls]
+        while todo:
+            info = todo.pop()
+            if id(info) in seen:
+                continue
+            seen.add(id(info))
+            for attr in info.attrs.values():
+                if attr.kind == "other" and attr.method == "__init__" and isinstance(attr.value, ast.Name):
+                    names.add(attr.name)
+            todo.extend(p for p in (info.module.resolve_class(b) for b in info.bases) if p is not None)
+        found = frozenset(names)
+        cls._injected = found
+    return found
 
 
 def registered_parameter(fact) -> bool:
