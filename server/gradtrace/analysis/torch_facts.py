@@ -151,6 +151,7 @@ def analyze_torch(ctx) -> TorchFacts:
     interp = Interpreter(module, (TorchPlugin,))
     interp.run()
     flow = interp.by_name["torch"]
+    flow.name_placeholders()
     flow.incomplete = interp.incomplete
     flow.error = interp.error
     facts = TorchFacts(flow, module, interp)

@@ -300,3 +300,24 @@ def _key(part: str, value: Value):
 
 def callee_key(node: ast.AST) -> int:
     return id(node)
+
+
+class Renaming(Substitution):
+    """Rename sources by a mapping (a fresh layer's placeholder label -> the names it was bound to)."""
+
+    def __init__(self, mapping: dict):
+        super().__init__({})
+        self.mapping = mapping  # label -> frozenset of names
+
+    def mine(self, name: str) -> bool:
+        return name.partition(".")[0] in self.mapping
+
+    def resolve(self, name: str) -> frozenset:
+        root, dot, rest = name.partition(".")
+        return frozenset(n + dot + rest for n in self.mapping.get(root, ()))
+
+    def actual_at(self, name: str):
+        return None
+
+    def captured(self, captured: tuple) -> tuple:
+        return captured

@@ -242,6 +242,8 @@ def join(*values: Value) -> Value:
         deps=deps,
         captured=captured,
         terms=terms,
+        # a tensor saved for backward on some path may be saved on the path that runs
+        saved_by=next((v.saved_by for v in values if v.saved_by), None),
     )
 
 

@@ -17,6 +17,7 @@ from functools import cached_property
 
 from gradtrace.analysis.core.frames import Frame, FunctionRef
 from gradtrace.analysis.core.plugin import Plugin
+from gradtrace.analysis.core.summaries import Renaming
 from gradtrace.analysis.core.values import (
     EMPTY,
     NONE,
@@ -94,6 +95,7 @@ class TorchPlugin(Plugin):
         self.cut_vars: dict = {}  # (id(cut node), cut kind) -> the variable that first held the cut value
         self.last_sink: Sink | None = None
         self.releafed: dict = {}  # (id(loop), name) -> lines where the name is bound to a trainable leaf again
+        self.aliases: dict = {}  # a fresh layer's placeholder label ("<Net@12>") -> the names it was bound to
 
     # ================================================================== facts in program order
     def events_of(self, kind) -> list:
@@ -308,6 +310,8 @@ class TorchPlugin(Plugin):
 
     def name_value(self, value: Value, name: str, frame: Frame) -> Value:
         if value.pending:
+            if value.name and value.name.startswith("<") and not name.startswith("$"):
+                self.aliases.setdefault(value.name, set()).add(name)
             value = named(value, name)
             if value.srcs:
                 kind = "releaf" if "releaf" in value.extra else ("leaf" if value.kind == "tensor" else "module")
@@ -1032,6 +1036,25 @@ class TorchPlugin(Plugin):
             dtype = "float"
         return combine(kind, receiver, *args, *kwargs.values(), saved_by=saved, dtype=dtype,
                        fw="torch" if kind == "tensor" else None)
+
+    def name_placeholders(self) -> None:
+        """After the run: what a layer did before it was bound to a name (an optimizer its `__init__`
+        built over `self.parameters()`) is renamed to that name."""
+        if not self.aliases:
+            return
+        renaming = Renaming({k: frozenset(v) for k, v in self.aliases.items()})
+        old = list(self.interp.events)  # kept alive while copies are made: ids stay unique
+        events = []
+        for event in old:
+            renamed = renaming.event(event)
+            renamed.seq = event.seq
+            events.append(renamed)
+        self.interp.events[:] = events
+        for event in events:  # references between events follow their copies
+            for f in ("optimizer", "last_sink", "sink"):
+                old = getattr(event, f, None)
+                if old is not None and id(old) in renaming.renamed:
+                    setattr(event, f, renaming.renamed[id(old)])
 
     # ================================================================== what nothing called
     def after_module(self) -> None:
