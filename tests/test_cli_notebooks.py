@@ -138,6 +138,7 @@ def test_pre_commit_hook_checks_python_and_notebooks():
     assert hook["entry"].split()[:2] == ["gradtrace", "check"]
 
 
+@pytest.mark.slow
 def test_pre_commit_runs_the_hook_on_python_and_notebook_files(tmp_path):
     """pre-commit itself installs the hook from this repository (a fresh environment, as users get it) and
     runs it on a staged script and notebook."""
