@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html.parser
 import os
-import re
 import subprocess
 import sys
 from urllib.parse import unquote, urlparse
