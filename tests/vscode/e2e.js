@@ -24,6 +24,8 @@ const {
 } = require("./e2e_common");
 
 const WORKSPACE_FIXTURE = path.join(__dirname, "workspace");
+/** An interpreter without torch, for the probe's error: the system's python3 (the bundled server runs on it). */
+const NO_TORCH_PYTHON = process.env.GRADTRACE_E2E_NO_TORCH_PYTHON || "python3";
 const ONLY = (process.env.GRADTRACE_E2E_ONLY || "").split(",").filter(Boolean);
 
 const { chromium } = require(path.join(TOOLS, "playwright", "node_modules", "playwright-core"));
@@ -430,6 +432,61 @@ async function trustedScenario(page, cs) {
     );
     await screenshot(page, S, "probe-result");
 
+    // 5b. the rule documentation: from the palette (a quick pick of the rules), rendered in the Markdown preview
+    await page.keyboard.press("Escape");
+    await openFile(page, "train.py");
+    await runCommand(page, "gradtrace: Show rule documentation");
+    const pick = page.locator(".quick-input-widget input");
+    await pick.waitFor({ timeout: 15_000 });
+    await pick.fill("GT105");
+    await page.locator(".quick-input-list .monaco-list-row", { hasText: "GT105" }).first().waitFor({ timeout: 15_000 });
+    await page.keyboard.press("Enter");
+    const preview = await waitFor(async () => {
+        const tab = await page.locator('.tabs-container .tab[aria-label*="GT105"]').count();
+        if (!tab) {
+            return null;
+        }
+        for (const frame of page.frames()) {
+            const text = await frame.locator("body").innerText().catch(() => "");
+            if (/GT105 detach-on-loss-path/.test(text) && /Why is this bad\?/.test(text)) {
+                return flat(text);
+            }
+        }
+        return null;
+    }, 30_000);
+    check("gradtrace: Show rule documentation opens GT105's page rendered, offline", !!preview, (preview || "").slice(0, 100));
+    await page.waitForTimeout(500);
+    await screenshot(page, S, "rule-docs-preview");
+    await page.keyboard.press("Control+W");
+
+    // 5c. gradtrace: Fix all auto-fixable problems, from the palette
+    await openFile(page, "palette_fix.py");
+    await waitFor(async () => (await page.locator(".monaco-editor .squiggly-warning").count()) > 0, 30_000);
+    await runCommand(page, "gradtrace: Fix all auto-fixable problems");
+    await page.waitForTimeout(1000);
+    await page.keyboard.press("Control+S");
+    const paletteFixed = await waitFor(() => {
+        const text = fs.readFileSync(path.join(cs.ws, "palette_fix.py"), "utf8");
+        return text.includes("nn.ModuleList([nn.Linear(width, width) for _ in range(depth)])") &&
+            text.includes("noise.requires_grad = True") ? text : null;
+    }, 20_000);
+    check("gradtrace: Fix all auto-fixable problems applies every safe fix", !!paletteFixed);
+    await screenshot(page, S, "palette-fix-all");
+
+    // 5d. gradtrace: Print debug information, into the log
+    await runCommand(page, "gradtrace: Print debug information");
+    const debugInfo = await waitFor(async () => {
+        const t = await outputText(page);
+        return /gradtrace debug information/.test(t) && /start-up check: \{/.test(t) ? t : null;
+    }, 30_000);
+    check(
+        "gradtrace: Print debug information shows the interpreter, the server and the byte code in the log",
+        !!debugInfo && /byte code: shipped/.test(debugInfo) && /import strategy: useBundled/.test(debugInfo),
+        (debugInfo || "").slice(-300),
+    );
+    await page.waitForTimeout(300);
+    await screenshot(page, S, "debug-information");
+
     // 6. the language status item names the interpreter and the server version
     await page.keyboard.press("Escape");
     await page.keyboard.press("Escape");
@@ -479,6 +536,33 @@ async function trustedScenario(page, cs) {
     }, 60_000);
     check("restoring the interpreter setting restarts the server", !!restarted);
 
+    // 7b. the probe with an interpreter that has no torch: one short sentence, Open settings / Show logs
+    await setUserSettings(page, { ...goodSettings, "gradtrace.interpreter": [NO_TORCH_PYTHON] });
+    await waitFor(async () => /server 0\.\d+\.\d+ running/.test((await outputText(page)).split("interpreter: " + NO_TORCH_PYTHON).pop() || ""), 60_000);
+    await openFile(page, "train.py");
+    await runCommand(page, "gradtrace: Probe Gradients in Current File");
+    const probeError = await waitFor(async () => {
+        const t = (await notificationTexts(page)).map(flat);
+        return t.find((x) => /cannot probe train\.py/.test(x)) || null;
+    }, 120_000);
+    say(`probe error: ${JSON.stringify(probeError)}`);
+    check(
+        "a probe that cannot run says so in one short sentence with Open settings and Show logs",
+        !!probeError && /the selected Python has no PyTorch/.test(probeError) && /Open settings/.test(probeError) &&
+            /Show logs/.test(probeError) && !/FrameworkMissing|--python/.test(probeError),
+        probeError || "",
+    );
+    await screenshot(page, S, "probe-error");
+    if (probeError) {
+        await clickNotificationButton(page, "cannot probe train.py", "Show logs");
+        const errorLine = await waitFor(async () => {
+            const t = await outputText(page);
+            return /\[error\] probe of train\.py failed/.test(t) || /error.{0,12}probe of train\.py failed/.test(t) ? t : null;
+        }, 10_000);
+        check("the failed probe is logged at error level", !!errorLine);
+    }
+    await setUserSettings(page, goodSettings);
+
     // 8. a setting the server applies without a restart: gradtrace.lint.ignore hides GT105
     await setUserSettings(page, { ...goodSettings, "gradtrace.lint.ignore": ["GT105"] });
     await openFile(page, "train.py");
@@ -525,36 +609,49 @@ async function untrustedScenario(page, cs) {
     check("untrusted: Problems has GT105 on line 14", rows.some((t) => /gradtrace ?\(?GT105\)?/.test(t) && /\[Ln 14,/.test(t)));
     await screenshot(page, S, "static-analysis");
 
+    // Restricted Mode: the probe (it runs the file's code) is not offered, in the palette or in the gradient map
+    await page.keyboard.press("F1");
+    const input = page.locator(".quick-input-widget input");
+    await input.waitFor({ timeout: 15_000 });
+    await input.fill(">gradtrace: ");
+    await page.locator(".quick-input-list .monaco-list-row", { hasText: "gradtrace: Restart Server" }).first().waitFor({ timeout: 15_000 });
+    const offered = (await page.locator(".quick-input-list .monaco-list-row").allInnerTexts()).map(flat);
+    say(`palette in Restricted Mode: ${JSON.stringify(offered)}`);
+    check("untrusted: the palette offers no probe", !offered.some((t) => /Probe Gradients/.test(t)) && offered.some((t) => /Show rule documentation/.test(t)));
+    await screenshot(page, S, "palette-without-probe");
+    await page.keyboard.press("Escape");
     await openFile(page, "train.py");
-    await runCommand(page, "gradtrace: Probe Gradients in Current File");
-    const refusal = await waitFor(async () => {
-        const t = (await notificationTexts(page)).map(flat);
-        return t.find((x) => /probe is disabled in an untrusted workspace/.test(x)) || null;
-    }, 20_000);
-    say(`refusal: ${JSON.stringify(refusal)}`);
-    check("untrusted: the probe is refused, saying why", !!refusal && /runs this file's code/.test(refusal), refusal || "");
-    await page.waitForTimeout(500);
-    await screenshot(page, S, "probe-refused");
-    await page.waitForTimeout(2000);
+    await runCommand(page, "gradtrace: Show Gradient Map");
+    const mapFrame = await waitFor(async () => {
+        for (const frame of page.frames()) {
+            if ((await frame.locator("#gt-summary").count().catch(() => 0)) > 0) {
+                return frame;
+            }
+        }
+        return null;
+    }, 30_000);
+    const probeButtons = mapFrame ? await mapFrame.locator("#gt-probe").count() : -1;
+    check("untrusted: the gradient map has no Run probe button", !!mapFrame && probeButtons === 0, `buttons: ${probeButtons}`);
+    await page.waitForTimeout(1000);
+    await screenshot(page, S, "gradient-map-without-probe");
+    await page.waitForTimeout(1000);
     const after = (await problems(page)).map(flat);
     check("untrusted: no probe diagnostics appeared", !after.some((t) => /GT90\d/.test(t)));
 
     // granting trust restarts the server with the probe enabled
-    if (refusal) {
-        await clickNotificationButton(page, "untrusted workspace", "Manage Workspace Trust");
-        const trustButton = page.getByRole("button", { name: /^Trust( Folder)?$/ }).first();
-        await trustButton.waitFor({ timeout: 20_000 });
-        await screenshot(page, S, "trust-editor");
-        await trustButton.click();
-        await runCommand(page, "gradtrace: Show Logs");
-        const log = await waitFor(async () => {
-            const t = await outputText(page);
-            return /restarting the server: workspace trust granted/.test(t) && /workspace trusted: true/.test(t) ? t : null;
-        }, 30_000);
-        check("granting trust restarts the server (log: workspace trust granted)", !!log);
-        await page.waitForTimeout(500);
-        await screenshot(page, S, "trusted-restart-log");
-    }
+    await runCommand(page, "Workspaces: Manage Workspace Trust");
+    const trustButton = page.getByRole("button", { name: /^Trust( Folder)?$/ }).first();
+    await trustButton.waitFor({ timeout: 20_000 });
+    await screenshot(page, S, "trust-editor");
+    await trustButton.click();
+    await runCommand(page, "gradtrace: Show Logs");
+    const log = await waitFor(async () => {
+        const t = await outputText(page);
+        return /restarting the server: workspace trust granted/.test(t) && /workspace trusted: true/.test(t) ? t : null;
+    }, 30_000);
+    check("granting trust restarts the server (log: workspace trust granted)", !!log);
+    await page.waitForTimeout(500);
+    await screenshot(page, S, "trusted-restart-log");
 }
 
 const SCENARIOS = [
