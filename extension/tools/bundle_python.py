@@ -136,8 +136,9 @@ def compile_byte_code(out: str, tags: list[str]) -> list[str]:
         version = f"{tag[2]}.{tag[3:]}"
         python = sys.executable if sys.version_info[:2] == tuple(map(int, version.split("."))) \
             else shutil.which(f"python{version}")
-        if not python:
-            continue
+        probe = [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"] if python else None
+        if not probe or subprocess.run(probe, capture_output=True, text=True).stdout.strip() != version:
+            continue  # absent, or a shim (pyenv) for a version that is not installed
         for directory in (os.path.join(out, tag), os.path.join(out, "common")):
             subprocess.run([python, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
                             "-x", r"/third_party/", directory], check=True, stdout=subprocess.DEVNULL)
