@@ -27,26 +27,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = '''import torch
-from torch import nn
-
-
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.encoder = nn.Linear(8, 16)
-        self.head = nn.Linear(16, 1)
-
-    def forward(self, x):
-        return self.head(self.encoder(x).relu().detach())
-
-
-model = Net()
-opt = torch.optim.SGD(model.parameters(), lr=0.1)
-loss = model(torch.randn(4, 8)).sum()
-loss.backward()
-opt.step()
-'''
+# a training script with one finding (GT105): the file the editor's end-to-end test opens first
+SCRIPT = (ROOT / "tests" / "vscode" / "workspace" / "train.py").read_text(encoding="utf-8")
 
 
 class Connection:

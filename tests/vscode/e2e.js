@@ -195,6 +195,15 @@ async function setUserSettings(page, settings) {
     await page.keyboard.press("Control+W");
 }
 
+/** Clicks "Show logs" on the notification that matches `toast`; the log's text once it matches `pattern`. */
+async function logsFromNotification(page, toast, pattern) {
+    await clickNotificationButton(page, toast, "Show logs");
+    return waitFor(async () => {
+        const t = await outputText(page);
+        return pattern.test(t) ? t : null;
+    }, 10_000);
+}
+
 async function clickNotificationButton(page, textPattern, button) {
     const toast = page.locator(".notifications-toasts .notification-toast", { hasText: textPattern }).first();
     await toast.locator(".monaco-button", { hasText: button }).first().click();
@@ -287,6 +296,8 @@ async function coldStartScenario(page, cs) {
 
 async function trustedScenario(page, cs) {
     const S = "trusted";
+    // a second copy of fixall.py for the palette's fix all (fixall.py itself is fixed on save below)
+    fs.copyFileSync(path.join(WORKSPACE_FIXTURE, "fixall.py"), path.join(cs.ws, "palette_fix.py"));
     await page.goto(cs.url, { waitUntil: "domcontentloaded" });
     await page.locator(".monaco-workbench").waitFor({ timeout: 60_000 });
     say("workbench loaded");
@@ -477,11 +488,12 @@ async function trustedScenario(page, cs) {
     await runCommand(page, "gradtrace: Print debug information");
     const debugInfo = await waitFor(async () => {
         const t = await outputText(page);
-        return /gradtrace debug information/.test(t) && /start-up check: \{/.test(t) ? t : null;
+        return /settings sent to the server/.test(t) && /start-up check: \{/.test(t) ? t : null;
     }, 30_000);
     check(
-        "gradtrace: Print debug information shows the interpreter, the server and the byte code in the log",
-        !!debugInfo && /byte code: shipped/.test(debugInfo) && /import strategy: useBundled/.test(debugInfo),
+        "gradtrace: Print debug information shows the server's capabilities, settings and start-up check in the log",
+        !!debugInfo && /"bytecode": "shipped"/.test(debugInfo) && /"strategy": "useBundled"/.test(debugInfo) &&
+            /capabilities: position encoding/.test(debugInfo),
         (debugInfo || "").slice(-300),
     );
     await page.waitForTimeout(300);
@@ -520,11 +532,7 @@ async function trustedScenario(page, cs) {
     );
     await screenshot(page, S, "start-error");
     if (startError) {
-        await clickNotificationButton(page, "language server cannot start", "Show logs");
-        const logText = await waitFor(async () => {
-            const t = await outputText(page);
-            return /the server cannot start/.test(t) ? t : null;
-        }, 10_000);
+        const logText = await logsFromNotification(page, "language server cannot start", /the server cannot start/);
         check("Show logs opens the gradtrace log with the reason", !!logText, (logText || "").split("\n").slice(-3).join(" | "));
         await screenshot(page, S, "start-error-logs");
     }
@@ -554,11 +562,7 @@ async function trustedScenario(page, cs) {
     );
     await screenshot(page, S, "probe-error");
     if (probeError) {
-        await clickNotificationButton(page, "cannot probe train.py", "Show logs");
-        const errorLine = await waitFor(async () => {
-            const t = await outputText(page);
-            return /\[error\] probe of train\.py failed/.test(t) || /error.{0,12}probe of train\.py failed/.test(t) ? t : null;
-        }, 10_000);
+        const errorLine = await logsFromNotification(page, "cannot probe train.py", /error.{0,12}probe of train\.py failed/);
         check("the failed probe is logged at error level", !!errorLine);
     }
     await setUserSettings(page, goodSettings);
