@@ -546,7 +546,11 @@ async function trustedScenario(page, cs) {
 
     // 7b. the probe with an interpreter that has no torch: one short sentence, Open settings / Show logs
     await setUserSettings(page, { ...goodSettings, "gradtrace.interpreter": [NO_TORCH_PYTHON] });
-    await waitFor(async () => /server 0\.\d+\.\d+ running/.test((await outputText(page)).split("interpreter: " + NO_TORCH_PYTHON).pop() || ""), 60_000);
+    await waitFor(async () => {
+        const t = await outputText(page);
+        const at = t.lastIndexOf(`interpreter: ${NO_TORCH_PYTHON} (from gradtrace.interpreter)`);
+        return at >= 0 && /server 0\.\d+\.\d+ running/.test(t.slice(at));
+    }, 60_000);
     await openFile(page, "train.py");
     await runCommand(page, "gradtrace: Probe Gradients in Current File");
     const probeError = await waitFor(async () => {
