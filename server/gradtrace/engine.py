@@ -139,8 +139,11 @@ def _ignored(rel: str, name: str, patterns: list[str]) -> bool:
     return False
 
 
-def iter_python_files(paths: list[str], settings: LintSettings | None = None):
-    """Yield Python files under `paths` (files given explicitly are always yielded)."""
+PYTHON_SUFFIXES = (".py", ".pyi")
+
+
+def iter_python_files(paths: list[str], settings: LintSettings | None = None, suffixes=PYTHON_SUFFIXES):
+    """Yield files ending in `suffixes` under `paths` (files given explicitly are always yielded)."""
     settings = settings or LintSettings()
     for root_path in paths:
         if os.path.isfile(root_path):
@@ -155,7 +158,7 @@ def iter_python_files(paths: list[str], settings: LintSettings | None = None):
                 and not _ignored(os.path.normpath(os.path.join(rel_dir, d)), d, patterns)
             )
             for name in sorted(filenames):
-                if not (name.endswith(".py") or name.endswith(".pyi")):
+                if not name.endswith(suffixes):
                     continue
                 rel = os.path.normpath(os.path.join(rel_dir, name))
                 if not _ignored(rel, name, patterns):

@@ -64,7 +64,7 @@ async def test_diagnostic_carries_code_link_source_severity_related_and_fix(clie
     assert d.range.end == types.Position(DETACH_LINE, start_cp + 2 + len("encoder(x).detach()"))
     assert d.source == "gradtrace"
     assert d.severity == types.DiagnosticSeverity.Warning
-    assert d.code_description.href.endswith("gt105")
+    assert d.code_description.href.startswith("file:") and d.code_description.href.endswith("/GT105.md")
     assert "encoder" in d.message
     related = {(r.location.range.start.line, r.message) for r in d.related_information}
     assert (3, "`encoder` is defined here") in related
@@ -201,7 +201,7 @@ async def test_show_rule_docs(client):
     docs = await client.workspace_execute_command_async(types.ExecuteCommandParams(
         command="gradtrace.showRuleDocs", arguments=["gt105"]))
     assert docs["code"] == "GT105"
-    assert "## Why is this bad?" in docs["markdown"] and docs["url"].endswith("gt105")
+    assert "## Why is this bad?" in docs["markdown"] and docs["url"].endswith("/GT105.md")
     listing = await client.workspace_execute_command_async(types.ExecuteCommandParams(
         command="gradtrace.showRuleDocs", arguments=[]))
     assert "GT105" in [r["code"] for r in listing["rules"]]

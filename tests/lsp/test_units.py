@@ -9,8 +9,8 @@ from gradtrace.lsp.config import SettingsStore, extract_settings
 from gradtrace.lsp.diagnostics import LineMap, to_diagnostic
 from gradtrace.lsp.documents import carry_over, relocate
 from gradtrace.lsp.hover import dotted_at, noqa_code_at
-from gradtrace.lsp.notebook import _neutralise
 from gradtrace.lsp.worker import run_fix_all
+from gradtrace.notebooks import neutralise as _neutralise
 from gradtrace.positions import lsp_to_point, span_to_lsp, split_lines
 from gradtrace.settings import LintSettings, server_settings_from_mapping
 from lsprotocol import types

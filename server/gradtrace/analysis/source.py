@@ -50,7 +50,9 @@ class SourceFile:
         limit = sys.getrecursionlimit()
         try:
             sys.setrecursionlimit(max(limit, 20000))
-            src.tree = ast.parse(text, filename=path, type_comments=False)
+            # Not the path: CPython re-reads the error's line from a file of that name to place the column, and
+            # the file on disk may hold other text (unsaved edits, a notebook's JSON).
+            src.tree = ast.parse(text, filename="<gradtrace>", type_comments=False)
         except SyntaxError as exc:
             src.syntax_error = exc
         except (RecursionError, MemoryError) as exc:

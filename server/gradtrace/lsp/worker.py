@@ -47,9 +47,9 @@ def run_check(job: dict):
     _apply(job["overlays"])
     project = _project(job["root"])
     if job["where"] is not None and job["where"].cells:
-        from gradtrace.lsp.notebook import check_notebook
+        from gradtrace.notebooks import check_cells
 
-        return check_notebook(job["text"], job["path"], job["lint"], project, job["where"])
+        return check_cells(job["text"], job["path"], job["lint"], project, job["where"])
     source = SourceFile.parse(job["path"], job["text"])
     result = check_source(job["text"], job["path"], job["lint"], project, source=source)
     return result.findings, result.errors, source.syntax_error is None

@@ -1,0 +1,26 @@
+"""`gradtrace probe FILE`: the options; the probe itself is `gradtrace.probe.cli.run` (DESIGN §3)."""
+
+from __future__ import annotations
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("file", help="the Python file to probe")
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                        help="wall-clock limit for the probed code (default 60)")
+    parser.add_argument("--python", metavar="INTERPRETER", default=None,
+                        help="the interpreter that runs the code (default: this one)")
+    parser.add_argument("--memory", type=int, default=4096, metavar="MB", help="memory limit (default 4096)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or the device the code may use, e.g. cuda")
+    parser.add_argument("--mode", choices=("auto", "script", "module"), default="auto",
+                        help="script: run as __main__ up to backward(); module: build the nn.Modules (default auto)")
+    parser.add_argument("--steps", type=int, default=16, metavar="N",
+                        help="observe at most N backward() calls of a script (default 16)")
+    parser.add_argument("--graph", metavar="OUT", default=None,
+                        help="also write the gradient map: OUT.svg, OUT.html (self-contained page) or OUT.dot")
+
+
+def run(args) -> int:
+    from gradtrace.probe.cli import run as run_probe
+
+    return run_probe(args)
