@@ -155,8 +155,6 @@ class ModuleContext:
         self.registry[source.path] = self
         self.classes: dict[str, ClassInfo] = {}
         self.functions: dict[str, ast.FunctionDef] = {}
-        self.called_names: set[str] = set()
-        self.attr_loads: set[str] = set()  # every `.X` read anywhere in the file
         self._collect()
 
     @property
@@ -187,27 +185,40 @@ class ModuleContext:
                 stack.extend(getattr(stmt, block, None) or [])
             if isinstance(stmt, ast.ExceptHandler) and stmt.name:
                 names.add(stmt.name)
-        for node in self.source.nodes(ast.NamedExpr):
-            names.add(node.target.id)
+        for stmt in self.source.tree.body:
+            for node in ast.walk(stmt) if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef,
+                                                                ast.ClassDef)) else ():
+                if isinstance(node, ast.NamedExpr) and isinstance(node.target, ast.Name):
+                    names.add(node.target.id)
         return frozenset(names)
 
     def _collect(self) -> None:
-        tree = self.source.tree
-        for node in tree.body:
+        for node in self.source.tree.body:
             self._collect_def(node)
-        source = self.source
-        for node in source.nodes(ast.Call):
+
+    @cached_property
+    def called_names(self) -> set[str]:
+        """Names called anywhere in the file, or passed as callbacks (only the checked file needs this)."""
+        called: set[str] = set()
+        for node in self.source.nodes(ast.Call):
             if isinstance(node.func, ast.Name):
-                self.called_names.add(node.func.id)
+                called.add(node.func.id)
             for arg in node.args:  # functions passed as callbacks count as used
                 if isinstance(arg, ast.Name):
-                    self.called_names.add(arg.id)
-        for node in source.nodes(ast.Attribute):
+                    called.add(arg.id)
+        return called
+
+    @cached_property
+    def attr_loads(self) -> set[str]:
+        """Every `.X` read anywhere in the file, and short strings (getattr(model, "head"), config keys)."""
+        loads: set[str] = set()
+        for node in self.source.nodes(ast.Attribute):
             if isinstance(node.ctx, ast.Load) and not (isinstance(node.value, ast.Name) and node.value.id == "self"):
-                self.attr_loads.add(node.attr)
-        for node in source.nodes(ast.Constant):
+                loads.add(node.attr)
+        for node in self.source.nodes(ast.Constant):
             if isinstance(node.value, str) and len(node.value) < 64:
-                self.attr_loads.add(node.value)  # getattr(model, "head") and config strings
+                loads.add(node.value)
+        return loads
 
     def _collect_def(self, node: ast.stmt) -> None:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):

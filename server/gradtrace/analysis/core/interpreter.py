@@ -73,8 +73,10 @@ class Interpreter:
         self._free_globals: dict = {}
         self._exposed: dict = {}
         self.module_frame: Frame | None = None
-        # what each expression of the file evaluated to (joined over evaluations), for hovers and lenses
+        # id(node) -> (node, Value): what names and expressions of the file evaluated to, joined over
+        # evaluations (inside a function: with its parameters symbolic), for hovers and lenses
         self.observed: dict = {}
+        self.symbol_names: dict = {}  # a summary's symbolic root ("$12_0") -> the parameter it stands for
 
     # ================================================================== driving
     def run(self) -> Interpreter:
@@ -433,6 +435,8 @@ class Interpreter:
             for plugin in self.plugins:
                 value = plugin.on_bind(target.id, value, frame, stmt)
             self.bind_name(target.id, value, frame)
+            if frame.module is self.root:
+                self.observe(target, value)
         elif isinstance(target, (ast.Tuple, ast.List)):
             elts = target.elts
             star = next((i for i, e in enumerate(elts) if isinstance(e, ast.Starred)), None)
@@ -579,7 +583,20 @@ class Interpreter:
         if value.srcs and type(node) in GRAPH_NODES and value.kind in ("tensor", "unknown") \
                 and len(value.captured) < len(value.srcs):
             value = self.capture(value, frame)
+        if type(node) in OBSERVED_NODES and frame.module is self.root:
+            self.observe(node, value)
         return value
+
+    def observe(self, node: ast.AST, value: Value) -> None:
+        """Remember what `node` evaluated to (tensors and what carries or lost gradient)."""
+        if value.kind not in ("tensor", "unknown", "array", "number", "module", "container") \
+                or not (value.srcs or value.cuts or value.kind == "tensor"):
+            return
+        old = self.observed.get(id(node))
+        if old is None:
+            self.observed[id(node)] = (node, value)
+        elif old[1] is not value:
+            self.observed[id(node)] = (node, join(old[1], value))
 
     def now(self, frame: Frame) -> int:
         """The current position in the record events go to (the program's, or the summary's)."""
@@ -1276,6 +1293,7 @@ class Interpreter:
         self.summary_count += 1
         roots = [f"${self.summary_count}_{i}" for i in range(len(params))]  # unique: a summary inside a
         # summary meets the outer one's symbols as names it leaves alone
+        self.symbol_names.update(zip(roots, params))
         env = {name: symbolic(actuals[i], roots[i]) for i, name in enumerate(params)}
         summary = Summary(UNKNOWN, roots=roots)
         frame = Frame(func.module, env, func, env.get(params[0]) if params and func.cls is not None else None,
@@ -1355,6 +1373,7 @@ class Interpreter:
 
 # ====================================================================== helpers
 GRAPH_NODES = frozenset({ast.Call, ast.BinOp, ast.UnaryOp, ast.Subscript})
+OBSERVED_NODES = frozenset({ast.Name, ast.Attribute, ast.Call, ast.BinOp, ast.Subscript, ast.UnaryOp})
 STATEMENTS = {getattr(ast, name[2:]): fn for name, fn in vars(Interpreter).items()
               if name.startswith("s_") and hasattr(ast, name[2:])}
 EXPRESSIONS = {getattr(ast, name[2:]): fn for name, fn in vars(Interpreter).items()
