@@ -30,6 +30,8 @@ class CheckResult:
     findings: list[Finding] = field(default_factory=list)
     # Internal problems (a rule that crashed): reported to the user's log, never raised.
     errors: list[str] = field(default_factory=list)
+    # The analysis itself (what the gradient lens reads); None when the file was not analysed.
+    context: object = field(default=None, repr=False, compare=False)
 
 
 def file_finding(path: str, code: str, severity: str, message: str, line: int = 1, column: int = 1) -> Finding:
@@ -72,6 +74,7 @@ def check_source(
     if not source.frameworks:
         return result  # cheap pre-filter: no framework mentioned, nothing to cut
     ctx = AnalysisContext(source, project)
+    result.context = ctx
     too_deep = False
     for rule_cls in rules_for(source.frameworks):
         if not settings.enabled(rule_cls.code, path):

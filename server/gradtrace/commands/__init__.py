@@ -14,4 +14,5 @@ COMMANDS: dict[str, str] = {
     "probe": "run a sandboxed forward/backward and name dead parameters",
     "server": "run the language server on stdio",
     "rules": "list the rules, print one rule's documentation, or build the documentation pages",
+    "explain": "say what the value at FILE:LINE[:COL] carries gradient from, and what cut it",
 }
