@@ -387,12 +387,16 @@ def collect_class_facts(info: ClassInfo) -> None:
                 calls.append(node)
             elif kind is ast.For or kind is ast.comprehension:
                 loops.append(node)
+    stored_items: list = []  # `self.layers[k] = nn.Linear(...)`: what goes into a container attribute
     for node, method_name in assigns:
         value = node.value
         if value is None:
             continue
         targets = node.targets if isinstance(node, ast.Assign) else [node.target]
         for target in targets:
+            if isinstance(target, ast.Subscript) and _is_self_attr(target.value):
+                stored_items.append((_is_self_attr(target.value), value))
+                continue
             attr = _is_self_attr(target)
             if not attr:
                 continue
@@ -400,6 +404,8 @@ def collect_class_facts(info: ClassInfo) -> None:
                 kind, layer, container = classify_value(value, module)
                 if attr not in info._attrs or kind != "other":
                     info._attrs[attr] = AttrInfo(attr, kind, node, value, layer, container, method_name)
+    for name, item in stored_items:
+        _note_container_item(info, name, item)
     for node in loads:
         if isinstance(node.ctx, ast.Load):
             attr = _is_self_attr(node)
@@ -416,15 +422,8 @@ def collect_class_facts(info: ClassInfo) -> None:
             _is_self_attr(func.value)
         if not (self_arg or is_self_method or owned_append):
             continue
-        if owned_append:
-            attr = info._attrs.get(_is_self_attr(func.value))
-            if attr is not None and attr.kind == "other" and isinstance(attr.value, (ast.List, ast.Dict)):
-                item = node.args[-1] if node.args else None
-                kind = classify_value(item, module)[0] if item is not None else "other"
-                kind = {"modules_container": "module", "params_container": "param"}.get(kind, kind)
-                if kind in ("module", "param", "tensor_grad"):
-                    attr.kind = "modules_container" if kind == "module" else "params_container"
-                    attr.container = "list" if isinstance(attr.value, ast.List) else "dict"
+        if owned_append and node.args:
+            _note_container_item(info, _is_self_attr(func.value), node.args[-1])
         if is_self_method and func.attr in DYNAMIC_SELF_ACCESS | {"register_parameter", "add_module",
                                                                   "register_module"}:
             info._dynamic = True
@@ -433,6 +432,18 @@ def collect_class_facts(info: ClassInfo) -> None:
     for node in loops:
         if isinstance(node.iter, ast.Name) and node.iter.id == "self":
             info._dynamic = True
+
+
+def _note_container_item(info: ClassInfo, name: str, item: ast.expr) -> None:
+    """A plain list/dict attribute that layers or parameters are put into (append, `[k] = ...`)."""
+    attr = info._attrs.get(name)
+    if attr is None or attr.kind != "other" or not isinstance(attr.value, (ast.List, ast.Dict)):
+        return
+    kind = classify_value(item, info.module)[0]
+    kind = {"modules_container": "module", "params_container": "param"}.get(kind, kind)
+    if kind in ("module", "param", "tensor_grad"):
+        attr.kind = "modules_container" if kind == "module" else "params_container"
+        attr.container = "list" if isinstance(attr.value, ast.List) else "dict"
 
 
 def _preorder(root: ast.AST):

@@ -161,7 +161,8 @@ class Substitution:
 
     def value(self, value: Value, depth: int = 0) -> Value:
         if not value.deps and not any(self.mine(s) for s in value.srcs) and value.name is None \
-                and value.items is None and not value.extra and id(value.ref) not in self.renamed and not value.terms:
+                and value.items is None and not value.extra and id(value.ref) not in self.renamed and not value.terms \
+                and not any(self.mine(s) for c in value.cuts for s in c.lost):
             return value
         # an argument handed back as it came (a model, an optimizer): the caller's own value
         if value.name is not None and self.mine(value.name) and value.kind in (

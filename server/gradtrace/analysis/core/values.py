@@ -205,7 +205,9 @@ def join(*values: Value) -> Value:
     kinds = {v.kind for v in values}
     kind = kinds.pop() if len(kinds) == 1 else ("tensor" if "tensor" in kinds else "unknown")
     captured = merge_captured(*(v.captured for v in values))
-    terms = merge_terms(*(v.terms for v in values))
+    # summands are only known on one path (a container's merged elements or two branches may mix a dead term
+    # of one with the live value of another)
+    terms = first.terms if all(v.terms == first.terms for v in values) else ()
     if kind in IDENTITY_KINDS:
         if all(v.kind == kind and v.extra == first.extra and v.func is first.func and v.cls is first.cls
                and v.ref is first.ref for v in values):

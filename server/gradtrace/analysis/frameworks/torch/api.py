@@ -45,11 +45,14 @@ FACTORIES = {
     "rand_like", "randn_like", "randint_like", "normal", "bernoulli", "poisson", "Tensor", "FloatTensor",
     "DoubleTensor", "LongTensor", "IntTensor", "BoolTensor", "HalfTensor", "ByteTensor", "tril_indices",
     "triu_indices", "frombuffer", "from_file", "empty_strided", "scalar_tensor", "complex", "polar",
+    "Variable",
 }
+# Legacy `torch.autograd.Variable(t)`: a new leaf with t's data (t's history is dropped, like torch.tensor(t)).
+VARIABLE = {"torch.autograd.Variable", "torch.autograd.variable.Variable"}
 INT_FACTORIES = {"randint", "randperm", "LongTensor", "IntTensor", "BoolTensor", "ByteTensor", "tril_indices",
                  "triu_indices", "randint_like"}
 # Constructors that COPY their data out of the graph when given a tensor.
-REWRAP_FACTORIES = {"tensor", "Tensor", "FloatTensor", "DoubleTensor", "HalfTensor", "LongTensor", "IntTensor",
+REWRAP_FACTORIES = {"tensor", "Tensor", "Variable", "FloatTensor", "DoubleTensor", "HalfTensor", "LongTensor", "IntTensor",
                     "BoolTensor", "ByteTensor", "cuda.FloatTensor", "cuda.LongTensor", "cuda.DoubleTensor"}
 # Conversions that make a tensor non-leaf (when applied after requires_grad=True).
 NONLEAF_METHODS = {"to", "cuda", "cpu", "double", "float", "half", "bfloat16", "type", "view", "reshape",

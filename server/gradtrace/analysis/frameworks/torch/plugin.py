@@ -789,7 +789,7 @@ class TorchPlugin(Plugin):
         requires_grad = any(k.arg == "requires_grad" and isinstance(k.value, ast.Constant) and k.value.value is True
                             for k in node.keywords)
         dtype_qn = _dtype_name(node, module.names)
-        if short in api.FACTORIES and (qn.count(".") == 1 or qn.startswith("torch.cuda.")):
+        if short in api.FACTORIES and (qn.count(".") == 1 or qn.startswith("torch.cuda.") or qn in api.VARIABLE):
             if short in api.REWRAP_FACTORIES and first.srcs:
                 result = cut(first, node, "rewrap", f"torch.{short}()", var=node.args[0], result_kind="tensor",
                              module=module, fw="torch")
@@ -881,7 +881,8 @@ class TorchPlugin(Plugin):
         if method in ("sample", "sample_n") and receiver.kind in ("unknown", "external") and receiver.srcs:
             # a distribution's draw has no graph (rsample() is the differentiable one): nothing is cut
             return Value("tensor", opaque=True, fw="torch")
-        if method == "backward" and receiver.kind in ("tensor", "unknown"):
+        if method == "backward" and (receiver.kind in ("tensor", "unknown") or receiver.cuts):
+            # `np.sum(losses).backward()`: the NumPy value cannot be differentiated, and what cut it is why
             label = _text(node.func.value) if isinstance(node.func, ast.Attribute) else "loss"
             self.interp.emit(Sink(node, module, value=receiver, kind="backward", label=label or "loss"), frame)
             return NONE
