@@ -1022,6 +1022,11 @@ class Interpreter:
     def call_method(self, receiver: Value, method: str, node: ast.Call, frame: Frame) -> Value:
         if receiver.kind == "external" and receiver.extra:
             return self.call_external(f"{receiver.extra[0]}.{method}", node, frame)
+        if receiver.kind == "super":
+            found = self.super_method(frame, method)
+            if found is not None:  # a project base class's method, on our own self
+                self_value = frame.self_value if frame.self_value is not None else UNKNOWN
+                return self.call_value(self.method_value(self_value, found, frame, node), node, frame)
         info = receiver.cls
         if receiver.kind == "object" and isinstance(node.func, ast.Attribute):
             receiver = self.object_now(receiver, dotted(node.func.value), frame)
@@ -1044,6 +1049,20 @@ class Interpreter:
             if value is not None:
                 return value
         return self.generic_method(receiver, method, node, frame, args, kwargs)
+
+    @staticmethod
+    def super_method(frame: Frame, method: str):
+        """`super().method`: the method as the current class's project bases define it, or None."""
+        cls = frame.func.cls if frame.func is not None else None
+        if cls is None or not hasattr(cls, "bases"):
+            return None
+        for base in cls.bases:
+            parent = cls.module.resolve_class(base)
+            if parent is not None and parent is not cls:
+                found = parent.find_method(method)
+                if found is not None:
+                    return found
+        return None
 
     @staticmethod
     def object_now(receiver: Value, path: str | None, frame: Frame) -> Value:
@@ -1344,7 +1363,7 @@ class Interpreter:
         for event in summary.events:
             self.emit(subst.event(event), frame)
         if summary.effects:
-            paths = self.argument_paths(func, node, len(params))
+            paths = self.argument_paths(func, node, len(params), frame)
             for (index, rest), value in summary.effects.items():
                 new = subst.value(value)
                 if index == 0 and self_effects is not None:
@@ -1358,12 +1377,15 @@ class Interpreter:
                 plugin.apply_summary_state(summary.state, frame)
         return subst.value(summary.result)
 
-    def argument_paths(self, func: FunctionRef, node: ast.AST | None, count: int) -> list:
+    def argument_paths(self, func: FunctionRef, node: ast.AST | None, count: int, frame: Frame) -> list:
         """The caller's access path for each parameter (None where the argument is not a plain path)."""
         paths: list = []
         if func.bound:
             receiver = node.func.value if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) else None
-            paths.append(dotted(receiver) if receiver is not None else None)
+            if _is_super_call(receiver) and frame.func is not None and frame.func.params():
+                paths.append(frame.func.params()[0])  # `super().__init__(...)` sets attributes on our own self
+            else:
+                paths.append(dotted(receiver) if receiver is not None else None)
             paths.extend([None] * (len(func.bound) - 1))
         if isinstance(node, ast.Call):
             for a in node.args:
@@ -1378,6 +1400,10 @@ STATEMENTS = {getattr(ast, name[2:]): fn for name, fn in vars(Interpreter).items
               if name.startswith("s_") and hasattr(ast, name[2:])}
 EXPRESSIONS = {getattr(ast, name[2:]): fn for name, fn in vars(Interpreter).items()
                if name.startswith("e_") and hasattr(ast, name[2:])}
+
+
+def _is_super_call(node) -> bool:
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "super"
 
 
 def _node_count(module) -> int:
