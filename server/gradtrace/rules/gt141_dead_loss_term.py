@@ -87,7 +87,8 @@ class DeadLossTerm(Rule):
 
     def check(self, ctx):
         facts = ctx.torch
-        reported = {id(d.cut.node) for d in facts.dead}  # a cut already reported for what it leaves untrained
+        # a cut already reported as leaving something untrained (a partial loss is still a dead term here)
+        reported = {id(d.cut.node) for d in facts.dead if d.severity == "warning" and not d.partial}
         for term in dead_terms(facts):
             c = term.cut
             if c.module is None or c.module.path != ctx.path or id(c.node) in reported:

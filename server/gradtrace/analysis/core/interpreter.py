@@ -245,7 +245,7 @@ class Interpreter:
             for key in keys:
                 vals = [env[key] for env in envs if key in env]
                 first = vals[0]
-                merged[key] = first if all(v is first for v in vals[1:]) else self.join_keep(vals)
+                merged[key] = first if all(v is first for v in vals[1:]) else self.join_keep(vals, paths=True)
         frame.env.clear()
         frame.env.update(merged)
         states = [b.state for b in branches]
@@ -266,13 +266,13 @@ class Interpreter:
         return merged
 
     @staticmethod
-    def join_keep(vals: list) -> Value:
+    def join_keep(vals: list, paths: bool = False) -> Value:
         """Join that keeps module/optimizer identity when every branch agrees on the kind."""
         kinds = {v.kind for v in vals}
         if len(kinds) == 1 and next(iter(kinds)) in ("module", "optimizer", "params", "function", "class", "object"):
             base = vals[-1]
             return replace(base, srcs=frozenset().union(*(v.srcs for v in vals)))
-        return join(*vals)
+        return join(*vals, paths=paths)
 
     def s_For(self, stmt, frame: Frame) -> None:
         iterable = self.eval(stmt.iter, frame)
@@ -1354,8 +1354,8 @@ class Interpreter:
             return returns[0]
         kinds = {r.kind for r in returns}
         if len(kinds) == 1 and all(r.items is not None for r in returns) and len({len(r.items) for r in returns}) == 1:
-            return join(*returns)
-        return self.join_keep(returns) if len(kinds) == 1 else join(*returns)
+            return join(*returns, paths=True)
+        return self.join_keep(returns, paths=True) if len(kinds) == 1 else join(*returns, paths=True)
 
     def instantiate_summary(self, summary: Summary, func: FunctionRef, params: list, actuals: dict, frame: Frame,
                             node: ast.AST | None, self_effects: dict | None, fn) -> Value:

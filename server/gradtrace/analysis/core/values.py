@@ -189,8 +189,9 @@ def dedup_cuts(*groups) -> tuple:
     return tuple(out[:MAX_CUTS])
 
 
-def join(*values: Value) -> Value:
-    """A value that may be any of `values` (branches, containers, arithmetic)."""
+def join(*values: Value, paths: bool = False) -> Value:
+    """A value that may be any of `values` (branches, containers, arithmetic). `paths`: the values are what
+    different paths of the program computed (branches, returns), so a summand known on one of them stays known."""
     values = tuple(v for v in values if v is not None)
     if not values:
         return UNKNOWN
@@ -207,7 +208,8 @@ def join(*values: Value) -> Value:
     captured = merge_captured(*(v.captured for v in values))
     # summands are only known on one path (a container's merged elements or two branches may mix a dead term
     # of one with the live value of another)
-    terms = first.terms if all(v.terms == first.terms for v in values) else ()
+    terms = merge_terms(*(v.terms for v in values)) if paths else (
+        first.terms if all(v.terms == first.terms for v in values) else ())
     if kind in IDENTITY_KINDS:
         if all(v.kind == kind and v.extra == first.extra and v.func is first.func and v.cls is first.cls
                and v.ref is first.ref for v in values):
@@ -220,7 +222,7 @@ def join(*values: Value) -> Value:
         key_sets = {v.keys for v in values}
         if len(lengths) == 1 and len(key_sets) == 1:  # same shape: element-wise
             keys = first.keys
-            items = tuple(join(*parts) for parts in zip(*(v.items for v in values)))
+            items = tuple(join(*parts, paths=paths) for parts in zip(*(v.items for v in values)))
         else:
             keys = None if kind == "container" else first.keys
             merged = join(*(i for v in values for i in v.items)) if any(v.items for v in values) else None
