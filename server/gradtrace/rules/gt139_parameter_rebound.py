@@ -151,9 +151,8 @@ class ParameterRebound(Rule):
                 continue
             if not (event.reads_grad or event.grad_off) or not _differentiates_in(ctx, event.loop):
                 continue
-            again = flow.releafed.get((id(event.loop), event.name), ())
-            if any(line >= event.node.lineno for line in again):
-                continue  # made a trainable leaf again before the next iteration
+            if flow.releafed.get((id(event.loop), event.name)):
+                continue  # made a trainable leaf again in the loop, before the next differentiation
             reported.add(id(event.node))
             if event.grad_off:
                 what = f"the new `{event.name}` does not require grad, so the next `backward()` raises"

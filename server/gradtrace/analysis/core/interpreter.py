@@ -580,7 +580,7 @@ class Interpreter:
         value = handler(self, node, frame)
         for plugin in self.plugins:
             value = plugin.after_value(node, value, frame)
-        if value.srcs and type(node) in GRAPH_NODES and value.kind in ("tensor", "unknown") \
+        if value.srcs and type(node) in GRAPH_NODES and value.kind == "tensor" \
                 and len(value.captured) < len(value.srcs):
             value = self.capture(value, frame)
         if type(node) in OBSERVED_NODES and frame.module is self.root:

@@ -47,6 +47,10 @@ FACTORIES = {
     "triu_indices", "frombuffer", "from_file", "empty_strided", "scalar_tensor", "complex", "polar",
     "Variable",
 }
+# Namespaces whose functions are tensor operations (besides `torch.<op>` itself).
+TENSOR_NAMESPACES = ("torch.nn.functional.", "torch.linalg.", "torch.fft.", "torch.special.", "torch.nn.init.",
+                     "torch.cuda.", "torch.autograd.functional.", "torch.func.", "torch.sparse.", "torch.masked.",
+                     "torch.nested.", "torch.Tensor.")
 # Legacy `torch.autograd.Variable(t)`: a new leaf with t's data (t's history is dropped, like torch.tensor(t)).
 VARIABLE = {"torch.autograd.Variable", "torch.autograd.variable.Variable"}
 INT_FACTORIES = {"randint", "randperm", "LongTensor", "IntTensor", "BoolTensor", "ByteTensor", "tril_indices",

@@ -783,6 +783,9 @@ class TorchPlugin(Plugin):
 
     def torch_function(self, qn, short, node, frame: Frame, args, kwargs, first, every) -> Value:
         module = frame.module
+        if qn.count(".") > 1 and not qn.startswith(api.TENSOR_NAMESPACES) and qn not in api.VARIABLE:
+            # torch.utils, torch.distributed, torch.hub, torch.jit...: not tensor operations
+            return Value("unknown", srcs=every.srcs, cuts=every.cuts, opaque=True, deps=every.deps)
         if short[:1].isupper() and short not in api.FACTORIES:
             # a torch class (GradScaler, Categorical, ...): an object, differentiable through its inputs
             return Value("unknown", srcs=every.srcs, cuts=every.cuts, opaque=True, deps=every.deps)
@@ -881,8 +884,9 @@ class TorchPlugin(Plugin):
         if method in ("sample", "sample_n") and receiver.kind in ("unknown", "external") and receiver.srcs:
             # a distribution's draw has no graph (rsample() is the differentiable one): nothing is cut
             return Value("tensor", opaque=True, fw="torch")
-        if method == "backward" and (receiver.kind in ("tensor", "unknown") or receiver.cuts):
-            # `np.sum(losses).backward()`: the NumPy value cannot be differentiated, and what cut it is why
+        if method == "backward" and (receiver.kind == "tensor" or receiver.cuts or receiver.srcs):
+            # `np.sum(losses).backward()`: the NumPy value cannot be differentiated, and what cut it is why;
+            # an unknown value that never met anything trainable may be an extension's own `backward`
             label = _text(node.func.value) if isinstance(node.func, ast.Attribute) else "loss"
             self.interp.emit(Sink(node, module, value=receiver, kind="backward", label=label or "loss"), frame)
             return NONE
