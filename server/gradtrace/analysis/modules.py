@@ -7,6 +7,7 @@ value flow walks, in this file or in a project file a model is imported from.
 from __future__ import annotations
 
 import ast
+import bisect
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -191,6 +192,44 @@ class ModuleContext:
                 if isinstance(node, ast.NamedExpr) and isinstance(node.target, ast.Name):
                     names.add(node.target.id)
         return frozenset(names)
+
+    def global_reads(self, fn: ast.AST) -> tuple:
+        """Names in `top_assigned` that the function `fn` (or anything nested in it) reads, from one pass
+        over the file's names (computed for every function at once, on first use)."""
+        table = self.__dict__.get("_global_reads")
+        if table is None:
+            table = self.__dict__["_global_reads"] = self._collect_global_reads()
+        return table.get(id(fn), ())
+
+    def _collect_global_reads(self) -> dict:
+        assigned = self.top_assigned
+        functions = [n for n in self.source.nodes(ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)]
+        spans = sorted(((f.lineno, f.end_lineno or f.lineno, f) for f in functions), key=lambda s: (s[0], -s[1]))
+        starts = [s[0] for s in spans]
+        reads: dict = {}
+        if not assigned or not spans:
+            return reads
+
+        def innermost(line: int, before: int):
+            i = bisect.bisect_right(starts, line) - 1
+            while i >= 0:
+                start, end, fn = spans[i]
+                if start <= line <= end and i != before:
+                    return i
+                i -= 1
+            return None
+
+        parent = {}  # span index -> the span index of the function that encloses it
+        for index, (start, _, _) in enumerate(spans):
+            parent[index] = innermost(start, index)
+        for name in self.source.nodes(ast.Name):
+            if name.id not in assigned or not isinstance(name.ctx, ast.Load):
+                continue
+            i = innermost(name.lineno, -1)
+            while i is not None:  # the function and every function around it reads the name
+                reads.setdefault(id(spans[i][2]), set()).add(name.id)
+                i = parent[i]
+        return {k: tuple(sorted(v)) for k, v in reads.items()}
 
     def _collect(self) -> None:
         for node in self.source.tree.body:

@@ -237,17 +237,21 @@ class Interpreter:
 
     def merge_into(self, frame: Frame, branches: list) -> None:
         envs = [b.env for b in branches]
+        base = frame.env  # untouched while the branches ran on their copies
         if len(envs) == 1:
-            merged = envs[0]
+            base.clear()
+            base.update(envs[0])
         else:
-            merged = {}
-            keys = set().union(*envs)
-            for key in keys:
+            changed = set()
+            get = base.get
+            for env in envs:  # only what some branch rebound needs a join
+                for key, value in env.items():
+                    if get(key) is not value:
+                        changed.add(key)
+            for key in changed:
                 vals = [env[key] for env in envs if key in env]
                 first = vals[0]
-                merged[key] = first if all(v is first for v in vals[1:]) else self.join_keep(vals, paths=True)
-        frame.env.clear()
-        frame.env.update(merged)
+                base[key] = first if all(v is first for v in vals[1:]) else self.join_keep(vals, paths=True)
         states = [b.state for b in branches]
         frame.state = self.merge_states(frame.state, states)
 
@@ -1298,12 +1302,7 @@ class Interpreter:
 
     def free_globals(self, func: FunctionRef) -> tuple:
         """Module-level names the function reads that module-level statements rebind (not defs)."""
-        found = self._free_globals.get(id(func.node))
-        if found is None:
-            assigned = func.module.top_assigned
-            loads = {n.id for n in ast.walk(func.node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-            found = self._free_globals[id(func.node)] = tuple(sorted(loads & assigned))
-        return found
+        return func.module.global_reads(func.node)
 
     def summarise(self, func: FunctionRef, params: list, actuals: dict, caller: Frame, key,
                   call_node: ast.AST | None) -> Summary:

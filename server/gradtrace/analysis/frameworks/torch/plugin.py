@@ -297,7 +297,8 @@ class TorchPlugin(Plugin):
             # name what a no_grad region or helper produced after the variable that first holds it
             in_region = off is not None and off.node is c.node
             key = (id(c.node), c.kind)
-            if c.var is None and key not in self.cut_vars and (in_region or (stmt is not None and _contains(stmt, c.node))):
+            if c.var is None and key not in self.cut_vars and (in_region or (
+                    stmt is not None and c.module is frame.module and _contains(stmt, c.node))):
                 self.cut_vars[key] = name
         if value.kind == "optimizer" and isinstance(value.ref, Optimizer) and value.ref.var is None:
             value.ref.var = name
@@ -1200,14 +1201,13 @@ def _inplace_layer(call: ast.AST) -> bool:
 
 
 def _contains(tree: ast.AST, node: ast.AST) -> bool:
+    """Is `node` inside `tree` (both of the same file): its position lies within the tree's span."""
     if tree is node:
         return True
     start = (getattr(tree, "lineno", 0), getattr(tree, "col_offset", 0))
     end = (getattr(tree, "end_lineno", 0) or 0, getattr(tree, "end_col_offset", 0) or 0)
     here = (getattr(node, "lineno", -1), getattr(node, "col_offset", -1))
-    if not (start <= here <= end):
-        return False
-    return any(sub is node for sub in ast.walk(tree))
+    return start <= here < end
 
 
 def _is_zero(node: ast.AST) -> bool:
