@@ -56,6 +56,7 @@ from gradtrace.analysis.modules import ClassInfo
 from gradtrace.analysis.names import dotted
 
 GRAD = "torch.grad_off"
+MULTI_VIEW = {"chunk", "split", "unbind", "tensor_split", "split_with_sizes", "hsplit", "vsplit", "dsplit"}
 TERM_KEEPING = {"mean", "sum", "squeeze", "unsqueeze", "view", "reshape", "flatten", "mul", "div", "add", "sub"}
 CONSTRUCTION_METHODS = {"__init__", "__post_init__", "build", "setup", "reset_parameters", "init_weights",
                         "__setstate__", "load_state_dict"}
@@ -843,6 +844,8 @@ class TorchPlugin(Plugin):
             result = combine("tensor", args[1], args[2], fw="torch")
             extra_cuts = tuple(c for c in args[0].cuts if c not in result.cuts)
             return replace(result, cuts=result.cuts + extra_cuts) if extra_cuts else result
+        if short in MULTI_VIEW and first.srcs and qn.count(".") == 1:
+            return replace(combine("tensor", *args, fw="torch"), saved_by=f"multiview:torch.{short}()")
         if short in ("stack", "cat", "concat", "concatenate", "hstack", "vstack", "dstack", "block_diag",
                      "einsum", "broadcast_tensors", "cartesian_prod", "meshgrid"):
             return combine("tensor", *args, fw="torch")
@@ -1023,6 +1026,9 @@ class TorchPlugin(Plugin):
             return new_value
         if method in ("clone", "contiguous") and receiver.kind == "tensor":
             return replace(receiver, leaf=False, name=None, pending=False, saved_by=None)
+        if method in MULTI_VIEW and receiver.kind in ("tensor", "unknown") and receiver.srcs:
+            # the pieces are views of one output: none of them may be modified in place while recording
+            return replace(combine("tensor", receiver, *args, fw="torch"), saved_by=f"multiview:.{method}()")
         if method in TERM_KEEPING and receiver.terms:  # `(a + b).mean()`: still a sum of the same terms
             return replace(combine(receiver.kind if receiver.kind != "unknown" else "tensor", receiver, *args,
                                    fw="torch"), terms=receiver.terms)
