@@ -36,6 +36,7 @@ from gradtrace.analysis.names import dotted
 
 MAX_SUMMARY_NESTING = 48  # summaries in progress at once; deeper calls get a widened value
 MAX_LOOP_PASSES = 3
+MAX_SHARED_SUMMARIES = 4000  # per imported module version (what the files importing it ask for)
 STEPS_PER_NODE = 60  # evaluation budget: linear in the file's size
 MIN_STEPS = 200_000
 
@@ -57,6 +58,7 @@ class Interpreter:
         self.root = root  # ModuleContext of the file being checked
         self.plugins = [cls(self) for cls in plugin_classes]
         self.by_name = {p.name: p for p in self.plugins}
+        self.plugin_set = tuple(sorted(self.by_name))
         self.events: list = []
         self.globals: dict = {}  # module path -> its top-level environment
         self.summaries: dict = {}
@@ -1245,10 +1247,21 @@ class Interpreter:
         if key in self.active or self.nesting >= MAX_SUMMARY_NESTING:
             merged = join(*actuals) if actuals else Value()
             return Value("unknown", srcs=merged.srcs, cuts=merged.cuts, opaque=True, deps=merged.deps)
-        summary = self.summaries.get(key)
+        summary = self.summary_cache(func).get(key)
         if summary is None:
             summary = self.summarise(func, params, actuals, frame, key, node)
         return self.instantiate_summary(summary, func, params, actuals, frame, node, self_effects, fn)
+
+    def summary_cache(self, func: FunctionRef) -> dict:
+        """Summaries of the checked file live as long as this run; those of an imported module live with
+        that module's parsed version, shared by every file and keystroke that imports it."""
+        module = func.module
+        if module is self.root:
+            return self.summaries
+        cache = getattr(module, "summaries", None)
+        if cache is None or len(cache) > MAX_SHARED_SUMMARIES:
+            cache = module.summaries = {}
+        return cache
 
     def bind_arguments(self, func: FunctionRef, args: list, kwargs: dict, frame: Frame) -> tuple[list, dict]:
         """Parameter names in order, and the caller's value for each (in the same order)."""
@@ -1297,7 +1310,7 @@ class Interpreter:
         free = self.free_globals(func)
         top = self.globals.get(func.module.path)
         global_ids = tuple(id(top.get(n)) for n in free) if top and free else ()
-        return (id(func.node), tuple(id(env) for env in func.closure), context, global_ids,
+        return (id(func.node), tuple(id(env) for env in func.closure), context, global_ids, self.plugin_set,
                 tuple(shape_of(v) for v in actuals))
 
     def free_globals(self, func: FunctionRef) -> tuple:
@@ -1338,7 +1351,7 @@ class Interpreter:
                 summary.effects[(params.index(root), rest)] = frame.env[path]
         for plugin in self.plugins:
             summary.state.update(plugin.summary_state(frame))
-        self.summaries[key] = summary
+        self.summary_cache(func)[key] = summary
         return summary
 
     def result_of(self, frame: Frame) -> Value:
