@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
+import sys
 import traceback
 from dataclasses import dataclass, field
 
@@ -67,6 +69,13 @@ def check_source(
     settings = settings or LintSettings()
     result = CheckResult()
     source = source or SourceFile.parse(path, text)
+    if source.syntax_error is not None and newer_python_syntax(text):
+        # valid for a newer Python than the one running gradtrace: not the user's mistake
+        if settings.enabled("GT001", path):
+            result.findings.append(file_finding(path, "GT001", "information",
+                                                "Skipped: this file uses syntax of a newer Python than the one running "
+                                                f"gradtrace ({sys.version_info.major}.{sys.version_info.minor})."))
+        return result
     if source.syntax_error is not None:
         if settings.enabled("GT000", path):
             result.findings.append(syntax_finding(source))
@@ -104,6 +113,14 @@ def check_source(
                                             "Not fully analysed: the code is nested too deeply."))
     result.findings.sort(key=Finding.sort_key)
     return result
+
+
+NEWER_SYNTAX = re.compile(r"^\s*(?:type\s+\w+(?:\[[^\]]*\])?\s*=|(?:async\s+)?def\s+\w+\[|class\s+\w+\[)", re.M)
+
+
+def newer_python_syntax(text: str) -> bool:
+    """PEP 695 generics and `type` aliases (Python 3.12) read by an older interpreter."""
+    return sys.version_info < (3, 12) and NEWER_SYNTAX.search(text) is not None
 
 
 def read_source(path: str) -> tuple[str | None, Finding | None]:

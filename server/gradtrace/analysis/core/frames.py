@@ -57,6 +57,7 @@ class Frame:
     outer: Frame | None = None  # the frame a branch was split from
     loops: tuple = ()  # the loop statements this code runs inside, innermost last (in this function)
     yields: list = field(default_factory=list)  # what a generator yields
+    arms: tuple = ()  # ((id(branch statement), arm index), ...): the branch arms this code runs in
     preset_args: tuple | None = None  # (call node, args, kwargs) a builtin applies a callee to
 
 
@@ -66,6 +67,7 @@ class Frame:
         child.outer = self
         child.loops = self.loops
         child.yields = self.yields
+        child.arms = self.arms
         return child
 
     @property
@@ -82,3 +84,9 @@ class Event:
     node: ast.AST
     module: Any
     seq: int = field(default=0, init=False)
+    arms: tuple = field(default=(), init=False)  # the branch arms it happened in (see `Frame.arms`)
+
+    def exclusive_with(self, other: Event) -> bool:
+        """Did the two happen in different arms of the same branch (so never both in one run)?"""
+        mine = dict(self.arms)
+        return any(node in mine and mine[node] != index for node, index in other.arms)

@@ -108,6 +108,8 @@ class Interpreter:
 
     def emit(self, event, frame: Frame):
         """Record an event in the program's order (or in the summary being built)."""
+        if frame.arms:  # which arm of which branch it happened in (a summary's own arms follow the call's)
+            event.arms = frame.arms + event.arms
         for plugin in self.plugins:
             event = plugin.emit(event, frame)
             if event is None:
@@ -213,18 +215,19 @@ class Interpreter:
         if constant is False:
             self.exec_block(stmt.orelse, frame)
             return
-        self.exec_branches([stmt.body, stmt.orelse], frame)
+        self.exec_branches([stmt.body, stmt.orelse], frame, stmt)
 
     def s_Match(self, stmt, frame: Frame) -> None:
         self.eval(stmt.subject, frame)
-        self.exec_branches([case.body for case in stmt.cases] + [[]], frame)
+        self.exec_branches([case.body for case in stmt.cases] + [[]], frame, stmt)
 
-    def exec_branches(self, bodies: list, frame: Frame) -> None:
+    def exec_branches(self, bodies: list, frame: Frame, node: ast.AST) -> None:
         frame.conditional += 1
         alive: list[Frame] = []
         left_loop = False
-        for body in bodies:
+        for index, body in enumerate(bodies):
             branch = frame.branch()
+            branch.arms = frame.arms + ((id(node), index),)
             self.exec_block(body, branch)
             if not branch.dead:
                 alive.append(branch)

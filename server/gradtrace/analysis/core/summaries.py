@@ -247,6 +247,7 @@ class Substitution:
             if new is not old:
                 changes[f.name] = new
         new_event = replace(event, **changes)  # always a copy: each call site records its own event
+        new_event.arms = getattr(event, "arms", ())
         self.renamed[id(event)] = new_event
         return new_event
 

@@ -47,6 +47,12 @@ FACTORIES = {
     "triu_indices", "frombuffer", "from_file", "empty_strided", "scalar_tensor", "complex", "polar",
     "Variable",
 }
+# Calls that hand back the module they wrap (or compile), with its parameters and its forward.
+MODULE_WRAPPERS = {"torch.compile", "torch.jit.script", "torch.jit.trace", "torch.nn.DataParallel",
+                   "torch.nn.parallel.DataParallel", "torch.nn.parallel.DistributedDataParallel",
+                   "torch.nn.utils.spectral_norm", "torch.nn.utils.weight_norm",
+                   "torch.nn.utils.parametrizations.weight_norm", "torch.nn.utils.parametrizations.spectral_norm",
+                   "torch.nn.utils.parametrizations.orthogonal", "torch.compiler.compile"}
 # Namespaces whose functions are tensor operations (besides `torch.<op>` itself).
 TENSOR_NAMESPACES = ("torch.nn.functional.", "torch.linalg.", "torch.fft.", "torch.special.", "torch.nn.init.",
                      "torch.cuda.", "torch.autograd.functional.", "torch.func.", "torch.sparse.", "torch.masked.",

@@ -38,6 +38,7 @@ class Optimizer(Event):
     known: bool  # we know exactly which sources it holds
     var: str | None = None
     top: ast.stmt | None = None  # the module-level statement that built it (calls made from there)
+    scope: object = None  # the function that built it (None: module level)
 
 
 @dataclass(eq=False)

@@ -326,6 +326,8 @@ class TorchPlugin(Plugin):
         found: dict = {}
         for src, t in sink.value.captured:
             for event in record[max(0, t + 1):]:
+                if sink.arms and event.arms and sink.exclusive_with(event):
+                    continue  # the other arm of a branch: never between this graph and this backward
                 if isinstance(event, Step):
                     changed = event.optimizer.ref.coverage.srcs if isinstance(event.optimizer.ref, Optimizer) \
                         else event.optimizer.srcs
@@ -375,8 +377,11 @@ class TorchPlugin(Plugin):
         """`model = Net()` again after an optimizer was built over the old `model`'s parameters."""
         if stmt is None:
             return
+        scope = frame.func.node if frame.func is not None else None
         for opt in self.optimizers:
-            if opt.known and opt.module is frame.module and name in opt.coverage.srcs and _before(opt.node, stmt):
+            # the same variable of the same function (a test's `model` is not another test's)
+            if opt.known and opt.module is frame.module and opt.scope is scope and name in opt.coverage.srcs \
+                    and _before(opt.node, stmt):
                 self.interp.emit(Surgery(stmt, frame.module, target=name, optimizer=opt), frame)
                 return
 
@@ -721,6 +726,8 @@ class TorchPlugin(Plugin):
         short = qn.split(".")[-1]
         module = frame.module
         first = args[0] if args else Value()
+        if qn in api.MODULE_WRAPPERS and first.kind in ("module", "function", "method"):
+            return first  # the same parameters, the same forward
         every = combine("unknown", *args, *kwargs.values()) if (args or kwargs) else Value()
         if qn in api.AUTOGRAD_GRAD:
             outputs = args[0] if args else kwargs.get("outputs", Value())
@@ -739,7 +746,8 @@ class TorchPlugin(Plugin):
         if qn.startswith(api.OPTIMIZER_PREFIXES) and short[:1].isupper() and "lr_scheduler" not in qn:
             coverage = join(*args[:1], kwargs.get("params", Value()))
             known = bool(coverage.srcs) or (not coverage.opaque and coverage.kind != "unknown")
-            opt = Optimizer(node, module, coverage=coverage, known=known and bool(coverage.srcs), top=interp.top_stmt)
+            opt = Optimizer(node, module, coverage=coverage, known=known and bool(coverage.srcs), top=interp.top_stmt,
+                            scope=frame.func.node if frame.func is not None else None)
             opt = interp.emit(opt, frame) or opt
             return Value("optimizer", srcs=coverage.srcs, ref=opt, opaque=not opt.known, deps=coverage.deps)
         if qn in ("torch.nn.Parameter", "torch.nn.parameter.Parameter"):
