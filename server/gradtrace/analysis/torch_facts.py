@@ -119,6 +119,10 @@ def compute_dead(facts: TorchFacts) -> None:
             if not lost:
                 continue
             severity = "warning" if any(verdicts[s] == "yes" for s in lost) and not partial else "information"
+            if sink.kind == "output" and not facts.training_sinks:
+                # a module's forward in a file that trains nothing: what it cuts matters only to whoever
+                # trains it (a quantizer, an inference-only port), so say it, quietly
+                severity = "information"
             raises = sink.kind != "output" and not sink.value.srcs and not sink.value.opaque
             existing = by_cut.get(c)
             if existing is None:

@@ -417,6 +417,8 @@ class Interpreter:
                 value = new
             elif qn in ("property", "functools.cached_property", "cached_property") and value.func is not None:
                 value = replace(value, func=replace(value.func, marks=value.func.marks + (("property",),)))
+            elif qn in ("staticmethod", "classmethod") and value.func is not None:
+                value = replace(value, func=replace(value.func, marks=value.func.marks + ((qn,),)))
         return value
 
     def s_ClassDef(self, stmt, frame: Frame) -> None:
@@ -726,7 +728,10 @@ class Interpreter:
         ref = func.func
         if ref is not None and ref.mark("property"):
             return self.call_function(ref, [receiver], {}, frame, node)
-        if ref is not None and not ref.mark("staticmethod"):
+        if ref is not None and ref.mark("classmethod"):
+            cls_value = Value("class", cls=receiver.cls) if receiver.kind != "class" else receiver
+            func = replace(func, kind="method", func=replace(ref, bound=(cls_value,)))
+        elif ref is not None and not ref.mark("staticmethod"):
             func = replace(func, kind="method", func=replace(ref, bound=(receiver,)))
         return func
 
