@@ -94,7 +94,7 @@ class SemanticModel:
         self._fill_parents = parents is None
         self.parents: dict[int, ast.AST] = {} if parents is None else parents
         self.scopes: dict[int, Scope] = {}  # id(scope node) -> Scope
-        self._scope_at: dict[int, Scope] = {}  # id(statement) -> the scope that runs it
+        self._scope_at: dict[int, Scope] = {}  # id(statement, or a node asked about) -> the scope that runs it
         self._bound: dict[int, Binding] = {}  # id(bound Name / arg / alias / Attribute) -> its binding
         self._made_by: dict[int, list[Binding]] = {}  # id(statement) -> the bindings it makes
         self._loads: dict[str, list[tuple[ast.Name, Scope]]] = {}  # name -> its loads, with their scopes
@@ -446,28 +446,39 @@ class SemanticModel:
 
     def scope_of(self, node: ast.AST) -> Scope:
         """The scope whose code evaluates `node` (a def or class: the scope that defines it; a parameter:
-        its function's scope)."""
+        its function's scope). Remembered for every node on the way up, so asking for all the nodes of a
+        deeply nested expression stays linear."""
         bound = self._bound.get(id(node))
         if bound is not None and bound.kind == "parameter":
             return bound.scope
+        known, parents = self._scope_at, self.parents
+        path = []
         child = node
         while True:
-            found = self._scope_at.get(id(child))
+            found = known.get(id(child))
             if found is not None:
-                return found
-            parent = self.parents.get(id(child))
+                break
+            path.append(child)
+            parent = parents.get(id(child))
             if parent is None:
-                return self.module
+                found = self.module
+                break
             if parent.__class__ is ast.Lambda and child is parent.body:
-                return self.scopes[id(parent)]
+                found = self.scopes[id(parent)]
+                break
             if parent.__class__ is ast.comprehension:
-                owner = self.parents[id(parent)]
+                owner = parents[id(parent)]
                 if not (child is parent.iter and owner.generators[0] is parent):
-                    return self.scopes[id(owner)]
+                    found = self.scopes[id(owner)]
+                    break
                 parent = owner  # the first iterable is evaluated outside the comprehension
             elif isinstance(parent, COMPREHENSIONS):
-                return self.scopes[id(parent)]
+                found = self.scopes[id(parent)]
+                break
             child = parent
+        for visited in path:
+            known[id(visited)] = found
+        return found
 
     def function_of(self, node: ast.AST) -> ast.AST:
         """The function or lambda whose body runs `node`, else the module node (class bodies and
