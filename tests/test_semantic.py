@@ -279,3 +279,82 @@ def test_one_parent_map_whichever_is_built_first(first):
     for key, parent in expected.items():
         if not isinstance(nodes[key], SINGLETONS):
             assert source.parents[key] is parent, ast.dump(nodes[key])
+
+
+# Rules read names through the model, so they see what Python binds: a closure's variable, a name a
+# comprehension reuses, a same-named variable of another function. Each case is flagged where marked, and
+# running it shows what the message says.
+SCOPING = {
+    "GT133": """
+        import torch.nn as nn
+
+
+        def build():
+            head = nn.Linear(4, 2)
+
+            def freeze():
+                head.requires_grad = False  # expect: GT133
+
+            freeze()
+            return head
+
+
+        claim = build().weight.requires_grad  # the parameters still require grad
+        """,
+    "GT136": """
+        import torch
+        import torch.nn as nn
+
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.encoder = nn.Linear(4, 4)
+                self.head = nn.Linear(4, 1)
+
+            def saliency(self, x):
+                h = self.encoder(x)
+                sizes = [h for h in range(3)]
+                self.head(h).sum().backward()
+                return h.grad  # expect: GT136
+
+
+        claim = Net().saliency(torch.randn(2, 4)) is None
+        """,
+    "GT137": """
+        import torch
+        import torch.nn as nn
+
+
+        def train(model, batches):
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)  # expect: GT137
+            for x in batches:
+                opt.zero_grad()
+                model(x).sum().backward()
+
+
+        def evaluate(model, opt=None):
+            opt = None
+            return model
+
+
+        model = nn.Linear(4, 1)
+        before = model.weight.clone()
+        train(model, [torch.randn(2, 4)] * 3)
+        claim = torch.equal(before, model.weight)  # nothing trained
+        """,
+}
+
+
+@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf")
+@pytest.mark.parametrize("code", list(SCOPING))
+def test_rules_see_python_scoping(code):
+    from gradtrace.engine import check_source
+
+    text = textwrap.dedent(SCOPING[code]).lstrip("\n")
+    expected = [n for n, line in enumerate(text.splitlines(), start=1) if f"# expect: {code}" in line]
+    found = [f.line for f in check_source(text, "example.py").findings if f.code == code]
+    assert found == expected
+    namespace: dict = {}
+    exec(compile(text, "example.py", "exec"), namespace)  # noqa: S102 - the example's own code
+    assert namespace["claim"] is True
