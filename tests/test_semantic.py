@@ -271,6 +271,21 @@ def test_one_parent_map_whichever_is_built_first(first):
         def f(x, *, y=[i ** 2 for i in range(3)]):
             with torch.no_grad() as g:
                 return {k: v for k, v in x.items() if -k}, lambda: (z := y)
+
+
+        async def g(p: int = 1, **kw) -> None:
+            async with p as (a, b):
+                async for c in a:
+                    try:
+                        del c[0]
+                    except* ValueError as error:
+                        raise error from None
+            match kw:
+                case {"k": [1, *rest], **others} if rest:
+                    pass
+                case Point(x=0, y=q) | [q]:
+                    global total
+                    total: int = q
         """)
     getattr(source, first)
     assert source.parents is source.semantic.parents
@@ -279,6 +294,9 @@ def test_one_parent_map_whichever_is_built_first(first):
     for key, parent in expected.items():
         if not isinstance(nodes[key], SINGLETONS):
             assert source.parents[key] is parent, ast.dump(nodes[key])
+    bound = {name for scope in source.semantic.scopes.values() for name in scope.bindings}
+    assert {"rest", "others", "q", "error", "a", "b", "c", "g", "z", "total"} <= bound
+    assert [b.kind for b in source.semantic.module.bindings["total"]] == ["assignment"]  # `global` in `g`
 
 
 # Rules read names through the model, so they see what Python binds: a closure's variable, a name a
