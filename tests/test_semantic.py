@@ -323,21 +323,18 @@ SCOPING = {
         import torch
         import torch.nn as nn
 
-
-        class Net(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.encoder = nn.Linear(4, 4)
-                self.head = nn.Linear(4, 1)
-
-            def saliency(self, x):
-                h = self.encoder(x)
-                sizes = [h for h in range(3)]
-                self.head(h).sum().backward()
-                return h.grad  # expect: GT136
+        encoder = nn.Linear(4, 4)
+        head = nn.Linear(4, 1)
 
 
-        claim = Net().saliency(torch.randn(2, 4)) is None
+        def saliency(x):
+            h = encoder(x)
+            sizes = [h for h in range(3)]
+            head(h).sum().backward()
+            return h.grad  # expect: GT136
+
+
+        claim = saliency(torch.randn(2, 4)) is None
         """,
     "GT137": """
         import torch
