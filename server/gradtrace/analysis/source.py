@@ -97,11 +97,21 @@ class SourceFile:
 
     @cached_property
     def parents(self) -> dict[int, ast.AST]:
-        """id(node) -> parent node, built on first use (only fixes and a few rules need it)."""
+        """id(node) -> parent node, built on first use (the semantic model's walk fills it when it runs first)."""
+        if "semantic" in self.__dict__:
+            return self.semantic.parents
         return parent_map(self.tree) if self.tree is not None else {}
 
+    @cached_property
+    def semantic(self):
+        """Scopes, bindings, def-use and enclosing definitions of the file (`analysis/semantic.py`), built on
+        first use; the tree must have parsed."""
+        from gradtrace.analysis.semantic import SemanticModel
+
+        return SemanticModel(self, self.__dict__.get("parents"))
+
     def nodes(self, *kinds: type) -> list:
-        """Nodes of the given types (pre-order within each type)."""
+        """Nodes of the given types (per type in source order, a node after the nodes nested in it)."""
         if len(kinds) == 1:
             return self.index.get(kinds[0], [])
         result = []
