@@ -131,9 +131,14 @@ class WhereNanGradient(Rule):
         if "where" not in ctx.source.text:
             return ()
         semantic = None
+        observed = None
         for node in ctx.source.nodes(ast.Call):
             if ctx.names.qualname(node.func) != "torch.where" or len(node.args) != 3:
                 continue
+            observed = observed if observed is not None else ctx.torch.interp.observed
+            seen = observed.get(id(node))
+            if seen is not None and not seen[1].srcs:
+                continue  # no gradient ever flows through it (gradients off, or only data on both sides)
             semantic = semantic or ctx.source.semantic
             guarded = _names(node.args[0])
             cond = resolve_condition(node.args[0], semantic)
@@ -162,7 +167,8 @@ class WhereNanGradient(Rule):
                            f"but backward still runs through the masked branch: its derivative there is "
                            f"{'NaN or infinite' if negative else 'infinite'} and 0 times it is NaN, so the gradient "
                            f"flowing into `{x}` (and everything it is computed from) gets NaN entries {reach}. Guard "
-                           f"the input too (double where): `{safe}`.", severity="warning")
+                           f"the input too (double where): `{safe}`.",
+                           severity="warning" if seen is not None else "information")
             elif loose is not None:
                 ctx.report(node, f"`torch.where` evaluates both branches: where the condition is false the "
                            f"{loose} still runs on the raw input, and its gradient there is NaN. Guard the input "
