@@ -240,9 +240,10 @@ class NonLeafParameter(Rule):
                 continue
             name = target.id
             in_container = re.search(rf"[\[(,]\s*{re.escape(name)}\s*[,\])]", text) is not None
+            # read as a parameter: its `.grad`, or listed for an optimizer (`[w, b]`); an input handed to a
+            # model (`model(x)`) is not
             used_as_param = (f"{name}.grad" in text or f"[{name}" in text or f", {name}]" in text
-                             or f"({name}" in text and "optim" in text
-                             or in_container and (".grad" in text or "optim" in text))
+                             or in_container and (f"{name}.grad" in text or "optim" in text) and f"({name})" not in text)
             severity = "warning" if used_as_param else "information"
             ctx.report(node.value, f"`{name}` is not a leaf: `{op}` after `requires_grad=True` stores a computed "
                        f"tensor, so `{name}.grad` stays None and an optimizer cannot train it.",

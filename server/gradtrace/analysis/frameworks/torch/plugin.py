@@ -609,9 +609,10 @@ class TorchPlugin(Plugin):
         """A mark on a layer built in a module's method other than its constructors."""
         func = frame.func
         if func is None or not isinstance(func.cls, ClassInfo) or not func.cls.is_module \
-                or func.name in CONSTRUCTION_METHODS or func.name.startswith(("_init", "_build", "_make", "build")):
+                or func.name in CONSTRUCTION_METHODS or func.name.startswith(("_init", "_build", "_make", "build")) \
+                or func.mark("classmethod") or func.mark("staticmethod"):
             return ()
-        return (("made_in", node, func.name),)
+        return (("made_in", node, func.name, id(func.node)),)
 
     def call_object(self, callee: Value, node, frame: Frame, args, kwargs):
         if callee.kind == "module":
@@ -620,7 +621,7 @@ class TorchPlugin(Plugin):
 
     def call_module(self, module_value: Value, args, kwargs, node, frame: Frame) -> Value:
         made = next((e for e in module_value.extra if isinstance(e, tuple) and e[:1] == ("made_in",)), None)
-        if made is not None:
+        if made is not None and frame.func is not None and id(frame.func.node) == made[3]:  # applied where it was made
             self.interp.emit(LayerMadePerCall(made[1], frame.module, layer=_text(made[1]) or "layer",
                                               method=made[2]), frame)
         children = next((e[1] for e in module_value.extra if isinstance(e, tuple) and e[0] == "children"), None)
