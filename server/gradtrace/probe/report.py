@@ -7,7 +7,7 @@ from collections import OrderedDict
 
 from gradtrace.findings import Finding, Related
 from gradtrace.guarded_files import read_text
-from gradtrace.probe.runner import detect_framework
+from gradtrace.probe.runtime.script import detect_framework
 
 __all__ = ["build_result", "detect_framework", "format_text"]
 
