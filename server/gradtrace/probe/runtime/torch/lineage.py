@@ -10,6 +10,11 @@ from .recorder import ESCAPES, NAN_OPS, REWRAP, ZERO_GRAD_OPS, pretty
 MAX_GRAPH = 1500  # operations reported in the "ops" list
 
 
+def _listed(names: list[str], limit: int = 4) -> str:
+    shown = ", ".join(f"`{n}`" for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
 class Lineage:
     def __init__(self, torch, tape, sightings, loc_):
         self.torch = torch
@@ -171,14 +176,22 @@ class Lineage:
             return code.co_filename, first + max(returns) - 1 if returns else code.co_firstlineno
         return None
 
-    def explain_backward_error(self, exc, roots, bpath, bline, step, opt_steps) -> dict:
+    def last_escape(self):
+        """The latest operation that turned a tensor into a Python or NumPy value (`.item()`, `float()`)."""
+        for i in reversed(self.tape.cut_ops):
+            op = self.tape.ops[i]
+            if op.name in ESCAPES and op.path:
+                return op
+        return None
+
+    def explain_backward_error(self, exc, roots, bpath, bline, step, opt_steps, params=None) -> dict:
         """The error of a failed backward, moved to the line that caused it when the tape shows which."""
         msg = str(exc).strip()
         first = msg.splitlines()[0] if msg else type(exc).__name__
         err = {"type": type(exc).__name__, "message": first, "path": bpath, "line": bline,
                "raised_at": loc(bpath, bline)}
         if "modified by an inplace operation" in msg:
-            return self._explain_inplace(err, msg, opt_steps)
+            return self._explain_inplace(err, msg, opt_steps, params)
         m = re.search(r"function (\w+?)Backward returned (an incorrect number of gradients|a gradient different than "
                       r"None at position (\d+))", msg)
         if m:
@@ -206,13 +219,24 @@ class Lineage:
                     break
         return err
 
-    def _explain_inplace(self, err, msg, opt_steps) -> dict:
+    def _explain_inplace(self, err, msg, opt_steps, params) -> dict:
         m = re.search(r"\[torch\.\w+ \[([\d, ]*)\]\](?:, which is output (\d+) of (\w+),)? is at version "
                       r"(\d+); expected version (\d+)", msg)
         if not m:
             return err
         shape = [int(x) for x in m.group(1).split(",") if x.strip()]
-        gf, expected = m.group(3), int(m.group(5))
+        gf, now, expected = m.group(3), int(m.group(4)), int(m.group(5))
+        stepped = self._stepped_parameters(shape, now, expected, opt_steps)
+        if stepped is not None:
+            last, changed = stepped
+            names = [params.records[id(p)].name for p in changed if params is not None and id(p) in params.records]
+            which = f" updated {_listed(names)} in place" if names else " updated the parameters in place"
+            err.update(path=last.path, line=last.line)
+            err["cause"] = (f"optimizer.step() at line {last.line}{which} after the forward that this backward() "
+                            "belongs to: call backward() before step(), or recompute the forward after the step")
+            if names:
+                err["params"] = names
+            return err
         best = None
         for rec in self.seen.inplace:
             if rec.shape != shape or not (rec.before <= expected < rec.after):
@@ -233,6 +257,20 @@ class Lineage:
                             "the forward that this backward() belongs to: call backward() before step(), "
                             "or recompute the forward after the step")
         return err
+
+    @staticmethod
+    def _stepped_parameters(shape, now, expected, opt_steps):
+        """(the optimizer step, the parameters it changed) that explain a saved tensor of `shape` now at version
+        `now` where autograd expected `expected`: the latest step that moved such a parameter past it."""
+        for seen in reversed(opt_steps):
+            if seen.optimizer is None or not seen.path:
+                continue
+            changed = [p for p in seen.optimizer.params()
+                       if seen.versions.get(id(p), expected + 1) <= expected and p._version == now
+                       and list(p.shape) in (shape, shape[::-1])]  # the parameter, or its transpose (`x @ w.t()`)
+            if changed:
+                return seen, changed
+        return None
 
     def _explain_no_grad(self, err, roots, step) -> dict:
         ops = self.tape.ops

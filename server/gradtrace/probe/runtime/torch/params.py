@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from ..locate import loc, site_text
 
 MAX_ITEMS = 512  # items of one container looked at
+MAX_DEPTH = 4  # containers inside containers followed
 
 
 @dataclass
@@ -23,10 +24,31 @@ class ParamRecord:
     norm: float | None = None
     cut_status: str | None = None  # the status `cut` was found for
     cut_flags: int = -1  # how many `module.requires_grad = ...` had been seen when it was found
+    made_in_forward: dict | None = None  # the layer it belongs to was built inside a forward (where, which)
 
     def grad(self) -> str:
         sts = self.statuses
         return "ok" if "ok" in sts else "nonfinite" if "nonfinite" in sts else "zero" if "zero" in sts else "none"
+
+
+def contents(prefix: str, val, depth: int = 0):
+    """(name, item) for what nested lists, tuples, dicts and sets hold: `blocks.1.0` for `blocks[1][0]`."""
+    if depth > MAX_DEPTH:
+        return
+    if isinstance(val, dict):
+        items = list(val.items())[:MAX_ITEMS]
+    elif isinstance(val, (list, tuple)):
+        items = list(enumerate(val[:MAX_ITEMS]))
+    elif isinstance(val, (set, frozenset)):
+        items = list(enumerate(list(val)[:MAX_ITEMS]))
+    else:
+        return
+    for k, v in items:
+        name = f"{prefix}.{k}"
+        if isinstance(v, (dict, list, tuple, set, frozenset)):
+            yield from contents(name, v, depth + 1)
+        else:
+            yield name, v
 
 
 def count_params(mod) -> int:
@@ -71,7 +93,6 @@ class ParamTable:
         roots_mod: list[tuple[str, object, int]] = []
         tensors: list[tuple[str, object]] = []
         containers: list[tuple[str, object]] = []
-        seen_mod: set[int] = set()
         order = 0
         for f in frames:
             scopes = [f.f_locals]
@@ -83,9 +104,7 @@ class ParamTable:
                         continue
                     order += 1
                     if isinstance(val, nn.Module):
-                        if id(val) not in seen_mod:
-                            seen_mod.add(id(val))
-                            roots_mod.append((var, val, order))
+                        roots_mod.append((var, val, order))
                     elif isinstance(val, torch.Tensor):
                         if val.requires_grad:
                             tensors.append((var, val))
@@ -98,25 +117,28 @@ class ParamTable:
                         except TypeError:
                             continue
                         for an, av in attrs[:200]:
-                            if isinstance(av, nn.Module) and id(av) not in seen_mod:
-                                seen_mod.add(id(av))
+                            if isinstance(av, nn.Module):
                                 roots_mod.append((f"{var}.{an}", av, order))
                             elif isinstance(av, torch.Tensor) and av.requires_grad:
                                 tensors.append((f"{var}.{an}", av))
-        roots_mod.sort(key=lambda r: (-count_params(r[1]), r[2]))
-        for var, mod, _ in roots_mod:
+        # one name per module: a variable rather than `self.x` (the caller's `trainer.model`), the innermost first
+        best: dict[int, tuple] = {}
+        for var, mod, order in roots_mod:
+            rank = (var.startswith("self."), order)
+            if id(mod) not in best or rank < best[id(mod)][0]:
+                best[id(mod)] = (rank, var, mod)
+        for _rank, var, mod in sorted(best.values(), key=lambda r: (-count_params(r[2]), r[0][1])):
             self.add_module(var, mod)
         for var, t in tensors:
             if t.is_leaf:
                 self.add(var, t, registered=None)
         for var, val in containers:
-            items = val.items() if isinstance(val, dict) else enumerate(val)
-            for k, v in list(items)[:MAX_ITEMS]:
+            for name, v in contents(var, val):
                 if isinstance(v, torch.Tensor) and v.requires_grad and v.is_leaf:
-                    self.add(f"{var}.{k}", v, registered=None)
+                    self.add(name, v, registered=None)
                 elif isinstance(v, nn.Module):
                     for n, p in v.named_parameters():
-                        self.add(f"{var}.{k}.{n}", p, registered=True)
+                        self.add(f"{name}.{n}", p, registered=True)
         for var, t in tensors:
             if not t.is_leaf and id(t) not in self.records:
                 self.add_nonleaf(var, t)
@@ -144,14 +166,23 @@ class ParamTable:
             elif val.requires_grad and id(val) not in self.records:
                 self.add_nonleaf(prefix, val)
             return
-        if isinstance(val, (list, tuple, dict)):
-            items = val.items() if isinstance(val, dict) else enumerate(val)
-            for k, v in list(items)[:MAX_ITEMS]:
-                if isinstance(v, torch.nn.Module):
-                    for n, p in v.named_parameters():
-                        self.add(f"{prefix}.{k}.{n}", p, registered=False)
-                elif isinstance(v, torch.Tensor) and v.requires_grad and v.is_leaf:
-                    self.add(f"{prefix}.{k}", v, registered=False)
+        for name, v in contents(prefix, val):
+            if isinstance(v, torch.nn.Module):
+                for n, p in v.named_parameters():
+                    self.add(f"{name}.{n}", p, registered=False)
+            elif isinstance(v, torch.Tensor) and v.requires_grad and v.is_leaf:
+                self.add(name, v, registered=False)
+
+    def add_made_in_forward(self, forward_params) -> None:
+        """The parameters of layers built inside a forward that are still alive (the graph holds them)."""
+        for ref, where, attr in forward_params:
+            p = ref()
+            if p is None or not p.requires_grad:
+                continue
+            if id(p) not in self.records:
+                owner = where["var"] or where["cls"]
+                self.add(f"{owner}.{attr}", p, registered=None)
+            self.records[id(p)].made_in_forward = where
 
     def add(self, name, p, registered) -> None:
         if id(p) in self.records:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import weakref
 
@@ -15,6 +16,7 @@ def install(probe) -> None:
     _parameter(probe, torch)
     _setattr(probe, torch)
     _optimizer(probe, torch)
+    _modules_made_in_forward(probe, torch)
     _autograd(probe, torch)
 
 
@@ -86,6 +88,7 @@ def _parameter(probe, torch) -> None:
 
 def _setattr(probe, torch) -> None:
     seen = probe.seen
+    made = seen.made_in_forward
     tensor_setattr = torch.Tensor.__setattr__
 
     def _tensor_setattr(self_, attr, value):
@@ -108,6 +111,10 @@ def _setattr(probe, torch) -> None:
         if attr == "requires_grad" and probe.recording:
             path, line = probe.loc.where(2)
             seen.module_flags.append((Placed(weakref.ref(self_), path, line), bool(value)))
+        elif made and isinstance(value, torch.nn.Parameter) and id(self_) in made:
+            ref, where = made[id(self_)]
+            if ref() is self_:
+                seen.forward_params.append((weakref.ref(value), where, attr))
         return module_setattr(self_, attr, value)
 
     torch.nn.Module.__setattr__ = _module_setattr
@@ -130,12 +137,11 @@ def _optimizer(probe, torch) -> None:
         from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
     except ImportError:
         return
-    from .optim import StepSeen
 
-    def _pre(*_a):
+    def _pre(opt, *_a):
         if probe.recording:
             path, line = probe.loc.where(2)
-            book.steps.append(StepSeen(path, line, probe.step))
+            book.stepping(opt, path, line, probe.step)
         probe.paused = probe.recording
         probe.recording = False
 
@@ -145,6 +151,42 @@ def _optimizer(probe, torch) -> None:
 
     register_optimizer_step_pre_hook(_pre)
     register_optimizer_step_post_hook(_post)
+
+
+def _modules_made_in_forward(probe, torch) -> None:
+    """A layer constructed while a module's `forward` runs: new weights on every call, in no optimizer."""
+    seen = probe.seen
+    module_init = torch.nn.Module.__init__
+
+    def _module_init(self_, *a, **k):
+        module_init(self_, *a, **k)
+        if probe.recording:
+            try:
+                made = made_in_forward(probe, torch, self_)
+                if made is not None:
+                    seen.made_in_forward[id(self_)] = (weakref.ref(self_), made)
+            except Exception:  # noqa: BLE001
+                pass
+
+    torch.nn.Module.__init__ = _module_init
+
+
+def made_in_forward(probe, torch, module) -> dict | None:
+    """Where `module` is being built, if that is inside the `forward` of another module of the user's."""
+    f = sys._getframe(2)
+    site = None
+    while f is not None:
+        if probe.loc.is_user(f.f_code):
+            if site is None:
+                site = (f.f_code.co_filename, f.f_lineno)
+            owner = f.f_locals.get("self")
+            if f.f_code.co_name == "forward" and isinstance(owner, torch.nn.Module) and owner is not module:
+                text = site_text(site[0], site[1], "")
+                m = re.match(r"\s*(?:self\.)?(\w+)\s*=", text)
+                return {"path": site[0], "line": site[1], "cls": type(module).__name__,
+                        "owner": type(owner).__name__, "var": m.group(1) if m else None}
+        f = f.f_back
+    return None
 
 
 def _autograd(probe, torch) -> None:

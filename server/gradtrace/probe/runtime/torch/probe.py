@@ -4,10 +4,11 @@ parameter's gradient and links each dead one to the operation that cut it."""
 from __future__ import annotations
 
 import ast
+import re
 
 from ..locate import loc, names_in_frames
 from ..script import ScriptProbe, Stop, has_training_step
-from . import modules, patches
+from . import modules, patches, terms
 from .lineage import Lineage
 from .optim import OptimizerBook
 from .params import ParamTable, typo_entries
@@ -30,6 +31,8 @@ class TorchProbe(ScriptProbe):
         self.paused = False  # recording paused inside an optimizer step
         self.graph: list[dict] = []
         self.flow: list[dict] = []
+        self.dead_terms: list[dict] = []
+        self.orig_grad = torch.autograd.grad  # before the patch: summands are differentiated with it
 
     # ---- interception
     def on_backward(self, orig, tensors, grad_tensors, retain_graph, create_graph, inputs):
@@ -40,8 +43,10 @@ class TorchProbe(ScriptProbe):
         self.step += 1
         path, line = self.loc.where(3)
         self.backward_sites.append((path, line))
-        self.params.collect(self.loc.user_frames(3))
-        roots = [tensors] if isinstance(tensors, torch.Tensor) else list(tensors)
+        self.collect(self.loc.user_frames(3))
+        roots = [tensors] if isinstance(tensors, torch.Tensor) else list(tensors)  # a generator is read once
+        if self.step == 1 and len(roots) == 1:
+            self.find_dead_terms(roots[0])
         stash = {}
         for pid, p in self.params.objs.items():
             if p.is_leaf:
@@ -50,7 +55,8 @@ class TorchProbe(ScriptProbe):
                     p.grad = None
         err = None
         try:
-            r = orig(tensors, grad_tensors, retain_graph, create_graph, inputs=inputs)
+            r = orig(tensors if isinstance(tensors, torch.Tensor) else roots, grad_tensors, retain_graph,
+                     create_graph, inputs=inputs)
         except RuntimeError as exc:
             err = exc
             r = None
@@ -69,15 +75,14 @@ class TorchProbe(ScriptProbe):
                     if new is not None and new is not old:
                         old.add_(new)
                     p.grad = old
+        self.tape.sums.clear()
         if err is None:
             try:
                 self.analyse_step(roots)
             except Exception as exc:  # noqa: BLE001 - analysis must never break the user's code
                 self.notes.append(f"analysis failed at step {self.step}: {type(exc).__name__}: {exc}")
         else:
-            self.error = self.lineage.explain_backward_error(err, roots, path, line, self.step, self.optimizers.steps)
-            self.stop_reason = f"backward() at line {line} raised"
-            raise Stop()
+            self.fail_step(err, roots, path, line, "backward()")
         self.stop_when_steps_spent("backward()")
         self.recording = True
         return r
@@ -95,19 +100,22 @@ class TorchProbe(ScriptProbe):
         path, line = self.loc.where(3)
         self.backward_sites.append((path, line))
         frames = self.loc.user_frames(3)
-        self.params.collect(frames)
-        ins = [inputs] if isinstance(inputs, torch.Tensor) else list(inputs)
+        self.collect(frames)
+        # every form torch takes: a tensor, or any iterable of them (a generator such as net.parameters(), a list,
+        # a tuple, dict.values()...); read once here and handed on as a tuple
+        single = isinstance(inputs, torch.Tensor) or type(inputs).__name__ == "GradientEdge"
+        ins = [inputs] if single else list(inputs)
+        roots = [outputs] if isinstance(outputs, torch.Tensor) else list(outputs)
         names = names_in_frames(frames, ins)
         for i, t in enumerate(ins):
-            if id(t) not in self.params:
+            if isinstance(t, torch.Tensor) and id(t) not in self.params:
                 self.params.add(names.get(id(t)) or f"inputs[{i}]", t, registered=None)
-        roots = [outputs] if isinstance(outputs, torch.Tensor) else list(outputs)
         try:
-            res = orig(outputs, inputs, *a, **k)
+            res = orig(outputs if isinstance(outputs, torch.Tensor) else roots, inputs if single else tuple(ins),
+                       *a, **k)
         except RuntimeError as exc:
-            self.error = self.lineage.explain_backward_error(exc, roots, path, line, self.step, self.optimizers.steps)
-            self.stop_reason = f"torch.autograd.grad at line {line} raised"
-            raise Stop() from None
+            self.fail_step(exc, roots, path, line, "torch.autograd.grad")
+        self.tape.sums.clear()
         got = {id(t): g for t, g in zip(ins, res)}
         with torch.no_grad():
             for pid in self.params.objs:
@@ -117,8 +125,30 @@ class TorchProbe(ScriptProbe):
                     rec.statuses.append(self.classify(g))
                     rec.norm = float(g.float().norm()) if g is not None and g.numel() else None
         self.analyse_step(roots, only=set(got))
-        self.stop_reason = f"stopped at torch.autograd.grad (line {line})"
-        raise Stop()
+        self.stop_when_steps_spent("torch.autograd.grad()")
+        self.recording = True
+        return res
+
+    def fail_step(self, exc, roots, path, line, call) -> None:
+        self.error = self.lineage.explain_backward_error(exc, roots, path, line, self.step, self.optimizers.steps,
+                                                         self.params)
+        self.stop_reason = f"{call} at line {line} raised"
+        raise Stop() from None
+
+    def collect(self, frames) -> None:
+        self.params.collect(frames)
+        self.params.add_made_in_forward(self.seen.forward_params)
+
+    def find_dead_terms(self, root) -> None:
+        orig_grad = self.orig_grad
+
+        def differentiate(term, trainable):
+            return orig_grad(term, trainable, retain_graph=True, allow_unused=True)
+
+        try:
+            self.dead_terms = terms.dead_terms(self, root, differentiate)
+        except Exception as exc:  # noqa: BLE001 - analysis must never break the user's code
+            self.notes.append(f"loss terms not analysed: {type(exc).__name__}: {exc}")
 
     def classify(self, g) -> str:
         torch = self.torch
@@ -172,6 +202,14 @@ class TorchProbe(ScriptProbe):
 
     def explain_script_error(self, exc, path, line) -> None:
         text = str(exc)
+        if isinstance(exc, AttributeError) and re.match(r"'(float|int|list|NoneType)' object has no attribute "
+                                                        r"'(backward|grad)'", text):
+            cut = self.lineage.last_escape()
+            if cut is not None:
+                self.error["raised_at"] = loc(path, line)
+                self.error.update(path=cut.path, line=cut.line)
+                self.error["cause"] = (f"line {cut.line}: {cut.cut}; what reached `.backward()` is a plain Python "
+                                       "value built from it: keep the tensor (sum the tensors, then call backward)")
         site = self.seen.nonleaf_optimized
         if "can't optimize a non-leaf Tensor" in text and site is not None:
             self.error["raised_at"] = loc(path, line)
@@ -240,7 +278,7 @@ class TorchProbe(ScriptProbe):
 
     def result(self, status, error=None) -> dict:
         torch = self.torch
-        held, opt_list = self.optimizers.summary({})
+        held, opt_list = self.optimizers.summary()
         params = []
         done: set[int] = set()
         for pid, rec in self.params.items():
@@ -254,7 +292,8 @@ class TorchProbe(ScriptProbe):
                      "in_optimizer": (pid in held) if self.optimizers else None,
                      "registered": rec.registered, "why": rec.why if grad != "ok" else None,
                      "norm": rec.norm, "leaf": rec.kind == "leaf",
-                     "parameter": isinstance(p, torch.nn.Parameter) or rec.registered is not None}
+                     "parameter": isinstance(p, torch.nn.Parameter) or rec.registered is not None,
+                     "made_in_forward": rec.made_in_forward}
             if self.optimizers:
                 entry["optimizers"] = [i for i, o in enumerate(opt_list) if pid in set(o["ids"])]
             params.append(entry)
@@ -266,5 +305,5 @@ class TorchProbe(ScriptProbe):
         return {"status": status, "framework": "torch", "mode": self.mode, "mode_reason": self.mode_reason,
                 "stop_reason": self.stop_reason, "steps": self.step, "parameters": params,
                 "optimizers": optimizers, "error": error, "ops": self.graph, "notes": self.notes,
-                "flow": self.flow, "backward_sites": self.backward_site_list(),
+                "flow": self.flow, "backward_sites": self.backward_site_list(), "dead_terms": self.dead_terms,
                 "ops_recorded": len(self.tape.ops), "path": self.path}

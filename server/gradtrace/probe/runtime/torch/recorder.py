@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from ..locate import Placed, Site
 
 MAX_OPS = 200_000  # recorded operations per probe before recording stops (memory bound)
+MAX_SUMS = 4096  # scalar sums whose operands are kept within one step
 
 ESCAPES = {"item", "tolist", "__float__", "__int__", "__index__", "numpy", "__array__", "__complex__"}
 ZERO_GRAD_OPS = {"sign", "sgn", "round", "floor", "ceil", "trunc", "fix", "heaviside", "round_", "floor_",
@@ -29,6 +30,8 @@ NAN_OPS = {"sqrt", "rsqrt", "log", "log2", "log10", "log1p", "reciprocal", "div"
            "__rtruediv__", "pow", "__pow__", "acos", "asin", "atanh", "acosh", "xlogy", "lgamma", "digamma",
            "cdist", "norm", "linalg_vector_norm"}
 REWRAP = {"tensor", "as_tensor", "new_tensor", "asarray", "from_numpy", "FloatTensor", "Tensor"}
+# A scalar made by these is the sum of its operands: the loss is split into its summands through them.
+SUM_OPS = {"add", "__add__", "__radd__", "sub", "__sub__", "__rsub__", "__iadd__", "__isub__", "add_", "sub_"}
 TYPO_RE = re.compile(r"^(require_grads?|requires_grads|requires?_gradients?|requiers_grad|requries_grad|"
                      r"require_gradient|requiresgrad|requires_gard|requires_grd|reqires_grad|requre_grad|"
                      r"requires_grad_)$")
@@ -96,6 +99,8 @@ class Sightings:
     module_flags: list = field(default_factory=list)  # `module.requires_grad = v`: [(Placed, value)]
     inplace: list = field(default_factory=list)  # [InPlace]
     nonleaf_optimized: tuple | None = None  # (path, line, op name) of a non-leaf handed to an optimizer
+    made_in_forward: dict = field(default_factory=dict)  # id(module) -> (weakref, where) built inside a forward
+    forward_params: list = field(default_factory=list)  # [(weakref parameter, where, attribute)] of those modules
 
 
 def describe_cut(name: str, out, grad_off: bool, inference: bool, site_desc: str | None) -> str:
@@ -134,6 +139,8 @@ class Tape:
         self.leaves: list[Leaf] = []
         self.leaf_of: dict[int, int] = {}  # id(tensor) -> leaf index
         self.defsite: dict[int, Placed] = {}  # id(parameter) -> where it was created
+        # op index -> the tensors a scalar sum added: strong references, dropped at the step's backward
+        self.sums: dict[int, tuple] = {}
 
     def full(self) -> bool:
         return len(self.ops) >= MAX_OPS
@@ -226,6 +233,9 @@ class Tape:
         if pre is not None and pre[4]:
             bits = 0  # an update or initialisation of a leaf in place (under no_grad): not a use of it
         idx = self.add(Op(name, path, line, in_tags, bits, req_in, out_req, cut, site, self.clock()))
+        if name in SUM_OPS and len(outs) == 1 and outs[0].numel() == 1 and len(self.sums) < MAX_SUMS:
+            # in place (`loss += term`): the target's earlier value is gone; its tag stands for it
+            self.sums[idx] = (in_tags[0], *ins[1:]) if pre is not None and in_tags else tuple(ins)
         if pre is not None:
             tgt = pre[0]
             self.seen.inplace.append(InPlace(idx, name, path, line, list(pre[2]), pre[1], tgt._version, pre[3],
