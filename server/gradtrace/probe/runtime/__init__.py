@@ -11,6 +11,9 @@ enforces it); the launcher loads it under a private name, without putting any of
     torch/        recorder (the tape of operations), lineage (cuts and causes), params (naming), optim,
                   patches (the wrapped entry points), modules (module mode), probe (the orchestration)
     tf.py         TensorFlow: GradientTape.gradient intercepted
+    jax.py        JAX: jax.grad and jax.value_and_grad intercepted, dead pytree leaves named by path
+    sandbox side: confine.py (seccomp, capabilities), jail.py (the unshare mode's file system), cleanup.py,
+                  messages.py (the launcher-worker protocol, shared with the launcher)
 """
 
 PROTOCOL = 2

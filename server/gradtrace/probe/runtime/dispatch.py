@@ -24,6 +24,10 @@ def run_probe(req: dict) -> dict:
         from .tf import TFProbe
 
         return TFProbe(path, source, req).run()
+    if framework == "jax":
+        from . import jax as jax_probe
+
+        return jax_probe.run(path, source, req)
     return {"status": "unsupported", "framework": framework, "error": {
-        "type": "Unsupported", "message": "the probe runs PyTorch and TensorFlow code; "
+        "type": "Unsupported", "message": "the probe runs PyTorch, TensorFlow and JAX code; "
         f"this file uses {framework or 'neither'}", "path": path, "line": None}}

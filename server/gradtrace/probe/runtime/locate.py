@@ -65,6 +65,9 @@ class Locator:
             u = self.cache[code] = is_user_file(code.co_filename, self.roots)
         return u
 
+    def is_user_path(self, filename: str) -> bool:
+        return is_user_file(filename, self.roots)
+
     def where(self, depth: int = 2) -> tuple[str | None, int]:
         try:
             f = sys._getframe(depth)
