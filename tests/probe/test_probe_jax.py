@@ -71,3 +71,14 @@ def test_clean_jitted_training_has_no_findings(jax_launcher):
     assert res["status"] == "ok", res["error"]
     assert {p["name"]: p["grad"] for p in res["parameters"]} == {"params['w']": "ok", "params['b']": "ok"}
     assert res["findings"] == [] and res["steps"] == 3
+
+
+def test_leaves_whose_optax_updates_are_all_zero_never_train(jax_launcher):
+    pytest.importorskip("optax")
+    res = jax_launcher.run(data("jax_optax_masked.py"), timeout=120)
+    assert res["status"] == "ok", res["error"]
+    params = {p["name"]: p for p in res["parameters"]}
+    assert params["params['encoder']['w']"]["grad"] == "ok" and params["params['encoder']['w']"]["in_optimizer"] is False
+    assert params["params['head']['w']"]["in_optimizer"] is True
+    (finding,) = [f for f in res["findings"] if f["code"] == "GT904"]
+    assert finding["line"] == cut_line(data("jax_optax_masked.py")) and "encoder" in finding["message"]

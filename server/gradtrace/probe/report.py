@@ -133,6 +133,7 @@ def build_result(raw: dict, path: str, framework: str | None, isolation: list[st
                                  {"params": g["names"], "op": cut.get("op"), "source": "gradtrace probe"}))
 
     findings += _made_in_forward(lines, path, params)
+    findings += _never_updated(lines, params)
     findings += _dead_terms(lines, raw.get("dead_terms") or [])
 
     # gradients that no optimizer will ever apply
@@ -140,7 +141,7 @@ def build_result(raw: dict, path: str, framework: str | None, isolation: list[st
         idle: OrderedDict = OrderedDict()
         for p in params:
             if p.get("grad") == "ok" and p.get("in_optimizer") is False and p.get("requires_grad", True) \
-                    and p.get("parameter", True) and not p.get("made_in_forward"):
+                    and p.get("parameter", True) and not p.get("made_in_forward") and not p.get("update_site"):
                 d = p.get("defined_at") or {}
                 idle.setdefault((d.get("path"), d.get("line"), p.get("registered")), []).append(p["name"])
         opts = raw.get("optimizers") or []
@@ -226,7 +227,7 @@ def _sane(raw) -> dict:
     out["parameters"] = [p for p in out["parameters"] if isinstance(p, dict) and isinstance(p.get("name"), str)
                          and p.get("grad") in PARAM_GRADS]
     for p in out["parameters"]:
-        for key in ("defined_at", "cut", "made_in_forward"):
+        for key in ("defined_at", "cut", "made_in_forward", "update_site"):
             if not _location(p.get(key)):
                 p[key] = None
     out["dead_terms"] = [t for t in out["dead_terms"] if isinstance(t, dict) and _location(t)
@@ -278,6 +279,20 @@ def _made_in_forward(lines: _Lines, path: str, params: list[dict]) -> list[Findi
     return out
 
 
+def _never_updated(lines: _Lines, params: list[dict]) -> list[Finding]:
+    """Leaves with a gradient whose every optimizer update was zero (an optax mask, a zero learning rate)."""
+    groups: OrderedDict = OrderedDict()
+    for p in params:
+        site = p.get("update_site")
+        if site and p.get("grad") == "ok":
+            groups.setdefault((site["path"], site["line"]), []).append(p["name"])
+    return [_finding(lines, spath, sline, "GT904", "warning",
+                     f"{_names(names)} get gradients, but every update applied here is zero (a mask such as "
+                     "optax.masked/set_to_zero, or a zero learning rate): they never train",
+                     [], {"params": names, "source": "gradtrace probe"})
+            for (spath, sline), names in groups.items()]
+
+
 def _dead_terms(lines: _Lines, terms: list[dict]) -> list[Finding]:
     """Summands of the loss that no trainable parameter reaches (GT907)."""
     out = []
@@ -301,7 +316,7 @@ def _cut_key(cut):
 
 def _public_param(p: dict) -> dict:
     keys = ("name", "shape", "grad", "defined_at", "cut", "in_optimizer", "requires_grad", "registered", "norm",
-            "why", "leaf", "parameter", "made_in_forward")
+            "why", "leaf", "parameter", "made_in_forward", "update_site")
     return {k: p.get(k) for k in keys}
 
 

@@ -1,11 +1,12 @@
-"""The JAX probe: script mode, `jax.grad` and `jax.value_and_grad` intercepted (and `optax.apply_updates`).
+"""The JAX probe: script mode, `jax.grad` and `jax.value_and_grad` intercepted, and `optax.apply_updates`.
 
 Each gradient the script computes is looked at leaf by leaf: a pytree leaf whose gradient is float0 (an integer
 input: no gradient at all), all zero, or not finite is named by its path (`params['dense']['w']`). The cut is then
 located in the function's jaxpr, traced on the same arguments: the first `stop_gradient`, integer cast, argmax or
 zero-derivative operation on the way from that leaf to the loss, at the user's line; a leaf the function never
-reads while it reads the very same array from its enclosing scope is a closure. Compiled code runs eagerly under
-the probe (`jax_disable_jit`), so the gradients are concrete values.
+reads while it reads the very same array from its enclosing scope is a closure. A leaf whose gradient is fine but
+whose every optax update is zero (a mask, a zero learning rate) never trains either: it is reported as in no
+optimizer. Compiled code runs eagerly under the probe (`jax_disable_jit`), so the gradients are concrete values.
 """
 
 from __future__ import annotations
@@ -77,6 +78,43 @@ class JaxProbe(ScriptProbe):
                 return out
 
             setattr(jnp, name, creator)
+        if re.search(r"^\s*(import|from)\s+optax\b", self.source, re.M):
+            self.install_optax()
+
+    def install_optax(self) -> None:
+        """`optax.apply_updates(params, updates)`: which leaves every update leaves where they were."""
+        try:
+            import optax
+        except ImportError:
+            return
+        probe = self
+        orig = optax.apply_updates
+
+        def apply_updates(params, updates, *a, **k):
+            if probe.recording:
+                probe.recording = False
+                try:
+                    probe.on_updates(params, updates)
+                finally:
+                    probe.recording = True
+            return orig(params, updates, *a, **k)
+
+        optax.apply_updates = apply_updates
+
+    def on_updates(self, params, updates) -> None:
+        jax = self.jax
+        path, line = self.loc.where(3)
+        names = names_in_frames(self.loc.user_frames(3), [params])
+        base = names.get(id(params)) or "params"
+        flat = jax.tree_util.tree_flatten_with_path(updates)[0]
+        for key, update in flat:
+            name = base + jax.tree_util.keystr(key)
+            rec = self.params.get(name)
+            if rec is None:
+                continue
+            rec.setdefault("updates", []).append(self.classify(update))
+            if rec["updates"][-1] != "ok" and "ok" not in rec["updates"]:
+                rec["update_site"] = loc(path, line)
 
     # ---- one gradient call
     def on_grad(self, kind, fun, gf, argnums, has_aux, args, kwargs):
@@ -245,8 +283,9 @@ class JaxProbe(ScriptProbe):
         self.install()
         outcome = self.run_script()
         if outcome == "no-backward" and not self.error:
-            return self.result("unsupported", {"type": "NoGradientCall", "message": "the script ran to the end "
-                               "without calling jax.grad or jax.value_and_grad", "path": self.path, "line": None})
+            return self.result("unsupported", {"type": "NoGradientCall", "message": "the JAX probe observes "
+                               "jax.grad and jax.value_and_grad calls; the script ran to the end without one",
+                               "path": self.path, "line": None})
         return self.result("error" if self.error else "ok", self.error)
 
     def result(self, status, error) -> dict:
@@ -255,10 +294,13 @@ class JaxProbe(ScriptProbe):
             sts = rec["statuses"]
             grad = "ok" if "ok" in sts else "nonfinite" if "nonfinite" in sts else "zero" if "zero" in sts \
                 else "none"
+            frozen = grad == "ok" and rec.get("updates") and "ok" not in rec["updates"]
             params.append({"name": rec["name"], "shape": rec["shape"], "grad": grad,
                            "defined_at": rec.get("defined_at"), "cut": rec["cut"] if grad != "ok" else None,
-                           "why": rec["why"] if grad != "ok" else None, "requires_grad": True, "in_optimizer": None,
-                           "registered": None, "leaf": True})
+                           "why": rec["why"] if grad != "ok" else None, "requires_grad": True,
+                           "in_optimizer": False if frozen else (True if rec.get("updates") else None),
+                           "registered": None, "leaf": True,
+                           "update_site": rec.get("update_site") if frozen else None})
         return {"status": status, "framework": "jax", "mode": self.mode, "mode_reason": self.mode_reason,
                 "stop_reason": self.stop_reason, "steps": self.step, "parameters": params, "optimizers": [],
                 "error": error, "ops": [], "notes": self.notes, "path": self.path,
