@@ -29,6 +29,16 @@ def launcher():
     lau.shutdown()
 
 
+@pytest.fixture(scope="module")
+def module_launcher():
+    """A launcher of this test module's own (its workers go with the module)."""
+    from gradtrace.probe.launcher import ProbeLauncher
+
+    lau = ProbeLauncher()
+    yield lau
+    lau.shutdown()
+
+
 @pytest.fixture(scope="session")
 def project(tmp_path_factory):
     """One project for the scripts the tests write: the launcher keeps one warm worker per project."""

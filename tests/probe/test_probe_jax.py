@@ -16,12 +16,8 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def jax_launcher():
-    from gradtrace.probe.launcher import ProbeLauncher
-
-    lau = ProbeLauncher()
-    yield lau
-    lau.shutdown()
+def jax_launcher(module_launcher):
+    return module_launcher
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

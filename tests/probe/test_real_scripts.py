@@ -5,8 +5,20 @@ import pytest
 
 from .conftest import cut_line, data
 
-LAYOUTS = ["opt_module_level.py", "opt_in_main.py", "opt_main_guard.py", "opt_train_helper.py",
-           "opt_trainer_class.py"]
+HEAD = "import torch\nimport torch.nn as nn\n\n\n"
+BUILD = ("    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))\n"
+         "    opt = torch.optim.Adam(model.parameters(), lr=1e-3)\n")
+LOOP = ("    for _ in range(3):\n        x, y = torch.randn(16, 4), torch.randn(16, 1)\n"
+        "        loss = nn.functional.mse_loss(model(x), y)\n"
+        "        opt.zero_grad()\n        loss.backward()\n        opt.step()\n")
+# the same training, laid out as scripts are: where the optimizer lives differs
+LAYOUTS = {
+    "module level": "if True:\n" + BUILD + LOOP,
+    "main()": "def main():\n" + BUILD + LOOP + "\n\nmain()\n",
+    "__main__ guard": "def main():\n" + BUILD + LOOP + "\n\nif __name__ == '__main__':\n    main()\n",
+    "train(model, opt) helper": "def train(model, opt):\n" + LOOP + "\n\ndef build():\n" + BUILD
+                                + "    return model, opt\n\n\nif __name__ == '__main__':\n    train(*build())\n",
+}
 
 
 def probe(launcher, name, **kw):
@@ -17,15 +29,24 @@ def codes_at(res, code):
     return [f for f in res["findings"] if f["code"] == code]
 
 
-@pytest.mark.parametrize("name", LAYOUTS)
-def test_optimizer_built_anywhere_holds_its_parameters(launcher, name):
-    res = probe(launcher, name)
+def assert_every_parameter_trains(res):
     assert res["status"] == "ok", res["error"]
     assert len(res["parameters"]) == 4
     for p in res["parameters"]:
         assert p["grad"] == "ok" and p["in_optimizer"] is True, p
     assert res["findings"] == []
     assert len(res["optimizers"]) == 1 and res["optimizers"][0]["n_params"] == 4
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_optimizer_built_anywhere_holds_its_parameters(launcher, scripts, layout):
+    path = scripts / "layout.py"
+    path.write_text(HEAD + LAYOUTS[layout])
+    assert_every_parameter_trains(launcher.run(str(path), timeout=90))
+
+
+def test_optimizer_built_in_a_trainer_init_holds_its_parameters(launcher):
+    assert_every_parameter_trains(probe(launcher, "opt_trainer_class.py"))
 
 
 def test_a_trainer_attribute_is_named_by_the_variable_holding_the_trainer(launcher):

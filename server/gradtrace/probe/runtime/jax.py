@@ -15,7 +15,7 @@ import ast
 import re
 
 from .locate import loc, names_in_frames
-from .script import ScriptProbe
+from .script import ScriptProbe, overall
 
 CUTS = {"stop_gradient": "`jax.lax.stop_gradient` blocks the gradient here",
         "argmax": "argmax returns integer indices, which carry no gradient",
@@ -291,9 +291,7 @@ class JaxProbe(ScriptProbe):
     def result(self, status, error) -> dict:
         params = []
         for rec in self.params.values():
-            sts = rec["statuses"]
-            grad = "ok" if "ok" in sts else "nonfinite" if "nonfinite" in sts else "zero" if "zero" in sts \
-                else "none"
+            grad = overall(rec["statuses"])
             frozen = grad == "ok" and rec.get("updates") and "ok" not in rec["updates"]
             params.append({"name": rec["name"], "shape": rec["shape"], "grad": grad,
                            "defined_at": rec.get("defined_at"), "cut": rec["cut"] if grad != "ok" else None,

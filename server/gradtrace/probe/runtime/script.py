@@ -12,6 +12,14 @@ import types
 from .locate import Locator, loc
 
 
+def overall(statuses: list[str]) -> str:
+    """A parameter's gradient over every step it was seen in: "ok" if it ever got one, else the worst seen."""
+    for status in ("ok", "nonfinite", "zero"):
+        if status in statuses:
+            return status
+    return "none"
+
+
 class Stop(BaseException):  # noqa: N818 - unwinds the user's script; not an Exception on purpose
     pass
 

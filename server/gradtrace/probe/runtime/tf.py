@@ -7,7 +7,7 @@ import weakref
 from dataclasses import dataclass
 
 from .locate import Placed, loc
-from .script import ScriptProbe, Stop, calls_any, has_training_step
+from .script import ScriptProbe, Stop, calls_any, has_training_step, overall
 
 
 @dataclass
@@ -324,9 +324,7 @@ class TFProbe(ScriptProbe):
     def result(self, status, error) -> dict:
         params = []
         for rec in self.params.values():
-            sts = rec["statuses"]
-            grad = "ok" if "ok" in sts else "nonfinite" if "nonfinite" in sts else "zero" if "zero" in sts \
-                else "none"
+            grad = overall(rec["statuses"])
             params.append({"name": rec["name"], "shape": rec["shape"], "grad": grad,
                            "defined_at": rec["defined_at"], "cut": rec["cut"] if grad != "ok" else None,
                            "why": rec["why"] if grad != "ok" else None, "requires_grad": rec["trainable"],

@@ -8,6 +8,14 @@ from ..locate import loc
 from .recorder import ESCAPES, NAN_OPS, REWRAP, ZERO_GRAD_OPS, pretty
 
 MAX_GRAPH = 1500  # operations reported in the "ops" list
+# status -> (the operations that explain it, the reason, the `why`)
+ON_PATH = {
+    "nonfinite": (NAN_OPS, "`{op}` has an infinite or NaN derivative for some inputs, even elements masked out later "
+                  "(torch.where/indexing still back-propagates 0 * inf = NaN): clamp or mask its input before the op",
+                  "nonfinite-op"),
+    "zero": (ZERO_GRAD_OPS, "`{op}` has a zero derivative almost everywhere: no gradient flows back through it (use a "
+             "straight-through estimator: x + (f(x) - x).detach())", "zero-op"),
+}
 
 
 def _listed(names: list[str], limit: int = 4) -> str:
@@ -62,24 +70,12 @@ class Lineage:
         if li is None:
             return None, "unused"
         bit = 1 << li
-        if status == "nonfinite":
-            for i in sorted(anc):
-                op = ops[i]
-                if op.name in NAN_OPS and op.bits & bit:
-                    return ({"path": op.path, "line": op.line, "op": op.name,
-                             "reason": f"`{op.name}` has an infinite or NaN derivative for some inputs, even "
-                             "elements masked out later (torch.where/indexing still back-propagates 0 * inf = "
-                             "NaN): clamp or mask its input before the op"}, "nonfinite-op")
-            return None, "nonfinite"
-        if status == "zero":
-            for i in sorted(anc):
-                op = ops[i]
-                if op.name in ZERO_GRAD_OPS and op.bits & bit:
-                    return ({"path": op.path, "line": op.line, "op": op.name,
-                             "reason": f"`{op.name}` has a zero derivative almost everywhere: no gradient flows "
-                             "back through it (use a straight-through estimator: x + (f(x) - x).detach())"},
-                            "zero-op")
-            return None, "zero"
+        if status in ON_PATH:
+            names, reason, why = ON_PATH[status]
+            op = self._first_on_path(anc, bit, names)
+            if op is None:
+                return None, status
+            return {"path": op.path, "line": op.line, "op": op.name, "reason": reason.format(op=op.name)}, why
         cands = [i for i in self.tape.cut_ops if ops[i].bits & bit]
         if not cands:
             used = any(op.bits & bit for op in ops[-50000:])
@@ -92,6 +88,14 @@ class Lineage:
             cut.update({"path": op.site.path, "line": op.site.line, "op": op.site.text, "op_path": op.path,
                         "op_line": op.line})
         return cut, "cut"
+
+    def _first_on_path(self, anc, bit: int, names: set[str]):
+        """The first operation of the loss's ancestry named in `names` that depends on leaf `bit`."""
+        for i in sorted(anc):
+            op = self.tape.ops[i]
+            if op.name in names and op.bits & bit:
+                return op
+        return None
 
     def graph_of(self, names: dict[int, str], anc) -> list[dict]:
         """The operations of the loss's ancestry, one entry per line, for the gradient map."""

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..locate import loc, site_text
+from ..script import overall
 
 MAX_ITEMS = 512  # items of one container looked at
 MAX_DEPTH = 4  # containers inside containers followed
@@ -27,8 +28,7 @@ class ParamRecord:
     made_in_forward: dict | None = None  # the layer it belongs to was built inside a forward (where, which)
 
     def grad(self) -> str:
-        sts = self.statuses
-        return "ok" if "ok" in sts else "nonfinite" if "nonfinite" in sts else "zero" if "zero" in sts else "none"
+        return overall(self.statuses)
 
 
 def contents(prefix: str, val, depth: int = 0):
