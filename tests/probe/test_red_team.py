@@ -134,10 +134,13 @@ def test_garbage_on_the_result_channel_stays_in_its_probe(mode_launcher, scripts
                  "    except OSError:\n"
                  "        pass\n"
                  "os._exit(0)\n")
+    t0 = time.perf_counter()
     res = mode_launcher.run(path, timeout=60)
+    assert res["status"] != "timeout" and time.perf_counter() - t0 < 50  # the channel to the launcher is intact
     assert not any("forged" in layer for layer in res["isolation"]), res["isolation"]
     nxt = mode_launcher.run(write(scripts, "next.py", TRAIN), timeout=60)
     assert nxt["status"] == "ok" and [p["grad"] for p in nxt["parameters"]] == ["ok"]
+    assert nxt["warm"] is True  # the worker outlived it
 
 
 # -- 3. host unix sockets ----------------------------------------------------------------------------------------
