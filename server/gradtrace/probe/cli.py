@@ -9,13 +9,13 @@ import sys
 
 def run(args) -> int:
     from gradtrace.probe.launcher import ProbeLauncher
-    from gradtrace.probe.report import format_text
+    from gradtrace.probe.report import format_text, printable
 
     launcher = ProbeLauncher()
     try:
         result = launcher.run(args.file, python=args.python, timeout=args.timeout, memory_mb=args.memory,
                               device=args.device, mode=args.mode, max_steps=args.steps,
-                              progress=(lambda m: print(f"gradtrace: {m}", file=sys.stderr))
+                              progress=(lambda m: print(f"gradtrace: {printable(m)}", file=sys.stderr))
                               if args.format == "text" else None)
     finally:
         launcher.shutdown()
