@@ -9,7 +9,8 @@ import sys
 
 def run(args) -> int:
     from gradtrace.probe.launcher import ProbeLauncher
-    from gradtrace.probe.report import format_text, printable
+    from gradtrace.probe.report import format_text
+    from gradtrace.terminal import printable
 
     launcher = ProbeLauncher()
     try:

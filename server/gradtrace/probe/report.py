@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import unicodedata
 from collections import OrderedDict
 
 from gradtrace.findings import Finding, Related
 from gradtrace.guarded_files import read_text
 from gradtrace.probe.runtime.script import detect_framework
+from gradtrace.terminal import printable
 
 __all__ = ["build_result", "detect_framework", "format_text"]
 
@@ -366,18 +366,3 @@ def format_text(result: dict) -> str:
     for f in result.get("findings") or []:
         out.append(f"{os.path.relpath(f['path'])}:{f['line']}:{f['column']}: {f['code']} {f['message']}")
     return "\n".join(printable(line) for line in out)
-
-
-def printable(text: str) -> str:
-    """`text` with control and format characters escaped (`\\x1b`, `\\u202e`): what a probed script puts in an
-    exception message must not drive the terminal (escape sequences) or reorder what it shows (bidi overrides)."""
-    if text.isprintable():
-        return text
-    out = []
-    for ch in text:
-        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
-            code = ord(ch)
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-        else:
-            out.append(ch)
-    return "".join(out)
