@@ -208,6 +208,8 @@ def mounts(project: str, layout: Layout, home: str, memory_mb: int, device: str)
     for p in readable:
         if not os.path.isdir(p) and not os.path.isfile(p):
             continue
+        if os.path.realpath(p) == "/":
+            continue  # an empty PYTHONPATH entry read from "/": the root itself is never shown
         real = os.path.realpath(p)
         out.append(Mount("ro-bind", os.path.abspath(p), real))
         if real != os.path.abspath(p):
