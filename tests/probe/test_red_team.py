@@ -223,6 +223,9 @@ def test_proc_capabilities_namespaces_and_file_system_are_confined(mode_launcher
     listener.bind(("127.0.0.1", 0))
     listener.listen(4)
     outside = os.path.join(tempfile.gettempdir(), f"gt-red-team-outside-{os.getpid()}")
+    for leftover in ("/root/gt-red-team-probe", outside):  # from an interrupted earlier run, not from this probe
+        if os.path.exists(leftover):
+            os.remove(leftover)
     try:
         path = write(scripts, "proc.py", PROC.format(SECRET=SECRET, launcher=os.getpid(),
                                                     port=listener.getsockname()[1], outside=outside) + TRAIN)
