@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from gradtrace.analysis.suppressions import code_at
 from gradtrace.findings import Edit, Finding, Fix
 from gradtrace.lsp.code_actions import fix_all_edit, noqa_edit
 from gradtrace.lsp.config import SettingsStore, extract_settings
 from gradtrace.lsp.diagnostics import LineMap, to_diagnostic
 from gradtrace.lsp.documents import carry_over, relocate
-from gradtrace.lsp.hover import dotted_at, noqa_code_at
+from gradtrace.lsp.hover import dotted_at
 from gradtrace.lsp.notebook import _neutralise
 from gradtrace.lsp.worker import run_fix_all
 from gradtrace.positions import lsp_to_point, span_to_lsp, split_lines
@@ -161,8 +162,8 @@ def test_carry_over_skips_the_broken_line():
 
 def test_hover_helpers():
     line = "x = 1  # noqa: GT120, gt105"
-    assert noqa_code_at(line, line.index("gt105") + 2)[0] == "GT105"
-    assert noqa_code_at(line, 2) is None
+    assert code_at(line, line.index("gt105") + 2)[0] == "GT105"
+    assert code_at(line, 2) is None
     assert dotted_at("h = self.encoder.weight @ x", 11) == "self.encoder"
     assert dotted_at("h = model.net.0.weight", 14) == "model.net.0"
 
@@ -172,3 +173,15 @@ def test_magics_become_pass():
     assert _neutralise("%timeit f()") == "pass"
     assert _neutralise("model?") == "pass"
     assert _neutralise("x = 1  # 100%") == "x = 1  # 100%"
+
+
+@pytest.mark.parametrize("comment", ["# noqa", "# NOQA", "#noqa:GT105", "# noqa: GT120, GT105", "# noqa: GT120 GT105",
+                                     "# keep  # noqa: gt105", "# noqa : GT120"])
+def test_the_engine_and_disable_for_this_line_read_noqa_alike(comment):
+    """Wherever the engine suppresses GT105, "Disable GT105 for this line" has nothing to add, and vice versa."""
+    from gradtrace.analysis.source import SourceFile
+
+    line = f"y = x.detach()  {comment}"
+    suppressed = SourceFile.parse("/a.py", line + "\n").suppressed("GT105", 1)
+    edit = noqa_edit([line, ""], line + "\n", 0, 0, "GT105", "utf-16")
+    assert suppressed == (edit is None), (comment, suppressed, edit)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import ast
-import re
 import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from gradtrace.analysis.suppressions import is_suppressed, line_suppressions
 from gradtrace.positions import LineIndex
 
-NOQA = re.compile(r"#\s*noqa(?::[\s]*(?P<codes>[A-Z]+[0-9]+(?:[,\s]+[A-Z]+[0-9]+)*))?", re.I)
 FRAMEWORK_MARKERS = {
     "torch": ("torch",),
     "tensorflow": ("tensorflow", "keras"),
@@ -130,28 +129,12 @@ class SourceFile:
     @cached_property
     def noqa(self) -> dict[int, frozenset[str] | None]:
         """line -> suppressed codes (None: every code) for lines with a `# noqa` comment."""
-        result: dict[int, frozenset[str] | None] = {}
         if "noqa" not in self.text and "NOQA" not in self.text:
-            return result
-        for lineno, text in enumerate(self.lines.lines, start=1):
-            if "noqa" not in text.lower():
-                continue
-            match = NOQA.search(text)
-            if not match:
-                continue
-            codes = match.group("codes")
-            result[lineno] = frozenset(c.upper() for c in re.split(r"[,\s]+", codes) if c) if codes else None
-        return result
+            return {}
+        return line_suppressions(self.lines.lines)
 
     def suppressed(self, code: str, line: int, end_line: int | None = None) -> bool:
-        if not self.noqa:
-            return False
-        for lineno in {line, end_line or line}:
-            if lineno in self.noqa:
-                codes = self.noqa[lineno]
-                if codes is None or code in codes:
-                    return True
-        return False
+        return bool(self.noqa) and is_suppressed(self.noqa, code, line, end_line or line)
 
     def span(self, node: ast.AST) -> Span:
         """The code-point span of an `ast` node."""

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import io
-import re
 import tokenize
 from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
+from gradtrace.analysis.suppressions import suppression_insert
 from gradtrace.lsp.diagnostics import SOURCE, SOURCES
 from gradtrace.lsp.worker import run_fix_all
 from gradtrace.positions import point_to_lsp, span_to_lsp, split_lines
@@ -25,9 +25,6 @@ if TYPE_CHECKING:
 
 FIX_ALL_KIND = "source.fixAll.gradtrace"
 FIX_ALL_TITLE = "gradtrace: Fix all safe problems"
-MAX_FIX_PASSES = 5
-NOQA_CODES = re.compile(r"#\s*noqa\s*:\s*(?P<codes>[A-Z]+[0-9]+(?:[,\s]+[A-Z]+[0-9]+)*)", re.I)
-BARE_NOQA = re.compile(r"#\s*noqa(?!\s*:)\b", re.I)
 NOT_SUPPRESSIBLE = ("GT000", "GT001")
 
 
@@ -96,21 +93,17 @@ def noqa_edit(lines: list[str], source: str, start0: int, end0: int, code: str, 
         comment, open_end = _scan_line(text) if attempt == 0 else _comment_line_ok(text, line0, source)
         if open_end:
             continue
-        if comment is not None:
-            tail = text[comment:]
-            match = NOQA_CODES.search(tail)
-            if match:
-                codes = {c.upper() for c in re.findall(r"[A-Z]+[0-9]+", match.group("codes"), re.I)}
-                if code in codes:
-                    return None
-                col = comment + match.end("codes")
-                sl, sc, _el, _ec = span_to_lsp(lines, line0 + 1, col + 1, line0 + 1, col + 1, encoding)
-                return types.TextEdit(types.Range(types.Position(sl, sc), types.Position(sl, sc)), f", {code}")
-            if BARE_NOQA.search(tail):
-                return None
+        insert = suppression_insert(text[comment:] if comment is not None else "", code)
+        if insert is None:
+            return None
+        column, new_text = insert
+        if column >= 0:
+            col = comment + column
+            sl, sc, _el, _ec = span_to_lsp(lines, line0 + 1, col + 1, line0 + 1, col + 1, encoding)
+            return types.TextEdit(types.Range(types.Position(sl, sc), types.Position(sl, sc)), new_text)
         end = len(text.rstrip())
         sl, sc, el, ec = span_to_lsp(lines, line0 + 1, end + 1, line0 + 1, len(text) + 1, encoding)
-        return types.TextEdit(types.Range(types.Position(sl, sc), types.Position(el, ec)), f"  # noqa: {code}")
+        return types.TextEdit(types.Range(types.Position(sl, sc), types.Position(el, ec)), new_text)
     return None
 
 
@@ -175,7 +168,7 @@ async def compute_fix_all(ls: GradtraceServer, uri: str) -> types.WorkspaceEdit 
     text = doc.source
     path = ls.documents.path_for(uri)
     lint, _ = ls.config.lint_for(path)
-    job = {"text": text, "path": path, "lint": lint, "root": ls.project_root(path), "passes": MAX_FIX_PASSES}
+    job = {"text": text, "path": path, "lint": lint, "root": ls.project_root(path)}
     loop = asyncio.get_running_loop()
     fixed = await loop.run_in_executor(ls.analysis_pool, ls.worker.call, run_fix_all, job)
     edit = fix_all_edit(text, fixed, ls.encoding)

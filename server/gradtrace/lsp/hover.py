@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
+from gradtrace.analysis.suppressions import code_at
 from gradtrace.positions import lsp_to_point, span_to_lsp, split_lines
 from gradtrace.rules import get_rule
 
@@ -21,8 +22,6 @@ if TYPE_CHECKING:
     from gradtrace.findings import Finding
     from gradtrace.lsp.server import GradtraceServer
 
-NOQA_CODES = re.compile(r"#\s*noqa\s*:\s*(?P<codes>[A-Z]+[0-9]+(?:[,\s]+[A-Z]+[0-9]+)*)", re.I)
-CODE = re.compile(r"[A-Z]+[0-9]+", re.I)
 DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.(?:[A-Za-z_]\w*|\d+))*")
 CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)```", re.S)
 MAX_PROBE_ROWS = 10
@@ -86,18 +85,6 @@ def finding_markdown(finding: Finding, probe: bool = False) -> str:
 def _contains(rng: types.Range, pos: types.Position) -> bool:
     start, end = (rng.start.line, rng.start.character), (rng.end.line, rng.end.character)
     return start <= (pos.line, pos.character) <= end
-
-
-def noqa_code_at(line_text: str, char_col: int) -> tuple[str, int, int] | None:
-    """(code, start, end) of the rule code under a 0-based code-point column in a `# noqa: ...` comment."""
-    match = NOQA_CODES.search(line_text)
-    if not match:
-        return None
-    base = match.start("codes")
-    for code in CODE.finditer(match.group("codes")):
-        if base + code.start() <= char_col <= base + code.end():
-            return code.group(0).upper(), base + code.start(), base + code.end()
-    return None
 
 
 def dotted_at(line_text: str, char_col: int) -> str | None:
@@ -165,7 +152,7 @@ async def hover(ls: GradtraceServer, params: types.HoverParams) -> types.Hover |
     line_no, col = lsp_to_point(lines, pos.line, pos.character, ls.encoding)
     text = lines[pos.line]
 
-    noqa = noqa_code_at(text, col - 1)
+    noqa = code_at(text, col - 1)
     if noqa:
         code, start, end = noqa
         summary = rule_summary(code) or f"`{code}` is not a gradtrace rule."
