@@ -11,10 +11,8 @@ from dataclasses import replace
 from gradtrace import __version__
 from gradtrace.engine import check_source, iter_python_files, read_source
 from gradtrace.findings import Finding
-from gradtrace.fixes.apply import apply_edits
+from gradtrace.fixes.fix_all import fix_all
 from gradtrace.settings import LintSettings, SettingsError, load_pyproject_settings, parse_codes
-
-MAX_FIX_PASSES = 5
 
 
 def build_settings(args) -> tuple[LintSettings, list[str]]:
@@ -36,24 +34,18 @@ def check_file(path: str, settings: LintSettings, project, fix: bool) -> tuple[l
     text, problem = read_source(path)
     if text is None:
         return ([problem] if problem and settings.enabled(problem.code, path) else []), [], 0
-    applied = 0
-    result = check_source(text, path, settings, project)
-    if fix:
-        for _ in range(MAX_FIX_PASSES):
-            edits = [e for f in result.findings if f.fix and f.fix.safe for e in f.fix.edits]
-            if not edits:
-                break
-            new_text = apply_edits(text, edits)
-            if new_text == text:
-                break
-            applied += sum(1 for f in result.findings if f.fix and f.fix.safe)
-            text = new_text
-            with open(path, "w", encoding="utf-8", newline="") as fh:
-                fh.write(text)
-            if project is not None:
-                project.set_overlay(path, None)
-            result = check_source(text, path, settings, project)
-    return result.findings, result.errors, applied
+    if not fix:
+        result = check_source(text, path, settings, project)
+        return result.findings, result.errors, 0
+
+    def write(new_text: str) -> None:
+        with open(path, "w", encoding="utf-8", newline="") as fh:
+            fh.write(new_text)
+        if project is not None:
+            project.set_overlay(path, None)
+
+    fixed = fix_all(text, lambda t: check_source(t, path, settings, project), on_round=write)
+    return fixed.result.findings, fixed.result.errors, fixed.applied
 
 
 _WORKER_PROJECTS: dict = {}  # root -> Project, kept for the life of a worker process

@@ -57,21 +57,11 @@ def run_check(job: dict):
 
 def run_fix_all(job: dict) -> str:
     """The text after applying every safe fix, re-checking until nothing changes."""
-    from gradtrace.fixes.apply import apply_edits
+    from gradtrace.fixes.fix_all import fix_all
 
     _apply(job["overlays"])
     project = _project(job["root"])
-    text = job["text"]
-    for _ in range(job.get("passes", 5)):
-        result = check_source(text, job["path"], job["lint"], project)
-        edits = [e for f in result.findings if f.fix and f.fix.safe for e in f.fix.edits]
-        if not edits:
-            break
-        new = apply_edits(text, edits)
-        if new == text:
-            break
-        text = new
-    return text
+    return fix_all(job["text"], lambda text: check_source(text, job["path"], job["lint"], project)).text
 
 
 def child_init() -> None:
