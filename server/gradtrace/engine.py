@@ -36,7 +36,8 @@ def file_finding(path: str, code: str, severity: str, message: str, line: int = 
     return Finding(path, line, column, line, column, code, severity, message)
 
 
-def syntax_finding(source: SourceFile) -> Finding:
+def syntax_finding(source: SourceFile, set_aside: list[tuple[int, int]] | None = None) -> Finding:
+    """GT000 at the parser's position; `set_aside` names the lines left out so that the rest was analysed."""
     exc = source.syntax_error
     assert exc is not None
     line = max(1, exc.lineno or 1)
@@ -50,8 +51,12 @@ def syntax_finding(source: SourceFile) -> Finding:
     end_column = min(end_column, len(source.lines.line(end_line)) + 1)
     if (end_line, end_column) < (line, column):
         end_line, end_column = line, column
-    return Finding(source.path, line, column, end_line, end_column, "GT000", "error",
-                   f"Syntax error, not analysed: {exc.msg}")
+    if set_aside:
+        lines = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in set_aside)
+        message = f"Syntax error: {exc.msg} (line{'s' if ',' in lines or '-' in lines else ''} {lines} not analysed)"
+    else:
+        message = f"Syntax error, not analysed: {exc.msg}"
+    return Finding(source.path, line, column, end_line, end_column, "GT000", "error", message)
 
 
 def check_source(
@@ -60,15 +65,30 @@ def check_source(
     settings: LintSettings | None = None,
     project=None,
     source: SourceFile | None = None,
+    previous: CheckResult | None = None,
 ) -> CheckResult:
-    """Check one document. `source` may be passed when the caller already parsed this version."""
+    """Check one document. `source` may be passed when the caller already parsed this version.
+
+    `previous` is the result for the previous version of the same document (the editor passes it; the
+    engine does not reuse it yet). A text that does not parse gets one GT000 at the parser's position,
+    and the statements around the error are still analysed (`SourceFile.recovered`).
+    """
     settings = settings or LintSettings()
     result = CheckResult()
     source = source or SourceFile.parse(path, text)
     if source.syntax_error is not None:
+        recovered = source.recovered()
+        if recovered is not None:
+            result = _check_parsed(recovered, path, settings, project)
         if settings.enabled("GT000", path):
-            result.findings.append(syntax_finding(source))
+            result.findings.append(syntax_finding(source, recovered.set_aside if recovered else None))
+            result.findings.sort(key=Finding.sort_key)
         return result
+    return _check_parsed(source, path, settings, project)
+
+
+def _check_parsed(source: SourceFile, path: str, settings: LintSettings, project) -> CheckResult:
+    result = CheckResult()
     if not source.frameworks:
         return result  # cheap pre-filter: no framework mentioned, nothing to cut
     ctx = AnalysisContext(source, project)

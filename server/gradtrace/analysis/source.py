@@ -39,6 +39,8 @@ class SourceFile:
     tree: ast.Module | None = None
     syntax_error: SyntaxError | None = None
     lines: LineIndex = field(init=False)
+    # the statements set aside to parse the rest (1-based inclusive line ranges); empty when the text parsed
+    set_aside: list[tuple[int, int]] = field(default_factory=list)
 
     def __post_init__(self):
         self.lines = LineIndex(self.text)
@@ -52,6 +54,7 @@ class SourceFile:
             src.tree = ast.parse(text, filename=path, type_comments=False)
         except SyntaxError as exc:
             src.syntax_error = exc
+            src._recoverable = True
         except (RecursionError, MemoryError) as exc:
             src.syntax_error = SyntaxError(f"too deeply nested to parse ({type(exc).__name__})")
             src.syntax_error.lineno = 1
@@ -63,6 +66,25 @@ class SourceFile:
         finally:
             sys.setrecursionlimit(limit)
         return src
+
+    def recovered(self) -> SourceFile | None:
+        """For a text that does not parse: the same text with the statements that hold its syntax errors set
+        aside (same lines and positions), parsed; None when there is nothing to recover or it fails."""
+        if self.syntax_error is None or not getattr(self, "_recoverable", False):
+            return None
+        from gradtrace.analysis.recovery import recover
+
+        limit = sys.getrecursionlimit()
+        try:
+            sys.setrecursionlimit(max(limit, 20000))
+            recovery = recover(self.text, self.lines.lines, self.syntax_error, self.path)
+        except (RecursionError, MemoryError):
+            return None
+        finally:
+            sys.setrecursionlimit(limit)
+        if recovery is None:
+            return None
+        return SourceFile(self.path, recovery.text, recovery.tree, set_aside=recovery.set_aside)
 
     @cached_property
     def index(self) -> dict[type, list[ast.AST]]:
