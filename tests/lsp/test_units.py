@@ -8,9 +8,9 @@ from gradtrace.findings import Edit, Finding, Fix
 from gradtrace.lsp.code_actions import fix_all_edit, noqa_edit
 from gradtrace.lsp.config import SettingsStore, extract_settings
 from gradtrace.lsp.diagnostics import LineMap, to_diagnostic
-from gradtrace.lsp.documents import carry_over, relocate
 from gradtrace.lsp.hover import dotted_at
 from gradtrace.lsp.notebook import _neutralise
+from gradtrace.lsp.relocation import relocate
 from gradtrace.lsp.worker import run_fix_all
 from gradtrace.positions import lsp_to_point, span_to_lsp, split_lines
 from gradtrace.settings import LintSettings, server_settings_from_mapping
@@ -146,18 +146,6 @@ def test_relocate_follows_moved_lines_and_drops_changed_ones():
     moved = relocate(f, old, ["new", "new", "a", "y = x.detach()", "b"])
     assert (moved.line, moved.fix.edits[0].line) == (4, 4)
     assert relocate(f, old, ["a", "y = x.detach()  # edited", "b"]) is None
-
-
-def test_carry_over_skips_the_broken_line():
-    from gradtrace.lsp.documents import Analysis
-
-    good = ["y = x.detach()", "z = w.detach()"]
-    findings = [Finding("/a.py", 1, 5, 1, 15, "GT105", "warning", "m"),
-                Finding("/a.py", 2, 5, 2, 15, "GT105", "warning", "m")]
-    previous = Analysis("k", 1, 0, LineMap("k", "/a.py", good), findings, [], {})
-    syntax = [Finding("/a.py", 2, 1, 2, 2, "GT000", "error", "syntax")]
-    kept = carry_over(previous, good, syntax)
-    assert [f.line for f in kept] == [1]
 
 
 def test_hover_helpers():

@@ -115,7 +115,7 @@ def workspace_edit(ls: GradtraceServer, edits: dict[str, list[types.TextEdit]]) 
     if caps and caps.workspace_edit and caps.workspace_edit.document_changes:
         changes = []
         for uri, items in edits.items():
-            version = ls.documents._doc_version(uri)
+            version = ls.documents.doc_version(uri)
             changes.append(types.TextDocumentEdit(
                 text_document=types.OptionalVersionedTextDocumentIdentifier(uri=uri, version=version), edits=items))
         return types.WorkspaceEdit(document_changes=changes)

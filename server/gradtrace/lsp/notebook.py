@@ -91,10 +91,10 @@ def check_notebook(text: str, path: str, lint, project, where: LineMap):
             lines[n] = ""
         source = SourceFile.parse(path, "\n".join(lines))
     else:
-        return [f for f in broken if lint.enabled("GT000", path)], errors, False
+        return [f for f in broken if lint.enabled("GT000", path)], errors
     result = check_source(source.text, path, lint, project, source=source)
     findings = [f for f in broken if lint.enabled("GT000", path)] + result.findings
-    return findings, result.errors, not broken
+    return findings, result.errors
 
 
 # ---- handlers ---------------------------------------------------------------------------------

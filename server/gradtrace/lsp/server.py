@@ -18,10 +18,11 @@ from pygls.uris import to_fs_path
 
 from gradtrace import __version__
 from gradtrace.analysis.project import Project, find_project_root
-from gradtrace.lsp import code_actions, commands, diagnostics, documents, gradient_map, hover, notebook
+from gradtrace.analysis.project_index import ProjectIndex
+from gradtrace.lsp import code_actions, commands, diagnostics, gradient_map, hover, notebook, sync
 from gradtrace.lsp.config import NAMESPACE, SettingsStore
-from gradtrace.lsp.documents import Documents
 from gradtrace.lsp.probe import ProbeService
+from gradtrace.lsp.scheduler import Documents
 from gradtrace.lsp.worker import AnalysisWorkers
 
 LOG_LEVEL_MAX = {"error": 1, "warning": 2, "info": 3, "debug": 4}
@@ -63,6 +64,7 @@ class GradtraceServer(LanguageServer):
         self.analysis_pool = ThreadPoolExecutor(max_workers=analysis_workers, thread_name_prefix="gradtrace-analysis")
         self.worker = AnalysisWorkers(analysis_workers, use_process=analysis_process)
         self._projects: dict[str, Project] = {}
+        self._indexes: dict[str, ProjectIndex] = {}
         self._roots: dict[str, str] = {}
         self._projects_lock = threading.Lock()
         self._warned: set[str] = set()
@@ -124,6 +126,17 @@ class GradtraceServer(LanguageServer):
             if project is None:
                 project = self._projects[root] = Project(root)
         return project
+
+    def index_for(self, path: str) -> ProjectIndex | None:
+        """The import index of the project `path` belongs to (None for a path that is not a file's)."""
+        root = self.project_root(path)
+        if root is None:
+            return None
+        with self._projects_lock:
+            index = self._indexes.get(root)
+            if index is None:
+                index = self._indexes[root] = ProjectIndex(root)
+        return index
 
     def set_overlay(self, uri: str, text: str | None) -> None:
         path = to_fs_path(uri) if uri.startswith("file:") else None
@@ -246,7 +259,7 @@ def create_server() -> GradtraceServer:
     server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)(did_change_configuration)
     server.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)(did_change_watched_files)
     server.feature(types.SHUTDOWN)(shutdown)
-    documents.register(server)
+    sync.register(server)
     notebook.register(server)
     diagnostics.register(server)
     hover.register(server)

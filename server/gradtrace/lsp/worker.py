@@ -1,29 +1,54 @@
 """The analysis worker: a child process that runs the engine, so the server's event loop never waits
 for the GIL behind `ast.parse` or a rule (hovers stay instant while a big file is analysed).
 
-The server sends each job with the editor's unsaved texts that changed since the previous job (one
-worker, jobs in order), so cross-file analysis in the child sees what the editor sees. The child is
-started with `spawn` (never `fork` a threaded server). If it dies, the server starts a new one and
-reports the document it was analysing; when no process can be started, analysis runs in a thread.
+Each job carries the document's text once: the child also makes it the document's unsaved text for
+cross-file analysis, and the server sends only the other documents' texts that changed since the
+child's previous job. The child keeps its last analysis of each document: an edit that changed only
+comments or whitespace gets the previous findings mapped through it (`relocation.through_layout_edit`),
+anything else is analysed with the previous result handed to the engine (`check_source(previous=...)`).
+Jobs for one document go to the same child while it is free. Children are started with `spawn` (never
+`fork` a threaded server); if one dies, the server starts a new one and reports the document it was
+analysing; when no process can be started, analysis runs in a thread.
 """
 
 from __future__ import annotations
 
+import ast
 import multiprocessing
 import os
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 
 from gradtrace.analysis.project import Project
 from gradtrace.analysis.source import SourceFile
-from gradtrace.engine import check_source
+from gradtrace.engine import CheckResult, check_source
+from gradtrace.lsp.relocation import Outline, outline, through_layout_edit
+from gradtrace.positions import split_lines
+from gradtrace.settings import LintSettings
 
 MAX_CONSECUTIVE_DEATHS = 3
 
 # ---- in the child ---------------------------------------------------------------------------------
 
 _projects: dict[str, Project] = {}
+
+
+@dataclass
+class LastAnalysis:
+    """What the child keeps of a document's last analysis (no tree: an outline of its statements)."""
+
+    lines: list[str]
+    outline: Outline | None  # None when the text did not parse
+    result: CheckResult
+    lint: LintSettings
+    root: str | None
+    others: int  # `_others_changed` when it ran: other documents' texts it may have read
+
+
+_last: dict[str, LastAnalysis] = {}
+_others_changed = 0  # texts of other documents received so far
 
 
 def _project(root: str | None) -> Project | None:
@@ -35,24 +60,53 @@ def _project(root: str | None) -> Project | None:
     return project
 
 
-def _apply(overlays: list[tuple[str | None, str, str | None]]) -> None:
+def _apply(overlays: list[tuple[str | None, str, str | None]], own: str | None = None) -> None:
+    global _others_changed
     for root, path, text in overlays:
         project = _project(root)
         if project is not None:
             project.set_overlay(path, text)
+        if path != own:
+            _others_changed += 1
+        if text is None:
+            _last.pop(path, None)
 
 
 def run_check(job: dict):
-    """(findings, errors, parsed cleanly) for one document or notebook."""
-    _apply(job["overlays"])
-    project = _project(job["root"])
+    """(findings, errors, whether the previous findings were mapped through a layout-only edit)."""
+    path, text, root = job["path"], job["text"], job["root"]
+    own = os.path.abspath(path) if os.path.isabs(path) else None
+    _apply(job["overlays"], own)
+    project = _project(root)
+    if job.get("overlay_from_text") and project is not None and own:
+        project.set_overlay(own, text)
     if job["where"] is not None and job["where"].cells:
         from gradtrace.lsp.notebook import check_notebook
 
-        return check_notebook(job["text"], job["path"], job["lint"], project, job["where"])
-    source = SourceFile.parse(job["path"], job["text"])
-    result = check_source(job["text"], job["path"], job["lint"], project, source=source)
-    return result.findings, result.errors, source.syntax_error is None
+        findings, errors = check_notebook(text, path, job["lint"], project, job["where"])
+        return findings, errors, False
+    lines = split_lines(text)
+    key = own or path
+    last = _last.get(key)
+    if last is not None and last.outline is not None and (last.lint, last.root, last.others) == (
+            job["lint"], root, _others_changed):
+        moved = through_layout_edit(last.result.findings, last.outline, last.lines, lines)
+        if moved is not None:
+            shape = last.outline if len(lines) == len(last.lines) else _outline_of(text)
+            _last[key] = LastAnalysis(lines, shape, CheckResult(moved, []), job["lint"], root, _others_changed)
+            return moved, [], True
+    source = SourceFile.parse(path, text)
+    result = check_source(text, path, job["lint"], project, source=source, previous=last.result if last else None)
+    shape = outline(source.tree) if source.tree is not None else None
+    _last[key] = LastAnalysis(lines, shape, result, job["lint"], root, _others_changed)
+    return result.findings, result.errors, False
+
+
+def _outline_of(text: str) -> Outline | None:
+    try:
+        return outline(ast.parse(text))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
 
 
 def run_fix_all(job: dict) -> str:
@@ -164,6 +218,11 @@ class AnalysisWorker:
     def call(self, fn, job: dict):
         with self._lock:  # the overlay delta and the submission must keep the same order
             pool = self._ensure_pool()
+            own = self._overlays.get(os.path.abspath(job["path"])) if os.path.isabs(job.get("path", "")) else None
+            if own is not None and own[1] is not None and own[1] == job.get("text"):
+                # the job's text is the document's unsaved text: sent once, with the job
+                self._sent[os.path.abspath(job["path"])] = own[2]
+                job["overlay_from_text"] = True
             job["overlays"] = self._delta()
             if pool is not None:
                 future = pool.submit(fn, job)
@@ -201,11 +260,13 @@ class AnalysisWorker:
 
 
 class AnalysisWorkers:
-    """A few `AnalysisWorker`s: a job goes to the least busy, so one big file does not hold up the rest."""
+    """A few `AnalysisWorker`s. A document's jobs go to the child that analysed it last (it keeps that
+    analysis) unless that child is busy and another is free, so one big file does not hold up the rest."""
 
     def __init__(self, count: int = 2, use_process: bool = True):
         self.workers = [AnalysisWorker(use_process) for _ in range(max(1, count))]
         self._busy = [0] * len(self.workers)
+        self._home: dict[str, int] = {}  # document path -> the child that analysed it last
         self._lock = threading.Lock()
 
     @property
@@ -215,6 +276,9 @@ class AnalysisWorkers:
     def set_overlay(self, root: str | None, path: str, text: str | None) -> None:
         for worker in self.workers:
             worker.set_overlay(root, path, text)
+        if text is None:
+            with self._lock:
+                self._home.pop(path, None)
 
     def start(self) -> None:
         for worker in self.workers:
@@ -222,8 +286,12 @@ class AnalysisWorkers:
 
     def call(self, fn, job: dict):
         with self._lock:
-            index = min(range(len(self.workers)), key=self._busy.__getitem__)
+            index = self._home.get(job.get("path", ""))
+            if index is None or self._busy[index] > min(self._busy):
+                index = min(range(len(self.workers)), key=self._busy.__getitem__)
             self._busy[index] += 1
+            if "path" in job:
+                self._home[job["path"]] = index
         try:
             return self.workers[index].call(fn, job)
         finally:
