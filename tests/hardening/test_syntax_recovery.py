@@ -146,3 +146,12 @@ def test_recovery_parses_a_bounded_number_of_times(monkeypatch):
     monkeypatch.setattr(recovery.ast, "parse", lambda *a, **k: calls.append(1) or real_parse(*a, **k))
     recover(text, lines, error)
     assert 0 < len(calls) <= recovery.MAX_PARSES
+
+
+def test_the_syntax_error_column_is_counted_on_the_text_not_on_the_file_on_disk(tmp_path):
+    """An editor's unsaved text differs from the file: the column must come from the text analysed."""
+    path = tmp_path / "model.py"
+    path.write_text("import torch\n# é é é é é é é é é é é é é é é é é é é é é é é é é é é é é é é é é\n", encoding="utf-8")
+    text = "import torch\nfor p in self.parameters()\n"
+    (syntax,) = [f for f in check_source(text, str(path)).findings if f.code == "GT000"]
+    assert (syntax.line, syntax.column) == (2, len("for p in self.parameters()") + 1)

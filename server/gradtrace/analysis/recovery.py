@@ -19,6 +19,8 @@ import ast
 import re
 from dataclasses import dataclass, field
 
+from gradtrace.analysis.source import UNNAMED
+
 MAX_PARSES = 16  # per document version: a typo costs a few parses, never a parse per statement
 BLOCK_AFTER = re.compile(r"expected an indented block after .* on line (\d+)")
 CLAUSES = ("elif", "else", "except", "finally")
@@ -54,7 +56,7 @@ class Recovery:
     set_aside: list[tuple[int, int]]  # 1-based inclusive line ranges that were replaced
 
 
-def recover(text: str, lines: list[str], error: SyntaxError, filename: str = "<unknown>") -> Recovery | None:
+def recover(text: str, lines: list[str], error: SyntaxError) -> Recovery | None:
     """The document minus the statements that hold its syntax errors, parsed; None when nothing parses."""
     if not error.lineno:
         return None
@@ -71,7 +73,7 @@ def recover(text: str, lines: list[str], error: SyntaxError, filename: str = "<u
             trial = current[:first - 1] + replacement + current[last:]
             parses += 1
             try:
-                tree = ast.parse("\n".join(trial), filename=filename)
+                tree = ast.parse("\n".join(trial), filename=UNNAMED)
             except SyntaxError as exc:
                 if exc.lineno and not first <= exc.lineno <= last and (exc.lineno, exc.msg) != (error.lineno, error.msg):
                     current, error, accepted = trial, exc, True  # this one is fixed; recover the next

@@ -19,6 +19,7 @@ IMPORTED_AS = {  # top-level packages whose import brings a framework's analysis
     "tensorflow": {"tensorflow", "keras", "tf_keras"},
     "jax": {"jax", "jaxlib", "flax", "optax", "equinox", "haiku", "chex"},
 }
+UNNAMED = ""  # the file name given to the parser: one that cannot be opened
 MAX_NESTING_HINT = 400  # deeper expressions are analysed only partially (see GT002)
 
 
@@ -51,7 +52,9 @@ class SourceFile:
         limit = sys.getrecursionlimit()
         try:
             sys.setrecursionlimit(max(limit, 20000))
-            src.tree = ast.parse(text, filename=path, type_comments=False)
+            # No file name: given one that exists, CPython counts the error's column on the line of that
+            # file on disk, which is not this text while the editor holds unsaved changes.
+            src.tree = ast.parse(text, filename=UNNAMED, type_comments=False)
         except SyntaxError as exc:
             src.syntax_error = exc
             src._recoverable = True
@@ -77,7 +80,7 @@ class SourceFile:
         limit = sys.getrecursionlimit()
         try:
             sys.setrecursionlimit(max(limit, 20000))
-            recovery = recover(self.text, self.lines.lines, self.syntax_error, self.path)
+            recovery = recover(self.text, self.lines.lines, self.syntax_error)
         except (RecursionError, MemoryError):
             return None
         finally:
