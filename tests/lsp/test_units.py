@@ -173,3 +173,19 @@ def test_the_engine_and_disable_for_this_line_read_noqa_alike(comment):
     suppressed = SourceFile.parse("/a.py", line + "\n").suppressed("GT105", 1)
     edit = noqa_edit([line, ""], line + "\n", 0, 0, "GT105", "utf-16")
     assert suppressed == (edit is None), (comment, suppressed, edit)
+
+
+def test_a_document_text_goes_to_the_analysis_process_once_per_edit():
+    """The job carries the text; the same text is not sent again as the document's unsaved text."""
+    from gradtrace.lsp.worker import AnalysisWorker
+
+    worker = AnalysisWorker(use_process=False)
+    worker.set_overlay("/p", "/p/train.py", "import torch\n")
+    worker.set_overlay("/p", "/p/model.py", "import torch  # model\n")
+    jobs = []
+    worker.call(jobs.append, {"path": "/p/train.py", "text": "import torch\n"})
+    assert jobs[0]["overlay_from_text"] is True
+    assert [path for _root, path, _text in jobs[0]["overlays"]] == ["/p/model.py"]
+    worker.set_overlay("/p", "/p/train.py", "import torch\nx = 1\n")
+    worker.call(jobs.append, {"path": "/p/train.py", "text": "import torch\nx = 1\n"})
+    assert jobs[1]["overlays"] == []

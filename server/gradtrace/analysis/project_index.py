@@ -187,22 +187,28 @@ class ProjectIndex:
         with self._lock:
             return frozenset(self._name(p) for p in self._imports.get(path, ()))
 
+    def imported_paths(self, path: str, transitive: bool = False) -> set[str]:
+        """Paths of the indexed project files that the file at `path` imports (directly, or through others)."""
+        return self._walk(self._imports, os.path.abspath(path), transitive)
+
     def importers_of(self, module: str, transitive: bool = False) -> frozenset[str]:
         """The indexed modules that import `module` (a name or a path); with `transitive`, also theirs."""
         return frozenset(self._name(p) for p in self.importer_paths(self._path(module), transitive))
 
     def importer_paths(self, path: str, transitive: bool = False) -> set[str]:
         """Paths of the indexed files that import the file at `path` (directly, or through others)."""
-        path = os.path.abspath(path)
+        return self._walk(self._importers, os.path.abspath(path), transitive)
+
+    def _walk(self, edges: dict, path: str, transitive: bool) -> set[str]:
         with self._lock:
             found: set[str] = set()
             todo = [path]
             while todo:
-                for importer in self._importers.get(todo.pop(), ()):
-                    if importer not in found and importer != path:
-                        found.add(importer)
+                for other in edges.get(todo.pop(), ()):
+                    if other not in found and other != path:
+                        found.add(other)
                         if transitive:
-                            todo.append(importer)
+                            todo.append(other)
             return found
 
     def dependency_order(self, paths: list[str]) -> list[str]:

@@ -22,6 +22,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 from gradtrace.analysis.project import Project
+from gradtrace.analysis.project_index import ProjectIndex
 from gradtrace.analysis.source import SourceFile
 from gradtrace.engine import CheckResult, check_source
 from gradtrace.lsp.relocation import Outline, outline, through_layout_edit
@@ -44,11 +45,13 @@ class LastAnalysis:
     result: CheckResult
     lint: LintSettings
     root: str | None
-    others: int  # `_others_changed` when it ran: other documents' texts it may have read
+    received: int  # `_received` when it ran
 
 
 _last: dict[str, LastAnalysis] = {}
-_others_changed = 0  # texts of other documents received so far
+_received = 0  # texts of documents received so far
+_changed_at: dict[str, int] = {}  # path -> `_received` when its text last came
+_indexes: dict[str, ProjectIndex] = {}
 
 
 def _project(root: str | None) -> Project | None:
@@ -60,23 +63,38 @@ def _project(root: str | None) -> Project | None:
     return project
 
 
-def _apply(overlays: list[tuple[str | None, str, str | None]], own: str | None = None) -> None:
-    global _others_changed
+def _apply(overlays: list[tuple[str | None, str, str | None]]) -> None:
+    global _received
     for root, path, text in overlays:
         project = _project(root)
         if project is not None:
             project.set_overlay(path, text)
-        if path != own:
-            _others_changed += 1
+        _received += 1
+        _changed_at[path] = _received
         if text is None:
             _last.pop(path, None)
+
+
+def _may_read_changed_texts(last: LastAnalysis, path: str, text: str) -> bool:
+    """Whether another document this one imports (directly or not) changed since `last` was computed."""
+    changed = {p for p, at in _changed_at.items() if at > last.received and p != path}
+    if not changed:
+        return False
+    if last.root is None:
+        return True
+    index = _indexes.get(last.root)
+    if index is None:
+        index = _indexes[last.root] = ProjectIndex(last.root)
+    index.update(path, text)
+    index.follow(path)
+    return bool(changed & index.imported_paths(path, transitive=True))
 
 
 def run_check(job: dict):
     """(findings, errors, whether the previous findings were mapped through a layout-only edit)."""
     path, text, root = job["path"], job["text"], job["root"]
     own = os.path.abspath(path) if os.path.isabs(path) else None
-    _apply(job["overlays"], own)
+    _apply(job["overlays"])
     project = _project(root)
     if job.get("overlay_from_text") and project is not None and own:
         project.set_overlay(own, text)
@@ -88,17 +106,17 @@ def run_check(job: dict):
     lines = split_lines(text)
     key = own or path
     last = _last.get(key)
-    if last is not None and last.outline is not None and (last.lint, last.root, last.others) == (
-            job["lint"], root, _others_changed):
+    if last is not None and last.outline is not None and (last.lint, last.root) == (job["lint"], root) \
+            and not _may_read_changed_texts(last, key, text):
         moved = through_layout_edit(last.result.findings, last.outline, last.lines, lines)
         if moved is not None:
             shape = last.outline if len(lines) == len(last.lines) else _outline_of(text)
-            _last[key] = LastAnalysis(lines, shape, CheckResult(moved, []), job["lint"], root, _others_changed)
+            _last[key] = LastAnalysis(lines, shape, CheckResult(moved, []), job["lint"], root, _received)
             return moved, [], True
     source = SourceFile.parse(path, text)
     result = check_source(text, path, job["lint"], project, source=source, previous=last.result if last else None)
     shape = outline(source.tree) if source.tree is not None else None
-    _last[key] = LastAnalysis(lines, shape, result, job["lint"], root, _others_changed)
+    _last[key] = LastAnalysis(lines, shape, result, job["lint"], root, _received)
     return result.findings, result.errors, False
 
 
