@@ -14,6 +14,7 @@ import tokenize
 from typing import TYPE_CHECKING
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcInvalidParams
 
 from gradtrace.analysis.suppressions import suppression_insert
 from gradtrace.lsp.diagnostics import SOURCE, SOURCES
@@ -122,6 +123,18 @@ def workspace_edit(ls: GradtraceServer, edits: dict[str, list[types.TextEdit]]) 
     return types.WorkspaceEdit(changes=edits)
 
 
+def well_formed_fix(fix) -> bool:
+    """Whether a diagnostic's `data.fix`, back from the client, has the shape `fix_data` gave it."""
+    def position(p) -> bool:
+        return isinstance(p, dict) and all(isinstance(p.get(k), int) and not isinstance(p.get(k), bool)
+                                           and p[k] >= 0 for k in ("line", "character"))
+
+    return (isinstance(fix, dict) and isinstance(fix.get("title"), str) and isinstance(fix.get("edits"), list)
+            and all(isinstance(e, dict) and isinstance(e.get("uri"), str) and isinstance(e.get("newText"), str)
+                    and isinstance(e.get("range"), dict) and position(e["range"].get("start"))
+                    and position(e["range"].get("end")) for e in fix["edits"]))
+
+
 def _text_edits(fix: dict) -> dict[str, list[types.TextEdit]]:
     out: dict[str, list[types.TextEdit]] = {}
     for e in fix.get("edits", []):
@@ -201,6 +214,9 @@ async def code_action(ls: GradtraceServer, params: types.CodeActionParams) -> li
             data = diagnostic.data if isinstance(diagnostic.data, dict) else {}
             code = str(data.get("code") or diagnostic.code or "")
             fix = data.get("fix")
+            if fix is not None and not well_formed_fix(fix):
+                raise JsonRpcInvalidParams(f"the data of a {code or 'gradtrace'} diagnostic is not the fix this "
+                                           "server sent (diagnostics must be sent back unchanged)")
             if "fix" not in data or (key == uri and data.get("version") not in (None, doc.version)):
                 # older than the document (or the client dropped `data`): trust only what the
                 # current analysis still reports at that range
@@ -248,7 +264,7 @@ async def code_action(ls: GradtraceServer, params: types.CodeActionParams) -> li
 async def resolve_code_action(ls: GradtraceServer, action: types.CodeAction) -> types.CodeAction:
     """LSP handler for codeAction/resolve: fixAll edits are computed only when chosen."""
     data = action.data if isinstance(action.data, dict) else {}
-    if data.get("kind") == "fixAll" and data.get("uri"):
+    if data.get("kind") == "fixAll" and isinstance(data.get("uri"), str) and data["uri"] in ls.documents.targets:
         action.edit = await compute_fix_all(ls, data["uri"]) or types.WorkspaceEdit(changes={})
     return action
 

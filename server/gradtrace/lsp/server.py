@@ -6,12 +6,14 @@ diagnostics: clients that can pull (`textDocument/diagnostic`) pull, the others 
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 from pygls.uris import to_fs_path
@@ -26,10 +28,13 @@ from gradtrace.lsp.scheduler import Documents
 from gradtrace.lsp.worker import AnalysisWorkers
 
 LOG_LEVEL_MAX = {"error": 1, "warning": 2, "info": 3, "debug": 4}
+logger = logging.getLogger(__name__)
 
 
 class GradtraceProtocol(LanguageServerProtocol):
-    """pygls cancels only requests that have not started; a running probe is cancelled here."""
+    """pygls cancels only requests that have not started; a running probe is cancelled here. A cancel for
+    a request already answered is normal (the client sent it while the answer was on its way): nothing
+    to log. An error a handler raises on purpose (bad arguments) is answered without a traceback."""
 
     def _handle_request(self, msg_id, method_name, params):
         if method_name == types.WORKSPACE_EXECUTE_COMMAND and getattr(params, "command", None) == commands.PROBE:
@@ -39,11 +44,19 @@ class GradtraceProtocol(LanguageServerProtocol):
     def _send_handler_result(self, future, *, msg_id):
         if msg_id in self._server.probe.request_ids:  # answered without running (bad arguments)
             self._server.probe.request_ids.remove(msg_id)
+        if not future.cancelled() and isinstance(future.exception(), JsonRpcException):
+            self._request_futures.pop(msg_id, None)
+            error = future.exception()
+            logger.info("Request %s answered with error %s: %s", msg_id, error.code, error.message)
+            self._send_response(msg_id, error=error.to_response_error())
+            return None
         return super()._send_handler_result(future, msg_id=msg_id)
 
     def _handle_cancel_notification(self, msg_id):
         self._server.probe.cancel_request(msg_id)
-        super()._handle_cancel_notification(msg_id)
+        future = self._request_futures.pop(msg_id, None)
+        if future is not None and future.cancel():
+            logger.info("Cancelled request %s", msg_id)
 
 
 class GradtraceServer(LanguageServer):
