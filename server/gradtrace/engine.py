@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from gradtrace.analysis.context import AnalysisContext
 from gradtrace.analysis.source import SourceFile
 from gradtrace.findings import Finding
-from gradtrace.guarded_files import UnreadableFile, read_bytes
+from gradtrace.guarded_files import UnreadableFile, read_bytes, read_text
 from gradtrace.rules import rules_for
 from gradtrace.settings import LintSettings
 
 MAX_FILE_BYTES = 20 * 1024 * 1024
+MAX_GITIGNORE_BYTES = 1024 * 1024
 SKIP_DIRS = {".git", ".hg", ".svn", ".venv", "venv", "env", "node_modules", "__pycache__", ".tox", ".nox",
              ".mypy_cache", ".pytest_cache", ".ruff_cache", "build", "dist", ".eggs", "site-packages"}
 
@@ -140,12 +141,11 @@ def read_source(path: str) -> tuple[str | None, Finding | None]:
 
 
 def _gitignore_patterns(directory: str) -> list[str]:
-    path = os.path.join(directory, ".gitignore")
     try:
-        with open(path, encoding="utf-8", errors="ignore") as fh:
-            return [ln.strip() for ln in fh if ln.strip() and not ln.startswith("#") and not ln.startswith("!")]
-    except OSError:
+        text = read_text(os.path.join(directory, ".gitignore"), MAX_GITIGNORE_BYTES, errors="ignore")
+    except UnreadableFile:  # absent, or a FIFO, a device, a huge file: no patterns
         return []
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#") and not ln.startswith("!")]
 
 
 def _ignored(rel: str, name: str, patterns: list[str]) -> bool:

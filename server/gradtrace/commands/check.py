@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import re
 import sys
 from dataclasses import replace
 
@@ -123,7 +124,8 @@ def run_check(args) -> int:
     if cache:
         cache.save()
     for err in errors:
-        print(f"gradtrace: internal error (reported, other findings kept): {err}", file=sys.stderr)
+        print(printable(f"gradtrace: internal error (reported, other findings kept): {err}", keep="\n"),
+              file=sys.stderr)
     findings.sort(key=Finding.sort_key)
     out = sys.stdout
     if args.format == "json":
@@ -135,7 +137,7 @@ def run_check(args) -> int:
     else:
         for f in findings:
             fixable = " [*]" if f.fix and f.fix.safe else ""
-            out.write(f"{f.path}:{f.line}:{f.column}: {f.code} [{f.severity}] {f.message}{fixable}\n")
+            out.write(printable(f"{f.path}:{f.line}:{f.column}: {f.code} [{f.severity}] {f.message}{fixable}") + "\n")
         n = len(findings)
         summary = f"Found {n} finding{'s' if n != 1 else ''} in {len(files)} file{'s' if len(files) != 1 else ''}."
         if args.fix:
@@ -144,6 +146,17 @@ def run_check(args) -> int:
             summary += " [*] fixable with `gradtrace check --fix`."
         out.write(("" if not findings else "\n") + summary + "\n")
     return 1 if findings else 0
+
+
+# C0 and C1 controls, DEL, and the bidirectional overrides that reorder what a terminal shows
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str, keep: str = "") -> str:
+    """`text` with control characters shown as escapes (`\\x1b`): a file name or an exception message
+    from the checked code must not drive the terminal."""
+    return CONTROL.sub(lambda m: m.group(0) if m.group(0) in keep else m.group(0).encode("unicode_escape").decode(),
+                       text)
 
 
 SARIF_LEVEL = {"error": "error", "warning": "warning", "information": "note", "hint": "note"}
