@@ -49,6 +49,19 @@ def check_file(path: str, settings: LintSettings, project, fix: bool) -> tuple[l
     return fixed.result.findings, fixed.result.errors, fixed.applied
 
 
+def in_dependency_order(paths: list[str], root: str) -> list[str]:
+    """Each module before the files that import it, and files that import each other side by side (so a
+    worker that checks them parses their shared modules once), read from the project index."""
+    if len(paths) < 2:
+        return paths
+    from gradtrace.analysis.project_index import ProjectIndex
+
+    index = ProjectIndex(root)
+    for path in paths:
+        index.index_file(path)
+    return index.dependency_order(paths)
+
+
 _WORKER_PROJECTS: dict = {}  # root -> Project, kept for the life of a worker process
 
 
@@ -100,6 +113,7 @@ def run_check(args) -> int:
             findings.extend(cached)
         else:
             todo.append(path)
+    todo = in_dependency_order(todo, root)
     if args.jobs and args.jobs > 1 and len(todo) > 1:
         from concurrent.futures import ProcessPoolExecutor
 
