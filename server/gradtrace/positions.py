@@ -9,6 +9,8 @@ Three units meet in gradtrace:
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
+from functools import lru_cache
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _ASTRAL = re.compile("[\U00010000-\U0010FFFF]")  # two UTF-16 code units each
@@ -34,12 +36,17 @@ def byte_col_to_char_col(line_text: str, byte_col: int) -> int:
         return len(prefix[:exc.start].decode("utf-8", "surrogatepass"))
 
 
+@lru_cache(maxsize=2)  # the line being edited: converted several times per keystroke
+def _astral_columns(line_text: str) -> tuple[int, ...]:
+    """Code-point columns of the characters that take two UTF-16 code units."""
+    return tuple(match.start() for match in _ASTRAL.finditer(line_text))
+
+
 def char_col_to_utf16(line_text: str, char_col: int) -> int:
     """0-based code-point column -> 0-based UTF-16 code-unit column."""
-    prefix = line_text[:char_col]
-    if prefix.isascii():
+    if line_text.isascii():  # O(1): CPython records it
         return char_col
-    return char_col + len(_ASTRAL.findall(prefix))
+    return char_col + bisect_left(_astral_columns(line_text), char_col)
 
 
 def utf16_to_char_col(line_text: str, utf16_col: int) -> int:
@@ -48,8 +55,7 @@ def utf16_to_char_col(line_text: str, utf16_col: int) -> int:
     if line_text.isascii():
         return min(utf16_col, len(line_text))
     extra = 0  # astral characters before the current one
-    for match in _ASTRAL.finditer(line_text):
-        start = match.start()
+    for start in _astral_columns(line_text):
         if utf16_col <= start + extra:
             return utf16_col - extra
         if utf16_col == start + extra + 1:

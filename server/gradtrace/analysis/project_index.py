@@ -37,6 +37,8 @@ MAX_FILE_BYTES = 4 * 1024 * 1024
 def import_statements(text: str) -> list[ast.Import | ast.ImportFrom]:
     """The `import` / `from ... import` statements of a text, parsed one by one (unparsable ones skipped)."""
     found = []
+    if "import" not in text:
+        return found
     for match in IMPORT_LINE.finditer(text):
         start = match.start()
         end = _statement_end(text, match.end())

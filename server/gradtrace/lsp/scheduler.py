@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from lsprotocol import types
 from pygls.uris import to_fs_path
 
-from gradtrace.lsp.analyses import Analysis, Snapshot, compute
+from gradtrace.lsp.analyses import MAX_LIVE_CHARS, Analysis, Snapshot, compute
 from gradtrace.lsp.diagnostics import LineMap
 from gradtrace.positions import split_lines
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from gradtrace.lsp.server import GradtraceServer
 
 DEPENDENT_DELAY = 0.3  # seconds: re-check files that import a changed one
+MAX_LINE_SHOWN = 100_000  # characters of the first line kept for a document over the live limit
 
 
 @dataclass
@@ -113,9 +114,12 @@ class Documents:
             version, text = doc.version, doc.source
             if target.pinned is not None and self.on_save(key):
                 version, text = target.pinned
-            where = LineMap(key, path, split_lines(text))
+            if len(text) > MAX_LIVE_CHARS:  # one finding, on its first line: no need to split it all
+                where = LineMap(key, path, split_lines(text[:MAX_LINE_SHOWN])[:1])
+            else:
+                where = LineMap(key, path, split_lines(text))
         index = self.ls.index_for(path)
-        if index is not None:
+        if index is not None and len(text) <= MAX_LIVE_CHARS:
             index.update(path, text)  # this version's imports
         server_settings = self.ls.config.for_path(path)
         lint, warning = self.ls.config.lint_for(path if os.path.isabs(path) else None)

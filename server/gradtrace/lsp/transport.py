@@ -74,7 +74,9 @@ def _position_from_client_units(self: PositionCodec, lines, position: types.Posi
         return ServerTextPosition(0, 0)
     if position.line >= len(lines):
         return ServerTextPosition(len(lines) - 1, unit_length(lines[-1], _encoding(self)))
-    line = lines[position.line].replace("\r\n", "\n")
+    line = lines[position.line]
+    if "\r" in line:
+        line = line.replace("\r\n", "\n")
     encoding = _encoding(self)
     length = unit_length(line, encoding)
     if length == 0:
