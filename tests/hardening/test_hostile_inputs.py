@@ -22,45 +22,19 @@ import time
 
 import pytest
 
-from tests.hardening.harness import RawServer
-from tests.lsp.helpers import DATA, SERVER_ENV
+from tests.hardening.harness import DETACH, RawServer, diagnostics_for, open_detach, still_works
+from tests.lsp.helpers import SERVER_ENV
 
-DETACH = (DATA / "detach.py").read_text(encoding="utf-8")
 INVALID_REQUEST, INVALID_PARAMS, PARSE_ERROR, NOT_INITIALIZED = -32600, -32602, -32700, -32002
 CHECK_TIMEOUT = 60  # seconds; a hang is what the FIFO attacks caused
 
 
 @pytest.fixture
-def raw():
-    server = RawServer()
-    server.initialize()
-    yield server
-    assert server.alive(), f"the server died: {server.stderr[-3000:].decode('utf-8', 'replace')}"
-    assert server.close() == 0
-    log = server.stderr.decode("utf-8", "replace")
+def quiet(raw):
+    """`raw`, and not a traceback in its log either (errors answered on purpose are not crashes)."""
+    yield raw
+    log = raw.stderr.decode("utf-8", "replace")
     assert "Traceback" not in log, log[-3000:]
-
-
-def open_detach(raw: RawServer, path, text: str = DETACH) -> str:
-    uri = path.as_uri()
-    raw.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "python", "version": 1,
-                                                         "text": text}})
-    return uri
-
-
-def diagnostics_for(raw: RawServer, uri: str, version: int, timeout: float = 30.0) -> list:
-    message = raw.wait_for(lambda m: m.get("method") == "textDocument/publishDiagnostics"
-                           and m["params"]["uri"] == uri and m["params"].get("version") == version,
-                           timeout, f"diagnostics for {uri} v{version}")
-    return message["params"]["diagnostics"]
-
-
-def still_works(raw: RawServer, tmp_path, name: str = "after.py") -> None:
-    uri = open_detach(raw, tmp_path / name)
-    (diag,) = diagnostics_for(raw, uri, 1)
-    assert diag["code"] == "GT105"
-    hover = raw.call("textDocument/hover", {"textDocument": {"uri": uri}, "position": diag["range"]["start"]})
-    assert "GT105" in hover["result"]["contents"]["value"]
 
 
 # ---- messages ------------------------------------------------------------------------------------
@@ -108,8 +82,8 @@ def test_requests_before_initialize_get_server_not_initialized(tmp_path):
 
 @pytest.mark.parametrize("arguments", [[], [None], [5], [{"uri": 5}], [["file:///a.py"]], {"uri": "file:///a.py"},
                                        "file:///a.py"])
-def test_probe_with_bad_arguments_is_a_clean_invalid_params(raw, arguments):
-    answer = raw.call("workspace/executeCommand", {"command": "gradtrace.probe", "arguments": arguments})
+def test_probe_with_bad_arguments_is_a_clean_invalid_params(quiet, arguments):
+    answer = quiet.call("workspace/executeCommand", {"command": "gradtrace.probe", "arguments": arguments})
     assert answer["error"]["code"] == INVALID_PARAMS, answer
     assert "traceback" not in json.dumps(answer).lower()
 
@@ -122,7 +96,8 @@ def test_probe_with_bad_arguments_is_a_clean_invalid_params(raw, arguments):
     {"fix": {"title": "t", "safe": True, "edits": [{"uri": "file:///a.py", "newText": "x", "range": {
         "start": {"line": -1, "character": 0}, "end": {"line": 0, "character": "0"}}}]}},
 ])
-def test_code_actions_for_diagnostics_with_foreign_data_are_invalid_params(raw, tmp_path, data):
+def test_code_actions_for_diagnostics_with_foreign_data_are_invalid_params(quiet, tmp_path, data):
+    raw = quiet
     uri = open_detach(raw, tmp_path / "actions.py")
     (diag,) = diagnostics_for(raw, uri, 1)
     diag["data"] = data
@@ -131,7 +106,8 @@ def test_code_actions_for_diagnostics_with_foreign_data_are_invalid_params(raw, 
     assert answer["error"]["code"] == INVALID_PARAMS, answer
 
 
-def test_a_cancel_for_an_answered_request_is_not_an_error(raw, tmp_path):
+def test_a_cancel_for_an_answered_request_is_not_an_error(quiet, tmp_path):
+    raw = quiet
     uri = open_detach(raw, tmp_path / "cancel.py")
     (diag,) = diagnostics_for(raw, uri, 1)
     rid = raw.request("textDocument/hover", {"textDocument": {"uri": uri}, "position": diag["range"]["start"]})

@@ -301,6 +301,14 @@ class Documents:
             for uri in target.published | ({key} if not target.notebook else set()):
                 self.ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
 
+    def saved(self, key: str, pull_again: bool) -> None:
+        """A document was saved: publish again (push), or, when what is analysed changed with the save,
+        ask the client to pull again."""
+        if not self.ls.pull_diagnostics:
+            self.schedule(key, 0.0)
+        elif pull_again:
+            self.request_refresh()
+
     def changed(self, key: str) -> None:
         """A document's text changed: analyse it (onType). Pull clients ask for the diagnostics after each
         change; the analysis starts now all the same, so their request finds it under way (or done)."""

@@ -131,25 +131,20 @@ class GradtraceServer(LanguageServer):
         return root
 
     def project_for(self, path: str) -> Project | None:
-        root = self.project_root(path)
-        if root is None:
-            return None
-        with self._projects_lock:
-            project = self._projects.get(root)
-            if project is None:
-                project = self._projects[root] = Project(root)
-        return project
+        return self._per_project(path, self._projects, Project)
 
     def index_for(self, path: str) -> ProjectIndex | None:
         """The import index of the project `path` belongs to (None for a path that is not a file's)."""
+        return self._per_project(path, self._indexes, ProjectIndex)
+
+    def _per_project(self, path: str, made: dict, make):
         root = self.project_root(path)
         if root is None:
             return None
         with self._projects_lock:
-            index = self._indexes.get(root)
-            if index is None:
-                index = self._indexes[root] = ProjectIndex(root)
-        return index
+            if root not in made:
+                made[root] = make(root)
+            return made[root]
 
     def set_overlay(self, uri: str, text: str | None) -> None:
         path = to_fs_path(uri) if uri.startswith("file:") else None

@@ -71,15 +71,11 @@ def did_save(ls: GradtraceServer, params: types.DidSaveTextDocumentParams) -> No
         return
     if os.path.basename(docs.path_for(uri)) == "pyproject.toml":
         ls.config.forget_pyproject()
-    if docs.on_save(uri):
+    pinned = docs.on_save(uri)
+    if pinned:
         doc = ls.workspace.get_text_document(uri)
         docs.targets[uri].pinned = (doc.version, doc.source)
-        if ls.pull_diagnostics:
-            docs.request_refresh()
-        else:
-            docs.schedule(uri, 0.0)
-    elif not ls.pull_diagnostics:
-        docs.schedule(uri, 0.0)
+    docs.saved(uri, pull_again=pinned)
 
 
 def did_close(ls: GradtraceServer, params: types.DidCloseTextDocumentParams) -> None:
