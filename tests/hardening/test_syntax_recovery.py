@@ -92,6 +92,7 @@ def test_two_broken_statements_in_different_functions():
     ("@decorator\n\ndef f(:\n    pass\n", 3),
     ("x = 1\nelse:\n    y = 2\n", 2),
     ("\t\n" * 3 + "(" * 300 + "\n", 4),
+    ("import torch\n\nclass A:\n\tdef f(self):\n\t\tfor p in self.parameters()\n\t\treturn 1\n", 5),  # tabs
 ])
 def test_recovery_ends_and_keeps_every_line_in_place(broken, error_line):
     source = SourceFile.parse("/a.py", broken)
@@ -144,7 +145,7 @@ def test_recovery_parses_a_bounded_number_of_times(monkeypatch):
     calls = []
     real_parse = ast.parse
     monkeypatch.setattr(recovery.ast, "parse", lambda *a, **k: calls.append(1) or real_parse(*a, **k))
-    recover(text, lines, error)
+    recover(lines, error)
     assert 0 < len(calls) <= recovery.MAX_PARSES
 
 

@@ -35,8 +35,9 @@ class Statement:
     last: int
     indent: int
     keyword: str
+    margin: str = ""  # the first line's leading whitespace, as written (spaces or tabs)
     body: list[Statement] = field(default_factory=list)
-    clauses: list[Statement] = field(default_factory=list)  # elif/else/except/finally/case that follow it
+    clauses: list[Statement] = field(default_factory=list)  # elif/else/except/finally that follow it
 
     @property
     def end(self) -> int:
@@ -56,8 +57,9 @@ class Recovery:
     set_aside: list[tuple[int, int]]  # 1-based inclusive line ranges that were replaced
 
 
-def recover(text: str, lines: list[str], error: SyntaxError) -> Recovery | None:
-    """The document minus the statements that hold its syntax errors, parsed; None when nothing parses."""
+def recover(lines: list[str], error: SyntaxError) -> Recovery | None:
+    """The document (its lines) minus the statements that hold its syntax errors, parsed; None when
+    nothing parses."""
     if not error.lineno:
         return None
     statements = scan(lines)
@@ -103,7 +105,7 @@ def _candidates(statements: list[Statement], error: SyntaxError, line_count: int
     for stmt in ordered:
         span = stmt.end - stmt.first + 1
         if id(stmt) not in top_level:  # keep the block around it valid
-            result.append((stmt.first, stmt.end, [" " * stmt.indent + "pass"] + [""] * (span - 1)))
+            result.append((stmt.first, stmt.end, [stmt.margin + "pass"] + [""] * (span - 1)))
         result.append((stmt.first, stmt.end, [""] * span))
     return result
 
@@ -182,7 +184,7 @@ def _logical_lines(lines: list[str]) -> list[tuple[Statement, bool]]:
             if not stripped or stripped.startswith("#"):
                 continue
             keyword = "@" if stripped.startswith("@") else re.match(r"\w*", stripped).group(0)
-            current = Statement(number, number, indent, keyword)
+            current = Statement(number, number, indent, keyword, text[:indent])
         if stripped or string is not None:
             current.last = number
         depth, string, code = _scan_line(text, depth, string)

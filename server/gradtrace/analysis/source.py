@@ -80,7 +80,7 @@ class SourceFile:
         limit = sys.getrecursionlimit()
         try:
             sys.setrecursionlimit(max(limit, 20000))
-            recovery = recover(self.text, self.lines.lines, self.syntax_error)
+            recovery = recover(self.lines.lines, self.syntax_error)
         except (RecursionError, MemoryError):
             return None
         finally:
