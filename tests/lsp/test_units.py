@@ -189,3 +189,15 @@ def test_a_document_text_goes_to_the_analysis_process_once_per_edit():
     worker.set_overlay("/p", "/p/train.py", "import torch\nx = 1\n")
     worker.call(jobs.append, {"path": "/p/train.py", "text": "import torch\nx = 1\n"})
     assert jobs[1]["overlays"] == []
+
+
+def test_an_analysis_process_whose_server_is_gone_before_it_started_exits():
+    """The server died while the child was still importing: the child's parent is no longer the server."""
+    import subprocess
+    import sys
+
+    from .helpers import SERVER_ENV
+
+    code = "from gradtrace.lsp.worker import child_init; import time; child_init(1); time.sleep(30)"
+    child = subprocess.run([sys.executable, "-c", code], env=SERVER_ENV, timeout=20)
+    assert child.returncode == 0

@@ -136,8 +136,9 @@ def run_fix_all(job: dict) -> str:
     return fix_all(job["text"], lambda text: check_source(text, job["path"], job["lint"], project)).text
 
 
-def child_init() -> None:
-    """Runs first in the child: keep stdout (the LSP stream) clean, and die with the server."""
+def child_init(server_pid: int) -> None:
+    """Runs first in the child: keep stdout (the LSP stream) clean, and die with the server (also when it
+    died while this child was still starting: then the child's parent is no longer `server_pid`)."""
     import sys
 
     try:
@@ -145,7 +146,6 @@ def child_init() -> None:
     except OSError:
         pass
     sys.stdout = sys.stderr
-    parent = os.getppid()
     try:  # Linux: the kernel signals us when the server goes, however it goes
         import ctypes
         import signal
@@ -153,11 +153,13 @@ def child_init() -> None:
         ctypes.CDLL(None).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
     except (OSError, AttributeError, ValueError):
         pass
+    if os.getppid() != server_pid:
+        os._exit(0)
 
     def watch() -> None:  # everywhere: poll for the parent
         import time
 
-        while os.getppid() == parent:
+        while os.getppid() == server_pid:
             time.sleep(1.0)
         os._exit(0)
 
@@ -220,7 +222,7 @@ class AnalysisWorker:
         if self._pool is None:
             try:
                 self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                                 initializer=child_init)
+                                                 initializer=child_init, initargs=(os.getpid(),))
                 self._sent.clear()
             except (OSError, ValueError, ImportError):
                 self.use_process = False
