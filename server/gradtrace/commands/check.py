@@ -7,12 +7,13 @@ import os
 import sys
 from dataclasses import replace
 
-from gradtrace.engine import check_source, iter_python_files, read_source
+from gradtrace.engine import CheckResult, check_source, iter_python_files, read_source
 from gradtrace.findings import Finding
 from gradtrace.fixes.apply import apply_edits
+from gradtrace.fixes.fix_all import fix_until_stable
 from gradtrace.settings import LintSettings, SettingsError, load_pyproject_settings, parse_codes
+from gradtrace.terminal import printable
 
-MAX_FIX_PASSES = 5
 CHECKED_SUFFIXES = (".py", ".pyi", ".ipynb")
 
 
@@ -79,19 +80,34 @@ def check_file(path: str, settings: LintSettings, project, fix: bool) -> tuple[l
     document, problem = open_document(path)
     if document is None:
         return ([problem] if problem and settings.enabled(problem.code, path) else []), [], 0
-    applied = 0
-    findings, errors = document.check(settings, project)
-    if fix:
-        for _ in range(MAX_FIX_PASSES):
-            safe = [f for f in findings if f.fix and f.fix.safe]
-            if not safe or not document.apply([e for f in safe for e in f.fix.edits]):
-                break
-            applied += len(safe)
-            document.write()
-            if project is not None:
-                project.set_overlay(path, None)
-            findings, errors = document.check(settings, project)
-    return findings, errors, applied
+    if not fix:
+        findings, errors = document.check(settings, project)
+        return findings, errors, 0
+
+    def check() -> CheckResult:
+        findings, errors = document.check(settings, project)
+        return CheckResult(findings, errors)
+
+    def write() -> None:
+        document.write()
+        if project is not None:
+            project.set_overlay(path, None)
+
+    result, applied = fix_until_stable(check, lambda edits: bool(document.apply(edits)), on_round=write)
+    return result.findings, result.errors, applied
+
+
+def in_dependency_order(paths: list[str], root: str) -> list[str]:
+    """Each module before the files that import it, and files that import each other side by side (so a
+    worker that checks them parses their shared modules once), read from the project index."""
+    if len(paths) < 2:
+        return paths
+    from gradtrace.analysis.project_index import ProjectIndex
+
+    index = ProjectIndex(root)
+    for path in paths:
+        index.index_file(path)
+    return index.dependency_order(paths)
 
 
 _WORKER_PROJECTS: dict = {}  # root -> Project, kept for the life of a worker process
@@ -159,6 +175,7 @@ def run_check(args) -> int:
             findings.extend(cached)
         else:
             todo.append(path)
+    todo = in_dependency_order(todo, root)
     jobs = min(args.jobs or default_jobs(), len(todo))
     if jobs > 1:
         from concurrent.futures import ProcessPoolExecutor
@@ -184,7 +201,8 @@ def run_check(args) -> int:
     if cache:
         cache.save()
     for err in errors:
-        print(f"gradtrace: internal error (reported, other findings kept): {err}", file=sys.stderr)
+        message = f"gradtrace: internal error (reported, other findings kept): {err}"
+        print("\n".join(printable(line) for line in message.splitlines()), file=sys.stderr)
     findings.sort(key=Finding.sort_key)
     from gradtrace.commands.output import render
 

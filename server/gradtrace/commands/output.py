@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from gradtrace import __version__
 from gradtrace.findings import Finding
+from gradtrace.terminal import printable
 
 SARIF_LEVEL = {"error": "error", "warning": "warning", "information": "note", "hint": "note"}
 GITHUB_LEVEL = {"error": "error", "warning": "warning", "information": "notice", "hint": "notice"}
@@ -195,6 +196,7 @@ def render(findings: list[Finding], fmt: str, *, files: int, fix: bool, fixed: i
     for f in findings:
         label, line = cells.label(f.path, f.line)
         fixable = " [*]" if f.fix and f.fix.safe else ""
-        out.append(f"{label}:{line}:{f.column}: {f.code} [{f.severity}] {f.message}{fixable}\n")
+        # a file name or a message quoting the checked code must not drive the terminal
+        out.append(printable(f"{label}:{line}:{f.column}: {f.code} [{f.severity}] {f.message}{fixable}") + "\n")
     out.append(("" if not findings else "\n") + summary(findings, files, fix, fixed) + "\n")
     return "".join(out)

@@ -69,14 +69,8 @@ def did_change(ls: GradtraceServer, params: types.DidChangeNotebookDocumentParam
 
 def did_save(ls: GradtraceServer, params: types.DidSaveNotebookDocumentParams) -> None:
     """LSP handler for notebookDocument/didSave."""
-    uri = params.notebook_document.uri
-    docs = ls.documents
-    if uri not in docs.targets:
-        return
-    if ls.pull_diagnostics:
-        docs.request_refresh()
-    else:
-        docs.schedule(uri, 0.0)
+    if params.notebook_document.uri in ls.documents.targets:
+        ls.documents.saved(params.notebook_document.uri, pull_again=True)
 
 
 def did_close(ls: GradtraceServer, params: types.DidCloseNotebookDocumentParams) -> None:

@@ -30,7 +30,7 @@ from gradtrace.lsp.diagnostics import PROBE_SOURCE, to_diagnostic
 from gradtrace.positions import split_lines
 
 if TYPE_CHECKING:
-    from gradtrace.lsp.documents import Analysis
+    from gradtrace.lsp.analyses import Analysis
     from gradtrace.lsp.server import GradtraceServer
 
 REQUEST_FAILED = int(types.LSPErrorCodes.RequestFailed)
@@ -133,7 +133,7 @@ class ProbeService:
         cached = self._cache.get(ident)
         if cached is not None:
             return cached
-        from gradtrace.lsp.documents import relocate
+        from gradtrace.lsp.relocation import relocate
 
         old, new = record.lines, analysis.where.lines
         stale = record.stale_for(new)
