@@ -81,7 +81,7 @@ def check_source(
     settings = settings or LintSettings()
     result = CheckResult()
     source = source or SourceFile.parse(path, text)
-    if source.syntax_error is not None and newer_python_syntax(text):
+    if source.syntax_error is not None and newer_python_syntax(text, source.syntax_error):
         # valid for a newer Python than the one running gradtrace: not the user's mistake
         if settings.enabled("GT001", path):
             result.findings.append(file_finding(path, "GT001", "information",
@@ -136,12 +136,21 @@ def _check_parsed(source: SourceFile, path: str, settings: LintSettings, project
     return result
 
 
-NEWER_SYNTAX = re.compile(r"^\s*(?:type\s+\w+(?:\[[^\]]*\])?\s*=|(?:async\s+)?def\s+\w+\[|class\s+\w+\[)", re.M)
+# a PEP 695 construct written out whole: `type X[T] = ...`, `def f[T](...)`, `class C[T]:` / `class C[T](Base):`
+NEWER_SYNTAX = re.compile(r"^\s*(?:type\s+\w+(?:\[[^\]\[()]*\])?\s*=[^=]|(?:async\s+)?def\s+\w+\[[^\]\[()]+\]\s*\(|"
+                          r"class\s+\w+\[[^\]\[()]+\]\s*[:(])")
 
 
-def newer_python_syntax(text: str) -> bool:
-    """PEP 695 generics and `type` aliases (Python 3.12) read by an older interpreter."""
-    return sys.version_info < (3, 12) and NEWER_SYNTAX.search(text) is not None
+def newer_python_syntax(text: str, error: SyntaxError) -> bool:
+    """True when the parser stopped on a PEP 695 generic or `type` alias (Python 3.12) this interpreter cannot read.
+
+    Only the line the parser stopped on counts: a damaged file that merely contains such a line elsewhere, or a
+    typo that looks half like one, is a syntax error of the user's (GT000).
+    """
+    if sys.version_info >= (3, 12) or not error.lineno:
+        return False
+    lines = text.splitlines()
+    return 0 < error.lineno <= len(lines) and NEWER_SYNTAX.match(lines[error.lineno - 1]) is not None
 
 
 def read_source(path: str) -> tuple[str | None, Finding | None]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import random
+import sys
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,22 @@ def test_the_syntax_error_column_is_counted_on_the_text_not_on_the_file_on_disk(
     text = "import torch\nfor p in self.parameters()\n"
     (syntax,) = [f for f in check_source(text, str(path)).findings if f.code == "GT000"]
     assert (syntax.line, syntax.column) == (2, len("for p in self.parameters()") + 1)
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="PEP 695 syntax parses on this interpreter")
+@pytest.mark.parametrize("text", [
+    "type Vec = list[float]\n",
+    "def first[T](items: list[T]) -> T:\n    return items[0]\n",
+    "class Box[T](Base):\n    pass\n",
+])
+def test_newer_python_syntax_is_skipped_not_called_a_mistake(text):
+    assert [f.code for f in check_source(text, "/project/new.py").findings] == ["GT001"]
+
+
+@pytest.mark.parametrize("text", [
+    "def forward[(self, x):\n    return x\n",            # a typo that looks half like a generic
+    "x = (\ntype Vec = list[float]\n",                   # an open bracket before an alias line
+])
+def test_a_typo_near_newer_syntax_is_still_a_syntax_error(text):
+    codes = [f.code for f in check_source(text, "/project/typo.py").findings]
+    assert codes.count("GT000") == 1 and "GT001" not in codes
