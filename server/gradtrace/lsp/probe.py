@@ -326,7 +326,7 @@ class ProbeService:
 
 def _causes_unchanged(finding: Finding, old: list[str], new: list[str]) -> bool:
     """Every line of this file the finding names as its cause (related locations, the cut) still reads the same."""
-    from gradtrace.lsp.documents import relocate
+    from gradtrace.lsp.relocation import relocate
 
     lines = {r.line for r in finding.related if r.path == finding.path}
     cut = finding.data.get("cut") if isinstance(finding.data, dict) else None
