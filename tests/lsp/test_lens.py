@@ -15,17 +15,8 @@ import torch
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
-from .helpers import (
-    DATA,
-    ROOT,
-    SERVER_CMD,
-    SERVER_ENV,
-    change_doc,
-    make_client,
-    open_doc,
-    wait_diagnostics,
-    wait_until,
-)
+from . import helpers
+from .helpers import DATA, SERVER_ENV, wait_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 TRAIN = DATA / "lens_train.py"
@@ -35,7 +26,7 @@ TITLE = "reaches 1 of 2 modules — model.encoder: cut at line 14 (.detach())"
 
 
 def lens_client() -> LanguageClient:
-    client = make_client()
+    client = helpers.make_client()
     client.refreshes = []  # type: ignore[attr-defined]
 
     @client.feature(types.WORKSPACE_CODE_LENS_REFRESH)
@@ -58,7 +49,7 @@ def capabilities() -> types.ClientCapabilities:
 
 
 @pytest_lsp.fixture(scope="module", config=ClientServerConfig(
-    server_command=SERVER_CMD, server_env=SERVER_ENV, client_factory=lens_client))
+    server_command=helpers.SERVER_CMD, server_env=SERVER_ENV, client_factory=lens_client))
 async def client(lsp_client: LanguageClient):
     await lsp_client.initialize_session(types.InitializeParams(capabilities=capabilities()))
     yield
@@ -98,7 +89,7 @@ def configure(client, **settings) -> None:
 
 def explain(where: str) -> str:
     proc = subprocess.run([sys.executable, "-m", "gradtrace", "explain", where], capture_output=True, text=True,
-                          timeout=120, env=SERVER_ENV, cwd=ROOT)
+                          timeout=120, env=SERVER_ENV, cwd=helpers.ROOT)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -115,8 +106,8 @@ def grads(value: torch.Tensor, module: torch.nn.Module) -> list:
 
 
 async def test_done_when_logits_the_detached_value_and_the_lens_above_backward(client, tmp_path):
-    uri = open_doc(client, tmp_path / "train.py", TEXT)
-    await wait_diagnostics(client, uri, version=1)
+    uri = helpers.open_doc(client, tmp_path / "train.py", TEXT)
+    await helpers.wait_diagnostics(client, uri, version=1)
 
     logits = await hover_text(client, uri, at("logits", 23))
     assert logits.startswith("∇ `logits` carries gradient from model.head\n"), logits
@@ -148,7 +139,7 @@ async def test_done_when_logits_the_detached_value_and_the_lens_above_backward(c
 
 
 async def test_clicking_the_lens_shows_the_cut(client, tmp_path):
-    uri = open_doc(client, tmp_path / "click.py", TEXT)
+    uri = helpers.open_doc(client, tmp_path / "click.py", TEXT)
     [lens] = await code_lenses(client, uri)
     shown = len(client.shown_documents)
     result = await client.workspace_execute_command_async(types.ExecuteCommandParams(
@@ -163,8 +154,8 @@ async def test_clicking_the_lens_shows_the_cut(client, tmp_path):
 
 
 async def test_hover_on_a_plain_variable_and_on_a_finding(client, tmp_path):
-    uri = open_doc(client, tmp_path / "plain.py", TEXT)
-    await wait_diagnostics(client, uri, version=1)
+    uri = helpers.open_doc(client, tmp_path / "plain.py", TEXT)
+    await helpers.wait_diagnostics(client, uri, version=1)
     target = await hover_text(client, uri, at("target", 22))
     assert target == "∇ `target` carries no gradient: an integer or boolean tensor: it cannot carry a gradient"
     value = run_fixture()["target"]
@@ -186,13 +177,13 @@ async def test_hover_on_a_plain_variable_and_on_a_finding(client, tmp_path):
 
 
 async def test_a_fully_connected_loss_says_so_without_a_command(client, tmp_path):
-    uri = open_doc(client, tmp_path / "fine.py", TEXT.replace("features.detach()", "features"))
+    uri = helpers.open_doc(client, tmp_path / "fine.py", TEXT.replace("features.detach()", "features"))
     [lens] = await code_lenses(client, uri)
     assert lens.command.title == "reaches all 2 modules" and lens.command.command == ""
 
 
 async def test_inlay_hints_are_off_by_default_and_name_the_cut(client, tmp_path):
-    uri = open_doc(client, tmp_path / "hints.py", TEXT)
+    uri = helpers.open_doc(client, tmp_path / "hints.py", TEXT)
     assert list(await inlay_hints(client, uri, len(LINES))) == []
     refreshes = len(client.refreshes)
     configure(client, inlayHints={"enable": True})
@@ -210,7 +201,7 @@ async def test_inlay_hints_are_off_by_default_and_name_the_cut(client, tmp_path)
 
 
 async def test_lens_enable_false_removes_the_code_lens(client, tmp_path):
-    uri = open_doc(client, tmp_path / "off.py", TEXT)
+    uri = helpers.open_doc(client, tmp_path / "off.py", TEXT)
     assert len(await code_lenses(client, uri)) == 1
     refreshes = len(client.refreshes)
     configure(client, lens={"enable": False})
@@ -236,19 +227,19 @@ def analyses_logged(client, name: str) -> list[str]:
 
 async def test_the_lens_follows_a_comment_edit_and_an_added_line(client, tmp_path):
     configure(client, logLevel="debug")
-    uri = open_doc(client, tmp_path / "moved.py", TEXT)
-    await wait_diagnostics(client, uri, version=1)
+    uri = helpers.open_doc(client, tmp_path / "moved.py", TEXT)
+    await helpers.wait_diagnostics(client, uri, version=1)
     # a comment on the detach line: nothing is analysed again, the lens moves with the text
     commented = TEXT.replace("frozen = features.detach()", "frozen = features.detach()  # stop here")
-    change_doc(client, uri, 2, commented)
-    await wait_diagnostics(client, uri, version=2)
+    helpers.change_doc(client, uri, 2, commented)
+    await helpers.wait_diagnostics(client, uri, version=2)
     assert analyses_logged(client, "moved.py")[-1].endswith("(mapped through a comment or whitespace edit)")
     [lens] = await code_lenses(client, uri)
     assert lens.command.title == TITLE
     assert "carries gradient from model.head" in await hover_text(client, uri, at("logits", 23))
     # a line added above the cut: the titles name the line where the cut now is
-    change_doc(client, uri, 3, "# a comment line\n" + commented)
-    await wait_diagnostics(client, uri, version=3)
+    helpers.change_doc(client, uri, 3, "# a comment line\n" + commented)
+    await helpers.wait_diagnostics(client, uri, version=3)
     assert analyses_logged(client, "moved.py")[-1].endswith("(analysed)")
     [lens] = await code_lenses(client, uri)
     assert lens.command.title == TITLE.replace("line 14", "line 15") and lens.range.start.line == 26
@@ -260,8 +251,8 @@ async def test_the_lens_follows_a_comment_edit_and_an_added_line(client, tmp_pat
 
 
 async def test_a_file_without_a_framework_has_no_lens(client, tmp_path):
-    uri = open_doc(client, tmp_path / "plain_python.py", "x = 1\ny = x + 2\n")
-    await wait_diagnostics(client, uri, version=1)
+    uri = helpers.open_doc(client, tmp_path / "plain_python.py", "x = 1\ny = x + 2\n")
+    await helpers.wait_diagnostics(client, uri, version=1)
     assert list(await code_lenses(client, uri)) == []
     assert await client.text_document_hover_async(types.HoverParams(
         text_document=types.TextDocumentIdentifier(uri), position=types.Position(1, 0))) is None

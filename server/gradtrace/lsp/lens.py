@@ -64,16 +64,24 @@ def value_range(facts: ValueFacts, lines: list[str], encoding: str) -> types.Ran
 # ---- code lens ----------------------------------------------------------------------------------------
 
 
-async def code_lens(ls: GradtraceServer, params: types.CodeLensParams) -> list[types.CodeLens]:
-    """LSP handler for textDocument/codeLens: one lens above each loss of the document's current version."""
-    uri = params.text_document.uri
+async def analysis_with_lens(ls: GradtraceServer, uri: str, asked: str, setting: str) -> Analysis | None:
+    """The analysis of the document's current version, when it has a lens and `setting` is on for it. `asked`
+    ("codeLens", "inlayHint") is remembered: the client may then be asked to refresh it."""
     docs = ls.documents
     key = docs.target_key(uri)
-    ls.lens_asked.add("codeLens")
-    if key not in docs.targets or not ls.config.for_path(docs.path_for(key)).lens_enable:
-        return []
+    ls.lens_asked.add(asked)
+    if key not in docs.targets or not getattr(ls.config.for_path(docs.path_for(key)), setting):
+        return None
     analysis = await docs.ensure(key)
     if analysis is None or analysis.lens is None or analysis.where.cells:
+        return None
+    return analysis
+
+
+async def code_lens(ls: GradtraceServer, params: types.CodeLensParams) -> list[types.CodeLens]:
+    """LSP handler for textDocument/codeLens: one lens above each loss of the document's current version."""
+    analysis = await analysis_with_lens(ls, params.text_document.uri, "codeLens", "lens_enable")
+    if analysis is None:
         return []
     out = []
     for sink in analysis.lens.sinks:
@@ -119,14 +127,8 @@ async def reveal_cut(ls, *args):  # `ls` unannotated: pygls resolves command ann
 async def inlay_hints(ls: GradtraceServer, params: types.InlayHintParams) -> list[types.InlayHint]:
     """LSP handler for textDocument/inlayHint: `∅∇` after each assignment that lost its gradient on the way to a
     loss, in the requested range."""
-    uri = params.text_document.uri
-    docs = ls.documents
-    key = docs.target_key(uri)
-    ls.lens_asked.add("inlayHint")
-    if key not in docs.targets or not ls.config.for_path(docs.path_for(key)).inlay_hints_enable:
-        return []
-    analysis = await docs.ensure(key)
-    if analysis is None or analysis.lens is None or analysis.where.cells:
+    analysis = await analysis_with_lens(ls, params.text_document.uri, "inlayHint", "inlay_hints_enable")
+    if analysis is None:
         return []
     first, last = params.range.start.line, params.range.end.line
     out = []
