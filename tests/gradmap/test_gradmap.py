@@ -163,7 +163,7 @@ def test_static_map_without_a_probe_is_labelled_and_names_the_cut():
     assert gm.loss["line"] == 26
     assert {(e.src, e.dst, e.live) for e in gm.edges} == {(encoder.id, cut.id, False), (cut.id, "loss", False),
                                                          (decoder.id, "loss", True)}
-    assert gm.summary == "static analysis: the loss reaches 1 of 2 modules; 1 lose their gradient at 1 cut(s)"
+    assert gm.summary == "static analysis: the loss reaches 1 of 2 modules; 1 loses its gradient at 1 cut"
     assert len(check_source(text, str(DETACH)).findings) == 1
 
 

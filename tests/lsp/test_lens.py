@@ -153,6 +153,12 @@ async def test_clicking_the_lens_shows_the_cut(client, tmp_path):
     assert LINES[13][selection.start.character:selection.end.character] == "frozen = features.detach()"
 
 
+async def test_reveal_cut_with_a_bad_argument_is_an_invalid_params_error(client):
+    with pytest.raises(Exception, match="expects"):
+        await client.workspace_execute_command_async(types.ExecuteCommandParams(
+            command="gradtrace.revealCut", arguments=[{"uri": "file:///x.py"}]))
+
+
 async def test_hover_on_a_plain_variable_and_on_a_finding(client, tmp_path):
     uri = helpers.open_doc(client, tmp_path / "plain.py", TEXT)
     await helpers.wait_diagnostics(client, uri, version=1)

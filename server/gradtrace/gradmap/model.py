@@ -191,8 +191,10 @@ def _summary(gm: GradMap) -> str:
         if not total:
             return "static analysis found no loss that trains anything"
         lost = total - counts.get("reached", 0)
+        verb = "loses its" if lost == 1 else "lose their"
+        cuts = f"{len(gm.cuts)} cut" + ("" if len(gm.cuts) == 1 else "s")
         return (f"static analysis: the loss reaches {counts.get('reached', 0)} of {total} modules"
-                + (f"; {lost} lose their gradient at {len(gm.cuts)} cut(s)" if lost else ""))
+                + (f"; {lost} {verb} gradient at {cuts}" if lost else ""))
     bad = [f"{counts[k]} {STATUS_LABEL[k]}" for k in ("none", "zero", "nonfinite", "no-optimizer") if counts.get(k)]
     if not total:
         return "the probe found no parameters"

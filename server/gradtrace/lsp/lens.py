@@ -117,6 +117,9 @@ async def reveal_cut(ls, *args):  # `ls` unannotated: pygls resolves command ann
         rng = None
     if not isinstance(uri, str) or rng is None:
         raise JsonRpcInvalidParams(f'{REVEAL_CUT} expects [{{"uri": ..., "selection": {{"start": ..., "end": ...}}}}]')
+    window = ls.client_capabilities.window
+    if not (window and window.show_document and window.show_document.support):
+        return {"success": False, "reason": "the editor cannot be asked to show a document (window/showDocument)"}
     result = await ls.window_show_document_async(types.ShowDocumentParams(uri=uri, take_focus=True, selection=rng))
     return {"success": bool(result and result.success)}
 
