@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import os
+from array import array
 from dataclasses import asdict, dataclass, field
 
 from gradtrace.analysis.core.values import Value, display, overlaps
@@ -24,6 +25,12 @@ SHOWN_KINDS = ("tensor", "array", "number", "unknown")  # what a lens describes 
 GRAD_OFF_KINDS = ("no_grad", "no_grad_helper", "grad_disabled")
 EXPR_CHARS = 80
 HINT_LABEL = "∅∇"
+
+
+def module_of(name: str) -> str:
+    """The module a source is grouped under: `model.encoder.0.weight` -> `model.encoder`."""
+    parts = name.split(".")
+    return ".".join(parts[:2]) if len(parts) > 2 else name
 
 
 @dataclass
@@ -45,18 +52,17 @@ class CutInfo:
         return f"lost: {', '.join(self.lost)} — {what} by `{self.op}` {self.where(path)}"
 
 
-@dataclass
+@dataclass(slots=True)
 class Carried:
-    """What a value carries for autograd, wherever it is."""
+    """What a value carries for autograd, wherever it is (one row shared by every value that carries the same)."""
 
     kind: str
-    carries: list[str] = field(default_factory=list)  # the trainable sources it carries gradient from
-    groups: dict = field(default_factory=dict)  # module -> its sources in `carries`
-    cuts: list[CutInfo] = field(default_factory=list)  # cuts on its way, and what each disconnected
-    why_none: str | None = None  # when it carries nothing: why
+    carries: tuple[str, ...]  # the trainable sources it carries gradient from
+    cuts: tuple[CutInfo, ...]  # cuts on its way, and what each disconnected
+    why_none: str | None  # when it carries nothing: why
 
     def key(self) -> tuple:
-        return (self.kind, tuple(self.carries), self.why_none,
+        return (self.kind, self.carries, self.why_none,
                 tuple((c.op, c.line, c.path, tuple(c.lost), c.zero, c.kind) for c in self.cuts))
 
 
@@ -148,7 +154,9 @@ class LensIndex:
     """The lens of one analysed text, compact enough to send with its findings."""
 
     path: str
-    values: list[tuple[int, int, int, int, int]]  # (line, column, end line, end column, row of `carried`), sorted
+    # (line, column, end line, end column, row of `carried`) of each value, sorted, flat (compact: the server keeps
+    # one per open document)
+    values: array
     carried: list[Carried]
     sinks: list[SinkLens]
     hints: list[GradientHint]
@@ -156,6 +164,11 @@ class LensIndex:
 
     def __getstate__(self):
         return {**self.__dict__, "_by_line": None}
+
+    def entries(self):
+        """(line, column, end line, end column, row) of each value."""
+        v = self.values
+        return (tuple(v[i:i + 5]) for i in range(0, len(v), 5))
 
     def value_at(self, line: int, column: int, lines: list[str]) -> ValueFacts | None:
         """What the innermost value at (1-based line, 1-based column) carries; `lines` are the analysed text's."""
@@ -170,13 +183,16 @@ class LensIndex:
             return None
         sl, sc, el, ec, row = best[1]
         carried = self.carried[row]
+        groups: dict = {}
+        for name in carried.carries:
+            groups.setdefault(module_of(name), []).append(name)
         return ValueFacts(_segment(lines, sl, sc, el, ec)[:EXPR_CHARS], sl, sc, el, ec, carried.kind,
-                          carried.carries, carried.groups, carried.cuts, carried.why_none)
+                          list(carried.carries), groups, list(carried.cuts), carried.why_none)
 
     def _on_line(self, line: int) -> list:
-        if self._by_line is None:
+        if self._by_line is None:  # built on the first hover of the document
             by_line: dict = {}
-            for entry in self.values:
+            for entry in self.entries():
                 for n in range(entry[0], entry[2] + 1):
                     by_line.setdefault(n, []).append(entry)
             self._by_line = by_line
@@ -194,7 +210,7 @@ class LensIndex:
         """The same facts at the positions `move(line, column, end)` gives (after an edit of layout only);
         `move` raises when a position cannot be mapped."""
         values = []
-        for sl, sc, el, ec, row in self.values:
+        for sl, sc, el, ec, row in self.entries():
             (nsl, nsc), (nel, nec) = move(sl, sc), move(el, ec, True)
             values.append((nsl, nsc, nel, nec, row))
         sinks = []
@@ -206,7 +222,11 @@ class LensIndex:
         for h in self.hints:
             line, column = move(h.line, h.column, True)
             hints.append(GradientHint(line, column, h.name, h.cut, h.loss_line))
-        return LensIndex(self.path, sorted(values), self.carried, sinks, hints)
+        return LensIndex(self.path, flat(values), self.carried, sinks, hints)
+
+
+def flat(entries: list[tuple]) -> array:
+    return array("i", (n for entry in sorted(entries) for n in entry))
 
 
 def _segment(lines: list[str], line: int, column: int, end_line: int, end_column: int) -> str:
@@ -241,11 +261,6 @@ class Lens:
 
     def names(self, sources) -> list[str]:
         return sorted({self.name(s) for s in sources if not s.startswith("<")})
-
-    @staticmethod
-    def group(name: str) -> str:
-        parts = name.split(".")
-        return ".".join(parts[:2]) if len(parts) > 2 else name
 
     @staticmethod
     def cut_key(c) -> tuple:
@@ -296,8 +311,7 @@ class Lens:
                 by_id[id(value)] = row
             span = span_of(node)
             values.append((span.line, span.column, span.end_line, span.end_column, row))
-        values.sort()
-        self._index = LensIndex(self.ctx.path, values, carried, self.sinks(), self.hints())
+        self._index = LensIndex(self.ctx.path, flat(values), carried, self.sinks(), self.hints())
         return self._index
 
     def value_at(self, line: int, column: int) -> ValueFacts | None:
@@ -305,12 +319,9 @@ class Lens:
         return self.index().value_at(line, column, self.ctx.source.lines.lines)
 
     def carried(self, value: Value) -> Carried:
-        carries = self.names(value.srcs)
-        groups: dict = {}
-        for name in carries:
-            groups.setdefault(self.group(name), []).append(name)
-        cuts = [self.cut_info(c) for c in value.cuts if c.lost]
-        return Carried(value.kind, carries, groups, cuts, None if carries else self.why_none(value))
+        carries = tuple(self.names(value.srcs))
+        cuts = tuple(self.cut_info(c) for c in value.cuts if c.lost)
+        return Carried(value.kind, carries, cuts, None if carries else self.why_none(value))
 
     def why_none(self, value: Value) -> str:
         reason = ""
@@ -374,7 +385,7 @@ class Lens:
                     universe.add(name)
         groups: dict = {}
         for source in universe:
-            groups.setdefault(self.group(self.name(source)), set()).add(source)
+            groups.setdefault(module_of(self.name(source)), set()).add(source)
         # a group whose own sources are nested in another group's (`model` and `model.encoder`): keep the finer
         reached, unreached = [], []
         for group in sorted(groups):
