@@ -6,6 +6,7 @@ import { registerCommands } from "./common/commands";
 import { COMMAND_RESTART, COMMAND_SHOW_LOGS, CONFIG_SECTION, RESTART_DELAY_MS, RESTART_SETTINGS } from "./common/constants";
 import { createLogChannel, log } from "./common/logging";
 import { registerProbeCommand } from "./common/probe";
+import { registerRevealCut } from "./common/revealCut";
 import { onDidChangeSelectedInterpreter } from "./common/python";
 import { RuleDocs } from "./common/ruleDocs";
 import { ServerManager, setLogChannel } from "./common/server";
@@ -38,6 +39,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
         vscode.commands.registerCommand(COMMAND_RESTART, () => servers.restart("gradtrace.restart")),
         registerProbeCommand(servers),
         registerCommands(context, servers),
+        registerRevealCut(),
         new RuleDocs(servers, context.asAbsolutePath(path.join("extension", "bundled", "libs", "common", "gradtrace", "docs", "rules"))),
         registerGradientMap(context, servers),
         vscode.workspace.onDidChangeConfiguration((e) => {

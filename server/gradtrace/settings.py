@@ -171,6 +171,8 @@ class ServerSettings:
     code_action_fix_violation: bool = True
     code_action_disable_rule_comment: bool = True
     show_syntax_errors: bool = True  # False when the editor shows its own (GT000 is then not published)
+    lens_enable: bool = True  # a code lens above each loss: what it reaches
+    inlay_hints_enable: bool = False  # `∅∇` after an assignment whose value lost its gradient on the way to a loss
     probe_enable: bool = True
     probe_timeout: float = 60.0
     probe_memory_mb: int = 4096
@@ -259,6 +261,8 @@ _SERVER_KEYS = {
     "codeAction.fixViolation.enable": ("code_action_fix_violation", _bool),
     "codeAction.disableRuleComment.enable": ("code_action_disable_rule_comment", _bool),
     "showSyntaxErrors": ("show_syntax_errors", _bool),
+    "lens.enable": ("lens_enable", _bool),
+    "inlayHints.enable": ("inlay_hints_enable", _bool),
     "probe.enable": ("probe_enable", _bool),
     "probe.timeout": ("probe_timeout", lambda v, n: _number(v, n, 1, 3600)),
     "probe.memory": ("probe_memory_mb", lambda v, n: _number(v, n, 64, 1024 * 1024, integer=True)),

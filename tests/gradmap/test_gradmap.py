@@ -14,11 +14,13 @@ import zlib
 from pathlib import Path
 
 from gradtrace import gradmap
+from gradtrace.analysis.lens import Lens
 from gradtrace.engine import check_source
 
 ROOT = Path(__file__).resolve().parents[2]
 DETACH = ROOT / "fixtures" / "torch" / "bad_detach.py"
 GPT = Path(__file__).parent / "data" / "gpt_cut.py"
+LENS_TRAIN = ROOT / "tests" / "lsp" / "data" / "lens_train.py"
 SVG = "{http://www.w3.org/2000/svg}"
 XLINK = "{http://www.w3.org/1999/xlink}"
 ENCODER = ["model.encoder.0.weight", "model.encoder.0.bias", "model.encoder.2.weight", "model.encoder.2.bias"]
@@ -153,13 +155,33 @@ def test_static_map_without_a_probe_is_labelled_and_names_the_cut():
     gm = gradmap.build(path=str(DETACH), text=text)
     assert gm.source == "static"
     assert "static analysis only" in gm.title
-    [param] = gm.params.values()
-    assert (param.name, param.status, param.line) == ("model.encoder", "unknown", 10)
+    decoder, encoder = gm.params.values()
+    assert (decoder.name, decoder.status, decoder.line) == ("model.decoder", "reached", 11)
+    assert (encoder.name, encoder.status, encoder.line) == ("model.encoder", "unknown", 10)
     [cut] = gm.cuts.values()
     assert (cut.op, cut.line) == (".detach()", 15)
     assert gm.loss["line"] == 26
-    assert {(e.src, e.dst) for e in gm.edges} == {(param.id, cut.id), (cut.id, "loss")}
+    assert {(e.src, e.dst, e.live) for e in gm.edges} == {(encoder.id, cut.id, False), (cut.id, "loss", False),
+                                                         (decoder.id, "loss", True)}
+    assert gm.summary == "static analysis: the loss reaches 1 of 2 modules; 1 loses its gradient at 1 cut"
     assert len(check_source(text, str(DETACH)).findings) == 1
+
+
+def test_the_static_map_and_the_lens_agree():
+    """What the map draws is what the code lens above each loss says: reached modules live, the others cut
+    where the lens says."""
+    text = LENS_TRAIN.read_text()
+    [sink] = Lens(check_source(text, str(LENS_TRAIN)).context).sinks()
+    gm = gradmap.build(path=str(LENS_TRAIN), text=text)
+    drawn = {p.name: p for p in gm.params.values()}
+    assert sorted(drawn) == sorted(sink.reached + [name for name, _ in sink.unreached])
+    assert [n for n, p in drawn.items() if p.status == "reached"] == sink.reached == ["model.head"]
+    for name, cut in sink.unreached:
+        drawn_cut = gm.cuts[drawn[name].cut]
+        assert (drawn_cut.op, drawn_cut.line) == (cut.op, cut.line) == (".detach()", 14)
+    assert gm.loss["line"] == sink.line
+    index = gm.index()
+    assert index[drawn["model.encoder"].id]["cut"] == ".detach() (line 14)"
 
 
 def test_without_data_flow_every_training_module_points_at_the_loss():

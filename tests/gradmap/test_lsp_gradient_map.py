@@ -34,7 +34,8 @@ async def test_static_map_then_probe_map(client):
     static = await execute(client, "gradtrace.gradientMap", uri)
     assert static["source"] == "static" and "static analysis only" in static["title"]
     assert "✂ .detach() · line 15" in static["svg"]
-    assert [v["name"] for v in static["index"].values() if v["kind"] == "param"] == ["model.encoder"]
+    params = {v["name"]: v["status"] for v in static["index"].values() if v["kind"] == "param"}
+    assert params == {"model.decoder": "reached", "model.encoder": "unknown"}
 
     result = await execute(client, "gradtrace.probe", uri)
     assert result["status"] == "ok", result.get("error")

@@ -125,7 +125,9 @@ async def test_hover_on_diagnostic_explains_the_rule(client, tmp_path):
     assert "**Why:** `detach()` returns a tensor that shares data but has no history." in text
     assert text.index("**Fix:**") < text.index("```diff") < text.index("**Why:**") < text.index("GT105 detach-on-loss-path")
     assert diags[0].message not in text  # the editor shows the message right above
-    assert len(text) < 400
+    finding, lens = text.split("\n\n---\n\n")  # the finding's hover, then the gradient lens of the value
+    assert len(finding) < 400
+    assert lens == "∇ `encoder(x)` carries gradient from encoder"
     # outside any diagnostic, on plain code: nothing to say
     nothing = await client.text_document_hover_async(types.HoverParams(
         text_document=types.TextDocumentIdentifier(uri), position=types.Position(0, 2)))

@@ -342,20 +342,63 @@ async function trustedScenario(page, cs) {
     await clickLine(page, 14, 30);
     await page.keyboard.press("Control+K");
     await page.keyboard.press("Control+I");
-    // VS Code shows the diagnostic first, then the server's hover with the rule's explanation below it
+    // VS Code shows the diagnostic first, then the server's hover: the fix first, then why, then the rule, then
+    // what the hovered value carries (the gradient lens)
     const hover = await waitFor(async () => {
         const text = flat((await page.locator(".monaco-hover-content").allInnerTexts()).join(" "));
         return /GT105 detach-on-loss-path/.test(text) && /Fix: Remove .detach\(\)/.test(text) ? text : null;
     }, 20_000);
     say(`hover: ${JSON.stringify((hover || "").slice(0, 600))}`);
+    const order = (text, ...parts) => parts.every((p, i) => i === 0 || text.indexOf(p) > text.indexOf(parts[i - 1]));
     check(
-        "hover on the .detach() shows GT105's explanation and fix",
-        !!hover && /no history/.test(hover) && /Loses its gradient: model\.encoder/.test(hover),
+        "hover on the .detach() leads with GT105's fix, then why, then the rule, then the lens",
+        !!hover && /Why: detach\(\) returns a tensor that shares data but has no history/.test(hover) &&
+            order(hover, "Fix: Remove", "Why:", "GT105 detach-on-loss-path", "∇ latent carries gradient from encoder"),
         (hover || "").slice(0, 120),
     );
     await page.waitForTimeout(300);
     await screenshot(page, S, "hover");
     await page.keyboard.press("Escape");
+
+    // 2b. the gradient lens: a hover on a plain variable (no finding there) says what it carries and what cut it
+    await clickLine(page, 21, 2);
+    await page.keyboard.press("Control+K");
+    await page.keyboard.press("Control+I");
+    const lensHover = await waitFor(async () => {
+        const text = flat((await page.locator(".monaco-hover-content").allInnerTexts()).join(" "));
+        return /∇ loss carries gradient/.test(text) ? text : null;
+    }, 20_000);
+    say(`hover on loss: ${JSON.stringify(lensHover || "")}`);
+    check(
+        "hover on the plain variable `loss` says it carries gradient from model.head and lost model.encoder at the detach",
+        !!lensHover && /∇ loss carries gradient from model\.head/.test(lensHover) &&
+            /lost: model\.encoder — cut by .detach\(\) on line 14/.test(lensHover) && !/GT105/.test(lensHover),
+        lensHover || "",
+    );
+    await page.waitForTimeout(300);
+    await screenshot(page, S, "hover-plain-variable");
+    await page.keyboard.press("Escape");
+
+    // 2c. the code lens above loss.backward() names the module it does not reach; a click goes to the cut
+    const lens = page.locator(".monaco-editor .codelens-decoration", { hasText: "reaches 1 of 2 modules" }).first();
+    const lensShown = await lens.waitFor({ timeout: 20_000 }).then(() => true, () => false);
+    const lensText = lensShown ? flat(await lens.innerText()) : "";
+    say(`code lens: ${JSON.stringify(lensText)}`);
+    check(
+        "the code lens above loss.backward() names model.encoder as unreached, cut at line 14",
+        lensText === "reaches 1 of 2 modules — model.encoder: cut at line 14 (.detach())",
+        lensText,
+    );
+    await screenshot(page, S, "code-lens");
+    if (lensShown) {
+        await lens.locator("a").first().click();
+        const moved = await waitFor(async () => {
+            const t = flat((await page.locator("#status\\.editor\\.selection").allInnerTexts()).join(" "));
+            return /Ln 14, Col 42 \(33 selected\)/.test(t) ? t : null;
+        }, 10_000);
+        check("clicking the code lens selects the cut's line (line 14, from its code to its end)", !!moved, moved || "");
+        await screenshot(page, S, "code-lens-clicked");
+    }
 
     // 3. a quick fix, applied and saved to disk
     await openFile(page, "quickfix.py");

@@ -136,6 +136,11 @@ async function scenario(page, cs) {
         check("without a probe the map says it comes from static analysis only", kind === "static analysis only", kind);
         const cutText = await svgText(staticFrame.locator("#gt-map .gt-cut").first());
         check("the static map already marks the .detach() cut on line 15", cutText === "✂ .detach() · line 15", cutText);
+        // drawn from the gradient lens, as the code lens above loss.backward() says: the decoder reaches the loss
+        const reached = await staticFrame.locator("#gt-map .gt-param.gt-reached").count();
+        const reachedText = reached ? await svgText(staticFrame.locator("#gt-map .gt-param.gt-reached").first()) : "";
+        check("the static map draws the decoder as reaching the loss", reached === 1 && /decoder/.test(reachedText),
+            reachedText);
     }
     await screenshot(page, "static");
 

@@ -11,9 +11,15 @@ export const COMMAND_SHOW_LOGS = "gradtrace.showLogs";
 export const COMMAND_SHOW_RULE_DOCS = "gradtrace.showRuleDocs";
 export const COMMAND_FIX_ALL = "gradtrace.fixAll";
 export const COMMAND_DEBUG_INFO = "gradtrace.printDebugInformation";
+/** What a click on the code lens above a loss runs: show the cut (the server answers it too, for other editors). */
+export const COMMAND_REVEAL_CUT = "gradtrace.revealCut";
 
 /** Commands the extension registers itself; the server's commands of the same name go through these. */
-export const CLIENT_OWNED_COMMANDS: ReadonlySet<string> = new Set([COMMAND_PROBE, COMMAND_SHOW_RULE_DOCS]);
+export const CLIENT_OWNED_COMMANDS: ReadonlySet<string> = new Set([
+    COMMAND_PROBE,
+    COMMAND_SHOW_RULE_DOCS,
+    COMMAND_REVEAL_CUT,
+]);
 
 /** Settings whose change needs a new server process rather than a didChangeConfiguration. */
 export const RESTART_SETTINGS: readonly string[] = ["gradtrace.interpreter", "gradtrace.importStrategy"];

@@ -16,6 +16,9 @@ export interface ExtensionSettings {
     lint: { enable: boolean; select: string[]; ignore: string[]; run: RunMode };
     fixAll: boolean;
     codeAction: { fixViolation: { enable: boolean }; disableRuleComment: { enable: boolean } };
+    showSyntaxErrors: boolean;
+    lens: { enable: boolean };
+    inlayHints: { enable: boolean };
     probe: { enable: boolean; timeout: number; memory: number; device: ProbeDevice };
     logLevel: LogLevel;
     trace: { server: TraceLevel };
@@ -27,6 +30,9 @@ export const DEFAULT_SETTINGS: ExtensionSettings = {
     lint: { enable: true, select: [], ignore: [], run: "onType" },
     fixAll: true,
     codeAction: { fixViolation: { enable: true }, disableRuleComment: { enable: true } },
+    showSyntaxErrors: true,
+    lens: { enable: true },
+    inlayHints: { enable: false },
     probe: { enable: true, timeout: 60, memory: 4096, device: "cpu" },
     logLevel: "info",
     trace: { server: "off" },
@@ -143,6 +149,9 @@ export function readSettings(read: SettingReader): { settings: ExtensionSettings
                 enable: bool("codeAction.disableRuleComment.enable", d.codeAction.disableRuleComment.enable),
             },
         },
+        showSyntaxErrors: bool("showSyntaxErrors", d.showSyntaxErrors),
+        lens: { enable: bool("lens.enable", d.lens.enable) },
+        inlayHints: { enable: bool("inlayHints.enable", d.inlayHints.enable) },
         probe: {
             enable: bool("probe.enable", d.probe.enable),
             timeout: num("probe.timeout", d.probe.timeout, 1, 3600),
@@ -186,6 +195,9 @@ export function toServerSettings(settings: ExtensionSettings, ctx: ServerContext
             fixViolation: { ...settings.codeAction.fixViolation },
             disableRuleComment: { ...settings.codeAction.disableRuleComment },
         },
+        showSyntaxErrors: settings.showSyntaxErrors,
+        lens: { ...settings.lens },
+        inlayHints: { ...settings.inlayHints },
         probe: { ...settings.probe, enable: probeAllowed },
         logLevel: settings.logLevel,
         trace: { ...settings.trace },

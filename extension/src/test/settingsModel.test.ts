@@ -32,6 +32,9 @@ describe("readSettings", () => {
                 fixAll: false,
                 "codeAction.fixViolation.enable": false,
                 "codeAction.disableRuleComment.enable": false,
+                showSyntaxErrors: false,
+                "lens.enable": false,
+                "inlayHints.enable": true,
                 "probe.enable": false,
                 "probe.timeout": 20,
                 "probe.memory": 1024,
@@ -47,6 +50,9 @@ describe("readSettings", () => {
             lint: { enable: false, select: ["GT1", "GT005"], ignore: ["GT105"], run: "onSave" },
             fixAll: false,
             codeAction: { fixViolation: { enable: false }, disableRuleComment: { enable: false } },
+            showSyntaxErrors: false,
+            lens: { enable: false },
+            inlayHints: { enable: true },
             probe: { enable: false, timeout: 20, memory: 1024, device: "cuda:1" },
             logLevel: "debug",
             trace: { server: "verbose" },
@@ -90,6 +96,9 @@ describe("toServerSettings", () => {
         assert.deepEqual(server.lint, DEFAULT_SETTINGS.lint);
         assert.deepEqual(server.probe, DEFAULT_SETTINGS.probe);
         assert.deepEqual(server.codeAction, DEFAULT_SETTINGS.codeAction);
+        assert.equal(server.showSyntaxErrors, true);
+        assert.deepEqual(server.lens, { enable: true });
+        assert.deepEqual(server.inlayHints, { enable: false });
     });
 
     it("never enables the probe in an untrusted workspace", () => {

@@ -60,16 +60,12 @@ def run(args) -> int:
         print(f"{path}:{line}:{column}: no tensor value here that the analysis followed")
     else:
         print(printable(f"{path}:{facts.line}:{facts.column}: `{facts.expr}` ({facts.kind})"))
-        if facts.carries:
-            for group, members in sorted(facts.groups.items()):
-                inner = "" if members == [group] else " (" + ", ".join(m for m in members if m != group) + ")"
-                print(printable(f"  carries gradient from {group}{inner}"))
-        else:
+        for group in facts.group_texts():
+            print(printable(f"  carries gradient from {group}"))
+        if not facts.carries:
             print(printable(f"  carries no gradient: {facts.why_none}"))
         for cut in facts.cuts:
-            where = "" if cut.path == path else f" of {os.path.basename(cut.path)}"
-            what = "zeroes" if cut.zero else "cut"
-            print(printable(f"  lost: {', '.join(cut.lost)} — {what} by `{cut.op}` on line {cut.line}{where}"))
+            print(printable(f"  {cut.sentence(path)}"))
     for sink in sinks:
         print(printable(f"{path}:{sink.line}:{sink.column}: `{sink.label}` {sink.title}"))
     return 0

@@ -1,6 +1,6 @@
 """The gradient map: a picture of which parameters train, which get nothing, and where the graph was cut.
 
-    build(probe_result=None, path=None, text=None) -> GradMap   (probe result, else static findings)
+    build(probe_result=None, path=None, text=None, sinks=None) -> GradMap   (probe result, else the gradient lens)
     render_svg(gm) -> str          (Graphviz dot; see dot.py for why)
     render_html(gm) -> str         (one self-contained page: the SVG, theme CSS and a click-for-details script)
     payload(gm) -> dict            (what the editor's webview receives)
@@ -14,30 +14,41 @@ import json
 import os
 
 from gradtrace.gradmap.dot import GraphvizMissing, render_svg, to_dot
-from gradtrace.gradmap.model import GradMap, from_probe, from_static
+from gradtrace.gradmap.model import GradMap, from_lens, from_probe
 
-__all__ = ["GradMap", "GraphvizMissing", "build", "from_probe", "from_static", "payload", "render_html",
+__all__ = ["GradMap", "GraphvizMissing", "build", "from_lens", "from_probe", "payload", "render_html",
            "render_svg", "to_dot", "write"]
 
 
-def build(probe_result: dict | None = None, path: str | None = None, text: str | None = None) -> GradMap:
-    """From a probe result with parameters; otherwise from the static findings of `text` (read from `path`)."""
+def build(probe_result: dict | None = None, path: str | None = None, text: str | None = None,
+          sinks: list | None = None) -> GradMap:
+    """From a probe result with parameters; otherwise from the gradient lens: `sinks` (the `SinkLens`es of an
+    analysis already made), or those of `text` (read from `path`)."""
     if probe_result and probe_result.get("parameters"):
         return from_probe(probe_result)
     path = path or (probe_result or {}).get("path")
-    if text is None and path:
-        from gradtrace.engine import read_source
-
-        text, _ = read_source(path)
-    from gradtrace.engine import check_source
-
-    findings = check_source(text or "", path or "<unsaved>").findings if text is not None else []
-    gm = from_static(findings, path)
+    if sinks is None:
+        sinks = _sinks_of(text, path)
+    gm = from_lens(sinks, path)
     if probe_result:
         err = probe_result.get("error") or {}
         gm.notes.insert(0, f"The probe did not give parameters ({probe_result.get('status')}: "
                         f"{err.get('message', 'no parameters')}); showing the static map.")
     return gm
+
+
+def _sinks_of(text: str | None, path: str | None) -> list:
+    if text is None and path:
+        from gradtrace.engine import read_source
+
+        text, _ = read_source(path)
+    if text is None:
+        return []
+    from gradtrace.analysis.lens import Lens
+    from gradtrace.engine import check_source
+
+    result = check_source(text, path or "<unsaved>")
+    return Lens(result.context).sinks() if result.context is not None else []
 
 
 def _script_json(obj) -> str:

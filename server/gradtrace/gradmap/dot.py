@@ -21,11 +21,11 @@ FONT = "DejaVu Sans,Helvetica,Arial,sans-serif"
 # Light defaults baked into the SVG (a CI artifact viewed anywhere); the HTML page and the webview restyle
 # every element by class (map.css), following the editor theme.
 FILL = {"ok": "#d8f0dc", "zero": "#fff1c7", "none": "#fbd5d5", "nonfinite": "#ead9f7", "no-optimizer": "#d6e6f5",
-        "unknown": "#fbd5d5"}
+        "unknown": "#fbd5d5", "reached": "#d8f0dc"}
 STROKE = {"ok": "#2e7d32", "zero": "#a05a00", "none": "#c62828", "nonfinite": "#6a1b9a", "no-optimizer": "#1565c0",
-          "unknown": "#c62828"}
+          "unknown": "#c62828", "reached": "#2e7d32"}
 SHORT = {"ok": "", "zero": "zero", "none": "None", "nonfinite": "NaN/inf", "no-optimizer": "no optimizer",
-         "unknown": "loses gradient"}
+         "unknown": "loses gradient", "reached": "reaches the loss"}
 MODULE_STROKE = {"dead": "#c62828", "mixed": "#a05a00", "live": "#8a8a8a", "empty": "#8a8a8a", "noopt": "#1565c0"}
 MODULE_FILL = {"dead": "#fff3f3", "mixed": "#fffaf0", "live": "#f7f7f7", "empty": "#f7f7f7", "noopt": "#f7f7f7"}
 FOLD_AT = 40  # leaf modules above which subtrees that train entirely are folded
@@ -110,7 +110,7 @@ def to_dot(gm: GradMap) -> str:
     def emit_module(name: str, depth: int) -> None:
         mod = gm.modules[name]
         pad = "  " * (depth + 1)
-        # a static map knows only what the findings name: no verdict on whole modules
+        # a static map knows modules, not their parameters: no verdict on whole modules
         status = gm.module_status(name) if gm.source == "probe" else "empty"
         if name in fold.folded:
             under = gm.params_under(name)
@@ -280,16 +280,17 @@ def _legend(gm: GradMap) -> str:
     e = html.escape
     chips = []
     present = {p.status for p in gm.params.values()}
-    for st in ("ok", "zero", "none", "nonfinite", "no-optimizer", "unknown"):
+    static = ("reached", "unknown")
+    for st in ("ok", "zero", "none", "nonfinite", "no-optimizer") + static:
         if st in present or st in ("ok", "none"):
-            if gm.source == "static" and st != "unknown":
+            if (gm.source == "static") != (st in static):
                 continue
             chips.append(f'<TD BGCOLOR="{FILL[st]}" COLOR="{STROKE[st]}" BORDER="1"> {e(STATUS_LABEL[st])} </TD>')
     chips.append('<TD BGCOLOR="#c62828" BORDER="0"><FONT COLOR="white"> ✂ cut: op · line </FONT></TD>')
     rows = [f'<TR><TD ALIGN="LEFT" COLSPAN="{len(chips)}"><B>{e(gm.title)}</B></TD></TR>',
             f'<TR><TD ALIGN="LEFT" COLSPAN="{len(chips)}">{e(gm.summary)}</TD></TR>']
     if gm.source == "static":
-        rows.append(f'<TR><TD ALIGN="LEFT" COLSPAN="{len(chips)}"><I>{e("only what the static findings name; run the probe for every parameter")}</I></TD></TR>')
+        rows.append(f'<TR><TD ALIGN="LEFT" COLSPAN="{len(chips)}"><I>{e("static analysis: modules, not parameters; run the probe for every parameter")}</I></TD></TR>')
     rows.append("<TR>" + "".join(chips) + "</TR>")
     return f'<TABLE BORDER="0" CELLSPACING="4" CELLPADDING="2">{"".join(rows)}</TABLE>'
 

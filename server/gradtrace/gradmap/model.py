@@ -1,7 +1,8 @@
 """The gradient map's graph: modules (nested by name), parameters, cuts, the loss, and the data flow between them.
 
 Built from a probe result (DESIGN §3; the `flow` key links the ops that use parameters along the forward data
-flow) or, when no probe ran, from the static findings (coarser: only what they name, each linked to the loss).
+flow) or, when no probe ran, from the gradient lens of the file's analysis (coarser: the modules each loss reaches
+or not, and the cut that removed each one: the same facts as the editor's code lens and hover).
 Pure data: `dot.py` lays it out and draws it.
 """
 
@@ -18,7 +19,9 @@ STATUS_LABEL = {
     "nonfinite": "non-finite gradient",
     "no-optimizer": "gradient, but in no optimizer",
     "unknown": "loses its gradient (static)",
+    "reached": "reaches the loss (static)",
 }
+FLOWING = ("ok", "no-optimizer", "reached")  # statuses of what gets a gradient
 
 
 @dataclass
@@ -91,7 +94,7 @@ class GradMap:
         sts = [self.params[p].status for p in self.params_under(name)]
         if not sts:
             return "empty"
-        flowing = [s for s in sts if s in ("ok", "no-optimizer")]
+        flowing = [s for s in sts if s in FLOWING]
         if len(flowing) == len(sts):
             return "live" if "no-optimizer" not in flowing else "noopt"
         return "dead" if not flowing else "mixed"
@@ -185,8 +188,13 @@ def _summary(gm: GradMap) -> str:
         counts[p.status] = counts.get(p.status, 0) + 1
     total = len(gm.params)
     if gm.source == "static":
-        return (f"static analysis: {total} parameter(s) or module(s) lose their gradient at {len(gm.cuts)} cut(s)"
-                if total else "static analysis found no cut")
+        if not total:
+            return "static analysis found no loss that trains anything"
+        lost = total - counts.get("reached", 0)
+        verb = "loses its" if lost == 1 else "lose their"
+        cuts = f"{len(gm.cuts)} cut" + ("" if len(gm.cuts) == 1 else "s")
+        return (f"static analysis: the loss reaches {counts.get('reached', 0)} of {total} modules"
+                + (f"; {lost} {verb} gradient at {cuts}" if lost else ""))
     bad = [f"{counts[k]} {STATUS_LABEL[k]}" for k in ("none", "zero", "nonfinite", "no-optimizer") if counts.get(k)]
     if not total:
         return "the probe found no parameters"
@@ -290,7 +298,7 @@ def _node_live(gm: GradMap, node: str) -> bool:
     if node in gm.cuts:
         return False
     if node in gm.params:
-        return gm.params[node].status in ("ok", "no-optimizer")
+        return gm.params[node].status in FLOWING
     return gm.module_status(node) in ("live", "mixed", "noopt")
 
 
@@ -325,39 +333,41 @@ def _edges_to_loss(gm: GradMap, flow_known: bool) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# From static findings
+# From the gradient lens (static analysis)
 
 
-def from_static(findings, path: str | None) -> GradMap:
+def from_lens(sinks: list, path: str | None) -> GradMap:
+    """The modules the file's losses reach, those they do not, and the cut that removed each (`SinkLens`es of
+    `analysis.lens`: what the code lens above each loss says)."""
     base = os.path.basename(path) if path else "?"
     gm = GradMap(source="static", title=f"{base} — gradient map (static analysis only: no probe result)",
                  summary="", path=path)
-    gm.notes.append("Coarse map from static analysis: only what the findings name. Run “gradtrace: Probe "
-                    "Gradients” (or `gradtrace probe FILE --graph`) for every parameter and its gradient.")
+    gm.notes.append("Map from static analysis: the modules each loss reaches or not, by module. Run “gradtrace: "
+                    "Probe Gradients” (or `gradtrace probe FILE --graph`) for every parameter and its gradient.")
+    reached = sorted({name for sink in sinks for name in sink.reached})
+    unreached: dict = {}
+    defined: dict = {}
+    for sink in sinks:
+        defined.update({k: v for k, v in sink.defined.items() if k not in defined})
+        for name, cut in sink.unreached:
+            if name not in reached and unreached.get(name) is None:
+                unreached[name] = cut
     cuts_by_key: dict[tuple, Cut] = {}
-    by_name: dict[str, Param] = {}
-    for f in findings:
-        data = getattr(f, "data", None) or {}
-        lost = data.get("lost") or []
-        if not lost:
-            continue
-        op = str(data.get("op") or f.code)
-        cut = _add_cut(gm, cuts_by_key, f.path, f.line, op, f.message)
-        for related in getattr(f, "related", None) or []:
-            if "differentiated here" in related.message and gm.loss is None:
-                gm.loss = {"path": related.path, "line": related.line, "label": f"loss · line {related.line}"}
-        for name in lost:
-            param = by_name.get(name)
-            if param is None:
-                where = next((r for r in getattr(f, "related", None) or [] if f"`{name}` is defined" in r.message),
-                             None)
-                param = by_name[name] = _add_param(gm, name, "unknown", path=where.path if where else f.path,
-                                                   line=where.line if where else f.line)
-            if param.cut is None:
-                param.cut = cut.id
-            cut.params.append(param.id)
-    if gm.loss is None:
-        gm.loss = {"path": path, "line": None, "label": "loss"}
+    for name in reached + sorted(unreached):
+        where = defined.get(name) or [path, None]
+        param = _add_param(gm, name, "reached" if name in reached else "unknown", path=where[0], line=where[1])
+        cut = unreached.get(name)
+        if cut is not None:
+            c = _add_cut(gm, cuts_by_key, cut.path, cut.line, cut.op, f"{cut.op} on line {cut.line} cuts {name} "
+                         "from the loss")
+            c.params.append(param.id)
+            param.cut = c.id
+        elif name in reached:
+            gm.edges.append(Edge(param.id, "loss", live=True))
+    lines = [sink.line for sink in sinks]
+    label = "loss" if not lines else f"loss · line {lines[0]}" if len(lines) == 1 else \
+        "losses · lines " + ", ".join(map(str, lines))
+    gm.loss = {"path": path, "line": lines[0] if lines else None, "label": label}
     _edges_to_loss(gm, flow_known=True)
     gm.summary = _summary(gm)
     return gm

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
+from gradtrace.analysis.lens import LensIndex
 from gradtrace.engine import file_finding
 from gradtrace.findings import Finding
 from gradtrace.lsp.diagnostics import LineMap, to_diagnostic
@@ -59,6 +60,7 @@ class Analysis:
     diagnostics: dict[str, list[tuple[types.Diagnostic, Finding]]]
     seconds: float = 0.0
     reused: bool = False  # the previous findings, mapped through an edit of comments or whitespace
+    lens: LensIndex | None = None  # what each value carries and each loss reaches (None: not analysed)
 
     @property
     def has_safe_fix(self) -> bool:
@@ -83,6 +85,7 @@ def compute(ls: GradtraceServer, snap: Snapshot, previous: Analysis | None) -> A
     start = time.perf_counter()
     errors: list[str] = []
     reused = False
+    lens = None
     try:
         limited = live_limits(snap) if snap.enabled else ([], [])
         if limited is not None:
@@ -90,7 +93,7 @@ def compute(ls: GradtraceServer, snap: Snapshot, previous: Analysis | None) -> A
         else:
             job = {"text": snap.text, "path": snap.path, "lint": snap.lint, "root": snap.root,
                    "where": snap.where if snap.where.cells else None}
-            findings, errors, reused = ls.worker.call(run_check, job)
+            findings, errors, reused, lens = ls.worker.call(run_check, job)
             errors = list(errors)
     except WorkerDied as exc:
         errors.append(f"analysis of {snap.path} (version {snap.version}) crashed the analysis process: {exc}")
@@ -99,23 +102,25 @@ def compute(ls: GradtraceServer, snap: Snapshot, previous: Analysis | None) -> A
     except Exception as exc:  # the engine promises not to raise; if it does, keep serving
         errors.append(f"analysis of {snap.path} failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
         findings = list(previous.findings) if previous else []
+        lens = previous.lens if previous else None
     shown = findings if snap.show_syntax_errors else [f for f in findings if f.code != "GT000"]
     diagnostics: dict[str, list] = {uri: [] for uri in snap.where.uris}
     for finding in shown:
         try:
             uri, diagnostic = to_diagnostic(
                 finding, snap.where, snap.encoding, version=snap.version if not snap.where.cells else None,
-                related_support=snap.related_support, related_lines=lambda path: _lines_of(ls, path),
+                related_support=snap.related_support, related_lines=lambda path: file_lines(ls, path),
             )
         except Exception as exc:
             errors.append(f"cannot convert {finding.code} at {snap.path}:{finding.line}: {exc}")
             continue
         diagnostics.setdefault(uri, []).append((diagnostic, finding))
     return Analysis(snap.key, snap.version, snap.generation, snap.where, shown, errors, diagnostics,
-                    time.perf_counter() - start, reused)
+                    time.perf_counter() - start, reused, lens)
 
 
-def _lines_of(ls: GradtraceServer, path: str) -> list[str] | None:
+def file_lines(ls: GradtraceServer, path: str) -> list[str] | None:
+    """The lines of a project file (its unsaved text when it is open)."""
     project = ls.project_for(path)
     source = project.source(path) if project else None
     return source.lines.lines if source else None

@@ -10,6 +10,8 @@ The settings (namespace `gradtrace`, nested or dotted keys, defaults in brackets
   lint.perFileIgnores [{glob: codes}]   lint.severity [{code: error|warning|information|hint}]
   fixAll [true]   codeAction.fixViolation.enable [true]   codeAction.disableRuleComment.enable [true]
   showSyntaxErrors [true]: false hides GT000 where the editor already shows Python's syntax errors
+  lens.enable [true]: a code lens above each loss, naming what it does not reach
+  inlayHints.enable [false]: `∅∇` after an assignment whose value lost its gradient on the way to a loss
   probe.enable [true]   probe.timeout [60 s]   probe.memory [4096 MB]   probe.device ["cpu"]
   probe.interpreter, or interpreter [the server's Python]: a path or [path, args...]
   logLevel ["info" | "error" | "warning" | "debug"]

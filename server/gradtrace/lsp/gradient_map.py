@@ -1,9 +1,10 @@
 """workspace/executeCommand `gradtrace.gradientMap`: the gradient map of a document, for the editor's webview.
 
 Argument: the document URI (as `gradtrace.probe` takes it). Answer: `gradtrace.gradmap.payload` — the SVG, its
-styles and click index, built from the last probe result of the file when there is one, else from the static
-findings of the document's current text (labelled as such) — plus `generation`, which changes after each probe,
-and `stale`, true when the document's text is no longer the text that probe ran on (the map says so too).
+styles and click index, built from the last probe result of the file when there is one, else from the gradient
+lens of the document's current analysis (labelled "static analysis only": the same facts as the code lens and the
+hover, no second analysis) — plus `generation`, which changes after each probe, and `stale`, true when the
+document's text is no longer the text that probe ran on (the map says so too).
 """
 
 from __future__ import annotations
@@ -51,11 +52,15 @@ async def gradient_map(ls, *args):
         text = None
     generation = ls.probe.generation(path)
     stale = record is not None and text is not None and record.stale_for(split_lines(text))
+    sinks = None
+    if not (result and result.get("parameters")) and docs.target_key(uri) in docs.targets:
+        analysis = await docs.ensure(docs.target_key(uri))
+        sinks = analysis.lens.sinks if analysis is not None and analysis.lens is not None else []
 
     def work() -> dict:
         from gradtrace import gradmap
 
-        gm = gradmap.build(result, path=path, text=text)
+        gm = gradmap.build(result, path=path, text=text, sinks=sinks)
         if stale and gm.source == "probe":
             gm.mark_stale()
         out = gradmap.payload(gm)

@@ -1,9 +1,11 @@
-"""Hover: the fix and the reason behind a diagnostic, the rule named in a `# noqa: GTxxx`, the last probe result.
+"""Hover: the fix and the reason behind a diagnostic, the gradient lens on any value, the rule named in a
+`# noqa: GTxxx`, the last probe result.
 
 A diagnostic's hover leads with the fix (the quick fix's title, and the rule's Example -> Use instead as
 a diff), then one sentence of why, then a link to the rule; it does not repeat the diagnostic's message,
 which the editor shows above it. All text comes from the rules' own documentation (`Rule.section`) and
-the probe's JSON; nothing is analysed here.
+the probe's JSON; the lens lines (what the value under the cursor carries gradient from, what cut it) come
+after them, from the analysis's lens (`lsp/lens.py`); nothing is analysed here.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING
 from lsprotocol import types
 
 from gradtrace.analysis.suppressions import code_at
+from gradtrace.lsp import lens
 from gradtrace.positions import lsp_to_point, span_to_lsp, split_lines
 from gradtrace.rules import get_rule
 
@@ -288,24 +291,31 @@ async def hover(ls: GradtraceServer, params: types.HoverParams) -> types.Hover |
     docs = ls.documents
     key = docs.target_key(uri)
     parts = []
+    value = None
     analysis = docs.analyses.get(key)
     if analysis is None and key in docs.targets:
         analysis = await docs.ensure(key)  # first hover before any analysis: wait for it once
+    path = docs.path_for(key)
     if analysis is not None:
         # Never wait for a newer analysis (hovers stay instant while typing); the last one is used
         # where the hovered line is unchanged since it ran.
-        fresh = analysis.version == docs.wanted_version(key)
+        current = analysis.version == docs.wanted_version(key) or _same_line(analysis, uri, pos.line, text)
         for diagnostic, finding in analysis.diagnostics.get(uri, []) + ls.probe.diagnostics(analysis, uri):
-            if _contains(diagnostic.range, pos) and (fresh or _same_line(analysis, uri, pos.line, text)):
+            if _contains(diagnostic.range, pos) and current:
                 parts.append(finding_markdown(finding, probe=diagnostic.source != "gradtrace"))
-    path = docs.path_for(key)
+        value = lens.value_at(analysis, uri, pos.line, col) if current else None
+        if value is not None:  # after the finding's own hover
+            parts.append(lens.lens_markdown(value, path))
     # cell lines -> notebook lines are not probed (the probe runs files), so only text documents here
     probe = probe_markdown(ls, path, line_no, dotted_at(text, col - 1)) if key == uri else None
     if probe:
         parts.append(probe)
     if not parts:
         return None
-    return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value="\n\n---\n\n".join(parts)))
+    # a hover that only describes the value spans that value
+    rng = lens.value_range(value, lines, ls.encoding) if value is not None and len(parts) == 1 else None
+    return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value="\n\n---\n\n".join(parts)),
+                       range=rng)
 
 
 def _same_line(analysis, uri: str, line0: int, text: str) -> bool:

@@ -15,6 +15,7 @@ import dataclasses
 import io
 import re
 import tokenize
+from dataclasses import dataclass
 
 from gradtrace.findings import Edit, Finding, Fix, Related
 
@@ -59,19 +60,78 @@ def shift(finding: Finding, delta: int, old: list[str], new: list[str]) -> Findi
 # ---- edits that change only comments and whitespace ---------------------------------------------
 
 
-class _Unmappable(Exception):
-    pass
-
-
 def through_layout_edit(findings: list[Finding], old_outline: Outline, old: list[str], new: list[str]) -> list[Finding] | None:
     """`findings` of the text `old` (whose statements are `old_outline`) mapped onto `new`, or None (see the
     module doc)."""
+    return findings_through(layout_move(old_outline, old, new), findings)
+
+
+def findings_through(moving: LayoutMove | None, findings: list[Finding]) -> list[Finding] | None:
+    """`findings` moved through a layout-only edit (`layout_move`), or None."""
+    if moving is None:
+        return None
+    if moving.delta and any(_names_a_line(f) for f in findings):
+        return None  # "... on line 15" would now be wrong: analyse again
+    try:
+        return [_moved(f, moving.move) for f in findings]
+    except Unmappable:
+        return None
+
+
+class Unmappable(Exception):
+    """A position of the old text is not on a token boundary of the edited window."""
+
+
+@dataclass
+class LayoutMove:
+    """How positions of a text move through an edit of its comments and whitespace only."""
+
+    first: int  # the edited window, 1-based lines of the old text (inclusive)
+    last: int
+    delta: int  # lines added (negative: removed)
+    starts: dict  # old (line, col0) -> new (line, col0) of each token start in the window
+    ends: dict
+    line_moves: dict  # old line -> new line, in the window
+    old: list[str]
+    new: list[str]
+
+    def line_after(self, line: int) -> int | None:
+        """Where the old text's `line` is in the new text (None: a line of the window that holds no code)."""
+        if line < self.first:
+            return line
+        if line > self.last:
+            return line + self.delta
+        return self.line_moves.get(line)
+
+    def move(self, line: int, column: int, end: bool = False) -> tuple[int, int]:
+        """(1-based line, 1-based column) in the old text -> the same place in the new one; raises `Unmappable`."""
+        if line < self.first:
+            return line, column
+        if line > self.last:
+            return line + self.delta, column
+        for table in ((self.ends, self.starts) if end else (self.starts, self.ends)):
+            if (line, column - 1) in table:
+                new_line, new_col = table[(line, column - 1)]
+                return new_line, new_col + 1
+        if line in self.line_moves:  # a whole-line span: from the code's start, or to the end of the line
+            new_line = self.line_moves[line]
+            old_text, new_text = self.old[line - 1], self.new[new_line - 1]
+            if column == len(old_text.rstrip()) + 1:
+                return new_line, len(new_text.rstrip()) + 1
+            if column == len(old_text) + 1:
+                return new_line, len(new_text) + 1
+        raise Unmappable
+
+
+def layout_move(old_outline: Outline, old: list[str], new: list[str]) -> LayoutMove | None:
+    """The mapping of positions from `old` to `new` when the edit between them changed only comments or
+    whitespace (and no `# noqa`); None otherwise."""
     prefix = 0
     limit = min(len(old), len(new))
     while prefix < limit and old[prefix] == new[prefix]:
         prefix += 1
     if prefix == len(old) == len(new):
-        return list(findings)
+        return LayoutMove(len(old) + 1, len(old), 0, {}, {}, {}, old, new)
     suffix = 0
     while suffix < limit - prefix and old[-1 - suffix] == new[-1 - suffix]:
         suffix += 1
@@ -81,45 +141,19 @@ def through_layout_edit(findings: list[Finding], old_outline: Outline, old: list
         return None
     first, last = _window(old_outline, prefix + 1, len(old) - suffix)  # 1-based, inclusive, in `old`
     delta = len(new) - len(old)
-    if delta and any(_names_a_line(f) for f in findings):
-        return None  # "... on line 15" would now be wrong: analyse again
     old_tokens = _code_tokens(old[first - 1:last])
     new_tokens = _code_tokens(new[first - 1:last + delta])
     if old_tokens is None or new_tokens is None or [t[:2] for t in old_tokens] != [t[:2] for t in new_tokens]:
         return None
-    starts: dict[tuple[int, int], tuple[int, int]] = {}  # old (line, col0) -> new (line, col0), 1-based lines
-    ends: dict[tuple[int, int], tuple[int, int]] = {}
-    line_moves: dict[int, int] = {}
+    moving = LayoutMove(first, last, delta, {}, {}, {}, old, new)
     for (kind, _, (osl, osc), (oel, oec)), (_, _, (nsl, nsc), (nel, nec)) in zip(old_tokens, new_tokens):
         if kind in STRUCTURE_TOKENS:
             continue
-        starts[(osl + first - 1, osc)] = (nsl + first - 1, nsc)
-        ends[(oel + first - 1, oec)] = (nel + first - 1, nec)
-        line_moves.setdefault(osl + first - 1, nsl + first - 1)
-        line_moves.setdefault(oel + first - 1, nel + first - 1)
-
-    def move(line: int, column: int, end: bool = False) -> tuple[int, int]:
-        if line < first:
-            return line, column
-        if line > last:
-            return line + delta, column
-        for table in ((ends, starts) if end else (starts, ends)):
-            if (line, column - 1) in table:
-                new_line, new_col = table[(line, column - 1)]
-                return new_line, new_col + 1
-        if line in line_moves:  # a whole-line span: from the code's start, or to the end of the line
-            new_line = line_moves[line]
-            old_text, new_text = old[line - 1], new[new_line - 1]
-            if column == len(old_text.rstrip()) + 1:
-                return new_line, len(new_text.rstrip()) + 1
-            if column == len(old_text) + 1:
-                return new_line, len(new_text) + 1
-        raise _Unmappable
-
-    try:
-        return [_moved(f, move) for f in findings]
-    except _Unmappable:
-        return None
+        moving.starts[(osl + first - 1, osc)] = (nsl + first - 1, nsc)
+        moving.ends[(oel + first - 1, oec)] = (nel + first - 1, nec)
+        moving.line_moves.setdefault(osl + first - 1, nsl + first - 1)
+        moving.line_moves.setdefault(oel + first - 1, nel + first - 1)
+    return moving
 
 
 def _names_a_line(finding: Finding) -> bool:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from lsprotocol import types
 from pygls.uris import to_fs_path
 
+from gradtrace.lsp import lens
 from gradtrace.lsp.analyses import MAX_LIVE_CHARS, Analysis, Snapshot, compute
 from gradtrace.lsp.diagnostics import LineMap
 from gradtrace.positions import split_lines
@@ -262,12 +263,14 @@ class Documents:
         return result_id, self.items_for(analysis, uri)
 
     def refresh_all(self) -> None:
-        """Settings or probe results changed: re-publish (push) or ask the client to pull again."""
+        """Settings or probe results changed: re-publish (push) or ask the client to pull again, and to ask for
+        code lenses and inlay hints again."""
         if self.ls.pull_diagnostics:
             self.request_refresh()
         else:
             for key in list(self.targets):
                 self.schedule(key, 0.0)
+        lens.refresh(self.ls)
 
     def request_refresh(self, delay: float = 0.0) -> None:
         if not self.ls.pull_diagnostics:
@@ -331,3 +334,5 @@ class Documents:
                     self.schedule(other_key, DEPENDENT_DELAY)
         if hit and self.ls.pull_diagnostics:
             self.request_refresh(DEPENDENT_DELAY)
+        if hit:
+            lens.refresh(self.ls)  # their code lenses wait for their new analysis

@@ -21,7 +21,7 @@ from pygls.uris import to_fs_path
 from gradtrace import __version__
 from gradtrace.analysis.project import Project, find_project_root
 from gradtrace.analysis.project_index import ProjectIndex
-from gradtrace.lsp import code_actions, commands, diagnostics, gradient_map, hover, notebook, sync
+from gradtrace.lsp import code_actions, commands, diagnostics, gradient_map, hover, lens, notebook, sync
 from gradtrace.lsp.config import NAMESPACE, SettingsStore
 from gradtrace.lsp.probe import ProbeService
 from gradtrace.lsp.scheduler import Documents
@@ -82,6 +82,7 @@ class GradtraceServer(LanguageServer):
         self._projects_lock = threading.Lock()
         self._warned: set[str] = set()
         self.settings_problems: list[str] = []
+        self.lens_asked: set[str] = set()  # "codeLens", "inlayHint": what the client has asked for (and may refresh)
         self.had_initialization_options = False
 
     # ---- client capabilities -------------------------------------------------------------------
@@ -274,6 +275,7 @@ def create_server() -> GradtraceServer:
     code_actions.register(server)
     commands.register(server)
     gradient_map.register(server)
+    lens.register(server)
     return server
 
 

@@ -4,9 +4,11 @@ for the GIL behind `ast.parse` or a rule (hovers stay instant while a big file i
 Each job carries the document's text once: the child also makes it the document's unsaved text for
 cross-file analysis, and the server sends only the other documents' texts that changed since the
 child's previous job. The child keeps its last analysis of each document: an edit that changed only
-comments or whitespace gets the previous findings mapped through it (`relocation.through_layout_edit`),
+comments or whitespace gets the previous findings mapped through it (`relocation.layout_move`),
 anything else is analysed with the previous result handed to the engine (`check_source(previous=...)`).
-Jobs for one document go to the same child while it is free. Children are started with `spawn` (never
+The child also sends the document's gradient lens (`Lens.index()`: what each value carries, what each loss
+reaches), which hover, code lens and inlay hints read; through a layout-only edit it is mapped like the
+findings. Jobs for one document go to the same child while it is free. Children are started with `spawn` (never
 `fork` a threaded server); if one dies, the server starts a new one and reports the document it was
 analysing; when no process can be started, analysis runs in a thread.
 """
@@ -21,11 +23,12 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
+from gradtrace.analysis.lens import Lens, LensIndex
 from gradtrace.analysis.project import Project
 from gradtrace.analysis.project_index import ProjectIndex
 from gradtrace.analysis.source import SourceFile
 from gradtrace.engine import CheckResult, check_source
-from gradtrace.lsp.relocation import Outline, outline, through_layout_edit
+from gradtrace.lsp.relocation import LayoutMove, Outline, Unmappable, findings_through, layout_move, outline
 from gradtrace.positions import split_lines
 from gradtrace.settings import LintSettings
 
@@ -43,6 +46,7 @@ class LastAnalysis:
     lines: list[str]
     outline: Outline | None  # None when the text did not parse
     result: CheckResult
+    lens: LensIndex | None
     lint: LintSettings
     root: str | None
     received: int  # `_received` when it ran
@@ -91,7 +95,7 @@ def _may_read_changed_texts(last: LastAnalysis, path: str, text: str) -> bool:
 
 
 def run_check(job: dict):
-    """(findings, errors, whether the previous findings were mapped through a layout-only edit)."""
+    """(findings, errors, whether the previous findings were mapped through a layout-only edit, the lens)."""
     path, text, root = job["path"], job["text"], job["root"]
     own = os.path.abspath(path) if os.path.isabs(path) else None
     _apply(job["overlays"])
@@ -102,22 +106,46 @@ def run_check(job: dict):
         from gradtrace.notebooks import check_cells
 
         findings, errors, _ = check_cells(text, path, job["lint"], project, job["where"])
-        return findings, errors, False
+        return findings, errors, False, None
     lines = split_lines(text)
     key = own or path
     last = _last.get(key)
     if last is not None and last.outline is not None and (last.lint, last.root) == (job["lint"], root) \
             and not _may_read_changed_texts(last, key, text):
-        moved = through_layout_edit(last.result.findings, last.outline, last.lines, lines)
-        if moved is not None:
+        moving = layout_move(last.outline, last.lines, lines)
+        moved = findings_through(moving, last.result.findings)
+        lens = _lens_through(moving, last.lens) if moved is not None else None
+        if moved is not None and (lens is not None or last.lens is None):
             shape = last.outline if len(lines) == len(last.lines) else _outline_of(text)
-            _last[key] = LastAnalysis(lines, shape, CheckResult(moved, []), job["lint"], root, _received)
-            return moved, [], True
+            _last[key] = LastAnalysis(lines, shape, CheckResult(moved, []), lens, job["lint"], root, _received)
+            return moved, [], True, lens
     source = SourceFile.parse(path, text)
     result = check_source(text, path, job["lint"], project, source=source, previous=last.result if last else None)
     shape = outline(source.tree) if source.tree is not None else None
-    _last[key] = LastAnalysis(lines, shape, result, job["lint"], root, _received)
-    return result.findings, result.errors, False
+    errors = list(result.errors)
+    lens = _lens_of(result, errors)
+    _last[key] = LastAnalysis(lines, shape, result, lens, job["lint"], root, _received)
+    return result.findings, errors, False, lens
+
+
+def _lens_of(result: CheckResult, errors: list[str]) -> LensIndex | None:
+    if result.context is None:
+        return None
+    try:
+        return Lens(result.context).index()
+    except Exception as exc:  # the findings stand without it
+        errors.append(f"the gradient lens failed: {type(exc).__name__}: {exc}")
+        return None
+
+
+def _lens_through(moving: LayoutMove, lens: LensIndex | None) -> LensIndex | None:
+    """The previous lens at its new positions, or None when the edit moved a line it names (analyse again)."""
+    if lens is None or any(moving.line_after(line) != line for line in lens.named_lines()):
+        return None
+    try:
+        return lens.relocated(moving.move)
+    except Unmappable:
+        return None
 
 
 def _outline_of(text: str) -> Outline | None:
