@@ -653,8 +653,8 @@ class Interpreter:
             value = plugin.attribute(base, attr, node, frame)
             if value is not None:
                 return value
-        if base.kind == "object" and base.extra and base.extra[0] == "object":
-            for name, value in base.extra[1]:
+        if base.kind == "object" and (base.extra[:1] == ("object",) or (not base.extra and base.cls is not None)):
+            for name, value in base.extra[1] if base.extra else ():
                 if name == attr:
                     return value
             info = base.cls
