@@ -240,7 +240,7 @@ class Interpreter:
             for key in keys:
                 vals = [env[key] for env in envs if key in env]
                 first = vals[0]
-                merged[key] = first if all(v is first for v in vals[1:]) else self.join_keep(vals)
+                merged[key] = first if all(v is first for v in vals[1:]) else self.merge_values(vals)
         frame.env.clear()
         frame.env.update(merged)
         states = [b.state for b in branches]
@@ -259,6 +259,14 @@ class Interpreter:
                 if sticky:
                     merged[key] = sticky[0]
         return merged
+
+    def merge_values(self, vals: list) -> Value:
+        """What a name holds after alternative paths (branches, a conditional expression)."""
+        for plugin in self.plugins:
+            merged = plugin.merge(vals)
+            if merged is not None:
+                return merged
+        return self.join_keep(vals)
 
     @staticmethod
     def join_keep(vals: list) -> Value:
@@ -745,7 +753,7 @@ class Interpreter:
     def e_IfExp(self, node: ast.IfExp, frame: Frame) -> Value:
         test = self.eval(node.test, frame)
         self.on_test(node.test, test, frame)
-        return self.join_keep([self.eval(node.body, frame), self.eval(node.orelse, frame)])
+        return self.merge_values([self.eval(node.body, frame), self.eval(node.orelse, frame)])
 
     def on_test(self, node: ast.AST, value: Value, frame: Frame) -> None:
         for plugin in self.plugins:
