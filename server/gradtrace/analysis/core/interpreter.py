@@ -59,6 +59,7 @@ class Interpreter:
         self.globals: dict = {}  # module path -> its top-level environment
         self.summaries: dict = {}
         self.active: dict = {}  # summary key -> nesting level (recursion guard)
+        self.active_functions: dict = {}  # id(function node) -> summaries of it in progress
         self.nesting = 0
         self.analysed: set = set()  # function nodes run directly or summarised at least once
         self.steps = 0
@@ -1166,11 +1167,13 @@ class Interpreter:
         fn = func.node
         params, actuals = self.bind_arguments(func, args, kwargs, frame)
         key = self.summary_key(func, actuals, frame, node)
-        if key in self.active or self.nesting >= MAX_SUMMARY_NESTING:
-            merged = join(*actuals.values()) if actuals else Value()
-            return Value("unknown", srcs=merged.srcs, cuts=merged.cuts, opaque=True, deps=merged.deps)
         summary = self.summaries.get(key)
         if summary is None:
+            # a call of a function whose summary is in progress is recursion, whatever its arguments' shapes (a
+            # path that grows at each level would otherwise give every level a shape, and a summary, of its own)
+            if key in self.active or self.active_functions.get(id(fn)) or self.nesting >= MAX_SUMMARY_NESTING:
+                merged = join(*actuals.values()) if actuals else Value()
+                return Value("unknown", srcs=merged.srcs, cuts=merged.cuts, opaque=True, deps=merged.deps)
             summary = self.summarise(func, params, actuals, frame, key, node)
         return self.instantiate_summary(summary, func, params, actuals, frame, node, self_effects, fn)
 
@@ -1242,6 +1245,7 @@ class Interpreter:
         frame = Frame(func.module, env, func, env.get(params[0]) if params and func.cls is not None else None,
                       {}, [], 0, False, summary.events, tuple(params))
         self.active[key] = self.nesting
+        self.active_functions[id(fn)] = self.active_functions.get(id(fn), 0) + 1
         self.nesting += 1
         try:
             for plugin in self.plugins:
@@ -1256,6 +1260,7 @@ class Interpreter:
         finally:
             self.nesting -= 1
             del self.active[key]
+            self.active_functions[id(fn)] -= 1
         summary.result = result
         for path in frame.mutated:
             root, _, rest = path.partition(".")
