@@ -1,9 +1,9 @@
-"""A small abstract interpreter over `ast`, shared by the TensorFlow and JAX value flows.
+"""A small abstract interpreter over `ast` behind the TensorFlow value flow.
 
 Every expression evaluates to a `Val`: the gradient *origins* it depends on differentiably (trainable
 variables, watched tensors, differentiated arguments), the *cuts* upstream of it (each cut remembers the
-origins it disconnected), and a coarse kind/dtype. Framework semantics live in subclasses (`tf_flow`,
-`jax_flow`), which override `call`, `attribute`, `with_item` and a few hooks.
+origins it disconnected), and a coarse kind/dtype. Framework semantics live in `tf_flow`, which overrides
+`call`, `attribute`, `with_item` and a few hooks.
 
 One linear pass over the module, with same-file functions and methods inlined at their call sites
 (depth- and budget-limited, memoised), then each function once on its own. No libcst, no jedi.
@@ -15,6 +15,8 @@ import ast
 import bisect
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+
+from gradtrace.analysis.frameworks.common import call_argument as kwarg  # noqa: F401 - rules import it from here
 
 EMPTY: frozenset = frozenset()
 STATIC_ATTRS = frozenset({"shape", "ndim", "dtype", "size", "name", "device", "rank"})
@@ -851,16 +853,6 @@ class Interp:
         while cur is not None and not isinstance(cur, types):
             cur = self.parents.get(cur)
         return cur
-
-
-def kwarg(node: ast.Call, name: str, position: int | None = None) -> ast.AST | None:
-    for k in node.keywords:
-        if k.arg == name:
-            return k.value
-    if position is not None and len(node.args) > position and not any(
-            isinstance(a, ast.Starred) for a in node.args[: position + 1]):
-        return node.args[position]
-    return None
 
 
 def covered(origin: str, live: frozenset) -> bool:

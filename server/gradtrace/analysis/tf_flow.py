@@ -27,8 +27,8 @@ from gradtrace.analysis.flow_core import (
     join,
     kwarg,
 )
+from gradtrace.analysis.frameworks.common import dtype_of, literal_dtype
 
-INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "bool", "string")
 MODULE_BASES = ("tensorflow.Module", "keras.layers.Layer", "keras.Model", "keras.models.Model", "keras.layers.Layer",
                 "keras.Layer", "tensorflow.keras.Model", "keras.layers.base.Layer")
 STOP_GRADIENT = {"tensorflow.stop_gradient", "keras.backend.stop_gradient", "keras.ops.stop_gradient"}
@@ -49,44 +49,6 @@ WEIGHTLESS_LAYERS = frozenset({
 CALL_METHODS = ("call", "__call__")
 # methods that keep their argument beyond the call (a loss term, a cache for the training step)
 ESCAPING = frozenset({"add_loss", "add_update", "append", "extend", "insert", "update", "setdefault", "put"})
-
-
-def dtype_of(node: ast.AST | None, names) -> str | None:
-    """`tf.int32`, "int64", `np.float32` -> "int"/"float"/None."""
-    if node is None:
-        return None
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        text = node.value
-    else:
-        text = (names.qualname(node) or "").rsplit(".", 1)[-1]
-    if text in INT_DTYPES or text == "int":
-        return "int"
-    if text.startswith(("float", "bfloat", "complex", "half", "double")) or text == "float":
-        return "float"
-    return None
-
-
-def literal_dtype(node: ast.AST | None) -> str | None:
-    """The dtype TF infers from a literal initial value: ints -> "int", any float -> "float"."""
-    if node is None:
-        return None
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        return literal_dtype(node.operand)
-    if isinstance(node, ast.Constant):
-        if isinstance(node.value, bool):
-            return "int"
-        if isinstance(node.value, int):
-            return "int"
-        if isinstance(node.value, float):
-            return "float"
-        return None
-    if isinstance(node, (ast.List, ast.Tuple)) and node.elts:
-        kinds = {literal_dtype(e) for e in node.elts}
-        if kinds == {"int"}:
-            return "int"
-        if "float" in kinds and None not in kinds:
-            return "float"
-    return None
 
 
 @dataclass(eq=False)
@@ -1023,4 +985,4 @@ def analyze_tf(ctx) -> TFFacts:
 
 
 def tf_facts(ctx) -> TFFacts:
-    return ctx.memo("tensorflow", analyze_tf)
+    return ctx.tensorflow

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 
-from gradtrace.analysis.jax_flow import jax_facts
 from gradtrace.analysis.tfjax_fixes import float_literal_fix
 from gradtrace.rules.base import Invalid, Rule, Truth
 
@@ -115,8 +114,8 @@ class GradOfIntegerInput(Rule):
     )
 
     def check(self, ctx):
-        facts = jax_facts(ctx)
-        for node, (path, gf, call_node, _leaf) in facts.int_args.items():
+        for node, found in ctx.jax.int_args.items():
+            path, gf, call_node = found.path, found.transform, found.call
             literal = None
             if isinstance(node, (ast.Constant, ast.UnaryOp)):
                 literal = node
