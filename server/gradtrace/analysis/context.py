@@ -62,9 +62,9 @@ class AnalysisContext:
     @cached_property
     def tensorflow(self):
         """TensorFlow value-flow results for this file (variables, tapes, gradient calls, lost cuts)."""
-        from gradtrace.analysis.tf_flow import analyze_tf
+        from gradtrace.analysis.frameworks.tensorflow.facts import TFFacts
 
-        return analyze_tf(self)
+        return TFFacts(self.analysis_with("tensorflow").plugin("tensorflow"))
 
     @cached_property
     def jax(self):

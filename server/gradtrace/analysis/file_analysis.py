@@ -12,7 +12,7 @@ from functools import cached_property
 from gradtrace.analysis.core.interpreter import Interpreter
 from gradtrace.analysis.modules import ModuleContext
 
-ORDER = ("jax", "torch")
+ORDER = ("tensorflow", "jax", "torch")
 
 
 def plugin_class(framework: str):

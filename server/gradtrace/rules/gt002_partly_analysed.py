@@ -33,10 +33,4 @@ class PartlyAnalysed(Rule):
             ctx.report(ctx.source.line_span(1), f"Not fully analysed: {reason}; some findings may be missing.")
             if analysis.error:
                 ctx.internal_errors.append(analysis.error)
-            return ()
-        from gradtrace.analysis.tf_flow import tf_facts
-
-        if "tensorflow" in ctx.source.frameworks and getattr(tf_facts(ctx), "incomplete", False):
-            ctx.report(ctx.source.line_span(1), "Not fully analysed: the code is nested too deeply to follow "
-                       "completely; some findings may be missing.")
         return ()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import re
 
-from gradtrace.analysis.tf_flow import tf_facts
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 STATISTIC = re.compile(
@@ -116,7 +115,7 @@ class FrozenWeightUsedAsParameter(Rule):
     )
 
     def check(self, ctx):
-        facts = tf_facts(ctx)
+        facts = ctx.tensorflow
         tree = ctx.tree
         calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)]
         if not any(c.func.attr in TRAINS for c in calls):

@@ -1,9 +1,48 @@
-"""What the TensorFlow and JAX plug-ins read the same way from the source: a call's argument by keyword or
-position, the class of a dtype (`tf.int32`, `"float32"`, `jnp.bfloat16`) and the dtype a literal gets."""
+"""What the TensorFlow and JAX plug-ins share: which values each answers for, how a function nothing calls is
+run on its own, and what they read the same way from the source (a call's argument by keyword or position,
+the class of a dtype such as `tf.int32`, `"float32"` or `jnp.bfloat16`, the dtype a literal gets)."""
 
 from __future__ import annotations
 
 import ast
+from functools import cached_property
+
+from gradtrace.analysis.core.frames import FunctionRef
+from gradtrace.analysis.core.plugin import Plugin
+from gradtrace.analysis.core.values import UNKNOWN, Value, combine
+
+
+class FrameworkPlugin(Plugin):
+    """A plug-in that answers for its framework's values (`fw` is its name, or one of its own `kinds`) and,
+    when no other framework shares the file, for every value that belongs to no framework."""
+
+    kinds: frozenset = frozenset()
+
+    @cached_property
+    def exclusive(self) -> bool:
+        return len(self.interp.plugins) == 1
+
+    def claims(self, value: Value) -> bool:
+        if value.fw is not None:
+            return value.fw == self.name
+        return value.kind in self.kinds or self.exclusive
+
+    def run_on_its_own(self, func: FunctionRef, self_value: Value | None, parameter) -> object:
+        """Run a function nothing called with `self_value` for a method's first parameter and `parameter(name)`
+        for the others (what callers may pass)."""
+        a = func.node.args
+        names = [p.arg for p in a.posonlyargs + a.args + a.kwonlyargs]
+        env = {name: parameter(name) for name in names}
+        env.update({p.arg: UNKNOWN for p in (a.vararg, a.kwarg) if p is not None})
+        if self_value is not None and names:
+            env[names[0]] = self_value
+        return self.interp.run_standalone(func, env, self_value)
+
+    def leave_open(self, analysed_before: set) -> None:
+        """What this plug-in analysed on its own stays open to the other plug-ins' pass over uncalled code."""
+        if not self.exclusive:
+            self.interp.analysed -= self.interp.analysed - analysed_before
+
 
 INT_DTYPES = frozenset({"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "bool", "string"})
 
@@ -73,3 +112,40 @@ def contains(ancestor: ast.AST, node: ast.AST, parents: dict) -> bool:
 
 
 FUNCTION_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+
+
+def custom_derivative_call(args: list, kwargs: dict) -> Value:
+    """A call of a function with a derivative of its own (`@tf.custom_gradient`, `@jax.custom_vjp`): whatever its
+    body does, what it returns is differentiable with respect to its inputs, and never a cut."""
+    out = combine("unknown", *args, *kwargs.values())
+    kind = out.kind if out.kind == "tensor" else "unknown"
+    return Value(kind, srcs=out.srcs, dtype=out.dtype, fw=out.fw, traced=out.traced, jtraced=out.jtraced,
+                 deps=out.deps)
+
+
+def binop_dtype(op: ast.operator, a: str | None, b: str | None) -> str | None:
+    """The dtype class of `a <op> b` (true division of integers is float)."""
+    if a == b:
+        dtype = a
+    elif {a, b} <= {"int", "bool"}:
+        dtype = "int"
+    elif "float" in (a, b) and None not in (a, b):
+        dtype = "float"
+    else:
+        dtype = None
+    if isinstance(op, ast.Div) and dtype in ("int", "bool", "float"):
+        dtype = "float"
+    return dtype
+
+
+def in_file(source):
+    """A test of whether a node belongs to `source`'s tree (facts from imported project modules are not
+    reported against the file being checked)."""
+    ids = {id(node) for bucket in source.index.values() for node in bucket}
+    return lambda node: id(node) in ids
+
+
+def joined_dtype(*values: Value) -> str | None:
+    """The dtype class every value agrees on, else None (a list or tuple, like a shape, says nothing)."""
+    dtypes = {v.dtype if v.items is None else None for v in values}
+    return dtypes.pop() if len(dtypes) == 1 else None

@@ -6,6 +6,7 @@ import ast
 from dataclasses import dataclass, field
 
 from gradtrace.analysis.core.frames import FunctionRef
+from gradtrace.analysis.frameworks.common import in_file
 from gradtrace.analysis.frameworks.jax import events as ev
 from gradtrace.analysis.frameworks.jax.plugin import JaxPlugin
 
@@ -38,11 +39,14 @@ class JaxFacts:
 
 def build_jax_facts(plugin: JaxPlugin) -> JaxFacts:
     facts = JaxFacts(plugin)
+    local = in_file(plugin.interp.root.source)
     seen_calls: set = set()
     by_place = {ev.IntegerInput: facts.int_args, ev.Conversion: facts.conversions,
                 ev.TracedCondition: facts.control_flow, ev.ItemAssignment: facts.inplace,
                 ev.ReverseLoop: facts.while_loops, ev.MaskedSingularity: facts.nan_where}
     for event in plugin.interp.events:
+        if not local(event.node):
+            continue  # in a project module the file imports: reported there
         place = by_place.get(type(event))
         if place is not None:
             place.setdefault(event.node, event)

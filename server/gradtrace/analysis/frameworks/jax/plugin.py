@@ -14,11 +14,9 @@ from __future__ import annotations
 import ast
 import bisect
 from dataclasses import replace
-from functools import cached_property
 
 from gradtrace.analysis.core.frames import Frame, FunctionRef
 from gradtrace.analysis.core.interpreter import _const_key
-from gradtrace.analysis.core.plugin import Plugin
 from gradtrace.analysis.core.values import (
     EMPTY,
     NONE,
@@ -32,9 +30,13 @@ from gradtrace.analysis.core.values import (
 )
 from gradtrace.analysis.frameworks.common import (
     FUNCTION_SCOPES,
+    FrameworkPlugin,
+    binop_dtype,
     call_argument,
+    custom_derivative_call,
     dtype_of,
     enclosing,
+    joined_dtype,
     literal_dtype,
 )
 from gradtrace.analysis.frameworks.jax import api
@@ -125,9 +127,10 @@ def required(fn: ast.AST, bound: int) -> int:
     return max(0, positional - len(a.defaults) - bound)
 
 
-class JaxPlugin(Plugin):
+class JaxPlugin(FrameworkPlugin):
     name = "jax"
     roots = api.ROOTS
+    kinds = JAX_KINDS
 
     def __init__(self, interp):
         super().__init__(interp)
@@ -139,19 +142,12 @@ class JaxPlugin(Plugin):
         self.pending: tuple | None = None  # the transform the next function entered runs under
         self.recording: dict | None = None  # id(node) -> value, while a `where`'s arguments are evaluated
 
-    # ================================================================== ownership
-    @cached_property
-    def exclusive(self) -> bool:
-        """The only framework of the run: every value without a framework of its own is JAX's to judge."""
-        return len(self.interp.plugins) == 1
-
     def claims(self, value: Value) -> bool:
-        return value.fw == "jax" or value.traced or value.kind in JAX_KINDS or (
-            self.exclusive and value.fw is None)
+        return super().claims(value) or (value.fw is None and value.traced)
 
     # ================================================================== transforms in effect
     def transforms(self, frame: Frame) -> tuple:
-        return frame.state.get(TRANSFORMS, ())
+        return frame.state.get(TRANSFORMS) or ()
 
     def transform_name(self, frame: Frame) -> str:
         stack = self.transforms(frame)
@@ -267,7 +263,9 @@ class JaxPlugin(Plugin):
                 return next((v for v in values if v.ref.jit), values[0])
             return None
         if all((v.kind == "tensor" and v.fw == "jax") or TRACED_ARG in v.extra for v in values):
-            return replace(join(*values), kind="tensor", fw="jax")  # `x = x + 1` in one branch: an array either way
+            made_at = values[0].made_at if all(v.made_at is values[0].made_at for v in values) else None
+            # `x = x + 1` in one branch: an array either way
+            return replace(join(*values), kind="tensor", fw="jax", made_at=made_at)
         return None
 
     # ================================================================== calls of transformed functions
@@ -277,10 +275,7 @@ class JaxPlugin(Plugin):
         if callee.kind == "jitfn" and isinstance(callee.ref, TraceTransform):
             return self.call_jitfn(node, callee.ref, args, kwargs, frame)
         if callee.kind == "opaque_grad":
-            out = combine("unknown", *args, *kwargs.values())
-            kind = out.kind if out.kind == "tensor" else "unknown"
-            return Value(kind, srcs=out.srcs, dtype=out.dtype, fw=out.fw, traced=out.traced, jtraced=out.jtraced,
-                         deps=out.deps)
+            return custom_derivative_call(args, kwargs)
         return None
 
     def call_gradfn(self, node, gf: GradTransform, args: list, kwargs: dict, frame: Frame,
@@ -306,7 +301,7 @@ class JaxPlugin(Plugin):
                 values.append(self.trace(arg, gf.jit and not (is_static(gf.static, i) or is_static(gf.static, pname))))
         if ref is None:
             self.interp.emit(Differentiated(node, frame.module, gf, None), frame)
-            return Value("grads", ref=self.gradients_of(gf, node))
+            return Value("grads", ref=self.gradients_of(gf, node), fw="jax")
         if not standalone:
             self.called.add((id(ref.node), gf.argnums))
         traced_kwargs = {k: self.trace(v, gf.jit and not is_static(gf.static, k)) for k, v in kwargs.items()}
@@ -333,7 +328,7 @@ class JaxPlugin(Plugin):
         for c in target.cuts:
             lost = frozenset(s for s in c.lost if not covered(s, target.srcs))
             if lost:
-                self.interp.emit(LostCut(c.node, frame.module, c, lost, gf), frame)
+                self.interp.emit(LostCut(c.node, c.module or frame.module, c, lost, gf), frame)
 
     def gradients_of(self, gf: GradTransform, node, index: int | None = None) -> Gradients:
         key = (id(gf), id(node), index)
@@ -421,7 +416,7 @@ class JaxPlugin(Plugin):
     def host_call(self, qn: str, node: ast.Call, frame: Frame):
         """NumPy, `math` and SciPy: a traced argument must become concrete; otherwise host arrays."""
         args, kwargs = self.interp.eval_args(node, frame)
-        traced = [a for a in args if a.traced]
+        traced = [a for a in args if a.traced] if self.transforms(frame) else []
         if traced:
             op = "np." + qn.split(".", 1)[1] if qn.startswith("numpy.") else qn
             return self.convert(node, op, join(*traced), frame)
@@ -463,7 +458,8 @@ class JaxPlugin(Plugin):
         if qn in api.KEY_FACTORIES:
             return Value("key", fw="jax")
         names = frame.module.names
-        dtype = dtype_of(call_argument(node, "dtype"), names)
+        position = api.DTYPE_POSITION.get(tail) if jnp else None
+        dtype = dtype_of(call_argument(node, "dtype", position), names)
         if dtype is None and tail[:5] in ("float", "int8", "int16", "int32", "int64", "uint8", "bfloa", "compl"):
             dtype = dtype_of(ast.Constant(tail), names)
         if dtype is None:
@@ -478,9 +474,10 @@ class JaxPlugin(Plugin):
                     dtype = args[-1 if tail == "full" else 0].dtype
                 else:
                     dtype = "float"
-        out = combine("tensor", *args, *kwargs.values(), fw="jax")
-        if dtype is None and out.dtype != "bool":
-            dtype = out.dtype
+        everything = list(args) + list(kwargs.values())
+        out = combine("tensor", *everything, fw="jax")
+        if dtype is None and joined_dtype(*everything) != "bool":
+            dtype = joined_dtype(*everything)
         return replace(out, dtype=dtype, made_at=node, extra=())
 
     def cut(self, node: ast.AST, op: str, kind: str, inputs: list, frame: Frame, dtype: str | None = None,
@@ -500,6 +497,8 @@ class JaxPlugin(Plugin):
 
     # ================================================================== Python on JAX values
     def builtin(self, name: str, node: ast.Call, frame: Frame, args, kwargs):
+        if not self.transforms(frame):
+            return None  # outside every transform nothing is a tracer
         if name in ("float", "int", "bool", "complex") and args and args[0].traced:
             return self.convert(node, f"{name}()", args[0], frame)
         if name == "range" and any(a.jtraced for a in args):
@@ -516,7 +515,7 @@ class JaxPlugin(Plugin):
             return Value("container", items=(args[0], UNKNOWN))
         if not self.claims(receiver) or receiver.kind in ("container", "dict", "str", "object", "module", "class"):
             return None
-        if method in api.HOST_METHODS and receiver.traced:
+        if method in api.HOST_METHODS and receiver.traced and self.transforms(frame):
             return self.convert(node, f".{method}()", receiver, frame, silent=method == "item")
         if method in api.INDEX_OPS:
             return self.cut(node, f".{method}()", "int_cast", [receiver], frame, dtype="int")
@@ -530,8 +529,11 @@ class JaxPlugin(Plugin):
         if receiver.kind == "tensor" or TRACED_ARG in receiver.extra:
             if method in api.HOST_METHODS or method in ("numpy", "__array__"):
                 return combine("unknown", receiver, *args)
-            return combine("tensor", receiver, *args, *kwargs.values(), fw="jax")
-        return combine("unknown", receiver, *args, *kwargs.values())
+            kind = "tensor"
+        else:
+            kind = "unknown"
+        everything = [receiver, *args, *kwargs.values()]
+        return combine(kind, *everything, dtype=joined_dtype(*everything), fw="jax" if kind == "tensor" else None)
 
     def attribute(self, base: Value, attr: str, node: ast.AST, frame: Frame):
         if base.kind in ("gradfn", "jitfn", "opaque_grad"):
@@ -581,7 +583,7 @@ class JaxPlugin(Plugin):
             kind = "number"
         else:
             kind = self.arith_kind(left, right)
-        dtype = _binop_dtype(op, left.dtype, right.dtype)
+        dtype = binop_dtype(op, left.dtype, right.dtype)
         if kind == FIELD:
             out = combine("unknown", left, right, dtype=dtype)
             return replace(out, extra=(FIELD,))
@@ -604,7 +606,8 @@ class JaxPlugin(Plugin):
         # only values known to be traced arrays: a traced leaf argument itself, jnp/lax results, arithmetic and
         # comparisons on them; never a container, a field of a pytree/struct (often static) or the result of an
         # unknown call
-        if value.jtraced and (value.kind in ARRAY_KINDS or TRACED_ARG in value.extra) and FIELD not in value.extra:
+        if value.jtraced and (value.kind in ARRAY_KINDS or TRACED_ARG in value.extra) and FIELD not in value.extra \
+                and self.transforms(frame):
             self.interp.emit(TracedCondition(node, frame.module, self.transform_name(frame)), frame)
 
     def after_value(self, node: ast.AST, value: Value, frame: Frame) -> Value:
@@ -813,18 +816,9 @@ class JaxPlugin(Plugin):
             if id(fn) in interp.analysed:
                 continue
             func = FunctionRef(fn, info.module if info is not None else root, info)
-            params = func.params()
-            self_value = Value("object", cls=info) if info is not None and params[:1] in (["self"], ["cls"]) else None
-            args = {p: UNKNOWN for p in params + [a.arg for a in fn.args.kwonlyargs]}
-            if fn.args.vararg:
-                args[fn.args.vararg.arg] = UNKNOWN
-            if fn.args.kwarg:
-                args[fn.args.kwarg.arg] = UNKNOWN
-            if self_value is not None:
-                args[params[0]] = self_value
-            interp.run_standalone(func, args, self_value)
-        if not self.exclusive:  # what this pass analysed on its own stays open to the other plug-ins' pass
-            interp.analysed -= interp.analysed - before
+            method = info is not None and func.params()[:1] in (["self"], ["cls"])
+            self.run_on_its_own(func, Value("object", cls=info) if method else None, lambda name: UNKNOWN)
+        self.leave_open(before)
 
     def standalone_functions(self) -> list:
         """Functions and methods of the file that name JAX, or call (by name) one that does: only they can show
@@ -889,17 +883,3 @@ def nodes_within(scope: ast.AST, frame: Frame, *kinds: type) -> list:
             if start <= where and (node.end_lineno or node.lineno, node.end_col_offset or 0) <= end:
                 found.append(node)
     return found
-
-
-def _binop_dtype(op: ast.operator, a: str | None, b: str | None) -> str | None:
-    if a == b:
-        dtype = a
-    elif {a, b} <= {"int", "bool"}:
-        dtype = "int"
-    elif "float" in (a, b) and None not in (a, b):
-        dtype = "float"
-    else:
-        dtype = None
-    if isinstance(op, ast.Div) and dtype in ("int", "bool", "float"):
-        dtype = "float"
-    return dtype
