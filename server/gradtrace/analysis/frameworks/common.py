@@ -5,6 +5,7 @@ the class of a dtype such as `tf.int32`, `"float32"` or `jnp.bfloat16`, the dtyp
 from __future__ import annotations
 
 import ast
+import bisect
 from functools import cached_property
 
 from gradtrace.analysis.core.frames import FunctionRef
@@ -17,6 +18,10 @@ class FrameworkPlugin(Plugin):
     when no other framework shares the file, for every value that belongs to no framework."""
 
     kinds: frozenset = frozenset()
+
+    def __init__(self, interp):
+        super().__init__(interp)
+        self.scope_indexes: dict = {}  # module path -> ScopeIndex
 
     @cached_property
     def exclusive(self) -> bool:
@@ -37,6 +42,13 @@ class FrameworkPlugin(Plugin):
         if self_value is not None and names:
             env[names[0]] = self_value
         return self.interp.run_standalone(func, env, self_value)
+
+    def scopes(self, module) -> ScopeIndex:
+        """The node index of a file the run reads (this file, or a project module it imports)."""
+        found = self.scope_indexes.get(module.path)
+        if found is None:
+            found = self.scope_indexes[module.path] = ScopeIndex(module.source)
+        return found
 
     def leave_open(self, analysed_before: set) -> None:
         """What this plug-in analysed on its own stays open to the other plug-ins' pass over uncalled code."""
@@ -149,3 +161,62 @@ def joined_dtype(*values: Value) -> str | None:
     """The dtype class every value agrees on, else None (a list or tuple, like a shape, says nothing)."""
     dtypes = {v.dtype if v.items is None else None for v in values}
     return dtypes.pop() if len(dtypes) == 1 else None
+
+
+class ScopeIndex:
+    """A file's nodes by kind in source order, to find those inside a scope (a function, a loop, a `with` block)
+    by bisection instead of walking it."""
+
+    def __init__(self, source):
+        self.source = source
+        self.ordered: dict = {}  # kind, or a named selection of nodes -> (positions, nodes)
+
+    def within(self, kinds, scope: ast.AST) -> list:
+        out = []
+        for kind in kinds if isinstance(kinds, tuple) else (kinds,):
+            out.extend(self.selected(kind, scope))
+        return out
+
+    def selected(self, key, scope: ast.AST, choose=None) -> list:
+        """The nodes of `key` (a node kind; or a name for the calls `choose` accepts) inside `scope`."""
+        found = self.ordered.get(key)
+        if found is None:
+            nodes = self.source.nodes(ast.Call) if choose is not None else self.source.nodes(key)
+            nodes = sorted((n for n in nodes if choose is None or choose(n)), key=position)
+            found = self.ordered[key] = ([position(n) for n in nodes], nodes)
+        positions, nodes = found
+        start, end = position(scope), end_position(scope)
+        out = []
+        for i in range(bisect.bisect_left(positions, start), len(nodes)):
+            if positions[i] > end:
+                break
+            if end_position(nodes[i]) <= end:
+                out.append(nodes[i])
+        return out
+
+    def assignments_to(self, name: str, scope: ast.AST, own_scope_only: bool = False) -> list:
+        """Assignments in `scope` whose targets bind `name` (also inside nested functions unless
+        `own_scope_only`)."""
+        nested = [d for d in self.within(DEFINITIONS, scope) if d is not scope] if own_scope_only else []
+        found = []
+        for stmt in self.within(ASSIGNMENTS, scope):
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+            if not any(isinstance(n, ast.Name) and n.id == name for t in targets for n in ast.walk(t)):
+                continue
+            if not any(position(d) <= position(stmt) and end_position(stmt) <= end_position(d) for d in nested):
+                found.append(stmt)
+        return found
+
+
+ASSIGNMENTS = (ast.Assign, ast.AnnAssign, ast.AugAssign)
+DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+
+
+def position(node: ast.AST) -> tuple:
+    return (getattr(node, "lineno", 0), getattr(node, "col_offset", 0))
+
+
+def end_position(node: ast.AST) -> tuple:
+    if isinstance(node, ast.Module):
+        return (10 ** 9, 0)
+    return (getattr(node, "end_lineno", None) or getattr(node, "lineno", 0), getattr(node, "end_col_offset", 0) or 0)

@@ -728,7 +728,7 @@ class JaxPlugin(FrameworkPlugin):
             return (names.qualname(expr) or "") in api.UPDATE_OPS
         if not isinstance(fn, FUNCTION_SCOPES):
             return False
-        return any(isinstance(sub.op, (ast.Sub, ast.Add)) for sub in nodes_within(fn, frame, ast.BinOp, ast.AugAssign))
+        return any(isinstance(sub.op, (ast.Sub, ast.Add)) for sub in self.scopes(frame.module).within((ast.BinOp, ast.AugAssign), fn))
 
     def record_update(self, name: str, grads, node: ast.AST, frame: Frame) -> None:
         if not isinstance(grads, Gradients):
@@ -752,7 +752,7 @@ class JaxPlugin(FrameworkPlugin):
                 value = self.interp.lookup(expr.id, frame)
                 fn = value.func.node if value is not None and value.func is not None else None
             if isinstance(fn, (ast.Lambda, ast.FunctionDef)):
-                for sub in nodes_within(fn, frame, ast.Name):
+                for sub in self.scopes(frame.module).within(ast.Name, fn):
                     if isinstance(sub.ctx, ast.Load):
                         value = self.interp.lookup(sub.id, frame)
                         if value is not None:
@@ -869,17 +869,3 @@ def leaves(value: Value, path: str, depth: int = 0):
             yield from leaves(item, f"{path}[{key!r}]" if isinstance(key, str) else f"{path}[{key}]", depth + 1)
     else:
         yield path, value
-
-
-def nodes_within(scope: ast.AST, frame: Frame, *kinds: type) -> list:
-    """Nodes of the given kinds inside `scope` (a function or lambda), from its file's node index."""
-    source = frame.module.source
-    start = (scope.lineno, scope.col_offset)
-    end = (scope.end_lineno or scope.lineno, scope.end_col_offset or 0)
-    found = []
-    for kind in kinds:
-        for node in source.nodes(kind):
-            where = (node.lineno, node.col_offset)
-            if start <= where and (node.end_lineno or node.lineno, node.end_col_offset or 0) <= end:
-                found.append(node)
-    return found

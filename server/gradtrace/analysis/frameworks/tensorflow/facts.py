@@ -41,9 +41,9 @@ class TFFacts:
         self.grad_calls = {node: c for node, c in plugin.grad_calls.items() if local(node)}
         self.lost_cuts = {node: lc for node, lc in plugin.lost_cuts.items() if local(node)}
         self.rebinds = {stmt: r for stmt, r in plugin.rebinds.items() if local(stmt)}
-        self.after_targets = {n: t for n, t in plugin.after_targets.items() if local(n)}
-        self.forward_outside = {n: t for n, t in plugin.forward_outside.items() if local(n)}
-        self.outside_targets = {n: t for n, t in plugin.outside_targets.items() if local(n)}
+        self.after_targets = {n: t for n, t in plugin.targets.after.items() if local(n)}
+        self.forward_outside = {n: t for n, t in plugin.targets.forward.items() if local(n)}
+        self.outside_targets = {n: t for n, t in plugin.targets.outside.items() if local(n)}
         self.misapplied = {n: m for n, m in plugin.misapplied.items() if local(n)}
         self.call_live = plugin.call_live
         self.call_incomplete = plugin.call_incomplete

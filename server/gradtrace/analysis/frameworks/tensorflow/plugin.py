@@ -12,7 +12,6 @@ calls or asks for variables (`param:model@line`). Cuts are `tf.stop_gradient`, N
 from __future__ import annotations
 
 import ast
-import bisect
 from dataclasses import replace
 from functools import cached_property
 
@@ -56,6 +55,7 @@ from gradtrace.analysis.frameworks.tensorflow.events import (
     Untracked,
     VarInfo,
 )
+from gradtrace.analysis.frameworks.tensorflow.tape_targets import TapeTargets
 from gradtrace.analysis.names import canonical
 
 TAPES = "tensorflow.tapes"  # frame state: the tapes recording, outermost first
@@ -63,10 +63,7 @@ WATCHED = "watched"  # `extra` mark of a tensor a tape watches
 TF_KINDS = frozenset({"var", "tape", "varlist", "metric", "callable", "param", "grads", "grad", "opaque_grad"})
 LOOPS = (ast.For, ast.While, ast.AsyncFor)
 DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
-ASSIGNMENTS = (ast.Assign, ast.AnnAssign, ast.AugAssign)
 # kinds a tape source may have when it is a variable or a model's variables (not a computed tensor)
-HELD_KINDS = frozenset({"var", "module", "varlist", "container", "dict", "param", "object"})
-CALLS_RECORDED = frozenset({"callable", "module", "function", "method", "param", "object"})
 
 
 class TensorFlowPlugin(FrameworkPlugin):
@@ -85,9 +82,7 @@ class TensorFlowPlugin(FrameworkPlugin):
         self.grad_calls: dict = {}  # gradient node -> GradCall (last evaluation, target joined)
         self.lost_cuts: dict = {}  # cut node -> LostCut (merged)
         self.rebinds: dict = {}  # statement -> (name, VarInfo, repeated)
-        self.after_targets: dict = {}  # gradient node -> (name, assignment node, with node)
-        self.forward_outside: dict = {}  # gradient node -> (input name, assignment before the tape, target, with)
-        self.outside_targets: dict = {}  # gradient node -> (name, assignment node)
+        self.targets = TapeTargets(self)  # gradient targets the tape did not record
         self.misapplied: dict = {}  # gradient node -> (GradCall, apply node, variables expr)
         self.call_live: dict[str, set] = {}  # class name -> sources that reach what its call returns
         self.call_incomplete: set[str] = set()  # classes whose call was not followed completely
@@ -95,7 +90,6 @@ class TensorFlowPlugin(FrameworkPlugin):
         self.stack: list[FunctionRef] = []  # functions being analysed, outermost first
         self.objects: dict = {}  # id(ClassInfo) -> an instance built by its own __init__/build
         self.module_classes: dict = {}  # id(ClassInfo) -> is it a Keras layer/model or tf.Module?
-        self.node_indexes: dict = {}  # module path -> NodeIndex
 
     # ================================================================== layers
     def is_module_class(self, info, depth: int = 0) -> bool:
@@ -242,7 +236,7 @@ class TensorFlowPlugin(FrameworkPlugin):
                         tuple(e for e, _ in pairs), in_loop,
                         call_argument(node, "unconnected_gradients") is not None)
         self.interp.emit(call, frame)
-        self.check_outside(node, tape, meant_of(values), frame)
+        self.targets.check(node, tape, meant_of(values), frame)
         items = None
         if isinstance(sources_node, (ast.List, ast.Tuple)):
             items = tuple(Value("grad", ref=node, fw="tensorflow") for _ in pairs)
@@ -820,152 +814,26 @@ class TensorFlowPlugin(FrameworkPlugin):
 
     def step_function(self, fn: ast.AST, frame: Frame) -> bool:
         """Does `fn` run a tape and an update once per call (a train step), not a whole training loop?"""
-        index = self.nodes_in(frame)
-        if not index.calls_within("updates", fn):
+        if not self.calls_within("updates", fn, frame):
             return False
         parents = frame.module.source.parents
-        return any(enclosing(call, parents, LOOPS + DEFS) is fn for call in index.calls_within("tapes", fn))
+        return any(enclosing(call, parents, LOOPS + DEFS) is fn for call in self.calls_within("tapes", fn, frame))
 
     def has_training(self, scope: ast.AST, frame: Frame, tape_only: bool = False) -> bool:
-        index = self.nodes_in(frame)
-        return bool(index.calls_within("tapes", scope) or (not tape_only and index.calls_within("applies", scope)))
+        return bool(self.calls_within("tapes", scope, frame) or (
+            not tape_only and self.calls_within("applies", scope, frame)))
 
-    # ================================================================== a target computed outside the tape
-    def check_outside(self, node: ast.Call, tape: TapeInfo, meant, frame: Frame) -> None:
-        """A target computed before the tape started recording (and not recomputed inside it)."""
-        target = node.args[0] if node.args else None
-        with_node = tape.with_node
-        parents = frame.module.source.parents
-        if not isinstance(target, ast.Name) or with_node is None or contains(with_node, node, parents):
-            return
-        fn = enclosing(with_node, parents, FUNCTION_SCOPES)
-        if fn is not enclosing(node, parents, FUNCTION_SCOPES):
-            return
-        name = target.id
-        scope = fn if fn is not None else frame.module.source.tree
-        if self.check_after(node, tape, name, scope, frame):
-            return
-        nodes = self.nodes_in(frame)
-        if any(n.id == name and isinstance(n.ctx, ast.Store) for n in nodes.within(ast.Name, with_node)):
-            self.check_forward_outside(node, tape, name, scope, meant, frame)
-            return
-        before = None
-        for stmt in nodes.assignments_to(name, scope):
-            if stmt.lineno < with_node.lineno and (before is None or stmt.lineno > before.lineno):
-                before = stmt
-        if before is None or not self.assigned_sources(before, frame):
-            return
-        self.outside_targets.setdefault(node, (name, before))
-
-    def check_forward_outside(self, node: ast.Call, tape: TapeInfo, name: str, scope: ast.AST, meant,
-                              frame: Frame) -> None:
-        """The target is computed in the tape only from values computed before it (`pred = model(x)` first)."""
-        with_node = tape.with_node
-        nodes = self.nodes_in(frame)
-        if any(n is not with_node for n in nodes.within((ast.For, ast.While, ast.If, ast.Try, ast.With,
-                                                         ast.FunctionDef, ast.Lambda), with_node)):
-            return  # keep to a straight-line block
-        stores: dict = {}  # name -> assignments inside the with block
-        for stmt in nodes.within(ASSIGNMENTS, with_node):
-            for t in stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]:
-                for n in ast.walk(t):
-                    if isinstance(n, ast.Name):
-                        stores.setdefault(n.id, []).append(stmt)
-        slice_names, todo, stmts = {name}, [name], []
-        while todo:
-            for stmt in stores.get(todo.pop(), []):
-                if stmt in stmts:
-                    continue
-                stmts.append(stmt)
-                for n in ast.walk(stmt.value) if stmt.value is not None else ():
-                    if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id in stores and \
-                            n.id not in slice_names:
-                        slice_names.add(n.id)
-                        todo.append(n.id)
-        outside = []
+    def calls_within(self, selection: str, scope: ast.AST, frame: Frame) -> list:
+        """Tape constructions (`tapes`), per-step updates (`updates`) or `apply_gradients` calls (`applies`)."""
         names = frame.module.names
-        for stmt in stmts:
-            for n in ast.walk(stmt.value):
-                if isinstance(n, ast.Call):
-                    qual = names.qualname(n.func) or ""
-                    if not qual.startswith(("tensorflow.", "keras.")):
-                        func = self.interp.eval(n.func, frame)
-                        if func.kind not in ("callable",):
-                            return  # a model or helper called inside the tape: recorded
-                elif isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Load) and \
-                        not (names.qualname(n) or "").startswith(("tensorflow.", "keras.")):
-                    if flat(self.interp.eval(n, frame)).srcs:
-                        return
-                elif isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id not in stores:
-                    value = self.interp.lookup(n.id, frame)
-                    if value is None or not any(self.trains(o) for o in flat(value).srcs):
-                        continue
-                    if value.kind in HELD_KINDS or WATCHED in value.extra:
-                        return
-                    outside.append(n.id)
-        if not outside:
-            return
-        first = outside[0]
-        before = None
-        for stmt in nodes.assignments_to(first, scope):
-            if stmt.lineno >= with_node.lineno or before is not None:
-                return  # assigned more than once, or after the tape started
-            before = stmt
-        if before is None or not self.records_op(before, frame):
-            return
-        value = flat(self.interp.lookup(first, frame) or UNKNOWN)
-        if meant is not None and not (value.srcs & meant) and not any(covered(o, meant) for o in value.srcs):
-            return
-        self.forward_outside.setdefault(node, (first, before, name, with_node))
 
-    def check_after(self, node: ast.Call, tape: TapeInfo, name: str, scope: ast.AST, frame: Frame) -> bool:
-        """The target's last assignment runs an operation after the tape's `with` block ended."""
-        with_node = tape.with_node
-        parents = frame.module.source.parents
-        last = None
-        for stmt in self.nodes_in(frame).assignments_to(name, scope, own_scope_only=True):
-            if stmt.lineno < node.lineno and (last is None or stmt.lineno > last.lineno):
-                last = stmt
-        blocks = (ast.With, ast.AsyncWith) + DEFS + (ast.Module,)
-        if last is None or last.lineno <= (with_node.end_lineno or with_node.lineno) or \
-                enclosing(last, parents, blocks) is not enclosing(node, parents, blocks):
-            return False
-        targets = last.targets if isinstance(last, ast.Assign) else [last.target]
-        if not (len(targets) == 1 and isinstance(targets[0], ast.Name) and self.records_op(last, frame)):
-            return False
-        value = self.interp.lookup(name, frame)
-        if value is None or not value.srcs or value.kind in ("container", "varlist", "dict", "grads", "module", "var"):
-            return False
-        self.after_targets.setdefault(node, (name, last, with_node))
-        return True
+        def choose(call: ast.Call) -> bool:
+            if selection == "tapes":
+                return (names.qualname(call.func) or "") == api.TAPE
+            attr = call.func.attr if isinstance(call.func, ast.Attribute) else None
+            return attr in api.STEP_UPDATES if selection == "updates" else attr == "apply_gradients"
 
-    def records_op(self, stmt: ast.stmt, frame: Frame) -> bool:
-        """Does this assignment compute a new tensor (an operation a tape would have to record)?"""
-        if isinstance(stmt, ast.AugAssign):
-            return True
-        value = stmt.value
-        if isinstance(value, (ast.BinOp, ast.UnaryOp)):
-            return True
-        if not isinstance(value, ast.Call):
-            return False
-        if (frame.module.names.qualname(value.func) or "").startswith(("tensorflow.", "keras.")):
-            return True
-        if not isinstance(value.func, (ast.Name, ast.Attribute)):
-            return False
-        return self.interp.eval(value.func, frame).kind in CALLS_RECORDED
-
-    def assigned_sources(self, stmt: ast.stmt, frame: Frame) -> bool:
-        if not (isinstance(stmt, ast.Assign) and isinstance(stmt.targets[0], ast.Name)):
-            return False
-        value = self.interp.lookup(stmt.targets[0].id, frame)
-        return bool(value is not None and value.srcs)
-
-    def nodes_in(self, frame: Frame) -> NodeIndex:
-        module = frame.module
-        found = self.node_indexes.get(module.path)
-        if found is None:
-            found = self.node_indexes[module.path] = NodeIndex(module)
-        return found
+        return self.scopes(frame.module).selected(("calls", selection), scope, choose)
 
     # ================================================================== what nothing called
     def after_module(self) -> None:
@@ -1010,76 +878,6 @@ class TensorFlowPlugin(FrameworkPlugin):
             return Value("param", ref=pid, fw="tensorflow")
 
         return parameter
-
-
-class NodeIndex:
-    """Nodes of a file by kind in source order, to find those inside a scope (a function, a loop, a `with`
-    block) by bisection instead of walking it."""
-
-    def __init__(self, module):
-        self.source = module.source
-        self.names = module.names
-        self.sorted: dict = {}  # kind (or a named selection) -> (positions, nodes)
-
-    def _ordered(self, key, nodes) -> tuple:
-        found = self.sorted.get(key)
-        if found is None:
-            ordered = sorted(nodes, key=position)
-            found = self.sorted[key] = ([position(n) for n in ordered], ordered)
-        return found
-
-    def _within(self, ordered: tuple, scope: ast.AST) -> list:
-        positions, nodes = ordered
-        start, end = position(scope), end_position(scope)
-        out = []
-        for i in range(bisect.bisect_left(positions, start), len(nodes)):
-            if positions[i] > end:
-                break
-            if end_position(nodes[i]) <= end:
-                out.append(nodes[i])
-        return out
-
-    def within(self, kinds, scope: ast.AST) -> list:
-        out = []
-        for kind in kinds if isinstance(kinds, tuple) else (kinds,):
-            out.extend(self._within(self._ordered(kind, self.source.nodes(kind)), scope))
-        return out
-
-    def calls_within(self, selection: str, scope: ast.AST) -> list:
-        """Tape constructions (`tapes`), step updates (`updates`) or `apply_gradients` calls (`applies`)."""
-        return self._within(self._ordered(selection, [c for c in self.source.nodes(ast.Call)
-                                                      if self._selected(selection, c)]), scope)
-
-    def _selected(self, selection: str, call: ast.Call) -> bool:
-        if selection == "tapes":
-            return (self.names.qualname(call.func) or "") == api.TAPE
-        attr = call.func.attr if isinstance(call.func, ast.Attribute) else None
-        return attr in api.STEP_UPDATES if selection == "updates" else attr == "apply_gradients"
-
-    def assignments_to(self, name: str, scope: ast.AST, own_scope_only: bool = False) -> list:
-        """Assignments in `scope` whose targets bind `name` (also inside nested functions unless
-        `own_scope_only`)."""
-        found = []
-        nested = [d for d in self.within(DEFS + (ast.ClassDef, ast.Lambda), scope) if d is not scope] \
-            if own_scope_only else []
-        for stmt in self.within(ASSIGNMENTS, scope):
-            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
-            if not any(isinstance(n, ast.Name) and n.id == name for t in targets for n in ast.walk(t)):
-                continue
-            if any(position(d) <= position(stmt) and end_position(stmt) <= end_position(d) for d in nested):
-                continue
-            found.append(stmt)
-        return found
-
-
-def position(node: ast.AST) -> tuple:
-    return (getattr(node, "lineno", 0), getattr(node, "col_offset", 0))
-
-
-def end_position(node: ast.AST) -> tuple:
-    if isinstance(node, ast.Module):
-        return (10 ** 9, 0)
-    return (getattr(node, "end_lineno", None) or getattr(node, "lineno", 0), getattr(node, "end_col_offset", 0) or 0)
 
 
 def parts(value: Value) -> list:
