@@ -160,6 +160,8 @@ class WhereNanGradient(Rule):
     )
 
     def check(self, ctx):
+        if not ctx.jax.nan_where:
+            return
         parents = ctx.source.parents
         for node, found in ctx.jax.nan_where.items():
             op, where, arg, first, origins = found.op, found.where, found.argument, found.first, found.origins

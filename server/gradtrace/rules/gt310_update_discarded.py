@@ -153,6 +153,8 @@ class UpdateDiscarded(Rule):
 
     def check(self, ctx):
         facts = ctx.jax
+        if not facts.grad_calls:
+            return
         parents = ctx.source.parents
         reported: set = set()
         for differentiated_call in facts.grad_calls:

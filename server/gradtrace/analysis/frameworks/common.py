@@ -51,8 +51,9 @@ class FrameworkPlugin(Plugin):
         return found
 
     def leave_open(self, analysed_before: set) -> None:
-        """What this plug-in analysed on its own stays open to the other plug-ins' pass over uncalled code."""
-        if not self.exclusive:
+        """What this plug-in analysed on its own stays open to PyTorch's pass over uncalled code, which gives
+        a function's parameters meanings of its own (a model-like name is a model)."""
+        if "torch" in self.interp.by_name:
             self.interp.analysed -= self.interp.analysed - analysed_before
 
 
@@ -106,23 +107,6 @@ def literal_dtype(node: ast.AST | None) -> str | None:
     return None
 
 
-def enclosing(node: ast.AST, parents: dict, kinds: tuple) -> ast.AST | None:
-    """The nearest ancestor of `node` of one of `kinds` (through the file's parent index), or None."""
-    current = parents.get(id(node))
-    while current is not None and not isinstance(current, kinds):
-        current = parents.get(id(current))
-    return current
-
-
-def contains(ancestor: ast.AST, node: ast.AST, parents: dict) -> bool:
-    current: ast.AST | None = node
-    while current is not None:
-        if current is ancestor:
-            return True
-        current = parents.get(id(current))
-    return False
-
-
 FUNCTION_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 
 
@@ -152,9 +136,15 @@ def binop_dtype(op: ast.operator, a: str | None, b: str | None) -> str | None:
 
 def in_file(source):
     """A test of whether a node belongs to `source`'s tree (facts from imported project modules are not
-    reported against the file being checked)."""
-    ids = {id(node) for bucket in source.index.values() for node in bucket}
-    return lambda node: id(node) in ids
+    reported against the file being checked); the file's nodes are listed on the first question."""
+    ids: set = set()
+
+    def local(node: ast.AST) -> bool:
+        if not ids:
+            ids.update(id(n) for bucket in source.index.values() for n in bucket)
+        return id(node) in ids
+
+    return local
 
 
 def joined_dtype(*values: Value) -> str | None:
@@ -179,12 +169,14 @@ class ScopeIndex:
 
     def selected(self, key, scope: ast.AST, choose=None) -> list:
         """The nodes of `key` (a node kind; or a name for the calls `choose` accepts) inside `scope`."""
-        found = self.ordered.get(key)
-        if found is None:
-            nodes = self.source.nodes(ast.Call) if choose is not None else self.source.nodes(key)
-            nodes = sorted((n for n in nodes if choose is None or choose(n)), key=position)
-            found = self.ordered[key] = ([position(n) for n in nodes], nodes)
-        positions, nodes = found
+        if choose is None:
+            positions, nodes = self.sorted_nodes(key)
+        else:
+            found = self.ordered.get(key)
+            if found is None:
+                chosen = sorted((n for n in self.source.nodes(ast.Call) if choose(n)), key=position)
+                found = self.ordered[key] = ([position(n) for n in chosen], chosen)
+            positions, nodes = found
         start, end = position(scope), end_position(scope)
         out = []
         for i in range(bisect.bisect_left(positions, start), len(nodes)):
@@ -193,6 +185,35 @@ class ScopeIndex:
             if end_position(nodes[i]) <= end:
                 out.append(nodes[i])
         return out
+
+    def enclosing(self, node: ast.AST, kinds: tuple) -> ast.AST | None:
+        """The innermost node of one of `kinds` around `node` (the file's module when `ast.Module` is one of
+        them and nothing nearer is), by position: no parent map of the whole file."""
+        best = None
+        start, end = position(node), end_position(node)
+        for kind in kinds:
+            if kind is ast.Module:
+                continue
+            positions, nodes = self.sorted_nodes(kind)
+            for i in range(bisect.bisect_right(positions, start) - 1, -1, -1):
+                candidate = nodes[i]
+                if candidate is not node and end <= end_position(candidate):
+                    if best is None or position(best) < positions[i]:
+                        best = candidate
+                    break
+        if best is None and ast.Module in kinds:
+            return self.source.tree
+        return best
+
+    def contains(self, outer: ast.AST, node: ast.AST) -> bool:
+        return outer is node or (position(outer) <= position(node) and end_position(node) <= end_position(outer))
+
+    def sorted_nodes(self, kind) -> tuple:
+        found = self.ordered.get(kind)
+        if found is None:
+            nodes = sorted(self.source.nodes(kind), key=position)
+            found = self.ordered[kind] = ([position(n) for n in nodes], nodes)
+        return found
 
     def assignments_to(self, name: str, scope: ast.AST, own_scope_only: bool = False) -> list:
         """Assignments in `scope` whose targets bind `name` (also inside nested functions unless

@@ -35,7 +35,6 @@ from gradtrace.analysis.frameworks.common import (
     call_argument,
     custom_derivative_call,
     dtype_of,
-    enclosing,
     joined_dtype,
     literal_dtype,
 )
@@ -615,7 +614,7 @@ class JaxPlugin(FrameworkPlugin):
             self.recording[id(node)] = value
         kind = type(node)
         if kind is ast.Constant and value.kind == "number" and value.dtype == "int":
-            return replace(value, made_at=node)
+            return Value("number", dtype="int", made_at=node)
         if kind is ast.UnaryOp and value.kind == "number" and value.made_at is not None:
             return replace(value, made_at=node)
         return value
@@ -735,7 +734,7 @@ class JaxPlugin(FrameworkPlugin):
             return
         # the update must be in the function that took the gradient: a helper's parameter that happens to share
         # the caller's variable name (`def allclose(x, y)`) is another variable
-        home = enclosing(grads.call, frame.module.source.parents, FUNCTION_SCOPES)
+        home = self.scopes(frame.module).enclosing(grads.call, FUNCTION_SCOPES)
         here = frame.func.node if frame.func is not None else None
         if home is not here:
             return

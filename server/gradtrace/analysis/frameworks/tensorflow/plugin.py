@@ -35,10 +35,8 @@ from gradtrace.analysis.frameworks.common import (
     FrameworkPlugin,
     binop_dtype,
     call_argument,
-    contains,
     custom_derivative_call,
     dtype_of,
-    enclosing,
     joined_dtype,
     literal_dtype,
 )
@@ -63,7 +61,6 @@ WATCHED = "watched"  # `extra` mark of a tensor a tape watches
 TF_KINDS = frozenset({"var", "tape", "varlist", "metric", "callable", "param", "grads", "grad", "opaque_grad"})
 LOOPS = (ast.For, ast.While, ast.AsyncFor)
 DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
-# kinds a tape source may have when it is a variable or a model's variables (not a computed tensor)
 
 
 class TensorFlowPlugin(FrameworkPlugin):
@@ -174,7 +171,7 @@ class TensorFlowPlugin(FrameworkPlugin):
         if value.kind != "tape" or not isinstance(value.ref, TapeInfo):
             return None
         tape = value.ref
-        with_node = frame.module.source.parents.get(id(item))
+        with_node = self.scopes(frame.module).enclosing(item.context_expr, (ast.With, ast.AsyncWith))
         if isinstance(with_node, (ast.With, ast.AsyncWith)):
             tape.with_node = with_node
         if isinstance(item.optional_vars, ast.Name):
@@ -209,7 +206,7 @@ class TensorFlowPlugin(FrameworkPlugin):
             if value.kind in ("unknown", "param") or (value.kind == "container" and value.items is None):
                 tape.watch_opaque = True
         here = frame.func.node if frame.func is not None else None
-        home = enclosing(tape.with_node, frame.module.source.parents, FUNCTION_SCOPES) \
+        home = self.scopes(frame.module).enclosing(tape.with_node, FUNCTION_SCOPES) \
             if tape.with_node is not None else here
         if here is not home or not isinstance(expr, (ast.Name, ast.Attribute, ast.List, ast.Tuple)):
             tape.watch_unknown = True
@@ -228,9 +225,9 @@ class TensorFlowPlugin(FrameworkPlugin):
         sources_node = call_argument(node, "sources", 1)
         sources = kwargs.get("sources") or (args[1] if len(args) > 1 else UNKNOWN)
         pairs = source_list(sources_node, sources)
-        parents = frame.module.source.parents
-        loop = enclosing(node, parents, LOOPS + FUNCTION_SCOPES)
-        in_loop = isinstance(loop, LOOPS) and (tape.with_node is None or not contains(loop, tape.with_node, parents))
+        scopes = self.scopes(frame.module)
+        loop = scopes.enclosing(node, LOOPS + FUNCTION_SCOPES)
+        in_loop = isinstance(loop, LOOPS) and (tape.with_node is None or not scopes.contains(loop, tape.with_node))
         values = tuple(v for _, v in pairs)
         call = GradCall(node, frame.module, tape, method, flat(target), Value("container", items=values),
                         tuple(e for e, _ in pairs), in_loop,
@@ -345,7 +342,7 @@ class TensorFlowPlugin(FrameworkPlugin):
         if isinstance(stmt, (ast.Assign, ast.AugAssign)):
             previous = self.interp.lookup(name, frame)
             if rebinds_variable(previous, value):
-                loop = enclosing(stmt, frame.module.source.parents, LOOPS + DEFS)
+                loop = self.scopes(frame.module).enclosing(stmt, LOOPS + DEFS)
                 self.rebinds.setdefault(stmt, (name, previous.ref, isinstance(loop, LOOPS)))
         self.name_origin(value, name)
         return value
@@ -400,9 +397,9 @@ class TensorFlowPlugin(FrameworkPlugin):
     def attribute_rebound(self, stmt: ast.stmt, target: ast.Attribute, info: VarInfo, frame: Frame) -> None:
         # `self.w = self.w - lr * g`: the attribute outlives the call, so a method that differentiates with respect
         # to it and rebinds it breaks every later step, loop or not
-        parents = frame.module.source.parents
-        loop = enclosing(stmt, parents, LOOPS + DEFS)
-        fn = enclosing(stmt, parents, DEFS)
+        scopes = self.scopes(frame.module)
+        loop = scopes.enclosing(stmt, LOOPS + DEFS)
+        fn = scopes.enclosing(stmt, DEFS)
         repeated = isinstance(loop, LOOPS) or (
             fn is not None and fn.name not in ("__init__", "build") and self.has_training(fn, frame, tape_only=True))
         self.rebinds.setdefault(stmt, (ast.unparse(target), info, repeated))
@@ -424,7 +421,7 @@ class TensorFlowPlugin(FrameworkPlugin):
         result = self.binop(stmt, stmt.op, target, value, frame)
         if result is not None and rebinds_variable(target, result):
             if isinstance(stmt.target, ast.Name):
-                loop = enclosing(stmt, frame.module.source.parents, LOOPS + DEFS)
+                loop = self.scopes(frame.module).enclosing(stmt, LOOPS + DEFS)
                 self.rebinds.setdefault(stmt, (stmt.target.id, target.ref, isinstance(loop, LOOPS)))
             elif isinstance(stmt.target, ast.Attribute):
                 self.attribute_rebound(stmt, stmt.target, target.ref, frame)
@@ -782,42 +779,41 @@ class TensorFlowPlugin(FrameworkPlugin):
 
     # ================================================================== where variables are made
     def per_step_reason(self, node: ast.Call, frame: Frame) -> str | None:
-        parents = frame.module.source.parents
-        if self.lazy_guard(node, parents):
+        scopes = self.scopes(frame.module)
+        if self.lazy_guard(node, scopes):
             return None
         if frame.state.get(TAPES):
-            looped = isinstance(enclosing(node, parents, LOOPS + FUNCTION_SCOPES), LOOPS) or any(
+            looped = isinstance(scopes.enclosing(node, LOOPS + FUNCTION_SCOPES), LOOPS) or any(
                 isinstance(f.node, DEFS) and self.step_function(f.node, frame) for f in self.stack)
             return "inside the GradientTape, on every step" if looped else "inside the GradientTape"
         for f in reversed(self.stack):
             if f.name in api.CALL_METHODS and self.is_module_class(f.cls):
                 return f"in `{f.name}()`, on every call of the layer"
-        loop = enclosing(node, parents, LOOPS + DEFS)
+        loop = scopes.enclosing(node, LOOPS + DEFS)
         if isinstance(loop, LOOPS) and self.has_training(loop, frame):
             return "inside the training loop"
-        fn = enclosing(node, parents, DEFS)
+        fn = scopes.enclosing(node, DEFS)
         if fn is not None and fn.name not in ("__init__", "build") and self.step_function(fn, frame):
             return f"in `{fn.name}()`, which runs one training step per call"
         return None
 
     @staticmethod
-    def lazy_guard(node: ast.AST, parents: dict) -> bool:
+    def lazy_guard(node: ast.AST, scopes) -> bool:
         """Created under `if self.w is None`, `if not self.built`, `if not hasattr(...)`: once."""
-        current = parents.get(id(node))
-        while current is not None and not isinstance(current, DEFS + (ast.Module,)):
-            if isinstance(current, (ast.If, ast.IfExp)):
-                text = ast.dump(current.test)
-                if "value=None" in text or "built" in text or "hasattr" in text or "'_" in text:
-                    return True
-            current = parents.get(id(current))
+        current = scopes.enclosing(node, DEFS + (ast.If, ast.IfExp))
+        while isinstance(current, (ast.If, ast.IfExp)):
+            text = ast.dump(current.test)
+            if "value=None" in text or "built" in text or "hasattr" in text or "'_" in text:
+                return True
+            current = scopes.enclosing(current, DEFS + (ast.If, ast.IfExp))
         return False
 
     def step_function(self, fn: ast.AST, frame: Frame) -> bool:
         """Does `fn` run a tape and an update once per call (a train step), not a whole training loop?"""
         if not self.calls_within("updates", fn, frame):
             return False
-        parents = frame.module.source.parents
-        return any(enclosing(call, parents, LOOPS + DEFS) is fn for call in self.calls_within("tapes", fn, frame))
+        scopes = self.scopes(frame.module)
+        return any(scopes.enclosing(call, LOOPS + DEFS) is fn for call in self.calls_within("tapes", fn, frame))
 
     def has_training(self, scope: ast.AST, frame: Frame, tape_only: bool = False) -> bool:
         return bool(self.calls_within("tapes", scope, frame) or (

@@ -11,7 +11,7 @@ import ast
 
 from gradtrace.analysis.core.frames import Frame
 from gradtrace.analysis.core.values import UNKNOWN, covered, flat
-from gradtrace.analysis.frameworks.common import ASSIGNMENTS, FUNCTION_SCOPES, contains, enclosing
+from gradtrace.analysis.frameworks.common import ASSIGNMENTS, FUNCTION_SCOPES
 from gradtrace.analysis.frameworks.tensorflow.events import TapeInfo
 
 DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
@@ -37,17 +37,16 @@ class TapeTargets:
         """A target computed before the tape started recording (and not recomputed inside it)."""
         target = node.args[0] if node.args else None
         with_node = tape.with_node
-        parents = frame.module.source.parents
-        if not isinstance(target, ast.Name) or with_node is None or contains(with_node, node, parents):
+        scopes = self.plugin.scopes(frame.module)
+        if not isinstance(target, ast.Name) or with_node is None or scopes.contains(with_node, node):
             return
-        fn = enclosing(with_node, parents, FUNCTION_SCOPES)
-        if fn is not enclosing(node, parents, FUNCTION_SCOPES):
+        fn = scopes.enclosing(with_node, FUNCTION_SCOPES)
+        if fn is not scopes.enclosing(node, FUNCTION_SCOPES):
             return
         name = target.id
         scope = fn if fn is not None else frame.module.source.tree
         if self.after_tape(node, with_node, name, scope, frame):
             return
-        scopes = self.plugin.scopes(frame.module)
         if any(n.id == name and isinstance(n.ctx, ast.Store) for n in scopes.within(ast.Name, with_node)):
             self.before_tape(node, with_node, name, scope, meant, frame)
             return
@@ -131,13 +130,13 @@ class TapeTargets:
 
     def after_tape(self, node: ast.Call, with_node: ast.AST, name: str, scope: ast.AST, frame: Frame) -> bool:
         """The target's last assignment runs an operation after the tape's `with` block ended."""
-        parents = frame.module.source.parents
+        scopes = self.plugin.scopes(frame.module)
         last = None
-        for stmt in self.plugin.scopes(frame.module).assignments_to(name, scope, own_scope_only=True):
+        for stmt in scopes.assignments_to(name, scope, own_scope_only=True):
             if stmt.lineno < node.lineno and (last is None or stmt.lineno > last.lineno):
                 last = stmt
         if last is None or last.lineno <= (with_node.end_lineno or with_node.lineno) or \
-                enclosing(last, parents, BLOCKS) is not enclosing(node, parents, BLOCKS):
+                scopes.enclosing(last, BLOCKS) is not scopes.enclosing(node, BLOCKS):
             return False
         targets = last.targets if isinstance(last, ast.Assign) else [last.target]
         if not (len(targets) == 1 and isinstance(targets[0], ast.Name) and self.records_op(last, frame)):
