@@ -171,6 +171,17 @@ class UnusedTrainableVariable(Rule):
                 h = self.gated(x)
                 return tf.add_n([head(h) for head in self.heads])
         """,
+        """
+        import tensorflow as tf
+
+        class Scale(tf.keras.layers.Layer):
+            def build(self, input_shape):
+                self.input_spec = tf.keras.layers.InputSpec(ndim=len(input_shape))
+                self.scale = self.add_weight(shape=(input_shape[-1],), initializer="ones")
+
+            def call(self, x):
+                return x * self.scale
+        """,
     )
     invalid = (
         Invalid(

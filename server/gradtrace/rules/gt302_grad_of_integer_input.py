@@ -57,6 +57,13 @@ class GradOfIntegerInput(Rule):
 
         g = jax.grad(lambda x: x ** 2)(3.0)
         """,
+        """
+        import jax
+        import jax.numpy as jnp
+
+        target = jnp.array([[3]], jnp.float32)
+        g = jax.grad(lambda t: jnp.sum(t ** 2))(target)
+        """,
     )
     invalid = (
         Invalid(

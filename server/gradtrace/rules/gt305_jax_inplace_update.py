@@ -66,6 +66,12 @@ class JaxInplaceUpdate(Rule):
 
         out = jax.vmap(step, axis_name="i")(jnp.ones((2, 3)))
         """,
+        """
+        import jax.numpy as jnp
+
+        parts = jnp.split(jnp.arange(6.0), 3)
+        parts[0] = parts[0] * 2.0
+        """,
     )
     invalid = (
         Invalid(

@@ -22,6 +22,7 @@ class FrameworkPlugin(Plugin):
     def __init__(self, interp):
         super().__init__(interp)
         self.scope_indexes: dict = {}  # module path -> ScopeIndex
+        self.own_pass = False  # analysing what nothing called, with this plug-in's meaning for parameters
 
     @cached_property
     def exclusive(self) -> bool:
@@ -50,11 +51,32 @@ class FrameworkPlugin(Plugin):
             found = self.scope_indexes[module.path] = ScopeIndex(module.source)
         return found
 
-    def leave_open(self, analysed_before: set) -> None:
-        """What this plug-in analysed on its own stays open to PyTorch's pass over uncalled code, which gives
-        a function's parameters meanings of its own (a model-like name is a model)."""
-        if "torch" in self.interp.by_name:
-            self.interp.analysed -= self.interp.analysed - analysed_before
+    def after_module(self) -> None:
+        """Analyse what nothing called. Plug-ins that give a function's parameters meanings of their own in
+        their own such pass (PyTorch: a model-like name is a model) run it again there, and their events from
+        this pass are left to theirs."""
+        before = set(self.interp.analysed)
+        self.own_pass = True
+        try:
+            self.analyse_uncalled()
+        finally:
+            self.own_pass = False
+            if self.others_with_own_pass:
+                self.interp.analysed -= self.interp.analysed - before
+
+    def analyse_uncalled(self) -> None:
+        pass
+
+    def emit(self, event, frame):
+        if self.own_pass and not frame.summarising and type(event).__module__.startswith(self.others_with_own_pass):
+            return None
+        return event
+
+    @cached_property
+    def others_with_own_pass(self) -> tuple:
+        """The event modules of the plug-ins of the run that are not of this kind."""
+        return tuple(f"gradtrace.analysis.frameworks.{p.name}." for p in self.interp.plugins
+                     if not isinstance(p, FrameworkPlugin))
 
 
 INT_DTYPES = frozenset({"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "bool", "string"})

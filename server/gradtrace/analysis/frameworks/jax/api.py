@@ -34,6 +34,9 @@ FLOAT_FACTORIES = frozenset({"zeros", "ones", "empty", "full", "zeros_like", "on
 # Where a constructor takes its dtype when not by keyword
 DTYPE_POSITION = {"array": 1, "asarray": 1, "zeros": 1, "ones": 1, "empty": 1, "identity": 1, "zeros_like": 1,
                   "ones_like": 1, "empty_like": 1, "full": 2, "full_like": 2, "eye": 3, "arange": 3}
+# Return a list of arrays (a Python list: its items may be reassigned)
+SEQUENCE_RESULTS = frozenset({"split", "array_split", "hsplit", "vsplit", "dsplit", "meshgrid", "unstack",
+                              "broadcast_arrays"})
 KEY_FACTORIES = frozenset({"jax.random.split", "jax.random.PRNGKey", "jax.random.key"})
 ARRAY_MODULES = ("jax.numpy.", "jax.nn.", "jax.random.", "jax.lax.", "jax.scipy.")
 # Functions with an infinite derivative at 0 (a `where` that masks them still differentiates them)

@@ -477,7 +477,11 @@ class JaxPlugin(FrameworkPlugin):
         out = combine("tensor", *everything, fw="jax")
         if dtype is None and joined_dtype(*everything) != "bool":
             dtype = joined_dtype(*everything)
-        return replace(out, dtype=dtype, made_at=node, extra=())
+        out = replace(out, dtype=dtype, made_at=node, extra=())
+        if tail in api.SEQUENCE_RESULTS:
+            return Value("container", items=(out,), srcs=out.srcs, cuts=out.cuts, deps=out.deps, traced=out.traced,
+                         jtraced=out.jtraced)
+        return out
 
     def cut(self, node: ast.AST, op: str, kind: str, inputs: list, frame: Frame, dtype: str | None = None,
             result_kind: str = "tensor") -> Value:
@@ -796,11 +800,10 @@ class JaxPlugin(FrameworkPlugin):
                                      frame)
 
     # ================================================================== what nothing called
-    def after_module(self) -> None:
+    def analyse_uncalled(self) -> None:
         interp = self.interp
         root = interp.root
         frame = Frame(root, interp.globals.get(root.path, {}), top=True)
-        before = set(interp.analysed)
         for gf in list(self.grad_transforms.values()):
             ref = self.underlying(gf.fn)
             if ref is None or (id(ref.node), gf.argnums) in self.called:
@@ -817,7 +820,6 @@ class JaxPlugin(FrameworkPlugin):
             func = FunctionRef(fn, info.module if info is not None else root, info)
             method = info is not None and func.params()[:1] in (["self"], ["cls"])
             self.run_on_its_own(func, Value("object", cls=info) if method else None, lambda name: UNKNOWN)
-        self.leave_open(before)
 
     def standalone_functions(self) -> list:
         """Functions and methods of the file that name JAX, or call (by name) one that does: only they can show

@@ -43,6 +43,8 @@ MODEL_FACTORIES = frozenset({"keras.Sequential", "keras.models.Sequential", "ker
 INPUTS = frozenset({"keras.Input", "keras.layers.Input"})
 LAMBDA_LAYER = "keras.layers.Lambda"
 LAYER_PREFIXES = ("keras.layers.", "keras.applications.")
+# Names under `keras.layers` that are not layers (no variables, never called on tensors)
+NOT_LAYERS = frozenset({"InputSpec"})
 # A new model with variables of its own
 MODEL_COPIES = frozenset({"keras.models.clone_model", "keras.models.load_model", "keras.saving.load_model"})
 CALLABLE_PREFIXES = ("keras.optimizers.", "keras.losses.", "keras.metrics.", "keras.initializers.")

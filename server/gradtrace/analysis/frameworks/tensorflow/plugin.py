@@ -241,6 +241,9 @@ class TensorFlowPlugin(FrameworkPlugin):
 
     # ================================================================== events reaching the file's record
     def emit(self, event, frame: Frame):
+        event = super().emit(event, frame)
+        if event is None:
+            return None
         if isinstance(event, (Escape, Untracked)) and event.scope is None:
             event.scope = self.call_scope(frame)
         if frame.summarising:
@@ -406,8 +409,9 @@ class TensorFlowPlugin(FrameworkPlugin):
 
     def remember_attribute(self, cls_name: str, attr: str, value: Value) -> None:
         """Class-level attributes (joined over every assignment) for what instances do not say themselves."""
-        if value.deps or any(is_symbolic(s) for s in value.srcs):
-            return
+        if any(is_symbolic(s) for s in value.srcs) or any(is_symbolic(s) for c in value.cuts for s in c.lost):
+            return  # a summary's argument: not one value of the class
+        value = replace(value, deps=EMPTY)
         attrs = self.class_attrs.setdefault(cls_name, {})
         old = attrs.get(attr)
         if old is None or old == value:
@@ -473,7 +477,7 @@ class TensorFlowPlugin(FrameworkPlugin):
         if qn == api.LAMBDA_LAYER and args and args[0].kind in ("function", "method"):
             module = self.new_module(node, [], {}, frame)
             return replace(module, extra=(("lambda", args[0]),))
-        if qn in api.MODEL_FACTORIES or qn.startswith(api.LAYER_PREFIXES):
+        if qn in api.MODEL_FACTORIES or (qn.startswith(api.LAYER_PREFIXES) and tail not in api.NOT_LAYERS):
             return self.new_module(node, args, kwargs, frame)
         if qn in api.MODEL_COPIES:
             return self.new_module(node, [], {}, frame)  # a new model: its own variables
@@ -832,10 +836,9 @@ class TensorFlowPlugin(FrameworkPlugin):
         return self.scopes(frame.module).selected(("calls", selection), scope, choose)
 
     # ================================================================== what nothing called
-    def after_module(self) -> None:
+    def analyse_uncalled(self) -> None:
         interp = self.interp
         root = interp.root
-        before = set(interp.analysed)
         frame = Frame(root, interp.globals.get(root.path, {}), top=True)
         for info in root.classes.values():
             self.standalone_object(info, frame)
@@ -852,7 +855,6 @@ class TensorFlowPlugin(FrameworkPlugin):
                 run = self.run_on_its_own(func, obj, self.parameter_of(func))
                 if name in api.CALL_METHODS and self.is_module_class(info):
                     interp.emit(ClassOutput(fn, root, info.name, interp.result_of(run)), run)
-        self.leave_open(before)
 
     def standalone_object(self, info, frame: Frame) -> Value:
         """An instance of a class of the file, built by its own `__init__`/`build` with parameters for arguments."""
