@@ -67,6 +67,46 @@ class FrameworkPlugin(Plugin):
     def analyse_uncalled(self) -> None:
         pass
 
+    def relevant_functions(self) -> list:
+        """(function, class or None) of the file's functions and methods that name this plug-in's framework, or
+        call (by name) one that does: only they can show something when analysed on their own."""
+        module = self.interp.root
+        fns = [(fn, None) for fn in module.functions.values()] + [
+            (m, info) for info in module.classes.values() for m in info.methods.values()]
+        names = module.names
+        framework_names = {local for local, qualified in names.aliases.items() if qualified.split(".")[0] in self.roots}
+        if not framework_names or not fns:
+            return []
+        source = module.source
+        spans = sorted((min([fn.lineno] + [d.lineno for d in fn.decorator_list]), fn.end_lineno or fn.lineno, i)
+                       for i, (fn, _) in enumerate(fns))
+        starts = [span[0] for span in spans]
+
+        def owner(line: int) -> int | None:
+            k = bisect.bisect_right(starts, line) - 1
+            return spans[k][2] if k >= 0 and line <= spans[k][1] else None
+
+        relevant: set[int] = set()
+        for node in source.nodes(ast.Name):
+            if node.id in framework_names:
+                k = owner(node.lineno)
+                if k is not None:
+                    relevant.add(k)
+        calls: dict[int, set[str]] = {}
+        for node in source.nodes(ast.Call):
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+            k = owner(node.lineno) if name is not None else None
+            if k is not None:
+                calls.setdefault(k, set()).add(name)
+        while True:
+            using = {fns[k][0].name for k in relevant}
+            more = {k for k, called in calls.items() if k not in relevant and called & using}
+            if not more:
+                break
+            relevant |= more
+        return [fns[k] for k in sorted(relevant)]
+
     def emit(self, event, frame):
         if self.own_pass and not frame.summarising and type(event).__module__.startswith(self.others_with_own_pass):
             return None

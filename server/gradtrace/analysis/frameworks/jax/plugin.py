@@ -12,7 +12,6 @@ assignment, reverse mode through a dynamic loop) and which variable a step's gra
 from __future__ import annotations
 
 import ast
-import bisect
 from dataclasses import replace
 
 from gradtrace.analysis.core.frames import Frame, FunctionRef
@@ -814,52 +813,12 @@ class JaxPlugin(FrameworkPlugin):
             ref = self.underlying(tf.fn)
             if ref is not None and id(ref.node) not in interp.analysed:
                 self.call_jitfn(tf.node, tf, [UNKNOWN] * required(ref.node, len(ref.bound)), {}, frame)
-        for fn, info in self.standalone_functions():
+        for fn, info in self.relevant_functions():
             if id(fn) in interp.analysed:
                 continue
             func = FunctionRef(fn, info.module if info is not None else root, info)
             method = info is not None and func.params()[:1] in (["self"], ["cls"])
             self.run_on_its_own(func, Value("object", cls=info) if method else None, lambda name: UNKNOWN)
-
-    def standalone_functions(self) -> list:
-        """Functions and methods of the file that name JAX, or call (by name) one that does: only they can show
-        something when analysed on their own."""
-        module = self.interp.root
-        fns = [(fn, None) for fn in module.functions.values()] + [
-            (m, info) for info in module.classes.values() for m in info.methods.values()]
-        names = module.names
-        jax_names = {local for local, qualified in names.aliases.items() if qualified.split(".")[0] in api.ROOTS}
-        if not jax_names or not fns:
-            return []
-        source = module.source
-        spans = sorted((min([fn.lineno] + [d.lineno for d in fn.decorator_list]), fn.end_lineno or fn.lineno, i)
-                       for i, (fn, _) in enumerate(fns))
-        starts = [span[0] for span in spans]
-
-        def owner(line: int) -> int | None:
-            k = bisect.bisect_right(starts, line) - 1
-            return spans[k][2] if k >= 0 and line <= spans[k][1] else None
-
-        relevant: set[int] = set()
-        for node in source.nodes(ast.Name):
-            if node.id in jax_names:
-                k = owner(node.lineno)
-                if k is not None:
-                    relevant.add(k)
-        calls: dict[int, set[str]] = {}
-        for node in source.nodes(ast.Call):
-            func = node.func
-            name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
-            k = owner(node.lineno) if name is not None else None
-            if k is not None:
-                calls.setdefault(k, set()).add(name)
-        while True:
-            using = {fns[k][0].name for k in relevant}
-            more = {k for k, called in calls.items() if k not in relevant and called & using}
-            if not more:
-                break
-            relevant |= more
-        return [fns[k] for k in sorted(relevant)]
 
 
 def leaves(value: Value, path: str, depth: int = 0):

@@ -840,20 +840,22 @@ class TensorFlowPlugin(FrameworkPlugin):
         interp = self.interp
         root = interp.root
         frame = Frame(root, interp.globals.get(root.path, {}), top=True)
+        relevant = {id(fn) for fn, _ in self.relevant_functions()}
         for info in root.classes.values():
             self.standalone_object(info, frame)
         for fn in root.functions.values():
-            if id(fn) not in interp.analysed:
+            if id(fn) not in interp.analysed and id(fn) in relevant:
                 func = FunctionRef(fn, root, None)
                 self.run_on_its_own(func, None, self.parameter_of(func))
         for info in root.classes.values():
             obj = self.standalone_object(info, frame)
+            layer = self.is_module_class(info)
             for name, fn in info.methods.items():
-                if id(fn) in interp.analysed:
+                if id(fn) in interp.analysed or not (layer or id(fn) in relevant):
                     continue
                 func = FunctionRef(fn, root, info)
                 run = self.run_on_its_own(func, obj, self.parameter_of(func))
-                if name in api.CALL_METHODS and self.is_module_class(info):
+                if name in api.CALL_METHODS and layer:
                     interp.emit(ClassOutput(fn, root, info.name, interp.result_of(run)), run)
 
     def standalone_object(self, info, frame: Frame) -> Value:
