@@ -1,8 +1,9 @@
 """Scale: `gradtrace check -j N` over a generated tree, cold vs warm cache; server RSS over many edits.
 
     .venv/bin/python bench/scale_bench.py                      # both parts, defaults below
-    .venv/bin/python bench/scale_bench.py --files 2400 --jobs 2 --edits 10000
+    .venv/bin/python bench/scale_bench.py --files 2400 --jobs 2 --edits 5000
     .venv/bin/python bench/scale_bench.py --skip-server        # only the CLI part
+    .venv/bin/python bench/scale_bench.py --skip-cli           # only the server's memory over 5,000 edits
 
 Part 1 writes `--files` Python files (the fixtures under `fixtures/`, each copy made distinct) into
 a temporary tree and runs `gradtrace check -j N --format json` on it: cold (empty cache), warm
@@ -12,11 +13,12 @@ from the same run: `ast.parse` of every file in one process, and `ruff check --s
 ruff is installed. Target: warm >= 10x faster than cold.
 
 Part 2 starts `gradtrace server` on stdio, opens `--open` documents (one of ~1,000 lines), then sends
-`--edits` incremental didChange edits to the big one (typing and deleting across the file), waiting
-for its diagnostics every `--settle` edits; it samples the resident memory of the server and its
-analysis process(es) and counts, from the server's debug log, which documents were re-analysed.
-Target: RSS flat (the last sample within a few MB of the one after warm-up), and only the edited
-document re-analysed.
+`--edits` incremental didChange edits to the big one, across the file: half of them type a character
+into a variable's name and delete it (code: analysed again), half type a comment and delete it
+(mapped through, not analysed); it waits for the diagnostics every `--settle` edits, samples the
+resident memory of the server and its analysis process(es), and counts from the server's debug log
+which documents were analysed and how. Target: RSS flat (the last sample within ±10 % of the one after
+warm-up), and only the edited document analysed.
 """
 
 from __future__ import annotations
@@ -188,6 +190,9 @@ class Pipe:
         raise TimeoutError("no answer from the server")
 
 
+NAME = re.compile(r"^(\s+)([a-z_][a-z0-9_]*) = ")  # a local variable assigned in a block: type into its name
+
+
 def u16(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
@@ -218,6 +223,7 @@ def server_part(args) -> dict:
         docs[work / f"other_{i}.py"] = texts[i % len(texts)]
     pipe = Pipe([*GRADTRACE, "server"], ENV)
     analysed: dict[str, int] = {}
+    mapped: dict[str, int] = {}
 
     answered: set = set()
 
@@ -225,9 +231,10 @@ def server_part(args) -> dict:
         if "id" in message and "method" not in message:
             answered.add(message["id"])
         if message.get("method") == "window/logMessage":
-            m = re.match(r"(\S+\.py) v\S+: \d+ findings in", message["params"]["message"])
+            m = re.match(r"(\S+\.py) v\S+: \d+ findings in .*\((analysed|mapped)", message["params"]["message"])
             if m:
-                analysed[m.group(1)] = analysed.get(m.group(1), 0) + 1
+                tally = analysed if m.group(2) == "analysed" else mapped
+                tally[m.group(1)] = tally.get(m.group(1), 0) + 1
 
     try:
         rid = pipe.request("initialize", {"processId": os.getpid(), "rootUri": work.as_uri(), "capabilities": {
@@ -251,24 +258,27 @@ def server_part(args) -> dict:
         before_edits = dict(analysed)
         big_uri = uris["big.py"]
         lines = big.split("\n")
+        names = [(n, m.end(2)) for n, line in enumerate(lines) if (m := NAME.match(line))]
         rng = random.Random(7)
         samples = [(0, tree_rss_kb(pipe.proc.pid))]
         start = time.perf_counter()
-        hover_ids, pending = [], 0
+        hover_ids, typed = [], None
         for version in range(2, args.edits + 2):
-            line = rng.randrange(len(lines))
-            if version % 2 == 0:  # type a comment at the end of a random line ...
-                col = u16(lines[line])
+            if typed is None:  # type: a comment at the end of a random line, or a character into a name
+                if version % 4 == 2:
+                    line = rng.randrange(len(lines))
+                    col, text = u16(lines[line]), "  # x"
+                else:
+                    line, col = rng.choice(names)
+                    col, text = u16(lines[line][:col]), "x"
                 change = {"range": {"start": {"line": line, "character": col}, "end": {"line": line, "character": col}},
-                          "text": "  # x"}
-                lines[line] += "  # x"
-            else:  # ... and remove the last one typed, wherever it is
-                line = pending
-                col = u16(lines[line]) - 5
+                          "text": text}
+                typed = (line, col, len(text))
+            else:  # ... and delete what was typed
+                line, col, length = typed
                 change = {"range": {"start": {"line": line, "character": col},
-                                    "end": {"line": line, "character": col + 5}}, "text": ""}
-                lines[line] = lines[line][:-5]
-            pending = line
+                                    "end": {"line": line, "character": col + length}}, "text": ""}
+                typed = None
             pipe.notify("textDocument/didChange", {"textDocument": {"uri": big_uri, "version": version},
                                                    "contentChanges": [change]})
             if version % 25 == 0:
@@ -292,13 +302,17 @@ def server_part(args) -> dict:
         pipe.proc.wait(30)
         after_warmup = samples[2][1]
         reanalysed = {name: analysed.get(name, 0) - before_edits.get(name, 0) for name in uris}
+        change = (samples[-1][1] - after_warmup) / after_warmup * 100
         return {
             "open documents": len(docs), "edited document lines": big.count("\n"), "edits": args.edits,
             f"edits per second (with a wait for diagnostics every {args.settle})": round(args.edits / seconds),
             "hovers answered": f"{len(answered & set(hover_ids))} of {len(hover_ids)}",
             "rss MB (edits: MB)": {n: round(kb / 1024, 1) for n, kb in samples},
             "rss growth after warm-up, MB": round((samples[-1][1] - after_warmup) / 1024, 1),
+            f"rss change from {samples[2][0]} to {samples[-1][0]} edits, %": round(change, 1),
+            "rss flat (within ±10 %)": abs(change) <= 10,
             "analyses during the edits, per document": reanalysed,
+            "edits mapped through without analysis (comments)": mapped.get("big.py", 0),
             "server exit code": pipe.proc.returncode,
         }
     finally:
@@ -312,7 +326,7 @@ def main(argv=None) -> int:
     parser.add_argument("--files", type=int, default=2400)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--edits", type=int, default=10_000)
+    parser.add_argument("--edits", type=int, default=5_000)
     parser.add_argument("--settle", type=int, default=10, help="wait for diagnostics every N edits")
     parser.add_argument("--open", type=int, default=5, help="documents open in the server")
     parser.add_argument("--skip-cli", action="store_true")

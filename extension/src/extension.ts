@@ -1,10 +1,13 @@
 /** gradtrace for VS Code: starts the language server and wires the commands; the logic lives in common/. */
 
 import * as vscode from "vscode";
+import * as path from "node:path";
+import { registerCommands } from "./common/commands";
 import { COMMAND_RESTART, COMMAND_SHOW_LOGS, CONFIG_SECTION, RESTART_DELAY_MS, RESTART_SETTINGS } from "./common/constants";
 import { createLogChannel, log } from "./common/logging";
 import { registerProbeCommand } from "./common/probe";
 import { onDidChangeSelectedInterpreter } from "./common/python";
+import { RuleDocs } from "./common/ruleDocs";
 import { ServerManager, setLogChannel } from "./common/server";
 import { createStatusItem } from "./common/status";
 import { registerGradientMap } from "./gradientMap/gradientMap";
@@ -34,6 +37,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
         vscode.commands.registerCommand(COMMAND_SHOW_LOGS, () => log.show()),
         vscode.commands.registerCommand(COMMAND_RESTART, () => servers.restart("gradtrace.restart")),
         registerProbeCommand(servers),
+        registerCommands(context, servers),
+        new RuleDocs(servers, context.asAbsolutePath(path.join("extension", "bundled", "libs", "common", "gradtrace", "docs", "rules"))),
         registerGradientMap(context, servers),
         vscode.workspace.onDidChangeConfiguration((e) => {
             if (RESTART_SETTINGS.some((key) => e.affectsConfiguration(key))) {

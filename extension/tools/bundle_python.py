@@ -8,7 +8,10 @@ Layout (what gradtrace_launcher.py expects):
     libs/common/  packages identical for every version (pure Python: pygls, lsprotocol, jedi, ..., gradtrace)
 
 Wheels come from the package index with `pip install --target --python-version --only-binary=:all:` for
-linux x86_64. pip evaluates environment markers (`python_version < "3.11"`) against the interpreter running
+linux x86_64. What the server never runs is left out (PRUNED: jedi's stubs for third-party packages, libcst's
+codemod tooling and the YAML parser only that tooling reads). Byte code is compiled for every bundled version
+whose interpreter is on this machine (`python3.X`), as unchecked-hash .pyc (valid whatever the files' times
+after unpacking); other versions compile theirs on the first start. pip evaluates environment markers (`python_version < "3.11"`) against the interpreter running
 it, not the target, so each target's requirement closure is completed here with markers evaluated for the
 target version. Third-party packages are cached per (dependencies, version); gradtrace itself is always
 installed fresh from the given wheel. dist-info directories are kept (importlib.metadata needs them).
@@ -104,6 +107,45 @@ def tidy(target: str) -> None:
                 dirnames.remove(d)
 
 
+# Paths (relative to a cpXY/ or common/ directory) the language server never imports or reads.
+PRUNED = (
+    "jedi/third_party/typeshed/stubs",  # third-party stubs: only paths inside the project are resolved
+    "jedi/third_party/django-stubs",
+    "libcst/codemod", "libcst/tool.py", "libcst/testing", "libcst/display", "libcst/codegen",
+    "yaml", "_yaml", "yaml_ft",  # imported only by libcst's codemod tooling
+)
+PRUNED_DISTS = ("pyyaml", "pyyaml-ft")
+
+
+def prune(target: str) -> None:
+    for rel in PRUNED:
+        path = os.path.join(target, rel)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+    for project, dist in installed(target).items():
+        if project in PRUNED_DISTS:
+            shutil.rmtree(os.path.join(target, dist))
+
+
+def compile_byte_code(out: str, tags: list[str]) -> list[str]:
+    """Compile cpXY/ and common/ with each bundled version's interpreter found here; the versions compiled."""
+    done = []
+    for tag in tags:
+        version = f"{tag[2]}.{tag[3:]}"
+        python = sys.executable if sys.version_info[:2] == tuple(map(int, version.split("."))) \
+            else shutil.which(f"python{version}")
+        probe = [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"] if python else None
+        if not probe or subprocess.run(probe, capture_output=True, text=True).stdout.strip() != version:
+            continue  # absent, or a shim (pyenv) for a version that is not installed
+        for directory in (os.path.join(out, tag), os.path.join(out, "common")):
+            subprocess.run([python, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
+                            "-x", r"/third_party/", directory], check=True, stdout=subprocess.DEVNULL)
+        done.append(version)
+    return done
+
+
 def same_tree(a: str, b: str) -> bool:
     if os.path.isfile(a) or os.path.isfile(b):
         return os.path.isfile(a) and os.path.isfile(b) and filecmp.cmp(a, b, shallow=False)
@@ -161,6 +203,7 @@ def main() -> int:
             target = os.path.join(staging, tag)
             install_closure(target, version, deps)
             tidy(target)
+            prune(target)
         split_common(staging, tags)
         open(os.path.join(staging, ".complete"), "w").close()
 
@@ -174,6 +217,7 @@ def main() -> int:
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
                     "--no-deps", "--target", os.path.join(new, "common"), args.wheel], check=True)
     tidy(os.path.join(new, "common"))
+    compiled = compile_byte_code(new, tags)
     for tag in tags:
         if not os.listdir(os.path.join(new, tag)):
             open(os.path.join(new, tag, ".keep"), "w").close()
@@ -184,7 +228,9 @@ def main() -> int:
         shutil.rmtree(old)
     os.rename(new, args.out)
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(args.out) for f in fs)
-    print(f"bundle_python: {args.out}: {', '.join(tags)} + common, {size / 1e6:.1f} MB")
+    files = sum(len(fs) for _, _, fs in os.walk(args.out))
+    print(f"bundle_python: {args.out}: {', '.join(tags)} + common, {files} files, {size / 1e6:.1f} MB; "
+          f"byte code for Python {', '.join(compiled) or 'none'} (the others compile on their first start)")
     return 0
 
 

@@ -73,7 +73,7 @@
     if (info.path && info.line) vscode.postMessage({ type: "open", path: info.path, line: info.line });
   });
   document.getElementById("gt-fit").addEventListener("click", () => mapEl.classList.toggle("gt-fit"));
-  document.getElementById("gt-probe").addEventListener("click", () => vscode.postMessage({ type: "probe" }));
+  document.getElementById("gt-probe")?.addEventListener("click", () => vscode.postMessage({ type: "probe" }));
 
   window.addEventListener("message", (ev) => {
     const m = ev.data || {};

@@ -1,15 +1,28 @@
-"""gradtrace check | probe | server | rules  (DESIGN §3). Imports only what each command needs."""
+"""gradtrace check | probe | server | rules  (DESIGN §3).
+
+Each subcommand is a module of `gradtrace.commands` with `add_arguments(parser)` and `run(args)`; only the module
+of the command being run is imported (the language server's start-up imports nothing of the checker's).
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 import os
 import sys
 
 from gradtrace import __version__
+from gradtrace.commands import COMMANDS
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+
+
+def _chosen(args: list[str]) -> str | None:
+    """The subcommand named on the command line (the first argument that is not an option)."""
+    for arg in args:
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
 
 
 def _build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -19,29 +32,13 @@ def _build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"gradtrace {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    check = sub.add_parser("check", help="check files or directories statically")
-    check.add_argument("paths", nargs="*", default=["."], metavar="PATH")
-    check.add_argument("--format", choices=("text", "json", "sarif"), default="text")
-    check.add_argument("--select", help="comma-separated rule codes or prefixes to enable (default: all)")
-    check.add_argument("--ignore", help="comma-separated rule codes or prefixes to disable")
-    check.add_argument("--fix", action="store_true", help="apply safe fixes in place")
-    check.add_argument("--no-config", action="store_true", help="ignore [tool.gradtrace] in pyproject.toml")
-    check.add_argument("-j", "--jobs", type=int, default=1, help="parallel processes (default 1)")
-    check.add_argument("--no-cache", action="store_true", help="do not read or write the result cache")
-
-    probe = sub.add_parser("probe", help="run a sandboxed forward/backward and name dead parameters")
-    args = sys.argv[1:] if argv is None else argv
-    if "probe" in args:  # the probe's options are only imported when it runs
-        from gradtrace.probe.cli import add_arguments
-
-        add_arguments(probe)
-
-    sub.add_parser("server", help="run the language server on stdio")
-
-    rules = sub.add_parser("rules", help="list the rules, or print one rule's documentation")
-    rules.add_argument("code", nargs="?")
-    rules.add_argument("--format", choices=("text", "json"), default="text")
+    chosen = _chosen(sys.argv[1:] if argv is None else argv)
+    for name, help_text in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+        if name == chosen:
+            module = importlib.import_module(f"gradtrace.commands.{name}")
+            module.add_arguments(command)
+            command.set_defaults(run=module.run)
     return parser
 
 
@@ -51,24 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
-    try:
-        if args.command == "check":
-            from gradtrace.commands.check import run_check
-
-            return run_check(args)
-        if args.command == "probe":
-            from gradtrace.probe.cli import run
-
-            return run(args)
-        if args.command == "server":
-            from gradtrace.lsp.server import serve
-
-            serve()
-            return EXIT_CLEAN
-        if args.command == "rules":
-            return _rules(args)
+    if getattr(args, "run", None) is None:
         parser.print_help()
         return EXIT_ERROR
+    try:
+        return args.run(args)
     except KeyboardInterrupt:
         return EXIT_ERROR
     except BrokenPipeError:
@@ -78,30 +62,6 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("GRADTRACE_DEBUG"):
             raise
         return EXIT_ERROR
-
-
-def _rules(args) -> int:
-    from gradtrace.rules import all_rules, get_rule
-
-    if args.code:
-        rule = get_rule(args.code)
-        if rule is None:
-            print(f"gradtrace: no rule {args.code!r}; `gradtrace rules` lists them", file=sys.stderr)
-            return EXIT_ERROR
-        if args.format == "json":
-            print(json.dumps({"code": rule.code, "name": rule.name, "summary": rule.summary,
-                              "severity": rule.severity, "framework": rule.framework, "docs": rule.documentation()}))
-        else:
-            print(rule.documentation())
-        return EXIT_CLEAN
-    rows = [{"code": r.code, "name": r.name, "severity": r.severity, "framework": r.framework, "summary": r.summary}
-            for r in all_rules()]
-    if args.format == "json":
-        print(json.dumps(rows, indent=2))
-    else:
-        for r in rows:
-            print(f"{r['code']}  {r['name']:<34} {r['severity']:<11} {r['summary']}")
-    return EXIT_CLEAN
 
 
 if __name__ == "__main__":  # pragma: no cover

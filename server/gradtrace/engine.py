@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
+import sys
 import traceback
 from dataclasses import dataclass, field
 
 from gradtrace.analysis.context import AnalysisContext
 from gradtrace.analysis.source import SourceFile
 from gradtrace.findings import Finding
-from gradtrace.guarded_files import UnreadableFile, read_bytes
+from gradtrace.guarded_files import UnreadableFile, read_bytes, read_text
 from gradtrace.rules import rules_for
 from gradtrace.settings import LintSettings
 
 MAX_FILE_BYTES = 20 * 1024 * 1024
+MAX_GITIGNORE_BYTES = 1024 * 1024
 SKIP_DIRS = {".git", ".hg", ".svn", ".venv", "venv", "env", "node_modules", "__pycache__", ".tox", ".nox",
              ".mypy_cache", ".pytest_cache", ".ruff_cache", "build", "dist", ".eggs", "site-packages"}
 
@@ -30,13 +33,16 @@ class CheckResult:
     findings: list[Finding] = field(default_factory=list)
     # Internal problems (a rule that crashed): reported to the user's log, never raised.
     errors: list[str] = field(default_factory=list)
+    # The analysis itself (what the gradient lens reads); None when the file was not analysed.
+    context: object = field(default=None, repr=False, compare=False)
 
 
 def file_finding(path: str, code: str, severity: str, message: str, line: int = 1, column: int = 1) -> Finding:
     return Finding(path, line, column, line, column, code, severity, message)
 
 
-def syntax_finding(source: SourceFile) -> Finding:
+def syntax_finding(source: SourceFile, set_aside: list[tuple[int, int]] | None = None) -> Finding:
+    """GT000 at the parser's position; `set_aside` names the lines left out so that the rest was analysed."""
     exc = source.syntax_error
     assert exc is not None
     line = max(1, exc.lineno or 1)
@@ -50,8 +56,12 @@ def syntax_finding(source: SourceFile) -> Finding:
     end_column = min(end_column, len(source.lines.line(end_line)) + 1)
     if (end_line, end_column) < (line, column):
         end_line, end_column = line, column
-    return Finding(source.path, line, column, end_line, end_column, "GT000", "error",
-                   f"Syntax error, not analysed: {exc.msg}")
+    if set_aside:
+        lines = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in set_aside)
+        message = f"Syntax error: {exc.msg} (line{'s' if ',' in lines or '-' in lines else ''} {lines} not analysed)"
+    else:
+        message = f"Syntax error, not analysed: {exc.msg}"
+    return Finding(source.path, line, column, end_line, end_column, "GT000", "error", message)
 
 
 def check_source(
@@ -60,18 +70,41 @@ def check_source(
     settings: LintSettings | None = None,
     project=None,
     source: SourceFile | None = None,
+    previous: CheckResult | None = None,
 ) -> CheckResult:
-    """Check one document. `source` may be passed when the caller already parsed this version."""
+    """Check one document. `source` may be passed when the caller already parsed this version.
+
+    `previous` is the result for the previous version of the same document (the editor passes it; the
+    engine does not reuse it yet). A text that does not parse gets one GT000 at the parser's position,
+    and the statements around the error are still analysed (`SourceFile.recovered`).
+    """
     settings = settings or LintSettings()
     result = CheckResult()
     source = source or SourceFile.parse(path, text)
-    if source.syntax_error is not None:
-        if settings.enabled("GT000", path):
-            result.findings.append(syntax_finding(source))
+    if source.syntax_error is not None and newer_python_syntax(text):
+        # valid for a newer Python than the one running gradtrace: not the user's mistake
+        if settings.enabled("GT001", path):
+            result.findings.append(file_finding(path, "GT001", "information",
+                                                "Skipped: this file uses syntax of a newer Python than the one running "
+                                                f"gradtrace ({sys.version_info.major}.{sys.version_info.minor})."))
         return result
+    if source.syntax_error is not None:
+        recovered = source.recovered()
+        if recovered is not None:
+            result = _check_parsed(recovered, path, settings, project)
+        if settings.enabled("GT000", path):
+            result.findings.append(syntax_finding(source, recovered.set_aside if recovered else None))
+            result.findings.sort(key=Finding.sort_key)
+        return result
+    return _check_parsed(source, path, settings, project)
+
+
+def _check_parsed(source: SourceFile, path: str, settings: LintSettings, project) -> CheckResult:
+    result = CheckResult()
     if not source.frameworks:
         return result  # cheap pre-filter: no framework mentioned, nothing to cut
     ctx = AnalysisContext(source, project)
+    result.context = ctx
     too_deep = False
     for rule_cls in rules_for(source.frameworks):
         if not settings.enabled(rule_cls.code, path):
@@ -103,6 +136,14 @@ def check_source(
     return result
 
 
+NEWER_SYNTAX = re.compile(r"^\s*(?:type\s+\w+(?:\[[^\]]*\])?\s*=|(?:async\s+)?def\s+\w+\[|class\s+\w+\[)", re.M)
+
+
+def newer_python_syntax(text: str) -> bool:
+    """PEP 695 generics and `type` aliases (Python 3.12) read by an older interpreter."""
+    return sys.version_info < (3, 12) and NEWER_SYNTAX.search(text) is not None
+
+
 def read_source(path: str) -> tuple[str | None, Finding | None]:
     """The text of a file, or a finding that says why it is skipped (binary, non-UTF-8, unreadable, huge)."""
     try:
@@ -120,12 +161,11 @@ def read_source(path: str) -> tuple[str | None, Finding | None]:
 
 
 def _gitignore_patterns(directory: str) -> list[str]:
-    path = os.path.join(directory, ".gitignore")
     try:
-        with open(path, encoding="utf-8", errors="ignore") as fh:
-            return [ln.strip() for ln in fh if ln.strip() and not ln.startswith("#") and not ln.startswith("!")]
-    except OSError:
+        text = read_text(os.path.join(directory, ".gitignore"), MAX_GITIGNORE_BYTES, errors="ignore")
+    except UnreadableFile:  # absent, or a FIFO, a device, a huge file: no patterns
         return []
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#") and not ln.startswith("!")]
 
 
 def _ignored(rel: str, name: str, patterns: list[str]) -> bool:
@@ -139,8 +179,11 @@ def _ignored(rel: str, name: str, patterns: list[str]) -> bool:
     return False
 
 
-def iter_python_files(paths: list[str], settings: LintSettings | None = None):
-    """Yield Python files under `paths` (files given explicitly are always yielded)."""
+PYTHON_SUFFIXES = (".py", ".pyi")
+
+
+def iter_python_files(paths: list[str], settings: LintSettings | None = None, suffixes=PYTHON_SUFFIXES):
+    """Yield files ending in `suffixes` under `paths` (files given explicitly are always yielded)."""
     settings = settings or LintSettings()
     for root_path in paths:
         if os.path.isfile(root_path):
@@ -155,7 +198,7 @@ def iter_python_files(paths: list[str], settings: LintSettings | None = None):
                 and not _ignored(os.path.normpath(os.path.join(rel_dir, d)), d, patterns)
             )
             for name in sorted(filenames):
-                if not (name.endswith(".py") or name.endswith(".pyi")):
+                if not name.endswith(suffixes):
                     continue
                 rel = os.path.normpath(os.path.join(rel_dir, name))
                 if not _ignored(rel, name, patterns):

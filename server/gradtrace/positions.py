@@ -9,8 +9,14 @@ Three units meet in gradtrace:
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
+from functools import lru_cache
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_ASTRAL = re.compile("[\U00010000-\U0010FFFF]")  # two UTF-16 code units each
+
+# Every conversion below is linear in C (str.isascii, str.encode, a regex scan), never a Python loop over
+# the characters of a line: a 2 MB single-line document must not cost seconds per keystroke.
 
 
 def split_lines(text: str) -> list[str]:
@@ -19,36 +25,43 @@ def split_lines(text: str) -> list[str]:
 
 
 def byte_col_to_char_col(line_text: str, byte_col: int) -> int:
-    """0-based UTF-8 byte column on `line_text` -> 0-based code-point column."""
+    """0-based UTF-8 byte column on `line_text` -> 0-based code-point column (a byte inside a character
+    gives that character's column)."""
     if line_text.isascii():
-        return byte_col
-    count = 0  # counted per code point: a lone surrogate (which a client may send) cannot be encoded
-    for index, ch in enumerate(line_text):
-        o = ord(ch)
-        count += 1 if o < 0x80 else 2 if o < 0x800 else 3 if o < 0x10000 else 4
-        if count > byte_col:
-            return index
-    return len(line_text)
+        return min(byte_col, len(line_text))
+    prefix = line_text.encode("utf-8", "surrogatepass")[:max(byte_col, 0)]
+    try:  # a lone surrogate (which a client may send) encodes to 3 bytes and back
+        return len(prefix.decode("utf-8", "surrogatepass"))
+    except UnicodeDecodeError as exc:  # cut inside a character: the characters before it
+        return len(prefix[:exc.start].decode("utf-8", "surrogatepass"))
+
+
+@lru_cache(maxsize=2)  # the line being edited: converted several times per keystroke
+def _astral_columns(line_text: str) -> tuple[int, ...]:
+    """Code-point columns of the characters that take two UTF-16 code units."""
+    return tuple(match.start() for match in _ASTRAL.finditer(line_text))
 
 
 def char_col_to_utf16(line_text: str, char_col: int) -> int:
     """0-based code-point column -> 0-based UTF-16 code-unit column."""
-    prefix = line_text[:char_col]
-    if prefix.isascii():
+    if line_text.isascii():  # O(1): CPython records it
         return char_col
-    return char_col + sum(1 for ch in prefix if ord(ch) > 0xFFFF)
+    return char_col + bisect_left(_astral_columns(line_text), char_col)
 
 
 def utf16_to_char_col(line_text: str, utf16_col: int) -> int:
-    """0-based UTF-16 code-unit column -> 0-based code-point column (clamped to the line)."""
+    """0-based UTF-16 code-unit column -> 0-based code-point column (clamped to the line; a column inside
+    a surrogate pair gives the column after that character)."""
     if line_text.isascii():
         return min(utf16_col, len(line_text))
-    units = 0
-    for index, ch in enumerate(line_text):
-        if units >= utf16_col:
-            return index
-        units += 2 if ord(ch) > 0xFFFF else 1
-    return len(line_text)
+    extra = 0  # astral characters before the current one
+    for start in _astral_columns(line_text):
+        if utf16_col <= start + extra:
+            return utf16_col - extra
+        if utf16_col == start + extra + 1:
+            return start + 1
+        extra += 1
+    return min(utf16_col - extra, len(line_text))
 
 
 def char_col_to_unit(line_text: str, char_col: int, encoding: str) -> int:

@@ -170,6 +170,7 @@ class ServerSettings:
     fix_all: bool = True
     code_action_fix_violation: bool = True
     code_action_disable_rule_comment: bool = True
+    show_syntax_errors: bool = True  # False when the editor shows its own (GT000 is then not published)
     probe_enable: bool = True
     probe_timeout: float = 60.0
     probe_memory_mb: int = 4096
@@ -257,6 +258,7 @@ _SERVER_KEYS = {
     "fixAll": ("fix_all", _bool),
     "codeAction.fixViolation.enable": ("code_action_fix_violation", _bool),
     "codeAction.disableRuleComment.enable": ("code_action_disable_rule_comment", _bool),
+    "showSyntaxErrors": ("show_syntax_errors", _bool),
     "probe.enable": ("probe_enable", _bool),
     "probe.timeout": ("probe_timeout", lambda v, n: _number(v, n, 1, 3600)),
     "probe.memory": ("probe_memory_mb", lambda v, n: _number(v, n, 64, 1024 * 1024, integer=True)),

@@ -51,3 +51,30 @@ async def test_static_map_then_probe_map(client):
 async def test_bad_argument_is_an_invalid_params_error(client):
     with pytest.raises(Exception, match="expects the document URI"):
         await execute(client, "gradtrace.gradientMap")
+
+
+async def test_an_edit_makes_the_probe_result_stale_and_fixing_the_cut_clears_it(client):
+    uri = open_doc(client, DETACH)
+    text = DETACH.read_text(encoding="utf-8")
+    result = await execute(client, "gradtrace.probe", uri)
+    assert result["status"] == "ok", result.get("error")
+    fresh = await execute(client, "gradtrace.gradientMap", uri)
+    assert fresh["source"] == "probe" and fresh["stale"] is False and "stale" not in fresh["title"]
+
+    client.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+        content_changes=[types.TextDocumentContentChangeWholeDocument(text=text + "# a note\n")]))
+    diags = await wait_diagnostics(client, uri, version=2)
+    probe = [d for d in diags if d.source == "gradtrace probe"]
+    assert probe and all(d.message.startswith("stale probe result") for d in probe)
+    stale = await execute(client, "gradtrace.gradientMap", uri)
+    assert stale["stale"] is True and "stale" in stale["title"] and stale["notes"][0].startswith("Stale")
+
+    # the cut (line 15) fixed: every probe finding it caused goes, the parameters' (line 10) too
+    fixed = text.replace(".detach()", "")
+    assert fixed != text
+    client.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=3),
+        content_changes=[types.TextDocumentContentChangeWholeDocument(text=fixed)]))
+    diags = await wait_diagnostics(client, uri, version=3)
+    assert [d for d in diags if d.source == "gradtrace probe"] == []

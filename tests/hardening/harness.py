@@ -20,7 +20,9 @@ import time
 
 from lsprotocol import types
 
-from tests.lsp.helpers import SERVER_CMD, SERVER_ENV, make_client
+from tests.lsp.helpers import DATA, SERVER_CMD, SERVER_ENV, make_client
+
+DETACH = (DATA / "detach.py").read_text(encoding="utf-8")
 
 LSP_BREAK = re.compile(r"\r\n|\r|\n")
 
@@ -327,3 +329,29 @@ class RawServer:
                     stream.close()
                 except OSError:
                     pass
+
+
+# ---- a document with one known finding, to check that a server still serves ---------------------
+
+
+def open_detach(raw: RawServer, path, text: str = DETACH, version: int = 1) -> str:
+    uri = path.as_uri()
+    raw.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "python", "version": version,
+                                                         "text": text}})
+    return uri
+
+
+def diagnostics_for(raw: RawServer, uri: str, version: int, timeout: float = 20.0) -> list:
+    message = raw.wait_for(lambda m: m.get("method") == "textDocument/publishDiagnostics"
+                           and m["params"]["uri"] == uri and m["params"].get("version") == version,
+                           timeout, f"diagnostics for {uri} v{version}")
+    return message["params"]["diagnostics"]
+
+
+def still_works(raw: RawServer, tmp_path, name: str = "after.py") -> None:
+    """A later valid document gets its GT105 and a hover on it is answered."""
+    uri = open_detach(raw, tmp_path / name)
+    (diag,) = diagnostics_for(raw, uri, 1)
+    assert diag["code"] == "GT105"
+    hover = raw.call("textDocument/hover", {"textDocument": {"uri": uri}, "position": diag["range"]["start"]})
+    assert "GT105" in hover["result"]["contents"]["value"]

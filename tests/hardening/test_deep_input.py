@@ -36,7 +36,8 @@ CASES = {
                              + "\ng = jax.grad(f)(1.0)\n", ["GT002"]),
     "string_5mb": ("import torch\nx = '" + "a" * 5_000_000 + "'\n", []),
     "line_100k_chars": ("import torch\nx = [" + "1, " * 33_000 + "]\n" + DETACH, ["GT105"]),
-    "lines_100k": ("import torch\n" + "".join(f"x{i} = torch.ones(3) * {i}\n" for i in range(100_000)), ["GT002"]),
+    # long but plain: analysed to the end (about three times its parse), nothing to report
+    "lines_100k": ("import torch\n" + "".join(f"x{i} = torch.ones(3) * {i}\n" for i in range(100_000)), []),
 }
 
 

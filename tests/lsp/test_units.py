@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from gradtrace.analysis.suppressions import code_at
 from gradtrace.findings import Edit, Finding, Fix
 from gradtrace.lsp.code_actions import fix_all_edit, noqa_edit
 from gradtrace.lsp.config import SettingsStore, extract_settings
 from gradtrace.lsp.diagnostics import LineMap, to_diagnostic
-from gradtrace.lsp.documents import carry_over, relocate
-from gradtrace.lsp.hover import dotted_at, noqa_code_at
-from gradtrace.lsp.notebook import _neutralise
+from gradtrace.lsp.hover import dotted_at
+from gradtrace.lsp.relocation import relocate
 from gradtrace.lsp.worker import run_fix_all
+from gradtrace.notebooks import neutralise as _neutralise
 from gradtrace.positions import lsp_to_point, span_to_lsp, split_lines
 from gradtrace.settings import LintSettings, server_settings_from_mapping
 from lsprotocol import types
@@ -147,22 +148,10 @@ def test_relocate_follows_moved_lines_and_drops_changed_ones():
     assert relocate(f, old, ["a", "y = x.detach()  # edited", "b"]) is None
 
 
-def test_carry_over_skips_the_broken_line():
-    from gradtrace.lsp.documents import Analysis
-
-    good = ["y = x.detach()", "z = w.detach()"]
-    findings = [Finding("/a.py", 1, 5, 1, 15, "GT105", "warning", "m"),
-                Finding("/a.py", 2, 5, 2, 15, "GT105", "warning", "m")]
-    previous = Analysis("k", 1, 0, LineMap("k", "/a.py", good), findings, [], {})
-    syntax = [Finding("/a.py", 2, 1, 2, 2, "GT000", "error", "syntax")]
-    kept = carry_over(previous, good, syntax)
-    assert [f.line for f in kept] == [1]
-
-
 def test_hover_helpers():
     line = "x = 1  # noqa: GT120, gt105"
-    assert noqa_code_at(line, line.index("gt105") + 2)[0] == "GT105"
-    assert noqa_code_at(line, 2) is None
+    assert code_at(line, line.index("gt105") + 2)[0] == "GT105"
+    assert code_at(line, 2) is None
     assert dotted_at("h = self.encoder.weight @ x", 11) == "self.encoder"
     assert dotted_at("h = model.net.0.weight", 14) == "model.net.0"
 
@@ -172,3 +161,43 @@ def test_magics_become_pass():
     assert _neutralise("%timeit f()") == "pass"
     assert _neutralise("model?") == "pass"
     assert _neutralise("x = 1  # 100%") == "x = 1  # 100%"
+
+
+@pytest.mark.parametrize("comment", ["# noqa", "# NOQA", "#noqa:GT105", "# noqa: GT120, GT105", "# noqa: GT120 GT105",
+                                     "# keep  # noqa: gt105", "# noqa : GT120"])
+def test_the_engine_and_disable_for_this_line_read_noqa_alike(comment):
+    """Wherever the engine suppresses GT105, "Disable GT105 for this line" has nothing to add, and vice versa."""
+    from gradtrace.analysis.source import SourceFile
+
+    line = f"y = x.detach()  {comment}"
+    suppressed = SourceFile.parse("/a.py", line + "\n").suppressed("GT105", 1)
+    edit = noqa_edit([line, ""], line + "\n", 0, 0, "GT105", "utf-16")
+    assert suppressed == (edit is None), (comment, suppressed, edit)
+
+
+def test_a_document_text_goes_to_the_analysis_process_once_per_edit():
+    """The job carries the text; the same text is not sent again as the document's unsaved text."""
+    from gradtrace.lsp.worker import AnalysisWorker
+
+    worker = AnalysisWorker(use_process=False)
+    worker.set_overlay("/p", "/p/train.py", "import torch\n")
+    worker.set_overlay("/p", "/p/model.py", "import torch  # model\n")
+    jobs = []
+    worker.call(jobs.append, {"path": "/p/train.py", "text": "import torch\n"})
+    assert jobs[0]["overlay_from_text"] is True
+    assert [path for _root, path, _text in jobs[0]["overlays"]] == ["/p/model.py"]
+    worker.set_overlay("/p", "/p/train.py", "import torch\nx = 1\n")
+    worker.call(jobs.append, {"path": "/p/train.py", "text": "import torch\nx = 1\n"})
+    assert jobs[1]["overlays"] == []
+
+
+def test_an_analysis_process_whose_server_is_gone_before_it_started_exits():
+    """The server died while the child was still importing: the child's parent is no longer the server."""
+    import subprocess
+    import sys
+
+    from .helpers import SERVER_ENV
+
+    code = "from gradtrace.lsp.worker import child_init; import time; child_init(1); time.sleep(30)"
+    child = subprocess.run([sys.executable, "-c", code], env=SERVER_ENV, timeout=20)
+    assert child.returncode == 0

@@ -27,3 +27,29 @@ def launcher():
     lau = ProbeLauncher()
     yield lau
     lau.shutdown()
+
+
+@pytest.fixture(scope="module")
+def module_launcher():
+    """A launcher of this test module's own (its workers go with the module)."""
+    from gradtrace.probe.launcher import ProbeLauncher
+
+    lau = ProbeLauncher()
+    yield lau
+    lau.shutdown()
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory):
+    """One project for the scripts the tests write: the launcher keeps one warm worker per project."""
+    root = tmp_path_factory.mktemp("project")
+    (root / "pyproject.toml").write_text("[project]\nname = 'probed-scripts'\n")
+    return root
+
+
+@pytest.fixture
+def scripts(project, request):
+    """A directory of its own for this test's scripts, inside the shared project."""
+    path = project / re.sub(r"\W+", "_", request.node.name)[:100]
+    path.mkdir()
+    return path

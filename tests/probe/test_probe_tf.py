@@ -19,12 +19,8 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def tf_launcher():
-    from gradtrace.probe.launcher import ProbeLauncher
-
-    lau = ProbeLauncher()
-    yield lau
-    lau.shutdown()
+def tf_launcher(module_launcher):
+    return module_launcher
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -236,7 +236,7 @@ def test_autograd_grad_with_allow_unused_names_the_unused_input(launcher):
     res = probe(launcher, "allow_unused.py")
     params = {p["name"]: p for p in res["parameters"]}
     assert params["a"]["grad"] == "ok" and params["b"]["grad"] == "none" and params["b"]["why"] == "unused"
-    assert "torch.autograd.grad" in res["stop_reason"]
+    assert res["steps"] == 1 and "finished" in res["stop_reason"]  # the script went on after the gradient
 
 
 def test_nonfinite_gradient_points_at_the_op(launcher):

@@ -58,5 +58,8 @@ def test_launcher_reports_what_is_missing(tmp_path):
     proc = subprocess.run([sys.executable, "-I", launcher, "--libs", str(tmp_path)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 3
-    assert proc.stderr.startswith("gradtrace: cannot start the language server:")
+    first, _, rest = proc.stderr.partition("\n")
+    assert first.startswith("gradtrace-launcher: ")  # the report the client reads to explain the failure
+    assert json.loads(first.split(": ", 1)[1])["strategy"] == "useBundled"
+    assert rest.startswith("gradtrace: cannot start the language server:")
 

@@ -1,11 +1,17 @@
-"""Starts the gradtrace language server for the VS Code extension, or checks that it can.
+"""Starts the gradtrace language server for the VS Code extension.
 
-    python gradtrace_launcher.py --libs DIR [--check]     # useBundled: packages shipped in DIR/cpXY + DIR/common
-    python gradtrace_launcher.py --from-environment [--check]   # gradtrace installed in this interpreter
+    python -I gradtrace_launcher.py --libs DIR          # useBundled: packages shipped in DIR/cpXY + DIR/common
+    python gradtrace_launcher.py --from-environment     # gradtrace installed in this interpreter
+    ... --check                                         # only report what would run (for debug information)
 
---check prints one JSON object (what runs, what is missing) and exits 0; otherwise this process becomes
-`gradtrace server` on stdio. Kept to syntax that old interpreters can parse, so that they get a clear
-"too old" answer instead of a SyntaxError.
+Before the server starts, one line goes to stderr: `gradtrace-launcher: ` and a JSON object saying which Python
+runs it, from where, and what cannot be imported. When something is missing the process exits with status 3
+after that line and a sentence; otherwise it becomes `gradtrace server` on stdio. The editor starts this
+directly (no separate check first) and reads the line from the server's error output. `--check` prints the
+same object on stdout, after importing everything the server and its analysis need, and exits 0.
+
+Kept to syntax that old interpreters can parse, so that they get a clear "too old" answer instead of a
+SyntaxError.
 """
 
 import importlib
@@ -14,7 +20,10 @@ import os
 import sys
 
 MIN_VERSION = (3, 10)
-NEEDED = ("gradtrace", "pygls", "lsprotocol", "libcst", "jedi", "gradtrace.lsp.server")
+REPORT_PREFIX = "gradtrace-launcher: "
+# What the server process imports before it answers `initialize`; the rest loads in its analysis process.
+NEEDED_TO_START = ("gradtrace", "gradtrace.lsp.server")
+NEEDED_TO_ANALYSE = ("pygls", "lsprotocol", "libcst", "jedi", "gradtrace.engine")
 
 
 def bundle_dirs(libs):
@@ -36,10 +45,10 @@ def bundle_dirs(libs):
     return dirs, None
 
 
-def check_imports():
-    """Import what the server needs; a list of {module, error} for what fails."""
+def check_imports(names):
+    """Import `names`; a list of {module, error} for what fails."""
     missing = []
-    for name in NEEDED:
+    for name in names:
         try:
             module = importlib.import_module(name)
             if name == "libcst":
@@ -47,6 +56,16 @@ def check_imports():
         except Exception as exc:  # noqa: BLE001 - any failure means the server cannot run
             missing.append({"module": name, "error": "%s: %s" % (type(exc).__name__, exc)})
     return missing
+
+
+def byte_code(dirs):
+    """'shipped' when the bundle holds byte code for this interpreter, else 'compiled here' (written beside
+    the sources on the first start, whatever PYTHONDONTWRITEBYTECODE says: -I ignores it)."""
+    tag = sys.implementation.cache_tag
+    for directory in dirs:
+        if os.path.exists(os.path.join(directory, "gradtrace", "__pycache__", "__init__.%s.pyc" % tag)):
+            return "shipped"
+    return "compiled here"
 
 
 def main(argv):
@@ -62,6 +81,7 @@ def main(argv):
         "missing": [],
         "error": None,
         "paths": [],
+        "bytecode": None,
     }
     if sys.version_info[:2] < MIN_VERSION:
         report["error"] = "gradtrace needs Python %d.%d or newer; this interpreter is Python %s" % (
@@ -71,16 +91,19 @@ def main(argv):
         dirs, error = bundle_dirs(libs)
         report["paths"] = dirs
         report["error"] = error
+        report["bytecode"] = byte_code(dirs) if dirs else None
         sys.path[0:0] = dirs
     if report["error"] is None:
-        report["missing"] = check_imports()
-        if not report["missing"]:
+        report["missing"] = check_imports(NEEDED_TO_START + (NEEDED_TO_ANALYSE if check else ()))
+        if not any(m["module"] == "gradtrace" for m in report["missing"]):
             import gradtrace
 
             report["gradtrace"] = getattr(gradtrace, "__version__", "unknown")
     if check:
         sys.stdout.write(json.dumps(report) + "\n")
         return 0
+    sys.stderr.write(REPORT_PREFIX + json.dumps(report) + "\n")
+    sys.stderr.flush()
     if report["error"] or report["missing"]:
         problems = [report["error"]] if report["error"] else []
         problems += ["cannot import %(module)s (%(error)s)" % m for m in report["missing"]]

@@ -5,7 +5,10 @@
 
 import type { ImportStrategy } from "./settingsModel";
 
-/** The JSON that `gradtrace_launcher.py --check` prints. */
+/**
+ * What `gradtrace_launcher.py` says about itself: on stderr, prefixed with REPORT_PREFIX, before the server
+ * starts (or instead of it); on stdout with `--check`.
+ */
 export interface LauncherReport {
     python: string;
     executable: string;
@@ -14,7 +17,11 @@ export interface LauncherReport {
     missing: { module: string; error: string }[];
     error: string | null;
     paths: string[];
+    /** "shipped" (byte code in the .vsix for this Python), "compiled here", or null (not the bundle). */
+    bytecode?: string | null;
 }
+
+export const REPORT_PREFIX = "gradtrace-launcher: ";
 
 export interface LaunchPaths {
     /** `<extension>/extension/bundled/tool/gradtrace_launcher.py` */
@@ -47,30 +54,43 @@ export function launcherCommand(
     return { command, args };
 }
 
-/** The last JSON object line in the launcher's output (interpreter wrappers may print before it). */
+/** The last JSON object line in `--check` output (interpreter wrappers may print before it). */
 export function parseLauncherReport(stdout: string): LauncherReport | undefined {
-    const lines = stdout.split(/\r?\n/).reverse();
-    for (const line of lines) {
-        const text = line.trim();
-        if (!text.startsWith("{")) {
-            continue;
+    for (const line of stdout.split(/\r?\n/).reverse()) {
+        const report = reportFromJson(line.trim());
+        if (report) {
+            return report;
         }
-        try {
-            const value = JSON.parse(text) as Partial<LauncherReport>;
-            if (typeof value.python === "string" && Array.isArray(value.missing)) {
-                return {
-                    python: value.python,
-                    executable: value.executable ?? "",
-                    strategy: value.strategy === "fromEnvironment" ? "fromEnvironment" : "useBundled",
-                    gradtrace: value.gradtrace ?? null,
-                    missing: value.missing,
-                    error: value.error ?? null,
-                    paths: value.paths ?? [],
-                };
-            }
-        } catch {
-            // not our line
+    }
+    return undefined;
+}
+
+/** The report in one line of the server's error output, or undefined when the line is something else. */
+export function parseReportLine(line: string): LauncherReport | undefined {
+    const text = line.trim();
+    return text.startsWith(REPORT_PREFIX) ? reportFromJson(text.slice(REPORT_PREFIX.length)) : undefined;
+}
+
+function reportFromJson(text: string): LauncherReport | undefined {
+    if (!text.startsWith("{")) {
+        return undefined;
+    }
+    try {
+        const value = JSON.parse(text) as Partial<LauncherReport>;
+        if (typeof value.python === "string" && Array.isArray(value.missing)) {
+            return {
+                python: value.python,
+                executable: value.executable ?? "",
+                strategy: value.strategy === "fromEnvironment" ? "fromEnvironment" : "useBundled",
+                gradtrace: value.gradtrace ?? null,
+                missing: value.missing,
+                error: value.error ?? null,
+                paths: value.paths ?? [],
+                bytecode: value.bytecode ?? null,
+            };
         }
+    } catch {
+        // not our line
     }
     return undefined;
 }
@@ -80,7 +100,6 @@ export interface SpawnFailure {
     code?: string;
     exitCode?: number | null;
     stderr?: string;
-    timedOut?: boolean;
 }
 
 /** Why the server cannot start, in one or two sentences that say what to do. Undefined: it can start. */
@@ -98,13 +117,13 @@ export function describeStartProblem(
     if (failure?.code === "EACCES") {
         return `The Python interpreter "${shown}" cannot be executed (permission denied). ${choose}`;
     }
-    if (failure?.timedOut) {
-        return `The Python interpreter "${shown}" did not answer within the time limit. ${choose}`;
-    }
     if (!report) {
-        const tail = lastLines(failure?.stderr ?? "", 3);
-        const code = failure?.exitCode !== undefined && failure?.exitCode !== null ? ` (exit code ${failure.exitCode})` : "";
-        return `"${shown}" could not run gradtrace's start-up check${code}${tail ? `: ${tail}` : ""}. ${choose}`;
+        if (!failure) {
+            return undefined;
+        }
+        const tail = lastLines(failure.stderr ?? "", 3);
+        const code = failure.exitCode !== undefined && failure.exitCode !== null ? ` (exit code ${failure.exitCode})` : "";
+        return `"${shown}" could not start gradtrace's language server${code}${tail ? `: ${tail}` : ""}. ${choose}`;
     }
     if (report.error) {
         const fix =

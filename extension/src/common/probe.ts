@@ -5,7 +5,8 @@ import * as vscode from "vscode";
 import { ExecuteCommandRequest } from "vscode-languageclient/node";
 import { COMMAND_PROBE, COMMAND_SHOW_LOGS } from "./constants";
 import { log } from "./logging";
-import { ServerManager } from "./server";
+import { ProbeResult, probeOutcome } from "./probeOutcome";
+import type { ServerManager } from "./server";
 import { getSettings } from "./settings";
 
 export const UNTRUSTED_PROBE_MESSAGE =
@@ -93,12 +94,20 @@ export function registerProbeCommand(manager: ServerManager): vscode.Disposable 
                 const started = Date.now();
                 log.info(`probe: ${uri.fsPath}`);
                 try {
-                    const result: unknown = await client.sendRequest(
+                    const result = (await client.sendRequest(
                         ExecuteCommandRequest.type,
                         { command: COMMAND_PROBE, arguments: [uri.toString()] },
                         token,
-                    );
-                    log.info(`probe of ${name} finished in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+                    )) as ProbeResult | null;
+                    const seconds = ((Date.now() - started) / 1000).toFixed(1);
+                    const outcome = probeOutcome(result, name);
+                    if (outcome) {
+                        const err = result?.error;
+                        log.error(`probe of ${name} failed after ${seconds} s: ${result?.status ?? "?"}: ${err?.type ?? ""} ${err?.message ?? ""}`);
+                        void showError(outcome.message, outcome.setting);
+                    } else {
+                        log.info(`probe of ${name}: ${result?.status ?? "?"} in ${seconds} s`);
+                    }
                     return result;
                 } catch (err) {
                     if (token.isCancellationRequested) {
@@ -108,7 +117,7 @@ export function registerProbeCommand(manager: ServerManager): vscode.Disposable 
                     }
                     const message = err instanceof Error ? err.message : String(err);
                     log.error(`probe of ${name} failed: ${message}`);
-                    void showError(`gradtrace: probe of ${name} failed. ${message}`);
+                    void showError(`gradtrace: the probe of ${name} failed (details in the log).`, "gradtrace.probe");
                     return undefined;
                 }
             },
@@ -116,9 +125,12 @@ export function registerProbeCommand(manager: ServerManager): vscode.Disposable 
     });
 }
 
-async function showError(message: string): Promise<void> {
-    const choice = await vscode.window.showErrorMessage(message, "Show logs");
-    if (choice) {
+/** A short sentence with "Open settings" (at `setting`) and "Show logs". */
+async function showError(message: string, setting = "gradtrace"): Promise<void> {
+    const choice = await vscode.window.showErrorMessage(message, "Open settings", "Show logs");
+    if (choice === "Show logs") {
         await vscode.commands.executeCommand(COMMAND_SHOW_LOGS);
+    } else if (choice === "Open settings") {
+        await vscode.commands.executeCommand("workbench.action.openSettings", setting);
     }
 }

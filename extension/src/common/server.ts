@@ -1,6 +1,13 @@
-/** Server lifecycle: choose the interpreter, check it, start, restart and stop the language client. */
+/**
+ * Server lifecycle: choose the interpreter, start, restart and stop the language client.
+ *
+ * The server process is started at once (no separate check first: that cost a whole interpreter start and
+ * the server's imports before the first squiggle). The launcher's first line of error output says which
+ * Python runs it and what it could not import; when it cannot start, that line and its exit status explain why.
+ */
 
-import { spawn } from "node:child_process";
+import { ChildProcess, spawn } from "node:child_process";
+import * as readline from "node:readline";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as vscode from "vscode";
@@ -15,13 +22,22 @@ import {
     LanguageClient,
     LanguageClientOptions,
     Message,
+    MessageType,
     ResponseError,
     RevealOutputChannelOn,
+    ShowMessageNotification,
+    ShowMessageParams,
     ServerOptions,
     State,
-    TransportKind,
 } from "vscode-languageclient/node";
-import { CLIENT_OWNED_COMMANDS, COMMAND_SHOW_LOGS, CONFIG_SECTION, SERVER_ID, SERVER_NAME } from "./constants";
+import {
+    CLIENT_OWNED_COMMANDS,
+    COMMAND_SHOW_LOGS,
+    COMMAND_SHOW_RULE_DOCS,
+    CONFIG_SECTION,
+    SERVER_ID,
+    SERVER_NAME,
+} from "./constants";
 import { InterpreterChoice, chooseInterpreter, describeSource } from "./interpreter";
 import {
     LaunchPaths,
@@ -29,7 +45,7 @@ import {
     SpawnFailure,
     describeStartProblem,
     launcherCommand,
-    parseLauncherReport,
+    parseReportLine,
 } from "./launch";
 import { log } from "./logging";
 import { selectedInterpreter } from "./python";
@@ -43,9 +59,9 @@ import {
     initializationOptions,
     toServerSettings,
 } from "./settingsModel";
+import { linkDiagnosticsToDocs, linkHoverToDocs } from "./ruleDocs";
 import * as status from "./status";
 
-const CHECK_TIMEOUT_MS = 30_000;
 const MAX_CRASHES = 3;
 const CRASH_WINDOW_MS = 3 * 60_000;
 
@@ -53,7 +69,7 @@ const CRASH_WINDOW_MS = 3 * 60_000;
 export interface ServerInfo {
     interpreter: InterpreterChoice;
     strategy: ImportStrategy;
-    report: LauncherReport;
+    report: LauncherReport | undefined;
     version: string;
 }
 
@@ -68,38 +84,51 @@ function sameResolution(a: Resolution | undefined, b: Resolution): boolean {
     return !!a && a.strategy === b.strategy && a.trusted === b.trusted && a.command.join("\0") === b.command.join("\0");
 }
 
-function runLauncherCheck(
-    interpreter: string[],
-    strategy: ImportStrategy,
-    paths: LaunchPaths,
-    cwd: string,
-): Promise<{ report?: LauncherReport; failure?: SpawnFailure }> {
-    const { command, args } = launcherCommand(interpreter, strategy, paths, true);
-    log.debug(`start-up check: ${[command, ...args].join(" ")}`);
-    return new Promise((resolve) => {
-        let stdout = "";
-        let stderr = "";
-        let settled = false;
-        const finish = (value: { report?: LauncherReport; failure?: SpawnFailure }) => {
-            if (!settled) {
-                settled = true;
-                clearTimeout(timer);
-                resolve(value);
-            }
-        };
-        const child = spawn(command, args, { cwd, env: process.env, stdio: ["ignore", "pipe", "pipe"] });
-        const timer = setTimeout(() => {
-            child.kill("SIGKILL");
-            finish({ failure: { timedOut: true, stderr } });
-        }, CHECK_TIMEOUT_MS);
-        child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-        child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-        child.on("error", (err: NodeJS.ErrnoException) => finish({ failure: { code: err.code, stderr: err.message } }));
-        child.on("close", (exitCode) => {
-            const report = parseLauncherReport(stdout);
-            finish(report ? { report } : { failure: { exitCode, stderr: stderr || stdout } });
+/** One server process as the extension started it: what its launcher reported, and how it ended. */
+class ServerProcess {
+    report: LauncherReport | undefined;
+    failure: SpawnFailure | undefined;
+    private readonly errorTail: string[] = [];
+    readonly spawnedAt = Date.now();
+
+    constructor(
+        readonly child: ChildProcess,
+        private readonly onReport: (report: LauncherReport) => void,
+    ) {
+        child.on("error", (err: NodeJS.ErrnoException) => {
+            this.failure = { ...this.failure, code: err.code, stderr: err.message };
         });
-    });
+        child.on("exit", (exitCode) => {
+            this.failure = { ...this.failure, exitCode, stderr: this.errorTail.join("\n") };
+        });
+    }
+
+    /** The server's error output, line by line: the launcher's report is kept, the rest goes to the log. */
+    readErrors(input: NodeJS.ReadableStream, channel: vscode.LogOutputChannel): void {
+        readline.createInterface({ input, crlfDelay: Infinity, terminal: false }).on("line", (line: string) => {
+            const report = parseReportLine(line);
+            if (report) {
+                this.report = report;
+                this.onReport(report);
+                return;
+            }
+            this.errorTail.push(line);
+            this.errorTail.splice(0, Math.max(0, this.errorTail.length - 20));
+            channel.error(line);
+        });
+    }
+
+    /** Resolves once the process runs, rejects with the spawn error (ENOENT, EACCES). */
+    started(): Promise<void> {
+        return new Promise((resolve, reject) => {
+            if (this.child.pid !== undefined) {
+                resolve();
+                return;
+            }
+            this.child.once("spawn", () => resolve());
+            this.child.once("error", reject);
+        });
+    }
 }
 
 export class ServerManager implements vscode.Disposable {
@@ -111,6 +140,9 @@ export class ServerManager implements vscode.Disposable {
     private busy: Promise<void> = Promise.resolve();
     private readonly paths: LaunchPaths;
     private lastError: string | undefined;
+    private process: ServerProcess | undefined;
+    private starting = false;
+    private firstDiagnosticsLogged = false;
 
     constructor(context: vscode.ExtensionContext) {
         this.paths = {
@@ -125,6 +157,16 @@ export class ServerManager implements vscode.Disposable {
 
     get serverInfo(): ServerInfo | undefined {
         return this.info;
+    }
+
+    /** The settings last sent to the server. */
+    get sentSettings(): ServerSettings | undefined {
+        return this.serverSettings;
+    }
+
+    /** Where the launcher and the bundled packages are. */
+    get launchPaths(): LaunchPaths {
+        return this.paths;
     }
 
     /** The reason the server is not running, when it failed to start. */
@@ -220,37 +262,87 @@ export class ServerManager implements vscode.Disposable {
         );
 
         const cwd = settingsResource()?.fsPath ?? os.homedir();
-        const { report, failure } = await runLauncherCheck(choice.command, resolution.strategy, this.paths, cwd);
-        const problem = describeStartProblem(choice.command, report, failure);
-        if (problem || !report) {
-            this.fail(problem ?? "the start-up check gave no answer");
-            return;
-        }
-        log.info(
-            `Python ${report.python} at ${report.executable}; gradtrace ${report.gradtrace ?? "?"} ` +
-                `(${resolution.strategy === "useBundled" ? `bundled: ${report.paths.join(", ")}` : "from the environment"})`,
-        );
-
         this.serverSettings = toServerSettings(settings, {
-            interpreter: report.executable ? [report.executable] : choice.command,
+            interpreter: choice.command,
             importStrategy: resolution.strategy,
             workspaceTrusted: resolution.trusted,
         });
         const client = this.createClient(choice.command, resolution.strategy, cwd);
         this.client = client;
+        this.starting = true;
+        this.firstDiagnosticsLogged = false;
         try {
             await client.start();
         } catch (err) {
             this.client = undefined;
             await client.dispose().catch(() => undefined);
-            this.fail(`the language server did not start: ${err instanceof Error ? err.message : String(err)}`);
+            const proc = this.process;
+            const problem = describeStartProblem(choice.command, proc?.report, proc?.failure);
+            this.fail(problem ?? `the language server did not start: ${err instanceof Error ? err.message : String(err)}`);
+            return;
+        } finally {
+            this.starting = false;
+        }
+        const proc = this.process;
+        const elapsed = proc ? ((Date.now() - proc.spawnedAt) / 1000).toFixed(2) : "?";
+        const serverVersion = client.initializeResult?.serverInfo?.version ?? proc?.report?.gradtrace ?? "?";
+        this.info = { interpreter: choice, strategy: resolution.strategy, report: proc?.report, version: serverVersion };
+        this.showRunning();
+        log.info(`server ${serverVersion} running (initialize answered ${elapsed} s after the process started)`);
+        // The probe runs in the interpreter the launcher reported (a resolved path, not "python3" or a wrapper).
+        const executable = proc?.report?.executable;
+        if (executable && this.serverSettings && this.serverSettings.interpreter.join("\0") !== executable) {
+            this.serverSettings = { ...this.serverSettings, interpreter: [executable] };
+            await client.sendNotification(
+                DidChangeConfigurationNotification.type,
+                didChangeConfigurationParams(this.serverSettings),
+            );
+        }
+    }
+
+    /** The status item and the log, from what the launcher reported. */
+    private showRunning(): void {
+        const info = this.info;
+        if (!info) {
             return;
         }
-        const serverVersion = client.initializeResult?.serverInfo?.version ?? report.gradtrace ?? "?";
-        this.info = { interpreter: choice, strategy: resolution.strategy, report, version: serverVersion };
-        const where = resolution.strategy === "useBundled" ? "bundled server" : "server from the environment";
-        status.setRunning(serverVersion, `Python ${report.python} (${report.executable}) · ${where}`);
-        log.info(`server ${serverVersion} running`);
+        const report = info.report;
+        const where = info.strategy === "useBundled" ? "bundled server" : "server from the environment";
+        const python = report ? `Python ${report.python} (${report.executable}) · ` : "";
+        status.setRunning(info.version, `${python}${where}`);
+    }
+
+    private onLauncherReport(report: LauncherReport): void {
+        const bundle = report.strategy === "useBundled" ? `bundled: ${report.paths.join(", ")}; byte code ${report.bytecode ?? "?"}` : "from the environment";
+        log.info(`Python ${report.python} at ${report.executable}; gradtrace ${report.gradtrace ?? "?"} (${bundle})`);
+        if (this.info) {
+            this.info.report = report;
+            this.showRunning();
+        }
+    }
+
+    /** Spawns the launcher; the client talks to it over stdio. */
+    private spawnServer(interpreter: string[], strategy: ImportStrategy, cwd: string): Promise<ChildProcess> {
+        const { command, args } = launcherCommand(interpreter, strategy, this.paths, false);
+        log.debug(`server command: ${[command, ...args].join(" ")}`);
+        const child = spawn(command, args, {
+            cwd,
+            env: { ...process.env, PYTHONUNBUFFERED: "1" },
+            stdio: ["pipe", "pipe", "pipe"],
+        });
+        const proc = new ServerProcess(child, (report) => this.onLauncherReport(report));
+        this.process = proc;
+        return proc.started().then(() => child);
+    }
+
+    /** Logs the time from the process start to the first diagnostics it delivered (cold start). */
+    private noteDiagnostics(count: number): void {
+        if (this.firstDiagnosticsLogged || !this.process) {
+            return;
+        }
+        this.firstDiagnosticsLogged = true;
+        const seconds = ((Date.now() - this.process.spawnedAt) / 1000).toFixed(2);
+        log.info(`first diagnostics (${count}) ${seconds} s after the server process started`);
     }
 
     private fail(reason: string): void {
@@ -269,13 +361,7 @@ export class ServerManager implements vscode.Disposable {
     }
 
     private createClient(interpreter: string[], strategy: ImportStrategy, cwd: string): LanguageClient {
-        const { command, args } = launcherCommand(interpreter, strategy, this.paths, false);
-        const serverOptions: ServerOptions = {
-            command,
-            args,
-            transport: TransportKind.stdio,
-            options: { cwd, env: { ...process.env, PYTHONUNBUFFERED: "1" } },
-        };
+        const serverOptions: ServerOptions = () => this.spawnServer(interpreter, strategy, cwd);
         const clientOptions: LanguageClientOptions = {
             documentSelector: [
                 { scheme: "file", language: "python" },
@@ -284,6 +370,10 @@ export class ServerManager implements vscode.Disposable {
             ],
             outputChannel: logChannelOf(),
             traceOutputChannel: logChannelOf(),
+            stdioOptions: {
+                stdout: () => undefined, // the LSP stream: read by the client itself
+                stderr: (input, channel) => this.process?.readErrors(input, channel),
+            },
             revealOutputChannelOn: RevealOutputChannelOn.Never,
             diagnosticCollectionName: SERVER_ID,
             // Pull diagnostics for every Python file open in a tab (not only the instantiated ones), so
@@ -300,8 +390,28 @@ export class ServerManager implements vscode.Disposable {
                 log.error(`server initialization failed: ${error instanceof Error ? error.message : String(error)}`);
                 return false;
             },
-            markdown: { isTrusted: false, supportHtml: false },
+            // Hovers may link to the rule documentation command, and to nothing else that runs.
+            markdown: { isTrusted: { enabledCommands: [COMMAND_SHOW_RULE_DOCS] }, supportHtml: false },
             middleware: {
+                // Rule codes link to their documentation page (a file: URI, so that every editor can open it);
+                // in VS Code the link opens the rendered page instead of the Markdown source.
+                provideDiagnostics: async (document, previousResultId, token, next) => {
+                    const report = await next(document, previousResultId, token);
+                    if (report && "items" in report) {
+                        linkDiagnosticsToDocs(report.items);
+                        this.noteDiagnostics(report.items.length);
+                    }
+                    return report;
+                },
+                handleDiagnostics: (uri, diagnostics, next) => {
+                    linkDiagnosticsToDocs(diagnostics);
+                    this.noteDiagnostics(diagnostics.length);
+                    next(uri, diagnostics);
+                },
+                provideHover: async (document, position, token, next) => {
+                    const hover = await next(document, position, token);
+                    return hover ? linkHoverToDocs(hover) : hover;
+                },
                 workspace: {
                     // Answer workspace/configuration for our section with the resolved settings.
                     configuration: async (params, token, next) => {
@@ -318,6 +428,7 @@ export class ServerManager implements vscode.Disposable {
             },
         };
         const client = new LanguageClient(SERVER_ID, SERVER_NAME, serverOptions, clientOptions);
+        client.onNotification(ShowMessageNotification.type, (params) => showServerMessage(params));
         // The extension owns gradtrace.probe (trust check, progress, cancellation) and forwards it to the
         // server; keep the client from registering a second command of the same name.
         const executeCommand = client.getFeature(ExecuteCommandRequest.method);
@@ -376,6 +487,10 @@ export class ServerManager implements vscode.Disposable {
                 return { action: (count ?? 0) <= 3 ? ErrorAction.Continue : ErrorAction.Shutdown, handled: true };
             },
             closed: (): CloseHandlerResult => {
+                if (this.starting) {
+                    // it never came up: the start path says why (launcher report, exit status); no restart loop
+                    return { action: CloseAction.DoNotRestart, handled: true };
+                }
                 const now = Date.now();
                 this.crashes = this.crashes.filter((t) => now - t < CRASH_WINDOW_MS);
                 this.crashes.push(now);
@@ -393,6 +508,25 @@ export class ServerManager implements vscode.Disposable {
 
     dispose(): void {
         void this.stop();
+    }
+}
+
+/**
+ * window/showMessage from the server. A failed probe run is told by the probe command itself, in one short
+ * sentence with buttons; the server's longer account of it goes to the log.
+ */
+function showServerMessage(params: ShowMessageParams): void {
+    const text = params.message;
+    if (text.startsWith("gradtrace probe:") && (params.type === MessageType.Error || params.type === MessageType.Warning)) {
+        log.warn(text);
+        return;
+    }
+    if (params.type === MessageType.Error) {
+        void vscode.window.showErrorMessage(text);
+    } else if (params.type === MessageType.Warning) {
+        void vscode.window.showWarningMessage(text);
+    } else {
+        void vscode.window.showInformationMessage(text);
     }
 }
 

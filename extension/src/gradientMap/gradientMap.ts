@@ -57,6 +57,10 @@ class GradientMapPanel implements vscode.Disposable {
                     this.scheduleRefresh();
                 }
             }),
+            vscode.workspace.onDidGrantWorkspaceTrust(() => {
+                this.ready = false; // the page is rebuilt with its "Run probe" button
+                panel.webview.html = this.html();
+            }),
             panel.onDidChangeViewState((e) => {
                 if (e.webviewPanel.visible && this.pending) {
                     this.scheduleRefresh();
@@ -139,6 +143,9 @@ class GradientMapPanel implements vscode.Disposable {
                 await this.refresh(true);
                 return;
             case "probe":
+                if (!vscode.workspace.isTrusted) {
+                    return; // no button in Restricted Mode; a stale page's message runs nothing
+                }
                 await vscode.commands.executeCommand(COMMAND_PROBE, this.uri);
                 await this.refresh(true);
                 return;
@@ -182,6 +189,10 @@ class GradientMapPanel implements vscode.Disposable {
             `script-src 'nonce-${nonce}'`,
             `font-src ${webview.cspSource}`,
         ].join("; ");
+        // The probe runs the file's code: not offered in Restricted Mode (an untrusted workspace).
+        const probeButton = vscode.workspace.isTrusted
+            ? `<button id="gt-probe" type="button" title="Run the probe on this file and redraw">Run probe</button>\n`
+            : "";
         return `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="${csp}">
@@ -190,8 +201,7 @@ class GradientMapPanel implements vscode.Disposable {
 <title>Gradient map</title></head>
 <body>
 <div class="gt-bar"><span class="gt-kind" id="gt-kind">…</span><span class="gt-summary" id="gt-summary">Loading the gradient map…</span>
-<button id="gt-probe" type="button" title="Run the probe on this file and redraw">Run probe</button>
-<button id="gt-fit" type="button" title="Fit the picture to the panel, or show it at full size">Fit / actual size</button></div>
+${probeButton}<button id="gt-fit" type="button" title="Fit the picture to the panel, or show it at full size">Fit / actual size</button></div>
 <div id="gt-notes"></div>
 <div id="gt-details">Click a parameter, module or cut to open its line.</div>
 <div id="gt-map" class="gt-fit"></div>

@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { describeStartProblem, launcherCommand, LauncherReport, parseLauncherReport } from "../common/launch";
+import {
+    describeStartProblem,
+    launcherCommand,
+    LauncherReport,
+    parseLauncherReport,
+    parseReportLine,
+    REPORT_PREFIX,
+} from "../common/launch";
 
 const paths = { launcher: "/ext/extension/bundled/tool/gradtrace_launcher.py", libs: "/ext/extension/bundled/libs" };
 const ok: LauncherReport = {
@@ -11,6 +18,7 @@ const ok: LauncherReport = {
     missing: [],
     error: null,
     paths: ["/ext/extension/bundled/libs/cp311"],
+    bytecode: "shipped",
 };
 
 describe("launcherCommand", () => {
@@ -38,6 +46,18 @@ describe("parseLauncherReport", () => {
     it("returns undefined for output that is not a report", () => {
         assert.equal(parseLauncherReport("Traceback (most recent call last):\n  SyntaxError\n"), undefined);
         assert.equal(parseLauncherReport('{"something": "else"}'), undefined);
+    });
+});
+
+describe("parseReportLine", () => {
+    it("reads the report the launcher writes to the server's error output", () => {
+        assert.deepEqual(parseReportLine(`${REPORT_PREFIX}${JSON.stringify(ok)}`), ok);
+    });
+
+    it("ignores the server's other error output, including bare JSON", () => {
+        assert.equal(parseReportLine("WARNING:pygls:something"), undefined);
+        assert.equal(parseReportLine(JSON.stringify(ok)), undefined);
+        assert.equal(parseReportLine(`${REPORT_PREFIX}{not json`), undefined);
     });
 });
 
@@ -87,8 +107,12 @@ describe("describeStartProblem", () => {
         assert.match(text ?? "", /cannot import libcst with Python 3\.11\.7 \(ImportError: native module\)/);
     });
 
-    it("shows the end of the error output when the check crashed", () => {
+    it("shows the end of the error output when the interpreter could not run the launcher", () => {
         const text = describeStartProblem(["python3"], undefined, { exitCode: 1, stderr: "a\nb\nSyntaxError: bad\n" });
-        assert.match(text ?? "", /exit code 1.*SyntaxError: bad/);
+        assert.match(text ?? "", /could not start gradtrace's language server \(exit code 1\).*SyntaxError: bad/);
+    });
+
+    it("has nothing to say without a report or a failure", () => {
+        assert.equal(describeStartProblem(["python3"], undefined, undefined), undefined);
     });
 });

@@ -37,10 +37,34 @@ class ClassInfo:
     module: ModuleContext
     bases: list[str]
     methods: dict[str, ast.FunctionDef] = field(default_factory=dict)
-    attrs: dict[str, AttrInfo] = field(default_factory=dict)
-    reads: set[str] = field(default_factory=set)  # self.X read outside its own assignment
-    dynamic: bool = False  # iterates its own submodules, getattr(self, ...), setattr, ...
+    _attrs: dict[str, AttrInfo] = field(default_factory=dict)
+    _reads: set[str] = field(default_factory=set)  # self.X read outside its own assignment
+    _dynamic: bool = False  # iterates its own submodules, getattr(self, ...), setattr, ...
     _is_module: bool | None = None
+
+    # Attribute facts are collected per class on first use: resolving a class of another module (a base,
+    # a layer type) needs only its definitions, never the facts of everything it imports.
+    _facts: bool = False
+
+    def ensure_facts(self) -> None:
+        if not self._facts:
+            self._facts = True  # first: a cycle through base classes sees the facts collected so far
+            collect_class_facts(self)
+
+    @property
+    def attrs(self) -> dict[str, AttrInfo]:
+        self.ensure_facts()
+        return self._attrs
+
+    @property
+    def reads(self) -> set[str]:
+        self.ensure_facts()
+        return self._reads
+
+    @property
+    def dynamic(self) -> bool:
+        self.ensure_facts()
+        return self._dynamic
 
     def builtin_base(self) -> str | None:
         """The torch.nn layer this class extends directly (e.g. torch.nn.Linear), if any."""
@@ -132,8 +156,6 @@ class ModuleContext:
         self.registry[source.path] = self
         self.classes: dict[str, ClassInfo] = {}
         self.functions: dict[str, ast.FunctionDef] = {}
-        self.called_names: set[str] = set()
-        self.attr_loads: set[str] = set()  # every `.X` read anywhere in the file
         self._collect()
 
     @property
@@ -164,28 +186,78 @@ class ModuleContext:
                 stack.extend(getattr(stmt, block, None) or [])
             if isinstance(stmt, ast.ExceptHandler) and stmt.name:
                 names.add(stmt.name)
-        for node in self.source.nodes(ast.NamedExpr):
-            names.add(node.target.id)
+        for stmt in self.source.tree.body:
+            for node in ast.walk(stmt) if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef,
+                                                                ast.ClassDef)) else ():
+                if isinstance(node, ast.NamedExpr) and isinstance(node.target, ast.Name):
+                    names.add(node.target.id)
         return frozenset(names)
 
+    def global_reads(self, fn: ast.AST) -> tuple:
+        """Names in `top_assigned` that the function `fn` (or anything nested in it) reads, from one pass
+        over the file's names (computed for every function at once, on first use)."""
+        table = self.__dict__.get("_global_reads")
+        if table is None:
+            table = self.__dict__["_global_reads"] = self._collect_global_reads()
+        return table.get(id(fn), ())
+
+    def _collect_global_reads(self) -> dict:
+        assigned = self.top_assigned
+        functions = [n for n in self.source.nodes(ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)]
+        spans = sorted(((f.lineno, f.end_lineno or f.lineno, f) for f in functions), key=lambda s: (s[0], -s[1]))
+        starts = [s[0] for s in spans]
+        reads: dict = {}
+        if not assigned or not spans:
+            return reads
+
+        def innermost(line: int, before: int):
+            i = bisect.bisect_right(starts, line) - 1
+            while i >= 0:
+                start, end, fn = spans[i]
+                if start <= line <= end and i != before:
+                    return i
+                i -= 1
+            return None
+
+        parent = {}  # span index -> the span index of the function that encloses it
+        for index, (start, _, _) in enumerate(spans):
+            parent[index] = innermost(start, index)
+        for name in self.source.nodes(ast.Name):
+            if name.id not in assigned or not isinstance(name.ctx, ast.Load):
+                continue
+            i = innermost(name.lineno, -1)
+            while i is not None:  # the function and every function around it reads the name
+                reads.setdefault(id(spans[i][2]), set()).add(name.id)
+                i = parent[i]
+        return {k: tuple(sorted(v)) for k, v in reads.items()}
+
     def _collect(self) -> None:
-        tree = self.source.tree
-        for node in tree.body:
+        for node in self.source.tree.body:
             self._collect_def(node)
-        source = self.source
-        for node in source.nodes(ast.Call):
+
+    @cached_property
+    def called_names(self) -> set[str]:
+        """Names called anywhere in the file, or passed as callbacks (only the checked file needs this)."""
+        called: set[str] = set()
+        for node in self.source.nodes(ast.Call):
             if isinstance(node.func, ast.Name):
-                self.called_names.add(node.func.id)
+                called.add(node.func.id)
             for arg in node.args:  # functions passed as callbacks count as used
                 if isinstance(arg, ast.Name):
-                    self.called_names.add(arg.id)
-        for node in source.nodes(ast.Attribute):
+                    called.add(arg.id)
+        return called
+
+    @cached_property
+    def attr_loads(self) -> set[str]:
+        """Every `.X` read anywhere in the file, and short strings (getattr(model, "head"), config keys)."""
+        loads: set[str] = set()
+        for node in self.source.nodes(ast.Attribute):
             if isinstance(node.ctx, ast.Load) and not (isinstance(node.value, ast.Name) and node.value.id == "self"):
-                self.attr_loads.add(node.attr)
-        for node in source.nodes(ast.Constant):
+                loads.add(node.attr)
+        for node in self.source.nodes(ast.Constant):
             if isinstance(node.value, str) and len(node.value) < 64:
-                self.attr_loads.add(node.value)  # getattr(model, "head") and config strings
-        collect_class_facts(self)
+                loads.add(node.value)
+        return loads
 
     def _collect_def(self, node: ast.stmt) -> None:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -328,61 +400,59 @@ def _returns_module(fn: ast.FunctionDef, module: ModuleContext, depth: int = 0) 
 
 
 def _container_kind(kinds: list[str], container: str) -> tuple[str, str | None, str | None]:
-    if kinds and all(k == "module" for k in kinds):
+    # one layer in a plain list (even beside an activation, or in a list of lists) is hidden from the module
+    if kinds and any(k in ("module", "modules_container") for k in kinds):
         return "modules_container", None, container
     if kinds and all(k in ("param", "tensor_grad") for k in kinds):
         return "params_container", None, container
     return "other", None, container
 
 
-def collect_class_facts(module: ModuleContext) -> None:
-    """Attributes, reads and dynamic access of every class, from the file's node index (no extra walk)."""
-    ranges = []  # (start, end, class, method name)
-    for info in module.classes.values():
-        for name, method in info.methods.items():
-            ranges.append((method.lineno, method.end_lineno or method.lineno, info, name))
-    if not ranges:
-        return
-    ranges.sort(key=lambda r: (r[0], -r[1]))
-    starts = [r[0] for r in ranges]
-
-    def owner(node: ast.AST):
-        line = node.lineno
-        index = bisect.bisect_right(starts, line) - 1
-        while index >= 0:
-            start, end, info, name = ranges[index]
-            if start <= line <= end:
-                return info, name
-            index -= 1
-        return None, None
-
-    source = module.source
-    for node in source.nodes(ast.Assign, ast.AnnAssign):
+def collect_class_facts(info: ClassInfo) -> None:
+    """Attributes, reads and dynamic access of one class, from one pre-order walk of its methods."""
+    module = info.module
+    assigns: list = []
+    loads: list = []
+    calls: list = []
+    loops: list = []
+    for method_name, method in info.methods.items():
+        for node in _preorder(method):
+            kind = type(node)
+            if kind is ast.Assign or kind is ast.AnnAssign:
+                assigns.append((node, method_name))
+            elif kind is ast.Attribute:
+                loads.append(node)
+            elif kind is ast.Call:
+                calls.append(node)
+            elif kind is ast.For or kind is ast.comprehension:
+                loops.append(node)
+    stored_items: list = []  # `self.layers[k] = nn.Linear(...)`: what goes into a container attribute
+    for node, method_name in assigns:
         value = node.value
         if value is None:
             continue
         targets = node.targets if isinstance(node, ast.Assign) else [node.target]
         for target in targets:
+            if isinstance(target, ast.Subscript) and _is_self_attr(target.value):
+                stored_items.append((_is_self_attr(target.value), value))
+                continue
             attr = _is_self_attr(target)
             if not attr:
                 continue
-            info, method_name = owner(node)
-            if info is None:
-                continue
-            if attr not in info.attrs or info.attrs[attr].kind == "other":
+            if attr not in info._attrs or info._attrs[attr].kind == "other":
                 kind, layer, container = classify_value(value, module)
-                if attr not in info.attrs or kind != "other":
-                    info.attrs[attr] = AttrInfo(attr, kind, node, value, layer, container, method_name)
-    for node in source.nodes(ast.Attribute):
+                if attr not in info._attrs or kind != "other":
+                    info._attrs[attr] = AttrInfo(attr, kind, node, value, layer, container, method_name)
+    for name, item in stored_items:
+        _note_container_item(info, name, item)
+    for node in loads:
         if isinstance(node.ctx, ast.Load):
             attr = _is_self_attr(node)
             if attr:
-                info, _ = owner(node)
-                if info is not None:
-                    info.reads.add(attr)
-                    if attr in DYNAMIC_SELF_ACCESS:
-                        info.dynamic = True
-    for node in source.nodes(ast.Call):
+                info._reads.add(attr)
+                if attr in DYNAMIC_SELF_ACCESS:
+                    info._dynamic = True
+    for node in calls:
         func = node.func
         self_arg = any(isinstance(a, ast.Name) and a.id == "self" for a in node.args) or any(
             isinstance(k.value, ast.Name) and k.value.id == "self" for k in node.keywords)
@@ -391,24 +461,41 @@ def collect_class_facts(module: ModuleContext) -> None:
             _is_self_attr(func.value)
         if not (self_arg or is_self_method or owned_append):
             continue
-        info, _ = owner(node)
-        if info is None:
-            continue
-        if owned_append:
-            attr = info.attrs.get(_is_self_attr(func.value))
-            if attr is not None and attr.kind == "other" and isinstance(attr.value, (ast.List, ast.Dict)):
-                item = node.args[-1] if node.args else None
-                kind = classify_value(item, module)[0] if item is not None else "other"
-                if kind in ("module", "param", "tensor_grad"):
-                    attr.kind = "modules_container" if kind == "module" else "params_container"
-                    attr.container = "list" if isinstance(attr.value, ast.List) else "dict"
+        if owned_append and node.args:
+            _note_container_item(info, _is_self_attr(func.value), node.args[-1])
         if is_self_method and func.attr in DYNAMIC_SELF_ACCESS | {"register_parameter", "add_module",
                                                                   "register_module"}:
-            info.dynamic = True
+            info._dynamic = True
         if self_arg and not (isinstance(func, ast.Name) and func.id in ("super", "isinstance", "id")):
-            info.dynamic = True  # getattr(self, ...), hooks and helpers that receive `self`
-    for node in source.nodes(ast.For, ast.comprehension):
+            info._dynamic = True  # getattr(self, ...), hooks and helpers that receive `self`
+    for node in loops:
         if isinstance(node.iter, ast.Name) and node.iter.id == "self":
-            info, _ = owner(node.iter)
-            if info is not None:
-                info.dynamic = True
+            info._dynamic = True
+
+
+def _note_container_item(info: ClassInfo, name: str, item: ast.expr) -> None:
+    """A plain list/dict attribute that layers or parameters are put into (append, `[k] = ...`)."""
+    attr = info._attrs.get(name)
+    if attr is None or attr.kind != "other" or not isinstance(attr.value, (ast.List, ast.Dict)):
+        return
+    kind = classify_value(item, info.module)[0]
+    kind = {"modules_container": "module", "params_container": "param"}.get(kind, kind)
+    if kind in ("module", "param", "tensor_grad"):
+        attr.kind = "modules_container" if kind == "module" else "params_container"
+        attr.container = "list" if isinstance(attr.value, ast.List) else "dict"
+
+
+def _preorder(root: ast.AST):
+    stack = [root]
+    AST = ast.AST
+    while stack:
+        node = stack.pop()
+        yield node
+        children = []
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if value.__class__ is list:
+                children.extend(v for v in value if isinstance(v, AST))
+            elif isinstance(value, AST):
+                children.append(value)
+        stack.extend(reversed(children))

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import ast
-import re
 import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from gradtrace.analysis.suppressions import is_suppressed, line_suppressions
 from gradtrace.positions import LineIndex
 
-NOQA = re.compile(r"#\s*noqa(?::[\s]*(?P<codes>[A-Z]+[0-9]+(?:[,\s]+[A-Z]+[0-9]+)*))?", re.I)
 FRAMEWORK_MARKERS = {
     "torch": ("torch",),
     "tensorflow": ("tensorflow", "keras"),
@@ -20,6 +19,7 @@ IMPORTED_AS = {  # top-level packages whose import brings a framework's analysis
     "tensorflow": {"tensorflow", "keras", "tf_keras"},
     "jax": {"jax", "jaxlib", "flax", "optax", "equinox", "haiku", "chex"},
 }
+UNNAMED = ""  # the file name given to the parser: one that cannot be opened
 MAX_NESTING_HINT = 400  # deeper expressions are analysed only partially (see GT002)
 
 
@@ -40,6 +40,8 @@ class SourceFile:
     tree: ast.Module | None = None
     syntax_error: SyntaxError | None = None
     lines: LineIndex = field(init=False)
+    # the statements set aside to parse the rest (1-based inclusive line ranges); empty when the text parsed
+    set_aside: list[tuple[int, int]] = field(default_factory=list)
 
     def __post_init__(self):
         self.lines = LineIndex(self.text)
@@ -50,9 +52,12 @@ class SourceFile:
         limit = sys.getrecursionlimit()
         try:
             sys.setrecursionlimit(max(limit, 20000))
-            src.tree = ast.parse(text, filename=path, type_comments=False)
+            # No file name: given one that exists, CPython counts the error's column on the line of that
+            # file on disk, which is not this text while the editor holds unsaved changes.
+            src.tree = ast.parse(text, filename=UNNAMED, type_comments=False)
         except SyntaxError as exc:
             src.syntax_error = exc
+            src._recoverable = True
         except (RecursionError, MemoryError) as exc:
             src.syntax_error = SyntaxError(f"too deeply nested to parse ({type(exc).__name__})")
             src.syntax_error.lineno = 1
@@ -64,6 +69,25 @@ class SourceFile:
         finally:
             sys.setrecursionlimit(limit)
         return src
+
+    def recovered(self) -> SourceFile | None:
+        """For a text that does not parse: the same text with the statements that hold its syntax errors set
+        aside (same lines and positions), parsed; None when there is nothing to recover or it fails."""
+        if self.syntax_error is None or not getattr(self, "_recoverable", False):
+            return None
+        from gradtrace.analysis.recovery import recover
+
+        limit = sys.getrecursionlimit()
+        try:
+            sys.setrecursionlimit(max(limit, 20000))
+            recovery = recover(self.lines.lines, self.syntax_error)
+        except (RecursionError, MemoryError):
+            return None
+        finally:
+            sys.setrecursionlimit(limit)
+        if recovery is None:
+            return None
+        return SourceFile(self.path, recovery.text, recovery.tree, set_aside=recovery.set_aside)
 
     @cached_property
     def index(self) -> dict[type, list[ast.AST]]:
@@ -95,11 +119,21 @@ class SourceFile:
 
     @cached_property
     def parents(self) -> dict[int, ast.AST]:
-        """id(node) -> parent node, built on first use (only fixes and a few rules need it)."""
+        """id(node) -> parent node, built on first use (the semantic model's walk fills it when it runs first)."""
+        if "semantic" in self.__dict__:
+            return self.semantic.parents
         return parent_map(self.tree) if self.tree is not None else {}
 
+    @cached_property
+    def semantic(self):
+        """Scopes, bindings, def-use and enclosing definitions of the file (`analysis/semantic.py`), built on
+        first use; the tree must have parsed."""
+        from gradtrace.analysis.semantic import SemanticModel
+
+        return SemanticModel(self, self.__dict__.get("parents"))
+
     def nodes(self, *kinds: type) -> list:
-        """Nodes of the given types (pre-order within each type)."""
+        """Nodes of the given types (per type in source order, a node after the nodes nested in it)."""
         if len(kinds) == 1:
             return self.index.get(kinds[0], [])
         result = []
@@ -130,28 +164,12 @@ class SourceFile:
     @cached_property
     def noqa(self) -> dict[int, frozenset[str] | None]:
         """line -> suppressed codes (None: every code) for lines with a `# noqa` comment."""
-        result: dict[int, frozenset[str] | None] = {}
         if "noqa" not in self.text and "NOQA" not in self.text:
-            return result
-        for lineno, text in enumerate(self.lines.lines, start=1):
-            if "noqa" not in text.lower():
-                continue
-            match = NOQA.search(text)
-            if not match:
-                continue
-            codes = match.group("codes")
-            result[lineno] = frozenset(c.upper() for c in re.split(r"[,\s]+", codes) if c) if codes else None
-        return result
+            return {}
+        return line_suppressions(self.lines.lines)
 
     def suppressed(self, code: str, line: int, end_line: int | None = None) -> bool:
-        if not self.noqa:
-            return False
-        for lineno in {line, end_line or line}:
-            if lineno in self.noqa:
-                codes = self.noqa[lineno]
-                if codes is None or code in codes:
-                    return True
-        return False
+        return bool(self.noqa) and is_suppressed(self.noqa, code, line, end_line or line)
 
     def span(self, node: ast.AST) -> Span:
         """The code-point span of an `ast` node."""

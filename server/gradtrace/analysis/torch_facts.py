@@ -38,6 +38,14 @@ class TorchFacts:
     def dead_cuts(self, *kinds: str) -> list[DeadCut]:
         return [d for d in self.dead if d.cut.kind in kinds]
 
+    def carries_training(self, source: str) -> bool:
+        """Does gradient reaching `source` train something? (A layer or parameter does; a scratch tensor
+        made with `requires_grad=True` that no optimizer holds, such as a zero to add losses to, does not.)"""
+        kind = self.flow.source_kind.get(source) or self.flow.source_kind.get(source.split(".")[0])
+        if kind in ("leaf", "releaf") and "." not in source:
+            return self.should_train(source) == "yes"
+        return True
+
     def should_train(self, source: str) -> str:
         """'yes' | 'maybe' | 'no': is `source` meant to get a gradient?"""
         flow = self.flow
@@ -63,6 +71,34 @@ class TorchFacts:
         return "yes"
 
 
+@dataclass
+class DeadTerm:
+    """A summand of a loss that carries no gradient: what it was computed from was cut on its way."""
+
+    sink: Sink
+    node: object  # the summand's expression
+    cut: object  # the cut that disconnected it (the first one that lost something that trains)
+    lost: list
+
+
+def dead_terms(facts: TorchFacts) -> list[DeadTerm]:
+    """Summands of a differentiated loss that no trainable value reaches, while what they were computed
+    from should train — their weight in the loss does nothing (other summands may still train the model)."""
+    found: dict = {}
+    for sink in facts.training_sinks:
+        for node, srcs, cuts in sink.value.terms:
+            if any(facts.carries_training(s) for s in srcs):
+                continue  # the summand still carries gradient from something that trains
+            for c in cuts:
+                if c.kind in ("compare", "index") and not c.lost - srcs:
+                    continue
+                lost = sorted(s for s in c.lost if not s.startswith("<") and facts.should_train(s) == "yes")
+                if lost:
+                    found.setdefault((id(node), id(c.node)), DeadTerm(sink, node, c, lost))
+                    break
+    return list(found.values())
+
+
 def compute_dead(facts: TorchFacts) -> None:
     by_cut: dict[int, DeadCut] = {}
     alive = facts.alive
@@ -83,6 +119,10 @@ def compute_dead(facts: TorchFacts) -> None:
             if not lost:
                 continue
             severity = "warning" if any(verdicts[s] == "yes" for s in lost) and not partial else "information"
+            if sink.kind == "output" and not facts.training_sinks:
+                # a module's forward in a file that trains nothing: what it cuts matters only to whoever
+                # trains it (a quantizer, an inference-only port), so say it, quietly
+                severity = "information"
             raises = sink.kind != "output" and not sink.value.srcs and not sink.value.opaque
             existing = by_cut.get(c)
             if existing is None:
@@ -113,6 +153,7 @@ def analyze_torch(ctx) -> TorchFacts:
     analysis = ctx.analysis_with("torch")  # the file's one run, shared with the other frameworks' plug-ins
     flow = analysis.plugin("torch")
     interp = analysis.run
+    flow.name_placeholders()
     flow.incomplete = interp.incomplete
     flow.error = interp.error
     facts = TorchFacts(flow, analysis.module, interp)

@@ -63,23 +63,14 @@ def same(a: ast.AST, b: ast.AST) -> bool:
     return ast.dump(a, include_attributes=False) == ast.dump(b, include_attributes=False)
 
 
-def resolve_condition(cond: ast.AST, where: ast.AST, parents: dict | None, kinds=(ast.Compare,)) -> ast.AST:
-    """`mask = x > 0` then `where(mask, ...)`: the comparison (or other `kinds`) the name was last bound to
-    before the call, in the same function."""
-    if not isinstance(cond, ast.Name) or parents is None:
+def resolve_condition(cond: ast.AST, semantic, kinds=(ast.Compare,)) -> ast.AST:
+    """`mask = x > 0` then `where(mask, ...)`: the comparison (or other `kinds`) the name holds there (from
+    the file's semantic model: the assignment the name reads)."""
+    if not isinstance(cond, ast.Name):
         return cond
-    scope = parents.get(id(where))
-    while scope is not None and not isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Module)):
-        scope = parents.get(id(scope))
-    if scope is None:
-        return cond
-    found = None
-    for node in ast.walk(scope):
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) \
-                and node.targets[0].id == cond.id and node.lineno < where.lineno:
-            if found is None or node.lineno > found.lineno:
-                found = node
-    return found.value if found is not None and isinstance(found.value, kinds) else cond
+    binding = semantic.binding_of(cond)
+    value = binding.value if binding is not None and binding.kind == "assignment" else None
+    return value if isinstance(value, kinds) else cond
 
 
 def guards_singular_point(cond: ast.AST, arg: ast.AST, in_first_branch: bool) -> bool:
@@ -154,15 +145,14 @@ def masks_negatives(cond: ast.AST, arg: ast.AST, in_first_branch: bool) -> bool:
     return at_negative is not None and at_negative != in_first_branch
 
 
-def nan_certain(op: str, cond: ast.AST, arg: ast.AST, in_first_branch: bool, where: ast.AST, parents, names) -> bool:
+def nan_certain(op: str, cond: ast.AST, arg: ast.AST, in_first_branch: bool, semantic, names) -> bool:
     """Does the where that guards the singular point of `op(arg)` really give NaN gradients when run?"""
     if not guards_singular_point(cond, arg, in_first_branch):
         return False
     kind = singular_kind(op)
-    if kind == "root" and masks_negatives(cond, arg, in_first_branch) and not non_negative(arg, where, parents,
-                                                                                          names):
+    if kind == "root" and masks_negatives(cond, arg, in_first_branch) and not non_negative(arg, semantic, names):
         return True
-    return can_be_zero(arg, where, parents, names)
+    return can_be_zero(arg, semantic, names)
 
 
 def _name_of(node: ast.AST) -> str:
@@ -182,12 +172,12 @@ def _call_parts(node: ast.Call, names):
     return tail, operand, rest
 
 
-def _resolve(node: ast.Name, where, parents):
-    value = resolve_condition(node, where, parents, kinds=(ast.expr,))
+def _resolve(node: ast.Name, semantic):
+    value = resolve_condition(node, semantic, kinds=(ast.expr,))
     return None if value is node else value
 
 
-def can_be_zero(node: ast.AST | None, where: ast.AST, parents, names, depth: int = 0) -> bool:
+def can_be_zero(node: ast.AST | None, semantic, names, depth: int = 0) -> bool:
     """Can `node` be *exactly* 0 in ordinary runs (see above)? Unknown values are assumed not."""
     if node is None or depth > MAX_DEPTH:
         return False
@@ -199,13 +189,13 @@ def can_be_zero(node: ast.AST | None, where: ast.AST, parents, names, depth: int
         name = _name_of(node).lower()
         if any(word in name for word in ZERO_WORDS):
             return True
-        value = _resolve(node, where, parents) if isinstance(node, ast.Name) else None
-        return value is not None and can_be_zero(value, where, parents, names, depth + 1)
+        value = _resolve(node, semantic) if isinstance(node, ast.Name) else None
+        return value is not None and can_be_zero(value, semantic, names, depth + 1)
     if isinstance(node, ast.Subscript):
-        return can_be_zero(node.value, where, parents, names, depth + 1)
+        return can_be_zero(node.value, semantic, names, depth + 1)
     if isinstance(node, ast.BinOp):
-        left = lambda: can_be_zero(node.left, where, parents, names, depth + 1)  # noqa: E731
-        right = lambda: can_be_zero(node.right, where, parents, names, depth + 1)  # noqa: E731
+        left = lambda: can_be_zero(node.left, semantic, names, depth + 1)  # noqa: E731
+        right = lambda: can_be_zero(node.right, semantic, names, depth + 1)  # noqa: E731
         if isinstance(node.op, ast.Mult):
             return left() or right()
         if isinstance(node.op, (ast.Div, ast.FloorDiv)):
@@ -225,14 +215,14 @@ def can_be_zero(node: ast.AST | None, where: ast.AST, parents, names, depth: int
         if tail in CONSTRUCTORS and isinstance(operand, (ast.List, ast.Tuple)):
             return any(number(e) == 0 for e in ast.walk(operand) if isinstance(e, (ast.Constant, ast.UnaryOp)))
         if tail == "where" and len(node.args) == 3:
-            return any(number(b) == 0 or can_be_zero(b, where, parents, names, depth + 1) for b in node.args[1:])
+            return any(number(b) == 0 or can_be_zero(b, semantic, names, depth + 1) for b in node.args[1:])
         if tail in ("multiply",):
-            return any(can_be_zero(a, where, parents, names, depth + 1) for a in node.args)
+            return any(can_be_zero(a, semantic, names, depth + 1) for a in node.args)
         if tail in ("power", "pow") and rest:
             exponent = number(rest[0])
-            return exponent is not None and exponent > 0 and can_be_zero(operand, where, parents, names, depth + 1)
+            return exponent is not None and exponent > 0 and can_be_zero(operand, semantic, names, depth + 1)
         if tail in SUMS or tail in PASS_THROUGH or tail in ("mean", "max", "min", "amax", "prod"):
-            return can_be_zero(operand, where, parents, names, depth + 1)
+            return can_be_zero(operand, semantic, names, depth + 1)
         if tail in ("subtract",) and len(node.args) == 2:
             return pairwise(ast.BinOp(node.args[0], ast.Sub(), node.args[1]))
     return False
@@ -249,7 +239,7 @@ def pairwise(node: ast.BinOp) -> bool:
         isinstance(n, ast.Constant) and n.value is None for n in ast.walk(b.slice))
 
 
-def non_negative(node: ast.AST | None, where: ast.AST, parents, names, depth: int = 0) -> bool:
+def non_negative(node: ast.AST | None, semantic, names, depth: int = 0) -> bool:
     """Is `node` >= 0 by construction (squares, norms, abs, exp, sums of those, counts, masks)?"""
     if node is None or depth > MAX_DEPTH:
         return False
@@ -262,12 +252,12 @@ def non_negative(node: ast.AST | None, where: ast.AST, parents, names, depth: in
         name = _name_of(node).lower()
         if any(word in name for word in ("count", "cnt", "mask")):
             return True
-        value = _resolve(node, where, parents) if isinstance(node, ast.Name) else None
-        return value is not None and non_negative(value, where, parents, names, depth + 1)
+        value = _resolve(node, semantic) if isinstance(node, ast.Name) else None
+        return value is not None and non_negative(value, semantic, names, depth + 1)
     if isinstance(node, ast.Subscript):
-        return non_negative(node.value, where, parents, names, depth + 1)
+        return non_negative(node.value, semantic, names, depth + 1)
     if isinstance(node, ast.BinOp):
-        sub = lambda n: non_negative(n, where, parents, names, depth + 1)  # noqa: E731
+        sub = lambda n: non_negative(n, semantic, names, depth + 1)  # noqa: E731
         if isinstance(node.op, ast.Pow):
             exponent = number(node.right)
             return exponent is not None and (exponent % 2 == 0 or sub(node.left))
@@ -284,5 +274,5 @@ def non_negative(node: ast.AST | None, where: ast.AST, parents, names, depth: in
             exponent = number(rest[0])
             return exponent is not None and exponent % 2 == 0
         if tail in SUMS or tail in ("mean", "max", "min", "amax", "astype", "float", "reshape", "squeeze", "ravel"):
-            return non_negative(operand, where, parents, names, depth + 1)
+            return non_negative(operand, semantic, names, depth + 1)
     return False

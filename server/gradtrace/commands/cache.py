@@ -8,6 +8,7 @@ import os
 
 from gradtrace import __version__
 from gradtrace.findings import Finding
+from gradtrace.guarded_files import read_bytes
 
 
 def code_fingerprint() -> str:
@@ -45,8 +46,7 @@ class ResultCache:
     def _key(self, path: str) -> str | None:
         """Content of the file, plus the versions of its neighbours (a model imported from next door)."""
         try:
-            with open(path, "rb") as fh:
-                digest = hashlib.sha1(fh.read())
+            digest = hashlib.sha1(read_bytes(path))  # a FIFO or a device is not a file to hash
             full = os.path.abspath(path)
             directory = os.path.dirname(full)
             listing = self._listings.get(directory)  # one scan per directory and run, not one per file

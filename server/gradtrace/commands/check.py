@@ -1,20 +1,28 @@
-"""`gradtrace check`: static findings for files and directories, as text, JSON or SARIF."""
+"""`gradtrace check`: static findings for files, directories and notebooks (printed by `commands/output.py`)."""
 
 from __future__ import annotations
 
 import gc
-import json
 import os
 import sys
 from dataclasses import replace
 
-from gradtrace import __version__
-from gradtrace.engine import check_source, iter_python_files, read_source
+from gradtrace.engine import CheckResult, check_source, iter_python_files, read_source
 from gradtrace.findings import Finding
 from gradtrace.fixes.apply import apply_edits
+from gradtrace.fixes.fix_all import fix_until_stable
 from gradtrace.settings import LintSettings, SettingsError, load_pyproject_settings, parse_codes
+from gradtrace.terminal import printable
 
-MAX_FIX_PASSES = 5
+CHECKED_SUFFIXES = (".py", ".pyi", ".ipynb")
+
+
+def default_jobs() -> int:
+    """`-j` when not given: the cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def build_settings(args) -> tuple[LintSettings, list[str]]:
@@ -31,29 +39,75 @@ def build_settings(args) -> tuple[LintSettings, list[str]]:
     return settings, warnings
 
 
-def check_file(path: str, settings: LintSettings, project, fix: bool) -> tuple[list[Finding], list[str], int]:
-    """Findings for one file (after applying safe fixes when `fix`), internal errors, fixes applied."""
+class TextFile:
+    """A Python file being checked (and fixed): its text, checked with `check_source`, written back whole."""
+
+    def __init__(self, path: str, text: str):
+        self.path = path
+        self.text = text
+
+    def check(self, settings: LintSettings, project) -> tuple[list[Finding], list[str]]:
+        result = check_source(self.text, self.path, settings, project)
+        return result.findings, result.errors
+
+    def apply(self, edits: list) -> int:
+        new_text = apply_edits(self.text, edits)
+        if new_text == self.text:
+            return 0
+        self.text = new_text
+        return len(edits)
+
+    def write(self) -> None:
+        with open(self.path, "w", encoding="utf-8", newline="") as fh:
+            fh.write(self.text)
+
+
+def open_document(path: str):
+    """(a TextFile or a Notebook, None), or (None, the GT001 finding that says why the file is skipped)."""
+    if path.endswith(".ipynb"):
+        from gradtrace.notebooks import Notebook, NotebookError, notebook_problem
+
+        try:
+            return Notebook.read(path), None
+        except NotebookError as exc:
+            return None, notebook_problem(path, exc)
     text, problem = read_source(path)
-    if text is None:
+    return (TextFile(path, text), None) if text is not None else (None, problem)
+
+
+def check_file(path: str, settings: LintSettings, project, fix: bool) -> tuple[list[Finding], list[str], int]:
+    """Findings for one file or notebook (after applying safe fixes when `fix`), internal errors, fixes applied."""
+    document, problem = open_document(path)
+    if document is None:
         return ([problem] if problem and settings.enabled(problem.code, path) else []), [], 0
-    applied = 0
-    result = check_source(text, path, settings, project)
-    if fix:
-        for _ in range(MAX_FIX_PASSES):
-            edits = [e for f in result.findings if f.fix and f.fix.safe for e in f.fix.edits]
-            if not edits:
-                break
-            new_text = apply_edits(text, edits)
-            if new_text == text:
-                break
-            applied += sum(1 for f in result.findings if f.fix and f.fix.safe)
-            text = new_text
-            with open(path, "w", encoding="utf-8", newline="") as fh:
-                fh.write(text)
-            if project is not None:
-                project.set_overlay(path, None)
-            result = check_source(text, path, settings, project)
+    if not fix:
+        findings, errors = document.check(settings, project)
+        return findings, errors, 0
+
+    def check() -> CheckResult:
+        findings, errors = document.check(settings, project)
+        return CheckResult(findings, errors)
+
+    def write() -> None:
+        document.write()
+        if project is not None:
+            project.set_overlay(path, None)
+
+    result, applied = fix_until_stable(check, lambda edits: bool(document.apply(edits)), on_round=write)
     return result.findings, result.errors, applied
+
+
+def in_dependency_order(paths: list[str], root: str) -> list[str]:
+    """Each module before the files that import it, and files that import each other side by side (so a
+    worker that checks them parses their shared modules once), read from the project index."""
+    if len(paths) < 2:
+        return paths
+    from gradtrace.analysis.project_index import ProjectIndex
+
+    index = ProjectIndex(root)
+    for path in paths:
+        index.index_file(path)
+    return index.dependency_order(paths)
 
 
 _WORKER_PROJECTS: dict = {}  # root -> Project, kept for the life of a worker process
@@ -69,6 +123,20 @@ def _check_one(job):
         project = _WORKER_PROJECTS[root] = Project(root)
     findings, errors, applied = check_file(path, settings, project, fix)
     return [f.to_json() for f in findings], errors, applied
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("paths", nargs="*", default=["."], metavar="PATH")
+    parser.add_argument("--format", choices=("text", "json", "sarif", "github"), default="text",
+                        help="text (default), json, sarif, or github (workflow annotations on pull requests)")
+    parser.add_argument("--select", help="comma-separated rule codes or prefixes to enable (default: all)")
+    parser.add_argument("--ignore", help="comma-separated rule codes or prefixes to disable")
+    parser.add_argument("--fix", action="store_true", help="apply safe fixes in place (notebooks too)")
+    parser.add_argument("--statistics", action="store_true", help="print the number of findings per rule instead")
+    parser.add_argument("--no-config", action="store_true", help="ignore [tool.gradtrace] in pyproject.toml")
+    parser.add_argument("-j", "--jobs", type=int, default=None,
+                        help="parallel processes (default: the number of cores)")
+    parser.add_argument("--no-cache", action="store_true", help="do not read or write the result cache")
 
 
 def run_check(args) -> int:
@@ -92,7 +160,7 @@ def run_check(args) -> int:
         for warning in warnings:
             print(f"gradtrace: {warning}", file=sys.stderr)
         return 2
-    files = list(iter_python_files(args.paths, settings))
+    files = list(iter_python_files(args.paths, settings, suffixes=CHECKED_SUFFIXES))
     root = find_project_root(args.paths[0])
     findings: list[Finding] = []
     errors: list[str] = []
@@ -107,10 +175,12 @@ def run_check(args) -> int:
             findings.extend(cached)
         else:
             todo.append(path)
-    if args.jobs and args.jobs > 1 and len(todo) > 1:
+    todo = in_dependency_order(todo, root)
+    jobs = min(args.jobs or default_jobs(), len(todo))
+    if jobs > 1:
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
             jobs = [(p, settings, args.fix, root) for p in todo]
             for path, (items, errs, applied) in zip(todo, pool.map(_check_one, jobs, chunksize=8)):
                 got = [Finding.from_json(i) for i in items]
@@ -131,78 +201,13 @@ def run_check(args) -> int:
     if cache:
         cache.save()
     for err in errors:
-        print(f"gradtrace: internal error (reported, other findings kept): {err}", file=sys.stderr)
+        message = f"gradtrace: internal error (reported, other findings kept): {err}"
+        print("\n".join(printable(line) for line in message.splitlines()), file=sys.stderr)
     findings.sort(key=Finding.sort_key)
-    out = sys.stdout
-    if args.format == "json":
-        out.write(json.dumps([f.to_json() for f in findings], indent=1))  # one write: json.dump writes per token
-        out.write("\n")
-    elif args.format == "sarif":
-        out.write(json.dumps(to_sarif(findings), indent=1))
-        out.write("\n")
-    else:
-        for f in findings:
-            fixable = " [*]" if f.fix and f.fix.safe else ""
-            out.write(f"{f.path}:{f.line}:{f.column}: {f.code} [{f.severity}] {f.message}{fixable}\n")
-        n = len(findings)
-        summary = f"Found {n} finding{'s' if n != 1 else ''} in {len(files)} file{'s' if len(files) != 1 else ''}."
-        if args.fix:
-            summary += f" Applied {fixed} fix{'es' if fixed != 1 else ''}."
-        elif any(f.fix and f.fix.safe for f in findings):
-            summary += " [*] fixable with `gradtrace check --fix`."
-        out.write(("" if not findings else "\n") + summary + "\n")
+    from gradtrace.commands.output import render
+
+    sys.stdout.write(render(findings, args.format, files=len(files), fix=args.fix, fixed=fixed, stats=args.statistics))
     return 1 if findings else 0
 
 
-SARIF_LEVEL = {"error": "error", "warning": "warning", "information": "note", "hint": "note"}
-
-
-def to_sarif(findings: list[Finding]) -> dict:
-    from gradtrace.rules import all_rules
-
-    rules = [
-        {
-            "id": r.code,
-            "name": r.name,
-            "shortDescription": {"text": r.summary},
-            "fullDescription": {"text": r.section("What it does") or r.summary},
-            "helpUri": r().url,
-            "help": {"text": r.documentation(), "markdown": r.documentation()},
-            "defaultConfiguration": {"level": SARIF_LEVEL[r.severity]},
-        }
-        for r in all_rules()
-    ]
-    results = []
-    for f in findings:
-        result = {
-            "ruleId": f.code,
-            "level": SARIF_LEVEL.get(f.severity, "warning"),
-            "message": {"text": f.message},
-            "locations": [{"physicalLocation": {
-                "artifactLocation": {"uri": os.path.relpath(f.path).replace(os.sep, "/")},
-                "region": {"startLine": f.line, "startColumn": f.column, "endLine": f.end_line,
-                           "endColumn": f.end_column},
-            }}],
-        }
-        if f.related:
-            result["relatedLocations"] = [
-                {"id": i, "message": {"text": r.message}, "physicalLocation": {
-                    "artifactLocation": {"uri": os.path.relpath(r.path).replace(os.sep, "/")},
-                    "region": {"startLine": r.line, "startColumn": r.column, "endLine": r.end_line,
-                               "endColumn": r.end_column}}}
-                for i, r in enumerate(f.related)
-            ]
-        if f.fix:
-            result["fixes"] = [{"description": {"text": f.fix.title}, "artifactChanges": [{
-                "artifactLocation": {"uri": os.path.relpath(f.path).replace(os.sep, "/")},
-                "replacements": [{"deletedRegion": {"startLine": e.line, "startColumn": e.column,
-                                                    "endLine": e.end_line, "endColumn": e.end_column},
-                                  "insertedContent": {"text": e.text}} for e in f.fix.edits],
-            }]}]
-        results.append(result)
-    return {
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [{"tool": {"driver": {"name": "gradtrace", "version": __version__, "rules": rules}},
-                  "results": results}],
-    }
+run = run_check  # the command's entry point (gradtrace.commands convention)

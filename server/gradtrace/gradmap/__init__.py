@@ -49,14 +49,14 @@ def payload(gm: GradMap) -> dict:
     from gradtrace.gradmap.assets import CSS
 
     return {"source": gm.source, "title": gm.title, "summary": gm.summary, "notes": gm.notes, "path": gm.path,
-            "svg": render_svg(gm), "css": CSS, "index": gm.index()}
+            "stale": gm.stale, "svg": render_svg(gm), "css": CSS, "index": gm.index()}
 
 
 def render_html(gm: GradMap) -> str:
     from gradtrace.gradmap.assets import CSS, PAGE_JS
 
     e = html.escape
-    kind = ("probe result" if gm.source == "probe" else "static analysis only")
+    kind = ("probe result" if gm.source == "probe" else "static analysis only") + (" (stale)" if gm.stale else "")
     notes = "".join(f"<p class=\"gt-note\">{e(n)}</p>" for n in gm.notes)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">

@@ -5,11 +5,6 @@ from __future__ import annotations
 import sys
 
 
-def add_argument(parser) -> None:
-    parser.add_argument("--graph", metavar="OUT", default=None,
-                        help="also write the gradient map: OUT.svg, OUT.html (self-contained page) or OUT.dot")
-
-
 def write_graph(result: dict, out_path: str | None, source_path: str | None = None) -> bool:
     """Write the map (from the probe result, or the static findings when the probe gave no parameters).
     Returns False, after saying why on stderr, when it could not be written."""

@@ -74,6 +74,15 @@ class GradMap:
     edges: list[Edge] = field(default_factory=list)
     loss: dict | None = None  # {"path","line","label"}
     notes: list[str] = field(default_factory=list)
+    stale: bool = False  # drawn from a probe of an earlier text of the file
+
+    def mark_stale(self) -> None:
+        """The file changed since the probe this map comes from: say so in the title and the notes."""
+        if not self.stale:
+            self.stale = True
+            self.title += " — stale: the file changed since the probe ran"
+            self.notes.insert(0, "Stale: the file has changed since this probe ran; run “gradtrace: Probe” again "
+                              "for the current code.")
 
     # ---- queries the renderers and tests use
     def module_status(self, name: str) -> str:
@@ -119,7 +128,7 @@ class GradMap:
 
     def to_json(self) -> dict:
         return {"source": self.source, "title": self.title, "summary": self.summary, "path": self.path,
-                "notes": self.notes, "index": self.index(),
+                "notes": self.notes, "stale": self.stale, "index": self.index(),
                 "params": [vars(p) for p in self.params.values()],
                 "cuts": [vars(c) for c in self.cuts.values()],
                 "edges": [vars(e) for e in self.edges]}

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import io
-import re
 import tokenize
 from typing import TYPE_CHECKING
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcInvalidParams
 
+from gradtrace.analysis.suppressions import suppression_insert
 from gradtrace.lsp.diagnostics import SOURCE, SOURCES
 from gradtrace.lsp.worker import run_fix_all
 from gradtrace.positions import point_to_lsp, span_to_lsp, split_lines
@@ -25,9 +26,6 @@ if TYPE_CHECKING:
 
 FIX_ALL_KIND = "source.fixAll.gradtrace"
 FIX_ALL_TITLE = "gradtrace: Fix all safe problems"
-MAX_FIX_PASSES = 5
-NOQA_CODES = re.compile(r"#\s*noqa\s*:\s*(?P<codes>[A-Z]+[0-9]+(?:[,\s]+[A-Z]+[0-9]+)*)", re.I)
-BARE_NOQA = re.compile(r"#\s*noqa(?!\s*:)\b", re.I)
 NOT_SUPPRESSIBLE = ("GT000", "GT001")
 
 
@@ -96,21 +94,17 @@ def noqa_edit(lines: list[str], source: str, start0: int, end0: int, code: str, 
         comment, open_end = _scan_line(text) if attempt == 0 else _comment_line_ok(text, line0, source)
         if open_end:
             continue
-        if comment is not None:
-            tail = text[comment:]
-            match = NOQA_CODES.search(tail)
-            if match:
-                codes = {c.upper() for c in re.findall(r"[A-Z]+[0-9]+", match.group("codes"), re.I)}
-                if code in codes:
-                    return None
-                col = comment + match.end("codes")
-                sl, sc, _el, _ec = span_to_lsp(lines, line0 + 1, col + 1, line0 + 1, col + 1, encoding)
-                return types.TextEdit(types.Range(types.Position(sl, sc), types.Position(sl, sc)), f", {code}")
-            if BARE_NOQA.search(tail):
-                return None
+        insert = suppression_insert(text[comment:] if comment is not None else "", code)
+        if insert is None:
+            return None
+        column, new_text = insert
+        if column >= 0:
+            col = comment + column
+            sl, sc, _el, _ec = span_to_lsp(lines, line0 + 1, col + 1, line0 + 1, col + 1, encoding)
+            return types.TextEdit(types.Range(types.Position(sl, sc), types.Position(sl, sc)), new_text)
         end = len(text.rstrip())
         sl, sc, el, ec = span_to_lsp(lines, line0 + 1, end + 1, line0 + 1, len(text) + 1, encoding)
-        return types.TextEdit(types.Range(types.Position(sl, sc), types.Position(el, ec)), f"  # noqa: {code}")
+        return types.TextEdit(types.Range(types.Position(sl, sc), types.Position(el, ec)), new_text)
     return None
 
 
@@ -122,11 +116,23 @@ def workspace_edit(ls: GradtraceServer, edits: dict[str, list[types.TextEdit]]) 
     if caps and caps.workspace_edit and caps.workspace_edit.document_changes:
         changes = []
         for uri, items in edits.items():
-            version = ls.documents._doc_version(uri)
+            version = ls.documents.doc_version(uri)
             changes.append(types.TextDocumentEdit(
                 text_document=types.OptionalVersionedTextDocumentIdentifier(uri=uri, version=version), edits=items))
         return types.WorkspaceEdit(document_changes=changes)
     return types.WorkspaceEdit(changes=edits)
+
+
+def well_formed_fix(fix) -> bool:
+    """Whether a diagnostic's `data.fix`, back from the client, has the shape `fix_data` gave it."""
+    def position(p) -> bool:
+        return isinstance(p, dict) and all(isinstance(p.get(k), int) and not isinstance(p.get(k), bool)
+                                           and p[k] >= 0 for k in ("line", "character"))
+
+    return (isinstance(fix, dict) and isinstance(fix.get("title"), str) and isinstance(fix.get("edits"), list)
+            and all(isinstance(e, dict) and isinstance(e.get("uri"), str) and isinstance(e.get("newText"), str)
+                    and isinstance(e.get("range"), dict) and position(e["range"].get("start"))
+                    and position(e["range"].get("end")) for e in fix["edits"]))
 
 
 def _text_edits(fix: dict) -> dict[str, list[types.TextEdit]]:
@@ -175,7 +181,7 @@ async def compute_fix_all(ls: GradtraceServer, uri: str) -> types.WorkspaceEdit 
     text = doc.source
     path = ls.documents.path_for(uri)
     lint, _ = ls.config.lint_for(path)
-    job = {"text": text, "path": path, "lint": lint, "root": ls.project_root(path), "passes": MAX_FIX_PASSES}
+    job = {"text": text, "path": path, "lint": lint, "root": ls.project_root(path)}
     loop = asyncio.get_running_loop()
     fixed = await loop.run_in_executor(ls.analysis_pool, ls.worker.call, run_fix_all, job)
     edit = fix_all_edit(text, fixed, ls.encoding)
@@ -208,6 +214,9 @@ async def code_action(ls: GradtraceServer, params: types.CodeActionParams) -> li
             data = diagnostic.data if isinstance(diagnostic.data, dict) else {}
             code = str(data.get("code") or diagnostic.code or "")
             fix = data.get("fix")
+            if fix is not None and not well_formed_fix(fix):
+                raise JsonRpcInvalidParams(f"the data of a {code or 'gradtrace'} diagnostic is not the fix this "
+                                           "server sent (diagnostics must be sent back unchanged)")
             if "fix" not in data or (key == uri and data.get("version") not in (None, doc.version)):
                 # older than the document (or the client dropped `data`): trust only what the
                 # current analysis still reports at that range
@@ -255,7 +264,7 @@ async def code_action(ls: GradtraceServer, params: types.CodeActionParams) -> li
 async def resolve_code_action(ls: GradtraceServer, action: types.CodeAction) -> types.CodeAction:
     """LSP handler for codeAction/resolve: fixAll edits are computed only when chosen."""
     data = action.data if isinstance(action.data, dict) else {}
-    if data.get("kind") == "fixAll" and data.get("uri"):
+    if data.get("kind") == "fixAll" and isinstance(data.get("uri"), str) and data["uri"] in ls.documents.targets:
         action.edit = await compute_fix_all(ls, data["uri"]) or types.WorkspaceEdit(changes={})
     return action
 

@@ -9,6 +9,7 @@ The settings (namespace `gradtrace`, nested or dotted keys, defaults in brackets
   lint.select / lint.ignore / lint.extendIgnore [codes or prefixes]   lint.exclude [globs]
   lint.perFileIgnores [{glob: codes}]   lint.severity [{code: error|warning|information|hint}]
   fixAll [true]   codeAction.fixViolation.enable [true]   codeAction.disableRuleComment.enable [true]
+  showSyntaxErrors [true]: false hides GT000 where the editor already shows Python's syntax errors
   probe.enable [true]   probe.timeout [60 s]   probe.memory [4096 MB]   probe.device ["cpu"]
   probe.interpreter, or interpreter [the server's Python]: a path or [path, args...]
   logLevel ["info" | "error" | "warning" | "debug"]

@@ -14,6 +14,7 @@ from lsprotocol import types
 from pygls.uris import from_fs_path
 
 from gradtrace.findings import Finding
+from gradtrace.notebooks import locate
 from gradtrace.positions import span_to_lsp
 from gradtrace.rules import get_rule
 
@@ -51,13 +52,7 @@ class LineMap:
 
     def locate(self, line: int) -> tuple[str, int]:
         """1-based line in the analysed text -> (uri, 0-based line offset to subtract)."""
-        for first, count, uri in self.cells:
-            if first <= line < first + count:
-                return uri, first - 1
-        if self.cells:
-            first, count, uri = self.cells[-1] if line >= self.cells[-1][0] else self.cells[0]
-            return uri, first - 1
-        return self.uri, 0
+        return locate(self.cells, line, self.uri)
 
     def to_range(self, line: int, column: int, end_line: int, end_column: int, encoding: str):
         """A code-point span in the analysed text -> (uri, lsp Range); a span across cells is cut at its cell's end."""

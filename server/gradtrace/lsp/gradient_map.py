@@ -2,7 +2,8 @@
 
 Argument: the document URI (as `gradtrace.probe` takes it). Answer: `gradtrace.gradmap.payload` — the SVG, its
 styles and click index, built from the last probe result of the file when there is one, else from the static
-findings of the document's current text (labelled as such) — plus `generation`, which changes after each probe.
+findings of the document's current text (labelled as such) — plus `generation`, which changes after each probe,
+and `stale`, true when the document's text is no longer the text that probe ran on (the map says so too).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import TYPE_CHECKING
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+
+from gradtrace.positions import split_lines
 
 if TYPE_CHECKING:
     from gradtrace.lsp.server import GradtraceServer
@@ -47,11 +50,14 @@ async def gradient_map(ls, *args):
     except Exception:
         text = None
     generation = ls.probe.generation(path)
+    stale = record is not None and text is not None and record.stale_for(split_lines(text))
 
     def work() -> dict:
         from gradtrace import gradmap
 
         gm = gradmap.build(result, path=path, text=text)
+        if stale and gm.source == "probe":
+            gm.mark_stale()
         out = gradmap.payload(gm)
         out["generation"] = generation
         out["probed_at"] = record.when if record is not None else None

@@ -1,19 +1,24 @@
-"""Hover: the rule behind a diagnostic, the rule named in a `# noqa: GTxxx`, the last probe result.
+"""Hover: the fix and the reason behind a diagnostic, the rule named in a `# noqa: GTxxx`, the last probe result.
 
-All text comes from the rules' own documentation (`Rule.section`) and the probe's JSON; nothing is
-analysed here.
+A diagnostic's hover leads with the fix (the quick fix's title, and the rule's Example -> Use instead as
+a diff), then one sentence of why, then a link to the rule; it does not repeat the diagnostic's message,
+which the editor shows above it. All text comes from the rules' own documentation (`Rule.section`) and
+the probe's JSON; nothing is analysed here.
 """
 
 from __future__ import annotations
 
+import ast
 import difflib
 import os
 import re
+import textwrap
 import time
 from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
+from gradtrace.analysis.suppressions import code_at
 from gradtrace.positions import lsp_to_point, span_to_lsp, split_lines
 from gradtrace.rules import get_rule
 
@@ -21,83 +26,192 @@ if TYPE_CHECKING:
     from gradtrace.findings import Finding
     from gradtrace.lsp.server import GradtraceServer
 
-NOQA_CODES = re.compile(r"#\s*noqa\s*:\s*(?P<codes>[A-Z]+[0-9]+(?:[,\s]+[A-Z]+[0-9]+)*)", re.I)
-CODE = re.compile(r"[A-Z]+[0-9]+", re.I)
 DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.(?:[A-Za-z_]\w*|\d+))*")
 CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)```", re.S)
+SENTENCE_END = re.compile(r"[.!?](?=\s+[A-Z`(\"]|$)")
 MAX_PROBE_ROWS = 10
+MAX_REASON_CHARS = 220
+SHORT_SENTENCE = 90
+SIMILAR = 0.6  # difflib ratio above which two example lines are one line changed
 
 
 def rule_link(rule) -> str:
     try:
-        return f"[{rule.code} documentation]({rule().url})"
+        return f"[{rule.code} {rule.name}]({rule().url})"
     except Exception:
-        return ""
+        return f"`{rule.code}` {rule.name}"
 
 
 def rule_summary(code: str) -> str | None:
     rule = get_rule(code)
     if rule is None:
         return None
-    return f"**{rule.code}** `{rule.name}` ({rule.severity})\n\n{rule.summary}\n\n{rule_link(rule)}".rstrip()
+    return f"**{rule.code}** `{rule.name}` ({rule.severity})\n\n{rule.summary}\n\n{rule_link(rule)}"
 
 
-def before_after(rule) -> tuple[str, str] | None:
-    """The first line that differs between the rule's Example and Use instead code."""
-    def code(title: str) -> list[str]:
-        block = CODE_BLOCK.search(rule.section(title))
-        text = block.group(1) if block else rule.section(title)
-        return [ln for ln in text.splitlines() if ln.strip()]
-
-    before, after = code("Example"), code("Use instead")
+def example_diff(rule) -> str | None:
+    """The rule's Example -> Use instead change as a diff: the changed lines, with as much context as the
+    two sides need to compile at the indentation they are shown at (so that a moved or re-indented line
+    reads as what it is, not as "replace the loop")."""
+    before, after = _code(rule, "Example"), _code(rule, "Use instead")
     if not before or not after:
         return None
-    matcher = difflib.SequenceMatcher(a=before, b=after, autojunk=False)
-    for tag, i1, _i2, j1, _j2 in matcher.get_opcodes():
-        if tag == "replace":
-            return before[i1].strip(), after[j1].strip()
-    return None
+    opcodes = difflib.SequenceMatcher(a=before, b=after, autojunk=False).get_opcodes()
+    if not any(tag == "equal" for tag, *_ in opcodes) and len(after) < len(before):
+        return _fragment_diff(before, after)  # "Use instead" shows only the new statements
+    changes = [op for op in opcodes if op[0] != "equal"]
+    shown = {line.strip() for line in after}
+    # whole statements the Example has before (or after) everything "Use instead" shows are context it
+    # left out, unless they reappear in it (a moved line)
+    while len(changes) > 1 and _left_out(changes[0], before, shown, at_start=True):
+        changes.pop(0)
+    while len(changes) > 1 and _left_out(changes[-1], before, shown, at_start=False, end=len(after)):
+        changes.pop()
+    i0, j0, i1, j1 = changes[0][1], changes[0][3], changes[-1][2], changes[-1][4]
+    i1 = _trim_left_out_tail(before, after, i0, i1)
+    if i0 == i1 or j0 == j1:  # only lines added (or removed): show where
+        if i0 > 0 and j0 > 0:
+            i0, j0 = i0 - 1, j0 - 1
+        elif i1 < len(before) and j1 < len(after):
+            i1, j1 = i1 + 1, j1 + 1
+    while not _both_compile(before[i0:i1], after[j0:j1]):
+        if i1 < len(before) and j1 < len(after) and before[i1] == after[j1]:  # the next line is context
+            i1, j1 = i1 + 1, j1 + 1
+        elif i0 > 0 and j0 > 0 and before[i0 - 1] == after[j0 - 1]:
+            i0, j0 = i0 - 1, j0 - 1
+        else:
+            break
+    lines = []
+    for tag, a0, a1, b0, b1 in difflib.SequenceMatcher(a=before[i0:i1], b=after[j0:j1], autojunk=False).get_opcodes():
+        if tag == "equal":
+            lines += [" " + line for line in before[i0 + a0:i0 + a1]]
+        else:
+            lines += ["-" + line for line in before[i0 + a0:i0 + a1]]
+            lines += ["+" + line for line in after[j0 + b0:j0 + b1]]
+    margin = min(len(line) - len(line[1:].lstrip()) - 1 for line in lines)
+    return _diff_block([line[0] + line[1 + margin:] for line in lines])
+
+
+def _left_out(change: tuple, before: list[str], shown: set[str], at_start: bool, end: int = 0) -> bool:
+    tag, a0, a1, b0, b1 = change
+    at_edge = b0 == 0 if at_start else b1 == end
+    deleted = before[a0:a1]
+    return (tag == "delete" and at_edge and _compiles(deleted)
+            and not any(line.strip() in shown for line in deleted))
+
+
+def _trim_left_out_tail(before: list[str], after: list[str], i0: int, i1: int) -> int:
+    """Drop the changed Example lines at the end, outside the block the change starts in, that resemble
+    nothing in "Use instead": a call after the block that it simply did not repeat."""
+    depth = _indent(before[i0])
+    while i1 - 1 > i0 and _indent(before[i1 - 1]) < depth and _compiles(before[i1 - 1:i1]) and not any(
+            difflib.SequenceMatcher(a=before[i1 - 1].strip(), b=line.strip()).ratio() > SIMILAR for line in after):
+        i1 -= 1
+    return i1
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def _fragment_diff(before: list[str], after: list[str]) -> str:
+    """"Use instead" shows only the new statements: set them against the Example's most similar lines."""
+    new_text = " ".join(line.strip() for line in after)
+
+    def similarity(window: tuple[int, int]) -> float:
+        old_text = " ".join(line.strip() for line in before[window[0]:window[1]])
+        return difflib.SequenceMatcher(a=old_text, b=new_text, autojunk=False).ratio()
+
+    windows = [(a, b) for a in range(len(before)) for b in range(a + 1, len(before) + 1)
+               if _compiles(before[a:b], fragment=True)]
+    start, stop = max(windows, key=similarity) if windows else (0, len(before))
+    while start > 0 and _feeds_only(before[start - 1], before[start:stop], before[stop:] + after):
+        start -= 1  # `arr = np.clip(...)` feeds only the replaced `h = torch.from_numpy(arr)`: replaced too
+    old = textwrap.dedent("\n".join(before[start:stop])).splitlines()
+    new = textwrap.dedent("\n".join(after)).splitlines()
+    return _diff_block(["-" + line for line in old] + ["+" + line for line in new])
+
+
+def _feeds_only(line: str, window: list[str], rest: list[str]) -> bool:
+    """Whether `line` is an assignment whose names are read in `window` and nowhere in `rest`."""
+    try:
+        tree = ast.parse(line.strip())
+    except SyntaxError:
+        return False
+    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assign):
+        return False
+    names = {n.id for target in tree.body[0].targets for n in ast.walk(target) if isinstance(n, ast.Name)}
+    def reads(lines: list[str]) -> set[str]:
+        return {m.group(0) for text in lines for m in re.finditer(r"[A-Za-z_]\w*", text)}
+    return bool(names) and names <= reads(window) and not names & reads(rest)
+
+
+def _diff_block(lines: list[str]) -> str:
+    return "```diff\n" + "\n".join(lines) + "\n```"
+
+
+def _both_compile(old: list[str], new: list[str]) -> bool:
+    """Both sides compile once the indentation they share is removed (not each its own)."""
+    margin = min((len(line) - len(line.lstrip()) for line in old + new if line.strip()), default=0)
+    return _compiles([line[margin:] for line in old], dedent=False) and \
+        _compiles([line[margin:] for line in new], dedent=False)
+
+
+def _code(rule, title: str) -> list[str]:
+    section = rule.section(title)
+    block = CODE_BLOCK.search(section)
+    text = textwrap.dedent(block.group(1) if block else "")
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def _compiles(lines: list[str], dedent: bool = True, fragment: bool = False) -> bool:
+    """Whether the lines compile on their own; a `fragment` may be a `return` or `break` out of context."""
+    text = "\n".join(lines)
+    text = (textwrap.dedent(text) if dedent else text) + "\n"
+    try:
+        ast.parse(text) if fragment else compile(text, "<example>", "exec")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return True
+
+
+def first_sentence(text: str, limit: int = MAX_REASON_CHARS) -> str:
+    """The first sentence (two when the first is short) of a section's first paragraph, cut at a word near
+    `limit`."""
+    paragraph = " ".join(text.split("\n\n")[0].split())
+    ends = [m.start() + 1 for m in SENTENCE_END.finditer(paragraph)] or [len(paragraph)]
+    sentence = paragraph[:ends[0]]
+    if len(sentence) < SHORT_SENTENCE and len(ends) > 1 and ends[1] <= limit:
+        sentence = paragraph[:ends[1]]  # a short first sentence: take the next one too
+    if len(sentence) > limit:
+        sentence = sentence[:limit].rsplit(" ", 1)[0].rstrip(",;:") + " …"
+    return sentence
 
 
 def finding_markdown(finding: Finding, probe: bool = False) -> str:
+    """The hover of a finding: the fix first, then why, then the rule. The message is not repeated: the
+    editor shows it right above."""
     rule = get_rule(finding.code)
-    head = f"**{finding.code}**" + (f" `{rule.name}`" if rule else "") + f" ({finding.severity})"
-    if probe:
-        head += " · found by the gradtrace probe"
-    parts = [head, finding.message]
-    lost = finding.data.get("lost") if isinstance(finding.data, dict) else None
-    if lost:
-        names = ", ".join(f"`{n}`" for n in (lost if isinstance(lost, list) else [lost]))
-        parts.append(f"Loses its gradient: {names}")
-    if rule is not None:
-        why = rule.section("Why is this bad?")
-        if why:
-            parts.append(why.split("\n\n")[0])
-        pair = before_after(rule)
-        if pair:
-            parts.append(f"```python\n{pair[0]}  # before\n{pair[1]}  # after\n```")
+    parts = []
     if finding.fix is not None:
-        parts.append(f"Fix: {finding.fix.title}" + ("" if finding.fix.safe else " (review it: not a safe fix)"))
-    if rule is not None:
-        parts.append(rule_link(rule))
+        parts.append(f"**Fix:** {finding.fix.title}" + (" (quick fix)" if finding.fix.safe
+                                                           else " (quick fix; not safe: review the change)"))
+    diff = example_diff(rule) if rule is not None else None
+    if diff:
+        parts.append(diff if parts else "**Fix:**\n" + diff)
+    why = first_sentence(rule.section("Why is this bad?")) if rule is not None else ""
+    if why:
+        parts.append(f"**Why:** {why}")
+    footer = rule_link(rule) if rule is not None else f"`{finding.code}`"
+    if probe:
+        footer += " · found by the gradtrace probe"
+    parts.append(footer)
     return "\n\n".join(p for p in parts if p)
 
 
 def _contains(rng: types.Range, pos: types.Position) -> bool:
     start, end = (rng.start.line, rng.start.character), (rng.end.line, rng.end.character)
     return start <= (pos.line, pos.character) <= end
-
-
-def noqa_code_at(line_text: str, char_col: int) -> tuple[str, int, int] | None:
-    """(code, start, end) of the rule code under a 0-based code-point column in a `# noqa: ...` comment."""
-    match = NOQA_CODES.search(line_text)
-    if not match:
-        return None
-    base = match.start("codes")
-    for code in CODE.finditer(match.group("codes")):
-        if base + code.start() <= char_col <= base + code.end():
-            return code.group(0).upper(), base + code.start(), base + code.end()
-    return None
 
 
 def dotted_at(line_text: str, char_col: int) -> str | None:
@@ -165,7 +279,7 @@ async def hover(ls: GradtraceServer, params: types.HoverParams) -> types.Hover |
     line_no, col = lsp_to_point(lines, pos.line, pos.character, ls.encoding)
     text = lines[pos.line]
 
-    noqa = noqa_code_at(text, col - 1)
+    noqa = code_at(text, col - 1)
     if noqa:
         code, start, end = noqa
         summary = rule_summary(code) or f"`{code}` is not a gradtrace rule."

@@ -1,29 +1,20 @@
 """Notebooks: Python code cells analysed together, in cell order; findings mapped back to cells.
 
-A model defined in one cell and trained in another is one program, so the cells are concatenated
-(one line of the concatenation per cell line, so positions map back exactly). IPython magics and
-shell escapes become `pass`; a cell magic (`%%bash`) blanks its cell. A syntax error in one cell
-is reported there and that cell is left out, so the other cells keep their findings.
+The concatenation and its analysis (magics, a syntax error kept to its cell) are `gradtrace.notebooks`,
+shared with `gradtrace check`; here the cells come from the editor, keyed by their URIs.
 """
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
-from gradtrace.analysis.source import SourceFile
-from gradtrace.engine import check_source, syntax_finding
 from gradtrace.lsp.diagnostics import LineMap
-from gradtrace.positions import split_lines
+from gradtrace.notebooks import concatenate
 
 if TYPE_CHECKING:
     from gradtrace.lsp.server import GradtraceServer
-
-MAGIC = re.compile(r"^(\s*)(%|!|\?)")
-HELP_SUFFIX = re.compile(r"^(\s*)[\w.]+\?{1,2}\s*$")
-MAX_BROKEN_CELLS = 8
 
 
 def _python_cells(ls: GradtraceServer, nb: types.NotebookDocument):
@@ -51,50 +42,11 @@ def build_notebook(ls: GradtraceServer, uri: str) -> tuple[object, str, LineMap]
     nb = ls.workspace.get_notebook_document(notebook_uri=uri)
     if nb is None:
         return None
-    lines: list[str] = []
-    cells: list[tuple[int, int, str]] = []
-    versions = []
-    for cell_uri, doc in _python_cells(ls, nb):
-        cell_lines = split_lines(doc.source)
-        if cell_lines and cell_lines[0].lstrip().startswith("%%"):
-            cell_lines = [""] * len(cell_lines)  # a cell magic: not Python
-        else:
-            cell_lines = [_neutralise(line) for line in cell_lines]
-        cells.append((len(lines) + 1, len(cell_lines), cell_uri))
-        lines.extend(cell_lines)
-        versions.append((cell_uri, doc.version))
+    cells = list(_python_cells(ls, nb))
+    where = concatenate((cell_uri, doc.source) for cell_uri, doc in cells)
+    versions = tuple((cell_uri, doc.version) for cell_uri, doc in cells)
     path = ls.documents.path_for(uri)
-    return (nb.version, tuple(versions)), "\n".join(lines), LineMap(uri, path, lines, cells)
-
-
-def _neutralise(line: str) -> str:
-    match = MAGIC.match(line) or HELP_SUFFIX.match(line)
-    if match:
-        return match.group(1) + "pass"
-    return line
-
-
-def check_notebook(text: str, path: str, lint, project, where: LineMap):
-    """Findings for the concatenated cells; a cell with a syntax error is reported and left out."""
-    lines = list(where.lines)
-    broken = []
-    errors: list[str] = []
-    source = SourceFile.parse(path, text)
-    for _ in range(MAX_BROKEN_CELLS):
-        if source.syntax_error is None:
-            break
-        finding = syntax_finding(source)
-        broken.append(finding)
-        uri, _offset = where.locate(finding.line)
-        first, count = next(((f, c) for f, c, u in where.cells if u == uri), (finding.line, 1))
-        for n in range(first - 1, first - 1 + count):
-            lines[n] = ""
-        source = SourceFile.parse(path, "\n".join(lines))
-    else:
-        return [f for f in broken if lint.enabled("GT000", path)], errors, False
-    result = check_source(source.text, path, lint, project, source=source)
-    findings = [f for f in broken if lint.enabled("GT000", path)] + result.findings
-    return findings, result.errors, not broken
+    return (nb.version, versions), where.text, LineMap(uri, path, where.lines, where.cells)
 
 
 # ---- handlers ---------------------------------------------------------------------------------
@@ -117,14 +69,8 @@ def did_change(ls: GradtraceServer, params: types.DidChangeNotebookDocumentParam
 
 def did_save(ls: GradtraceServer, params: types.DidSaveNotebookDocumentParams) -> None:
     """LSP handler for notebookDocument/didSave."""
-    uri = params.notebook_document.uri
-    docs = ls.documents
-    if uri not in docs.targets:
-        return
-    if ls.pull_diagnostics:
-        docs.request_refresh()
-    else:
-        docs.schedule(uri, 0.0)
+    if params.notebook_document.uri in ls.documents.targets:
+        ls.documents.saved(params.notebook_document.uri, pull_again=True)
 
 
 def did_close(ls: GradtraceServer, params: types.DidCloseNotebookDocumentParams) -> None:

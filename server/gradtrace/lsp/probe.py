@@ -2,13 +2,17 @@
 
 The launcher (`gradtrace.probe.launcher.ProbeLauncher`) runs the user's file in a sandboxed child
 process and returns the probe JSON (DESIGN §3). Its findings become diagnostics with the source
-"gradtrace probe", merged with the static ones; they stay anchored to the text of the lines they
-were found on, and disappear when those lines change. Hovers read the parameters' last results.
+"gradtrace probe", merged with the static ones. A result belongs to the text it ran on: after an edit,
+its findings are marked stale (and the gradient map says so); a finding disappears when its own lines
+or the lines that caused it (the cut it names) change. Clients that pull diagnostics get them through
+`workspace/diagnostic/refresh`; a pull client without refresh support (Neovim 0.11) gets them pushed.
+Hovers read the parameters' last results.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import threading
 import time
@@ -26,7 +30,7 @@ from gradtrace.lsp.diagnostics import PROBE_SOURCE, to_diagnostic
 from gradtrace.positions import split_lines
 
 if TYPE_CHECKING:
-    from gradtrace.lsp.documents import Analysis
+    from gradtrace.lsp.analyses import Analysis
     from gradtrace.lsp.server import GradtraceServer
 
 REQUEST_FAILED = int(types.LSPErrorCodes.RequestFailed)
@@ -48,6 +52,13 @@ class ProbeRecord:
     findings: list[Finding] = field(default_factory=list)
     when: float = field(default_factory=time.time)
 
+    def stale_for(self, lines: list[str]) -> bool:
+        """The text has changed since this probe ran."""
+        return lines != self.lines
+
+
+STALE = "stale probe result (the file changed since the probe ran; run it again): "
+
 
 class ProbeService:
     def __init__(self, ls: GradtraceServer):
@@ -59,6 +70,7 @@ class ProbeService:
         self._generation: dict[str, int] = {}
         self._running: dict[str, threading.Event] = {}
         self._cache: dict[tuple, list] = {}
+        self._pushed: dict[str, tuple] = {}  # uri -> what was last pushed there (pull clients without refresh)
         self.request_ids: list = []  # ids of gradtrace.probe requests, in arrival order (see server.py)
         self._by_request: dict[object, threading.Event] = {}
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gradtrace-probe")
@@ -105,6 +117,15 @@ class ProbeService:
         return self._generation.get(path, 0)
 
     def diagnostics(self, analysis: Analysis, uri: str) -> list[tuple[types.Diagnostic, Finding]]:
+        """The probe's diagnostics for `uri` in the analysed text: merged with the static ones, or, for a pull
+        client that cannot be asked to pull again, pushed on their own (then none are returned here)."""
+        items = self._current(analysis, uri)
+        if self.ls.pull_diagnostics and not self.ls.supports_refresh:
+            self._push(uri, analysis.version, items)
+            return []
+        return items
+
+    def _current(self, analysis: Analysis, uri: str) -> list[tuple[types.Diagnostic, Finding]]:
         record = self.records.get(analysis.where.path)
         if record is None or not record.findings:
             return []
@@ -112,13 +133,17 @@ class ProbeService:
         cached = self._cache.get(ident)
         if cached is not None:
             return cached
-        from gradtrace.lsp.documents import relocate
+        from gradtrace.lsp.relocation import relocate
 
+        old, new = record.lines, analysis.where.lines
+        stale = record.stale_for(new)
         out = []
         for finding in record.findings:
-            moved = relocate(finding, record.lines, analysis.where.lines)
-            if moved is None:
-                continue
+            moved = relocate(finding, old, new)
+            if moved is None or (stale and not _causes_unchanged(finding, old, new)):
+                continue  # the code it was about, or the code that caused it, has changed
+            if stale:
+                moved = dataclasses.replace(moved, message=STALE + moved.message, data={**moved.data, "stale": True})
             target_uri, diagnostic = to_diagnostic(
                 moved, analysis.where, self.ls.encoding, version=analysis.version,
                 related_support=self.ls.supports_related_information, source=PROBE_SOURCE,
@@ -129,6 +154,14 @@ class ProbeService:
             self._cache.clear()
         self._cache[ident] = out
         return out
+
+    def _push(self, uri: str, version, items) -> None:
+        signature = tuple((d.range.start.line, d.range.start.character, d.code, d.message) for d, _ in items)
+        if self._pushed.get(uri) == signature:
+            return
+        self._pushed[uri] = signature
+        self.ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(
+            uri=uri, diagnostics=[d for d, _ in items], version=version))
 
     def _store(self, path: str, result: dict) -> set[str]:
         """Keep `result`; return the paths whose diagnostics or hovers changed."""
@@ -249,16 +282,22 @@ class ProbeService:
 
     def _refresh(self, paths: set[str]) -> None:
         docs = self.ls.documents
-        if self.ls.pull_diagnostics:
+        if self.ls.pull_diagnostics and self.ls.supports_refresh:
             docs.request_refresh()
             return
         for key in list(docs.targets):
-            if docs.path_for(key) in paths:
-                analysis = docs.analyses.get(key)
-                if analysis is not None and analysis.version == docs.current_version(key):
-                    docs.publish(analysis)
-                else:
-                    docs.schedule(key, 0.0)
+            if docs.path_for(key) not in paths:
+                continue
+            analysis = docs.analyses.get(key)
+            current = analysis is not None and analysis.version == docs.current_version(key)
+            if self.ls.pull_diagnostics:  # no refresh to ask for: push the probe's own diagnostics now
+                if analysis is not None:
+                    for uri in analysis.where.uris:
+                        self.diagnostics(analysis, uri)
+            elif current:
+                docs.publish(analysis)
+            else:
+                docs.schedule(key, 0.0)
 
     async def _begin_progress(self, name: str, cancel: threading.Event):
         caps = self.ls.client_capabilities.window
@@ -283,6 +322,18 @@ class ProbeService:
     def _end(self, token: str, message: str) -> None:
         self.ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message=message))
         self.ls.work_done_progress.tokens.pop(token, None)
+
+
+def _causes_unchanged(finding: Finding, old: list[str], new: list[str]) -> bool:
+    """Every line of this file the finding names as its cause (related locations, the cut) still reads the same."""
+    from gradtrace.lsp.documents import relocate
+
+    lines = {r.line for r in finding.related if r.path == finding.path}
+    cut = finding.data.get("cut") if isinstance(finding.data, dict) else None
+    if isinstance(cut, dict) and cut.get("path") == finding.path and isinstance(cut.get("line"), int):
+        lines.add(cut["line"])
+    return all(relocate(dataclasses.replace(finding, line=ln, end_line=ln, related=[], fix=None), old, new)
+               is not None for ln in lines)
 
 
 def summarise(result: dict) -> str:

@@ -6,29 +6,35 @@ diagnostics: clients that can pull (`textDocument/diagnostic`) pull, the others 
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 from pygls.uris import to_fs_path
 
 from gradtrace import __version__
 from gradtrace.analysis.project import Project, find_project_root
-from gradtrace.lsp import code_actions, commands, diagnostics, documents, gradient_map, hover, notebook
+from gradtrace.analysis.project_index import ProjectIndex
+from gradtrace.lsp import code_actions, commands, diagnostics, gradient_map, hover, notebook, sync
 from gradtrace.lsp.config import NAMESPACE, SettingsStore
-from gradtrace.lsp.documents import Documents
 from gradtrace.lsp.probe import ProbeService
+from gradtrace.lsp.scheduler import Documents
 from gradtrace.lsp.worker import AnalysisWorkers
 
 LOG_LEVEL_MAX = {"error": 1, "warning": 2, "info": 3, "debug": 4}
+logger = logging.getLogger(__name__)
 
 
 class GradtraceProtocol(LanguageServerProtocol):
-    """pygls cancels only requests that have not started; a running probe is cancelled here."""
+    """pygls cancels only requests that have not started; a running probe is cancelled here. A cancel for
+    a request already answered is normal (the client sent it while the answer was on its way): nothing
+    to log. An error a handler raises on purpose (bad arguments) is answered without a traceback."""
 
     def _handle_request(self, msg_id, method_name, params):
         if method_name == types.WORKSPACE_EXECUTE_COMMAND and getattr(params, "command", None) == commands.PROBE:
@@ -38,11 +44,19 @@ class GradtraceProtocol(LanguageServerProtocol):
     def _send_handler_result(self, future, *, msg_id):
         if msg_id in self._server.probe.request_ids:  # answered without running (bad arguments)
             self._server.probe.request_ids.remove(msg_id)
+        if not future.cancelled() and isinstance(future.exception(), JsonRpcException):
+            self._request_futures.pop(msg_id, None)
+            error = future.exception()
+            logger.info("Request %s answered with error %s: %s", msg_id, error.code, error.message)
+            self._send_response(msg_id, error=error.to_response_error())
+            return None
         return super()._send_handler_result(future, msg_id=msg_id)
 
     def _handle_cancel_notification(self, msg_id):
         self._server.probe.cancel_request(msg_id)
-        super()._handle_cancel_notification(msg_id)
+        future = self._request_futures.pop(msg_id, None)
+        if future is not None and future.cancel():
+            logger.info("Cancelled request %s", msg_id)
 
 
 class GradtraceServer(LanguageServer):
@@ -63,6 +77,7 @@ class GradtraceServer(LanguageServer):
         self.analysis_pool = ThreadPoolExecutor(max_workers=analysis_workers, thread_name_prefix="gradtrace-analysis")
         self.worker = AnalysisWorkers(analysis_workers, use_process=analysis_process)
         self._projects: dict[str, Project] = {}
+        self._indexes: dict[str, ProjectIndex] = {}
         self._roots: dict[str, str] = {}
         self._projects_lock = threading.Lock()
         self._warned: set[str] = set()
@@ -116,14 +131,20 @@ class GradtraceServer(LanguageServer):
         return root
 
     def project_for(self, path: str) -> Project | None:
+        return self._per_project(path, self._projects, Project)
+
+    def index_for(self, path: str) -> ProjectIndex | None:
+        """The import index of the project `path` belongs to (None for a path that is not a file's)."""
+        return self._per_project(path, self._indexes, ProjectIndex)
+
+    def _per_project(self, path: str, made: dict, make):
         root = self.project_root(path)
         if root is None:
             return None
         with self._projects_lock:
-            project = self._projects.get(root)
-            if project is None:
-                project = self._projects[root] = Project(root)
-        return project
+            if root not in made:
+                made[root] = make(root)
+            return made[root]
 
     def set_overlay(self, uri: str, text: str | None) -> None:
         path = to_fs_path(uri) if uri.startswith("file:") else None
@@ -246,7 +267,7 @@ def create_server() -> GradtraceServer:
     server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)(did_change_configuration)
     server.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)(did_change_watched_files)
     server.feature(types.SHUTDOWN)(shutdown)
-    documents.register(server)
+    sync.register(server)
     notebook.register(server)
     diagnostics.register(server)
     hover.register(server)

@@ -1,29 +1,57 @@
 """The analysis worker: a child process that runs the engine, so the server's event loop never waits
 for the GIL behind `ast.parse` or a rule (hovers stay instant while a big file is analysed).
 
-The server sends each job with the editor's unsaved texts that changed since the previous job (one
-worker, jobs in order), so cross-file analysis in the child sees what the editor sees. The child is
-started with `spawn` (never `fork` a threaded server). If it dies, the server starts a new one and
-reports the document it was analysing; when no process can be started, analysis runs in a thread.
+Each job carries the document's text once: the child also makes it the document's unsaved text for
+cross-file analysis, and the server sends only the other documents' texts that changed since the
+child's previous job. The child keeps its last analysis of each document: an edit that changed only
+comments or whitespace gets the previous findings mapped through it (`relocation.through_layout_edit`),
+anything else is analysed with the previous result handed to the engine (`check_source(previous=...)`).
+Jobs for one document go to the same child while it is free. Children are started with `spawn` (never
+`fork` a threaded server); if one dies, the server starts a new one and reports the document it was
+analysing; when no process can be started, analysis runs in a thread.
 """
 
 from __future__ import annotations
 
+import ast
 import multiprocessing
 import os
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 
 from gradtrace.analysis.project import Project
+from gradtrace.analysis.project_index import ProjectIndex
 from gradtrace.analysis.source import SourceFile
-from gradtrace.engine import check_source
+from gradtrace.engine import CheckResult, check_source
+from gradtrace.lsp.relocation import Outline, outline, through_layout_edit
+from gradtrace.positions import split_lines
+from gradtrace.settings import LintSettings
 
 MAX_CONSECUTIVE_DEATHS = 3
 
 # ---- in the child ---------------------------------------------------------------------------------
 
 _projects: dict[str, Project] = {}
+
+
+@dataclass
+class LastAnalysis:
+    """What the child keeps of a document's last analysis (no tree: an outline of its statements)."""
+
+    lines: list[str]
+    outline: Outline | None  # None when the text did not parse
+    result: CheckResult
+    lint: LintSettings
+    root: str | None
+    received: int  # `_received` when it ran
+
+
+_last: dict[str, LastAnalysis] = {}
+_received = 0  # texts of documents received so far
+_changed_at: dict[str, int] = {}  # path -> `_received` when its text last came
+_indexes: dict[str, ProjectIndex] = {}
 
 
 def _project(root: str | None) -> Project | None:
@@ -36,46 +64,81 @@ def _project(root: str | None) -> Project | None:
 
 
 def _apply(overlays: list[tuple[str | None, str, str | None]]) -> None:
+    global _received
     for root, path, text in overlays:
         project = _project(root)
         if project is not None:
             project.set_overlay(path, text)
+        _received += 1
+        _changed_at[path] = _received
+        if text is None:
+            _last.pop(path, None)
+
+
+def _may_read_changed_texts(last: LastAnalysis, path: str, text: str) -> bool:
+    """Whether another document this one imports (directly or not) changed since `last` was computed."""
+    changed = {p for p, at in _changed_at.items() if at > last.received and p != path}
+    if not changed:
+        return False
+    if last.root is None:
+        return True
+    index = _indexes.get(last.root)
+    if index is None:
+        index = _indexes[last.root] = ProjectIndex(last.root)
+    index.update(path, text)
+    index.follow(path)
+    return bool(changed & index.imported_paths(path, transitive=True))
 
 
 def run_check(job: dict):
-    """(findings, errors, parsed cleanly) for one document or notebook."""
+    """(findings, errors, whether the previous findings were mapped through a layout-only edit)."""
+    path, text, root = job["path"], job["text"], job["root"]
+    own = os.path.abspath(path) if os.path.isabs(path) else None
     _apply(job["overlays"])
-    project = _project(job["root"])
+    project = _project(root)
+    if job.get("overlay_from_text") and project is not None and own:
+        project.set_overlay(own, text)
     if job["where"] is not None and job["where"].cells:
-        from gradtrace.lsp.notebook import check_notebook
+        from gradtrace.notebooks import check_cells
 
-        return check_notebook(job["text"], job["path"], job["lint"], project, job["where"])
-    source = SourceFile.parse(job["path"], job["text"])
-    result = check_source(job["text"], job["path"], job["lint"], project, source=source)
-    return result.findings, result.errors, source.syntax_error is None
+        findings, errors, _ = check_cells(text, path, job["lint"], project, job["where"])
+        return findings, errors, False
+    lines = split_lines(text)
+    key = own or path
+    last = _last.get(key)
+    if last is not None and last.outline is not None and (last.lint, last.root) == (job["lint"], root) \
+            and not _may_read_changed_texts(last, key, text):
+        moved = through_layout_edit(last.result.findings, last.outline, last.lines, lines)
+        if moved is not None:
+            shape = last.outline if len(lines) == len(last.lines) else _outline_of(text)
+            _last[key] = LastAnalysis(lines, shape, CheckResult(moved, []), job["lint"], root, _received)
+            return moved, [], True
+    source = SourceFile.parse(path, text)
+    result = check_source(text, path, job["lint"], project, source=source, previous=last.result if last else None)
+    shape = outline(source.tree) if source.tree is not None else None
+    _last[key] = LastAnalysis(lines, shape, result, job["lint"], root, _received)
+    return result.findings, result.errors, False
+
+
+def _outline_of(text: str) -> Outline | None:
+    try:
+        return outline(ast.parse(text))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
 
 
 def run_fix_all(job: dict) -> str:
     """The text after applying every safe fix, re-checking until nothing changes."""
-    from gradtrace.fixes.apply import apply_edits
+    from gradtrace.fixes.fix_all import fix_all
 
     _apply(job["overlays"])
     project = _project(job["root"])
-    text = job["text"]
-    for _ in range(job.get("passes", 5)):
-        result = check_source(text, job["path"], job["lint"], project)
-        edits = [e for f in result.findings if f.fix and f.fix.safe for e in f.fix.edits]
-        if not edits:
-            break
-        new = apply_edits(text, edits)
-        if new == text:
-            break
-        text = new
-    return text
+    return fix_all(job["text"], lambda text: check_source(text, job["path"], job["lint"], project)).text
 
 
-def child_init() -> None:
-    """Runs first in the child: keep stdout (the LSP stream) clean, and die with the server."""
+def child_init(server_pid: int) -> None:
+    """Runs first in the child: keep stdout (the LSP stream) clean, and die with the server (also when it
+    died while this child was still starting: then the child's parent is no longer `server_pid`)."""
     import sys
 
     try:
@@ -83,7 +146,6 @@ def child_init() -> None:
     except OSError:
         pass
     sys.stdout = sys.stderr
-    parent = os.getppid()
     try:  # Linux: the kernel signals us when the server goes, however it goes
         import ctypes
         import signal
@@ -91,11 +153,13 @@ def child_init() -> None:
         ctypes.CDLL(None).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
     except (OSError, AttributeError, ValueError):
         pass
+    if os.getppid() != server_pid:
+        os._exit(0)
 
     def watch() -> None:  # everywhere: poll for the parent
         import time
 
-        while os.getppid() == parent:
+        while os.getppid() == server_pid:
             time.sleep(1.0)
         os._exit(0)
 
@@ -158,7 +222,7 @@ class AnalysisWorker:
         if self._pool is None:
             try:
                 self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                                 initializer=child_init)
+                                                 initializer=child_init, initargs=(os.getpid(),))
                 self._sent.clear()
             except (OSError, ValueError, ImportError):
                 self.use_process = False
@@ -174,6 +238,11 @@ class AnalysisWorker:
     def call(self, fn, job: dict):
         with self._lock:  # the overlay delta and the submission must keep the same order
             pool = self._ensure_pool()
+            own = self._overlays.get(os.path.abspath(job["path"])) if os.path.isabs(job.get("path", "")) else None
+            if own is not None and own[1] is not None and own[1] == job.get("text"):
+                # the job's text is the document's unsaved text: sent once, with the job
+                self._sent[os.path.abspath(job["path"])] = own[2]
+                job["overlay_from_text"] = True
             job["overlays"] = self._delta()
             if pool is not None:
                 future = pool.submit(fn, job)
@@ -211,11 +280,13 @@ class AnalysisWorker:
 
 
 class AnalysisWorkers:
-    """A few `AnalysisWorker`s: a job goes to the least busy, so one big file does not hold up the rest."""
+    """A few `AnalysisWorker`s. A document's jobs go to the child that analysed it last (it keeps that
+    analysis) unless that child is busy and another is free, so one big file does not hold up the rest."""
 
     def __init__(self, count: int = 2, use_process: bool = True):
         self.workers = [AnalysisWorker(use_process) for _ in range(max(1, count))]
         self._busy = [0] * len(self.workers)
+        self._home: dict[str, int] = {}  # document path -> the child that analysed it last
         self._lock = threading.Lock()
 
     @property
@@ -225,6 +296,9 @@ class AnalysisWorkers:
     def set_overlay(self, root: str | None, path: str, text: str | None) -> None:
         for worker in self.workers:
             worker.set_overlay(root, path, text)
+        if text is None:
+            with self._lock:
+                self._home.pop(path, None)
 
     def start(self) -> None:
         for worker in self.workers:
@@ -232,8 +306,12 @@ class AnalysisWorkers:
 
     def call(self, fn, job: dict):
         with self._lock:
-            index = min(range(len(self.workers)), key=self._busy.__getitem__)
+            index = self._home.get(job.get("path", ""))
+            if index is None or self._busy[index] > min(self._busy):
+                index = min(range(len(self.workers)), key=self._busy.__getitem__)
             self._busy[index] += 1
+            if "path" in job:
+                self._home[job["path"]] = index
         try:
             return self.workers[index].call(fn, job)
         finally:

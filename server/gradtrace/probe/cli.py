@@ -1,39 +1,22 @@
-"""`gradtrace probe FILE`: argument wiring and output (DESIGN §3)."""
+"""`gradtrace probe FILE`: running the probe and printing its result (DESIGN §3); the options are in
+`gradtrace.commands.probe`."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", help="the Python file to probe")
-    parser.add_argument("--format", choices=("text", "json"), default="text")
-    parser.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
-                        help="wall-clock limit for the probed code (default 60)")
-    parser.add_argument("--python", metavar="INTERPRETER", default=None,
-                        help="the interpreter that runs the code (default: this one)")
-    parser.add_argument("--memory", type=int, default=4096, metavar="MB", help="memory limit (default 4096)")
-    parser.add_argument("--device", default="cpu", help="cpu (default) or the device the code may use, e.g. cuda")
-    parser.add_argument("--mode", choices=("auto", "script", "module"), default="auto",
-                        help="script: run as __main__ up to backward(); module: build the nn.Modules (default auto)")
-    parser.add_argument("--steps", type=int, default=16, metavar="N",
-                        help="observe at most N backward() calls of a script (default 16)")
-    from gradtrace.gradmap.cli import add_argument as add_graph_argument
-
-    add_graph_argument(parser)
 
 
 def run(args) -> int:
     from gradtrace.probe.launcher import ProbeLauncher
     from gradtrace.probe.report import format_text
+    from gradtrace.terminal import printable
 
     launcher = ProbeLauncher()
     try:
         result = launcher.run(args.file, python=args.python, timeout=args.timeout, memory_mb=args.memory,
                               device=args.device, mode=args.mode, max_steps=args.steps,
-                              progress=(lambda m: print(f"gradtrace: {m}", file=sys.stderr))
+                              progress=(lambda m: print(f"gradtrace: {printable(m)}", file=sys.stderr))
                               if args.format == "text" else None)
     finally:
         launcher.shutdown()

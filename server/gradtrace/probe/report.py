@@ -7,11 +7,13 @@ from collections import OrderedDict
 
 from gradtrace.findings import Finding, Related
 from gradtrace.guarded_files import read_text
-from gradtrace.probe.runner import detect_framework
+from gradtrace.probe.runtime.script import detect_framework
+from gradtrace.terminal import printable
 
 __all__ = ["build_result", "detect_framework", "format_text"]
 
 DEAD = {"none": "GT901", "zero": "GT902", "nonfinite": "GT903"}
+DEAD_TERM = "GT907"
 WHAT = {"none": "get no gradient (grad is None)", "zero": "get an all-zero gradient",
         "nonfinite": "get a non-finite gradient (NaN/Inf)"}
 WHAT_ONE = {"none": "gets no gradient (grad is None)", "zero": "gets an all-zero gradient",
@@ -59,7 +61,9 @@ def _related(lines: _Lines, loc: dict | None, message: str) -> list[Related]:
 
 
 def build_result(raw: dict, path: str, framework: str | None, isolation: list[str], notice: str | None) -> dict:
-    raw = dict(raw or {})
+    """The probe JSON from the child's raw result. The raw result comes from the probed process: its every field is
+    checked (`_sane`) before use, and it has no say in `isolation`."""
+    raw = _sane(raw)
     lines = _Lines()
     params = raw.get("parameters") or []
     error = raw.get("error")
@@ -128,12 +132,16 @@ def build_result(raw: dict, path: str, framework: str | None, isolation: list[st
                                  related,
                                  {"params": g["names"], "op": cut.get("op"), "source": "gradtrace probe"}))
 
+    findings += _made_in_forward(lines, path, params)
+    findings += _never_updated(lines, params)
+    findings += _dead_terms(lines, raw.get("dead_terms") or [])
+
     # gradients that no optimizer will ever apply
     if have_opt:
         idle: OrderedDict = OrderedDict()
         for p in params:
             if p.get("grad") == "ok" and p.get("in_optimizer") is False and p.get("requires_grad", True) \
-                    and p.get("parameter", True):
+                    and p.get("parameter", True) and not p.get("made_in_forward") and not p.get("update_site"):
                 d = p.get("defined_at") or {}
                 idle.setdefault((d.get("path"), d.get("line"), p.get("registered")), []).append(p["name"])
         opts = raw.get("optimizers") or []
@@ -181,7 +189,7 @@ def build_result(raw: dict, path: str, framework: str | None, isolation: list[st
     out = {
         "status": status,
         "framework": raw.get("framework") or framework,
-        "isolation": isolation + [i for i in raw.get("isolation_child", []) if i not in isolation],
+        "isolation": list(isolation),
         "parameters": [_public_param(p) for p in params],
         "findings": [f.to_json() for f in sorted(findings, key=Finding.sort_key)],
         "error": _public_error(error),
@@ -195,11 +203,110 @@ def build_result(raw: dict, path: str, framework: str | None, isolation: list[st
         "backward_sites": raw.get("backward_sites", []),
         "flow": raw.get("flow", []),  # the gradient map's data flow (runner.TorchProbe.flow_of)
         "notes": raw.get("notes", []),
+        "dead_terms": raw.get("dead_terms", []),
         "elapsed_s": raw.get("elapsed_s"),
         "output": raw.get("output"),
     }
     if notice:
         out["isolation_notice"] = notice
+    return out
+
+
+RAW_LISTS = ("parameters", "optimizers", "ops", "backward_sites", "flow", "notes", "dead_terms")
+PARAM_GRADS = {"ok", "none", "zero", "nonfinite"}
+
+
+def _sane(raw) -> dict:
+    """The raw result with every field of the wrong type dropped (a probed script can write anything there)."""
+    if not isinstance(raw, dict):
+        return {"status": "error", "error": {"type": "ProbeCrashed", "message": "the probe returned no result"}}
+    out = {k: v for k, v in raw.items() if k not in RAW_LISTS and k != "error"}
+    for key in RAW_LISTS:
+        value = raw.get(key)
+        out[key] = [x for x in value if isinstance(x, (dict, str))] if isinstance(value, list) else []
+    out["parameters"] = [p for p in out["parameters"] if isinstance(p, dict) and isinstance(p.get("name"), str)
+                         and p.get("grad") in PARAM_GRADS]
+    for p in out["parameters"]:
+        for key in ("defined_at", "cut", "made_in_forward", "update_site"):
+            if not _location(p.get(key)):
+                p[key] = None
+    out["dead_terms"] = [t for t in out["dead_terms"] if isinstance(t, dict) and _location(t)
+                         and (t.get("cut") is None or _location(t["cut"]))]
+    out["optimizers"] = [o for o in out["optimizers"] if isinstance(o, dict)]
+    error = raw.get("error")
+    out["error"] = error if isinstance(error, dict) else None
+    if out["error"] is not None:
+        if not _location(out["error"], required=False):
+            out["error"] = {**out["error"], "path": None, "line": None}
+        for key in ("type", "message", "cause"):
+            if key in out["error"] and not isinstance(out["error"][key], str):
+                out["error"][key] = str(out["error"][key])
+        if not _location(out["error"].get("raised_at")):
+            out["error"].pop("raised_at", None)
+    if out.get("status") not in ("ok", "error", "timeout", "unsupported"):
+        out["status"] = "error"
+    if not isinstance(out.get("output"), dict):
+        out["output"] = None
+    return out
+
+
+def _location(loc, required: bool = True) -> bool:
+    """A {"path": str, "line": int >= 1} (or, when not `required`, one without a path)."""
+    if not isinstance(loc, dict):
+        return False
+    path, line = loc.get("path"), loc.get("line")
+    if path is None and line is None and not required:
+        return True
+    return isinstance(path, str) and os.path.isabs(path) and isinstance(line, int) and not isinstance(line, bool) \
+        and 1 <= line < 10_000_000
+
+
+def _made_in_forward(lines: _Lines, path: str, params: list[dict]) -> list[Finding]:
+    """Layers built inside a forward: fresh weights on every call, which no optimizer holds (GT904)."""
+    groups: OrderedDict = OrderedDict()
+    for p in params:
+        where = p.get("made_in_forward")
+        if where and p.get("in_optimizer") is not True:
+            groups.setdefault((where["path"], where["line"]), (where, []))[1].append(p["name"])
+    out = []
+    for (wpath, wline), (where, names) in groups.items():
+        cls, owner = where.get("cls") or "layer", where.get("owner") or "a module"
+        msg = (f"{_names(names)} belong to a `{cls}` built inside `{owner}.forward()` (line {wline}): a new layer "
+               "with fresh random weights on every call, which no optimizer holds, so it never trains: build it "
+               "once in `__init__`")
+        out.append(_finding(lines, wpath, wline, "GT904", "warning", msg, [],
+                            {"params": names, "source": "gradtrace probe", "made_in_forward": True}))
+    return out
+
+
+def _never_updated(lines: _Lines, params: list[dict]) -> list[Finding]:
+    """Leaves with a gradient whose every optimizer update was zero (an optax mask, a zero learning rate)."""
+    groups: OrderedDict = OrderedDict()
+    for p in params:
+        site = p.get("update_site")
+        if site and p.get("grad") == "ok":
+            groups.setdefault((site["path"], site["line"]), []).append(p["name"])
+    return [_finding(lines, spath, sline, "GT904", "warning",
+                     f"{_names(names)} get gradients, but every update applied here is zero (a mask such as "
+                     "optax.masked/set_to_zero, or a zero learning rate): they never train",
+                     [], {"params": names, "source": "gradtrace probe"})
+            for (spath, sline), names in groups.items()]
+
+
+def _dead_terms(lines: _Lines, terms: list[dict]) -> list[Finding]:
+    """Summands of the loss that no trainable parameter reaches (GT907)."""
+    out = []
+    for term in terms:
+        cut = term.get("cut")
+        what = "an all-zero gradient" if term.get("grad") == "zero" else "no gradient"
+        msg = f"this term of the loss carries {what} to any trainable parameter, so it does not train anything"
+        if cut:
+            msg += f": {cut.get('reason')} (line {cut.get('line')})"
+        if term.get("params"):
+            msg += f"; it was computed from {_names(term['params'])}"
+        related = _related(lines, cut, "cut here") if cut and cut.get("line") != term.get("line") else []
+        out.append(_finding(lines, term["path"], term["line"], DEAD_TERM, "warning", msg, related,
+                            {"params": term.get("params") or [], "cut": cut, "source": "gradtrace probe"}))
     return out
 
 
@@ -209,7 +316,7 @@ def _cut_key(cut):
 
 def _public_param(p: dict) -> dict:
     keys = ("name", "shape", "grad", "defined_at", "cut", "in_optimizer", "requires_grad", "registered", "norm",
-            "why", "leaf", "parameter")
+            "why", "leaf", "parameter", "made_in_forward", "update_site")
     return {k: p.get(k) for k in keys}
 
 
@@ -258,4 +365,4 @@ def format_text(result: dict) -> str:
             out.append(f"    {p['name']:<{width}}  {p['grad']:<9} {'; '.join(extra)}".rstrip())
     for f in result.get("findings") or []:
         out.append(f"{os.path.relpath(f['path'])}:{f['line']}:{f['column']}: {f['code']} {f['message']}")
-    return "\n".join(out)
+    return "\n".join(printable(line) for line in out)

@@ -6,13 +6,17 @@ import re
 import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     from gradtrace.analysis.context import AnalysisContext
     from gradtrace.findings import Finding
 
-DOCS_URL = "https://gradtrace.dev/rules/{code}"
+# Each rule's documentation page ships with the package (built by `gradtrace rules --markdown`, see rule_docs.py).
+# A `file:` URI opens offline in every editor: VS Code, code-server (on the machine that runs the server) and
+# Neovim alike; the VS Code extension opens it rendered, through gradtrace.showRuleDocs.
+DOCS_DIR = Path(__file__).resolve().parent.parent / "docs" / "rules"
 DOC_SECTIONS = ("What it does", "Why is this bad?", "Example", "Use instead", "Fix safety")
 EXPECT_MARK = re.compile(r"#\s*expect:\s*(GT\d{3})")
 
@@ -68,7 +72,7 @@ class Rule:
 
     @property
     def url(self) -> str:
-        return DOCS_URL.format(code=self.code.lower())
+        return (DOCS_DIR / f"{self.code}.md").as_uri()
 
     @classmethod
     def documentation(cls) -> str:

@@ -4,13 +4,14 @@ from gradtrace.rules.base import Rule
 class SyntaxErrorRule(Rule):
     code = "GT000"
     name = "syntax-error"
-    summary = "The file does not parse, so it was not analysed."
+    summary = "The file does not parse: the statement with the error is not analysed."
     severity = "error"
     framework = "any"
     docs = """
     ## What it does
-    Reports a file that Python cannot parse, with the parser's message and position. Nothing else in
-    the file is analysed until it parses again; other files are still checked.
+    Reports a file that Python cannot parse, with the parser's message and position. The statement
+    that holds the error is set aside (the smallest one that lets the rest parse) and everything else
+    is analysed, so findings elsewhere in the file stay while a line is being typed.
 
     ## Why is this bad?
     A file that does not parse cannot run, and gradtrace cannot tell what reaches the loss.

@@ -14,6 +14,9 @@ def _requires_grad_kw(call: ast.Call) -> ast.keyword | None:
     return None
 
 
+CONVERSIONS = ("to", "cuda", "double", "float", "half", "cpu", "type", "bfloat16")
+
+
 def find_leaf_factory(ctx, expr: ast.expr) -> tuple[ast.Call, str] | None:
     """(the leaf it starts from — a factory call with requires_grad=True or `nn.Parameter(...)` — and the
     operation that follows it) inside `expr`."""
@@ -224,6 +227,8 @@ class NonLeafParameter(Rule):
             if found is None:
                 continue
             factory, op = found
+            if _is_parameter(ctx, factory) and op.strip(".()") in CONVERSIONS:
+                continue  # `nn.Parameter(...).to(...)`: GT113 speaks of conversions
             if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self":
                 what = "`nn.Parameter(...)`" if _is_parameter(ctx, factory) else "`requires_grad=True`"
                 ctx.report(node.value, f"`self.{target.attr}` is not a parameter: `{op}` after {what} stores a "
@@ -235,9 +240,10 @@ class NonLeafParameter(Rule):
                 continue
             name = target.id
             in_container = re.search(rf"[\[(,]\s*{re.escape(name)}\s*[,\])]", text) is not None
+            # read as a parameter: its `.grad`, or listed for an optimizer (`[w, b]`); an input handed to a
+            # model (`model(x)`) is not
             used_as_param = (f"{name}.grad" in text or f"[{name}" in text or f", {name}]" in text
-                             or f"({name}" in text and "optim" in text
-                             or in_container and (".grad" in text or "optim" in text))
+                             or in_container and (f"{name}.grad" in text or "optim" in text) and f"({name})" not in text)
             severity = "warning" if used_as_param else "information"
             ctx.report(node.value, f"`{name}` is not a leaf: `{op}` after `requires_grad=True` stores a computed "
                        f"tensor, so `{name}.grad` stays None and an optimizer cannot train it.",

@@ -108,7 +108,13 @@ class ParameterConversion(Rule):
             for attr in info.attrs.values():
                 if attr.kind == "param_converted":
                     seen.add(id(attr.value))
-                    ctx.report(attr.value, f"`self.{attr.name}` is not a parameter: `.{attr.value.func.attr}()` after "
+                    method = attr.value.func.attr
+                    if method in MAYBE_SAME and not _changes_dtype(ctx, attr.value):
+                        ctx.report(attr.value, f"`self.{attr.name}` stops being a parameter if `.{method}()` moves it: "
+                                   "a moved copy is a plain tensor that is not registered.", severity="information",
+                                   fix=move_inside(ctx, attr.value))
+                        continue
+                    ctx.report(attr.value, f"`self.{attr.name}` is not a parameter: `.{method}()` after "
                                "`nn.Parameter(...)` returns a plain tensor, so it is not registered and its `.grad` stays "
                                "None.", fix=move_inside(ctx, attr.value))
         for node in ctx.source.nodes(ast.Assign):
@@ -118,7 +124,30 @@ class ParameterConversion(Rule):
                         value.func.attr in ("to", "cuda", "double", "float", "half", "cpu", "type"):
                     if ctx.names.qualname(value.func.value.func) in ("torch.nn.Parameter", "torch.nn.parameter.Parameter"):
                         target = ctx.source.segment(node.targets[0])
+                        if value.func.attr in MAYBE_SAME and not _changes_dtype(ctx, value):
+                            ctx.report(value, f"`{target}` stops being a parameter if `.{value.func.attr}()` moves it: "
+                                       "a moved copy is a plain, non-leaf tensor.", severity="information",
+                                       fix=move_inside(ctx, value))
+                            continue
                         ctx.report(value, f"`{target}` is not a parameter: `.{value.func.attr}()` after `nn.Parameter(...)` "
                                    "returns a plain, non-leaf tensor whose `.grad` stays None.",
                                    fix=move_inside(ctx, value))
         return ()
+
+
+# Conversions that hand back the parameter itself when the device and dtype already match
+# (`.to(device)` on the same device, `.float()` of a float32 tensor): a copy only when they move it.
+MAYBE_SAME = ("to", "cpu", "float", "type")
+OTHER_DTYPES = ("float64", "double", "float16", "half", "bfloat16", "int", "long", "int64", "int32", "bool",
+                "complex64", "complex128", "uint8", "int8", "int16")
+
+
+def _changes_dtype(ctx, call: ast.Call) -> bool:
+    """`.to(torch.float64)`, `.type(torch.DoubleTensor)`: a conversion that always copies a float32 tensor."""
+    for arg in list(call.args) + [k.value for k in call.keywords if k.arg == "dtype"]:
+        name = (ctx.names.qualname(arg) or "").rsplit(".", 1)[-1]
+        if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+            name = arg.value.rsplit(".", 1)[-1]
+        if name in OTHER_DTYPES or name.endswith(("DoubleTensor", "HalfTensor", "LongTensor", "IntTensor")):
+            return True
+    return False

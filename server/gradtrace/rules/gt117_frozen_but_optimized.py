@@ -235,6 +235,8 @@ class FrozenButOptimized(Rule):
                 srcs = optimizer.coverage.srcs
                 if not optimizer.known or not srcs or optimizer.module.path != ctx.path:
                     continue
+                if _steps_before_only(flow, optimizer, freeze):
+                    continue  # frozen once its training is over (statement order): nothing is lost
                 # what the optimizer is given by name (`encoder.parameters()`), not a parent that merely
                 # contains the frozen part (`model.parameters()` with a frozen backbone is the usual fine-tuning)
                 frozen = [c for c in sorted(srcs) if any(c == f or c.startswith(f + ".") for f in freeze.srcs)]
@@ -249,3 +251,9 @@ class FrozenButOptimized(Rule):
                     message = f"This freezes {names}, which the optimizer on line {line} is given to train: it gets " \
                               "no gradient and never moves (nothing sets requires_grad back)."
                 ctx.report(freeze.node, message, related=[ctx.related(optimizer.node, "optimizer built here")])
+
+
+def _steps_before_only(flow, optimizer, freeze) -> bool:
+    """The optimizer steps, and every one of its steps runs before the freeze."""
+    steps = [s for s in flow.steps if s.optimizer.ref is not None and s.optimizer.ref.node is optimizer.node]
+    return bool(steps) and all(s.seq < freeze.seq for s in steps)

@@ -250,9 +250,27 @@ class OptimizerMismatch(Rule):
         for surgery in flow.surgeries:
             if surgery.module.path != ctx.path:
                 continue
+            if not _left_out(flow, surgery):
+                continue
             line = ctx.span(surgery.optimizer.node).line
             what = "model" if "." not in surgery.target else "layer"
+            if surgery.parameter:
+                what = "parameter"
+            consequence = f"the new {what}'s parameters are in no optimizer and never train." if what != "parameter" \
+                else "the new parameter is in no optimizer and never trains."
             ctx.report(surgery.node, f"`{surgery.target}` is replaced after the optimizer on line {line} was built: "
-                       f"the new {what}'s parameters are in no optimizer and never train.",
+                       + consequence,
                        related=[ctx.related(surgery.optimizer.node, "optimizer built here")])
         return ()
+
+
+def _left_out(flow, surgery) -> bool:
+    """Does the replaced part really train without an optimizer? The old one is stepped again, or a later
+    loss reaches the new part while no optimizer built after the replacement holds it."""
+    if any(step.seq > surgery.seq and step.optimizer.ref is not None and step.optimizer.ref.node is
+           surgery.optimizer.node for step in flow.steps):
+        return True
+    target = surgery.target
+    if any(o.seq > surgery.seq and any(overlaps(target, c) for c in o.coverage.srcs) for o in flow.optimizers):
+        return False  # built again over the new one
+    return any(s.seq > surgery.seq and any(overlaps(target, r) for r in s.value.srcs) for s in flow.sinks)

@@ -119,6 +119,9 @@ class UnusedLayer(Rule):
     def check(self, ctx):
         module = ctx.torch.module
         below = subclass_reads(module)
+        # A model file that trains nothing (a library's model zoo): other code may use the attribute (a pipeline
+        # reading `model.null_embedding`, a checkpoint that must load): say it, quietly.
+        severity = "warning" if ctx.torch.training_sinks else "information"
         for info in module.classes.values():
             if not info.is_module or info.dynamic or info.find_method("forward") is None:
                 continue
@@ -132,5 +135,6 @@ class UnusedLayer(Rule):
                     continue  # an unused Dropout or ReLU has no parameters to lose
                 what = "layer" if attr.kind != "param" else "parameter"
                 ctx.report(attr.stmt, f"`{attr.name}` is a {what} of `{info.name}` that nothing uses: `forward` never "
-                           f"reads `self.{attr.name}`, so its parameters never get a gradient (`.grad` stays None).")
+                           f"reads `self.{attr.name}`, so its parameters never get a gradient (`.grad` stays None).",
+                           severity=severity)
         return ()

@@ -7,17 +7,8 @@ from gradtrace.rules.base import Invalid, Rule, Truth
 
 def _loop_binding(ctx, stmt: ast.stmt, var: str) -> bool:
     """Is `var` the target of a `for` loop around `stmt` (e.g. `for p in params: p.add_(...)`)?"""
-    parents = ctx.source.parents
-    node = parents.get(id(stmt))
-    while node is not None:
-        if isinstance(node, (ast.For, ast.AsyncFor)):
-            names = {n.id for n in ast.walk(node.target) if isinstance(n, ast.Name)}
-            if var in names:
-                return True
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            return False
-        node = parents.get(id(node))
-    return False
+    semantic = ctx.source.semantic
+    return any(b.kind == "loop" and b.name == var for loop in semantic.loops_around(stmt) for b in semantic.made_by(loop))
 
 
 def no_grad_fix(ctx, stmt: ast.stmt) -> Fix | None:

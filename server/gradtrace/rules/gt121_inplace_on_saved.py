@@ -70,6 +70,27 @@ class InplaceOnSaved(Rule):
             """,
             truth=Truth(raises=("RuntimeError", "modified by an inplace operation")),
         ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+            net = nn.Linear(4, 4)
+            means, log_stds = net(torch.randn(2, 4)).chunk(2, dim=-1)
+            log_stds.clamp_(-20, 2)  # expect: GT121
+            (means + log_stds.exp()).sum().backward()
+            """,
+            fixed="""
+            import torch
+            import torch.nn as nn
+
+            net = nn.Linear(4, 4)
+            means, log_stds = net(torch.randn(2, 4)).chunk(2, dim=-1)
+            log_stds = log_stds.clamp(-20, 2)  # expect: GT121
+            (means + log_stds.exp()).sum().backward()
+            """,
+            truth=Truth(raises=("RuntimeError", "is a view and is being modified inplace")),
+        ),
     )
 
     def check(self, ctx):
@@ -79,8 +100,13 @@ class InplaceOnSaved(Rule):
             target = event.target
             if target.leaf or not target.srcs or not target.saved_by:
                 continue
-            saver = "the layer" if target.saved_by == "module" else f"`{target.saved_by}`"
             fix = out_of_place_fix(ctx, event.node, event.stmt, event.var)
+            if target.saved_by.startswith("multiview:"):
+                maker = target.saved_by.split(":", 1)[1]
+                ctx.report(event.node, f"`{event.var}` is one of the views `{maker}` returned: `{event.op}` on it "
+                           "raises \"... is a view and is being modified inplace\".", fix=fix)
+                continue
+            saver = "the layer" if target.saved_by == "module" else f"`{target.saved_by}`"
             when = " (as soon as its dropout probability is above 0, in training)" if "Dropout" in event.op else ""
             ctx.report(
                 event.node,

@@ -1,6 +1,7 @@
 import ast
 
 from gradtrace.analysis.frameworks.torch import api
+from gradtrace.analysis.frameworks.torch.plugin import dtype_name, int_literal_data
 from gradtrace.findings import Fix
 from gradtrace.fixes.edits import replace_node
 from gradtrace.rules.base import Invalid, Rule, Truth
@@ -69,12 +70,7 @@ class IntegerLeaf(Rule):
     )
 
     def check(self, ctx):
-        from gradtrace.analysis.frameworks.torch.plugin import dtype_name as _dtype_name
-        from gradtrace.analysis.frameworks.torch.plugin import int_literal_data as _int_literal_data
-
         for node in ctx.source.nodes(ast.Call):
-            if not isinstance(node, ast.Call):
-                continue
             if not any(k.arg == "requires_grad" and isinstance(k.value, ast.Constant) and k.value.value is True
                        for k in node.keywords):
                 continue
@@ -82,11 +78,11 @@ class IntegerLeaf(Rule):
             short = qn.split(".")[-1]
             if not qn.startswith("torch.") or short not in api.FACTORIES:
                 continue
-            dtype = _dtype_name(node, ctx.names)
+            dtype = dtype_name(node, ctx.names)
             if dtype in api.FLOAT_DTYPES:
                 continue
             integral = dtype in api.INT_DTYPES or short in api.INT_FACTORIES or (
-                short in ("tensor", "arange", "full") and dtype is None and _int_literal_data(node))
+                short in ("tensor", "arange", "full") and dtype is None and int_literal_data(node))
             if short == "arange" and dtype is None:
                 integral = all(isinstance(a, ast.Constant) and isinstance(a.value, int) for a in node.args)
             if integral:

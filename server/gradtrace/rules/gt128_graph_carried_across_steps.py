@@ -1,89 +1,57 @@
 import ast
 
-from gradtrace.analysis.source import parent_map
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 HARMLESS_CALLS = {"detach", "detach_", "item", "tolist", "print", "float", "int", "len", "repackage_hidden",
                   "numpy", "append", "format", "isinstance"}
 
 
-def _statements_in_order(body: list[ast.stmt]):
-    for stmt in body:
-        yield stmt
-        for field in ("body", "orelse", "finalbody"):
-            inner = getattr(stmt, field, None)
-            if isinstance(inner, list) and not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                yield from _statements_in_order(inner)
-        for handler in getattr(stmt, "handlers", []):
-            yield from _statements_in_order(handler.body)
+SIMPLE = (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr, ast.Return)  # statements a read enters a graph in
+REBINDS = ("assignment", "annotation", "augmented", "loop")
 
 
-def _own_nodes(stmt: ast.stmt):
-    """Nodes of the statement itself (not of the blocks nested in it)."""
-    if isinstance(stmt, (ast.If, ast.While)):
-        return ast.walk(stmt.test)
-    if isinstance(stmt, (ast.For, ast.AsyncFor)):
-        return ast.walk(stmt.iter)
-    if isinstance(stmt, (ast.With, ast.AsyncWith)):
-        return (n for item in stmt.items for n in ast.walk(item.context_expr))
-    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Try)):
-        return iter(())
-    return ast.walk(stmt)
-
-
-def _reads_into_graph(stmt: ast.stmt, name: str) -> ast.Name | None:
-    """A read of `name` in `stmt` that can enter a new graph (not under detach/item/print...)."""
-    parents = None
-    for node in _own_nodes(stmt):
-        if not (isinstance(node, ast.Name) and node.id == name and isinstance(node.ctx, ast.Load)):
-            continue
-        if parents is None:
-            parents = parent_map(stmt)
-        current, harmless = node, False
-        while current is not None and current is not stmt:
-            parent = parents.get(id(current))
-            if isinstance(parent, ast.Call):
-                func = parent.func
-                called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
-                if called in HARMLESS_CALLS:
-                    harmless = True
-                    break
-            if isinstance(parent, ast.Attribute) and parent.attr in HARMLESS_CALLS:
-                harmless = True
-                break
-            if isinstance(parent, (ast.Compare, ast.JoinedStr)):
-                harmless = True
-                break
-            if isinstance(parent, ast.comprehension) and parent.iter is current:
-                owner = parents.get(id(parent))  # `tuple(s.detach() for s in state)`
-                elt = getattr(owner, "elt", None)
-                if elt is not None and any(isinstance(n, ast.Attribute) and n.attr in ("detach", "detach_")
-                                           for n in ast.walk(elt)):
-                    harmless = True
-                    break
-            current = parent
-        if not harmless and isinstance(stmt, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr, ast.Return)):
-            return node
-    return None
-
-
-def _writes(stmt: ast.stmt, name: str) -> bool:
-    targets = []
-    if isinstance(stmt, ast.Assign):
-        targets = stmt.targets
-    elif isinstance(stmt, (ast.AnnAssign, ast.AugAssign)):
-        targets = [stmt.target]
-    elif isinstance(stmt, (ast.For, ast.AsyncFor)):
-        targets = [stmt.target]
-    return any(isinstance(n, ast.Name) and n.id == name for t in targets for n in ast.walk(t))
-
-
-def _backward_without_retain(stmt: ast.stmt) -> bool:
-    for node in _own_nodes(stmt):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "backward":
-            if not any(k.arg == "retain_graph" for k in node.keywords):
+def _harmless(semantic, read: ast.Name, stmt: ast.stmt) -> bool:
+    """The read cannot enter a new graph: under detach/item/print..., in a comparison or an f-string."""
+    current = read
+    for parent in semantic.ancestors(read):
+        if parent is stmt:
+            return False
+        if isinstance(parent, ast.Call):
+            func = parent.func
+            if (func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)) in HARMLESS_CALLS:
                 return True
+        if isinstance(parent, ast.Attribute) and parent.attr in HARMLESS_CALLS:
+            return True
+        if isinstance(parent, (ast.Compare, ast.JoinedStr)):
+            return True
+        if isinstance(parent, ast.comprehension) and parent.iter is current:
+            elt = getattr(semantic.parent(parent), "elt", None)  # `tuple(s.detach() for s in state)`
+            if elt is not None and any(isinstance(n, ast.Attribute) and n.attr in ("detach", "detach_")
+                                       for n in ast.walk(elt)):
+                return True
+        current = parent
     return False
+
+
+def _first_use(semantic, loop: ast.stmt, name: str):
+    """(statement, read) for the first statement of the loop's body that reads `name` into a graph, or
+    (statement, None) when one rebinds it first; None when neither happens."""
+    scope = semantic.scope_of(loop)
+    found = []
+    for read in semantic.uses_in(scope, name):
+        stmt = semantic.statement_of(read)
+        if isinstance(stmt, SIMPLE) and semantic.in_loop(read, loop) and not _harmless(semantic, read, stmt):
+            found.append(((stmt.lineno, stmt.col_offset, 0), stmt, read))
+    for binding in scope.bindings.get(name, ()):
+        stmt = binding.statement
+        if binding.kind in REBINDS and semantic.in_loop(stmt, loop):
+            found.append(((stmt.lineno, stmt.col_offset, 1), stmt, None))
+    return min(found, key=lambda f: f[0], default=None)
+
+
+def _backward_without_retain(call: ast.Call) -> bool:
+    return isinstance(call.func, ast.Attribute) and call.func.attr == "backward" and not any(
+        k.arg == "retain_graph" for k in call.keywords)
 
 
 class GraphCarriedAcrossSteps(Rule):
@@ -166,18 +134,16 @@ class GraphCarriedAcrossSteps(Rule):
             loop, module, carried = event.node, event.module, event.names
             if module.path != ctx.path:
                 continue
-            ordered = list(_statements_in_order(loop.body))
-            if not any(_backward_without_retain(s) for s in ordered):
-                continue
-            for name in carried:
-                for index, stmt in enumerate(ordered):
-                    read = _reads_into_graph(stmt, name)
-                    if read is not None:
-                        if any(_backward_without_retain(s) for s in ordered[index:]):
-                            ctx.report(read, f"`{name}` still holds the previous iteration's graph, which "
-                                       "`backward()` has freed: the next `backward()` raises \"Trying to backward "
-                                       f"through the graph a second time\". Detach it first (`{name} = {name}.detach()`).")
-                        break
-                    if _writes(stmt, name):
-                        break
+            semantic = ctx.source.semantic
+            backwards = [semantic.statement_of(c) for c in semantic.nodes_in(semantic.function_of(loop), ast.Call)
+                         if _backward_without_retain(c) and semantic.in_loop(c, loop)]
+            for name in carried if backwards else ():
+                found = _first_use(semantic, loop, name)
+                if found is None or found[2] is None:
+                    continue
+                _, stmt, read = found
+                if any((b.lineno, b.col_offset) >= (stmt.lineno, stmt.col_offset) for b in backwards):
+                    ctx.report(read, f"`{name}` still holds the previous iteration's graph, which "
+                               "`backward()` has freed: the next `backward()` raises \"Trying to backward "
+                               f"through the graph a second time\". Detach it first (`{name} = {name}.detach()`).")
         return ()

@@ -130,20 +130,25 @@ class WhereNanGradient(Rule):
     def check(self, ctx):
         if "where" not in ctx.source.text:
             return ()
-        parents = None
+        semantic = None
+        observed = None
         for node in ctx.source.nodes(ast.Call):
             if ctx.names.qualname(node.func) != "torch.where" or len(node.args) != 3:
                 continue
-            parents = parents if parents is not None else ctx.source.parents  # built only when needed
+            observed = observed if observed is not None else ctx.torch.interp.observed
+            seen = observed.get(id(node))
+            if seen is not None and not seen[1].srcs:
+                continue  # no gradient ever flows through it (gradients off, or only data on both sides)
+            semantic = semantic or ctx.source.semantic
             guarded = _names(node.args[0])
-            cond = resolve_condition(node.args[0], node, parents)
+            cond = resolve_condition(node.args[0], semantic)
             loose = None
             exact = None
             for n, branch in enumerate(node.args[1:]):
                 for op, operand, zero_singular in _unsafe_ops(branch, ctx.names):
                     if zero_singular and guards_singular_point(cond, operand, n == 0) and not _constant_data(
-                            operand, node, ctx.names, parents) and nan_certain(
-                            op, cond, operand, n == 0, node, parents, ctx.names):
+                            operand, ctx.names, semantic) and nan_certain(
+                            op, cond, operand, n == 0, semantic, ctx.names):
                         exact = exact or (op, operand, n == 0)
                     elif loose is None and _names(operand) & guarded and not _made_safe(operand, ctx.names):
                         loose = op
@@ -155,14 +160,15 @@ class WhereNanGradient(Rule):
                 safe = (f"torch.where({_short(cond)}, {x}, torch.ones_like({x}))" if first
                         else f"torch.where({_short(cond)}, torch.ones_like({x}), {x})")
                 negative = singular_kind(op) == "root" and masks_negatives(cond, operand, first) and not non_negative(
-                    operand, node, parents, ctx.names)
+                    operand, semantic, ctx.names)
                 where_bad = "where it is masked out" if negative else f"exactly where `{x}` is 0"
                 reach = f"as soon as `{x}` is negative or 0" if negative else f"as soon as `{x}` has a zero"
                 ctx.report(node, f"`torch.where({_short(node.args[0])}, ...)` masks the {what} `{x}` {where_bad}, "
                            f"but backward still runs through the masked branch: its derivative there is "
                            f"{'NaN or infinite' if negative else 'infinite'} and 0 times it is NaN, so the gradient "
                            f"flowing into `{x}` (and everything it is computed from) gets NaN entries {reach}. Guard "
-                           f"the input too (double where): `{safe}`.", severity="warning")
+                           f"the input too (double where): `{safe}`.",
+                           severity="warning" if seen is not None else "information")
             elif loose is not None:
                 ctx.report(node, f"`torch.where` evaluates both branches: where the condition is false the "
                            f"{loose} still runs on the raw input, and its gradient there is NaN. Guard the input "
@@ -186,9 +192,9 @@ CONSTRUCTORS = {"tensor", "as_tensor", "from_numpy", "zeros", "ones", "full", "a
                 "randint", "empty"}
 
 
-def _constant_data(operand, where, names, parents) -> bool:
+def _constant_data(operand, names, semantic) -> bool:
     """`counts = torch.tensor([...])` (no `requires_grad=True`) then `torch.log(counts)`: no gradient flows."""
-    assigned = resolve_condition(operand, where, parents, kinds=(ast.Call,))
+    assigned = resolve_condition(operand, semantic, kinds=(ast.Call,))
     if not isinstance(assigned, ast.Call):
         return False
     qn = names.qualname(assigned.func) or ""

@@ -2,11 +2,10 @@ import ast
 from dataclasses import dataclass
 
 from gradtrace.analysis.modules import ClassInfo, classify_value
+from gradtrace.analysis.semantic import Binding
 from gradtrace.findings import Edit, Fix
 from gradtrace.rules.base import Invalid, Rule, Truth
 
-SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.Module)
-FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 MODULE_ITERATORS = {"modules": False, "children": False, "named_modules": True, "named_children": True}
 MAX_DEPTH = 6
 
@@ -19,128 +18,14 @@ class ModuleRef:
     layer: str | None = None  # a built-in layer's qualified name, when known
 
 
-class Bindings:
-    """Per-scope name bindings of one file, computed on first use (for module-valued names)."""
-
-    def __init__(self, ctx):
-        self.ctx = ctx
-        self.parents = ctx.source.parents
-        self._scopes: dict[int, dict[str, list[tuple]]] = {}
-        self._calls: dict[str, list[ast.Call]] | None = None
-
-    def scope_of(self, node: ast.AST) -> ast.AST:
-        current = self.parents.get(id(node))
-        while current is not None and not isinstance(current, SCOPES):
-            current = self.parents.get(id(current))
-        return current if current is not None else self.ctx.tree
-
-    def table(self, scope: ast.AST) -> dict[str, list[tuple]]:
-        found = self._scopes.get(id(scope))
-        if found is not None:
-            return found
-        table: dict[str, list[tuple]] = {}
-
-        def add(name, binding):
-            table.setdefault(name, []).append(binding)
-
-        if isinstance(scope, (*FUNCTIONS, ast.Lambda)):
-            args = scope.args
-            positional = args.posonlyargs + args.args
-            for index, arg in enumerate(positional):
-                add(arg.arg, ("param", scope, index, arg.annotation))
-            for arg in [args.vararg, args.kwarg, *args.kwonlyargs]:
-                if arg is not None:
-                    add(arg.arg, ("other",))
-        body = scope.body if isinstance(scope.body, list) else [scope.body]
-        stack = list(body)
-        while stack:
-            node = stack.pop()
-            if isinstance(node, (*FUNCTIONS, ast.ClassDef)):
-                add(node.name, ("other",))
-                stack.extend(node.decorator_list)
-                continue
-            if isinstance(node, ast.Lambda):
-                continue
-            if isinstance(node, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
-                continue
-            if isinstance(node, ast.Assign):
-                for target in node.targets:
-                    if isinstance(target, ast.Name):
-                        add(target.id, ("assign", node.value))
-                    else:
-                        self._other_targets(target, add)
-            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-                add(node.target.id, ("assign", node.value) if node.value is not None else ("annotation",
-                                                                                         node.annotation))
-            elif isinstance(node, (ast.For, ast.AsyncFor)):
-                self._loop_target(node, add)
-            elif isinstance(node, (ast.AugAssign, ast.NamedExpr)):
-                self._other_targets(node.target, add)
-            elif isinstance(node, (ast.With, ast.AsyncWith)):
-                for item in node.items:
-                    if item.optional_vars is not None:
-                        self._other_targets(item.optional_vars, add)
-            elif isinstance(node, ast.ExceptHandler) and node.name:
-                add(node.name, ("other",))
-            elif isinstance(node, (ast.Import, ast.ImportFrom)):
-                for alias in node.names:
-                    add((alias.asname or alias.name).split(".")[0], ("other",))
-            elif isinstance(node, (ast.Global, ast.Nonlocal)):
-                for name in node.names:
-                    add(name, ("other",))
-            elif isinstance(node, ast.Delete):
-                for target in node.targets:
-                    self._other_targets(target, add)
-            for child in ast.iter_child_nodes(node):
-                stack.append(child)
-        self._scopes[id(scope)] = table
-        return table
-
-    @staticmethod
-    def _other_targets(target, add):
-        for n in ast.walk(target):
-            if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del)):
-                add(n.id, ("other",))
-
-    def _loop_target(self, node, add):
-        it = node.iter
-        method = it.func.attr if isinstance(it, ast.Call) and isinstance(it.func, ast.Attribute) else None
-        if method in MODULE_ITERATORS:
-            named = MODULE_ITERATORS[method]
-            target = node.target
-            if not named and isinstance(target, ast.Name):
-                add(target.id, ("module_loop",))
-                return
-            if named and isinstance(target, ast.Tuple) and len(target.elts) == 2 and isinstance(
-                    target.elts[1], ast.Name):
-                add(target.elts[1].id, ("module_loop",))
-                self._other_targets(target.elts[0], add)
-                return
-        self._other_targets(node.target, add)
-
-    def calls_of(self, name: str) -> list[ast.Call]:
-        if self._calls is None:
-            self._calls = {}
-            for call in self.ctx.source.nodes(ast.Call):
-                if isinstance(call.func, ast.Name):
-                    self._calls.setdefault(call.func.id, []).append(call)
-        return self._calls.get(name, [])
-
-
-def _class_of_self(ctx, scope: ast.AST, bindings: Bindings) -> ClassInfo | None:
-    """The nn.Module class whose method `scope` is, when `self` is its first parameter."""
-    if not isinstance(scope, FUNCTIONS):
+def _class_of_self(ctx, binding: Binding) -> ClassInfo | None:
+    """The nn.Module class whose method binds `self` as its first parameter."""
+    scope = binding.scope
+    if binding.kind != "parameter" or binding.index != 0 or scope.kind != "function" or scope.parent.kind != "class":
         return None
-    args = scope.args.posonlyargs + scope.args.args
-    if not args or args[0].arg != "self":
-        return None
-    holder = bindings.parents.get(id(scope))
-    if not isinstance(holder, ast.ClassDef):
-        return None
+    holder = scope.parent.node
     info = ctx.torch.module.classes.get(holder.name)
-    if info is None or info.node is not holder or not info.is_module:
-        return None
-    return info
+    return info if info is not None and info.node is holder and info.is_module else None
 
 
 def _from_value(ctx, value: ast.expr) -> ModuleRef | None:
@@ -158,12 +43,12 @@ def _from_value(ctx, value: ast.expr) -> ModuleRef | None:
     return ModuleRef(None, layer)
 
 
-def resolve_module(ctx, expr: ast.expr, bindings: Bindings, depth: int = 0) -> ModuleRef | None:
+def resolve_module(ctx, expr: ast.expr, depth: int = 0) -> ModuleRef | None:
     """The module `expr` holds when every binding it can have says so (None when unsure)."""
     if depth > MAX_DEPTH:
         return None
     if isinstance(expr, ast.Attribute):
-        base = resolve_module(ctx, expr.value, bindings, depth + 1)
+        base = resolve_module(ctx, expr.value, depth + 1)
         if base is None or base.cls is None:
             return None
         attr = base.cls.find_attr(expr.attr)
@@ -173,31 +58,17 @@ def resolve_module(ctx, expr: ast.expr, bindings: Bindings, depth: int = 0) -> M
             "torch.") else None)
     if not isinstance(expr, ast.Name):
         return None
-    scope = bindings.scope_of(expr)
-    while isinstance(scope, ast.ClassDef):
-        scope = bindings.scope_of(scope)
-    if expr.id == "self":
-        info = _class_of_self(ctx, scope, bindings)
-        return ModuleRef(info, None) if info is not None else None
-    table = bindings.table(scope)
-    found = table.get(expr.id)
-    if not found and not isinstance(scope, ast.Module):
-        module_table = bindings.table(ctx.tree)
-        if expr.id in module_table:
-            found = module_table[expr.id]
-    if not found:
+    semantic = ctx.source.semantic
+    scope = semantic.defining_scope(expr)
+    if scope is None:
         return None
+    if expr.id == "self":
+        binding = semantic.binding_of(expr)
+        info = _class_of_self(ctx, binding) if binding is not None else None
+        return ModuleRef(info, None) if info is not None else None
     refs = []
-    for binding in found:
-        kind = binding[0]
-        if kind == "assign":
-            ref = _from_value(ctx, binding[1])
-        elif kind == "module_loop":
-            ref = ModuleRef(None, None)
-        elif kind == "param":
-            ref = _from_param(ctx, binding, bindings, depth)
-        else:
-            ref = None
+    for binding in scope.bindings[expr.id]:
+        ref = _from_binding(ctx, binding, depth)
         if ref is None:
             return None
         refs.append(ref)
@@ -205,17 +76,35 @@ def resolve_module(ctx, expr: ast.expr, bindings: Bindings, depth: int = 0) -> M
     return first if all(r == first for r in refs) else ModuleRef(None, None)
 
 
-def _from_param(ctx, binding, bindings: Bindings, depth: int) -> ModuleRef | None:
-    _, function, index, annotation = binding
+def _from_binding(ctx, binding: Binding, depth: int) -> ModuleRef | None:
+    if binding.kind == "assignment":
+        return _from_value(ctx, binding.value) if binding.value is not None else None
+    if binding.kind == "parameter":
+        return _from_param(ctx, binding, depth)
+    if binding.kind == "loop":
+        it = binding.statement.iter
+        method = it.func.attr if isinstance(it, ast.Call) and isinstance(it.func, ast.Attribute) else None
+        target = binding.target
+        named = MODULE_ITERATORS.get(method)
+        if named is False and target is binding.node or named and isinstance(target, ast.Tuple) and len(
+                target.elts) == 2 and target.elts[1] is binding.node:
+            return ModuleRef(None, None)  # `for m in model.modules()`
+    return None
+
+
+def _from_param(ctx, binding: Binding, depth: int) -> ModuleRef | None:
+    annotation = binding.node.annotation
     if annotation is not None:
         qn = ctx.names.qualname(annotation)
         cls = ctx.torch.module.resolve_class(qn) if qn else None
         if cls is not None and cls.is_module:
             return ModuleRef(cls, None)
         return None
-    if not isinstance(function, FUNCTIONS) or isinstance(bindings.parents.get(id(function)), ast.ClassDef):
+    function, index = binding.statement, binding.index
+    if index is None or binding.scope.kind != "function" or binding.scope.parent.kind == "class":
         return None  # methods: their callers pass `self` implicitly; not followed
-    calls = bindings.calls_of(function.name)
+    semantic = ctx.source.semantic
+    calls = semantic.calls_of(semantic.binding_of(function))
     if not calls or len(calls) > 8:
         return None
     refs = set()
@@ -225,11 +114,10 @@ def _from_param(ctx, binding, bindings: Bindings, depth: int) -> ModuleRef | Non
         if index < len(call.args):
             arg = call.args[index]
         else:
-            name = (function.args.posonlyargs + function.args.args)[index].arg
-            arg = next((k.value for k in call.keywords if k.arg == name), None)
+            arg = next((k.value for k in call.keywords if k.arg == binding.name), None)
         if arg is None:
             return None
-        ref = resolve_module(ctx, arg, bindings, depth + 1)
+        ref = resolve_module(ctx, arg, depth + 1)
         if ref is None:
             return None
         refs.add(ref)
@@ -465,14 +353,11 @@ class ModuleRequiresGradAttr(Rule):
     def check(self, ctx):
         if ".requires_grad =" not in ctx.source.text and ".requires_grad=" not in ctx.source.text:
             return ()
-        bindings = None
         for stmt in ctx.source.nodes(ast.Assign):
             for target in stmt.targets:
                 if not (isinstance(target, ast.Attribute) and target.attr == "requires_grad"):
                     continue
-                if bindings is None:
-                    bindings = Bindings(ctx)
-                ref = resolve_module(ctx, target.value, bindings)
+                ref = resolve_module(ctx, target.value)
                 if ref is None or defines_requires_grad(ref.cls):
                     continue
                 self.report(ctx, stmt, target)

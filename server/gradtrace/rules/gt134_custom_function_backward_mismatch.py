@@ -11,17 +11,6 @@ def _is_none(node: ast.AST) -> bool:
     return isinstance(node, ast.Constant) and node.value is None
 
 
-def _own_nodes(function: ast.AST):
-    """Nodes of a function body, without nested functions, lambdas and classes."""
-    stack = list(function.body)
-    while stack:
-        node = stack.pop()
-        yield node
-        for child in ast.iter_child_nodes(node):
-            if not isinstance(child, (*FUNCTIONS, ast.Lambda, ast.ClassDef)):
-                stack.append(child)
-
-
 def gradient_names(param: str) -> set[str]:
     return {f"grad_{param}", f"{param}_grad", f"grad{param}", f"d{param}", f"d_{param}", f"grad_{param}_"}
 
@@ -58,40 +47,35 @@ class Signature:
         return found
 
 
-def apply_calls(ctx, class_name: str) -> list[ast.Call]:
+def apply_calls(ctx, cls: ast.ClassDef) -> list[ast.Call]:
     """`Cls.apply(...)` calls, directly or through `fn = Cls.apply`, without starred or keyword arguments."""
-    aliases = set()
-    for node in ctx.source.nodes(ast.Assign):
-        value = node.value
-        if (isinstance(value, ast.Attribute) and value.attr == "apply" and isinstance(value.value, ast.Name)
-                and value.value.id == class_name):
-            aliases.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    semantic = ctx.source.semantic
     calls = []
-    for call in ctx.source.nodes(ast.Call):
-        func = call.func
-        direct = (isinstance(func, ast.Attribute) and func.attr == "apply" and isinstance(func.value, ast.Name)
-                  and func.value.id == class_name)
-        if not (direct or (isinstance(func, ast.Name) and func.id in aliases)):
+    for use in semantic.uses_of(semantic.binding_of(cls)):
+        apply = semantic.parent(use)
+        holder = semantic.parent(apply)
+        if not (isinstance(apply, ast.Attribute) and apply.attr == "apply"):
             continue
-        if call.keywords or any(isinstance(a, ast.Starred) for a in call.args):
-            return []  # unsure what reaches forward
-        calls.append(call)
-    return calls
+        if isinstance(holder, ast.Call) and holder.func is apply:
+            calls.append(holder)
+        elif isinstance(holder, ast.Assign) and holder.value is apply:
+            calls += [call for alias in semantic.made_by(holder) for call in semantic.calls_of(alias)]
+    if any(call.keywords or any(isinstance(a, ast.Starred) for a in call.args) for call in calls):
+        return []  # unsure what reaches forward
+    return sorted(calls, key=lambda call: (call.lineno, call.col_offset))
 
 
-def definitely_not_none(node: ast.AST, backward: ast.FunctionDef, grad_params: set[str], materialize: bool) -> bool:
+def definitely_not_none(semantic, node: ast.AST, backward: ast.FunctionDef, grad_params: set[str],
+                        materialize: bool) -> bool:
     if isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Call)):
         return True
     if not isinstance(node, ast.Name):
         return False
     if node.id in grad_params:
         return materialize
-    values = [n.value for n in _own_nodes(backward) if isinstance(n, ast.Assign)
-              and any(isinstance(t, ast.Name) and t.id == node.id for t in n.targets)]
-    others = [n for n in _own_nodes(backward) if isinstance(n, (ast.AugAssign, ast.AnnAssign, ast.For, ast.With,
-                                                                 ast.NamedExpr))
-              and any(isinstance(t, ast.Name) and t.id == node.id for t in ast.walk(getattr(n, "target", n)))]
-    return bool(values) and not others and all(isinstance(v, (ast.BinOp, ast.UnaryOp, ast.Call)) for v in values)
+    bindings = semantic.scopes[id(backward)].bindings.get(node.id, [])
+    return bool(bindings) and all(b.kind == "assignment" and isinstance(b.value, (ast.BinOp, ast.UnaryOp, ast.Call))
+                                  for b in bindings)
 
 
 class CustomFunctionBackwardMismatch(Rule):
@@ -307,12 +291,12 @@ class CustomFunctionBackwardMismatch(Rule):
             forward, backward = methods.get("forward"), methods.get("backward")
             if forward is None or backward is None:
                 continue
-            sig = Signature(cls, forward, backward, apply_calls(ctx, cls.name))
+            sig = Signature(cls, forward, backward, apply_calls(ctx, cls))
             if sig.variadic:
                 continue
             materialize = "set_materialize_grads" not in ctx.source.segment(cls)
-            for node in _own_nodes(backward):
-                if isinstance(node, ast.Return) and node.value is not None:
+            for node in ctx.source.semantic.nodes_in(backward, ast.Return):
+                if node.value is not None:
                     self.check_return(ctx, sig, node, materialize)
         return ()
 
@@ -345,7 +329,7 @@ class CustomFunctionBackwardMismatch(Rule):
         for position, grad in enumerate(grads[:total]):
             if position not in constants or _is_none(grad):
                 continue
-            if not definitely_not_none(grad, sig.backward, sig.grad_params, materialize):
+            if not definitely_not_none(ctx.source.semantic, grad, sig.backward, sig.grad_params, materialize):
                 continue
             call, _ = constants[position]
             line = ctx.span(call).line

@@ -2,7 +2,7 @@ import ast
 
 from gradtrace.findings import Edit, Fix
 from gradtrace.rules.base import Invalid, Rule, Truth
-from gradtrace.rules.gt133_module_requires_grad_attr import Bindings, resolve_module
+from gradtrace.rules.gt133_module_requires_grad_attr import resolve_module
 
 EMBEDDINGS = {"torch.nn.Embedding", "torch.nn.EmbeddingBag", "torch.nn.modules.sparse.Embedding",
               "torch.nn.modules.sparse.EmbeddingBag", "torch.nn.modules.Embedding", "torch.nn.modules.EmbeddingBag"}
@@ -52,19 +52,15 @@ def optimizer_arguments(ctx):
             yield call, params
 
 
-def trained_references(argument: ast.AST):
+def trained_references(semantic, argument: ast.AST):
     """`X.parameters()` / `X.weight` inside an optimizer argument: (X, node), without `requires_grad` filters."""
-    parents = {}
-    for node in ast.walk(argument):
-        for child in ast.iter_child_nodes(node):
-            parents[id(child)] = node
     for node in ast.walk(argument):
         if not isinstance(node, ast.Attribute):
             continue
         if node.attr == "weight":
             yield node.value, node
         elif node.attr == "parameters":
-            parent = parents.get(id(node))
+            parent = semantic.parent(node)
             if isinstance(parent, ast.Call) and parent.func is node:
                 yield node.value, parent
 
@@ -212,10 +208,9 @@ class FrozenPretrainedEmbeddingOptimized(Rule):
                 candidates.append((value, layer, target, "var"))
         if not candidates or unfreezes(ctx):
             return ()
-        bindings = Bindings(ctx)
         optimizers = list(optimizer_arguments(ctx))
         for call, layer, target, kind in candidates:
-            found = self.find_optimizer(ctx, bindings, optimizers, target, kind)
+            found = self.find_optimizer(ctx, optimizers, target, kind)
             if found is None:
                 continue
             optimizer, reference = found
@@ -227,40 +222,33 @@ class FrozenPretrainedEmbeddingOptimized(Rule):
                        related=[ctx.related(reference, "the frozen embedding is given to the optimizer here")])
         return ()
 
-    def find_optimizer(self, ctx, bindings, optimizers, target, kind):
+    def find_optimizer(self, ctx, optimizers, target, kind):
+        semantic = ctx.source.semantic
         if kind == "attr":
-            owner = bindings.scope_of(target)
-            holder = bindings.parents.get(id(owner))
-            cls = ctx.torch.module.classes.get(holder.name) if isinstance(holder, ast.ClassDef) else None
-            if cls is None or cls.node is not holder:
+            holder = semantic.scope_of(target).parent
+            cls = ctx.torch.module.classes.get(holder.node.name) if holder and holder.kind == "class" else None
+            if cls is None or cls.node is not holder.node:
                 return None
             same_name = [c for c in ctx.torch.module.classes.values() if target.attr in c.attrs and c is not cls]
+        else:
+            binding = semantic.binding_of(target)
         for optimizer, arguments in optimizers:
             for argument in arguments:
                 if "requires_grad" in ctx.source.segment(argument):
                     continue
-                for base, reference in trained_references(argument):
+                for base, reference in trained_references(semantic, argument):
                     if kind == "var":
-                        if isinstance(base, ast.Name) and base.id == target.id and self.same_binding(
-                                bindings, base, target):
+                        if isinstance(base, ast.Name) and semantic.sole_binding(base) is binding:
                             return optimizer, reference
                         continue
                     if not (isinstance(base, ast.Attribute) and base.attr == target.attr):
                         continue
-                    ref = resolve_module(ctx, base.value, bindings)
+                    ref = resolve_module(ctx, base.value)
                     if ref is not None and ref.cls is cls:
                         return optimizer, reference
                     if ref is None and not same_name and isinstance(base.value, ast.Name):
                         return optimizer, reference
         return None
-
-    @staticmethod
-    def same_binding(bindings, use: ast.Name, target: ast.Name) -> bool:
-        """`use` can only hold the value assigned at `target` (one binding in one scope)."""
-        scope = bindings.scope_of(use)
-        if scope is not bindings.scope_of(target):
-            return False
-        return len(bindings.table(scope).get(use.id, [])) == 1
 
     @staticmethod
     def fix(ctx, call: ast.Call) -> Fix | None:

@@ -1,10 +1,10 @@
 import ast
 
 from gradtrace.analysis.frameworks.torch import api
+from gradtrace.analysis.modules import classify_value
 from gradtrace.findings import Edit, Fix
 from gradtrace.rules.base import Invalid, Rule, Truth
 
-FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 # Tensor methods whose result is always a new non-leaf when the receiver requires grad (`.to()`, `.float()`
 # and `.contiguous()` may return the tensor itself, so they are left out).
 DIFFERENTIABLE_METHODS = {
@@ -28,55 +28,13 @@ KEEPS_GRAD = {"retain_grad", "requires_grad_", "register_hook", "detach_", "reta
 GRAD_OFF = ("no_grad", "inference_mode", "set_grad_enabled", "enable_grad")
 
 
-def enclosing_function(parents, node):
-    while True:
-        node = parents.get(id(node))
-        if node is None or isinstance(node, (*FUNCTIONS, ast.Module)):
-            return node
-
-
-class Scope:
-    """The names of one function (or the module) and where each is bound."""
-
-    def __init__(self, ctx, owner: ast.AST):
-        self.ctx = ctx
-        self.owner = owner
-        self.names: dict[str, list[ast.Name]] = {}
-        self.params: set[str] = set()
-        if isinstance(owner, FUNCTIONS):
-            args = owner.args
-            self.params = {a.arg for a in args.posonlyargs + args.args + args.kwonlyargs}
-            self.params |= {a.arg for a in (args.vararg, args.kwarg) if a is not None}
-        nodes = owner.body if isinstance(owner.body, list) else [owner.body]
-        for stmt in nodes:
-            for node in ast.walk(stmt):
-                if isinstance(node, ast.Name):
-                    self.names.setdefault(node.id, []).append(node)
-                elif isinstance(node, (ast.Global, ast.Nonlocal)):
-                    self.params.update(node.names)  # bound elsewhere too
-
-    def binding(self, name: str) -> ast.Assign | None:
-        """The one plain assignment `name = ...` this scope makes (None for anything less simple)."""
-        if name in self.params:
-            return None
-        stores = [n for n in self.names.get(name, []) if not isinstance(n.ctx, ast.Load)]
-        if len(stores) != 1:
-            return None
-        stmt = self.ctx.source.parents.get(id(stores[0]))
-        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and stmt.targets[0] is stores[0]:
-            return stmt
-        if isinstance(stmt, ast.AnnAssign) and stmt.target is stores[0] and stmt.value is not None:
-            return stmt
-        return None
-
-
 class Classifier:
-    """Which expressions of one scope compute a non-leaf tensor that requires grad."""
+    """Which expressions of one function (or the module) compute a non-leaf tensor that requires grad."""
 
-    def __init__(self, ctx, scope: Scope, module_scope: Scope):
+    def __init__(self, ctx, function: ast.AST):
         self.ctx = ctx
-        self.scope = scope
-        self.module_scope = module_scope
+        self.semantic = ctx.source.semantic
+        self.function = function
         self.active: set[str] = set()
         layer_attrs: dict[str, set[bool]] = {}
         for info in ctx.torch.module.classes.values():
@@ -93,44 +51,35 @@ class Classifier:
         cls = self.ctx.torch.module.resolve_class(layer)
         return cls is not None and cls.is_module and cls.has_parameters()
 
+    def assigned(self, name: ast.Name) -> ast.expr | None:
+        """The value of `name = value` when that is the only binding the name can read."""
+        binding = self.semantic.sole_binding(name)
+        return binding.value if binding is not None and binding.kind == "assignment" else None
+
     def is_layer(self, node: ast.AST) -> bool:
         """`emb`, `model.embedding`, `self.encoder`: an nn.Module with parameters."""
         if isinstance(node, ast.Attribute):
             return node.attr in self.layer_attrs and not self.ctx.names.is_external(self.ctx.names.qualname(node))
-        if isinstance(node, ast.Name):
-            for scope in (self.scope, self.module_scope):
-                stmt = scope.binding(node.id)
-                if stmt is not None:
-                    from gradtrace.analysis.modules import classify_value
-
-                    kind, layer, _ = classify_value(stmt.value, self.ctx.torch.module)
-                    return self.trainable_layer(kind, layer)
-                if node.id in scope.names or node.id in scope.params:
-                    return False
-        return False
+        value = self.assigned(node) if isinstance(node, ast.Name) else None
+        if value is None:
+            return False
+        kind, layer, _ = classify_value(value, self.ctx.torch.module)
+        return self.trainable_layer(kind, layer)
 
     def leaf_requiring_grad(self, node: ast.AST) -> bool:
         if isinstance(node, ast.Attribute):
             return node.attr in ("weight", "bias") and self.is_layer(node.value)
-        if not isinstance(node, ast.Name):
+        value = self.assigned(node) if isinstance(node, ast.Name) else None
+        if not isinstance(value, ast.Call):
             return False
-        for scope in (self.scope, self.module_scope):
-            stmt = scope.binding(node.id)
-            if stmt is None:
-                if node.id in scope.names or node.id in scope.params:
-                    return False
-                continue
-            value = stmt.value
-            if isinstance(value, ast.Call):
-                qn = self.ctx.names.qualname(value.func) or ""
-                if qn in ("torch.nn.Parameter", "torch.nn.parameter.Parameter"):
-                    return not any(k.arg == "requires_grad" for k in value.keywords) and len(value.args) < 2
-                if qn.startswith("torch.") and qn.split(".")[-1] in api.FACTORIES:
-                    return any(k.arg == "requires_grad" and isinstance(k.value, ast.Constant) and k.value.value is True
-                               for k in value.keywords)
-                if isinstance(value.func, ast.Attribute) and value.func.attr == "requires_grad_":
-                    return not value.args or (isinstance(value.args[0], ast.Constant) and value.args[0].value is True)
-            return False
+        qn = self.ctx.names.qualname(value.func) or ""
+        if qn in ("torch.nn.Parameter", "torch.nn.parameter.Parameter"):
+            return not any(k.arg == "requires_grad" for k in value.keywords) and len(value.args) < 2
+        if qn.startswith("torch.") and qn.split(".")[-1] in api.FACTORIES:
+            return any(k.arg == "requires_grad" and isinstance(k.value, ast.Constant) and k.value.value is True
+                       for k in value.keywords)
+        if isinstance(value.func, ast.Attribute) and value.func.attr == "requires_grad_":
+            return not value.args or (isinstance(value.args[0], ast.Constant) and value.args[0].value is True)
         return False
 
     def carries(self, node: ast.AST) -> bool:
@@ -138,14 +87,13 @@ class Classifier:
         if self.leaf_requiring_grad(node):
             return True
         if isinstance(node, ast.Name):
-            if node.id in self.active:
-                return False
-            stmt = self.scope.binding(node.id)
-            if stmt is None:
+            binding = self.semantic.sole_binding(node)
+            if node.id in self.active or binding is None or binding.kind != "assignment" or binding.value is None \
+                    or binding.scope.node is not self.function:
                 return False
             self.active.add(node.id)
             try:
-                return self.nonleaf(stmt.value) is not None
+                return self.nonleaf(binding.value) is not None
             finally:
                 self.active.discard(node.id)
         return self.nonleaf(node) is not None
@@ -365,45 +313,34 @@ class GradOfNonLeaf(Rule):
     )
 
     def check(self, ctx):
-        if ".grad" not in ctx.source.text:
+        if ".grad" not in ctx.source.text or not any(
+                isinstance(c.func, ast.Attribute) and c.func.attr == "backward" for c in ctx.source.nodes(ast.Call)):
             return ()
-        parents = ctx.source.parents
-        scopes: dict[int, Scope] = {}
-        module_scope = Scope(ctx, ctx.tree)
-        scopes[id(ctx.tree)] = module_scope
-        reported: set[tuple[int, str]] = set()
+        semantic = ctx.source.semantic
+        reported: set[int] = set()
         helpers = None  # same-file functions that call retain_grad()
-        backwards = [c for c in ctx.source.nodes(ast.Call)
-                     if isinstance(c.func, ast.Attribute) and c.func.attr == "backward"]
-        if not backwards:
-            return ()
         for node in ctx.source.nodes(ast.Attribute):
             if node.attr != "grad" or not isinstance(node.ctx, ast.Load) or not isinstance(node.value, ast.Name):
                 continue
             var = node.value.id
-            owner = enclosing_function(parents, node)
-            if owner is None:
+            binding = semantic.sole_binding(node.value)
+            owner = semantic.function_of(node)
+            if binding is None or binding.kind != "assignment" or binding.value is None \
+                    or binding.scope.node is not owner or id(binding) in reported:
                 continue
-            if (id(owner), var) in reported:
-                continue
-            scope = scopes.get(id(owner))
-            if scope is None:
-                scope = scopes[id(owner)] = Scope(ctx, owner)
-            stmt = scope.binding(var)
-            if stmt is None:
-                continue
+            stmt = binding.statement
             if helpers is None:
                 helpers = {f.name for f in ctx.source.nodes(ast.FunctionDef, ast.AsyncFunctionDef)
                            if "retain_grad" in ctx.source.segment(f)}
-            if self.kept(scope, var, parents, helpers) or self.grad_off(parents, stmt):
+            if self.kept(semantic, binding, helpers) or self.grad_off(semantic, stmt):
                 continue
-            backward = self.backward_between(ctx, parents, owner, backwards, stmt, node)
+            backward = self.backward_between(semantic, owner, stmt, node)
             if backward is None:
                 continue
-            how = Classifier(ctx, scope, module_scope).nonleaf(stmt.value)
+            how = Classifier(ctx, owner).nonleaf(binding.value)
             if how is None:
                 continue
-            reported.add((id(owner), var))
+            reported.add(id(binding))
             line = ctx.span(stmt).line
             receiver = ctx.source.segment(backward.func.value)
             if "\n" in receiver or len(receiver) > 30:
@@ -417,15 +354,15 @@ class GradOfNonLeaf(Rule):
         return ()
 
     @staticmethod
-    def kept(scope: Scope, var: str, parents, helpers: set[str]) -> bool:
-        """`var` keeps its gradient, is made a leaf, or is handed to code that may do so."""
-        for name in scope.names.get(var, []):
-            parent = parents.get(id(name))
+    def kept(semantic, binding, helpers: set[str]) -> bool:
+        """The local keeps its gradient, is made a leaf, or is handed to code that may do so."""
+        for name in semantic.uses_in(binding.scope, binding.name):
+            parent = semantic.parent(name)
             if isinstance(parent, ast.Attribute) and parent.value is name:
                 if parent.attr in KEEPS_GRAD or parent.attr in ("requires_grad", "is_leaf"):
                     return True
             if isinstance(parent, ast.keyword):
-                parent = parents.get(id(parent))
+                parent = semantic.parent(parent)
             if isinstance(parent, ast.Call) and parent.func is not name:
                 func = parent.func
                 called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
@@ -435,31 +372,25 @@ class GradOfNonLeaf(Rule):
                     if isinstance(func, ast.Attribute) and func.attr == "backward":
                         return True  # backward(inputs=[x]) fills x.grad
             if isinstance(parent, (ast.List, ast.Tuple)):
-                holder = parents.get(id(parent))
+                holder = semantic.parent(parent)
                 if isinstance(holder, ast.keyword) and holder.arg == "inputs":
                     return True
         return False
 
     @staticmethod
-    def grad_off(parents, stmt) -> bool:
-        node = stmt
-        while node is not None:
-            if isinstance(node, (ast.With, ast.AsyncWith)) and any(
-                    any(word in ast.unparse(item.context_expr) for word in GRAD_OFF) for item in node.items):
-                return True
-            if isinstance(node, FUNCTIONS):
-                return any(any(word in ast.unparse(d) for word in GRAD_OFF) for d in getattr(node, "decorator_list", ()))
-            node = parents.get(id(node))
-        return False
+    def grad_off(semantic, stmt) -> bool:
+        """`stmt` runs under `no_grad()` (a `with` block around it, or a decorator of its function)."""
+        switches = [item.context_expr for block in semantic.withs_around(stmt) for item in block.items]
+        switches += getattr(semantic.function_of(stmt), "decorator_list", [])
+        return any(word in ast.unparse(switch) for switch in switches for word in GRAD_OFF)
 
     @staticmethod
-    def backward_between(ctx, parents, owner, backwards, stmt, read):
-        start = (stmt.end_lineno, stmt.end_col_offset)
-        end = (read.lineno, read.col_offset)
-        for call in backwards:
-            if start <= (call.lineno, call.col_offset) < end and enclosing_function(parents, call) is owner:
-                if any(k.arg == "inputs" for k in call.keywords):
-                    continue
+    def backward_between(semantic, owner, stmt, read):
+        """The first `backward()` of `owner` after `stmt` and before `read` (not one given `inputs=`)."""
+        for call in semantic.nodes_in(owner, ast.Call):
+            if isinstance(call.func, ast.Attribute) and call.func.attr == "backward" and semantic.runs_before(
+                    stmt, call) and semantic.runs_before(call, read) and not any(k.arg == "inputs"
+                                                                                for k in call.keywords):
                 return call
         return None
 

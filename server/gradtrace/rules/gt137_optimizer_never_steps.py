@@ -1,8 +1,8 @@
 import ast
+from collections import Counter
 
 from gradtrace.rules.base import Invalid, Rule, Truth
 
-FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 # Uses of an optimizer that neither step it nor hand it to code that might.
 SAFE_ATTRS = {"zero_grad", "param_groups", "state_dict", "load_state_dict", "add_param_group", "state", "defaults"}
 # A call in the training function whose name says it may step the optimizer behind our back.
@@ -24,20 +24,34 @@ def is_scheduler_call(ctx, node) -> bool:
     return qn.startswith("torch.optim.lr_scheduler.") and qn.split(".")[-1][:1].isupper()
 
 
-def enclosing_function(parents, node):
-    while True:
-        node = parents.get(id(node))
-        if node is None or isinstance(node, (*FUNCTIONS, ast.Module)):
-            return node
-
-
 def handle_of(node) -> tuple[str, str] | None:
-    """("name", id) for `opt`, ("attr", name) for `self.optimizer` / `trainer.opt`."""
+    """("name", id) for `opt`, ("attr", name) for `self.optimizer` / `trainer.opt`: how a scheduler is named."""
     if isinstance(node, ast.Name):
         return ("name", node.id)
     if isinstance(node, ast.Attribute):
         return ("attr", node.attr)
     return None
+
+
+def holder_of(semantic, node) -> tuple | None:
+    """What holds an optimizer: ("name", scope, name) for a variable, ("attr", name) for `x.name` (of any
+    object: attributes are told apart by name only)."""
+    if isinstance(node, ast.Name):
+        binding = semantic.binding_of(node) if not isinstance(node.ctx, ast.Load) else None
+        scope = binding.scope if binding is not None else semantic.defining_scope(node)
+        return ("name", scope, node.id) if scope is not None else None
+    if isinstance(node, ast.Attribute):
+        return ("attr", node.attr)
+    return None
+
+
+def callee(call: ast.Call) -> str | None:
+    func = call.func
+    return func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+
+
+def is_backward(call: ast.Call) -> bool:
+    return isinstance(call.func, ast.Attribute) and call.func.attr == "backward"
 
 
 class OptimizerNeverSteps(Rule):
@@ -220,23 +234,20 @@ class OptimizerNeverSteps(Rule):
         if mine and all(id(o.node) in stepped for o in mine) \
                 and all(id(c) in built for c in ctx.source.nodes(ast.Call) if is_optimizer_call(ctx, c)):
             return ()
-        parents = ctx.source.parents
-        made = self.factories(ctx, parents)
-        factories = set(made)
-        known = {f.name for f in ctx.source.nodes(ast.FunctionDef, ast.AsyncFunctionDef)}
-        known |= {n.attr for n in ctx.source.nodes(ast.Attribute) if isinstance(n.ctx, ast.Store)}
-        bindings = self.bindings(ctx, parents, made)
-        for handle, (construction, scheduler_sibling) in bindings.items():
-            found = self.training_site(ctx, parents, handle)
+        semantic = ctx.source.semantic
+        made = self.factories(ctx)
+        known = {f.name for f in ctx.source.nodes(ast.FunctionDef, ast.AsyncFunctionDef)} | set(semantic.attributes)
+        scheduler_handles = {handle_of(s.targets[0]) for s in ctx.source.nodes(ast.Assign)
+                             if len(s.targets) == 1 and is_scheduler_call(ctx, s.value)}
+        for holder, (construction, scheduler_sibling) in self.optimizers(ctx, made).items():
+            found = self.training_site(ctx, holder)
             if found is None:
                 continue
             zero, owner, backward = found
-            schedulers = self.scheduler_handles(ctx)
-            if scheduler_sibling is not None:
-                schedulers.add(scheduler_sibling)
+            schedulers = scheduler_handles | {scheduler_sibling}
             sched_step = None
             suspicious = False
-            for call in self.calls_in(ctx, parents, owner):
+            for call in semantic.nodes_in(owner, ast.Call):
                 func = call.func
                 name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
                 receiver = handle_of(func.value) if isinstance(func, ast.Attribute) else None
@@ -247,11 +258,11 @@ class OptimizerNeverSteps(Rule):
                 if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "self" \
                         and name not in known:
                     suspicious = True  # a hook a subclass elsewhere may define (and step in)
-                if name != "backward" and name not in factories and any(w in name.lower() for w in STEP_WORDS):
+                if name != "backward" and name not in made and any(w in name.lower() for w in STEP_WORDS):
                     suspicious = True
             if suspicious:
                 continue
-            shown = self.shown(ctx, zero)
+            shown = ctx.source.segment(zero.func.value)
             built = ctx.span(construction).line
             loss = ctx.source.segment(backward.func.value)
             loss = loss if "\n" not in loss and len(loss) <= 30 else "..."
@@ -271,155 +282,124 @@ class OptimizerNeverSteps(Rule):
                            related=[ctx.related(backward, "the backward pass the step should follow")])
         return ()
 
-    @staticmethod
-    def shown(ctx, zero: ast.Call) -> str:
-        return ctx.source.segment(zero.func.value)
-
-    @staticmethod
-    def calls_in(ctx, parents, owner):
-        return [c for c in ctx.source.nodes(ast.Call) if enclosing_function(parents, c) is owner]
-
-    def scheduler_handles(self, ctx) -> set:
-        found = set()
-        for stmt in ctx.source.nodes(ast.Assign):
-            if len(stmt.targets) == 1 and is_scheduler_call(ctx, stmt.value):
-                h = handle_of(stmt.targets[0])
-                if h:
-                    found.add(h)
-        return found
-
-    def bindings(self, ctx, parents, factories: dict) -> dict:
-        """Handles bound only to fresh optimizers: handle -> (construction node, sibling scheduler handle)."""
-        result: dict = {}
-        rejected: set = set()
-        for node in ctx.source.nodes(ast.Name, ast.Attribute):
-            if isinstance(node.ctx, ast.Load):
-                continue
-            handle = handle_of(node)
-            if handle is None or handle in rejected:
-                continue
-            stmt = parents.get(id(node))
-            found = None
-            if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and stmt.targets[0] is node:
-                if is_optimizer_call(ctx, stmt.value):
-                    found = (stmt.value, None)
-                elif isinstance(stmt.value, ast.Call):
-                    made = factories.get(self.callee(stmt.value))
-                    if made and isinstance(made[0], ast.Call):
-                        found = (made[0], None)
-            elif isinstance(stmt, ast.Tuple):
-                assign = parents.get(id(stmt))
-                if isinstance(assign, ast.Assign) and len(assign.targets) == 1 and assign.targets[0] is stmt and \
-                        isinstance(assign.value, ast.Call):
-                    made = factories.get(self.callee(assign.value))
-                    index = stmt.elts.index(node)
-                    if made and isinstance(made, tuple) and len(made) == len(stmt.elts) and \
-                            isinstance(made[index], ast.Call):
-                        sibling = next((handle_of(stmt.elts[i]) for i, m in enumerate(made)
-                                        if m == "scheduler"), None)
-                        found = (made[index], sibling)
-            if found is None or (handle in result and result[handle][0] is not found[0]):
-                rejected.add(handle)
-                result.pop(handle, None)
-                continue
-            result[handle] = found
-        # function parameters and loop variables with the same name make the handle ambiguous
-        for arg in ctx.source.nodes(ast.arg):
-            result.pop(("name", arg.arg), None)
-        for const in ctx.source.nodes(ast.Constant):
-            if isinstance(const.value, str):
-                result.pop(("attr", const.value), None)
-                result.pop(("name", const.value), None)
-        return {h: v for h, v in result.items() if self.only_safe_uses(ctx, parents, h)}
-
-    @staticmethod
-    def callee(call: ast.Call) -> str | None:
-        func = call.func
-        return func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
-
-    def factories(self, ctx, parents) -> dict:
-        """Same-file functions returning fresh optimizers: name -> construction, or a tuple of
-        constructions / "scheduler" / None per returned element."""
+    def optimizers(self, ctx, factories: dict) -> dict:
+        """Holders bound only to one fresh optimizer and used only in ways that cannot step it:
+        holder -> (construction node, the handle of a scheduler made beside it)."""
+        semantic = ctx.source.semantic
         found: dict = {}
-        seen: dict = {}
-        for fn in ctx.source.nodes(ast.FunctionDef, ast.AsyncFunctionDef):
-            seen[fn.name] = seen.get(fn.name, 0) + 1
-            returns = [r for r in ast.walk(fn) if isinstance(r, ast.Return)
-                       and enclosing_function(parents, r) is fn]
-            if len(returns) != 1 or returns[0].value is None:
+        for stmt in ctx.source.nodes(ast.Assign):
+            value = stmt.value
+            if isinstance(value, ast.Call) and (is_optimizer_call(ctx, value) or callee(value) in factories):
+                for binding in semantic.made_by(stmt):
+                    holder = holder_of(semantic, binding.node)
+                    if holder is not None and holder not in found:
+                        found[holder] = self.bound_to(ctx, holder, factories)
+        strings = {c.value for c in ctx.source.nodes(ast.Constant) if isinstance(c.value, str)}  # getattr(o, "opt")
+        return {h: made for h, made in found.items()
+                if made is not None and h[-1] not in strings and self.only_safe_uses(ctx, h)}
+
+    def bound_to(self, ctx, holder, factories: dict):
+        """(construction, sibling scheduler handle) when every binding of `holder` assigns the same one."""
+        semantic = ctx.source.semantic
+        bindings = holder[1].bindings[holder[2]] if holder[0] == "name" else semantic.attributes[holder[1]]
+        first = None
+        for binding in bindings:
+            made = self.construction(ctx, binding, factories)
+            if made is None or (first is not None and made[0] is not first[0]):
+                return None
+            first = first or made
+        return first
+
+    @staticmethod
+    def construction(ctx, binding, factories: dict):
+        """The optimizer construction `opt = torch.optim.X(...)`, `opt = make()` or `opt, sched = make()`
+        binds, with the handle of a scheduler unpacked beside it."""
+        stmt, target = binding.statement, binding.target
+        if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.value, ast.Call)):
+            return None
+        made = factories.get(callee(stmt.value))
+        if target is binding.node:
+            if is_optimizer_call(ctx, stmt.value):
+                return stmt.value, None
+            return (made[0], None) if made and isinstance(made[0], ast.Call) else None
+        if not (isinstance(target, ast.Tuple) and made and len(made) == len(target.elts)
+                and binding.node in target.elts):
+            return None
+        index = target.elts.index(binding.node)
+        if not isinstance(made[index], ast.Call):
+            return None
+        return made[index], next((handle_of(target.elts[i]) for i, m in enumerate(made) if m == "scheduler"), None)
+
+    def factories(self, ctx) -> dict:
+        """Same-file functions returning fresh optimizers: name -> a tuple of constructions / "scheduler" / None
+        per returned element."""
+        semantic = ctx.source.semantic
+        functions = ctx.source.nodes(ast.FunctionDef, ast.AsyncFunctionDef)
+        defined = Counter(fn.name for fn in functions)
+        found: dict = {}
+        for fn in functions:
+            returns = semantic.nodes_in(fn, ast.Return)
+            if defined[fn.name] != 1 or len(returns) != 1 or returns[0].value is None:
                 continue
             value = returns[0].value
-            local = {}
-            for stmt in ast.walk(fn):
-                if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
-                    name = stmt.targets[0].id
-                    local[name] = stmt.value if name not in local else False
+            elements = value.elts if isinstance(value, ast.Tuple) else [value]
+            made = tuple(self.returned(ctx, fn, value, e) for e in elements)
+            if any(isinstance(m, ast.Call) for m in made):
+                found[fn.name] = made
+        return found
 
-            if isinstance(value, ast.Tuple):
-                made = tuple(self.resolve(ctx, parents, fn, local, value, e) for e in value.elts)
-                if any(isinstance(m, ast.Call) for m in made):
-                    found[fn.name] = made
-            else:
-                made = self.resolve(ctx, parents, fn, local, value, value)
-                if isinstance(made, ast.Call):
-                    found[fn.name] = (made,)
-        return {name: made for name, made in found.items() if seen.get(name) == 1}
-
-    def resolve(self, ctx, parents, fn, local: dict, returned, expr):
+    def returned(self, ctx, fn, returned, expr):
         """A returned expression: the optimizer construction it holds, "scheduler", or None."""
         if is_optimizer_call(ctx, expr):
             return expr
-        if isinstance(expr, ast.Name) and local.get(expr.id):
-            bound = local[expr.id]
-            if is_optimizer_call(ctx, bound) and self.factory_local_safe(ctx, parents, fn, expr.id, returned):
-                return bound
-            if is_scheduler_call(ctx, bound):
-                return "scheduler"
-        return None
+        semantic = ctx.source.semantic
+        binding = semantic.sole_binding(expr) if isinstance(expr, ast.Name) else None
+        if binding is None or binding.kind != "assignment" or binding.value is None or binding.scope.node is not fn:
+            return None
+        if is_optimizer_call(ctx, binding.value) and all(
+                self.hands_on_safely(ctx, use, returned) for use in semantic.uses_of(binding)):
+            return binding.value
+        return "scheduler" if is_scheduler_call(ctx, binding.value) else None
 
     @staticmethod
-    def factory_local_safe(ctx, parents, fn, name: str, returned) -> bool:
+    def hands_on_safely(ctx, use: ast.Name, returned) -> bool:
         """Inside the factory the optimizer is only returned or given to a scheduler."""
-        for node in ast.walk(fn):
-            if not (isinstance(node, ast.Name) and node.id == name and isinstance(node.ctx, ast.Load)):
-                continue
-            parent = parents.get(id(node))
-            if parent is returned or node is returned:
-                continue
-            if isinstance(parent, ast.keyword):
-                parent = parents.get(id(parent))
-            if is_scheduler_call(ctx, parent):
-                continue
-            return False
-        return True
+        parent = ctx.source.semantic.parent(use)
+        if parent is returned or use is returned:
+            return True
+        if isinstance(parent, ast.keyword):
+            parent = ctx.source.semantic.parent(parent)
+        return is_scheduler_call(ctx, parent)
 
     @staticmethod
-    def only_safe_uses(ctx, parents, handle) -> bool:
-        kind, name = handle
-        nodes = ctx.source.nodes(ast.Name) if kind == "name" else ctx.source.nodes(ast.Attribute)
-        for node in nodes:
-            if (node.id if kind == "name" else node.attr) != name or not isinstance(node.ctx, ast.Load):
-                continue
-            parent = parents.get(id(node))
+    def only_safe_uses(ctx, holder) -> bool:
+        semantic = ctx.source.semantic
+        if holder[0] == "name":
+            loads = semantic.uses_in(holder[1], holder[2])
+        else:
+            loads = [n for n in ctx.source.nodes(ast.Attribute) if n.attr == holder[1] and isinstance(n.ctx, ast.Load)]
+        for node in loads:
+            parent = semantic.parent(node)
             if isinstance(parent, ast.Attribute) and parent.value is node:
                 if parent.attr in SAFE_ATTRS:
                     continue
                 return False  # .step, or any other use we cannot follow
             if isinstance(parent, ast.keyword):
-                parent = parents.get(id(parent))
+                parent = semantic.parent(parent)
             if is_scheduler_call(ctx, parent):
                 continue
             return False
         return True
 
-    def training_site(self, ctx, parents, handle):
+    @staticmethod
+    def training_site(ctx, holder):
         """(zero_grad call, its function, a backward call there) for the first function that does both."""
+        semantic = ctx.source.semantic
         for call in ctx.source.nodes(ast.Call):
             func = call.func
-            if isinstance(func, ast.Attribute) and func.attr == "zero_grad" and handle_of(func.value) == handle:
-                owner = enclosing_function(parents, call)
-                backward = next((c for c in self.calls_in(ctx, parents, owner)
-                                 if isinstance(c.func, ast.Attribute) and c.func.attr == "backward"), None)
+            if isinstance(func, ast.Attribute) and func.attr == "zero_grad" and holder_of(semantic, func.value) == holder:
+                owner = semantic.function_of(call)
+                backward = next((c for c in semantic.nodes_in(owner, ast.Call) if is_backward(c)), None)
                 if backward is not None:
                     return call, owner, backward
         return None

@@ -162,17 +162,17 @@ class WhereNanGradient(Rule):
     def check(self, ctx):
         if not ctx.jax.nan_where:
             return
-        parents = ctx.source.parents
+        semantic = ctx.source.semantic
         for node, found in ctx.jax.nan_where.items():
             op, where, arg, first, origins = found.op, found.where, found.argument, found.first, found.origins
             what = "division by" if op == "division" else f"power `{op}` of" if op.startswith("**") else f"`{op}` of"
-            cond = resolve_condition(where.args[0], where, parents)
-            if nan_certain(op, cond, arg, first, where, parents, ctx.names):
+            cond = resolve_condition(where.args[0], semantic)
+            if nan_certain(op, cond, arg, first, semantic, ctx.names):
                 x = short(arg)
                 safe = f"jnp.where({short(cond)}, {x}, 1.0)" if first else f"jnp.where({short(cond)}, 1.0, {x})"
                 lost = ", ".join(f"`{o}`" for o in sorted(origins)[:3])
                 negative = singular_kind(op) == "root" and masks_negatives(cond, arg, first) and not non_negative(
-                    arg, where, parents, ctx.names)
+                    arg, semantic, ctx.names)
                 reach = f"as soon as `{x}` is negative or 0" if negative else f"as soon as `{x}` has a zero"
                 where_bad = "where it is masked out" if negative else f"exactly where `{x}` is 0"
                 derivative = "NaN or infinite" if negative else "infinite"

@@ -15,8 +15,9 @@ class ProbeNotOptimized(Rule):
     ## What it does
     Reported by `gradtrace probe`: the parameter received a gradient, but none of the optimizers the
     script built contains it; or it is not registered with its module at all (kept in a plain Python
-    list, dict or attribute), so `.parameters()` never yields it. When two optimizers hold exactly the
-    same parameters, the later one is flagged too.
+    list, dict or attribute, nested lists included), so `.parameters()` never yields it; or it belongs to
+    a layer built inside a `forward()`, which makes a new layer with fresh weights on every call. When two
+    optimizers hold exactly the same parameters, the later one is flagged too.
 
     ## Why is this bad?
     The gradient is computed and thrown away: the parameter never changes. The loss still goes down

@@ -26,6 +26,30 @@ end
 local ok = vim.wait(20000, function() return #vim.diagnostic.get(bufnr) >= 2 end, 50)
 out({ step = "diagnostics", ok = ok, encoding = client.offset_encoding, items = diags() })
 
+-- type a statement one character at a time on a new line 6: the other findings stay, GT000 follows
+local typed = "for p in range(3)"
+vim.api.nvim_buf_set_lines(bufnr, 5, 5, false, { "" })
+local seen = {}
+for i = 1, #typed do
+  vim.api.nvim_buf_set_text(bufnr, 5, i - 1, 5, i - 1, { typed:sub(i, i) })
+  vim.wait(150)
+  table.insert(seen, { typed = typed:sub(1, i), items = diags() })
+end
+local function has_gt000_at_end()
+  for _, d in ipairs(vim.diagnostic.get(bufnr)) do
+    if d.code == "GT000" and d.lnum == 5 and d.col == #typed then return true end
+  end
+  return false
+end
+local typed_ok = vim.wait(20000, has_gt000_at_end, 50)
+out({ step = "typing", ok = typed_ok, seen = seen, items = diags() })
+vim.api.nvim_buf_set_lines(bufnr, 5, 6, false, {})
+local restored = vim.wait(20000, function()
+  local items = diags()
+  return #items == 2 and items[1].code == "GT116" and items[2].code == "GT130" and items[2].lnum == 6
+end, 50)
+out({ step = "restored", ok = restored, items = diags() })
+
 -- hover at the start of the GT116 diagnostic
 local target
 for _, d in ipairs(vim.diagnostic.get(bufnr)) do

@@ -55,11 +55,19 @@ class Frame:
     dead: bool = False  # the path ended (return, raise, break, continue)
     loop_exit: bool = False  # it ended by break/continue: the loop goes on
     outer: Frame | None = None  # the frame a branch was split from
+    loops: tuple = ()  # the loop statements this code runs inside, innermost last (in this function)
+    yields: list = field(default_factory=list)  # what a generator yields
+    arms: tuple = ()  # ((id(branch statement), arm index), ...): the branch arms this code runs in
+    preset_args: tuple | None = None  # (call node, args, kwargs) a builtin applies a callee to
+
 
     def branch(self) -> Frame:
         child = Frame(self.module, dict(self.env), self.func, self.self_value, dict(self.state), self.returns,
                       self.conditional, self.top, self.events, self.params, self.mutated)
         child.outer = self
+        child.loops = self.loops
+        child.yields = self.yields
+        child.arms = self.arms
         return child
 
     @property
@@ -76,3 +84,9 @@ class Event:
     node: ast.AST
     module: Any
     seq: int = field(default=0, init=False)
+    arms: tuple = field(default=(), init=False)  # the branch arms it happened in (see `Frame.arms`)
+
+    def exclusive_with(self, other: Event) -> bool:
+        """Did the two happen in different arms of the same branch (so never both in one run)?"""
+        mine = dict(self.arms)
+        return any(node in mine and mine[node] != index for node, index in other.arms)

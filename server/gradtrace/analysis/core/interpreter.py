@@ -26,14 +26,17 @@ from gradtrace.analysis.core.values import (
     UNKNOWN,
     Value,
     combine,
+    dead_term,
     dedup_cuts,
     flat,
     join,
+    merge_terms,
 )
 from gradtrace.analysis.names import dotted
 
 MAX_SUMMARY_NESTING = 48  # summaries in progress at once; deeper calls get a widened value
 MAX_LOOP_PASSES = 3
+MAX_SHARED_SUMMARIES = 4000  # per imported module version (what the files importing it ask for)
 STEPS_PER_NODE = 60  # evaluation budget: linear in the file's size
 MIN_STEPS = 200_000
 
@@ -55,12 +58,14 @@ class Interpreter:
         self.root = root  # ModuleContext of the file being checked
         self.plugins = [cls(self) for cls in plugin_classes]
         self.by_name = {p.name: p for p in self.plugins}
+        self.plugin_set = tuple(sorted(self.by_name))
         self.events: list = []
         self.globals: dict = {}  # module path -> its top-level environment
         self.summaries: dict = {}
         self.active: dict = {}  # summary key -> nesting level (recursion guard)
         self.active_functions: dict = {}  # id(function node) -> summaries of it in progress
         self.nesting = 0
+        self.summary_count = 0
         self.analysed: set = set()  # function nodes run directly or summarised at least once
         self.steps = 0
         self.max_steps = budget or max(MIN_STEPS, STEPS_PER_NODE * _node_count(root))
@@ -71,8 +76,10 @@ class Interpreter:
         self._free_globals: dict = {}
         self._exposed: dict = {}
         self.module_frame: Frame | None = None
-        # what each expression of the file evaluated to (joined over evaluations), for hovers and lenses
+        # id(node) -> (node, Value): what names and expressions of the file evaluated to, joined over
+        # evaluations (inside a function: with its parameters symbolic), for hovers and lenses
         self.observed: dict = {}
+        self.symbol_names: dict = {}  # a summary's symbolic root ("$12_0") -> the parameter it stands for
 
     # ================================================================== driving
     def run(self) -> Interpreter:
@@ -102,6 +109,8 @@ class Interpreter:
 
     def emit(self, event, frame: Frame):
         """Record an event in the program's order (or in the summary being built)."""
+        if frame.arms:  # which arm of which branch it happened in (a summary's own arms follow the call's)
+            event.arms = frame.arms + event.arms
         for plugin in self.plugins:
             event = plugin.emit(event, frame)
             if event is None:
@@ -207,18 +216,19 @@ class Interpreter:
         if constant is False:
             self.exec_block(stmt.orelse, frame)
             return
-        self.exec_branches([stmt.body, stmt.orelse], frame)
+        self.exec_branches([stmt.body, stmt.orelse], frame, stmt)
 
     def s_Match(self, stmt, frame: Frame) -> None:
         self.eval(stmt.subject, frame)
-        self.exec_branches([case.body for case in stmt.cases] + [[]], frame)
+        self.exec_branches([case.body for case in stmt.cases] + [[]], frame, stmt)
 
-    def exec_branches(self, bodies: list, frame: Frame) -> None:
+    def exec_branches(self, bodies: list, frame: Frame, node: ast.AST) -> None:
         frame.conditional += 1
         alive: list[Frame] = []
         left_loop = False
-        for body in bodies:
+        for index, body in enumerate(bodies):
             branch = frame.branch()
+            branch.arms = frame.arms + ((id(node), index),)
             self.exec_block(body, branch)
             if not branch.dead:
                 alive.append(branch)
@@ -233,17 +243,21 @@ class Interpreter:
 
     def merge_into(self, frame: Frame, branches: list) -> None:
         envs = [b.env for b in branches]
+        base = frame.env  # untouched while the branches ran on their copies
         if len(envs) == 1:
-            merged = envs[0]
+            base.clear()
+            base.update(envs[0])
         else:
-            merged = {}
-            keys = set().union(*envs)
-            for key in keys:
+            changed = set()
+            get = base.get
+            for env in envs:  # only what some branch rebound needs a join
+                for key, value in env.items():
+                    if get(key) is not value:
+                        changed.add(key)
+            for key in changed:
                 vals = [env[key] for env in envs if key in env]
                 first = vals[0]
-                merged[key] = first if all(v is first for v in vals[1:]) else self.merge_values(vals)
-        frame.env.clear()
-        frame.env.update(merged)
+                base[key] = first if all(v is first for v in vals[1:]) else self.merge_values(vals)
         states = [b.state for b in branches]
         frame.state = self.merge_states(frame.state, states)
 
@@ -267,16 +281,16 @@ class Interpreter:
             merged = plugin.merge(vals)
             if merged is not None:
                 return merged
-        return self.join_keep(vals)
+        return self.join_keep(vals, paths=True)
 
     @staticmethod
-    def join_keep(vals: list) -> Value:
+    def join_keep(vals: list, paths: bool = False) -> Value:
         """Join that keeps module/optimizer identity when every branch agrees on the kind."""
         kinds = {v.kind for v in vals}
         if len(kinds) == 1 and next(iter(kinds)) in ("module", "optimizer", "params", "function", "class", "object"):
             base = vals[-1]
             return replace(base, srcs=frozenset().union(*(v.srcs for v in vals)))
-        return join(*vals)
+        return join(*vals, paths=paths)
 
     def s_For(self, stmt, frame: Frame) -> None:
         iterable = self.eval(stmt.iter, frame)
@@ -305,6 +319,7 @@ class Interpreter:
         for _ in range(MAX_LOOP_PASSES):
             body = frame.branch()
             body.env, body.state = dict(start_env), dict(start_state)
+            body.loops = frame.loops + (stmt,)
             if element is not None:
                 self.assign(stmt.target, element, body, stmt)
             self.exec_block(stmt.body, body)
@@ -411,6 +426,8 @@ class Interpreter:
                 value = new
             elif qn in ("property", "functools.cached_property", "cached_property") and value.func is not None:
                 value = replace(value, func=replace(value.func, marks=value.func.marks + (("property",),)))
+            elif qn in ("staticmethod", "classmethod") and value.func is not None:
+                value = replace(value, func=replace(value.func, marks=value.func.marks + ((qn,),)))
         return value
 
     def s_ClassDef(self, stmt, frame: Frame) -> None:
@@ -438,6 +455,8 @@ class Interpreter:
             for plugin in self.plugins:
                 value = plugin.on_bind(target.id, value, frame, stmt)
             self.bind_name(target.id, value, frame)
+            if frame.module is self.root:
+                self.observe(target, value)
         elif isinstance(target, (ast.Tuple, ast.List)):
             elts = target.elts
             star = next((i for i, e in enumerate(elts) if isinstance(e, ast.Starred)), None)
@@ -581,7 +600,34 @@ class Interpreter:
         value = handler(self, node, frame)
         for plugin in self.plugins:
             value = plugin.after_value(node, value, frame)
+        if value.srcs and type(node) in GRAPH_NODES and value.kind == "tensor" \
+                and len(value.captured) < len(value.srcs):
+            value = self.capture(value, frame)
+        if type(node) in OBSERVED_NODES and frame.module is self.root:
+            self.observe(node, value)
         return value
+
+    def observe(self, node: ast.AST, value: Value) -> None:
+        """Remember what `node` evaluated to (tensors and what carries or lost gradient)."""
+        if value.kind not in ("tensor", "unknown", "array", "number", "module", "container") \
+                or not (value.srcs or value.cuts or value.kind == "tensor"):
+            return
+        old = self.observed.get(id(node))
+        if old is None:
+            self.observed[id(node)] = (node, value)
+        elif old[1] is not value:
+            self.observed[id(node)] = (node, join(old[1], value))
+
+    def now(self, frame: Frame) -> int:
+        """The current position in the record events go to (the program's, or the summary's)."""
+        return len(frame.events) if frame.events is not None else len(self.events)
+
+    def capture(self, value: Value, frame: Frame) -> Value:
+        """An operation just recorded these sources in a graph: note when, for those not noted yet."""
+        known = {s for s, _ in value.captured}
+        now = self.now(frame)
+        new = tuple((s, now) for s in value.srcs if s not in known)
+        return replace(value, captured=tuple(sorted(value.captured + new)))
 
     def e_Constant(self, node: ast.Constant, frame: Frame) -> Value:
         v = node.value
@@ -691,7 +737,10 @@ class Interpreter:
         ref = func.func
         if ref is not None and ref.mark("property"):
             return self.call_function(ref, [receiver], {}, frame, node)
-        if ref is not None and not ref.mark("staticmethod"):
+        if ref is not None and ref.mark("classmethod"):
+            cls_value = Value("class", cls=receiver.cls) if receiver.kind != "class" else receiver
+            func = replace(func, kind="method", func=replace(ref, bound=(cls_value,)))
+        elif ref is not None and not ref.mark("staticmethod"):
             func = replace(func, kind="method", func=replace(ref, bound=(receiver,)))
         return func
 
@@ -723,7 +772,18 @@ class Interpreter:
         kind = "tensor" if "tensor" in kinds else ("array" if "array" in kinds else (
             "number" if kinds <= {"number"} else "unknown"))
         dtype = _binop_dtype(op, left.dtype, right.dtype)
-        return combine(kind, left, right, dtype=dtype)
+        return replace(combine(kind, left, right, dtype=dtype), terms=self.sum_terms(node, op, left, right))
+
+    @staticmethod
+    def sum_terms(node: ast.AST, op: ast.operator, left: Value, right: Value) -> tuple:
+        """The summands a result keeps track of: `a + b` adds candidates; scaling by a constant keeps them; a
+        product with something trainable makes them coefficients, not terms."""
+        if isinstance(op, (ast.Add, ast.Sub)):
+            operands = (node.left, node.right) if isinstance(node, ast.BinOp) else (node.target, node.value)
+            return merge_terms(left.terms, right.terms, dead_term(left, operands[0]), dead_term(right, operands[1]))
+        if isinstance(op, (ast.Mult, ast.Div)):
+            return merge_terms(left.terms if not right.srcs else (), right.terms if not left.srcs else ())
+        return ()
 
     def e_UnaryOp(self, node: ast.UnaryOp, frame: Frame) -> Value:
         value = self.eval(node.operand, frame)
@@ -877,8 +937,14 @@ class Interpreter:
     def e_Await(self, node, frame: Frame) -> Value:
         return self.eval(node.value, frame)
 
-    e_Yield = e_Await
-    e_YieldFrom = e_Await
+    def e_Yield(self, node, frame: Frame) -> Value:
+        value = self.eval(node.value, frame) if node.value is not None else NONE
+        frame.yields.append(value)
+        return UNKNOWN  # what `send()` passes in
+
+    def e_YieldFrom(self, node, frame: Frame) -> Value:
+        frame.yields.append(self.element(self.eval(node.value, frame)))
+        return UNKNOWN
 
     # ================================================================== calls
     def e_Call(self, node: ast.Call, frame: Frame) -> Value:
@@ -897,6 +963,10 @@ class Interpreter:
         return self.call_value(callee, node, frame)
 
     def eval_args(self, node: ast.Call, frame: Frame) -> tuple[list, dict]:
+        preset = frame.preset_args
+        if preset is not None and preset[0] is node:  # `map(torch.detach, pair)`: the element, not the call's
+            frame.preset_args = None
+            return list(preset[1]), dict(preset[2])
         args: list = []
         for a in node.args:
             value = self.eval(a, frame)
@@ -975,6 +1045,11 @@ class Interpreter:
     def call_method(self, receiver: Value, method: str, node: ast.Call, frame: Frame) -> Value:
         if receiver.kind == "external" and receiver.extra:
             return self.call_external(f"{receiver.extra[0]}.{method}", node, frame)
+        if receiver.kind == "super":
+            found = self.super_method(frame, method)
+            if found is not None:  # a project base class's method, on our own self
+                self_value = frame.self_value if frame.self_value is not None else UNKNOWN
+                return self.call_value(self.method_value(self_value, found, frame, node), node, frame)
         info = receiver.cls
         if receiver.kind == "object" and isinstance(node.func, ast.Attribute):
             receiver = self.object_now(receiver, dotted(node.func.value), frame)
@@ -997,6 +1072,20 @@ class Interpreter:
             if value is not None:
                 return value
         return self.generic_method(receiver, method, node, frame, args, kwargs)
+
+    @staticmethod
+    def super_method(frame: Frame, method: str):
+        """`super().method`: the method as the current class's project bases define it, or None."""
+        cls = frame.func.cls if frame.func is not None else None
+        if cls is None or not hasattr(cls, "bases"):
+            return None
+        for base in cls.bases:
+            parent = cls.module.resolve_class(base)
+            if parent is not None and parent is not cls:
+                found = parent.find_method(method)
+                if found is not None:
+                    return found
+        return None
 
     @staticmethod
     def object_now(receiver: Value, path: str | None, frame: Frame) -> Value:
@@ -1090,6 +1179,9 @@ class Interpreter:
             merged = join(*args)
             if name in ("sum", "max", "min") and first.items is not None:
                 merged = join(*first.items, *args[1:]) if first.items else Value()
+                if name == "sum":
+                    merged = replace(merged, terms=merge_terms(merged.terms, *(dead_term(i, node)
+                                                                             for i in first.items)))
             elif name in ("sum", "max", "min") and first.kind in ("container", "params"):
                 merged = join(self.element(first), *args[1:])
             kind = merged.kind if merged.kind not in ("container", "dict") else "unknown"
@@ -1116,10 +1208,12 @@ class Interpreter:
             elements = [self.element(a) for a in args[1:]]
             if fn.kind in ("function", "method") and fn.func is not None:
                 out = self.call_function(fn.func, list(fn.func.bound) + elements, dict(fn.func.bound_kw), frame, node)
+            elif fn.kind in ("builtin", "external", "class"):
+                frame.preset_args = (node, elements, {})
+                out = self.call_value(fn, node, frame, elements, {})
+                frame.preset_args = None
             else:
-                out = self.call_value(fn, node, frame, elements, {}) if fn.kind in ("builtin", "external",
-                                                                                     "class") else \
-                    combine("unknown", *elements)
+                out = combine("unknown", *elements)
             return Value("container", srcs=out.srcs, cuts=out.cuts, items=(out,), opaque=True, deps=out.deps)
         if name == "getattr" and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant) and isinstance(
                 node.args[1].value, str):
@@ -1167,18 +1261,29 @@ class Interpreter:
         fn = func.node
         params, actuals = self.bind_arguments(func, args, kwargs, frame)
         key = self.summary_key(func, actuals, frame, node)
-        summary = self.summaries.get(key)
+        summary = self.summary_cache(func).get(key)
         if summary is None:
             # a call of a function whose summary is in progress is recursion, whatever its arguments' shapes (a
             # path that grows at each level would otherwise give every level a shape, and a summary, of its own)
             if key in self.active or self.active_functions.get(id(fn)) or self.nesting >= MAX_SUMMARY_NESTING:
-                merged = join(*actuals.values()) if actuals else Value()
+                merged = join(*actuals) if actuals else Value()
                 return Value("unknown", srcs=merged.srcs, cuts=merged.cuts, opaque=True, deps=merged.deps)
             summary = self.summarise(func, params, actuals, frame, key, node)
         return self.instantiate_summary(summary, func, params, actuals, frame, node, self_effects, fn)
 
+    def summary_cache(self, func: FunctionRef) -> dict:
+        """Summaries of the checked file live as long as this run; those of an imported module live with
+        that module's parsed version, shared by every file and keystroke that imports it."""
+        module = func.module
+        if module is self.root:
+            return self.summaries
+        cache = getattr(module, "summaries", None)
+        if cache is None or len(cache) > MAX_SHARED_SUMMARIES:
+            cache = module.summaries = {}
+        return cache
+
     def bind_arguments(self, func: FunctionRef, args: list, kwargs: dict, frame: Frame) -> tuple[list, dict]:
-        """Parameter names in order, and the caller's value for each ("$i" -> Value)."""
+        """Parameter names in order, and the caller's value for each (in the same order)."""
         fargs = func.node.args
         positional = fargs.posonlyargs + fargs.args
         params: list[str] = []
@@ -1217,31 +1322,30 @@ class Interpreter:
             merged = join(*extra.values()) if extra else Value()
             values.append(Value("dict", keys=tuple(extra), items=tuple(extra.values()), srcs=merged.srcs,
                                 cuts=merged.cuts, deps=merged.deps))
-        return params, {f"${i}": v for i, v in enumerate(values)}
+        return params, values
 
     def summary_key(self, func: FunctionRef, actuals: dict, frame: Frame, node: ast.AST | None) -> tuple:
         context = tuple(p.context_key(frame, func, node) for p in self.plugins)
         free = self.free_globals(func)
         top = self.globals.get(func.module.path)
         global_ids = tuple(id(top.get(n)) for n in free) if top and free else ()
-        return (id(func.node), tuple(id(env) for env in func.closure), context, global_ids,
-                tuple(shape_of(v) for v in actuals.values()))
+        return (id(func.node), tuple(id(env) for env in func.closure), context, global_ids, self.plugin_set,
+                tuple(shape_of(v) for v in actuals))
 
     def free_globals(self, func: FunctionRef) -> tuple:
         """Module-level names the function reads that module-level statements rebind (not defs)."""
-        found = self._free_globals.get(id(func.node))
-        if found is None:
-            assigned = func.module.top_assigned
-            loads = {n.id for n in ast.walk(func.node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-            found = self._free_globals[id(func.node)] = tuple(sorted(loads & assigned))
-        return found
+        return func.module.global_reads(func.node)
 
     def summarise(self, func: FunctionRef, params: list, actuals: dict, caller: Frame, key,
                   call_node: ast.AST | None) -> Summary:
         fn = func.node
         self.analysed.add(id(fn))
-        env = {name: symbolic(actuals[f"${i}"], f"${i}") for i, name in enumerate(params)}
-        summary = Summary(UNKNOWN)
+        self.summary_count += 1
+        roots = [f"${self.summary_count}_{i}" for i in range(len(params))]  # unique: a summary inside a
+        # summary meets the outer one's symbols as names it leaves alone
+        self.symbol_names.update(zip(roots, params))
+        env = {name: symbolic(actuals[i], roots[i]) for i, name in enumerate(params)}
+        summary = Summary(UNKNOWN, roots=roots)
         frame = Frame(func.module, env, func, env.get(params[0]) if params and func.cls is not None else None,
                       {}, [], 0, False, summary.events, tuple(params))
         self.active[key] = self.nesting
@@ -1268,10 +1372,14 @@ class Interpreter:
                 summary.effects[(params.index(root), rest)] = frame.env[path]
         for plugin in self.plugins:
             summary.state.update(plugin.summary_state(frame))
-        self.summaries[key] = summary
+        self.summary_cache(func)[key] = summary
         return summary
 
     def result_of(self, frame: Frame) -> Value:
+        if frame.yields:  # a generator: iterating it gives what it yields
+            item = self.join_keep(frame.yields)
+            return Value("container", items=(item,), srcs=item.srcs, cuts=item.cuts, deps=item.deps,
+                         opaque=item.opaque)
         returns = frame.returns
         if not returns:
             return NONE
@@ -1279,16 +1387,16 @@ class Interpreter:
             return returns[0]
         kinds = {r.kind for r in returns}
         if len(kinds) == 1 and all(r.items is not None for r in returns) and len({len(r.items) for r in returns}) == 1:
-            return join(*returns)
-        return self.join_keep(returns) if len(kinds) == 1 else join(*returns)
+            return join(*returns, paths=True)
+        return self.join_keep(returns, paths=True) if len(kinds) == 1 else join(*returns, paths=True)
 
     def instantiate_summary(self, summary: Summary, func: FunctionRef, params: list, actuals: dict, frame: Frame,
                             node: ast.AST | None, self_effects: dict | None, fn) -> Value:
-        subst = Substitution(actuals)
+        subst = Substitution(dict(zip(summary.roots, actuals)))
         for event in summary.events:
             self.emit(subst.event(event), frame)
         if summary.effects:
-            paths = self.argument_paths(func, node, len(params))
+            paths = self.argument_paths(func, node, len(params), frame)
             for (index, rest), value in summary.effects.items():
                 new = subst.value(value)
                 if index == 0 and self_effects is not None:
@@ -1302,12 +1410,15 @@ class Interpreter:
                 plugin.apply_summary_state(summary.state, frame)
         return subst.value(summary.result)
 
-    def argument_paths(self, func: FunctionRef, node: ast.AST | None, count: int) -> list:
+    def argument_paths(self, func: FunctionRef, node: ast.AST | None, count: int, frame: Frame) -> list:
         """The caller's access path for each parameter (None where the argument is not a plain path)."""
         paths: list = []
         if func.bound:
             receiver = node.func.value if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) else None
-            paths.append(dotted(receiver) if receiver is not None else None)
+            if _is_super_call(receiver) and frame.func is not None and frame.func.params():
+                paths.append(frame.func.params()[0])  # `super().__init__(...)` sets attributes on our own self
+            else:
+                paths.append(dotted(receiver) if receiver is not None else None)
             paths.extend([None] * (len(func.bound) - 1))
         if isinstance(node, ast.Call):
             for a in node.args:
@@ -1316,10 +1427,16 @@ class Interpreter:
 
 
 # ====================================================================== helpers
+GRAPH_NODES = frozenset({ast.Call, ast.BinOp, ast.UnaryOp, ast.Subscript})
+OBSERVED_NODES = frozenset({ast.Name, ast.Attribute, ast.Call, ast.BinOp, ast.Subscript, ast.UnaryOp})
 STATEMENTS = {getattr(ast, name[2:]): fn for name, fn in vars(Interpreter).items()
               if name.startswith("s_") and hasattr(ast, name[2:])}
 EXPRESSIONS = {getattr(ast, name[2:]): fn for name, fn in vars(Interpreter).items()
                if name.startswith("e_") and hasattr(ast, name[2:])}
+
+
+def _is_super_call(node) -> bool:
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "super"
 
 
 def _node_count(module) -> int:

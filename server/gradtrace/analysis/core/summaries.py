@@ -27,6 +27,7 @@ MAX_SHAPE_ITEMS = 8
 @dataclass
 class Summary:
     result: Value
+    roots: list = field(default_factory=list)  # the symbolic name of each parameter, in order
     events: list = field(default_factory=list)
     # (parameter index, dotted attribute path or "") -> value at the end of the function
     effects: dict = field(default_factory=dict)
@@ -49,12 +50,9 @@ def symbolic(actual: Value, root: str, depth: int = 0) -> Value:
     srcs = frozenset({root}) if actual.srcs or (items and any(i.srcs for i in items)) else EMPTY
     name = root if (actual.name is not None or actual.kind in ("module", "object", "optimizer", "params")
                     or actual.leaf) else None
-    extra = actual.extra
-    attrs = object_attrs(actual)
-    if attrs is not None and depth < 3:  # an object's attributes are parts of it: `$0.model`
-        extra = ("object", tuple((k, symbolic(v, f"{root}.{k}", depth + 1)) for k, v in attrs))
+    extra = actual.extra  # an object's attributes keep their names (the summary is per object state)
     return replace(actual, srcs=srcs, cuts=(), items=items, name=name, deps=frozenset({root}), pending=False,
-                   extra=extra)
+                   extra=extra, captured=((root, -1),) if srcs and actual.captured else ())
 
 
 def object_attrs(value: Value):
@@ -72,18 +70,23 @@ def shape_of(value: Value, depth: int = 0) -> tuple:
             items = (value.keys, tuple(shape_of(v, depth + 1) for v in value.items))
         else:
             items = ("many", shape_of(flat(value), depth + 1))
-    return (value.kind, value.fw, value.dtype, value.leaf, bool(value.srcs), _ident(value.cls), _ident(value.func),
+    return (value.kind, value.fw, value.dtype, value.leaf, bool(value.srcs), bool(value.captured),
+            _ident(value.cls), _ident(value.func),
             _ident(value.ref), value.opaque, value.traced, value.jtraced, value.refinable, value.saved_by,
             _extra_shape(value.extra, depth), items)
 
 
 def _ident(obj: Any):
+    if isinstance(obj, tuple) and obj[:1] == ("object",):
+        return id(obj)
     if obj is None or isinstance(obj, (str, int, float, bool, tuple)):
         return obj
     return id(obj)
 
 
 def _extra_shape(extra: tuple, depth: int):
+    if extra[:1] == ("object",):
+        return ("object", id(extra))
     out = []
     for e in extra:
         if isinstance(e, Value):
@@ -101,14 +104,18 @@ class Substitution:
     """Replace the symbolic names of one summary by what a call site's arguments carry."""
 
     def __init__(self, actuals: dict[str, Value]):
-        self.actuals = actuals  # "$0" -> the caller's value
+        self.actuals = actuals  # symbolic root ("$12_0") -> the caller's value
         self.renamed: dict[int, Any] = {}  # id(event in the summary) -> its instantiated copy
 
     # ----------------------------------------------------------------- names
+    def mine(self, name: str) -> bool:
+        """A symbol of this summary (another summary's symbols are left for it to substitute)."""
+        return is_symbolic(name) and name.partition(".")[0] in self.actuals
+
     def names(self, names: frozenset) -> frozenset:
         out: set = set()
         for name in names:
-            if is_symbolic(name):
+            if self.mine(name):
                 out |= self.resolve(name)
             else:
                 out.add(name)
@@ -139,7 +146,7 @@ class Substitution:
 
     # ----------------------------------------------------------------- values
     def cut(self, c: Cut) -> Cut | None:
-        if not any(is_symbolic(s) for s in c.lost):
+        if not any(self.mine(s) for s in c.lost):
             return c
         lost = self.names(c.lost)
         return c.with_lost(lost) if lost else None
@@ -153,11 +160,12 @@ class Substitution:
         return tuple(out)
 
     def value(self, value: Value, depth: int = 0) -> Value:
-        if not value.deps and not any(is_symbolic(s) for s in value.srcs) and value.name is None \
-                and value.items is None and not value.extra and id(value.ref) not in self.renamed:
+        if not value.deps and not any(self.mine(s) for s in value.srcs) and value.name is None \
+                and value.items is None and not value.extra and id(value.ref) not in self.renamed and not value.terms \
+                and not any(self.mine(s) for c in value.cuts for s in c.lost):
             return value
         # an argument handed back as it came (a model, an optimizer): the caller's own value
-        if value.name is not None and is_symbolic(value.name) and value.kind in (
+        if value.name is not None and self.mine(value.name) and value.kind in (
                 "module", "object", "optimizer", "params", "function", "class", "external", "container", "dict") \
                 and value.srcs <= {value.name} and not value.cuts:
             actual = self.actual_at(value.name)
@@ -167,7 +175,7 @@ class Substitution:
         inherited: tuple = ()
         deps: set = set()
         for dep in value.deps:
-            if not is_symbolic(dep):
+            if not self.mine(dep):
                 deps.add(dep)
                 continue
             actual = self.actuals.get(dep.partition(".")[0])
@@ -179,13 +187,41 @@ class Substitution:
         if items is not None and depth < 4:
             items = tuple(self.value(v, depth + 1) for v in items)
         name = value.name
-        if name is not None and is_symbolic(name):
+        if name is not None and self.mine(name):
             resolved = self.resolve(name)
             name = next(iter(resolved)) if len(resolved) == 1 else None
         extra = self.extra(value.extra, depth) if value.extra else value.extra
         ref = self.renamed.get(id(value.ref), value.ref) if value.ref is not None else None
+        terms = tuple((node, self.names(term_srcs), self.cuts(term_cuts))
+                      for node, term_srcs, term_cuts in value.terms) if value.terms else ()
         return replace(value, srcs=srcs, cuts=cuts, items=items, name=name, deps=frozenset(deps), extra=extra,
-                       ref=ref)
+                       ref=ref, captured=self.captured(value.captured), terms=terms)
+
+    def captured(self, captured: tuple) -> tuple:
+        """Capture times in the caller's record: an argument's are the caller's own; what the function
+        captured itself happened during the call (the call site fills those in)."""
+        if not captured:
+            return ()
+        out: dict = {}
+        for src, t in captured:
+            if t >= 0:
+                continue  # captured inside the call: the call site notes it
+            if not self.mine(src):
+                out[src] = t  # an outer summary's argument: its time stays the outer one's
+                continue
+            root = src.partition(".")[0]
+            actual = self.actuals.get(root)
+            if actual is None or not actual.captured:
+                continue
+            times = dict(actual.captured)
+            for name in self.resolve(src):
+                found = times.get(name)
+                if found is None:
+                    found = next((tt for s, tt in actual.captured if name.startswith(s + ".")
+                                  or s.startswith(name + ".")), None)
+                if found is not None and (name not in out or found < out[name]):
+                    out[name] = found
+        return tuple(sorted(out.items()))
 
     def extra(self, extra: tuple, depth: int) -> tuple:
         if depth > 4:
@@ -211,6 +247,7 @@ class Substitution:
             if new is not old:
                 changes[f.name] = new
         new_event = replace(event, **changes)  # always a copy: each call site records its own event
+        new_event.arms = getattr(event, "arms", ())
         self.renamed[id(event)] = new_event
         return new_event
 
@@ -222,8 +259,8 @@ class Substitution:
         if isinstance(obj, Cut):
             return self.cut(obj) or obj.with_lost(EMPTY)
         if isinstance(obj, frozenset) and obj and all(isinstance(s, str) for s in obj):
-            return self.names(obj) if any(is_symbolic(s) for s in obj) else obj
-        if isinstance(obj, list) and obj and any(isinstance(o, str) and is_symbolic(o) for o in obj):
+            return self.names(obj) if any(self.mine(s) for s in obj) else obj
+        if isinstance(obj, list) and obj and any(isinstance(o, str) and self.mine(o) for o in obj):
             return sorted(self.names(frozenset(obj)))
         return obj
 
@@ -265,3 +302,24 @@ def _key(part: str, value: Value):
 
 def callee_key(node: ast.AST) -> int:
     return id(node)
+
+
+class Renaming(Substitution):
+    """Rename sources by a mapping (a fresh layer's placeholder label -> the names it was bound to)."""
+
+    def __init__(self, mapping: dict):
+        super().__init__({})
+        self.mapping = mapping  # label -> frozenset of names
+
+    def mine(self, name: str) -> bool:
+        return name.partition(".")[0] in self.mapping
+
+    def resolve(self, name: str) -> frozenset:
+        root, dot, rest = name.partition(".")
+        return frozenset(n + dot + rest for n in self.mapping.get(root, ()))
+
+    def actual_at(self, name: str):
+        return None
+
+    def captured(self, captured: tuple) -> tuple:
+        return captured

@@ -94,6 +94,13 @@ class Value:
     jtraced: bool = False  # JAX: an abstract tracer (jit/vmap): no concrete value
     refinable: bool = False  # a pytree whose parts are named by their keys (`params.w1`)
     deps: frozenset = EMPTY  # symbolic inputs of the enclosing summary this value depends on
+    # ((source, t), ...): when the graph first captured each source (a position in the event record of
+    # the frame that built it; -1: before the function being summarised began). A step or in-place write
+    # on a source after its capture invalidates the graph for backward.
+    captured: tuple = ()
+    # ((term node, its sources, its cuts), ...): summands of a sum that carry no gradient from what they were
+    # computed from (a regulariser built from detached values): candidates for a dead loss term
+    terms: tuple = ()
     extra: tuple = field(default=(), compare=True)
     # where a fresh value was made (a literal, a constructor call), for messages that point at it; not part of
     # what the value is (equality, summary shapes)
@@ -130,6 +137,51 @@ IDENTITY_KINDS = frozenset({"external", "builtin", "function", "method", "class"
                             "grad_ctx", "super", "tape", "gradfn", "jitfn", "partial", "metric", "var"})
 
 
+def merge_captured(*groups) -> tuple:
+    """Capture times of several values together: the earliest per source."""
+    groups = [g for g in groups if g]
+    if not groups:
+        return ()
+    if len(groups) == 1:
+        return groups[0]
+    first: dict = {}
+    for group in groups:
+        for src, t in group:
+            if src not in first or t < first[src]:
+                first[src] = t
+    return tuple(sorted(first.items()))
+
+
+MAX_TERMS = 8
+
+
+def merge_terms(*groups) -> tuple:
+    groups = [g for g in groups if g]
+    if not groups:
+        return ()
+    if len(groups) == 1:
+        return groups[0]
+    seen: set = set()
+    out = []
+    for group in groups:
+        for term in group:
+            key = (id(term[0]), id(term[2][0].node) if term[2] else 0)
+            if key not in seen:
+                seen.add(key)
+                out.append(term)
+    return tuple(out[:MAX_TERMS])
+
+
+def dead_term(value: Value, node) -> tuple:
+    """`value` as a summand: a candidate dead term when something it was computed from was cut."""
+    if value.kind not in ("tensor", "unknown", "number") or not value.cuts:
+        return ()
+    lost = frozenset().union(*(c.lost for c in value.cuts))
+    if not lost or lost <= value.srcs:
+        return ()
+    return ((node, value.srcs, value.cuts),)
+
+
 def dedup_cuts(*groups) -> tuple:
     seen: set = set()
     out: list = []
@@ -141,8 +193,9 @@ def dedup_cuts(*groups) -> tuple:
     return tuple(out[:MAX_CUTS])
 
 
-def join(*values: Value) -> Value:
-    """A value that may be any of `values` (branches, containers, arithmetic)."""
+def join(*values: Value, paths: bool = False) -> Value:
+    """A value that may be any of `values` (branches, containers, arithmetic). `paths`: the values are what
+    different paths of the program computed (branches, returns), so a summand known on one of them stays known."""
     values = tuple(v for v in values if v is not None)
     if not values:
         return UNKNOWN
@@ -156,10 +209,15 @@ def join(*values: Value) -> Value:
     cuts = dedup_cuts(*(v.cuts for v in values))
     kinds = {v.kind for v in values}
     kind = kinds.pop() if len(kinds) == 1 else ("tensor" if "tensor" in kinds else "unknown")
+    captured = merge_captured(*(v.captured for v in values))
+    # summands are only known on one path (a container's merged elements or two branches may mix a dead term
+    # of one with the live value of another)
+    terms = merge_terms(*(v.terms for v in values)) if paths else (
+        first.terms if all(v.terms == first.terms for v in values) else ())
     if kind in IDENTITY_KINDS:
         if all(v.kind == kind and v.extra == first.extra and v.func is first.func and v.cls is first.cls
                and v.ref is first.ref for v in values):
-            return replace(first, srcs=srcs, cuts=cuts, deps=deps)
+            return replace(first, srcs=srcs, cuts=cuts, deps=deps, captured=captured)
         kind = "unknown"
     dtypes = {v.dtype for v in values}
     items = keys = None
@@ -168,7 +226,7 @@ def join(*values: Value) -> Value:
         key_sets = {v.keys for v in values}
         if len(lengths) == 1 and len(key_sets) == 1:  # same shape: element-wise
             keys = first.keys
-            items = tuple(join(*parts) for parts in zip(*(v.items for v in values)))
+            items = tuple(join(*parts, paths=paths) for parts in zip(*(v.items for v in values)))
         else:
             keys = None if kind == "container" else first.keys
             merged = join(*(i for v in values for i in v.items)) if any(v.items for v in values) else None
@@ -190,6 +248,10 @@ def join(*values: Value) -> Value:
         refinable=all(v.refinable for v in values),
         leaf=all(v.leaf for v in values),
         deps=deps,
+        captured=captured,
+        terms=terms,
+        # a tensor saved for backward on some path may be saved on the path that runs
+        saved_by=next((v.saved_by for v in values if v.saved_by), None),
     )
 
 
@@ -200,7 +262,8 @@ def flat(value: Value) -> Value:
     merged = join(*value.items)
     return Value("unknown", srcs=value.srcs | merged.srcs, cuts=dedup_cuts(value.cuts, merged.cuts),
                  opaque=value.opaque or merged.opaque, deps=value.deps | merged.deps,
-                 traced=value.traced or merged.traced, jtraced=value.jtraced or merged.jtraced, dtype=merged.dtype)
+                 traced=value.traced or merged.traced, jtraced=value.jtraced or merged.jtraced, dtype=merged.dtype,
+                 captured=merge_captured(value.captured, merged.captured))
 
 
 def combine(kind: str, *values: Value, dtype: str | None = None, saved_by: str | None = None,
@@ -217,7 +280,7 @@ def combine(kind: str, *values: Value, dtype: str | None = None, saved_by: str |
         fw = fws.pop() if len(fws) == 1 else None
     return Value(kind=kind, srcs=srcs, cuts=cuts, opaque=any(v.opaque for v in flats), dtype=dtype,
                  saved_by=saved_by, fw=fw, deps=deps, traced=any(v.traced for v in flats),
-                 jtraced=any(v.jtraced for v in flats))
+                 jtraced=any(v.jtraced for v in flats), captured=merge_captured(*(v.captured for v in flats)))
 
 
 def cut(value: Value, node: ast.AST, kind: str, op: str, *, var: str | ast.AST | None = None, zero: bool = False,

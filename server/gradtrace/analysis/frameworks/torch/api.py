@@ -45,11 +45,24 @@ FACTORIES = {
     "rand_like", "randn_like", "randint_like", "normal", "bernoulli", "poisson", "Tensor", "FloatTensor",
     "DoubleTensor", "LongTensor", "IntTensor", "BoolTensor", "HalfTensor", "ByteTensor", "tril_indices",
     "triu_indices", "frombuffer", "from_file", "empty_strided", "scalar_tensor", "complex", "polar",
+    "Variable",
 }
+# Calls that hand back the module they wrap (or compile), with its parameters and its forward.
+MODULE_WRAPPERS = {"torch.compile", "torch.jit.script", "torch.jit.trace", "torch.nn.DataParallel",
+                   "torch.nn.parallel.DataParallel", "torch.nn.parallel.DistributedDataParallel",
+                   "torch.nn.utils.spectral_norm", "torch.nn.utils.weight_norm",
+                   "torch.nn.utils.parametrizations.weight_norm", "torch.nn.utils.parametrizations.spectral_norm",
+                   "torch.nn.utils.parametrizations.orthogonal", "torch.compiler.compile"}
+# Namespaces whose functions are tensor operations (besides `torch.<op>` itself).
+TENSOR_NAMESPACES = ("torch.nn.functional.", "torch.linalg.", "torch.fft.", "torch.special.", "torch.nn.init.",
+                     "torch.cuda.", "torch.autograd.functional.", "torch.func.", "torch.sparse.", "torch.masked.",
+                     "torch.nested.", "torch.Tensor.")
+# Legacy `torch.autograd.Variable(t)`: a new leaf with t's data (t's history is dropped, like torch.tensor(t)).
+VARIABLE = {"torch.autograd.Variable", "torch.autograd.variable.Variable"}
 INT_FACTORIES = {"randint", "randperm", "LongTensor", "IntTensor", "BoolTensor", "ByteTensor", "tril_indices",
                  "triu_indices", "randint_like"}
 # Constructors that COPY their data out of the graph when given a tensor.
-REWRAP_FACTORIES = {"tensor", "Tensor", "FloatTensor", "DoubleTensor", "HalfTensor", "LongTensor", "IntTensor",
+REWRAP_FACTORIES = {"tensor", "Tensor", "Variable", "FloatTensor", "DoubleTensor", "HalfTensor", "LongTensor", "IntTensor",
                     "BoolTensor", "ByteTensor", "cuda.FloatTensor", "cuda.LongTensor", "cuda.DoubleTensor"}
 # Conversions that make a tensor non-leaf (when applied after requires_grad=True).
 NONLEAF_METHODS = {"to", "cuda", "cpu", "double", "float", "half", "bfloat16", "type", "view", "reshape",

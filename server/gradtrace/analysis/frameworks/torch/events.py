@@ -38,6 +38,7 @@ class Optimizer(Event):
     known: bool  # we know exactly which sources it holds
     var: str | None = None
     top: ast.stmt | None = None  # the module-level statement that built it (calls made from there)
+    scope: object = None  # the function that built it (None: module level)
 
 
 @dataclass(eq=False)
@@ -68,6 +69,7 @@ class Surgery(Event):
 
     target: str
     optimizer: Optimizer
+    parameter: bool = False  # a parameter replaced, not a layer
 
 
 @dataclass(eq=False)
@@ -101,6 +103,44 @@ class LayerReplaced(Event):
 
     owner: Value
     target: str
+    parameter: bool = False
+
+
+@dataclass(eq=False)
+class ModifiedBeforeBackward(Event):
+    """An optimizer step or in-place write (`node`) on sources a graph had already saved, before that
+    graph's `backward()` (`sink`): backward raises "modified by an inplace operation"."""
+
+    sink: Sink
+    srcs: frozenset  # the sources the graph saved and the step changed
+    op: str  # what changed them, as written
+
+
+@dataclass(eq=False)
+class LeafRebound(Event):
+    """`w = w - lr * w.grad`: a name that held a trainable leaf now holds a tensor computed from it."""
+
+    name: str
+    grad_off: bool  # under no_grad: the new tensor does not require grad at all
+    loop: object = None  # the innermost loop the rebinding runs in (None: not in a loop)
+    reads_grad: bool = False  # the new value reads the leaf's `.grad` (a hand-written update)
+
+
+@dataclass(eq=False)
+class ParameterReassigned(Event):
+    """`self.w = <tensor>` where `w` is a registered parameter of an `nn.Module`: raises TypeError."""
+
+    owner: object  # ClassInfo
+    attr: str
+
+
+@dataclass(eq=False)
+class LayerMadePerCall(Event):
+    """A layer with parameters built inside a module's method (not `__init__`) and applied right there:
+    new random weights on every call, registered nowhere, trained by no optimizer."""
+
+    layer: str  # as written, e.g. "nn.Linear(D_in, H)"
+    method: str
 
 
 @dataclass(eq=False)

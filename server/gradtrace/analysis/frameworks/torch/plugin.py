@@ -17,6 +17,7 @@ from functools import cached_property
 
 from gradtrace.analysis.core.frames import Frame, FunctionRef
 from gradtrace.analysis.core.plugin import Plugin
+from gradtrace.analysis.core.summaries import Renaming
 from gradtrace.analysis.core.values import (
     EMPTY,
     NONE,
@@ -39,9 +40,13 @@ from gradtrace.analysis.frameworks.torch.events import (
     Freeze,
     GradOff,
     InPlace,
+    LayerMadePerCall,
     LayerReplaced,
+    LeafRebound,
+    ModifiedBeforeBackward,
     NonLeafRequiresGrad,
     Optimizer,
+    ParameterReassigned,
     Sink,
     Step,
     Surgery,
@@ -51,6 +56,10 @@ from gradtrace.analysis.modules import ClassInfo
 from gradtrace.analysis.names import dotted
 
 GRAD = "torch.grad_off"
+MULTI_VIEW = {"chunk", "split", "unbind", "tensor_split", "split_with_sizes", "hsplit", "vsplit", "dsplit"}
+TERM_KEEPING = {"mean", "sum", "squeeze", "unsqueeze", "view", "reshape", "flatten", "mul", "div", "add", "sub"}
+CONSTRUCTION_METHODS = {"__init__", "__post_init__", "build", "setup", "reset_parameters", "init_weights",
+                        "__setstate__", "load_state_dict"}
 MODEL_PARAM_HINTS = ("model", "net", "encoder", "decoder", "policy", "actor", "critic", "generator",
                      "discriminator", "backbone", "head", "module", "layer", "classifier", "agent", "teacher",
                      "student")
@@ -86,6 +95,9 @@ class TorchPlugin(Plugin):
         self.definitions: dict[str, tuple] = {}  # source name -> (node, module) where it is defined
         self.cut_vars: dict = {}  # (id(cut node), cut kind) -> the variable that first held the cut value
         self.last_sink: Sink | None = None
+        self.releafed: dict = {}  # (id(loop), name) -> lines where the name is bound to a trainable leaf again
+        self.aliases: dict = {}  # a fresh layer's placeholder label ("<Net@12>") -> the names it was bound to
+        self.named = False  # placeholders renamed (once, after the run)
 
     # ================================================================== facts in program order
     def events_of(self, kind) -> list:
@@ -149,6 +161,8 @@ class TorchPlugin(Plugin):
             self.source_kind.setdefault(name, kind)
 
     def emit(self, event, frame: Frame):
+        if isinstance(event, Sink) and event.kind != "output" and event.value.captured:
+            self.check_modified_before(event, frame)
         if frame.summarising:
             return event
         if isinstance(event, Defined):
@@ -184,6 +198,8 @@ class TorchPlugin(Plugin):
         if off is None or not value.srcs or value.kind in ("module", "params", "named_params", "optimizer",
                                                             "function", "class", "object"):
             return value
+        if value.pending and value.leaf:
+            return value  # a fresh `nn.Parameter` requires grad whatever the grad mode
         return cut(value, off.node, off.kind, off.op, module=off.module, via=off.via)
 
     def helper_grad_off(self, func: FunctionRef, node: ast.AST | None, module) -> GradOff | None:
@@ -256,45 +272,117 @@ class TorchPlugin(Plugin):
 
     # ================================================================== binding
     def on_bind(self, name: str, value: Value, frame: Frame, stmt) -> Value:
+        if "." in name and value.kind == "module" and any(isinstance(e, tuple) and e[:1] == ("made_in",)
+                                                          for e in value.extra):
+            # kept on the module (`self.fc = nn.Linear(...)` on first use): registered, not a throw-away layer
+            value = replace(value, extra=tuple(e for e in value.extra if not (isinstance(e, tuple)
+                                                                              and e[:1] == ("made_in",))))
         previous = frame.env.get(name)
+        if previous is None and stmt is not None and "." not in name:
+            previous = self.interp.lookup(name, frame)
+        if previous is not None and stmt is not None and previous.kind == "tensor" and previous.leaf \
+                and previous.srcs and not value.leaf and value.kind in ("tensor", "unknown") \
+                and (value.srcs & previous.srcs or any(c.lost & previous.srcs for c in value.cuts)):
+            reads_grad = _reads_attribute(stmt, name, "grad")
+            self.interp.emit(LeafRebound(stmt, frame.module, name=name, grad_off=frame.state.get(GRAD) is not None,
+                                         loop=frame.loops[-1] if frame.loops else None, reads_grad=reads_grad),
+                             frame)
         if value.kind == "module" and value.pending and previous is not None and previous.kind == "module":
             self.note_replaced_model(name, frame, stmt)
         if value.pending and stmt is not None:
             self.define(name, None, stmt, frame.module, frame)
         value = self.name_value(value, name, frame)
+        if value.leaf and value.srcs and stmt is not None:
+            self.note_leaf(name, frame, stmt)
         off = frame.state.get(GRAD)
         for c in value.cuts[-4:]:
             # name what a no_grad region or helper produced after the variable that first holds it
             in_region = off is not None and off.node is c.node
             key = (id(c.node), c.kind)
-            if c.var is None and key not in self.cut_vars and (in_region or (stmt is not None and _contains(stmt, c.node))):
+            if c.var is None and key not in self.cut_vars and (in_region or (
+                    stmt is not None and c.module is frame.module and _contains(stmt, c.node))):
                 self.cut_vars[key] = name
         if value.kind == "optimizer" and isinstance(value.ref, Optimizer) and value.ref.var is None:
             value.ref.var = name
         return value
 
+    def note_leaf(self, name: str, frame: Frame, node: ast.AST) -> None:
+        """`name` holds a trainable leaf (again) at `node`, inside the loops of `frame`."""
+        for loop in frame.loops:
+            self.releafed.setdefault((id(loop), name), []).append(getattr(node, "lineno", 0))
+
     def name_value(self, value: Value, name: str, frame: Frame) -> Value:
         if value.pending:
+            if value.name and value.name.startswith("<") and not name.startswith("$"):
+                self.aliases.setdefault(value.name, set()).add(name)
             value = named(value, name)
             if value.srcs:
                 kind = "releaf" if "releaf" in value.extra else ("leaf" if value.kind == "tensor" else "module")
                 self.define(name, kind, None, frame.module, frame)
         return value
 
+    def check_modified_before(self, sink: Sink, frame: Frame) -> None:
+        """Steps and in-place writes, after the graph captured a source and before this backward."""
+        record = frame.events if frame.events is not None else self.interp.events
+        found: dict = {}
+        for src, t in sink.value.captured:
+            for event in record[max(0, t + 1):]:
+                if sink.arms and event.arms and sink.exclusive_with(event):
+                    continue  # the other arm of a branch: never between this graph and this backward
+                if isinstance(event, Step):
+                    changed = event.optimizer.ref.coverage.srcs if isinstance(event.optimizer.ref, Optimizer) \
+                        else event.optimizer.srcs
+                    op = f"{_text(event.node.func)}()" if isinstance(event.node, ast.Call) else ".step()"
+                elif isinstance(event, InPlace) and event.target.leaf and event.grad_off:
+                    changed, op = event.target.srcs, event.op
+                else:
+                    continue
+                if any(overlaps(src, c) for c in changed):
+                    found.setdefault(id(event), (event, op, set()))[2].add(src)
+        for event, op, srcs in found.values():
+            self.interp.emit(ModifiedBeforeBackward(event.node, event.module, sink=sink, srcs=frozenset(srcs),
+                                                    op=op), frame)
+
+    @property
+    def layers_made_per_call(self) -> list:
+        return self.events_of(LayerMadePerCall)
+
+    @property
+    def leaf_rebounds(self) -> list:
+        return self.events_of(LeafRebound)
+
+    @property
+    def parameter_reassignments(self) -> list:
+        return self.events_of(ParameterReassigned)
+
+    @property
+    def modified_before_backward(self) -> list:
+        seen: set = set()
+        out = []
+        for e in self.events_of(ModifiedBeforeBackward):
+            key = (id(e.node), id(e.sink.node))
+            if key not in seen:
+                seen.add(key)
+                out.append(e)
+        return out
+
     def surgery(self, event: LayerReplaced):
         """A layer replaced after an optimizer that held the old one was built (in the program's order)."""
         for opt in self.optimizers:
             if opt.known and opt.module.path == event.module.path and any(
                     overlaps(o, s) for o in event.owner.srcs for s in opt.coverage.srcs):
-                return Surgery(event.node, event.module, target=event.target, optimizer=opt)
+                return Surgery(event.node, event.module, target=event.target, optimizer=opt, parameter=event.parameter)
         return None
 
     def note_replaced_model(self, name: str, frame: Frame, stmt) -> None:
         """`model = Net()` again after an optimizer was built over the old `model`'s parameters."""
         if stmt is None:
             return
+        scope = frame.func.node if frame.func is not None else None
         for opt in self.optimizers:
-            if opt.known and opt.module is frame.module and name in opt.coverage.srcs and _before(opt.node, stmt):
+            # the same variable of the same function (a test's `model` is not another test's)
+            if opt.known and opt.module is frame.module and opt.scope is scope and name in opt.coverage.srcs \
+                    and _before(opt.node, stmt):
                 self.interp.emit(Surgery(stmt, frame.module, target=name, optimizer=opt), frame)
                 return
 
@@ -313,14 +401,25 @@ class TorchPlugin(Plugin):
                                                           leaf=True, name=owner_key,
                                                           opaque=owner.opaque or not flag_true, fw="torch"),
                                        frame, mutation=True)
+                self.note_leaf(owner_key, frame, stmt)
                 self.define(owner_key, "leaf", None, frame.module, frame)
             elif flag_false and owner.srcs:
                 self.interp.emit(Freeze(stmt, frame.module, srcs=owner.srcs, frozen=True,
                                         conditional=frame.conditional > 0), frame)
             return True
         key = dotted(target)
-        if owner.kind == "module" and key and value.kind == "module" and stmt is not None and owner.srcs:
-            self.interp.emit(LayerReplaced(stmt, frame.module, owner=owner, target=key), frame)
+        info = owner.cls if isinstance(owner.cls, ClassInfo) else None
+        if owner.kind == "module" and info is not None and stmt is not None and info.is_module \
+                and (value.kind == "tensor" or (value.kind == "unknown" and value.srcs)) \
+                and not (value.pending and value.leaf):
+            fact = info.find_attr(attr)
+            if fact is not None and fact.stmt is not stmt and registered_parameter(fact):
+                self.interp.emit(ParameterReassigned(stmt, frame.module, owner=info, attr=attr), frame)
+        fresh_parameter = value.kind == "tensor" and value.pending and value.leaf
+        if owner.kind == "module" and key and (value.kind == "module" or fresh_parameter) and stmt is not None \
+                and owner.srcs:
+            self.interp.emit(LayerReplaced(stmt, frame.module, owner=owner, target=key, parameter=fresh_parameter),
+                             frame)
         return False
 
     def store_subscript(self, target: ast.Subscript, base: Value, value: Value, frame: Frame, stmt) -> bool:
@@ -340,7 +439,8 @@ class TorchPlugin(Plugin):
             return None
         symbol = AUG_SYMBOLS.get(type(stmt.op), "op=")
         self.record_inplace(stmt, frame, target, stmt.target, f"{_text(stmt.target)} {symbol} ...", stmt)
-        result = combine("tensor", target, value, dtype=target.dtype)
+        result = replace(combine("tensor", target, value, dtype=target.dtype),
+                         terms=self.interp.sum_terms(stmt, stmt.op, target, value))
         if isinstance(stmt.op, ast.Mult) and _is_zero(stmt.value):
             result = cut(result, stmt, "zero", "* 0", zero=True, module=frame.module)
         if frame.state.get(GRAD) is not None:
@@ -443,6 +543,9 @@ class TorchPlugin(Plugin):
             if found:
                 return self.interp.method_value(base, found, frame, node)
             fact = info.find_attr(attr)
+            given = next((dict(e[1]) for e in base.extra if isinstance(e, tuple) and e[:1] == ("given",)), None)
+            if given is not None and attr in given:
+                return given[attr]
             if fact is not None and name:
                 self.define(name, "module" if fact.kind == "module" else (
                     "leaf" if fact.kind in ("param", "tensor_grad") else None), fact.stmt, info.module, frame)
@@ -452,8 +555,11 @@ class TorchPlugin(Plugin):
                     srcs = frozenset({name}) if not (fact.layer and fact.layer.split(".")[-1] in
                                                      api.PARAMETERLESS_LAYERS) else EMPTY
                     return Value("module", srcs=srcs, name=name, cls=cls or fact.layer, extra=extra, deps=base.deps)
-                if fact.kind in ("param", "tensor_grad"):
+                if fact.kind in ("param", "tensor_grad") or (fact.kind == "param_converted"
+                                                              and registered_parameter(fact)):
                     return Value("tensor", srcs=frozenset({name}), name=name, leaf=True, fw="torch", deps=base.deps)
+                if fact.kind == "param_converted":  # a copy of a parameter: computed from it, not a leaf
+                    return Value("tensor", srcs=frozenset({name}), name=name, fw="torch", deps=base.deps)
                 if fact.kind == "modules_container":
                     item = Value("module", srcs=frozenset({name}), name=name)
                     return Value("container", srcs=frozenset({name}), items=(item,), name=name, deps=base.deps)
@@ -487,8 +593,27 @@ class TorchPlugin(Plugin):
     def instantiate(self, cls, node: ast.Call, frame: Frame, args, kwargs):
         if isinstance(cls, ClassInfo) and cls.is_module:
             label = f"<{cls.name}@{node.lineno}>"
-            return Value("module", cls=cls, srcs=frozenset({label}), name=label, pending=True)
+            extra = self.made_in_method(node, frame) if cls.has_parameters() else ()
+            module = Value("module", cls=cls, srcs=frozenset({label}), name=label, pending=True, extra=extra)
+            if injected_attributes(cls):
+                # `self.net = net`: what the constructor was given becomes part of the module
+                attrs = self.interp.construct(cls, replace(module, pending=False), node, frame, args, kwargs)
+                given = tuple(sorted((k, v) for k, v in attrs.items() if k in injected_attributes(cls)
+                                     and (v.srcs or v.kind in ("module", "optimizer"))))
+                if given:
+                    module = replace(module, extra=extra + (("given", given),))
+            return module
         return None
+
+    @staticmethod
+    def made_in_method(node: ast.Call, frame: Frame) -> tuple:
+        """A mark on a layer built in a module's method other than its constructors."""
+        func = frame.func
+        if func is None or not isinstance(func.cls, ClassInfo) or not func.cls.is_module \
+                or func.name in CONSTRUCTION_METHODS or func.name.startswith(("_init", "_build", "_make", "build")) \
+                or func.mark("classmethod") or func.mark("staticmethod"):
+            return ()
+        return (("made_in", node, func.name, id(func.node)),)
 
     def call_object(self, callee: Value, node, frame: Frame, args, kwargs):
         if callee.kind == "module":
@@ -496,6 +621,10 @@ class TorchPlugin(Plugin):
         return None
 
     def call_module(self, module_value: Value, args, kwargs, node, frame: Frame) -> Value:
+        made = next((e for e in module_value.extra if isinstance(e, tuple) and e[:1] == ("made_in",)), None)
+        if made is not None and frame.func is not None and id(frame.func.node) == made[3]:  # applied where it was made
+            self.interp.emit(LayerMadePerCall(made[1], frame.module, layer=_text(made[1]) or "layer",
+                                              method=made[2]), frame)
         children = next((e[1] for e in module_value.extra if isinstance(e, tuple) and e[0] == "children"), None)
         if children is not None and args and not kwargs:
             x = args[0]
@@ -525,9 +654,9 @@ class TorchPlugin(Plugin):
         saved = "module" if layer in api.SAVES_OUTPUT_MODULES else None
         if short in RECURRENT:
             return Value("tensor", srcs=srcs, cuts=merged.cuts, opaque=merged.opaque, fw="torch",
-                         deps=merged.deps | module_value.deps)
+                         deps=merged.deps | module_value.deps, captured=merged.captured)
         return Value("tensor", srcs=srcs, cuts=dedup_cuts(merged.cuts, module_value.cuts), opaque=merged.opaque,
-                     saved_by=saved, fw="torch", deps=merged.deps | module_value.deps)
+                     saved_by=saved, fw="torch", deps=merged.deps | module_value.deps, captured=merged.captured)
 
     def builtin(self, name: str, node: ast.Call, frame: Frame, args, kwargs):
         first = args[0] if args else Value()
@@ -599,6 +728,8 @@ class TorchPlugin(Plugin):
         short = qn.split(".")[-1]
         module = frame.module
         first = args[0] if args else Value()
+        if qn in api.MODULE_WRAPPERS and first.kind in ("module", "function", "method"):
+            return first  # the same parameters, the same forward
         every = combine("unknown", *args, *kwargs.values()) if (args or kwargs) else Value()
         if qn in api.AUTOGRAD_GRAD:
             outputs = args[0] if args else kwargs.get("outputs", Value())
@@ -617,7 +748,8 @@ class TorchPlugin(Plugin):
         if qn.startswith(api.OPTIMIZER_PREFIXES) and short[:1].isupper() and "lr_scheduler" not in qn:
             coverage = join(*args[:1], kwargs.get("params", Value()))
             known = bool(coverage.srcs) or (not coverage.opaque and coverage.kind != "unknown")
-            opt = Optimizer(node, module, coverage=coverage, known=known and bool(coverage.srcs), top=interp.top_stmt)
+            opt = Optimizer(node, module, coverage=coverage, known=known and bool(coverage.srcs), top=interp.top_stmt,
+                            scope=frame.func.node if frame.func is not None else None)
             opt = interp.emit(opt, frame) or opt
             return Value("optimizer", srcs=coverage.srcs, ref=opt, opaque=not opt.known, deps=coverage.deps)
         if qn in ("torch.nn.Parameter", "torch.nn.parameter.Parameter"):
@@ -638,10 +770,10 @@ class TorchPlugin(Plugin):
             if short in api.PARAMETERLESS_LAYERS:
                 return Value("module", cls=qn, extra=("inplace",) if _inplace_layer(node) else ())
             label = f"<{short}@{node.lineno}>"
-            extra = ()
+            extra = self.made_in_method(node, frame)
             if short == "Sequential" and args and all(a.kind == "module" for a in args) \
                     and any(isinstance(a.cls, ClassInfo) for a in args):
-                extra = (("children", tuple(args)),)  # followed in order when called: user layers inside
+                extra += (("children", tuple(args)),)  # followed in order when called: user layers inside
             return Value("module", cls=qn, srcs=frozenset({label}), name=label, pending=True, extra=extra)
         if qn.startswith("torch.nn.init."):
             return first
@@ -663,13 +795,16 @@ class TorchPlugin(Plugin):
 
     def torch_function(self, qn, short, node, frame: Frame, args, kwargs, first, every) -> Value:
         module = frame.module
+        if qn.count(".") > 1 and not qn.startswith(api.TENSOR_NAMESPACES) and qn not in api.VARIABLE:
+            # torch.utils, torch.distributed, torch.hub, torch.jit...: not tensor operations
+            return Value("unknown", srcs=every.srcs, cuts=every.cuts, opaque=True, deps=every.deps)
         if short[:1].isupper() and short not in api.FACTORIES:
             # a torch class (GradScaler, Categorical, ...): an object, differentiable through its inputs
             return Value("unknown", srcs=every.srcs, cuts=every.cuts, opaque=True, deps=every.deps)
         requires_grad = any(k.arg == "requires_grad" and isinstance(k.value, ast.Constant) and k.value.value is True
                             for k in node.keywords)
         dtype_qn = _dtype_name(node, module.names)
-        if short in api.FACTORIES and (qn.count(".") == 1 or qn.startswith("torch.cuda.")):
+        if short in api.FACTORIES and (qn.count(".") == 1 or qn.startswith("torch.cuda.") or qn in api.VARIABLE):
             if short in api.REWRAP_FACTORIES and first.srcs:
                 result = cut(first, node, "rewrap", f"torch.{short}()", var=node.args[0], result_kind="tensor",
                              module=module, fw="torch")
@@ -719,6 +854,8 @@ class TorchPlugin(Plugin):
             result = combine("tensor", args[1], args[2], fw="torch")
             extra_cuts = tuple(c for c in args[0].cuts if c not in result.cuts)
             return replace(result, cuts=result.cuts + extra_cuts) if extra_cuts else result
+        if short in MULTI_VIEW and first.srcs and qn.count(".") == 1:
+            return replace(combine("tensor", *args, fw="torch"), saved_by=f"multiview:torch.{short}()")
         if short in ("stack", "cat", "concat", "concatenate", "hstack", "vstack", "dstack", "block_diag",
                      "einsum", "broadcast_tensors", "cartesian_prod", "meshgrid"):
             return combine("tensor", *args, fw="torch")
@@ -761,7 +898,9 @@ class TorchPlugin(Plugin):
         if method in ("sample", "sample_n") and receiver.kind in ("unknown", "external") and receiver.srcs:
             # a distribution's draw has no graph (rsample() is the differentiable one): nothing is cut
             return Value("tensor", opaque=True, fw="torch")
-        if method == "backward" and receiver.kind in ("tensor", "unknown"):
+        if method == "backward" and (receiver.kind == "tensor" or receiver.cuts or receiver.srcs):
+            # `np.sum(losses).backward()`: the NumPy value cannot be differentiated, and what cut it is why;
+            # an unknown value that never met anything trainable may be an extension's own `backward`
             label = _text(node.func.value) if isinstance(node.func, ast.Attribute) else "loss"
             self.interp.emit(Sink(node, module, value=receiver, kind="backward", label=label or "loss"), frame)
             return NONE
@@ -877,6 +1016,7 @@ class TorchPlugin(Plugin):
             if isinstance(var, ast.Name):  # `loss.requires_grad_()` as a statement changes `loss`
                 self.define(var.id, "releaf", None, frame.module, frame)
                 self.interp.store(var, named(new_leaf, var.id), frame)
+                self.note_leaf(var.id, frame, node)
             return new_leaf
         if method.endswith("_") and not method.startswith("_") and method not in api.NOT_REALLY_INPLACE:
             if receiver.kind == "tensor" and var is not None:
@@ -896,6 +1036,12 @@ class TorchPlugin(Plugin):
             return new_value
         if method in ("clone", "contiguous") and receiver.kind == "tensor":
             return replace(receiver, leaf=False, name=None, pending=False, saved_by=None)
+        if method in MULTI_VIEW and receiver.kind in ("tensor", "unknown") and receiver.srcs:
+            # the pieces are views of one output: none of them may be modified in place while recording
+            return replace(combine("tensor", receiver, *args, fw="torch"), saved_by=f"multiview:.{method}()")
+        if method in TERM_KEEPING and receiver.terms:  # `(a + b).mean()`: still a sum of the same terms
+            return replace(combine(receiver.kind if receiver.kind != "unknown" else "tensor", receiver, *args,
+                                   fw="torch"), terms=receiver.terms)
         if method in ("size", "dim", "numel", "element_size", "nelement", "stride", "is_contiguous",
                       "data_ptr", "get_device", "is_floating_point"):
             return Value("number", dtype="int")
@@ -912,6 +1058,29 @@ class TorchPlugin(Plugin):
             dtype = "float"
         return combine(kind, receiver, *args, *kwargs.values(), saved_by=saved, dtype=dtype,
                        fw="torch" if kind == "tensor" else None)
+
+    def name_placeholders(self) -> None:
+        """After the run: what a layer did before it was bound to a name (an optimizer its `__init__`
+        built over `self.parameters()`) is renamed to that name."""
+        if not self.aliases or self.named:
+            return
+        self.named = True
+        renaming = Renaming({k: frozenset(v) for k, v in self.aliases.items()})
+        old = list(self.interp.events)  # kept alive while copies are made: ids stay unique
+        events = []
+        for event in old:
+            if type(event).__module__ != Sink.__module__:  # another framework's events are its own
+                events.append(event)
+                continue
+            renamed = renaming.event(event)
+            renamed.seq = event.seq
+            events.append(renamed)
+        self.interp.events[:] = events
+        for event in events:  # references between events follow their copies
+            for f in ("optimizer", "last_sink", "sink"):
+                old = getattr(event, f, None)
+                if old is not None and id(old) in renaming.renamed:
+                    setattr(event, f, renaming.renamed[id(old)])
 
     # ================================================================== what nothing called
     def after_module(self) -> None:
@@ -1001,6 +1170,50 @@ class TorchPlugin(Plugin):
         return found
 
 
+# conversions that return the Parameter itself when nothing changes (`.to(device)` on the same device)
+MAYBE_SAME = {"to", "cpu", "float", "type", "contiguous", "requires_grad_"}
+
+
+def injected_attributes(cls: ClassInfo) -> frozenset:
+    """Attributes a module's `__init__` sets from what it is given (`self.net = net`), through its bases."""
+    found = getattr(cls, "_injected", None)
+    if found is None:
+        names = set()
+        seen = set()
+        todo = [cls]
+        while todo:
+            info = todo.pop()
+            if id(info) in seen:
+                continue
+            seen.add(id(info))
+            for attr in info.attrs.values():
+                if attr.kind == "other" and attr.method == "__init__" and isinstance(attr.value, ast.Name):
+                    names.add(attr.name)
+            todo.extend(p for p in (info.module.resolve_class(b) for b in info.bases) if p is not None)
+        found = frozenset(names)
+        cls._injected = found
+    return found
+
+
+def registered_parameter(fact) -> bool:
+    """An attribute `__init__` sets to an `nn.Parameter` (or one converted by a call that keeps it)."""
+    if fact.kind == "param":
+        return True
+    value = fact.value
+    return fact.kind == "param_converted" and isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) \
+        and value.func.attr in MAYBE_SAME
+
+
+def _reads_attribute(stmt: ast.AST, name: str, attr: str) -> bool:
+    value = getattr(stmt, "value", None)
+    if value is None:
+        return False
+    for node in ast.walk(value):
+        if isinstance(node, ast.Attribute) and node.attr == attr and dotted(node.value) == name:
+            return True
+    return False
+
+
 def _inplace_layer(call: ast.AST) -> bool:
     """`nn.ReLU(inplace=True)` and friends (also through `.to(...)` chains)."""
     return isinstance(call, ast.Call) and any(
@@ -1008,14 +1221,13 @@ def _inplace_layer(call: ast.AST) -> bool:
 
 
 def _contains(tree: ast.AST, node: ast.AST) -> bool:
+    """Is `node` inside `tree` (both of the same file): its position lies within the tree's span."""
     if tree is node:
         return True
     start = (getattr(tree, "lineno", 0), getattr(tree, "col_offset", 0))
     end = (getattr(tree, "end_lineno", 0) or 0, getattr(tree, "end_col_offset", 0) or 0)
     here = (getattr(node, "lineno", -1), getattr(node, "col_offset", -1))
-    if not (start <= here <= end):
-        return False
-    return any(sub is node for sub in ast.walk(tree))
+    return start <= here < end
 
 
 def _is_zero(node: ast.AST) -> bool:

@@ -1,0 +1,148 @@
+from gradtrace.analysis.core.values import display
+from gradtrace.rules._torch_cut import names_phrase
+from gradtrace.rules.base import Invalid, Rule, Truth
+
+
+class ModifiedBeforeBackward(Rule):
+    code = "GT138"
+    name = "parameters-modified-before-backward"
+    summary = "An optimizer step changes parameters a loss's graph saved before that loss's `backward()` runs."
+    severity = "error"
+    docs = """
+    ## What it does
+    Finds an `optimizer.step()` (or an in-place update of a parameter under `no_grad`) that runs after a
+    loss was built from those parameters and before that loss's `backward()`: the classic GAN and
+    actor-critic ordering mistake (`d_opt.step()` between computing `g_loss = -D(G(z)).mean()` and
+    `g_loss.backward()`).
+
+    ## Why is this bad?
+    The forward pass saved the parameters (a linear layer keeps its weight to compute the gradient of its
+    input). The step updates them in place, which bumps their version counter, and the later
+    `backward()` raises "one of the variables needed for gradient computation has been modified by an
+    inplace operation". The parameters the second loss should train never get a gradient.
+
+    ## Example
+    ```python
+    g_loss = -D(fake).mean()      # D's weights saved here
+    d_loss.backward()
+    d_opt.step()                  # D changed in place
+    g_loss.backward()             # raises
+    ```
+
+    ## Use instead
+    ```python
+    d_loss.backward()
+    d_opt.step()
+    g_loss = -D(fake).mean()      # built after D's update
+    g_loss.backward()
+    ```
+
+    ## Fix safety
+    No automatic fix: either build the second loss after the step, or run both backward passes before
+    any step (and mind which gradients each optimizer then sees).
+    """
+    valid = (
+        """
+        import torch
+        import torch.nn as nn
+
+        G, D = nn.Linear(4, 4), nn.Linear(4, 1)
+        g_opt = torch.optim.Adam(G.parameters())
+        d_opt = torch.optim.Adam(D.parameters())
+        for _ in range(2):
+            fake = G(torch.randn(8, 4))
+            d_loss = D(fake.detach()).mean() - D(torch.randn(8, 4)).mean()
+            d_opt.zero_grad()
+            d_loss.backward()
+            d_opt.step()
+            g_loss = -D(fake).mean()
+            g_opt.zero_grad()
+            g_loss.backward()
+            g_opt.step()
+        """,
+        """
+        import torch
+        import torch.nn as nn
+
+        actor, critic = nn.Linear(4, 2), nn.Linear(6, 1)
+        a_opt = torch.optim.Adam(actor.parameters())
+        c_opt = torch.optim.Adam(critic.parameters())
+        s = torch.randn(8, 4)
+        critic_loss = critic(torch.cat([s, actor(s).detach()], 1)).pow(2).mean()
+        actor_loss = -critic(torch.cat([s, actor(s)], 1)).mean()
+        c_opt.zero_grad()
+        a_opt.zero_grad()
+        critic_loss.backward()
+        actor_loss.backward()
+        c_opt.step()
+        a_opt.step()
+        """,
+    )
+    invalid = (
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+            G, D = nn.Linear(4, 4), nn.Linear(4, 1)
+            g_opt = torch.optim.Adam(G.parameters())
+            d_opt = torch.optim.Adam(D.parameters())
+            fake = G(torch.randn(8, 4))
+            d_loss = D(fake.detach()).mean() - D(torch.randn(8, 4)).mean()
+            g_loss = -D(fake).mean()
+            d_opt.zero_grad()
+            d_loss.backward()
+            d_opt.step()  # expect: GT138
+            g_opt.zero_grad()
+            g_loss.backward()
+            g_opt.step()
+            """,
+            truth=Truth(raises=("RuntimeError", "modified by an inplace operation")),
+        ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            class Agent:
+                def __init__(self):
+                    self.actor = nn.Linear(4, 2)
+                    self.critic = nn.Linear(6, 1)
+                    self.actor_opt = torch.optim.Adam(self.actor.parameters())
+                    self.critic_opt = torch.optim.Adam(self.critic.parameters())
+
+                def update(self, s):
+                    q = self.critic(torch.cat([s, self.actor(s).detach()], 1))
+                    critic_loss = q.pow(2).mean()
+                    actor_loss = -self.critic(torch.cat([s, self.actor(s)], 1)).mean()
+                    self.critic_opt.zero_grad()
+                    critic_loss.backward()
+                    self.critic_opt.step()  # expect: GT138
+                    self.actor_opt.zero_grad()
+                    actor_loss.backward()
+                    self.actor_opt.step()
+
+
+            agent = Agent()
+            agent.update(torch.randn(8, 4))
+            """,
+            truth=Truth(raises=("RuntimeError", "modified by an inplace operation")),
+        ),
+    )
+
+    def check(self, ctx):
+        for event in ctx.torch.flow.modified_before_backward:
+            if event.module.path != ctx.path:
+                continue
+            sink = event.sink
+            changed = sorted(s for s in event.srcs if not s.startswith("<"))
+            if not changed:
+                continue
+            line = ctx.span(sink.node).line
+            ctx.report(event.node,
+                       f"`{event.op}` changes {names_phrase(changed)} after `{sink.label}` saved it: "
+                       f"`backward()` on line {line} raises.",
+                       related=[ctx.related(sink.node, f"`{sink.label}` is differentiated here, after the step")],
+                       data={"lost": [display(s) for s in changed], "op": event.op})
+        return ()
