@@ -6,6 +6,7 @@ import ast
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from gradtrace.analysis.file_analysis import FileAnalysis
 from gradtrace.analysis.source import SourceFile, Span
 from gradtrace.findings import Finding, Fix, Related
 
@@ -21,14 +22,7 @@ class AnalysisContext:
         self.findings: list[Finding] = []
         self.rule: type[Rule] | None = None
         self.internal_errors: list[str] = []  # analysis problems to log (never raised to the user)
-        # Per-file analysis results shared by the rules of one framework, e.g.
-        # `ctx.memo("tensorflow", analyze_tf)`: computed once, on first use.
-        self._memo: dict[str, object] = {}
-
-    def memo(self, key: str, compute):
-        if key not in self._memo:
-            self._memo[key] = compute(self)
-        return self._memo[key]
+        self._single: dict[str, FileAnalysis] = {}
 
     @property
     def path(self) -> str:
@@ -46,11 +40,38 @@ class AnalysisContext:
         return NameTable.from_module(self.tree, self.source.nodes(ast.Import, ast.ImportFrom))
 
     @cached_property
+    def analysis(self) -> FileAnalysis:
+        """The one value-flow run over this file, with the plug-in of every framework it uses."""
+        return FileAnalysis(self, self.source.frameworks)
+
+    def analysis_with(self, framework: str) -> FileAnalysis:
+        """The file's run, or (for a framework the file does not use) a run with that framework alone."""
+        if framework in self.analysis.frameworks:
+            return self.analysis
+        if framework not in self._single:
+            self._single[framework] = FileAnalysis(self, frozenset({framework}))
+        return self._single[framework]
+
+    @cached_property
     def torch(self):
         """PyTorch value-flow results for this file (module facts, sinks, dead sources, events)."""
         from gradtrace.analysis.torch_facts import analyze_torch
 
         return analyze_torch(self)
+
+    @cached_property
+    def tensorflow(self):
+        """TensorFlow value-flow results for this file (variables, tapes, gradient calls, lost cuts)."""
+        from gradtrace.analysis.frameworks.tensorflow.facts import TFFacts
+
+        return TFFacts(self.analysis_with("tensorflow").plugin("tensorflow"))
+
+    @cached_property
+    def jax(self):
+        """JAX value-flow results for this file (lost cuts, tracer errors, updates by gradients)."""
+        from gradtrace.analysis.frameworks.jax.facts import build_jax_facts
+
+        return build_jax_facts(self.analysis_with("jax").plugin("jax"))
 
     def span(self, node: ast.AST) -> Span:
         return self.source.span(node)

@@ -324,29 +324,29 @@ def _is_self_attr(node: ast.AST) -> str | None:
     return None
 
 
-def classify_value(value: ast.expr, module: ModuleContext) -> tuple[str, str | None, str | None]:
+def classify_value(value: ast.expr, module: ModuleContext, depth: int = 0) -> tuple[str, str | None, str | None]:
     """(kind, layer, container) of an attribute's assigned value."""
     names = module.names
     if isinstance(value, (ast.List, ast.Tuple, ast.Set)):
-        kinds = [classify_value(e, module)[0] for e in value.elts]
+        kinds = [classify_value(e, module, depth)[0] for e in value.elts]
         container = "list" if isinstance(value, ast.List) else "tuple"
         return _container_kind(kinds, container)
     if isinstance(value, (ast.ListComp, ast.GeneratorExp)):
-        return _container_kind([classify_value(value.elt, module)[0]], "list")
+        return _container_kind([classify_value(value.elt, module, depth)[0]], "list")
     if isinstance(value, ast.Dict):
-        kinds = [classify_value(v, module)[0] for v in value.values if v is not None]
+        kinds = [classify_value(v, module, depth)[0] for v in value.values if v is not None]
         return _container_kind(kinds, "dict")
     if isinstance(value, ast.DictComp):
-        return _container_kind([classify_value(value.value, module)[0]], "dict")
+        return _container_kind([classify_value(value.value, module, depth)[0]], "dict")
     if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id in ("tuple", "list") \
             and len(value.args) == 1 and not value.keywords \
             and isinstance(value.args[0], (ast.GeneratorExp, ast.ListComp, ast.List, ast.Tuple)):
-        kind, layer, _ = classify_value(value.args[0], module)  # tuple(nn.Linear(...) for ...)
+        kind, layer, _ = classify_value(value.args[0], module, depth)  # tuple(nn.Linear(...) for ...)
         return kind, layer, value.func.id
     if isinstance(value, ast.Call):
         qn = names.qualname(value.func)
         if isinstance(value.func, ast.Attribute) and isinstance(value.func.value, ast.Call):
-            inner_kind, layer, _ = classify_value(value.func.value, module)
+            inner_kind, layer, _ = classify_value(value.func.value, module, depth)
             method = value.func.attr
             if inner_kind == "param" and method in api.NONLEAF_METHODS:
                 return "param_converted", layer, None
@@ -367,14 +367,14 @@ def classify_value(value: ast.expr, module: ModuleContext) -> tuple[str, str | N
                     return "tensor_grad", None, None
             return "tensor", None, None
         if qn == "copy.deepcopy" and value.args:
-            kind, layer, _ = classify_value(value.args[0], module)
+            kind, layer, _ = classify_value(value.args[0], module, depth)
             return ("module", layer, None) if kind == "module" else ("other", None, None)
         if isinstance(value.func, ast.Name):
             cls = module.resolve_class(value.func.id)
             if cls is not None and cls.is_module:
                 return "module", cls.name, None
             factory = module.functions.get(value.func.id)
-            if factory is not None and _returns_module(factory, module):
+            if factory is not None and _returns_module(factory, module, depth):
                 return "module", None, None
         elif qn:
             cls = module.resolve_class(qn)
@@ -394,7 +394,7 @@ def _returns_module(fn: ast.FunctionDef, module: ModuleContext, depth: int = 0) 
         if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id in module.functions:
             if not _returns_module(module.functions[value.func.id], module, depth + 1):
                 return False
-        elif classify_value(value, module)[0] != "module":
+        elif classify_value(value, module, depth + 1)[0] != "module":
             return False
     return True
 

@@ -150,14 +150,12 @@ def compute_dead(facts: TorchFacts) -> None:
 
 
 def analyze_torch(ctx) -> TorchFacts:
-    registry: dict = {}
-    module = ModuleContext(ctx.source, ctx.names, ctx.project, registry)
-    interp = Interpreter(module, (TorchPlugin,))
-    interp.run()
-    flow = interp.by_name["torch"]
+    analysis = ctx.analysis_with("torch")  # the file's one run, shared with the other frameworks' plug-ins
+    flow = analysis.plugin("torch")
+    interp = analysis.run
     flow.name_placeholders()
     flow.incomplete = interp.incomplete
     flow.error = interp.error
-    facts = TorchFacts(flow, module, interp)
+    facts = TorchFacts(flow, analysis.module, interp)
     compute_dead(facts)
     return facts

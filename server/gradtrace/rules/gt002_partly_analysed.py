@@ -26,20 +26,11 @@ class PartlyAnalysed(Rule):
     """
 
     def check(self, ctx):
-        if "torch" in ctx.source.frameworks and ctx.torch.flow.incomplete:
-            flow = ctx.torch.flow
-            reason = ("gradtrace met a construct it cannot follow" if flow.error
+        analysis = ctx.analysis
+        if analysis.frameworks and analysis.incomplete:
+            reason = ("gradtrace met a construct it cannot follow" if analysis.error
                       else "the file is too large or nested too deeply to follow completely")
             ctx.report(ctx.source.line_span(1), f"Not fully analysed: {reason}; some findings may be missing.")
-            if flow.error:
-                ctx.internal_errors.append(flow.error)
-            return ()
-        from gradtrace.analysis.jax_flow import jax_facts
-        from gradtrace.analysis.tf_flow import tf_facts
-
-        for framework, facts in (("tensorflow", tf_facts), ("jax", jax_facts)):
-            if framework in ctx.source.frameworks and getattr(facts(ctx), "incomplete", False):
-                ctx.report(ctx.source.line_span(1), "Not fully analysed: the code is nested too deeply to follow "
-                           "completely; some findings may be missing.")
-                return ()
+            if analysis.error:
+                ctx.internal_errors.append(analysis.error)
         return ()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from gradtrace.analysis.tf_flow import tf_facts
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 
@@ -146,7 +145,7 @@ class TFVariablePerStep(Rule):
     )
 
     def check(self, ctx):
-        facts = tf_facts(ctx)
+        facts = ctx.tensorflow
         for info in facts.variables.values():
             if not info.per_step or not info.trainable:
                 continue

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import ast
 
-from gradtrace.analysis.tf_flow import VarInfo, tf_facts
+from gradtrace.analysis.frameworks.tensorflow.events import VarInfo
 from gradtrace.analysis.tfjax_fixes import watch_fix
 from gradtrace.rules.base import Invalid, Rule, Truth
 
-CONSTANT_KINDS = ("tensor", "numpy", "pyfloat")
+CONSTANT_KINDS = ("tensor", "array")
 
 
 class UnwatchedTapeSource(Rule):
@@ -153,14 +153,15 @@ class UnwatchedTapeSource(Rule):
     )
 
     def check(self, ctx):
-        facts = tf_facts(ctx)
+        facts = ctx.tensorflow
         yield from self.partly_watched(ctx, facts)
         for call in facts.grad_calls.values():
             tape = call.tape
             if tape.watch_unknown:
                 continue
-            for expr, val in call.sources:
-                if isinstance(val.ref, VarInfo) or val.origins or val.kind not in CONSTANT_KINDS:
+            for expr, val in call.source_pairs:
+                if isinstance(val.ref, VarInfo) or val.srcs or not (val.kind in CONSTANT_KINDS or (
+                        val.kind == "number" and val.dtype == "float")):
                     continue
                 text = ast.unparse(expr) if expr is not None else None
                 if text and text in tape.watched:
@@ -184,7 +185,7 @@ class UnwatchedTapeSource(Rule):
             if tape.auto_watch or tape.watch_unknown or tape.watch_opaque:
                 continue
             missing = []
-            for _expr, val in call.sources:
+            for _expr, val in call.source_pairs:
                 info = val.ref if isinstance(val.ref, VarInfo) else None
                 if info is None or not info.trainable or info.dtype == "int" or info.id in tape.watched_ids:
                     continue

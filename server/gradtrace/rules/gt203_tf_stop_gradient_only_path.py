@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from gradtrace.analysis.tf_flow import tf_facts
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 
@@ -151,7 +150,7 @@ class TFStopGradientOnlyPath(Rule):
     )
 
     def check(self, ctx):
-        facts = tf_facts(ctx)
+        facts = ctx.tensorflow
         for lc in facts.lost_cuts.values():
             if lc.cut.kind != "stop_gradient":
                 continue

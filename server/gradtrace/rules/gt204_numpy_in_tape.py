@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from gradtrace.analysis.tf_flow import tf_facts
 from gradtrace.rules.base import Invalid, Rule, Truth
 from gradtrace.rules.gt203_tf_stop_gradient_only_path import lost_message
 
@@ -132,7 +131,7 @@ class NumpyInTape(Rule):
     )
 
     def check(self, ctx):
-        facts = tf_facts(ctx)
+        facts = ctx.tensorflow
         for lc in facts.lost_cuts.values():
             if lc.cut.kind not in ("numpy", "python"):
                 continue

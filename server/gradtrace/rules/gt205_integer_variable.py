@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from gradtrace.analysis.flow_core import kwarg
-from gradtrace.analysis.tf_flow import tf_facts
+from gradtrace.analysis.frameworks.common import call_argument
 from gradtrace.analysis.tfjax_fixes import float_literal_fix
 from gradtrace.rules.base import Invalid, Rule, Truth
 
@@ -122,14 +121,14 @@ class IntegerVariable(Rule):
     )
 
     def check(self, ctx):
-        facts = tf_facts(ctx)
+        facts = ctx.tensorflow
         for info in facts.variables.values():
             if info.dtype != "int" or not info.trainable or not (info.listed or info.cast_in_tape):
                 continue
             name = info.name or "this variable"
             fix = None
-            if kwarg(info.node, "dtype") is None:
-                fix = float_literal_fix(ctx, kwarg(info.node, "initial_value", 0), f"`{name}`")
+            if call_argument(info.node, "dtype") is None:
+                fix = float_literal_fix(ctx, call_argument(info.node, "initial_value", 0), f"`{name}`")
             yield ctx.report(
                 info.node,
                 f"`{name}` is an integer tf.Variable, and tapes only differentiate floating-point variables, so "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 
-from gradtrace.analysis.tf_flow import tf_facts
 from gradtrace.analysis.tfjax_fixes import persistent_fix
 from gradtrace.rules.base import Invalid, Rule, Truth
 
@@ -15,7 +14,7 @@ def exclusive(parents, a, b) -> bool:
     cur, prev = a, None
     while cur is not None:
         chain[id(cur)] = prev
-        prev, cur = cur, parents.get(cur)
+        prev, cur = cur, parents.get(id(cur))
     cur, prev = b, None
     while cur is not None:
         if id(cur) in chain:
@@ -23,7 +22,7 @@ def exclusive(parents, a, b) -> bool:
                 pa = chain[id(cur)]
                 return (pa in cur.body) != (prev in cur.body) and cur.test not in (pa, prev)
             return False
-        prev, cur = cur, parents.get(cur)
+        prev, cur = cur, parents.get(id(cur))
     return False
 
 
@@ -151,11 +150,11 @@ class NonPersistentTapeReused(Rule):
     )
 
     def check(self, ctx):
-        facts = tf_facts(ctx)
+        facts = ctx.tensorflow
         for tape in facts.tapes.values():
             if tape.persistent or not tape.calls:
                 continue
-            parents = facts.interp.parents
+            parents = ctx.source.parents
             calls = sorted(tape.calls, key=lambda c: (c.node.lineno, c.node.col_offset))
             name = tape.name or "the tape"
             flagged = None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from gradtrace.analysis.tf_flow import tf_facts
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 
@@ -111,7 +110,7 @@ class NonTrainableVariableOptimized(Rule):
     )
 
     def check(self, ctx):
-        facts = tf_facts(ctx)
+        facts = ctx.tensorflow
         for info in facts.variables.values():
             if info.trainable or not info.listed or info.watched:
                 continue

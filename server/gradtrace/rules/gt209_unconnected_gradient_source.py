@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ast
 
-from gradtrace.analysis.flow_core import covered
-from gradtrace.analysis.tf_flow import VarInfo, tf_facts
+from gradtrace.analysis.core.values import covered
+from gradtrace.analysis.frameworks.tensorflow.events import VarInfo
 from gradtrace.analysis.tfjax_fixes import unconnected_fix
 from gradtrace.rules.base import Invalid, Rule, Truth
 
@@ -13,17 +13,17 @@ from gradtrace.rules.base import Invalid, Rule, Truth
 def unconnected(facts, call):
     """(expr, VarInfo) of trainable float variables in `call`'s sources that its target never uses."""
     target = call.target
-    if not target.origins and not target.cuts:
+    if not target.srcs and not target.cuts:
         return []
     cut_origins = set()
     for cut in target.cuts:
-        cut_origins |= cut.origins
+        cut_origins |= cut.lost
     out = []
-    for expr, val in call.sources:
+    for expr, val in call.source_pairs:
         info = val.ref if isinstance(val.ref, VarInfo) else None
         if info is None or not info.trainable or info.dtype == "int":
             continue
-        if covered(info.id, target.origins) or info.id in cut_origins or info.per_step:
+        if covered(info.id, target.srcs) or info.id in cut_origins or info.per_step:
             continue
         out.append((expr, info))
     return out
@@ -89,7 +89,7 @@ class UnconnectedGradientSource(Rule):
     )
 
     def check(self, ctx):
-        facts = tf_facts(ctx)
+        facts = ctx.tensorflow
         for call in facts.grad_calls.values():
             if call.has_unconnected:
                 continue

@@ -4,36 +4,22 @@ from __future__ import annotations
 
 import ast
 
-from gradtrace.analysis.tf_flow import VarInfo, tf_facts
+from gradtrace.analysis.frameworks.tensorflow import api
+from gradtrace.analysis.frameworks.tensorflow.events import VarInfo
 from gradtrace.rules.base import Invalid, Rule, Truth
 from gradtrace.rules.gt209_unconnected_gradient_source import unconnected
 
 
-def attribute_loads(tree) -> set[str]:
-    out = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
-            out.add(node.attr)
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in (
-                "getattr", "hasattr", "setattr") and len(node.args) >= 2:
+def attribute_loads(source) -> set[str]:
+    """Every attribute name the file reads (`*`: a dynamic name, anything may be read)."""
+    out = {node.attr for node in source.nodes(ast.Attribute) if isinstance(node.ctx, ast.Load)}
+    for node in source.nodes(ast.Call):
+        if isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr", "setattr") and len(node.args) >= 2:
             name = node.args[1]
-            if isinstance(name, ast.Constant) and isinstance(name.value, str):
-                out.add(name.value)
-            else:
-                out.add("*")  # a dynamic name: anything may be read
+            out.add(name.value if isinstance(name, ast.Constant) and isinstance(name.value, str) else "*")
     return out
 
 
-# Keras layers without weights: one that `call` leaves out loses no gradient
-WEIGHTLESS = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "AlphaDropout", "GaussianDropout",
-              "GaussianNoise", "Flatten", "Activation", "ReLU", "LeakyReLU", "ELU", "Softmax", "ThresholdedReLU",
-              "Reshape", "Permute", "RepeatVector", "Lambda", "Concatenate", "Add", "Subtract", "Multiply",
-              "Average", "Maximum", "Minimum", "Dot", "Masking", "InputLayer", "Identity", "ActivityRegularization",
-              "Rescaling", "Resizing", "CenterCrop", "Normalization", "Hashing", "StringLookup", "IntegerLookup",
-              "TextVectorization", "CategoryEncoding", "Discretization", "UnitNormalization")
-WEIGHTLESS_PREFIXES = ("MaxPool", "AveragePool", "AvgPool", "GlobalMaxPool", "GlobalAveragePool", "GlobalAvgPool",
-                       "ZeroPadding", "Cropping", "UpSampling", "Random")
-# reading these on `self` reaches every sublayer (Keras `Model.layers`, `Module.submodules`...)
 ALL_LAYERS = frozenset({"layers", "submodules", "_layers", "_flatten_layers", "_self_tracked_trackables",
                         "trainable_variables", "trainable_weights", "variables", "weights", "__dict__"})
 
@@ -71,40 +57,36 @@ def dead_layers(ctx, facts):
     """Layers a Keras layer/model's `call` reads but whose output never reaches what `call` returns.
 
     Yields (class name, attribute, definition node, line of the read)."""
-    interp = facts.interp
-    if interp is None or not facts.call_live:
+    if not facts.call_live:
         return
-    from gradtrace.analysis.tf_flow import MODULE_BASES
-
     tree_loads: dict[str, list] = {}
-    for node in ast.walk(ctx.tree):
-        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
+    for node in ctx.source.nodes(ast.Attribute):
+        if isinstance(node.ctx, ast.Load):
             tree_loads.setdefault(node.attr, []).append(node)
     for cls_name, info in facts.classes.items():
         live = facts.call_live.get(cls_name)
-        if live is None or cls_name in facts.call_incomplete or not interp.is_module_class(info):
+        if live is None or cls_name in facts.call_incomplete or not facts.is_module_class(info):
             continue
-        if not all(b in interp.classes or b in MODULE_BASES or b.endswith((".Layer", ".Model", ".Module"))
-                   for b in info.bases):
+        if not all(b in facts.classes or api.layer_base(b) for b in info.bases):
             continue  # a base class from elsewhere may read the layer too
-        reachable = call_reachable(info, interp.functions)
+        reachable = call_reachable(info, facts.functions)
         inside = self_loads(reachable)
         if ALL_LAYERS & inside.keys() or any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in (
                 "getattr", "vars", "setattr") for fn in reachable for n in ast.walk(fn)):
             continue
         ids = {id(n) for fn in reachable for n in ast.walk(fn)}
         for attr, val in info.attrs.items():
-            if attr not in inside or val.kind != "module" or val.node is None or not val.origins or \
-                    not isinstance(val.ref, str) or any(o in live for o in val.origins):
+            if attr not in inside or val.kind != "module" or val.made_at is None or not val.srcs or \
+                    not isinstance(val.ref, str) or any(o in live for o in val.srcs):
                 continue
             if any(id(n) not in ids for n in tree_loads.get(attr, ())):
                 continue  # read somewhere else too: another method, the training loop, a subclass
-            layer = val.node.func if isinstance(val.node, ast.Call) else None
+            layer = val.made_at.func if isinstance(val.made_at, ast.Call) else None
             tail = (ast.unparse(layer) if layer is not None else "").rsplit(".", 1)[-1]
-            if not tail or tail in WEIGHTLESS or tail.startswith(WEIGHTLESS_PREFIXES) or not (
-                    (interp.names.qualname(layer) or "").startswith(("keras.", "tensorflow."))):
+            if not tail or api.weightless(tail) or not (
+                    (ctx.names.qualname(layer) or "").startswith(("keras.", "tensorflow."))):
                 continue
-            yield cls_name, attr, val.node, inside[attr]
+            yield cls_name, attr, val.made_at, inside[attr]
 
 
 class UnusedTrainableVariable(Rule):
@@ -189,6 +171,17 @@ class UnusedTrainableVariable(Rule):
                 h = self.gated(x)
                 return tf.add_n([head(h) for head in self.heads])
         """,
+        """
+        import tensorflow as tf
+
+        class Scale(tf.keras.layers.Layer):
+            def build(self, input_shape):
+                self.input_spec = tf.keras.layers.InputSpec(ndim=len(input_shape))
+                self.scale = self.add_weight(shape=(input_shape[-1],), initializer="ones")
+
+            def call(self, x):
+                return x * self.scale
+        """,
     )
     invalid = (
         Invalid(
@@ -256,12 +249,11 @@ class UnusedTrainableVariable(Rule):
     )
 
     def check(self, ctx):
-        facts = tf_facts(ctx)
+        facts = ctx.tensorflow
         reported = set()
-        if not any(info.attrs for info in facts.classes.values()) and not any(
-                c.applied for c in facts.grad_calls.values()):
+        if not any(info.attrs for info in facts.classes.values()) and not facts.applied_gradients:
             return
-        loads = attribute_loads(ctx.tree)
+        loads = attribute_loads(ctx.source)
         for cls_name, info in facts.classes.items():
             interp_cls = info
             for attr, val in interp_cls.attrs.items():
@@ -270,8 +262,8 @@ class UnusedTrainableVariable(Rule):
                 what = None
                 if isinstance(val.ref, VarInfo) and val.ref.trainable and val.ref.cls == cls_name:
                     what, node = "trainable variable", val.ref.node
-                elif val.kind == "module" and val.node is not None and val.origins:
-                    what, node = "layer", val.node
+                elif val.kind == "module" and val.made_at is not None and val.srcs:
+                    what, node = "layer", val.made_at
                 if what is None or not self._is_module(ctx, info):
                     continue
                 reported.add(id(node))
@@ -310,6 +302,4 @@ class UnusedTrainableVariable(Rule):
 
     @staticmethod
     def _is_module(ctx, info) -> bool:
-        from gradtrace.analysis.tf_flow import MODULE_BASES
-
-        return any(b in MODULE_BASES or b.endswith((".Layer", ".Model", ".Module")) for b in info.bases)
+        return any(api.layer_base(b) for b in info.bases)

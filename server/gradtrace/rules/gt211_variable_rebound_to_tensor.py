@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 
-from gradtrace.analysis.tf_flow import tf_facts
 from gradtrace.findings import Edit, Fix
 from gradtrace.rules.base import Invalid, Rule, Truth
 
@@ -175,7 +174,7 @@ class VariableReboundToTensor(Rule):
     )
 
     def check(self, ctx):
-        facts = tf_facts(ctx)
+        facts = ctx.tensorflow
         for stmt, (name, info, in_loop) in facts.rebinds.items():
             if not in_loop or not (info.listed or info.read_in_tape):
                 continue

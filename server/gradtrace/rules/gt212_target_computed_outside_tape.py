@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from gradtrace.analysis.tf_flow import tf_facts
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 
@@ -141,7 +140,7 @@ class TargetComputedOutsideTape(Rule):
     )
 
     def check(self, ctx):
-        facts = tf_facts(ctx)
+        facts = ctx.tensorflow
         for node, (name, stmt, with_node) in facts.after_targets.items():
             end = with_node.end_lineno or with_node.lineno
             yield ctx.report(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from gradtrace.analysis.tf_flow import tf_facts
 from gradtrace.rules.base import Invalid, Rule, Truth
 from gradtrace.rules.gt203_tf_stop_gradient_only_path import lost_message
 
@@ -71,7 +70,7 @@ class AssignInsideTape(Rule):
     )
 
     def check(self, ctx):
-        facts = tf_facts(ctx)
+        facts = ctx.tensorflow
         for lc in facts.lost_cuts.values():
             if lc.cut.kind != "assign":
                 continue

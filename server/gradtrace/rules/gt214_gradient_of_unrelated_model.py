@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import ast
 
-from gradtrace.analysis.flow_core import covered
-from gradtrace.analysis.tf_flow import tf_facts
+from gradtrace.analysis.core.values import covered
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 
@@ -114,7 +113,7 @@ class GradientOfUnrelatedModel(Rule):
     )
 
     def check(self, ctx):
-        facts = tf_facts(ctx)
+        facts = ctx.tensorflow
         for call, apply_node, var_expr in facts.misapplied.values():
             sources = call.node.args[1] if len(call.node.args) > 1 else None
             src = f"`{ast.unparse(sources)}`" if sources is not None else "these variables"
@@ -129,15 +128,15 @@ class GradientOfUnrelatedModel(Rule):
             )
         for call in facts.grad_calls.values():
             target = call.target
-            if not target.origins:
+            if not target.srcs:
                 continue
             cut_origins = set()
             for cut in target.cuts:
-                cut_origins |= cut.origins
-            for expr, val in call.sources:
-                if val.kind != "varlist" or not val.origins:
+                cut_origins |= cut.lost
+            for expr, val in call.source_pairs:
+                if val.kind != "varlist" or not val.srcs:
                     continue
-                if any(covered(o, target.origins) or o in cut_origins for o in val.origins):
+                if any(covered(o, target.srcs) or o in cut_origins for o in val.srcs):
                     continue
                 text = ast.unparse(expr) if expr is not None else "these variables"
                 yield ctx.report(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import re
 
-from gradtrace.analysis.tf_flow import tf_facts
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 STATISTIC = re.compile(
@@ -116,17 +115,16 @@ class FrozenWeightUsedAsParameter(Rule):
     )
 
     def check(self, ctx):
-        facts = tf_facts(ctx)
-        tree = ctx.tree
-        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)]
+        calls = [n for n in ctx.source.nodes(ast.Call) if isinstance(n.func, ast.Attribute)]
         if not any(c.func.attr in TRAINS for c in calls):
             return
         if any(c.func.attr in ("set_weights", "load_weights") for c in calls):
             return
+        facts = ctx.tensorflow
         updated = {c.func.value.attr for c in calls if c.func.attr in UPDATES and isinstance(c.func.value, ast.Attribute)}
         stores: dict = {}
-        for n in ast.walk(tree):
-            if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store):
+        for n in ctx.source.nodes(ast.Attribute):
+            if isinstance(n.ctx, ast.Store):
                 stores[n.attr] = stores.get(n.attr, 0) + 1
         for info in facts.variables.values():
             if info.trainable or info.dtype == "int" or not info.cls or not info.attr or info.attr in updated:
@@ -138,7 +136,7 @@ class FrozenWeightUsedAsParameter(Rule):
             if STATISTIC.search(info.attr) or (isinstance(label, str) and STATISTIC.search(label)):
                 continue
             cls = facts.classes.get(info.cls)
-            if cls is None or not self.used_in_call(cls, info.attr):
+            if cls is None or not self.used_in_call(ctx, cls, info.attr):
                 continue
             yield ctx.report(
                 info.node,
@@ -167,19 +165,16 @@ class FrozenWeightUsedAsParameter(Rule):
         return False
 
     @staticmethod
-    def used_in_call(cls, attr: str) -> bool:
+    def used_in_call(ctx, cls, attr: str) -> bool:
+        parents = ctx.source.parents
         for name in ("call", "__call__"):
             fn = cls.methods.get(name)
             if fn is None:
                 continue
-            parents = {}
-            for parent in ast.walk(fn):
-                for child in ast.iter_child_nodes(parent):
-                    parents[child] = parent
             for n in ast.walk(fn):
                 if isinstance(n, ast.Attribute) and n.attr == attr and isinstance(n.value, ast.Name) and \
                         n.value.id == "self" and isinstance(n.ctx, ast.Load):
-                    parent = parents.get(n)
+                    parent = parents.get(id(n))
                     if isinstance(parent, ast.BinOp) or (isinstance(parent, ast.Call) and n in parent.args):
                         return True
         return False

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from gradtrace.analysis.jax_flow import jax_facts
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 
@@ -155,11 +154,11 @@ class JaxStopGradientOnlyPath(Rule):
     )
 
     def check(self, ctx):
-        facts = jax_facts(ctx)
-        for node, (cut, lost, gf) in facts.lost_cuts.items():
+        for node, found in ctx.jax.lost_cuts.items():
+            cut, gf = found.cut, found.transform
             if cut.kind != "stop_gradient":
                 continue
-            lost = frozenset(o for o in lost if not statistic(o))
+            lost = frozenset(o for o in found.lost if not statistic(o))
             if not lost:
                 continue
             names = lost_names(lost)

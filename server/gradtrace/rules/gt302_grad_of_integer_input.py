@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 
-from gradtrace.analysis.jax_flow import jax_facts
 from gradtrace.analysis.tfjax_fixes import float_literal_fix
 from gradtrace.rules.base import Invalid, Rule, Truth
 
@@ -57,6 +56,13 @@ class GradOfIntegerInput(Rule):
         import jax
 
         g = jax.grad(lambda x: x ** 2)(3.0)
+        """,
+        """
+        import jax
+        import jax.numpy as jnp
+
+        target = jnp.array([[3]], jnp.float32)
+        g = jax.grad(lambda t: jnp.sum(t ** 2))(target)
         """,
     )
     invalid = (
@@ -115,8 +121,8 @@ class GradOfIntegerInput(Rule):
     )
 
     def check(self, ctx):
-        facts = jax_facts(ctx)
-        for node, (path, gf, call_node, _leaf) in facts.int_args.items():
+        for node, found in ctx.jax.int_args.items():
+            path, gf, call_node = found.path, found.transform, found.call
             literal = None
             if isinstance(node, (ast.Constant, ast.UnaryOp)):
                 literal = node

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from gradtrace.analysis.jax_flow import jax_facts
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 
@@ -133,8 +132,8 @@ class TracerConversion(Rule):
     )
 
     def check(self, ctx):
-        facts = jax_facts(ctx)
-        for node, (op, severity, transform) in facts.conversions.items():
+        for node, found in ctx.jax.conversions.items():
+            op, severity, transform = found.op, found.severity, found.transform
             if severity == "error":
                 msg = (f"`{op}` needs a concrete value, but its argument is traced by {transform}, so this raises "
                        f"{error_name(op)}; keep the computation in `jnp`{' or make the bound static' if op == 'range()' else ''}.")

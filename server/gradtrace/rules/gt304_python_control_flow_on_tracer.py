@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from gradtrace.analysis.jax_flow import jax_facts
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 
@@ -163,8 +162,8 @@ class PythonControlFlowOnTracer(Rule):
     )
 
     def check(self, ctx):
-        facts = jax_facts(ctx)
-        for node, transform in facts.control_flow.items():
+        for node, found in ctx.jax.control_flow.items():
+            transform = found.transform
             yield ctx.report(
                 node,
                 f"This condition depends on a value traced by {transform}, which has no concrete truth value, so "

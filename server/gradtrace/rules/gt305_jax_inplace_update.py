@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from gradtrace.analysis.jax_flow import jax_facts
 from gradtrace.analysis.tfjax_fixes import at_update_fix
 from gradtrace.rules.base import Invalid, Rule, Truth
 
@@ -67,6 +66,12 @@ class JaxInplaceUpdate(Rule):
 
         out = jax.vmap(step, axis_name="i")(jnp.ones((2, 3)))
         """,
+        """
+        import jax.numpy as jnp
+
+        parts = jnp.split(jnp.arange(6.0), 3)
+        parts[0] = parts[0] * 2.0
+        """,
     )
     invalid = (
         Invalid(
@@ -110,8 +115,8 @@ class JaxInplaceUpdate(Rule):
     )
 
     def check(self, ctx):
-        facts = jax_facts(ctx)
-        for stmt, target in facts.inplace.items():
+        for stmt, found in ctx.jax.inplace.items():
+            target = found.target
             name = ctx.source.segment(target.value)
             fix = at_update_fix(ctx, stmt)
             method = fix.title.split(".at[...].")[-1].split("(")[0] if fix else "set"

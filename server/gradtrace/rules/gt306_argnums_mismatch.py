@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 
-from gradtrace.analysis.jax_flow import jax_facts
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 
@@ -194,16 +193,16 @@ class ArgnumsMismatch(Rule):
     )
 
     def check(self, ctx):
-        facts = jax_facts(ctx)
-        interp = facts.interp
+        facts = ctx.jax
         reported: set = set()
-        for call_node, updates in facts.argnums.items():
+        for call_node, updates in facts.updates.items():
             if not isinstance(call_node, ast.Call) or any(isinstance(a, ast.Starred) for a in call_node.args):
                 continue
-            for name, gf, update, index in updates:
+            for applied in updates:
+                name, gf, update, index = applied.name, applied.gradients.transform, applied.node, applied.gradients.index
                 if gf.argnums is None:
                     continue
-                found = self.mismatch(interp, call_node, name, gf, update, index)
+                found = self.mismatch(facts, call_node, name, gf, update, index)
                 if found is None:
                     continue
                 where, why = found
@@ -211,20 +210,20 @@ class ArgnumsMismatch(Rule):
                     reported.add(id(where))
                     yield ctx.report(where, why, data={"lost": [name]})
                 break
-        yield from self.unused_arguments(ctx, interp, reported)
+        yield from self.unused_arguments(ctx, facts, reported)
 
-    def unused_arguments(self, ctx, interp, reported):
+    def unused_arguments(self, ctx, facts, reported):
         """`jax.grad(self.loss)` with `def loss(self, params, x): ... self.params ...`: the differentiated
         argument is never read, a same-named attribute is read instead, so its gradient is all zeros."""
         seen: set = set()
-        for gf in list(interp.gradfns.values()):
-            ref, bound = interp.underlying(gf.fn)
+        for gf in facts.transforms:
+            ref = facts.function_of(gf)
             if ref is None or gf.argnums is None or not isinstance(ref.node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue
             fn = ref.node
-            names = interp.params(fn)
-            offset = len(bound)
-            if not bound and ref.cls is not None and names[:1] and names[0] in ("self", "cls"):
+            names = ref.params()
+            offset = len(ref.bound)
+            if not ref.bound and ref.cls is not None and names[:1] and names[0] in ("self", "cls"):
                 offset = 1
             if fn.args.vararg is not None or fn.args.kwarg is not None:
                 continue
@@ -256,11 +255,11 @@ class ArgnumsMismatch(Rule):
                     data={"lost": [name]},
                 )
 
-    def mismatch(self, interp, call_node, name, gf, update, index):
+    def mismatch(self, facts, call_node, name, gf, update, index):
         """(node to flag, message) when the gradients updating `name` are not its own, else None."""
         args = call_node.args
         positions = [i for i, a in enumerate(args) if isinstance(a, ast.Name) and a.id == name]
-        ref, bound = interp.underlying(gf.fn)
+        ref = facts.function_of(gf)
         diff = ", ".join(str(a) for a in gf.argnums)
         if index is not None and len(positions) == 1:
             # `gw, gb = jax.grad(f, argnums=(0, 2))(w, b, x)`: output k is the gradient w.r.t. argnums[k]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from gradtrace.analysis.jax_flow import jax_facts
 from gradtrace.rules.base import Invalid, Rule, Truth
 from gradtrace.rules.gt301_jax_stop_gradient_only_path import lost_names
 
@@ -69,8 +68,8 @@ class JaxNondifferentiableOp(Rule):
     )
 
     def check(self, ctx):
-        facts = jax_facts(ctx)
-        for node, (cut, lost, gf) in facts.lost_cuts.items():
+        for node, found in ctx.jax.lost_cuts.items():
+            cut, lost, gf = found.cut, found.lost, found.transform
             if cut.kind not in ("int_cast", "zero_grad"):
                 continue
             names = lost_names(lost)

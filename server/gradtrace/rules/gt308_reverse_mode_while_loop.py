@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from gradtrace.analysis.jax_flow import jax_facts
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 
@@ -65,8 +64,8 @@ class ReverseModeWhileLoop(Rule):
     )
 
     def check(self, ctx):
-        facts = jax_facts(ctx)
-        for node, op in facts.while_loops.items():
+        for node, found in ctx.jax.while_loops.items():
+            op = found.op
             yield ctx.report(
                 node,
                 f"`lax.{op}` runs inside a function differentiated in reverse mode and carries a differentiated "

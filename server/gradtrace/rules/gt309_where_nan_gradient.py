@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 
-from gradtrace.analysis.jax_flow import jax_facts
 from gradtrace.analysis.where_guard import (
     masks_negatives,
     nan_certain,
@@ -161,9 +160,11 @@ class WhereNanGradient(Rule):
     )
 
     def check(self, ctx):
-        facts = jax_facts(ctx)
+        if not ctx.jax.nan_where:
+            return
         semantic = ctx.source.semantic
-        for node, (op, where, arg, first, origins, direct) in facts.nan_where.items():
+        for node, found in ctx.jax.nan_where.items():
+            op, where, arg, first, origins = found.op, found.where, found.argument, found.first, found.origins
             what = "division by" if op == "division" else f"power `{op}` of" if op.startswith("**") else f"`{op}` of"
             cond = resolve_condition(where.args[0], semantic)
             if nan_certain(op, cond, arg, first, semantic, ctx.names):
@@ -185,7 +186,7 @@ class WhereNanGradient(Rule):
                     data={"op": op},
                 )
                 continue
-            if not direct:
+            if not found.direct:
                 continue  # only the numerator is differentiated: NaN needs a zero denominator
             yield ctx.report(
                 node,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 
-from gradtrace.analysis.jax_flow import jax_facts
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 LOOPS = (ast.For, ast.While, ast.AsyncFor)
@@ -153,11 +152,13 @@ class UpdateDiscarded(Rule):
     )
 
     def check(self, ctx):
-        facts = jax_facts(ctx)
-        interp = facts.interp
+        facts = ctx.jax
+        if not facts.grad_calls:
+            return
         parents = ctx.source.parents
         reported: set = set()
-        for call, gf, _ in facts.grad_calls:
+        for differentiated_call in facts.grad_calls:
+            call, gf = differentiated_call.node, differentiated_call.transform
             if not isinstance(call, ast.Call) or call is gf.node or gf.argnums is None:
                 continue
             stmt = parents.get(id(call))
@@ -172,7 +173,7 @@ class UpdateDiscarded(Rule):
             for name in differentiated:
                 if rebound(loop, name):
                     continue
-                for update, targets in self.updates(ctx, interp, loop, call, name, grads):
+                for update, targets in self.updates(ctx, facts, loop, call, name, grads):
                     unused = [t for t in targets if t != name and not read_in(loop, t)]
                     if not unused or id(update) in reported:
                         continue
@@ -211,19 +212,19 @@ class UpdateDiscarded(Rule):
             cur = parents.get(id(cur))
         return None
 
-    def updates(self, ctx, interp, loop, grad_call, name, grads):
+    def updates(self, ctx, facts, loop, grad_call, name, grads):
         """(update call, assigned names) in the loop taking both `name` and `grads`."""
         for stmt in walk_local(loop):
             if not isinstance(stmt, ast.Assign) or not isinstance(stmt.value, ast.Call) or stmt.value is grad_call:
                 continue
             call = stmt.value
             passed = {a.id for a in list(call.args) + [k.value for k in call.keywords] if isinstance(a, ast.Name)}
-            if not {name, grads} <= passed or not self.is_update(ctx, interp, call):
+            if not {name, grads} <= passed or not self.is_update(ctx, facts, call):
                 continue
             yield call, target_names(stmt)
 
     @staticmethod
-    def is_update(ctx, interp, call) -> bool:
+    def is_update(ctx, facts, call) -> bool:
         qual = ctx.names.qualname(call.func) or ""
         func = call.func
         if qual in TREE_MAP:
@@ -233,7 +234,7 @@ class UpdateDiscarded(Rule):
         name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
         if any(word in name.lower() for word in UPDATE_WORDS):
             return True
-        fn = interp.functions.get(name) if isinstance(func, ast.Name) else None
+        fn = facts.function_named(name) if isinstance(func, ast.Name) else None
         if fn is None:
             return False
         if any(isinstance(n, (ast.Subscript, ast.Attribute)) and isinstance(n.ctx, ast.Store) for n in ast.walk(fn)):

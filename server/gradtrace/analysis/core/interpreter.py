@@ -63,6 +63,7 @@ class Interpreter:
         self.globals: dict = {}  # module path -> its top-level environment
         self.summaries: dict = {}
         self.active: dict = {}  # summary key -> nesting level (recursion guard)
+        self.active_functions: dict = {}  # id(function node) -> summaries of it in progress
         self.nesting = 0
         self.summary_count = 0
         self.analysed: set = set()  # function nodes run directly or summarised at least once
@@ -256,7 +257,7 @@ class Interpreter:
             for key in changed:
                 vals = [env[key] for env in envs if key in env]
                 first = vals[0]
-                base[key] = first if all(v is first for v in vals[1:]) else self.join_keep(vals, paths=True)
+                base[key] = first if all(v is first for v in vals[1:]) else self.merge_values(vals)
         states = [b.state for b in branches]
         frame.state = self.merge_states(frame.state, states)
 
@@ -273,6 +274,14 @@ class Interpreter:
                 if sticky:
                     merged[key] = sticky[0]
         return merged
+
+    def merge_values(self, vals: list) -> Value:
+        """What a name holds after alternative paths (branches, a conditional expression)."""
+        for plugin in self.plugins:
+            merged = plugin.merge(vals)
+            if merged is not None:
+                return merged
+        return self.join_keep(vals, paths=True)
 
     @staticmethod
     def join_keep(vals: list, paths: bool = False) -> Value:
@@ -699,8 +708,8 @@ class Interpreter:
             value = plugin.attribute(base, attr, node, frame)
             if value is not None:
                 return value
-        if base.kind == "object" and base.extra and base.extra[0] == "object":
-            for name, value in base.extra[1]:
+        if base.kind == "object" and (base.extra[:1] == ("object",) or (not base.extra and base.cls is not None)):
+            for name, value in base.extra[1] if base.extra else ():
                 if name == attr:
                     return value
             info = base.cls
@@ -805,7 +814,7 @@ class Interpreter:
     def e_IfExp(self, node: ast.IfExp, frame: Frame) -> Value:
         test = self.eval(node.test, frame)
         self.on_test(node.test, test, frame)
-        return self.join_keep([self.eval(node.body, frame), self.eval(node.orelse, frame)])
+        return self.merge_values([self.eval(node.body, frame), self.eval(node.orelse, frame)])
 
     def on_test(self, node: ast.AST, value: Value, frame: Frame) -> None:
         for plugin in self.plugins:
@@ -1252,11 +1261,13 @@ class Interpreter:
         fn = func.node
         params, actuals = self.bind_arguments(func, args, kwargs, frame)
         key = self.summary_key(func, actuals, frame, node)
-        if key in self.active or self.nesting >= MAX_SUMMARY_NESTING:
-            merged = join(*actuals) if actuals else Value()
-            return Value("unknown", srcs=merged.srcs, cuts=merged.cuts, opaque=True, deps=merged.deps)
         summary = self.summary_cache(func).get(key)
         if summary is None:
+            # a call of a function whose summary is in progress is recursion, whatever its arguments' shapes (a
+            # path that grows at each level would otherwise give every level a shape, and a summary, of its own)
+            if key in self.active or self.active_functions.get(id(fn)) or self.nesting >= MAX_SUMMARY_NESTING:
+                merged = join(*actuals) if actuals else Value()
+                return Value("unknown", srcs=merged.srcs, cuts=merged.cuts, opaque=True, deps=merged.deps)
             summary = self.summarise(func, params, actuals, frame, key, node)
         return self.instantiate_summary(summary, func, params, actuals, frame, node, self_effects, fn)
 
@@ -1338,6 +1349,7 @@ class Interpreter:
         frame = Frame(func.module, env, func, env.get(params[0]) if params and func.cls is not None else None,
                       {}, [], 0, False, summary.events, tuple(params))
         self.active[key] = self.nesting
+        self.active_functions[id(fn)] = self.active_functions.get(id(fn), 0) + 1
         self.nesting += 1
         try:
             for plugin in self.plugins:
@@ -1352,6 +1364,7 @@ class Interpreter:
         finally:
             self.nesting -= 1
             del self.active[key]
+            self.active_functions[id(fn)] -= 1
         summary.result = result
         for path in frame.mutated:
             root, _, rest = path.partition(".")

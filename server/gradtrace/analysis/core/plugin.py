@@ -72,6 +72,10 @@ class Plugin:
     def test(self, node: ast.AST, value: Value, frame: Frame) -> None:
         """A value used as a condition (`if`, `while`, `and`/`or`, `not`)."""
 
+    def merge(self, values: list) -> Value | None:
+        """The value after alternative paths that produced `values` (None: the interpreter's join)."""
+        return None
+
     # --- binding
     def on_bind(self, name: str, value: Value, frame: Frame, stmt: ast.stmt | None) -> Value:
         """A value bound to a name or access path; may return it renamed (a fresh module takes its name)."""

@@ -281,7 +281,7 @@ def resolve_path(actual: Value, parts: list[str]) -> frozenset:
                 return flat(value).srcs
             value = sub
             continue
-        if value.kind in ("tensor", "array", "number"):
+        if value.kind in ("tensor", "array", "number") and not value.refinable:
             return value.srcs
         rest = ".".join(parts[i:])
         return frozenset(f"{s}.{rest}" for s in value.srcs)

@@ -16,6 +16,7 @@ Every Python value the interpreter meets is abstracted to a `Value`:
   pytree argument whose parts are named by their keys.
 - `deps`: the symbolic inputs of a summary the value depends on at all (differentiably or not), so that
   the cuts an argument already carries reach the result; empty outside summaries.
+- `made_at`: where a fresh value was made (a literal, a constructor call), when a message points there.
 
 A value is immutable; `join` is the least upper bound used at branch merges and for containers.
 """
@@ -101,6 +102,9 @@ class Value:
     # computed from (a regulariser built from detached values): candidates for a dead loss term
     terms: tuple = ()
     extra: tuple = field(default=(), compare=True)
+    # where a fresh value was made (a literal, a constructor call), for messages that point at it; not part of
+    # what the value is (equality, summary shapes)
+    made_at: ast.AST | None = field(default=None, compare=False)
 
     @property
     def carries_grad(self) -> bool:

@@ -97,6 +97,7 @@ class TorchPlugin(Plugin):
         self.last_sink: Sink | None = None
         self.releafed: dict = {}  # (id(loop), name) -> lines where the name is bound to a trainable leaf again
         self.aliases: dict = {}  # a fresh layer's placeholder label ("<Net@12>") -> the names it was bound to
+        self.named = False  # placeholders renamed (once, after the run)
 
     # ================================================================== facts in program order
     def events_of(self, kind) -> list:
@@ -1061,12 +1062,16 @@ class TorchPlugin(Plugin):
     def name_placeholders(self) -> None:
         """After the run: what a layer did before it was bound to a name (an optimizer its `__init__`
         built over `self.parameters()`) is renamed to that name."""
-        if not self.aliases:
+        if not self.aliases or self.named:
             return
+        self.named = True
         renaming = Renaming({k: frozenset(v) for k, v in self.aliases.items()})
         old = list(self.interp.events)  # kept alive while copies are made: ids stay unique
         events = []
         for event in old:
+            if type(event).__module__ != Sink.__module__:  # another framework's events are its own
+                events.append(event)
+                continue
             renamed = renaming.event(event)
             renamed.seq = event.seq
             events.append(renamed)

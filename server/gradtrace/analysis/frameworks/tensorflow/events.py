@@ -1,0 +1,130 @@
+"""What a TensorFlow program does that the GT2xx rules read: variables, tapes, gradients, optimizer steps.
+
+`VarInfo` and `TapeInfo` are one per creation site and are completed as the run goes. The events carry the
+values a summary names symbolically; they are renamed at each call site and read once they reach the
+file's record (see `TensorFlowPlugin.emit`).
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+
+from gradtrace.analysis.core.frames import Event
+from gradtrace.analysis.core.values import Cut, Value
+
+
+@dataclass(eq=False)
+class VarInfo:
+    """A `tf.Variable` or `add_weight` call site."""
+
+    id: str  # the source name of what it creates: "var@line:col"
+    node: ast.Call
+    trainable: bool
+    dtype: str | None
+    local: bool = True  # made in the file being checked (not in a project module it imports)
+    name: str | None = None
+    cls: str | None = None  # owning class for `self.x = ...`
+    attr: str | None = None
+    per_step: str | None = None  # why this creation happens on every step (None: once)
+    listed: list = field(default_factory=list)  # gradient/apply nodes that name it as a source
+    read_in_tape: bool = False
+    cast_in_tape: bool = False  # an int variable cast to float where a loss is computed: meant as a parameter
+    watched: bool = False  # handed to `tape.watch`: differentiated even when trainable=False
+
+    @property
+    def carries_gradient(self) -> bool:
+        return self.trainable and self.dtype != "int"
+
+
+@dataclass(eq=False)
+class TapeInfo:
+    """A `tf.GradientTape(...)` call site."""
+
+    node: ast.Call
+    persistent: bool
+    auto_watch: bool = True  # False: `GradientTape(watch_accessed_variables=False)`
+    with_node: ast.With | None = None
+    name: str | None = None
+    watched: set = field(default_factory=set)  # expressions watched, as written
+    watch_unknown: bool = False  # watch() called on something we cannot name (a helper's loop variable...)
+    watched_ids: set = field(default_factory=set)  # variables watch() was given
+    watch_nodes: list = field(default_factory=list)  # the watch() calls
+    watch_opaque: bool = False  # watch() given something whose variables we cannot tell
+    calls: list = field(default_factory=list)  # GradCall in evaluation order (one per node)
+
+
+@dataclass(eq=False)
+class GradCall(Event):
+    """`tape.gradient(target, sources)` (or jacobian): `sources` holds each source as an item."""
+
+    tape: TapeInfo
+    method: str
+    target: Value
+    sources: Value
+    exprs: tuple  # the source expressions as written (None where not a literal element)
+    in_loop: bool
+    has_unconnected: bool
+    meant: frozenset | None = None  # what is meant to train (None: the whole model), set when recorded
+    applied: bool = False
+
+    @property
+    def source_pairs(self) -> list:
+        """(expression or None, value) of each source."""
+        return list(zip(self.exprs, self.sources.items or ()))
+
+
+@dataclass(eq=False)
+class Applied(Event):
+    """`optimizer.apply_gradients(zip(grads, variables))`: the gradients of `gradient` update `variables`."""
+
+    gradient: ast.AST | None  # the gradient call the grads come from
+    variables: Value
+    variables_expr: ast.AST | None
+
+
+@dataclass(eq=False)
+class Fit(Event):
+    """`model.fit(...)`: the model's output is the loss's input."""
+
+    model: Value
+
+
+@dataclass(eq=False)
+class FunctionalModel(Event):
+    """`keras.Model(inputs, outputs)`: a model built from layers' outputs."""
+
+    model: Value
+
+
+@dataclass(eq=False)
+class ClassOutput(Event):
+    """What a layer's `call` (or a `tf.Module`'s `__call__`) returns (`node`: the method)."""
+
+    cls: str
+    result: Value
+
+
+@dataclass(eq=False)
+class Escape(Event):
+    """A value a layer's `call` keeps beyond its return (`self.add_loss`, `self.x = ...`): it may reach a loss.
+
+    `scope` is the class whose `call` it runs under, once known."""
+
+    value: Value
+    scope: str | None = None
+
+
+@dataclass(eq=False)
+class Untracked(Event):
+    """A function handed to an operation (`tf.map_fn(lambda t: self.proj(t), x)`) whose body is not followed."""
+
+    scope: str | None = None
+
+
+@dataclass
+class LostCut:
+    cut: Cut
+    lost: frozenset
+    sink: ast.AST  # gradient call, fit call, or the `call` method whose output loses it
+    sink_kind: str  # gradient | fit | call
