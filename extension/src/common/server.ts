@@ -298,6 +298,8 @@ export class ServerManager implements vscode.Disposable {
                 didChangeConfigurationParams(this.serverSettings),
             );
         }
+        // A setting changed while the server was starting reached no server: send what is current now.
+        await this.settingsChanged(true);
     }
 
     /** The status item and the log, from what the launcher reported. */
@@ -451,28 +453,29 @@ export class ServerManager implements vscode.Disposable {
         return this.serverSettings;
     }
 
-    /** Settings changed that do not need a new process: tell the running server. */
-    async settingsChanged(): Promise<void> {
+    /** Settings changed that do not need a new process: tell the running server. Sends the current settings to the running server; with `onlyIfChanged`, only when they differ from the last sent. */
+    async settingsChanged(onlyIfChanged = false): Promise<void> {
         if (!this.serverSettings || !this.resolution) {
             return;
         }
         const { settings, problems } = getSettings();
-        for (const p of problems) {
-            log.warn(`setting gradtrace.${p.key}: ${p.message}; using the default`);
+        if (!onlyIfChanged) {
+            for (const p of problems) {
+                log.warn(`setting gradtrace.${p.key}: ${p.message}; using the default`);
+            }
         }
-        this.serverSettings = toServerSettings(settings, {
+        const current = toServerSettings(settings, {
             interpreter: this.serverSettings.interpreter,
             importStrategy: this.resolution.strategy,
             workspaceTrusted: this.resolution.trusted,
         });
         const client = this.languageClient;
-        if (client) {
-            log.info("settings changed: sending them to the server");
-            await client.sendNotification(
-                DidChangeConfigurationNotification.type,
-                didChangeConfigurationParams(this.serverSettings),
-            );
+        if (!client || (onlyIfChanged && JSON.stringify(current) === JSON.stringify(this.serverSettings))) {
+            return; // a server that is starting gets them when it is up (see doRestart)
         }
+        this.serverSettings = current;
+        log.info("settings changed: sending them to the server");
+        await client.sendNotification(DidChangeConfigurationNotification.type, didChangeConfigurationParams(current));
     }
 
     /** The server's commands (from its capabilities), including the ones the extension forwards. */
