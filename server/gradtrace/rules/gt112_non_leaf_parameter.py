@@ -5,6 +5,7 @@ from gradtrace.analysis.frameworks.torch import api
 from gradtrace.findings import Fix
 from gradtrace.fixes.edits import replace_node
 from gradtrace.rules.base import Invalid, Rule, Truth
+from gradtrace.rules._torch_cut import names_phrase
 
 
 def _requires_grad_kw(call: ast.Call) -> ast.keyword | None:
@@ -96,10 +97,15 @@ class NonLeafParameter(Rule):
     `.double()`, `.view(...)`, `* 0.01`, `/ math.sqrt(n)`) before being stored in the variable that is
     meant to be trained.
 
+    Also finds an optimizer given such a computed tensor directly, however it was built: a slice or a
+    row of a parameter (`itertools.chain(*model.parameters())` iterates each parameter's rows), `w * 2`,
+    `w.to(device)`.
+
     ## Why is this bad?
     The variable holds the *result* of the operation, a non-leaf tensor: autograd accumulates the
     gradient in the hidden leaf created first, so `w.grad` stays `None` (with a warning when read), and
-    an optimizer given `w` never moves it.
+    an optimizer given `w` never moves it. `torch.optim` refuses a non-leaf tensor outright:
+    `ValueError: can't optimize a non-leaf Tensor`.
 
     ## Example
     ```python
@@ -110,6 +116,8 @@ class NonLeafParameter(Rule):
     ```python
     w = (torch.randn(d, k) / math.sqrt(d)).requires_grad_()
     ```
+    and give the optimizer the parameters themselves: `[*model.parameters(), w]`, not
+    `itertools.chain(*model.parameters(), w)`.
 
     ## Fix safety
     Safe: the same values, created first and then marked as requiring grad, give a leaf tensor.
@@ -215,9 +223,31 @@ class NonLeafParameter(Rule):
             """,
             truth=Truth(raises=("RuntimeError", "Trying to backward through the graph a second time")),
         ),
+        Invalid(
+            """
+            import itertools
+            import torch
+
+            net = torch.nn.Linear(2, 1)
+            scale = torch.ones(1, requires_grad=True)
+            opt = torch.optim.SGD(itertools.chain(*net.parameters(), scale), lr=0.1)  # expect: GT112
+            """,
+            truth=Truth(raises=("ValueError", "can't optimize a non-leaf Tensor")),
+        ),
+        Invalid(
+            """
+            import torch
+
+            encoder = torch.nn.Linear(4, 4)
+            groups = [{"params": encoder.parameters()}, {"params": [encoder.weight * 0.5], "lr": 1e-4}]
+            opt = torch.optim.Adam(groups)  # expect: GT112
+            """,
+            truth=Truth(raises=("ValueError", "can't optimize a non-leaf Tensor")),
+        ),
     )
 
     def check(self, ctx):
+        self.check_optimizers(ctx)
         text = ctx.source.text
         for node in ctx.source.nodes(ast.Assign):
             if not isinstance(node, ast.Assign) or len(node.targets) != 1:
@@ -249,3 +279,17 @@ class NonLeafParameter(Rule):
                        f"tensor, so `{name}.grad` stays None and an optimizer cannot train it.",
                        severity=severity, fix=make_leaf_fix(ctx, node.value, factory))
         return ()
+
+    def check_optimizers(self, ctx):
+        """An optimizer given a tensor autograd computed from trainable sources: torch.optim raises."""
+        for optimizer in ctx.torch.flow.optimizers:
+            given = optimizer.non_leaf
+            if given is None or optimizer.module.path != ctx.path:
+                continue
+            named = sorted(s for s in given.srcs if not s.startswith("<"))
+            if not named:
+                continue  # computed from a leaf made right there: the assignment that made it is reported
+            whose = names_phrase(named)
+            ctx.report(optimizer.node, f"The optimizer is given a tensor computed from {whose}, not a leaf: it "
+                       "raises ValueError (can't optimize a non-leaf Tensor).", severity="error")
+

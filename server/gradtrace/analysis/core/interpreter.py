@@ -584,6 +584,18 @@ class Interpreter:
         return Value("unknown", srcs=value.srcs, cuts=value.cuts, opaque=True, deps=value.deps, fw=value.fw,
                      traced=value.traced, jtraced=value.jtraced)
 
+    def elements(self, value: Value) -> tuple:
+        """What iterating over `value` gives: its items when known one by one, else one element for all."""
+        if value.items is not None and value.keys is None and "starred" not in value.extra:
+            return value.items
+        return (self.element(value),)
+
+    @staticmethod
+    def container_of(items: list) -> Value:
+        merged = join(*items) if items else Value()
+        return Value("container", srcs=merged.srcs, cuts=merged.cuts, items=tuple(items), deps=merged.deps,
+                     opaque=any(i.opaque for i in items))
+
     # ================================================================== expressions
     def eval(self, node: ast.AST | None, frame: Frame) -> Value:
         if node is None:
@@ -996,6 +1008,11 @@ class Interpreter:
         if qn in ("functools.partial", "partial"):
             args, kwargs = self.eval_args(node, frame)
             return self.make_partial(args, kwargs)
+        if qn in ("itertools.chain", "itertools.chain.from_iterable"):
+            args, _ = self.eval_args(node, frame)
+            if qn.endswith("from_iterable"):
+                args = list(self.elements(args[0])) if args else []
+            return self.container_of([item for a in args for item in self.elements(a)])
         if qn in ("copy.copy", "copy.deepcopy") and node.args:
             args, _ = self.eval_args(node, frame)
             return args[0]

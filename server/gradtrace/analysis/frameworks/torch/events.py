@@ -39,6 +39,7 @@ class Optimizer(Event):
     var: str | None = None
     top: ast.stmt | None = None  # the module-level statement that built it (calls made from there)
     scope: object = None  # the function that built it (None: module level)
+    non_leaf: Value | None = None  # a tensor it was given that autograd computed (torch raises ValueError)
 
 
 @dataclass(eq=False)

@@ -749,7 +749,8 @@ class TorchPlugin(Plugin):
             coverage = join(*args[:1], kwargs.get("params", Value()))
             known = bool(coverage.srcs) or (not coverage.opaque and coverage.kind != "unknown")
             opt = Optimizer(node, module, coverage=coverage, known=known and bool(coverage.srcs), top=interp.top_stmt,
-                            scope=frame.func.node if frame.func is not None else None)
+                            scope=frame.func.node if frame.func is not None else None,
+                            non_leaf=_non_leaf(args[0] if args else kwargs.get("params", Value())))
             opt = interp.emit(opt, frame) or opt
             return Value("optimizer", srcs=coverage.srcs, ref=opt, opaque=not opt.known, deps=coverage.deps)
         if qn in ("torch.nn.Parameter", "torch.nn.parameter.Parameter"):
@@ -1277,3 +1278,18 @@ def _compare_text(node: ast.Compare) -> str:
 
 
 NUMBER_VALUE = NUMBER
+
+
+def _non_leaf(given: Value, depth: int = 0) -> Value | None:
+    """A tensor computed from trainable sources among what an optimizer was given, item by item (lists,
+    tuples, param-group dicts): torch.optim refuses it with "can't optimize a non-leaf Tensor"."""
+    if given.kind == "tensor":
+        return given if given.srcs and not given.leaf and not given.opaque and given.fw == "torch" else None
+    if depth > 3 or given.items is None:
+        return None
+    if given.keys is not None:  # a param group: only its "params" entry holds tensors to optimize
+        items = [item for key, item in zip(given.keys, given.items) if key == "params"]
+    else:
+        items = list(given.items)
+    return next((found for item in items if (found := _non_leaf(item, depth + 1)) is not None), None)
+
