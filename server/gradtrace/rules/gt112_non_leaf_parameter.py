@@ -4,8 +4,8 @@ import re
 from gradtrace.analysis.frameworks.torch import api
 from gradtrace.findings import Fix
 from gradtrace.fixes.edits import replace_node
-from gradtrace.rules.base import Invalid, Rule, Truth
 from gradtrace.rules._torch_cut import names_phrase
+from gradtrace.rules.base import Invalid, Rule, Truth
 
 
 def _requires_grad_kw(call: ast.Call) -> ast.keyword | None:
