@@ -95,6 +95,23 @@ class ClassInfo:
             self._is_module = result
         return self._is_module
 
+    @cached_property
+    def is_optimizer(self) -> bool:
+        """A project class extending a torch.optim optimizer (directly or through project classes)."""
+        return self.extends(lambda base: base.startswith(api.OPTIMIZER_PREFIXES)
+                            and base.split(".")[-1][:1].isupper() and "lr_scheduler" not in base)
+
+    def extends(self, external, _seen: frozenset = frozenset()) -> bool:
+        """Whether a base, or a base of a project base, is an external class for which `external(qualname)`."""
+        for base in self.bases:
+            if external(base):
+                return True
+            parent = self.module.resolve_class(base)
+            if parent is not None and id(parent) not in _seen and parent is not self \
+                    and parent.extends(external, _seen | {id(self)}):
+                return True
+        return False
+
     def has_parameters(self, _seen: set | None = None) -> bool:
         """Whether instances own trainable parameters (True when unsure)."""
         seen = _seen or set()

@@ -1,6 +1,7 @@
 import ast
 
 from gradtrace.analysis.core.values import display, overlaps
+from gradtrace.analysis.frameworks.torch import api
 from gradtrace.rules._torch_cut import names_phrase
 from gradtrace.rules.base import Invalid, Rule, Truth
 
@@ -27,12 +28,15 @@ class OptimizerMismatch(Rule):
     Finds an optimizer whose `step()` follows a `backward()` of a loss that reaches none of the
     parameters it was built with (e.g. the critic's optimizer built over the generator), and
     submodules replaced after the optimizer was built (`model.fc = nn.Linear(...)` after
-    `Adam(model.parameters())`).
+    `Adam(model.parameters())`), and a model the loss trains that no optimizer holds (a classifier head
+    built beside the backbone, with the optimizer built over `model.parameters()` alone).
 
     ## Why is this bad?
     The parameters that the loss does reach accumulate gradients that no optimizer ever applies:
     they never train. The optimizer that steps moves other parameters on stale or zero gradients.
-    A layer replaced after the optimizer was built is not in any param group at all.
+    A layer replaced after the optimizer was built is not in any param group at all. A model left out
+    of every optimizer gets a gradient at each `backward()` and never changes: the network trains
+    around a random head.
 
     ## Example
     ```python
@@ -66,6 +70,43 @@ class OptimizerMismatch(Rule):
         g_opt.zero_grad()
         g_loss.backward()
         g_opt.step()
+        """,
+        """
+        import torch
+        import torch.nn as nn
+
+
+        class Backbone(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.embed = nn.Embedding(10, 4)
+
+            def forward(self, x):
+                return self.embed(x).mean(1)
+
+
+        class TiedHead(nn.Module):
+            def __init__(self, backbone):
+                super().__init__()
+                self.out = nn.Linear(4, 10, bias=False)
+                self.out.weight = backbone.embed.weight
+
+
+        def main():
+            model = Backbone()
+            head = TiedHead(model)  # built from the model: it shares its weight
+            vgg_features = nn.Linear(4, 4)  # a fixed feature extractor for a perceptual term
+            opt = torch.optim.Adam(model.parameters())
+            for _ in range(2):
+                h = model(torch.randint(0, 10, (3, 5)))
+                loss = h.pow(2).mean() + vgg_features(h).pow(2).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+
+
+        if __name__ == "__main__":
+            main()
         """,
     )
     invalid = (
@@ -209,10 +250,77 @@ class OptimizerMismatch(Rule):
             """,
             truth=Truth(grads={"not in_opt": "true"}),
         ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            def train(model, head, opt, steps=3):
+                for _ in range(steps):
+                    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+                    loss = nn.functional.cross_entropy(head(model(x)), y)
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+
+
+            if __name__ == "__main__":
+                model = nn.Sequential(nn.Linear(4, 16), nn.ReLU())
+                head = nn.Linear(16, 3)
+                opt = torch.optim.SGD(model.parameters(), lr=0.1)  # expect: GT118
+                before = head.weight.clone()
+                train(model, head, opt)
+                head_unchanged = torch.equal(before, head.weight) and head.weight.grad is not None
+            """,
+            truth=Truth(grads={"head_unchanged": "true"}),
+        ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+            from torch.optim import Optimizer
+
+
+            class PlainSGD(Optimizer):
+                def __init__(self, params, lr=0.1):
+                    super().__init__(params, {"lr": lr})
+
+                @torch.no_grad()
+                def step(self):
+                    for group in self.param_groups:
+                        for p in group["params"]:
+                            if p.grad is not None:
+                                p.add_(p.grad, alpha=-group["lr"])
+
+
+            class ClassifierHead(nn.Module):
+                def __init__(self, n_classes):
+                    super().__init__()
+                    self.linear = nn.Linear(8, n_classes)
+
+                def forward(self, h):
+                    return self.linear(h)
+
+
+            encoder = nn.Linear(4, 8)
+            clf = ClassifierHead(3)
+            opt = PlainSGD(encoder.parameters())  # expect: GT118
+            before = clf.linear.weight.clone()
+            for _ in range(2):
+                loss = nn.functional.cross_entropy(clf(encoder(torch.randn(6, 4))), torch.randint(0, 3, (6,)))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            head_unchanged = torch.equal(before, clf.linear.weight)
+            """,
+            truth=Truth(grads={"head_unchanged": "true"}),
+        ),
     )
 
     def check(self, ctx):
         flow = ctx.torch.flow
+        self.check_left_out(ctx, flow)
         reported = set()
         for step in flow.steps:
             sink = step.last_sink
@@ -264,6 +372,35 @@ class OptimizerMismatch(Rule):
         return ()
 
 
+    def check_left_out(self, ctx, flow):
+        """A model built in this file that a stepped loss trains, in none of the file's optimizers."""
+        optimizers = flow.optimizers
+        if not optimizers or not all(o.known for o in optimizers):
+            return
+        covered = [c for o in optimizers for c in o.coverage.srcs]
+        reported = set()
+        for step in flow.steps:
+            sink, optimizer = step.last_sink, step.optimizer.ref
+            if sink is None or optimizer is None or step.module.path != ctx.path \
+                    or optimizer.module.path != ctx.path:
+                continue
+            lost: dict[str, list[str]] = {}
+            for source in sorted(sink.value.srcs):
+                root = source.split(".")[0]
+                if not any(overlaps(source, c) for c in covered) and _built_here_alone(ctx, flow, root, optimizer):
+                    lost.setdefault(root, []).append(source)
+            for root, sources in lost.items():
+                if root in reported:
+                    continue
+                reported.add(root)
+                ctx.report(optimizer.node,
+                           f"`{root}` is trained by `{sink.label}` (line {ctx.span(sink.node).line}) but is in no "
+                           "optimizer: it never changes.",
+                           related=[ctx.related(flow.definitions[root][0], f"`{root}` is built here"),
+                                    ctx.related(sink.node, "the backward pass that reaches it")],
+                           data={"lost": [display(s) for s in sources]})
+
+
 def _left_out(flow, surgery) -> bool:
     """Does the replaced part really train without an optimizer? The old one is stepped again, or a later
     loss reaches the new part while no optimizer built after the replacement holds it."""
@@ -274,3 +411,27 @@ def _left_out(flow, surgery) -> bool:
     if any(o.seq > surgery.seq and any(overlaps(target, c) for c in o.coverage.srcs) for o in flow.optimizers):
         return False  # built again over the new one
     return any(s.seq > surgery.seq and any(overlaps(target, r) for r in s.value.srcs) for s in flow.sinks)
+
+def _built_here_alone(ctx, flow, root: str, optimizer) -> bool:
+    """`root = SomeModel(...)` or `root = nn.Linear(...)` where the optimizer is built (the same function, or
+    both at module level), from no other model (a head built from a backbone may share, tie or wrap its
+    parameters), not frozen, not updated by hand, not meant to stay fixed."""
+    if flow.source_kind.get(root) != "module" or root.startswith("self") or root not in flow.definitions:
+        return False
+    node, module = flow.definitions[root]
+    if module.path != ctx.path or not isinstance(node, ast.Assign) or not isinstance(node.value, ast.Call):
+        return False
+    semantic = ctx.source.semantic
+    if semantic.function_of(node) is not semantic.function_of(optimizer.node):
+        return False
+    call = node.value
+    if any(isinstance(a, ast.Name) and flow.source_kind.get(a.id) in ("module", "leaf")
+           for a in [*call.args, *(k.value for k in call.keywords)]):
+        return False
+    name = root.lower()
+    if any(hint in name for hint in api.INTENDED_FROZEN_HINTS):
+        return False
+    if any(overlaps(root, s) for f in flow.freezes for s in f.srcs):
+        return False  # its requires_grad is set somewhere: freezing is deliberate
+    return not any(overlaps(root, s) for e in flow.inplace for s in e.target.srcs)
+

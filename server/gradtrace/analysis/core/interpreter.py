@@ -140,10 +140,32 @@ class Interpreter:
 
     # ================================================================== statements
     def exec_block(self, stmts: list, frame: Frame) -> None:
-        for stmt in stmts:
-            if frame.dead:
-                return
-            self.exec_stmt(stmt, frame)
+        restore = self.expose_module_branch(frame)
+        try:
+            for stmt in stmts:
+                if frame.dead:
+                    return
+                self.exec_stmt(stmt, frame)
+        finally:
+            if restore is not None:
+                self.globals[restore[0]] = restore[1]
+
+    def expose_module_branch(self, frame: Frame) -> tuple | None:
+        """Module-level code in a branch, loop or try (`if __name__ == "__main__":`) binds names on a copy of
+        the module's environment: the functions it calls read the module's globals from that copy."""
+        if not frame.top or frame.func is not None or frame.outer is None:
+            return None
+        path = frame.module.path
+        current = self.globals.get(path)
+        if current is None or current is frame.env:
+            return None
+        outer = frame.outer
+        while outer is not None and outer.env is not current:
+            outer = outer.outer
+        if outer is None:
+            return None
+        self.globals[path] = frame.env
+        return path, current
 
     def exec_stmt(self, stmt: ast.stmt, frame: Frame) -> None:
         self.tick()

@@ -15,7 +15,9 @@ pairs, not the number of paths through its calls.
 from __future__ import annotations
 
 import ast
+import copy
 import dataclasses
+import functools
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -238,16 +240,13 @@ class Substitution:
 
     def event(self, event: Any) -> Any:
         """A copy of an event with every value, cut and source set in its fields substituted."""
-        changes = {}
-        for f in dataclasses.fields(event):
-            if not f.init:
-                continue
-            old = getattr(event, f.name)
+        new_event = copy.copy(event)  # always a copy: each call site records its own event
+        for name in _init_fields(type(event)):
+            old = getattr(event, name)
             new = self.any(old)
             if new is not old:
-                changes[f.name] = new
-        new_event = replace(event, **changes)  # always a copy: each call site records its own event
-        new_event.arms = getattr(event, "arms", ())
+                setattr(new_event, name, new)
+        new_event.seq = 0  # placed in the program's order when it is emitted
         self.renamed[id(event)] = new_event
         return new_event
 
@@ -263,6 +262,11 @@ class Substitution:
         if isinstance(obj, list) and obj and any(isinstance(o, str) and self.mine(o) for o in obj):
             return sorted(self.names(frozenset(obj)))
         return obj
+
+
+@functools.cache
+def _init_fields(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls) if f.init)
 
 
 def resolve_path(actual: Value, parts: list[str]) -> frozenset:

@@ -590,7 +590,21 @@ class TorchPlugin(Plugin):
         return None
 
     # ================================================================== calls
+    def make_optimizer(self, node: ast.Call, frame: Frame, args: list, kwargs: dict) -> Value:
+        """A torch.optim optimizer (or a project subclass of one) built over its first argument."""
+        interp = self.interp
+        given = args[0] if args else kwargs.get("params", Value())
+        coverage = join(*args[:1], kwargs.get("params", Value()))
+        known = bool(coverage.srcs) or (not coverage.opaque and coverage.kind != "unknown")
+        opt = Optimizer(node, frame.module, coverage=coverage, known=known and bool(coverage.srcs),
+                        top=interp.top_stmt, scope=frame.func.node if frame.func is not None else None,
+                        non_leaf=_non_leaf(given))
+        opt = interp.emit(opt, frame) or opt
+        return Value("optimizer", srcs=coverage.srcs, ref=opt, opaque=not opt.known, deps=coverage.deps)
+
     def instantiate(self, cls, node: ast.Call, frame: Frame, args, kwargs):
+        if isinstance(cls, ClassInfo) and cls.is_optimizer:
+            return self.make_optimizer(node, frame, args, kwargs)
         if isinstance(cls, ClassInfo) and cls.is_module:
             label = f"<{cls.name}@{node.lineno}>"
             extra = self.made_in_method(node, frame) if cls.has_parameters() else ()
@@ -746,13 +760,7 @@ class TorchPlugin(Plugin):
             return Value("container", srcs=grad.srcs, cuts=grad.cuts, opaque=grad.opaque,
                          items=(grad,) * len(inputs.items or ()) or None, deps=grad.deps)
         if qn.startswith(api.OPTIMIZER_PREFIXES) and short[:1].isupper() and "lr_scheduler" not in qn:
-            coverage = join(*args[:1], kwargs.get("params", Value()))
-            known = bool(coverage.srcs) or (not coverage.opaque and coverage.kind != "unknown")
-            opt = Optimizer(node, module, coverage=coverage, known=known and bool(coverage.srcs), top=interp.top_stmt,
-                            scope=frame.func.node if frame.func is not None else None,
-                            non_leaf=_non_leaf(args[0] if args else kwargs.get("params", Value())))
-            opt = interp.emit(opt, frame) or opt
-            return Value("optimizer", srcs=coverage.srcs, ref=opt, opaque=not opt.known, deps=coverage.deps)
+            return self.make_optimizer(node, frame, args, kwargs)
         if qn in ("torch.nn.Parameter", "torch.nn.parameter.Parameter"):
             frozen = any(k.arg == "requires_grad" and isinstance(k.value, ast.Constant) and k.value.value is False
                          for k in node.keywords)
