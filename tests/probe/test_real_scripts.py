@@ -163,3 +163,27 @@ def test_a_dead_loss_term_is_found_while_other_terms_train_the_same_parameters(l
 def test_live_terms_and_constant_offsets_are_not_dead(launcher):
     res = probe(launcher, "two_live_terms.py")
     assert res["status"] == "ok" and codes_at(res, "GT907") == []
+
+
+def test_parameters_left_out_of_a_project_optimizer_class_are_blamed_on_its_construction(launcher):
+    res = probe(launcher, "custom_optimizer_head_left_out.py")
+    assert res["status"] == "ok", res["error"]
+    params = {p["name"]: p for p in res["parameters"]}
+    assert params["head.weight"]["in_optimizer"] is False and params["encoder.weight"]["in_optimizer"] is True
+    (finding,) = codes_at(res, "GT904")
+    line = cut_line(data("custom_optimizer_head_left_out.py"))
+    assert finding["line"] == line and "ScaledSGD" in finding["message"] and "`head.weight`" in finding["message"]
+
+
+def test_a_loss_built_from_item_and_numpy_scalars_is_blamed_on_the_item(launcher):
+    res = probe(launcher, "item_numpy_reward.py")
+    error = res["error"]
+    assert error["type"] == "AttributeError" and "numpy.float64" in error["message"]
+    assert error["line"] == cut_line(data("item_numpy_reward.py")) and ".item()" in error["cause"]
+
+
+def test_a_parameter_rebound_under_no_grad_is_blamed_where_it_was_rebound(launcher):
+    res = probe(launcher, "rebound_under_no_grad.py")
+    error = res["error"]
+    assert error["type"] == "AttributeError" and error["line"] == cut_line(data("rebound_under_no_grad.py"))
+    assert "`b.grad` is None" in error["cause"]

@@ -154,8 +154,14 @@ def build_result(raw: dict, path: str, framework: str | None, isolation: list[st
             else:
                 msg = (f"{_names(names)} get gradients but are in no optimizer"
                        + (f" (optimizers built at line {opt_lines})" if opt_lines else "") + ": they never train")
-            findings.append(_finding(lines, dpath or path, dline or 1, "GT904", "warning", msg,
-                                     [r for o in opts for r in _related(lines, o, f"{o.get('class')} built here")],
+            related = [r for o in opts for r in _related(lines, o, f"{o.get('class')} built here")]
+            where = (dpath or path, dline or 1)
+            if registered is not False and len(opts) == 1 and opts[0].get("line"):
+                # the one optimizer was built without them: that is the line to change
+                where = (opts[0].get("path") or path, opts[0]["line"])
+                related = _related(lines, {"path": dpath, "line": dline}, "parameters defined here")
+                msg = f"{_names(names)} get gradients but are not in this {opts[0].get('class')}: they never train"
+            findings.append(_finding(lines, where[0], where[1], "GT904", "warning", msg, related,
                                      {"params": names, "source": "gradtrace probe"}))
         seen: dict[frozenset, dict] = {}
         for o in opts:

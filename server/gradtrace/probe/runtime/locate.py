@@ -79,6 +79,19 @@ class Locator:
             f = f.f_back
         return None, 0
 
+    def where_built(self, obj, depth: int = 2) -> tuple[str | None, int]:
+        """Where the user's code constructs `obj`: the first user frame that is not one of its own
+        constructors (a subclass's `__init__` calling `super().__init__`)."""
+        try:
+            f = sys._getframe(depth)
+        except ValueError:
+            return None, 0
+        while f is not None:
+            if self.is_user(f.f_code) and not (f.f_code.co_name == "__init__" and f.f_locals.get("self") is obj):
+                return f.f_code.co_filename, f.f_lineno
+            f = f.f_back
+        return None, 0
+
     def site(self, depth: int = 2, fallback: str = "") -> Site:
         path, line = self.where(depth + 1)
         return Site(path, line, site_text(path, line, fallback))

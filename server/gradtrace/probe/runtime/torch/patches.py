@@ -128,7 +128,7 @@ def _optimizer(probe, torch) -> None:
         if isinstance(params, (list, tuple)):
             probe.note_nonleaf_optimized(params)
         r = opt_init(self_, params, *a, **k)
-        path, line = probe.loc.where(2)
+        path, line = probe.loc.where_built(self_, 2)
         book.built(self_, path, line)
         return r
 

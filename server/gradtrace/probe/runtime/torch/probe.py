@@ -4,6 +4,7 @@ parameter's gradient and links each dead one to the operation that cut it."""
 from __future__ import annotations
 
 import ast
+import linecache
 import re
 
 from ..locate import loc, names_in_frames
@@ -13,6 +14,10 @@ from .lineage import Lineage
 from .optim import OptimizerBook
 from .params import ParamTable, typo_entries
 from .recorder import Sightings, Tape
+
+# `.backward()` or `.grad` asked of a plain Python or NumPy value (a float, a NumPy scalar, a list, None)
+HOST_VALUE_HAS_NO_GRAPH = (r"'(float|int|bool|complex|list|tuple|dict|NoneType|numpy\.\w+)' object has no attribute "
+                           r"'(backward|grad)'")
 
 
 class TorchProbe(ScriptProbe):
@@ -202,14 +207,15 @@ class TorchProbe(ScriptProbe):
 
     def explain_script_error(self, exc, path, line) -> None:
         text = str(exc)
-        if isinstance(exc, AttributeError) and re.match(r"'(float|int|list|NoneType)' object has no attribute "
-                                                        r"'(backward|grad)'", text):
+        if isinstance(exc, AttributeError) and re.match(HOST_VALUE_HAS_NO_GRAPH, text):
             cut = self.lineage.last_escape()
             if cut is not None:
                 self.error["raised_at"] = loc(path, line)
                 self.error.update(path=cut.path, line=cut.line)
                 self.error["cause"] = (f"line {cut.line}: {cut.cut}; what reached `.backward()` is a plain Python "
                                        "value built from it: keep the tensor (sum the tensors, then call backward)")
+        if isinstance(exc, AttributeError) and text.startswith("'NoneType' object has no attribute"):
+            self.explain_missing_grad(exc, path, line)
         site = self.seen.nonleaf_optimized
         if "can't optimize a non-leaf Tensor" in text and site is not None:
             self.error["raised_at"] = loc(path, line)
@@ -227,6 +233,31 @@ class TorchProbe(ScriptProbe):
             self.error["cause"] = (f"a tensor created under torch.inference_mode() (line {site.line}) is used "
                                    "in a computation that autograd records; use torch.no_grad() there, or "
                                    ".clone() the tensor outside the block")
+
+    def explain_missing_grad(self, exc, path, line) -> None:
+        """`w.grad.zero_()` raising because `w.grad` is None: when `w` now holds a tensor an operation made
+        without gradient (`w = w - lr * w.grad` under no_grad), blame that operation's line."""
+        frame = None
+        tb = exc.__traceback__
+        while tb is not None:
+            if tb.tb_lineno == line and tb.tb_frame.f_code.co_filename == path:
+                frame = tb.tb_frame
+            tb = tb.tb_next
+        if frame is None:
+            return
+        match = re.search(r"\b([A-Za-z_]\w*)\.grad\b", linecache.getline(path, line))
+        tensor = frame.f_locals.get(match.group(1)) if match else None
+        if tensor is None or not isinstance(tensor, self.torch.Tensor) or tensor.requires_grad:
+            return
+        tag = self.tape.tag_of(tensor)
+        op = self.tape.ops[tag] if isinstance(tag, int) and 0 <= tag < len(self.tape.ops) else None
+        if op is None or not op.path or not op.line or (op.path, op.line) == (path, line):
+            return
+        name = match.group(1)
+        self.error["raised_at"] = loc(path, line)
+        self.error.update(path=op.path, line=op.line)
+        self.error["cause"] = (f"line {op.line} rebinds `{name}` to a new tensor that does not require grad, so "
+                               f"`{name}.grad` is None: update it in place under torch.no_grad() (`{name} -= ...`)")
 
     # ---- running
     def run(self) -> dict:
