@@ -1,5 +1,7 @@
 import ast
 
+from gradtrace.analysis.frameworks.torch import api
+from gradtrace.analysis.modules import classify_value
 from gradtrace.findings import Fix
 from gradtrace.fixes.edits import replace_node
 from gradtrace.rules.base import Invalid, Rule, Truth
@@ -103,6 +105,8 @@ class ParameterConversion(Rule):
     )
 
     def check(self, ctx):
+        if not any(_converts_a_parameter(ctx, call) for call in ctx.source.nodes(ast.Call)):
+            return ()  # the question below needs every class's facts: ask it only when it can be yes
         seen = set()
         for info in ctx.torch.module.classes.values():
             for attr in info.attrs.values():
@@ -140,6 +144,17 @@ class ParameterConversion(Rule):
 MAYBE_SAME = ("to", "cpu", "float", "type")
 OTHER_DTYPES = ("float64", "double", "float16", "half", "bfloat16", "int", "long", "int64", "int32", "bool",
                 "complex64", "complex128", "uint8", "int8", "int16")
+
+
+def _converts_a_parameter(ctx, call: ast.Call) -> bool:
+    """A conversion or view applied right to a new parameter (`nn.Parameter(...).to(...)`)."""
+    func = call.func
+    if not isinstance(func, ast.Attribute) or not isinstance(func.value, ast.Call):
+        return False
+    if func.attr in ("to", "cuda", "double", "float", "half", "cpu", "type") \
+            and ctx.names.qualname(func.value.func) in ("torch.nn.Parameter", "torch.nn.parameter.Parameter"):
+        return True
+    return func.attr in api.NONLEAF_METHODS and classify_value(func.value, ctx.torch.module)[0] == "param"
 
 
 def _changes_dtype(ctx, call: ast.Call) -> bool:

@@ -114,6 +114,8 @@ class UnregisteredTensor(Rule):
     )
 
     def check(self, ctx):
+        if "requires_grad" not in ctx.source.text:
+            return ()  # no tensor made to require grad: no class facts needed
         for info in ctx.torch.module.classes.values():
             if not info.is_module:
                 continue
