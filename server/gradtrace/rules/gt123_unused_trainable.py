@@ -1,3 +1,5 @@
+import ast
+
 from gradtrace.analysis.core.values import alive_in
 from gradtrace.rules.base import Invalid, Rule, Truth
 
@@ -64,7 +66,7 @@ class UnusedTrainable(Rule):
         sinks = [s for s in facts.training_sinks if s.module.path == ctx.path]
         if not sinks or any(s.value.opaque for s in sinks):
             return ()
-        touched = set(facts.alive)
+        touched = set(facts.alive) | _gradients_set_by_hand(ctx)
         for sink in sinks:
             for c in sink.value.cuts:
                 touched |= c.lost
@@ -81,3 +83,15 @@ class UnusedTrainable(Rule):
                            "stays None and it never trains.",
                            related=[ctx.related(optimizer.node, "optimizer built here")])
         return ()
+
+
+def _gradients_set_by_hand(ctx) -> set[str]:
+    """Names whose `.grad` the code assigns itself (`p.grad = torch.ones_like(p)`): the optimizer applies those."""
+    names = set()
+    for node in ctx.source.nodes(ast.Assign, ast.AugAssign):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        for target in targets:
+            if isinstance(target, ast.Attribute) and target.attr == "grad" and isinstance(target.value, ast.Name):
+                names.add(target.value.id)
+    return names
+

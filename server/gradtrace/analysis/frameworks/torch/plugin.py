@@ -218,6 +218,8 @@ class TorchPlugin(Plugin):
         return (off.kind, id(off.node)) if off is not None else ()
 
     def enter_function(self, func: FunctionRef, frame: Frame, caller: Frame | None, node) -> None:
+        if caller is None and not frame.summarising:
+            self.last_sink = None  # a function run on its own: an earlier run's loss is not what its steps follow
         off = caller.state.get(GRAD) if caller is not None else frame.state.get(GRAD)
         if off is None:
             off = self.helper_grad_off(func, node, caller.module if caller is not None else func.module)
