@@ -187,3 +187,10 @@ def test_a_parameter_rebound_under_no_grad_is_blamed_where_it_was_rebound(launch
     error = res["error"]
     assert error["type"] == "AttributeError" and error["line"] == cut_line(data("rebound_under_no_grad.py"))
     assert "`b.grad` is None" in error["cause"]
+
+
+def test_an_optimizer_with_no_parameters_is_blamed_on_the_layers_built_in_forward(launcher):
+    res = probe(launcher, "layers_only_in_forward.py")
+    error = res["error"]
+    assert error["type"] == "ValueError" and "empty parameter list" in error["message"]
+    assert error["line"] == cut_line(data("layers_only_in_forward.py")) and "forward()" in error["cause"]

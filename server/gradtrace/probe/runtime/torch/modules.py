@@ -190,6 +190,23 @@ def module_classes(tree) -> list[str]:
     return out
 
 
+def layers_built_in_forward(tree) -> list[tuple[int, str]]:
+    """(line, text) of each `nn.Something(...)` constructed inside a class's `forward`: never registered."""
+    found = []
+    for cls in ast.walk(tree):
+        if not isinstance(cls, ast.ClassDef):
+            continue
+        for fn in cls.body:
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) and fn.name == "forward":
+                for call in ast.walk(fn):
+                    func = call.func if isinstance(call, ast.Call) else None
+                    if isinstance(func, ast.Attribute) and func.attr[:1].isupper() \
+                            and isinstance(func.value, (ast.Name, ast.Attribute)) \
+                            and (ast.unparse(func.value).endswith("nn")):
+                        found.append((call.lineno, ast.unparse(func)))
+    return sorted(found)
+
+
 def classes_used_inside(tree, names: set[str]) -> set[str]:
     used = set()
     for node in ast.walk(tree):

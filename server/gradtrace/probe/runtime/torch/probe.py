@@ -223,6 +223,17 @@ class TorchProbe(ScriptProbe):
             self.error["cause"] = (f"`.{site[2]}()` at line {site[1]} returns a new tensor computed from the one "
                                    "created with requires_grad=True, so what the optimizer is given is not a "
                                    "leaf; create it with its final device/dtype/shape, then call .requires_grad_()")
+        if "optimizer got an empty parameter list" in text:
+            try:
+                built = modules.layers_built_in_forward(ast.parse(self.source, self.path))
+            except SyntaxError:
+                built = []
+            if built:
+                first_line, layer = built[0]
+                self.error["raised_at"] = loc(path, line)
+                self.error.update(path=self.path, line=first_line)
+                self.error["cause"] = (f"`{layer}(...)` is built inside forward(), so the model registers no "
+                                       "parameters and the optimizer gets none: build the layers in __init__")
         if "leaf Variable that requires grad is being used in an in-place" in text:
             self.error["cause"] = ("an in-place operation on a leaf tensor that requires grad; do the update "
                                    "under `with torch.no_grad():` or use an out-of-place op")
