@@ -29,14 +29,18 @@ class OptimizerMismatch(Rule):
     parameters it was built with (e.g. the critic's optimizer built over the generator), and
     submodules replaced after the optimizer was built (`model.fc = nn.Linear(...)` after
     `Adam(model.parameters())`), and a model the loss trains that no optimizer holds (a classifier head
-    built beside the backbone, with the optimizer built over `model.parameters()` alone).
+    built beside the backbone, with the optimizer built over `model.parameters()` alone), and a frozen part
+    unfrozen after an optimizer that kept only the parameters requiring grad was built
+    (`Adam(filter(lambda p: p.requires_grad, model.parameters()))`, then `requires_grad = True` at a
+    later epoch).
 
     ## Why is this bad?
     The parameters that the loss does reach accumulate gradients that no optimizer ever applies:
     they never train. The optimizer that steps moves other parameters on stale or zero gradients.
     A layer replaced after the optimizer was built is not in any param group at all. A model left out
     of every optimizer gets a gradient at each `backward()` and never changes: the network trains
-    around a random head.
+    around a random head. Unfreezing changes `requires_grad`, not the optimizer's param groups: the
+    unfrozen parameters get gradients that nothing applies (add them with `optimizer.add_param_group`).
 
     ## Example
     ```python
@@ -107,6 +111,38 @@ class OptimizerMismatch(Rule):
 
         if __name__ == "__main__":
             main()
+        """,
+        """
+        import torch
+        import torch.nn as nn
+
+        encoder, classifier = nn.Linear(4, 8), nn.Linear(8, 2)
+        encoder.requires_grad_(False)
+        optimizer = torch.optim.SGD(filter(lambda p: p.requires_grad, classifier.parameters()), lr=0.1)
+        for epoch in range(4):
+            if epoch == 2:
+                encoder.requires_grad_(True)
+                optimizer.add_param_group({"params": encoder.parameters()})
+            loss = classifier(encoder(torch.randn(6, 4))).pow(2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        """,
+        """
+        import torch
+        import torch.nn as nn
+
+        encoder, classifier = nn.Linear(4, 8), nn.Linear(8, 2)
+        encoder.requires_grad_(False)
+        optimizer = torch.optim.SGD(filter(lambda p: p.requires_grad, classifier.parameters()), lr=0.1)
+        for epoch in range(4):
+            if epoch == 2:
+                encoder.requires_grad_(True)
+                optimizer = torch.optim.SGD([*encoder.parameters(), *classifier.parameters()], lr=0.1)
+            loss = classifier(encoder(torch.randn(6, 4))).pow(2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
         """,
     )
     invalid = (
@@ -316,11 +352,40 @@ class OptimizerMismatch(Rule):
             """,
             truth=Truth(grads={"head_unchanged": "true"}),
         ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            def fine_tune(epochs=4, unfreeze_at=2):
+                encoder = nn.Linear(4, 8)
+                classifier = nn.Linear(8, 2)
+                encoder.requires_grad_(False)
+                params = [p for p in list(encoder.parameters()) + list(classifier.parameters()) if p.requires_grad]
+                optimizer = torch.optim.SGD(params, lr=0.1)
+                before = encoder.weight.clone()
+                for epoch in range(epochs):
+                    if epoch == unfreeze_at:
+                        for p in encoder.parameters():
+                            p.requires_grad = True  # expect: GT118
+                    loss = classifier(encoder(torch.randn(6, 4))).pow(2).mean()
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                return torch.equal(before, encoder.weight) and encoder.weight.grad is not None
+
+
+            encoder_unchanged = fine_tune()
+            """,
+            truth=Truth(grads={"encoder_unchanged": "true"}),
+        ),
     )
 
     def check(self, ctx):
         flow = ctx.torch.flow
         self.check_left_out(ctx, flow)
+        self.check_unfrozen_later(ctx, flow)
         reported = set()
         for step in flow.steps:
             sink = step.last_sink
@@ -399,6 +464,51 @@ class OptimizerMismatch(Rule):
                            related=[ctx.related(flow.definitions[root][0], f"`{root}` is built here"),
                                     ctx.related(sink.node, "the backward pass that reaches it")],
                            data={"lost": [display(s) for s in sources]})
+
+
+    def check_unfrozen_later(self, ctx, flow):
+        """Parameters frozen when an optimizer kept only those requiring grad, unfrozen after it, then trained."""
+        if "add_param_group" in ctx.source.text:
+            return
+        filtered = [o for o in flow.optimizers
+                    if o.known and o.module.path == ctx.path and _keeps_requires_grad(ctx, o)]
+        for optimizer in filtered:
+            frozen = [f for f in flow.freezes if f.frozen and f.seq < optimizer.seq]
+            for unfreeze in flow.freezes:
+                if unfreeze.frozen or unfreeze.seq < optimizer.seq or unfreeze.module.path != ctx.path:
+                    continue
+                lost = sorted({s for s in unfreeze.srcs for f in frozen if any(overlaps(s, t) for t in f.srcs)})
+                if not lost or not any(step.seq > unfreeze.seq for step in flow.steps):
+                    continue
+                if any((o not in filtered or o.seq > unfreeze.seq)
+                       and any(overlaps(s, c) for s in lost for c in o.coverage.srcs) for o in flow.optimizers):
+                    continue  # another optimizer holds them
+                line = ctx.span(optimizer.node).line
+                ctx.report(unfreeze.node, f"{names_phrase(lost)} is unfrozen after the optimizer on line {line} left "
+                           "it out (it keeps only parameters that require grad): it still never trains.",
+                           related=[ctx.related(optimizer.node, "optimizer built here, without them")],
+                           data={"lost": [display(s) for s in lost]})
+
+
+def _keeps_requires_grad(ctx, optimizer) -> bool:
+    """Was what the optimizer got filtered by `requires_grad` (a filter, a comprehension's condition or an `if`
+    in the function that builds it, before it)?"""
+    semantic = ctx.source.semantic
+    scope = semantic.function_of(optimizer.node)
+    for node in ctx.source.nodes(ast.Attribute):
+        if node.attr == "requires_grad" and isinstance(node.ctx, ast.Load) and node.lineno <= optimizer.node.lineno:
+            function = semantic.function_of(node)
+            while isinstance(function, ast.Lambda):
+                function = semantic.function_of(function)
+            if function is not scope:
+                continue
+            for parent in semantic.ancestors(node):
+                if isinstance(parent, (ast.If, ast.comprehension, ast.Lambda, ast.IfExp)) or (
+                        isinstance(parent, ast.Call) and isinstance(parent.func, ast.Name) and parent.func.id == "filter"):
+                    return True
+                if isinstance(parent, ast.stmt):
+                    break
+    return False
 
 
 def _left_out(flow, surgery) -> bool:

@@ -405,8 +405,9 @@ class TorchPlugin(Plugin):
                                        frame, mutation=True)
                 self.note_leaf(owner_key, frame, stmt)
                 self.define(owner_key, "leaf", None, frame.module, frame)
-            elif flag_false and owner.srcs:
-                self.interp.emit(Freeze(stmt, frame.module, srcs=owner.srcs, frozen=True,
+            elif (flag_false or flag_true) and owner.srcs and (flag_false or owner.leaf):
+                # freezing, or unfreezing a trainable leaf (a parameter of a model)
+                self.interp.emit(Freeze(stmt, frame.module, srcs=owner.srcs, frozen=flag_false,
                                         conditional=frame.conditional > 0), frame)
             return True
         key = dotted(target)
