@@ -96,6 +96,14 @@ class ClassInfo:
         return self._is_module
 
     @cached_property
+    def constructor_freezes(self) -> tuple:
+        """(attribute path under `self`, statement, conditional) for each part of the module its `__init__`
+        freezes: `self.encoder.requires_grad_(False)`, `for p in self.encoder.parameters(): p.requires_grad =
+        False` (conditional: under an `if` or a loop of its own)."""
+        init = self.methods.get("__init__")
+        return tuple(_freezes_in(init.body, False)) if init is not None else ()
+
+    @cached_property
     def is_optimizer(self) -> bool:
         """A project class extending a torch.optim optimizer (directly or through project classes)."""
         return self.extends(lambda base: base.startswith(api.OPTIMIZER_PREFIXES)
@@ -488,6 +496,55 @@ def collect_class_facts(info: ClassInfo) -> None:
     for node in loops:
         if isinstance(node.iter, ast.Name) and node.iter.id == "self":
             info._dynamic = True
+
+
+def _freezes_in(body: list, conditional: bool):
+    for stmt in body:
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+            call = stmt.value
+            if isinstance(call.func, ast.Attribute) and call.func.attr == "requires_grad_" and _is_false(call):
+                path = _self_path(call.func.value)
+                if path:
+                    yield path, stmt, conditional
+        elif isinstance(stmt, ast.For) and isinstance(stmt.target, ast.Name) and isinstance(stmt.iter, ast.Call) \
+                and isinstance(stmt.iter.func, ast.Attribute) and stmt.iter.func.attr == "parameters":
+            path = _self_path(stmt.iter.func.value)
+            var = stmt.target.id
+            if path and any(_freezes_name(s, var) for s in stmt.body):
+                yield path, stmt, conditional
+        elif isinstance(stmt, ast.If):
+            yield from _freezes_in(stmt.body, True)
+            yield from _freezes_in(stmt.orelse, True)
+
+
+def _freezes_name(stmt: ast.stmt, var: str) -> bool:
+    """`var.requires_grad = False` or `var.requires_grad_(False)`."""
+    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+        target = stmt.targets[0]
+        return isinstance(target, ast.Attribute) and target.attr == "requires_grad" \
+            and isinstance(target.value, ast.Name) and target.value.id == var \
+            and isinstance(stmt.value, ast.Constant) and stmt.value.value is False
+    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+        func = stmt.value.func
+        return isinstance(func, ast.Attribute) and func.attr == "requires_grad_" and isinstance(func.value, ast.Name) \
+            and func.value.id == var and _is_false(stmt.value)
+    return False
+
+
+def _is_false(call: ast.Call) -> bool:
+    flag = call.args[0] if call.args else next((k.value for k in call.keywords if k.arg == "requires_grad"), None)
+    return isinstance(flag, ast.Constant) and flag.value is False
+
+
+def _self_path(node: ast.expr) -> str | None:
+    """`self.a.b` -> "a.b"."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name) and node.id == "self" and parts:
+        return ".".join(reversed(parts))
+    return None
 
 
 def _note_container_item(info: ClassInfo, name: str, item: ast.expr) -> None:

@@ -362,13 +362,13 @@ class OptimizerMismatch(Rule):
                 encoder = nn.Linear(4, 8)
                 classifier = nn.Linear(8, 2)
                 encoder.requires_grad_(False)
-                params = [p for p in list(encoder.parameters()) + list(classifier.parameters()) if p.requires_grad]
+                params = [p for p in list(encoder.parameters()) + list(classifier.parameters()) if p.requires_grad]  # expect: GT118
                 optimizer = torch.optim.SGD(params, lr=0.1)
                 before = encoder.weight.clone()
                 for epoch in range(epochs):
                     if epoch == unfreeze_at:
                         for p in encoder.parameters():
-                            p.requires_grad = True  # expect: GT118
+                            p.requires_grad = True
                     loss = classifier(encoder(torch.randn(6, 4))).pow(2).mean()
                     optimizer.zero_grad()
                     loss.backward()
@@ -470,8 +470,9 @@ class OptimizerMismatch(Rule):
         """Parameters frozen when an optimizer kept only those requiring grad, unfrozen after it, then trained."""
         if "add_param_group" in ctx.source.text:
             return
-        filtered = [o for o in flow.optimizers
-                    if o.known and o.module.path == ctx.path and _keeps_requires_grad(ctx, o)]
+        filters = {id(o): found for o in flow.optimizers
+                   if o.known and o.module.path == ctx.path and (found := _requires_grad_filter(ctx, o)) is not None}
+        filtered = [o for o in flow.optimizers if id(o) in filters]
         for optimizer in filtered:
             frozen = [f for f in flow.freezes if f.frozen and f.seq < optimizer.seq]
             for unfreeze in flow.freezes:
@@ -483,16 +484,17 @@ class OptimizerMismatch(Rule):
                 if any((o not in filtered or o.seq > unfreeze.seq)
                        and any(overlaps(s, c) for s in lost for c in o.coverage.srcs) for o in flow.optimizers):
                     continue  # another optimizer holds them
-                line = ctx.span(optimizer.node).line
-                ctx.report(unfreeze.node, f"{names_phrase(lost)} is unfrozen after the optimizer on line {line} left "
-                           "it out (it keeps only parameters that require grad): it still never trains.",
-                           related=[ctx.related(optimizer.node, "optimizer built here, without them")],
+                line = ctx.span(unfreeze.node).line
+                ctx.report(filters[id(optimizer)], f"The optimizer keeps only parameters that require grad, so "
+                           f"{names_phrase(lost)}, unfrozen later (line {line}), never trains.",
+                           related=[ctx.related(optimizer.node, "optimizer built here"),
+                                    ctx.related(unfreeze.node, "unfrozen here, after the optimizer was built")],
                            data={"lost": [display(s) for s in lost]})
 
 
-def _keeps_requires_grad(ctx, optimizer) -> bool:
-    """Was what the optimizer got filtered by `requires_grad` (a filter, a comprehension's condition or an `if`
-    in the function that builds it, before it)?"""
+def _requires_grad_filter(ctx, optimizer) -> ast.AST | None:
+    """Where what the optimizer got was filtered by `requires_grad` (a filter, a comprehension's condition or an
+    `if` in the function that builds it, before it), or None."""
     semantic = ctx.source.semantic
     scope = semantic.function_of(optimizer.node)
     for node in ctx.source.nodes(ast.Attribute):
@@ -503,12 +505,14 @@ def _keeps_requires_grad(ctx, optimizer) -> bool:
             if function is not scope:
                 continue
             for parent in semantic.ancestors(node):
-                if isinstance(parent, (ast.If, ast.comprehension, ast.Lambda, ast.IfExp)) or (
+                if isinstance(parent, ast.If):
+                    return parent.test
+                if isinstance(parent, (ast.comprehension, ast.Lambda, ast.IfExp)) or (
                         isinstance(parent, ast.Call) and isinstance(parent.func, ast.Name) and parent.func.id == "filter"):
-                    return True
+                    return node
                 if isinstance(parent, ast.stmt):
                     break
-    return False
+    return None
 
 
 def _left_out(flow, surgery) -> bool:

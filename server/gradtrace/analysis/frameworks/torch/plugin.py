@@ -612,6 +612,9 @@ class TorchPlugin(Plugin):
             label = f"<{cls.name}@{node.lineno}>"
             extra = self.made_in_method(node, frame) if cls.has_parameters() else ()
             module = Value("module", cls=cls, srcs=frozenset({label}), name=label, pending=True, extra=extra)
+            for path, stmt, conditional in cls.constructor_freezes:
+                self.interp.emit(Freeze(stmt, cls.module, srcs=frozenset({f"{label}.{path}"}), frozen=True,
+                                        conditional=conditional or frame.conditional > 0), frame)
             if injected_attributes(cls):
                 # `self.net = net`: what the constructor was given becomes part of the module
                 attrs = self.interp.construct(cls, replace(module, pending=False), node, frame, args, kwargs)
