@@ -104,6 +104,23 @@ class ClassInfo:
         return tuple(_freezes_in(init.body, False)) if init is not None else ()
 
     @cached_property
+    def returns_input_as_is(self) -> bool:
+        """A torch.autograd.Function whose `forward` returns one of its inputs itself (after changing it in place, or
+        untouched) without `ctx.mark_dirty`: PyTorch hands back a view of the input, which no in-place op may touch."""
+        if not self.extends(lambda base: base in ("torch.autograd.Function", "torch.autograd.function.Function")):
+            return False
+        forward = self.methods.get("forward")
+        if forward is None:
+            return False
+        inputs = {a.arg for a in forward.args.args[1:]}
+        returns = [n for n in ast.walk(forward) if isinstance(n, ast.Return)]
+        rebound = {t.id for n in ast.walk(forward) if isinstance(n, ast.Assign) for t in n.targets
+                   if isinstance(t, ast.Name)}
+        dirty = any(isinstance(n, ast.Attribute) and n.attr == "mark_dirty" for n in ast.walk(forward))
+        return bool(returns) and not dirty and all(
+            isinstance(r.value, ast.Name) and r.value.id in inputs and r.value.id not in rebound for r in returns)
+
+    @cached_property
     def is_optimizer(self) -> bool:
         """A project class extending a torch.optim optimizer (directly or through project classes)."""
         return self.extends(lambda base: base.startswith(api.OPTIMIZER_PREFIXES)

@@ -11,12 +11,16 @@ class InplaceOnSaved(Rule):
     ## What it does
     Finds in-place operations (`g.mul_(...)`, `h += skip`, `F.relu(h, inplace=True)`) on the output of an
     operation that saves its result for the backward pass (`sigmoid`, `tanh`, `exp`, `softmax`,
-    `relu`, `sqrt`, ...), while gradients are being recorded.
+    `relu`, `sqrt`, ...), while gradients are being recorded; on one of several views of one tensor
+    (`chunk`, `split`, `unbind`); and on the output of a custom `torch.autograd.Function` whose `forward`
+    returns its input as is (without `ctx.mark_dirty`).
 
     ## Why is this bad?
     The backward of those operations reads their own output. Modifying it in place bumps its version
     counter, and `backward()` raises "one of the variables needed for gradient computation has been
-    modified by an inplace operation".
+    modified by an inplace operation". Views that autograd made for several outputs, or for an input a
+    custom `Function` returned as is, may not be modified in place at all: PyTorch raises "... is a view
+    and is being modified inplace" at once.
 
     ## Example
     ```python
@@ -43,8 +47,52 @@ class InplaceOnSaved(Rule):
         g = g * 2
         g.sum().backward()
         """,
+        """
+        import torch
+
+
+        class Double(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x * 2
+
+            @staticmethod
+            def backward(ctx, grad):
+                return grad * 2
+
+
+        w = torch.randn(3, requires_grad=True)
+        y = Double.apply(w)
+        y *= 3
+        y.sum().backward()
+        """,
     )
     invalid = (
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            class ScaleInPlace(torch.autograd.Function):
+                @staticmethod
+                def forward(ctx, x, factor):
+                    ctx.factor = factor
+                    x.mul_(factor)
+                    return x
+
+                @staticmethod
+                def backward(ctx, grad):
+                    return grad * ctx.factor, None
+
+
+            layer = nn.Linear(4, 2)
+            out = ScaleInPlace.apply(layer(torch.randn(3, 4)), 0.5)
+            out += 1.0  # expect: GT121
+            out.sum().backward()
+            """,
+            truth=Truth(raises=("RuntimeError", "is a view and is being modified inplace")),
+        ),
         Invalid(
             """
             import torch
@@ -101,6 +149,11 @@ class InplaceOnSaved(Rule):
             if target.leaf or not target.srcs or not target.saved_by:
                 continue
             fix = out_of_place_fix(ctx, event.node, event.stmt, event.var)
+            if target.saved_by.startswith("functionview:"):
+                function = target.saved_by.split(":", 1)[1]
+                ctx.report(event.node, f"`{event.var}` is the input `{function}.forward` returned as is: `{event.op}` "
+                           "on it raises \"... is a view and is being modified inplace\".", fix=fix)
+                continue
             if target.saved_by.startswith("multiview:"):
                 maker = target.saved_by.split(":", 1)[1]
                 ctx.report(event.node, f"`{event.var}` is one of the views `{maker}` returned: `{event.op}` on it "

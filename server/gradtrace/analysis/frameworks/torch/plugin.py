@@ -899,6 +899,10 @@ class TorchPlugin(Plugin):
             return NONE
         if receiver.kind in ("method", "function"):
             return Value("unknown", srcs=join(*args).srcs if args else EMPTY, opaque=True)
+        if receiver.kind == "class" and method == "apply" and isinstance(receiver.cls, ClassInfo) \
+                and receiver.cls.returns_input_as_is and args:
+            # its output is a view of the input it returned: autograd forbids changing it in place
+            return replace(combine("tensor", *args, fw="torch"), saved_by=f"functionview:{receiver.cls.name}")
         if receiver.kind == "optimizer":
             if method == "step":
                 self.interp.emit(Step(node, module, optimizer=receiver), frame)
