@@ -83,6 +83,30 @@ class DeadLossTerm(Rule):
             """,
             truth=Truth(grads={"sparsity_has_grad": "false"}),
         ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            def compute_losses(pred, target, attention):
+                losses = {}
+                losses["fit"] = (pred - target).pow(2).mean()
+                losses["entropy"] = -(attention * attention.clamp_min(1e-6).log()).sum(-1).mean()
+                return losses
+
+
+            net = nn.Linear(6, 6)
+            x = torch.randn(5, 6)
+            pred = net(x)
+            attention = pred.softmax(-1).detach()  # expect: GT141
+            losses = compute_losses(pred, x, attention)
+            total = torch.stack([value for value in losses.values()]).sum()
+            total.backward()
+            entropy_has_grad = losses["entropy"].requires_grad
+            """,
+            truth=Truth(grads={"entropy_has_grad": "false"}),
+        ),
     )
 
     def check(self, ctx):

@@ -39,6 +39,7 @@ MAX_LOOP_PASSES = 3
 MAX_SHARED_SUMMARIES = 4000  # per imported module version (what the files importing it ask for)
 STEPS_PER_NODE = 60  # evaluation budget: linear in the file's size
 MIN_STEPS = 200_000
+MAX_ITEMS_PER_COMPREHENSION = 8  # a comprehension over a few known items follows each one
 
 
 class BudgetExceeded(Exception):
@@ -939,9 +940,29 @@ class Interpreter:
         return [self.eval(e, inner) for e in elts]
 
     def e_ListComp(self, node, frame: Frame) -> Value:
+        per_item = self.comprehension_per_item(node, frame)
+        if per_item is not None:
+            return self.container_of(per_item)
         values = self.comprehension(node.generators, [node.elt], frame)
         item = values[-1] if values else UNKNOWN
         return Value("container", srcs=item.srcs, cuts=item.cuts, items=(item,), opaque=item.opaque, deps=item.deps)
+
+    def comprehension_per_item(self, node, frame: Frame) -> list | None:
+        """`[f(v) for v in (a, b, c)]` over a few known items, with no condition: one element per item, each
+        from its own item (`[loss for loss in losses.values()]` keeps which term is which)."""
+        if len(node.generators) != 1 or node.generators[0].ifs or node.generators[0].is_async:
+            return None
+        gen = node.generators[0]
+        iterable = self.eval(gen.iter, frame)
+        if iterable.items is None or iterable.keys is not None or "starred" in iterable.extra \
+                or not 1 < len(iterable.items) <= MAX_ITEMS_PER_COMPREHENSION:
+            return None
+        out = []
+        for item in iterable.items:
+            inner = frame.branch()
+            self.assign(gen.target, item, inner, None)
+            out.append(self.eval(node.elt, inner))
+        return out
 
     e_SetComp = e_ListComp
     e_GeneratorExp = e_ListComp

@@ -27,8 +27,10 @@ from gradtrace.analysis.core.values import (
     Value,
     combine,
     cut,
+    dead_term,
     dedup_cuts,
     join,
+    merge_terms,
     named,
     overlaps,
 )
@@ -871,9 +873,16 @@ class TorchPlugin(Plugin):
             return replace(result, cuts=result.cuts + extra_cuts) if extra_cuts else result
         if short in MULTI_VIEW and first.srcs and qn.count(".") == 1:
             return replace(combine("tensor", *args, fw="torch"), saved_by=f"multiview:torch.{short}()")
+        if short in ("stack", "cat", "concat", "concatenate", "hstack", "vstack", "dstack") \
+                and first.items is not None and first.keys is None:
+            # `torch.stack([fit, reg]).sum()`: a sum of the stacked losses, each a term of it
+            terms = merge_terms(*(i.terms for i in first.items), *(dead_term(i, node) for i in first.items))
+            return replace(combine("tensor", *args, fw="torch"), terms=terms)
         if short in ("stack", "cat", "concat", "concatenate", "hstack", "vstack", "dstack", "block_diag",
                      "einsum", "broadcast_tensors", "cartesian_prod", "meshgrid"):
             return combine("tensor", *args, fw="torch")
+        if short in TERM_KEEPING and qn.count(".") == 1 and first.terms:  # `torch.sum(torch.stack(losses))`
+            return replace(combine("tensor", *args, *kwargs.values(), fw="torch"), terms=first.terms)
         if short == "from_numpy":
             return Value("tensor", cuts=first.cuts, dtype=first.dtype, fw="torch", deps=first.deps)
         saved = short if short in api.SAVES_OUTPUT else None
@@ -924,9 +933,10 @@ class TorchPlugin(Plugin):
             self.interp.emit(Sink(node, module, value=receiver, kind="backward", label=label or "loss"), frame)
             return NONE
         if receiver.kind in ("tensor", "unknown", "array", "number") or receiver.srcs or receiver.cuts:
-            if receiver.kind == "unknown" and method in ("append", "extend", "insert", "update", "setdefault",
-                                                         "add", "pop", "get", "items", "values", "keys"):
-                return None
+            if receiver.kind in ("unknown", "container", "dict") and method in (
+                    "append", "extend", "insert", "update", "setdefault", "add", "pop", "get", "items", "values", "keys",
+                    "copy"):
+                return None  # a Python container's own method: the core follows its items
             return self.tensor_method(receiver, method, node, frame, args, kwargs)
         if receiver.kind in ("params", "named_params"):
             if method in ("values", "items", "keys", "copy"):
