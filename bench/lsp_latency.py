@@ -31,16 +31,16 @@ import asyncio
 import os
 import re
 import statistics
-import subprocess
 import sys
-import tarfile
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from real_packages import fetch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = '''
@@ -288,29 +288,6 @@ TRAINING_SCRIPT = [  # (distribution, path inside it); the first that can be had
     ("trl", "trl/experimental/gold/gold_trainer.py"),
 ]
 MODEL_IN_PACKAGE = [("diffusers", "src/diffusers/models/unets/unet_2d_condition.py")]
-
-
-def fetch(distribution: str, downloads: Path) -> Path | None:
-    """The unpacked sdist (or wheel) of `distribution` under `downloads`; None when pip cannot get it."""
-    for unpacked in sorted(downloads.glob(f"{distribution}-*")):
-        if unpacked.is_dir():
-            return unpacked
-    prefer = ["--no-binary", ":all:"] if distribution == "diffusers" else ["--only-binary", ":all:"]
-    proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", *prefer, "-d",
-                           str(downloads), distribution], capture_output=True, text=True, timeout=600)
-    archives = sorted(downloads.glob(f"{distribution}-*.tar.gz")) + sorted(downloads.glob(f"{distribution}-*.whl"))
-    if proc.returncode != 0 or not archives:
-        print(f"  {distribution}: pip download failed ({(proc.stderr or proc.stdout).strip().splitlines()[-1:]})")
-        return None
-    archive = archives[0]
-    if archive.suffix == ".whl":
-        target = downloads / archive.name.removesuffix(".whl")
-        with zipfile.ZipFile(archive) as z:
-            z.extractall(target)
-        return target
-    with tarfile.open(archive) as t:
-        t.extractall(downloads, filter="data")
-    return downloads / archive.name.removesuffix(".tar.gz")
 
 
 def find_real_file(candidates, downloads: Path) -> Path | None:
