@@ -47,7 +47,11 @@ class TextFile:
         self.text = text
 
     def check(self, settings: LintSettings, project) -> tuple[list[Finding], list[str]]:
-        result = check_source(self.text, self.path, settings, project)
+        # the project's parse of this file, when it has one of the same text: parsed once whether it is
+        # checked, imported by another checked file, or both
+        shared = project.source(self.path) if project is not None else None
+        source = shared if shared is not None and shared.text == self.text else None
+        result = check_source(self.text, self.path, settings, project, source=source)
         return result.findings, result.errors
 
     def apply(self, edits: list) -> int:
