@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import gc
 import os
 import sys
@@ -50,7 +51,10 @@ class TextFile:
         # the project's parse of this file, when it has one of the same text: parsed once whether it is
         # checked, imported by another checked file, or both
         shared = project.source(self.path) if project is not None else None
-        source = shared if shared is not None and shared.text == self.text else None
+        source = None
+        if shared is not None and shared.text == self.text:
+            source = copy.copy(shared)  # the same tree and node index, named as the user named the file
+            source.path = self.path
         result = check_source(self.text, self.path, settings, project, source=source)
         return result.findings, result.errors
 
