@@ -34,6 +34,10 @@ CASES = {
                           "    y = tf.stop_gradient(w)" + "[0]" * 20_000 + "\ng = tape.gradient(y, w)\n", ["GT002"]),
     "jax_chained_calls_5k": ("import jax\ndef f(w):\n    return jax.lax.stop_gradient(w)" + ".a()" * 5000
                              + "\ng = jax.grad(f)(1.0)\n", ["GT002"]),
+    # functions that share a line (a lambda returning a lambda) reading a rebound module global
+    "lambdas_on_one_line": ("import jax\nscale = 2.0\nscale = 3.0\n"
+                            "f = jax.jit(lambda p: (lambda q: q * scale)(p))\ng = lambda a: lambda b: a * b * scale\n"
+                            "y = f(1.0) + g(1)(2)\n", []),
     "string_5mb": ("import torch\nx = '" + "a" * 5_000_000 + "'\n", []),
     "line_100k_chars": ("import torch\nx = [" + "1, " * 33_000 + "]\n" + DETACH, ["GT105"]),
     # long but plain: analysed to the end (about three times its parse), nothing to report

@@ -210,22 +210,22 @@ class ModuleContext:
         if not assigned or not spans:
             return reads
 
-        def innermost(line: int, before: int):
-            i = bisect.bisect_right(starts, line) - 1
+        def innermost(line: int, below: int):
+            """The last span (index < below) that contains `line`: enclosing spans sort first, so a span's
+            parent always has a smaller index (two lambdas on one line cannot be each other's parent)."""
+            i = min(bisect.bisect_right(starts, line), below) - 1
             while i >= 0:
-                start, end, fn = spans[i]
-                if start <= line <= end and i != before:
+                start, end, _ = spans[i]
+                if start <= line <= end:
                     return i
                 i -= 1
             return None
 
-        parent = {}  # span index -> the span index of the function that encloses it
-        for index, (start, _, _) in enumerate(spans):
-            parent[index] = innermost(start, index)
+        parent = {index: innermost(start, index) for index, (start, _, _) in enumerate(spans)}
         for name in self.source.nodes(ast.Name):
             if name.id not in assigned or not isinstance(name.ctx, ast.Load):
                 continue
-            i = innermost(name.lineno, -1)
+            i = innermost(name.lineno, len(spans))
             while i is not None:  # the function and every function around it reads the name
                 reads.setdefault(id(spans[i][2]), set()).add(name.id)
                 i = parent[i]
