@@ -102,7 +102,6 @@ class NoGradHelper(Rule):
             if decorated is None or func_source is None or func_source.path != ctx.path:
                 continue
             call_line = ctx.span(dead.cut.node).line
-            ctx.report(via, f"`{decorated.name}` runs without gradient recording, but its result feeds the loss "
-                       f"(called on line {call_line}): everything it computes from {names_phrase(dead.lost)} gets no "
-                       "gradient.", severity=dead.severity, related=[ctx.related(dead.cut.node, "called here")])
+            ctx.report(via, f"`{decorated.name}` runs without gradient recording: its call on line {call_line} gives "
+                       f"{names_phrase(dead.lost)} no gradient.", severity=dead.severity, related=[ctx.related(dead.cut.node, "called here")])
         return ()

@@ -16,7 +16,9 @@ class InplaceOnSaved(Rule):
     ## Why is this bad?
     The backward of those operations reads their own output. Modifying it in place bumps its version
     counter, and `backward()` raises "one of the variables needed for gradient computation has been
-    modified by an inplace operation".
+    modified by an inplace operation". An in-place dropout does so in training as soon as its
+    probability is above 0. Modifying one of several views an operation returned (`chunk`, `split`,
+    `unbind`) raises "... is a view and is being modified inplace".
 
     ## Example
     ```python
@@ -103,16 +105,14 @@ class InplaceOnSaved(Rule):
             fix = out_of_place_fix(ctx, event.node, event.stmt, event.var)
             if target.saved_by.startswith("multiview:"):
                 maker = target.saved_by.split(":", 1)[1]
-                ctx.report(event.node, f"`{event.var}` is one of the views `{maker}` returned: `{event.op}` on it "
-                           "raises \"... is a view and is being modified inplace\".", fix=fix)
+                ctx.report(event.node, f"`{event.var}` is one of the views `{maker}` returned: `{event.op}` on it raises.", fix=fix)
                 continue
             saver = "the layer" if target.saved_by == "module" else f"`{target.saved_by}`"
-            when = " (as soon as its dropout probability is above 0, in training)" if "Dropout" in event.op else ""
+            when = " in training" if "Dropout" in event.op else ""
             ctx.report(
                 event.node,
-                f"`{event.var}` was saved by {saver} for the backward pass: `{event.op}` modifies it in place, so "
-                f"`backward()` raises{when} \"one of the variables needed for gradient computation has been modified "
-                "by an inplace operation\".",
+                f"`{event.var}` was saved by {saver} for backward: `{event.op}` changes it, so `backward()` "
+                f"raises{when}.",
                 fix=fix,
             )
         return ()

@@ -101,6 +101,5 @@ class LayerMadePerCall(Rule):
             if event.module.path != ctx.path or id(event.node) in seen:
                 continue
             seen.add(id(event.node))
-            ctx.report(event.node, f"`{event.layer}` is made anew on every call of `{event.method}`: it is not "
-                       "registered, so no optimizer ever trains it.")
+            ctx.report(event.node, f"`{event.layer}` is made anew on every call of `{event.method}`: no optimizer trains it.")
         return ()
