@@ -7,16 +7,11 @@ import ast
 from gradtrace.analysis.core.values import display
 from gradtrace.analysis.frameworks.torch.events import DeadCut
 from gradtrace.findings import Fix, Related
+from gradtrace.rules._messages import join_phrases
 
 
 def names_phrase(lost: list[str], limit: int = 3) -> str:
-    shown = [f"`{display(s)}`" for s in lost[:limit]]
-    more = len(lost) - limit
-    if more > 0:
-        shown.append(f"{more} more")
-    if len(shown) == 1:
-        return shown[0]
-    return ", ".join(shown[:-1]) + " and " + shown[-1]
+    return join_phrases([f"`{display(s)}`" for s in lost], limit)
 
 
 def cut_message(dead: DeadCut, line: int, where: str = "", var: str | None = None) -> str:

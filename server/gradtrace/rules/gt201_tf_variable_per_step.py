@@ -151,12 +151,8 @@ class TFVariablePerStep(Rule):
                 continue
             name = info.name or "this variable"
             if info.per_step == "inside the GradientTape":
-                message = (f"`{name}` is created inside the GradientTape: TensorFlow does record and differentiate it, "
-                           f"but every run of this block makes a fresh variable from its initial value, so nothing "
-                           f"learned for it is kept; create it once, outside the tape.")
+                message = f"`{name}` is created inside the GradientTape: every run restarts it from its initial value."
             else:
-                message = (f"`{name}` is a new tf.Variable created {info.per_step}: each step starts again from its "
-                           f"initial value, so what is learned for it is discarded (a Keras optimizer even raises "
-                           f"ValueError for the unknown variable next step); create it once, before the loop or in "
-                           f"`__init__`/`build`.")
+                where = info.per_step.split(",")[0]
+                message = f"`{name}` is created anew {where}: every step restarts it from its initial value."
             yield ctx.report(info.node, message, data={"lost": [name]})

@@ -171,9 +171,8 @@ class UnwatchedTapeSource(Rule):
                     expr, (ast.Name, ast.Attribute)) else None
                 yield ctx.report(
                     call.node,
-                    f"{label} is a constant tensor, not a trainable variable, and `{tape.name or 'the tape'}` never "
-                    f"watches it, so its gradient is None; call `{tape.name or 'tape'}.watch({text or 'x'})` inside "
-                    f"the `with` block.",
+                    f"{label} is a constant, not a variable, and `{tape.name or 'the tape'}` never watches it: "
+                    "its gradient is None.",
                     fix=fix,
                     data={"lost": [text] if text else []},
                 )
@@ -197,8 +196,7 @@ class UnwatchedTapeSource(Rule):
             what = f"`{ctx.source.segment(where)}`" if where is not tape.node else "this tape"
             yield ctx.report(
                 where,
-                f"The tape was created with `watch_accessed_variables=False` and {what} does not watch {names}, "
-                f"so `{ctx.source.segment(call.node.func)}()` on line {call.node.lineno} returns None for "
-                f"{'it' if len(missing) == 1 else 'them'}; watch every variable you differentiate.",
+                f"{what} leaves {names} unwatched: `{ctx.source.segment(call.node.func)}()` on line "
+                f"{call.node.lineno} returns None for {'it' if len(missing) == 1 else 'them'}.",
                 data={"lost": list(dict.fromkeys(missing))},
             )

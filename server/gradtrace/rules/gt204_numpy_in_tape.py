@@ -135,6 +135,6 @@ class NumpyInTape(Rule):
         for lc in facts.lost_cuts.values():
             if lc.cut.kind not in ("numpy", "python"):
                 continue
-            msg = lost_message(facts, lc.lost, lc.cut, lc.sink_kind, f"`{lc.cut.op}` leaves TensorFlow")
-            yield ctx.report(lc.cut.node, msg + "; use TensorFlow ops on this path.",
+            msg = lost_message(facts, lc.lost, lc.sink_kind, f"`{lc.cut.op}`")
+            yield ctx.report(lc.cut.node, msg,
                              data={"lost": facts.names(lc.lost), "op": lc.cut.op})

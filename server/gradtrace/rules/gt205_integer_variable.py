@@ -131,8 +131,7 @@ class IntegerVariable(Rule):
                 fix = float_literal_fix(ctx, call_argument(info.node, "initial_value", 0), f"`{name}`")
             yield ctx.report(
                 info.node,
-                f"`{name}` is an integer tf.Variable, and tapes only differentiate floating-point variables, so "
-                f"its gradient is always None and it never trains; give it a float initial value or dtype.",
+                f"`{name}` is an integer tf.Variable: its gradient is always None.",
                 fix=fix,
                 data={"lost": [name]},
             )

@@ -145,25 +145,20 @@ class TargetComputedOutsideTape(Rule):
             end = with_node.end_lineno or with_node.lineno
             yield ctx.report(
                 stmt,
-                f"`{name}` is computed here, after the tape's `with` block ended on line {end}, so the tape did "
-                f"not record it and `{ctx.source.segment(node.func)}()` on line {node.lineno} returns None for "
-                f"every variable; compute `{name}` inside the `with` block.",
+                f"`{name}` is computed after the tape's block ends (line {end}): "
+                f"`{ctx.source.segment(node.func)}()` on line {node.lineno} returns None.",
                 data={"lost": [name]},
             )
-        for node, (name, before, target, with_node) in facts.forward_outside.items():
+        for node, (name, before, _target, with_node) in facts.forward_outside.items():
             yield ctx.report(
                 before,
-                f"`{name}` is computed here, before the tape's `with` block on line {with_node.lineno} starts "
-                f"recording, and `{target}` depends on the variables only through it, so "
-                f"`{ctx.source.segment(node.func)}()` on line {node.lineno} returns None for every variable; move "
-                f"this line into the `with` block.",
+                f"`{name}` is computed before the tape on line {with_node.lineno} records: "
+                f"`{ctx.source.segment(node.func)}()` on line {node.lineno} returns None.",
                 data={"lost": [name]},
             )
         for node, (name, before) in facts.outside_targets.items():
             yield ctx.report(
                 node,
-                f"`{name}` was computed on line {before.lineno}, before this tape started recording, so the tape "
-                f"has no path from it to the variables and every gradient is None; compute `{name}` inside the "
-                f"`with` block.",
+                f"`{name}` was computed on line {before.lineno}, before this tape records: every gradient is None.",
                 data={"lost": [name]},
             )

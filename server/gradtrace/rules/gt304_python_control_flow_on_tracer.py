@@ -166,6 +166,5 @@ class PythonControlFlowOnTracer(Rule):
             transform = found.transform
             yield ctx.report(
                 node,
-                f"This condition depends on a value traced by {transform}, which has no concrete truth value, so "
-                f"tracing raises TracerBoolConversionError; use `jnp.where`/`jax.lax.cond` or a static argument.",
+                f"This condition reads a value traced by {transform}: it raises TracerBoolConversionError.",
             )
