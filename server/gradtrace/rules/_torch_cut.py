@@ -22,7 +22,7 @@ def cut_message(dead: DeadCut, line: int, where: str = "", var: str | None = Non
     verb = "get" if len(dead.lost) > 1 else "gets"
     what = "a zero gradient" if c.zero else "no gradient"
     target = dead.sink.label
-    cut_what = f" cuts `{c.var}`" if c.var else f" cuts it from `{target}`"
+    cut_what = f" cuts `{c.var}`" if c.var else f" cuts it from `{target}`" if len(target) <= 24 else " cuts it"
     if dead.sink.kind == "output" and not c.var:
         cut_what = " cuts it from the module's output"
     message = f"{subject} {verb} {what}: `{c.op}` on line {line}{where}{cut_what}"

@@ -163,7 +163,7 @@ class PythonControlFlowOnTracer(Rule):
 
     def check(self, ctx):
         for node, found in ctx.jax.control_flow.items():
-            transform = found.transform
+            transform = " under ".join(f"`{t}`" for t in found.transform.split(" under "))
             yield ctx.report(
                 node,
                 f"This condition reads a value traced by {transform}: it raises TracerBoolConversionError.",
