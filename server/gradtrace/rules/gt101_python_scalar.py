@@ -17,6 +17,8 @@ class PythonScalarOnPath(Rule):
     (a term is missing) when another path remains. Re-wrapping the number with
     `torch.tensor(..., requires_grad=True)` makes a brand-new leaf and hides the error.
     `loss.item()` for logging is fine: it does not feed the loss.
+    If nothing else in the loss requires grad, `backward()` raises "element 0 of tensors does not
+    require grad".
 
     ## Example
     ```python

@@ -15,6 +15,8 @@ class NumpyRoundTrip(Rule):
     NumPy arrays have no autograd history; everything before the conversion gets no gradient from
     this path. The tensor that comes back is a fresh leaf, so nothing fails loudly: the parameters
     upstream simply never train.
+    If nothing else in the loss requires grad, `backward()` raises "element 0 of tensors does not
+    require grad".
 
     ## Example
     ```python

@@ -17,6 +17,8 @@ class NoGradHelper(Rule):
     The decorator disables gradient recording for everything inside the helper: its result has no
     history, so the layers that produced its input get no gradient. The decorator is invisible at
     the call site, which makes this hard to spot.
+    If nothing else in the loss requires grad, `backward()` raises "element 0 of tensors does not
+    require grad".
 
     ## Example
     ```python

@@ -33,6 +33,8 @@ class ReentrantCheckpoint(Rule):
     checkpointing records a graph only when an *input* requires grad, so the output has no history: the
     parameters inside get no gradient ("None of the inputs have requires_grad=True. Gradients will be
     None"), or `backward()` raises when nothing else requires grad.
+    If nothing else in the loss requires grad, `backward()` raises "element 0 of tensors does not
+    require grad".
 
     ## Example
     ```python

@@ -41,6 +41,7 @@ class JaxStopGradientOnlyPath(Rule):
     ## Why is this bad?
     JAX returns an all-zero gradient for every parameter behind the cut: no error, the parameters just
     never move.
+    Stop only what must not train (a target, a statistic), not the path the parameters need.
 
     ## Example
     ```python

@@ -42,6 +42,8 @@ class WhereNanGradient(Rule):
     `where` selects values, but reverse mode still differentiates both branches and multiplies the
     unselected one by zero: where `f'(x)` is infinite (`log` or `sqrt` at 0, division by 0) that gives
     `inf * 0 = NaN`, and the NaN spreads to the parameters.
+    Make the argument safe too (a "double where"): replace it by a harmless value where the
+    condition is false, as below.
 
     ## Example
     ```python
