@@ -245,7 +245,7 @@ class FrozenButOptimized(Rule):
                 names = names_phrase(frozen)
                 line = ctx.span(optimizer.node).line
                 if len(frozen) == len(srcs):
-                    message = f"This freezes {names}, all that the optimizer on line {line} trains: nothing moves."
+                    message = f"This freezes {names}, which is all the optimizer on line {line} trains."
                 else:
                     message = f"This freezes {names}, which the optimizer on line {line} is given to train."
                 ctx.report(freeze.node, message, related=[ctx.related(optimizer.node, "optimizer built here")])

@@ -152,13 +152,13 @@ class TargetComputedOutsideTape(Rule):
         for node, (name, before, _target, with_node) in facts.forward_outside.items():
             yield ctx.report(
                 before,
-                f"`{name}` is computed before the tape on line {with_node.lineno} records: "
+                f"`{name}` is computed before the tape on line {with_node.lineno} starts: "
                 f"`{ctx.source.segment(node.func)}()` on line {node.lineno} returns None.",
                 data={"lost": [name]},
             )
         for node, (name, before) in facts.outside_targets.items():
             yield ctx.report(
                 node,
-                f"`{name}` was computed on line {before.lineno}, before this tape records: every gradient is None.",
+                f"`{name}` was computed on line {before.lineno}, before this tape started recording: every gradient is None.",
                 data={"lost": [name]},
             )

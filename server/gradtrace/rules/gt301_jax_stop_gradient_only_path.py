@@ -167,7 +167,7 @@ class JaxStopGradientOnlyPath(Rule):
             what = "`tree_map(lax.stop_gradient, ...)`" if cut.op.startswith("tree_map") else "`lax.stop_gradient`"
             yield ctx.report(
                 node,
-                f"{names} {'gets' if len(lost) == 1 else 'get'} zero gradients: {what} cuts "
+                f"{names} {'gets a zero gradient' if len(lost) == 1 else 'get zero gradients'}: {what} cuts "
                 f"{'its' if len(lost) == 1 else 'their'} only path to the loss.",
                 data={"lost": sorted(lost), "op": cut.op},
             )
