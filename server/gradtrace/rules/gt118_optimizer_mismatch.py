@@ -242,7 +242,7 @@ class OptimizerMismatch(Rule):
             name = optimizer.var or "this optimizer"
             sink_line = ctx.span(sink.node).line
             ctx.report(optimizer.node,
-                       f"`{name}` trains {names_phrase(sorted(coverage.srcs))}, but its loss on line {sink_line} "
+                       f"`{name}` holds {names_phrase(sorted(coverage.srcs))}, but its loss on line {sink_line} "
                        f"reaches only {names_phrase(sorted(reached))}, which never {'trains' if len(reached) == 1 else 'train'}.",
                        related=[ctx.related(sink.node, "the backward pass this optimizer steps after"),
                                 ctx.related(step.node, "the step")],

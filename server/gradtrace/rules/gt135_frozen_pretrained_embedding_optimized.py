@@ -215,8 +215,8 @@ class FrozenPretrainedEmbeddingOptimized(Rule):
                 continue
             optimizer, reference = found
             line = ctx.span(optimizer).line
-            ctx.report(call, f"`{layer}.from_pretrained` freezes its weight (no gradient), yet the optimizer on "
-                       f"line {line} trains it.", fix=self.fix(ctx, call),
+            ctx.report(call, f"`{layer}.from_pretrained` freezes its weight (no gradient), yet line {line} gives it to "
+                       "the optimizer.", fix=self.fix(ctx, call),
                        related=[ctx.related(reference, "the frozen embedding is given to the optimizer here")])
         return ()
 

@@ -6,6 +6,7 @@ import ast
 
 from gradtrace.analysis.frameworks.tensorflow.events import VarInfo
 from gradtrace.analysis.tfjax_fixes import watch_fix
+from gradtrace.rules._messages import join_phrases
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 CONSTANT_KINDS = ("tensor", "array")
@@ -191,9 +192,9 @@ class UnwatchedTapeSource(Rule):
                 missing.append(facts.name(info.id))
             if not missing:
                 continue
-            names = ", ".join(f"`{n}`" for n in dict.fromkeys(missing))
+            names = join_phrases([f"`{n}`" for n in dict.fromkeys(missing)])
             where = tape.watch_nodes[0] if len(tape.watch_nodes) == 1 else tape.node
-            what = f"`{ctx.source.segment(where)}`" if where is not tape.node else "this tape"
+            what = f"`{ctx.source.segment(where)}`" if where is not tape.node else "This tape"
             yield ctx.report(
                 where,
                 f"{what} leaves {names} unwatched: `{ctx.source.segment(call.node.func)}()` on line "
