@@ -14,9 +14,9 @@ class InplaceOnSaved(Rule):
     `relu`, `sqrt`, ...), while gradients are being recorded.
 
     ## Why is this bad?
-    The backward of those operations reads their own output. Modifying it in place bumps its version
-    counter, and `backward()` raises "one of the variables needed for gradient computation has been
-    modified by an inplace operation". An in-place dropout does so in training as soon as its
+    The backward of those operations reads their own output, so changing it in place makes
+    `backward()` raise. The in-place change bumps its version counter, and the error reads "one of the
+    variables needed for gradient computation has been modified by an inplace operation". An in-place dropout does so in training as soon as its
     probability is above 0. Modifying one of several views an operation returned (`chunk`, `split`,
     `unbind`) raises "... is a view and is being modified inplace".
 

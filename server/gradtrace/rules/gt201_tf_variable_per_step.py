@@ -18,11 +18,12 @@ class TFVariablePerStep(Rule):
     a Keras layer's `call()` / a `tf.Module`'s `__call__`.
 
     ## Why is this bad?
-    TensorFlow 2 *does* record a variable created and read inside a tape, so `tape.gradient` returns a
-    gradient for it. But the next step creates a fresh variable with the initial value again: whatever
-    was learned is thrown away and the loss never improves. A Keras 3 optimizer, built for the first
-    variable, raises `ValueError: Unknown variable` when handed the new one. In a layer's `call()` the
-    new variable is not even tracked by the layer's weights.
+    Every step creates a fresh variable from the initial value: what was learned is thrown away.
+    The loss never improves. TensorFlow 2 *does* record a variable created and read
+    inside a tape, so `tape.gradient` returns a gradient for it, but a Keras 3 optimizer, built for the
+    first variable, raises `ValueError: Unknown variable` when handed the new one. In a layer's
+    `call()` the new variable is not even tracked by the layer's weights. Create it once: before the
+    loop, or in `__init__`/`build`.
 
     ## Example
     ```python

@@ -22,9 +22,9 @@ class NumpyInTape(Rule):
     function runs eagerly, so it is differentiable.
 
     ## Why is this bad?
-    The tape records TensorFlow operations only. A NumPy array or a Python number carries no history:
-    converting back with `tf.constant`/`tf.convert_to_tensor` makes a new constant, and every variable
-    before the conversion gets a `None` gradient.
+    A NumPy array or Python number has no history: the variables before it get a `None` gradient.
+    The tape records TensorFlow operations only; converting back with
+    `tf.constant`/`tf.convert_to_tensor` makes a new constant. Keep this path in TensorFlow ops.
 
     ## Example
     ```python

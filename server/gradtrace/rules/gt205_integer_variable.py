@@ -21,9 +21,11 @@ class IntegerVariable(Rule):
     (`step = tf.Variable(0, trainable=False)`, `calls.assign_add(1)`) stay quiet.
 
     ## Why is this bad?
-    `tf.Variable(0)` is `int32`. Tapes only watch floating-point tensors: the gradient is `None`
-    (TensorFlow logs "The dtype of the watched tensor must be floating"), and a `tf.cast` to float in the
-    model does not help — the cast output is a new tensor with no path back to the variable.
+    Tapes only watch floating-point tensors, so an integer variable's gradient is always `None`.
+    `tf.Variable(0)` is `int32`, and TensorFlow logs "The dtype of the watched tensor must be
+    floating". A
+    `tf.cast` to float in the model does not help: the cast output is a new tensor with no path back to
+    the variable. Give the variable a float initial value or dtype.
 
     ## Example
     ```python

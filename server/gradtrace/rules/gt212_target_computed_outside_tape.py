@@ -22,9 +22,10 @@ class TargetComputedOutsideTape(Rule):
     called inside it, stays quiet.
 
     ## Why is this bad?
-    A tape records only the operations that run while it is active. A loss computed earlier has no
-    recorded path to the variables: every gradient is `None`, and `apply_gradients` raises "No
-    gradients provided for any variable".
+    A tape records only what runs while it is active: a loss computed outside it gives `None`
+    gradients. Computed before the tape starts (or after its block ends), it has no recorded path to
+    the variables. `apply_gradients` then raises "No gradients provided for any variable". Compute it inside
+    the `with` block.
 
     ## Example
     ```python

@@ -39,9 +39,13 @@ class ArgnumsMismatch(Rule):
     the output does not depend on the differentiated value, so its gradient is all zeros.
 
     ## Why is this bad?
-    `jax.grad` differentiates only `argnums` (default: the first argument). With parameters in another
-    position or closed over, the "gradients" are with respect to the data: the update either fails with
-    a pytree-structure error or silently moves the parameters in a meaningless direction.
+    `jax.grad` differentiates only `argnums` (default: the first argument); other inputs are data to
+    it. With the parameters in another position or closed over, the "gradients" are with respect to
+    the data. The update either
+    fails with a pytree-structure error or silently moves the parameters in a meaningless direction;
+    a function that reads `self.params` instead of its differentiated argument gets all-zero
+    gradients. Pass the parameters at a position listed in `argnums`, and unpack the gradients in the
+    order of `argnums`.
 
     ## Example
     ```python
