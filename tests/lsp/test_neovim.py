@@ -55,6 +55,8 @@ def test_neovim_diagnostics_hover_quick_fix(tmp_path):
     col = len(text[3][: text[3].index("require_grad")].encode("utf-8"))  # bytes: the 🐍 is 4 of them
     assert [(d["code"], d["lnum"], d["col"]) for d in diags["items"]] == [("GT116", 3, col), ("GT130", 6, 0)]
     assert all(d["source"] == "gradtrace" for d in diags["items"])
+    # one short sentence each: the float and the quickfix list show it whole
+    assert all(len(d["message"]) <= 100 and d["message"].endswith(".") for d in diags["items"]), diags["items"]
 
     typing = steps["typing"]  # findings survive a statement being typed; GT000 where Python points
     assert typing["ok"], typing

@@ -310,7 +310,7 @@ def test_keras_lambda_layers_run_their_function():
         grads = tape.gradient(loss, model.trainable_variables)
         """)
     assert [(f.line, f.code) for f in got] == [(5, "GT203")]
-    assert "the layer created on line 4" in got[0].message
+    assert "The layer created on line 4" in got[0].message
 
 
 def test_functions_with_their_own_gradient_are_not_cuts():

@@ -7,16 +7,11 @@ import ast
 from gradtrace.analysis.core.values import display
 from gradtrace.analysis.frameworks.torch.events import DeadCut
 from gradtrace.findings import Fix, Related
+from gradtrace.rules._messages import join_phrases
 
 
 def names_phrase(lost: list[str], limit: int = 3) -> str:
-    shown = [f"`{display(s)}`" for s in lost[:limit]]
-    more = len(lost) - limit
-    if more > 0:
-        shown.append(f"{more} more")
-    if len(shown) == 1:
-        return shown[0]
-    return ", ".join(shown[:-1]) + " and " + shown[-1]
+    return join_phrases([f"`{display(s)}`" for s in lost], limit)
 
 
 def cut_message(dead: DeadCut, line: int, where: str = "", var: str | None = None) -> str:
@@ -27,19 +22,19 @@ def cut_message(dead: DeadCut, line: int, where: str = "", var: str | None = Non
     verb = "get" if len(dead.lost) > 1 else "gets"
     what = "a zero gradient" if c.zero else "no gradient"
     target = dead.sink.label
-    cut_what = f" cuts `{c.var}` from `{target}`" if c.var else f" cuts it from `{target}`"
-    if dead.sink.kind == "output":
-        cut_what = f" cuts `{c.var}` from the module's output" if c.var else " cuts it from the module's output"
-    message = f"{subject} {verb} {what}: `{c.op}` on line {line}{where}{cut_what}."
+    cut_what = f" cuts `{c.var}`" if c.var else f" cuts it from `{target}`" if len(target) <= 24 else " cuts it"
+    if dead.sink.kind == "output" and not c.var:
+        cut_what = " cuts it from the module's output"
+    message = f"{subject} {verb} {what}: `{c.op}` on line {line}{where}{cut_what}"
     if c.kind == "grad_disabled":
-        message = (f"{subject} {verb} {what}: `{c.op}` on line {line}{where} switches gradient recording off for "
-                   f"everything that runs after it, so `{target}` has no history.")
+        message = f"{subject} {verb} {what}: `{c.op}` on line {line}{where} disables autograd"
     if dead.partial:
         verb = "lose" if len(dead.lost) > 1 else "loses"
-        message = (f"{subject} {verb} part of the gradient: `{c.op}` on line {line}{where} leaves tensor land, "
-                   f"so the path through `{c.var or 'it'}` contributes nothing to `{target}`.")
+        message = (f"{subject} {verb} part of the gradient: `{c.op}` on line {line}{where} cuts the path through "
+                   f"`{c.var or 'it'}`")
     if dead.raises and not c.zero:
-        message += " Nothing else in it requires grad, so `backward()` raises \"element 0 of tensors does not require grad\"."
+        message += ", so `backward()` raises"
+    message += "."
     return message
 
 

@@ -12,9 +12,9 @@ class PythonScalarOnPath(Rule):
     when the resulting Python number (or list) is used to compute the loss.
 
     ## Why is this bad?
-    A Python number has no autograd history. Whatever produced the tensor gets no gradient through
-    this path: `.grad` stays `None` when it was the only path, and the gradient is silently wrong
-    (a term is missing) when another path remains. Re-wrapping the number with
+    A Python number has no autograd history: what produced it gets no gradient this way. `.grad` stays `None` when it was the only path (and if nothing else in the loss requires
+    grad, `backward()` raises "element 0 of tensors does not require grad"); the gradient is silently
+    wrong (a term is missing) when another path remains. Re-wrapping the number with
     `torch.tensor(..., requires_grad=True)` makes a brand-new leaf and hides the error.
     `loss.item()` for logging is fine: it does not feed the loss.
 

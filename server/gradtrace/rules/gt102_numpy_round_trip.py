@@ -14,7 +14,8 @@ class NumpyRoundTrip(Rule):
     ## Why is this bad?
     NumPy arrays have no autograd history; everything before the conversion gets no gradient from
     this path. The tensor that comes back is a fresh leaf, so nothing fails loudly: the parameters
-    upstream simply never train.
+    upstream simply never train. Only when nothing else in the loss requires grad does `backward()`
+    raise "element 0 of tensors does not require grad".
 
     ## Example
     ```python

@@ -44,6 +44,8 @@ class MathOnTensor(Rule):
     `math` functions convert their argument to a Python float (with a warning for tensors that require
     grad); the result has no autograd history, so the path through it contributes no gradient: the
     gradient is `None` when that was the only path, or silently wrong when another path remains.
+    If nothing else in the loss requires grad, `backward()` raises "element 0 of tensors does not
+    require grad".
 
     ## Example
     ```python

@@ -36,6 +36,8 @@ class RewrapTensor(Rule):
     produced the input get no gradient through it. `torch.tensor(t)` warns, `torch.tensor([t1, t2])`
     only sometimes, and `torch.Tensor([t1, t2])` is silent. `torch.as_tensor(t)` and `torch.stack`
     keep the graph and are fine.
+    If nothing else in the loss requires grad, `backward()` raises "element 0 of tensors does not
+    require grad".
 
     ## Example
     ```python

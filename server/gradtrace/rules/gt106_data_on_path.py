@@ -22,6 +22,8 @@ class DataOnPath(Rule):
     ## Why is this bad?
     `.data` is a view without history that also bypasses autograd's version checks: reads cut the
     graph (the parameters behind it get no gradient), writes can silently corrupt gradients.
+    If nothing else in the loss requires grad, `backward()` raises "element 0 of tensors does not
+    require grad".
 
     ## Example
     ```python

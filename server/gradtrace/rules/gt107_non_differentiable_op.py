@@ -17,6 +17,7 @@ class NonDifferentiableOp(Rule):
     `backward()` raises). Step functions have a gradient of zero almost everywhere, so the parameters
     before them get a zero gradient and never move. Using the *values* (`max(dim).values`,
     `topk(...).values`) or indexing a tensor with the indices (`z[idx]`) is differentiable and fine.
+    With nothing else requiring grad, the error reads "element 0 of tensors does not require grad".
 
     ## Example
     ```python

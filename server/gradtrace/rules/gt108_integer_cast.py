@@ -13,6 +13,8 @@ class IntegerCast(Rule):
     ## Why is this bad?
     Integer and boolean tensors cannot require grad: the cast silently returns a tensor with no
     history, so everything before it gets no gradient (no error is raised at the cast).
+    If nothing else in the loss requires grad, `backward()` raises "element 0 of tensors does not
+    require grad".
 
     ## Example
     ```python

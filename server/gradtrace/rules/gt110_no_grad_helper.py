@@ -17,6 +17,8 @@ class NoGradHelper(Rule):
     The decorator disables gradient recording for everything inside the helper: its result has no
     history, so the layers that produced its input get no gradient. The decorator is invisible at
     the call site, which makes this hard to spot.
+    If nothing else in the loss requires grad, `backward()` raises "element 0 of tensors does not
+    require grad".
 
     ## Example
     ```python
@@ -102,7 +104,6 @@ class NoGradHelper(Rule):
             if decorated is None or func_source is None or func_source.path != ctx.path:
                 continue
             call_line = ctx.span(dead.cut.node).line
-            ctx.report(via, f"`{decorated.name}` runs without gradient recording, but its result feeds the loss "
-                       f"(called on line {call_line}): everything it computes from {names_phrase(dead.lost)} gets no "
-                       "gradient.", severity=dead.severity, related=[ctx.related(dead.cut.node, "called here")])
+            ctx.report(via, f"`{decorated.name}` runs without gradient recording: its call on line {call_line} gives "
+                       f"{names_phrase(dead.lost)} no gradient.", severity=dead.severity, related=[ctx.related(dead.cut.node, "called here")])
         return ()

@@ -12,9 +12,10 @@ class GradDisabledGlobally(Rule):
     later training step is affected: grad mode is process-wide and stays off after the function returns.
 
     ## Why is this bad?
-    Every forward pass after the call records nothing. The first epoch trains; after the first
-    evaluation, the loss has no history and `backward()` raises "element 0 of tensors does not require
-    grad" (or, with `requires_grad_()` sprinkled around, the model silently stops training).
+    Every forward pass after the call records nothing: the parameters get no gradient. With
+    nothing else requiring grad, `backward()` raises "element 0 of tensors does not require grad".
+    Typically the first epoch trains and everything after the first evaluation does not (or, with
+    `requires_grad_()` sprinkled around, the model silently stops training).
 
     ## Example
     ```python

@@ -105,7 +105,10 @@ class NonLeafParameter(Rule):
     The variable holds the *result* of the operation, a non-leaf tensor: autograd accumulates the
     gradient in the hidden leaf created first, so `w.grad` stays `None` (with a warning when read), and
     an optimizer given `w` never moves it. `torch.optim` refuses a non-leaf tensor outright:
-    `ValueError: can't optimize a non-leaf Tensor`.
+    `ValueError: can't optimize a non-leaf Tensor`. Stored on a module (`self.w = nn.Parameter(...) * 0.5`),
+    the computed tensor is not registered, so `parameters()` and the optimizer leave it out, and it keeps
+    the graph built at construction: the second `backward()` through it raises, since that graph was
+    freed by the first.
 
     ## Example
     ```python
@@ -261,10 +264,8 @@ class NonLeafParameter(Rule):
                 continue  # `nn.Parameter(...).to(...)`: GT113 speaks of conversions
             if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self":
                 what = "`nn.Parameter(...)`" if _is_parameter(ctx, factory) else "`requires_grad=True`"
-                ctx.report(node.value, f"`self.{target.attr}` is not a parameter: `{op}` after {what} stores a "
-                           "computed tensor, which the module does not register, so `parameters()` and the optimizer "
-                           f"leave it out, and it keeps one graph from construction that the second `backward()` "
-                           "through it finds freed.", severity="warning", fix=make_leaf_fix(ctx, node.value, factory))
+                ctx.report(node.value, f"`self.{target.attr}` is not a parameter: `{op}` after {what} stores an "
+                           "unregistered computed tensor.", severity="warning", fix=make_leaf_fix(ctx, node.value, factory))
                 continue
             if not isinstance(target, ast.Name):
                 continue
@@ -275,8 +276,7 @@ class NonLeafParameter(Rule):
             used_as_param = (f"{name}.grad" in text or f"[{name}" in text or f", {name}]" in text
                              or in_container and (f"{name}.grad" in text or "optim" in text) and f"({name})" not in text)
             severity = "warning" if used_as_param else "information"
-            ctx.report(node.value, f"`{name}` is not a leaf: `{op}` after `requires_grad=True` stores a computed "
-                       f"tensor, so `{name}.grad` stays None and an optimizer cannot train it.",
+            ctx.report(node.value, f"`{name}` is not a leaf: `{op}` after `requires_grad=True` leaves `{name}.grad` None.",
                        severity=severity, fix=make_leaf_fix(ctx, node.value, factory))
         return ()
 
@@ -291,5 +291,5 @@ class NonLeafParameter(Rule):
                 continue  # computed from a leaf made right there: the assignment that made it is reported
             whose = names_phrase(named)
             ctx.report(optimizer.node, f"The optimizer is given a tensor computed from {whose}, not a leaf: it "
-                       "raises ValueError (can't optimize a non-leaf Tensor).", severity="error")
+                       "raises ValueError.", severity="error")
 

@@ -114,13 +114,11 @@ class ParameterConversion(Rule):
                     seen.add(id(attr.value))
                     method = attr.value.func.attr
                     if method in MAYBE_SAME and not _changes_dtype(ctx, attr.value):
-                        ctx.report(attr.value, f"`self.{attr.name}` stops being a parameter if `.{method}()` moves it: "
-                                   "a moved copy is a plain tensor that is not registered.", severity="information",
+                        ctx.report(attr.value, f"`self.{attr.name}` stops being a parameter if `.{method}()` moves it.", severity="information",
                                    fix=move_inside(ctx, attr.value))
                         continue
                     ctx.report(attr.value, f"`self.{attr.name}` is not a parameter: `.{method}()` after "
-                               "`nn.Parameter(...)` returns a plain tensor, so it is not registered and its `.grad` stays "
-                               "None.", fix=move_inside(ctx, attr.value))
+                               "`nn.Parameter(...)` returns an unregistered plain tensor.", fix=move_inside(ctx, attr.value))
         for node in ctx.source.nodes(ast.Assign):
             if isinstance(node, ast.Assign) and id(node.value) not in seen and isinstance(node.value, ast.Call):
                 value = node.value
@@ -129,12 +127,11 @@ class ParameterConversion(Rule):
                     if ctx.names.qualname(value.func.value.func) in ("torch.nn.Parameter", "torch.nn.parameter.Parameter"):
                         target = ctx.source.segment(node.targets[0])
                         if value.func.attr in MAYBE_SAME and not _changes_dtype(ctx, value):
-                            ctx.report(value, f"`{target}` stops being a parameter if `.{value.func.attr}()` moves it: "
-                                       "a moved copy is a plain, non-leaf tensor.", severity="information",
+                            ctx.report(value, f"`{target}` stops being a parameter if `.{value.func.attr}()` moves it.", severity="information",
                                        fix=move_inside(ctx, value))
                             continue
                         ctx.report(value, f"`{target}` is not a parameter: `.{value.func.attr}()` after `nn.Parameter(...)` "
-                                   "returns a plain, non-leaf tensor whose `.grad` stays None.",
+                                   "leaves its `.grad` None.",
                                    fix=move_inside(ctx, value))
         return ()
 

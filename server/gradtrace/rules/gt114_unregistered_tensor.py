@@ -122,7 +122,6 @@ class UnregisteredTensor(Rule):
             for attr in info.attrs.values():
                 if attr.kind != "tensor_grad":
                     continue
-                ctx.report(attr.value, f"`self.{attr.name}` requires grad but is a plain tensor, not an "
-                           f"`nn.Parameter`: `{info.name}.parameters()` leaves it out, so the optimizer never "
-                           "updates it.", fix=parameter_fix(ctx, attr.value))
+                ctx.report(attr.value, f"`self.{attr.name}` is a plain tensor, not an `nn.Parameter`: "
+                           f"`{info.name}.parameters()` leaves it out.", fix=parameter_fix(ctx, attr.value))
         return ()

@@ -213,7 +213,6 @@ class UnregisteredContainer(Rule):
                     continue
                 what = "layers" if attr.kind == "modules_container" else "parameters"
                 ctx.report(attr.value, f"`self.{attr.name}` keeps {what} in a Python {attr.container}: "
-                           f"`{info.name}.parameters()` does not include them, so the optimizer never trains them "
-                           f"(and `.to(device)` never moves them). Use `nn.{wrapper}`.",
+                           f"`{info.name}.parameters()` leaves them out.",
                            fix=wrap_fix(ctx, attr.value, wrapper))
         return ()

@@ -104,8 +104,7 @@ class RequiresGradTypo(Rule):
             if isinstance(node, ast.Attribute) and node.attr in SILENT_ATTRS and isinstance(node.ctx, ast.Store):
                 fix = rename_fix(ctx, node, node.attr, "requires_grad")
                 target = ctx.source.segment(node.value)
-                ctx.report(node, f"`{node.attr}` is a typo for `requires_grad`: the assignment only adds a new attribute "
-                           f"to `{target}`, whose `requires_grad` does not change.", fix=fix)
+                ctx.report(node, f"`{node.attr}` is a typo for `requires_grad`: `{target}.requires_grad` does not change.", fix=fix)
             elif isinstance(node, ast.Attribute) and node.attr.rstrip("_") in TYPOS and isinstance(node.ctx, ast.Load):
                 if node.attr.endswith("_"):
                     fix = rename_fix(ctx, node, node.attr, "requires_grad_")
@@ -113,6 +112,5 @@ class RequiresGradTypo(Rule):
                                severity="error", fix=fix)
             elif isinstance(node, ast.keyword) and node.arg in TYPOS:
                 fix = rename_fix(ctx, node, node.arg, "requires_grad")
-                ctx.report(node, f"`{node.arg}=` is a typo for `requires_grad=`: torch raises TypeError on the "
-                           "unexpected keyword.", severity="error", fix=fix)
+                ctx.report(node, f"`{node.arg}=` is a typo for `requires_grad=`: torch raises TypeError.", severity="error", fix=fix)
         return ()

@@ -1,7 +1,8 @@
 import ast
 
-from gradtrace.analysis.core.values import display, overlaps
+from gradtrace.analysis.core.values import overlaps
 from gradtrace.analysis.name_predicates import candidate_names, evaluate
+from gradtrace.rules._torch_cut import names_phrase
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 
@@ -218,9 +219,8 @@ class FrozenButOptimized(Rule):
                     end = ctx.span(stmt)
                     where = Span(span.line, span.column, end.end_line, end.end_column)
                     pick_line = ctx.span(pick).line
-                    ctx.report(where, f"This freezes parameters such as `{clash}`, which the selection on line "
-                               f"{pick_line} hands to the optimizer: they get no gradient and never train. Is the "
-                               "condition inverted?", related=[ctx.related(pick, "the optimizer's selection")])
+                    ctx.report(where, f"This freezes `{clash}`, which line {pick_line} selects for the optimizer: "
+                               "is the condition inverted?", related=[ctx.related(pick, "the optimizer's selection")])
                     break
         return ()
 
@@ -242,14 +242,12 @@ class FrozenButOptimized(Rule):
                 frozen = [c for c in sorted(srcs) if any(c == f or c.startswith(f + ".") for f in freeze.srcs)]
                 if not frozen or any(any(overlaps(c, u) for u in f.srcs) for f in unfrozen for c in frozen):
                     continue
-                names = ", ".join(f"`{display(c)}`" for c in frozen)
+                names = names_phrase(frozen)
                 line = ctx.span(optimizer.node).line
                 if len(frozen) == len(srcs):
-                    message = f"This freezes {names}, which is all the optimizer on line {line} trains: it gets no " \
-                              "gradient and never moves."
+                    message = f"This freezes {names}, which is all the optimizer on line {line} trains."
                 else:
-                    message = f"This freezes {names}, which the optimizer on line {line} is given to train: it gets " \
-                              "no gradient and never moves (nothing sets requires_grad back)."
+                    message = f"This freezes {names}, which the optimizer on line {line} is given to train."
                 ctx.report(freeze.node, message, related=[ctx.related(optimizer.node, "optimizer built here")])
 
 

@@ -37,10 +37,11 @@ class OptimizerMismatch(Rule):
     ## Why is this bad?
     The parameters that the loss does reach accumulate gradients that no optimizer ever applies:
     they never train. The optimizer that steps moves other parameters on stale or zero gradients.
-    A layer replaced after the optimizer was built is not in any param group at all. A model left out
-    of every optimizer gets a gradient at each `backward()` and never changes: the network trains
-    around a random head. Unfreezing changes `requires_grad`, not the optimizer's param groups: the
-    unfrozen parameters get gradients that nothing applies (add them with `optimizer.add_param_group`).
+    A layer replaced after the optimizer was built is not in any param group at all: its new
+    parameters get gradients but never change. A model left out of every optimizer gets a gradient at
+    each `backward()` and never changes: the network trains around a random head. Unfreezing changes
+    `requires_grad`, not the optimizer's param groups: the unfrozen parameters get gradients that
+    nothing applies (add them with `optimizer.add_param_group`).
 
     ## Example
     ```python
@@ -414,9 +415,8 @@ class OptimizerMismatch(Rule):
             name = optimizer.var or "this optimizer"
             sink_line = ctx.span(sink.node).line
             ctx.report(optimizer.node,
-                       f"`{name}` is built over {names_phrase(sorted(coverage.srcs))}, but the loss it steps after "
-                       f"(`{sink.label}`, line {sink_line}) only reaches {names_phrase(sorted(reached))}: those never "
-                       "train.",
+                       f"`{name}` holds {names_phrase(sorted(coverage.srcs))}, but its loss on line {sink_line} "
+                       f"reaches only {names_phrase(sorted(reached))}, which never {'trains' if len(reached) == 1 else 'train'}.",
                        related=[ctx.related(sink.node, "the backward pass this optimizer steps after"),
                                 ctx.related(step.node, "the step")],
                        data={"lost": [display(s) for s in sorted(reached)]})
@@ -429,8 +429,7 @@ class OptimizerMismatch(Rule):
             what = "model" if "." not in surgery.target else "layer"
             if surgery.parameter:
                 what = "parameter"
-            consequence = f"the new {what}'s parameters are in no optimizer and never train." if what != "parameter" \
-                else "the new parameter is in no optimizer and never trains."
+            consequence = f"the new {what} never trains."
             ctx.report(surgery.node, f"`{surgery.target}` is replaced after the optimizer on line {line} was built: "
                        + consequence,
                        related=[ctx.related(surgery.optimizer.node, "optimizer built here")])

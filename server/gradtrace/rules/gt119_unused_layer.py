@@ -134,7 +134,7 @@ class UnusedLayer(Rule):
                 if attr.kind == "module" and attr.layer and attr.layer.split(".")[-1] in api.PARAMETERLESS_LAYERS:
                     continue  # an unused Dropout or ReLU has no parameters to lose
                 what = "layer" if attr.kind != "param" else "parameter"
-                ctx.report(attr.stmt, f"`{attr.name}` is a {what} of `{info.name}` that nothing uses: `forward` never "
-                           f"reads `self.{attr.name}`, so its parameters never get a gradient (`.grad` stays None).",
+                ctx.report(attr.stmt, f"`{attr.name}` is a {what} of `{info.name}` that `forward` never reads: "
+                           + ("it gets" if what == "parameter" else "its parameters get") + " no gradient.",
                            severity=severity)
         return ()

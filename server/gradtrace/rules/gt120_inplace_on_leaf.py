@@ -157,9 +157,7 @@ class InplaceOnLeaf(Rule):
             fix = out_of_place_fix(ctx, event.node, event.stmt, event.var)
             ctx.report(
                 event.node,
-                f"`{event.var}` is a leaf tensor that requires grad: `{event.op}` on it raises \"a leaf Variable "
-                "that requires grad is being used in an in-place operation\". Update it under `torch.no_grad()`, "
-                "or compute out of place.",
+                f"`{event.var}` is a leaf that requires grad: `{event.op}` on it raises RuntimeError.",
                 fix=fix,
             )
         return ()

@@ -16,11 +16,12 @@ class InplaceOnSaved(Rule):
     returns its input as is (without `ctx.mark_dirty`).
 
     ## Why is this bad?
-    The backward of those operations reads their own output. Modifying it in place bumps its version
-    counter, and `backward()` raises "one of the variables needed for gradient computation has been
-    modified by an inplace operation". Views that autograd made for several outputs, or for an input a
-    custom `Function` returned as is, may not be modified in place at all: PyTorch raises "... is a view
-    and is being modified inplace" at once.
+    The backward of those operations reads their own output, so changing it in place makes
+    `backward()` raise. The in-place change bumps its version counter, and the error reads "one of the
+    variables needed for gradient computation has been modified by an inplace operation". An in-place
+    dropout does so in training as soon as its probability is above 0. Modifying one of several views an
+    operation returned (`chunk`, `split`, `unbind`), or the input a custom `Function` returned as is,
+    raises "... is a view and is being modified inplace" at once.
 
     ## Example
     ```python
@@ -152,20 +153,18 @@ class InplaceOnSaved(Rule):
             if target.saved_by.startswith("functionview:"):
                 function = target.saved_by.split(":", 1)[1]
                 ctx.report(event.node, f"`{event.var}` is the input `{function}.forward` returned as is: `{event.op}` "
-                           "on it raises \"... is a view and is being modified inplace\".", fix=fix)
+                           "on it raises.", fix=fix)
                 continue
             if target.saved_by.startswith("multiview:"):
                 maker = target.saved_by.split(":", 1)[1]
-                ctx.report(event.node, f"`{event.var}` is one of the views `{maker}` returned: `{event.op}` on it "
-                           "raises \"... is a view and is being modified inplace\".", fix=fix)
+                ctx.report(event.node, f"`{event.var}` is one of the views `{maker}` returned: `{event.op}` on it raises.", fix=fix)
                 continue
             saver = "the layer" if target.saved_by == "module" else f"`{target.saved_by}`"
-            when = " (as soon as its dropout probability is above 0, in training)" if "Dropout" in event.op else ""
+            when = " in training" if "Dropout" in event.op else ""
             ctx.report(
                 event.node,
-                f"`{event.var}` was saved by {saver} for the backward pass: `{event.op}` modifies it in place, so "
-                f"`backward()` raises{when} \"one of the variables needed for gradient computation has been modified "
-                "by an inplace operation\".",
+                f"`{event.var}` was saved by {saver} for backward: `{event.op}` changes it, so `backward()` "
+                f"raises{when}.",
                 fix=fix,
             )
         return ()

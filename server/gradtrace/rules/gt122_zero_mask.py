@@ -62,7 +62,6 @@ class ZeroMask(Rule):
             lost = sorted(s for s in value.srcs if not s.startswith("<"))
             if not lost:
                 continue
-            ctx.report(node, f"Multiplying by zero gives {names_phrase(lost)} a gradient of exactly zero: "
-                       "the term silences a missing-gradient error but nothing trains through it.",
+            ctx.report(node, f"Multiplying by zero gives {names_phrase(lost)} an all-zero gradient: nothing trains through it.",
                        data={"lost": [display(s) for s in lost], "zero": True})
         return ()

@@ -79,8 +79,7 @@ class UnusedTrainable(Rule):
                 definition = flow.definitions.get(source)
                 if definition is None or definition[1].path != ctx.path:
                     continue
-                ctx.report(definition[0], f"`{source}` is given to the optimizer but no loss uses it: its `.grad` "
-                           "stays None and it never trains.",
+                ctx.report(definition[0], f"`{source}` is given to the optimizer but no loss uses it: its `.grad` stays None.",
                            related=[ctx.related(optimizer.node, "optimizer built here")])
         return ()
 

@@ -57,7 +57,5 @@ class RequiresGradOnNonLeaf(Rule):
         for event in ctx.torch.flow.nonleaf_flags:
             if event.module.path != ctx.path:
                 continue
-            ctx.report(event.node, f"`{event.var}` is computed from tensors that require grad, so it is not a leaf: "
-                       "setting its `requires_grad` raises \"you can only change requires_grad flags of leaf "
-                       "variables\".")
+            ctx.report(event.node, f"`{event.var}` is computed from tensors that require grad: setting its `requires_grad` raises.")
         return ()

@@ -61,6 +61,5 @@ class AllowUnused(Rule):
                 if kw.arg == "allow_unused" and isinstance(kw.value, ast.Constant) and kw.value.value is True:
                     if any(k.arg == "materialize_grads" for k in node.keywords):
                         continue
-                    ctx.report(kw, "`allow_unused=True` turns \"not used in the graph\" into a silent None gradient: "
-                               "check the result for None (or pass `materialize_grads=True`).")
+                    ctx.report(kw, "`allow_unused=True` makes the gradient of an unused input a silent None.")
         return ()

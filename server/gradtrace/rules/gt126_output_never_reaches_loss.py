@@ -122,7 +122,6 @@ class OutputNeverReachesLoss(Rule):
                     continue  # buffers only (positional encodings, masks): nothing to train
                 reported.add(source)
                 where = node if module.path == ctx.path else sinks[0].node
-                ctx.report(where, f"`{source}` runs in `forward`, but nothing it computes reaches the loss: its "
-                           "parameters get no gradient and never train.",
+                ctx.report(where, f"`{source}` runs in `forward`, but nothing it computes reaches the loss: it gets no gradient.",
                            related=[ctx.related(sinks[0].node, "the loss that leaves it out")])
         return ()

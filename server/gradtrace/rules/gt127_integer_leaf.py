@@ -86,7 +86,6 @@ class IntegerLeaf(Rule):
             if short == "arange" and dtype is None:
                 integral = all(isinstance(a, ast.Constant) and isinstance(a.value, int) for a in node.args)
             if integral:
-                ctx.report(node, "Integer tensors cannot require grad: this raises \"Only Tensors of floating point "
-                           "and complex dtype can require gradients\".", fix=float_literals(ctx, node)
+                ctx.report(node, "Integer tensors cannot require grad: this raises RuntimeError.", fix=float_literals(ctx, node)
                            if short == "tensor" else None)
         return ()

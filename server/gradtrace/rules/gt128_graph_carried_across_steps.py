@@ -143,7 +143,5 @@ class GraphCarriedAcrossSteps(Rule):
                     continue
                 _, stmt, read = found
                 if any((b.lineno, b.col_offset) >= (stmt.lineno, stmt.col_offset) for b in backwards):
-                    ctx.report(read, f"`{name}` still holds the previous iteration's graph, which "
-                               "`backward()` has freed: the next `backward()` raises \"Trying to backward "
-                               f"through the graph a second time\". Detach it first (`{name} = {name}.detach()`).")
+                    ctx.report(read, f"`{name}` carries the previous iteration's freed graph: the next `backward()` raises.")
         return ()

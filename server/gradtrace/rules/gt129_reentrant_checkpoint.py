@@ -29,10 +29,11 @@ class ReentrantCheckpoint(Rule):
     parameters should train.
 
     ## Why is this bad?
-    Without `use_reentrant`, torch 2.13 still uses the reentrant variant (and warns). Reentrant
-    checkpointing records a graph only when an *input* requires grad, so the output has no history: the
-    parameters inside get no gradient ("None of the inputs have requires_grad=True. Gradients will be
-    None"), or `backward()` raises when nothing else requires grad.
+    Reentrant checkpointing records a graph only when an *input* requires grad, so the output has no
+    history: the parameters inside get no gradient, and if nothing else in the loss requires grad,
+    `backward()` raises "element 0 of tensors does not require grad". Without `use_reentrant`, torch
+    2.13 still uses the reentrant variant (and warns "None of the inputs have requires_grad=True.
+    Gradients will be None").
 
     ## Example
     ```python

@@ -86,6 +86,5 @@ class LossWithoutGrad(Rule):
                 continue
             if value.srcs or value.cuts or value.opaque or value.kind != "tensor":
                 continue
-            ctx.report(sink.node, f"`{sink.label}` does not require grad: nothing trainable reaches it, so "
-                       "`backward()` raises \"element 0 of tensors does not require grad and does not have a grad_fn\".")
+            ctx.report(sink.node, f"Nothing trainable reaches `{sink.label}`: `backward()` on it raises RuntimeError.")
         return ()

@@ -69,7 +69,9 @@ class WhereNanGradient(Rule):
 
     ## Why is this bad?
     `torch.where` computes both branches: the gradient of the unselected one is multiplied by zero, but
-    `0 * inf` is NaN. The loss looks fine and the gradient of `x` is NaN at exactly the guarded places.
+    `0 * inf` is NaN. The loss looks fine and the gradient of `x` (and of everything it is computed
+    from) is NaN at exactly the guarded places. Guard the input too ("double where"): replace it by a
+    safe value where the condition is false, as below.
 
     ## Example
     ```python
@@ -157,22 +159,15 @@ class WhereNanGradient(Rule):
                 x = _short(operand)
                 what = "division by" if op == "division" else f"`{op}` of" if not op.startswith("**") else (
                     f"power `{op}` of")
-                safe = (f"torch.where({_short(cond)}, {x}, torch.ones_like({x}))" if first
-                        else f"torch.where({_short(cond)}, torch.ones_like({x}), {x})")
                 negative = singular_kind(op) == "root" and masks_negatives(cond, operand, first) and not non_negative(
                     operand, semantic, ctx.names)
-                where_bad = "where it is masked out" if negative else f"exactly where `{x}` is 0"
-                reach = f"as soon as `{x}` is negative or 0" if negative else f"as soon as `{x}` has a zero"
-                ctx.report(node, f"`torch.where({_short(node.args[0])}, ...)` masks the {what} `{x}` {where_bad}, "
-                           f"but backward still runs through the masked branch: its derivative there is "
-                           f"{'NaN or infinite' if negative else 'infinite'} and 0 times it is NaN, so the gradient "
-                           f"flowing into `{x}` (and everything it is computed from) gets NaN entries {reach}. Guard "
-                           f"the input too (double where): `{safe}`.",
+                reach = f"once `{x}` is negative or 0" if negative else f"once `{x}` has a zero"
+                ctx.report(node, f"`torch.where({_short(node.args[0])}, ...)` masks the {what} `{x}`: "
+                           f"`{x}` gets a NaN gradient {reach}.",
                            severity="warning" if seen is not None else "information")
             elif loose is not None:
-                ctx.report(node, f"`torch.where` evaluates both branches: where the condition is false the "
-                           f"{loose} still runs on the raw input, and its gradient there is NaN. Guard the input "
-                           "too (double where).")
+                ctx.report(node, f"`torch.where` differentiates both branches: the {loose} of the raw input has a NaN gradient "
+                           "where the condition is false.")
         return ()
 
 

@@ -5,15 +5,13 @@ from gradtrace.rules.base import Invalid, Rule, Truth
 
 # method -> what is (not) happening, given the receiver's source text
 CONSEQUENCES = {
-    "requires_grad_": "`{x}` never requires grad, so its `.grad` stays None",
-    "backward": "no gradient is computed, so every `.grad` stays as it was (None before the first real step)",
+    "requires_grad_": "`{x}` never requires grad",
+    "backward": "no gradient is computed",
     "step": "the optimizer never updates the parameters",
-    "zero_grad": "gradients are never reset and accumulate from one step to the next",
-    "retain_grad": "`{x}.grad` stays None after `backward()` (it is not a leaf)",
-    "train": "the model keeps its current mode (after `.eval()`: dropout off and batch norm frozen while "
-             "training)",
-    "eval": "the model stays in training mode (dropout stays active, batch norm keeps updating its running "
-            "statistics)",
+    "zero_grad": "gradients accumulate across steps",
+    "retain_grad": "`{x}.grad` stays None",
+    "train": "the model keeps its current mode",
+    "eval": "the model stays in training mode",
 }
 
 
@@ -42,6 +40,9 @@ class MethodNotCalled(Rule):
     Naming a method only looks it up and throws the bound method away: nothing happens. The tensor
     never requires grad (its `.grad` stays None), no gradient is computed, the parameters are never
     updated, gradients keep accumulating, or the model stays in the wrong mode — all without an error.
+    A model left in training mode keeps dropout active and batch norm updating its running statistics;
+    one left in evaluation mode trains with dropout off and batch norm frozen. A non-leaf's `.grad` stays
+    None after `backward()` unless `retain_grad()` is really called.
 
     ## Example
     ```python

@@ -368,9 +368,9 @@ class ModuleRequiresGradAttr(Rule):
         value = stmt.value
         flag = value.value if isinstance(value, ast.Constant) and isinstance(value.value, bool) else None
         if flag is True:
-            effect = "parameters frozen before stay frozen and get no gradient"
+            effect = "frozen parameters stay frozen"
         elif flag is False:
-            effect = "its parameters still require grad and keep training"
+            effect = "its parameters keep training"
         else:
             effect = "its parameters keep their `requires_grad`"
         fix = None
@@ -378,5 +378,4 @@ class ModuleRequiresGradAttr(Rule):
             span = ctx.span(stmt)
             text = f"{module}.requires_grad_({ctx.source.segment(value)})"
             fix = Fix(f"Use `{text}`", True, (Edit(span.line, span.column, span.end_line, span.end_column, text),))
-        ctx.report(target, f"`{module}` is an `nn.Module`, which has no `requires_grad` flag: this only sets a plain "
-                   f"attribute and {effect}. Use `{module}.requires_grad_(...)`.", fix=fix)
+        ctx.report(target, f"`{module}` is an `nn.Module`, with no `requires_grad` flag: {effect}.", fix=fix)

@@ -97,7 +97,8 @@ class CustomFunctionBackwardMismatch(Rule):
     raises "returned a gradient different than None at position N, but the corresponding forward input was
     not a Variable". When both inputs are tensors of the same shape, a swapped order raises nothing: the
     input whose position holds `None` silently gets no gradient (its `.grad` stays None) and the layers
-    before it never train.
+    before it never train. A gradient named for one input (`grad_x`) returned at another input's
+    position, while that input's own position holds `None`, usually means the order is swapped.
 
     ## Example
     ```python
@@ -310,19 +311,16 @@ class CustomFunctionBackwardMismatch(Rule):
             grads = [value]
         else:
             return
-        name = f"{sig.cls.name}Backward"
         count, total = len(grads), len(sig.inputs)
-        inputs = ", ".join(f"`{i}`" for i in sig.inputs)
         expected = sig.expected
         limit = expected if expected is not None else total
         too_few = count < (expected if expected is not None else sig.required)
         too_many = count > limit and any(not _is_none(g) for g in grads[limit:])
         if too_few or too_many:
             takes = (f"`apply` passes {expected} input{'s' if expected != 1 else ''}" if expected is not None
-                     and expected != total else f"`forward` takes {total} input{'s' if total != 1 else ''} ({inputs})")
-            counts = f" (expected {expected}, got {count})" if expected is not None else ""
+                     and expected != total else f"`forward` takes {total} input{'s' if total != 1 else ''}")
             ctx.report(ret, f"`backward` returns {count} gradient{'s' if count != 1 else ''}, but {takes}: torch "
-                       f"raises RuntimeError \"function {name} returned an incorrect number of gradients{counts}\".")
+                       "raises RuntimeError.")
             return
         swapped = self.swapped(sig, grads)
         constants = sig.constant_inputs()
@@ -333,23 +331,14 @@ class CustomFunctionBackwardMismatch(Rule):
                 continue
             call, _ = constants[position]
             line = ctx.span(call).line
-            why = ""
-            if position in swapped:
-                owner, _ = swapped[position]
-                why = (f" `{ctx.source.segment(grad)}` looks like the gradient of `{sig.inputs[owner]}`, whose own "
-                       "position holds None: is the order swapped?")
-            ctx.report(ret, f"`backward` returns a gradient at position {position + 1}, the input `"
-                       f"{sig.inputs[position]}`, which `apply` on line {line} is given as a Python "
-                       f"{type(constants[position][1].value).__name__}: torch raises RuntimeError \"function {name} "
-                       f"returned a gradient different than None at position {position + 1}, but the corresponding "
-                       f"forward input was not a Variable\".{why}",
+            why = " (order swapped?)" if position in swapped else ""
+            ctx.report(ret, f"`backward` returns a gradient for `{sig.inputs[position]}`, a Python "
+                       f"{type(constants[position][1].value).__name__} on line {line}: this raises RuntimeError{why}.",
                        related=[ctx.related(call, "the non-tensor input is passed here")])
             return
         for position, (owner, grad) in sorted(swapped.items()):
-            ctx.report(ret, f"`backward` returns None for `{sig.inputs[owner]}` (position {owner + 1}) and "
-                       f"`{ctx.source.segment(grad)}` at position {position + 1}, the slot of `"
-                       f"{sig.inputs[position]}`: the order looks swapped, and `{sig.inputs[owner]}` silently gets "
-                       "no gradient (its `.grad` stays None).", severity="warning")
+            ctx.report(ret, f"`backward` returns `{ctx.source.segment(grad)}` in the slot of `{sig.inputs[position]}` "
+                       f"and None for `{sig.inputs[owner]}`, which gets no gradient.", severity="warning")
             return
 
     @staticmethod

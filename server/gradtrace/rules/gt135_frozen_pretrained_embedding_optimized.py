@@ -214,11 +214,9 @@ class FrozenPretrainedEmbeddingOptimized(Rule):
             if found is None:
                 continue
             optimizer, reference = found
-            shown = ctx.source.segment(reference)
             line = ctx.span(optimizer).line
-            ctx.report(call, f"`{layer}.from_pretrained` freezes the embedding unless `freeze=False` is given: its "
-                       f"weight never gets a gradient (`.grad` stays None), yet `{shown}` is handed to the optimizer "
-                       f"on line {line} to train.", fix=self.fix(ctx, call),
+            ctx.report(call, f"`{layer}.from_pretrained` freezes its weight (no gradient), yet line {line} gives it to "
+                       "the optimizer.", fix=self.fix(ctx, call),
                        related=[ctx.related(reference, "the frozen embedding is given to the optimizer here")])
         return ()
 

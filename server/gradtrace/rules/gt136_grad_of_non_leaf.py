@@ -341,13 +341,10 @@ class GradOfNonLeaf(Rule):
             if how is None:
                 continue
             reported.add(id(binding))
-            line = ctx.span(stmt).line
             receiver = ctx.source.segment(backward.func.value)
             if "\n" in receiver or len(receiver) > 30:
                 receiver = "..."
-            ctx.report(node, f"`{var}` is not a leaf ({how}, line {line}) and `{var}.retain_grad()` is never called, "
-                       f"so `{var}.grad` is None after `{receiver}.backward()`: PyTorch only fills `.grad` of leaf "
-                       "tensors.",
+            ctx.report(node, f"`{var}.grad` is None after `{receiver}.backward()`: `{var}` is not a leaf ({how}).",
                        fix=self.fix(ctx, stmt, var),
                        related=[ctx.related(stmt, f"`{var}` is computed here"),
                                 ctx.related(backward, "the backward pass")])

@@ -263,22 +263,15 @@ class OptimizerNeverSteps(Rule):
             if suspicious:
                 continue
             shown = ctx.source.segment(zero.func.value)
-            built = ctx.span(construction).line
-            loss = ctx.source.segment(backward.func.value)
-            loss = loss if "\n" not in loss and len(loss) <= 30 else "..."
             if sched_step is not None:
                 sched = ctx.source.segment(sched_step.func.value)
                 ctx.report(sched_step,
-                           f"`{sched}.step()` only changes the learning rate: `{shown}` (built on line {built}) is "
-                           f"zeroed and `{loss}.backward()` runs, but `{shown}.step()` is never called, so the "
-                           "parameters get gradients and never change.",
+                           f"`{sched}.step()` only changes the learning rate: `{shown}.step()` is never called.",
                            related=[ctx.related(construction, "the optimizer that is never stepped"),
                                     ctx.related(backward, "the backward pass")])
             else:
                 ctx.report(construction,
-                           f"`{shown}.step()` is never called: `{shown}` is zeroed (line {ctx.span(zero).line}) and "
-                           f"`{loss}.backward()` runs (line {ctx.span(backward).line}), so the parameters get "
-                           "gradients and never change.",
+                           f"`{shown}.step()` is never called: the parameters get gradients but never change.",
                            related=[ctx.related(backward, "the backward pass the step should follow")])
         return ()
 

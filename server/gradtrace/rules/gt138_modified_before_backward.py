@@ -16,10 +16,11 @@ class ModifiedBeforeBackward(Rule):
     `g_loss.backward()`).
 
     ## Why is this bad?
-    The forward pass saved the parameters (a linear layer keeps its weight to compute the gradient of its
-    input). The step updates them in place, which bumps their version counter, and the later
+    The forward pass saved the parameters, and the step updates them in place: the later
     `backward()` raises "one of the variables needed for gradient computation has been modified by an
-    inplace operation". The parameters the second loss should train never get a gradient.
+    inplace operation". (A linear layer keeps its weight to compute the gradient of its input; the
+    in-place update bumps the weight's version counter.) The parameters the second loss should train
+    never get a gradient.
 
     ## Example
     ```python

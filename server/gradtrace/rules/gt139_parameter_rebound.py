@@ -144,8 +144,7 @@ class ParameterRebound(Rule):
             if event.module.path != ctx.path or id(event.node) in reported:
                 continue
             reported.add(id(event.node))
-            ctx.report(event.node, f"`{event.attr}` is a registered parameter of `{event.owner.name}`: assigning it a "
-                       "tensor raises TypeError.")
+            ctx.report(event.node, f"`{event.attr}` is a parameter of `{event.owner.name}`: assigning it a tensor raises TypeError.")
         for event in flow.leaf_rebounds:
             if event.module.path != ctx.path or id(event.node) in reported or event.loop is None:
                 continue

@@ -12,10 +12,10 @@ class LayerMadePerCall(Rule):
     creating them once in `__init__`.
 
     ## Why is this bad?
-    Every call makes a new layer with fresh random weights. It is not registered on the module, so
-    `model.parameters()` leaves it out: the optimizer never sees it (with no other parameters,
-    `torch.optim` raises "optimizer got an empty parameter list"), and whatever gradient reaches it is
-    thrown away with the layer after the call. The model never learns through it.
+    Every call makes a new, unregistered layer with fresh random weights: the optimizer never sees
+    it, and whatever gradient reaches it is thrown away with the layer after the call. It is missing
+    from `model.parameters()` (with no other parameters, `torch.optim` raises "optimizer got an empty
+    parameter list"). The model never learns through it.
 
     ## Example
     ```python
@@ -101,6 +101,5 @@ class LayerMadePerCall(Rule):
             if event.module.path != ctx.path or id(event.node) in seen:
                 continue
             seen.add(id(event.node))
-            ctx.report(event.node, f"`{event.layer}` is made anew on every call of `{event.method}`: it is not "
-                       "registered, so no optimizer ever trains it.")
+            ctx.report(event.node, f"`{event.layer}` is made anew on every call of `{event.method}`: no optimizer trains it.")
         return ()

@@ -18,11 +18,12 @@ class TFVariablePerStep(Rule):
     a Keras layer's `call()` / a `tf.Module`'s `__call__`.
 
     ## Why is this bad?
-    TensorFlow 2 *does* record a variable created and read inside a tape, so `tape.gradient` returns a
-    gradient for it. But the next step creates a fresh variable with the initial value again: whatever
-    was learned is thrown away and the loss never improves. A Keras 3 optimizer, built for the first
-    variable, raises `ValueError: Unknown variable` when handed the new one. In a layer's `call()` the
-    new variable is not even tracked by the layer's weights.
+    Every step creates a fresh variable from the initial value: what was learned is thrown away.
+    The loss never improves. TensorFlow 2 *does* record a variable created and read
+    inside a tape, so `tape.gradient` returns a gradient for it, but a Keras 3 optimizer, built for the
+    first variable, raises `ValueError: Unknown variable` when handed the new one. In a layer's
+    `call()` the new variable is not even tracked by the layer's weights. Create it once: before the
+    loop, or in `__init__`/`build`.
 
     ## Example
     ```python
@@ -151,12 +152,8 @@ class TFVariablePerStep(Rule):
                 continue
             name = info.name or "this variable"
             if info.per_step == "inside the GradientTape":
-                message = (f"`{name}` is created inside the GradientTape: TensorFlow does record and differentiate it, "
-                           f"but every run of this block makes a fresh variable from its initial value, so nothing "
-                           f"learned for it is kept; create it once, outside the tape.")
+                message = f"`{name}` is created inside the GradientTape: every run restarts it from its initial value."
             else:
-                message = (f"`{name}` is a new tf.Variable created {info.per_step}: each step starts again from its "
-                           f"initial value, so what is learned for it is discarded (a Keras optimizer even raises "
-                           f"ValueError for the unknown variable next step); create it once, before the loop or in "
-                           f"`__init__`/`build`.")
+                where = info.per_step.split(",")[0]
+                message = f"`{name}` is created anew {where}: every step restarts it from its initial value."
             yield ctx.report(info.node, message, data={"lost": [name]})

@@ -6,6 +6,7 @@ import ast
 
 from gradtrace.analysis.frameworks.tensorflow.events import VarInfo
 from gradtrace.analysis.tfjax_fixes import watch_fix
+from gradtrace.rules._messages import join_phrases
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 CONSTANT_KINDS = ("tensor", "array")
@@ -171,9 +172,8 @@ class UnwatchedTapeSource(Rule):
                     expr, (ast.Name, ast.Attribute)) else None
                 yield ctx.report(
                     call.node,
-                    f"{label} is a constant tensor, not a trainable variable, and `{tape.name or 'the tape'}` never "
-                    f"watches it, so its gradient is None; call `{tape.name or 'tape'}.watch({text or 'x'})` inside "
-                    f"the `with` block.",
+                    f"{label} is a constant, not a variable, and `{tape.name or 'the tape'}` never watches it: "
+                    "its gradient is None.",
                     fix=fix,
                     data={"lost": [text] if text else []},
                 )
@@ -192,13 +192,12 @@ class UnwatchedTapeSource(Rule):
                 missing.append(facts.name(info.id))
             if not missing:
                 continue
-            names = ", ".join(f"`{n}`" for n in dict.fromkeys(missing))
+            names = join_phrases([f"`{n}`" for n in dict.fromkeys(missing)])
             where = tape.watch_nodes[0] if len(tape.watch_nodes) == 1 else tape.node
-            what = f"`{ctx.source.segment(where)}`" if where is not tape.node else "this tape"
+            what = f"`{ctx.source.segment(where)}`" if where is not tape.node else "This tape"
             yield ctx.report(
                 where,
-                f"The tape was created with `watch_accessed_variables=False` and {what} does not watch {names}, "
-                f"so `{ctx.source.segment(call.node.func)}()` on line {call.node.lineno} returns None for "
-                f"{'it' if len(missing) == 1 else 'them'}; watch every variable you differentiate.",
+                f"{what} leaves {names} unwatched: `{ctx.source.segment(call.node.func)}()` on line "
+                f"{call.node.lineno} returns None for {'it' if len(missing) == 1 else 'them'}.",
                 data={"lost": list(dict.fromkeys(missing))},
             )

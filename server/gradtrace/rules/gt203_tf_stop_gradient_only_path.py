@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from gradtrace.rules._messages import join_phrases
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 
-def lost_message(facts, lost, cut, sink_kind, how):
+def lost_message(facts, lost, sink_kind, cut_by: str, zero: bool = False) -> str:
+    """"`w` gets no gradient: `tf.stop_gradient` cuts its only path to the loss."."""
     shown = facts.names(lost)
-    names = ", ".join(n if n.startswith("the ") else f"`{n}`" for n in shown)
-    lost = shown
+    names = join_phrases([n if n.startswith("the ") else f"`{n}`" for n in shown])
+    one = len(shown) == 1
     where = "the layer's output" if sink_kind == "call" else "the loss"
-    return (f"{how} on the only path from {names} to {where}, so {names} "
-            f"{'gets' if len(lost) == 1 else 'get'} no gradient (None)")
+    return (f"{names[0].upper()}{names[1:]} {'gets' if one else 'get'} {'a zero' if zero else 'no'} gradient: {cut_by} cuts "
+            f"{'its' if one else 'their'} only path to {where}.")
 
 
 class TFStopGradientOnlyPath(Rule):
@@ -154,6 +156,6 @@ class TFStopGradientOnlyPath(Rule):
         for lc in facts.lost_cuts.values():
             if lc.cut.kind != "stop_gradient":
                 continue
-            msg = lost_message(facts, lc.lost, lc.cut, lc.sink_kind, "`tf.stop_gradient` sits")
-            yield ctx.report(lc.cut.node, msg + "; stop only the branch that must not train.",
+            msg = lost_message(facts, lc.lost, lc.sink_kind, "`tf.stop_gradient`")
+            yield ctx.report(lc.cut.node, msg,
                              data={"lost": facts.names(lc.lost), "op": lc.cut.op})

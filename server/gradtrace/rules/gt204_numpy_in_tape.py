@@ -22,9 +22,9 @@ class NumpyInTape(Rule):
     function runs eagerly, so it is differentiable.
 
     ## Why is this bad?
-    The tape records TensorFlow operations only. A NumPy array or a Python number carries no history:
-    converting back with `tf.constant`/`tf.convert_to_tensor` makes a new constant, and every variable
-    before the conversion gets a `None` gradient.
+    A NumPy array or Python number has no history: the variables before it get a `None` gradient.
+    The tape records TensorFlow operations only; converting back with
+    `tf.constant`/`tf.convert_to_tensor` makes a new constant. Keep this path in TensorFlow ops.
 
     ## Example
     ```python
@@ -135,6 +135,6 @@ class NumpyInTape(Rule):
         for lc in facts.lost_cuts.values():
             if lc.cut.kind not in ("numpy", "python"):
                 continue
-            msg = lost_message(facts, lc.lost, lc.cut, lc.sink_kind, f"`{lc.cut.op}` leaves TensorFlow")
-            yield ctx.report(lc.cut.node, msg + "; use TensorFlow ops on this path.",
+            msg = lost_message(facts, lc.lost, lc.sink_kind, f"`{lc.cut.op}`")
+            yield ctx.report(lc.cut.node, msg,
                              data={"lost": facts.names(lc.lost), "op": lc.cut.op})

@@ -21,9 +21,11 @@ class IntegerVariable(Rule):
     (`step = tf.Variable(0, trainable=False)`, `calls.assign_add(1)`) stay quiet.
 
     ## Why is this bad?
-    `tf.Variable(0)` is `int32`. Tapes only watch floating-point tensors: the gradient is `None`
-    (TensorFlow logs "The dtype of the watched tensor must be floating"), and a `tf.cast` to float in the
-    model does not help — the cast output is a new tensor with no path back to the variable.
+    Tapes only watch floating-point tensors, so an integer variable's gradient is always `None`.
+    `tf.Variable(0)` is `int32`, and TensorFlow logs "The dtype of the watched tensor must be
+    floating". A
+    `tf.cast` to float in the model does not help: the cast output is a new tensor with no path back to
+    the variable. Give the variable a float initial value or dtype.
 
     ## Example
     ```python
@@ -131,8 +133,7 @@ class IntegerVariable(Rule):
                 fix = float_literal_fix(ctx, call_argument(info.node, "initial_value", 0), f"`{name}`")
             yield ctx.report(
                 info.node,
-                f"`{name}` is an integer tf.Variable, and tapes only differentiate floating-point variables, so "
-                f"its gradient is always None and it never trains; give it a float initial value or dtype.",
+                f"`{name}` is an integer tf.Variable: its gradient is always None.",
                 fix=fix,
                 data={"lost": [name]},
             )

@@ -116,9 +116,6 @@ class TFNondifferentiableOp(Rule):
             if lc.cut.kind not in ("int_cast", "zero_grad"):
                 continue
             zero = lc.cut.op == "tf.sign"
-            how = f"`{lc.cut.op}` has {'a zero' if zero else 'no'} gradient and sits"
-            msg = lost_message(facts, lc.lost, lc.cut, lc.sink_kind, how)
-            if zero:
-                msg = msg.replace("no gradient (None)", "a zero gradient")
-            yield ctx.report(lc.cut.node, msg + "; use a differentiable surrogate or a straight-through estimator.",
+            msg = lost_message(facts, lc.lost, lc.sink_kind, f"`{lc.cut.op}`", zero=zero)
+            yield ctx.report(lc.cut.node, msg,
                              data={"lost": facts.names(lc.lost), "op": lc.cut.op})

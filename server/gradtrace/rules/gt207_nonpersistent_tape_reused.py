@@ -163,15 +163,14 @@ class NonPersistentTapeReused(Rule):
                     flagged = (call, f"`{name}.{call.method}()` runs in a loop on a non-persistent tape")
                     break
                 if i > 0 and not any(exclusive(parents, prev.node, call.node) for prev in calls[:i]):
-                    flagged = (call, f"`{name}` is not persistent and was already used by the "
-                                     f"`{calls[0].method}()` call on line {calls[0].node.lineno}")
+                    flagged = (call, f"`{name}` is not persistent and already ran `{calls[0].method}()` on line "
+                                     f"{calls[0].node.lineno}")
                     break
             if flagged is None:
                 continue
             call, why = flagged
             yield ctx.report(
                 call.node,
-                f"{why}, so this call raises RuntimeError; create the tape with `persistent=True` "
-                f"(and `del {name}` after the last call) or use one tape per gradient.",
+                f"{why}: this call raises RuntimeError.",
                 fix=persistent_fix(ctx, tape.node),
             )

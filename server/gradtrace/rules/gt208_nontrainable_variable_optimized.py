@@ -118,8 +118,6 @@ class NonTrainableVariableOptimized(Rule):
             first = min(n.lineno for n in info.listed)
             yield ctx.report(
                 info.node,
-                f"`{name}` is created with trainable=False but is differentiated or optimized on line {first}: the "
-                f"tape does not watch it, so its gradient is None and it never trains; drop trainable=False or "
-                f"leave it out of the list.",
+                f"`{name}` has trainable=False, yet line {first} differentiates or optimizes it: its gradient is None.",
                 data={"lost": [name]},
             )

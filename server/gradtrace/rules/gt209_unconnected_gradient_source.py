@@ -7,6 +7,7 @@ import ast
 from gradtrace.analysis.core.values import covered
 from gradtrace.analysis.frameworks.tensorflow.events import VarInfo
 from gradtrace.analysis.tfjax_fixes import unconnected_fix
+from gradtrace.rules._messages import join_phrases
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 
@@ -99,10 +100,8 @@ class UnconnectedGradientSource(Rule):
             names = [f"`{ast.unparse(e) if e is not None else (i.name or '?')}`" for e, i in missing]
             yield ctx.report(
                 call.node,
-                f"The target of this `{call.method}()` never uses {', '.join(names)}, so "
-                f"{'its' if len(names) == 1 else 'their'} gradient is None; pass "
-                f"`unconnected_gradients=tf.UnconnectedGradients.ZERO` or drop {'it' if len(names) == 1 else 'them'}"
-                f" from the sources.",
+                f"The target of this `{call.method}()` never uses {join_phrases(names)}: "
+                f"{'its' if len(names) == 1 else 'their'} gradient is None.",
                 fix=unconnected_fix(ctx, call.node),
                 data={"lost": [n.strip("`") for n in names]},
             )

@@ -269,8 +269,7 @@ class UnusedTrainableVariable(Rule):
                 reported.add(id(node))
                 yield ctx.report(
                     node,
-                    f"`self.{attr}` is a {what} of `{cls_name}` that nothing ever reads, so it gets no gradient "
-                    f"(None) and never trains; use it in the forward pass or remove it.",
+                    f"`self.{attr}` is a {what} of `{cls_name}` that nothing reads: it gets no gradient.",
                     data={"lost": [f"{cls_name}.{attr}"]},
                 )
         for cls_name, attr, node, line in dead_layers(ctx, facts):
@@ -280,9 +279,8 @@ class UnusedTrainableVariable(Rule):
             method = "call" if "call" in facts.classes[cls_name].methods else "__call__"
             yield ctx.report(
                 node,
-                f"`self.{attr}` is a layer of `{cls_name}` that `{method}()` reads on line {line}, but nothing it "
-                f"computes reaches what `{method}()` returns, so its variables get no gradient (None) and never "
-                f"train; use its output or remove it.",
+                f"The output of `self.{attr}` (line {line}) never reaches what `{method}()` returns: "
+                "it gets no gradient.",
                 data={"lost": [f"{cls_name}.{attr}"]},
             )
         for call in facts.grad_calls.values():
@@ -295,8 +293,8 @@ class UnusedTrainableVariable(Rule):
                 name = info.name or (ast.unparse(expr) if expr is not None else "this variable")
                 yield ctx.report(
                     info.node,
-                    f"`{name}` is handed to the optimizer, but the loss differentiated on line {call.node.lineno} "
-                    f"never uses it, so its gradient is None and it never trains; use it or drop it from the list.",
+                    f"`{name}` is given to the optimizer, but the loss on line {call.node.lineno} never uses it: "
+                    "its gradient is None.",
                     data={"lost": [name]},
                 )
 

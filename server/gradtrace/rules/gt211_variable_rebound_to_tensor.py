@@ -182,8 +182,7 @@ class VariableReboundToTensor(Rule):
                 continue
             yield ctx.report(
                 stmt,
-                f"This rebinds `{name}` from a tf.Variable to a plain tensor, so from the next step on the tape "
-                f"does not watch it and its gradient is None; update it in place with `{name}.assign_sub(...)`.",
+                f"This rebinds `{name}` from a tf.Variable to a plain tensor: from the next step on its gradient is None.",
                 fix=assign_fix(ctx, stmt, name),
                 data={"lost": [name]},
             )

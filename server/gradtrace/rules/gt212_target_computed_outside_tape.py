@@ -22,9 +22,10 @@ class TargetComputedOutsideTape(Rule):
     called inside it, stays quiet.
 
     ## Why is this bad?
-    A tape records only the operations that run while it is active. A loss computed earlier has no
-    recorded path to the variables: every gradient is `None`, and `apply_gradients` raises "No
-    gradients provided for any variable".
+    A tape records only what runs while it is active: a loss computed outside it gives `None`
+    gradients. Computed before the tape starts (or after its block ends), it has no recorded path to
+    the variables. `apply_gradients` then raises "No gradients provided for any variable". Compute it inside
+    the `with` block.
 
     ## Example
     ```python
@@ -145,25 +146,20 @@ class TargetComputedOutsideTape(Rule):
             end = with_node.end_lineno or with_node.lineno
             yield ctx.report(
                 stmt,
-                f"`{name}` is computed here, after the tape's `with` block ended on line {end}, so the tape did "
-                f"not record it and `{ctx.source.segment(node.func)}()` on line {node.lineno} returns None for "
-                f"every variable; compute `{name}` inside the `with` block.",
+                f"`{name}` is computed after the tape's block ends (line {end}): "
+                f"`{ctx.source.segment(node.func)}()` on line {node.lineno} returns None.",
                 data={"lost": [name]},
             )
-        for node, (name, before, target, with_node) in facts.forward_outside.items():
+        for node, (name, before, _target, with_node) in facts.forward_outside.items():
             yield ctx.report(
                 before,
-                f"`{name}` is computed here, before the tape's `with` block on line {with_node.lineno} starts "
-                f"recording, and `{target}` depends on the variables only through it, so "
-                f"`{ctx.source.segment(node.func)}()` on line {node.lineno} returns None for every variable; move "
-                f"this line into the `with` block.",
+                f"`{name}` is computed before the tape on line {with_node.lineno} starts: "
+                f"`{ctx.source.segment(node.func)}()` on line {node.lineno} returns None.",
                 data={"lost": [name]},
             )
         for node, (name, before) in facts.outside_targets.items():
             yield ctx.report(
                 node,
-                f"`{name}` was computed on line {before.lineno}, before this tape started recording, so the tape "
-                f"has no path from it to the variables and every gradient is None; compute `{name}` inside the "
-                f"`with` block.",
+                f"`{name}` was computed on line {before.lineno}, before this tape started recording: every gradient is None.",
                 data={"lost": [name]},
             )

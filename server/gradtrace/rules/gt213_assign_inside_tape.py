@@ -74,6 +74,6 @@ class AssignInsideTape(Rule):
         for lc in facts.lost_cuts.values():
             if lc.cut.kind != "assign":
                 continue
-            msg = lost_message(facts, lc.lost, lc.cut, lc.sink_kind, f"`{lc.cut.op}` is not recorded by the tape and sits")
-            yield ctx.report(lc.cut.node, msg + "; keep the value in a plain tensor for the loss.",
+            msg = lost_message(facts, lc.lost, lc.sink_kind, f"`{lc.cut.op}`, which the tape does not record,")
+            yield ctx.report(lc.cut.node, msg,
                              data={"lost": facts.names(lc.lost), "op": lc.cut.op})

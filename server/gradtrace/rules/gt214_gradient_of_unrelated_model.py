@@ -120,10 +120,7 @@ class GradientOfUnrelatedModel(Rule):
             dst = f"`{ast.unparse(var_expr)}`" if var_expr is not None else "other variables"
             yield ctx.report(
                 call.node,
-                f"This `{call.method}()` differentiates with respect to {src}, but line {apply_node.lineno} applies "
-                f"the result to {dst}: the step updates them with gradients computed for other variables and "
-                f"leaves the differentiated ones unchanged; differentiate with respect to the variables the "
-                f"optimizer updates.",
+                f"This `{call.method}()` differentiates {src}, but line {apply_node.lineno} applies it to {dst}.",
                 data={"lost": [ast.unparse(var_expr)] if var_expr is not None else []},
             )
         for call in facts.grad_calls.values():
@@ -141,7 +138,6 @@ class GradientOfUnrelatedModel(Rule):
                 text = ast.unparse(expr) if expr is not None else "these variables"
                 yield ctx.report(
                     call.node,
-                    f"The target of this `{call.method}()` never uses any of `{text}`, so every gradient is None "
-                    f"and that model does not train; differentiate with respect to the model that computed the loss.",
+                    f"The target of this `{call.method}()` uses none of `{text}`: every gradient is None.",
                     data={"lost": [text]},
                 )

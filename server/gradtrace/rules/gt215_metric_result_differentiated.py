@@ -99,7 +99,6 @@ class MetricResultDifferentiated(Rule):
         for lc in facts.lost_cuts.values():
             if lc.cut.kind != "metric":
                 continue
-            how = f"`{lc.cut.op}` reads a Keras metric's accumulated state, which has no gradient, and sits"
-            msg = lost_message(facts, lc.lost, lc.cut, lc.sink_kind, how)
-            yield ctx.report(lc.cut.node, msg + "; differentiate the loss tensor and only update the metric with it.",
+            msg = lost_message(facts, lc.lost, lc.sink_kind, f"the metric state `{lc.cut.op}`")
+            yield ctx.report(lc.cut.node, msg,
                              data={"lost": facts.names(lc.lost), "op": lc.cut.op})

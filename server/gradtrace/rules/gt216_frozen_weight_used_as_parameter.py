@@ -140,9 +140,7 @@ class FrozenWeightUsedAsParameter(Rule):
                 continue
             yield ctx.report(
                 info.node,
-                f"`self.{info.attr}` is created with `trainable=False`, yet `call()` uses it like a learned parameter "
-                f"and nothing updates it: it is not in `trainable_variables`, so training never changes it and it "
-                f"stays at its initial value; drop `trainable=False` if it is meant to be learned.",
+                f"`self.{info.attr}` has `trainable=False`, yet `call()` uses it like a learned parameter: it never changes.",
                 data={"lost": [f"{info.cls}.{info.attr}"]},
             )
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from gradtrace.rules._messages import join_phrases
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 
 def lost_names(lost) -> str:
-    return ", ".join(f"`{n}`" for n in sorted(lost))
+    return join_phrases([f"`{n}`" for n in sorted(lost)])
 
 
 STATISTICS = ("mean", "var", "variance", "std", "count", "step", "num_batches")
@@ -40,6 +41,7 @@ class JaxStopGradientOnlyPath(Rule):
     ## Why is this bad?
     JAX returns an all-zero gradient for every parameter behind the cut: no error, the parameters just
     never move.
+    Stop only what must not train (a target, a statistic), not the path the parameters need.
 
     ## Example
     ```python
@@ -155,7 +157,7 @@ class JaxStopGradientOnlyPath(Rule):
 
     def check(self, ctx):
         for node, found in ctx.jax.lost_cuts.items():
-            cut, gf = found.cut, found.transform
+            cut = found.cut
             if cut.kind != "stop_gradient":
                 continue
             lost = frozenset(o for o in found.lost if not statistic(o))
@@ -165,8 +167,7 @@ class JaxStopGradientOnlyPath(Rule):
             what = "`tree_map(lax.stop_gradient, ...)`" if cut.op.startswith("tree_map") else "`lax.stop_gradient`"
             yield ctx.report(
                 node,
-                f"{what} sits on the only path from {names} to the output of the function "
-                f"differentiated by `jax.{gf.mode}` (line {gf.node.lineno}), so {names} "
-                f"{'gets' if len(lost) == 1 else 'get'} an all-zero gradient; stop only what must not train.",
+                f"{names} {'gets a zero gradient' if len(lost) == 1 else 'get zero gradients'}: {what} cuts "
+                f"{'its' if len(lost) == 1 else 'their'} only path to the loss.",
                 data={"lost": sorted(lost), "op": cut.op},
             )

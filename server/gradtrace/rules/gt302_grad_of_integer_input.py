@@ -131,8 +131,7 @@ class GradOfIntegerInput(Rule):
             fix = float_literal_fix(ctx, literal, f"`{path}`") if literal is not None else None
             yield ctx.report(
                 node,
-                f"`{path}` is an integer input differentiated by `jax.{gf.mode}` (line {call_node.lineno}), which "
-                f"raises TypeError (grad requires real- or complex-valued inputs); make it a float.",
+                f"`{path}` is an integer input to `jax.{gf.mode}` on line {call_node.lineno}: it raises TypeError.",
                 fix=fix,
                 data={"lost": [path]},
             )

@@ -135,9 +135,7 @@ class TracerConversion(Rule):
         for node, found in ctx.jax.conversions.items():
             op, severity, transform = found.op, found.severity, found.transform
             if severity == "error":
-                msg = (f"`{op}` needs a concrete value, but its argument is traced by {transform}, so this raises "
-                       f"{error_name(op)}; keep the computation in `jnp`{' or make the bound static' if op == 'range()' else ''}.")
+                msg = f"`{op}` of a value traced by {transform} raises {error_name(op)}."
             else:
-                msg = (f"`{op}` turns a value differentiated by {transform} into a Python constant, so the gradient "
-                       f"through it is silently lost; keep it a `jnp` array.")
+                msg = f"`{op}` turns a value differentiated by {transform} into a constant: its gradient is lost."
             yield ctx.report(node, msg, severity=severity, data={"op": op})

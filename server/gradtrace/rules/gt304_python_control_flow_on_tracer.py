@@ -163,9 +163,8 @@ class PythonControlFlowOnTracer(Rule):
 
     def check(self, ctx):
         for node, found in ctx.jax.control_flow.items():
-            transform = found.transform
+            transform = " under ".join(f"`{t}`" for t in found.transform.split(" under "))
             yield ctx.report(
                 node,
-                f"This condition depends on a value traced by {transform}, which has no concrete truth value, so "
-                f"tracing raises TracerBoolConversionError; use `jnp.where`/`jax.lax.cond` or a static argument.",
+                f"This condition reads a value traced by {transform}: it raises TracerBoolConversionError.",
             )

@@ -119,10 +119,8 @@ class JaxInplaceUpdate(Rule):
             target = found.target
             name = ctx.source.segment(target.value)
             fix = at_update_fix(ctx, stmt)
-            method = fix.title.split(".at[...].")[-1].split("(")[0] if fix else "set"
             yield ctx.report(
                 stmt,
-                f"`{name}` is a JAX array, and JAX arrays are immutable, so this item assignment raises TypeError; "
-                f"use `{name} = {name}.at[...].{method}(...)`.",
+                f"`{name}` is an immutable JAX array: this item assignment raises TypeError.",
                 fix=fix,
             )

@@ -39,9 +39,13 @@ class ArgnumsMismatch(Rule):
     the output does not depend on the differentiated value, so its gradient is all zeros.
 
     ## Why is this bad?
-    `jax.grad` differentiates only `argnums` (default: the first argument). With parameters in another
-    position or closed over, the "gradients" are with respect to the data: the update either fails with
-    a pytree-structure error or silently moves the parameters in a meaningless direction.
+    `jax.grad` differentiates only `argnums` (default: the first argument); other inputs are data to
+    it. With the parameters in another position or closed over, the "gradients" are with respect to
+    the data. The update either
+    fails with a pytree-structure error or silently moves the parameters in a meaningless direction;
+    a function that reads `self.params` instead of its differentiated argument gets all-zero
+    gradients. Pass the parameters at a position listed in `argnums`, and unpack the gradients in the
+    order of `argnums`.
 
     ## Example
     ```python
@@ -248,10 +252,8 @@ class ArgnumsMismatch(Rule):
                 attr = ast.unparse(read)
                 yield ctx.report(
                     read,
-                    f"`{fn.name}` never reads its argument `{name}`, which `jax.{gf.mode}` on line {gf.node.lineno} "
-                    f"differentiates (argnums={gf.argnums[0] if len(gf.argnums) == 1 else gf.argnums}); it reads "
-                    f"`{attr}` instead, so the output does not depend on the differentiated value and its "
-                    f"gradient is all zeros. Use the argument: `{name}` instead of `{attr}`.",
+                    f"`{fn.name}` reads `{attr}` instead of its differentiated argument `{name}`: the gradient is all "
+                    "zeros.",
                     data={"lost": [name]},
                 )
 
@@ -268,22 +270,17 @@ class ArgnumsMismatch(Rule):
                 return None
             other = args[target] if target < len(args) else None
             what = f"`{other.id}` (argument {target})" if isinstance(other, ast.Name) else f"argument {target}"
-            if positions[0] in gf.argnums:
-                fix = "unpack the gradients in the order of `argnums`"
-            else:
-                fix = f"differentiate `{name}` by putting {positions[0]} in `argnums`"
-            why = (f"`argnums=({diff}{',' if len(gf.argnums) == 1 else ''})` makes output {index} the gradient with "
-                   f"respect to {what}, but on line {update.lineno} it updates `{name}`, which is argument "
-                   f"{positions[0]}; {fix}.")
+            why = (f"`argnums=({diff}{',' if len(gf.argnums) == 1 else ''})` makes output {index} the gradient of "
+                   f"{what}, yet line {update.lineno} updates `{name}` with it.")
             return (gf.argnums_node if gf.argnums_node is not None else call_node), why
         if positions:
             if any(p in gf.argnums for p in positions):
                 return None
-            why = (f"`{name}` is argument {positions[0]} but `jax.{gf.mode}` differentiates argnums={diff}, "
-                   f"so the gradients updating `{name}` on line {update.lineno} are with respect to other inputs")
+            why = (f"`{name}` is argument {positions[0]}, not in argnums={diff}: line {update.lineno} updates it with "
+                   "other inputs' gradients.")
         elif ref is not None and name in free_names(ref.node):
-            why = (f"`{name}` is read from a closure, not passed as a differentiated argument, so the gradients "
-                   f"updating `{name}` on line {update.lineno} are with respect to other inputs")
+            why = (f"`{name}` is read from a closure, not differentiated: line {update.lineno} updates it with other "
+                   "inputs' gradients.")
         else:
             return None
-        return call_node, why + "; pass it at a position listed in `argnums`."
+        return call_node, why

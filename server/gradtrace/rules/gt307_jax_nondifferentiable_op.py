@@ -69,14 +69,13 @@ class JaxNondifferentiableOp(Rule):
 
     def check(self, ctx):
         for node, found in ctx.jax.lost_cuts.items():
-            cut, lost, gf = found.cut, found.lost, found.transform
+            cut, lost = found.cut, found.lost
             if cut.kind not in ("int_cast", "zero_grad"):
                 continue
             names = lost_names(lost)
             yield ctx.report(
                 node,
-                f"`{cut.op}` has a zero gradient and sits on the only path from {names} to the output differentiated "
-                f"by `jax.{gf.mode}` (line {gf.node.lineno}), so {names} {'never trains' if len(lost) == 1 else 'never train'}; use a soft surrogate or a "
-                f"straight-through estimator.",
+                f"{names} {'gets' if len(lost) == 1 else 'get'} a zero gradient: `{cut.op}` cuts "
+                f"{'its' if len(lost) == 1 else 'their'} only path to the loss.",
                 data={"lost": sorted(lost), "op": cut.op},
             )

@@ -68,7 +68,5 @@ class ReverseModeWhileLoop(Rule):
             op = found.op
             yield ctx.report(
                 node,
-                f"`lax.{op}` runs inside a function differentiated in reverse mode and carries a differentiated "
-                f"value, which raises ValueError (reverse-mode does not support dynamic loops); use static bounds, "
-                f"`lax.scan` or `jax.jacfwd`.",
+                f"`lax.{op}` carries a value differentiated in reverse mode: this raises ValueError.",
             )

@@ -11,6 +11,7 @@ from gradtrace.analysis.where_guard import (
     resolve_condition,
     singular_kind,
 )
+from gradtrace.rules._messages import join_phrases
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 
@@ -41,6 +42,8 @@ class WhereNanGradient(Rule):
     `where` selects values, but reverse mode still differentiates both branches and multiplies the
     unselected one by zero: where `f'(x)` is infinite (`log` or `sqrt` at 0, division by 0) that gives
     `inf * 0 = NaN`, and the NaN spreads to the parameters.
+    Make the argument safe too (a "double where"): replace it by a harmless value where the
+    condition is false, as below.
 
     ## Example
     ```python
@@ -169,19 +172,14 @@ class WhereNanGradient(Rule):
             cond = resolve_condition(where.args[0], semantic)
             if nan_certain(op, cond, arg, first, semantic, ctx.names):
                 x = short(arg)
-                safe = f"jnp.where({short(cond)}, {x}, 1.0)" if first else f"jnp.where({short(cond)}, 1.0, {x})"
-                lost = ", ".join(f"`{o}`" for o in sorted(origins)[:3])
+                lost = join_phrases([f"`{o}`" for o in sorted(origins)])
                 negative = singular_kind(op) == "root" and masks_negatives(cond, arg, first) and not non_negative(
                     arg, semantic, ctx.names)
-                reach = f"as soon as `{x}` is negative or 0" if negative else f"as soon as `{x}` has a zero"
-                where_bad = "where it is masked out" if negative else f"exactly where `{x}` is 0"
-                derivative = "NaN or infinite" if negative else "infinite"
+                reach = f"once `{x}` is negative or 0" if negative else f"once `{x}` has a zero"
                 yield ctx.report(
                     node,
-                    f"`jnp.where({short(where.args[0])}, ...)` on line {where.lineno} masks the {what} `{x}` "
-                    f"{where_bad}, but reverse mode still differentiates the masked branch: there its "
-                    f"derivative is {derivative} and 0 times it is NaN, so the gradient of {lost} gets NaN entries "
-                    f"{reach}. Make the argument safe too (double where): `{safe}`.",
+                    f"`jnp.where({short(where.args[0])}, ...)` on line {where.lineno} masks the {what} `{x}`: "
+                    f"{lost} {'gets' if len(origins) == 1 else 'get'} a NaN gradient {reach}.",
                     severity="warning",
                     data={"op": op},
                 )
@@ -190,9 +188,8 @@ class WhereNanGradient(Rule):
                 continue  # only the numerator is differentiated: NaN needs a zero denominator
             yield ctx.report(
                 node,
-                f"`jnp.where` on line {where.lineno} still differentiates this {what} `{short(arg)}` where it is "
-                f"masked out, and an infinite derivative there times zero gives NaN gradients; make its argument "
-                f"safe with an inner `jnp.where` first.",
+                f"`jnp.where` on line {where.lineno} masks this {what} `{short(arg)}`, but its gradient there may be "
+                "NaN.",
                 data={"op": op},
             )
 

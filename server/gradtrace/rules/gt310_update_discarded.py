@@ -180,10 +180,8 @@ class UpdateDiscarded(Rule):
                     reported.add(id(update))
                     yield ctx.report(
                         update,
-                        f"This update takes `{name}` and `{grads}` (the gradients of line {call.lineno}) but its "
-                        f"result goes to `{unused[0]}`, which the loop never reads, and `{name}` is never "
-                        f"reassigned in the loop: every step differentiates and updates the same initial "
-                        f"`{name}`, so it never trains. Assign the new parameters back to `{name}`.",
+                        f"This update goes to `{unused[0]}`, never read, and `{name}` is never reassigned: it never "
+                        "trains.",
                         data={"lost": [name]},
                     )
 
