@@ -94,8 +94,6 @@ class TorchPlugin(Plugin):
     def __init__(self, interp):
         super().__init__(interp)
         self.source_kind: dict[str, str] = {}  # source name -> param | leaf | module | attr | releaf
-        # id(a summary's event list) -> (the list, the definitions it already records)
-        self.defined_in: dict[int, tuple[list, set]] = {}
         self.definitions: dict[str, tuple] = {}  # source name -> (node, module) where it is defined
         self.cut_vars: dict = {}  # (id(cut node), cut kind) -> the variable that first held the cut value
         self.last_sink: Sink | None = None
@@ -168,12 +166,6 @@ class TorchPlugin(Plugin):
         if isinstance(event, Sink) and event.kind != "output" and event.value.captured:
             self.check_modified_before(event, frame)
         if frame.summarising:
-            if isinstance(event, Defined):  # the same definition from every call of a helper: recorded once
-                owner, seen = self.defined_in.setdefault(id(frame.events), (frame.events, set()))
-                key = (event.names, event.kind, id(event.node))
-                if key in seen:
-                    return None
-                seen.add(key)
             return event
         if isinstance(event, Defined):
             for name in event.names:
