@@ -47,6 +47,29 @@ class ModifiedBeforeBackward(Rule):
         import torch
         import torch.nn as nn
 
+
+        def repackage_hidden(h):
+            if isinstance(h, torch.Tensor):
+                return h.detach()
+            return tuple(repackage_hidden(v) for v in h)
+
+
+        rnn = nn.LSTM(4, 8)
+        opt = torch.optim.SGD(rnn.parameters(), lr=0.1)
+        hidden = None
+        for step in range(3):
+            if hidden is not None:
+                hidden = repackage_hidden(hidden)
+            out, hidden = rnn(torch.randn(5, 2, 4), hidden)
+            loss = out.pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        """,
+        """
+        import torch
+        import torch.nn as nn
+
         G, D = nn.Linear(4, 4), nn.Linear(4, 1)
         g_opt = torch.optim.Adam(G.parameters())
         d_opt = torch.optim.Adam(D.parameters())

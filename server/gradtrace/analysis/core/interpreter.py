@@ -39,7 +39,10 @@ MAX_LOOP_PASSES = 3
 MAX_SHARED_SUMMARIES = 4000  # per imported module version (what the files importing it ask for)
 STEPS_PER_NODE = 60  # evaluation budget: linear in the file's size
 MIN_STEPS = 200_000
-MAX_ITEMS_PER_COMPREHENSION = 8  # a comprehension over a few known items follows each one
+MAX_ITEMS_PER_COMPREHENSION = 8
+# summaries of one function in progress at once: a recursive call on a differently shaped argument (the tensors
+# inside a tuple of hidden states) gets one summary of its own; deeper, it is widened
+MAX_RECURSION = 2  # a comprehension over a few known items follows each one
 
 
 class BudgetExceeded(Exception):
@@ -65,6 +68,7 @@ class Interpreter:
         self.summaries: dict = {}
         self.active: dict = {}  # summary key -> nesting level (recursion guard)
         self.active_functions: dict = {}  # id(function node) -> summaries of it in progress
+        self.returns_in_progress: dict = {}  # id(function node) -> what its innermost summary returned so far
         self.nesting = 0
         self.summary_count = 0
         self.analysed: set = set()  # function nodes run directly or summarised at least once
@@ -239,19 +243,23 @@ class Interpreter:
         if constant is False:
             self.exec_block(stmt.orelse, frame)
             return
-        self.exec_branches([stmt.body, stmt.orelse], frame, stmt)
+        self.exec_branches([stmt.body, stmt.orelse], frame, stmt, none_refinements(stmt.test, frame))
 
     def s_Match(self, stmt, frame: Frame) -> None:
         self.eval(stmt.subject, frame)
         self.exec_branches([case.body for case in stmt.cases] + [[]], frame, stmt)
 
-    def exec_branches(self, bodies: list, frame: Frame, node: ast.AST) -> None:
+    def exec_branches(self, bodies: list, frame: Frame, node: ast.AST, presets: tuple = ()) -> None:
+        """Run each body on its own copy of the frame and join what they leave; `presets[i]` binds names in
+        arm i first (what its test says of them: `x` is None in the arm of `if x is None:`)."""
         frame.conditional += 1
         alive: list[Frame] = []
         left_loop = False
         for index, body in enumerate(bodies):
             branch = frame.branch()
             branch.arms = frame.arms + ((id(node), index),)
+            if index < len(presets):
+                branch.env.update(presets[index])
             self.exec_block(body, branch)
             if not branch.dead:
                 alive.append(branch)
@@ -1325,7 +1333,13 @@ class Interpreter:
         if summary is None:
             # a call of a function whose summary is in progress is recursion, whatever its arguments' shapes (a
             # path that grows at each level would otherwise give every level a shape, and a summary, of its own)
-            if key in self.active or self.active_functions.get(id(fn)) or self.nesting >= MAX_SUMMARY_NESTING:
+            if key in self.active or self.active_functions.get(id(fn), 0) >= MAX_RECURSION \
+                    or self.nesting >= MAX_SUMMARY_NESTING:
+                so_far = self.returns_in_progress.get(id(fn))
+                if so_far and all(not r.srcs and (r.cuts or not r.opaque) for r in so_far):
+                    # every other path returns a value cut from the graph (`return h.detach()` beside
+                    # `return tuple(repackage(v) for v in h)`): so does the recursive one
+                    return replace(join(*so_far), name=None, pending=False)
                 merged = join(*actuals) if actuals else Value()
                 return Value("unknown", srcs=merged.srcs, cuts=merged.cuts, opaque=True, deps=merged.deps)
             summary = self.summarise(func, params, actuals, frame, key, node)
@@ -1410,6 +1424,8 @@ class Interpreter:
                       {}, [], 0, False, summary.events, tuple(params))
         self.active[key] = self.nesting
         self.active_functions[id(fn)] = self.active_functions.get(id(fn), 0) + 1
+        outer_returns = self.returns_in_progress.get(id(fn))
+        self.returns_in_progress[id(fn)] = frame.returns
         self.nesting += 1
         try:
             for plugin in self.plugins:
@@ -1425,6 +1441,10 @@ class Interpreter:
             self.nesting -= 1
             del self.active[key]
             self.active_functions[id(fn)] -= 1
+            if outer_returns is None:
+                self.returns_in_progress.pop(id(fn), None)
+            else:
+                self.returns_in_progress[id(fn)] = outer_returns
         summary.result = result
         for path in frame.mutated:
             root, _, rest = path.partition(".")
@@ -1517,6 +1537,16 @@ def _const_key(node: ast.AST):
 
 def _literal(node: ast.AST):
     return _const_key(node)
+
+
+def none_refinements(test: ast.expr, frame: Frame) -> tuple:
+    """({name: None} for the arm where `test` says so, for the other): `if h is not None:` / `if h is None:`."""
+    if isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], (ast.Is, ast.IsNot)) \
+            and isinstance(test.comparators[0], ast.Constant) and test.comparators[0].value is None:
+        key = dotted(test.left)
+        if key and key in frame.env:
+            return ({key: NONE}, {}) if isinstance(test.ops[0], ast.Is) else ({}, {key: NONE})
+    return ()
 
 
 def _constant_truth(test: ast.AST):

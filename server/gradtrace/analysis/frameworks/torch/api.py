@@ -47,6 +47,8 @@ FACTORIES = {
     "triu_indices", "frombuffer", "from_file", "empty_strided", "scalar_tensor", "complex", "polar",
     "Variable",
 }
+# Tensor methods that make a new tensor of the receiver's dtype and device, with no history of their own.
+FRESH_TENSOR_METHODS = {"new_zeros", "new_ones", "new_empty", "new_full"}
 # Calls that hand back the module they wrap (or compile), with its parameters and its forward.
 MODULE_WRAPPERS = {"torch.compile", "torch.jit.script", "torch.jit.trace", "torch.nn.DataParallel",
                    "torch.nn.parallel.DataParallel", "torch.nn.parallel.DistributedDataParallel",

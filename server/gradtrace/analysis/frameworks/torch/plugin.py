@@ -975,6 +975,8 @@ class TorchPlugin(Plugin):
 
     def tensor_method(self, receiver: Value, method: str, node: ast.Call, frame: Frame, args, kwargs) -> Value:
         module = frame.module
+        if method in api.FRESH_TENSOR_METHODS:  # `weight.new_zeros(...)`: a new tensor with no history
+            return Value("tensor", fw="torch", dtype=receiver.dtype)
         var = node.func.value if isinstance(node.func, ast.Attribute) else None  # spelled out only if a cut is made
         last = receiver.cuts[-1] if receiver.cuts else None
         if method in ("numpy", "tolist") and not receiver.srcs and last is not None and last.kind == "detach" \
