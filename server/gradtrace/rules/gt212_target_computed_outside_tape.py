@@ -15,10 +15,13 @@ class TargetComputedOutsideTape(Rule):
     ## What it does
     Flags `tape.gradient(loss, ...)` when `loss` depends on trainable variables but was computed
     before the tape's `with` block and is not recomputed inside it, and the line that computes `loss`
-    (a loss object, a model or a TensorFlow op) after the `with` block ended, before the gradient.
+    (a loss object, a model or a TensorFlow op) after the `with` block ended, before the gradient —
+    or in the `tape.gradient(...)` call itself (`tape.gradient(-loss, ...)`, `tape.gradient(f(x), x)`)
+    made after the block.
     Also flags the forward pass that runs before the `with` block (`y_pred = self(x, training=True)`)
     when the loss computed inside the block depends on the variables only through it — the usual
-    slip in a Keras `train_step`. A teacher's output computed before the tape, next to a student
+    slip in a Keras `train_step` — also when the caller runs it and passes its output as an argument
+    (`train_step(model(x), y)`). A teacher's output computed before the tape, next to a student
     called inside it, stays quiet.
 
     ## Why is this bad?
@@ -80,6 +83,15 @@ class TargetComputedOutsideTape(Rule):
             loss = tf.reduce_mean(tf.keras.losses.categorical_crossentropy(soft, logits, from_logits=True))
         grads = tape.gradient(loss, student.trainable_variables)
         """,
+        """
+        import tensorflow as tf
+
+        w = tf.Variable([1.0, 2.0])
+        with tf.GradientTape(persistent=True) as tape:
+            losses = [tf.reduce_sum(w ** 2), tf.reduce_sum(w)]
+            g_inside = tape.gradient(-losses[0], w)
+        g_after = tape.gradient(losses[1], w)
+        """,
     )
     invalid = (
         Invalid(
@@ -136,6 +148,43 @@ class TargetComputedOutsideTape(Rule):
             model.fit(tf.ones([8, 3]), tf.zeros([8, 1]), epochs=1, verbose=0)
             """,
             truth=Truth(raises=("ValueError", "No gradients provided"), framework="tensorflow"),
+        ),
+        Invalid(
+            """
+            import tensorflow as tf
+
+            class Scorer(tf.keras.Model):
+                def __init__(self):
+                    super().__init__()
+                    self.head = tf.keras.layers.Dense(1)
+
+                def call(self, x):
+                    return self.head(x)
+
+            scorer = Scorer()
+            x = tf.ones([4, 3])
+            with tf.GradientTape() as tape:
+                score = scorer(x)
+            grads = tape.gradient(tf.reduce_mean(-score), scorer.trainable_variables)  # expect: GT212
+            """,
+            truth=Truth(grads={"grads[0]": "none", "grads[1]": "none"}, framework="tensorflow"),
+        ),
+        Invalid(
+            """
+            import tensorflow as tf
+
+            inputs = tf.keras.Input((3,))
+            model = tf.keras.Model(inputs, tf.keras.layers.Dense(1)(inputs))
+            mse = tf.keras.losses.MeanSquaredError()
+
+            def fit_batch(predictions, targets):
+                with tf.GradientTape() as tape:
+                    loss = mse(targets, predictions)
+                return tape.gradient(loss, model.trainable_variables)
+
+            grads = fit_batch(model(tf.ones([4, 3])), tf.zeros([4, 1]))  # expect: GT212
+            """,
+            truth=Truth(grads={"grads[0]": "none", "grads[1]": "none"}, framework="tensorflow"),
         ),
     )
 

@@ -84,6 +84,20 @@ class Applied(Event):
 
 
 @dataclass(eq=False)
+class ForwardArgument(Event):
+    """The target of `tape.gradient` (`node`) depends on the variables only through the argument `param`,
+    computed by the caller before the tape started; `site` is the caller's argument, once known."""
+
+    value: Value
+    param: str
+    target: str
+    with_node: ast.AST
+    function: ast.AST
+    meant: frozenset | None
+    site: ast.AST | None = None
+
+
+@dataclass(eq=False)
 class Fit(Event):
     """`model.fit(...)`: the model's output is the loss's input."""
 

@@ -46,6 +46,7 @@ from gradtrace.analysis.frameworks.tensorflow.events import (
     ClassOutput,
     Escape,
     Fit,
+    ForwardArgument,
     FunctionalModel,
     GradCall,
     LostCut,
@@ -233,7 +234,7 @@ class TensorFlowPlugin(FrameworkPlugin):
                         tuple(e for e, _ in pairs), in_loop,
                         call_argument(node, "unconnected_gradients") is not None)
         self.interp.emit(call, frame)
-        self.targets.check(node, tape, meant_of(values), frame)
+        self.targets.check(node, tape, meant_of(values), frame, target)
         items = None
         if isinstance(sources_node, (ast.List, ast.Tuple)):
             items = tuple(Value("grad", ref=node, fw="tensorflow") for _ in pairs)
@@ -246,6 +247,8 @@ class TensorFlowPlugin(FrameworkPlugin):
             return None
         if isinstance(event, (Escape, Untracked)) and event.scope is None:
             event.scope = self.call_scope(frame)
+        if isinstance(event, ForwardArgument):
+            self.targets.argument_seen(event, frame)
         if frame.summarising:
             return event
         if isinstance(event, GradCall):
