@@ -797,7 +797,7 @@ class TensorFlowPlugin(FrameworkPlugin):
             if f.name in api.CALL_METHODS and self.is_module_class(f.cls):
                 return f"in `{f.name}()`, on every call of the layer"
         loop = scopes.enclosing(node, LOOPS + DEFS)
-        if isinstance(loop, LOOPS) and self.has_training(loop, frame):
+        if isinstance(loop, LOOPS) and self.has_training(loop, frame) and not self.separate_runs(loop, frame):
             return "inside the training loop"
         fn = scopes.enclosing(node, DEFS)
         if fn is not None and fn.name not in ("__init__", "build") and self.step_function(fn, frame):
@@ -822,19 +822,40 @@ class TensorFlowPlugin(FrameworkPlugin):
         scopes = self.scopes(frame.module)
         return any(scopes.enclosing(call, LOOPS + DEFS) is fn for call in self.calls_within("tapes", fn, frame))
 
+    def separate_runs(self, loop: ast.AST, frame: Frame) -> bool:
+        """Is each iteration of `loop` a training run of its own (a test case per dtype), not one step? Its
+        optimizer steps all run in an inner loop, or by an optimizer the same iteration made."""
+        scopes = self.scopes(frame.module)
+        steps = self.calls_within("applies", loop, frame) + self.calls_within("minimizes", loop, frame)
+        if not steps:
+            return False
+        for call in steps:
+            inner = scopes.enclosing(call, LOOPS + DEFS)
+            if inner is not loop and isinstance(inner, LOOPS):
+                continue
+            receiver = call.func.value
+            if isinstance(receiver, ast.Call) or (isinstance(receiver, ast.Name) and any(
+                    scopes.assignments_to(receiver.id, loop, own_scope_only=True))):
+                continue
+            return False
+        return True
+
     def has_training(self, scope: ast.AST, frame: Frame, tape_only: bool = False) -> bool:
         return bool(self.calls_within("tapes", scope, frame) or (
             not tape_only and self.calls_within("applies", scope, frame)))
 
     def calls_within(self, selection: str, scope: ast.AST, frame: Frame) -> list:
-        """Tape constructions (`tapes`), per-step updates (`updates`) or `apply_gradients` calls (`applies`)."""
+        """Tape constructions (`tapes`), per-step updates (`updates`), `apply_gradients` calls (`applies`) or
+        `minimize` calls (`minimizes`)."""
         names = frame.module.names
 
         def choose(call: ast.Call) -> bool:
             if selection == "tapes":
                 return (names.qualname(call.func) or "") == api.TAPE
             attr = call.func.attr if isinstance(call.func, ast.Attribute) else None
-            return attr in api.STEP_UPDATES if selection == "updates" else attr == "apply_gradients"
+            if selection == "updates":
+                return attr in api.STEP_UPDATES
+            return attr == ("minimize" if selection == "minimizes" else "apply_gradients")
 
         return self.scopes(frame.module).selected(("calls", selection), scope, choose)
 
