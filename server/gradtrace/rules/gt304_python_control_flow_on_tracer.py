@@ -51,6 +51,19 @@ class PythonControlFlowOnTracer(Rule):
         import jax
         import jax.numpy as jnp
 
+        def init(batch, restored=None):
+            params = {"w": jnp.ones(3)}
+            if "bias" in batch:
+                params["b"] = jnp.zeros(3)
+            return {**params, **(restored or {})}
+
+        saved = {"w": jnp.zeros(3)} if False else {}
+        params = jax.jit(init)({"x": jnp.ones(3), "bias": jnp.ones(3)}, saved)
+        """,
+        """
+        import jax
+        import jax.numpy as jnp
+
         def f(x):
             if x.sum() > 0:
                 return x.sum()

@@ -42,6 +42,19 @@ class JaxInplaceUpdate(Rule):
     """
     valid = (
         """
+        import jax
+        import jax.numpy as jnp
+
+        def loss_fn(w, x):
+            pred = x @ w
+            metrics = {"pred_norm": jnp.linalg.norm(pred)}
+            return jnp.mean(pred ** 2), jax.tree_util.tree_map(jnp.mean, metrics)
+
+        w = jnp.ones(3)
+        (loss, metrics), g = jax.value_and_grad(loss_fn, has_aux=True)(w, jnp.ones((2, 3)))
+        metrics["l2_grads"] = jnp.sqrt(jnp.vdot(g, g))
+        """,
+        """
         import jax.numpy as jnp
         import numpy as np
 

@@ -57,6 +57,7 @@ from gradtrace.analysis.where_guard import fractional_power
 TRANSFORMS = "jax.transforms"  # frame state: the transforms in effect, outermost first
 ANY_STATIC = "*"  # static arguments given by a variable: any argument may be static
 FIELD = "field"  # `extra` mark: an attribute of a value of unknown type (maybe a static Python value)
+PYTREE = "pytree"  # `extra` mark: a Python container of arrays on some path, not one array
 TRACED_ARG = "traced_arg"  # `extra` mark: a leaf argument traced by jit/vmap, itself an abstract array
 GUARDED = "guarded"  # `extra` mark: `maximum`/`clip`/`abs`/`where` results, safe to differentiate
 STOPPED_TREE = "stopped-tree"  # `ref` (STOPPED_TREE, node) of a pytree under tree_map(stop_gradient)
@@ -110,12 +111,13 @@ def untrace(value: Value, depth: int = 0) -> Value:
                    extra=tuple(e for e in value.extra if e != TRACED_ARG))
 
 
-def without_sources(value: Value, depth: int = 0) -> Value:
-    """An argument a transform does not differentiate: it carries no gradient inside."""
+def without_sources(value: Value, depth: int = 0, cuts: bool = False) -> Value:
+    """An argument a transform does not differentiate: it carries no gradient inside (`cuts`: nor the cuts
+    that came before, as for a differentiated function's auxiliary output)."""
     items = value.items
     if items and depth < 6:
-        items = tuple(without_sources(v, depth + 1) for v in items)
-    return replace(value, srcs=EMPTY, items=items)
+        items = tuple(without_sources(v, depth + 1, cuts) for v in items)
+    return replace(value, srcs=EMPTY, items=items, cuts=() if cuts else value.cuts)
 
 
 def required(fn: ast.AST, bound: int) -> int:
@@ -260,6 +262,11 @@ class JaxPlugin(FrameworkPlugin):
                 # `if use_jit: g = jax.jit(g)`: the jitted one is the stricter
                 return next((v for v in values if v.ref.jit), values[0])
             return None
+        if any(v.kind in ("dict", "container") for v in values) and all(
+                v.kind in ("dict", "container", "unknown", "none") for v in values):
+            # `params = restored if ... else {}`: a pytree on every path (truth-tested only on the Python side)
+            merged = join(*values)
+            return replace(merged, extra=merged.extra + ((PYTREE,) if PYTREE not in merged.extra else ()))
         if all((v.kind == "tensor" and v.fw == "jax") or TRACED_ARG in v.extra for v in values):
             made_at = values[0].made_at if all(v.made_at is values[0].made_at for v in values) else None
             # `x = x + 1` in one branch: an array either way
@@ -309,14 +316,14 @@ class JaxPlugin(FrameworkPlugin):
         traced = any(flat(a).traced for a in args)  # outputs are concrete unless the caller is traced
         jtraced = any(flat(a).jtraced for a in args)
         grads = Value("grads", ref=self.gradients_of(gf, node), traced=traced, jtraced=jtraced, fw="jax")
+        # the auxiliary output keeps the structure the function returned (a dict of metrics stays a dict)
+        aux = without_sources(result.item(1) or UNKNOWN, cuts=True) if gf.has_aux else None
         if gf.mode == "value_and_grad":
             value = Value("tensor", dtype="float", fw="jax", traced=traced, jtraced=jtraced)
-            if gf.has_aux and result.items:
-                aux = replace(flat(result.item(1) or UNKNOWN), srcs=EMPTY, cuts=())
+            if aux is not None:
                 value = Value("container", items=(value, aux), traced=traced, jtraced=jtraced)
             return Value("container", items=(value, grads))
-        if gf.has_aux and gf.mode == "grad":  # (grads, aux)
-            aux = replace(flat(result.item(1) or UNKNOWN), srcs=EMPTY, cuts=()) if result.items else UNKNOWN
+        if aux is not None and gf.mode == "grad":  # (grads, aux)
             return Value("container", items=(grads, aux))
         return grads
 
@@ -360,7 +367,7 @@ class JaxPlugin(FrameworkPlugin):
         items = value.items
         if items and depth < 6:
             items = tuple(self.trace(v, True, depth + 1) for v in items)
-        leaf = value.kind == "unknown" and value.items is None and value.ref is None
+        leaf = value.kind == "unknown" and value.items is None and value.ref is None and PYTREE not in value.extra
         extra = value.extra + ((TRACED_ARG,) if leaf and TRACED_ARG not in value.extra else ())
         return replace(value, srcs=EMPTY, traced=True, jtraced=True, items=items, extra=extra,
                        fw="jax" if leaf else value.fw)
@@ -597,6 +604,9 @@ class JaxPlugin(FrameworkPlugin):
         if not any(self.claims(v) for v in values):
             return None
         merged = join(*values)
+        if all(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops) and values[-1].kind != "tensor":
+            # `"labels" in batch`: a test of a dict's keys (or a list's items), static even under jit
+            return Value("number", dtype="bool", deps=merged.deps)
         kind = self.arith_kind(values[0], values[1]) if len(values) > 1 else "unknown"
         # a comparison has no derivative: under grad alone the result is concrete, under jit it stays abstract
         extra = (FIELD,) if kind == FIELD else ()
