@@ -20,6 +20,8 @@ GRADIENT_METHODS = frozenset({"gradient", "jacobian", "batch_jacobian"})
 APPLY_METHODS = frozenset({"apply_gradients", "apply"})
 # Train a Keras model on its own output: a sink at the model's output
 FIT_METHODS = frozenset({"fit", "train_on_batch"})
+# Run a model outside any tape and return NumPy arrays
+PREDICT_METHODS = frozenset({"predict", "predict_on_batch"})
 # In-place updates of a variable, invisible to the tape
 ASSIGN_METHODS = frozenset({"assign", "assign_add", "assign_sub"})
 # Stop the gradient on purpose

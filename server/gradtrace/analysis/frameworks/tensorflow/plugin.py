@@ -111,6 +111,11 @@ class TensorFlowPlugin(FrameworkPlugin):
         self.module_classes[id(info)] = result
         return result
 
+    def is_model(self, value: Value) -> bool:
+        """A Keras layer or model: built in the file from Keras, or an instance of a layer class of the file."""
+        return (value.kind == "module" and value.fw == "tensorflow") or (
+            value.kind == "object" and self.is_module_class(value.cls))
+
     # ================================================================== names of sources
     def source_id(self, kind: str, node: ast.AST, frame: Frame) -> str:
         """`var@12:4` for a creation site in the file; qualified by its path in a project module it imports."""
@@ -645,6 +650,10 @@ class TensorFlowPlugin(FrameworkPlugin):
         if method in api.FIT_METHODS and kind == "module" and receiver.fw == "tensorflow":
             self.interp.emit(Fit(node, frame.module, receiver), frame)
             return UNKNOWN
+        if method in api.PREDICT_METHODS and args and self.is_model(receiver):
+            # runs the model outside any tape and returns NumPy: no gradient reaches what it computed
+            output = self.call_object(receiver, node, frame, args, {}) or combine("tensor", receiver, *args)
+            return self.cut(node, f".{method}()", "numpy", [output], frame, result_kind="array")
         if method in api.APPLY_METHODS and args and (method == "apply_gradients" or self.claims(receiver)):
             self.optimizer_apply(node, args[0], frame)
             return UNKNOWN
