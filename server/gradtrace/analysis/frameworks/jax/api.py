@@ -25,6 +25,9 @@ STOP_GRADIENT = frozenset({"jax.lax.stop_gradient", "jax.numpy.stop_gradient"})
 INDEX_OPS = frozenset({"argmax", "argmin", "argsort", "searchsorted", "digitize", "nonzero", "argwhere"})
 # ... or a derivative that is zero almost everywhere
 ZERO_GRAD_OPS = frozenset({"round", "floor", "ceil", "sign", "rint", "trunc", "fix"})
+# Draw discrete samples: an integer or boolean result, no derivative with respect to the distribution
+DISCRETE_SAMPLERS = {"jax.random.categorical": "int", "jax.random.bernoulli": "bool", "jax.random.poisson": "int",
+                     "jax.random.binomial": "int", "jax.random.geometric": "int"}
 # Return host (NumPy) values, outside any trace
 HOST_RESULT = frozenset({"jax.device_get"})
 HOST_ROOTS = ("numpy.", "math.", "scipy.")

@@ -458,6 +458,9 @@ class JaxPlugin(FrameworkPlugin):
             return combine("unknown", *(a for a in args if a.kind not in CALLABLE_KINDS))
         if tail in api.INDEX_OPS:
             return self.cut(node, f"jnp.{tail}", "int_cast", args[:1], frame, dtype="int")
+        if qn in api.DISCRETE_SAMPLERS:  # the distribution's parameters follow the key
+            return self.cut(node, f"jax.random.{tail}", "int_cast", args[1:] + list(kwargs.values()), frame,
+                            dtype=api.DISCRETE_SAMPLERS[qn])
         if tail in api.ZERO_GRAD_OPS:
             return self.cut(node, f"jnp.{tail}", "zero_grad", args[:1], frame)
         if qn in api.KEY_FACTORIES:
