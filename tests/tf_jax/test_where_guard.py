@@ -44,6 +44,7 @@ def severities(template: str, expr: str, code: str) -> list[str]:
     ("jnp.where(mask, jnp.power(x, 0.25), 0.0)", ["warning"]),
     ("jnp.where(x > 1, jnp.log(x), 0.0)", ["information"]),
     ("jnp.where(x >= 0, jnp.sqrt(x), 0.0)", ["information"]),
+    ("jnp.where(x < 1.0, x, jnp.sqrt(x))", ["warning"]),  # masked at 0 and every negative
     ("jnp.where(x > 0, jnp.log(x + 1.0), 0.0)", ["information"]),
     ("jnp.where(x == 0, jnp.log(x), 0.0)", ["information"]),
     ("jnp.where(x > 0, x ** 2, 0.0)", []),
@@ -59,6 +60,7 @@ def test_jax_where_severity(expr, expected):
     ("torch.where(mask, x.log(), torch.zeros_like(x))", ["warning"]),
     ("torch.where(x > EPS, x.pow(0.5), torch.zeros_like(x))", ["warning"]),
     ("torch.where(x > 1, torch.log(x), torch.zeros_like(x))", ["information"]),
+    ("torch.where(x < 1, x, torch.sqrt(x))", ["warning"]),
     ("torch.where(x > 0, torch.asin(x), torch.zeros_like(x))", ["information"]),
     ("torch.where(x > 0, x.pow(2), torch.zeros_like(x))", []),
     ("torch.where(x > 0, torch.log(x.clamp(min=1e-6)), torch.zeros_like(x))", []),
