@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 
+from gradtrace.analysis.frameworks.common import in_file
 from gradtrace.analysis.frameworks.tensorflow.events import VarInfo
 from gradtrace.analysis.tfjax_fixes import watch_fix
 from gradtrace.rules.base import Invalid, Rule, Truth
@@ -27,6 +28,9 @@ class UnwatchedTapeSource(Rule):
     Also flags, for a tape created with `watch_accessed_variables=False`, the `tape.watch([...])` call
     that leaves out a variable `tape.gradient` is then asked for (the gradient list built before the
     tape, or written in the call).
+
+    A constant listed next to variables (`tape.gradient(loss, [w1, b1])` with `b1 = tf.zeros(...)`) was
+    meant as one: the finding points at the line that made it.
 
     ## Why is this bad?
     A tape records operations on trainable variables automatically, but on plain tensors only once
@@ -93,6 +97,19 @@ class UnwatchedTapeSource(Rule):
             """
             import tensorflow as tf
 
+            shift = tf.Variable(tf.zeros([3]))
+            scale = tf.ones([3])  # expect: GT202
+            x = tf.random.normal([8, 3])
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean((x * scale + shift) ** 2)
+            d_shift, d_scale = tape.gradient(loss, [shift, scale])
+            """,
+            truth=Truth(grads={"d_scale": "none"}, framework="tensorflow"),
+        ),
+        Invalid(
+            """
+            import tensorflow as tf
+
             x = tf.constant(3.0)
             with tf.GradientTape() as tape:
                 y = x * x
@@ -155,10 +172,14 @@ class UnwatchedTapeSource(Rule):
     def check(self, ctx):
         facts = ctx.tensorflow
         yield from self.partly_watched(ctx, facts)
+        reported: set = set()
+        local = in_file(ctx.source)
         for call in facts.grad_calls.values():
             tape = call.tape
             if tape.watch_unknown:
                 continue
+            # listed next to variables, a constant is meant as one: the line that made it is the slip
+            beside_variables = any(isinstance(v.ref, VarInfo) for _, v in call.source_pairs)
             for expr, val in call.source_pairs:
                 if isinstance(val.ref, VarInfo) or val.srcs or not (val.kind in CONSTANT_KINDS or (
                         val.kind == "number" and val.dtype == "float")):
@@ -167,6 +188,14 @@ class UnwatchedTapeSource(Rule):
                 if text and text in tape.watched:
                     continue
                 label = f"`{text}`" if text else "a source"
+                made = val.made_at
+                if beside_variables and made is not None and local(made):
+                    if id(made) not in reported:
+                        reported.add(id(made))
+                        yield ctx.report(made, f"{label} is made here as a constant, not a tf.Variable, so "
+                                               f"`{ctx.source.segment(call.node.func)}()` returns None for it.",
+                                         data={"lost": [text] if text else []})
+                    continue
                 fix = watch_fix(ctx, tape.with_node, tape.name, text) if isinstance(
                     expr, (ast.Name, ast.Attribute)) else None
                 yield ctx.report(
