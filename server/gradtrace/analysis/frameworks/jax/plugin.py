@@ -344,33 +344,34 @@ class JaxPlugin(FrameworkPlugin):
 
     def call_jitfn(self, node, tf: TraceTransform, args: list, kwargs: dict, frame: Frame) -> Value:
         ref = self.underlying(tf.fn)
-        if ref is None:
-            return combine("unknown", *args, *kwargs.values())
+        if ref is None:  # a callable object (an equinox module): what it holds reaches its output
+            return combine("unknown", tf.fn, *args, *kwargs.values())
         names = ref.params()
         bound = len(ref.bound)
         values = []
         for i, a in enumerate(args):
             pos = i + bound
             static = is_static(tf.static, i) or (pos < len(names) and is_static(tf.static, names[pos]))
-            values.append(self.trace(a, not static))
-        traced_kwargs = {k: self.trace(v, not is_static(tf.static, k)) for k, v in kwargs.items()}
+            values.append(self.trace(a, not static, keep=True))
+        traced_kwargs = {k: self.trace(v, not is_static(tf.static, k), keep=True) for k, v in kwargs.items()}
         out = self.call_under(tf, ref, list(ref.bound) + values, traced_kwargs, frame, node)
         outer = any(flat(a).jtraced for a in args)
         return out if outer else untrace(out)
 
-    def trace(self, value: Value, jit: bool, depth: int = 0) -> Value:
-        """An argument as a transform's body sees it: no gradient of its own, and abstract under jit."""
+    def trace(self, value: Value, jit: bool, depth: int = 0, keep: bool = False) -> Value:
+        """An argument as a transform's body sees it: abstract under jit; no gradient of its own unless `keep`
+        (jit/vmap are transparent to a gradient taken around them)."""
         if not jit:
-            return without_sources(value)
+            return value if keep else without_sources(value)
         if value.kind in CALLABLE_KINDS or value.kind in ("str", "none", "object", "module", "jitfn"):
             return value
         items = value.items
         if items and depth < 6:
-            items = tuple(self.trace(v, True, depth + 1) for v in items)
+            items = tuple(self.trace(v, True, depth + 1, keep) for v in items)
         leaf = value.kind == "unknown" and value.items is None and value.ref is None and PYTREE not in value.extra
         extra = value.extra + ((TRACED_ARG,) if leaf and TRACED_ARG not in value.extra else ())
-        return replace(value, srcs=EMPTY, traced=True, jtraced=True, items=items, extra=extra,
-                       fw="jax" if leaf else value.fw)
+        return replace(value, srcs=value.srcs if keep else EMPTY, traced=True, jtraced=True, items=items,
+                       extra=extra, fw="jax" if leaf else value.fw)
 
     def check_int(self, arg: Value, gf: GradTransform, call, pname: str, arg_node, frame: Frame) -> None:
         if gf.allow_int:
