@@ -46,6 +46,15 @@ class GradOfIntegerInput(Rule):
         import jax
         import jax.numpy as jnp
 
+        xs = jnp.arange(6.0).reshape((3, 2))
+        c = jnp.array(1, dtype=xs.dtype)
+        out, pullback = jax.vjp(lambda c, xs: c * xs, c, xs)
+        dc, dxs = pullback(jnp.ones_like(xs))
+        """,
+        """
+        import jax
+        import jax.numpy as jnp
+
         def loss(params, token_ids):
             return jnp.sum(params["table"][token_ids])
 

@@ -48,6 +48,22 @@ class PythonControlFlowOnTracer(Rule):
     """
     valid = (
         """
+        import unittest
+
+        import jax
+
+        class ConcretizationTest(unittest.TestCase):
+            def test_branch_on_traced_value_raises(self):
+                @jax.jit
+                def f(x):
+                    if x > 0:
+                        return x
+                    return -x
+
+                with self.assertRaises(jax.errors.TracerBoolConversionError):
+                    f(1.0)
+        """,
+        """
         import jax
         import jax.numpy as jnp
 

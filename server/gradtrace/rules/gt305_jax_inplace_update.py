@@ -42,6 +42,15 @@ class JaxInplaceUpdate(Rule):
     """
     valid = (
         """
+        import jax.numpy as jnp
+        import numpy as np
+
+        labels = np.random.uniform(1, 10, size=(4, 5)).astype(np.int32)
+        for t in range(1, labels.shape[1]):
+            labels[0, t] = labels[0, t - 1] + 1
+        one_hot = jnp.eye(10)[labels % 10]
+        """,
+        """
         import jax
         import jax.numpy as jnp
 

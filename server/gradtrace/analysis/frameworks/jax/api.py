@@ -31,6 +31,9 @@ DISCRETE_SAMPLERS = {"jax.random.categorical": "int", "jax.random.bernoulli": "b
 # Return host (NumPy) values, outside any trace
 HOST_RESULT = frozenset({"jax.device_get"})
 HOST_ROOTS = ("numpy.", "math.", "scipy.")
+# NumPy functions that read only an array's metadata (no conversion of a tracer)
+HOST_METADATA = frozenset({"numpy.shape", "numpy.ndim", "numpy.size", "numpy.result_type", "numpy.iscomplexobj",
+                           "numpy.isrealobj", "numpy.isscalar"})
 # Array constructors whose result is float unless told otherwise
 FLOAT_FACTORIES = frozenset({"zeros", "ones", "empty", "full", "zeros_like", "ones_like", "eye", "linspace",
                              "identity"})
