@@ -25,7 +25,9 @@ class DifferentiatedArgumentUnused(Rule):
     reads it only into names nothing reads afterwards (`pred = apply_fn(params, x)` and then a loss
     computed from the targets alone). Both must hold: the value flow finds no path from the argument
     to the output, and no read of the argument feeds anything else. Arguments named `_...` or deleted
-    with `del` are meant to be unused, and lambdas are left alone.
+    with `del` are meant to be unused, and lambdas are left alone. When the function reads a value its
+    enclosing function computed by a call (`fake = apply_fn(state.params, z)` before `def loss(params)`),
+    the finding points at that line: the forward pass ran outside the differentiated function.
 
     ## Why is this bad?
     JAX does not complain: the gradient with respect to that argument is all zeros, so an optimizer
@@ -85,6 +87,23 @@ class DifferentiatedArgumentUnused(Rule):
         """,
     )
     invalid = (
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+
+            def train_step(params, x):
+                scores = jnp.tanh(x @ params)  # expect: GT311
+
+                def loss(p):
+                    return -jnp.mean(jnp.log(jax.nn.sigmoid(scores)))
+
+                return jax.grad(loss)(params)
+
+            g = train_step(jnp.ones(3), jnp.ones((4, 3)))
+            """,
+            truth=Truth(grads={"g": "zero"}, framework="jax"),
+        ),
         Invalid(
             """
             import jax
@@ -156,12 +175,33 @@ class DifferentiatedArgumentUnused(Rule):
             if not returns:
                 continue
             gf = functions[(fn, name)]
+            outside = computed_outside(fn, semantic)
+            if outside is not None:  # the forward pass the output reads ran before, outside the function
+                yield ctx.report(
+                    outside.statement,
+                    f"`{fn.name}` reads `{outside.name}`, computed here outside it, instead of using `{name}`: "
+                    f"`jax.{gf.mode}` gives `{name}` an all-zero gradient.",
+                    data={"lost": [name]},
+                )
+                continue
             yield ctx.report(
                 returns[-1],
                 f"`{fn.name}` returns a value that never uses `{name}`, so `jax.{gf.mode}` gives it an all-zero "
                 f"gradient.",
                 data={"lost": [name]},
             )
+
+
+def computed_outside(fn: ast.AST, semantic):
+    """The first value `fn` reads from an enclosing function that was computed there by a call."""
+    for node in ast.walk(fn):
+        if not isinstance(node, ast.Name) or not isinstance(node.ctx, ast.Load):
+            continue
+        binding = semantic.binding_of(node)
+        if binding is not None and binding.kind == "assignment" and isinstance(binding.value, ast.Call) and \
+                binding.scope.kind == "function" and binding.scope.node is not fn:
+            return binding
+    return None
 
 
 def unused(fn: ast.AST, name: str, semantic) -> bool:
