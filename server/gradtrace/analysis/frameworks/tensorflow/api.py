@@ -24,6 +24,8 @@ FIT_METHODS = frozenset({"fit", "train_on_batch"})
 PREDICT_METHODS = frozenset({"predict", "predict_on_batch"})
 # In-place updates of a variable, invisible to the tape
 ASSIGN_METHODS = frozenset({"assign", "assign_add", "assign_sub"})
+# ... and of a model's variables, from values (NumPy or tensors) the tape does not see
+WEIGHT_SETTERS = frozenset({"set_weights"})
 # Stop the gradient on purpose
 STOP_GRADIENT = frozenset({"tensorflow.stop_gradient", "keras.backend.stop_gradient", "keras.ops.stop_gradient"})
 # Run Python/NumPy code outside the graph: what they return has no gradient

@@ -664,7 +664,7 @@ class TensorFlowPlugin(FrameworkPlugin):
                 self.escape(value, node, frame)
             if kind in ("container", "dict", "unknown"):
                 return None
-        if method in api.ASSIGN_METHODS:
+        if method in api.ASSIGN_METHODS or (method in api.WEIGHT_SETTERS and self.is_model(receiver)):
             self.assign_in_tape(node, method, receiver, args, frame)
             return UNKNOWN
         if method in api.HOST_METHODS and kind not in ("object", "class", "container", "dict", "str"):
@@ -703,16 +703,18 @@ class TensorFlowPlugin(FrameworkPlugin):
         return self.cut(node, op, "metric", [metric_state(metric)], frame, dtype="float")
 
     def assign_in_tape(self, node: ast.Call, method: str, base: Value, args, frame: Frame) -> None:
-        """`v.assign(expr)` under a tape: the tape does not record it, so `expr`'s sources are cut from `v`."""
-        if not frame.state.get(TAPES) or not args or not isinstance(base.ref, VarInfo):
+        """`v.assign(expr)` (or `model.set_weights(values)`) under a tape: the tape does not record it, so what
+        `expr` carries is cut from the variable (the model's variables) from here on."""
+        if not frame.state.get(TAPES) or not args or not (isinstance(base.ref, VarInfo) or self.is_model(base)):
             return
         value = flat(args[0])
-        lost = frozenset(o for o in value.srcs if self.trains(o) and o != base.ref.id)
+        lost = frozenset(o for o in value.srcs if self.trains(o) and not covered(o, base.srcs))
         target = node.func.value if isinstance(node.func, ast.Attribute) else None
-        if not lost or not isinstance(target, ast.Name):
+        if not lost or not isinstance(target, (ast.Name, ast.Attribute)):
             return
         assigned = Cut(node, "assign", f".{method}()", lost, module=frame.module)
-        self.interp.store(target, replace(base, cuts=dedup_cuts(base.cuts, value.cuts, (assigned,))), frame)
+        self.interp.store(target, replace(base, cuts=dedup_cuts(base.cuts, value.cuts, (assigned,))), frame,
+                          mutation=isinstance(target, ast.Attribute))
 
     # ================================================================== attributes and operators
     def attribute(self, base: Value, attr: str, node: ast.AST, frame: Frame):
