@@ -17,7 +17,9 @@ class TargetComputedOutsideTape(Rule):
     before the tape's `with` block and is not recomputed inside it, and the line that computes `loss`
     (a loss object, a model or a TensorFlow op) after the `with` block ended, before the gradient —
     or in the `tape.gradient(...)` call itself (`tape.gradient(-loss, ...)`, `tape.gradient(f(x), x)`)
-    made after the block.
+    made after the block. For `optimizer.minimize(loss_fn, var_list)`, which runs `loss_fn` under a
+    tape of its own, flags a tensor computed from the variables before the call that `loss_fn` returns
+    or reads instead of computing it.
     Also flags the forward pass that runs before the `with` block (`y_pred = self(x, training=True)`)
     when the loss computed inside the block depends on the variables only through it — the usual
     slip in a Keras `train_step` — also when the caller runs it and passes its output as an argument
@@ -48,6 +50,15 @@ class TargetComputedOutsideTape(Rule):
     No automatic fix: the computation has to move into the block.
     """
     valid = (
+        """
+        import tensorflow as tf
+
+        w = tf.Variable([[0.5], [-0.5]])
+        x = tf.ones([4, 2])
+        target = tf.reduce_mean(x, axis=1, keepdims=True) * 2.0
+        sgd = tf.compat.v1.train.GradientDescentOptimizer(0.1)
+        sgd.minimize(lambda: tf.reduce_mean((x @ w - target) ** 2), var_list=[w])
+        """,
         """
         import tensorflow as tf
 
@@ -94,6 +105,18 @@ class TargetComputedOutsideTape(Rule):
         """,
     )
     invalid = (
+        Invalid(
+            """
+            import tensorflow as tf
+
+            w = tf.Variable([[0.5], [-0.5]])
+            x = tf.ones([4, 2])
+            loss = tf.reduce_mean((x @ w - 1.0) ** 2)  # expect: GT212
+            sgd = tf.compat.v1.train.GradientDescentOptimizer(0.1)
+            sgd.minimize(lambda: loss, var_list=[w])
+            """,
+            truth=Truth(raises=("ValueError", "No gradients provided"), framework="tensorflow"),
+        ),
         Invalid(
             """
             import tensorflow as tf
@@ -206,6 +229,13 @@ class TargetComputedOutsideTape(Rule):
                 f"recording, and `{target}` depends on the variables only through it, so "
                 f"`{ctx.source.segment(node.func)}()` on line {node.lineno} returns None for every variable; move "
                 f"this line into the `with` block.",
+                data={"lost": [name]},
+            )
+        for node, (name, stmt, loss_fn) in facts.stale_losses.items():
+            yield ctx.report(
+                stmt,
+                f"`{name}` is computed here, outside `{loss_fn}`, so `minimize()` on line {node.lineno} records no "
+                f"path to the variables: every gradient is None.",
                 data={"lost": [name]},
             )
         for node, (name, before) in facts.outside_targets.items():

@@ -18,6 +18,8 @@ TAPE = "tensorflow.GradientTape"
 GRADIENT_METHODS = frozenset({"gradient", "jacobian", "batch_jacobian"})
 # Optimizer steps: what they are given is what trains
 APPLY_METHODS = frozenset({"apply_gradients", "apply"})
+# Run a loss function under a tape of their own and step on its gradients
+MINIMIZE_METHODS = frozenset({"minimize"})
 # Train a Keras model on its own output: a sink at the model's output
 FIT_METHODS = frozenset({"fit", "train_on_batch"})
 # Run a model outside any tape and return NumPy arrays

@@ -654,6 +654,10 @@ class TensorFlowPlugin(FrameworkPlugin):
             # runs the model outside any tape and returns NumPy: no gradient reaches what it computed
             output = self.call_object(receiver, node, frame, args, {}) or combine("tensor", receiver, *args)
             return self.cut(node, f".{method}()", "numpy", [output], frame, result_kind="array")
+        if method in api.MINIMIZE_METHODS and args and args[0].kind in ("function", "method"):
+            var_list = kwargs.get("var_list") or (args[1] if len(args) > 1 else None)
+            self.targets.minimized(node, args[0], meant_of(parts(var_list)) if var_list is not None else None, frame)
+            return UNKNOWN
         if method in api.APPLY_METHODS and args and (method == "apply_gradients" or self.claims(receiver)):
             self.optimizer_apply(node, args[0], frame)
             return UNKNOWN

@@ -32,6 +32,7 @@ class TapeTargets:
         self.after: dict = {}  # gradient node -> (name, assignment node, with node)
         self.forward: dict = {}  # gradient node -> (input name, its assignment before the tape, target, with)
         self.outside: dict = {}  # gradient node -> (name, assignment node)
+        self.stale: dict = {}  # minimize node -> (name, assignment node, loss function name)
 
     def check(self, node: ast.Call, tape: TapeInfo, meant, frame: Frame, value: Value) -> None:
         """A target computed before the tape started recording (and not recomputed inside it)."""
@@ -93,6 +94,32 @@ class TapeTargets:
         if before is None or not self.records_op(before, frame) or not self.meant(value, meant):
             return
         self.forward.setdefault(node, (first, before, name, with_node))
+
+    def minimized(self, node: ast.Call, loss: Value, meant, frame: Frame) -> None:
+        """`optimizer.minimize(loss_fn, var_list)` runs `loss_fn` under a tape of its own: a tensor it reads from
+        outside, computed from the variables before, has no recorded path to them."""
+        ref = loss.func
+        if ref is None or ref.params() or meant is None:
+            return
+        semantic = ref.module.source.semantic
+        names = ref.module.names
+        fn = ref.node
+        for n in ast.walk(fn):
+            if isinstance(n, ast.Call) and not (names.qualname(n.func) or "").startswith(TF_PREFIXES):
+                return  # a model or helper called inside: recorded by minimize's tape
+        for n in ast.walk(fn):
+            if not isinstance(n, ast.Name) or not isinstance(n.ctx, ast.Load):
+                continue
+            binding = semantic.binding_of(n)
+            if binding is None or binding.kind != "assignment" or binding.scope.node is fn or not isinstance(
+                    binding.statement, ast.Assign) or not self.records_op(binding.statement, frame):
+                continue
+            value = flat(self.plugin.interp.lookup(n.id, frame) or UNKNOWN)
+            if value.kind in HELD_KINDS or "watched" in value.extra or not self.meant(value, meant) or not any(
+                    self.plugin.trains(o) and not is_symbolic(o) for o in value.srcs):
+                continue
+            self.stale.setdefault(node, (n.id, binding.statement, getattr(fn, "name", "the loss function")))
+            return
 
     @staticmethod
     def meant(value: Value, meant) -> bool:
