@@ -30,7 +30,8 @@ class UnwatchedTapeSource(Rule):
     tape, or written in the call).
 
     A constant listed next to variables (`tape.gradient(loss, [w1, b1])` with `b1 = tf.zeros(...)`) was
-    meant as one: the finding points at the line that made it.
+    meant as one: the finding points at the line that made it. `tape.watch(model.inputs)` is flagged too:
+    those are the model's symbolic Keras inputs, not the batch it is called on.
 
     ## Why is this bad?
     A tape records operations on trainable variables automatically, but on plain tensors only once
@@ -93,6 +94,18 @@ class UnwatchedTapeSource(Rule):
         """,
     )
     invalid = (
+        Invalid(
+            """
+            import tensorflow as tf
+
+            classifier = tf.keras.Sequential([tf.keras.Input((5,)), tf.keras.layers.Dense(2)])
+            batch = tf.random.normal([3, 5])
+            with tf.GradientTape() as tape:
+                tape.watch(classifier.inputs)  # expect: GT202
+                logits = classifier(batch)
+            """,
+            truth=Truth(raises=("ValueError", "not tf.Tensor or tf.Variable"), framework="tensorflow"),
+        ),
         Invalid(
             """
             import tensorflow as tf
@@ -172,6 +185,12 @@ class UnwatchedTapeSource(Rule):
     def check(self, ctx):
         facts = ctx.tensorflow
         yield from self.partly_watched(ctx, facts)
+        for tape in facts.tapes.values():
+            for watch in tape.symbolic_watches:
+                what = ctx.source.segment(watch.args[0]) if watch.args else "it"
+                yield ctx.report(watch, f"`{what}` holds the model's symbolic Keras inputs, not the batch: "
+                                        f"`watch()` raises ValueError; watch the tensor you feed.",
+                                 data={"lost": [what]})
         reported: set = set()
         local = in_file(ctx.source)
         for call in facts.grad_calls.values():

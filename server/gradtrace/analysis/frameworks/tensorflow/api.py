@@ -44,6 +44,8 @@ ZERO_GRAD_OPS = frozenset({"round", "floor", "ceil", "sign", "rint", "floordiv",
 HOST_METHODS = {"numpy": "numpy", "item": "python", "tolist": "python"}
 # Attributes and factories of Keras models
 VARIABLE_LISTS = frozenset({"trainable_variables", "trainable_weights", "variables", "weights"})
+# A model's symbolic graph tensors (KerasTensors), not the data it is called on
+SYMBOLIC_ATTRS = frozenset({"inputs", "outputs", "input", "output"})
 FUNCTIONAL_MODELS = frozenset({"keras.Model", "keras.models.Model"})
 MODEL_FACTORIES = frozenset({"keras.Sequential", "keras.models.Sequential", "keras.Model", "keras.models.Model"})
 INPUTS = frozenset({"keras.Input", "keras.layers.Input"})

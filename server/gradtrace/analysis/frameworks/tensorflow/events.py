@@ -51,6 +51,7 @@ class TapeInfo:
     watched_ids: set = field(default_factory=set)  # variables watch() was given
     watch_nodes: list = field(default_factory=list)  # the watch() calls
     watch_opaque: bool = False  # watch() given something whose variables we cannot tell
+    symbolic_watches: list = field(default_factory=list)  # watch() calls given a model's symbolic inputs
     calls: list = field(default_factory=list)  # GradCall in evaluation order (one per node)
 
 

@@ -59,7 +59,8 @@ from gradtrace.analysis.names import canonical
 
 TAPES = "tensorflow.tapes"  # frame state: the tapes recording, outermost first
 WATCHED = "watched"  # `extra` mark of a tensor a tape watches
-TF_KINDS = frozenset({"var", "tape", "varlist", "metric", "callable", "param", "grads", "grad", "opaque_grad"})
+TF_KINDS = frozenset({"var", "tape", "varlist", "metric", "callable", "param", "grads", "grad", "opaque_grad",
+                      "symbolic"})
 LOOPS = (ast.For, ast.While, ast.AsyncFor)
 DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
 
@@ -205,6 +206,8 @@ class TensorFlowPlugin(FrameworkPlugin):
         if node not in tape.watch_nodes:
             tape.watch_nodes.append(node)
         for value in parts(args[0]) if args else ():
+            if value.kind == "symbolic" and node not in tape.symbolic_watches:
+                tape.symbolic_watches.append(node)
             if isinstance(value.ref, VarInfo):
                 value.ref.watched = True
                 tape.watched_ids.add(value.ref.id)
@@ -722,6 +725,10 @@ class TensorFlowPlugin(FrameworkPlugin):
 
     # ================================================================== attributes and operators
     def attribute(self, base: Value, attr: str, node: ast.AST, frame: Frame):
+        if attr in api.SYMBOLIC_ATTRS and self.is_model(base) and not (
+                base.kind == "object" and attr in self.object_attrs(base)):
+            # `model.inputs`: the graph's placeholders, not data (a model built on `base.output` still holds base)
+            return Value("symbolic", srcs=base.srcs, cuts=base.cuts, deps=base.deps, fw="tensorflow")
         if attr in api.VARIABLE_LISTS:
             if base.kind == "param" and isinstance(base.ref, str):
                 return Value("varlist", srcs=frozenset({base.ref}), fw="tensorflow")
