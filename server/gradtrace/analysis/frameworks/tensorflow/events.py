@@ -99,6 +99,14 @@ class ForwardArgument(Event):
 
 
 @dataclass(eq=False)
+class TrainableSet(Event):
+    """`model.trainable = False` (or True) as a statement (`node`) on the Keras model `model` (its source)."""
+
+    model: str
+    trainable: bool
+
+
+@dataclass(eq=False)
 class Fit(Event):
     """`model.fit(...)`: the model's output is the loss's input."""
 

@@ -51,6 +51,7 @@ from gradtrace.analysis.frameworks.tensorflow.events import (
     GradCall,
     LostCut,
     TapeInfo,
+    TrainableSet,
     Untracked,
     VarInfo,
 )
@@ -83,6 +84,8 @@ class TensorFlowPlugin(FrameworkPlugin):
         self.rebinds: dict = {}  # statement -> (name, VarInfo, repeated)
         self.targets = TapeTargets(self)  # gradient targets the tape did not record
         self.misapplied: dict = {}  # gradient node -> (GradCall, apply node, variables expr)
+        self.trainable_set: dict = {}  # model source -> the last `model.trainable = ...` run so far
+        self.frozen_fits: dict = {}  # `trainable = False` statement -> (TrainableSet, fit call)
         self.call_live: dict[str, set] = {}  # class name -> sources that reach what its call returns
         self.call_incomplete: set[str] = set()  # classes whose call was not followed completely
         self.functional: list[Value] = []  # functional models built so far
@@ -265,6 +268,9 @@ class TensorFlowPlugin(FrameworkPlugin):
             self.record_applied(event)
         elif isinstance(event, Fit):
             self.fit_sink(event)
+            self.fit_frozen(event)
+        elif isinstance(event, TrainableSet):
+            self.trainable_set[event.model] = event
         elif isinstance(event, FunctionalModel):
             self.functional.append(event.model)
         elif isinstance(event, ClassOutput):
@@ -342,6 +348,13 @@ class TensorFlowPlugin(FrameworkPlugin):
                     meant.add(o)
         self.record_lost(model, frozenset(meant), event.node, "fit")
 
+    def fit_frozen(self, event: Fit) -> None:
+        """`model.fit(...)` / `train_on_batch` while the model's last `trainable` setting says False."""
+        model = event.model.ref
+        frozen = self.trainable_set.get(model) if isinstance(model, str) else None
+        if frozen is not None and not frozen.trainable and not frozen.exclusive_with(event):
+            self.frozen_fits.setdefault(frozen.node, (frozen, event.node))
+
     def record_class_output(self, event: ClassOutput) -> None:
         result = flat(event.result)
         self.call_live.setdefault(event.cls, set()).update(reached(result))
@@ -392,6 +405,9 @@ class TensorFlowPlugin(FrameworkPlugin):
 
     def store_attribute(self, target: ast.Attribute, owner: Value, value: Value, frame: Frame, stmt) -> bool:
         self.escape(value, target, frame)
+        if target.attr == "trainable" and owner.kind == "module" and isinstance(owner.ref, str) and isinstance(
+                stmt, ast.Assign) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, bool):
+            self.interp.emit(TrainableSet(stmt, frame.module, owner.ref, stmt.value.value), frame)
         if owner.kind == "object" and owner.cls is not None and hasattr(owner.cls, "name"):
             cls_name = owner.cls.name
             self.name_origin(value, f"{cls_name}.{target.attr}", cls_name, target.attr)
