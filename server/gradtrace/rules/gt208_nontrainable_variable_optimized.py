@@ -158,7 +158,7 @@ class NonTrainableVariableOptimized(Rule):
                 f"leave it out of the list.",
                 data={"lost": [name]},
             )
-        for node, (frozen, fit) in facts.frozen_fits.items():
+        for node, (_frozen, fit) in facts.frozen_fits.items():
             name = ctx.source.segment(node.targets[0].value)
             yield ctx.report(
                 node,
