@@ -43,6 +43,17 @@ class GradOfIntegerInput(Rule):
     """
     valid = (
         """
+        import equinox as eqx
+        import jax.numpy as jnp
+
+        @eqx.filter_grad
+        def f(pair):
+            x, n = pair
+            return jnp.sum(x ** 2) * n
+
+        g = f((jnp.ones(3), 5))
+        """,
+        """
         import jax
         import jax.numpy as jnp
 

@@ -26,6 +26,7 @@ class GradTransform:
     argnums_node: ast.AST | None = None
     static: frozenset = EMPTY  # static positions and names of the jit around it
     allow_int: bool = False
+    filtered: bool = False  # equinox's filtered transforms: Python numbers in the arguments are static
 
     @property
     def label(self) -> str:

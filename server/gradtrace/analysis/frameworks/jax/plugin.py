@@ -223,7 +223,8 @@ class JaxPlugin(FrameworkPlugin):
                 gf = GradTransform(fn, const_argnums(argnums_node), mode, node, jit=jitted,
                                    has_aux=isinstance(has_aux, ast.Constant) and bool(has_aux.value),
                                    argnums_node=argnums_node, static=fn.ref.static if jitted else EMPTY,
-                                   allow_int=isinstance(allow_int, ast.Constant) and bool(allow_int.value))
+                                   allow_int=isinstance(allow_int, ast.Constant) and bool(allow_int.value),
+                                   filtered=qn in api.FILTERED_TRANSFORMS)
                 self.grad_transforms[id(node)] = gf
             return Value("gradfn", ref=gf)
         if qn in api.TRACING_TRANSFORMS and args:
@@ -233,8 +234,7 @@ class JaxPlugin(FrameworkPlugin):
                 g = fn.ref
                 gf = self.grad_transforms.get(id(node))
                 if gf is None:
-                    gf = GradTransform(g.fn, g.argnums, g.mode, g.node, True, g.has_aux, g.argnums_node,
-                                       static_of(node), g.allow_int)
+                    gf = replace(g, jit=True, static=static_of(node))
                     self.grad_transforms[id(node)] = gf
                 return Value("gradfn", ref=gf)
             tf = self.trace_transforms.get(id(node))
@@ -399,7 +399,7 @@ class JaxPlugin(FrameworkPlugin):
         if gf.allow_int:
             return
         for path, leaf in leaves(arg, pname):
-            if leaf.dtype == "int" and leaf.kind in ARRAY_KINDS:
+            if leaf.dtype == "int" and leaf.kind in ARRAY_KINDS and not (gf.filtered and leaf.kind == "number"):
                 self.interp.emit(IntegerInput(leaf.made_at or arg_node, frame.module, path, gf, call), frame)
 
     # ================================================================== external calls
