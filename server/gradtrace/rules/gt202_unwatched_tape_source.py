@@ -63,6 +63,15 @@ class UnwatchedTapeSource(Rule):
         """
         import tensorflow as tf
 
+        init = {"scale": tf.ones([2]), "shift": tf.zeros([2])}
+        params = tf.nest.map_structure(tf.Variable, init)
+        with tf.GradientTape() as tape:
+            y = tf.reduce_sum(params["scale"] * 2.0 + params["shift"])
+        grads = tape.gradient(y, params)
+        """,
+        """
+        import tensorflow as tf
+
         x = tf.constant(3.0)
         with tf.GradientTape() as tape:
             tape.watch(x)

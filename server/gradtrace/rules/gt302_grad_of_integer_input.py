@@ -43,6 +43,16 @@ class GradOfIntegerInput(Rule):
     """
     valid = (
         """
+        import jax
+        import jax.numpy as jnp
+
+        def take(x, i):
+            return x[i]
+
+        y, pullback = jax.vjp(take, jnp.ones(3), 2)
+        dx, di = pullback(jnp.ones(()))
+        """,
+        """
         import equinox as eqx
         import jax.numpy as jnp
 

@@ -13,6 +13,8 @@ GRAD_TRANSFORMS = {"jax.grad": "grad", "jax.value_and_grad": "value_and_grad", "
 # Differentiate only the floating-point array leaves of their arguments: Python numbers stay static
 FILTERED_TRANSFORMS = frozenset({"equinox.filter_grad", "equinox.filter_value_and_grad"})
 VJP = "jax.vjp"
+# Modes that raise TypeError for an integer input (`jax.vjp` gives it a float0 cotangent instead)
+INTEGER_REJECTING = frozenset({"grad", "value_and_grad", "jacrev", "jacfwd", "hessian"})
 # Modes that differentiate in reverse (a dynamic loop inside them raises)
 REVERSE_MODES = frozenset({"grad", "value_and_grad", "jacrev", "hessian", "vjp"})
 # Transforms that trace a function abstractly (no concrete values inside): qualified name -> mode

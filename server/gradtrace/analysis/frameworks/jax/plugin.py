@@ -396,7 +396,7 @@ class JaxPlugin(FrameworkPlugin):
                        extra=extra, fw="jax" if leaf else value.fw)
 
     def check_int(self, arg: Value, gf: GradTransform, call, pname: str, arg_node, frame: Frame) -> None:
-        if gf.allow_int:
+        if gf.allow_int or gf.mode not in api.INTEGER_REJECTING:  # `jax.vjp` takes integer primals (float0)
             return
         for path, leaf in leaves(arg, pname):
             if leaf.dtype == "int" and leaf.kind in ARRAY_KINDS and not (gf.filtered and leaf.kind == "number"):

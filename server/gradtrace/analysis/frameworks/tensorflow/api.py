@@ -13,6 +13,8 @@ CALL_METHODS = ("call", "__call__")
 # Create trainable variables
 VARIABLE_FACTORIES = frozenset({"tensorflow.Variable", "tensorflow.compat.v1.Variable"})
 WEIGHT_METHODS = frozenset({"add_weight", "add_variable"})
+# Apply a function to every leaf of a structure (with `tf.Variable`: a structure of new variables)
+STRUCTURE_MAPS = frozenset({"tensorflow.nest.map_structure"})
 TAPE = "tensorflow.GradientTape"
 # Tape methods that differentiate (sinks)
 GRADIENT_METHODS = frozenset({"gradient", "jacobian", "batch_jacobian"})

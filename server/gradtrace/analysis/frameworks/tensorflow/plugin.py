@@ -481,6 +481,10 @@ class TensorFlowPlugin(FrameworkPlugin):
             self.interp.emit(Untracked(node, frame.module, self.call_scope(frame)), frame)
         if qn in api.VARIABLE_FACTORIES:
             return self.new_variable(node, args, kwargs, frame)
+        if qn in api.STRUCTURE_MAPS and len(node.args) >= 2 and len(args) >= 2 and canonical(
+                frame.module.names.qualname(node.args[0]) or "") in api.VARIABLE_FACTORIES:
+            # `tf.nest.map_structure(tf.Variable, tree)`: the same tree, of new variables
+            return self.variables_like(node, args[1], frame)
         if qn == api.TAPE:
             return self.new_tape(node)
         if qn in api.STOP_GRADIENT:
@@ -534,6 +538,13 @@ class TensorFlowPlugin(FrameworkPlugin):
         if dtype is None and tail == "fill" and len(node.args) > 1:
             dtype = literal_dtype(node.args[1])
         return replace(out, dtype=dtype or (out.dtype if out.dtype != "bool" else None), made_at=node)
+
+    def variables_like(self, node: ast.Call, tree: Value, frame: Frame, depth: int = 0) -> Value:
+        if tree.items is not None and depth < 6:
+            items = tuple(self.variables_like(node, item, frame, depth + 1) for item in tree.items)
+            merged = join(*items) if items else Value()
+            return replace(tree, items=items, srcs=merged.srcs, cuts=merged.cuts)
+        return self.new_variable(node, [tree], {}, frame)
 
     def new_tape(self, node: ast.Call) -> Value:
         tape = self.tapes.get(node)
