@@ -48,6 +48,18 @@ class PythonControlFlowOnTracer(Rule):
     """
     valid = (
         """
+        import equinox as eqx
+        import jax.numpy as jnp
+
+        @eqx.filter_jit
+        def layer(x, use_bias, scale=2):
+            if use_bias and scale > 1:
+                return x * scale + 1.0
+            return x
+
+        y = layer(jnp.ones(3), True)
+        """,
+        """
         import unittest
 
         import jax

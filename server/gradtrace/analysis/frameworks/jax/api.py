@@ -10,8 +10,8 @@ GRAD_TRANSFORMS = {"jax.grad": "grad", "jax.value_and_grad": "value_and_grad", "
                    "jax.jacfwd": "jacfwd", "jax.hessian": "hessian", "equinox.filter_grad": "grad",
                    "equinox.filter_value_and_grad": "value_and_grad", "flax.nnx.grad": "grad",
                    "flax.nnx.value_and_grad": "value_and_grad"}
-# Differentiate only the floating-point array leaves of their arguments: Python numbers stay static
-FILTERED_TRANSFORMS = frozenset({"equinox.filter_grad", "equinox.filter_value_and_grad"})
+# Trace (differentiate) only the (floating-point) array leaves of their arguments: Python values stay static
+FILTERED_TRANSFORMS = frozenset({"equinox.filter_grad", "equinox.filter_value_and_grad", "equinox.filter_jit"})
 VJP = "jax.vjp"
 # Modes that raise TypeError for an integer input (`jax.vjp` gives it a float0 cotangent instead)
 INTEGER_REJECTING = frozenset({"grad", "value_and_grad", "jacrev", "jacfwd", "hessian"})

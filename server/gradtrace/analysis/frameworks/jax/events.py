@@ -41,6 +41,7 @@ class TraceTransform:
     mode: str  # jit | vmap | pmap
     node: ast.AST
     static: frozenset = EMPTY  # static positions and names (`ANY_STATIC` when not literal)
+    filtered: bool = False  # `equinox.filter_jit`: only array arguments are traced, Python values stay static
 
     @property
     def label(self) -> str:

@@ -239,7 +239,8 @@ class JaxPlugin(FrameworkPlugin):
                 return Value("gradfn", ref=gf)
             tf = self.trace_transforms.get(id(node))
             if tf is None:
-                tf = self.trace_transforms[id(node)] = TraceTransform(fn, mode, node, static_of(node))
+                tf = TraceTransform(fn, mode, node, static_of(node), qn in api.FILTERED_TRANSFORMS)
+                self.trace_transforms[id(node)] = tf
             return Value("jitfn", ref=tf)
         return None
 
@@ -374,8 +375,9 @@ class JaxPlugin(FrameworkPlugin):
         for i, a in enumerate(args):
             pos = i + bound
             static = is_static(tf.static, i) or (pos < len(names) and is_static(tf.static, names[pos]))
-            values.append(self.trace(a, not static, keep=True))
-        traced_kwargs = {k: self.trace(v, not is_static(tf.static, k), keep=True) for k, v in kwargs.items()}
+            values.append(self.trace(a, not static and holds_arrays(a, tf), keep=True))
+        traced_kwargs = {k: self.trace(v, not is_static(tf.static, k) and holds_arrays(v, tf), keep=True)
+                         for k, v in kwargs.items()}
         out = self.call_under(tf, ref, list(ref.bound) + values, traced_kwargs, frame, node)
         outer = any(flat(a).jtraced for a in args)
         return out if outer else untrace(out)
@@ -862,6 +864,13 @@ class JaxPlugin(FrameworkPlugin):
             func = FunctionRef(fn, info.module if info is not None else root, info)
             method = info is not None and func.params()[:1] in (["self"], ["cls"])
             self.run_on_its_own(func, Value("object", cls=info) if method else None, lambda name: UNKNOWN)
+
+
+def holds_arrays(value: Value, transform: TraceTransform, depth: int = 0) -> bool:
+    """Is this argument traced by the transform (under a filtered one: only arrays and pytrees of arrays)?"""
+    if not transform.filtered or value.kind in ("tensor", "array"):
+        return True
+    return bool(value.items) and depth < 6 and any(holds_arrays(v, transform, depth + 1) for v in value.items)
 
 
 def leaves(value: Value, path: str, depth: int = 0):
