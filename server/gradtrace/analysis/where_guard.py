@@ -141,9 +141,9 @@ def _compare(cond: ast.AST, arg: ast.AST, wide: bool = False):
 
 def masks_negatives(cond: ast.AST, arg: ast.AST, in_first_branch: bool) -> bool:
     """Is the branch computing `f(arg)` unselected for every negative `arg` (`arg > 0` or `arg >= 1` with `f`
-    first, `arg < 1` with `f` second)? Any threshold >= 0 masks all the negatives."""
+    first, `arg < 1` with `f` second)? Any threshold >= 0 masks all the negatives (a tiny negative one, almost)."""
     found = _compare(cond, arg, wide=True)
-    if found is None or found[1] == "neg":
+    if found is None:
         return False
     op, _ = found
     at_negative = {ast.Gt: False, ast.GtE: False, ast.Lt: True, ast.LtE: True}.get(type(op))
