@@ -25,7 +25,8 @@ class DifferentiatedArgumentUnused(Rule):
     reads it only into names nothing reads afterwards (`pred = apply_fn(params, x)` and then a loss
     computed from the targets alone). Both must hold: the value flow finds no path from the argument
     to the output, and no read of the argument feeds anything else. Arguments named `_...` or deleted
-    with `del` are meant to be unused, and lambdas are left alone. When the function reads a value its
+    with `del` are meant to be unused, and lambdas and functions that return a literal (a stub, a test
+    of the transform) are left alone. When the function reads a value its
     enclosing function computed by a call (`fake = apply_fn(state.params, z)` before `def loss(params)`),
     the finding points at that line: the forward pass ran outside the differentiated function.
 
@@ -51,6 +52,16 @@ class DifferentiatedArgumentUnused(Rule):
     No automatic fix: which value the output should use is the author's call.
     """
     valid = (
+        """
+        import jax
+        import jax.numpy as jnp
+
+        def probe(x):
+            assert x.shape == (5,)
+            return 0.0
+
+        g = jax.grad(probe)(jnp.zeros(5))
+        """,
         """
         import jax
         import jax.numpy as jnp
@@ -172,8 +183,8 @@ class DifferentiatedArgumentUnused(Rule):
                 continue
             returns = [n for n in ast.walk(fn) if isinstance(n, ast.Return) and n.value is not None
                        and semantic.function_of(n) is fn]
-            if not returns:
-                continue
+            if not returns or all(isinstance(r.value, ast.Constant) for r in returns):
+                continue  # `return 0.`: a stub or a test of the transform, not a loss
             gf = functions[(fn, name)]
             outside = computed_outside(fn, semantic)
             if outside is not None:  # the forward pass the output reads ran before, outside the function
