@@ -854,16 +854,19 @@ class JaxPlugin(FrameworkPlugin):
                 continue
             count = required(ref.node, len(ref.bound))
             self.call_gradfn(gf.node, gf, [UNKNOWN] * count, {}, frame, standalone=True)
-        for tf in list(self.trace_transforms.values()):
-            ref = self.underlying(tf.fn)
-            if ref is not None and id(ref.node) not in interp.analysed:
-                self.call_jitfn(tf.node, tf, [UNKNOWN] * required(ref.node, len(ref.bound)), {}, frame)
+        transformed = {id(ref.node) for ref in map(self.underlying, (t.fn for t in self.trace_transforms.values()))
+                       if ref is not None}
+        # uncalled callers first (a test calling a jitted function under `pytest.raises`), then what is left
         for fn, info in self.relevant_functions():
-            if id(fn) in interp.analysed:
+            if id(fn) in interp.analysed or id(fn) in transformed:
                 continue
             func = FunctionRef(fn, info.module if info is not None else root, info)
             method = info is not None and func.params()[:1] in (["self"], ["cls"])
             self.run_on_its_own(func, Value("object", cls=info) if method else None, lambda name: UNKNOWN)
+        for tf in list(self.trace_transforms.values()):
+            ref = self.underlying(tf.fn)
+            if ref is not None and id(ref.node) not in interp.analysed:
+                self.call_jitfn(tf.node, tf, [UNKNOWN] * required(ref.node, len(ref.bound)), {}, frame)
 
 
 def holds_arrays(value: Value, transform: TraceTransform, depth: int = 0) -> bool:
