@@ -197,8 +197,8 @@ class UnwatchedTapeSource(Rule):
         for tape in facts.tapes.values():
             for watch in tape.symbolic_watches:
                 what = ctx.source.segment(watch.args[0]) if watch.args else "it"
-                yield ctx.report(watch, f"`{what}` holds the model's symbolic Keras inputs, not the batch: "
-                                        f"`watch()` raises ValueError; watch the tensor you feed.",
+                yield ctx.report(watch, f"`{what}` are symbolic Keras inputs, not the batch: `watch()` raises "
+                                        f"ValueError on them.",
                                  data={"lost": [what]})
         reported: set = set()
         local = in_file(ctx.source)

@@ -162,7 +162,7 @@ class NonTrainableVariableOptimized(Rule):
             name = ctx.source.segment(node.targets[0].value)
             yield ctx.report(
                 node,
-                f"`{name}` is frozen here and still trained by `{ctx.source.segment(fit.func)}()` on line "
-                f"{fit.lineno}: it has no trainable weights, so nothing changes.",
+                f"`{name}` is frozen here, then trained by `.{fit.func.attr}()` on line {fit.lineno}: its weights "
+                f"never change.",
                 data={"lost": [name]},
             )

@@ -232,8 +232,8 @@ class TargetComputedOutsideTape(Rule):
         for node, (name, stmt, loss_fn) in facts.stale_losses.items():
             yield ctx.report(
                 stmt,
-                f"`{name}` is computed here, outside `{loss_fn}`, so `minimize()` on line {node.lineno} records no "
-                f"path to the variables: every gradient is None.",
+                f"`{name}` is computed here, outside `{loss_fn}`: `minimize()` on line {node.lineno} gets None "
+                f"gradients.",
                 data={"lost": [name]},
             )
         for node, (name, before) in facts.outside_targets.items():

@@ -190,8 +190,8 @@ class DifferentiatedArgumentUnused(Rule):
             if outside is not None:  # the forward pass the output reads ran before, outside the function
                 yield ctx.report(
                     outside.statement,
-                    f"`{fn.name}` reads `{outside.name}`, computed here outside it, instead of using `{name}`: "
-                    f"`jax.{gf.mode}` gives `{name}` an all-zero gradient.",
+                    f"`{fn.name}` reads `{outside.name}`, computed here outside it, not `{name}`: `{name}` gets a "
+                    f"zero gradient.",
                     data={"lost": [name]},
                 )
                 continue
