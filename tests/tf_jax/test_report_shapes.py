@@ -3,6 +3,8 @@ lands, and the correct counterparts that stay quiet."""
 
 from __future__ import annotations
 
+import textwrap
+
 from tests.tf_jax.test_flow import codes
 
 
@@ -37,17 +39,20 @@ def test_inputs_passed_in_and_model_run_under_the_tape_stay_quiet():
         """) == []
 
 
+SIGN = """
+import jax
+import pytest
+
+@jax.jit
+def sign(x):
+    if x > 0:
+        return 1.0
+    return -1.0
+"""
+
+
 def test_errors_provoked_under_pytest_raises_or_a_handled_try_are_not_reported():
-    assert codes("""
-        import jax
-        import pytest
-
-        @jax.jit
-        def sign(x):
-            if x > 0:
-                return 1.0
-            return -1.0
-
+    assert codes(SIGN + textwrap.dedent("""
         def test_branching_raises():
             with pytest.raises(jax.errors.TracerBoolConversionError):
                 sign(2.0)
@@ -57,21 +62,11 @@ def test_errors_provoked_under_pytest_raises_or_a_handled_try_are_not_reported()
                 return sign(value)
             except jax.errors.ConcretizationTypeError:
                 return None
-        """) == []
+        """)) == []
 
 
 def test_the_same_branch_called_outside_any_handler_is_reported():
-    assert codes("""
-        import jax
-
-        @jax.jit
-        def sign(x):
-            if x > 0:
-                return 1.0
-            return -1.0
-
-        y = sign(2.0)
-        """) == [(5, "GT304")]
+    assert codes(SIGN + "y = sign(2.0)\n") == [(6, "GT304")]
 
 
 def test_predict_of_a_functional_model_under_the_tape_is_a_numpy_conversion():
