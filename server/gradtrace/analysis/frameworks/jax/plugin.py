@@ -806,10 +806,8 @@ class JaxPlugin(FrameworkPlugin):
                             origins |= value.srcs
         if not origins:
             return
-        if qn.endswith("fori_loop") and len(node.args) >= 2 and all(
-                isinstance(a, ast.Constant) or (isinstance(a, ast.Name) and not (
-                    self.interp.lookup(a.id, frame) or UNKNOWN).traced) for a in node.args[:2]):
-            return
+        if qn.endswith("fori_loop") and len(args) >= 2 and not any(flat(a).jtraced for a in args[:2]):
+            return  # concrete bounds (outside jit, even when computed from a differentiated value): a scan
         self.interp.emit(ReverseLoop(node, frame.module, qn.rsplit(".", 1)[-1]), frame)
 
     def check_where(self, node: ast.Call, seen: dict, frame: Frame) -> None:
