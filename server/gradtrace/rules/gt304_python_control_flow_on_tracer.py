@@ -49,6 +49,20 @@ class PythonControlFlowOnTracer(Rule):
     valid = (
         """
         import equinox as eqx
+        import jax
+        import jax.numpy as jnp
+
+        @eqx.filter_jit
+        @jax.value_and_grad
+        def run(x, exact):
+            if exact:
+                return jnp.sum(x ** 2)
+            return jnp.sum(jnp.abs(x))
+
+        value, grad = run(jnp.ones(3), True)
+        """,
+        """
+        import equinox as eqx
         import jax.numpy as jnp
 
         @eqx.filter_jit

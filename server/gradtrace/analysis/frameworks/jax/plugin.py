@@ -234,7 +234,7 @@ class JaxPlugin(FrameworkPlugin):
                 g = fn.ref
                 gf = self.grad_transforms.get(id(node))
                 if gf is None:
-                    gf = replace(g, jit=True, static=static_of(node))
+                    gf = replace(g, jit=True, static=static_of(node), filtered=g.filtered or qn in api.FILTERED_TRANSFORMS)
                     self.grad_transforms[id(node)] = gf
                 return Value("gradfn", ref=gf)
             tf = self.trace_transforms.get(id(node))
@@ -326,13 +326,15 @@ class JaxPlugin(FrameworkPlugin):
                                     dtype="float", fw="jax", traced=True, jtraced=gf.jit or arg.jtraced,
                                     refinable=True, deps=arg.deps))
             else:
-                values.append(self.trace(arg, gf.jit and not (is_static(gf.static, i) or is_static(gf.static, pname))))
+                static = is_static(gf.static, i) or is_static(gf.static, pname) or not holds_arrays(arg, gf.filtered)
+                values.append(self.trace(arg, gf.jit and not static))
         if ref is None:
             self.interp.emit(Differentiated(node, frame.module, gf, None), frame)
             return Value("grads", ref=self.gradients_of(gf, node), fw="jax")
         if not standalone:
             self.called.add((id(ref.node), gf.argnums))
-        traced_kwargs = {k: self.trace(v, gf.jit and not is_static(gf.static, k)) for k, v in kwargs.items()}
+        traced_kwargs = {k: self.trace(v, gf.jit and not is_static(gf.static, k) and holds_arrays(v, gf.filtered))
+                         for k, v in kwargs.items()}
         result = self.call_under(gf, ref, list(ref.bound) + values, traced_kwargs, frame, node)
         self.record_lost(result, gf, frame)
         self.interp.emit(Differentiated(node, frame.module, gf, result), frame)
@@ -375,8 +377,8 @@ class JaxPlugin(FrameworkPlugin):
         for i, a in enumerate(args):
             pos = i + bound
             static = is_static(tf.static, i) or (pos < len(names) and is_static(tf.static, names[pos]))
-            values.append(self.trace(a, not static and holds_arrays(a, tf), keep=True))
-        traced_kwargs = {k: self.trace(v, not is_static(tf.static, k) and holds_arrays(v, tf), keep=True)
+            values.append(self.trace(a, not static and holds_arrays(a, tf.filtered), keep=True))
+        traced_kwargs = {k: self.trace(v, not is_static(tf.static, k) and holds_arrays(v, tf.filtered), keep=True)
                          for k, v in kwargs.items()}
         out = self.call_under(tf, ref, list(ref.bound) + values, traced_kwargs, frame, node)
         outer = any(flat(a).jtraced for a in args)
@@ -867,11 +869,11 @@ class JaxPlugin(FrameworkPlugin):
                 self.call_jitfn(tf.node, tf, [UNKNOWN] * required(ref.node, len(ref.bound)), {}, frame)
 
 
-def holds_arrays(value: Value, transform: TraceTransform, depth: int = 0) -> bool:
-    """Is this argument traced by the transform (under a filtered one: only arrays and pytrees of arrays)?"""
-    if not transform.filtered or value.kind in ("tensor", "array"):
+def holds_arrays(value: Value, filtered: bool, depth: int = 0) -> bool:
+    """Is this argument traced by a transform (a `filtered` one traces only arrays and pytrees of arrays)?"""
+    if not filtered or value.kind in ("tensor", "array"):
         return True
-    return bool(value.items) and depth < 6 and any(holds_arrays(v, transform, depth + 1) for v in value.items)
+    return bool(value.items) and depth < 6 and any(holds_arrays(v, filtered, depth + 1) for v in value.items)
 
 
 def leaves(value: Value, path: str, depth: int = 0):
