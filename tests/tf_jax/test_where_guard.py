@@ -44,6 +44,7 @@ def severities(template: str, expr: str, code: str) -> list[str]:
     ("jnp.where(mask, jnp.power(x, 0.25), 0.0)", ["warning"]),
     ("jnp.where(x > 1, jnp.log(x), 0.0)", ["information"]),
     ("jnp.where(x >= 0, jnp.sqrt(x), 0.0)", ["information"]),
+    ("jnp.where(x < 1.0, x, jnp.sqrt(x))", ["warning"]),  # masked at 0 and every negative
     ("jnp.where(x > 0, jnp.log(x + 1.0), 0.0)", ["information"]),
     ("jnp.where(x == 0, jnp.log(x), 0.0)", ["information"]),
     ("jnp.where(x > 0, x ** 2, 0.0)", []),

@@ -73,9 +73,10 @@ def resolve_condition(cond: ast.AST, semantic, kinds=(ast.Compare,)) -> ast.AST:
     return value if isinstance(value, kinds) else cond
 
 
-def guards_singular_point(cond: ast.AST, arg: ast.AST, in_first_branch: bool) -> bool:
-    """Is the branch computing `f(arg)` unselected exactly where `arg == 0`, by a comparison of `arg`?"""
-    found = _compare(cond, arg)
+def guards_singular_point(cond: ast.AST, arg: ast.AST, in_first_branch: bool, wide: bool = False) -> bool:
+    """Is the branch computing `f(arg)` unselected exactly where `arg == 0`, by a comparison of `arg`? (`wide`:
+    or below any positive threshold, `arg >= 1`, as a root's domain guard is.)"""
+    found = _compare(cond, arg, wide)
     if found is None:
         return False
     cond_at_zero = holds_at_zero(*found)
@@ -122,8 +123,9 @@ def singular_kind(op: str) -> str:
     return "division"
 
 
-def _compare(cond: ast.AST, arg: ast.AST):
-    """(op, threshold sign) of `arg <op> t` (flipped when written `t <op> arg`), or None."""
+def _compare(cond: ast.AST, arg: ast.AST, wide: bool = False):
+    """(op, threshold sign) of `arg <op> t` (flipped when written `t <op> arg`), or None. `wide`: any positive
+    number is a "pos" threshold, not only an epsilon."""
     if not isinstance(cond, ast.Compare) or len(cond.ops) != 1:
         return None
     left, op, right = cond.left, cond.ops[0], cond.comparators[0]
@@ -132,12 +134,15 @@ def _compare(cond: ast.AST, arg: ast.AST):
     if not same(left, arg):
         return None
     sign = sign_of_threshold(right)
+    if sign is None and wide and (number(right) or 0) > 0:
+        sign = "pos"
     return None if sign is None else (op, sign)
 
 
 def masks_negatives(cond: ast.AST, arg: ast.AST, in_first_branch: bool) -> bool:
-    """Is the branch computing `f(arg)` unselected for negative `arg` (e.g. `arg > 0` with `f` first)?"""
-    found = _compare(cond, arg)
+    """Is the branch computing `f(arg)` unselected for every negative `arg` (`arg > 0` or `arg >= 1` with `f`
+    first, `arg < 1` with `f` second)? Any threshold >= 0 masks all the negatives (a tiny negative one, almost)."""
+    found = _compare(cond, arg, wide=True)
     if found is None:
         return False
     op, _ = found
@@ -147,10 +152,10 @@ def masks_negatives(cond: ast.AST, arg: ast.AST, in_first_branch: bool) -> bool:
 
 def nan_certain(op: str, cond: ast.AST, arg: ast.AST, in_first_branch: bool, semantic, names) -> bool:
     """Does the where that guards the singular point of `op(arg)` really give NaN gradients when run?"""
-    if not guards_singular_point(cond, arg, in_first_branch):
+    root = singular_kind(op) == "root"
+    if not guards_singular_point(cond, arg, in_first_branch, wide=root):
         return False
-    kind = singular_kind(op)
-    if kind == "root" and masks_negatives(cond, arg, in_first_branch) and not non_negative(arg, semantic, names):
+    if root and masks_negatives(cond, arg, in_first_branch) and not non_negative(arg, semantic, names):
         return True
     return can_be_zero(arg, semantic, names)
 

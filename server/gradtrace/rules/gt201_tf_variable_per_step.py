@@ -81,6 +81,28 @@ class TFVariablePerStep(Rule):
                     self.w = tf.Variable(tf.ones([x.shape[-1]]))
                 return x * self.w
         """,
+        """
+        import tensorflow as tf
+
+        results = {}
+        for dtype in (tf.float32, tf.float64):
+            var = tf.Variable([1.0, 2.0], dtype=dtype)
+            opt = tf.keras.optimizers.SGD(0.5)
+            for _ in range(3):
+                opt.apply_gradients([(tf.constant([0.1, 0.1], dtype=dtype), var)])
+            results[dtype.name] = var.numpy()
+        """,
+        """
+        import tensorflow as tf
+
+        def check_momentum(values):
+            for value in values:
+                var = tf.Variable(value)
+                tf.keras.optimizers.SGD(0.1, momentum=0.9).apply_gradients([(tf.ones_like(var), var)])
+                assert float(var.numpy()[0]) < value[0]
+
+        check_momentum([[1.0], [2.0]])
+        """,
     )
     invalid = (
         Invalid(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 
+from gradtrace.analysis.frameworks.common import in_file
 from gradtrace.analysis.frameworks.tensorflow.events import VarInfo
 from gradtrace.analysis.tfjax_fixes import watch_fix
 from gradtrace.rules._messages import join_phrases
@@ -28,6 +29,10 @@ class UnwatchedTapeSource(Rule):
     Also flags, for a tape created with `watch_accessed_variables=False`, the `tape.watch([...])` call
     that leaves out a variable `tape.gradient` is then asked for (the gradient list built before the
     tape, or written in the call).
+
+    A constant listed next to variables (`tape.gradient(loss, [w1, b1])` with `b1 = tf.zeros(...)`) was
+    meant as one: the finding points at the line that made it. `tape.watch(model.inputs)` is flagged too:
+    those are the model's symbolic Keras inputs, not the batch it is called on.
 
     ## Why is this bad?
     A tape records operations on trainable variables automatically, but on plain tensors only once
@@ -56,6 +61,15 @@ class UnwatchedTapeSource(Rule):
     only makes the tape record the operations that use the tensor.
     """
     valid = (
+        """
+        import tensorflow as tf
+
+        init = {"scale": tf.ones([2]), "shift": tf.zeros([2])}
+        params = tf.nest.map_structure(tf.Variable, init)
+        with tf.GradientTape() as tape:
+            y = tf.reduce_sum(params["scale"] * 2.0 + params["shift"])
+        grads = tape.gradient(y, params)
+        """,
         """
         import tensorflow as tf
 
@@ -90,6 +104,31 @@ class UnwatchedTapeSource(Rule):
         """,
     )
     invalid = (
+        Invalid(
+            """
+            import tensorflow as tf
+
+            classifier = tf.keras.Sequential([tf.keras.Input((5,)), tf.keras.layers.Dense(2)])
+            batch = tf.random.normal([3, 5])
+            with tf.GradientTape() as tape:
+                tape.watch(classifier.inputs)  # expect: GT202
+                logits = classifier(batch)
+            """,
+            truth=Truth(raises=("ValueError", "not tf.Tensor or tf.Variable"), framework="tensorflow"),
+        ),
+        Invalid(
+            """
+            import tensorflow as tf
+
+            shift = tf.Variable(tf.zeros([3]))
+            scale = tf.ones([3])  # expect: GT202
+            x = tf.random.normal([8, 3])
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean((x * scale + shift) ** 2)
+            d_shift, d_scale = tape.gradient(loss, [shift, scale])
+            """,
+            truth=Truth(grads={"d_scale": "none"}, framework="tensorflow"),
+        ),
         Invalid(
             """
             import tensorflow as tf
@@ -156,10 +195,20 @@ class UnwatchedTapeSource(Rule):
     def check(self, ctx):
         facts = ctx.tensorflow
         yield from self.partly_watched(ctx, facts)
+        for tape in facts.tapes.values():
+            for watch in tape.symbolic_watches:
+                what = ctx.source.segment(watch.args[0]) if watch.args else "it"
+                yield ctx.report(watch, f"`{what}` are symbolic Keras inputs, not the batch: `watch()` raises "
+                                        f"ValueError on them.",
+                                 data={"lost": [what]})
+        reported: set = set()
+        local = in_file(ctx.source)
         for call in facts.grad_calls.values():
             tape = call.tape
             if tape.watch_unknown:
                 continue
+            # listed next to variables, a constant is meant as one: the line that made it is the slip
+            beside_variables = any(isinstance(v.ref, VarInfo) for _, v in call.source_pairs)
             for expr, val in call.source_pairs:
                 if isinstance(val.ref, VarInfo) or val.srcs or not (val.kind in CONSTANT_KINDS or (
                         val.kind == "number" and val.dtype == "float")):
@@ -168,6 +217,14 @@ class UnwatchedTapeSource(Rule):
                 if text and text in tape.watched:
                     continue
                 label = f"`{text}`" if text else "a source"
+                made = val.made_at
+                if beside_variables and made is not None and local(made):
+                    if id(made) not in reported:
+                        reported.add(id(made))
+                        yield ctx.report(made, f"{label} is made here as a constant, not a tf.Variable, so "
+                                               f"`{ctx.source.segment(call.node.func)}()` returns None for it.",
+                                         data={"lost": [text] if text else []})
+                    continue
                 fix = watch_fix(ctx, tape.with_node, tape.name, text) if isinstance(
                     expr, (ast.Name, ast.Attribute)) else None
                 yield ctx.report(

@@ -21,6 +21,8 @@ class NumpyInTape(Rule):
     `tape.gradient`, stay quiet. `tf.py_function` stays quiet: the tape records the TensorFlow ops its
     function runs eagerly, so it is differentiable.
 
+    `model.predict(x)` counts too: it runs the model outside the tape and returns NumPy.
+
     ## Why is this bad?
     A NumPy array or Python number has no history: the variables before it get a `None` gradient.
     The tape records TensorFlow operations only; converting back with
@@ -82,6 +84,19 @@ class NumpyInTape(Rule):
         """,
     )
     invalid = (
+        Invalid(
+            """
+            import tensorflow as tf
+
+            model = tf.keras.Sequential([tf.keras.Input((2,)), tf.keras.layers.Dense(1)])
+            x = tf.ones([4, 2])
+            with tf.GradientTape() as tape:
+                residual = model.predict(x, verbose=0) - 1.0  # expect: GT204
+                loss = tf.reduce_mean(tf.square(residual))
+            grads = tape.gradient(loss, model.trainable_variables)
+            """,
+            truth=Truth(grads={"grads[0]": "none", "grads[1]": "none"}, framework="tensorflow"),
+        ),
         Invalid(
             """
             import numpy as np

@@ -19,6 +19,10 @@ class NonTrainableVariableOptimized(Rule):
     or `append`/`extend`. Non-trainable state updated with `assign` (running statistics, counters)
     and variables the tape watches explicitly (`tape.watch(v)`) stay quiet.
 
+    Also flags `model.trainable = False` when the same Keras model is then trained by its own `fit` or
+    `train_on_batch` with no `trainable = True` in between (the GAN slip of freezing the discriminator
+    before compiling it); freezing it inside a combined model that trains something else stays quiet.
+
     ## Why is this bad?
     Tapes watch only trainable variables automatically. The gradient of a non-trainable variable is
     `None`, and the optimizer skips it with the warning "Gradients do not exist for variables".
@@ -39,6 +43,23 @@ class NonTrainableVariableOptimized(Rule):
     No automatic fix: whether the variable should train is the author's decision.
     """
     valid = (
+        """
+        import numpy as np
+        import tensorflow as tf
+
+        critic = tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(1)])
+        maker = tf.keras.Sequential([tf.keras.Input((2,)), tf.keras.layers.Dense(3)])
+        z = tf.keras.Input((2,))
+        critic.trainable = False
+        stacked = tf.keras.Model(z, critic(maker(z)))
+        stacked.compile(optimizer="sgd", loss="mse")
+        critic.compile(optimizer="sgd", loss="mse")
+        for step in range(2):
+            critic.trainable = True
+            critic.train_on_batch(np.ones((4, 3)), np.ones((4, 1)))
+            critic.trainable = False
+            stacked.train_on_batch(np.ones((4, 2)), np.ones((4, 1)))
+        """,
         """
         import tensorflow as tf
 
@@ -63,6 +84,20 @@ class NonTrainableVariableOptimized(Rule):
         """,
     )
     invalid = (
+        Invalid(
+            """
+            import numpy as np
+            import tensorflow as tf
+
+            critic = tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(1)])
+            critic.trainable = False  # expect: GT208
+            critic.compile(optimizer="sgd", loss="mse")
+            before = critic.get_weights()[0].copy()
+            critic.fit(np.ones((8, 3)), np.ones((8, 1)), epochs=2, verbose=0)
+            change = critic.get_weights()[0] - before
+            """,
+            truth=Truth(grads={"change": "zero"}, framework="tensorflow"),
+        ),
         Invalid(
             """
             import tensorflow as tf
@@ -119,5 +154,13 @@ class NonTrainableVariableOptimized(Rule):
             yield ctx.report(
                 info.node,
                 f"`{name}` has trainable=False, yet line {first} differentiates or optimizes it: its gradient is None.",
+                data={"lost": [name]},
+            )
+        for node, (_frozen, fit) in facts.frozen_fits.items():
+            name = ctx.source.segment(node.targets[0].value)
+            yield ctx.report(
+                node,
+                f"`{name}` is frozen here, then trained by `.{fit.func.attr}()` on line {fit.lineno}: its weights "
+                f"never change.",
                 data={"lost": [name]},
             )

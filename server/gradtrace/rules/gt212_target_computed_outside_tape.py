@@ -15,10 +15,15 @@ class TargetComputedOutsideTape(Rule):
     ## What it does
     Flags `tape.gradient(loss, ...)` when `loss` depends on trainable variables but was computed
     before the tape's `with` block and is not recomputed inside it, and the line that computes `loss`
-    (a loss object, a model or a TensorFlow op) after the `with` block ended, before the gradient.
+    (a loss object, a model or a TensorFlow op) after the `with` block ended, before the gradient —
+    or in the `tape.gradient(...)` call itself (`tape.gradient(-loss, ...)`, `tape.gradient(f(x), x)`)
+    made after the block. For `optimizer.minimize(loss_fn, var_list)`, which runs `loss_fn` under a
+    tape of its own, flags a tensor computed from the variables before the call that `loss_fn` returns
+    or reads instead of computing it.
     Also flags the forward pass that runs before the `with` block (`y_pred = self(x, training=True)`)
     when the loss computed inside the block depends on the variables only through it — the usual
-    slip in a Keras `train_step`. A teacher's output computed before the tape, next to a student
+    slip in a Keras `train_step` — also when the caller runs it and passes its output as an argument
+    (`train_step(model(x), y)`). A teacher's output computed before the tape, next to a student
     called inside it, stays quiet.
 
     ## Why is this bad?
@@ -46,6 +51,15 @@ class TargetComputedOutsideTape(Rule):
     No automatic fix: the computation has to move into the block.
     """
     valid = (
+        """
+        import tensorflow as tf
+
+        w = tf.Variable([[0.5], [-0.5]])
+        x = tf.ones([4, 2])
+        target = tf.reduce_mean(x, axis=1, keepdims=True) * 2.0
+        sgd = tf.compat.v1.train.GradientDescentOptimizer(0.1)
+        sgd.minimize(lambda: tf.reduce_mean((x @ w - target) ** 2), var_list=[w])
+        """,
         """
         import tensorflow as tf
 
@@ -81,8 +95,29 @@ class TargetComputedOutsideTape(Rule):
             loss = tf.reduce_mean(tf.keras.losses.categorical_crossentropy(soft, logits, from_logits=True))
         grads = tape.gradient(loss, student.trainable_variables)
         """,
+        """
+        import tensorflow as tf
+
+        w = tf.Variable([1.0, 2.0])
+        with tf.GradientTape(persistent=True) as tape:
+            losses = [tf.reduce_sum(w ** 2), tf.reduce_sum(w)]
+            g_inside = tape.gradient(-losses[0], w)
+        g_after = tape.gradient(losses[1], w)
+        """,
     )
     invalid = (
+        Invalid(
+            """
+            import tensorflow as tf
+
+            w = tf.Variable([[0.5], [-0.5]])
+            x = tf.ones([4, 2])
+            loss = tf.reduce_mean((x @ w - 1.0) ** 2)  # expect: GT212
+            sgd = tf.compat.v1.train.GradientDescentOptimizer(0.1)
+            sgd.minimize(lambda: loss, var_list=[w])
+            """,
+            truth=Truth(raises=("ValueError", "No gradients provided"), framework="tensorflow"),
+        ),
         Invalid(
             """
             import tensorflow as tf
@@ -138,6 +173,41 @@ class TargetComputedOutsideTape(Rule):
             """,
             truth=Truth(raises=("ValueError", "No gradients provided"), framework="tensorflow"),
         ),
+        Invalid(
+            """
+            import tensorflow as tf
+
+            class Scorer(tf.Module):
+                def __init__(self, width):
+                    self.w = tf.Variable(tf.ones([width, 1]))
+
+                def __call__(self, x):
+                    return tf.nn.softplus(x @ self.w)
+
+            scorer = Scorer(3)
+            with tf.GradientTape() as tape:
+                score = scorer(tf.ones([4, 3]))
+            grads = tape.gradient(tf.reduce_mean(-score), [scorer.w])  # expect: GT212
+            """,
+            truth=Truth(grads={"grads[0]": "none"}, framework="tensorflow"),
+        ),
+        Invalid(
+            """
+            import tensorflow as tf
+
+            inputs = tf.keras.Input((3,))
+            model = tf.keras.Model(inputs, tf.keras.layers.Dense(1)(inputs))
+            mse = tf.keras.losses.MeanSquaredError()
+
+            def fit_batch(predictions, targets):
+                with tf.GradientTape() as tape:
+                    loss = mse(targets, predictions)
+                return tape.gradient(loss, model.trainable_variables)
+
+            grads = fit_batch(model(tf.ones([4, 3])), tf.zeros([4, 1]))  # expect: GT212
+            """,
+            truth=Truth(grads={"grads[0]": "none", "grads[1]": "none"}, framework="tensorflow"),
+        ),
     )
 
     def check(self, ctx):
@@ -155,6 +225,13 @@ class TargetComputedOutsideTape(Rule):
                 before,
                 f"`{name}` is computed before the tape on line {with_node.lineno} starts: "
                 f"`{ctx.source.segment(node.func)}()` on line {node.lineno} returns None.",
+                data={"lost": [name]},
+            )
+        for node, (name, stmt, loss_fn) in facts.stale_losses.items():
+            yield ctx.report(
+                stmt,
+                f"`{name}` is computed here, outside `{loss_fn}`: `minimize()` on line {node.lineno} gets None "
+                f"gradients.",
                 data={"lost": [name]},
             )
         for node, (name, before) in facts.outside_targets.items():

@@ -14,8 +14,9 @@ class AssignInsideTape(Rule):
     framework = "tensorflow"
     docs = """
     ## What it does
-    Flags `v.assign(expr)`, `assign_add` and `assign_sub` inside a `GradientTape` when trainable
-    variables in `expr` reach the loss only through `v`.
+    Flags `v.assign(expr)`, `assign_add` and `assign_sub` inside a `GradientTape` (also in a layer's
+    `call` that runs under it, `self.w.assign(x)`) and `model.set_weights(values)` when trainable
+    variables or watched tensors in `expr` reach the loss only through what was assigned.
 
     ## Why is this bad?
     Tapes do not record assignments to variables: reading `v` afterwards has no path back to `expr`,
@@ -54,6 +55,40 @@ class AssignInsideTape(Rule):
         """,
     )
     invalid = (
+        Invalid(
+            """
+            import tensorflow as tf
+
+            inputs = tf.keras.Input((2,))
+            net = tf.keras.Model(inputs, tf.keras.layers.Dense(1)(inputs))
+            temperature = tf.Variable(0.5)
+            with tf.GradientTape() as tape:
+                net.set_weights([w * temperature for w in net.weights])  # expect: GT213
+                loss = tf.reduce_sum(net(tf.ones([3, 2])))
+            grad = tape.gradient(loss, temperature)
+            """,
+            truth=Truth(grads={"grad": "none"}, framework="tensorflow"),
+        ),
+        Invalid(
+            """
+            import tensorflow as tf
+
+            class Memory(tf.keras.layers.Layer):
+                def build(self, input_shape):
+                    self.slot = self.add_weight(shape=(input_shape[-1],), initializer="zeros", trainable=False)
+
+                def call(self, h):
+                    self.slot.assign(tf.reduce_mean(h, axis=0))  # expect: GT213
+                    return tf.ones([2, 1]) * tf.reduce_sum(self.slot)
+
+            encoder = tf.keras.layers.Dense(3)
+            memory = Memory()
+            with tf.GradientTape() as tape:
+                out = memory(encoder(tf.ones([2, 4])))
+            grads = tape.gradient(out, encoder.trainable_variables)
+            """,
+            truth=Truth(grads={"grads[0]": "none", "grads[1]": "none"}, framework="tensorflow"),
+        ),
         Invalid(
             """
             import tensorflow as tf

@@ -46,6 +46,36 @@ class GradOfIntegerInput(Rule):
         import jax
         import jax.numpy as jnp
 
+        def take(x, i):
+            return x[i]
+
+        y, pullback = jax.vjp(take, jnp.ones(3), 2)
+        dx, di = pullback(jnp.ones(()))
+        """,
+        """
+        import equinox as eqx
+        import jax.numpy as jnp
+
+        @eqx.filter_grad
+        def f(pair):
+            x, n = pair
+            return jnp.sum(x ** 2) * n
+
+        g = f((jnp.ones(3), 5))
+        """,
+        """
+        import jax
+        import jax.numpy as jnp
+
+        xs = jnp.arange(6.0).reshape((3, 2))
+        c = jnp.array(1, dtype=xs.dtype)
+        out, pullback = jax.vjp(lambda c, xs: c * xs, c, xs)
+        dc, dxs = pullback(jnp.ones_like(xs))
+        """,
+        """
+        import jax
+        import jax.numpy as jnp
+
         def loss(params, token_ids):
             return jnp.sum(params["table"][token_ids])
 

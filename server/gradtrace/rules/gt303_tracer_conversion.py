@@ -56,6 +56,18 @@ class TracerConversion(Rule):
         """
         import jax
         import jax.numpy as jnp
+        import numpy as np
+
+        @jax.jit
+        def flatten(x):
+            assert np.ndim(x) == 2 and np.shape(x)[0] > 0
+            return jnp.reshape(x, (-1,))
+
+        y = flatten(jnp.ones((2, 3)))
+        """,
+        """
+        import jax
+        import jax.numpy as jnp
 
         def loss(w, x):
             n = float(x.shape[0])

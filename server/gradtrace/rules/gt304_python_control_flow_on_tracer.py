@@ -48,6 +48,61 @@ class PythonControlFlowOnTracer(Rule):
     """
     valid = (
         """
+        import equinox as eqx
+        import jax
+        import jax.numpy as jnp
+
+        @eqx.filter_jit
+        @jax.value_and_grad
+        def run(x, exact):
+            if exact:
+                return jnp.sum(x ** 2)
+            return jnp.sum(jnp.abs(x))
+
+        value, grad = run(jnp.ones(3), True)
+        """,
+        """
+        import equinox as eqx
+        import jax.numpy as jnp
+
+        @eqx.filter_jit
+        def layer(x, use_bias, scale=2):
+            if use_bias and scale > 1:
+                return x * scale + 1.0
+            return x
+
+        y = layer(jnp.ones(3), True)
+        """,
+        """
+        import unittest
+
+        import jax
+
+        class ConcretizationTest(unittest.TestCase):
+            def test_branch_on_traced_value_raises(self):
+                @jax.jit
+                def f(x):
+                    if x > 0:
+                        return x
+                    return -x
+
+                with self.assertRaises(jax.errors.TracerBoolConversionError):
+                    f(1.0)
+        """,
+        """
+        import jax
+        import jax.numpy as jnp
+
+        def init(batch, restored=None):
+            params = {"w": jnp.ones(3)}
+            if "bias" in batch:
+                params["b"] = jnp.zeros(3)
+            return {**params, **(restored or {})}
+
+        saved = {"w": jnp.zeros(3)} if False else {}
+        params = jax.jit(init)({"x": jnp.ones(3), "bias": jnp.ones(3)}, saved)
+        """,
+        """
         import jax
         import jax.numpy as jnp
 

@@ -45,6 +45,28 @@ class JaxInplaceUpdate(Rule):
         import jax.numpy as jnp
         import numpy as np
 
+        labels = np.random.uniform(1, 10, size=(4, 5)).astype(np.int32)
+        for t in range(1, labels.shape[1]):
+            labels[0, t] = labels[0, t - 1] + 1
+        one_hot = jnp.eye(10)[labels % 10]
+        """,
+        """
+        import jax
+        import jax.numpy as jnp
+
+        def loss_fn(w, x):
+            pred = x @ w
+            metrics = {"pred_norm": jnp.linalg.norm(pred)}
+            return jnp.mean(pred ** 2), jax.tree_util.tree_map(jnp.mean, metrics)
+
+        w = jnp.ones(3)
+        (loss, metrics), g = jax.value_and_grad(loss_fn, has_aux=True)(w, jnp.ones((2, 3)))
+        metrics["l2_grads"] = jnp.sqrt(jnp.vdot(g, g))
+        """,
+        """
+        import jax.numpy as jnp
+        import numpy as np
+
         buf = np.zeros(3)
         buf[1] = 2.0
         params = {"w": jnp.ones(3)}

@@ -15,8 +15,8 @@ class JaxNondifferentiableOp(Rule):
     docs = """
     ## What it does
     Flags `jnp.argmax`/`argmin`/`argsort`, `.astype(int)`, `jnp.round`/`floor`/`ceil`/`sign` inside a
-    differentiated function when a differentiated parameter reaches the output only through them.
-    Indexing with an argmax, or a straight-through estimator, stays quiet.
+    differentiated function when a differentiated parameter reaches the output only through them —
+    and discrete samples (`jax.random.categorical`, `bernoulli`, `poisson`) drawn from it. Indexing with an argmax, or a straight-through estimator, stays quiet.
 
     ## Why is this bad?
     JAX defines these gradients as zero (integer results carry `float0` tangents): the parameters behind
@@ -52,6 +52,19 @@ class JaxNondifferentiableOp(Rule):
         """,
     )
     invalid = (
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+
+            def reward(logits, key):
+                actions = jax.random.categorical(key, logits)  # expect: GT307
+                return jnp.mean(actions * 1.0)
+
+            g = jax.grad(reward)(jnp.array([[0.1, 0.5, 0.2]] * 4), jax.random.PRNGKey(0))
+            """,
+            truth=Truth(grads={"g": "zero"}, framework="jax"),
+        ),
         Invalid(
             """
             import jax

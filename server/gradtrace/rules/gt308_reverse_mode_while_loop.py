@@ -41,6 +41,15 @@ class ReverseModeWhileLoop(Rule):
     valid = (
         """
         import jax
+        from jax import lax
+
+        def grow(x):
+            return lax.fori_loop(x, x + 2.0, lambda i, c: c + x * i, x)
+
+        g = jax.grad(grow)(1.0)
+        """,
+        """
+        import jax
 
         def power(x):
             return jax.lax.fori_loop(0, 3, lambda i, acc: acc * x, 1.0)

@@ -32,7 +32,7 @@ class WhereNanGradient(Rule):
     with 0 or an epsilon so that `f(x)` is masked out at `x == 0`: `x > 0`, `x != 0`, `0 < x`,
     `x >= eps`, or `x == 0`/`x <= 0` with `f(x)` in the second branch), and either `f` is a square
     root or fractional power masked at the negatives of an `x` that can be negative (its derivative
-    is NaN at every negative value), or `x` can be *exactly* 0: a count or sum of a mask, a product
+    is NaN at every negative value; any threshold >= 0 masks all of them: `x >= 1`), or `x` can be *exactly* 0: a count or sum of a mask, a product
     with a mask, literal zero data, a pairwise difference `z[:, None] - z[None, :]` (its diagonal),
     or a norm, power or sum of those. A log or a division masked at the negatives of a continuous
     value (`jnp.where(slack > 0, -jnp.log(slack), 1e3)`) has a finite derivative there (`1 / x`), so
@@ -159,6 +159,20 @@ class WhereNanGradient(Rule):
             not_all_nan = (~jnp.isnan(g["scale"])).sum()
             """,
             truth=Truth(grads={"not_all_nan": "zero"}, framework="jax"),
+        ),
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+
+            def soft_clip(params, r):
+                scaled = r * params["gain"]
+                return jnp.sum(jnp.where(scaled >= 1.0, jnp.sqrt(scaled), scaled))  # expect: GT309
+
+            g = jax.grad(soft_clip)({"gain": jnp.ones(2)}, jnp.array([-0.5, 4.0]))
+            nan_count = jnp.isnan(g["gain"]).sum() - 1
+            """,
+            truth=Truth(grads={"nan_count": "zero"}, framework="jax"),
         ),
     )
 

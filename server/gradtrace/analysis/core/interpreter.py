@@ -85,6 +85,7 @@ class Interpreter:
         # evaluations (inside a function: with its parameters symbolic), for hovers and lenses
         self.observed: dict = {}
         self.symbol_names: dict = {}  # a summary's symbolic root ("$12_0") -> the parameter it stands for
+        self.call_sites: list = []  # the calls whose summaries' events are being handed to their callers
 
     # ================================================================== driving
     def run(self) -> Interpreter:
@@ -1473,8 +1474,12 @@ class Interpreter:
     def instantiate_summary(self, summary: Summary, func: FunctionRef, params: list, actuals: dict, frame: Frame,
                             node: ast.AST | None, self_effects: dict | None, fn) -> Value:
         subst = Substitution(dict(zip(summary.roots, actuals)))
-        for event in summary.events:
-            self.emit(subst.event(event), frame)
+        self.call_sites.append(node)
+        try:
+            for event in summary.events:
+                self.emit(subst.event(event), frame)
+        finally:
+            self.call_sites.pop()
         if summary.effects:
             paths = self.argument_paths(func, node, len(params), frame)
             for (index, rest), value in summary.effects.items():

@@ -267,6 +267,20 @@ class ScopeIndex:
             return self.source.tree
         return best
 
+    def expects_error(self, node: ast.AST) -> bool:
+        """Does `node` run where an exception is expected: inside `with self.assertRaises(...)` /
+        `pytest.raises(...)`, or in the body of a `try` that handles exceptions (in its own function)?"""
+        current = self.enclosing(node, EXPECTING + DEFINITIONS)
+        while current is not None and not isinstance(current, DEFINITIONS):
+            if isinstance(current, ast.Try) and current.handlers and current.body and position(
+                    current.body[0]) <= position(node) and end_position(node) <= end_position(current.body[-1]):
+                return True
+            if isinstance(current, (ast.With, ast.AsyncWith)) and any(
+                    raises_context(item.context_expr) for item in current.items):
+                return True
+            current = self.enclosing(current, EXPECTING + DEFINITIONS)
+        return False
+
     def contains(self, outer: ast.AST, node: ast.AST) -> bool:
         return outer is node or (position(outer) <= position(node) and end_position(node) <= end_position(outer))
 
@@ -292,6 +306,14 @@ class ScopeIndex:
 
 
 ASSIGNMENTS = (ast.Assign, ast.AnnAssign, ast.AugAssign)
+EXPECTING = (ast.Try, ast.With, ast.AsyncWith)
+
+
+def raises_context(expr: ast.AST) -> bool:
+    """`self.assertRaises(...)`, `self.assertRaisesRegex(...)`, `pytest.raises(...)`."""
+    func = expr.func if isinstance(expr, ast.Call) else None
+    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+    return name.startswith("assertRaises") or name == "raises"
 DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
 
 

@@ -10,7 +10,11 @@ GRAD_TRANSFORMS = {"jax.grad": "grad", "jax.value_and_grad": "value_and_grad", "
                    "jax.jacfwd": "jacfwd", "jax.hessian": "hessian", "equinox.filter_grad": "grad",
                    "equinox.filter_value_and_grad": "value_and_grad", "flax.nnx.grad": "grad",
                    "flax.nnx.value_and_grad": "value_and_grad"}
+# Trace (differentiate) only the (floating-point) array leaves of their arguments: Python values stay static
+FILTERED_TRANSFORMS = frozenset({"equinox.filter_grad", "equinox.filter_value_and_grad", "equinox.filter_jit"})
 VJP = "jax.vjp"
+# Modes that raise TypeError for an integer input (`jax.vjp` gives it a float0 cotangent instead)
+INTEGER_REJECTING = frozenset({"grad", "value_and_grad", "jacrev", "jacfwd", "hessian"})
 # Modes that differentiate in reverse (a dynamic loop inside them raises)
 REVERSE_MODES = frozenset({"grad", "value_and_grad", "jacrev", "hessian", "vjp"})
 # Transforms that trace a function abstractly (no concrete values inside): qualified name -> mode
@@ -25,9 +29,15 @@ STOP_GRADIENT = frozenset({"jax.lax.stop_gradient", "jax.numpy.stop_gradient"})
 INDEX_OPS = frozenset({"argmax", "argmin", "argsort", "searchsorted", "digitize", "nonzero", "argwhere"})
 # ... or a derivative that is zero almost everywhere
 ZERO_GRAD_OPS = frozenset({"round", "floor", "ceil", "sign", "rint", "trunc", "fix"})
+# Draw discrete samples: an integer or boolean result, no derivative with respect to the distribution
+DISCRETE_SAMPLERS = {"jax.random.categorical": "int", "jax.random.bernoulli": "bool", "jax.random.poisson": "int",
+                     "jax.random.binomial": "int", "jax.random.geometric": "int"}
 # Return host (NumPy) values, outside any trace
 HOST_RESULT = frozenset({"jax.device_get"})
 HOST_ROOTS = ("numpy.", "math.", "scipy.")
+# NumPy functions that read only an array's metadata (no conversion of a tracer)
+HOST_METADATA = frozenset({"numpy.shape", "numpy.ndim", "numpy.size", "numpy.result_type", "numpy.iscomplexobj",
+                           "numpy.isrealobj", "numpy.isscalar"})
 # Array constructors whose result is float unless told otherwise
 FLOAT_FACTORIES = frozenset({"zeros", "ones", "empty", "full", "zeros_like", "ones_like", "eye", "linspace",
                              "identity"})

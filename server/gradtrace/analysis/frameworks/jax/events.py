@@ -26,6 +26,7 @@ class GradTransform:
     argnums_node: ast.AST | None = None
     static: frozenset = EMPTY  # static positions and names of the jit around it
     allow_int: bool = False
+    filtered: bool = False  # equinox's filtered transforms: Python numbers in the arguments are static
 
     @property
     def label(self) -> str:
@@ -40,6 +41,7 @@ class TraceTransform:
     mode: str  # jit | vmap | pmap
     node: ast.AST
     static: frozenset = EMPTY  # static positions and names (`ANY_STATIC` when not literal)
+    filtered: bool = False  # `equinox.filter_jit`: only array arguments are traced, Python values stay static
 
     @property
     def label(self) -> str:

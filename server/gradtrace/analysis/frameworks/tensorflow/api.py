@@ -13,15 +13,23 @@ CALL_METHODS = ("call", "__call__")
 # Create trainable variables
 VARIABLE_FACTORIES = frozenset({"tensorflow.Variable", "tensorflow.compat.v1.Variable"})
 WEIGHT_METHODS = frozenset({"add_weight", "add_variable"})
+# Apply a function to every leaf of a structure (with `tf.Variable`: a structure of new variables)
+STRUCTURE_MAPS = frozenset({"tensorflow.nest.map_structure"})
 TAPE = "tensorflow.GradientTape"
 # Tape methods that differentiate (sinks)
 GRADIENT_METHODS = frozenset({"gradient", "jacobian", "batch_jacobian"})
 # Optimizer steps: what they are given is what trains
 APPLY_METHODS = frozenset({"apply_gradients", "apply"})
+# Run a loss function under a tape of their own and step on its gradients
+MINIMIZE_METHODS = frozenset({"minimize"})
 # Train a Keras model on its own output: a sink at the model's output
 FIT_METHODS = frozenset({"fit", "train_on_batch"})
+# Run a model outside any tape and return NumPy arrays
+PREDICT_METHODS = frozenset({"predict", "predict_on_batch"})
 # In-place updates of a variable, invisible to the tape
 ASSIGN_METHODS = frozenset({"assign", "assign_add", "assign_sub"})
+# ... and of a model's variables, from values (NumPy or tensors) the tape does not see
+WEIGHT_SETTERS = frozenset({"set_weights"})
 # Stop the gradient on purpose
 STOP_GRADIENT = frozenset({"tensorflow.stop_gradient", "keras.backend.stop_gradient", "keras.ops.stop_gradient"})
 # Run Python/NumPy code outside the graph: what they return has no gradient
@@ -38,6 +46,8 @@ ZERO_GRAD_OPS = frozenset({"round", "floor", "ceil", "sign", "rint", "floordiv",
 HOST_METHODS = {"numpy": "numpy", "item": "python", "tolist": "python"}
 # Attributes and factories of Keras models
 VARIABLE_LISTS = frozenset({"trainable_variables", "trainable_weights", "variables", "weights"})
+# A model's symbolic graph tensors (KerasTensors), not the data it is called on
+SYMBOLIC_ATTRS = frozenset({"inputs", "outputs", "input", "output"})
 FUNCTIONAL_MODELS = frozenset({"keras.Model", "keras.models.Model"})
 MODEL_FACTORIES = frozenset({"keras.Sequential", "keras.models.Sequential", "keras.Model", "keras.models.Model"})
 INPUTS = frozenset({"keras.Input", "keras.layers.Input"})

@@ -51,6 +51,7 @@ class TapeInfo:
     watched_ids: set = field(default_factory=set)  # variables watch() was given
     watch_nodes: list = field(default_factory=list)  # the watch() calls
     watch_opaque: bool = False  # watch() given something whose variables we cannot tell
+    symbolic_watches: list = field(default_factory=list)  # watch() calls given a model's symbolic inputs
     calls: list = field(default_factory=list)  # GradCall in evaluation order (one per node)
 
 
@@ -81,6 +82,28 @@ class Applied(Event):
     gradient: ast.AST | None  # the gradient call the grads come from
     variables: Value
     variables_expr: ast.AST | None
+
+
+@dataclass(eq=False)
+class ForwardArgument(Event):
+    """The target of `tape.gradient` (`node`) depends on the variables only through the argument `param`,
+    computed by the caller before the tape started; `site` is the caller's argument, once known."""
+
+    value: Value
+    param: str
+    target: str
+    with_node: ast.AST
+    function: ast.AST
+    meant: frozenset | None
+    site: ast.AST | None = None
+
+
+@dataclass(eq=False)
+class TrainableSet(Event):
+    """`model.trainable = False` (or True) as a statement (`node`) on the Keras model `model` (its source)."""
+
+    model: str
+    trainable: bool
 
 
 @dataclass(eq=False)

@@ -44,7 +44,9 @@ class TFFacts:
         self.after_targets = {n: t for n, t in plugin.targets.after.items() if local(n)}
         self.forward_outside = {n: t for n, t in plugin.targets.forward.items() if local(n)}
         self.outside_targets = {n: t for n, t in plugin.targets.outside.items() if local(n)}
+        self.stale_losses = {n: t for n, t in plugin.targets.stale.items() if local(n) and local(t[1])}
         self.misapplied = {n: m for n, m in plugin.misapplied.items() if local(n)}
+        self.frozen_fits = {n: f for n, f in plugin.frozen_fits.items() if local(n) and local(f[1])}
         self.call_live = plugin.call_live
         self.call_incomplete = plugin.call_incomplete
         self.functions = root.functions

@@ -46,10 +46,12 @@ from gradtrace.analysis.frameworks.tensorflow.events import (
     ClassOutput,
     Escape,
     Fit,
+    ForwardArgument,
     FunctionalModel,
     GradCall,
     LostCut,
     TapeInfo,
+    TrainableSet,
     Untracked,
     VarInfo,
 )
@@ -58,7 +60,8 @@ from gradtrace.analysis.names import canonical
 
 TAPES = "tensorflow.tapes"  # frame state: the tapes recording, outermost first
 WATCHED = "watched"  # `extra` mark of a tensor a tape watches
-TF_KINDS = frozenset({"var", "tape", "varlist", "metric", "callable", "param", "grads", "grad", "opaque_grad"})
+TF_KINDS = frozenset({"var", "tape", "varlist", "metric", "callable", "param", "grads", "grad", "opaque_grad",
+                      "symbolic"})
 LOOPS = (ast.For, ast.While, ast.AsyncFor)
 DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
 
@@ -81,6 +84,8 @@ class TensorFlowPlugin(FrameworkPlugin):
         self.rebinds: dict = {}  # statement -> (name, VarInfo, repeated)
         self.targets = TapeTargets(self)  # gradient targets the tape did not record
         self.misapplied: dict = {}  # gradient node -> (GradCall, apply node, variables expr)
+        self.trainable_set: dict = {}  # model source -> the last `model.trainable = ...` run so far
+        self.frozen_fits: dict = {}  # `trainable = False` statement -> (TrainableSet, fit call)
         self.call_live: dict[str, set] = {}  # class name -> sources that reach what its call returns
         self.call_incomplete: set[str] = set()  # classes whose call was not followed completely
         self.functional: list[Value] = []  # functional models built so far
@@ -109,6 +114,11 @@ class TensorFlowPlugin(FrameworkPlugin):
                 break
         self.module_classes[id(info)] = result
         return result
+
+    def is_model(self, value: Value) -> bool:
+        """A Keras layer or model: built in the file from Keras, or an instance of a layer class of the file."""
+        return (value.kind == "module" and value.fw == "tensorflow") or (
+            value.kind == "object" and self.is_module_class(value.cls))
 
     # ================================================================== names of sources
     def source_id(self, kind: str, node: ast.AST, frame: Frame) -> str:
@@ -199,6 +209,8 @@ class TensorFlowPlugin(FrameworkPlugin):
         if node not in tape.watch_nodes:
             tape.watch_nodes.append(node)
         for value in parts(args[0]) if args else ():
+            if value.kind == "symbolic" and node not in tape.symbolic_watches:
+                tape.symbolic_watches.append(node)
             if isinstance(value.ref, VarInfo):
                 value.ref.watched = True
                 tape.watched_ids.add(value.ref.id)
@@ -233,7 +245,7 @@ class TensorFlowPlugin(FrameworkPlugin):
                         tuple(e for e, _ in pairs), in_loop,
                         call_argument(node, "unconnected_gradients") is not None)
         self.interp.emit(call, frame)
-        self.targets.check(node, tape, meant_of(values), frame)
+        self.targets.check(node, tape, meant_of(values), frame, target)
         items = None
         if isinstance(sources_node, (ast.List, ast.Tuple)):
             items = tuple(Value("grad", ref=node, fw="tensorflow") for _ in pairs)
@@ -246,6 +258,8 @@ class TensorFlowPlugin(FrameworkPlugin):
             return None
         if isinstance(event, (Escape, Untracked)) and event.scope is None:
             event.scope = self.call_scope(frame)
+        if isinstance(event, ForwardArgument):
+            self.targets.argument_seen(event, frame)
         if frame.summarising:
             return event
         if isinstance(event, GradCall):
@@ -254,6 +268,9 @@ class TensorFlowPlugin(FrameworkPlugin):
             self.record_applied(event)
         elif isinstance(event, Fit):
             self.fit_sink(event)
+            self.fit_frozen(event)
+        elif isinstance(event, TrainableSet):
+            self.trainable_set[event.model] = event
         elif isinstance(event, FunctionalModel):
             self.functional.append(event.model)
         elif isinstance(event, ClassOutput):
@@ -331,6 +348,13 @@ class TensorFlowPlugin(FrameworkPlugin):
                     meant.add(o)
         self.record_lost(model, frozenset(meant), event.node, "fit")
 
+    def fit_frozen(self, event: Fit) -> None:
+        """`model.fit(...)` / `train_on_batch` while the model's last `trainable` setting says False."""
+        model = event.model.ref
+        frozen = self.trainable_set.get(model) if isinstance(model, str) else None
+        if frozen is not None and not frozen.trainable and not frozen.exclusive_with(event):
+            self.frozen_fits.setdefault(frozen.node, (frozen, event.node))
+
     def record_class_output(self, event: ClassOutput) -> None:
         result = flat(event.result)
         self.call_live.setdefault(event.cls, set()).update(reached(result))
@@ -381,6 +405,9 @@ class TensorFlowPlugin(FrameworkPlugin):
 
     def store_attribute(self, target: ast.Attribute, owner: Value, value: Value, frame: Frame, stmt) -> bool:
         self.escape(value, target, frame)
+        if target.attr == "trainable" and owner.kind == "module" and isinstance(owner.ref, str) and isinstance(
+                stmt, ast.Assign) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, bool):
+            self.interp.emit(TrainableSet(stmt, frame.module, owner.ref, stmt.value.value), frame)
         if owner.kind == "object" and owner.cls is not None and hasattr(owner.cls, "name"):
             cls_name = owner.cls.name
             self.name_origin(value, f"{cls_name}.{target.attr}", cls_name, target.attr)
@@ -454,6 +481,10 @@ class TensorFlowPlugin(FrameworkPlugin):
             self.interp.emit(Untracked(node, frame.module, self.call_scope(frame)), frame)
         if qn in api.VARIABLE_FACTORIES:
             return self.new_variable(node, args, kwargs, frame)
+        if qn in api.STRUCTURE_MAPS and len(node.args) >= 2 and len(args) >= 2 and canonical(
+                frame.module.names.qualname(node.args[0]) or "") in api.VARIABLE_FACTORIES:
+            # `tf.nest.map_structure(tf.Variable, tree)`: the same tree, of new variables
+            return self.variables_like(node, args[1], frame)
         if qn == api.TAPE:
             return self.new_tape(node)
         if qn in api.STOP_GRADIENT:
@@ -507,6 +538,13 @@ class TensorFlowPlugin(FrameworkPlugin):
         if dtype is None and tail == "fill" and len(node.args) > 1:
             dtype = literal_dtype(node.args[1])
         return replace(out, dtype=dtype or (out.dtype if out.dtype != "bool" else None), made_at=node)
+
+    def variables_like(self, node: ast.Call, tree: Value, frame: Frame, depth: int = 0) -> Value:
+        if tree.items is not None and depth < 6:
+            items = tuple(self.variables_like(node, item, frame, depth + 1) for item in tree.items)
+            merged = join(*items) if items else Value()
+            return replace(tree, items=items, srcs=merged.srcs, cuts=merged.cuts)
+        return self.new_variable(node, [tree], {}, frame)
 
     def new_tape(self, node: ast.Call) -> Value:
         tape = self.tapes.get(node)
@@ -642,6 +680,14 @@ class TensorFlowPlugin(FrameworkPlugin):
         if method in api.FIT_METHODS and kind == "module" and receiver.fw == "tensorflow":
             self.interp.emit(Fit(node, frame.module, receiver), frame)
             return UNKNOWN
+        if method in api.PREDICT_METHODS and args and self.is_model(receiver):
+            # runs the model outside any tape and returns NumPy: no gradient reaches what it computed
+            output = self.call_object(receiver, node, frame, args, {}) or combine("tensor", receiver, *args)
+            return self.cut(node, f".{method}()", "numpy", [output], frame, result_kind="array")
+        if method in api.MINIMIZE_METHODS and args and args[0].kind in ("function", "method"):
+            var_list = kwargs.get("var_list") or (args[1] if len(args) > 1 else None)
+            self.targets.minimized(node, args[0], meant_of(parts(var_list)) if var_list is not None else None, frame)
+            return UNKNOWN
         if method in api.APPLY_METHODS and args and (method == "apply_gradients" or self.claims(receiver)):
             self.optimizer_apply(node, args[0], frame)
             return UNKNOWN
@@ -652,7 +698,7 @@ class TensorFlowPlugin(FrameworkPlugin):
                 self.escape(value, node, frame)
             if kind in ("container", "dict", "unknown"):
                 return None
-        if method in api.ASSIGN_METHODS:
+        if method in api.ASSIGN_METHODS or (method in api.WEIGHT_SETTERS and self.is_model(receiver)):
             self.assign_in_tape(node, method, receiver, args, frame)
             return UNKNOWN
         if method in api.HOST_METHODS and kind not in ("object", "class", "container", "dict", "str"):
@@ -691,19 +737,25 @@ class TensorFlowPlugin(FrameworkPlugin):
         return self.cut(node, op, "metric", [metric_state(metric)], frame, dtype="float")
 
     def assign_in_tape(self, node: ast.Call, method: str, base: Value, args, frame: Frame) -> None:
-        """`v.assign(expr)` under a tape: the tape does not record it, so `expr`'s sources are cut from `v`."""
-        if not frame.state.get(TAPES) or not args or not isinstance(base.ref, VarInfo):
+        """`v.assign(expr)` (or `model.set_weights(values)`) under a tape: the tape does not record it, so what
+        `expr` carries is cut from the variable (the model's variables) from here on."""
+        if not frame.state.get(TAPES) or not args or not (isinstance(base.ref, VarInfo) or self.is_model(base)):
             return
         value = flat(args[0])
-        lost = frozenset(o for o in value.srcs if self.trains(o) and o != base.ref.id)
+        lost = frozenset(o for o in value.srcs if self.trains(o) and not covered(o, base.srcs))
         target = node.func.value if isinstance(node.func, ast.Attribute) else None
-        if not lost or not isinstance(target, ast.Name):
+        if not lost or not isinstance(target, (ast.Name, ast.Attribute)):
             return
         assigned = Cut(node, "assign", f".{method}()", lost, module=frame.module)
-        self.interp.store(target, replace(base, cuts=dedup_cuts(base.cuts, value.cuts, (assigned,))), frame)
+        self.interp.store(target, replace(base, cuts=dedup_cuts(base.cuts, value.cuts, (assigned,))), frame,
+                          mutation=isinstance(target, ast.Attribute))
 
     # ================================================================== attributes and operators
     def attribute(self, base: Value, attr: str, node: ast.AST, frame: Frame):
+        if attr in api.SYMBOLIC_ATTRS and self.is_model(base) and not (
+                base.kind == "object" and attr in self.object_attrs(base)):
+            # `model.inputs`: the graph's placeholders, not data (a model built on `base.output` still holds base)
+            return Value("symbolic", srcs=base.srcs, cuts=base.cuts, deps=base.deps, fw="tensorflow")
         if attr in api.VARIABLE_LISTS:
             if base.kind == "param" and isinstance(base.ref, str):
                 return Value("varlist", srcs=frozenset({base.ref}), fw="tensorflow")
@@ -794,7 +846,7 @@ class TensorFlowPlugin(FrameworkPlugin):
             if f.name in api.CALL_METHODS and self.is_module_class(f.cls):
                 return f"in `{f.name}()`, on every call of the layer"
         loop = scopes.enclosing(node, LOOPS + DEFS)
-        if isinstance(loop, LOOPS) and self.has_training(loop, frame):
+        if isinstance(loop, LOOPS) and self.has_training(loop, frame) and not self.separate_runs(loop, frame):
             return "inside the training loop"
         fn = scopes.enclosing(node, DEFS)
         if fn is not None and fn.name not in ("__init__", "build") and self.step_function(fn, frame):
@@ -819,19 +871,40 @@ class TensorFlowPlugin(FrameworkPlugin):
         scopes = self.scopes(frame.module)
         return any(scopes.enclosing(call, LOOPS + DEFS) is fn for call in self.calls_within("tapes", fn, frame))
 
+    def separate_runs(self, loop: ast.AST, frame: Frame) -> bool:
+        """Is each iteration of `loop` a training run of its own (a test case per dtype), not one step? Its
+        optimizer steps all run in an inner loop, or by an optimizer the same iteration made."""
+        scopes = self.scopes(frame.module)
+        steps = self.calls_within("applies", loop, frame) + self.calls_within("minimizes", loop, frame)
+        if not steps:
+            return False
+        for call in steps:
+            inner = scopes.enclosing(call, LOOPS + DEFS)
+            if inner is not loop and isinstance(inner, LOOPS):
+                continue
+            receiver = call.func.value
+            if isinstance(receiver, ast.Call) or (isinstance(receiver, ast.Name) and any(
+                    scopes.assignments_to(receiver.id, loop, own_scope_only=True))):
+                continue
+            return False
+        return True
+
     def has_training(self, scope: ast.AST, frame: Frame, tape_only: bool = False) -> bool:
         return bool(self.calls_within("tapes", scope, frame) or (
             not tape_only and self.calls_within("applies", scope, frame)))
 
     def calls_within(self, selection: str, scope: ast.AST, frame: Frame) -> list:
-        """Tape constructions (`tapes`), per-step updates (`updates`) or `apply_gradients` calls (`applies`)."""
+        """Tape constructions (`tapes`), per-step updates (`updates`), `apply_gradients` calls (`applies`) or
+        `minimize` calls (`minimizes`)."""
         names = frame.module.names
 
         def choose(call: ast.Call) -> bool:
             if selection == "tapes":
                 return (names.qualname(call.func) or "") == api.TAPE
             attr = call.func.attr if isinstance(call.func, ast.Attribute) else None
-            return attr in api.STEP_UPDATES if selection == "updates" else attr == "apply_gradients"
+            if selection == "updates":
+                return attr in api.STEP_UPDATES
+            return attr == ("minimize" if selection == "minimizes" else "apply_gradients")
 
         return self.scopes(frame.module).selected(("calls", selection), scope, choose)
 

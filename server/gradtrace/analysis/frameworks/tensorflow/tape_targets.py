@@ -10,9 +10,9 @@ from __future__ import annotations
 import ast
 
 from gradtrace.analysis.core.frames import Frame
-from gradtrace.analysis.core.values import UNKNOWN, covered, flat
+from gradtrace.analysis.core.values import UNKNOWN, Value, covered, flat, is_symbolic
 from gradtrace.analysis.frameworks.common import ASSIGNMENTS, FUNCTION_SCOPES
-from gradtrace.analysis.frameworks.tensorflow.events import TapeInfo
+from gradtrace.analysis.frameworks.tensorflow.events import ForwardArgument, TapeInfo
 
 DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
 BLOCKS = (ast.With, ast.AsyncWith) + DEFS + (ast.Module,)
@@ -32,16 +32,20 @@ class TapeTargets:
         self.after: dict = {}  # gradient node -> (name, assignment node, with node)
         self.forward: dict = {}  # gradient node -> (input name, its assignment before the tape, target, with)
         self.outside: dict = {}  # gradient node -> (name, assignment node)
+        self.stale: dict = {}  # minimize node -> (name, assignment node, loss function name)
 
-    def check(self, node: ast.Call, tape: TapeInfo, meant, frame: Frame) -> None:
+    def check(self, node: ast.Call, tape: TapeInfo, meant, frame: Frame, value: Value) -> None:
         """A target computed before the tape started recording (and not recomputed inside it)."""
         target = node.args[0] if node.args else None
         with_node = tape.with_node
         scopes = self.plugin.scopes(frame.module)
-        if not isinstance(target, ast.Name) or with_node is None or scopes.contains(with_node, node):
+        if target is None or with_node is None or scopes.contains(with_node, node):
             return
         fn = scopes.enclosing(with_node, FUNCTION_SCOPES)
         if fn is not scopes.enclosing(node, FUNCTION_SCOPES):
+            return
+        if not isinstance(target, ast.Name):
+            self.built_in_call(node, target, with_node, frame, flat(value))
             return
         name = target.id
         scope = fn if fn is not None else frame.module.source.tree
@@ -81,12 +85,71 @@ class TapeTargets:
             if stmt.lineno >= with_node.lineno or before is not None:
                 return  # assigned more than once, or after the tape started
             before = stmt
-        if before is None or not self.records_op(before, frame):
-            return
         value = flat(self.plugin.interp.lookup(first, frame) or UNKNOWN)
-        if meant is not None and not (value.srcs & meant) and not any(covered(o, meant) for o in value.srcs):
+        if before is None and frame.summarising and frame.func is not None and first in frame.func.params():
+            # an argument: whether the caller computed it from the variables is known once the call is seen
+            self.plugin.interp.emit(ForwardArgument(node, frame.module, value, first, name, with_node,
+                                                    frame.func.node, meant), frame)
+            return
+        if before is None or not self.records_op(before, frame) or not self.meant(value, meant):
             return
         self.forward.setdefault(node, (first, before, name, with_node))
+
+    def minimized(self, node: ast.Call, loss: Value, meant, frame: Frame) -> None:
+        """`optimizer.minimize(loss_fn, var_list)` runs `loss_fn` under a tape of its own: a tensor it reads from
+        outside, computed from the variables before, has no recorded path to them."""
+        ref = loss.func
+        if ref is None or ref.params() or meant is None:
+            return
+        semantic = ref.module.source.semantic
+        names = ref.module.names
+        fn = ref.node
+        for n in ast.walk(fn):
+            if isinstance(n, ast.Call) and not (names.qualname(n.func) or "").startswith(TF_PREFIXES):
+                return  # a model or helper called inside: recorded by minimize's tape
+        for n in ast.walk(fn):
+            if not isinstance(n, ast.Name) or not isinstance(n.ctx, ast.Load):
+                continue
+            binding = semantic.binding_of(n)
+            if binding is None or binding.kind != "assignment" or binding.scope.node is fn or not isinstance(
+                    binding.statement, ast.Assign) or not self.records_op(binding.statement, frame):
+                continue
+            value = flat(self.plugin.interp.lookup(n.id, frame) or UNKNOWN)
+            if value.kind in HELD_KINDS or "watched" in value.extra or not self.meant(value, meant) or not any(
+                    self.plugin.trains(o) and not is_symbolic(o) for o in value.srcs):
+                continue
+            self.stale.setdefault(node, (n.id, binding.statement, getattr(fn, "name", "the loss function")))
+            return
+
+    @staticmethod
+    def meant(value: Value, meant) -> bool:
+        return meant is None or bool(value.srcs & meant) or any(covered(o, meant) for o in value.srcs)
+
+    def argument_seen(self, event: ForwardArgument, frame: Frame) -> None:
+        """A `ForwardArgument` reaching a caller: the call site is where the argument's forward pass ran."""
+        if event.site is None:
+            if frame.func is not None and frame.func.node is event.function:
+                return  # recorded by the function itself
+            site = self.plugin.interp.call_sites[-1] if self.plugin.interp.call_sites else None
+            signature = event.function.args
+            params = [a.arg for a in signature.posonlyargs + signature.args]
+            if not isinstance(site, ast.Call) or event.param not in params:
+                return
+            index = params.index(event.param) - (1 if params and params[0] in ("self", "cls") else 0)
+            argument = next((k.value for k in site.keywords if k.arg == event.param), None)
+            if argument is None and 0 <= index < len(site.args) and not any(
+                    isinstance(a, ast.Starred) for a in site.args[: index + 1]):
+                argument = site.args[index]
+            if argument is None:
+                return
+            event.site = argument
+        if frame.summarising:
+            return
+        value = flat(event.value)
+        if value.kind in HELD_KINDS or "watched" in value.extra or not self.meant(value, event.meant) or not any(
+                self.plugin.trains(o) and not is_symbolic(o) for o in value.srcs):
+            return
+        self.forward.setdefault(event.node, (event.param, event.site, event.target, event.with_node))
 
     @staticmethod
     def slice_of(name: str, stores: dict) -> list:
@@ -147,11 +210,20 @@ class TapeTargets:
         self.after.setdefault(node, (name, last, with_node))
         return True
 
+    def built_in_call(self, node: ast.Call, target: ast.expr, with_node: ast.AST, frame: Frame, value: Value) -> None:
+        """`tape.gradient(f(x), x)` / `tape.gradient(-loss, ...)` after the `with` block: the target is computed
+        by the gradient call itself, once the tape has stopped recording."""
+        if node.lineno <= (with_node.end_lineno or with_node.lineno) or not self.computes(target, frame):
+            return
+        if value.srcs and value.kind not in NOT_COMPUTED:
+            self.after.setdefault(node, (ast.unparse(target), target, with_node))
+
     def records_op(self, stmt: ast.stmt, frame: Frame) -> bool:
         """Does this assignment compute a new tensor (an operation a tape would have to record)?"""
-        if isinstance(stmt, ast.AugAssign):
-            return True
-        value = stmt.value
+        return isinstance(stmt, ast.AugAssign) or self.computes(stmt.value, frame)
+
+    def computes(self, value: ast.expr | None, frame: Frame) -> bool:
+        """Does this expression run an operation a tape would have to record?"""
         if isinstance(value, (ast.BinOp, ast.UnaryOp)):
             return True
         if not isinstance(value, ast.Call):
