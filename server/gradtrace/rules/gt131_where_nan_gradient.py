@@ -161,7 +161,7 @@ class WhereNanGradient(Rule):
                     f"power `{op}` of")
                 negative = singular_kind(op) == "root" and masks_negatives(cond, operand, first) and not non_negative(
                     operand, semantic, ctx.names)
-                reach = f"once `{x}` is negative or 0" if negative else f"once `{x}` has a zero"
+                reach = f"once `{x}` <= 0" if negative else f"once `{x}` has a zero"
                 ctx.report(node, f"`torch.where({_short(node.args[0])}, ...)` masks the {what} `{x}`: "
                            f"`{x}` gets a NaN gradient {reach}.",
                            severity="warning" if seen is not None else "information")

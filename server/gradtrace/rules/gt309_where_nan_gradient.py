@@ -189,7 +189,7 @@ class WhereNanGradient(Rule):
                 lost = join_phrases([f"`{o}`" for o in sorted(origins)])
                 negative = singular_kind(op) == "root" and masks_negatives(cond, arg, first) and not non_negative(
                     arg, semantic, ctx.names)
-                reach = f"once `{x}` is negative or 0" if negative else f"once `{x}` has a zero"
+                reach = f"once `{x}` <= 0" if negative else f"once `{x}` has a zero"
                 yield ctx.report(
                     node,
                     f"`jnp.where({short(where.args[0])}, ...)` on line {where.lineno} masks the {what} `{x}`: "
