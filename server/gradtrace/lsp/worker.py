@@ -124,7 +124,9 @@ def run_check(job: dict):
     shape = outline(source.tree) if source.tree is not None else None
     errors = list(result.errors)
     lens = _lens_of(result, errors)
-    _last[key] = LastAnalysis(lines, shape, result, lens, job["lint"], root, _received)
+    # the findings, not the analysis they came from (its trees and summaries would stay alive per open document)
+    _last[key] = LastAnalysis(lines, shape, CheckResult(result.findings, result.errors), lens, job["lint"], root,
+                              _received)
     return result.findings, errors, False, lens
 
 
