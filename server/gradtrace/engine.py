@@ -136,21 +136,38 @@ def _check_parsed(source: SourceFile, path: str, settings: LintSettings, project
     return result
 
 
-# a PEP 695 construct written out whole: `type X[T] = ...`, `def f[T](...)`, `class C[T]:` / `class C[T](Base):`
-NEWER_SYNTAX = re.compile(r"^\s*(?:type\s+\w+(?:\[[^\]\[()]*\])?\s*=[^=]|(?:async\s+)?def\s+\w+\[[^\]\[()]+\]\s*\(|"
-                          r"class\s+\w+\[[^\]\[()]+\]\s*[:(])")
+# the head of a PEP 695 construct: `type X...`, `def f[...`, `async def f[...`, `class C[...`
+NEWER_SYNTAX_HEAD = re.compile(r"^\s*(?:(type)\s+\w+\s*|(?:async\s+)?(def)\s+\w+\s*|(class)\s+\w+\s*)(?=[\[=])")
 
 
 def newer_python_syntax(text: str, error: SyntaxError) -> bool:
     """True when the parser stopped on a PEP 695 generic or `type` alias (Python 3.12) this interpreter cannot read.
 
-    Only the line the parser stopped on counts: a damaged file that merely contains such a line elsewhere, or a
-    typo that looks half like one, is a syntax error of the user's (GT000).
+    Only the line the parser stopped on counts, and only a construct written out whole there (its type parameter
+    list closed, then `(` for a def, `:` or `(` for a class, `=` for an alias): a damaged file that merely contains
+    such a line elsewhere, or a typo that looks half like one, is a syntax error of the user's (GT000).
     """
     if sys.version_info >= (3, 12) or not error.lineno:
         return False
     lines = text.splitlines()
-    return 0 < error.lineno <= len(lines) and NEWER_SYNTAX.match(lines[error.lineno - 1]) is not None
+    if not 0 < error.lineno <= len(lines):
+        return False
+    line = lines[error.lineno - 1]
+    head = NEWER_SYNTAX_HEAD.match(line)
+    if head is None:
+        return False
+    rest = line[head.end():]
+    if rest.startswith("["):  # the type parameters, brackets nested inside them (`[T: Callable[..., Any]]`)
+        depth = 0
+        for i, char in enumerate(rest):
+            depth += {"[": 1, "]": -1}.get(char, 0)
+            if depth == 0:
+                rest = rest[i + 1:].lstrip()
+                break
+        else:
+            return False
+    follows = {"type": "=", "def": "(", "class": ":("}[next(g for g in head.groups() if g)]
+    return bool(rest) and rest[0] in follows and not rest.startswith("==")
 
 
 def read_source(path: str) -> tuple[str | None, Finding | None]:

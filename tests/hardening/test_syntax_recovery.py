@@ -164,6 +164,7 @@ def test_the_syntax_error_column_is_counted_on_the_text_not_on_the_file_on_disk(
     "type Vec = list[float]\n",
     "def first[T](items: list[T]) -> T:\n    return items[0]\n",
     "class Box[T](Base):\n    pass\n",
+    "def register():\n    def wrapper[T: Callable[..., Any]](fn: T) -> T:\n        return fn\n    return wrapper\n",
 ])
 def test_newer_python_syntax_is_skipped_not_called_a_mistake(text):
     assert [f.code for f in check_source(text, "/project/new.py").findings] == ["GT001"]
@@ -172,6 +173,7 @@ def test_newer_python_syntax_is_skipped_not_called_a_mistake(text):
 @pytest.mark.parametrize("text", [
     "def forward[(self, x):\n    return x\n",            # a typo that looks half like a generic
     "x = (\ntype Vec = list[float]\n",                   # an open bracket before an alias line
+    "class Box[T\n    pass\n",                            # a type parameter list never closed
 ])
 def test_a_typo_near_newer_syntax_is_still_a_syntax_error(text):
     codes = [f.code for f in check_source(text, "/project/typo.py").findings]
