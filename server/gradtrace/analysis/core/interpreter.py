@@ -939,30 +939,31 @@ class Interpreter:
         return Value("dict", srcs=merged.srcs, cuts=merged.cuts, items=tuple(items),
                      keys=tuple(keys) if known else None, opaque=any(i.opaque for i in items), deps=merged.deps)
 
-    def comprehension(self, generators, elts, frame: Frame) -> list:
+    def comprehension(self, generators, elts, frame: Frame, first_iterable: Value | None = None) -> list:
         inner = frame.branch()
-        for gen in generators:
-            element = self.element(self.eval(gen.iter, inner))
+        for index, gen in enumerate(generators):
+            iterable = first_iterable if index == 0 and first_iterable is not None else self.eval(gen.iter, inner)
+            element = self.element(iterable)
             self.assign(gen.target, element, inner, None)
             for cond in gen.ifs:
                 self.on_test(cond, self.eval(cond, inner), inner)
         return [self.eval(e, inner) for e in elts]
 
     def e_ListComp(self, node, frame: Frame) -> Value:
-        per_item = self.comprehension_per_item(node, frame)
+        iterable = self.eval(node.generators[0].iter, frame)  # evaluated once, whichever way the rest goes
+        per_item = self.comprehension_per_item(node, iterable, frame)
         if per_item is not None:
             return self.container_of(per_item)
-        values = self.comprehension(node.generators, [node.elt], frame)
+        values = self.comprehension(node.generators, [node.elt], frame, iterable)
         item = values[-1] if values else UNKNOWN
         return Value("container", srcs=item.srcs, cuts=item.cuts, items=(item,), opaque=item.opaque, deps=item.deps)
 
-    def comprehension_per_item(self, node, frame: Frame) -> list | None:
+    def comprehension_per_item(self, node, iterable: Value, frame: Frame) -> list | None:
         """`[f(v) for v in (a, b, c)]` over a few known items, with no condition: one element per item, each
         from its own item (`[loss for loss in losses.values()]` keeps which term is which)."""
         if len(node.generators) != 1 or node.generators[0].ifs or node.generators[0].is_async:
             return None
         gen = node.generators[0]
-        iterable = self.eval(gen.iter, frame)
         if iterable.items is None or iterable.keys is not None or "starred" in iterable.extra \
                 or not 1 < len(iterable.items) <= MAX_ITEMS_PER_COMPREHENSION:
             return None
