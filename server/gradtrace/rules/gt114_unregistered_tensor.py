@@ -62,6 +62,17 @@ class UnregisteredTensor(Rule):
         import torch.nn as nn
 
 
+        class StandInBody(nn.Module):
+            # a test stand-in: hands back a fresh activation that requires grad, made in forward
+            def forward(self, ids):
+                self.hidden = torch.randn(ids.shape[0], 4, requires_grad=True)
+                return self.hidden
+        """,
+        """
+        import torch
+        import torch.nn as nn
+
+
         class Memory(nn.Module):
             def __init__(self):
                 super().__init__()
@@ -120,8 +131,8 @@ class UnregisteredTensor(Rule):
             if not info.is_module:
                 continue
             for attr in info.attrs.values():
-                if attr.kind != "tensor_grad":
-                    continue
+                if attr.kind != "tensor_grad" or attr.method == "forward":
+                    continue  # made anew in forward (a stand-in activation, a probe input): not a weight to keep
                 ctx.report(attr.value, f"`self.{attr.name}` is a plain tensor, not an `nn.Parameter`: "
                            f"`{info.name}.parameters()` leaves it out.", fix=parameter_fix(ctx, attr.value))
         return ()
