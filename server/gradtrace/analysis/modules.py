@@ -353,7 +353,7 @@ class ModuleContext:
             return None
         shared = self.project.module_context(source)  # facts of an imported file, built once per version
         if shared is None:
-            imports = source.nodes(ast.Import, ast.ImportFrom)
+            imports = source.imports
             shared = ModuleContext(source, NameTable.from_module(source.tree, imports), self.project, {})
             self.project.remember_module_context(source, shared)
         self.registry[path] = shared

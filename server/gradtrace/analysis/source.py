@@ -10,6 +10,10 @@ from functools import cached_property
 from gradtrace.analysis.suppressions import is_suppressed, line_suppressions
 from gradtrace.positions import LineIndex
 
+# the fields that hold statements, in the order of every node type's `_fields` (Try: body, handlers, orelse,
+# finalbody; match: cases)
+_STATEMENT_FIELDS = ("body", "handlers", "orelse", "finalbody", "cases")
+
 FRAMEWORK_MARKERS = {
     "torch": ("torch",),
     "tensorflow": ("tensorflow", "keras"),
@@ -131,6 +135,29 @@ class SourceFile:
         from gradtrace.analysis.semantic import SemanticModel
 
         return SemanticModel(self, self.__dict__.get("parents"))
+
+    @cached_property
+    def imports(self) -> list:
+        """The file's `import` and `from ... import` statements, in the order `nodes(ast.Import,
+        ast.ImportFrom)` gives them. Without the node index (a module read only for its definitions), a walk
+        of the statements alone finds them: an import is never inside an expression."""
+        if "index" in self.__dict__ or self.tree is None:
+            return self.nodes(ast.Import, ast.ImportFrom)
+        found: dict[type, list] = {ast.Import: [], ast.ImportFrom: []}
+        stack: list[ast.AST] = [self.tree]
+        while stack:
+            node = stack.pop()
+            bucket = found.get(type(node))
+            if bucket is not None:
+                bucket.append(node)
+                continue
+            for name in _STATEMENT_FIELDS:
+                children = getattr(node, name, None)
+                if children:
+                    stack.extend(children)
+        for bucket in found.values():
+            bucket.reverse()
+        return found[ast.Import] + found[ast.ImportFrom]
 
     def nodes(self, *kinds: type) -> list:
         """Nodes of the given types (per type in source order, a node after the nodes nested in it)."""

@@ -75,6 +75,21 @@ class Frame:
         return self.events is not None
 
 
+class _Repeated:
+    """Stands in a summary's record for an event that only repeats one the summary already records (the same
+    definition reached by every call of a helper): it keeps the record's positions, so the times at which
+    values were captured into a graph do not move, and it is never copied into a caller."""
+
+    arms: tuple = ()
+    seq: int = 0
+
+    def __repr__(self) -> str:
+        return "REPEATED"
+
+
+REPEATED = _Repeated()
+
+
 @dataclass(eq=False)
 class Event:
     """Something the program does that rules care about (a sink, an optimizer step, an in-place write...).

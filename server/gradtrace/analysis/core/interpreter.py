@@ -17,7 +17,7 @@ from __future__ import annotations
 import ast
 from dataclasses import replace
 
-from gradtrace.analysis.core.frames import Frame, FunctionRef
+from gradtrace.analysis.core.frames import REPEATED, Frame, FunctionRef
 from gradtrace.analysis.core.summaries import Substitution, Summary, shape_of, symbolic
 from gradtrace.analysis.core.values import (
     EMPTY,
@@ -120,6 +120,9 @@ class Interpreter:
         for plugin in self.plugins:
             event = plugin.emit(event, frame)
             if event is None:
+                return None
+            if event is REPEATED:  # a summary's record keeps the place, not the copy
+                frame.events.append(REPEATED)
                 return None
         if frame.events is not None:
             frame.events.append(event)
@@ -1478,6 +1481,10 @@ class Interpreter:
         self.call_sites.append(node)
         try:
             for event in summary.events:
+                if event is REPEATED:
+                    if frame.events is not None:
+                        frame.events.append(REPEATED)
+                    continue
                 self.emit(subst.event(event), frame)
         finally:
             self.call_sites.pop()

@@ -15,7 +15,6 @@ pairs, not the number of paths through its calls.
 from __future__ import annotations
 
 import ast
-import copy
 import dataclasses
 import functools
 from dataclasses import dataclass, field, replace
@@ -240,13 +239,16 @@ class Substitution:
 
     def event(self, event: Any) -> Any:
         """A copy of an event with every value, cut and source set in its fields substituted."""
-        new_event = copy.copy(event)  # always a copy: each call site records its own event
-        for name in _init_fields(type(event)):
-            old = getattr(event, name)
-            new = self.any(old)
-            if new is not old:
-                setattr(new_event, name, new)
-        new_event.seq = 0  # placed in the program's order when it is emitted
+        cls = type(event)
+        fields = dict(event.__dict__)  # always a copy: each call site records its own event
+        for name in _init_fields(cls):
+            old = fields[name]
+            if old is None or type(old) in _PLAIN:
+                continue
+            fields[name] = self.any(old)
+        fields["seq"] = 0  # placed in the program's order when it is emitted
+        new_event = object.__new__(cls)
+        new_event.__dict__ = fields
         self.renamed[id(event)] = new_event
         return new_event
 
@@ -262,6 +264,9 @@ class Substitution:
         if isinstance(obj, list) and obj and any(isinstance(o, str) and self.mine(o) for o in obj):
             return sorted(self.names(frozenset(obj)))
         return obj
+
+
+_PLAIN = frozenset({str, bool, int, float})  # field values a substitution never changes
 
 
 @functools.cache

@@ -15,7 +15,7 @@ import bisect
 from dataclasses import replace
 from functools import cached_property
 
-from gradtrace.analysis.core.frames import Frame, FunctionRef
+from gradtrace.analysis.core.frames import REPEATED, Frame, FunctionRef
 from gradtrace.analysis.core.plugin import Plugin
 from gradtrace.analysis.core.summaries import Renaming
 from gradtrace.analysis.core.values import (
@@ -100,10 +100,22 @@ class TorchPlugin(Plugin):
         self.releafed: dict = {}  # (id(loop), name) -> lines where the name is bound to a trainable leaf again
         self.aliases: dict = {}  # a fresh layer's placeholder label ("<Net@12>") -> the names it was bound to
         self.named = False  # placeholders renamed (once, after the run)
+        # id(a summary's record) -> (that record, the definitions it already holds)
+        self.defined_in: dict[int, tuple[list, set]] = {}
+        self.records_with_optimizer: dict[int, list] = {}  # id(a summary's record) -> the record
+        self._by_kind: dict = {}  # event class -> (events scanned, those of that class): read often, grown in order
 
     # ================================================================== facts in program order
     def events_of(self, kind) -> list:
-        return [e for e in self.interp.events if isinstance(e, kind)]
+        """The run's events of one class, in program order (kept up to date as events are appended)."""
+        events = self.interp.events
+        scanned, found = self._by_kind.get(kind, (0, []))
+        if scanned > len(events):
+            scanned, found = 0, []
+        if scanned < len(events):
+            found = found + [e for e in events[scanned:] if isinstance(e, kind)]
+            self._by_kind[kind] = (len(events), found)
+        return found
 
     @property
     def sinks(self) -> list:
@@ -162,10 +174,32 @@ class TorchPlugin(Plugin):
         if kind is not None:
             self.source_kind.setdefault(name, kind)
 
+    def being_built(self, owner: Value, frame: Frame) -> bool:
+        """Is `owner` (a part of) the module the summarised constructor builds, with no optimizer built so far?"""
+        func = frame.func
+        me = frame.self_value
+        if func is None or getattr(func.node, "name", None) != "__init__" or me is None or not me.name \
+                or not owner.srcs or id(frame.events) in self.records_with_optimizer:
+            return False
+        root = me.name
+        return all(s == root or s.startswith(root + ".") for s in owner.srcs)
+
     def emit(self, event, frame: Frame):
         if isinstance(event, Sink) and event.kind != "output" and event.value.captured:
             self.check_modified_before(event, frame)
         if frame.summarising:
+            if isinstance(event, Defined):  # the same definition from every call of a helper: copied once
+                _, seen = self.defined_in.setdefault(id(frame.events), (frame.events, set()))
+                key = (event.names, event.kind, id(event.node))
+                if key in seen:
+                    return REPEATED
+                seen.add(key)
+            elif isinstance(event, Optimizer):
+                self.records_with_optimizer[id(frame.events)] = frame.events
+            elif isinstance(event, LayerReplaced) and self.being_built(event.owner, frame):
+                return REPEATED  # a layer of a module its constructor is building: no optimizer holds it yet
+            elif isinstance(event, InPlace) and not event.target.srcs:
+                return REPEATED  # a write to a tensor with no sources: no call site can give it one
             return event
         if isinstance(event, Defined):
             for name in event.names:
@@ -1107,6 +1141,7 @@ class TorchPlugin(Plugin):
             renamed.seq = event.seq
             events.append(renamed)
         self.interp.events[:] = events
+        self._by_kind.clear()
         for event in events:  # references between events follow their copies
             for f in ("optimizer", "last_sink", "sink"):
                 old = getattr(event, f, None)
