@@ -160,3 +160,46 @@ def test_a_cut_made_in_an_imported_project_module_is_not_reported_against_the_im
     result = check_source(train.read_text(), str(train), project=Project(str(tmp_path)))
     assert not result.errors
     assert [f.code for f in result.findings if f.code.startswith("GT3")] == []
+
+
+def frameworks_of(code: str) -> frozenset:
+    return SourceFile.parse("example.py", textwrap.dedent(code).lstrip("\n")).frameworks
+
+
+def test_a_helper_importing_tensorflow_or_jax_only_to_read_a_checkpoint_runs_no_such_analysis():
+    # the shape of HF modeling files (`load_tf_weights_in_*`) and timm's `_load_weights`
+    assert frameworks_of("""
+        import torch
+
+        def load_tf_weights(model, path):
+            import tensorflow as tf
+            for name, shape in tf.train.list_variables(path):
+                model.state_dict()[name].copy_(torch.from_numpy(tf.train.load_variable(path, name)))
+
+        def load_npz(model, path, bfloat16=False):
+            if bfloat16:
+                import jax.numpy as jnp
+            return jnp.float32
+        """) == {"torch"}
+
+
+def test_a_function_that_imports_a_framework_to_train_with_it_runs_its_analysis():
+    assert frameworks_of("""
+        import torch
+
+        def main():
+            import jax
+            return jax.grad(lambda w: w ** 2)(3.0)
+
+        def fit(model, data):
+            import tensorflow as tf
+            with tf.GradientTape() as tape:
+                loss = model(data)
+            return tape.gradient(loss, model.trainable_variables)
+        """) == {"torch", "jax", "tensorflow"}
+    assert frameworks_of("""
+        try:
+            import jax
+        except ImportError:
+            jax = None
+        """) == {"jax"}

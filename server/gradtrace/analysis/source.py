@@ -23,6 +23,17 @@ IMPORTED_AS = {  # top-level packages whose import brings a framework's analysis
     "tensorflow": {"tensorflow", "keras", "tf_keras"},
     "jax": {"jax", "jaxlib", "flax", "optax", "equinox", "haiku", "chex"},
 }
+# What a function that imports a framework locally must use for the framework's analysis to run on the file:
+# a weight-conversion helper (`import tensorflow as tf` to read a checkpoint, `import jax.numpy as jnp` for a
+# dtype) differentiates nothing.
+LOCAL_IMPORT_NEEDS = {
+    "tensorflow": frozenset({"GradientTape", "gradient", "apply_gradients", "minimize", "fit", "train_on_batch",
+                             "Variable", "trainable_variables", "trainable_weights", "stop_gradient",
+                             "custom_gradient", "function", "compile"}),
+    "jax": frozenset({"grad", "value_and_grad", "vjp", "jvp", "jacrev", "jacfwd", "hessian", "linearize",
+                      "custom_vjp", "custom_jvp", "stop_gradient", "checkpoint", "remat", "jit", "vmap", "pmap",
+                      "scan", "while_loop", "fori_loop", "apply_updates", "optax", "at"}),
+}
 UNNAMED = ""  # the file name given to the parser: one that cannot be opened
 MAX_NESTING_HINT = 400  # deeper expressions are analysed only partially (see GT002)
 
@@ -180,13 +191,21 @@ class SourceFile:
         if self.tree is None or not mentioned - {"torch"}:
             return frozenset(mentioned)
         imported: set[str] = set()
-        for node in self.nodes(ast.Import, ast.ImportFrom):
-            if isinstance(node, ast.Import):
-                imported.update(alias.name.partition(".")[0] for alias in node.names)
-            elif node.module and not node.level:
-                imported.add(node.module.partition(".")[0])
-        return frozenset(name for name in mentioned
-                         if name == "torch" or imported & IMPORTED_AS[name])
+        local: list[tuple[set, ast.AST]] = []  # (packages, the top-level definition that imports them)
+        for definition, node in _imports_by_definition(self.tree):
+            packages = {alias.name.partition(".")[0] for alias in node.names} if isinstance(node, ast.Import) \
+                else {node.module.partition(".")[0]} if node.module and not node.level else set()
+            if definition is None:
+                imported |= packages
+            elif packages:
+                local.append((packages, definition))
+        found = set()
+        for name in mentioned - {"torch"}:
+            if imported & IMPORTED_AS[name] or any(
+                    packages & IMPORTED_AS[name] and _uses_any(definition, LOCAL_IMPORT_NEEDS[name])
+                    for packages, definition in local):
+                found.add(name)
+        return frozenset(found | (mentioned & {"torch"}))
 
     @cached_property
     def noqa(self) -> dict[int, frozenset[str] | None]:
@@ -242,3 +261,27 @@ def parent_map(root: ast.AST) -> dict[int, ast.AST]:
                 parents[id(value)] = node
                 stack.append(value)
     return parents
+
+
+def _imports_by_definition(tree: ast.Module):
+    """(None or the top-level function or class it is in, import statement) for every import of the file."""
+    stack: list = [(None, node) for node in reversed(tree.body)]
+    while stack:
+        definition, node = stack.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield definition, node
+            continue
+        if definition is None and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            definition = node
+        for name in _STATEMENT_FIELDS:
+            children = getattr(node, name, None)
+            if children:
+                stack.extend((definition, child) for child in reversed(children))
+
+
+def _uses_any(definition: ast.AST, names: frozenset) -> bool:
+    """Does the definition name (as a name or an attribute) any of `names`?"""
+    for node in ast.walk(definition):
+        if (isinstance(node, ast.Attribute) and node.attr in names) or (isinstance(node, ast.Name) and node.id in names):
+            return True
+    return False
