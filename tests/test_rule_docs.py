@@ -27,7 +27,7 @@ def test_shipped_pages_are_current(tmp_path):
     built = sorted(os.listdir(tmp_path))
     assert built == sorted(os.listdir(DOCS_DIR)), f"pages added or removed: run `{REGENERATE}`"
     for name in built:
-        with open(tmp_path / name, encoding="utf-8") as new, open(DOCS_DIR / name, encoding="utf-8") as old:
+        with open(tmp_path / name, encoding="utf-8") as new, open(os.path.join(DOCS_DIR, name), encoding="utf-8") as old:
             assert new.read() == old.read(), f"{name} is out of date: run `{REGENERATE}`"
 
 

@@ -12,7 +12,6 @@ import fnmatch
 import os
 import re
 import sys
-import traceback
 from dataclasses import dataclass, field
 
 from gradtrace.analysis.context import AnalysisContext
@@ -119,6 +118,8 @@ def _check_parsed(source: SourceFile, path: str, settings: LintSettings, project
             too_deep = True
         except Exception:  # a crash inside one rule must not lose the others' findings
             del ctx.findings[before:]
+            import traceback
+
             result.errors.append(f"{rule_cls.code} crashed on {path}:\n{traceback.format_exc()}")
     result.errors.extend(f"{path}: {e}" for e in ctx.internal_errors)
     seen = set()

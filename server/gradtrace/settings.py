@@ -7,11 +7,6 @@ import os
 import re
 from dataclasses import dataclass, field, fields, replace
 
-try:  # Python 3.11+
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-    tomllib = None
-
 CODE_PREFIX = re.compile(r"^GT\d{0,3}$")
 SEVERITY_NAMES = ("error", "warning", "information", "hint")
 
@@ -131,12 +126,22 @@ def find_pyproject(start: str) -> str | None:
 def load_pyproject_settings(start: str, base: LintSettings | None = None) -> tuple[LintSettings, str | None]:
     """`[tool.gradtrace]` from the nearest pyproject.toml; returns (settings, warning or None)."""
     path = find_pyproject(start)
-    if not path or tomllib is None:
+    if not path:
         return base or LintSettings(), None
     try:
         with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except (OSError, ValueError) as exc:
+            raw = fh.read()
+    except OSError as exc:
+        return base or LintSettings(), f"{path}: cannot read: {exc}"
+    if b"gradtrace" not in raw:  # no [tool.gradtrace] table, however it is spelled: not ours to parse
+        return base or LintSettings(), None
+    try:
+        import tomllib  # Python 3.11+
+    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+        return base or LintSettings(), None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
         return base or LintSettings(), f"{path}: cannot read: {exc}"
     table = data.get("tool", {}).get("gradtrace")
     if table is None:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import ast
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 from gradtrace.analysis.file_analysis import FileAnalysis
 from gradtrace.analysis.source import SourceFile, Span
 from gradtrace.findings import Finding, Fix, Related
 
+TYPE_CHECKING = False  # `typing` is not imported at run time (start-up)
 if TYPE_CHECKING:
     from gradtrace.analysis.project import Project
     from gradtrace.rules.base import Rule
+
 
 
 class AnalysisContext:

@@ -7,7 +7,7 @@ framework (0 any, 1 PyTorch, 2 TensorFlow, 3 JAX, 9 probe), so `rules_for` impor
 from __future__ import annotations
 
 import importlib
-import pkgutil
+import os
 from functools import cache
 
 from gradtrace.rules.base import Rule
@@ -15,9 +15,11 @@ from gradtrace.rules.base import Rule
 FAMILY_FRAMEWORK = {"0": "any", "1": "torch", "2": "tensorflow", "3": "jax", "9": "probe"}
 
 
+@cache
 def _module_names() -> list[str]:
-    return sorted(info.name for info in pkgutil.iter_modules(__path__)
-                  if info.name != "base" and not info.name.startswith("_"))
+    """The rule modules of this package (a listing of its directory: `pkgutil` costs start-up time)."""
+    names = {entry[:-3] for directory in __path__ for entry in os.listdir(directory) if entry.endswith(".py")}
+    return sorted(n for n in names if n != "base" and not n.startswith("_") and n.isidentifier())
 
 
 def _load(names: list[str]) -> tuple[type[Rule], ...]:

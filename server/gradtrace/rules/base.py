@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import re
 import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
 
+TYPE_CHECKING = False  # `typing` is not imported at run time (start-up)
 if TYPE_CHECKING:
+    from typing import ClassVar
+
     from gradtrace.analysis.context import AnalysisContext
     from gradtrace.findings import Finding
+
 
 # Each rule's documentation page ships with the package (built by `gradtrace rules --markdown`, see rule_docs.py).
 # A `file:` URI opens offline in every editor: VS Code, code-server (on the machine that runs the server) and
 # Neovim alike; the VS Code extension opens it rendered, through gradtrace.showRuleDocs.
-DOCS_DIR = Path(__file__).resolve().parent.parent / "docs" / "rules"
+DOCS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "docs", "rules")
 DOC_SECTIONS = ("What it does", "Why is this bad?", "Example", "Use instead", "Fix safety")
 EXPECT_MARK = re.compile(r"#\s*expect:\s*(GT\d{3})")
 
@@ -72,7 +75,9 @@ class Rule:
 
     @property
     def url(self) -> str:
-        return (DOCS_DIR / f"{self.code}.md").as_uri()
+        from pathlib import Path
+
+        return Path(DOCS_DIR, f"{self.code}.md").as_uri()
 
     @classmethod
     def documentation(cls) -> str:

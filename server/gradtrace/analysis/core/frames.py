@@ -5,9 +5,12 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
 
 from gradtrace.analysis.core.values import Value
+
+TYPE_CHECKING = False  # `typing` is not imported at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @dataclass(eq=False)

@@ -18,7 +18,7 @@ import ast
 from dataclasses import replace
 
 from gradtrace.analysis.core.frames import REPEATED, Frame, FunctionRef
-from gradtrace.analysis.core.summaries import Substitution, Summary, shape_of, symbolic
+from gradtrace.analysis.core.summaries import Substitution, Summary, SummaryCache, shape_of, symbolic, widened
 from gradtrace.analysis.core.values import (
     EMPTY,
     NONE,
@@ -36,6 +36,7 @@ from gradtrace.analysis.names import dotted
 
 MAX_SUMMARY_NESTING = 48  # summaries in progress at once; deeper calls get a widened value
 MAX_LOOP_PASSES = 3
+MAX_SHAPES_PER_FUNCTION = 6  # summaries of one function for argument shapes told apart; then containers widen
 MAX_SHARED_SUMMARIES = 4000  # per imported module version (what the files importing it ask for)
 STEPS_PER_NODE = 60  # evaluation budget: linear in the file's size
 MIN_STEPS = 200_000
@@ -65,7 +66,7 @@ class Interpreter:
         self.plugin_set = tuple(sorted(self.by_name))
         self.events: list = []
         self.globals: dict = {}  # module path -> its top-level environment
-        self.summaries: dict = {}
+        self.summaries = SummaryCache()
         self.active: dict = {}  # summary key -> nesting level (recursion guard)
         self.active_functions: dict = {}  # id(function node) -> summaries of it in progress
         self.returns_in_progress: dict = {}  # id(function node) -> what its innermost summary returned so far
@@ -1334,7 +1335,14 @@ class Interpreter:
         fn = func.node
         params, actuals = self.bind_arguments(func, args, kwargs, frame)
         key = self.summary_key(func, actuals, frame, node)
-        summary = self.summary_cache(func).get(key)
+        cache = self.summary_cache(func)
+        summary = cache.get(key)
+        if summary is None and cache.shapes.get(id(fn), 0) >= MAX_SHAPES_PER_FUNCTION:
+            # called with yet another shape of configuration (a model zoo's entry points, each with its own
+            # kwargs): the containers of plain values are taken in bulk, so the calls share one summary
+            actuals = [widened(v) for v in actuals]
+            key = self.summary_key(func, actuals, frame, node)
+            summary = cache.get(key)
         if summary is None:
             # a call of a function whose summary is in progress is recursion, whatever its arguments' shapes (a
             # path that grows at each level would otherwise give every level a shape, and a summary, of its own)
@@ -1358,7 +1366,7 @@ class Interpreter:
             return self.summaries
         cache = getattr(module, "summaries", None)
         if cache is None or len(cache) > MAX_SHARED_SUMMARIES:
-            cache = module.summaries = {}
+            cache = module.summaries = SummaryCache()
         return cache
 
     def bind_arguments(self, func: FunctionRef, args: list, kwargs: dict, frame: Frame) -> tuple[list, dict]:
@@ -1457,7 +1465,7 @@ class Interpreter:
                 summary.effects[(params.index(root), rest)] = frame.env[path]
         for plugin in self.plugins:
             summary.state.update(plugin.summary_state(frame))
-        self.summary_cache(func)[key] = summary
+        self.summary_cache(func).add(key, id(fn), summary)
         return summary
 
     def result_of(self, frame: Frame) -> Value:

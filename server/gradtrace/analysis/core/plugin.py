@@ -9,12 +9,15 @@ control flow, functions, classes, summaries — is the interpreter's.
 from __future__ import annotations
 
 import ast
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # `typing` is not imported at run time (start-up)
 if TYPE_CHECKING:
+    from typing import Any
+
     from gradtrace.analysis.core.frames import Frame, FunctionRef
     from gradtrace.analysis.core.interpreter import Interpreter
     from gradtrace.analysis.core.values import Value
+
 
 
 class Plugin:

@@ -18,9 +18,12 @@ import ast
 import dataclasses
 import functools
 from dataclasses import dataclass, field, replace
-from typing import Any
 
-from gradtrace.analysis.core.values import EMPTY, Cut, Value, dedup_cuts, flat, is_symbolic
+from gradtrace.analysis.core.values import EMPTY, IDENTITY_KINDS, Cut, Value, dedup_cuts, flat, is_symbolic
+
+TYPE_CHECKING = False  # `typing` is not imported at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_SHAPE_ITEMS = 8
 
@@ -35,6 +38,28 @@ class Summary:
     # framework-specific state handed back to the caller (e.g. a grad mode switched off for good)
     state: dict = field(default_factory=dict)
     incomplete: bool = False
+
+
+class SummaryCache(dict):
+    """Summary key -> Summary, and how many summaries each function has (for widening)."""
+
+    def __init__(self):
+        super().__init__()
+        self.shapes: dict[int, int] = {}  # id(function node) -> summaries made for it
+
+    def add(self, key, function_id: int, summary: Summary) -> None:
+        if key not in self:
+            self.shapes[function_id] = self.shapes.get(function_id, 0) + 1
+        self[key] = summary
+
+
+def widened(value: Value) -> Value:
+    """A container of plain values (configuration: numbers, strings, flags, tensors) as one bulk value."""
+    if value.items is None or value.kind not in ("dict", "container") \
+            or any(i.kind in IDENTITY_KINDS or i.items is not None for i in value.items):
+        return value
+    merged = flat(value)
+    return replace(value, items=None, keys=None, srcs=merged.srcs, cuts=merged.cuts, deps=merged.deps)
 
 
 def symbolic(actual: Value, root: str, depth: int = 0) -> Value:

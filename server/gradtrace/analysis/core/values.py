@@ -25,7 +25,10 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass, field, replace
-from typing import Any
+
+TYPE_CHECKING = False  # `typing` is not imported at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 EMPTY: frozenset = frozenset()
 MAX_CUTS = 64  # cuts kept per value: enough for any message, bounded for very long chains

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
-from typing import Any
 
 from gradtrace.analysis.core.frames import Event
 from gradtrace.analysis.core.values import Cut, Value
+
+TYPE_CHECKING = False  # `typing` is not imported at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @dataclass
