@@ -14,12 +14,13 @@ import re
 import sys
 from dataclasses import dataclass, field
 
-from gradtrace.analysis.context import AnalysisContext
-from gradtrace.analysis.source import SourceFile
 from gradtrace.findings import Finding
 from gradtrace.guarded_files import UnreadableFile, read_bytes, read_text
-from gradtrace.rules import rules_for
 from gradtrace.settings import LintSettings
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from gradtrace.analysis.source import SourceFile
 
 MAX_FILE_BYTES = 20 * 1024 * 1024
 MAX_GITIGNORE_BYTES = 1024 * 1024
@@ -77,6 +78,9 @@ def check_source(
     engine does not reuse it yet). A text that does not parse gets one GT000 at the parser's position,
     and the statements around the error are still analysed (`SourceFile.recovered`).
     """
+    from gradtrace.analysis.source import SourceFile  # the analysis is loaded when a file is analysed (a run
+    # whose every file is in the result cache never loads it)
+
     settings = settings or LintSettings()
     result = CheckResult()
     source = source or SourceFile.parse(path, text)
@@ -99,6 +103,9 @@ def check_source(
 
 
 def _check_parsed(source: SourceFile, path: str, settings: LintSettings, project) -> CheckResult:
+    from gradtrace.analysis.context import AnalysisContext
+    from gradtrace.rules import rules_for
+
     result = CheckResult()
     if not source.frameworks:
         return result  # cheap pre-filter: no framework mentioned, nothing to cut

@@ -199,6 +199,7 @@ def child_init(server_pid: int) -> None:
 def warm_up() -> int:
     import gc
 
+    import gradtrace.analysis.context  # noqa: F401  (the analysis, loaded before the first document comes)
     from gradtrace.rules import all_rules
 
     all_rules()

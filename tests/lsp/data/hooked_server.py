@@ -16,7 +16,6 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 sys.path.insert(0, os.path.join(ROOT, "server"))
 
-from gradtrace import engine  # noqa: E402
 from gradtrace.lsp.server import create_server, serve  # noqa: E402
 from gradtrace.rules.base import Rule  # noqa: E402
 
@@ -103,8 +102,10 @@ class FakeLauncher:
 
 
 if os.environ.get("GT_TEST_RULES"):  # runs in the analysis process too (spawn re-imports this script)
-    _rules_for = engine.rules_for
-    engine.rules_for = lambda frameworks: _rules_for(frameworks) + (CrashingRule, SlowRule, KillingRule)
+    import gradtrace.rules
+
+    _rules_for = gradtrace.rules.rules_for
+    gradtrace.rules.rules_for = lambda frameworks: _rules_for(frameworks) + (CrashingRule, SlowRule, KillingRule)
 
 if os.environ.get("GT_TEST_PROBE") == "missing":
     sys.modules["gradtrace.probe.launcher"] = None  # `import` raises ImportError

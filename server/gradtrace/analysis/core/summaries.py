@@ -19,7 +19,7 @@ import dataclasses
 import functools
 from dataclasses import dataclass, field, replace
 
-from gradtrace.analysis.core.values import EMPTY, IDENTITY_KINDS, Cut, Value, dedup_cuts, flat, is_symbolic
+from gradtrace.analysis.core.values import EMPTY, Cut, Value, dedup_cuts, flat, is_symbolic
 
 TYPE_CHECKING = False  # `typing` is not imported at run time (start-up)
 if TYPE_CHECKING:
@@ -53,13 +53,25 @@ class SummaryCache(dict):
         self[key] = summary
 
 
+CONFIGURATION_KINDS = frozenset({"number", "str", "none", "unknown", "class", "function", "external", "builtin",
+                                 "partial"})
+
+
+def _configuration(value: Value, depth: int = 0) -> bool:
+    """A value that only configures (numbers, strings, flags, classes, callables, containers of them)."""
+    if value.srcs:
+        return False
+    if value.items is not None:
+        return depth < 3 and value.kind in ("dict", "container") and all(
+            _configuration(i, depth + 1) for i in value.items)
+    return value.kind in CONFIGURATION_KINDS
+
+
 def widened(value: Value) -> Value:
-    """A container of plain values (configuration: numbers, strings, flags, tensors) as one bulk value."""
-    if value.items is None or value.kind not in ("dict", "container") \
-            or any(i.kind in IDENTITY_KINDS or i.items is not None for i in value.items):
+    """A container of configuration values taken in bulk: its items are no longer told apart."""
+    if value.items is None or not _configuration(value):
         return value
-    merged = flat(value)
-    return replace(value, items=None, keys=None, srcs=merged.srcs, cuts=merged.cuts, deps=merged.deps)
+    return replace(value, items=None, keys=None)
 
 
 def symbolic(actual: Value, root: str, depth: int = 0) -> Value:
