@@ -140,6 +140,67 @@ class DetachOnPath(Rule):
             """,
             truth=Truth(grads={"net.backbone.weight": "none"}),
         ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            class Block(nn.Module):
+                def __init__(self, dim):
+                    super().__init__()
+                    self.norm = nn.LayerNorm(dim)
+                    self.mlp = nn.Linear(dim, dim)
+
+                def forward(self, x):
+                    return x + self.mlp(self.norm(x)).detach()  # expect: GT105
+
+
+            class Encoder(nn.Module):
+                def __init__(self, dim=8, depth=3, block_fn=Block):
+                    super().__init__()
+                    self.blocks = nn.Sequential(*[block_fn(dim) for _ in range(depth)])
+                    self.head = nn.Linear(dim, 2)
+
+                def forward(self, x):
+                    return self.head(self.blocks(x))
+
+
+            model = Encoder()
+            opt = torch.optim.AdamW(model.parameters())
+            model(torch.randn(4, 8)).sum().backward()
+            """,
+            fixed="""
+            import torch
+            import torch.nn as nn
+
+
+            class Block(nn.Module):
+                def __init__(self, dim):
+                    super().__init__()
+                    self.norm = nn.LayerNorm(dim)
+                    self.mlp = nn.Linear(dim, dim)
+
+                def forward(self, x):
+                    return x + self.mlp(self.norm(x))  # expect: GT105
+
+
+            class Encoder(nn.Module):
+                def __init__(self, dim=8, depth=3, block_fn=Block):
+                    super().__init__()
+                    self.blocks = nn.Sequential(*[block_fn(dim) for _ in range(depth)])
+                    self.head = nn.Linear(dim, 2)
+
+                def forward(self, x):
+                    return self.head(self.blocks(x))
+
+
+            model = Encoder()
+            opt = torch.optim.AdamW(model.parameters())
+            model(torch.randn(4, 8)).sum().backward()
+            """,
+            truth=Truth(grads={"model.blocks[0].mlp.weight": "none", "model.blocks[2].norm.weight": "none"}),
+        ),
     )
 
     def check(self, ctx):

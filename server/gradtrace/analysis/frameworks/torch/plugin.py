@@ -54,10 +54,13 @@ from gradtrace.analysis.frameworks.torch.events import (
     Surgery,
     ZeroMask,
 )
-from gradtrace.analysis.modules import ClassInfo
+from gradtrace.analysis.modules import ClassInfo, classify_value
 from gradtrace.analysis.names import dotted
 
 GRAD = "torch.grad_off"
+CONTAINER_LAYERS = {"torch.nn.ModuleList", "torch.nn.Sequential", "torch.nn.modules.container.ModuleList",
+                    "torch.nn.modules.container.Sequential"}
+MAX_KNOWN_LAYERS = 64  # layers of one container told apart (more: the container is one opaque layer)
 MULTI_VIEW = {"chunk", "split", "unbind", "tensor_split", "split_with_sizes", "hsplit", "vsplit", "dsplit"}
 TERM_KEEPING = {"mean", "sum", "squeeze", "unsqueeze", "view", "reshape", "flatten", "mul", "div", "add", "sub"}
 CONSTRUCTION_METHODS = {"__init__", "__post_init__", "build", "setup", "reset_parameters", "init_weights",
@@ -593,7 +596,11 @@ class TorchPlugin(Plugin):
                     extra = ("inplace",) if _inplace_layer(fact.value) else ()
                     srcs = frozenset({name}) if not (fact.layer and fact.layer.split(".")[-1] in
                                                      api.PARAMETERLESS_LAYERS) else EMPTY
-                    return Value("module", srcs=srcs, name=name, cls=cls or fact.layer, extra=extra, deps=base.deps)
+                    items = self.container_layers(fact, info, name, base.deps)
+                    if items is not None and fact.layer.endswith("Sequential"):
+                        extra += (("children", items),)  # called: each layer in turn
+                    return Value("module", srcs=srcs, name=name, cls=cls or fact.layer, extra=extra, deps=base.deps,
+                                 items=items)
                 if fact.kind in ("param", "tensor_grad") or (fact.kind == "param_converted"
                                                               and registered_parameter(fact)):
                     return Value("tensor", srcs=frozenset({name}), name=name, leaf=True, fw="torch", deps=base.deps)
@@ -622,6 +629,51 @@ class TorchPlugin(Plugin):
         if name and base.srcs:
             return Value("module", srcs=frozenset({name}), name=name, deps=base.deps)
         return UNKNOWN
+
+    @staticmethod
+    def container_layers(fact, info: ClassInfo, name: str, deps) -> tuple | None:
+        """The layers an `nn.ModuleList` / `nn.Sequential` attribute holds, from the expression that built it:
+        one per layer written out (`name.0`, `name.1`...), or one for all when a comprehension builds them
+        (`name.*`). None when one of them is not a layer we know."""
+        if fact.layer not in CONTAINER_LAYERS or not isinstance(fact.value, ast.Call):
+            return None
+        found = info.find_method(fact.method)
+        owner = found[1] if found else info
+        module = owner.module
+        call = fact.value
+        if fact.layer.endswith("ModuleList"):  # its one argument holds the layers
+            if len(call.args) != 1 or call.keywords:
+                return None
+            written = [(call.args[0], True)]
+        else:  # nn.Sequential(a, b, *more)
+            written = [(a.value, True) if isinstance(a, ast.Starred) else (a, False) for a in call.args]
+        elements: list = []  # (expression of a layer, does it stand for every layer of a comprehension?)
+        for expr, holds_layers in written:
+            if not holds_layers:
+                elements.append((expr, False))
+            elif isinstance(expr, (ast.List, ast.Tuple)):
+                elements.extend((e, False) for e in expr.elts)
+            elif isinstance(expr, (ast.ListComp, ast.GeneratorExp)):
+                elements.append((expr.elt, True))
+            else:
+                return None
+        if not elements or len(elements) > MAX_KNOWN_LAYERS:
+            return None
+        items = []
+        defaults = _defaults(found[0]) if found else {}
+        for index, (element, for_all) in enumerate(elements):
+            kind, layer, _ = classify_value(element, module)
+            if kind != "module" and isinstance(element, ast.Call) and isinstance(element.func, ast.Name) \
+                    and isinstance(defaults.get(element.func.id), (ast.Name, ast.Attribute)):
+                # `block_fn(dim)` with `block_fn=Block` in the constructor's signature: a Block (or what is given)
+                kind, layer, _ = classify_value(ast.Call(func=defaults[element.func.id], args=[], keywords=[]), module)
+            if kind != "module" or not layer:
+                return None
+            cls = module.resolve_class(layer) if "." not in layer else None
+            item_name = f"{name}.*" if for_all else f"{name}.{index}"  # `*`: every layer the comprehension made
+            srcs = EMPTY if layer.split(".")[-1] in api.PARAMETERLESS_LAYERS else frozenset({item_name})
+            items.append(Value("module", srcs=srcs, name=item_name, cls=cls or layer, deps=deps))
+        return tuple(items)
 
     def external_attribute(self, qn: str, node, frame: Frame):
         if qn.startswith("torch.") and qn in api.INT_DTYPES | api.FLOAT_DTYPES:
@@ -1358,3 +1410,11 @@ def _non_leaf(given: Value, depth: int = 0) -> Value | None:
         items = list(given.items)
     return next((found for item in items if (found := _non_leaf(item, depth + 1)) is not None), None)
 
+
+def _defaults(fn: ast.FunctionDef) -> dict:
+    """Parameter name -> its default expression."""
+    a = fn.args
+    positional = a.posonlyargs + a.args
+    found = {p.arg: d for p, d in zip(positional[len(positional) - len(a.defaults):], a.defaults)}
+    found.update({p.arg: d for p, d in zip(a.kwonlyargs, a.kw_defaults) if d is not None})
+    return found
