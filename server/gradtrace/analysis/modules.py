@@ -7,7 +7,6 @@ value flow walks, in this file or in a project file a model is imported from.
 from __future__ import annotations
 
 import ast
-import bisect
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -236,42 +235,14 @@ class ModuleContext:
         return frozenset(names)
 
     def global_reads(self, fn: ast.AST) -> tuple:
-        """Names in `top_assigned` that the function `fn` (or anything nested in it) reads, from one pass
-        over the file's names (computed for every function at once, on first use)."""
-        table = self.__dict__.get("_global_reads")
-        if table is None:
-            table = self.__dict__["_global_reads"] = self._collect_global_reads()
-        return table.get(id(fn), ())
-
-    def _collect_global_reads(self) -> dict:
-        assigned = self.top_assigned
-        functions = [n for n in self.source.nodes(ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)]
-        spans = sorted(((f.lineno, f.end_lineno or f.lineno, f) for f in functions), key=lambda s: (s[0], -s[1]))
-        starts = [s[0] for s in spans]
-        reads: dict = {}
-        if not assigned or not spans:
-            return reads
-
-        def innermost(line: int, below: int):
-            """The last span (index < below) that contains `line`: enclosing spans sort first, so a span's
-            parent always has a smaller index (two lambdas on one line cannot be each other's parent)."""
-            i = min(bisect.bisect_right(starts, line), below) - 1
-            while i >= 0:
-                start, end, _ = spans[i]
-                if start <= line <= end:
-                    return i
-                i -= 1
-            return None
-
-        parent = {index: innermost(start, index) for index, (start, _, _) in enumerate(spans)}
-        for name in self.source.nodes(ast.Name):
-            if name.id not in assigned or not isinstance(name.ctx, ast.Load):
-                continue
-            i = innermost(name.lineno, len(spans))
-            while i is not None:  # the function and every function around it reads the name
-                reads.setdefault(id(spans[i][2]), set()).add(name.id)
-                i = parent[i]
-        return {k: tuple(sorted(v)) for k, v in reads.items()}
+        """Names in `top_assigned` that the function `fn` (or anything nested in it) reads: from a walk of that
+        function alone, on first use (an imported module is never walked whole for this)."""
+        table = self.__dict__.setdefault("_global_reads", {})
+        found = table.get(id(fn))
+        if found is None:
+            assigned = self.top_assigned
+            found = table[id(fn)] = _names_read(fn, assigned) if assigned else ()
+        return found
 
     def _collect(self) -> None:
         for node in self.source.tree.body:
@@ -576,17 +547,48 @@ def _note_container_item(info: ClassInfo, name: str, item: ast.expr) -> None:
         attr.container = "list" if isinstance(attr.value, ast.List) else "dict"
 
 
-def _preorder(root: ast.AST):
+def _preorder(root: ast.AST) -> list:
+    """Every node under `root`, parents before children, in source order (one list, no generator)."""
+    out: list = []
     stack = [root]
     AST = ast.AST
+    pop, push = stack.pop, out.append
     while stack:
-        node = stack.pop()
-        yield node
+        node = pop()
+        push(node)
         children = []
         for name in node._fields:
             value = getattr(node, name, None)
             if value.__class__ is list:
-                children.extend(v for v in value if isinstance(v, AST))
+                children.extend([v for v in value if isinstance(v, AST)])
             elif isinstance(value, AST):
                 children.append(value)
-        stack.extend(reversed(children))
+        if children:
+            children.reverse()
+            stack.extend(children)
+    return out
+
+
+def _names_read(fn: ast.AST, names: frozenset | set) -> tuple:
+    """Which of `names` the function reads (its signature and body, nested functions included; not its
+    decorators, which run where it is defined)."""
+    if isinstance(fn, ast.Lambda):
+        roots: list = [fn.args, fn.body]
+    else:
+        roots = [fn.args, *fn.body] + ([fn.returns] if getattr(fn, "returns", None) is not None else [])
+    read: set = set()
+    stack = roots
+    Name, Load, AST = ast.Name, ast.Load, ast.AST
+    while stack:
+        node = stack.pop()
+        if node.__class__ is Name:
+            if node.id in names and node.ctx.__class__ is Load:
+                read.add(node.id)
+            continue
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if value.__class__ is list:
+                stack.extend(v for v in value if isinstance(v, AST))
+            elif isinstance(value, AST):
+                stack.append(value)
+    return tuple(sorted(read))
