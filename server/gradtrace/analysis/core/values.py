@@ -40,15 +40,15 @@ class Cut:
     Two cuts are the same when they are the same operation at the same node losing the same sources, so
     loops reach a fixpoint and summaries can be compared."""
 
-    __slots__ = ("node", "kind", "op", "lost", "var", "zero", "module", "via", "_key")
+    __slots__ = ("node", "kind", "op", "lost", "_var", "zero", "module", "via", "_key")
 
-    def __init__(self, node: ast.AST, kind: str, op: str, lost: frozenset, var: str | None = None,
+    def __init__(self, node: ast.AST, kind: str, op: str, lost: frozenset, var: str | ast.AST | None = None,
                  zero: bool = False, module: Any = None, via: ast.AST | None = None):
         self.node = node  # where the graph is cut
         self.kind = kind  # detach | data | item | numpy | math | rewrap | index | zero | compare | intcast | ...
         self.op = op  # what the user wrote, e.g. ".detach()"
         self.lost = lost  # sources disconnected here
-        self.var = var  # the value that was cut, e.g. "latent"
+        self._var = var  # the value that was cut ("latent"), or its expression until a message asks for it
         self.zero = zero  # the gradient becomes zero rather than None
         self.module = module  # the module context the node belongs to (its file)
         self.via = via  # e.g. the decorated helper's `def` for a no_grad helper
@@ -63,10 +63,23 @@ class Cut:
     def __repr__(self):
         return f"Cut({self.kind} {self.op!r} line {getattr(self.node, 'lineno', '?')} lost={sorted(self.lost)})"
 
+    @property
+    def var(self) -> str | None:
+        """The value that was cut, as the user wrote it (rendered on first use: most cuts are never shown)."""
+        var = self._var
+        if isinstance(var, ast.AST):
+            var = self._var = expr_text(var)
+        return var
+
+    @property
+    def unnamed(self) -> bool:
+        """No value was named for this cut (its text is not rendered to find out)."""
+        return self._var is None
+
     def with_lost(self, lost: frozenset) -> Cut:
         if lost == self.lost:
             return self
-        return Cut(self.node, self.kind, self.op, lost, self.var, self.zero, self.module, self.via)
+        return Cut(self.node, self.kind, self.op, lost, self._var, self.zero, self.module, self.via)
 
     def with_var(self, var: str | None) -> Cut:
         return Cut(self.node, self.kind, self.op, self.lost, var, self.zero, self.module, self.via)
@@ -293,8 +306,6 @@ def cut(value: Value, node: ast.AST, kind: str, op: str, *, var: str | ast.AST |
     value = flat(value) if value.items else value
     new_cuts = value.cuts
     if value.srcs:
-        if isinstance(var, ast.AST):
-            var = expr_text(var)
         new_cuts = dedup_cuts(value.cuts, (Cut(node, kind, op, value.srcs, var, zero, module, via),))
     return Value(kind=result_kind or value.kind, srcs=EMPTY, cuts=new_cuts, opaque=value.opaque, dtype=dtype,
                  deps=value.deps, fw=fw if fw is not None else value.fw, jtraced=value.jtraced,

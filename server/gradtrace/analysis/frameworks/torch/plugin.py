@@ -340,7 +340,7 @@ class TorchPlugin(Plugin):
             # name what a no_grad region or helper produced after the variable that first holds it
             in_region = off is not None and off.node is c.node
             key = (id(c.node), c.kind)
-            if c.var is None and key not in self.cut_vars and (in_region or (
+            if c.unnamed and key not in self.cut_vars and (in_region or (
                     stmt is not None and c.module is frame.module and _contains(stmt, c.node))):
                 self.cut_vars[key] = name
         if value.kind == "optimizer" and isinstance(value.ref, Optimizer) and value.ref.var is None:
@@ -634,7 +634,7 @@ class TorchPlugin(Plugin):
     def container_layers(fact, info: ClassInfo, name: str, deps) -> tuple | None:
         """The layers an `nn.ModuleList` / `nn.Sequential` attribute holds, from the expression that built it:
         one per layer written out (`name.0`, `name.1`...), or one for all when a comprehension builds them
-        (`name.*`). None when one of them is not a layer we know."""
+        (`name.*`). None when one of them is not a layer we know, or none is the project's own."""
         if fact.layer not in CONTAINER_LAYERS or not isinstance(fact.value, ast.Call):
             return None
         found = info.find_method(fact.method)
@@ -673,6 +673,8 @@ class TorchPlugin(Plugin):
             item_name = f"{name}.*" if for_all else f"{name}.{index}"  # `*`: every layer the comprehension made
             srcs = EMPTY if layer.split(".")[-1] in api.PARAMETERLESS_LAYERS else frozenset({item_name})
             items.append(Value("module", srcs=srcs, name=item_name, cls=cls or layer, deps=deps))
+        if not any(isinstance(item.cls, ClassInfo) for item in items):
+            return None  # PyTorch's own layers only: nothing of the user's to follow, the container is one layer
         return tuple(items)
 
     def external_attribute(self, qn: str, node, frame: Frame):
