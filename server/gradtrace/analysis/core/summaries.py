@@ -201,6 +201,9 @@ class Substitution:
         if not value.deps and not any(self.mine(s) for s in value.srcs) and value.name is None \
                 and value.items is None and not value.extra and id(value.ref) not in self.renamed and not value.terms \
                 and not any(self.mine(s) for c in value.cuts for s in c.lost):
+            if any(t >= 0 for _, t in value.captured):
+                # times in the summary's own record mean nothing in the caller's: the call site notes them
+                return replace(value, captured=self.captured(value.captured))
             return value
         # an argument handed back as it came (a model, an optimizer): the caller's own value
         if value.name is not None and self.mine(value.name) and value.kind in (
