@@ -203,3 +203,28 @@ def test_a_function_that_imports_a_framework_to_train_with_it_runs_its_analysis(
         except ImportError:
             jax = None
         """) == {"jax"}
+
+
+def test_functions_behind_unusual_decorators_and_dict_merges_are_analysed_without_internal_errors():
+    # jax's own rnn.py (a torch link in a docstring, `@jax.jit(static_argnums=...)` called as a decorator
+    # factory) and fused-attention test (`dict(metas, key=value)` over a mapping of unknown keys) crashed
+    findings("""
+        # see https://pytorch.org/docs/stable/generated/torch.nn.LSTM.html
+        from functools import partial
+
+        import jax
+        import jax.numpy as jnp
+
+        @jax.jit(static_argnums=(1,))
+        def step(x, n):
+            return x * n
+
+        def loss(q, descale_q, metas):
+            merged = dict(metas, descale_q=descale_q)
+            return jnp.sum(q * merged["descale_q"])
+
+        def attend(metas):
+            return jax.vmap(lambda q, d: loss(q, d, metas))(jnp.ones((3, 2)), jnp.ones((3,)))
+
+        attend(dict(zip(["a", "b"], [1.0, 2.0])))
+        """)

@@ -1241,12 +1241,14 @@ class Interpreter:
             return Value("container", srcs=first.srcs, cuts=first.cuts, items=(self.element(first),),
                          opaque=first.opaque, deps=first.deps)
         if name == "dict":
-            if first.keys is not None or kwargs:
+            # keys known one by one: `dict(a=x)`, `dict(known, b=y)`; not `dict(pairs_or_mapping, b=y)`
+            if (first.keys is not None or not args) and (first.keys is not None or kwargs):
                 keys = (first.keys or ()) + tuple(kwargs)
                 items = (first.items or ()) + tuple(kwargs.values())
                 merged = join(*items) if items else Value()
                 return Value("dict", keys=keys, items=items, srcs=merged.srcs, cuts=merged.cuts, deps=merged.deps)
-            return Value("dict", srcs=first.srcs, cuts=first.cuts, deps=first.deps)
+            merged = join(first, *kwargs.values())
+            return Value("dict", srcs=merged.srcs, cuts=merged.cuts, deps=merged.deps)
         if name == "next":
             return self.element(first)
         if name in ("sum", "max", "min", "abs", "round", "pow", "divmod"):

@@ -1208,12 +1208,17 @@ class TorchPlugin(Plugin):
         module = interp.root
         for name, node in module.functions.items():
             if name not in module.called_names and id(node) not in interp.analysed:
-                func = interp.function_value(node, module, None).func
+                func = self.undecorated(node, module, None)
                 args = self.standalone_args(func, None)
                 state = {GRAD: self.helper_grad_off(func, None, module)}
                 interp.run_standalone(func, args, None, state)
         for info in module.classes.values():
             self.analyse_class(info)
+
+    def undecorated(self, node: ast.AST, module, cls) -> FunctionRef:
+        """The function as its decorators leave it, or as written when they make something that is not one
+        (a `functools.partial` of a transform, a custom wrapper object): its body is analysed either way."""
+        return self.interp.function_value(node, module, cls).func or FunctionRef(node, module, cls)
 
     def standalone_args(self, func: FunctionRef, self_value: Value | None) -> dict:
         a = func.node.args
@@ -1238,7 +1243,7 @@ class TorchPlugin(Plugin):
             self_value = Value(kind="module", cls=info, name="self")
             found = info.find_method("forward")
             if found and found[1] is info and id(found[0]) not in interp.analysed:
-                func = interp.function_value(found[0], info.module, info).func
+                func = self.undecorated(found[0], info.module, info)
                 frame = interp.run_standalone(func, self.standalone_args(func, self_value), self_value,
                                               {GRAD: self.helper_grad_off(func, None, info.module)})
                 out = interp.result_of(frame)
@@ -1249,21 +1254,21 @@ class TorchPlugin(Plugin):
                 if name in ("forward", "__init__") or name.startswith("__") or id(method) in interp.analysed:
                     continue
                 if id(method) in self.methods_with_sinks:
-                    func = interp.function_value(method, info.module, info).func
+                    func = self.undecorated(method, info.module, info)
                     interp.run_standalone(func, self.standalone_args(func, self_value), self_value)
         else:
             obj = Value("object", cls=info, name="self")
             attrs = {}
             init = info.methods.get("__init__")
             if init is not None and any(id(m) in self.methods_with_sinks for m in info.methods.values()):
-                func = interp.function_value(init, info.module, info).func
+                func = self.undecorated(init, info.module, info)
                 frame = interp.run_standalone(func, self.standalone_args(func, obj), obj)
                 attrs = {k[5:]: v for k, v in frame.env.items() if k.startswith("self.") and k.count(".") == 1}
             obj = replace(obj, extra=("object", tuple(sorted(attrs.items(), key=lambda kv: kv[0]))))
             for name, method in info.methods.items():
                 if name == "__init__" or id(method) not in self.methods_with_sinks or id(method) in interp.analysed:
                     continue
-                func = interp.function_value(method, info.module, info).func
+                func = self.undecorated(method, info.module, info)
                 interp.run_standalone(func, self.standalone_args(func, obj), obj)
 
     @cached_property
