@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from gradtrace.rules.base import Rule
 
 
-
 class AnalysisContext:
     def __init__(self, source: SourceFile, project: Project | None = None):
         self.source = source

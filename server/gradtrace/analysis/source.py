@@ -150,22 +150,13 @@ class SourceFile:
     @cached_property
     def imports(self) -> list:
         """The file's `import` and `from ... import` statements, in the order `nodes(ast.Import,
-        ast.ImportFrom)` gives them. Without the node index (a module read only for its definitions), a walk
-        of the statements alone finds them: an import is never inside an expression."""
+        ast.ImportFrom)` gives them, with or without the node index (a module read only for its definitions
+        has none)."""
         if "index" in self.__dict__ or self.tree is None:
             return self.nodes(ast.Import, ast.ImportFrom)
         found: dict[type, list] = {ast.Import: [], ast.ImportFrom: []}
-        stack: list[ast.AST] = [self.tree]
-        while stack:
-            node = stack.pop()
-            bucket = found.get(type(node))
-            if bucket is not None:
-                bucket.append(node)
-                continue
-            for name in _STATEMENT_FIELDS:
-                children = getattr(node, name, None)
-                if children:
-                    stack.extend(children)
+        for _, node in _imports_by_definition(self.tree):
+            found[type(node)].append(node)
         for bucket in found.values():
             bucket.reverse()
         return found[ast.Import] + found[ast.ImportFrom]
@@ -264,8 +255,9 @@ def parent_map(root: ast.AST) -> dict[int, ast.AST]:
 
 
 def _imports_by_definition(tree: ast.Module):
-    """(None or the top-level function or class it is in, import statement) for every import of the file."""
-    stack: list = [(None, node) for node in reversed(tree.body)]
+    """(None or the top-level function or class it is in, import statement) for every import of the file, from a
+    walk of the statements alone (an import is never inside an expression), in the node index's walk order."""
+    stack: list = [(None, tree)]
     while stack:
         definition, node = stack.pop()
         if isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -276,7 +268,7 @@ def _imports_by_definition(tree: ast.Module):
         for name in _STATEMENT_FIELDS:
             children = getattr(node, name, None)
             if children:
-                stack.extend((definition, child) for child in reversed(children))
+                stack.extend((definition, child) for child in children)
 
 
 def _uses_any(definition: ast.AST, names: frozenset) -> bool:

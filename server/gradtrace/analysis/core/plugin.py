@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from gradtrace.analysis.core.values import Value
 
 
-
 class Plugin:
     name = ""
     roots: frozenset = frozenset()  # qualified-name roots whose calls and attributes it answers
