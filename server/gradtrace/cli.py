@@ -25,16 +25,40 @@ def _chosen(args: list[str]) -> str | None:
     return None
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help formatter, told the terminal's width: left to find it, argparse imports `shutil` (and the
+    compression modules `shutil` imports) on every run, help or not."""
+
+    def __init__(self, prog, indent_increment=2, max_help_position=24, width=None):
+        if width is None:
+            width = _terminal_columns() - 2
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
+def _terminal_columns() -> int:
+    """What `shutil.get_terminal_size().columns` answers: $COLUMNS, else the terminal's, else 80."""
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
 def _build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gradtrace",
+        formatter_class=_Formatter,
         description="Find where the autograd graph is cut: why a parameter's gradient is None or zero.",
     )
     parser.add_argument("--version", action="version", version=f"gradtrace {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = _chosen(sys.argv[1:] if argv is None else argv)
     for name, help_text in COMMANDS.items():
-        command = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+        command = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
+                                 formatter_class=_Formatter)
         if name == chosen:
             module = importlib.import_module(f"gradtrace.commands.{name}")
             module.add_arguments(command)

@@ -319,7 +319,7 @@ class ModuleContext:
             return None
         if path in self.registry:
             return self.registry[path]
-        source = self.project.source(path)
+        source = self.project.source(path, lazy=True)
         if source is None or source.tree is None:
             return None
         shared = self.project.module_context(source)  # facts of an imported file, built once per version

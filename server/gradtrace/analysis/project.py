@@ -50,8 +50,10 @@ class Project:
             else:
                 self.overlay[path] = text
 
-    def source(self, path: str) -> SourceFile | None:
-        """The parsed file at `path` (editor text first), or None when it cannot be read."""
+    def source(self, path: str, lazy: bool = False) -> SourceFile | None:
+        """The parsed file at `path` (editor text first), or None when it cannot be read. `lazy`: the file is
+        read for what it defines (it is imported), so function bodies may be parsed as they are read; without
+        it, the whole tree (a lazy parse of the same version is completed, so its nodes stay the same)."""
         path = os.path.abspath(path)
         text = self.overlay.get(path)
         try:
@@ -60,15 +62,15 @@ class Project:
             return None
         with self._lock:
             cached = self._cache.get(path)
-            if cached and cached[0] == version:
-                return cached[1]
+        if cached and cached[0] == version:
+            return cached[1] if lazy else cached[1].complete()
         if text is None:
             from gradtrace.engine import read_source
 
             text, problem = read_source(path)
             if text is None:
                 return None
-        parsed = SourceFile.parse(path, text)
+        parsed = SourceFile.parse(path, text, lazy=lazy)
         with self._lock:
             self._cache[path] = (version, parsed)
         return parsed

@@ -7,6 +7,7 @@ import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from gradtrace.analysis.skeleton import load_all, parse_skeleton
 from gradtrace.analysis.suppressions import is_suppressed, line_suppressions
 from gradtrace.positions import LineIndex
 
@@ -62,11 +63,17 @@ class SourceFile:
         self.lines = LineIndex(self.text)
 
     @classmethod
-    def parse(cls, path: str, text: str) -> SourceFile:
+    def parse(cls, path: str, text: str, lazy: bool = False) -> SourceFile:
+        """`lazy`: for a file read only for what it defines (an import of the checked file), function bodies are
+        parsed when first read (`analysis/skeleton.py`); `complete()` parses the rest."""
         src = cls(path, text)
         limit = sys.getrecursionlimit()
         try:
             sys.setrecursionlimit(max(limit, 20000))
+            skeleton = parse_skeleton(text) if lazy else None
+            if skeleton is not None:
+                src.tree, src._lazy = skeleton
+                return src
             # No file name: given one that exists, CPython counts the error's column on the line of that
             # file on disk, which is not this text while the editor holds unsaved changes.
             src.tree = ast.parse(text, filename=UNNAMED, type_comments=False)
@@ -84,6 +91,23 @@ class SourceFile:
         finally:
             sys.setrecursionlimit(limit)
         return src
+
+    @property
+    def lazy(self) -> bool:
+        """Are some function bodies not parsed yet?"""
+        return bool(self.__dict__.get("_lazy"))
+
+    def complete(self) -> SourceFile:
+        """Parse every function body not parsed yet: the tree is then the one a whole parse gives."""
+        pending = self.__dict__.pop("_lazy", None)
+        if pending:
+            limit = sys.getrecursionlimit()
+            try:
+                sys.setrecursionlimit(max(limit, 20000))
+                load_all(pending)
+            finally:
+                sys.setrecursionlimit(limit)
+        return self
 
     def recovered(self) -> SourceFile | None:
         """For a text that does not parse: the same text with the statements that hold its syntax errors set
@@ -111,6 +135,7 @@ class SourceFile:
         by_type: dict[type, list[ast.AST]] = {}
         if self.tree is None:
             return by_type
+        self.complete()
         stack: list[ast.AST] = [self.tree]
         pop, push, extend = stack.pop, stack.append, stack.extend
         AST = ast.AST
@@ -137,7 +162,7 @@ class SourceFile:
         """id(node) -> parent node, built on first use (the semantic model's walk fills it when it runs first)."""
         if "semantic" in self.__dict__:
             return self.semantic.parents
-        return parent_map(self.tree) if self.tree is not None else {}
+        return parent_map(self.complete().tree) if self.tree is not None else {}
 
     @cached_property
     def semantic(self):
@@ -145,7 +170,7 @@ class SourceFile:
         first use; the tree must have parsed."""
         from gradtrace.analysis.semantic import SemanticModel
 
-        return SemanticModel(self, self.__dict__.get("parents"))
+        return SemanticModel(self.complete(), self.__dict__.get("parents"))
 
     @cached_property
     def imports(self) -> list:
@@ -256,7 +281,8 @@ def parent_map(root: ast.AST) -> dict[int, ast.AST]:
 
 def _imports_by_definition(tree: ast.Module):
     """(None or the top-level function or class it is in, import statement) for every import of the file, from a
-    walk of the statements alone (an import is never inside an expression), in the node index's walk order."""
+    walk of the statements alone (an import is never inside an expression), in the node index's walk order. A
+    function body not parsed yet is not parsed for this: its skeleton keeps its imports."""
     stack: list = [(None, tree)]
     while stack:
         definition, node = stack.pop()
@@ -265,8 +291,9 @@ def _imports_by_definition(tree: ast.Module):
             continue
         if definition is None and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             definition = node
+        fields = node.__dict__
         for name in _STATEMENT_FIELDS:
-            children = getattr(node, name, None)
+            children = fields.get(name)
             if children:
                 stack.extend((definition, child) for child in children)
 

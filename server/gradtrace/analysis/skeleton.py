@@ -1,0 +1,367 @@
+"""An imported module parsed without its function bodies; each body is parsed the first time it is read.
+
+A file imported by the checked one is mostly read for its names: which classes it defines and what they extend,
+a function's signature, its imports. The analysis enters only the few functions it calls. Parsing the whole
+file is most of the cost of importing it (transformers' `modeling_utils.py`: 50 ms, for the handful of methods
+a model file reaches), so an imported file is parsed as a skeleton: every function body is blanked out of the
+text (lines and columns kept), the rest parsed as usual. A function whose body was blanked is a
+`LazyFunctionDef` (an `ast.FunctionDef`): the first read of its `body` parses that function's own lines and
+turns the node back into a plain `ast.FunctionDef`.
+
+The skeleton keeps every `import` of a blanked body (the module's name table holds them all). Any doubt about
+the text (tabs, carriage returns, a body that seems to end inside a string or a bracket) and the file is parsed
+whole, as before: the skeleton is checked against what it should contain before it is used.
+"""
+
+from __future__ import annotations
+
+import ast
+import bisect
+import re
+
+# a function header's first line: indentation, then `def NAME(` (or `[` for type parameters)
+# (patterns start at the newline before a line: a literal first character makes the search fast)
+_DEF = re.compile(r"\n([ ]*)(?:async[ ]+)?def[ ]+(\w+)[ ]*[(\[]")
+# a line that ends a header: a colon, then at most a comment
+_HEADER_END = re.compile(r":[ \t]*(?:#[^\n]*)?$", re.M)
+_TRIPLE_QUOTE = re.compile(r"\"\"\"|'''")
+# an import statement's first line inside a body
+_IMPORT = re.compile(r"\n[ ]+(?:from[ ]+\.*[\w.]*[ ]+import\b|import[ ]+[\w.])[^\n]*")
+_CODE = re.compile(r"\n[ ]*[^ \t\n#]")  # a line of code (not blank, not only a comment)
+_CODE_AT: dict[int, re.Pattern] = {}  # indentation -> regex of the next code line indented at most that much
+_ODD_INDENT = re.compile(r"\n[ ]*[\t\f]")  # a tab or form feed in an indentation: the file is parsed whole
+MAX_HEADER_LINES = 60
+MIN_LINES = 200  # smaller files parse whole: the skeleton would not pay for itself
+
+
+def _code_at_most(indent: int) -> re.Pattern:
+    pattern = _CODE_AT.get(indent)
+    if pattern is None:
+        pattern = _CODE_AT[indent] = re.compile(rf"\n[ ]{{0,{indent}}}[^ \t\n#]")
+    return pattern
+
+
+class LazyFunctionDef(ast.FunctionDef):
+    """A function whose body has not been parsed yet; reading `body` parses it."""
+
+    __slots__ = ()
+
+    @property
+    def body(self):
+        return _load(self, ast.FunctionDef)
+
+    @body.setter
+    def body(self, value):
+        self.__class__ = ast.FunctionDef
+        self.body = value
+
+
+class LazyAsyncFunctionDef(ast.AsyncFunctionDef):
+    __slots__ = ()
+
+    @property
+    def body(self):
+        return _load(self, ast.AsyncFunctionDef)
+
+    @body.setter
+    def body(self, value):
+        self.__class__ = ast.AsyncFunctionDef
+        self.body = value
+
+
+LAZY = (LazyFunctionDef, LazyAsyncFunctionDef)
+_LAZY_OF = {ast.FunctionDef: LazyFunctionDef, ast.AsyncFunctionDef: LazyAsyncFunctionDef}
+
+
+class _Region:
+    """Where a blanked body's function is in the original text."""
+
+    __slots__ = ("text", "def_line", "start", "end")
+
+    def __init__(self, text: str, def_line: int, start: int, end: int):
+        self.text, self.def_line, self.start, self.end = text, def_line, start, end
+
+
+def _load(node, plain: type) -> list:
+    """Parse the function's own lines and make `node` a plain function definition holding its real body."""
+    region: _Region = node.__dict__["_region"]
+    parsed = _parse_function(region.text, region.start, region.end, region.def_line)
+    if not (isinstance(parsed, plain) and parsed.name == node.name):
+        parsed = _from_whole_file(region, node, plain)
+    node.__class__ = plain
+    node.body = parsed.body if parsed is not None else []
+    if parsed is not None:
+        node.end_lineno, node.end_col_offset = parsed.end_lineno, parsed.end_col_offset
+    del node.__dict__["_region"]
+    return node.body
+
+
+def _parse_function(text: str, start: int, end: int, def_line: int):
+    """The one function whose lines are `text[start:end]` (its `def` on `def_line`), parsed in place: lines and
+    columns as in the file. None when those lines are not exactly one function."""
+    indented = text[start] == " "
+    if indented:  # a method: inside a block that starts on the line above
+        source = "\n" * (def_line - 2) + "if 1:\n" + text[start:end]
+    else:
+        source = "\n" * (def_line - 1) + text[start:end]
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    block = tree.body[0].body if indented and tree.body else tree.body
+    if len(block) != 1 or not isinstance(block[0], (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return None
+    return block[0]
+
+
+def _from_whole_file(region: _Region, node, plain: type):
+    """The same function found in a parse of the whole file (the region was not the function after all)."""
+    try:
+        tree = ast.parse(region.text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    for candidate in ast.walk(tree):
+        if isinstance(candidate, plain) and candidate.lineno == node.lineno and candidate.name == node.name:
+            return candidate
+    return None
+
+
+def load_all(nodes: list) -> None:
+    for node in nodes:
+        if isinstance(node, LAZY):
+            node.body  # noqa: B018 (reading it parses it)
+
+
+def parse_skeleton(text: str) -> tuple[ast.Module, list] | None:
+    """(the tree with function bodies blanked, the lazy function nodes), or None when the file should be
+    parsed whole (small, or anything about its text in doubt, or a syntax error: the whole parse reports it)."""
+    if text.count("\n") < MIN_LINES or "\r" in text:
+        return None
+    strings = _string_spans(text)
+    if any(_inside_string(strings, odd.start()) is None for odd in _ODD_INDENT.finditer(text)):
+        return None
+    skeleton, regions = _blank_bodies(text, strings)
+    if not regions:
+        return None
+    try:
+        tree = ast.parse(skeleton)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None  # the caller parses the whole text and reports its own error, if it has one
+    lazy = _mark_lazy(tree, text, regions)
+    return (tree, lazy) if lazy is not None else None
+
+
+def _string_spans(text: str) -> list[int]:
+    """Flat sorted [start, end, start, end, ...] offsets of triple-quoted strings (an approximation: quotes in
+    comments and one-line strings are not told apart, which only makes a region look doubtful)."""
+    spans: list[int] = []
+    open_quote = None
+    for match in _TRIPLE_QUOTE.finditer(text):
+        quote = match.group()
+        if open_quote is None:
+            open_quote = quote
+            spans.append(match.start())
+        elif quote == open_quote:
+            open_quote = None
+            spans.append(match.end())
+    if open_quote is not None:
+        spans.append(len(text))
+    return spans
+
+
+def _inside_string(spans: list[int], offset: int) -> int | None:
+    """The end of the triple-quoted string `offset` is in, or None."""
+    i = bisect.bisect_right(spans, offset)
+    return spans[i] if i % 2 == 1 and spans[i - 1] != offset else None
+
+
+def _blank_bodies(text: str, strings: list[int]) -> tuple[str, dict]:
+    """The text with every function body blanked (`...` on its first line, its imports kept), and
+    def line -> (name, last line of the body, end column of that line)."""
+    out: list[str] = []
+    regions: dict[int, tuple[str, int, int]] = {}
+    copied = 0  # text[:copied] is in `out`
+    line = 1  # the line number at offset `copied`
+    search = _DEF.search
+    position = 0
+    while True:
+        match = search(text, position)
+        if match is None:
+            break
+        start = match.start() + 1
+        position = match.end()
+        if _inside_string(strings, match.start(2)) is not None:
+            continue
+        indent = len(match.group(1))
+        body_start = _header_end(text, start, match.end())
+        if body_start is None:
+            continue
+        first = _CODE.search(text, body_start - 1)  # the body's first statement
+        if first is None:
+            continue
+        first_start = first.start() + 1
+        body_indent = first.end() - 1 - first_start
+        if body_indent <= indent or _inside_string(strings, first.end() - 1) is not None:
+            continue
+        end, doubtful = _body_end(text, body_start, indent, strings)
+        last = _last_code(text, first_start, end)
+        if last <= first_start or text[last - 1] == "\\":
+            continue
+        def_line = line + text.count("\n", copied, start)
+        first_line = def_line + text.count("\n", start, first_start)
+        end_line = first_line + text.count("\n", first_start, last)
+        if doubtful and not _is_one_function(text, start, last, def_line, end_line):
+            return text, {}
+        end_column = _end_column(text[text.rfind("\n", 0, last) + 1:last])
+        out.append(text[copied:first_start])
+        out.append(_stub(text, first_start, last, body_indent, strings))
+        regions[def_line] = (match.group(2), first_line, end_line, end_column, start, last)
+        copied, line = last, end_line
+        position = last
+    out.append(text[copied:])
+    return "".join(out), regions
+
+
+def _header_end(text: str, start: int, after_name: int) -> int | None:
+    """Offset just after the newline that ends the header starting at `start`: the first line where its
+    brackets close, which must end with a colon. None for a one-line function, or a header this scan cannot
+    follow."""
+    balance = 0
+    line_start = start
+    for _ in range(MAX_HEADER_LINES):
+        line_end = text.find("\n", line_start)
+        if line_end < 0:
+            return None
+        line = text[line_start:line_end]
+        balance += line.count("(") + line.count("[") + line.count("{") \
+            - line.count(")") - line.count("]") - line.count("}")
+        if balance <= 0:
+            match = _HEADER_END.search(text, max(line_start, after_name), line_end)
+            return line_end + 1 if balance == 0 and match is not None and match.end() == line_end else None
+        line_start = line_end + 1
+    return None
+
+
+def _body_end(text: str, body_start: int, indent: int, strings: list[int]) -> tuple[int, bool]:
+    """(offset of the first line after the body: code indented at most `indent`, outside any string; whether a
+    line indented that little was taken for part of a string, which the caller must confirm)."""
+    pattern = _code_at_most(indent)
+    position = body_start - 1
+    skipped = False
+    while True:
+        found = pattern.search(text, position)
+        if found is None:
+            return len(text), skipped
+        inside = _inside_string(strings, found.end() - 1)
+        if inside is None:
+            return found.start() + 1, skipped
+        position, skipped = inside, True
+
+
+def _is_one_function(text: str, start: int, end: int, def_line: int, end_line: int) -> bool:
+    """Do the lines `text[start:end]` hold exactly one function, ending on `end_line`? (Asked only of a body that
+    seemed to hold a string with lines indented less than the function.)"""
+    node = _parse_function(text, start, end, def_line)
+    return node is not None and node.end_lineno == end_line
+
+
+def _last_code(text: str, start: int, end: int) -> int:
+    """Offset just after the last line of `text[start:end]` that is code (not blank, not only a comment)."""
+    position = end
+    while position > start:
+        line_start = text.rfind("\n", start, position - 1) + 1
+        if line_start < start:
+            line_start = start
+        stripped = text[line_start:position].strip()
+        if stripped and not stripped.startswith("#"):
+            return line_start + len(text[line_start:position].rstrip())
+        if line_start == start:
+            return start
+        position = line_start - 1 if text[line_start - 1] == "\n" else line_start
+    return start
+
+
+def _end_column(line: str) -> int:
+    """The UTF-8 end column of a line's code, without a trailing comment (a `#` with an even number of each
+    quote before it starts the comment: close enough for the end of a class the real parse corrects)."""
+    hash_at = line.find("#")
+    while hash_at >= 0:
+        before = line[:hash_at].replace('"""', "").replace("'''", "")
+        if before.count('"') % 2 == 0 and before.count("'") % 2 == 0:
+            line = line[:hash_at].rstrip()
+            break
+        hash_at = line.find("#", hash_at + 1)
+    return len(line.encode("utf-8"))
+
+
+def _stub(text: str, first_start: int, last: int, body_indent: int, strings: list[int]) -> str:
+    """The body's lines blanked: `...` on the first one, each import of the body kept on its own line(s)."""
+    lines = text[first_start:last].split("\n")
+    stub = [""] * len(lines)
+    stub[0] = " " * body_indent + "..."
+    if text.find("import", first_start, last) < 0:
+        return "\n".join(stub)
+    for match in _IMPORT.finditer(text, first_start - 1, last):
+        if _inside_string(strings, match.start() + 1) is not None:
+            continue
+        index = text.count("\n", first_start, match.start() + 1)
+        statement = match.group().strip()
+        stub[index] = stub[index] + "; " + statement if index == 0 else " " * body_indent + statement
+        open_brackets = statement.count("(") - statement.count(")")
+        continued = statement.endswith("\\")
+        while (open_brackets > 0 or continued) and index + 1 < len(lines):
+            index += 1
+            stub[index] = lines[index]
+            open_brackets += lines[index].count("(") - lines[index].count(")")
+            continued = lines[index].endswith("\\")
+    return "\n".join(stub)
+
+
+def _mark_lazy(tree: ast.Module, text: str, regions: dict) -> list | None:
+    """Turn each blanked function of the skeleton into a lazy one; None when one is not where it should be."""
+    found: list = []
+    stack = list(tree.body)
+    while stack:
+        node = stack.pop()
+        kind = type(node)
+        if kind is ast.FunctionDef or kind is ast.AsyncFunctionDef:
+            expected = regions.get(node.lineno)
+            if expected is None:
+                continue
+            name, first_line, end_line, end_column, start, end = expected
+            body = node.__dict__["body"]
+            if node.name != name or not isinstance(body[0], ast.Expr) or body[0].lineno != first_line:
+                return None
+            node.__class__ = _LAZY_OF[kind]
+            node.__dict__["_region"] = _Region(text, node.lineno, start, end)
+            node.end_lineno, node.end_col_offset = end_line, end_column
+            found.append(node)
+        elif kind is ast.ClassDef:
+            stack.extend(node.body)
+        else:
+            for field in ("body", "orelse", "finalbody", "handlers"):
+                stack.extend(getattr(node, field, None) or ())
+    if len(found) != len(regions):
+        return None
+    for statement in tree.body:
+        _fix_ends(statement)
+    return found
+
+
+_BLOCKS = ("body", "handlers", "orelse", "finalbody", "cases")
+
+
+def _fix_ends(node) -> tuple[int, int] | None:
+    """Give each compound statement the end of its last statement (a blanked body ends early in the skeleton);
+    returns the node's end."""
+    if type(node) not in LAZY:
+        last_end = None
+        for field in _BLOCKS:
+            for child in getattr(node, field, None) or ():
+                last_end = _fix_ends(child)
+        end = getattr(node, "end_lineno", None)
+        if end is None:  # a match case has no position of its own
+            return last_end
+        if last_end is not None and last_end > (end, node.end_col_offset):
+            node.end_lineno, node.end_col_offset = last_end
+    return node.end_lineno, node.end_col_offset

@@ -1,0 +1,178 @@
+"""An imported file is parsed without its function bodies, each parsed when first read: the tree it ends up
+with, its imports and what the analysis reports through it are those of a whole parse."""
+
+from __future__ import annotations
+
+import ast
+import textwrap
+
+import pytest
+from gradtrace.analysis import skeleton
+from gradtrace.analysis.project import Project
+from gradtrace.analysis.skeleton import LAZY
+from gradtrace.analysis.source import SourceFile
+from gradtrace.engine import check_source
+
+# shapes a line scan can trip on: docstrings with lines indented less than their function, headers over several
+# lines, one-line functions, imports inside bodies (one over several lines), nested and async functions, a
+# module-level string right after a method, triple quotes of the other kind inside a string, comments at
+# column 0 inside a body, decorators, a trailing comment on a body's last line
+SHAPES = '''
+"""Layers."""
+import torch
+import torch.nn as nn
+
+
+def helper(x):
+    """Doubles.
+
+Example (indented less than the function):
+def not_a_function(y):
+    return y
+"""
+    return x * 2
+
+
+def one_liner(x): return x + 1
+
+
+def long_header(
+    a,
+    b: "dict[str, int]" = None,
+) -> int:
+    from collections import (
+        OrderedDict,
+        defaultdict,
+    )
+    import math
+    return math.floor(a)
+
+
+class Encoder(nn.Module):
+    r"""Encodes.
+
+    Uses \'\'\' inside a docstring.
+    """
+
+    def __init__(self, dim=4):
+        super().__init__()
+        self.fc = nn.Linear(dim, dim)
+        self.norm = nn.LayerNorm(dim)
+
+    @property
+    def width(self):
+        return self.fc.in_features  # the width
+
+    def forward(self, x):
+        def inner(y):
+            return y.detach()
+# a comment at column 0 inside the body
+        try:
+            from torch.nn import functional as F
+        except ImportError:
+            F = None
+        return inner(self.fc(x))
+
+    async def fetch(self):
+        return await something()
+
+
+"""A module-level string after a method."""
+
+'''
+
+
+def big_module(extra: str = "") -> str:
+    fillers = "".join(f"\n\ndef filler_{i}(x):\n    '''Filler {i}.'''\n    y = x + {i}\n    return y\n"
+                      for i in range(60))
+    return textwrap.dedent(SHAPES) + extra + fillers
+
+
+def dump(tree) -> str:
+    return ast.dump(tree, include_attributes=True)
+
+
+def test_a_lazy_parse_completed_is_the_whole_parse():
+    text = big_module()
+    lazy = SourceFile.parse("layers.py", text, lazy=True)
+    assert lazy.lazy
+    whole = SourceFile.parse("layers.py", text)
+    assert not whole.lazy
+    assert dump(lazy.complete().tree) == dump(whole.tree)
+    assert not lazy.lazy
+
+
+def test_only_the_bodies_read_are_parsed():
+    lazy = SourceFile.parse("layers.py", big_module(), lazy=True)
+    classes = {node.name: node for node in lazy.tree.body if isinstance(node, ast.ClassDef)}
+    methods = {node.name: node for node in classes["Encoder"].body if isinstance(node, ast.FunctionDef)}
+    assert all(isinstance(method, LAZY) for method in methods.values())
+    body = methods["forward"].body
+    assert [type(stmt).__name__ for stmt in body] == ["FunctionDef", "Try", "Return"]
+    assert type(methods["forward"]) is ast.FunctionDef
+    assert isinstance(methods["__init__"], LAZY)  # not read: still not parsed
+    assert methods["forward"].end_lineno == body[-1].end_lineno
+
+
+def test_the_imports_inside_bodies_are_known_without_parsing_them():
+    lazy = SourceFile.parse("layers.py", big_module(), lazy=True)
+    whole = SourceFile.parse("layers.py", big_module())
+    names = lambda source: sorted((n.lineno, [a.name for a in n.names]) for n in source.imports)  # noqa: E731
+    assert names(lazy) == names(whole)
+    assert any(names == ["OrderedDict", "defaultdict"] for _, names in names(lazy))
+    assert lazy.lazy  # answering did not parse the bodies
+
+
+@pytest.mark.parametrize("text", [
+    "x = 1\n" * 10,  # small: parsed whole
+    "def f():\n\tx = 1\n\treturn x\n" + "y = 2\n" * 300,  # tab indentation
+    "def f():\r\n    return 1\r\n" + "y = 2\r\n" * 300,  # CRLF
+])
+def test_texts_a_line_scan_should_not_be_trusted_with_are_parsed_whole(text):
+    assert not SourceFile.parse("m.py", text, lazy=True).lazy
+
+
+def test_a_body_that_continues_a_bracket_at_column_0_is_parsed_whole():
+    text = "def f():\n    x = [\n1, 2]\n    return x\n" + "y = 2\n" * 300
+    source = SourceFile.parse("m.py", text, lazy=True)
+    assert not source.lazy and source.tree is not None and source.syntax_error is None
+
+
+def test_a_text_that_does_not_parse_reports_the_whole_parse_error():
+    text = "def f():\n    return (\n" + "y = 2\n" * 300
+    source = SourceFile.parse("m.py", text, lazy=True)
+    assert source.tree is None and source.syntax_error is not None
+
+
+TRAIN = """
+import torch
+from layers import Encoder
+
+model = Encoder()
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+x = torch.randn(2, 4)
+loss = model(x).sum()
+loss.backward()
+opt.step()
+"""
+
+
+def findings(tmp_path, monkeypatch, whole: bool):
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "layers.py").write_text(big_module())
+    train = tmp_path / "train.py"
+    train.write_text(TRAIN)
+    if whole:
+        monkeypatch.setattr(skeleton, "MIN_LINES", 10**9)
+    project = Project(str(tmp_path))
+    result = check_source(train.read_text(), str(train), project=project)
+    lazy = project.source(str(tmp_path / "layers.py"), lazy=True).lazy
+    return [(f.code, f.line, f.message) for f in result.findings], lazy
+
+
+def test_an_imported_class_parsed_lazily_reports_what_a_whole_parse_does(tmp_path, monkeypatch):
+    reported, still_lazy = findings(tmp_path, monkeypatch, whole=False)
+    assert still_lazy  # the fillers were never read
+    assert any("detach" in message for _, _, message in reported), reported
+    monkeypatch.undo()
+    assert findings(tmp_path, monkeypatch, whole=True) == (reported, False)
