@@ -10,8 +10,6 @@ from dataclasses import replace
 
 from gradtrace.engine import CheckResult, check_source, iter_python_files, read_source
 from gradtrace.findings import Finding
-from gradtrace.fixes.apply import apply_edits
-from gradtrace.fixes.fix_all import fix_until_stable
 from gradtrace.settings import LintSettings, SettingsError, load_pyproject_settings, parse_codes
 from gradtrace.terminal import printable
 
@@ -59,6 +57,8 @@ class TextFile:
         return result.findings, result.errors
 
     def apply(self, edits: list) -> int:
+        from gradtrace.fixes.apply import apply_edits  # with --fix only
+
         new_text = apply_edits(self.text, edits)
         if new_text == self.text:
             return 0
@@ -100,6 +100,8 @@ def check_file(path: str, settings: LintSettings, project, fix: bool) -> tuple[l
         document.write()
         if project is not None:
             project.set_overlay(path, None)
+
+    from gradtrace.fixes.fix_all import fix_until_stable
 
     result, applied = fix_until_stable(check, lambda edits: bool(document.apply(edits)), on_round=write)
     return result.findings, result.errors, applied

@@ -33,10 +33,13 @@ class Cells:
     """Maps positions in notebooks to their cells; read once per notebook that has findings."""
 
     def __init__(self, findings: list[Finding]):
+        self._notebooks = {}
+        paths = {f.path for f in findings if f.path.endswith(".ipynb")}
+        if not paths:
+            return
         from gradtrace.notebooks import Notebook, NotebookError
 
-        self._notebooks = {}
-        for path in {f.path for f in findings if f.path.endswith(".ipynb")}:
+        for path in paths:
             try:
                 self._notebooks[path] = Notebook.read(path)
             except NotebookError:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import textwrap
 
 from gradtrace.analysis.source import SourceFile
 from gradtrace.findings import Edit
@@ -31,6 +30,8 @@ def rewrite_statement(source: SourceFile, stmt: ast.stmt, transformer) -> Edit |
     libcst is imported here, on first use: parsing a whole file with it costs 13-16x `ast.parse`, so
     only the statement a fix touches is ever parsed with it.
     """
+    import textwrap
+
     import libcst as cst
 
     span = source.span(stmt)
