@@ -76,6 +76,10 @@ class Encoder(nn.Module):
     async def fetch(self):
         return await something()
 
+    @staticmethod
+    def scale(x):
+        return x * 2
+
 
 """A module-level string after a method."""
 
@@ -166,13 +170,17 @@ def findings(tmp_path, monkeypatch, whole: bool):
         monkeypatch.setattr(skeleton, "MIN_LINES", 10**9)
     project = Project(str(tmp_path))
     result = check_source(train.read_text(), str(train), project=project)
-    lazy = project.source(str(tmp_path / "layers.py"), lazy=True).lazy
-    return [(f.code, f.line, f.message) for f in result.findings], lazy
+    layers = project.source(str(tmp_path / "layers.py"), lazy=True)
+    return [(f.code, f.line, f.message) for f in result.findings], layers.lazy, layers
 
 
 def test_an_imported_class_parsed_lazily_reports_what_a_whole_parse_does(tmp_path, monkeypatch):
-    reported, still_lazy = findings(tmp_path, monkeypatch, whole=False)
+    reported, still_lazy, layers = findings(tmp_path, monkeypatch, whole=False)
     assert still_lazy  # the fillers were never read
     assert any("detach" in message for _, _, message in reported), reported
+    encoder = next(node for node in layers.tree.body if isinstance(node, ast.ClassDef) and node.name == "Encoder")
+    methods = {node.name: node for node in encoder.body if isinstance(node, ast.FunctionDef)}
+    assert type(methods["forward"]) is ast.FunctionDef and type(methods["__init__"]) is ast.FunctionDef
+    assert isinstance(methods["scale"], LAZY)  # nothing about `self` in it: the class's facts need no parse
     monkeypatch.undo()
-    assert findings(tmp_path, monkeypatch, whole=True) == (reported, False)
+    assert findings(tmp_path, monkeypatch, whole=True)[:2] == (reported, False)

@@ -12,6 +12,7 @@ from functools import cached_property
 
 from gradtrace.analysis.frameworks.torch import api
 from gradtrace.analysis.names import NameTable
+from gradtrace.analysis.skeleton import unread_body
 from gradtrace.analysis.source import SourceFile
 
 DYNAMIC_SELF_ACCESS = {"modules", "children", "named_children", "named_modules", "_modules", "__dict__",
@@ -227,7 +228,8 @@ class ModuleContext:
                 stack.extend(getattr(stmt, block, None) or [])
             if isinstance(stmt, ast.ExceptHandler) and stmt.name:
                 names.add(stmt.name)
-        for stmt in self.source.tree.body:
+        for stmt in self.source.tree.body if ":=" in self.source.text else ():  # (a model zoo's table of
+            # configurations is one module-level expression of thousands of nodes: walked only when it can matter)
             for node in ast.walk(stmt) if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef,
                                                                 ast.ClassDef)) else ():
                 if isinstance(node, ast.NamedExpr) and isinstance(node.target, ast.Name):
@@ -429,6 +431,9 @@ def collect_class_facts(info: ClassInfo) -> None:
     calls: list = []
     loops: list = []
     for method_name, method in info.methods.items():
+        body = unread_body(method)
+        if body is not None and "self" not in body:
+            continue  # no fact of the class in it (each is about `self`): its body stays unparsed
         for node in _preorder(method):
             kind = type(node)
             if kind is ast.Assign or kind is ast.AnnAssign:

@@ -76,10 +76,10 @@ _LAZY_OF = {ast.FunctionDef: LazyFunctionDef, ast.AsyncFunctionDef: LazyAsyncFun
 class _Region:
     """Where a blanked body's function is in the original text."""
 
-    __slots__ = ("text", "def_line", "start", "end")
+    __slots__ = ("text", "def_line", "start", "body", "end")
 
-    def __init__(self, text: str, def_line: int, start: int, end: int):
-        self.text, self.def_line, self.start, self.end = text, def_line, start, end
+    def __init__(self, text: str, def_line: int, start: int, body: int, end: int):
+        self.text, self.def_line, self.start, self.body, self.end = text, def_line, start, body, end
 
 
 def _load(node, plain: type) -> list:
@@ -124,6 +124,13 @@ def _from_whole_file(region: _Region, node, plain: type):
         if isinstance(candidate, plain) and candidate.lineno == node.lineno and candidate.name == node.name:
             return candidate
     return None
+
+
+def unread_body(node) -> str | None:
+    """The text of a function's body when it has not been parsed yet (a question a text search can answer
+    costs no parse), else None."""
+    region = node.__dict__.get("_region") if type(node) in LAZY else None
+    return region.text[region.body:region.end] if region is not None else None
 
 
 def load_all(nodes: list) -> None:
@@ -215,7 +222,7 @@ def _blank_bodies(text: str, strings: list[int]) -> tuple[str, dict]:
         end_column = _end_column(text[text.rfind("\n", 0, last) + 1:last])
         out.append(text[copied:first_start])
         out.append(_stub(text, first_start, last, body_indent, strings))
-        regions[def_line] = (match.group(2), first_line, end_line, end_column, start, last)
+        regions[def_line] = (match.group(2), first_line, end_line, end_column, start, first_start, last)
         copied, line = last, end_line
         position = last
     out.append(text[copied:])
@@ -328,12 +335,12 @@ def _mark_lazy(tree: ast.Module, text: str, regions: dict) -> list | None:
             expected = regions.get(node.lineno)
             if expected is None:
                 continue
-            name, first_line, end_line, end_column, start, end = expected
+            name, first_line, end_line, end_column, start, body_start, end = expected
             body = node.__dict__["body"]
             if node.name != name or not isinstance(body[0], ast.Expr) or body[0].lineno != first_line:
                 return None
             node.__class__ = _LAZY_OF[kind]
-            node.__dict__["_region"] = _Region(text, node.lineno, start, end)
+            node.__dict__["_region"] = _Region(text, node.lineno, start, body_start, end)
             node.end_lineno, node.end_col_offset = end_line, end_column
             found.append(node)
         elif kind is ast.ClassDef:
