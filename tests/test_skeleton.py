@@ -142,6 +142,16 @@ def test_a_body_that_continues_a_bracket_at_column_0_is_parsed_whole():
     assert not source.lazy and source.tree is not None and source.syntax_error is None
 
 
+def test_a_deeply_nested_body_read_late_parses_as_deep_as_a_whole_parse(monkeypatch):
+    deep = "x" + " + x" * 3000  # a left-deep tree 3,000 operations down
+    text = big_module(f"\n\ndef deep(x):\n    return {deep}\n")
+    lazy = SourceFile.parse("layers.py", text, lazy=True)
+    assert lazy.lazy
+    function = next(node for node in lazy.tree.body if isinstance(node, ast.FunctionDef) and node.name == "deep")
+    monkeypatch.setattr("sys.getrecursionlimit", lambda: 1000)  # read where the limit is Python's default
+    assert len(function.body) == 1 and isinstance(function.body[0], ast.Return)
+
+
 def test_a_text_that_does_not_parse_reports_the_whole_parse_error():
     text = "def f():\n    return (\n" + "y = 2\n" * 300
     source = SourceFile.parse("m.py", text, lazy=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import bisect
 import re
+import sys
 
 # a function header's first line: indentation, then `def NAME(` (or `[` for type parameters)
 # (patterns start at the newline before a line: a literal first character makes the search fast)
@@ -104,9 +105,8 @@ def _parse_function(text: str, start: int, end: int, def_line: int):
         source = "\n" * (def_line - 2) + "if 1:\n" + text[start:end]
     else:
         source = "\n" * (def_line - 1) + text[start:end]
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    tree = _parse(source)
+    if tree is None:
         return None
     block = tree.body[0].body if indented and tree.body else tree.body
     if len(block) != 1 or not isinstance(block[0], (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -116,9 +116,8 @@ def _parse_function(text: str, start: int, end: int, def_line: int):
 
 def _from_whole_file(region: _Region, node, plain: type):
     """The same function found in a parse of the whole file (the region was not the function after all)."""
-    try:
-        tree = ast.parse(region.text)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    tree = _parse(region.text)
+    if tree is None:
         return None
     for candidate in ast.walk(tree):
         if isinstance(candidate, plain) and candidate.lineno == node.lineno and candidate.name == node.name:
@@ -131,6 +130,19 @@ def unread_body(node) -> str | None:
     costs no parse), else None."""
     region = node.__dict__.get("_region") if type(node) in LAZY else None
     return region.text[region.body:region.end] if region is not None else None
+
+
+def _parse(source: str) -> ast.Module | None:
+    """`ast.parse`, as deep as a whole parse may go (`SourceFile.parse`) wherever the analysis happens to read a
+    body; None when it does not parse."""
+    limit = sys.getrecursionlimit()
+    try:
+        sys.setrecursionlimit(max(limit, 20000))
+        return ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 def load_all(nodes: list) -> None:
