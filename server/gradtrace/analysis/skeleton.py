@@ -42,34 +42,23 @@ def _code_at_most(indent: int) -> re.Pattern:
     return pattern
 
 
-class LazyFunctionDef(ast.FunctionDef):
-    """A function whose body has not been parsed yet; reading `body` parses it."""
+def _lazy_kind(plain: type) -> type:
+    """A subclass of `plain` whose `body` is parsed on first read; the node is then a `plain` again."""
 
-    __slots__ = ()
+    def read(self):
+        return _load(self, plain)
 
-    @property
-    def body(self):
-        return _load(self, ast.FunctionDef)
-
-    @body.setter
-    def body(self, value):
-        self.__class__ = ast.FunctionDef
+    def write(self, value):
+        self.__class__ = plain
         self.body = value
 
-
-class LazyAsyncFunctionDef(ast.AsyncFunctionDef):
-    __slots__ = ()
-
-    @property
-    def body(self):
-        return _load(self, ast.AsyncFunctionDef)
-
-    @body.setter
-    def body(self, value):
-        self.__class__ = ast.AsyncFunctionDef
-        self.body = value
+    return type(f"Lazy{plain.__name__}", (plain,), {
+        "__slots__": (), "__module__": __name__, "body": property(read, write),
+        "__doc__": f"An `ast.{plain.__name__}` whose body has not been parsed yet; reading `body` parses it."})
 
 
+LazyFunctionDef = _lazy_kind(ast.FunctionDef)
+LazyAsyncFunctionDef = _lazy_kind(ast.AsyncFunctionDef)
 LAZY = (LazyFunctionDef, LazyAsyncFunctionDef)
 _LAZY_OF = {ast.FunctionDef: LazyFunctionDef, ast.AsyncFunctionDef: LazyAsyncFunctionDef}
 

@@ -99,14 +99,7 @@ class SourceFile:
 
     def complete(self) -> SourceFile:
         """Parse every function body not parsed yet: the tree is then the one a whole parse gives."""
-        pending = self.__dict__.pop("_lazy", None)
-        if pending:
-            limit = sys.getrecursionlimit()
-            try:
-                sys.setrecursionlimit(max(limit, 20000))
-                load_all(pending)
-            finally:
-                sys.setrecursionlimit(limit)
+        load_all(self.__dict__.pop("_lazy", None) or ())
         return self
 
     def recovered(self) -> SourceFile | None:
