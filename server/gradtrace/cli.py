@@ -57,6 +57,8 @@ def _build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = _chosen(sys.argv[1:] if argv is None else argv)
     for name, help_text in COMMANDS.items():
+        if chosen is not None and name != chosen:
+            continue  # the list of commands is shown only when none is chosen: each parser costs start-up
         command = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
                                  formatter_class=_Formatter)
         if name == chosen:

@@ -12,10 +12,10 @@ import fnmatch
 import os
 import re
 import sys
-from dataclasses import dataclass, field
 
 from gradtrace.findings import Finding
 from gradtrace.guarded_files import UnreadableFile, read_bytes, read_text
+from gradtrace.records import field, record
 from gradtrace.settings import LintSettings
 
 TYPE_CHECKING = False
@@ -28,7 +28,7 @@ SKIP_DIRS = {".git", ".hg", ".svn", ".venv", "venv", "env", "node_modules", "__p
              ".mypy_cache", ".pytest_cache", ".ruff_cache", "build", "dist", ".eggs", "site-packages"}
 
 
-@dataclass
+@record
 class CheckResult:
     findings: list[Finding] = field(default_factory=list)
     # Internal problems (a rule that crashed): reported to the user's log, never raised.

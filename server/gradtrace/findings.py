@@ -6,12 +6,12 @@ server converts them to the client's units in `positions.py`, nowhere else.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from gradtrace.records import asdict, field, record
 
 SEVERITIES = ("error", "warning", "information", "hint")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Edit:
     line: int
     column: int
@@ -20,7 +20,7 @@ class Edit:
     text: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Fix:
     title: str
     safe: bool
@@ -30,7 +30,7 @@ class Fix:
         return {"title": self.title, "safe": self.safe, "edits": [asdict(e) for e in self.edits]}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Related:
     """The other end of a cut: e.g. the parameter that loses its gradient."""
 
@@ -42,7 +42,7 @@ class Related:
     message: str
 
 
-@dataclass
+@record
 class Finding:
     path: str
     line: int

@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Hashable, Iterable
-from dataclasses import dataclass, field
 
 from gradtrace.analysis.source import SourceFile
 from gradtrace.engine import check_source, file_finding, syntax_finding
 from gradtrace.findings import Edit, Finding
 from gradtrace.guarded_files import UnreadableFile, read_text
 from gradtrace.positions import split_lines
+from gradtrace.records import field, record
 
 MAGIC = re.compile(r"^(\s*)(%|!|\?)")
 HELP_SUFFIX = re.compile(r"^(\s*)[\w.]+\?{1,2}\s*$")
@@ -55,7 +55,7 @@ def locate(cells: list[tuple[int, int, Hashable]], line: int, default: Hashable)
     return default, 0
 
 
-@dataclass
+@record
 class CellMap:
     """The analysed text's lines and, per cell, (first 1-based line, line count, key)."""
 
@@ -120,7 +120,7 @@ def _is_python(data: dict) -> bool:
     return language in (None, "", "python", "python3", "ipython", "ipython3")
 
 
-@dataclass
+@record
 class Notebook:
     """An `.ipynb` file: its JSON as read, and the concatenation of its Python code cells."""
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-from dataclasses import dataclass, field, fields, replace
+
+from gradtrace.records import field, fields, record, replace
 
 CODE_PREFIX = re.compile(r"^GT\d{0,3}$")
 SEVERITY_NAMES = ("error", "warning", "information", "hint")
@@ -19,7 +20,7 @@ class SettingsError(ValueError):
         self.name = name
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LintSettings:
     select: tuple[str, ...] = ()  # empty: every rule
     ignore: tuple[str, ...] = ()
@@ -158,7 +159,7 @@ LOG_LEVELS = ("error", "warning", "info", "debug")
 RUN_MODES = ("onType", "onSave")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ServerSettings:
     """What an editor can set (the `gradtrace.*` namespace); every field has a default.
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 import ast
 import os
 from array import array
-from dataclasses import asdict, dataclass, field
 
 from gradtrace.analysis.core.values import Value, display, overlaps
+from gradtrace.records import asdict, field, record
 
 NO_GRADIENT_KINDS = {"number": "a Python number: it has no autograd history",
                      "array": "a NumPy array: autograd does not follow NumPy"}
@@ -33,7 +33,7 @@ def module_of(name: str) -> str:
     return ".".join(parts[:2]) if len(parts) > 2 else name
 
 
-@dataclass
+@record
 class CutInfo:
     op: str  # as written, e.g. ".detach()"
     line: int
@@ -52,7 +52,7 @@ class CutInfo:
         return f"lost: {', '.join(self.lost)} — {what} by `{self.op}` {self.where(path)}"
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class Carried:
     """What a value carries for autograd, wherever it is (one row shared by every value that carries the same)."""
 
@@ -66,7 +66,7 @@ class Carried:
                 tuple((c.op, c.line, c.path, tuple(c.lost), c.zero, c.kind) for c in self.cuts))
 
 
-@dataclass
+@record
 class ValueFacts:
     """What one value carries for autograd."""
 
@@ -93,7 +93,7 @@ class ValueFacts:
         return asdict(self)
 
 
-@dataclass
+@record
 class SinkLens:
     """What a differentiated loss (or optimizer step) reaches among what should train."""
 
@@ -131,7 +131,7 @@ class SinkLens:
         return data
 
 
-@dataclass
+@record
 class GradientHint:
     """An assignment whose value lost its gradient history on the way to a loss (an inlay hint after the name)."""
 
@@ -149,7 +149,7 @@ class GradientHint:
                 f"{', '.join(self.cut.lost)} from it, on its way to the loss on line {self.loss_line}.")
 
 
-@dataclass
+@record
 class LensIndex:
     """The lens of one analysed text, compact enough to send with its findings."""
 

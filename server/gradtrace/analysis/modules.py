@@ -7,19 +7,19 @@ value flow walks, in this file or in a project file a model is imported from.
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
 from functools import cached_property
 
 from gradtrace.analysis.frameworks.torch import api
 from gradtrace.analysis.names import NameTable
 from gradtrace.analysis.skeleton import unread_body
 from gradtrace.analysis.source import SourceFile
+from gradtrace.records import field, record
 
 DYNAMIC_SELF_ACCESS = {"modules", "children", "named_children", "named_modules", "_modules", "__dict__",
                        "parameters", "named_parameters", "state_dict", "_parameters", "apply"}
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class AttrInfo:
     name: str
     kind: str  # module | param | param_converted | tensor_grad | tensor | modules_container | params_container | other
@@ -30,7 +30,7 @@ class AttrInfo:
     method: str = "__init__"
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class ClassInfo:
     name: str
     node: ast.ClassDef

@@ -9,8 +9,9 @@ checking `is_external`.
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
 from functools import lru_cache
+
+from gradtrace.records import field, record
 
 # Modules whose names resolve to themselves once imported.
 KNOWN_ROOTS = ("torch", "tensorflow", "keras", "jax", "flax", "optax", "numpy", "math", "scipy", "haiku", "equinox")
@@ -30,7 +31,7 @@ def canonical(qualified: str) -> str:
     return qualified
 
 
-@dataclass
+@record
 class NameTable:
     aliases: dict[str, str] = field(default_factory=dict)  # local name -> qualified name
     # `from pkg import Name` of names defined in project modules: local name -> (module, level, name)

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import ast
 import re
-from dataclasses import dataclass, field
 
 from gradtrace.analysis.source import UNNAMED
+from gradtrace.records import field, record
 
 MAX_PARSES = 16  # per document version: a typo costs a few parses, never a parse per statement
 BLOCK_AFTER = re.compile(r"expected an indented block after .* on line (\d+)")
@@ -27,7 +27,7 @@ CLAUSES = ("elif", "else", "except", "finally")
 OPENERS, CLOSERS = "([{", ")]}"
 
 
-@dataclass
+@record
 class Statement:
     """A logical line (1-based, inclusive) and, for a compound statement, the statements of its body."""
 
@@ -50,7 +50,7 @@ class Statement:
         return last
 
 
-@dataclass
+@record
 class Recovery:
     text: str  # the document with the set-aside statements replaced (same lines, same positions)
     tree: ast.Module

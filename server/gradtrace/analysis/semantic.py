@@ -21,7 +21,8 @@ after `if c: x = a` / `else: x = b` a load reads `x = b`; rules that must see ev
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
+
+from gradtrace.records import field, record
 
 FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
@@ -40,7 +41,7 @@ def _child_fields(cls: type) -> tuple[str, ...]:
     return tuple(reversed([f for f in cls._fields if f not in SINGLETON_FIELDS and f not in ("kwd_attrs", "names")]))
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Binding:
     """One place that binds a name (or, for `attribute`, sets `obj.name`).
 
@@ -60,7 +61,7 @@ class Binding:
     uses: list[ast.Name] = field(default_factory=list)  # the loads that read this binding
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Scope:
     node: ast.AST  # Module, ClassDef, FunctionDef, AsyncFunctionDef, Lambda or a comprehension
     kind: str  # module | class | function | lambda | comprehension

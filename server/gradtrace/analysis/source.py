@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import ast
 import sys
-from dataclasses import dataclass, field
 from functools import cached_property
 
 from gradtrace.analysis.skeleton import load_all, parse_skeleton
 from gradtrace.analysis.suppressions import is_suppressed, line_suppressions
 from gradtrace.positions import LineIndex
+from gradtrace.records import field, record
 
 # the fields that hold statements, in the order of every node type's `_fields` (Try: body, handlers, orelse,
 # finalbody; match: cases)
@@ -39,7 +39,7 @@ UNNAMED = ""  # the file name given to the parser: one that cannot be opened
 MAX_NESTING_HINT = 400  # deeper expressions are analysed only partially (see GT002)
 
 
-@dataclass
+@record
 class Span:
     """1-based lines, 1-based code-point columns (end exclusive)."""
 
@@ -49,7 +49,7 @@ class Span:
     end_column: int
 
 
-@dataclass
+@record
 class SourceFile:
     path: str
     text: str
@@ -101,6 +101,13 @@ class SourceFile:
         """Parse every function body not parsed yet: the tree is then the one a whole parse gives."""
         load_all(self.__dict__.pop("_lazy", None) or ())
         return self
+
+    def named(self, path: str) -> SourceFile:
+        """The same parse (tree, node index, every cached fact) under another name."""
+        twin = object.__new__(SourceFile)
+        twin.__dict__.update(self.__dict__)
+        twin.path = path
+        return twin
 
     def recovered(self) -> SourceFile | None:
         """For a text that does not parse: the same text with the statements that hold its syntax errors set

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+
+from gradtrace.records import record
 
 CODE_PATTERN = r"[A-Z]+[0-9]+"
 NOQA = re.compile(rf"#\s*noqa(?::\s*(?P<codes>{CODE_PATTERN}(?:[,\s]+{CODE_PATTERN})*))?", re.I)
 CODE = re.compile(CODE_PATTERN, re.I)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Noqa:
     """One `# noqa` comment on a line."""
 

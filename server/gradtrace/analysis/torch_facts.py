@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import cached_property
 
 from gradtrace.analysis.core.interpreter import Interpreter
@@ -11,12 +10,13 @@ from gradtrace.analysis.frameworks.torch import api
 from gradtrace.analysis.frameworks.torch.events import DeadCut, Sink
 from gradtrace.analysis.frameworks.torch.plugin import TorchPlugin
 from gradtrace.analysis.modules import ModuleContext
+from gradtrace.records import field, record
 
 # Leaving tensor land on the path is wrong even when another path still carries some gradient.
 PARTIAL_KINDS = ("item", "math", "numpy", "rewrap")
 
 
-@dataclass
+@record
 class TorchFacts:
     flow: TorchPlugin  # the PyTorch plug-in of the run: its events and tables
     module: ModuleContext
@@ -71,7 +71,7 @@ class TorchFacts:
         return "yes"
 
 
-@dataclass
+@record
 class DeadTerm:
     """A summand of a loss that carries no gradient: what it was computed from was cut on its way."""
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import gc
 import os
 import sys
-from dataclasses import replace
 
 from gradtrace.engine import CheckResult, check_source, iter_python_files, read_source
 from gradtrace.findings import Finding
+from gradtrace.records import replace
 from gradtrace.settings import LintSettings, SettingsError, load_pyproject_settings, parse_codes
 from gradtrace.terminal import printable
 
@@ -51,8 +50,7 @@ class TextFile:
         shared = project.source(self.path) if project is not None else None
         source = None
         if shared is not None and shared.text == self.text:
-            source = copy.copy(shared)  # the same tree and node index, named as the user named the file
-            source.path = self.path
+            source = shared.named(self.path)  # the same tree and node index, named as the user named the file
         result = check_source(self.text, self.path, settings, project, source=source)
         return result.findings, result.errors
 

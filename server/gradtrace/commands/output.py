@@ -10,17 +10,17 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from dataclasses import dataclass
 
 from gradtrace import __version__
 from gradtrace.findings import Finding
+from gradtrace.records import record
 from gradtrace.terminal import printable
 
 SARIF_LEVEL = {"error": "error", "warning": "warning", "information": "note", "hint": "note"}
 GITHUB_LEVEL = {"error": "error", "warning": "warning", "information": "notice", "hint": "notice"}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Place:
     """Where a position is for the reader: the cell (None outside notebooks) and the line in it."""
 

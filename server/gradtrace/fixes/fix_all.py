@@ -7,15 +7,15 @@ text is checked again after each round of edits, up to `passes` rounds.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from gradtrace.engine import CheckResult
 from gradtrace.fixes.apply import apply_edits
+from gradtrace.records import record
 
 MAX_PASSES = 5
 
 
-@dataclass
+@record
 class FixAllResult:
     text: str  # the text after the fixes (the input when nothing applied)
     result: CheckResult  # the check of `text`

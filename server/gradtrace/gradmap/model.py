@@ -9,7 +9,8 @@ Pure data: `dot.py` lays it out and draws it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+
+from gradtrace.records import field, record
 
 STATUSES = ("ok", "zero", "none", "nonfinite", "no-optimizer")
 STATUS_LABEL = {
@@ -24,7 +25,7 @@ STATUS_LABEL = {
 FLOWING = ("ok", "no-optimizer", "reached")  # statuses of what gets a gradient
 
 
-@dataclass
+@record
 class Param:
     id: str
     name: str  # full name, e.g. model.encoder.0.weight
@@ -38,7 +39,7 @@ class Param:
     why: str | None = None
 
 
-@dataclass
+@record
 class Module:
     id: str
     name: str  # full path, e.g. model.encoder.0
@@ -46,7 +47,7 @@ class Module:
     params: list[str] = field(default_factory=list)  # param ids
 
 
-@dataclass
+@record
 class Cut:
     id: str
     op: str
@@ -57,7 +58,7 @@ class Cut:
     op_line: int | None = None  # the operation's own line when the cut is reported at a no_grad site
 
 
-@dataclass
+@record
 class Edge:
     src: str  # a module name, a cut id, or "loss"
     dst: str
@@ -65,7 +66,7 @@ class Edge:
     severed: bool = False  # the downstream half of a cut
 
 
-@dataclass
+@record
 class GradMap:
     source: str  # "probe" | "static"
     title: str

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lsprotocol import types
@@ -20,6 +19,7 @@ from gradtrace.engine import file_finding
 from gradtrace.findings import Finding
 from gradtrace.lsp.diagnostics import LineMap, to_diagnostic
 from gradtrace.lsp.worker import WorkerDied, run_check
+from gradtrace.records import record
 from gradtrace.settings import LintSettings
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 MAX_LIVE_CHARS = 1_000_000
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Snapshot:
     """Everything one analysis needs, captured on the event loop."""
 
@@ -48,7 +48,7 @@ class Snapshot:
     root: str | None = None
 
 
-@dataclass
+@record
 class Analysis:
     key: str
     version: object

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field
 
 from pygls.uris import to_fs_path
 
+from gradtrace.records import field, record
 from gradtrace.settings import (
     LintSettings,
     ServerSettings,
@@ -64,7 +64,7 @@ def extract_settings(options) -> tuple[dict | None, list[tuple[str, dict]]]:
     return options, []
 
 
-@dataclass
+@record
 class SettingsStore:
     """Editor settings (global and per workspace folder) and a cache of projects' pyproject settings."""
 

@@ -7,7 +7,6 @@ diagnostic carries its fix, already in client units, in `data`, so code actions 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from lsprotocol import types
@@ -16,6 +15,7 @@ from pygls.uris import from_fs_path
 from gradtrace.findings import Finding
 from gradtrace.notebooks import locate
 from gradtrace.positions import span_to_lsp
+from gradtrace.records import field, record
 from gradtrace.rules import get_rule
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ SEVERITY = {
 }
 
 
-@dataclass
+@record
 class LineMap:
     """Where the lines of an analysed text live in the editor.
 

@@ -12,22 +12,22 @@ Hovers read the parameters' last results.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
+from gradtrace import records
 from gradtrace.engine import read_source
 from gradtrace.findings import Finding
 from gradtrace.lsp.diagnostics import PROBE_SOURCE, to_diagnostic
 from gradtrace.positions import split_lines
+from gradtrace.records import field, record
 
 if TYPE_CHECKING:
     from gradtrace.lsp.analyses import Analysis
@@ -42,7 +42,7 @@ class ProbeError(JsonRpcException):
     CODE = REQUEST_FAILED
 
 
-@dataclass
+@record
 class ProbeRecord:
     """The last probe result for one file."""
 
@@ -143,7 +143,7 @@ class ProbeService:
             if moved is None or (stale and not _causes_unchanged(finding, old, new)):
                 continue  # the code it was about, or the code that caused it, has changed
             if stale:
-                moved = dataclasses.replace(moved, message=STALE + moved.message, data={**moved.data, "stale": True})
+                moved = records.replace(moved, message=STALE + moved.message, data={**moved.data, "stale": True})
             target_uri, diagnostic = to_diagnostic(
                 moved, analysis.where, self.ls.encoding, version=analysis.version,
                 related_support=self.ls.supports_related_information, source=PROBE_SOURCE,
@@ -332,7 +332,7 @@ def _causes_unchanged(finding: Finding, old: list[str], new: list[str]) -> bool:
     cut = finding.data.get("cut") if isinstance(finding.data, dict) else None
     if isinstance(cut, dict) and cut.get("path") == finding.path and isinstance(cut.get("line"), int):
         lines.add(cut["line"])
-    return all(relocate(dataclasses.replace(finding, line=ln, end_line=ln, related=[], fix=None), old, new)
+    return all(relocate(records.replace(finding, line=ln, end_line=ln, related=[], fix=None), old, new)
                is not None for ln in lines)
 
 

@@ -11,13 +11,13 @@
 from __future__ import annotations
 
 import ast
-import dataclasses
 import io
 import re
 import tokenize
-from dataclasses import dataclass
 
+from gradtrace import records
 from gradtrace.findings import Edit, Finding, Fix, Related
+from gradtrace.records import record
 
 RELOCATE_WINDOW = 400  # lines searched when re-anchoring a finding
 LINE_NUMBER = re.compile(r"\blines? \d", re.I)
@@ -46,14 +46,14 @@ def shift(finding: Finding, delta: int, old: list[str], new: list[str]) -> Findi
     fix = finding.fix
     if fix is not None:
         if all(same(e.line) and same(e.end_line) for e in fix.edits):
-            fix = Fix(fix.title, fix.safe, tuple(dataclasses.replace(e, line=e.line + delta, end_line=e.end_line + delta)
+            fix = Fix(fix.title, fix.safe, tuple(records.replace(e, line=e.line + delta, end_line=e.end_line + delta)
                                                  for e in fix.edits))
         else:
             fix = None
-    related = [dataclasses.replace(r, line=r.line + delta, end_line=r.end_line + delta)
+    related = [records.replace(r, line=r.line + delta, end_line=r.end_line + delta)
                if r.path == finding.path and same(r.line) else r
                for r in finding.related if r.path != finding.path or same(r.line)]
-    return dataclasses.replace(finding, line=finding.line + delta, end_line=finding.end_line + delta, fix=fix,
+    return records.replace(finding, line=finding.line + delta, end_line=finding.end_line + delta, fix=fix,
                                related=related)
 
 
@@ -82,7 +82,7 @@ class Unmappable(Exception):
     """A position of the old text is not on a token boundary of the edited window."""
 
 
-@dataclass
+@record
 class LayoutMove:
     """How positions of a text move through an edit of its comments and whitespace only."""
 
@@ -178,7 +178,7 @@ def _moved(finding: Finding, move) -> Finding:
             rel, rec = move(r.end_line, r.end_column, True)
             r = Related(r.path, rl, rc, rel, rec, r.message)
         related.append(r)
-    return dataclasses.replace(finding, line=line, column=column, end_line=end_line, end_column=end_column, fix=fix,
+    return records.replace(finding, line=line, column=column, end_line=end_line, end_column=end_column, fix=fix,
                                related=related)
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from lsprotocol import types
@@ -23,6 +22,7 @@ from gradtrace.lsp import lens
 from gradtrace.lsp.analyses import MAX_LIVE_CHARS, Analysis, Snapshot, compute
 from gradtrace.lsp.diagnostics import LineMap
 from gradtrace.positions import split_lines
+from gradtrace.records import field, record
 
 if TYPE_CHECKING:
     from gradtrace.lsp.server import GradtraceServer
@@ -31,7 +31,7 @@ DEPENDENT_DELAY = 0.3  # seconds: re-check files that import a changed one
 MAX_LINE_SHOWN = 100_000  # characters of the first line kept for a document over the live limit
 
 
-@dataclass
+@record
 class Target:
     key: str
     notebook: bool = False

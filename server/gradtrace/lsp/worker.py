@@ -24,7 +24,6 @@ import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
 
 from gradtrace.analysis.lens import Lens, LensIndex
 from gradtrace.analysis.project import Project
@@ -33,6 +32,7 @@ from gradtrace.analysis.source import SourceFile
 from gradtrace.engine import CheckResult, check_source
 from gradtrace.lsp.relocation import LayoutMove, Outline, Unmappable, findings_through, layout_move, outline
 from gradtrace.positions import split_lines
+from gradtrace.records import record
 from gradtrace.settings import LintSettings
 
 MAX_CONSECUTIVE_DEATHS = 3
@@ -42,7 +42,7 @@ MAX_CONSECUTIVE_DEATHS = 3
 _projects: dict[str, Project] = {}
 
 
-@dataclass
+@record
 class LastAnalysis:
     """What the child keeps of a document's last analysis (no tree: an outline of its statements)."""
 

@@ -25,7 +25,8 @@ import stat
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+
+from gradtrace.records import asdict, field, record
 
 # Environment variables the probe keeps (by exact name or prefix); everything else is dropped.
 KEEP_EXACT = {
@@ -115,7 +116,7 @@ def unshare_path() -> str | None:
     return path if ok else None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Mount:
     """One entry of the sandbox's file system. kind: ro-bind | dev-bind | tmpfs | proc | dev | symlink."""
 
@@ -126,7 +127,7 @@ class Mount:
     mode: int | None = None
 
 
-@dataclass
+@record
 class Layout:
     """Where an interpreter lives: the executable to run and every directory it needs to read."""
 
@@ -256,7 +257,7 @@ def bwrap_args(entries: list[Mount]) -> list[str]:
     return args
 
 
-@dataclass
+@record
 class Plan:
     kind: str = "limits-only"  # "bwrap" | "unshare" | "limits-only"
     argv_prefix: list[str] = field(default_factory=list)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+
+from gradtrace.records import field, record
 
 TYPE_CHECKING = False  # `typing` is not imported at run time (start-up)
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ DOC_SECTIONS = ("What it does", "Why is this bad?", "Example", "Use instead", "F
 EXPECT_MARK = re.compile(r"#\s*expect:\s*(GT\d{3})")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Truth:
     """What the real framework does with an INVALID example (checked by tests that run it).
 
@@ -37,7 +38,7 @@ class Truth:
     framework: str = "torch"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Invalid:
     """An example the rule must flag: every line marked `# expect: GTxxx` and nothing else.
 

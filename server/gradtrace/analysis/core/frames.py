@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
 from functools import cached_property
 
 from gradtrace.analysis.core.values import Value
+from gradtrace.records import field, record
 
 TYPE_CHECKING = False  # `typing` is not imported at run time (start-up)
 if TYPE_CHECKING:
     from typing import Any
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class FunctionRef:
     """A function, lambda or method as a value: where it is defined and what it closes over."""
 
@@ -40,7 +40,7 @@ class FunctionRef:
         return [p.arg for p in a.posonlyargs + a.args]
 
 
-@dataclass
+@record
 class Frame:
     """One activation: a module's top level, a function body run directly, or a function being summarised."""
 
@@ -93,7 +93,7 @@ class _Repeated:
 REPEATED = _Repeated()
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Event:
     """Something the program does that rules care about (a sink, an optimizer step, an in-place write...).
 

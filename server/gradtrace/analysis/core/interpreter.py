@@ -15,7 +15,6 @@ widened value, never in the Python stack).
 from __future__ import annotations
 
 import ast
-from dataclasses import replace
 
 from gradtrace.analysis.core.frames import REPEATED, Frame, FunctionRef
 from gradtrace.analysis.core.summaries import Substitution, Summary, SummaryCache, shape_of, symbolic, widened
@@ -34,6 +33,7 @@ from gradtrace.analysis.core.values import (
 )
 from gradtrace.analysis.names import dotted
 from gradtrace.analysis.skeleton import LAZY
+from gradtrace.records import replace
 
 MAX_SUMMARY_NESTING = 48  # summaries in progress at once; deeper calls get a widened value
 MAX_LOOP_PASSES = 3

@@ -15,11 +15,11 @@ pairs, not the number of paths through its calls.
 from __future__ import annotations
 
 import ast
-import dataclasses
 import functools
-from dataclasses import dataclass, field, replace
 
+from gradtrace import records
 from gradtrace.analysis.core.values import EMPTY, Cut, Value, dedup_cuts, flat, is_symbolic
+from gradtrace.records import field, record, replace
 
 TYPE_CHECKING = False  # `typing` is not imported at run time (start-up)
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 MAX_SHAPE_ITEMS = 8
 
 
-@dataclass
+@record
 class Summary:
     result: Value
     roots: list = field(default_factory=list)  # the symbolic name of each parameter, in order
@@ -311,7 +311,7 @@ _PLAIN = frozenset({str, bool, int, float})  # field values a substitution never
 
 @functools.cache
 def _init_fields(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls) if f.init)
+    return tuple(f.name for f in records.fields(cls) if f.init)
 
 
 def resolve_path(actual: Value, parts: list[str]) -> frozenset:

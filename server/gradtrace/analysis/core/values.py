@@ -24,7 +24,8 @@ A value is immutable; `join` is the least upper bound used at branch merges and 
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field, replace
+
+from gradtrace.records import field, record, replace
 
 TYPE_CHECKING = False  # `typing` is not imported at run time (start-up)
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ class Cut:
         return getattr(self.node, "lineno", 0)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Value:
     kind: str = "unknown"
     srcs: frozenset = EMPTY

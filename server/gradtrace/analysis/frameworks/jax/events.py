@@ -7,13 +7,13 @@ site (see `core.summaries`); the facts are built from the file's events once the
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
 
 from gradtrace.analysis.core.frames import Event
 from gradtrace.analysis.core.values import EMPTY, Cut, Value
+from gradtrace.records import field, record
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class GradTransform:
     """`jax.grad(f, argnums=...)` (or value_and_grad, jacrev, vjp...): what it differentiates."""
 
@@ -33,7 +33,7 @@ class GradTransform:
         return f"jax.{self.mode}" + (" under jax.jit" if self.jit else "")
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class TraceTransform:
     """`jax.jit(f)` / `vmap` / `pmap`: every non-static argument becomes an abstract tracer."""
 
@@ -48,7 +48,7 @@ class TraceTransform:
         return f"jax.{self.mode}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Gradients:
     """What a differentiated function returns: the gradients of one call, or one output of a tuple argnums."""
 
@@ -57,7 +57,7 @@ class Gradients:
     index: int | None = None
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class LostCut(Event):
     """A cut that disconnects differentiated arguments from the output of the differentiated function."""
 
@@ -66,7 +66,7 @@ class LostCut(Event):
     transform: GradTransform
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class IntegerInput(Event):
     """An integer leaf of a differentiated argument (`node`: where it was made, else the argument)."""
 
@@ -75,7 +75,7 @@ class IntegerInput(Event):
     call: ast.AST
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Conversion(Event):
     """A traced value turned into a Python or NumPy value (`float(x)`, `np.asarray(x)`, `.item()`)."""
 
@@ -84,28 +84,28 @@ class Conversion(Event):
     transform: str
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class TracedCondition(Event):
     """Python control flow on an abstract tracer (`node`: the condition)."""
 
     transform: str
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class ItemAssignment(Event):
     """`x[i] = v` on a JAX array (`node`: the statement)."""
 
     target: ast.Subscript
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class ReverseLoop(Event):
     """`lax.while_loop`/`fori_loop` with a differentiated carry under reverse mode."""
 
     op: str
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class GradientsApplied(Event):
     """Gradients of `call` update the variable `name` (`node`: the update expression)."""
 
@@ -113,7 +113,7 @@ class GradientsApplied(Event):
     gradients: Gradients
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Differentiated(Event):
     """A differentiated function called (`node`: the call); `result` is its output (None: not followed)."""
 
@@ -121,7 +121,7 @@ class Differentiated(Event):
     result: Value | None = None
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class MaskedSingularity(Event):
     """`jnp.where(c, f(x), y)` with `f` singular at a point: the masked branch's gradient can be NaN.
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
 
 from gradtrace.analysis.core.frames import FunctionRef
 from gradtrace.analysis.frameworks.common import in_file
 from gradtrace.analysis.frameworks.jax import events as ev
 from gradtrace.analysis.frameworks.jax.plugin import JaxPlugin
+from gradtrace.records import field, record
 
 
-@dataclass
+@record
 class JaxFacts:
     plugin: JaxPlugin
     lost_cuts: dict = field(default_factory=dict)  # cut node -> LostCut (the sources it loses, merged)

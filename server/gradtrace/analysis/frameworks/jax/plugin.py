@@ -12,7 +12,6 @@ assignment, reverse mode through a dynamic loop) and which variable a step's gra
 from __future__ import annotations
 
 import ast
-from dataclasses import replace
 from functools import cached_property
 
 from gradtrace.analysis.core.frames import Frame, FunctionRef
@@ -55,6 +54,7 @@ from gradtrace.analysis.frameworks.jax.events import (
     TraceTransform,
 )
 from gradtrace.analysis.where_guard import fractional_power
+from gradtrace.records import replace
 
 # errors a test may provoke on purpose (inside `assertRaises`, a `try` that handles them)
 EXPECTED_ERRORS = (TracedCondition, Conversion, IntegerInput, ItemAssignment, ReverseLoop)

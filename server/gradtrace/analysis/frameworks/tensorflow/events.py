@@ -8,13 +8,13 @@ file's record (see `TensorFlowPlugin.emit`).
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
 
 from gradtrace.analysis.core.frames import Event
 from gradtrace.analysis.core.values import Cut, Value
+from gradtrace.records import field, record
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class VarInfo:
     """A `tf.Variable` or `add_weight` call site."""
 
@@ -37,7 +37,7 @@ class VarInfo:
         return self.trainable and self.dtype != "int"
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class TapeInfo:
     """A `tf.GradientTape(...)` call site."""
 
@@ -55,7 +55,7 @@ class TapeInfo:
     calls: list = field(default_factory=list)  # GradCall in evaluation order (one per node)
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class GradCall(Event):
     """`tape.gradient(target, sources)` (or jacobian): `sources` holds each source as an item."""
 
@@ -75,7 +75,7 @@ class GradCall(Event):
         return list(zip(self.exprs, self.sources.items or ()))
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Applied(Event):
     """`optimizer.apply_gradients(zip(grads, variables))`: the gradients of `gradient` update `variables`."""
 
@@ -84,7 +84,7 @@ class Applied(Event):
     variables_expr: ast.AST | None
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class ForwardArgument(Event):
     """The target of `tape.gradient` (`node`) depends on the variables only through the argument `param`,
     computed by the caller before the tape started; `site` is the caller's argument, once known."""
@@ -98,7 +98,7 @@ class ForwardArgument(Event):
     site: ast.AST | None = None
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class TrainableSet(Event):
     """`model.trainable = False` (or True) as a statement (`node`) on the Keras model `model` (its source)."""
 
@@ -106,21 +106,21 @@ class TrainableSet(Event):
     trainable: bool
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Fit(Event):
     """`model.fit(...)`: the model's output is the loss's input."""
 
     model: Value
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class FunctionalModel(Event):
     """`keras.Model(inputs, outputs)`: a model built from layers' outputs."""
 
     model: Value
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class ClassOutput(Event):
     """What a layer's `call` (or a `tf.Module`'s `__call__`) returns (`node`: the method)."""
 
@@ -128,7 +128,7 @@ class ClassOutput(Event):
     result: Value
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Escape(Event):
     """A value a layer's `call` keeps beyond its return (`self.add_loss`, `self.x = ...`): it may reach a loss.
 
@@ -138,14 +138,14 @@ class Escape(Event):
     scope: str | None = None
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Untracked(Event):
     """A function handed to an operation (`tf.map_fn(lambda t: self.proj(t), x)`) whose body is not followed."""
 
     scope: str | None = None
 
 
-@dataclass
+@record
 class LostCut:
     cut: Cut
     lost: frozenset

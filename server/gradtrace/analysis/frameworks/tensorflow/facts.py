@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
 from functools import cached_property
 
 from gradtrace.analysis.frameworks.common import in_file
 from gradtrace.analysis.frameworks.tensorflow.events import VarInfo
 from gradtrace.analysis.frameworks.tensorflow.plugin import TensorFlowPlugin
+from gradtrace.records import field, record
 
 
-@dataclass
+@record
 class LayerClass:
     """A class of the file with the attributes its methods set (joined over every assignment)."""
 

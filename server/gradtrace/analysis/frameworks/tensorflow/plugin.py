@@ -12,7 +12,6 @@ calls or asks for variables (`param:model@line`). Cuts are `tf.stop_gradient`, N
 from __future__ import annotations
 
 import ast
-from dataclasses import replace
 from functools import cached_property
 
 from gradtrace.analysis.core.frames import Frame, FunctionRef
@@ -57,6 +56,7 @@ from gradtrace.analysis.frameworks.tensorflow.events import (
 )
 from gradtrace.analysis.frameworks.tensorflow.tape_targets import TapeTargets
 from gradtrace.analysis.names import canonical
+from gradtrace.records import replace
 
 TAPES = "tensorflow.tapes"  # frame state: the tapes recording, outermost first
 WATCHED = "watched"  # `extra` mark of a tensor a tape watches

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
 
 from gradtrace.analysis.core.frames import Event
 from gradtrace.analysis.core.values import Cut, Value
+from gradtrace.records import record
 
 TYPE_CHECKING = False  # `typing` is not imported at run time (start-up)
 if TYPE_CHECKING:
     from typing import Any
 
 
-@dataclass
+@record
 class GradOff:
     """Gradient recording switched off: a `no_grad` block, a decorated helper, `set_grad_enabled(False)`."""
 
@@ -25,7 +25,7 @@ class GradOff:
     sticky: bool = False  # a bare set_grad_enabled(False): outlives the function that called it
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Sink(Event):
     """What is differentiated: `loss.backward()`, `autograd.grad(...)`, or a module's output."""
 
@@ -35,7 +35,7 @@ class Sink(Event):
     owner: Any = None  # for "output" sinks: the class whose forward returns it
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Optimizer(Event):
     coverage: Value  # what it was given
     known: bool  # we know exactly which sources it holds
@@ -45,13 +45,13 @@ class Optimizer(Event):
     non_leaf: Value | None = None  # a tensor it was given that autograd computed (torch raises ValueError)
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Step(Event):
     optimizer: Value
     last_sink: Sink | None = None  # the most recent sink before it, in the program's order
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class InPlace(Event):
     target: Value
     var: str
@@ -60,14 +60,14 @@ class InPlace(Event):
     stmt: ast.stmt | None = None
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Freeze(Event):
     srcs: frozenset
     frozen: bool
     conditional: bool
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Surgery(Event):
     """A layer or model replaced after an optimizer was built over the old one's parameters."""
 
@@ -76,24 +76,24 @@ class Surgery(Event):
     parameter: bool = False  # a parameter replaced, not a layer
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class NonLeafRequiresGrad(Event):
     var: str
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class ZeroMask(Event):
     value: Value
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Carried(Event):
     """A loop that hands a tensor with history from one iteration to the next."""
 
     names: list
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Defined(Event):
     """Where a source is defined and what it is (recorded in the caller's names when it comes from a summary)."""
 
@@ -101,7 +101,7 @@ class Defined(Event):
     kind: str | None = None  # param | leaf | module | attr | releaf
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class LayerReplaced(Event):
     """`obj.attr = <new layer>` on a module: a surgery when an optimizer already holds the old one."""
 
@@ -110,7 +110,7 @@ class LayerReplaced(Event):
     parameter: bool = False
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class ModifiedBeforeBackward(Event):
     """An optimizer step or in-place write (`node`) on sources a graph had already saved, before that
     graph's `backward()` (`sink`): backward raises "modified by an inplace operation"."""
@@ -120,7 +120,7 @@ class ModifiedBeforeBackward(Event):
     op: str  # what changed them, as written
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class LeafRebound(Event):
     """`w = w - lr * w.grad`: a name that held a trainable leaf now holds a tensor computed from it."""
 
@@ -130,7 +130,7 @@ class LeafRebound(Event):
     reads_grad: bool = False  # the new value reads the leaf's `.grad` (a hand-written update)
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class ParameterReassigned(Event):
     """`self.w = <tensor>` where `w` is a registered parameter of an `nn.Module`: raises TypeError."""
 
@@ -138,7 +138,7 @@ class ParameterReassigned(Event):
     attr: str
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class LayerMadePerCall(Event):
     """A layer with parameters built inside a module's method (not `__init__`) and applied right there:
     new random weights on every call, registered nowhere, trained by no optimizer."""
@@ -147,7 +147,7 @@ class LayerMadePerCall(Event):
     method: str
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class DeadCut:
     cut: Cut
     lost: list

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import bisect
-from dataclasses import replace
 from functools import cached_property
 
 from gradtrace.analysis.core.frames import REPEATED, Frame, FunctionRef
@@ -56,6 +55,7 @@ from gradtrace.analysis.frameworks.torch.events import (
 )
 from gradtrace.analysis.modules import ClassInfo, classify_value
 from gradtrace.analysis.names import dotted
+from gradtrace.records import replace
 
 GRAD = "torch.grad_off"
 CONTAINER_LAYERS = {"torch.nn.ModuleList", "torch.nn.Sequential", "torch.nn.modules.container.ModuleList",
