@@ -194,3 +194,61 @@ def test_an_imported_class_parsed_lazily_reports_what_a_whole_parse_does(tmp_pat
     assert isinstance(methods["scale"], LAZY)  # nothing about `self` in it: the class's facts need no parse
     monkeypatch.undo()
     assert findings(tmp_path, monkeypatch, whole=True)[:2] == (reported, False)
+
+
+BASE = '''
+import torch.nn as nn
+
+
+class Base(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.label = "base"
+
+    def describe(self):
+        return self.label.upper()
+
+    def run_head(self, x):
+        return self.head(x)
+'''
+
+SUBCLASS = """
+import torch.nn as nn
+from base import Base
+
+
+class Net(Base):
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(4, 2)
+        self.tail = nn.Linear(2, 2)
+
+    def forward(self, x):
+        return self.run_head(x)
+"""
+
+
+def unused_layers(tmp_path, monkeypatch, whole: bool):
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "base.py").write_text(textwrap.dedent(BASE) + big_module())
+    net = tmp_path / "net.py"
+    net.write_text(SUBCLASS)
+    if whole:
+        monkeypatch.setattr(skeleton, "MIN_LINES", 10**9)
+    project = Project(str(tmp_path))
+    result = check_source(net.read_text(), str(net), project=project)
+    base = project.source(str(tmp_path / "base.py"), lazy=True)
+    return [(f.code, f.line) for f in result.findings if f.code == "GT119"], base
+
+
+def test_a_base_class_in_another_file_is_asked_only_about_the_attributes_in_question(tmp_path, monkeypatch):
+    """The layer a base class's method reads is used; the other is not. The base's method that names neither
+    (and stores nothing on `self`) is never parsed, and the answer is the one a whole parse gives."""
+    reported, base = unused_layers(tmp_path, monkeypatch, whole=False)
+    assert reported == [("GT119", 10)]  # `self.tail`; `self.head` is read by Base.run_head
+    cls = next(node for node in base.tree.body if isinstance(node, ast.ClassDef) and node.name == "Base")
+    methods = {node.name: node for node in cls.body if isinstance(node, (ast.FunctionDef, *LAZY))}
+    assert isinstance(methods["describe"], LAZY)
+    assert type(methods["run_head"]) is ast.FunctionDef
+    monkeypatch.undo()
+    assert unused_layers(tmp_path, monkeypatch, whole=True)[0] == reported

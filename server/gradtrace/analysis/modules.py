@@ -7,16 +7,30 @@ value flow walks, in this file or in a project file a model is imported from.
 from __future__ import annotations
 
 import ast
+import re
 from functools import cached_property
 
 from gradtrace.analysis.frameworks.torch import api
 from gradtrace.analysis.names import NameTable
-from gradtrace.analysis.skeleton import unread_body
+from gradtrace.analysis.skeleton import body_text, unread_body
 from gradtrace.analysis.source import SourceFile
 from gradtrace.records import field, record
 
 DYNAMIC_SELF_ACCESS = {"modules", "children", "named_children", "named_modules", "_modules", "__dict__",
                        "parameters", "named_parameters", "state_dict", "_parameters", "apply"}
+REGISTERING_METHODS = {"register_parameter", "add_module", "register_module"}
+
+# Text that may hold a fact of the class besides reads (an attribute stored on `self`, an item put into one, a
+# dynamic access, `self` handed to a call or iterated): a superset, found in a body not parsed yet, so that a body
+# without any stays unparsed. `[\s\\)]*` lets line continuations and parentheses sit between the words.
+_GAP = r"[\s\\)]*"
+_SELF_FACT_TEXT = re.compile(
+    rf"self{_GAP}\.[\s\\]*\w+{_GAP}(?:\[|=(?!=)|:)"  # self.x = ..., self.x[k] = ..., self.x: T = ...
+    rf"|self{_GAP}\.[\s\\]*\w+{_GAP}\.[\s\\]*(?:append|extend|insert)\b"  # self.layers.append(...)
+    rf"|self{_GAP}\.[\s\\]*(?:{'|'.join(sorted(DYNAMIC_SELF_ACCESS | REGISTERING_METHODS))})\b"
+    r"|(?:^|[(,=])[\s\\]*self[\s\\]*(?:[),#=]|$)"  # self as an argument: f(self), f(x, k=self)
+    r"|\bin[\s\\(]+self\b(?![\s\\)]*\.)",  # for m in self
+    re.MULTILINE)
 
 
 @record(eq=False)
@@ -41,6 +55,11 @@ class ClassInfo:
     _reads: set[str] = field(default_factory=set)  # self.X read outside its own assignment
     _dynamic: bool = False  # iterates its own submodules, getattr(self, ...), setattr, ...
     _is_module: bool | None = None
+    # methods left unparsed by the facts (an imported class's body with no text of a fact): the attributes they
+    # read are looked for on demand (`reads_attr`), or all at once (`reads`)
+    _unwalked: list = field(default_factory=list)
+    # attribute name -> its fact, found without the class's whole facts (None -> whether that can be done)
+    _named: dict = field(default_factory=dict)
 
     # Attribute facts are collected per class on first use: resolving a class of another module (a base,
     # a layer type) needs only its definitions, never the facts of everything it imports.
@@ -58,8 +77,44 @@ class ClassInfo:
 
     @property
     def reads(self) -> set[str]:
+        """Every attribute of `self` its methods read (parses the methods the other facts left unparsed)."""
         self.ensure_facts()
+        while self._unwalked:
+            _collect_reads(self, self._unwalked.pop())
         return self._reads
+
+    def attr_named(self, name: str) -> AttrInfo | None:
+        """The fact of one attribute. In a class of a lazily parsed file, only the methods whose text may store it
+        are parsed: what a class knows of an attribute comes from statements that name it (`self.x = ...`,
+        `self.x[k] = ...`, `self.x.append(...)`), taken in the same order as for the whole facts."""
+        if None not in self._named:  # are some of its methods from a lazily parsed file?
+            self._named[None] = any(body_text(m) is not None for m in self.methods.values())
+        if self._facts or not self._named[None]:
+            return self.attrs.get(name)
+        if name not in self._named:
+            store = re.compile(rf"self{_GAP}\.[\s\\]*{re.escape(name)}{_GAP}(?:\[|=(?!=)|:|\.[\s\\]*(?:append|extend|insert)\b)")
+            methods = {}
+            for method_name, method in self.methods.items():
+                text = body_text(method)
+                if text is None or store.search(text):
+                    methods[method_name] = method
+            part = ClassInfo(self.name, self.node, self.module, self.bases, methods)
+            collect_class_facts(part)
+            self._named[name] = part._attrs.get(name)
+        return self._named[name]
+
+    def reads_attr(self, name: str) -> bool:
+        """Whether a method reads `self.<name>`: a method whose text never names it stays unparsed."""
+        self.ensure_facts()
+        if name in self._reads:
+            return True
+        word = re.compile(rf"\b{re.escape(name)}\b")
+        for method in list(self._unwalked):
+            body = unread_body(method)
+            if body is None or word.search(body):
+                self._unwalked.remove(method)
+                _collect_reads(self, method)
+        return name in self._reads
 
     @property
     def dynamic(self) -> bool:
@@ -176,8 +231,9 @@ class ClassInfo:
         return None
 
     def find_attr(self, name: str) -> AttrInfo | None:
-        if name in self.attrs:
-            return self.attrs[name]
+        found = self.attr_named(name)
+        if found is not None:
+            return found
         for base in self.bases:
             parent = self.module.resolve_class(base)
             if parent is not None and parent is not self:
@@ -432,8 +488,10 @@ def collect_class_facts(info: ClassInfo) -> None:
     loops: list = []
     for method_name, method in info.methods.items():
         body = unread_body(method)
-        if body is not None and "self" not in body:
-            continue  # no fact of the class in it (each is about `self`): its body stays unparsed
+        if body is not None and not _SELF_FACT_TEXT.search(body):
+            if "self" in body:  # what it reads is found when asked for; its body stays unparsed until then
+                info._unwalked.append(method)
+            continue
         for node in _preorder(method):
             kind = type(node)
             if kind is ast.Assign or kind is ast.AnnAssign:
@@ -538,6 +596,15 @@ def _self_path(node: ast.expr) -> str | None:
     if isinstance(node, ast.Name) and node.id == "self" and parts:
         return ".".join(reversed(parts))
     return None
+
+
+def _collect_reads(info: ClassInfo, method) -> None:
+    """The attributes of `self` one method reads, into the class's reads."""
+    for node in _preorder(method):
+        if type(node) is ast.Attribute and type(node.ctx) is ast.Load:
+            attr = _is_self_attr(node)
+            if attr:
+                info._reads.add(attr)
 
 
 def _note_container_item(info: ClassInfo, name: str, item: ast.expr) -> None:

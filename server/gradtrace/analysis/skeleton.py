@@ -82,7 +82,7 @@ def _load(node, plain: type) -> list:
     node.body = parsed.body if parsed is not None else []
     if parsed is not None:
         node.end_lineno, node.end_col_offset = parsed.end_lineno, parsed.end_col_offset
-    del node.__dict__["_region"]
+    node.__dict__["_read_region"] = node.__dict__.pop("_region")  # its text stays searchable (`body_text`)
     return node.body
 
 
@@ -112,6 +112,13 @@ def _from_whole_file(region: _Region, node, plain: type):
         if isinstance(candidate, plain) and candidate.lineno == node.lineno and candidate.name == node.name:
             return candidate
     return None
+
+
+def body_text(node) -> str | None:
+    """The text of the body of a function of a lazily parsed file, parsed since or not; None for a function of a
+    whole parse."""
+    region = node.__dict__.get("_region") or node.__dict__.get("_read_region")
+    return region.text[region.body:region.end] if region is not None else None
 
 
 def unread_body(node) -> str | None:

@@ -13,14 +13,16 @@ def subclass_reads(module) -> dict[int, set[str]]:
     return result
 
 
-def hierarchy_reads(info, module, below: dict[int, set[str]]) -> set[str]:
-    """Attributes read by the class, its project bases and its subclasses in the same file."""
-    reads = set(info.reads) | below.get(id(info), set())
+def read_in_hierarchy(name: str, info, module, below: dict[int, set[str]]) -> bool:
+    """Whether the class, a project base of it or a subclass in the same file reads `self.<name>` (a base in
+    another file is asked about this one name: its methods that never mention it stay unparsed)."""
+    if name in info.reads or name in below.get(id(info), ()):
+        return True
     for base in info.bases:
         parent = module.resolve_class(base)
-        if parent is not None and parent is not info:
-            reads |= parent.reads
-    return reads
+        if parent is not None and parent is not info and parent.reads_attr(name):
+            return True
+    return False
 
 
 class UnusedLayer(Rule):
@@ -125,11 +127,10 @@ class UnusedLayer(Rule):
         for info in module.classes.values():
             if not info.is_module or info.dynamic or info.find_method("forward") is None:
                 continue
-            reads = hierarchy_reads(info, module, below)
             for attr in info.attrs.values():
                 if attr.kind not in ("module", "param", "modules_container") or attr.method != "__init__":
                     continue
-                if attr.name in reads or attr.name in module.attr_loads:
+                if attr.name in module.attr_loads or read_in_hierarchy(attr.name, info, module, below):
                     continue
                 if attr.kind == "module" and attr.layer and attr.layer.split(".")[-1] in api.PARAMETERLESS_LAYERS:
                     continue  # an unused Dropout or ReLU has no parameters to lose

@@ -1,16 +1,16 @@
 import ast
-from dataclasses import dataclass
 
 from gradtrace.analysis.modules import ClassInfo, classify_value
 from gradtrace.analysis.semantic import Binding
 from gradtrace.findings import Edit, Fix
+from gradtrace.records import record
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 MODULE_ITERATORS = {"modules": False, "children": False, "named_modules": True, "named_children": True}
 MAX_DEPTH = 6
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ModuleRef:
     """What an expression is known to hold: an `nn.Module` (of a same-project class, or a built-in layer)."""
 
@@ -132,7 +132,7 @@ def defines_requires_grad(cls: ClassInfo | None, seen=None) -> bool:
     if id(cls) in seen:
         return False
     seen.add(id(cls))
-    if "requires_grad" in cls.attrs or "requires_grad" in cls.reads or "requires_grad" in cls.methods:
+    if cls.attr_named("requires_grad") is not None or cls.reads_attr("requires_grad") or "requires_grad" in cls.methods:
         return True
     for base in cls.bases:
         if base.startswith("torch.nn.") or base in ("nn.Module", "Module"):
