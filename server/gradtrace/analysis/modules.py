@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ast
 import re
-from functools import cached_property
+from functools import cache, cached_property
 
 from gradtrace.analysis.frameworks.torch import api
 from gradtrace.analysis.names import NameTable
@@ -24,13 +24,18 @@ REGISTERING_METHODS = {"register_parameter", "add_module", "register_module"}
 # dynamic access, `self` handed to a call or iterated): a superset, found in a body not parsed yet, so that a body
 # without any stays unparsed. `[\s\\)]*` lets line continuations and parentheses sit between the words.
 _GAP = r"[\s\\)]*"
-_SELF_FACT_TEXT = re.compile(
+_SELF_FACT_SOURCE = (
     rf"self{_GAP}\.[\s\\]*\w+{_GAP}(?:\[|=(?!=)|:)"  # self.x = ..., self.x[k] = ..., self.x: T = ...
     rf"|self{_GAP}\.[\s\\]*\w+{_GAP}\.[\s\\]*(?:append|extend|insert)\b"  # self.layers.append(...)
     rf"|self{_GAP}\.[\s\\]*(?:{'|'.join(sorted(DYNAMIC_SELF_ACCESS | REGISTERING_METHODS))})\b"
     r"|(?:^|[(,=])[\s\\]*self[\s\\]*(?:[),#=]|$)"  # self as an argument: f(self), f(x, k=self)
-    r"|\bin[\s\\(]+self\b(?![\s\\)]*\.)",  # for m in self
-    re.MULTILINE)
+    r"|\bin[\s\\(]+self\b(?![\s\\)]*\.)"  # for m in self
+)
+
+
+@cache
+def _self_fact_text() -> re.Pattern:
+    return re.compile(_SELF_FACT_SOURCE, re.MULTILINE)  # compiled on first use: a file with no class needs none
 
 
 @record(eq=False)
@@ -488,7 +493,7 @@ def collect_class_facts(info: ClassInfo) -> None:
     loops: list = []
     for method_name, method in info.methods.items():
         body = unread_body(method)
-        if body is not None and not _SELF_FACT_TEXT.search(body):
+        if body is not None and not _self_fact_text().search(body):
             if "self" in body:  # what it reads is found when asked for; its body stays unparsed until then
                 info._unwalked.append(method)
             continue
