@@ -2,8 +2,9 @@
 
 A command-line check is a short process, and `dataclasses` costs it a third of its start-up: importing it brings
 `inspect` (and `dis`, `tokenize`, `copy`, ...), and each class it makes compiles three or four functions one by one
-after matching every annotation against regular expressions. `record` writes all the methods of a class as one
-source and compiles it once; nothing else is imported.
+after matching every annotation against regular expressions. `record` compiles one function per class, its
+`__init__` (run for every instance, so written out field by field); equality, hashing, `repr` and the frozen guard
+are closures over the field names; nothing else is imported.
 
 Semantics follow `dataclasses` for what is used here: fields come from the class's annotations in order
 (`ClassVar` ones excluded) after those of record bases; `field(default=, default_factory=, init=, repr=,
@@ -17,6 +18,8 @@ times.
 """
 
 from __future__ import annotations
+
+from operator import attrgetter
 
 TYPE_CHECKING = False  # `typing` is not imported at run time (start-up)
 if TYPE_CHECKING:
@@ -144,40 +147,26 @@ def _make(cls, frozen: bool, eq: bool, slots: bool):
     if slots:
         cls = _with_slots(cls, own)
     setattr(cls, FIELDS, all_fields)
-    namespace: dict[str, Any] = {"MISSING": MISSING, "FrozenInstanceError": FrozenInstanceError}
-    source: list[str] = []
     body = cls.__dict__
-    if "__init__" not in body:
-        source += _init_source(cls, all_fields, frozen, namespace)
+    methods: dict[str, Any] = {}
+    if "__init__" not in body:  # the one method written out and compiled: it runs for every instance
+        namespace: dict[str, Any] = {"MISSING": MISSING}
+        exec(compile("\n".join(_init_source(cls, all_fields, frozen, namespace)), f"<record {cls.__qualname__}>",
+                     "exec"), namespace)
+        methods["__init__"] = namespace["__init__"]
     if "__repr__" not in body:
-        shown = ", ".join(f"{n}={{self.{n}!r}}" for n, f in all_fields.items() if f.repr)
-        source += ["def __repr__(self):", f"    return f'{{self.__class__.__qualname__}}({shown})'"]
-    compared = [n for n, f in all_fields.items() if f.compare]
+        methods["__repr__"] = _repr_of(tuple(n for n, f in all_fields.items() if f.repr))
+    key = _key_of([n for n, f in all_fields.items() if f.compare])
     if eq and "__eq__" not in body:
-        mine = _tuple_of("self", compared)
-        theirs = _tuple_of("other", compared)
-        source += ["def __eq__(self, other):", "    if other is self:", "        return True",
-                   "    if other.__class__ is self.__class__:",
-                   f"        return {mine} == {theirs}", "    return NotImplemented"]
+        methods["__eq__"] = _eq_by(key)
     if frozen:
-        source += ["def __setattr__(self, name, value):",
-                   f"    if type(self) is CLS or name in CLS.{FIELDS}:",
-                   "        raise FrozenInstanceError(f'cannot assign to field {name!r}')",
-                   "    super(CLS, self).__setattr__(name, value)",
-                   "def __delattr__(self, name):",
-                   f"    if type(self) is CLS or name in CLS.{FIELDS}:",
-                   "        raise FrozenInstanceError(f'cannot delete field {name!r}')",
-                   "    super(CLS, self).__delattr__(name)"]
-        namespace["CLS"] = cls
+        methods["__setattr__"], methods["__delattr__"] = _frozen_methods(cls, all_fields)
     explicit_hash = "__hash__" in body and not (body["__hash__"] is None and "__eq__" in body)
     if eq and frozen and not explicit_hash:
-        source += ["def __hash__(self):", f"    return hash({_tuple_of('self', compared)})"]
-    exec(compile("\n".join(source), f"<record {cls.__qualname__}>", "exec"), namespace)
-    for name in ("__init__", "__repr__", "__eq__", "__setattr__", "__delattr__", "__hash__"):
-        if name in namespace:
-            function = namespace[name]
-            function.__qualname__ = f"{cls.__qualname__}.{name}"
-            setattr(cls, name, function)
+        methods["__hash__"] = _hash_by(key)
+    for name, function in methods.items():
+        function.__qualname__ = f"{cls.__qualname__}.{name}"
+        setattr(cls, name, function)
     if eq and not frozen and not explicit_hash:
         cls.__hash__ = None
     direct = not slots and not hasattr(cls, "__post_init__") and all(f.init for f in all_fields.values())
@@ -247,7 +236,45 @@ def _init_source(cls, all_fields: dict[str, Field], frozen: bool, namespace: dic
     return [f"def __init__(self, {', '.join(params)}):" if params else "def __init__(self):", *(lines or ["    pass"])]
 
 
-def _tuple_of(owner: str, names: list[str]) -> str:
+# The other methods are closures over what tells instances apart (`operator.attrgetter`, in C): compiling them
+# for each class cost more start-up than all the rest of a record.
+def _key_of(names: list[str]):
     if not names:
-        return "()"
-    return "(" + "".join(f"{owner}.{n}," for n in names) + ")"
+        return lambda obj: ()
+    return attrgetter(*names) if len(names) > 1 else (lambda obj, get=attrgetter(names[0]): (get(obj),))
+
+
+def _eq_by(key):
+    def __eq__(self, other):
+        if other is self:
+            return True
+        if other.__class__ is self.__class__:
+            return key(self) == key(other)
+        return NotImplemented
+    return __eq__
+
+
+def _hash_by(key):
+    def __hash__(self):
+        return hash(key(self))
+    return __hash__
+
+
+def _repr_of(names: tuple[str, ...]):
+    def __repr__(self):
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in names)
+        return f"{self.__class__.__qualname__}({shown})"
+    return __repr__
+
+
+def _frozen_methods(cls, all_fields: dict):
+    def __setattr__(self, name, value):
+        if type(self) is cls or name in all_fields:
+            raise FrozenInstanceError(f"cannot assign to field {name!r}")
+        super(cls, self).__setattr__(name, value)
+
+    def __delattr__(self, name):
+        if type(self) is cls or name in all_fields:
+            raise FrozenInstanceError(f"cannot delete field {name!r}")
+        super(cls, self).__delattr__(name)
+    return __setattr__, __delattr__

@@ -13,7 +13,7 @@ from functools import cache, cached_property
 from gradtrace.analysis.frameworks.torch import api
 from gradtrace.analysis.names import NameTable
 from gradtrace.analysis.skeleton import body_text, unread_body
-from gradtrace.analysis.source import SourceFile
+from gradtrace.analysis.source import SourceFile, node_fields
 from gradtrace.records import field, record
 
 DYNAMIC_SELF_ACCESS = {"modules", "children", "named_children", "named_modules", "_modules", "__dict__",
@@ -634,7 +634,7 @@ def _preorder(root: ast.AST) -> list:
         node = pop()
         push(node)
         children = []
-        for name in node._fields:
+        for name in node_fields(type(node)):
             value = getattr(node, name, None)
             if value.__class__ is list:
                 children.extend([v for v in value if isinstance(v, AST)])
@@ -662,7 +662,7 @@ def _names_read(fn: ast.AST, names: frozenset | set) -> tuple:
             if node.id in names and node.ctx.__class__ is Load:
                 read.add(node.id)
             continue
-        for name in node._fields:
+        for name in node_fields(type(node)):
             value = getattr(node, name, None)
             if value.__class__ is list:
                 stack.extend(v for v in value if isinstance(v, AST))

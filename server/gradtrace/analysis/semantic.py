@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ast
 
+from gradtrace.analysis.source import node_fields
 from gradtrace.records import field, record
 
 FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
@@ -31,14 +32,13 @@ LOOPS = (ast.For, ast.AsyncFor, ast.While)
 WITHS = (ast.With, ast.AsyncWith)
 TARGET_PARTS = (ast.Tuple, ast.List, ast.Starred)  # a binder reaches the names inside these
 STATEMENTS = frozenset(ast.stmt.__subclasses__())
-# Fields that hold child nodes, last first (contexts and operators are shared singletons: not children
-# anyone asks the parent of).
-SINGLETON_FIELDS = {"ctx", "op", "ops"}
+# Fields that hold child nodes, last first (`node_fields`: contexts and operators are shared singletons, not
+# children anyone asks the parent of; a `Global`'s names and a class pattern's attributes are strings).
 CHILD_FIELDS: dict[type, tuple[str, ...]] = {}
 
 
 def _child_fields(cls: type) -> tuple[str, ...]:
-    return tuple(reversed([f for f in cls._fields if f not in SINGLETON_FIELDS and f not in ("kwd_attrs", "names")]))
+    return tuple(reversed([f for f in node_fields(cls) if f not in ("kwd_attrs", "names")]))
 
 
 @record(eq=False)

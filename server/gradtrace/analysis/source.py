@@ -15,6 +15,27 @@ from gradtrace.records import field, record
 # finalbody; match: cases)
 _STATEMENT_FIELDS = ("body", "handlers", "orelse", "finalbody", "cases")
 
+# Fields that never hold a node a walk visits: names and numbers (`Name.id`, `ImportFrom.level`, ...), and the
+# expression contexts and operators, singletons shared by the whole tree (`Load()`, `Add()`) that nobody asks for.
+_NOT_CHILDREN = frozenset({"ctx", "op", "ops", "id", "attr", "arg", "name", "asname", "module", "level", "kind",
+                           "conversion", "simple", "is_async", "type_comment", "rest", "tag", "lineno"})
+_SCALAR_VALUE = (ast.Constant, ast.MatchSingleton)  # their `value` is a Python value, not a node
+_NODE_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def node_fields(kind: type) -> tuple[str, ...]:
+    """The fields of a node type that may hold child nodes, in `_fields` order (the one table every walk uses)."""
+    fields = _NODE_FIELDS.get(kind)
+    if fields is None:
+        fields = () if kind in _SCALAR_VALUE else tuple(f for f in kind._fields if f not in _NOT_CHILDREN)
+        _NODE_FIELDS[kind] = fields
+    return fields
+
+
+# node types with a context (`ctx`) or an operator (`op`): each holds one more node than the walks visit
+_WITH_SINGLETON = (ast.Name, ast.Attribute, ast.Subscript, ast.Starred, ast.List, ast.Tuple, ast.BinOp, ast.UnaryOp,
+                   ast.BoolOp, ast.AugAssign)
+
 FRAMEWORK_MARKERS = {
     "torch": ("torch",),
     "tensorflow": ("tensorflow", "keras"),
@@ -139,6 +160,7 @@ class SourceFile:
         stack: list[ast.AST] = [self.tree]
         pop, push, extend = stack.pop, stack.append, stack.extend
         AST = ast.AST
+        table = _NODE_FIELDS
         while stack:
             node = pop()
             kind = type(node)
@@ -147,7 +169,8 @@ class SourceFile:
                 by_type[kind] = [node]
             else:
                 bucket.append(node)
-            for name in node._fields:
+            fields = table.get(kind)
+            for name in fields if fields is not None else node_fields(kind):
                 value = getattr(node, name, None)
                 if value.__class__ is list:
                     extend([v for v in value if isinstance(v, AST)])
@@ -185,6 +208,14 @@ class SourceFile:
         for bucket in found.values():
             bucket.reverse()
         return found[ast.Import] + found[ast.ImportFrom]
+
+    @cached_property
+    def node_count(self) -> int:
+        """How many nodes the tree has, contexts and operators included (each counts once per node holding it)."""
+        index = self.index
+        count = sum(len(bucket) for bucket in index.values())
+        count += sum(len(index.get(kind, ())) for kind in _WITH_SINGLETON)
+        return count + sum(len(compare.ops) for compare in index.get(ast.Compare, ()))
 
     def nodes(self, *kinds: type) -> list:
         """Nodes of the given types (per type in source order, a node after the nodes nested in it)."""
@@ -266,7 +297,7 @@ def parent_map(root: ast.AST) -> dict[int, ast.AST]:
     AST = ast.AST
     while stack:
         node = stack.pop()
-        for name in node._fields:
+        for name in node_fields(type(node)):
             value = getattr(node, name, None)
             if value.__class__ is list:
                 for child in value:

@@ -1546,7 +1546,7 @@ def _is_super_call(node) -> bool:
 
 def _node_count(module) -> int:
     try:
-        return sum(len(v) for v in module.source.index.values())
+        return module.source.node_count
     except Exception:  # noqa: BLE001
         return 10_000
 
