@@ -9,7 +9,7 @@ import textwrap
 import pytest
 from gradtrace.analysis import skeleton
 from gradtrace.analysis.project import Project
-from gradtrace.analysis.skeleton import LAZY
+from gradtrace.analysis.skeleton import LAZY, LazyClassDef
 from gradtrace.analysis.source import SourceFile
 from gradtrace.engine import check_source
 
@@ -127,6 +127,73 @@ def test_the_imports_inside_bodies_are_known_without_parsing_them():
     assert lazy.lazy  # answering did not parse the bodies
 
 
+def test_a_class_at_the_top_of_the_file_is_parsed_when_its_body_is_first_read():
+    lazy = SourceFile.parse("layers.py", big_module(EXTRA_CLASSES), lazy=True)
+    classes = {node.name: node for node in lazy.tree.body if isinstance(node, ast.ClassDef)}
+    assert type(classes["Short"]) is ast.ClassDef  # one line: nothing to leave for later
+    assert all(type(node) is LazyClassDef for name, node in classes.items() if name != "Short")
+    assert [base.id for base in classes["Decoder"].bases] == ["Encoder"]  # its header is parsed: bases known
+    assert [d.id for d in classes["Config"].decorator_list] == ["dataclass"]
+    methods = [node for node in classes["Decoder"].body if isinstance(node, ast.FunctionDef)]
+    assert type(classes["Decoder"]) is ast.ClassDef and [m.name for m in methods] == ["forward"]
+    assert all(isinstance(method, LAZY) for method in methods)  # its methods' bodies wait for their own read
+    assert type(classes["Encoder"]) is LazyClassDef and type(classes["Config"]) is LazyClassDef
+    whole = SourceFile.parse("layers.py", big_module(EXTRA_CLASSES))
+    assert dump(lazy.complete().tree) == dump(whole.tree)
+
+
+# classes of several shapes: a one-line class, a header over several lines, a decorated class, imports in a
+# method's first line and in the class body
+EXTRA_CLASSES = '''
+
+class Decoder(Encoder):
+    """Decodes."""
+
+    def forward(self, x):
+        import math
+        return math.floor(x)
+
+
+class Short: pass
+
+
+class Table(
+    object,
+):
+    rows = [
+        "a",
+    ]
+    import os
+
+    def row(self, i):
+        from os import path; return self.rows[i]
+
+
+@dataclass
+class Config:
+    width: int = 4
+    depth: int = 2
+'''
+
+# shapes the line scan takes for the end of a class: lines at column 0 in its docstring, or in its brackets
+TRAPS = [
+    EXTRA_CLASSES.replace('"""Decodes."""', '"""Decodes.\n\nNot indented: still the docstring.\n"""'),
+    EXTRA_CLASSES.replace('rows = [\n        "a",\n    ]', 'rows = [\n"a",\n]'),
+]
+
+
+@pytest.mark.parametrize("extra", [EXTRA_CLASSES, *TRAPS])
+def test_classes_read_lazily_give_the_whole_parse_and_its_imports(extra):
+    text = big_module(extra)
+    assert extra in text
+    lazy = SourceFile.parse("layers.py", text, lazy=True)
+    whole = SourceFile.parse("layers.py", text)
+    names = lambda source: sorted((n.lineno, [a.name for a in n.names]) for n in source.imports)  # noqa: E731
+    assert names(lazy) == names(whole)
+    assert lazy.lazy
+    assert dump(lazy.complete().tree) == dump(whole.tree)
+
+
 @pytest.mark.parametrize("text", [
     "x = 1\n" * 10,  # small: parsed whole
     "def f():\n\tx = 1\n\treturn x\n" + "y = 2\n" * 300,  # tab indentation
@@ -173,7 +240,7 @@ opt.step()
 
 def findings(tmp_path, monkeypatch, whole: bool):
     (tmp_path / "pyproject.toml").write_text("")
-    (tmp_path / "layers.py").write_text(big_module())
+    (tmp_path / "layers.py").write_text(big_module(EXTRA_CLASSES))
     train = tmp_path / "train.py"
     train.write_text(TRAIN)
     if whole:
@@ -192,6 +259,8 @@ def test_an_imported_class_parsed_lazily_reports_what_a_whole_parse_does(tmp_pat
     methods = {node.name: node for node in encoder.body if isinstance(node, ast.FunctionDef)}
     assert type(methods["forward"]) is ast.FunctionDef and type(methods["__init__"]) is ast.FunctionDef
     assert isinstance(methods["scale"], LAZY)  # nothing about `self` in it: the class's facts need no parse
+    unused = [node for node in layers.tree.body if isinstance(node, ast.ClassDef) and node.name in ("Decoder", "Table")]
+    assert len(unused) == 2 and all(type(node) is LazyClassDef for node in unused)  # never read: never parsed
     monkeypatch.undo()
     assert findings(tmp_path, monkeypatch, whole=True)[:2] == (reported, False)
 

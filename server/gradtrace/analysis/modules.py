@@ -55,7 +55,9 @@ class ClassInfo:
     node: ast.ClassDef
     module: ModuleContext
     bases: list[str]
-    methods: dict[str, ast.FunctionDef] = field(default_factory=dict)
+    # name -> method, taken from the class's body when first asked for (the body of a class of an imported file is
+    # parsed then: `analysis/skeleton.py`)
+    _methods: dict[str, ast.FunctionDef] | None = None
     _attrs: dict[str, AttrInfo] = field(default_factory=dict)
     _reads: set[str] = field(default_factory=set)  # self.X read outside its own assignment
     _dynamic: bool = False  # iterates its own submodules, getattr(self, ...), setattr, ...
@@ -69,6 +71,13 @@ class ClassInfo:
     # Attribute facts are collected per class on first use: resolving a class of another module (a base,
     # a layer type) needs only its definitions, never the facts of everything it imports.
     _facts: bool = False
+
+    @property
+    def methods(self) -> dict[str, ast.FunctionDef]:
+        if self._methods is None:
+            self._methods = {item.name: item for item in self.node.body
+                             if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef))}
+        return self._methods
 
     def ensure_facts(self) -> None:
         if not self._facts:
@@ -340,11 +349,7 @@ class ModuleContext:
             self.functions[node.name] = node
         elif isinstance(node, ast.ClassDef):
             bases = [self.names.qualname(b) or "" for b in node.bases]
-            info = ClassInfo(node.name, node, self, bases)
-            for item in node.body:
-                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                    info.methods[item.name] = item
-            self.classes[node.name] = info
+            self.classes[node.name] = ClassInfo(node.name, node, self, bases)
         elif isinstance(node, ast.If):  # `if TYPE_CHECKING:` / version switches / __main__ defs
             for child in node.body + node.orelse:
                 self._collect_def(child)

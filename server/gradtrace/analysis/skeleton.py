@@ -8,6 +8,10 @@ text (lines and columns kept), the rest parsed as usual. A function whose body w
 `LazyFunctionDef` (an `ast.FunctionDef`): the first read of its `body` parses that function's own lines and
 turns the node back into a plain `ast.FunctionDef`.
 
+A class at the top of the file is taken one step further: its body (methods already blanked) is blanked too, and
+the `LazyClassDef` parses its own lines the first time its `body` is read (a model file reaches a handful of the
+dozens of classes a package module such as `modeling_outputs.py` or `unet_2d_blocks.py` defines).
+
 The skeleton keeps every `import` of a blanked body (the module's name table holds them all). Any doubt about
 the text (tabs, carriage returns, a body that seems to end inside a string or a bracket) and the file is parsed
 whole, as before: the skeleton is checked against what it should contain before it is used.
@@ -26,6 +30,10 @@ _DEF = re.compile(r"\n([ ]*)(?:async[ ]+)?def[ ]+(\w+)[ ]*[(\[]")
 # a line that ends a header: a colon, then at most a comment
 _HEADER_END = re.compile(r":[ \t]*(?:#[^\n]*)?$", re.M)
 _TRIPLE_QUOTE = re.compile(r"\"\"\"|'''")
+# a class statement at the top of the file (column 0)
+_CLASS = re.compile(r"^class[ ]+(\w+)[ ]*[(:\[]", re.M)
+# an import kept in a blanked body of the skeleton (`...; import x` when it was the body's first statement)
+_KEPT_IMPORT = re.compile(r"\n[ ]+(?:\.\.\.; )?((?:from[ ]+\.*[\w.]*[ ]+import\b|import[ ]+[\w.])[^\n]*)")
 # an import statement's first line inside a body
 _IMPORT = re.compile(r"\n[ ]+(?:from[ ]+\.*[\w.]*[ ]+import\b|import[ ]+[\w.])[^\n]*")
 _CODE = re.compile(r"\n[ ]*[^ \t\n#]")  # a line of code (not blank, not only a comment)
@@ -42,11 +50,11 @@ def _code_at_most(indent: int) -> re.Pattern:
     return pattern
 
 
-def _lazy_kind(plain: type) -> type:
-    """A subclass of `plain` whose `body` is parsed on first read; the node is then a `plain` again."""
+def _lazy_kind(plain: type, load) -> type:
+    """A subclass of `plain` whose `body` is parsed on first read (`load`); the node is then a `plain` again."""
 
     def read(self):
-        return _load(self, plain)
+        return load(self, plain)
 
     def write(self, value):
         self.__class__ = plain
@@ -57,9 +65,15 @@ def _lazy_kind(plain: type) -> type:
         "__doc__": f"An `ast.{plain.__name__}` whose body has not been parsed yet; reading `body` parses it."})
 
 
-LazyFunctionDef = _lazy_kind(ast.FunctionDef)
-LazyAsyncFunctionDef = _lazy_kind(ast.AsyncFunctionDef)
-LAZY = (LazyFunctionDef, LazyAsyncFunctionDef)
+def _load(node, plain: type) -> list:
+    return node.__dict__["_region"].load(node, plain)
+
+
+LazyFunctionDef = _lazy_kind(ast.FunctionDef, _load)
+LazyAsyncFunctionDef = _lazy_kind(ast.AsyncFunctionDef, _load)
+LazyClassDef = _lazy_kind(ast.ClassDef, _load)
+LAZY = (LazyFunctionDef, LazyAsyncFunctionDef)  # the functions whose bodies are not parsed yet
+LAZY_KINDS = (*LAZY, LazyClassDef)  # every node kind of a skeleton whose body is not parsed yet
 _LAZY_OF = {ast.FunctionDef: LazyFunctionDef, ast.AsyncFunctionDef: LazyAsyncFunctionDef}
 
 
@@ -71,8 +85,26 @@ class _Region:
     def __init__(self, text: str, def_line: int, start: int, body: int, end: int):
         self.text, self.def_line, self.start, self.body, self.end = text, def_line, start, body, end
 
+    def load(self, node, plain: type) -> list:
+        return _load_function(node, plain)
 
-def _load(node, plain: type) -> list:
+
+class _ClassRegion:
+    """Where a blanked class is: its lines in the text with function bodies blanked (`skeleton`), the original
+    text, the blanked functions of the file (def line -> where) and the file's list of nodes still lazy, which
+    the class's methods join when it is parsed."""
+
+    __slots__ = ("skeleton", "text", "line", "start", "end", "functions", "pending")
+
+    def __init__(self, skeleton: str, text: str, line: int, start: int, end: int, functions: dict, pending: list):
+        self.skeleton, self.text, self.line, self.start, self.end = skeleton, text, line, start, end
+        self.functions, self.pending = functions, pending
+
+    def load(self, node, plain: type) -> list:
+        return _load_class(node, self)
+
+
+def _load_function(node, plain: type) -> list:
     """Parse the function's own lines and make `node` a plain function definition holding its real body."""
     region: _Region = node.__dict__["_region"]
     parsed = _parse_function(region.text, region.start, region.end, region.def_line)
@@ -104,7 +136,7 @@ def _parse_function(text: str, start: int, end: int, def_line: int):
 
 
 def _from_whole_file(region: _Region, node, plain: type):
-    """The same function found in a parse of the whole file (the region was not the function after all)."""
+    """The same function (or class) found in a parse of the whole file (the region was not it after all)."""
     tree = _parse(region.text)
     if tree is None:
         return None
@@ -112,6 +144,27 @@ def _from_whole_file(region: _Region, node, plain: type):
         if isinstance(candidate, plain) and candidate.lineno == node.lineno and candidate.name == node.name:
             return candidate
     return None
+
+
+def _load_class(node, region: _ClassRegion) -> list:
+    """Parse the class's own lines (its methods' bodies still blanked, each a lazy function) and make `node` a
+    plain class definition holding its real body; its methods join the file's lazy functions."""
+    parsed = _parse(("\n" * (region.line - 1)) + region.skeleton[region.start:region.end])
+    cls = parsed.body[0] if parsed is not None and len(parsed.body) == 1 else None
+    methods = None
+    if type(cls) is ast.ClassDef and cls.name == node.name and cls.lineno == node.lineno:
+        expected = sum(1 for line in region.functions if cls.lineno <= line <= (cls.end_lineno or 0))
+        methods = _mark_lazy(cls.body, region.text, region.functions, expected)
+    if methods is None:  # not the class the scan took it for: its definition in a whole parse
+        cls, methods = _from_whole_file(region, node, ast.ClassDef), []
+    node.__class__ = ast.ClassDef
+    node.body = cls.body if cls is not None else []
+    if cls is not None:
+        _fix_ends(cls)
+        node.end_lineno, node.end_col_offset = cls.end_lineno, cls.end_col_offset
+    del node.__dict__["_region"]
+    region.pending.extend(methods)  # a completion of the file parses them too
+    return node.body
 
 
 def body_text(node) -> str | None:
@@ -142,8 +195,9 @@ def _parse(source: str) -> ast.Module | None:
 
 
 def load_all(nodes: list) -> None:
+    """Parse every lazy body of `nodes` (a class parsed adds its methods to the list: they are parsed too)."""
     for node in nodes:
-        if isinstance(node, LAZY):
+        if isinstance(node, LAZY_KINDS):
             node.body  # noqa: B018 (reading it parses it)
 
 
@@ -158,12 +212,97 @@ def parse_skeleton(text: str) -> tuple[ast.Module, list] | None:
     skeleton, regions = _blank_bodies(text, strings)
     if not regions:
         return None
+    shell, classes = _blank_classes(skeleton)
+    tree = None
+    if classes:
+        try:
+            tree = ast.parse(shell)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            classes = {}  # a class's end taken for a line of its own: its body stays in the skeleton
     try:
-        tree = ast.parse(skeleton)
+        tree = tree or ast.parse(skeleton)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None  # the caller parses the whole text and reports its own error, if it has one
-    lazy = _mark_lazy(tree, text, regions)
-    return (tree, lazy) if lazy is not None else None
+    lazy: list = []
+    deferred = 0
+    def_lines = sorted(regions)
+    for node in tree.body:
+        span = classes.get(node.lineno) if type(node) is ast.ClassDef else None
+        if span is not None and node.name == span[0]:
+            start, end, last_line, end_column = span[1:]
+            inside = def_lines[bisect.bisect_left(def_lines, node.lineno):bisect.bisect_right(def_lines, last_line)]
+            node.__class__ = LazyClassDef
+            node.__dict__["_region"] = _ClassRegion(skeleton, text, node.lineno, start, end, regions, lazy)
+            # where it ends: its last line, or where its last method does (a blanked body ends early)
+            node.end_lineno, node.end_col_offset = max([(last_line, end_column),
+                                                        *((regions[line][2], regions[line][3]) for line in inside)])
+            lazy.append(node)
+            deferred += len(inside)
+    functions = _mark_lazy(tree.body, text, regions, len(regions) - deferred)
+    if functions is None:
+        return None
+    lazy.extend(functions)
+    for statement in tree.body:
+        _fix_ends(statement)
+    return tree, lazy
+
+
+def _blank_classes(skeleton: str) -> tuple[str, dict]:
+    """The skeleton with the body of each class at column 0 blanked too (`...`, its imports kept), and class line
+    -> (name, start and end offsets of the class in `skeleton`, its last line, that line's end column)."""
+    strings = _string_spans(skeleton)
+    out: list[str] = []
+    classes: dict[int, tuple] = {}
+    copied = 0
+    line = 1
+    for match in _CLASS.finditer(skeleton):
+        start = match.start()
+        if start < copied or _inside_string(strings, start) is not None:
+            continue
+        body_start = _header_end(skeleton, start, match.end(1))
+        first = _CODE.search(skeleton, body_start - 1) if body_start is not None else None
+        if first is None:
+            continue
+        first_start = first.start() + 1
+        body_indent = first.end() - 1 - first_start
+        if body_indent <= 0 or _inside_string(strings, first.end() - 1) is not None:
+            continue
+        end, doubtful = _body_end(skeleton, body_start, 0, strings)
+        last = _last_code(skeleton, first_start, end)
+        if doubtful or last <= first_start or skeleton[last - 1] == "\\":
+            continue
+        class_line = line + skeleton.count("\n", copied, start)
+        last_line = class_line + skeleton.count("\n", start, last)
+        end_column = _end_column(skeleton[skeleton.rfind("\n", 0, last) + 1:last])
+        out.append(skeleton[copied:first_start])
+        out.append(_class_stub(skeleton, first_start, last, body_indent, strings))
+        classes[class_line] = (match.group(1), start, last, last_line, end_column)
+        copied, line = last, last_line
+    out.append(skeleton[copied:])
+    return "".join(out), classes
+
+
+def _class_stub(skeleton: str, first_start: int, last: int, body_indent: int, strings: list[int]) -> str:
+    """A class body blanked: `...` on its first line, each import the skeleton kept in it on its own line(s)."""
+    lines = skeleton[first_start:last].split("\n")
+    stub = [""] * len(lines)
+    stub[0] = " " * body_indent + "..."
+    if skeleton.find("import", first_start, last) < 0:
+        return "\n".join(stub)
+    for match in _KEPT_IMPORT.finditer(skeleton, first_start - 1, last):
+        if _inside_string(strings, match.start(1)) is not None:
+            continue
+        index = skeleton.count("\n", first_start, match.start() + 1)
+        statement = match.group(1).strip()
+        stub[index] = stub[index] + "; " + statement if index == 0 else " " * body_indent + statement
+        open_brackets = statement.count("(") - statement.count(")")
+        continued = statement.endswith("\\")
+        while (open_brackets > 0 or continued) and index + 1 < len(lines):
+            index += 1
+            stub[index] = lines[index]
+            open_brackets += lines[index].count("(") - lines[index].count(")")
+            continued = lines[index].endswith("\\")
+    return "\n".join(stub)
 
 
 def _string_spans(text: str) -> list[int]:
@@ -332,10 +471,11 @@ def _stub(text: str, first_start: int, last: int, body_indent: int, strings: lis
     return "\n".join(stub)
 
 
-def _mark_lazy(tree: ast.Module, text: str, regions: dict) -> list | None:
-    """Turn each blanked function of the skeleton into a lazy one; None when one is not where it should be."""
+def _mark_lazy(statements: list, text: str, regions: dict, count: int) -> list | None:
+    """Turn each blanked function among `statements` (and the blocks in them, lazy classes aside) into a lazy
+    one; None when one is not where it should be, or when they are not `count` functions."""
     found: list = []
-    stack = list(tree.body)
+    stack = list(statements)
     while stack:
         node = stack.pop()
         kind = type(node)
@@ -353,23 +493,20 @@ def _mark_lazy(tree: ast.Module, text: str, regions: dict) -> list | None:
             found.append(node)
         elif kind is ast.ClassDef:
             stack.extend(node.body)
-        else:
+        elif kind is not LazyClassDef:
             for field in ("body", "orelse", "finalbody", "handlers"):
                 stack.extend(getattr(node, field, None) or ())
-    if len(found) != len(regions):
-        return None
-    for statement in tree.body:
-        _fix_ends(statement)
-    return found
+    return found if len(found) == count else None
 
 
 _BLOCKS = ("body", "handlers", "orelse", "finalbody", "cases")
 
 
 def _fix_ends(node) -> tuple[int, int] | None:
-    """Give each compound statement the end of its last statement (a blanked body ends early in the skeleton);
+    """Give each compound statement the end of its last statement, as a whole parse does (a blanked body ends
+    elsewhere in the skeleton: earlier, or later when an import kept on its first line is followed by more code);
     returns the node's end."""
-    if type(node) not in LAZY:
+    if type(node) not in LAZY_KINDS:
         last_end = None
         for field in _BLOCKS:
             for child in getattr(node, field, None) or ():
@@ -377,6 +514,6 @@ def _fix_ends(node) -> tuple[int, int] | None:
         end = getattr(node, "end_lineno", None)
         if end is None:  # a match case has no position of its own
             return last_end
-        if last_end is not None and last_end > (end, node.end_col_offset):
+        if last_end is not None:
             node.end_lineno, node.end_col_offset = last_end
     return node.end_lineno, node.end_col_offset

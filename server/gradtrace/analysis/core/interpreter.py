@@ -32,7 +32,7 @@ from gradtrace.analysis.core.values import (
     merge_terms,
 )
 from gradtrace.analysis.names import dotted
-from gradtrace.analysis.skeleton import LAZY
+from gradtrace.analysis.skeleton import LAZY_KINDS
 from gradtrace.records import replace
 
 MAX_SUMMARY_NESTING = 48  # summaries in progress at once; deeper calls get a widened value
@@ -1535,7 +1535,7 @@ GRAPH_NODES = frozenset({ast.Call, ast.BinOp, ast.UnaryOp, ast.Subscript})
 OBSERVED_NODES = frozenset({ast.Name, ast.Attribute, ast.Call, ast.BinOp, ast.Subscript, ast.UnaryOp})
 STATEMENTS = {getattr(ast, name[2:]): fn for name, fn in vars(Interpreter).items()
               if name.startswith("s_") and hasattr(ast, name[2:])}
-STATEMENTS.update({lazy: STATEMENTS[lazy.__mro__[1]] for lazy in LAZY})  # a function of an imported file
+STATEMENTS.update({lazy: STATEMENTS[lazy.__mro__[1]] for lazy in LAZY_KINDS})  # a definition of an imported file
 EXPRESSIONS = {getattr(ast, name[2:]): fn for name, fn in vars(Interpreter).items()
                if name.startswith("e_") and hasattr(ast, name[2:])}
 
