@@ -98,7 +98,9 @@ class TorchPlugin(Plugin):
         super().__init__(interp)
         self.source_kind: dict[str, str] = {}  # source name -> param | leaf | module | attr | releaf
         self.definitions: dict[str, tuple] = {}  # source name -> (node, module) where it is defined
-        self.cut_vars: dict = {}  # (id(cut node), cut kind) -> the variable that first held the cut value
+        # (id(cut node), cut kind) -> the variable that first held the cut value, for the cuts of the checked file
+        # (those of an imported module are named on the module: `cut_names`)
+        self.cut_vars: dict = {}
         self.last_sink: Sink | None = None
         self.releafed: dict = {}  # (id(loop), name) -> lines where the name is bound to a trainable leaf again
         self.aliases: dict = {}  # a fresh layer's placeholder label ("<Net@12>") -> the names it was bound to
@@ -165,7 +167,17 @@ class TorchPlugin(Plugin):
 
     def cut_var(self, c: Cut) -> str | None:
         """The variable that first held what `c` cut (for messages)."""
-        return self.cut_vars.get((id(c.node), c.kind))
+        return self.cut_names(c.module).get((id(c.node), c.kind))
+
+    def cut_names(self, module) -> dict:
+        """Where the names of the cuts in `module` are kept: with an imported module they live as long as its
+        summaries do (a summary reused by the next file names its cuts as the run that made it did)."""
+        if module is None or module is self.interp.root:
+            return self.cut_vars
+        names = getattr(module, "cut_vars", None)
+        if names is None:
+            names = module.cut_vars = {}
+        return names
 
     def define(self, name: str, kind: str | None, node, module, frame: Frame) -> None:
         """Remember where source `name` is defined and what it is (through summaries: in caller's names)."""
@@ -340,9 +352,10 @@ class TorchPlugin(Plugin):
             # name what a no_grad region or helper produced after the variable that first holds it
             in_region = off is not None and off.node is c.node
             key = (id(c.node), c.kind)
-            if c.unnamed and key not in self.cut_vars and (in_region or (
+            names = self.cut_names(c.module)
+            if c.unnamed and key not in names and (in_region or (
                     stmt is not None and c.module is frame.module and _contains(stmt, c.node))):
-                self.cut_vars[key] = name
+                names[key] = name
         if value.kind == "optimizer" and isinstance(value.ref, Optimizer) and value.ref.var is None:
             value.ref.var = name
         return value
