@@ -29,9 +29,8 @@ import sys
 _DEF = re.compile(r"\n([ ]*)(?:async[ ]+)?def[ ]+(\w+)[ ]*[(\[]")
 # a line that ends a header: a colon, then at most a comment
 _HEADER_END = re.compile(r":[ \t]*(?:#[^\n]*)?$", re.M)
-_TRIPLE_QUOTE = re.compile(r"\"\"\"|'''")
-# a class statement at the top of the file (column 0)
-_CLASS = re.compile(r"^class[ ]+(\w+)[ ]*[(:\[]", re.M)
+# a class statement at the top of the file (column 0; not on the file's first line)
+_CLASS = re.compile(r"\nclass[ ]+(\w+)[ ]*[(:\[]")
 # an import kept in a blanked body of the skeleton (`...; import x` when it was the body's first statement)
 _KEPT_IMPORT = re.compile(r"\n[ ]+(?:\.\.\.; )?((?:from[ ]+\.*[\w.]*[ ]+import\b|import[ ]+[\w.])[^\n]*)")
 # an import statement's first line inside a body
@@ -256,7 +255,7 @@ def _blank_classes(skeleton: str) -> tuple[str, dict]:
     copied = 0
     line = 1
     for match in _CLASS.finditer(skeleton):
-        start = match.start()
+        start = match.start() + 1
         if start < copied or _inside_string(strings, start) is not None:
             continue
         body_start = _header_end(skeleton, start, match.end(1))
@@ -284,11 +283,11 @@ def _blank_classes(skeleton: str) -> tuple[str, dict]:
 
 def _class_stub(skeleton: str, first_start: int, last: int, body_indent: int, strings: list[int]) -> str:
     """A class body blanked: `...` on its first line, each import the skeleton kept in it on its own line(s)."""
+    if skeleton.find("import", first_start, last) < 0:
+        return " " * body_indent + "..." + "\n" * skeleton.count("\n", first_start, last)
     lines = skeleton[first_start:last].split("\n")
     stub = [""] * len(lines)
     stub[0] = " " * body_indent + "..."
-    if skeleton.find("import", first_start, last) < 0:
-        return "\n".join(stub)
     for match in _KEPT_IMPORT.finditer(skeleton, first_start - 1, last):
         if _inside_string(strings, match.start(1)) is not None:
             continue
@@ -309,17 +308,20 @@ def _string_spans(text: str) -> list[int]:
     """Flat sorted [start, end, start, end, ...] offsets of triple-quoted strings (an approximation: quotes in
     comments and one-line strings are not told apart, which only makes a region look doubtful)."""
     spans: list[int] = []
-    open_quote = None
-    for match in _TRIPLE_QUOTE.finditer(text):
-        quote = match.group()
-        if open_quote is None:
-            open_quote = quote
-            spans.append(match.start())
-        elif quote == open_quote:
-            open_quote = None
-            spans.append(match.end())
-    if open_quote is not None:
-        spans.append(len(text))
+    find = text.find
+    double, single = find('"""'), find("'''")  # the next of each kind (-1: none left)
+    while double >= 0 or single >= 0:
+        start, quote = (double, '"""') if single < 0 or 0 <= double < single else (single, "'''")
+        end = find(quote, start + 3)
+        if end < 0:
+            spans += (start, len(text))
+            break
+        end += 3
+        spans += (start, end)
+        if 0 <= double < end:
+            double = find('"""', end)
+        if 0 <= single < end:
+            single = find("'''", end)
     return spans
 
 
@@ -450,11 +452,11 @@ def _end_column(line: str) -> int:
 
 def _stub(text: str, first_start: int, last: int, body_indent: int, strings: list[int]) -> str:
     """The body's lines blanked: `...` on the first one, each import of the body kept on its own line(s)."""
+    if text.find("import", first_start, last) < 0:
+        return " " * body_indent + "..." + "\n" * text.count("\n", first_start, last)
     lines = text[first_start:last].split("\n")
     stub = [""] * len(lines)
     stub[0] = " " * body_indent + "..."
-    if text.find("import", first_start, last) < 0:
-        return "\n".join(stub)
     for match in _IMPORT.finditer(text, first_start - 1, last):
         if _inside_string(strings, match.start() + 1) is not None:
             continue
