@@ -21,7 +21,7 @@ _ASTRAL = re.compile("[\U00010000-\U0010FFFF]")  # two UTF-16 code units each
 
 def split_lines(text: str) -> list[str]:
     """Lines as Python's tokenizer and LSP count them (\\n, \\r\\n and \\r only)."""
-    return _LINE_BREAK.split(text)
+    return _LINE_BREAK.split(text) if "\r" in text else text.split("\n")
 
 
 def byte_col_to_char_col(line_text: str, byte_col: int) -> int:
@@ -83,16 +83,25 @@ def unit_to_char_col(line_text: str, col: int, encoding: str) -> int:
 
 
 class LineIndex:
-    """Line texts of a document, for converting `ast` byte columns to code-point columns."""
+    """Line texts of a document, for converting `ast` byte columns to code-point columns (split on first use: a
+    file read only for its definitions never needs them)."""
+
+    __slots__ = ("_text", "_lines")
 
     def __init__(self, text: str):
-        self.lines = split_lines(text)
+        self._text = text
+        self._lines: list[str] | None = None
+
+    @property
+    def lines(self) -> list[str]:
+        if self._lines is None:
+            self._lines = split_lines(self._text)
+        return self._lines
 
     def line(self, lineno: int) -> str:
         """1-based line number -> its text ('' past the end)."""
-        if 1 <= lineno <= len(self.lines):
-            return self.lines[lineno - 1]
-        return ""
+        lines = self.lines
+        return lines[lineno - 1] if 1 <= lineno <= len(lines) else ""
 
     def char_col(self, lineno: int, byte_col: int) -> int:
         return byte_col_to_char_col(self.line(lineno), byte_col)
