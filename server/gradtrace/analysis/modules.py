@@ -12,7 +12,7 @@ from functools import cache, cached_property
 
 from gradtrace.analysis.frameworks.torch import api
 from gradtrace.analysis.names import NameTable
-from gradtrace.analysis.skeleton import body_text, unread_body
+from gradtrace.analysis.skeleton import body_text, function_text, unread_body
 from gradtrace.analysis.source import SourceFile, node_fields
 from gradtrace.records import field, record
 
@@ -313,6 +313,9 @@ class ModuleContext:
         found = table.get(id(fn))
         if found is None:
             assigned = self.top_assigned
+            text = function_text(fn) if assigned else None
+            if text is not None:  # only the names its text holds can be read (a walk decides which are)
+                assigned = frozenset(name for name in assigned if name in text)
             found = table[id(fn)] = _names_read(fn, assigned) if assigned else ()
         return found
 

@@ -166,11 +166,23 @@ def _load_class(node, region: _ClassRegion) -> list:
     return node.body
 
 
+def _function_region(node) -> _Region | None:
+    region = node.__dict__.get("_region") or node.__dict__.get("_read_region")
+    return region if type(region) is _Region else None
+
+
 def body_text(node) -> str | None:
     """The text of the body of a function of a lazily parsed file, parsed since or not; None for a function of a
     whole parse."""
-    region = node.__dict__.get("_region") or node.__dict__.get("_read_region")
+    region = _function_region(node)
     return region.text[region.body:region.end] if region is not None else None
+
+
+def function_text(node) -> str | None:
+    """The text of a function of a lazily parsed file from its `def` on (its signature and body, not its
+    decorators), parsed since or not; None for a function of a whole parse."""
+    region = _function_region(node)
+    return region.text[region.start:region.end] if region is not None else None
 
 
 def unread_body(node) -> str | None:
