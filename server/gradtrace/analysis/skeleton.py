@@ -31,10 +31,8 @@ _DEF = re.compile(r"\n([ ]*)(?:async[ ]+)?def[ ]+(\w+)[ ]*[(\[]")
 _HEADER_END = re.compile(r":[ \t]*(?:#[^\n]*)?$", re.M)
 # a class statement at the top of the file (column 0; not on the file's first line)
 _CLASS = re.compile(r"\nclass[ ]+(\w+)[ ]*[(:\[]")
-# an import kept in a blanked body of the skeleton (`...; import x` when it was the body's first statement)
-_KEPT_IMPORT = re.compile(r"\n[ ]+(?:\.\.\.; )?((?:from[ ]+\.*[\w.]*[ ]+import\b|import[ ]+[\w.])[^\n]*)")
-# an import statement's first line inside a body
-_IMPORT = re.compile(r"\n[ ]+(?:from[ ]+\.*[\w.]*[ ]+import\b|import[ ]+[\w.])[^\n]*")
+# an import statement's first line inside a body (after `...; ` in a body the skeleton blanked already)
+_IMPORT = re.compile(r"\n[ ]+(?:\.\.\.; )?((?:from[ ]+\.*[\w.]*[ ]+import\b|import[ ]+[\w.])[^\n]*)")
 _CODE = re.compile(r"\n[ ]*[^ \t\n#]")  # a line of code (not blank, not only a comment)
 _CODE_AT: dict[int, re.Pattern] = {}  # indentation -> regex of the next code line indented at most that much
 _ODD_INDENT = re.compile(r"\n[ ]*[\t\f]")  # a tab or form feed in an indentation: the file is parsed whole
@@ -286,34 +284,11 @@ def _blank_classes(skeleton: str) -> tuple[str, dict]:
         last_line = class_line + skeleton.count("\n", start, last)
         end_column = _end_column(skeleton[skeleton.rfind("\n", 0, last) + 1:last])
         out.append(skeleton[copied:first_start])
-        out.append(_class_stub(skeleton, first_start, last, body_indent, strings))
+        out.append(_stub(skeleton, first_start, last, body_indent, strings))
         classes[class_line] = (match.group(1), start, last, last_line, end_column)
         copied, line = last, last_line
     out.append(skeleton[copied:])
     return "".join(out), classes
-
-
-def _class_stub(skeleton: str, first_start: int, last: int, body_indent: int, strings: list[int]) -> str:
-    """A class body blanked: `...` on its first line, each import the skeleton kept in it on its own line(s)."""
-    if skeleton.find("import", first_start, last) < 0:
-        return " " * body_indent + "..." + "\n" * skeleton.count("\n", first_start, last)
-    lines = skeleton[first_start:last].split("\n")
-    stub = [""] * len(lines)
-    stub[0] = " " * body_indent + "..."
-    for match in _KEPT_IMPORT.finditer(skeleton, first_start - 1, last):
-        if _inside_string(strings, match.start(1)) is not None:
-            continue
-        index = skeleton.count("\n", first_start, match.start() + 1)
-        statement = match.group(1).strip()
-        stub[index] = stub[index] + "; " + statement if index == 0 else " " * body_indent + statement
-        open_brackets = statement.count("(") - statement.count(")")
-        continued = statement.endswith("\\")
-        while (open_brackets > 0 or continued) and index + 1 < len(lines):
-            index += 1
-            stub[index] = lines[index]
-            open_brackets += lines[index].count("(") - lines[index].count(")")
-            continued = lines[index].endswith("\\")
-    return "\n".join(stub)
 
 
 def _string_spans(text: str) -> list[int]:
@@ -470,10 +445,10 @@ def _stub(text: str, first_start: int, last: int, body_indent: int, strings: lis
     stub = [""] * len(lines)
     stub[0] = " " * body_indent + "..."
     for match in _IMPORT.finditer(text, first_start - 1, last):
-        if _inside_string(strings, match.start() + 1) is not None:
+        if _inside_string(strings, match.start(1)) is not None:
             continue
         index = text.count("\n", first_start, match.start() + 1)
-        statement = match.group().strip()
+        statement = match.group(1).strip()
         stub[index] = stub[index] + "; " + statement if index == 0 else " " * body_indent + statement
         open_brackets = statement.count("(") - statement.count(")")
         continued = statement.endswith("\\")
