@@ -38,6 +38,16 @@ def _self_fact_text() -> re.Pattern:
     return re.compile(_SELF_FACT_SOURCE, re.MULTILINE)  # compiled on first use: a file with no class needs none
 
 
+@cache
+def _stored_attr_text() -> re.Pattern:
+    """`self.<name>` and what stores into it (`= ...`, `[k] = ...`, `: T = ...`, `.append(...)`), the name captured:
+    one pattern for every attribute (compiling one per name asked for cost more than the search)."""
+    return re.compile(rf"self{_GAP}\.[\s\\]*(\w+){_GAP}(?:\[|=(?!=)|:|\.[\s\\]*(?:append|extend|insert)\b)")
+
+
+_WORD = re.compile(r"\w+")
+
+
 @record(eq=False)
 class AttrInfo:
     name: str
@@ -67,6 +77,9 @@ class ClassInfo:
     _unwalked: list = field(default_factory=list)
     # attribute name -> its fact, found without the class's whole facts (None -> whether that can be done)
     _named: dict = field(default_factory=dict)
+    # id(method) -> the attributes its text may store (None: no text, a whole parse) / the words of its body
+    _stored: dict = field(default_factory=dict)
+    _words: dict = field(default_factory=dict)
 
     # Attribute facts are collected per class on first use: resolving a class of another module (a base,
     # a layer type) needs only its definitions, never the facts of everything it imports.
@@ -106,11 +119,14 @@ class ClassInfo:
         if self._facts or not self._named[None]:
             return self.attrs.get(name)
         if name not in self._named:
-            store = re.compile(rf"self{_GAP}\.[\s\\]*{re.escape(name)}{_GAP}(?:\[|=(?!=)|:|\.[\s\\]*(?:append|extend|insert)\b)")
             methods = {}
             for method_name, method in self.methods.items():
-                text = body_text(method)
-                if text is None or store.search(text):
+                stored = self._stored.get(id(method), False)
+                if stored is False:
+                    text = body_text(method)
+                    stored = self._stored[id(method)] = \
+                        None if text is None else frozenset(_stored_attr_text().findall(text))
+                if stored is None or name in stored:
                     methods[method_name] = method
             part = ClassInfo(self.name, self.node, self.module, self.bases, methods)
             collect_class_facts(part)
@@ -122,10 +138,12 @@ class ClassInfo:
         self.ensure_facts()
         if name in self._reads:
             return True
-        word = re.compile(rf"\b{re.escape(name)}\b")
         for method in list(self._unwalked):
-            body = unread_body(method)
-            if body is None or word.search(body):
+            words = self._words.get(id(method))
+            if words is None:
+                body = unread_body(method)
+                words = self._words[id(method)] = frozenset(_WORD.findall(body)) if body is not None else ()
+            if not words or name in words:
                 self._unwalked.remove(method)
                 _collect_reads(self, method)
         return name in self._reads
@@ -505,16 +523,11 @@ def collect_class_facts(info: ClassInfo) -> None:
             if "self" in body:  # what it reads is found when asked for; its body stays unparsed until then
                 info._unwalked.append(method)
             continue
-        for node in _preorder(method):
-            kind = type(node)
-            if kind is ast.Assign or kind is ast.AnnAssign:
-                assigns.append((node, method_name))
-            elif kind is ast.Attribute:
-                loads.append(node)
-            elif kind is ast.Call:
-                calls.append(node)
-            elif kind is ast.For or kind is ast.comprehension:
-                loops.append(node)
+        method_assigns, method_loads, method_calls, method_loops = _fact_nodes(module, method)
+        assigns.extend((node, method_name) for node in method_assigns)
+        loads += method_loads
+        calls += method_calls
+        loops += method_loops
     stored_items: list = []  # `self.layers[k] = nn.Linear(...)`: what goes into a container attribute
     for node, method_name in assigns:
         value = node.value
@@ -611,10 +624,31 @@ def _self_path(node: ast.expr) -> str | None:
     return None
 
 
+def _fact_nodes(module: ModuleContext, method) -> tuple[list, list, list, list]:
+    """The assignments, attributes, calls and loops of a method, in pre-order: from one walk, kept with the module
+    (the facts of one attribute, asked for one by one, walk a long `__init__` once, not once per attribute)."""
+    table = module.__dict__.setdefault("_fact_nodes", {})
+    found = table.get(id(method))
+    if found is None:
+        found = table[id(method)] = ([], [], [], [])
+        assigns, loads, calls, loops = found
+        for node in _preorder(method):
+            kind = type(node)
+            if kind is ast.Assign or kind is ast.AnnAssign:
+                assigns.append(node)
+            elif kind is ast.Attribute:
+                loads.append(node)
+            elif kind is ast.Call:
+                calls.append(node)
+            elif kind is ast.For or kind is ast.comprehension:
+                loops.append(node)
+    return found
+
+
 def _collect_reads(info: ClassInfo, method) -> None:
     """The attributes of `self` one method reads, into the class's reads."""
-    for node in _preorder(method):
-        if type(node) is ast.Attribute and type(node.ctx) is ast.Load:
+    for node in _fact_nodes(info.module, method)[1]:
+        if type(node.ctx) is ast.Load:
             attr = _is_self_attr(node)
             if attr:
                 info._reads.add(attr)
