@@ -88,14 +88,15 @@ class _Region:
 
 class _ClassRegion:
     """Where a blanked class is: its lines in the text with function bodies blanked (`skeleton`), the original
-    text, the blanked functions of the file (def line -> where) and the file's list of nodes still lazy, which
-    the class's methods join when it is parsed."""
+    text, the blanked functions of the file (def line -> where) and how many are in the class, and the file's list
+    of nodes still lazy, which the class's methods join when it is parsed."""
 
-    __slots__ = ("skeleton", "text", "line", "start", "end", "functions", "pending")
+    __slots__ = ("skeleton", "text", "line", "start", "end", "functions", "count", "pending")
 
-    def __init__(self, skeleton: str, text: str, line: int, start: int, end: int, functions: dict, pending: list):
+    def __init__(self, skeleton: str, text: str, line: int, start: int, end: int, functions: dict, count: int,
+                 pending: list):
         self.skeleton, self.text, self.line, self.start, self.end = skeleton, text, line, start, end
-        self.functions, self.pending = functions, pending
+        self.functions, self.count, self.pending = functions, count, pending
 
     def load(self, node, plain: type) -> list:
         return _load_class(node, self)
@@ -150,8 +151,7 @@ def _load_class(node, region: _ClassRegion) -> list:
     cls = parsed.body[0] if parsed is not None and len(parsed.body) == 1 else None
     methods = None
     if type(cls) is ast.ClassDef and cls.name == node.name and cls.lineno == node.lineno:
-        expected = sum(1 for line in region.functions if cls.lineno <= line <= (cls.end_lineno or 0))
-        methods = _mark_lazy(cls.body, region.text, region.functions, expected)
+        methods = _mark_lazy(cls.body, region.text, region.functions, region.count)
     if methods is None:  # not the class the scan took it for: its definition in a whole parse
         cls, methods = _from_whole_file(region, node, ast.ClassDef), []
     node.__class__ = ast.ClassDef
@@ -241,7 +241,8 @@ def parse_skeleton(text: str) -> tuple[ast.Module, list] | None:
             start, end, last_line, end_column = span[1:]
             inside = def_lines[bisect.bisect_left(def_lines, node.lineno):bisect.bisect_right(def_lines, last_line)]
             node.__class__ = LazyClassDef
-            node.__dict__["_region"] = _ClassRegion(skeleton, text, node.lineno, start, end, regions, lazy)
+            node.__dict__["_region"] = _ClassRegion(skeleton, text, node.lineno, start, end, regions, len(inside),
+                                                    lazy)
             # where it ends: its last line, or where its last method does (a blanked body ends early)
             node.end_lineno, node.end_col_offset = max([(last_line, end_column),
                                                         *((regions[line][2], regions[line][3]) for line in inside)])
@@ -268,18 +269,10 @@ def _blank_classes(skeleton: str) -> tuple[str, dict]:
         start = match.start() + 1
         if start < copied or _inside_string(strings, start) is not None:
             continue
-        body_start = _header_end(skeleton, start, match.end(1))
-        first = _CODE.search(skeleton, body_start - 1) if body_start is not None else None
-        if first is None:
+        body = _block_body(skeleton, start, match.end(1), 0, strings)
+        if body is None or body[3]:
             continue
-        first_start = first.start() + 1
-        body_indent = first.end() - 1 - first_start
-        if body_indent <= 0 or _inside_string(strings, first.end() - 1) is not None:
-            continue
-        end, doubtful = _body_end(skeleton, body_start, 0, strings)
-        last = _last_code(skeleton, first_start, end)
-        if doubtful or last <= first_start or skeleton[last - 1] == "\\":
-            continue
+        first_start, body_indent, last, _ = body
         class_line = line + skeleton.count("\n", copied, start)
         last_line = class_line + skeleton.count("\n", start, last)
         end_column = _end_column(skeleton[skeleton.rfind("\n", 0, last) + 1:last])
@@ -335,21 +328,10 @@ def _blank_bodies(text: str, strings: list[int]) -> tuple[str, dict]:
         position = match.end()
         if _inside_string(strings, match.start(2)) is not None:
             continue
-        indent = len(match.group(1))
-        body_start = _header_end(text, start, match.end())
-        if body_start is None:
+        body = _block_body(text, start, match.end(), len(match.group(1)), strings)
+        if body is None:
             continue
-        first = _CODE.search(text, body_start - 1)  # the body's first statement
-        if first is None:
-            continue
-        first_start = first.start() + 1
-        body_indent = first.end() - 1 - first_start
-        if body_indent <= indent or _inside_string(strings, first.end() - 1) is not None:
-            continue
-        end, doubtful = _body_end(text, body_start, indent, strings)
-        last = _last_code(text, first_start, end)
-        if last <= first_start or text[last - 1] == "\\":
-            continue
+        first_start, body_indent, last, doubtful = body
         def_line = line + text.count("\n", copied, start)
         first_line = def_line + text.count("\n", start, first_start)
         end_line = first_line + text.count("\n", first_start, last)
@@ -363,6 +345,26 @@ def _blank_bodies(text: str, strings: list[int]) -> tuple[str, dict]:
         position = last
     out.append(text[copied:])
     return "".join(out), regions
+
+
+def _block_body(text: str, start: int, after_name: int, indent: int, strings: list[int]) -> tuple | None:
+    """(offset of the first line of the body of the `def` or `class` at `start` indented `indent`, the body's
+    indentation, the offset just after its last code, whether a line indented `indent` or less was taken for part
+    of a string); None when the scan cannot follow it (a one-line body, a header it cannot read, a body that ends
+    with a backslash)."""
+    body_start = _header_end(text, start, after_name)
+    first = _CODE.search(text, body_start - 1) if body_start is not None else None  # the body's first statement
+    if first is None:
+        return None
+    first_start = first.start() + 1
+    body_indent = first.end() - 1 - first_start
+    if body_indent <= indent or _inside_string(strings, first.end() - 1) is not None:
+        return None
+    end, doubtful = _body_end(text, body_start, indent, strings)
+    last = _last_code(text, first_start, end)
+    if last <= first_start or text[last - 1] == "\\":
+        return None
+    return first_start, body_indent, last, doubtful
 
 
 def _header_end(text: str, start: int, after_name: int) -> int | None:
