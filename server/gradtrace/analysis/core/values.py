@@ -213,30 +213,83 @@ def dedup_cuts(*groups) -> tuple:
 def join(*values: Value, paths: bool = False) -> Value:
     """A value that may be any of `values` (branches, containers, arithmetic). `paths`: the values are what
     different paths of the program computed (branches, returns), so a summand known on one of them stays known."""
-    values = tuple(v for v in values if v is not None)
-    if not values:
-        return UNKNOWN
-    first = values[0]
-    if len(values) == 1:
-        return first
-    if all(v == first for v in values[1:]):
-        return first
-    srcs = frozenset().union(*(v.srcs for v in values))
-    deps = frozenset().union(*(v.deps for v in values))
-    cuts = dedup_cuts(*(v.cuts for v in values))
-    kinds = {v.kind for v in values}
-    kind = kinds.pop() if len(kinds) == 1 else ("tensor" if "tensor" in kinds else "unknown")
-    captured = merge_captured(*(v.captured for v in values))
+    if len(values) == 2:  # two branches, two operands: most joins
+        first, second = values
+        if second is None or second is first:
+            return UNKNOWN if first is None else first
+        if first is None:
+            return second
+        if first == second:
+            return first
+    else:
+        values = tuple([v for v in values if v is not None])
+        if not values:
+            return UNKNOWN
+        first = values[0]
+        if len(values) == 1:
+            return first
+        for v in values:
+            if v is not first and v != first:
+                break
+        else:
+            return first
+    # one pass over the values (this runs at every merge of branches: no generator per field)
+    srcs = deps = EMPTY
+    kind = first.kind
+    dtype = first.dtype
+    terms = first.terms
+    fw = None
+    mixed_kinds = mixed_fws = has_tensor = opaque = traced = jtraced = False
+    refinable = leaf = True
+    saved_by = None
+    cut_groups: list = []
+    captured_groups: list = []
+    term_groups: list = []
+    for v in values:
+        if v.srcs:
+            srcs = srcs | v.srcs if srcs else v.srcs
+        if v.deps:
+            deps = deps | v.deps if deps else v.deps
+        if v.cuts:
+            cut_groups.append(v.cuts)
+        if v.captured:
+            captured_groups.append(v.captured)
+        if v.kind != kind:
+            mixed_kinds = True
+        if v.kind == "tensor":
+            has_tensor = True
+        if v.dtype != dtype:
+            dtype = None
+        if v.fw:
+            if fw is None:
+                fw = v.fw
+            elif v.fw != fw:
+                mixed_fws = True
+        if paths:
+            if v.terms:
+                term_groups.append(v.terms)
+        elif v.terms != terms:
+            terms = ()
+        opaque = opaque or v.opaque
+        traced = traced or v.traced
+        jtraced = jtraced or v.jtraced
+        refinable = refinable and v.refinable
+        leaf = leaf and v.leaf
+        if saved_by is None and v.saved_by:
+            saved_by = v.saved_by
+    cuts = dedup_cuts(*cut_groups) if cut_groups else ()
+    captured = merge_captured(*captured_groups)
     # summands are only known on one path (a container's merged elements or two branches may mix a dead term
     # of one with the live value of another)
-    terms = merge_terms(*(v.terms for v in values)) if paths else (
-        first.terms if all(v.terms == first.terms for v in values) else ())
+    if paths:
+        terms = merge_terms(*term_groups)
+    if mixed_kinds:
+        kind = "tensor" if has_tensor else "unknown"
     if kind in IDENTITY_KINDS:
-        if all(v.kind == kind and v.extra == first.extra and v.func is first.func and v.cls is first.cls
-               and v.ref is first.ref for v in values):
+        if all(v.extra == first.extra and v.func is first.func and v.cls is first.cls and v.ref is first.ref
+               for v in values):
             return replace(first, srcs=srcs, cuts=cuts, deps=deps, captured=captured)
         kind = "unknown"
-    dtypes = {v.dtype for v in values}
     items = keys = None
     if kind in ("container", "dict") and all(v.items is not None for v in values):
         lengths = {len(v.items) for v in values}
@@ -250,25 +303,24 @@ def join(*values: Value, paths: bool = False) -> Value:
             items = (merged,) if merged is not None else ()
             if kind == "dict":
                 kind, keys = "container", None
-    fws = {v.fw for v in values if v.fw}
     return Value(
         kind=kind,
         srcs=srcs,
         cuts=cuts,
         items=items,
         keys=keys,
-        opaque=any(v.opaque for v in values),
-        dtype=dtypes.pop() if len(dtypes) == 1 else None,
-        fw=fws.pop() if len(fws) == 1 else None,
-        traced=any(v.traced for v in values),
-        jtraced=any(v.jtraced for v in values),
-        refinable=all(v.refinable for v in values),
-        leaf=all(v.leaf for v in values),
+        opaque=opaque,
+        dtype=dtype,
+        fw=None if mixed_fws else fw,
+        traced=traced,
+        jtraced=jtraced,
+        refinable=refinable,
+        leaf=leaf,
         deps=deps,
         captured=captured,
         terms=terms,
         # a tensor saved for backward on some path may be saved on the path that runs
-        saved_by=next((v.saved_by for v in values if v.saved_by), None),
+        saved_by=saved_by,
     )
 
 
@@ -288,16 +340,32 @@ def combine(kind: str, *values: Value, dtype: str | None = None, saved_by: str |
     """The result of a differentiable operation on `values`."""
     if not values:
         return Value(kind, dtype=dtype, saved_by=saved_by, fw=fw)
-    flats = [flat(v) if v.items else v for v in values]
-    srcs = frozenset().union(*(v.srcs for v in flats))
-    deps = frozenset().union(*(v.deps for v in flats))
-    cuts = dedup_cuts(*(v.cuts for v in flats))
-    if fw is None:
-        fws = {v.fw for v in flats if v.fw}
-        fw = fws.pop() if len(fws) == 1 else None
-    return Value(kind=kind, srcs=srcs, cuts=cuts, opaque=any(v.opaque for v in flats), dtype=dtype,
-                 saved_by=saved_by, fw=fw, deps=deps, traced=any(v.traced for v in flats),
-                 jtraced=any(v.jtraced for v in flats), captured=merge_captured(*(v.captured for v in flats)))
+    srcs = deps = EMPTY
+    cut_groups: list = []
+    captured_groups: list = []
+    fws: set = set()
+    opaque = traced = jtraced = False
+    for v in values:
+        if v.items:
+            v = flat(v)
+        if v.srcs:
+            srcs = srcs | v.srcs if srcs else v.srcs
+        if v.deps:
+            deps = deps | v.deps if deps else v.deps
+        if v.cuts:
+            cut_groups.append(v.cuts)
+        if v.captured:
+            captured_groups.append(v.captured)
+        if v.fw:
+            fws.add(v.fw)
+        opaque = opaque or v.opaque
+        traced = traced or v.traced
+        jtraced = jtraced or v.jtraced
+    if fw is None and len(fws) == 1:
+        fw = fws.pop()
+    return Value(kind=kind, srcs=srcs, cuts=dedup_cuts(*cut_groups) if cut_groups else (), opaque=opaque,
+                 dtype=dtype, saved_by=saved_by, fw=fw, deps=deps, traced=traced, jtraced=jtraced,
+                 captured=merge_captured(*captured_groups))
 
 
 def cut(value: Value, node: ast.AST, kind: str, op: str, *, var: str | ast.AST | None = None, zero: bool = False,
