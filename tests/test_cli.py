@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from gradtrace.settings import LintSettings, load_pyproject_settings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "fixtures")
@@ -119,6 +120,30 @@ def test_pyproject_configuration(tmp_path):
     (tmp_path / "pyproject.toml").write_text('[tool.gradtrace]\nselect = "GT9999x"\n')
     proc = gradtrace("check", str(tmp_path))
     assert proc.returncode == 2 and "tool.gradtrace.select" in proc.stderr
+
+
+@pytest.mark.parametrize("table", [
+    '[tool.gradtrace]\nignore = ["GT119"]\n',
+    '[ tool . "gradtrace" ]\nignore = ["GT119"]\n',
+    'tool.gradtrace.ignore = ["GT119"]\n',
+    "tool = {gradtrace = {ignore = ['GT119']}}\n",
+    '[tool]\ngradtrace = {ignore = ["GT119"]}\n',
+    "['tool']\n'gradtrace'.ignore = ['GT119']\n",
+])
+def test_pyproject_table_in_every_toml_spelling(tmp_path, table):
+    """However TOML spells `tool.gradtrace`, and whatever else the file says about gradtrace, it is read."""
+    (tmp_path / "pyproject.toml").write_text(  # the table first: a dotted key after a header belongs to that table
+        table + '[project]\nname = "demo"\ndependencies = ["gradtrace"]\n[project.scripts]\ngradtrace = "x:y"\n')
+    settings, warning = load_pyproject_settings(str(tmp_path / "model.py"))
+    assert warning is None and settings.ignore == ("GT119",)
+
+
+def test_pyproject_naming_gradtrace_without_its_table(tmp_path):
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "gradtrace"\ndependencies = ["gradtrace"]\n[project.scripts]\ngradtrace = "x:y"\n'
+        '[tool.ruff]\nline-length = 100\n[tool.setuptools.package-data]\ngradtrace = ["*.md"]\n')
+    settings, warning = load_pyproject_settings(str(tmp_path / "model.py"))
+    assert warning is None and settings == LintSettings()
 
 
 def test_fix_applies_safe_fixes_and_is_idempotent(tmp_path):

@@ -124,6 +124,17 @@ def find_pyproject(start: str) -> str | None:
         directory = parent
 
 
+def _may_hold_our_table(raw: bytes) -> bool:
+    """Could this pyproject.toml define `tool.gradtrace`? TOML spells it as a table header (`[tool.gradtrace]`,
+    `[ tool . "gradtrace" ]`), a dotted key (`tool.gradtrace.select = ...`) or an inline table (`tool = {gradtrace =
+    ...}`), each on one line naming `tool` before `gradtrace`, or as a key under a `[tool]` table. A project that
+    names gradtrace only as its name, a dependency or a script has none of them."""
+    if b"gradtrace" not in raw:
+        return False
+    return re.search(rb"tool[^\n]*gradtrace", raw) is not None \
+        or re.search(rb"^[ \t]*\[[ \t]*[\"']?tool[\"']?[ \t]*\]", raw, re.M) is not None
+
+
 def load_pyproject_settings(start: str, base: LintSettings | None = None) -> tuple[LintSettings, str | None]:
     """`[tool.gradtrace]` from the nearest pyproject.toml; returns (settings, warning or None)."""
     path = find_pyproject(start)
@@ -134,7 +145,7 @@ def load_pyproject_settings(start: str, base: LintSettings | None = None) -> tup
             raw = fh.read()
     except OSError as exc:
         return base or LintSettings(), f"{path}: cannot read: {exc}"
-    if b"gradtrace" not in raw:  # no [tool.gradtrace] table, however it is spelled: not ours to parse
+    if not _may_hold_our_table(raw):  # not ours to parse (importing and running a TOML parser costs start-up)
         return base or LintSettings(), None
     try:
         import tomllib  # Python 3.11+
