@@ -175,10 +175,13 @@ class Config:
     depth: int = 2
 '''
 
-# shapes the line scan takes for the end of a class: lines at column 0 in its docstring, or in its brackets
+# shapes the line scan takes for the end of a class: lines at column 0 in its docstring, in its brackets, or in
+# the docstring of one of its methods (the class is then scanned method by method with the rest of the file)
 TRAPS = [
     EXTRA_CLASSES.replace('"""Decodes."""', '"""Decodes.\n\nNot indented: still the docstring.\n"""'),
     EXTRA_CLASSES.replace('rows = [\n        "a",\n    ]', 'rows = [\n"a",\n]'),
+    EXTRA_CLASSES.replace("def forward(self, x):\n        import math",
+                          'def forward(self, x):\n        """Floors.\n\nclass NotAClass:\n"""\n        import math'),
 ]
 
 

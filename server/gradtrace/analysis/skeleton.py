@@ -8,9 +8,12 @@ text (lines and columns kept), the rest parsed as usual. A function whose body w
 `LazyFunctionDef` (an `ast.FunctionDef`): the first read of its `body` parses that function's own lines and
 turns the node back into a plain `ast.FunctionDef`.
 
-A class at the top of the file is taken one step further: its body (methods already blanked) is blanked too, and
-the `LazyClassDef` parses its own lines the first time its `body` is read (a model file reaches a handful of the
-dozens of classes a package module such as `modeling_outputs.py` or `unet_2d_blocks.py` defines).
+A class at the top of the file is taken one step further: its whole body is blanked first (its methods' imports
+kept), and the `LazyClassDef` finds and blanks its methods and parses its own lines the first time its `body` is
+read (a model file reaches a handful of the dozens of classes a package module such as `modeling_outputs.py` or
+`unet_2d_blocks.py` defines: the methods of the others are never even looked for). A class whose body the scan
+cannot be sure of (a method's docstring with lines at column 0) keeps its body in the skeleton, its methods
+blanked one by one with the file's functions.
 
 The skeleton keeps every `import` of a blanked body (the module's name table holds them all). Any doubt about
 the text (tabs, carriage returns, a body that seems to end inside a string or a bracket) and the file is parsed
@@ -87,16 +90,15 @@ class _Region:
 
 
 class _ClassRegion:
-    """Where a blanked class is: its lines in the text with function bodies blanked (`skeleton`), the original
-    text, the blanked functions of the file (def line -> where) and how many are in the class, and the file's list
-    of nodes still lazy, which the class's methods join when it is parsed."""
+    """Where a blanked class is: its lines in the original text (with that text's triple-quoted strings), and the
+    file's list of nodes still lazy, which the class's methods join when it is parsed. Its methods are found and
+    blanked only then: a class no one reads costs no scan of its methods."""
 
-    __slots__ = ("skeleton", "text", "line", "start", "end", "functions", "count", "pending")
+    __slots__ = ("text", "strings", "line", "start", "end", "pending")
 
-    def __init__(self, skeleton: str, text: str, line: int, start: int, end: int, functions: dict, count: int,
-                 pending: list):
-        self.skeleton, self.text, self.line, self.start, self.end = skeleton, text, line, start, end
-        self.functions, self.count, self.pending = functions, count, pending
+    def __init__(self, text: str, strings: list[int], line: int, start: int, end: int, pending: list):
+        self.text, self.strings, self.line, self.start, self.end = text, strings, line, start, end
+        self.pending = pending
 
     def load(self, node, plain: type) -> list:
         return _load_class(node, self)
@@ -145,13 +147,16 @@ def _from_whole_file(region: _Region, node, plain: type):
 
 
 def _load_class(node, region: _ClassRegion) -> list:
-    """Parse the class's own lines (its methods' bodies still blanked, each a lazy function) and make `node` a
-    plain class definition holding its real body; its methods join the file's lazy functions."""
-    parsed = _parse(("\n" * (region.line - 1)) + region.skeleton[region.start:region.end])
-    cls = parsed.body[0] if parsed is not None and len(parsed.body) == 1 else None
-    methods = None
-    if type(cls) is ast.ClassDef and cls.name == node.name and cls.lineno == node.lineno:
-        methods = _mark_lazy(cls.body, region.text, region.functions, region.count)
+    """Parse the class's own lines (its methods' bodies blanked now, each a lazy function) and make `node` a plain
+    class definition holding its real body; its methods join the file's lazy functions."""
+    cls = methods = None
+    blanked = _blank_bodies(region.text, region.strings, region.start, region.end, region.line)
+    if blanked is not None:
+        segment, functions = blanked
+        parsed = _parse(("\n" * (region.line - 1)) + segment)
+        cls = parsed.body[0] if parsed is not None and len(parsed.body) == 1 else None
+        if type(cls) is ast.ClassDef and cls.name == node.name and cls.lineno == node.lineno:
+            methods = _mark_lazy(cls.body, region.text, functions, len(functions))
     if methods is None:  # not the class the scan took it for: its definition in a whole parse
         cls, methods = _from_whole_file(region, node, ast.ClassDef), []
     node.__class__ = ast.ClassDef
@@ -218,37 +223,39 @@ def parse_skeleton(text: str) -> tuple[ast.Module, list] | None:
     strings = _string_spans(text)
     if any(_inside_string(strings, odd.start()) is None for odd in _ODD_INDENT.finditer(text)):
         return None
-    skeleton, regions = _blank_bodies(text, strings)
-    if not regions:
-        return None
-    shell, classes = _blank_classes(skeleton)
-    tree = None
+    # the bodies of the classes at column 0 first (their methods are scanned when the class is read), then the
+    # functions left: those at the top, and those of a class the scan could not blank whole
+    shell, classes = _blank_classes(text, strings)
     if classes:
-        try:
-            tree = ast.parse(shell)
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            classes = {}  # a class's end taken for a line of its own: its body stays in the skeleton
+        found = _skeleton(shell, _string_spans(shell), classes, text, strings)
+        if found is not None:
+            return found
+    return _skeleton(text, strings, {}, text, strings)
+
+
+def _skeleton(shell: str, shell_strings: list[int], classes: dict, text: str, strings: list[int]):
+    """The skeleton of `text` from `shell` (`text` with the bodies of `classes` blanked): its functions blanked,
+    parsed, each blanked node made lazy; None when that does not parse or does not hold what the scan blanked."""
+    blanked = _blank_bodies(shell, shell_strings)
+    if blanked is None:
+        return None
+    skeleton, regions = blanked
+    if not regions and not classes:
+        return None
     try:
-        tree = tree or ast.parse(skeleton)
+        tree = ast.parse(skeleton)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return None  # the caller parses the whole text and reports its own error, if it has one
+        return None  # a class's end taken for a line of its own, or a syntax error the whole parse reports
     lazy: list = []
-    deferred = 0
-    def_lines = sorted(regions)
     for node in tree.body:
         span = classes.get(node.lineno) if type(node) is ast.ClassDef else None
         if span is not None and node.name == span[0]:
             start, end, last_line, end_column = span[1:]
-            inside = def_lines[bisect.bisect_left(def_lines, node.lineno):bisect.bisect_right(def_lines, last_line)]
             node.__class__ = LazyClassDef
-            node.__dict__["_region"] = _ClassRegion(skeleton, text, node.lineno, start, end, regions, len(inside),
-                                                    lazy)
-            # where it ends: its last line, or where its last method does (a blanked body ends early)
-            node.end_lineno, node.end_col_offset = max([(last_line, end_column),
-                                                        *((regions[line][2], regions[line][3]) for line in inside)])
+            node.__dict__["_region"] = _ClassRegion(text, strings, node.lineno, start, end, lazy)
+            node.end_lineno, node.end_col_offset = last_line, end_column
             lazy.append(node)
-            deferred += len(inside)
-    functions = _mark_lazy(tree.body, text, regions, len(regions) - deferred)
+    functions = _mark_lazy(tree.body, shell, regions, len(regions))
     if functions is None:
         return None
     lazy.extend(functions)
@@ -257,10 +264,9 @@ def parse_skeleton(text: str) -> tuple[ast.Module, list] | None:
     return tree, lazy
 
 
-def _blank_classes(skeleton: str) -> tuple[str, dict]:
-    """The skeleton with the body of each class at column 0 blanked too (`...`, its imports kept), and class line
-    -> (name, start and end offsets of the class in `skeleton`, its last line, that line's end column)."""
-    strings = _string_spans(skeleton)
+def _blank_classes(skeleton: str, strings: list[int]) -> tuple[str, dict]:
+    """The text with the body of each class at column 0 blanked (`...`, every import of its methods kept), and
+    class line -> (name, start and end offsets of the class in the text, its last line, that line's end column)."""
     out: list[str] = []
     classes: dict[int, tuple] = {}
     copied = 0
@@ -311,17 +317,19 @@ def _inside_string(spans: list[int], offset: int) -> int | None:
     return spans[i] if i % 2 == 1 and spans[i - 1] != offset else None
 
 
-def _blank_bodies(text: str, strings: list[int]) -> tuple[str, dict]:
-    """The text with every function body blanked (`...` on its first line, its imports kept), and
-    def line -> (name, last line of the body, end column of that line)."""
+def _blank_bodies(text: str, strings: list[int], begin: int = 0, stop: int | None = None,
+                  line: int = 1) -> tuple[str, dict] | None:
+    """`text[begin:stop]` (on `line`) with every function body blanked (`...` on its first line, its imports kept),
+    and def line -> (name, first and last lines of the body, end column of that line, offsets of the def, of its
+    body and of the body's end in `text`); None when a body may not be what the scan takes it for."""
     out: list[str] = []
-    regions: dict[int, tuple[str, int, int]] = {}
-    copied = 0  # text[:copied] is in `out`
-    line = 1  # the line number at offset `copied`
+    regions: dict[int, tuple] = {}
+    stop = len(text) if stop is None else stop
+    copied = begin  # text[begin:copied] is in `out`
     search = _DEF.search
-    position = 0
+    position = max(begin - 1, 0)
     while True:
-        match = search(text, position)
+        match = search(text, position, stop)
         if match is None:
             break
         start = match.start() + 1
@@ -336,14 +344,14 @@ def _blank_bodies(text: str, strings: list[int]) -> tuple[str, dict]:
         first_line = def_line + text.count("\n", start, first_start)
         end_line = first_line + text.count("\n", first_start, last)
         if doubtful and not _is_one_function(text, start, last, def_line, end_line):
-            return text, {}
+            return None
         end_column = _end_column(text[text.rfind("\n", 0, last) + 1:last])
         out.append(text[copied:first_start])
         out.append(_stub(text, first_start, last, body_indent, strings))
         regions[def_line] = (match.group(2), first_line, end_line, end_column, start, first_start, last)
         copied, line = last, end_line
         position = last
-    out.append(text[copied:])
+    out.append(text[copied:stop])
     return "".join(out), regions
 
 
