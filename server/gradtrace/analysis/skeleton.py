@@ -221,7 +221,8 @@ def parse_skeleton(text: str) -> tuple[ast.Module, list] | None:
     if text.count("\n") < MIN_LINES or "\r" in text:
         return None
     strings = _string_spans(text)
-    if any(_inside_string(strings, odd.start()) is None for odd in _ODD_INDENT.finditer(text)):
+    if ("\t" in text or "\f" in text) \
+            and any(_inside_string(strings, odd.start()) is None for odd in _ODD_INDENT.finditer(text)):
         return None
     # the bodies of the classes at column 0 first (their methods are scanned when the class is read), then the
     # functions left: those at the top, and those of a class the scan could not blank whole
@@ -454,10 +455,14 @@ def _stub(text: str, first_start: int, last: int, body_indent: int, strings: lis
     lines = text[first_start:last].split("\n")
     stub = [""] * len(lines)
     stub[0] = " " * body_indent + "..."
-    for match in _IMPORT.finditer(text, first_start - 1, last):
+    line, counted = 0, first_start  # the line of `counted` in `lines` (counted on from the last import: a class
+    # body of thousands of lines with hundreds of imports in its methods is not counted from its start each time)
+    for match in _import_lines(text, first_start - 1, last):
         if _inside_string(strings, match.start(1)) is not None:
             continue
-        index = text.count("\n", first_start, match.start() + 1)
+        line += text.count("\n", counted, match.start() + 1)
+        counted = match.start() + 1
+        index = line
         statement = match.group(1).strip()
         stub[index] = stub[index] + "; " + statement if index == 0 else " " * body_indent + statement
         open_brackets = statement.count("(") - statement.count(")")
@@ -468,6 +473,26 @@ def _stub(text: str, first_start: int, last: int, body_indent: int, strings: lis
             open_brackets += lines[index].count("(") - lines[index].count(")")
             continued = lines[index].endswith("\\")
     return "\n".join(stub)
+
+
+def _import_lines(text: str, begin: int, end: int):
+    """What `_IMPORT.finditer(text, begin, end)` finds, looked for only on the lines that hold the word `import`
+    (a class body of thousands of lines holds a few dozen)."""
+    find, rfind, match = text.find, text.rfind, _IMPORT.match
+    position = begin
+    while True:
+        at = find("import", position, end)
+        if at < 0:
+            return
+        line_start = rfind("\n", begin, at)
+        found = match(text, line_start, end) if line_start >= 0 else None
+        if found is not None:
+            yield found
+            position = found.end()
+            continue
+        position = find("\n", at, end)  # a match starts at a newline: the next one is after this line
+        if position < 0:
+            return
 
 
 def _mark_lazy(statements: list, text: str, regions: dict, count: int) -> list | None:
