@@ -151,9 +151,8 @@ def _make(cls, frozen: bool, eq: bool, slots: bool):
     methods: dict[str, Any] = {}
     if "__init__" not in body:  # the one method written out and compiled: it runs for every instance
         namespace: dict[str, Any] = {"MISSING": MISSING}
-        exec(compile("\n".join(_init_source(cls, all_fields, frozen, namespace)), f"<record {cls.__qualname__}>",
-                     "exec"), namespace)
-        methods["__init__"] = namespace["__init__"]
+        source = "\n".join(_init_source(cls, all_fields, frozen, namespace))  # (a field order error: raised now)
+        methods["__init__"] = _compiled_on_first_use(cls, source, namespace)
     if "__repr__" not in body:
         methods["__repr__"] = _repr_of(tuple(n for n, f in all_fields.items() if f.repr))
     key = _key_of([n for n, f in all_fields.items() if f.compare])
@@ -172,6 +171,19 @@ def _make(cls, frozen: bool, eq: bool, slots: bool):
     direct = not slots and not hasattr(cls, "__post_init__") and all(f.init for f in all_fields.values())
     cls.__record_replace__ = (frozenset(all_fields), direct)
     return cls
+
+
+def _compiled_on_first_use(cls, source: str, namespace: dict):
+    """An `__init__` that compiles the record's own when the first instance is made, puts it in its place and runs
+    it: a short run makes instances of about half of the record classes it imports, and compiling the others'
+    `__init__`s cost more start-up than the rest of all the record classes together."""
+    def __init__(self, *args, **kwargs):
+        if cls.__dict__.get("__init__") is __init__:
+            exec(compile(source, f"<record {cls.__qualname__}>", "exec"), namespace)
+            namespace["__init__"].__qualname__ = f"{cls.__qualname__}.__init__"
+            cls.__init__ = namespace["__init__"]
+        namespace["__init__"](self, *args, **kwargs)
+    return __init__
 
 
 def _own_fields(cls) -> dict[str, Field]:
