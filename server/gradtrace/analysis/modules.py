@@ -7,6 +7,7 @@ value flow walks, in this file or in a project file a model is imported from.
 from __future__ import annotations
 
 import ast
+import bisect
 import re
 from functools import cache, cached_property
 
@@ -331,11 +332,32 @@ class ModuleContext:
         found = table.get(id(fn))
         if found is None:
             assigned = self.top_assigned
+            if assigned and "index" in self.source.__dict__ and getattr(fn, "end_lineno", None):
+                found = table[id(fn)] = self._indexed_reads(fn)  # the file's node index is built: no walk
+                return found
             text = function_text(fn) if assigned else None
             if text is not None:  # only the names its text holds can be read (a walk decides which are)
                 assigned = frozenset(name for name in assigned if name in text)
             found = table[id(fn)] = _names_read(fn, assigned) if assigned else ()
         return found
+
+    def _indexed_reads(self, fn: ast.AST) -> tuple:
+        """`global_reads` from the node index: the reads of the names in `top_assigned` that lie between the
+        function's start (its `def`: decorators come before) and its end."""
+        reads = self.__dict__.get("_assigned_reads")
+        if reads is None:
+            top = self.top_assigned
+            reads = self.__dict__["_assigned_reads"] = sorted(
+                ((n.lineno, n.col_offset), n.id) for n in self.source.nodes(ast.Name)
+                if n.id in top and n.ctx.__class__ is ast.Load)
+        end = (fn.end_lineno, fn.end_col_offset)
+        read = set()
+        for i in range(bisect.bisect_left(reads, ((fn.lineno, fn.col_offset),)), len(reads)):
+            position, name = reads[i]
+            if position >= end:
+                break
+            read.add(name)
+        return tuple(sorted(read))
 
     def _collect(self) -> None:
         for node in self.source.tree.body:
