@@ -56,3 +56,46 @@ def test_a_cut_in_an_imported_function_is_named_alike_for_every_file_that_reache
                                              "helpers.py cuts `chosen`.")]
     assert told["router.py"] == told["gate.py"]
     assert messages(tmp_path, "router.py") == {"router.py": told["router.py"]}  # as when checked alone
+
+
+REBOUND = """
+import torch
+import torch.nn as nn
+
+encoder = nn.Linear(4, 4)
+head = nn.Linear(4, 1)
+
+
+def features(x):
+    return scale(encoder(x))
+
+
+def scale(t):
+    return t * 2
+
+
+def frozen_scale(t):
+    return t.detach() * 2
+
+
+optimizer = torch.optim.SGD(list(encoder.parameters()) + list(head.parameters()), lr=0.1)
+x = torch.randn(8, 4)
+preview = head(features(x))
+
+scale = frozen_scale
+loss = head(features(x)).sum()
+loss.backward()
+optimizer.step()
+"""
+
+
+def test_a_function_is_analysed_again_when_a_module_level_name_it_reads_was_rebound(tmp_path):
+    """`features` reads `scale`, rebound between its two calls: the summary of the first call (nothing cut) is not
+    the answer for the second, which trains through `frozen_scale`."""
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "train.py").write_text(textwrap.dedent(REBOUND))
+    assert messages(tmp_path, "train.py")["train.py"] == [
+        ("GT105", 18, "`encoder` gets no gradient: `.detach()` on line 18 cuts `t`.")]
+    namespace: dict = {}
+    exec(compile(textwrap.dedent(REBOUND), "train.py", "exec"), namespace)  # what torch does with it
+    assert namespace["encoder"].weight.grad is None and namespace["head"].weight.grad is not None
