@@ -188,9 +188,11 @@ def run_check(args) -> int:
     findings: list[Finding] = []
     errors: list[str] = []
     fixed = 0
-    from gradtrace.commands.cache import ResultCache
+    cache = None
+    if not (args.no_cache or args.fix):
+        from gradtrace.commands.cache import ResultCache  # (with json and a hash: only when a cache is used)
 
-    cache = None if (args.no_cache or args.fix) else ResultCache.for_root(root, settings)
+        cache = ResultCache.for_root(root, settings)
     todo = []
     for path in files:
         cached = cache.get(path) if cache else None

@@ -7,7 +7,6 @@ cell-relative lines in JSON (for the related places and the fix edits too), and 
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 
@@ -181,6 +180,8 @@ def summary(findings: list[Finding], files: int, fix: bool, fixed: int) -> str:
 
 def render(findings: list[Finding], fmt: str, *, files: int, fix: bool, fixed: int, stats: bool) -> str:
     """Everything `check` prints on stdout, in one string (written at once)."""
+    if fmt in ("json", "sarif"):
+        import json  # only for these formats (its import costs every text run start-up)
     if stats:
         rows = statistics(findings)
         if fmt == "json":
