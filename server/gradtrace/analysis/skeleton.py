@@ -265,29 +265,29 @@ def _skeleton(shell: str, shell_strings: list[int], classes: dict, text: str, st
     return tree, lazy
 
 
-def _blank_classes(skeleton: str, strings: list[int]) -> tuple[str, dict]:
+def _blank_classes(text: str, strings: list[int]) -> tuple[str, dict]:
     """The text with the body of each class at column 0 blanked (`...`, every import of its methods kept), and
     class line -> (name, start and end offsets of the class in the text, its last line, that line's end column)."""
     out: list[str] = []
     classes: dict[int, tuple] = {}
     copied = 0
     line = 1
-    for match in _CLASS.finditer(skeleton):
+    for match in _CLASS.finditer(text):
         start = match.start() + 1
         if start < copied or _inside_string(strings, start) is not None:
             continue
-        body = _block_body(skeleton, start, match.end(1), 0, strings)
+        body = _block_body(text, start, match.end(1), 0, strings)
         if body is None or body[3]:
             continue
         first_start, body_indent, last, _ = body
-        class_line = line + skeleton.count("\n", copied, start)
-        last_line = class_line + skeleton.count("\n", start, last)
-        end_column = _end_column(skeleton[skeleton.rfind("\n", 0, last) + 1:last])
-        out.append(skeleton[copied:first_start])
-        out.append(_stub(skeleton, first_start, last, body_indent, strings))
+        class_line = line + text.count("\n", copied, start)
+        last_line = class_line + text.count("\n", start, last)
+        end_column = _end_column(text[text.rfind("\n", 0, last) + 1:last])
+        out.append(text[copied:first_start])
+        out.append(_stub(text, first_start, last, body_indent, strings))
         classes[class_line] = (match.group(1), start, last, last_line, end_column)
         copied, line = last, last_line
-    out.append(skeleton[copied:])
+    out.append(text[copied:])
     return "".join(out), classes
 
 
