@@ -16,7 +16,8 @@ from gradtrace.engine import check_source
 # shapes a line scan can trip on: docstrings with lines indented less than their function, headers over several
 # lines, one-line functions, imports inside bodies (one over several lines), nested and async functions, a
 # module-level string right after a method, triple quotes of the other kind inside a string, comments at
-# column 0 inside a body, decorators, a trailing comment on a body's last line
+# column 0 inside a body, decorators, a trailing comment on a body's last line, an import after a one-line
+# block's header
 SHAPES = '''
 """Layers."""
 import torch
@@ -34,6 +35,13 @@ def not_a_function(y):
 
 
 def one_liner(x): return x + 1
+
+
+def guarded(x):
+    if x: import json
+    try: from os import path
+    except ImportError: path = None
+    return json, path
 
 
 def long_header(
@@ -124,6 +132,7 @@ def test_the_imports_inside_bodies_are_known_without_parsing_them():
     names = lambda source: sorted((n.lineno, [a.name for a in n.names]) for n in source.imports)  # noqa: E731
     assert names(lazy) == names(whole)
     assert any(names == ["OrderedDict", "defaultdict"] for _, names in names(lazy))
+    assert {"json", "path"} <= {name for _, names in names(lazy) for name in names}  # after `if x:`, `try:`
     assert lazy.lazy  # answering did not parse the bodies
 
 

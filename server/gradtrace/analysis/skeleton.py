@@ -34,8 +34,10 @@ _DEF = re.compile(r"\n([ ]*)(?:async[ ]+)?def[ ]+(\w+)[ ]*[(\[]")
 _HEADER_END = re.compile(r":[ \t]*(?:#[^\n]*)?$", re.M)
 # a class statement at the top of the file (column 0; not on the file's first line)
 _CLASS = re.compile(r"\nclass[ ]+(\w+)[ ]*[(:\[]")
-# an import statement's first line inside a body (after `...; ` in a body the skeleton blanked already)
-_IMPORT = re.compile(r"\n[ ]+(?:\.\.\.; )?((?:from[ ]+\.*[\w.]*[ ]+import\b|import[ ]+[\w.])[^\n]*)")
+# an import statement's first line inside a body (after `...; ` in a body the skeleton blanked already, or after
+# the header of a one-line block: `if not re: import re`, `except ImportError: from x import y`)
+_IMPORT = re.compile(r"\n[ ]+(?:\.\.\.; |(?:if|elif|else|try|except|finally|with|for|while)\b[^\n:]*:[ ]*)?"
+                     r"((?:from[ ]+\.*[\w.]*[ ]+import\b|import[ ]+[\w.])[^\n]*)")
 _CODE = re.compile(r"\n[ ]*[^ \t\n#]")  # a line of code (not blank, not only a comment)
 _CODE_AT: dict[int, re.Pattern] = {}  # indentation -> regex of the next code line indented at most that much
 _ODD_INDENT = re.compile(r"\n[ ]*[\t\f]")  # a tab or form feed in an indentation: the file is parsed whole
