@@ -233,52 +233,31 @@ def join(*values: Value, paths: bool = False) -> Value:
                 break
         else:
             return first
-    # one pass over the values (this runs at every merge of branches: no generator per field)
-    srcs = deps = EMPTY
+    # loops over the values, not a generator per field: this runs at every merge of branches
+    srcs, deps, cuts, captured, fw, opaque, traced, jtraced = _gathered(values)
     kind = first.kind
     dtype = first.dtype
     terms = first.terms
-    fw = None
-    mixed_kinds = mixed_fws = has_tensor = opaque = traced = jtraced = False
+    mixed_kinds = has_tensor = False
     refinable = leaf = True
     saved_by = None
-    cut_groups: list = []
-    captured_groups: list = []
     term_groups: list = []
     for v in values:
-        if v.srcs:
-            srcs = srcs | v.srcs if srcs else v.srcs
-        if v.deps:
-            deps = deps | v.deps if deps else v.deps
-        if v.cuts:
-            cut_groups.append(v.cuts)
-        if v.captured:
-            captured_groups.append(v.captured)
         if v.kind != kind:
             mixed_kinds = True
         if v.kind == "tensor":
             has_tensor = True
         if v.dtype != dtype:
             dtype = None
-        if v.fw:
-            if fw is None:
-                fw = v.fw
-            elif v.fw != fw:
-                mixed_fws = True
         if paths:
             if v.terms:
                 term_groups.append(v.terms)
         elif v.terms != terms:
             terms = ()
-        opaque = opaque or v.opaque
-        traced = traced or v.traced
-        jtraced = jtraced or v.jtraced
         refinable = refinable and v.refinable
         leaf = leaf and v.leaf
         if saved_by is None and v.saved_by:
             saved_by = v.saved_by
-    cuts = dedup_cuts(*cut_groups) if cut_groups else ()
-    captured = merge_captured(*captured_groups)
     # summands are only known on one path (a container's merged elements or two branches may mix a dead term
     # of one with the live value of another)
     if paths:
@@ -311,7 +290,7 @@ def join(*values: Value, paths: bool = False) -> Value:
         keys=keys,
         opaque=opaque,
         dtype=dtype,
-        fw=None if mixed_fws else fw,
+        fw=fw,
         traced=traced,
         jtraced=jtraced,
         refinable=refinable,
@@ -340,14 +319,21 @@ def combine(kind: str, *values: Value, dtype: str | None = None, saved_by: str |
     """The result of a differentiable operation on `values`."""
     if not values:
         return Value(kind, dtype=dtype, saved_by=saved_by, fw=fw)
+    srcs, deps, cuts, captured, own_fw, opaque, traced, jtraced = _gathered(
+        [flat(v) if v.items else v for v in values])
+    return Value(kind=kind, srcs=srcs, cuts=cuts, opaque=opaque, dtype=dtype, saved_by=saved_by,
+                 fw=own_fw if fw is None else fw, deps=deps, traced=traced, jtraced=jtraced, captured=captured)
+
+
+def _gathered(values) -> tuple:
+    """What a value made from `values` carries of them all: (sources, dependencies, cuts, capture times, their one
+    framework or None, opaque, traced, jtraced), from one loop."""
     srcs = deps = EMPTY
     cut_groups: list = []
     captured_groups: list = []
-    fws: set = set()
-    opaque = traced = jtraced = False
+    fw = None
+    mixed_fws = opaque = traced = jtraced = False
     for v in values:
-        if v.items:
-            v = flat(v)
         if v.srcs:
             srcs = srcs | v.srcs if srcs else v.srcs
         if v.deps:
@@ -357,15 +343,15 @@ def combine(kind: str, *values: Value, dtype: str | None = None, saved_by: str |
         if v.captured:
             captured_groups.append(v.captured)
         if v.fw:
-            fws.add(v.fw)
+            if fw is None:
+                fw = v.fw
+            elif v.fw != fw:
+                mixed_fws = True
         opaque = opaque or v.opaque
         traced = traced or v.traced
         jtraced = jtraced or v.jtraced
-    if fw is None and len(fws) == 1:
-        fw = fws.pop()
-    return Value(kind=kind, srcs=srcs, cuts=dedup_cuts(*cut_groups) if cut_groups else (), opaque=opaque,
-                 dtype=dtype, saved_by=saved_by, fw=fw, deps=deps, traced=traced, jtraced=jtraced,
-                 captured=merge_captured(*captured_groups))
+    return (srcs, deps, dedup_cuts(*cut_groups) if cut_groups else (), merge_captured(*captured_groups),
+            None if mixed_fws else fw, opaque, traced, jtraced)
 
 
 def cut(value: Value, node: ast.AST, kind: str, op: str, *, var: str | ast.AST | None = None, zero: bool = False,
