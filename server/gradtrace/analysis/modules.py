@@ -173,7 +173,7 @@ class ClassInfo:
             self._is_module = False  # guards cycles
             result = False
             for base in self.bases:
-                if base.startswith("torch.nn.") or base in ("nn.Module", "Module"):
+                if api.is_layer_class(base) or base in ("nn.Module", "Module"):
                     result = True
                     break
                 parent = self.module.resolve_class(base)
@@ -481,9 +481,10 @@ def classify_value(value: ast.expr, module: ModuleContext, depth: int = 0) -> tu
             if inner_kind == "module" and method in ("to", "cuda", "cpu", "double", "float", "half", "train", "eval",
                                                      "requires_grad_"):
                 return "module", layer, None
-        if qn in ("torch.nn.Parameter", "torch.nn.parameter.Parameter"):
-            return "param", None, None
-        if qn and qn.startswith("torch.nn.") and qn.split(".")[-1][:1].isupper():
+        tensor_class = api.nn_tensor_class(qn) if qn else None
+        if tensor_class is not None:  # `nn.Parameter(t)`; `nn.Buffer(t)` is a registered tensor without gradient
+            return ("param" if tensor_class == "param" else "tensor"), None, None
+        if qn and api.is_layer_class(qn):
             return "module", qn, None
         if qn and qn.startswith("torch.") and qn.split(".")[-1] in api.FACTORIES:
             for kw in value.keywords:

@@ -92,6 +92,22 @@ class UnusedLayer(Rule):
                     x = getattr(self, f"layer{i}")(x)
                 return self.head(x)
         """,
+        """
+        import torch
+        import torch.nn as nn
+
+
+        class RotaryEmbedding(nn.Module):
+            def __init__(self, dim):
+                super().__init__()
+                inv_freq = 1.0 / (10000 ** (torch.arange(0, dim, 2).float() / dim))
+                self.inv_freq = nn.Buffer(inv_freq, persistent=False)
+                self.original_inv_freq = nn.Buffer(inv_freq.clone(), persistent=False)  # a buffer, not a layer
+
+            def forward(self, positions):
+                freqs = positions[:, None].float() * self.inv_freq
+                return torch.cat((freqs, freqs), dim=-1).cos()
+        """,
     )
     invalid = (
         Invalid(

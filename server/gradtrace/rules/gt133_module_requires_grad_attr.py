@@ -1,5 +1,6 @@
 import ast
 
+from gradtrace.analysis.frameworks.torch import api
 from gradtrace.analysis.modules import ClassInfo, classify_value
 from gradtrace.analysis.semantic import Binding
 from gradtrace.findings import Edit, Fix
@@ -135,7 +136,7 @@ def defines_requires_grad(cls: ClassInfo | None, seen=None) -> bool:
     if cls.attr_named("requires_grad") is not None or cls.reads_attr("requires_grad") or "requires_grad" in cls.methods:
         return True
     for base in cls.bases:
-        if base.startswith("torch.nn.") or base in ("nn.Module", "Module"):
+        if api.is_layer_class(base) or base in ("nn.Module", "Module"):
             continue
         parent = cls.module.resolve_class(base)
         if parent is None or defines_requires_grad(parent, seen):

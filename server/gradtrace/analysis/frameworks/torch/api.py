@@ -108,3 +108,33 @@ PARAMETERLESS_LAYERS = {
 # Names that say "this part is deliberately not trained through this path".
 INTENDED_FROZEN_HINTS = ("target", "teacher", "ema", "momentum", "frozen", "fixed", "old", "ref", "prior",
                          "avg", "average", "shadow", "vgg", "lpips", "perceptual", "inception")
+# Classes under `torch.nn` that are not layers. Tensors: `self.b = nn.Buffer(t)` registers a buffer (a detached
+# tensor that never gets a gradient), `nn.Parameter(t)` a parameter. Helpers: options, mixins, packed sequences,
+# and every class of the namespaces below (pruning methods, attention masks and backends, weight-norm hooks...).
+NN_TENSOR_CLASSES = {"Parameter": "param", "UninitializedParameter": "param", "Buffer": "buffer",
+                     "UninitializedBuffer": "buffer"}
+NN_NON_LAYER_CLASSES = frozenset(NN_TENSOR_CLASSES) | {
+    "UninitializedTensorMixin", "LazyModuleMixin", "LinearCrossEntropyOptions", "PackedSequence", "PackedSequence_",
+    "OrderedDictWrapper", "Gather", "Scatter"}
+NN_NON_LAYER_NAMESPACES = ("torch.nn.functional.", "torch.nn.init.", "torch.nn.attention.", "torch.nn.parameter.",
+                           "torch.nn.utils.prune.", "torch.nn.utils.rnn.", "torch.nn.utils.spectral_norm.",
+                           "torch.nn.utils.weight_norm.", "torch.nn.utils.stateless.")
+
+
+def is_layer_class(qualname: str) -> bool:
+    """Whether a `torch.nn` class is a layer (an `nn.Module`): `torch.nn.Linear`, `torch.nn.modules.conv.Conv2d`,
+    `torch.nn.Module` itself; not `torch.nn.Buffer`, `torch.nn.Parameter` or `torch.nn.attention.SDPBackend`."""
+    if not qualname.startswith("torch.nn."):
+        return False
+    short = qualname.rpartition(".")[2]
+    return short[:1].isupper() and short not in NN_NON_LAYER_CLASSES and not qualname.startswith(NN_NON_LAYER_NAMESPACES)
+
+
+def nn_tensor_class(qualname: str) -> str | None:
+    """"param" for `torch.nn.Parameter` (and the lazy one), "buffer" for `torch.nn.Buffer`, else None."""
+    if not qualname.startswith("torch.nn."):
+        return None
+    namespace, _, short = qualname.rpartition(".")
+    if namespace not in ("torch.nn", "torch.nn.parameter") and not namespace.startswith("torch.nn.modules"):
+        return None
+    return NN_TENSOR_CLASSES.get(short)

@@ -884,7 +884,9 @@ class TorchPlugin(Plugin):
                 cuts = cut(first, node, "rewrap", "nn.Parameter(...)", var=node.args[0] if node.args else None,
                            result_kind="tensor", module=module).cuts
             return Value("tensor", srcs=frozenset({label}), cuts=cuts, leaf=True, pending=True, name=label, fw="torch")
-        if qn.startswith("torch.nn.") and short[:1].isupper() and not qn.startswith("torch.nn.functional"):
+        if api.nn_tensor_class(qn) == "buffer":  # a registered buffer: a detached tensor that gets no gradient
+            return Value("tensor", cuts=first.cuts, fw="torch")
+        if api.is_layer_class(qn):
             if short in api.PARAMETERLESS_LAYERS:
                 return Value("module", cls=qn, extra=("inplace",) if _inplace_layer(node) else ())
             label = f"<{short}@{node.lineno}>"
