@@ -1,3 +1,5 @@
+import ast
+
 from gradtrace.analysis.frameworks.torch import api
 from gradtrace.rules.base import Invalid, Rule, Truth
 
@@ -23,6 +25,31 @@ def read_in_hierarchy(name: str, info, module, below: dict[int, set[str]]) -> bo
         if parent is not None and parent is not info and parent.reads_attr(name):
             return True
     return False
+
+
+def holds_parameters(layer: str | None, module) -> bool:
+    """Whether a layer of this class (a torch.nn layer or a project class) owns parameters (True when unsure)."""
+    if not layer:
+        return True
+    if api.is_layer_class(layer):
+        return layer.split(".")[-1] not in api.PARAMETERLESS_LAYERS
+    cls = module.resolve_class(layer)
+    return cls is None or not cls.is_module or cls.has_parameters()
+
+
+def tied_names(module) -> set[str]:
+    """Every attribute name a class of the file declares tied to another (`_tied_weights_keys`): the parameters
+    it holds are shared with an attribute that may be read."""
+    names: set[str] = set()
+    for info in module.classes.values():
+        for stmt in info.node.body:
+            if isinstance(stmt, (ast.Assign, ast.AnnAssign)) and any(
+                    isinstance(t, ast.Name) and t.id in api.TIED_PARAMETER_DECLARATIONS
+                    for t in (stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target])):
+                for node in ast.walk(stmt.value) if stmt.value is not None else ():
+                    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                        names.update(node.value.split("."))
+    return names
 
 
 class UnusedLayer(Rule):
@@ -107,6 +134,16 @@ class UnusedLayer(Rule):
             def forward(self, positions):
                 freqs = positions[:, None].float() * self.inv_freq
                 return torch.cat((freqs, freqs), dim=-1).cos()
+
+
+        class Decoder(nn.Module):
+            def __init__(self, dim):
+                super().__init__()
+                self.rotary_emb = RotaryEmbedding(dim)  # left unused: buffers only, no parameter to lose
+                self.proj = nn.Linear(dim, dim)
+
+            def forward(self, x):
+                return self.proj(x)
         """,
     )
     invalid = (
@@ -137,6 +174,7 @@ class UnusedLayer(Rule):
     def check(self, ctx):
         module = ctx.torch.module
         below = subclass_reads(module)
+        tied = None
         # A model file that trains nothing (a library's model zoo): other code may use the attribute (a pipeline
         # reading `model.null_embedding`, a checkpoint that must load): say it, quietly.
         severity = "warning" if ctx.torch.training_sinks else "information"
@@ -148,8 +186,12 @@ class UnusedLayer(Rule):
                     continue
                 if attr.name in module.attr_loads or read_in_hierarchy(attr.name, info, module, below):
                     continue
-                if attr.kind == "module" and attr.layer and attr.layer.split(".")[-1] in api.PARAMETERLESS_LAYERS:
-                    continue  # an unused Dropout or ReLU has no parameters to lose
+                if tied is None:
+                    tied = tied_names(module)
+                if attr.name in tied:
+                    continue  # declared shared with another attribute's parameters
+                if attr.kind == "module" and not holds_parameters(attr.layer, module):
+                    continue  # an unused Dropout, ReLU or rotary embedding (buffers only) has no parameters to lose
                 what = "layer" if attr.kind != "param" else "parameter"
                 ctx.report(attr.stmt, f"`{attr.name}` is a {what} of `{info.name}` that `forward` never reads: "
                            + ("it gets" if what == "parameter" else "its parameters get") + " no gradient.",

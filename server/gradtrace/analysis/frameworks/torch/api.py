@@ -138,3 +138,7 @@ def nn_tensor_class(qualname: str) -> str | None:
     if namespace not in ("torch.nn", "torch.nn.parameter") and not namespace.startswith("torch.nn.modules"):
         return None
     return NN_TENSOR_CLASSES.get(short)
+# Class attributes through which a library declares parameters that several attributes share (transformers'
+# `_tied_weights_keys = {"lm_head.decoder.bias": "lm_head.bias"}`: after `post_init()` both names hold one tensor,
+# so an attribute named there gets the gradient of the other's use).
+TIED_PARAMETER_DECLARATIONS = ("_tied_weights_keys",)
