@@ -602,6 +602,8 @@ class TorchPlugin(Plugin):
             if given is not None and attr in given:
                 return given[attr]
             if fact is not None and name:
+                if fact.kind == "param" and frozen_parameter(fact.value):
+                    return Value("tensor", fw="torch", deps=base.deps)  # `nn.Parameter(t, requires_grad=False)`
                 self.define(name, "module" if fact.kind == "module" else (
                     "leaf" if fact.kind in ("param", "tensor_grad") else None), fact.stmt, info.module, frame)
                 if fact.kind == "module":
@@ -871,12 +873,8 @@ class TorchPlugin(Plugin):
         if qn.startswith(api.OPTIMIZER_PREFIXES) and short[:1].isupper() and "lr_scheduler" not in qn:
             return self.make_optimizer(node, frame, args, kwargs)
         if qn in ("torch.nn.Parameter", "torch.nn.parameter.Parameter"):
-            frozen = any(k.arg == "requires_grad" and isinstance(k.value, ast.Constant) and k.value.value is False
-                         for k in node.keywords)
-            if len(node.args) > 1 and isinstance(node.args[1], ast.Constant) and node.args[1].value is False:
-                frozen = True
             label = f"<Parameter@{node.lineno}>"
-            if frozen:
+            if frozen_parameter(node):
                 return Value("tensor", cuts=first.cuts, fw="torch")
             cuts = first.cuts
             if first.srcs and frame.func is not None and frame.func.name == "forward":
@@ -1333,6 +1331,15 @@ def injected_attributes(cls: ClassInfo) -> frozenset:
         found = frozenset(names)
         cls._injected = found
     return found
+
+
+def frozen_parameter(call) -> bool:
+    """`nn.Parameter(t, requires_grad=False)` (or `False` as its second argument): held, never trained."""
+    if not isinstance(call, ast.Call):
+        return False
+    flag = call.args[1] if len(call.args) > 1 else next(
+        (k.value for k in call.keywords if k.arg == "requires_grad"), None)
+    return isinstance(flag, ast.Constant) and flag.value is False
 
 
 def registered_parameter(fact) -> bool:
