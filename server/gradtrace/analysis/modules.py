@@ -524,6 +524,17 @@ def _returns_module(fn: ast.FunctionDef, module: ModuleContext, depth: int = 0) 
     return True
 
 
+def layer_holds_parameters(layer: str | None, module: ModuleContext) -> bool:
+    """Whether a layer (a torch.nn layer or a project class, as `classify_value` names it) owns parameters: not
+    `nn.ReLU`, `nn.CrossEntropyLoss` or a rotary embedding holding buffers (True when unsure)."""
+    if not layer:
+        return True
+    if api.is_layer_class(layer):
+        return layer.split(".")[-1] not in api.PARAMETERLESS_LAYERS
+    cls = module.resolve_class(layer)
+    return cls is None or not cls.is_module or cls.has_parameters()
+
+
 def _container_kind(kinds: list[str], container: str) -> tuple[str, str | None, str | None]:
     # one layer in a plain list (even beside an activation, or in a list of lists) is hidden from the module
     if kinds and any(k in ("module", "modules_container") for k in kinds):

@@ -1,5 +1,6 @@
 import ast
 
+from gradtrace.analysis.modules import classify_value, layer_holds_parameters
 from gradtrace.findings import Edit, Fix
 from gradtrace.rules.base import Invalid, Rule, Truth
 
@@ -11,6 +12,40 @@ WRAPPERS = {
     ("params_container", "tuple"): "ParameterList",
     ("params_container", "dict"): "ParameterDict",
 }
+
+
+# `self.add_module(str(i), layer)` for each layer of the list: what the container holds is registered after all
+REGISTERING_METHODS = frozenset({"add_module", "register_module", "register_parameter"})
+
+
+def registered_one_by_one(info, name: str) -> bool:
+    """A loop over `self.<name>` (or `enumerate(self.<name>)`) that registers what it gets on `self`."""
+    for method in info.methods.values():
+        for loop in ast.walk(method):
+            if not isinstance(loop, ast.For) or not any(
+                    isinstance(n, ast.Attribute) and n.attr == name and isinstance(n.value, ast.Name)
+                    and n.value.id == "self" for n in ast.walk(loop.iter)):
+                continue
+            for call in ast.walk(loop):
+                if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) \
+                        and call.func.attr in REGISTERING_METHODS and isinstance(call.func.value, ast.Name) \
+                        and call.func.value.id == "self":
+                    return True
+    return False
+
+
+def holds_no_parameters(value: ast.expr, module) -> bool:
+    """A literal list/tuple/dict whose every item is a layer without parameters (`{"ce": nn.CrossEntropyLoss()}`):
+    nothing is lost by leaving it unregistered."""
+    items = value.elts if isinstance(value, (ast.List, ast.Tuple)) else \
+        value.values if isinstance(value, ast.Dict) else None
+    if not items:
+        return False
+    for item in items:
+        kind, layer, _ = classify_value(item, module)
+        if kind != "module" or not layer or layer_holds_parameters(layer, module):
+            return False
+    return True
 
 
 def nn_prefix(ctx) -> str:
@@ -209,7 +244,8 @@ class UnregisteredContainer(Rule):
                 continue
             for attr in info.attrs.values():
                 wrapper = WRAPPERS.get((attr.kind, attr.container or ""))
-                if wrapper is None:
+                if wrapper is None or registered_one_by_one(info, attr.name) or (
+                        attr.kind == "modules_container" and holds_no_parameters(attr.value, module)):
                     continue
                 what = "layers" if attr.kind == "modules_container" else "parameters"
                 ctx.report(attr.value, f"`self.{attr.name}` keeps {what} in a Python {attr.container}: "

@@ -1,6 +1,7 @@
 import ast
 
 from gradtrace.analysis.frameworks.torch import api
+from gradtrace.analysis.modules import layer_holds_parameters
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 
@@ -25,16 +26,6 @@ def read_in_hierarchy(name: str, info, module, below: dict[int, set[str]]) -> bo
         if parent is not None and parent is not info and parent.reads_attr(name):
             return True
     return False
-
-
-def holds_parameters(layer: str | None, module) -> bool:
-    """Whether a layer of this class (a torch.nn layer or a project class) owns parameters (True when unsure)."""
-    if not layer:
-        return True
-    if api.is_layer_class(layer):
-        return layer.split(".")[-1] not in api.PARAMETERLESS_LAYERS
-    cls = module.resolve_class(layer)
-    return cls is None or not cls.is_module or cls.has_parameters()
 
 
 def tied_names(module) -> set[str]:
@@ -190,7 +181,7 @@ class UnusedLayer(Rule):
                     tied = tied_names(module)
                 if attr.name in tied:
                     continue  # declared shared with another attribute's parameters
-                if attr.kind == "module" and not holds_parameters(attr.layer, module):
+                if attr.kind == "module" and not layer_holds_parameters(attr.layer, module):
                     continue  # an unused Dropout, ReLU or rotary embedding (buffers only) has no parameters to lose
                 what = "layer" if attr.kind != "param" else "parameter"
                 ctx.report(attr.stmt, f"`{attr.name}` is a {what} of `{info.name}` that `forward` never reads: "
