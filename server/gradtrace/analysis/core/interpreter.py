@@ -371,8 +371,19 @@ class Interpreter:
             start_env, start_state = body.env, body.state
         frame.conditional -= counts
         self.merge_into(frame, [entry] + passes)  # the loop may run zero or more times
+        self.keep_saved_through_loop(frame, passes)
         if not isinstance(stmt, ast.While) or _constant_truth(stmt.test) is not True:
             self.exec_block(stmt.orelse, frame)
+
+    @staticmethod
+    def keep_saved_through_loop(frame: Frame, passes: list) -> None:
+        """A tensor every pass of the body leaves saved for backward stays saved after the loop: the loops this
+        matters for run over layers and run at least once (the join with the zero-pass entry would drop it)."""
+        last = passes[-1].env
+        for key, value in last.items():
+            if value.saved_by and not frame.env.get(key, value).saved_by \
+                    and all(p.env.get(key) is not None and p.env[key].saved_by for p in passes):
+                frame.env[key] = replace(frame.env[key], saved_by=value.saved_by)
 
     def loop_changed(self, exposed: frozenset, before: dict, after: dict) -> bool:
         """Can another pass see anything new? Only if a name the body reads before writing it (a value

@@ -240,7 +240,7 @@ def join(*values: Value, paths: bool = False) -> Value:
     terms = first.terms
     mixed_kinds = has_tensor = False
     refinable = leaf = True
-    saved_by = None
+    saved_by = first.saved_by
     term_groups: list = []
     for v in values:
         if v.kind != kind:
@@ -256,8 +256,8 @@ def join(*values: Value, paths: bool = False) -> Value:
             terms = ()
         refinable = refinable and v.refinable
         leaf = leaf and v.leaf
-        if saved_by is None and v.saved_by:
-            saved_by = v.saved_by
+        if not v.saved_by:
+            saved_by = None
     # summands are only known on one path (a container's merged elements or two branches may mix a dead term
     # of one with the live value of another)
     if paths:
@@ -298,7 +298,8 @@ def join(*values: Value, paths: bool = False) -> Value:
         deps=deps,
         captured=captured,
         terms=terms,
-        # a tensor saved for backward on some path may be saved on the path that runs
+        # saved for backward only when it is on every path: an in-place write then breaks backward whichever runs
+        # (`relu(layer(x)) if i < n - 1 else layer(x)` in a loop leaves the last layer's output unsaved)
         saved_by=saved_by,
     )
 
