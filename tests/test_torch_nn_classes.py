@@ -94,3 +94,55 @@ def test_an_unread_layer_beside_buffers_is_still_reported():
                             "        self.unused = nn.Linear(dim, dim)")
     codes = [(f.code, f.line) for f in check_source(source, "rotary.py").findings]
     assert codes == [("GT119", 12)]
+
+
+LAYERS = ["nn.Conv1d(2, 4, 3, 2)", "nn.Conv2d(2, 4, 3)", "nn.ConvTranspose1d(2, 4, 3)", "nn.Linear(3, 4)",
+          "nn.LayerNorm(4)", "nn.BatchNorm1d(4)", "nn.GroupNorm(2, 4)", "nn.Embedding(5, 4, padding_idx=0)",
+          "nn.LSTM(4, 8, batch_first=True)", "nn.GRU(4, 8)", "nn.MultiheadAttention(8, 2)", "nn.Dropout(0.1)",
+          "nn.LeakyReLU(0.2)", "nn.Upsample(scale_factor=2)", "nn.RMSNorm(4)", "nn.EmbeddingBag(5, 4)"]
+
+
+@pytest.mark.parametrize("made", LAYERS)
+def test_what_the_table_calls_a_layers_configuration_holds_no_parameter(made):
+    from gradtrace.analysis.frameworks.torch import api as table
+
+    layer = eval(made, {"nn": nn})
+    for attr in table.LAYER_CONFIG_ATTRIBUTES:
+        value = getattr(layer, attr, None)
+        assert not isinstance(value, (nn.Parameter, nn.Module)), f"{made}.{attr}"
+        assert not (isinstance(value, torch.Tensor) and value.requires_grad), f"{made}.{attr}"
+
+
+CONV = textwrap.dedent("""
+    import math
+    import torch
+    import torch.nn as nn
+
+
+    class CausalConv(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv1d(2, 2, 3, 2)
+            self.trim_right_ratio = 0.5
+
+        def forward(self, x):
+            kernel_size = self.conv.kernel_size[0]
+            stride = self.conv.stride[0]
+            padding_total = kernel_size - stride
+            x = self.conv(x)
+            right = math.ceil(padding_total * self.trim_right_ratio)
+            return x[..., : x.shape[-1] - right]
+
+
+    model = CausalConv()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model(torch.randn(1, 2, 9)).sum().backward()
+""").lstrip()
+
+
+def test_arithmetic_on_a_layers_kernel_size_cuts_no_gradient():
+    namespace: dict = {}
+    exec(compile(CONV, "<conv>", "exec"), namespace)
+    model = namespace["model"]
+    assert model.conv.kernel_size == (3,) and model.conv.weight.grad is not None
+    assert check_source(CONV, "conv.py").findings == []

@@ -93,6 +93,17 @@ BUILTIN_PARAMS = {
     "InstanceNorm1d": (), "InstanceNorm2d": (), "Embedding": ("weight",), "EmbeddingBag": ("weight",),
     "PReLU": ("weight",), "RMSNorm": ("weight",),
 }
+# What PyTorch's own layers keep as configuration: plain numbers, tuples, strings and flags, never a parameter or a
+# layer (`self.conv.kernel_size[0]` carries no gradient of the convolution).
+LAYER_CONFIG_ATTRIBUTES = frozenset({
+    "kernel_size", "stride", "padding", "dilation", "groups", "output_padding", "padding_mode", "transposed",
+    "in_channels", "out_channels", "in_features", "out_features", "num_features", "eps", "momentum", "affine",
+    "track_running_stats", "normalized_shape", "elementwise_affine", "num_embeddings", "embedding_dim",
+    "padding_idx", "max_norm", "norm_type", "scale_grad_by_freq", "sparse", "num_groups", "num_channels",
+    "input_size", "hidden_size", "num_layers", "batch_first", "bidirectional", "proj_size", "nonlinearity",
+    "dropout", "p", "inplace", "negative_slope", "scale_factor", "mode", "align_corners", "dim",
+    "embed_dim", "num_heads", "head_dim", "kdim", "vdim", "training",
+})
 PARAMETERLESS_LAYERS = {
     "ReLU", "GELU", "SiLU", "Tanh", "Sigmoid", "Softmax", "LogSoftmax", "Dropout", "Dropout1d", "Dropout2d",
     "Dropout3d", "Identity", "Flatten", "Unflatten", "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d",

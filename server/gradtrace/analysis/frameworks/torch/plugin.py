@@ -641,6 +641,8 @@ class TorchPlugin(Plugin):
         if layer and name and attr in api.BUILTIN_PARAMS.get(layer.split(".")[-1], ()):
             self.define(name, "leaf", None, frame.module, frame)
             return Value("tensor", srcs=frozenset({name}), name=name, leaf=True, fw="torch", deps=base.deps)
+        if layer and attr in api.LAYER_CONFIG_ATTRIBUTES and api.is_layer_class(layer):
+            return UNKNOWN  # `self.conv.kernel_size`: configuration, no gradient
         if name and base.srcs:
             return Value("module", srcs=frozenset({name}), name=name, deps=base.deps)
         return UNKNOWN
