@@ -82,12 +82,38 @@ RECURRENT = {"LSTM", "GRU", "RNN", "MultiheadAttention", "TransformerEncoderLaye
 COMPARE_SYMBOLS = {ast.Gt: ">", ast.GtE: ">=", ast.Lt: "<", ast.LtE: "<=", ast.Eq: "==", ast.NotEq: "!="}
 
 
-def param_value(name: str) -> Value:
-    """An argument of a function analysed on its own: a model-like name is a possible source."""
+# The last word of an argument's name that says it holds data about a model, not a model (`encoder_attention_mask`,
+# `decoder_input_ids`, `head_mask`, `layer_idx`, `module_name`)
+DATA_NAME_ENDINGS = frozenset({"mask", "masks", "states", "state", "ids", "idx", "index", "indices", "dim", "dims",
+                               "size", "sizes", "num", "type", "name", "names", "kwargs", "outputs", "embeds",
+                               "shape", "length", "lengths", "positions", "config", "path", "fn", "scale"})
+PARAMETER_NAME_ENDINGS = frozenset({"weight", "weights", "bias", "param", "params", "parameters"})
+# What an annotation names when the argument is data: `encoder_hidden_states: Optional[torch.Tensor]`
+DATA_ANNOTATIONS = frozenset({"Tensor", "LongTensor", "FloatTensor", "BoolTensor", "IntTensor", "ndarray",
+                              "Generator", "int", "float", "bool", "str", "bytes", "Size", "dtype", "device"})
+
+
+def param_value(arg: ast.arg) -> Value:
+    """An argument of a function analysed on its own: a model-like name is a possible source, unless its name
+    says it holds data about one or its annotation says it is a tensor, a number or a random generator."""
+    name = arg.arg
     lowered = name.lower()
-    if any(h in lowered for h in MODEL_PARAM_HINTS) and lowered not in ("head_dim",):
-        return Value(kind="unknown", srcs=frozenset({name}), opaque=True, name=name, extra=("param",))
-    return UNKNOWN
+    if not any(h in lowered for h in MODEL_PARAM_HINTS) or lowered.rsplit("_", 1)[-1] in DATA_NAME_ENDINGS:
+        return UNKNOWN
+    if arg.annotation is not None and _annotates_data(arg.annotation) \
+            and lowered.rsplit("_", 1)[-1] not in PARAMETER_NAME_ENDINGS:  # `lm_head_weight: Tensor` is a parameter
+        return UNKNOWN
+    return Value(kind="unknown", srcs=frozenset({name}), opaque=True, name=name, extra=("param",))
+
+
+def _annotates_data(annotation: ast.expr) -> bool:
+    """`torch.Tensor`, `Optional[torch.LongTensor]`, `torch.Generator | None`, `int`: data, and no model type."""
+    named = {n.id if isinstance(n, ast.Name) else n.attr for n in ast.walk(annotation)
+             if isinstance(n, (ast.Name, ast.Attribute))}
+    if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):  # a quoted annotation
+        named = set(annotation.value.replace("[", " ").replace("]", " ").replace("|", " ").replace(",", " ")
+                    .replace(".", " ").split())
+    return bool(named & DATA_ANNOTATIONS) and not any("Module" in n or "Model" in n for n in named)
 
 
 class TorchPlugin(Plugin):
@@ -1242,7 +1268,7 @@ class TorchPlugin(Plugin):
             if index == 0 and self_value is not None:
                 env[p.arg] = self_value
             else:
-                env[p.arg] = param_value(p.arg)
+                env[p.arg] = param_value(p)
                 if env[p.arg].srcs:
                     self.define(p.arg, "param", None, self.interp.root, Frame(self.interp.root, {}))
         if a.vararg:
