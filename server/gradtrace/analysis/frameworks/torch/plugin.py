@@ -494,7 +494,8 @@ class TorchPlugin(Plugin):
                 and (value.kind == "tensor" or (value.kind == "unknown" and value.srcs)) \
                 and not (value.pending and value.leaf):
             fact = info.find_attr(attr)
-            if fact is not None and fact.stmt is not stmt and registered_parameter(fact):
+            if fact is not None and fact.stmt is not stmt and registered_parameter(fact) \
+                    and not _registered_later(fact, frame):
                 self.interp.emit(ParameterReassigned(stmt, frame.module, owner=info, attr=attr), frame)
         fresh_parameter = value.kind == "tensor" and value.pending and value.leaf
         if owner.kind == "module" and key and (value.kind == "module" or fresh_parameter) and stmt is not None \
@@ -1359,6 +1360,13 @@ def injected_attributes(cls: ClassInfo) -> frozenset:
         found = frozenset(names)
         cls._injected = found
     return found
+
+
+def _registered_later(fact, frame: Frame) -> bool:
+    """The parameter is registered by a method other than `__init__` (`set_input_size`) while this assignment runs
+    in `__init__`: when it runs, the attribute is no parameter yet."""
+    current = frame.func.name if frame.func is not None else None
+    return current == "__init__" and fact.method != "__init__"
 
 
 def frozen_parameter(call) -> bool:
