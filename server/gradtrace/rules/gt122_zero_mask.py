@@ -55,13 +55,15 @@ class ZeroMask(Rule):
     )
 
     def check(self, ctx):
-        for mask in ctx.torch.flow.zero_masks:
-            node, module, value = mask.node, mask.module, mask.value
-            if module.path != ctx.path:
+        reported = set()
+        for dead in ctx.torch.dead_cuts("zeromask"):
+            node, module = dead.cut.node, dead.cut.module
+            if module is None or module.path != ctx.path or id(node) in reported:
                 continue
-            lost = sorted(s for s in value.srcs if not s.startswith("<"))
+            lost = sorted(s for s in dead.lost if not s.startswith("<"))
             if not lost:
                 continue
+            reported.add(id(node))
             ctx.report(node, f"Multiplying by zero gives {names_phrase(lost)} an all-zero gradient: nothing trains through it.",
                        data={"lost": [display(s) for s in lost], "zero": True})
         return ()

@@ -82,11 +82,6 @@ class NonLeafRequiresGrad(Event):
 
 
 @record(eq=False)
-class ZeroMask(Event):
-    value: Value
-
-
-@record(eq=False)
 class Carried(Event):
     """A loop that hands a tensor with history from one iteration to the next."""
 

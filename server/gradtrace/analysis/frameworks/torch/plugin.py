@@ -51,7 +51,6 @@ from gradtrace.analysis.frameworks.torch.events import (
     Sink,
     Step,
     Surgery,
-    ZeroMask,
 )
 from gradtrace.analysis.modules import ClassInfo, classify_value
 from gradtrace.analysis.names import dotted
@@ -184,10 +183,6 @@ class TorchPlugin(Plugin):
         return self.events_of(NonLeafRequiresGrad)
 
     @property
-    def zero_masks(self) -> list:
-        return self.events_of(ZeroMask)
-
-    @property
     def carried(self) -> list:
         return self.events_of(Carried)
 
@@ -265,6 +260,11 @@ class TorchPlugin(Plugin):
         frame.state[GRAD] = value
 
     def after_value(self, node: ast.AST, value: Value, frame: Frame) -> Value:
+        if type(node) is ast.BinOp and value.srcs and isinstance(node.op, ast.Mult) \
+                and (_is_zero(node.left) or _is_zero(node.right)):
+            # `x * 0`: an all-zero gradient flows back through this product; what reaches the output only
+            # through it is lost (GT122), what also reaches it another way is not
+            value = cut(value, node, "zeromask", "* 0", zero=True, module=frame.module)
         off = frame.state.get(GRAD)
         if off is None or not isinstance(node, (ast.Call, ast.BinOp, ast.UnaryOp, ast.Subscript)):
             return value
@@ -544,13 +544,6 @@ class TorchPlugin(Plugin):
             self.interp.emit(Carried(loop, frame.module, names=carried), frame)
 
     # ================================================================== operators
-    def binop(self, node, op, left: Value, right: Value, frame: Frame):
-        if isinstance(op, ast.Mult) and isinstance(node, ast.BinOp) and (_is_zero(node.left) or _is_zero(node.right)):
-            other = right if _is_zero(node.left) else left
-            if other.srcs:
-                self.interp.emit(ZeroMask(node, frame.module, value=other), frame)
-        return None
-
     def compare(self, node: ast.Compare, values: list, frame: Frame):
         if any(isinstance(op, (ast.Is, ast.IsNot, ast.In, ast.NotIn)) for op in node.ops):
             return Value("number", dtype="bool")
