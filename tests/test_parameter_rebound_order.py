@@ -59,3 +59,39 @@ def resize(source: str) -> BaseException | None:
 def test_a_parameter_registered_later_is_no_parameter_yet_in_init():
     assert resize(BEIT) is None
     assert check_source(BEIT, "beit.py").findings == []
+
+
+PACKED = textwrap.dedent("""
+    import torch
+    import torch.nn as nn
+
+
+    class PackedLinear(nn.Module):
+        def __init__(self, n=2, d=4, bits=4, dtype=torch.float32):
+            super().__init__()
+            self.bits = bits
+            if dtype == torch.uint8:
+                self.weight = nn.Parameter(torch.zeros(n, d // 2, dtype=torch.uint8), requires_grad=False)
+            else:
+                self.weight = nn.Parameter(torch.zeros(n, d, dtype=dtype), requires_grad=False)
+
+        def forward(self, x):
+            return x @ self.weight.float().t()
+
+
+    def build_model_with_cfg(model_cls, **kwargs):
+        return model_cls(**kwargs)
+
+
+    def packed_linear(**kwargs):
+        return build_model_with_cfg(PackedLinear, **kwargs)
+""").lstrip()
+
+
+def test_a_frozen_parameter_assigned_over_a_parameter_is_a_parameter_too():
+    namespace: dict = {}
+    exec(compile(PACKED, "<packed>", "exec"), namespace)
+    for dtype in (namespace["torch"].uint8, namespace["torch"].float32):  # either branch: no TypeError
+        model = namespace["packed_linear"](dtype=dtype)
+        assert isinstance(model.weight, torch.nn.Parameter) and not model.weight.requires_grad
+    assert check_source(PACKED, "packed.py").findings == []

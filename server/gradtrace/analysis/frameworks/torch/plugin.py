@@ -495,7 +495,7 @@ class TorchPlugin(Plugin):
                 and not (value.pending and value.leaf):
             fact = info.find_attr(attr)
             if fact is not None and fact.stmt is not stmt and registered_parameter(fact) \
-                    and not _registered_later(fact, frame):
+                    and not _registered_later(fact, frame) and not _assigns_parameter(stmt, frame.module):
                 self.interp.emit(ParameterReassigned(stmt, frame.module, owner=info, attr=attr), frame)
         fresh_parameter = value.kind == "tensor" and value.pending and value.leaf
         if owner.kind == "module" and key and (value.kind == "module" or fresh_parameter) and stmt is not None \
@@ -1353,6 +1353,12 @@ def injected_attributes(cls: ClassInfo) -> frozenset:
         found = frozenset(names)
         cls._injected = found
     return found
+
+
+def _assigns_parameter(stmt, module) -> bool:
+    """`self.weight = nn.Parameter(t, requires_grad=False)`: a parameter (frozen or not) replaces a parameter."""
+    value = getattr(stmt, "value", None)
+    return isinstance(value, ast.Call) and api.nn_tensor_class(module.names.qualname(value.func) or "") == "param"
 
 
 def _registered_later(fact, frame: Frame) -> bool:
