@@ -5,6 +5,20 @@ from gradtrace.fixes.edits import enclosing_statement, rewrite_statement
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 
+def switched_off_before(freezes: list, event) -> bool:
+    """`w.requires_grad = False` before the in-place write (and not back on in between), as in
+    `w.requires_grad = False; w.copy_(new); w.requires_grad = True`: the write meets no leaf that requires grad."""
+    at = (event.node.lineno, event.node.col_offset)
+    state = None
+    for freeze in freezes:
+        where = (freeze.node.lineno, freeze.node.col_offset)
+        if freeze.module is not event.module or where >= at or not (freeze.srcs & event.target.srcs):
+            continue
+        if state is None or where > state[0]:
+            state = (where, freeze.frozen)
+    return state is not None and state[1]
+
+
 def _loop_binding(ctx, stmt: ast.stmt, var: str) -> bool:
     """Is `var` the target of a `for` loop around `stmt` (e.g. `for p in params: p.add_(...)`)?"""
     semantic = ctx.source.semantic
@@ -152,7 +166,7 @@ class InplaceOnLeaf(Rule):
             if event.module.path != ctx.path or event.grad_off:
                 continue
             target = event.target
-            if not (target.leaf and target.srcs):
+            if not (target.leaf and target.srcs) or switched_off_before(ctx.torch.flow.freezes, event):
                 continue
             fix = out_of_place_fix(ctx, event.node, event.stmt, event.var)
             ctx.report(
