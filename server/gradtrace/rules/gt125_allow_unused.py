@@ -39,6 +39,18 @@ class AllowUnused(Rule):
         w = torch.randn(3, requires_grad=True)
         g, = torch.autograd.grad((w * 2).sum(), [w])
         """,
+        """
+        import torch
+
+
+        def grads_or_zeros(loss, params):
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+            return [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, params)]
+
+
+        def raw_grads(outputs, inputs):
+            return torch.autograd.grad(outputs, inputs, allow_unused=True)  # the caller handles None
+        """,
     )
     invalid = (
         Invalid(
@@ -54,6 +66,7 @@ class AllowUnused(Rule):
     )
 
     def check(self, ctx):
+        functions = None
         for node in ctx.source.nodes(ast.Call):
             if ctx.names.qualname(node.func) != "torch.autograd.grad":
                 continue
@@ -61,5 +74,28 @@ class AllowUnused(Rule):
                 if kw.arg == "allow_unused" and isinstance(kw.value, ast.Constant) and kw.value.value is True:
                     if any(k.arg == "materialize_grads" for k in node.keywords):
                         continue
+                    if functions is None:
+                        functions = list(ctx.source.nodes(ast.FunctionDef, ast.AsyncFunctionDef))
+                    if none_handled(node, functions):
+                        continue
                     ctx.report(kw, "`allow_unused=True` makes the gradient of an unused input a silent None.")
         return ()
+
+
+def none_handled(call: ast.Call, functions: list) -> bool:
+    """The None is not silent: the function returns the gradients as they are (its caller decides), or tests
+    something against None after the call (`g if g is not None else torch.zeros_like(p)`)."""
+    owner = None
+    for fn in functions:
+        if fn.lineno <= call.lineno <= (fn.end_lineno or fn.lineno) and (owner is None or fn.lineno > owner.lineno):
+            owner = fn
+    if owner is None:
+        return False
+    for node in ast.walk(owner):
+        if isinstance(node, ast.Return) and node.value is call:
+            return True
+        if isinstance(node, ast.Compare) and node.lineno >= call.lineno \
+                and any(isinstance(op, (ast.Is, ast.IsNot)) for op in node.ops) \
+                and any(isinstance(c, ast.Constant) and c.value is None for c in node.comparators):
+            return True
+    return False
