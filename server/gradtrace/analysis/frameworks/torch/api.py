@@ -118,7 +118,8 @@ PARAMETERLESS_LAYERS = {
 }
 # Names that say "this part is deliberately not trained through this path".
 INTENDED_FROZEN_HINTS = ("target", "teacher", "ema", "momentum", "frozen", "fixed", "old", "ref", "prior",
-                         "avg", "average", "shadow", "vgg", "lpips", "perceptual", "inception")
+                         "avg", "average", "shadow", "vgg", "lpips", "perceptual", "inception",
+                         "base_layer")  # the frozen layer an adapter (LoRA, DoRA) wraps
 # Classes under `torch.nn` that are not layers. Tensors: `self.b = nn.Buffer(t)` registers a buffer (a detached
 # tensor that never gets a gradient), `nn.Parameter(t)` a parameter. Helpers: options, mixins, packed sequences,
 # and every class of the namespaces below (pruning methods, attention masks and backends, weight-norm hooks...).
