@@ -165,7 +165,7 @@ class WhereNanGradient(Rule):
                 ctx.report(node, f"`torch.where({_short(node.args[0])}, ...)` masks the {what} `{x}`: "
                            f"`{x}` gets a NaN gradient {reach}.",
                            severity="warning" if seen is not None else "information")
-            elif loose is not None:
+            elif loose is not None and seen is not None:  # a loose suspicion needs a gradient seen flowing through
                 ctx.report(node, f"`torch.where` differentiates both branches: the {loose} of the raw input has a NaN gradient "
                            "where the condition is false.")
         return ()
