@@ -82,7 +82,9 @@ class UnregisteredContainer(Rule):
     docs = """
     ## What it does
     Finds `nn.Module` attributes holding a plain Python `list`, `dict` or `tuple` of layers or
-    parameters (including lists filled with `.append` in `__init__`).
+    parameters (including lists filled with `.append` in `__init__`). Not when the module registers each
+    item itself (`self.add_module(str(i), layer)` in a loop over the list), nor for a container of layers
+    that own no parameters (`{"ce": nn.CrossEntropyLoss()}`): nothing is lost there.
 
     ## Why is this bad?
     PyTorch only registers `nn.Module` and `nn.Parameter` attributes. Layers kept in a Python container

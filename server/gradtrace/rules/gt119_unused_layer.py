@@ -51,7 +51,9 @@ class UnusedLayer(Rule):
     ## What it does
     Finds layers (`self.x = nn.Linear(...)`) and parameters (`self.w = nn.Parameter(...)`) that an
     `nn.Module` defines but that neither `forward` nor any other method of the class (or code elsewhere
-    in the file) ever reads.
+    in the file) ever reads. Not a layer that owns no parameters (a rotary embedding holding buffers,
+    `nn.Dropout`), not a buffer (`nn.Buffer(t)`, `register_buffer`), and not an attribute the model
+    declares tied to another's parameters (transformers' `_tied_weights_keys`).
 
     ## Why is this bad?
     An unused layer never contributes to the output, so its parameters never get a gradient (`.grad`

@@ -11,7 +11,8 @@ class ZeroMask(Rule):
     docs = """
     ## What it does
     Finds terms like `loss + 0 * p.sum()` or `0.0 * model.aux(x).mean()`: trainable values multiplied by
-    zero and added to the loss.
+    zero and added to the loss. Only when the zeroed value reaches the loss or the output through that
+    product alone: an accumulator started at `x * 0.0` to which `x` is added again is fine.
 
     ## Why is this bad?
     It is a common way to silence `DistributedDataParallel`'s "parameters that were not used" error or

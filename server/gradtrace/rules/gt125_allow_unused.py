@@ -10,7 +10,9 @@ class AllowUnused(Rule):
     severity = "information"
     docs = """
     ## What it does
-    Finds `torch.autograd.grad(..., allow_unused=True)` calls.
+    Finds `torch.autograd.grad(..., allow_unused=True)` calls whose None nothing handles: not when the
+    function returns the gradients as they are (its caller decides), nor when it tests them against
+    None after the call.
 
     ## Why is this bad?
     Without the flag, an input that the output does not depend on raises "One of the differentiated
