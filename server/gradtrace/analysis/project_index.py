@@ -26,6 +26,7 @@ import os
 import re
 import threading
 
+from gradtrace import parsing
 from gradtrace.guarded_files import UnreadableFile, read_text
 
 IMPORT_LINE = re.compile(r"^[ \t]*(?:from[ \t]+[.\w]+[ \t]+import\b|import[ \t]+[\w.])", re.M)
@@ -43,7 +44,7 @@ def import_statements(text: str) -> list[ast.Import | ast.ImportFrom]:
         start = match.start()
         end = _statement_end(text, match.end())
         try:
-            tree = ast.parse(text[start:end].strip())
+            tree = parsing.parse(text[start:end].strip())
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue
         found.extend(node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom)))

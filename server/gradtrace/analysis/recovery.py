@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import re
 
+from gradtrace import parsing
 from gradtrace.analysis.source import UNNAMED
 from gradtrace.records import field, record
 
@@ -75,7 +76,7 @@ def recover(lines: list[str], error: SyntaxError) -> Recovery | None:
             trial = current[:first - 1] + replacement + current[last:]
             parses += 1
             try:
-                tree = ast.parse("\n".join(trial), filename=UNNAMED)
+                tree = parsing.parse("\n".join(trial), filename=UNNAMED)
             except SyntaxError as exc:
                 if exc.lineno and not first <= exc.lineno <= last and (exc.lineno, exc.msg) != (error.lineno, error.msg):
                     current, error, accepted = trial, exc, True  # this one is fixed; recover the next

@@ -27,6 +27,8 @@ import bisect
 import re
 import sys
 
+from gradtrace import parsing
+
 # a function header's first line: indentation, then `def NAME(` (or `[` for type parameters)
 # (patterns start at the newline before a line: a literal first character makes the search fast)
 _DEF = re.compile(r"\n([ ]*)(?:async[ ]+)?def[ ]+(\w+)[ ]*[(\[]")
@@ -203,7 +205,7 @@ def _parse(source: str) -> ast.Module | None:
     limit = sys.getrecursionlimit()
     try:
         sys.setrecursionlimit(max(limit, 20000))
-        return ast.parse(source)
+        return parsing.parse(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
     finally:
@@ -246,7 +248,7 @@ def _skeleton(shell: str, shell_strings: list[int], classes: dict, text: str, st
     if not regions and not classes:
         return None
     try:
-        tree = ast.parse(skeleton)
+        tree = parsing.parse(skeleton)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None  # a class's end taken for a line of its own, or a syntax error the whole parse reports
     lazy: list = []

@@ -6,6 +6,7 @@ import ast
 import sys
 from functools import cached_property
 
+from gradtrace import parsing
 from gradtrace.analysis.skeleton import load_all, parse_skeleton
 from gradtrace.analysis.suppressions import is_suppressed, line_suppressions
 from gradtrace.positions import LineIndex
@@ -97,7 +98,7 @@ class SourceFile:
                 return src
             # No file name: given one that exists, CPython counts the error's column on the line of that
             # file on disk, which is not this text while the editor holds unsaved changes.
-            src.tree = ast.parse(text, filename=UNNAMED, type_comments=False)
+            src.tree = parsing.parse(text, filename=UNNAMED, type_comments=False)
         except SyntaxError as exc:
             src.syntax_error = exc
             src._recoverable = True

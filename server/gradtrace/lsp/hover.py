@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
+from gradtrace import parsing
 from gradtrace.analysis.suppressions import code_at
 from gradtrace.lsp import lens
 from gradtrace.positions import lsp_to_point, span_to_lsp, split_lines
@@ -138,7 +139,7 @@ def _fragment_diff(before: list[str], after: list[str]) -> str:
 def _feeds_only(line: str, window: list[str], rest: list[str]) -> bool:
     """Whether `line` is an assignment whose names are read in `window` and nowhere in `rest`."""
     try:
-        tree = ast.parse(line.strip())
+        tree = parsing.parse(line.strip())
     except SyntaxError:
         return False
     if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assign):
@@ -172,7 +173,7 @@ def _compiles(lines: list[str], dedent: bool = True, fragment: bool = False) -> 
     text = "\n".join(lines)
     text = (textwrap.dedent(text) if dedent else text) + "\n"
     try:
-        ast.parse(text) if fragment else compile(text, "<example>", "exec")
+        parsing.parse(text) if fragment else compile(text, "<example>", "exec")
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return False
     return True

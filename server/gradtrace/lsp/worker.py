@@ -15,7 +15,6 @@ analysing; when no process can be started, analysis runs in a thread.
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import gc
 import multiprocessing
@@ -25,6 +24,7 @@ import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+from gradtrace import parsing
 from gradtrace.analysis.lens import Lens, LensIndex
 from gradtrace.analysis.project import Project
 from gradtrace.analysis.project_index import ProjectIndex
@@ -160,7 +160,7 @@ def _lens_through(moving: LayoutMove, lens: LensIndex | None) -> LensIndex | Non
 
 def _outline_of(text: str) -> Outline | None:
     try:
-        return outline(ast.parse(text))
+        return outline(parsing.parse(text))
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
 

@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from gradtrace import parsing
 from gradtrace.guarded_files import read_text
 from gradtrace.probe import sandbox
 from gradtrace.probe.report import build_result, detect_framework
@@ -200,7 +201,7 @@ class ProbeLauncher:
             source = read_text(path)
         except (OSError, UnicodeDecodeError) as exc:
             return _failure("error", None, "FileError", f"cannot read {path}: {exc}", path)
-        framework = detect_framework(source)
+        framework = detect_framework(source, parse=parsing.parse)
         if framework not in ("torch", "tensorflow", "jax"):
             return _failure("unsupported", framework, "Unsupported",
                             "the probe runs PyTorch, TensorFlow and JAX code; this file uses none of them", path)

@@ -24,9 +24,10 @@ class Stop(BaseException):  # noqa: N818 - unwinds the user's script; not an Exc
     pass
 
 
-def detect_framework(source: str) -> str | None:
+def detect_framework(source: str, parse=ast.parse) -> str | None:
+    """The framework the script trains with (`parse`: a thread-safe `ast.parse` where several threads parse)."""
     try:
-        tree = ast.parse(source)
+        tree = parse(source)
     except SyntaxError:  # still say which framework: the probe then reports the syntax error and its line
         found = re.findall(r"^\s*(?:import|from)\s+(torch|tensorflow|keras|jax|flax|optax)\b", source, re.M)
         order = {"torch": 0, "tensorflow": 1, "keras": 1, "jax": 2, "flax": 2, "optax": 2}
