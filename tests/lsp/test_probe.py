@@ -7,7 +7,9 @@ exercise the server's side of it; the probe's own tests cover the sandbox.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -33,6 +35,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 DETACH = (DATA / "detach.py").read_text(encoding="utf-8")
 CUT_LINE = 6
 LOG_DIR = Path(tempfile.mkdtemp(prefix="gradtrace-probe-calls-"))
+atexit.register(shutil.rmtree, LOG_DIR, ignore_errors=True)  # the fake launcher's call logs
 
 
 def probe_session(mode: str, log_name: str, options: dict | None = None):
