@@ -6,7 +6,7 @@ from functools import cached_property
 
 from gradtrace.analysis.core.interpreter import Interpreter
 from gradtrace.analysis.core.values import alive_in, display, overlaps
-from gradtrace.analysis.frameworks.torch import api
+from gradtrace.analysis.frameworks.common import FROZEN_NAME_HINTS
 from gradtrace.analysis.frameworks.torch.events import DeadCut, Sink
 from gradtrace.analysis.frameworks.torch.plugin import TorchPlugin
 from gradtrace.analysis.modules import ModuleContext
@@ -63,7 +63,7 @@ class TorchFacts:
             return "maybe"
         last = display(source).split(".")[-1].lower()
         whole = display(source).lower()
-        if any(h in whole for h in api.INTENDED_FROZEN_HINTS) or last in ("target", "teacher"):
+        if any(h in whole for h in FROZEN_NAME_HINTS) or last in ("target", "teacher"):
             return "no"
         kind = flow.source_kind.get(source) or flow.source_kind.get(source.split(".")[0])
         if kind == "param":

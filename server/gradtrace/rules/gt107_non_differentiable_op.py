@@ -10,7 +10,11 @@ class NonDifferentiableOp(Rule):
     ## What it does
     Finds operations with no useful gradient between trainable parameters and the loss: indices
     (`argmax`, `argmin`, `topk(...).indices`, `max(dim)[1]`, `one_hot(argmax)`), comparisons and masks
-    (`pred > 0.5`, `a == b`), and step functions (`round`, `floor`, `ceil`, `sign`, `trunc`).
+    (`pred > 0.5`, `a == b`), step functions (`round`, `floor`, `ceil`, `sign`, `trunc`), and draws:
+    `dist.sample()` of a `torch.distributions` distribution (made under no_grad; `rsample()` is the
+    differentiable one) and `torch.normal(mu, std)`, `torch.bernoulli(p)`, `torch.poisson(rate)`, whose
+    backward gives their arguments a zero gradient. A `sample()` whose distribution reaches the loss through
+    `log_prob` (REINFORCE) stays quiet.
 
     ## Why is this bad?
     Indices and booleans carry no gradient at all (`None`; if nothing else in the loss requires grad,
@@ -60,6 +64,19 @@ class NonDifferentiableOp(Rule):
         loss = top.sum() + best.sum()
         loss.backward()
         """,
+        """
+        import torch
+        import torch.nn as nn
+        from torch.distributions import Categorical
+
+        policy = nn.Linear(4, 3)
+        opt = torch.optim.Adam(policy.parameters(), lr=1e-2)
+        dist = Categorical(logits=policy(torch.randn(8, 4)))
+        actions = dist.sample()
+        rewards = (actions == 1).float()
+        loss = -(dist.log_prob(actions) * rewards).mean()
+        loss.backward()
+        """,
     )
     invalid = (
         Invalid(
@@ -88,6 +105,54 @@ class NonDifferentiableOp(Rule):
             loss.backward()
             """,
             truth=Truth(raises=("RuntimeError", "does not require grad")),
+        ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+            from torch.distributions import Normal
+
+
+            class Actor(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.mu = nn.Linear(4, 2)
+                    self.log_std = nn.Linear(4, 2)
+
+                def forward(self, obs):
+                    dist = Normal(self.mu(obs), self.log_std(obs).exp())
+                    return torch.tanh(dist.sample())  # expect: GT107
+
+
+            actor, critic = Actor(), nn.Linear(6, 1)
+            opt = torch.optim.Adam(actor.parameters(), lr=1e-3)
+            obs = torch.randn(8, 4)
+            loss = -critic(torch.cat([obs, actor(obs)], dim=1)).mean()
+            loss.backward()
+            """,
+            truth=Truth(grads={"actor.mu.weight": "none", "actor.log_std.weight": "none"}),
+        ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            class NoisyLinear(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.w_mu = nn.Parameter(torch.randn(3, 4) * 0.1)
+                    self.w_sigma = nn.Parameter(torch.full((3, 4), 0.05))
+
+                def forward(self, x):
+                    w = torch.normal(self.w_mu, self.w_sigma)  # expect: GT107
+                    return x @ w.t()
+
+
+            layer = NoisyLinear()
+            layer(torch.randn(5, 4)).pow(2).mean().backward()
+            """,
+            truth=Truth(grads={"layer.w_mu": "zero", "layer.w_sigma": "zero"}),
         ),
     )
 

@@ -1,7 +1,7 @@
 import ast
 
 from gradtrace.analysis.core.values import display, overlaps
-from gradtrace.analysis.frameworks.torch import api
+from gradtrace.analysis.frameworks.common import FROZEN_NAME_HINTS
 from gradtrace.rules._torch_cut import names_phrase
 from gradtrace.rules.base import Invalid, Rule, Truth
 
@@ -400,6 +400,10 @@ class OptimizerMismatch(Rule):
             reached = {s for s in sink.value.srcs if not s.startswith("<")}
             if not reached or any(overlaps(r, c) for r in reached for c in coverage.srcs):
                 continue
+            others = [o for o in flow.optimizers if o is not optimizer and o.known]
+            if all(any(overlaps(r, c) for o in others for c in o.coverage.srcs) for r in reached) and any(
+                    overlaps(lost, c) for cut in sink.value.cuts for lost in cut.lost for c in coverage.srcs):
+                continue  # the loss reaches what another optimizer trains, and this one's only through a cut
             # Only compare names of objects this file creates: a function's parameters and `self.`
             # attributes are named per scope, so `model` there need not be `model` here.
             # The parameters of the one function that builds the optimizer and steps it are named in one
@@ -416,7 +420,7 @@ class OptimizerMismatch(Rule):
             sink_line = ctx.span(sink.node).line
             ctx.report(optimizer.node,
                        f"`{name}` holds {names_phrase(sorted(coverage.srcs))}, but its loss on line {sink_line} "
-                       f"reaches only {names_phrase(sorted(reached))}, which never {'trains' if len(reached) == 1 else 'train'}.",
+                       f"reaches only {names_phrase(sorted(reached))}, which `{name}` does not train.",
                        related=[ctx.related(sink.node, "the backward pass this optimizer steps after"),
                                 ctx.related(step.node, "the step")],
                        data={"lost": [display(s) for s in sorted(reached)]})
@@ -542,7 +546,7 @@ def _built_here_alone(ctx, flow, root: str, optimizer) -> bool:
            for a in [*call.args, *(k.value for k in call.keywords)]):
         return False
     name = root.lower()
-    if any(hint in name for hint in api.INTENDED_FROZEN_HINTS):
+    if any(hint in name for hint in FROZEN_NAME_HINTS):
         return False
     if any(overlaps(root, s) for f in flow.freezes for s in f.srcs):
         return False  # its requires_grad is set somewhere: freezing is deliberate

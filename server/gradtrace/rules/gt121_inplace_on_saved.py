@@ -1,6 +1,8 @@
 from gradtrace.rules.base import Invalid, Rule, Truth
 from gradtrace.rules.gt120_inplace_on_leaf import out_of_place_fix
 
+OUTPUT_OF = "the output of "  # what an in-place layer of an nn.Sequential writes over
+
 
 class InplaceOnSaved(Rule):
     code = "GT121"
@@ -13,7 +15,9 @@ class InplaceOnSaved(Rule):
     operation that saves its result for the backward pass (`sigmoid`, `tanh`, `exp`, `softmax`,
     `relu`, `sqrt`, ...), while gradients are being recorded; on one of several views of one tensor
     (`chunk`, `split`, `unbind`); and on the output of a custom `torch.autograd.Function` whose `forward`
-    returns its input as is (without `ctx.mark_dirty`).
+    returns its input as is (without `ctx.mark_dirty`). In an `nn.Sequential` (also one a factory function
+    returns), an in-place layer (`nn.ReLU(inplace=True)`, `nn.Dropout(p, inplace=True)`) right after a layer
+    that saves its output (`nn.ReLU`, `nn.Sigmoid`, `nn.Tanh`, `nn.Softmax`) is reported where it is built.
 
     ## Why is this bad?
     The backward of those operations reads their own output, so changing it in place makes
@@ -140,6 +144,49 @@ class InplaceOnSaved(Rule):
             """,
             truth=Truth(raises=("RuntimeError", "is a view and is being modified inplace")),
         ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            def make_mlp(d_in, d_hidden, d_out, p_drop=0.2):
+                return nn.Sequential(
+                    nn.Linear(d_in, d_hidden),
+                    nn.ReLU(),
+                    nn.Dropout(p_drop, inplace=True),  # expect: GT121
+                    nn.Linear(d_hidden, d_out),
+                )
+
+
+            class Fusion(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.head = make_mlp(8, 16, 2)
+
+                def forward(self, x):
+                    return self.head(x)
+
+
+            model = Fusion()
+            opt = torch.optim.Adam(model.parameters())
+            model(torch.randn(4, 8)).sum().backward()
+            """,
+            truth=Truth(raises=("RuntimeError", "modified by an inplace operation")),
+        ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+            import torch.nn.functional as F
+
+            layer = nn.Linear(4, 8)
+            h = F.relu(layer(torch.randn(3, 4)))
+            h = F.dropout(h, 0.2, training=True, inplace=True)  # expect: GT121
+            h.sum().backward()
+            """,
+            truth=Truth(raises=("RuntimeError", "modified by an inplace operation")),
+        ),
     )
 
     def check(self, ctx):
@@ -159,12 +206,16 @@ class InplaceOnSaved(Rule):
                 maker = target.saved_by.split(":", 1)[1]
                 ctx.report(event.node, f"`{event.var}` is one of the views `{maker}` returned: `{event.op}` on it raises.", fix=fix)
                 continue
-            saver = "the layer" if target.saved_by == "module" else f"`{target.saved_by}`"
-            when = " in training" if "Dropout" in event.op else ""
+            when = " in training" if "Dropout" in event.op or "dropout" in event.op else ""
+            layer = event.var[len(OUTPUT_OF):] if event.var.startswith(OUTPUT_OF) else None
+            if layer is not None and layer.strip("`") == target.saved_by:  # in-place layer in an nn.Sequential
+                text = f"{layer} saved its output for backward: `{event.op}` right after it changes that output"
+            else:
+                subject = f"The output of {layer}" if layer is not None else f"`{event.var}`"
+                text = f"{subject} was saved by `{target.saved_by}` for backward: `{event.op}` changes it"
             ctx.report(
                 event.node,
-                f"`{event.var}` was saved by {saver} for backward: `{event.op}` changes it, so `backward()` "
-                f"raises{when}.",
+                f"{text}, so `backward()` raises{when}.",
                 fix=fix,
             )
         return ()

@@ -67,6 +67,21 @@ class IntegerLeaf(Rule):
             """,
             truth=Truth(raises=("RuntimeError", "Only Tensors of floating point")),
         ),
+        Invalid(
+            """
+            import torch
+
+            n_classes = 3
+            bias = torch.tensor([0] * n_classes, requires_grad=True)  # expect: GT127
+            """,
+            fixed="""
+            import torch
+
+            n_classes = 3
+            bias = torch.tensor([0.0] * n_classes, requires_grad=True)  # expect: GT127
+            """,
+            truth=Truth(raises=("RuntimeError", "Only Tensors of floating point")),
+        ),
     )
 
     def check(self, ctx):

@@ -280,6 +280,30 @@ class CustomFunctionBackwardMismatch(Rule):
             """,
             truth=Truth(raises=("RuntimeError", "returned an incorrect number of gradients (expected 2, got 1)")),
         ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            class BinarizeSTE(torch.autograd.Function):
+                @staticmethod
+                def forward(ctx, x, threshold):
+                    ctx.save_for_backward(x)
+                    return (x > threshold).float() * 2 - 1
+
+                @staticmethod
+                def backward(ctx, grad_output):
+                    (x,) = ctx.saved_tensors
+                    return grad_output * (x.abs() <= 1).float()  # expect: GT134
+
+
+            enc = nn.Linear(4, 3)
+            code = BinarizeSTE.apply(enc(torch.randn(2, 4)), 0.0)
+            code.sum().backward()
+            """,
+            truth=Truth(raises=("RuntimeError", "incorrect number of gradients")),
+        ),
     )
 
     def check(self, ctx):
@@ -307,7 +331,7 @@ class CustomFunctionBackwardMismatch(Rule):
             if any(isinstance(e, ast.Starred) for e in value.elts):
                 return
             grads = list(value.elts)
-        elif isinstance(value, ast.Name) and value.id in sig.grad_params:
+        elif isinstance(value, ast.Name) and value.id in sig.grad_params or single_tensor(value, sig.grad_params):
             grads = [value]
         else:
             return
@@ -355,3 +379,19 @@ class CustomFunctionBackwardMismatch(Rule):
                         grads[owner]):
                     found[position] = (owner, grad)
         return found
+
+
+# methods of a tensor that return several tensors (a tuple), not one
+SPLITTING_METHODS = frozenset({"split", "chunk", "unbind", "tensor_split", "hsplit", "vsplit", "dsplit"})
+
+
+def single_tensor(value: ast.AST, grad_params) -> bool:
+    """An expression that is one tensor, never a tuple of them: arithmetic on tensors (`grad_output * mask`,
+    `-grad_output`), or a method of the incoming gradient that keeps it one tensor (`grad_output.clone()`)."""
+    if isinstance(value, (ast.BinOp, ast.UnaryOp)):
+        return not any(isinstance(n, (ast.Tuple, ast.List)) for n in ast.walk(value))
+    if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute):
+        receiver = value.func.value
+        return isinstance(receiver, ast.Name) and receiver.id in grad_params and \
+            value.func.attr not in SPLITTING_METHODS
+    return False

@@ -10,7 +10,7 @@ from functools import cached_property
 
 from gradtrace.analysis.core.frames import FunctionRef
 from gradtrace.analysis.core.plugin import Plugin
-from gradtrace.analysis.core.values import UNKNOWN, Value, combine
+from gradtrace.analysis.core.values import UNKNOWN, Value, combine, expr_text
 
 
 class FrameworkPlugin(Plugin):
@@ -166,6 +166,18 @@ def literal_dtype(node: ast.AST | None) -> str | None:
             return "int"
         if "float" in kinds and None not in kinds:
             return "float"
+    # a list built from literals keeps their dtype: `[0] * n`, `[0, 0] + [1]`, `[0, 0, 0][:n]`, `[0 for _ in xs]`
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
+        lists = [side for side in (node.left, node.right) if isinstance(side, (ast.List, ast.Tuple))]
+        return literal_dtype(lists[0]) if len(lists) == 1 else None
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add) and all(
+            isinstance(side, (ast.List, ast.Tuple)) for side in (node.left, node.right)):
+        kinds = {literal_dtype(node.left), literal_dtype(node.right)}
+        return kinds.pop() if len(kinds) == 1 else ("float" if kinds == {"int", "float"} else None)
+    if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Slice):
+        return literal_dtype(node.value)
+    if isinstance(node, ast.ListComp) and isinstance(node.elt, (ast.Constant, ast.UnaryOp)):
+        return literal_dtype(node.elt)
     return None
 
 
@@ -325,3 +337,22 @@ def end_position(node: ast.AST) -> tuple:
     if isinstance(node, ast.Module):
         return (10 ** 9, 0)
     return (getattr(node, "end_lineno", None) or getattr(node, "lineno", 0), getattr(node, "end_col_offset", 0) or 0)
+
+
+COMPARE_SYMBOLS = {ast.Gt: ">", ast.GtE: ">=", ast.Lt: "<", ast.LtE: "<=", ast.Eq: "==", ast.NotEq: "!="}
+
+
+def compare_text(node: ast.Compare) -> str:
+    """`a > 0.5` as written when short, else `... > 0.5`: the comparison itself, not its operand."""
+    whole = expr_text(node)
+    if whole and not whole.endswith("..."):
+        return whole
+    parts = [f"{COMPARE_SYMBOLS.get(type(op), '?')} {expr_text(c)}" for op, c in zip(node.ops, node.comparators)]
+    return "... " + " ".join(parts)
+
+
+# Names of models and layers meant to stay as they are while another one trains (a distillation teacher, an EMA or
+# target copy, a perceptual-loss network): used in a loss without being trained, on purpose
+FROZEN_NAME_HINTS = ("target", "teacher", "ema", "momentum", "frozen", "fixed", "old", "ref", "prior",
+                     "avg", "average", "shadow", "vgg", "lpips", "perceptual", "inception",
+                     "base_layer")  # the frozen layer an adapter (LoRA, DoRA) wraps

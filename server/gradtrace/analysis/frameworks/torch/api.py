@@ -24,6 +24,10 @@ INDEX_OPS = {"argmax", "argmin", "argsort", "argwhere", "nonzero", "searchsorted
              "unique", "unique_consecutive", "multinomial", "randint_like", "histc"}
 # Ops with a gradient that is zero almost everywhere.
 ZERO_GRAD_OPS = {"round", "floor", "ceil", "sign", "trunc", "fix", "heaviside", "signbit"}
+# Draws whose backward gives every tensor argument a zero gradient (`torch.normal(mu, std)`: use `mu + std * eps`)
+SAMPLING_OPS = {"normal", "bernoulli", "poisson"}
+# A `torch.distributions` draw made under no_grad: no graph (`rsample()` is the differentiable one)
+UNGRADED_DRAWS = {"sample", "sample_n"}
 COMPARE_METHODS = {"eq", "ne", "lt", "le", "gt", "ge", "greater", "less", "greater_equal", "less_equal",
                    "not_equal", "equal", "isclose", "isnan", "isinf", "isfinite", "logical_and", "logical_or",
                    "logical_not", "logical_xor", "allclose", "isneginf", "isposinf"}
@@ -117,9 +121,6 @@ PARAMETERLESS_LAYERS = {
     "PoissonNLLLoss", "GaussianNLLLoss", "MultiLabelSoftMarginLoss", "SoftMarginLoss", "MultiMarginLoss",
 }
 # Names that say "this part is deliberately not trained through this path".
-INTENDED_FROZEN_HINTS = ("target", "teacher", "ema", "momentum", "frozen", "fixed", "old", "ref", "prior",
-                         "avg", "average", "shadow", "vgg", "lpips", "perceptual", "inception",
-                         "base_layer")  # the frozen layer an adapter (LoRA, DoRA) wraps
 # Classes under `torch.nn` that are not layers. Tensors: `self.b = nn.Buffer(t)` registers a buffer (a detached
 # tensor that never gets a gradient), `nn.Parameter(t)` a parameter. Helpers: options, mixins, packed sequences,
 # and every class of the namespaces below (pruning methods, attention masks and backends, weight-norm hooks...).

@@ -34,6 +34,7 @@ from gradtrace.analysis.core.values import (
     overlaps,
 )
 from gradtrace.analysis.core.values import expr_text as _text
+from gradtrace.analysis.frameworks.common import compare_text, literal_dtype
 from gradtrace.analysis.frameworks.torch import api
 from gradtrace.analysis.frameworks.torch.events import (
     Carried,
@@ -78,7 +79,6 @@ TENSOR_METHODS_HINT = {"view", "reshape", "mean", "sum", "pow", "exp", "log", "s
 MODULE_PASSTHROUGH = {"to", "cuda", "cpu", "train", "eval", "double", "float", "half", "bfloat16", "apply", "type",
                       "share_memory", "requires_grad_", "zero_grad", "compile", "to_empty"}
 RECURRENT = {"LSTM", "GRU", "RNN", "MultiheadAttention", "TransformerEncoderLayer"}
-COMPARE_SYMBOLS = {ast.Gt: ">", ast.GtE: ">=", ast.Lt: "<", ast.LtE: "<=", ast.Eq: "==", ast.NotEq: "!="}
 
 
 # The last word of an argument's name that says it holds data about a model, not a model (`encoder_attention_mask`,
@@ -530,9 +530,9 @@ class TorchPlugin(Plugin):
         result = replace(result, leaf=False)
         return self.apply_grad_mode(result, frame)
 
-    def record_inplace(self, node: ast.AST, frame: Frame, target: Value, target_node: ast.AST, op: str,
-                       stmt) -> None:
-        var = dotted(target_node) or "tensor"
+    def record_inplace(self, node: ast.AST, frame: Frame, target: Value, target_node: ast.AST | None, op: str,
+                       stmt, var: str | None = None) -> None:
+        var = var or dotted(target_node) or "tensor"
         self.interp.emit(InPlace(node, frame.module, target=target, var=var, op=op,
                                  grad_off=frame.state.get(GRAD) is not None, stmt=stmt), frame)
 
@@ -551,7 +551,7 @@ class TorchPlugin(Plugin):
             return None
         merged = join(*values)
         if merged.srcs:
-            return cut(merged, node, "compare", _compare_text(node), var=node.left, result_kind="tensor",
+            return cut(merged, node, "compare", compare_text(node), var=node.left, result_kind="tensor",
                        module=frame.module, dtype="bool", fw="torch")
         return Value("tensor", cuts=merged.cuts, dtype="bool", fw="torch", deps=merged.deps)
 
@@ -632,7 +632,7 @@ class TorchPlugin(Plugin):
                     srcs = frozenset({name}) if not (fact.layer and fact.layer.split(".")[-1] in
                                                      api.PARAMETERLESS_LAYERS) else EMPTY
                     items = self.container_layers(fact, info, name, base.deps)
-                    if items is not None and fact.layer.endswith("Sequential"):
+                    if items is not None and not (fact.layer or "").endswith("ModuleList"):
                         extra += (("children", items),)  # called: each layer in turn
                     return Value("module", srcs=srcs, name=name, cls=cls or fact.layer, extra=extra, deps=base.deps,
                                  items=items)
@@ -672,13 +672,20 @@ class TorchPlugin(Plugin):
         """The layers an `nn.ModuleList` / `nn.Sequential` attribute holds, from the expression that built it:
         one per layer written out (`name.0`, `name.1`...), or one for all when a comprehension builds them
         (`name.*`). None when one of them is not a layer we know, or none is the project's own."""
-        if fact.layer not in CONTAINER_LAYERS or not isinstance(fact.value, ast.Call):
-            return None
         found = info.find_method(fact.method)
         owner = found[1] if found else info
         module = owner.module
-        call = fact.value
-        if fact.layer.endswith("ModuleList"):  # its one argument holds the layers
+        call, container = fact.value, fact.layer
+        if container is None and isinstance(call, ast.Call) and isinstance(call.func, ast.Name):
+            # `self.body = make_mlp(...)`, a same-file factory that returns `nn.Sequential(...)`
+            factory = module.functions.get(call.func.id)
+            returns = [n.value for n in ast.walk(factory) if isinstance(n, ast.Return)] if factory else []
+            if len(returns) == 1 and isinstance(returns[0], ast.Call):
+                call, container = returns[0], module.names.qualname(returns[0].func)
+                found = (factory, owner)
+        if container not in CONTAINER_LAYERS or not isinstance(call, ast.Call):
+            return None
+        if container.endswith("ModuleList"):  # its one argument holds the layers
             if len(call.args) != 1 or call.keywords:
                 return None
             written = [(call.args[0], True)]
@@ -709,8 +716,10 @@ class TorchPlugin(Plugin):
             cls = module.resolve_class(layer) if "." not in layer else None
             item_name = f"{name}.*" if for_all else f"{name}.{index}"  # `*`: every layer the comprehension made
             srcs = EMPTY if layer.split(".")[-1] in api.PARAMETERLESS_LAYERS else frozenset({item_name})
-            items.append(Value("module", srcs=srcs, name=item_name, cls=cls or layer, deps=deps))
-        if not any(isinstance(item.cls, ClassInfo) for item in items):
+            extra = ("inplace",) if _inplace_layer(element) else ()
+            items.append(Value("module", srcs=srcs, name=item_name, cls=cls or layer, deps=deps, extra=extra,
+                               made_at=element))
+        if not _followed_in_order(items, container.endswith("Sequential")):
             return None  # PyTorch's own layers only: nothing of the user's to follow, the container is one layer
         return tuple(items)
 
@@ -777,6 +786,11 @@ class TorchPlugin(Plugin):
             x = args[0]
             for index, child in enumerate(children):  # nn.Sequential(UserBlock(), ...): each child's forward
                 child = named(child, f"{module_value.name}.{index}") if child.pending and module_value.name else child
+                if "inplace" in child.extra and index and x.kind == "tensor":  # writes over the layer before's output
+                    before = _layer_text(children[index - 1])
+                    self.record_inplace(child.made_at or node, frame, x, None, f"{_layer_text(child).strip('`')}(inplace=True)",
+                                        None, var=f"the output of {before}")
+                    child = replace(child, extra=tuple(e for e in child.extra if e != "inplace"))
                 x = self.call_module(child, [x], {}, node, frame)
             return x
         info = module_value.cls if isinstance(module_value.cls, ClassInfo) else None
@@ -798,7 +812,7 @@ class TorchPlugin(Plugin):
             self.record_inplace(node, frame, args[0], node.args[0], f"{short}(inplace=True)", None)
         merged = combine("tensor", *args, *kwargs.values(), fw="torch")
         srcs = merged.srcs | module_value.srcs
-        saved = "module" if layer in api.SAVES_OUTPUT_MODULES else None
+        saved = f"nn.{short}" if layer in api.SAVES_OUTPUT_MODULES else None
         if short in RECURRENT:
             return Value("tensor", srcs=srcs, cuts=merged.cuts, opaque=merged.opaque, fw="torch",
                          deps=merged.deps | module_value.deps, captured=merged.captured)
@@ -908,12 +922,12 @@ class TorchPlugin(Plugin):
             return Value("tensor", cuts=first.cuts, fw="torch")
         if api.is_layer_class(qn):
             if short in api.PARAMETERLESS_LAYERS:
-                return Value("module", cls=qn, extra=("inplace",) if _inplace_layer(node) else ())
+                return Value("module", cls=qn, extra=("inplace",) if _inplace_layer(node) else (), made_at=node)
             label = f"<{short}@{node.lineno}>"
             extra = self.made_in_method(node, frame)
             if short == "Sequential" and args and all(a.kind == "module" for a in args) \
-                    and any(isinstance(a.cls, ClassInfo) for a in args):
-                extra += (("children", tuple(args)),)  # followed in order when called: user layers inside
+                    and _followed_in_order(args, True):
+                extra += (("children", tuple(args)),)  # followed in order when called
             return Value("module", cls=qn, srcs=frozenset({label}), name=label, pending=True, extra=extra)
         if qn.startswith("torch.nn.init."):
             return first
@@ -944,6 +958,9 @@ class TorchPlugin(Plugin):
         requires_grad = any(k.arg == "requires_grad" and isinstance(k.value, ast.Constant) and k.value.value is True
                             for k in node.keywords)
         dtype_qn = _dtype_name(node, module.names)
+        if short in api.SAMPLING_OPS and qn.count(".") == 1 and every.srcs:  # drawn from trainable parameters
+            return cut(every, node, "zero", f"torch.{short}()", var=node.args[0] if node.args else None,
+                       zero=True, module=module, fw="torch")
         if short in api.FACTORIES and (qn.count(".") == 1 or qn.startswith("torch.cuda.") or qn in api.VARIABLE):
             if short in api.REWRAP_FACTORIES and first.srcs:
                 result = cut(first, node, "rewrap", f"torch.{short}()", var=node.args[0], result_kind="tensor",
@@ -1009,12 +1026,13 @@ class TorchPlugin(Plugin):
         if short == "from_numpy":
             return Value("tensor", cuts=first.cuts, dtype=first.dtype, fw="torch", deps=first.deps)
         saved = short if short in api.SAVES_OUTPUT else None
-        if qn.startswith("torch.nn.functional.") and short in ("relu", "softmax", "log_softmax", "sigmoid", "tanh"):
+        if qn.startswith("torch.nn.functional."):  # `F.dropout(h, inplace=True)` writes over `h`
             inplace = any(k.arg == "inplace" and isinstance(k.value, ast.Constant) and k.value.value
                           for k in node.keywords)
-            if inplace and first.kind == "tensor":
+            if inplace and first.kind == "tensor" and node.args:
                 self.record_inplace(node, frame, first, node.args[0], f"F.{short}(..., inplace=True)", None)
-            saved = short
+            if short in ("relu", "softmax", "log_softmax", "sigmoid", "tanh"):
+                saved = short
         if dtype_qn is not None and dtype_qn in api.INT_DTYPES and every.srcs:
             return cut(every, node, "intcast", f"dtype={dtype_qn}", result_kind="tensor", module=module, dtype="int",
                        fw="torch")
@@ -1046,9 +1064,11 @@ class TorchPlugin(Plugin):
                 if isinstance(node.func, ast.Attribute):
                     self.interp.store(node.func.value, replace(receiver, srcs=receiver.srcs | group.srcs), frame)
             return NONE
-        if method in ("sample", "sample_n") and receiver.kind in ("unknown", "external") and receiver.srcs:
-            # a distribution's draw has no graph (rsample() is the differentiable one): nothing is cut
-            return Value("tensor", opaque=True, fw="torch")
+        if method in api.UNGRADED_DRAWS and receiver.kind in ("unknown", "external") and receiver.srcs:
+            # a distribution's draw has no graph (rsample() is the differentiable one): what made the distribution
+            # reaches the loss through it only by `log_prob` (REINFORCE), or not at all
+            return cut(receiver, node, "index", f".{method}()", var=node.func.value, result_kind="tensor",
+                       module=module, fw="torch")
         if method == "backward" and (receiver.kind == "tensor" or receiver.cuts or receiver.srcs):
             # `np.sum(losses).backward()`: the NumPy value cannot be differentiated, and what cut it is why;
             # an unknown value that never met anything trainable may be an extension's own `backward`
@@ -1396,6 +1416,21 @@ def _reads_attribute(stmt: ast.AST, name: str, attr: str) -> bool:
     return False
 
 
+def _layer_text(layer: Value) -> str:
+    """`nn.ReLU` for a layer of PyTorch's, the class name for one of the project's."""
+    if isinstance(layer.cls, ClassInfo):
+        return f"`{layer.cls.name}`"
+    return f"`nn.{layer.cls.split('.')[-1]}`" if isinstance(layer.cls, str) else "the layer before"
+
+
+def _followed_in_order(layers, sequential: bool) -> bool:
+    """Are a container's layers told apart: the project's own layers inside (their forward is followed), or an
+    in-place layer in an `nn.Sequential` (it writes over what the layer before it returned)? Otherwise the
+    container is one layer."""
+    return any(isinstance(layer.cls, ClassInfo) for layer in layers) or (
+        sequential and any("inplace" in layer.extra for layer in layers))
+
+
 def _inplace_layer(call: ast.AST) -> bool:
     """`nn.ReLU(inplace=True)` and friends (also through `.to(...)` chains)."""
     return isinstance(call, ast.Call) and any(
@@ -1431,31 +1466,16 @@ _dtype_name = dtype_name
 
 
 def int_literal_data(node: ast.Call) -> bool:
-    """`torch.tensor([1, 2])`: data made only of int literals."""
+    """`torch.tensor([1, 2])`, `torch.tensor([0] * n)`: data made only of int literals."""
     if not node.args:
         return False
     data = node.args[0]
-    found_int = False
-    for sub in ast.walk(data):
-        if isinstance(sub, ast.Constant):
-            if isinstance(sub.value, bool) or not isinstance(sub.value, int):
-                return False
-            found_int = True
-        elif not isinstance(sub, (ast.List, ast.Tuple, ast.UnaryOp, ast.USub, ast.Load)):
-            return False
-    return found_int
+    if any(isinstance(sub, ast.Constant) and isinstance(sub.value, bool) for sub in ast.walk(data)):
+        return False  # a bool tensor: told apart from an integer one in messages
+    return literal_dtype(data) == "int"
 
 
 _int_literal_data = int_literal_data
-
-
-def _compare_text(node: ast.Compare) -> str:
-    """`a > 0.5` as written when short, else `... > 0.5`: the comparison itself, not its operand."""
-    whole = _text(node)
-    if whole and not whole.endswith("..."):
-        return whole
-    parts = [f"{COMPARE_SYMBOLS.get(type(op), '?')} {_text(c)}" for op, c in zip(node.ops, node.comparators)]
-    return "... " + " ".join(parts)
 
 
 NUMBER_VALUE = NUMBER
