@@ -148,6 +148,24 @@ class GradOfIntegerInput(Rule):
             """,
             truth=Truth(raises=("TypeError", "grad requires real- or complex-valued inputs"), framework="jax"),
         ),
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+
+            def init_params(n_in, n_out):
+                w = jnp.full((n_in, n_out), 0.1)
+                b = jnp.array([0] * n_out)  # expect: GT302
+                return w, b
+
+            def loss(params, x):
+                w, b = params
+                return jnp.mean((x @ w + b) ** 2)
+
+            grads = jax.grad(loss)(init_params(3, 2), jnp.ones((4, 3)))
+            """,
+            truth=Truth(raises=("TypeError", "grad requires real- or complex-valued inputs"), framework="jax"),
+        ),
     )
 
     def check(self, ctx):

@@ -134,6 +134,35 @@ class JaxInplaceUpdate(Rule):
             """,
             truth=Truth(raises=("TypeError", "immutable"), framework="jax"),
         ),
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+
+
+            def loss(params, x):
+                w = params["w"]
+                w[:, 0] = 0.0  # expect: GT305
+                return jnp.sum(x @ w)
+
+
+            g = jax.grad(loss)({"w": jnp.ones((3, 2))}, jnp.ones((4, 3)))
+            """,
+            fixed="""
+            import jax
+            import jax.numpy as jnp
+
+
+            def loss(params, x):
+                w = params["w"]
+                w = w.at[:, 0].set(0.0)  # expect: GT305
+                return jnp.sum(x @ w)
+
+
+            g = jax.grad(loss)({"w": jnp.ones((3, 2))}, jnp.ones((4, 3)))
+            """,
+            truth=Truth(raises=("TypeError", "JAX arrays are immutable"), framework="jax"),
+        ),
     )
 
     def check(self, ctx):

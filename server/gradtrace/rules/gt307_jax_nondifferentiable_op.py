@@ -9,14 +9,17 @@ from gradtrace.rules.gt301_jax_stop_gradient_only_path import lost_names
 class JaxNondifferentiableOp(Rule):
     code = "GT307"
     name = "jax-nondifferentiable-op"
-    summary = "argmax, an integer cast or rounding leaves differentiated parameters with a zero gradient."
+    summary = "argmax, an integer cast, rounding or a comparison leaves differentiated parameters with a zero gradient."
     severity = "warning"
     framework = "jax"
     docs = """
     ## What it does
     Flags `jnp.argmax`/`argmin`/`argsort`, `.astype(int)`, `jnp.round`/`floor`/`ceil`/`sign` inside a
     differentiated function when a differentiated parameter reaches the output only through them —
-    and discrete samples (`jax.random.categorical`, `bernoulli`, `poisson`) drawn from it. Indexing with an argmax, or a straight-through estimator, stays quiet.
+    and discrete samples (`jax.random.categorical`, `bernoulli`, `poisson`) drawn from it, and comparisons
+    (`jnp.where(x @ w > 0, h, 0.0)`, a mask `h * (x @ w > 0)`). An integer used as an index passes nothing
+    back to what computed it (`table[(gate * 9).astype(int)]`). Indexing with an argmax of the indexed
+    values, or a straight-through estimator, stays quiet.
 
     ## Why is this bad?
     JAX defines these gradients as zero (integer results carry `float0` tangents): the parameters behind
@@ -77,6 +80,56 @@ class JaxNondifferentiableOp(Rule):
             g = jax.grad(loss)(jnp.ones(3) * 0.3, jnp.ones((2, 3)))
             """,
             truth=Truth(grads={"g": "zero"}, framework="jax"),
+        ),
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+
+            def model(params, x):
+                gate = jax.nn.sigmoid(x @ params["router"])
+                bucket = (gate * 9).astype(jnp.int32)  # expect: GT307
+                return params["table"][bucket]
+
+            params = {"router": jnp.ones(3) * 0.5, "table": jnp.linspace(0.0, 1.0, 10)}
+            g = jax.grad(lambda p, x: jnp.mean(model(p, x) ** 2))(params, jnp.ones((4, 3)))
+            """,
+            truth=Truth(grads={"g['router']": "zero"}, framework="jax"),
+        ),
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+
+            def loss(params, x):
+                h = jnp.tanh(x @ params["w"])
+                gated = jnp.where(x @ params["gate"] > 0.0, h, 0.0)  # expect: GT307
+                return jnp.mean(gated ** 2)
+
+            params = {"w": jnp.full((3, 2), 0.3), "gate": jnp.full((3, 2), 0.2)}
+            g = jax.grad(loss)(params, jnp.ones((4, 3)))
+            """,
+            truth=Truth(grads={"g['gate']": "zero"}, framework="jax"),
+        ),
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+
+
+            def fake_quant(params, scale=127.0):
+                return jax.tree_util.tree_map(lambda p: (p * scale).astype(jnp.int8) / scale, params)  # expect: GT307
+
+
+            def loss(params, x):
+                q = fake_quant(params)
+                return jnp.mean((x @ q["w"] + q["b"]) ** 2)
+
+
+            params = {"w": jnp.full((3, 2), 0.3), "b": jnp.full(2, 0.1)}
+            g = jax.grad(loss)(params, jnp.ones((4, 3)))
+            """,
+            truth=Truth(grads={"g['w']": "zero", "g['b']": "zero"}, framework="jax"),
         ),
     )
 

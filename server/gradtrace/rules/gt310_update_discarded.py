@@ -10,6 +10,7 @@ LOOPS = (ast.For, ast.While, ast.AsyncFor)
 SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.Module)
 UPDATE_WORDS = ("update", "step", "apply", "sgd", "adam", "rmsprop", "momentum", "descent", "optim")
 TREE_MAP = {"jax.tree_util.tree_map", "jax.tree_map", "jax.tree.map"}
+APPLY_UPDATES = {"optax.apply_updates"}  # return new parameters: a bare call is a lost update
 
 
 def walk_local(node):
@@ -61,7 +62,8 @@ class UpdateDiscarded(Rule):
     (a same-file function that adds or subtracts, a `tree_map` of such a function, or a function named
     like an update: `adam_update`, `sgd_step`, `apply_gradients`) and assigns its result to names, when
     `params` is never rebound in the loop (nor changed in place) and a name the update result goes to
-    is never read in the loop. It flags that update call.
+    is never read in the loop. It flags that update call. A bare `optax.apply_updates(params, updates)`,
+    whose result nothing receives, is flagged wherever it is.
 
     ## Why is this bad?
     JAX arrays are immutable and an update function returns the new parameters: if they are not
@@ -149,12 +151,45 @@ class UpdateDiscarded(Rule):
             """,
             truth=Truth(grads={"change": "zero"}, framework="jax"),
         ),
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+            import optax
+
+
+            def loss(params, x):
+                return jnp.mean((x @ params["w"]) ** 2)
+
+
+            optimizer = optax.sgd(0.1)
+            params = {"w": jnp.ones(3)}
+            start = params["w"]
+            opt_state = optimizer.init(params)
+            for step in range(3):
+                grads = jax.grad(loss)(params, jnp.ones((4, 3)))
+                updates, opt_state = optimizer.update(grads, opt_state)
+                optax.apply_updates(params, updates)  # expect: GT310
+            change = params["w"] - start
+            """,
+            truth=Truth(grads={"change": "zero"}, framework="jax"),
+        ),
     )
 
     def check(self, ctx):
         facts = ctx.jax
         if not facts.grad_calls:
             return
+        for stmt in ctx.source.nodes(ast.Expr):
+            call = stmt.value
+            if isinstance(call, ast.Call) and ctx.names.qualname(call.func) in APPLY_UPDATES and call.args:
+                params = ast.unparse(call.args[0])
+                yield ctx.report(
+                    stmt,
+                    f"`{ast.unparse(call.func)}` returns the updated parameters, and this line throws them away: "
+                    f"`{params}` never changes.",
+                    data={"lost": [params]},
+                )
         parents = ctx.source.parents
         reported: set = set()
         for differentiated_call in facts.grad_calls:

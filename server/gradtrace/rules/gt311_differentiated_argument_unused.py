@@ -29,6 +29,8 @@ class DifferentiatedArgumentUnused(Rule):
     of the transform) are left alone. When the function reads a value its
     enclosing function computed by a call (`fake = apply_fn(state.params, z)` before `def loss(params)`),
     the finding points at that line: the forward pass ran outside the differentiated function.
+    Also one array of a differentiated dict (`params["temperature"]`) the output never reads while it reads
+    others of the same dict: reported where the array is made (the dict entry of `init_params`).
 
     ## Why is this bad?
     JAX does not complain: the gradient with respect to that argument is all zeros, so an optimizer
@@ -153,10 +155,43 @@ class DifferentiatedArgumentUnused(Rule):
             """,
             truth=Truth(grads={"g": "zero"}, framework="jax"),
         ),
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+
+
+            def init_params():
+                return {
+                    "W": jnp.full((4, 3), 0.1),
+                    "b": jnp.zeros(3),
+                    "temperature": jnp.array(1.0),  # expect: GT311
+                }
+
+
+            def loss_fn(params, x):
+                logits = x @ params["W"] + params["b"]
+                return -jnp.mean(jax.nn.log_softmax(logits)[:, 0])
+
+
+            params = init_params()
+            loss, g = jax.value_and_grad(loss_fn)(params, jnp.ones((5, 4)))
+            """,
+            truth=Truth(grads={"g['temperature']": "zero"}, framework="jax"),
+        ),
     )
 
     def check(self, ctx):
         facts = ctx.jax
+        for node, leaf in facts.unread_leaves.items():
+            if reads_key(leaf.function, leaf.key, ctx.jax.plugin.interp.root.functions):
+                continue  # the value flow lost a read the text shows (a closure run by `lax.scan`...)
+            yield ctx.report(
+                node,
+                f"`{getattr(leaf.function, 'name', 'the function')}` never reads `{leaf.path}`, so "
+                f"`jax.{leaf.transform.mode}` gives it an all-zero gradient: it never trains.",
+                data={"lost": [leaf.path]},
+            )
         semantic = ctx.source.semantic
         outputs: dict = {}  # (function node, argument) -> [does the output reach it, per call]
         functions: dict = {}
@@ -236,3 +271,27 @@ def dead(use: ast.Name, fn: ast.AST, semantic, depth: int) -> bool:
         return False
     made = semantic.made_by(statement)
     return bool(made) and all(dead(u, fn, semantic, depth + 1) for b in made for u in semantic.uses_of(b))
+
+
+def reads_key(fn: ast.AST, key: str, functions: dict, limit: int = 50) -> bool:
+    """Does the text of `fn`, or of a function of the file it calls (by name, transitively), read `key`
+    (`p["key"]`, `p.get("key")`, `p.key`)?"""
+    todo, seen = [fn], set()
+    while todo and len(seen) < limit:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        for n in ast.walk(node):
+            if isinstance(n, ast.Subscript) and isinstance(n.slice, ast.Constant) and n.slice.value == key:
+                return True
+            if isinstance(n, ast.Attribute) and n.attr == key:
+                return True
+            if isinstance(n, ast.Call):
+                if isinstance(n.func, ast.Attribute) and n.func.attr == "get" and n.args and \
+                        isinstance(n.args[0], ast.Constant) and n.args[0].value == key:
+                    return True
+                callee = functions.get(n.func.id) if isinstance(n.func, ast.Name) else None
+                if callee is not None:
+                    todo.append(callee)
+    return False

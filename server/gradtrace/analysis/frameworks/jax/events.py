@@ -76,6 +76,18 @@ class IntegerInput(Event):
 
 
 @record(eq=False)
+class UnreadLeaf(Event):
+    """A leaf of a differentiated pytree the output never reads, beside leaves it does read (`node`: where the
+    leaf was made, else the call)."""
+
+    path: str  # `params['temperature']`
+    key: str  # `temperature`
+    function: ast.AST  # the differentiated function
+    transform: GradTransform
+    call: ast.AST
+
+
+@record(eq=False)
 class Conversion(Event):
     """A traced value turned into a Python or NumPy value (`float(x)`, `np.asarray(x)`, `.item()`)."""
 

@@ -24,6 +24,7 @@ from gradtrace.analysis.core.values import (
     combine,
     covered,
     cut,
+    dedup_cuts,
     flat,
     join,
 )
@@ -32,6 +33,7 @@ from gradtrace.analysis.frameworks.common import (
     FrameworkPlugin,
     binop_dtype,
     call_argument,
+    compare_text,
     custom_derivative_call,
     dtype_of,
     in_file,
@@ -52,6 +54,7 @@ from gradtrace.analysis.frameworks.jax.events import (
     ReverseLoop,
     TracedCondition,
     TraceTransform,
+    UnreadLeaf,
 )
 from gradtrace.analysis.where_guard import fractional_power
 from gradtrace.records import replace
@@ -70,6 +73,7 @@ JAX_KINDS = frozenset({"gradfn", "jitfn", "grads", "key", "opaque_grad"})
 CALLABLE_KINDS = frozenset({"function", "method", "gradfn", "jitfn", "partial", "opaque_grad", "class",
                             "builtin", "external"})
 ARRAY_KINDS = frozenset({"tensor", "number", "array"})
+ARRAY_INDEXES = (ast.Compare, ast.Tuple)  # a mask or several axes: indexes of an array, never of a dict or a list
 
 
 def const_argnums(node: ast.AST | None):
@@ -337,6 +341,10 @@ class JaxPlugin(FrameworkPlugin):
                          for k, v in kwargs.items()}
         result = self.call_under(gf, ref, list(ref.bound) + values, traced_kwargs, frame, node)
         self.record_lost(result, gf, frame)
+        if not standalone:
+            for i, arg in enumerate(args):
+                if i in argnums and not (first_star is not None and i >= first_star) and i + bound < len(names):
+                    self.record_unread(arg, names[i + bound], result, gf, ref, node, frame)
         self.interp.emit(Differentiated(node, frame.module, gf, result), frame)
         traced = any(flat(a).traced for a in args)  # outputs are concrete unless the caller is traced
         jtraced = any(flat(a).jtraced for a in args)
@@ -359,6 +367,21 @@ class JaxPlugin(FrameworkPlugin):
             lost = frozenset(s for s in c.lost if not covered(s, target.srcs))
             if lost:
                 self.interp.emit(LostCut(c.node, c.module or frame.module, c, lost, gf), frame)
+
+    def record_unread(self, arg: Value, pname: str, result: Value, gf: GradTransform, ref: FunctionRef, call,
+                      frame: Frame) -> None:
+        """Array leaves of a differentiated dict the output never reads while it reads others of the same argument
+        (`params['temperature']` beside a loss of `params['W']`): they get an all-zero gradient."""
+        if arg.keys is None or ref.node is None:
+            return
+        target = flat(result.item(0) or UNKNOWN) if gf.has_aux and result.items else flat(result)
+        reached = set(target.srcs).union(*(c.lost for c in target.cuts))
+        if pname in reached or not any(s.startswith(pname + ".") for s in reached):
+            return  # read whole, or not at all (GT311 then reports the argument itself)
+        for path, dotted, leaf in _dict_leaves(arg, pname, pname):
+            if leaf.kind in ARRAY_KINDS and leaf.dtype != "int" and not covered(dotted, frozenset(reached)):
+                key = dotted.rsplit(".", 1)[-1]
+                self.interp.emit(UnreadLeaf(leaf.made_at or call, frame.module, path, key, ref.node, gf, call), frame)
 
     def gradients_of(self, gf: GradTransform, node, index: int | None = None) -> Gradients:
         key = (id(gf), id(node), index)
@@ -438,12 +461,31 @@ class JaxPlugin(FrameworkPlugin):
             return self.stop_tree(node, args[1], frame)
         if qn in api.TREE_MAP or qn in api.APPLY_UPDATES:
             self.check_update(node, qn, args, frame)
+        if qn in api.TREE_MAP and len(args) >= 2 and not node.keywords:
+            mapped = self.map_leaves(node, args, frame)
+            if mapped is not None:
+                return mapped
         if qn in api.HOST_RESULT:
             out = combine("array", *args)
             return replace(out, traced=False, jtraced=False)
         if qn.startswith(api.ARRAY_MODULES):
             return self.array_call(node, qn, args, kwargs, frame)
         return replace(combine("unknown", *args, *kwargs.values()), opaque=True)
+
+    def map_leaves(self, node: ast.Call, args: list, frame: Frame) -> Value | None:
+        """`tree_map(lambda p: (p * s).astype(jnp.int8) / s, params)`: the file's own function applied to a leaf of
+        each tree; what it cuts (an integer cast of every leaf) is cut in the mapped tree. None when it cuts
+        nothing new (the tree is then taken as a whole, as before)."""
+        fn = args[0]
+        if fn.kind not in ("function", "method") or fn.func is None or len(args) > 4:
+            return None
+        leaves = [flat(tree) if tree.items else tree for tree in args[1:]]
+        call = ast.copy_location(ast.Call(func=node.args[0], args=node.args[1:], keywords=[]), node)
+        result = self.interp.call_value(fn, call, frame, leaves, {})
+        known = {id(c) for leaf in leaves for c in leaf.cuts}
+        if not any(id(c) not in known for c in result.cuts):
+            return None
+        return replace(flat(result) if result.items else result, opaque=False)
 
     def host_call(self, qn: str, node: ast.Call, frame: Frame):
         """NumPy, `math` and SciPy: a traced argument must become concrete; otherwise host arrays."""
@@ -648,6 +690,9 @@ class JaxPlugin(FrameworkPlugin):
         # a comparison has no derivative: under grad alone the result is concrete, under jit it stays abstract
         extra = (FIELD,) if kind == FIELD else ()
         kind = "unknown" if kind == FIELD else kind
+        if kind == "tensor" and merged.srcs:  # an array mask of what is differentiated: its gradient stops here
+            out = self.cut(node, compare_text(node), "zero_grad", values, frame, dtype="bool")
+            return replace(out, traced=merged.jtraced, jtraced=merged.jtraced)
         return Value(kind, dtype="bool", cuts=merged.cuts, deps=merged.deps, traced=merged.jtraced,
                      jtraced=merged.jtraced, fw="jax" if kind == "tensor" else None, extra=extra)
 
@@ -680,9 +725,11 @@ class JaxPlugin(FrameworkPlugin):
             if isinstance(key, str):
                 return replace(self.refine(base, key), cuts=base.cuts + tuple(c for c in index.cuts
                                                                               if c not in base.cuts))
-            return Value("tensor" if base.kind == "tensor" else "unknown", srcs=base.srcs, cuts=base.cuts,
-                         dtype=base.dtype, fw=base.fw, traced=base.traced, jtraced=base.jtraced,
-                         deps=base.deps | index.deps)
+            # an index passes no gradient back: what computed it (`table[(gate * 9).astype(int)]`) keeps the
+            # index's cuts, as the selected value does
+            return Value("tensor" if base.kind == "tensor" else "unknown", srcs=base.srcs,
+                         cuts=dedup_cuts(base.cuts, index.cuts), dtype=base.dtype, fw=base.fw, traced=base.traced,
+                         jtraced=base.jtraced, deps=base.deps | index.deps)
         return None
 
     def refine(self, value: Value, key) -> Value:
@@ -743,8 +790,11 @@ class JaxPlugin(FrameworkPlugin):
         return False
 
     def store_subscript(self, target: ast.Subscript, base: Value, value: Value, frame: Frame, stmt) -> bool:
-        if base.kind == "tensor" and base.fw == "jax" and base.items is None and TRACED_ARG not in base.extra \
-                and isinstance(target.value, (ast.Name, ast.Attribute)):
+        array = base.kind == "tensor" and base.fw == "jax" and TRACED_ARG not in base.extra
+        # a part of a differentiated pytree indexed the way only an array is (`W[mask == 0]`, `W[:, 0]`): a
+        # tracer, whatever the pytree holds
+        traced_leaf = base.refinable and base.traced and isinstance(target.slice, ARRAY_INDEXES)
+        if (array or traced_leaf) and base.items is None and isinstance(target.value, (ast.Name, ast.Attribute)):
             self.interp.emit(ItemAssignment(stmt if stmt is not None else target, frame.module, target), frame)
             return True
         return False
@@ -874,6 +924,16 @@ def holds_arrays(value: Value, filtered: bool, depth: int = 0) -> bool:
     if not filtered or value.kind in ("tensor", "array"):
         return True
     return bool(value.items) and depth < 6 and any(holds_arrays(v, filtered, depth + 1) for v in value.items)
+
+
+def _dict_leaves(value: Value, path: str, dotted: str, depth: int = 0):
+    """(path, source name, leaf) of the string-keyed dicts of a pytree: `params['w']`, `params.w`."""
+    if value.items is not None and value.keys is not None and depth < 6:
+        for key, item in zip(value.keys, value.items):
+            if isinstance(key, str):
+                yield from _dict_leaves(item, f"{path}[{key!r}]", f"{dotted}.{key}", depth + 1)
+    elif value.items is None:
+        yield path, dotted, value
 
 
 def leaves(value: Value, path: str, depth: int = 0):
