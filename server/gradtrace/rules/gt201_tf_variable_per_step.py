@@ -22,8 +22,9 @@ class TFVariablePerStep(Rule):
     The loss never improves. TensorFlow 2 *does* record a variable created and read
     inside a tape, so `tape.gradient` returns a gradient for it, but a Keras 3 optimizer, built for the
     first variable, raises `ValueError: Unknown variable` when handed the new one. In a layer's
-    `call()` the new variable is not even tracked by the layer's weights. Create it once: before the
-    loop, or in `__init__`/`build`.
+    `call()` the new variable is not even tracked by the layer's weights. Under `@tf.function` the step
+    does not run at all: tracing it raises `ValueError` ("tf.function only supports singleton
+    tf.Variables created on the first call"). Create it once: before the loop, or in `__init__`/`build`.
 
     ## Example
     ```python
@@ -165,6 +166,44 @@ class TFVariablePerStep(Rule):
             """,
             truth=Truth(grads={"n_weights": "zero"}, framework="tensorflow"),
         ),
+        Invalid(
+            """
+            import tensorflow as tf
+
+
+            class Gate(tf.keras.layers.Layer):
+                def call(self, x):
+                    self.gate = tf.Variable(tf.ones([x.shape[-1]]))  # expect: GT201
+                    return x * tf.sigmoid(self.gate)
+
+
+            class Net(tf.keras.Model):
+                def __init__(self):
+                    super().__init__()
+                    self.gate = Gate()
+                    self.out = tf.keras.layers.Dense(1)
+
+                def call(self, x):
+                    return self.out(self.gate(x))
+
+
+            model = Net()
+            opt = tf.keras.optimizers.Adam(1e-2)
+
+
+            @tf.function
+            def train_step(x, y):
+                with tf.GradientTape() as tape:
+                    loss = tf.reduce_mean(tf.square(model(x) - y))
+                grads = tape.gradient(loss, model.trainable_variables)
+                opt.apply_gradients(zip(grads, model.trainable_variables))
+                return loss
+
+
+            train_step(tf.ones([4, 3]), tf.zeros([4, 1]))
+            """,
+            truth=Truth(raises=("ValueError", "only supports singleton tf.Variables"), framework="tensorflow"),
+        ),
     )
 
     def check(self, ctx):
@@ -173,7 +212,10 @@ class TFVariablePerStep(Rule):
             if not info.per_step or not info.trainable:
                 continue
             name = info.name or "this variable"
-            if info.per_step == "inside the GradientTape":
+            if info.compiled:
+                where = info.per_step.split(",")[0]
+                message = f"`{name}` is created anew {where} under `@tf.function`: tracing the step raises ValueError."
+            elif info.per_step == "inside the GradientTape":
                 message = f"`{name}` is created inside the GradientTape: every run restarts it from its initial value."
             else:
                 where = info.per_step.split(",")[0]

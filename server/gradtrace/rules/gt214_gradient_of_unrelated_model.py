@@ -72,6 +72,33 @@ class GradientOfUnrelatedModel(Rule):
         grads = tape.gradient(loss, params)
         opt.apply_gradients(zip(grads, student.trainable_variables))
         """,
+        """
+        import tensorflow as tf
+
+
+        class Residual(tf.keras.layers.Layer):
+            def build(self, input_shape):
+                self.inner = tf.keras.layers.Dense(input_shape[-1])
+
+            def call(self, x):
+                return x + self.inner(x)
+
+
+        class Net(tf.keras.Model):
+            def __init__(self):
+                super().__init__()
+                self.block = Residual()
+
+            def __call__(self, x):
+                return self.block(x)
+
+
+        net = Net()
+        x = tf.ones([4, 3])
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(net(x))
+        grads = tape.gradient(loss, net.trainable_variables)
+        """,
     )
     invalid = (
         Invalid(

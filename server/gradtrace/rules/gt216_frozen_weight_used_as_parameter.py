@@ -20,6 +20,11 @@ UPDATES = ("assign", "assign_add", "assign_sub", "scatter_update", "scatter_add"
 TRAINS = ("fit", "train_on_batch", "apply_gradients", "minimize")
 
 
+# methods of a layer that build or describe it, never compute with its weights
+NOT_COMPUTING = frozenset({"__init__", "build", "get_config", "from_config", "compute_output_shape",
+                           "get_build_config", "build_from_config", "reset_state", "reset_states"})
+
+
 class FrozenWeightUsedAsParameter(Rule):
     code = "GT216"
     name = "frozen-weight-used-as-parameter"
@@ -30,7 +35,8 @@ class FrozenWeightUsedAsParameter(Rule):
     ## What it does
     Flags `self.w = self.add_weight(..., trainable=False)` (or `tf.Variable(..., trainable=False)`) in a
     Keras layer or `tf.Module` when all of these hold: the file trains (`fit`, `apply_gradients`,
-    `minimize`), `call` uses the weight in arithmetic, nothing ever updates it (no `.assign*`,
+    `minimize`), `call` (or another method that computes with the layer, a loss method) uses the weight
+    in arithmetic, nothing ever updates it (no `.assign*`,
     `set_weights`, `load_weights`, rebinding), it starts from a plain initialiser (zeros, ones, a
     random one) and its name does not look like a statistic or a constant (`moving_*`, `running_*`,
     `count`, `step`, `mean`, `var`, `mask`, `fixed_*`...).
@@ -112,6 +118,35 @@ class FrozenWeightUsedAsParameter(Rule):
             """,
             truth=Truth(grads={"scaler.log_scale": "zero"}, framework="tensorflow"),
         ),
+        Invalid(
+            """
+            import tensorflow as tf
+
+
+            class HeteroRegressor(tf.keras.Model):
+                def __init__(self):
+                    super().__init__()
+                    self.mean = tf.keras.layers.Dense(1)
+                    self.log_sigma = self.add_weight(shape=(), initializer="zeros", trainable=False)  # expect: GT216
+
+                def call(self, x):
+                    return tf.squeeze(self.mean(x), axis=-1)
+
+                def nll(self, y, mu):
+                    return tf.reduce_mean(tf.exp(-2.0 * self.log_sigma) * tf.square(y - mu) + self.log_sigma)
+
+
+            model = HeteroRegressor()
+            opt = tf.keras.optimizers.Adam(0.05)
+            x, y = tf.random.normal([32, 3]), tf.random.normal([32])
+            for step in range(5):
+                with tf.GradientTape() as tape:
+                    loss = model.nll(y, model(x))
+                grads = tape.gradient(loss, model.trainable_variables)
+                opt.apply_gradients(zip(grads, model.trainable_variables))
+            """,
+            truth=Truth(grads={"model.log_sigma": "zero"}, framework="tensorflow"),
+        ),
     )
 
     def check(self, ctx):
@@ -140,7 +175,7 @@ class FrozenWeightUsedAsParameter(Rule):
                 continue
             yield ctx.report(
                 info.node,
-                f"`self.{info.attr}` has `trainable=False`, yet `call()` uses it like a learned parameter: it never changes.",
+                f"`self.{info.attr}` has `trainable=False`, yet it is used like a learned parameter: it never changes.",
                 data={"lost": [f"{info.cls}.{info.attr}"]},
             )
 
@@ -164,10 +199,11 @@ class FrozenWeightUsedAsParameter(Rule):
 
     @staticmethod
     def used_in_call(ctx, cls, attr: str) -> bool:
+        """Does a method that computes with the layer (`call`, or a loss method such as `nll`) use the weight in
+        arithmetic? Its construction and configuration methods do not count."""
         parents = ctx.source.parents
-        for name in ("call", "__call__"):
-            fn = cls.methods.get(name)
-            if fn is None:
+        for name, fn in cls.methods.items():
+            if name in NOT_COMPUTING:
                 continue
             for n in ast.walk(fn):
                 if isinstance(n, ast.Attribute) and n.attr == attr and isinstance(n.value, ast.Name) and \

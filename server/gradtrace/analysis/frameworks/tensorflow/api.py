@@ -90,3 +90,4 @@ def layer_base(base: str) -> bool:
 def weightless(layer: str) -> bool:
     """A Keras layer class (short name) that has no weights."""
     return layer in WEIGHTLESS_LAYERS or layer.startswith(WEIGHTLESS_PREFIXES)
+TF_FUNCTION = "tensorflow.function"  # traces a Python function into a graph: variables only on its first trace

@@ -27,6 +27,7 @@ class VarInfo:
     cls: str | None = None  # owning class for `self.x = ...`
     attr: str | None = None
     per_step: str | None = None  # why this creation happens on every step (None: once)
+    compiled: bool = False  # created while a `@tf.function` runs: its trace refuses a second variable
     listed: list = field(default_factory=list)  # gradient/apply nodes that name it as a source
     read_in_tape: bool = False
     cast_in_tape: bool = False  # an int variable cast to float where a loss is computed: meant as a parameter

@@ -85,6 +85,8 @@ class TensorFlowPlugin(FrameworkPlugin):
         self.targets = TapeTargets(self)  # gradient targets the tape did not record
         self.misapplied: dict = {}  # gradient node -> (GradCall, apply node, variables expr)
         self.trainable_set: dict = {}  # model source -> the last `model.trainable = ...` run so far
+        self.frozen_models: set = set()  # model sources some `model.trainable = False` froze
+        self.pretrained: set = set()  # model sources built by `keras.applications` (pretrained weights)
         self.frozen_fits: dict = {}  # `trainable = False` statement -> (TrainableSet, fit call)
         self.call_live: dict[str, set] = {}  # class name -> sources that reach what its call returns
         self.call_incomplete: set[str] = set()  # classes whose call was not followed completely
@@ -271,6 +273,8 @@ class TensorFlowPlugin(FrameworkPlugin):
             self.fit_frozen(event)
         elif isinstance(event, TrainableSet):
             self.trainable_set[event.model] = event
+            if not event.trainable:
+                self.frozen_models.add(event.model)
         elif isinstance(event, FunctionalModel):
             self.functional.append(event.model)
         elif isinstance(event, ClassOutput):
@@ -572,6 +576,9 @@ class TensorFlowPlugin(FrameworkPlugin):
             info = self.variables[vid] = VarInfo(vid, node, trainable, dtype, local=frame.module is self.interp.root)
         if info.per_step is None:
             info.per_step = self.per_step_reason(node, frame)
+            info.compiled = info.per_step is not None and any(
+                qualname_of(d, f.module) == api.TF_FUNCTION for f in self.stack
+                for d in getattr(f.node, "decorator_list", ()))
         return Value("var", srcs=frozenset({vid}) if info.carries_gradient else EMPTY,
                      cuts=init.cuts if init is not None else (), dtype=dtype, ref=info, fw="tensorflow", made_at=node)
 
@@ -580,6 +587,8 @@ class TensorFlowPlugin(FrameworkPlugin):
         qual = frame.module.names.qualname(node.func)
         if qual:
             self.module_kinds[mid] = qual.rsplit(".", 1)[-1]
+            if ".applications." in qual:
+                self.pretrained.add(mid)
             label = call_argument(node, "name")
             if isinstance(label, ast.Constant) and isinstance(label.value, str):
                 self.layer_labels[mid] = label.value
@@ -764,7 +773,8 @@ class TensorFlowPlugin(FrameworkPlugin):
             if base.kind == "object" and self.is_module_class(base.cls):
                 held = list(self.object_attrs(base).values())
                 merged = join(*(flat(v) for v in held)) if held else Value()
-                return Value("varlist", srcs=merged.srcs, fw="tensorflow", deps=merged.deps)
+                return Value("varlist", srcs=merged.srcs | self.sublayer_sources(held), fw="tensorflow",
+                             deps=merged.deps)
         if base.kind == "object" and base.cls is not None and hasattr(base.cls, "find_method"):
             own = dict(base.extra[1]) if base.extra[:1] == ("object",) else {}
             if attr in own or base.cls.find_method(attr):
@@ -775,6 +785,19 @@ class TensorFlowPlugin(FrameworkPlugin):
         if attr in api.STATIC_ATTRS:
             return Value("meta", cuts=base.cuts, deps=base.deps)
         return Value("unknown", srcs=base.srcs, cuts=base.cuts, dtype=base.dtype, fw="tensorflow", deps=base.deps)
+
+    def sublayer_sources(self, held: list, depth: int = 0) -> frozenset:
+        """What the project's own layers among `held` hold, through their own layers: the variables and layers
+        their `build` made when Keras first called them (`self.layer1 = CustomLayer(64)`)."""
+        found: set = set()
+        for value in held:
+            if depth < 4 and value.items:
+                found |= self.sublayer_sources(list(value.items), depth + 1)
+            if depth < 4 and value.kind == "object" and self.is_module_class(value.cls):
+                inner = list(self.object_attrs(value).values())
+                found |= join(*(flat(v) for v in inner)).srcs if inner else EMPTY
+                found |= self.sublayer_sources(inner, depth + 1)
+        return frozenset(found)
 
     def object_attrs(self, obj: Value) -> dict:
         attrs = dict(self.class_attrs.get(obj.cls.name, {}))
@@ -1022,3 +1045,8 @@ def rebinds_variable(previous: Value | None, value: Value) -> bool:
 
 def metric_state(metric: Value) -> Value:
     return next((e[1] for e in metric.extra if isinstance(e, tuple) and e[0] == "state"), Value())
+
+
+def qualname_of(decorator: ast.AST, module) -> str | None:
+    """`tensorflow.function` for `@tf.function` and `@tf.function(jit_compile=True)`."""
+    return module.names.qualname(decorator.func if isinstance(decorator, ast.Call) else decorator)
