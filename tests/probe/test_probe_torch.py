@@ -28,6 +28,7 @@ DEAD = {
     "parameter_in_forward.py": {"layer.weight": "none"},
     "typo_partial.py": {"drag": "none"},
     "topk_indices.py": {"scorer.weight": "none", "scorer.bias": "none"},
+    "noisy_normal.py": {"layer.w_mu": "zero", "layer.w_sigma": "zero"},
 }
 ALIVE = {
     "detach_head.py": ["model.head.weight", "model.head.bias"],
@@ -44,6 +45,7 @@ ALIVE = {
     "parameter_in_forward.py": ["layer.bias"],
     "typo_partial.py": ["speed"],
     "topk_indices.py": ["table.weight"],
+    "noisy_normal.py": ["layer.bias"],
 }
 CODES = {"none": "GT901", "zero": "GT902"}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from ..locate import loc
-from .recorder import ESCAPES, NAN_OPS, REWRAP, ZERO_GRAD_OPS, pretty
+from .recorder import ESCAPES, NAN_OPS, REWRAP, SAMPLING_OPS, ZERO_GRAD_OPS, pretty
 
 MAX_GRAPH = 1500  # operations reported in the "ops" list
 # status -> (the operations that explain it, the reason, the `why`)
@@ -13,9 +13,12 @@ ON_PATH = {
     "nonfinite": (NAN_OPS, "`{op}` has an infinite or NaN derivative for some inputs, even elements masked out later "
                   "(torch.where/indexing still back-propagates 0 * inf = NaN): clamp or mask its input before the op",
                   "nonfinite-op"),
-    "zero": (ZERO_GRAD_OPS, "`{op}` has a zero derivative almost everywhere: no gradient flows back through it (use a "
+    "zero": (ZERO_GRAD_OPS | SAMPLING_OPS, "`{op}` has a zero derivative almost everywhere: no gradient flows back through it (use a "
              "straight-through estimator: x + (f(x) - x).detach())", "zero-op"),
 }
+
+SAMPLING_REASON = ("`{op}` draws a sample: its backward gives the tensors it was drawn from a zero gradient "
+                   "(reparameterise: mu + std * torch.randn_like(std))")
 
 
 def _listed(names: list[str], limit: int = 4) -> str:
@@ -75,6 +78,8 @@ class Lineage:
             op = self._first_on_path(anc, bit, names)
             if op is None:
                 return None, status
+            if op.name in SAMPLING_OPS:
+                reason = SAMPLING_REASON
             return {"path": op.path, "line": op.line, "op": op.name, "reason": reason.format(op=op.name)}, why
         cands = [i for i in self.tape.cut_ops if ops[i].bits & bit]
         if not cands:

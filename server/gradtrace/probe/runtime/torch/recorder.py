@@ -15,6 +15,8 @@ MAX_SUMS = 4096  # scalar sums whose operands are kept within one step
 ESCAPES = {"item", "tolist", "__float__", "__int__", "__index__", "numpy", "__array__", "__complex__"}
 ZERO_GRAD_OPS = {"sign", "sgn", "round", "floor", "ceil", "trunc", "fix", "heaviside", "round_", "floor_",
                  "ceil_", "sign_", "trunc_"}
+# Draws whose backward gives their tensor arguments a zero gradient (`torch.normal(mu, std)`)
+SAMPLING_OPS = {"normal", "bernoulli", "poisson", "normal_", "bernoulli_"}
 SKIP_OPS = {"__repr__", "__format__", "__str__", "size", "dim", "numel", "stride", "is_floating_point",
             "is_contiguous", "__len__", "__hash__", "data_ptr", "element_size", "storage_offset",
             "untyped_storage", "is_complex", "get_device", "__reduce_ex__", "__deepcopy__", "__bool__",

@@ -5,7 +5,7 @@ even when the other summands train the very same parameters, so the parameters' 
 
 from __future__ import annotations
 
-from .recorder import ESCAPES, REWRAP, ZERO_GRAD_OPS, pretty
+from .recorder import ESCAPES, REWRAP, SAMPLING_OPS, ZERO_GRAD_OPS, pretty
 
 MAX_TERMS = 8  # summands differentiated one by one (each costs a backward pass of its own)
 
@@ -59,7 +59,7 @@ def dead_terms(probe, root, differentiate) -> list[dict]:
         if all(g is None for g in grads):
             found.append(_entry(probe, op, cuts, "none"))
         elif all(g is None or not bool((g != 0).any()) for g in grads):
-            zero = [i for i in sorted(anc) if probe.tape.ops[i].name in ZERO_GRAD_OPS]
+            zero = [i for i in sorted(anc) if probe.tape.ops[i].name in ZERO_GRAD_OPS | SAMPLING_OPS]
             if zero:  # a zero derivative explains it (an intended `0 * p.sum()` stays quiet)
                 found.append(_entry(probe, op, zero, "zero"))
     return found
