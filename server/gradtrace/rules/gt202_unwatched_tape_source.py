@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 
+from gradtrace.analysis.core.values import covered
 from gradtrace.analysis.frameworks.common import in_file
 from gradtrace.analysis.frameworks.tensorflow.events import VarInfo
 from gradtrace.analysis.tfjax_fixes import watch_fix
@@ -28,7 +29,8 @@ class UnwatchedTapeSource(Rule):
 
     Also flags, for a tape created with `watch_accessed_variables=False`, the `tape.watch([...])` call
     that leaves out a variable `tape.gradient` is then asked for (the gradient list built before the
-    tape, or written in the call).
+    tape, or written in the call), and such a tape asked for a model's `trainable_variables` it never
+    watched (Keras layers' variables are not watched either).
 
     A constant listed next to variables (`tape.gradient(loss, [w1, b1])` with `b1 = tf.zeros(...)`) was
     meant as one: the finding points at the line that made it. `tape.watch(model.inputs)` is flagged too:
@@ -101,6 +103,16 @@ class UnwatchedTapeSource(Rule):
             feats = tf.matmul(x, encoder_w)
             loss = tf.reduce_sum(tf.matmul(feats, probe_w) + probe_b)
         grads = tape.gradient(loss, probe)
+        """,
+        """
+        import tensorflow as tf
+
+        critic = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(1)])
+        x = tf.random.normal([8, 4])
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(critic.trainable_variables)
+            loss = tf.reduce_mean(critic(x))
+        grads = tape.gradient(loss, critic.trainable_variables)
         """,
     )
     invalid = (
@@ -190,6 +202,18 @@ class UnwatchedTapeSource(Rule):
             """,
             truth=Truth(grads={"grads[0]": "none"}, framework="tensorflow"),
         ),
+        Invalid(
+            """
+            import tensorflow as tf
+
+            critic = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(1)])
+            x = tf.random.normal([8, 4])
+            with tf.GradientTape(watch_accessed_variables=False) as tape:  # expect: GT202
+                loss = tf.reduce_mean(critic(x))
+            grads = tape.gradient(loss, critic.trainable_variables)
+            """,
+            truth=Truth(grads={"grads[0]": "none", "grads[1]": "none"}, framework="tensorflow"),
+        ),
     )
 
     def check(self, ctx):
@@ -242,7 +266,12 @@ class UnwatchedTapeSource(Rule):
             if tape.auto_watch or tape.watch_unknown or tape.watch_opaque:
                 continue
             missing = []
-            for _expr, val in call.source_pairs:
+            for expr, val in call.source_pairs:
+                if val.kind == "varlist" and val.srcs and expr is not None:
+                    # `model.trainable_variables`: watched only when the tape was told to watch them
+                    if not any(covered(s, frozenset(tape.watched_ids)) for s in val.srcs):
+                        missing.append(ctx.source.segment(expr))
+                    continue
                 info = val.ref if isinstance(val.ref, VarInfo) else None
                 if info is None or not info.trainable or info.dtype == "int" or info.id in tape.watched_ids:
                     continue
