@@ -194,6 +194,26 @@ class ArgnumsMismatch(Rule):
             """,
             truth=Truth(raises=("ValueError", "Incompatible shapes"), framework="jax"),
         ),
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+
+
+            def loss(w, x):
+                return jnp.sum((x * w) ** 2)
+
+
+            grad_fn = jax.grad(loss, argnums=1)  # expect: GT306
+
+            w0 = jnp.ones(3)
+            x = jnp.full(3, 2.0)
+            g = grad_fn(w0, x)
+            w = w0 - 0.1 * g
+            with_respect_to_x = g - 2.0 * x * w0 ** 2
+            """,
+            truth=Truth(grads={"with_respect_to_x": "zero"}, framework="jax"),
+        ),
     )
 
     def check(self, ctx):
@@ -276,6 +296,11 @@ class ArgnumsMismatch(Rule):
         if positions:
             if any(p in gf.argnums for p in positions):
                 return None
+            if gf.argnums_node is not None and gf.argnums_node.lineno != call_node.lineno:
+                # an explicit `argnums=1` written where the gradient function is made: that choice is the slip
+                why = (f"`argnums={diff}` leaves out `{name}`, argument {positions[0]} on line {call_node.lineno}: "
+                       f"line {update.lineno} updates it with other inputs' gradients.")
+                return gf.argnums_node, why
             why = (f"`{name}` is argument {positions[0]}, not in argnums={diff}: line {update.lineno} updates it with "
                    "other inputs' gradients.")
         elif ref is not None and name in free_names(ref.node):
