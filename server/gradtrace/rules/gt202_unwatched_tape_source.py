@@ -214,6 +214,39 @@ class UnwatchedTapeSource(Rule):
             """,
             truth=Truth(grads={"grads[0]": "none", "grads[1]": "none"}, framework="tensorflow"),
         ),
+        Invalid(
+            """
+            import tensorflow as tf
+
+
+            class Adapter(tf.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.w = tf.Variable(tf.fill([4, 4], 0.1))
+
+                def __call__(self, h):
+                    return h + h @ self.w
+
+
+            class Head(tf.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.w = tf.Variable(tf.fill([4, 1], 0.2))
+
+                def __call__(self, h):
+                    return h @ self.w
+
+
+            adapter, head = Adapter(), Head()
+            x = tf.ones([3, 4])
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(head.trainable_variables)  # expect: GT202
+                loss = tf.reduce_sum(head(adapter(x)))
+            train_vars = adapter.trainable_variables + head.trainable_variables
+            grads = tape.gradient(loss, train_vars)
+            """,
+            truth=Truth(grads={"grads[0]": "none"}, framework="tensorflow"),
+        ),
     )
 
     def check(self, ctx):
@@ -267,10 +300,13 @@ class UnwatchedTapeSource(Rule):
                 continue
             missing = []
             for expr, val in call.source_pairs:
-                if val.kind == "varlist" and val.srcs and expr is not None:
+                if val.kind == "varlist" and val.srcs:
                     # `model.trainable_variables`: watched only when the tape was told to watch them
-                    if not any(covered(s, frozenset(tape.watched_ids)) for s in val.srcs):
+                    unwatched = sorted(s for s in val.srcs if not covered(s, frozenset(tape.watched_ids)))
+                    if expr is not None and len(unwatched) == len(val.srcs):
                         missing.append(ctx.source.segment(expr))
+                    elif all(s in facts.variables for s in unwatched):  # a part of a list built before the call
+                        missing.extend(facts.name(s) for s in unwatched)
                     continue
                 info = val.ref if isinstance(val.ref, VarInfo) else None
                 if info is None or not info.trainable or info.dtype == "int" or info.id in tape.watched_ids:

@@ -14,7 +14,7 @@ class JaxNondifferentiableOp(Rule):
     framework = "jax"
     docs = """
     ## What it does
-    Flags `jnp.argmax`/`argmin`/`argsort`, `.astype(int)`, `jnp.round`/`floor`/`ceil`/`sign` inside a
+    Flags `jnp.argmax`/`argmin`/`argsort`, `.astype(int)`, `jnp.round`/`floor`/`ceil`/`sign`/`heaviside` inside a
     differentiated function when a differentiated parameter reaches the output only through them —
     and discrete samples (`jax.random.categorical`, `bernoulli`, `poisson`) drawn from it, and comparisons
     (`jnp.where(x @ w > 0, h, 0.0)`, a mask `h * (x @ w > 0)`). An integer used as an index passes nothing

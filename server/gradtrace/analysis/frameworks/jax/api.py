@@ -28,7 +28,7 @@ STOP_GRADIENT = frozenset({"jax.lax.stop_gradient", "jax.numpy.stop_gradient"})
 # Ops whose result has no derivative: an integer index ...
 INDEX_OPS = frozenset({"argmax", "argmin", "argsort", "searchsorted", "digitize", "nonzero", "argwhere"})
 # ... or a derivative that is zero almost everywhere
-ZERO_GRAD_OPS = frozenset({"round", "floor", "ceil", "sign", "rint", "trunc", "fix"})
+ZERO_GRAD_OPS = frozenset({"round", "floor", "ceil", "sign", "rint", "trunc", "fix", "heaviside"})
 # Draw discrete samples: an integer or boolean result, no derivative with respect to the distribution
 DISCRETE_SAMPLERS = {"jax.random.categorical": "int", "jax.random.bernoulli": "bool", "jax.random.poisson": "int",
                      "jax.random.binomial": "int", "jax.random.geometric": "int"}
