@@ -1,5 +1,6 @@
 import ast
 
+from gradtrace.analysis.modules import classify_value
 from gradtrace.findings import Fix
 from gradtrace.fixes.edits import replace_node
 from gradtrace.rules.base import Invalid, Rule, Truth
@@ -34,7 +35,9 @@ class UnregisteredTensor(Rule):
     docs = """
     ## What it does
     Finds `nn.Module` attributes assigned a plain tensor created with `requires_grad=True` (or
-    `.requires_grad_()`), instead of an `nn.Parameter`.
+    `.requires_grad_()`), instead of an `nn.Parameter`, and such a tensor registered as a buffer
+    (`self.register_buffer("scale", torch.tensor(10.0, requires_grad=True))`): it gets a gradient, but a
+    buffer is never one of `parameters()`.
 
     ## Why is this bad?
     Only `nn.Parameter` attributes are registered: the tensor is missing from `model.parameters()`, so
@@ -122,6 +125,33 @@ class UnregisteredTensor(Rule):
             """,
             truth=Truth(grads={"n_params == 0": "true"}),
         ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+            import torch.nn.functional as F
+
+
+            class CosineHead(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.weight = nn.Parameter(torch.randn(3, 4) * 0.1)
+                    self.register_buffer("scale", torch.tensor(10.0, requires_grad=True))  # expect: GT114
+
+                def forward(self, x):
+                    return self.scale * F.normalize(x, dim=-1) @ F.normalize(self.weight, dim=-1).t()
+
+
+            head = CosineHead()
+            opt = torch.optim.SGD(head.parameters(), lr=0.5)
+            for _ in range(3):
+                opt.zero_grad()
+                F.cross_entropy(head(torch.randn(8, 4)), torch.randint(0, 3, (8,))).backward()
+                opt.step()
+            """,
+            # it gets a gradient, and stays where it started
+            truth=Truth(grads={"head.scale.grad is not None and float(head.scale) == 10.0": "true"}),
+        ),
     )
 
     def check(self, ctx):
@@ -135,4 +165,24 @@ class UnregisteredTensor(Rule):
                     continue  # made anew in forward (a stand-in activation, a probe input): not a weight to keep
                 ctx.report(attr.value, f"`self.{attr.name}` is a plain tensor, not an `nn.Parameter`: "
                            f"`{info.name}.parameters()` leaves it out.", fix=parameter_fix(ctx, attr.value))
+            for name, value in buffers_requiring_grad(info):
+                ctx.report(value, f"`{name}` is registered as a buffer: it requires grad, but "
+                           f"`{info.name}.parameters()` leaves it out, so no optimizer built from it trains it.")
         return ()
+
+
+def buffers_requiring_grad(info):
+    """(name, value) of `self.register_buffer("scale", torch.tensor(10.0, requires_grad=True))` in the class's own
+    methods: a buffer is never one of `parameters()`, whatever its tensor requires."""
+    for method_name, method in info.methods.items():
+        if method_name == "forward":
+            continue
+        for node in ast.walk(method):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "register_buffer" and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id == "self" and len(node.args) >= 2):
+                continue
+            name, value = node.args[0], node.args[1]
+            if isinstance(name, ast.Constant) and isinstance(name.value, str) and \
+                    classify_value(value, info.module)[0] == "tensor_grad":
+                yield name.value, value

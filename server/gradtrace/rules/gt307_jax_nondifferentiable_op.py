@@ -131,6 +131,21 @@ class JaxNondifferentiableOp(Rule):
             """,
             truth=Truth(grads={"g['w']": "zero", "g['b']": "zero"}, framework="jax"),
         ),
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+
+
+            def loss(w, x):
+                spikes = jnp.heaviside(x @ w - 1.0, 0.0)  # expect: GT307
+                return jnp.mean((spikes - 0.5) ** 2)
+
+
+            g = jax.grad(loss)(jnp.full((3, 2), 0.5), jnp.ones((4, 3)))
+            """,
+            truth=Truth(grads={"g": "zero"}, framework="jax"),
+        ),
     )
 
     def check(self, ctx):
