@@ -27,7 +27,8 @@ class TFStopGradientOnlyPath(Rule):
     Flags `tf.stop_gradient(...)` when a trainable variable reaches the loss (the target of
     `tape.gradient`, or the output of a layer's `call`) *only* through it. Stopping the gradient of a
     target, of EM responsibilities or of a straight-through residual, where the variables still reach
-    the loss by another path, stays quiet.
+    the loss by another path, stays quiet. What a `with tape.stop_recording():` block computes is cut the
+    same way: the tape records none of it.
 
     A functional Keras model trained with `fit()` counts too: a `Lambda(lambda t: tf.stop_gradient(t))`
     layer cuts every layer upstream of it from the loss `fit` attaches to the output, unless another
@@ -149,6 +150,22 @@ class TFStopGradientOnlyPath(Rule):
             """,
             truth=Truth(grads={"change": "zero"}, framework="tensorflow"),
         ),
+        Invalid(
+            """
+            import tensorflow as tf
+
+            query_tower = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(3)])
+            doc_tower = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(3)])
+            q, d = tf.random.normal([8, 4]), tf.random.normal([8, 4])
+            with tf.GradientTape() as tape:
+                q_emb = query_tower(q)
+                with tape.stop_recording():  # expect: GT203
+                    d_emb = doc_tower(d)
+                loss = tf.reduce_mean(tf.matmul(q_emb, d_emb, transpose_b=True))
+            grads = tape.gradient(loss, doc_tower.trainable_variables)
+            """,
+            truth=Truth(grads={"grads[0]": "none", "grads[1]": "none"}, framework="tensorflow"),
+        ),
     )
 
     def check(self, ctx):
@@ -156,6 +173,6 @@ class TFStopGradientOnlyPath(Rule):
         for lc in facts.lost_cuts.values():
             if lc.cut.kind != "stop_gradient":
                 continue
-            msg = lost_message(facts, lc.lost, lc.sink_kind, "`tf.stop_gradient`")
+            msg = lost_message(facts, lc.lost, lc.sink_kind, f"`{lc.cut.op}`")
             yield ctx.report(lc.cut.node, msg,
                              data={"lost": facts.names(lc.lost), "op": lc.cut.op})

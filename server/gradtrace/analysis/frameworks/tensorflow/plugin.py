@@ -180,6 +180,12 @@ class TensorFlowPlugin(FrameworkPlugin):
 
     # ================================================================== tapes
     def enter_with(self, item: ast.withitem, value: Value, frame: Frame):
+        if value.kind == "recording_pause" and isinstance(value.ref, TapeInfo):
+            # `with tape.stop_recording():` the tape records nothing computed in the block
+            previous = frame.state.get(TAPES) or ()
+            frame.state[TAPES] = tuple(t for t in previous if t is not value.ref)
+            block = self.scopes(frame.module).enclosing(item.context_expr, (ast.With, ast.AsyncWith))
+            return ("pause", previous, block, value.made_at)
         if value.kind != "tape" or not isinstance(value.ref, TapeInfo):
             return None
         tape = value.ref
@@ -197,6 +203,13 @@ class TensorFlowPlugin(FrameworkPlugin):
     def exit_with(self, token, frame: Frame) -> None:
         if isinstance(token, tuple) and token[0] == "tape":
             frame.state[TAPES] = token[1]
+        elif isinstance(token, tuple) and token[0] == "pause":
+            _, previous, block, node = token
+            frame.state[TAPES] = previous
+            for name in _assigned_names(block):  # what the block computed has no history on the tape
+                value = frame.env.get(name)
+                if value is not None and value.srcs and node is not None:
+                    frame.env[name] = self.cut(node, "tape.stop_recording()", "stop_gradient", [value], frame)
 
     def tape_method(self, node: ast.Call, tape: TapeInfo, method: str, args: list, kwargs: dict,
                     frame: Frame) -> Value:
@@ -204,6 +217,8 @@ class TensorFlowPlugin(FrameworkPlugin):
             self.watch(node, tape, args, frame)
         elif method in api.GRADIENT_METHODS and args:
             return self.gradient(node, tape, method, args, kwargs, frame)
+        elif method == "stop_recording":
+            return Value("recording_pause", ref=tape, made_at=node)
         return UNKNOWN
 
     def watch(self, node: ast.Call, tape: TapeInfo, args: list, frame: Frame) -> None:
@@ -1050,3 +1065,16 @@ def metric_state(metric: Value) -> Value:
 def qualname_of(decorator: ast.AST, module) -> str | None:
     """`tensorflow.function` for `@tf.function` and `@tf.function(jit_compile=True)`."""
     return module.names.qualname(decorator.func if isinstance(decorator, ast.Call) else decorator)
+
+
+def _assigned_names(block) -> list[str]:
+    """Plain names the statements of a `with` block assign (`d_emb = ...`, `a, b = ...`)."""
+    if not isinstance(block, (ast.With, ast.AsyncWith)):
+        return []
+    names: list[str] = []
+    for stmt in block.body:
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target] if isinstance(
+            stmt, (ast.AnnAssign, ast.AugAssign)) else []
+        for target in targets:
+            names += [n.id for n in ast.walk(target) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)]
+    return names
