@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 
 from gradtrace.analysis.core.values import covered
+from gradtrace.rules._messages import join_phrases
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 
@@ -137,6 +138,23 @@ class GradientOfUnrelatedModel(Rule):
                                "student.trainable_variables[0] - (1.0 - 0.5 * grads[0])": "zero"},
                         framework="tensorflow"),
         ),
+        Invalid(
+            """
+            import tensorflow as tf
+
+            norm = tf.keras.layers.Dense(3)
+            classifier = tf.keras.layers.Dense(1)
+            norm.build((None, 3))
+            classifier.build((None, 3))
+            ds = tf.data.Dataset.from_tensor_slices(tf.random.normal([8, 3])).batch(4).map(lambda x: norm(x))
+            params = norm.trainable_variables + classifier.trainable_variables
+            for xb in ds:
+                with tf.GradientTape() as tape:
+                    loss = tf.reduce_mean(tf.square(classifier(xb)))
+                grads = tape.gradient(loss, params)  # expect: GT214
+            """,
+            truth=Truth(grads={"grads[0]": "none"}, framework="tensorflow"),
+        ),
     )
 
     def check(self, ctx):
@@ -157,14 +175,18 @@ class GradientOfUnrelatedModel(Rule):
             cut_origins = set()
             for cut in target.cuts:
                 cut_origins |= cut.lost
-            for expr, val in call.source_pairs:
-                if val.kind != "varlist" or not val.srcs:
+            pairs = call.source_pairs
+            used = [any(covered(o, target.srcs) or o in cut_origins for o in val.srcs) for _, val in pairs]
+            for (expr, val), reached in zip(pairs, used):
+                if val.kind != "varlist" or not val.srcs or reached:
                     continue
-                if any(covered(o, target.srcs) or o in cut_origins for o in val.srcs):
-                    continue
-                text = ast.unparse(expr) if expr is not None else "these variables"
+                if expr is not None:
+                    text = f"`{ast.unparse(expr)}`"
+                else:  # one part of a list built before the call: name its variables
+                    text = join_phrases([f"`{n}`" for n in facts.names(val.srcs)]) or "some of these variables"
+                whose = "their gradients are" if any(used) else "every gradient is"
                 yield ctx.report(
                     call.node,
-                    f"The target of this `{call.method}()` uses none of `{text}`: every gradient is None.",
-                    data={"lost": [text]},
+                    f"The target of this `{call.method}()` uses none of {text}: {whose} None.",
+                    data={"lost": [text.strip("`")]},
                 )
