@@ -19,7 +19,8 @@ class JaxNondifferentiableOp(Rule):
     and discrete samples (`jax.random.categorical`, `bernoulli`, `poisson`) drawn from it, and comparisons
     (`jnp.where(x @ w > 0, h, 0.0)`, a mask `h * (x @ w > 0)`). An integer used as an index passes nothing
     back to what computed it (`table[(gate * 9).astype(int)]`). Indexing with an argmax of the indexed
-    values, or a straight-through estimator, stays quiet.
+    values, or a straight-through estimator, stays quiet. The bodies of `lax.scan`, `cond`, `switch`, `map`,
+    `fori_loop` and `while_loop` are followed: a rounding inside an RNN cell is found there.
 
     ## Why is this bad?
     JAX defines these gradients as zero (integer results carry `float0` tangents): the parameters behind
@@ -52,6 +53,23 @@ class JaxNondifferentiableOp(Rule):
             return jnp.sum(best ** 2)
 
         g = jax.grad(loss)(jnp.ones((3, 2)), jnp.ones((4, 3)))
+        """,
+        """
+        import jax
+        import jax.numpy as jnp
+
+
+        def loss(params, xs):
+            def cell(h, x_t):
+                h = jnp.tanh(x_t @ params["w_xh"] + h @ params["w_hh"])
+                return h, h @ params["w_hy"]
+
+            _, ys = jax.lax.scan(cell, jnp.zeros((2, 3)), xs)
+            return jnp.mean(ys ** 2)
+
+
+        params = {"w_xh": jnp.full((3, 3), 0.2), "w_hh": jnp.eye(3) * 0.5, "w_hy": jnp.full((3, 1), 0.3)}
+        g = jax.grad(loss)(params, jnp.ones((4, 2, 3)))
         """,
     )
     invalid = (
@@ -145,6 +163,26 @@ class JaxNondifferentiableOp(Rule):
             g = jax.grad(loss)(jnp.full((3, 2), 0.5), jnp.ones((4, 3)))
             """,
             truth=Truth(grads={"g": "zero"}, framework="jax"),
+        ),
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+
+
+            def loss(params, xs):
+                def cell(h, x_t):
+                    h = jnp.round(jnp.tanh(x_t @ params["w_xh"] + h @ params["w_hh"]))  # expect: GT307
+                    return h, h @ params["w_hy"]
+
+                _, ys = jax.lax.scan(cell, jnp.zeros((2, 3)), xs)
+                return jnp.mean(ys ** 2)
+
+
+            params = {"w_xh": jnp.full((3, 3), 0.2), "w_hh": jnp.eye(3) * 0.5, "w_hy": jnp.full((3, 1), 0.3)}
+            g = jax.grad(loss)(params, jnp.ones((4, 2, 3)))
+            """,
+            truth=Truth(grads={"g['w_xh']": "zero", "g['w_hh']": "zero"}, framework="jax"),
         ),
     )
 

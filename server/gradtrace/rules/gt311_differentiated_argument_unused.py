@@ -185,7 +185,7 @@ class DifferentiatedArgumentUnused(Rule):
         facts = ctx.jax
         for node, leaf in facts.unread_leaves.items():
             if reads_key(leaf.function, leaf.key, ctx.jax.plugin.interp.root.functions):
-                continue  # the value flow lost a read the text shows (a closure run by `lax.scan`...)
+                continue  # the value flow lost a read the text shows (a callback of a library it does not follow)
             yield ctx.report(
                 node,
                 f"`{getattr(leaf.function, 'name', 'the function')}` never reads `{leaf.path}`, so "

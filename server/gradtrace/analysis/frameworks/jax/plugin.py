@@ -456,7 +456,9 @@ class JaxPlugin(FrameworkPlugin):
         args, kwargs = self.where_args(node, frame) if qn == "jax.numpy.where" else interp.eval_args(node, frame)
         if qn in api.DYNAMIC_LOOPS:
             self.check_loop(node, qn, args, frame)
-            return combine("tensor", *(a for a in args if a.kind not in CALLABLE_KINDS), fw="jax")
+            ran = self.run_bodies(node, qn.rsplit(".", 1)[-1], args, frame)
+            return ran if ran is not None else combine("tensor", *(a for a in args if a.kind not in CALLABLE_KINDS),
+                                                       fw="jax")
         if qn in api.TREE_MAP and len(node.args) == 2 and not node.keywords and self.is_stop_fn(node.args[0], frame):
             return self.stop_tree(node, args[1], frame)
         if qn in api.TREE_MAP or qn in api.APPLY_UPDATES:
@@ -471,6 +473,41 @@ class JaxPlugin(FrameworkPlugin):
         if qn.startswith(api.ARRAY_MODULES):
             return self.array_call(node, qn, args, kwargs, frame)
         return replace(combine("unknown", *args, *kwargs.values()), opaque=True)
+
+    def run_bodies(self, node: ast.Call, op: str, args: list, frame: Frame) -> Value | None:
+        """What `lax.scan`, `cond`, `switch`, `map`, `fori_loop` and `while_loop` return, from running their body
+        functions (the file's own) on what they are given, traced: a cut inside an RNN cell reaches the output.
+        None when a body is not a function of the project (the result is then taken as a whole, as before)."""
+        def body(position: int, values: list) -> Value | None:
+            fn = args[position] if position < len(args) else None
+            if fn is None or fn.kind not in ("function", "method") or fn.func is None or position >= len(node.args):
+                return None
+            call = ast.copy_location(ast.Call(func=node.args[position], args=[], keywords=[]), node)
+            return self.interp.call_value(fn, call, frame, [self.trace(v, True, keep=True) for v in values], {})
+
+        def element(value: Value) -> Value:
+            return flat(value) if value.items else value
+
+        if op == "scan" and len(args) >= 2:
+            xs = element(args[2]) if len(args) > 2 else NONE
+            out = body(0, [args[1], xs])
+            if out is None or out.items is None or len(out.items) != 2:
+                return None
+            carry = self.interp.merge_values([args[1], out.items[0]])
+            return Value("container", items=(carry, out.items[1]), srcs=carry.srcs | out.items[1].srcs,
+                         cuts=out.cuts, deps=out.deps)
+        if op == "cond" and len(args) >= 3:
+            branches = [body(1, args[3:]), body(2, args[3:])]
+            return self.interp.merge_values(branches) if all(b is not None for b in branches) else None
+        if op == "map" and len(args) >= 2:
+            return body(0, [element(args[1])])
+        if op == "fori_loop" and len(args) >= 4:
+            out = body(2, [args[0], args[3]])
+            return self.interp.merge_values([args[3], out]) if out is not None else None
+        if op == "while_loop" and len(args) >= 3:
+            out = body(1, [args[2]])
+            return self.interp.merge_values([args[2], out]) if out is not None else None
+        return None
 
     def map_leaves(self, node: ast.Call, args: list, frame: Frame) -> Value | None:
         """`tree_map(lambda p: (p * s).astype(jnp.int8) / s, params)`: the file's own function applied to a leaf of
@@ -525,6 +562,9 @@ class JaxPlugin(FrameworkPlugin):
         if qn.startswith("jax.lax.") and tail in api.COLLECTIVES and args and args[0].kind != "tensor":
             return args[0]  # `lax.pmean(metrics_dict)` is still the dict
         if qn.startswith("jax.lax.") and tail in api.PYTREE_LAX:
+            ran = self.run_bodies(node, tail, args, frame)
+            if ran is not None:
+                return ran
             # whatever the branch/body functions return: any pytree
             return combine("unknown", *(a for a in args if a.kind not in CALLABLE_KINDS))
         if tail in api.INDEX_OPS:
