@@ -97,6 +97,18 @@ def test_a_cell_that_does_not_parse_keeps_the_others_findings(notebook):
     assert f"{notebook}:cell 4:5:19: GT105" in proc.stdout
 
 
+def test_a_shell_escape_continued_with_a_backslash_is_not_a_syntax_error(notebook):
+    """IPython joins `!cmd \\` with the line after it; the continuation is part of the shell command."""
+    data = json.loads(notebook.read_text())
+    data["cells"].insert(1, {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+                             "source": ["!saved_model_cli show --dir model \\\n",
+                                        "                      --tag_set serve\n", "x = 1\n"]})
+    notebook.write_text(json.dumps(data, indent=1))
+    proc = gradtrace("check", "--no-cache", str(notebook))
+    assert "GT000" not in proc.stdout
+    assert f"{notebook}:cell 4:5:19: GT105" in proc.stdout
+
+
 def test_github_annotations(notebook, tmp_path):
     script = tmp_path / "train.py"
     shutil.copy(os.path.join(ROOT, "fixtures", "torch", "bad_detach.py"), script)

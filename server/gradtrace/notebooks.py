@@ -1,8 +1,8 @@
 """Jupyter notebooks: the Python cells analysed in order as one program, positions mapped back to cells.
 
 A model defined in one cell and trained in another is one program, so the cells are concatenated with one
-analysed line per cell line (positions map back exactly). IPython magics and shell escapes become `pass`; a
-cell magic (`%%bash`) blanks its cell. A syntax error in one cell is reported there and that cell is left out,
+analysed line per cell line (positions map back exactly). IPython magics and shell escapes become `pass` (the
+lines they continue onto with a trailing backslash are blanked); a cell magic (`%%bash`) blanks its cell. A syntax error in one cell is reported there and that cell is left out,
 so the other cells keep their findings.
 
 The language server (cells from the editor, keyed by cell URI) and `gradtrace check` (cells of an `.ipynb`
@@ -36,11 +36,23 @@ def neutralise(line: str) -> str:
 
 
 def python_lines(source: str) -> list[str]:
-    """A cell's lines as analysed: a cell magic blanks the whole cell, other magics become `pass`."""
+    """A cell's lines as analysed: a cell magic blanks the whole cell, other magics become `pass`, and the lines a
+    magic or shell escape continues onto with a trailing backslash (`!saved_model_cli show ...` ending in one, then
+    an indented option line) are blanked with it."""
     lines = split_lines(source)
     if lines and lines[0].lstrip().startswith("%%"):
         return [""] * len(lines)
-    return [neutralise(line) for line in lines]
+    out: list[str] = []
+    continued = False
+    for line in lines:
+        if continued:
+            out.append("")
+            continued = line.endswith("\\")
+            continue
+        analysed = neutralise(line)
+        continued = analysed != line and line.endswith("\\")
+        out.append(analysed)
+    return out
 
 
 def locate(cells: list[tuple[int, int, Hashable]], line: int, default: Hashable) -> tuple[Hashable, int]:
@@ -181,8 +193,8 @@ class Notebook:
             cell = self.data["cells"][number - 1]
             source = _source_text(cell.get("source"))
             original = split_lines(source)
-            if any(neutralise(original[e.line - 1]) != original[e.line - 1]
-                   for e in cell_edits if e.line - 1 < len(original)):
+            analysed = python_lines(source)
+            if any(analysed[e.line - 1] != original[e.line - 1] for e in cell_edits if e.line - 1 < len(original)):
                 continue
             new = apply_edits(source, cell_edits)
             if new != source:
