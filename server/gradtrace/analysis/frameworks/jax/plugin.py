@@ -378,8 +378,8 @@ class JaxPlugin(FrameworkPlugin):
         reached = set(target.srcs).union(*(c.lost for c in target.cuts))
         if pname in reached or not any(s.startswith(pname + ".") for s in reached):
             return  # read whole, or not at all (GT311 then reports the argument itself)
-        for path, dotted, leaf in _dict_leaves(arg, pname, pname):
-            if leaf.kind in ARRAY_KINDS and leaf.dtype != "int" and not covered(dotted, frozenset(reached)):
+        for path, dotted, leaf in leaves(arg, pname):
+            if dotted is not None and dotted != pname and leaf.kind in ARRAY_KINDS and leaf.dtype != "int" and not covered(dotted, frozenset(reached)):
                 key = dotted.rsplit(".", 1)[-1]
                 self.interp.emit(UnreadLeaf(leaf.made_at or call, frame.module, path, key, ref.node, gf, call), frame)
 
@@ -425,7 +425,7 @@ class JaxPlugin(FrameworkPlugin):
     def check_int(self, arg: Value, gf: GradTransform, call, pname: str, arg_node, frame: Frame) -> None:
         if gf.allow_int or gf.mode not in api.INTEGER_REJECTING:  # `jax.vjp` takes integer primals (float0)
             return
-        for path, leaf in leaves(arg, pname):
+        for path, _, leaf in leaves(arg, pname):
             if leaf.dtype == "int" and leaf.kind in ARRAY_KINDS and not (gf.filtered and leaf.kind == "number"):
                 self.interp.emit(IntegerInput(leaf.made_at or arg_node, frame.module, path, gf, call), frame)
 
@@ -966,21 +966,15 @@ def holds_arrays(value: Value, filtered: bool, depth: int = 0) -> bool:
     return bool(value.items) and depth < 6 and any(holds_arrays(v, filtered, depth + 1) for v in value.items)
 
 
-def _dict_leaves(value: Value, path: str, dotted: str, depth: int = 0):
-    """(path, source name, leaf) of the string-keyed dicts of a pytree: `params['w']`, `params.w`."""
-    if value.items is not None and value.keys is not None and depth < 6:
-        for key, item in zip(value.keys, value.items):
-            if isinstance(key, str):
-                yield from _dict_leaves(item, f"{path}[{key!r}]", f"{dotted}.{key}", depth + 1)
-    elif value.items is None:
-        yield path, dotted, value
-
-
-def leaves(value: Value, path: str, depth: int = 0):
-    """(path, leaf) of a pytree value: `params['w']`, `batch[0]`."""
+def leaves(value: Value, path: str, dotted: str | None = None, depth: int = 0):
+    """(path, source name, leaf) of a pytree value: `params['w']` and `params.w`, `batch[0]` and `batch.0`; the
+    source name only along string keys (None below a list or tuple)."""
+    if dotted is None and depth == 0:
+        dotted = path
     if value.items is not None and depth < 6:
         for i, item in enumerate(value.items):
             key = value.keys[i] if value.keys is not None else i
-            yield from leaves(item, f"{path}[{key!r}]" if isinstance(key, str) else f"{path}[{key}]", depth + 1)
+            named = f"{dotted}.{key}" if dotted is not None and isinstance(key, str) else None
+            yield from leaves(item, f"{path}[{key!r}]" if isinstance(key, str) else f"{path}[{key}]", named, depth + 1)
     else:
-        yield path, value
+        yield path, dotted, value
