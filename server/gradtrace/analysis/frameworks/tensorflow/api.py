@@ -9,6 +9,8 @@ ROOTS = frozenset(IMPORTED_AS["tensorflow"])
 MODULE_BASES = frozenset({"tensorflow.Module", "keras.layers.Layer", "keras.Model", "keras.models.Model", "keras.Layer",
                           "keras.layers.base.Layer"})
 MODULE_BASE_SUFFIXES = (".Layer", ".Model", ".Module")
+# ... of which these are not Keras's: a `tf.Module` tracks the `tf.Variable`s set on it, a Keras 3 layer does not
+PLAIN_MODULE_BASES = frozenset({"tensorflow.Module"})
 CALL_METHODS = ("call", "__call__")
 # Create trainable variables
 VARIABLE_FACTORIES = frozenset({"tensorflow.Variable", "tensorflow.compat.v1.Variable"})
@@ -46,11 +48,18 @@ ZERO_GRAD_OPS = frozenset({"round", "floor", "ceil", "sign", "rint", "floordiv",
 HOST_METHODS = {"numpy": "numpy", "item": "python", "tolist": "python"}
 # Attributes and factories of Keras models
 VARIABLE_LISTS = frozenset({"trainable_variables", "trainable_weights", "variables", "weights"})
+# What reading or setting on a model does not build it (Keras makes a layer's weights on its first call, `build`
+# or `fit`): `model.compile(...)`, `model.trainable = False`, `model.trainable_variables`, ...
+UNBUILDING_ATTRS = VARIABLE_LISTS | frozenset({"compile", "trainable", "name", "non_trainable_variables",
+                                               "non_trainable_weights", "optimizer", "layers"})
+SEQUENTIAL = frozenset({"keras.Sequential", "keras.models.Sequential"})
+# Keyword arguments of a first layer that make a `Sequential` built on construction
+INPUT_SHAPE_ARGS = frozenset({"input_shape", "input_dim", "batch_input_shape", "batch_shape"})
 # A model's symbolic graph tensors (KerasTensors), not the data it is called on
 SYMBOLIC_ATTRS = frozenset({"inputs", "outputs", "input", "output"})
 FUNCTIONAL_MODELS = frozenset({"keras.Model", "keras.models.Model"})
 MODEL_FACTORIES = frozenset({"keras.Sequential", "keras.models.Sequential", "keras.Model", "keras.models.Model"})
-INPUTS = frozenset({"keras.Input", "keras.layers.Input"})
+INPUTS = frozenset({"keras.Input", "keras.layers.Input", "keras.layers.InputLayer"})
 LAMBDA_LAYER = "keras.layers.Lambda"
 LAYER_PREFIXES = ("keras.layers.", "keras.applications.")
 # Names under `keras.layers` that are not layers (no variables, never called on tensors)

@@ -32,6 +32,8 @@ class VarInfo:
     read_in_tape: bool = False
     cast_in_tape: bool = False  # an int variable cast to float where a loss is computed: meant as a parameter
     watched: bool = False  # handed to `tape.watch`: differentiated even when trainable=False
+    raw: bool = False  # made by `tf.Variable(...)`, not by a layer's `add_weight`
+    keras_held: str | None = None  # `Class.attr` of a Keras layer holding this raw variable: Keras 3 does not track it
 
     @property
     def carries_gradient(self) -> bool:

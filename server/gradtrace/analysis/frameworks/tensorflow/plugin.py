@@ -88,6 +88,8 @@ class TensorFlowPlugin(FrameworkPlugin):
         self.frozen_models: set = set()  # model sources some `model.trainable = False` froze
         self.pretrained: set = set()  # model sources built by `keras.applications` (pretrained weights)
         self.frozen_fits: dict = {}  # `trainable = False` statement -> (TrainableSet, fit call)
+        self.unbuilt_reads: dict = {}  # `model.trainable_variables` read before the model was built -> a step using it
+        self.untracked_fits: dict = {}  # source of a variable Keras does not track -> a `fit` of a model holding it
         self.call_live: dict[str, set] = {}  # class name -> sources that reach what its call returns
         self.call_incomplete: set[str] = set()  # classes whose call was not followed completely
         self.functional: list[Value] = []  # functional models built so far
@@ -116,6 +118,20 @@ class TensorFlowPlugin(FrameworkPlugin):
                 break
         self.module_classes[id(info)] = result
         return result
+
+    def is_keras_class(self, info, depth: int = 0) -> bool:
+        """A Keras layer or model class (also through project base classes), not a `tf.Module`."""
+        if not self.is_module_class(info) or depth > 16:
+            return False
+        for base in info.bases:
+            if base in api.PLAIN_MODULE_BASES or (base.endswith(".Module") and base.split(".")[0] in api.ROOTS):
+                continue
+            if base in api.MODULE_BASES or (base.endswith(api.MODULE_BASE_SUFFIXES) and base.split(".")[0] in api.ROOTS):
+                return True
+            parent = info.module.resolve_class(base)
+            if parent is not None and parent is not info and self.is_keras_class(parent, depth + 1):
+                return True
+        return False
 
     def is_model(self, value: Value) -> bool:
         """A Keras layer or model: built in the file from Keras, or an instance of a layer class of the file."""
@@ -316,10 +332,18 @@ class TensorFlowPlugin(FrameworkPlugin):
         for value in values:
             if isinstance(value.ref, VarInfo) and call.node not in value.ref.listed:
                 value.ref.listed.append(call.node)
+        self.record_unbuilt(values, call.node)
         self.record_lost(call.target, call.meant, call.node, "gradient")
+
+    def record_unbuilt(self, values, sink: ast.AST) -> None:
+        for value in values:
+            for extra in value.extra:
+                if isinstance(extra, tuple) and extra[:1] == ("unbuilt",):
+                    self.unbuilt_reads.setdefault(extra[1], sink)
 
     def record_applied(self, event: Applied) -> None:
         applied = [v for _, v in source_list(None, event.variables)]
+        self.record_unbuilt(applied, event.node)
         for value in applied:
             if isinstance(value.ref, VarInfo) and event.node not in value.ref.listed:
                 value.ref.listed.append(event.node)
@@ -429,6 +453,10 @@ class TensorFlowPlugin(FrameworkPlugin):
             self.interp.emit(TrainableSet(stmt, frame.module, owner.ref, stmt.value.value), frame)
         if owner.kind == "object" and owner.cls is not None and hasattr(owner.cls, "name"):
             cls_name = owner.cls.name
+            if self.is_keras_class(owner.cls):
+                for held in [value, *(value.items or ())]:
+                    if isinstance(held.ref, VarInfo) and held.ref.raw and held.ref.keras_held is None:
+                        held.ref.keras_held = f"{cls_name}.{target.attr}"
             self.name_origin(value, f"{cls_name}.{target.attr}", cls_name, target.attr)
             self.remember_attribute(cls_name, target.attr, value)
             previous = self.current_attribute(target, owner, frame)
@@ -588,7 +616,8 @@ class TensorFlowPlugin(FrameworkPlugin):
         vid = self.source_id("var", node, frame)
         info = self.variables.get(vid)
         if info is None:
-            info = self.variables[vid] = VarInfo(vid, node, trainable, dtype, local=frame.module is self.interp.root)
+            info = self.variables[vid] = VarInfo(vid, node, trainable, dtype, local=frame.module is self.interp.root,
+                                                 raw=not weight)
         if info.per_step is None:
             info.per_step = self.per_step_reason(node, frame)
             info.compiled = info.per_step is not None and any(
@@ -701,6 +730,13 @@ class TensorFlowPlugin(FrameworkPlugin):
             return self.metric_result(node, receiver, f"{ast.unparse(node.func.value)}.result()", frame)
         if method in api.WEIGHT_METHODS and (method == "add_weight" or kind == "object"):
             return self.new_variable(node, args, kwargs, frame, weight=True)
+        if method in api.FIT_METHODS and kind == "object" and self.is_keras_class(receiver.cls):
+            # Keras trains the model's `trainable_variables`: not the `tf.Variable`s set on its layers
+            held = list(self.object_attrs(receiver).values())
+            found = join(*(flat(v) for v in held)).srcs | self.sublayer_sources(held) if held else EMPTY
+            for source in sorted(found):
+                if self.keras_untracked(source):
+                    self.untracked_fits.setdefault(source, node)
         if method in api.FIT_METHODS and kind == "module" and receiver.fw == "tensorflow":
             self.interp.emit(Fit(node, frame.module, receiver), frame)
             return UNKNOWN
@@ -783,13 +819,14 @@ class TensorFlowPlugin(FrameworkPlugin):
         if attr in api.VARIABLE_LISTS:
             if base.kind == "param" and isinstance(base.ref, str):
                 return Value("varlist", srcs=frozenset({base.ref}), fw="tensorflow")
+            unbuilt = (("unbuilt", node),) if self.read_before_built(base, node, frame) else ()
             if base.kind == "module" and base.fw == "tensorflow":
-                return Value("varlist", srcs=base.srcs, cuts=base.cuts, fw="tensorflow", deps=base.deps)
+                return Value("varlist", srcs=base.srcs, cuts=base.cuts, fw="tensorflow", deps=base.deps, extra=unbuilt)
             if base.kind == "object" and self.is_module_class(base.cls):
                 held = list(self.object_attrs(base).values())
                 merged = join(*(flat(v) for v in held)) if held else Value()
-                return Value("varlist", srcs=merged.srcs | self.sublayer_sources(held), fw="tensorflow",
-                             deps=merged.deps)
+                srcs = frozenset(s for s in merged.srcs | self.sublayer_sources(held) if not self.keras_untracked(s))
+                return Value("varlist", srcs=srcs, fw="tensorflow", deps=merged.deps, extra=unbuilt)
         if base.kind == "object" and base.cls is not None and hasattr(base.cls, "find_method"):
             own = dict(base.extra[1]) if base.extra[:1] == ("object",) else {}
             if attr in own or base.cls.find_method(attr):
@@ -800,6 +837,61 @@ class TensorFlowPlugin(FrameworkPlugin):
         if attr in api.STATIC_ATTRS:
             return Value("meta", cuts=base.cuts, deps=base.deps)
         return Value("unknown", srcs=base.srcs, cuts=base.cuts, dtype=base.dtype, fw="tensorflow", deps=base.deps)
+
+    def read_before_built(self, model: Value, node: ast.AST, frame: Frame) -> bool:
+        """`model.trainable_variables` read where `model` was made, before anything called it, built it or was
+        handed it, of a model whose weights are all made on its first call (a subclassed model whose `__init__`
+        only sets layers, a `Sequential` without an input shape, a bare layer): an empty list."""
+        if not isinstance(node, ast.Attribute) or not isinstance(node.value, ast.Name):
+            return False
+        semantic = frame.module.source.semantic
+        binding = semantic.sole_binding(node.value)
+        made = binding.statement if binding is not None else None
+        if not (isinstance(made, ast.Assign) and isinstance(made.value, ast.Call) and semantic.runs_before(made, node)):
+            return False
+        if any(not semantic.in_loop(made, loop) for loop in semantic.loops_around(node)):
+            return False  # read again on later iterations
+        here = semantic.function_of(node)
+        for use in semantic.uses_of(binding):
+            if use is node.value or semantic.function_of(use) is here and semantic.runs_before(node, use):
+                continue
+            parent = semantic.parent(use)
+            if semantic.function_of(use) is not here or not isinstance(parent, ast.Attribute) or (
+                    parent.attr not in api.UNBUILDING_ATTRS):
+                return False
+        return self.weights_made_on_call(model, made.value, frame)
+
+    def weights_made_on_call(self, model: Value, call: ast.Call, frame: Frame) -> bool:
+        if model.kind == "module" and model.fw == "tensorflow":
+            qual = frame.module.names.qualname(call.func) or ""
+            if qual in api.SEQUENTIAL:
+                layers = call.args[0] if call.args else call_argument(call, "layers")
+                first = layers.elts[0] if isinstance(layers, (ast.List, ast.Tuple)) and layers.elts else None
+                return isinstance(first, ast.Call) and frame.module.names.qualname(first.func) not in api.INPUTS and (
+                    not any(k.arg in api.INPUT_SHAPE_ARGS for k in first.keywords))
+            return qual.startswith("keras.layers.") and not api.weightless(qual.rsplit(".", 1)[-1]) and (
+                qual not in api.INPUTS)
+        if model.kind != "object" or not self.is_keras_class(model.cls):
+            return False
+        init = model.cls.find_method("__init__")
+        if init is None:
+            return False
+        for sub in ast.walk(init[0]):
+            if isinstance(sub, ast.Call):
+                text = ast.unparse(sub.func)
+                if text in ("self", "self.build", "super().build") or (
+                        text == "super().__init__" and (sub.args or sub.keywords)):
+                    return False  # built in `__init__`, or a functional model (`super().__init__(inputs, outputs)`)
+        held = list(self.object_attrs(model).values())
+        if any(isinstance(v.ref, VarInfo) and not v.ref.raw for v in held):
+            return False  # `self.add_weight(...)`: made at once
+        return any(v.kind in ("module", "object") and v.srcs or v.kind == "object" and self.is_keras_class(v.cls)
+                   for v in held) or model.cls.find_method("build") is not None
+
+    def keras_untracked(self, source: str) -> bool:
+        """A `tf.Variable` set on a Keras layer: Keras 3 leaves it out of the layer's variable lists."""
+        info = self.variables.get(source)
+        return info is not None and info.keras_held is not None
 
     def sublayer_sources(self, held: list, depth: int = 0) -> frozenset:
         """What the project's own layers among `held` hold, through their own layers: the variables and layers
