@@ -57,6 +57,29 @@ class DetachOnPath(Rule):
         import torch
         import torch.nn as nn
 
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.features = nn.Linear(8, 16)
+                self.head = nn.Linear(16, 2)
+                self.features.register_forward_hook(self.keep_features)
+
+            def keep_features(self, module, inputs, output):
+                self.cached = output.detach()
+
+            def forward(self, x):
+                return self.head(torch.relu(self.features(x)))
+
+
+        net = Net()
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        net(torch.randn(4, 8)).sum().backward()
+        """,
+        """
+        import torch
+        import torch.nn as nn
+
         encoder, head = nn.Linear(4, 8), nn.Linear(8, 1)
         opt = torch.optim.SGD(list(encoder.parameters()) + list(head.parameters()), lr=0.1)
         x = torch.randn(2, 4)
@@ -200,6 +223,116 @@ class DetachOnPath(Rule):
             model(torch.randn(4, 8)).sum().backward()
             """,
             truth=Truth(grads={"model.blocks[0].mlp.weight": "none", "model.blocks[2].norm.weight": "none"}),
+        ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            class Net(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.features = nn.Linear(8, 16)
+                    self.head = nn.Linear(16, 2)
+                    self.features.register_forward_hook(self.keep_features)
+
+                def keep_features(self, module, inputs, output):
+                    self.cached = output
+                    return output.detach()  # expect: GT105
+
+                def forward(self, x):
+                    return self.head(torch.relu(self.features(x)))
+
+
+            net = Net()
+            opt = torch.optim.SGD(net.parameters(), lr=0.1)
+            net(torch.randn(4, 8)).sum().backward()
+            """,
+            fixed="""
+            import torch
+            import torch.nn as nn
+
+
+            class Net(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.features = nn.Linear(8, 16)
+                    self.head = nn.Linear(16, 2)
+                    self.features.register_forward_hook(self.keep_features)
+
+                def keep_features(self, module, inputs, output):
+                    self.cached = output
+                    return output  # expect: GT105
+
+                def forward(self, x):
+                    return self.head(torch.relu(self.features(x)))
+
+
+            net = Net()
+            opt = torch.optim.SGD(net.parameters(), lr=0.1)
+            net(torch.randn(4, 8)).sum().backward()
+            """,
+            truth=Truth(grads={"net.features.weight": "none", "net.head.weight": "ok"}),
+        ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+            activations = {}
+
+
+            def keep(module, inputs, output):
+                activations["enc"] = output
+                return output.detach()  # expect: GT105
+
+
+            class AutoEncoder(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.enc = nn.Linear(8, 4)
+                    self.dec = nn.Linear(4, 8)
+
+                def forward(self, x):
+                    return self.dec(self.enc(x))
+
+
+            model = AutoEncoder()
+            model.enc.register_forward_hook(keep)
+            opt = torch.optim.Adam(model.parameters())
+            x = torch.randn(4, 8)
+            ((model(x) - x) ** 2).mean().backward()
+            """,
+            fixed="""
+            import torch
+            import torch.nn as nn
+
+            activations = {}
+
+
+            def keep(module, inputs, output):
+                activations["enc"] = output
+                return output  # expect: GT105
+
+
+            class AutoEncoder(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.enc = nn.Linear(8, 4)
+                    self.dec = nn.Linear(4, 8)
+
+                def forward(self, x):
+                    return self.dec(self.enc(x))
+
+
+            model = AutoEncoder()
+            model.enc.register_forward_hook(keep)
+            opt = torch.optim.Adam(model.parameters())
+            x = torch.randn(4, 8)
+            ((model(x) - x) ** 2).mean().backward()
+            """,
+            truth=Truth(grads={"model.enc.weight": "none", "model.dec.weight": "ok"}),
         ),
     )
 

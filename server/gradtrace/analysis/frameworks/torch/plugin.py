@@ -28,6 +28,7 @@ from gradtrace.analysis.core.values import (
     cut,
     dead_term,
     dedup_cuts,
+    flat,
     join,
     merge_terms,
     named,
@@ -134,6 +135,9 @@ class TorchPlugin(Plugin):
         self.defined_in: dict[int, tuple[list, set]] = {}
         self.records_with_optimizer: dict[int, list] = {}  # id(a summary's record) -> the record
         self._by_kind: dict = {}  # event class -> (events scanned, those of that class): read often, grown in order
+        # (id(ClassInfo), attribute) -> the forward hooks registered on that layer from outside the class
+        self.forward_hooks: dict = {}
+        self.hooks_set: dict = {}  # id(ClassInfo) -> attribute -> the hooks its methods register on `self.<attribute>`
 
     # ================================================================== facts in program order
     def events_of(self, kind) -> list:
@@ -634,6 +638,13 @@ class TorchPlugin(Plugin):
                     items = self.container_layers(fact, info, name, base.deps)
                     if items is not None and not (fact.layer or "").endswith("ModuleList"):
                         extra += (("children", items),)  # called: each layer in turn
+                    if id(info) not in self.hooks_set:
+                        self.hooks_set[id(info)] = forward_hooks_set(info)
+                    hooks = self.hooks_set[id(info)].get(attr)
+                    if hooks:
+                        extra += (("hooks", tuple((h, base) for h in hooks)),)
+                    if (id(info), attr) in self.forward_hooks:
+                        extra += (("hooked", tuple(self.forward_hooks[(id(info), attr)])),)
                     return Value("module", srcs=srcs, name=name, cls=cls or fact.layer, extra=extra, deps=base.deps,
                                  items=items)
                 if fact.kind in ("param", "tensor_grad") or (fact.kind == "param_converted"
@@ -777,6 +788,33 @@ class TorchPlugin(Plugin):
         return None
 
     def call_module(self, module_value: Value, args, kwargs, node, frame: Frame) -> Value:
+        """`layer(x)`: its forward, then each forward hook registered on it (a hook that returns a value replaces
+        the output: `return output.detach()` cuts the layer and everything before it)."""
+        result = self.forward(module_value, args, kwargs, node, frame)
+        hooks = []
+        for extra in module_value.extra:
+            if isinstance(extra, tuple) and extra[:1] == ("hooks",):
+                hooks += [h for h in (self.hook_value(expr, owner, frame, node) for expr, owner in extra[1]) if h]
+            elif isinstance(extra, tuple) and extra[:1] == ("hooked",):
+                hooks += extra[1]
+        for hook in hooks:
+            inputs = Value("container", items=tuple(args))
+            replaced = flat(self.interp.call_value(hook, node, frame, [module_value, inputs, result], {}))
+            if replaced.kind not in ("none", "unknown", "other") or replaced.srcs or replaced.cuts:
+                result = replaced
+        return result
+
+    def hook_value(self, expr: ast.expr, owner: Value, frame: Frame, node) -> Value | None:
+        """The hook a class registers on one of its layers (`self.layer.register_forward_hook(self.save)`)."""
+        info = owner.cls
+        if isinstance(expr, ast.Attribute) and isinstance(expr.value, ast.Name) and expr.value.id == "self":
+            found = info.find_method(expr.attr)
+            return self.interp.method_value(owner, found, frame, node) if found else None
+        if isinstance(expr, ast.Name) and expr.id in info.module.functions:
+            return self.interp.function_value(info.module.functions[expr.id], info.module, None)
+        return None
+
+    def forward(self, module_value: Value, args, kwargs, node, frame: Frame) -> Value:
         made = next((e for e in module_value.extra if isinstance(e, tuple) and e[:1] == ("made_in",)), None)
         if made is not None and frame.func is not None and id(frame.func.node) == made[3]:  # applied where it was made
             self.interp.emit(LayerMadePerCall(made[1], frame.module, layer=_text(made[1]) or "layer",
@@ -1107,6 +1145,15 @@ class TorchPlugin(Plugin):
             return receiver
         if method in ("forward", "__call__"):
             return self.call_module(receiver, args, kwargs, node, frame)
+        if method == "register_forward_hook" and args and args[0].kind in ("function", "method"):
+            # `model.layer4.register_forward_hook(fn)`: on that layer of every instance of the model's class
+            layer = node.func.value if isinstance(node.func, ast.Attribute) else None
+            owner = self.interp.eval(layer.value, frame) if isinstance(layer, ast.Attribute) else None
+            if owner is not None and owner.kind == "module" and isinstance(owner.cls, ClassInfo):
+                hooks = self.forward_hooks.setdefault((id(owner.cls), layer.attr), [])
+                if all(h.func != args[0].func for h in hooks):
+                    hooks.append(args[0])
+            return Value("other")
         if method in ("state_dict", "load_state_dict", "register_buffer", "register_parameter", "add_module",
                       "register_forward_hook", "register_full_backward_hook", "named_buffers", "extra_repr"):
             return Value("other")
@@ -1414,6 +1461,20 @@ def _reads_attribute(stmt: ast.AST, name: str, attr: str) -> bool:
         if isinstance(node, ast.Attribute) and node.attr == attr and dotted(node.value) == name:
             return True
     return False
+
+
+def forward_hooks_set(info: ClassInfo) -> dict:
+    """attribute -> the hooks the class's own methods register on `self.<attribute>` (`register_forward_hook`)."""
+    hooks: dict = {}
+    if "register_forward_hook" not in info.module.source.text:
+        return hooks
+    for method in info.methods.values():
+        for node in ast.walk(method):
+            func = node.func if isinstance(node, ast.Call) else None
+            if isinstance(func, ast.Attribute) and func.attr == "register_forward_hook" and node.args and isinstance(
+                    func.value, ast.Attribute) and isinstance(func.value.value, ast.Name) and func.value.value.id == "self":
+                hooks.setdefault(func.value.attr, []).append(node.args[0])
+    return hooks
 
 
 def _layer_text(layer: Value) -> str:
