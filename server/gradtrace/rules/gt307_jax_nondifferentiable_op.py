@@ -20,7 +20,9 @@ class JaxNondifferentiableOp(Rule):
     (`jnp.where(x @ w > 0, h, 0.0)`, a mask `h * (x @ w > 0)`). An integer used as an index passes nothing
     back to what computed it (`table[(gate * 9).astype(int)]`). Indexing with an argmax of the indexed
     values, or a straight-through estimator, stays quiet. The bodies of `lax.scan`, `cond`, `switch`, `map`,
-    `fori_loop` and `while_loop` are followed: a rounding inside an RNN cell is found there.
+    `fori_loop` and `while_loop` are followed: a rounding inside an RNN cell is found there. So is a
+    `jax.custom_vjp` whose backward rule returns a zero (`jnp.zeros_like(v)`, `None`) for an input on
+    every path: whatever computed that input gets a zero gradient at each call.
 
     ## Why is this bad?
     JAX defines these gradients as zero (integer results carry `float0` tangents): the parameters behind
@@ -43,6 +45,34 @@ class JaxNondifferentiableOp(Rule):
     No automatic fix: a surrogate gradient changes the optimisation.
     """
     valid = (
+        """
+        import jax
+        import jax.numpy as jnp
+
+
+        @jax.custom_vjp
+        def scale(x, s):
+            return x * s
+
+
+        def scale_fwd(x, s):
+            return x * s, (x, s)
+
+
+        def scale_bwd(res, g):
+            x, s = res
+            return g * s, jnp.sum(g * x)
+
+
+        scale.defvjp(scale_fwd, scale_bwd)
+
+
+        def loss(params, x):
+            return jnp.sum(scale(x @ params["w"], params["gain"]) ** 2)
+
+
+        g = jax.grad(loss)({"w": jnp.ones((3, 2)), "gain": jnp.array(2.0)}, jnp.ones((4, 3)))
+        """,
         """
         import jax
         import jax.numpy as jnp
@@ -73,6 +103,37 @@ class JaxNondifferentiableOp(Rule):
         """,
     )
     invalid = (
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+
+
+            @jax.custom_vjp
+            def scale(x, s):
+                return x * s
+
+
+            def scale_fwd(x, s):
+                return x * s, (x, s)
+
+
+            def scale_bwd(res, g):
+                x, s = res
+                return g * s, jnp.zeros_like(s)  # expect: GT307
+
+
+            scale.defvjp(scale_fwd, scale_bwd)
+
+
+            def loss(params, x):
+                return jnp.sum(scale(x @ params["w"], params["gain"]) ** 2)
+
+
+            g = jax.grad(loss)({"w": jnp.ones((3, 2)), "gain": jnp.array(2.0)}, jnp.ones((4, 3)))
+            """,
+            truth=Truth(grads={"g['gain']": "zero"}, framework="jax"),
+        ),
         Invalid(
             """
             import jax

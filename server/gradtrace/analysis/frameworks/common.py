@@ -186,11 +186,12 @@ FUNCTION_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 
 def custom_derivative_call(args: list, kwargs: dict) -> Value:
     """A call of a function with a derivative of its own (`@tf.custom_gradient`, `@jax.custom_vjp`): whatever its
-    body does, what it returns is differentiable with respect to its inputs, and never a cut."""
+    body does, what it returns is differentiable with respect to its inputs, and never a cut of its own (what cut
+    its inputs before the call stays cut)."""
     out = combine("unknown", *args, *kwargs.values())
     kind = out.kind if out.kind == "tensor" else "unknown"
-    return Value(kind, srcs=out.srcs, dtype=out.dtype, fw=out.fw, traced=out.traced, jtraced=out.jtraced,
-                 deps=out.deps)
+    return Value(kind, srcs=out.srcs, cuts=out.cuts, dtype=out.dtype, fw=out.fw, traced=out.traced,
+                 jtraced=out.jtraced, deps=out.deps)
 
 
 def binop_dtype(op: ast.operator, a: str | None, b: str | None) -> str | None:

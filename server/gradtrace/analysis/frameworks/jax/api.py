@@ -22,6 +22,9 @@ TRACING_TRANSFORMS = {"jax.jit": "jit", "jax.vmap": "vmap", "jax.pmap": "pmap", 
                       "flax.nnx.jit": "jit", "flax.nnx.vmap": "vmap"}
 # Decorators that give a function a derivative of its own: never a cut, whatever the body does
 CUSTOM_DERIVATIVE = frozenset({"jax.custom_vjp", "jax.custom_jvp"})
+# What a custom VJP rule returns for an input that gets no gradient (a zero cotangent)
+ZERO_COTANGENTS = frozenset({"jax.numpy.zeros_like", "jax.numpy.zeros", "numpy.zeros_like", "numpy.zeros",
+                             "jax.lax.zeros_like_array"})
 PARTIAL = frozenset({"partial", "functools.partial"})
 # Stops the gradient on purpose
 STOP_GRADIENT = frozenset({"jax.lax.stop_gradient", "jax.numpy.stop_gradient"})

@@ -136,6 +136,25 @@ def required(fn: ast.AST, bound: int) -> int:
     return max(0, positional - len(a.defaults) - bound)
 
 
+def zero_cotangents(bwd, frame: Frame) -> dict:
+    """{input position: the expression} of the inputs a custom VJP rule (`bwd(res, g)`) returns a zero for (or None)
+    on every `return` of its body."""
+    found: dict | None = None
+    names = bwd.module.names
+    for node in ast.walk(bwd.node):
+        if not isinstance(node, ast.Return) or isinstance(node.value, ast.Tuple) is False:
+            if isinstance(node, ast.Return):
+                return {}
+            continue
+        zero = {}
+        for i, element in enumerate(node.value.elts):
+            if isinstance(element, ast.Constant) and element.value in (None, 0, 0.0) or isinstance(
+                    element, ast.Call) and (names.qualname(element.func) or "") in api.ZERO_COTANGENTS:
+                zero[i] = element
+        found = zero if found is None else {i: e for i, e in found.items() if i in zero}
+    return found or {}
+
+
 class JaxPlugin(FrameworkPlugin):
     name = "jax"
     roots = api.ROOTS
@@ -149,6 +168,8 @@ class JaxPlugin(FrameworkPlugin):
         self.called: set = set()  # (id(function node), argnums) differentiated at a call site
         self.decorator_calls: dict = {}  # id(decorator) -> the call it stands for
         self.pending: tuple | None = None  # the transform the next function entered runs under
+        # id(def of a custom_vjp function) -> {input position: where its backward rule returns a zero for it}
+        self.zero_cotangents: dict = {}
         self.recording: dict | None = None  # id(node) -> value, while a `where`'s arguments are evaluated
 
     def claims(self, value: Value) -> bool:
@@ -307,6 +328,10 @@ class JaxPlugin(FrameworkPlugin):
         if callee.kind == "jitfn" and isinstance(callee.ref, TraceTransform):
             return self.call_jitfn(node, callee.ref, args, kwargs, frame)
         if callee.kind == "opaque_grad":
+            zeros = self.zero_cotangents.get(id(callee.ref.func.node)) if callee.ref.func is not None else None
+            if zeros:  # its backward rule gives these inputs a zero cotangent: nothing flows back through them
+                args = [self.cut(zeros[i], ast.unparse(zeros[i]), "zero_grad", [a], frame) if i in zeros and (
+                    a.srcs or a.cuts) else a for i, a in enumerate(args)]
             return custom_derivative_call(args, kwargs)
         return None
 
@@ -635,6 +660,8 @@ class JaxPlugin(FrameworkPlugin):
 
     def method(self, receiver: Value, method: str, node: ast.Call, frame: Frame, args, kwargs):
         if receiver.kind == "opaque_grad":
+            if method == "defvjp" and len(args) >= 2 and args[1].func is not None and receiver.ref.func is not None:
+                self.zero_cotangents[id(receiver.ref.func.node)] = zero_cotangents(args[1].func, frame)
             return NONE  # `f.defvjp(fwd, bwd)`
         if receiver.kind in ("gradfn", "jitfn"):
             return Value("unknown", opaque=True)  # `.lower(...)`, `.trace(...)`
