@@ -7,11 +7,19 @@ import ast
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 
-def free_names(fn) -> set[str]:
+def free_names(fn, functions: dict | None = None, depth: int = 0) -> set[str]:
+    """The names `fn` reads from an enclosing scope, also through the file's functions it calls by name
+    (`loss` calling `model(x)`, which reads the global `params`)."""
     bound = {a.arg for a in ast.walk(fn.args) if isinstance(a, ast.arg)} if hasattr(fn, "args") else set()
     stores = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
     loads = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-    return loads - bound - stores
+    free = loads - bound - stores
+    if functions and depth < 4:
+        for name in sorted(free):
+            callee = functions.get(name)
+            if callee is not None and callee is not fn:
+                free |= free_names(callee, functions, depth + 1) - {name}
+    return free
 
 
 class ArgnumsMismatch(Rule):
@@ -26,7 +34,8 @@ class ArgnumsMismatch(Rule):
     (`tree_map(lambda p, g: p - lr * g, params, grads)`, `params - lr * grads`,
     `optax.apply_updates(params, updates)`) and checks that the updated variable is an argument that
     `argnums` differentiates. It flags the call when that variable is passed at another position, or
-    when the differentiated function reads it from a closure instead of an argument. Only a real
+    when the differentiated function reads it from a closure instead of an argument (itself, or through the
+    file's functions it calls: a `loss(x, y)` whose `predict(x)` reads the global `params`). Only a real
     update counts: in the function that called `jax.grad`, with a `tree_map` function that adds or
     subtracts (comparing gradients in a test helper, `tree_map(jnp.allclose, a, b)`, is no update).
     With a tuple `argnums`, the outputs are paired with it in order (`gw, gb = grad_fn(w, b, x)` or
@@ -126,6 +135,32 @@ class ArgnumsMismatch(Rule):
         """,
     )
     invalid = (
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+            import optax
+
+            params = {"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}
+
+
+            def predict(x):
+                return x @ params["w"] + params["b"]
+
+
+            def loss(x, y):
+                return jnp.mean((predict(x) - y) ** 2)
+
+
+            opt = optax.sgd(0.1)
+            state = opt.init(params)
+            x, y = jnp.ones((4, 3)), jnp.zeros((4, 2))
+            grads = jax.grad(loss)(x, y)  # expect: GT306
+            updates, state = opt.update(grads, state)
+            params = optax.apply_updates(params, updates)
+            """,
+            truth=Truth(raises=("ValueError", "pytree structure"), framework="jax"),
+        ),
         Invalid(
             """
             import jax
@@ -303,7 +338,7 @@ class ArgnumsMismatch(Rule):
                 return gf.argnums_node, why
             why = (f"`{name}` is argument {positions[0]}, not in argnums={diff}: line {update.lineno} updates it with "
                    "other inputs' gradients.")
-        elif ref is not None and name in free_names(ref.node):
+        elif ref is not None and name in free_names(ref.node, facts.plugin.interp.root.functions):
             why = (f"`{name}` is read from a closure, not differentiated: line {update.lineno} updates it with other "
                    "inputs' gradients.")
         else:
