@@ -18,7 +18,8 @@ class TFNondifferentiableOp(Rule):
     `sign`, and floor division of float tensors (`h // step`, `tf.math.floordiv`) when they are on the
     only path from trainable variables to the loss. Indexing with an argmax
     (`tf.gather(logits, tf.argmax(...))`) keeps the gradient of the gathered values and stays quiet, and
-    so does `%` (`FloorMod` has a gradient).
+    so does `%` (`FloorMod` has a gradient). A loss function given to `model.compile(loss=...)` (directly or
+    made by a factory) is run on the model's output where `fit` trains it.
 
     ## Why is this bad?
     Integer results have no gradient, and TensorFlow registers no gradient for `round`/`floor`/`ceil`
@@ -65,6 +66,22 @@ class TFNondifferentiableOp(Rule):
         """,
     )
     invalid = (
+        Invalid(
+            """
+            import numpy as np
+            import tensorflow as tf
+
+
+            def rank_loss(y_true, y_pred):
+                return tf.reduce_sum(tf.abs(tf.cast(tf.argsort(y_pred), tf.float32) - y_true))  # expect: GT206
+
+
+            model = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(3)])
+            model.compile(optimizer="adam", loss=rank_loss)
+            model.fit(np.ones([8, 4]), np.zeros([8, 3]), epochs=1, verbose=0)
+            """,
+            truth=Truth(raises=("ValueError", "No gradients provided"), framework="tensorflow"),
+        ),
         Invalid(
             """
             import tensorflow as tf

@@ -17,7 +17,8 @@ class KerasUntrackedVariable(Rule):
     framework = "tensorflow"
     docs = """
     ## What it does
-    Flags `self.scale = tf.Variable(...)` in a Keras layer or model when the loss uses the variable but the
+    Flags `self.scale = tf.Variable(...)` in a Keras layer or model (also one appended to a list attribute in
+    `__init__` or `build`) when the loss uses the variable but the
     gradient is taken with respect to the model's `trainable_variables` (or `trainable_weights`) and not to
     the variable itself.
 
@@ -198,6 +199,30 @@ class KerasUntrackedVariable(Rule):
             model.fit(np.ones([8, 3]), np.zeros([8, 1]), epochs=2, verbose=0)
             """,
             truth=Truth(grads={"model.gate - 0.5": "zero"}, framework="tensorflow"),
+        ),
+        Invalid(
+            """
+            import tensorflow as tf
+
+
+            class Experts(tf.keras.layers.Layer):
+                def build(self, input_shape):
+                    self.kernels = []
+                    for _ in range(2):
+                        self.kernels.append(tf.Variable(tf.ones([input_shape[-1], 1])))  # expect: GT218
+
+                def call(self, x):
+                    return tf.add_n([x @ k for k in self.kernels])
+
+
+            layer = Experts()
+            x = tf.ones([4, 3])
+            layer(x)
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(layer(x))
+            grads = tape.gradient(loss, layer.trainable_variables)
+            """,
+            truth=Truth(grads={"len(layer.trainable_variables)": "zero"}, framework="tensorflow"),
         ),
     )
 

@@ -89,6 +89,7 @@ class TensorFlowPlugin(FrameworkPlugin):
         self.pretrained: set = set()  # model sources built by `keras.applications` (pretrained weights)
         self.frozen_fits: dict = {}  # `trainable = False` statement -> (TrainableSet, fit call)
         self.unbuilt_reads: dict = {}  # `model.trainable_variables` read before the model was built -> a step using it
+        self.compiled_losses: dict = {}  # a model (its source, or its class) -> the loss function `compile` gave it
         self.untracked_fits: dict = {}  # source of a variable Keras does not track -> a `fit` of a model holding it
         self.call_live: dict[str, set] = {}  # class name -> sources that reach what its call returns
         self.call_incomplete: set[str] = set()  # classes whose call was not followed completely
@@ -391,6 +392,18 @@ class TensorFlowPlugin(FrameworkPlugin):
                     meant.add(o)
         self.record_lost(model, frozenset(meant), event.node, "fit")
 
+    def fit_with_own_loss(self, model: Value, loss: Value, node: ast.Call, frame: Frame) -> None:
+        """`model.compile(loss=my_loss)` then `model.fit(...)`: Keras calls `my_loss(y_true, y_pred)` on the model's
+        output, so a cut inside the loss function loses the whole model."""
+        if model.kind == "object":
+            output = self.call_object(model, node, frame, [Value("tensor", dtype="float", fw="tensorflow")], {})
+        else:
+            output = Value("tensor", srcs=model.srcs, cuts=model.cuts, dtype="float", fw="tensorflow")
+        if output is None or not output.srcs:
+            return
+        result = flat(self.interp.call_value(loss, node, frame, [Value("tensor", fw="tensorflow"), output], {}))
+        self.record_lost(result, output.srcs, node, "fit")
+
     def fit_frozen(self, event: Fit) -> None:
         """`model.fit(...)` / `train_on_batch` while the model's last `trainable` setting says False."""
         model = event.model.ref
@@ -618,6 +631,8 @@ class TensorFlowPlugin(FrameworkPlugin):
         if info is None:
             info = self.variables[vid] = VarInfo(vid, node, trainable, dtype, local=frame.module is self.interp.root,
                                                  raw=not weight)
+        if info.raw and info.keras_held is None:
+            info.keras_held = self.held_by_keras_layer(node, frame)
         if info.per_step is None:
             info.per_step = self.per_step_reason(node, frame)
             info.compiled = info.per_step is not None and any(
@@ -730,6 +745,13 @@ class TensorFlowPlugin(FrameworkPlugin):
             return self.metric_result(node, receiver, f"{ast.unparse(node.func.value)}.result()", frame)
         if method in api.WEIGHT_METHODS and (method == "add_weight" or kind == "object"):
             return self.new_variable(node, args, kwargs, frame, weight=True)
+        if method == "compile" and self.is_model(receiver):
+            loss = kwargs.get("loss") or (args[1] if len(args) > 1 else None)
+            if loss is not None and loss.kind in ("function", "method") and loss.func is not None:
+                self.compiled_losses[model_key(receiver)] = loss
+            return UNKNOWN
+        if method in api.FIT_METHODS and self.is_model(receiver) and model_key(receiver) in self.compiled_losses:
+            self.fit_with_own_loss(receiver, self.compiled_losses[model_key(receiver)], node, frame)
         if method in api.FIT_METHODS and kind == "object" and self.is_keras_class(receiver.cls):
             # Keras trains the model's `trainable_variables`: not the `tf.Variable`s set on its layers
             held = list(self.object_attrs(receiver).values())
@@ -887,6 +909,25 @@ class TensorFlowPlugin(FrameworkPlugin):
             return False  # `self.add_weight(...)`: made at once
         return any(v.kind in ("module", "object") and v.srcs or v.kind == "object" and self.is_keras_class(v.cls)
                    for v in held) or model.cls.find_method("build") is not None
+
+    def held_by_keras_layer(self, node: ast.Call, frame: Frame) -> str | None:
+        """`Class.attr` when a Keras layer's `__init__` or `build` makes this `tf.Variable` for `self.attr` (set, or
+        appended to a list there): Keras 3 tracks only what `add_weight` makes."""
+        fn = frame.func
+        if fn is None or fn.cls is None or getattr(fn.node, "name", None) not in ("__init__", "build") or not (
+                self.is_keras_class(fn.cls)):
+            return None
+        stmt = frame.module.source.semantic.statement_of(node)
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target] if isinstance(
+            stmt, (ast.AnnAssign, ast.AugAssign)) else []
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call) and isinstance(stmt.value.func, ast.Attribute):
+            targets = [stmt.value.func.value]  # `self.kernels.append(tf.Variable(...))`
+        for target in targets:
+            while isinstance(target, ast.Subscript):
+                target = target.value
+            if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self":
+                return f"{fn.cls.name}.{target.attr}"
+        return None
 
     def keras_untracked(self, source: str) -> bool:
         """A `tf.Variable` set on a Keras layer: Keras 3 leaves it out of the layer's variable lists."""
@@ -1081,6 +1122,11 @@ class TensorFlowPlugin(FrameworkPlugin):
             return Value("param", ref=pid, fw="tensorflow")
 
         return parameter
+
+
+def model_key(model: Value):
+    """What names one Keras model across the run: its source for a model Keras built, its class for the file's own."""
+    return model.ref if model.kind == "module" else id(model.cls)
 
 
 def parts(value: Value) -> list:
