@@ -833,7 +833,7 @@ class TorchPlugin(Plugin):
             return x
         info = module_value.cls if isinstance(module_value.cls, ClassInfo) else None
         if info is not None:
-            found = info.find_method("forward") or info.find_method("__call__")
+            found = info.find_method("__call__") or info.find_method("forward")  # `__call__` runs `forward`
             if found:
                 method, owner = found
                 func = self.interp.method_value(module_value, found, frame, node)
