@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gradtrace.rules.base import Invalid, Rule, Truth
+from gradtrace.rules.gt203_tf_stop_gradient_only_path import lost_message
 
 
 class TargetComputedOutsideTape(Rule):
@@ -25,6 +26,8 @@ class TargetComputedOutsideTape(Rule):
     slip in a Keras `train_step` — also when the caller runs it and passes its output as an argument
     (`train_step(model(x), y)`). A teacher's output computed before the tape, next to a student
     called inside it, stays quiet.
+    Also flags a tensor a layer computes from its variables once, in `__init__` or `build`
+    (`self.kernel = tf.concat([self.w, -self.w], 1)`), when `call()` reaches the variables only through it.
 
     ## Why is this bad?
     A tape records only what runs while it is active: a loss computed outside it gives `None`
@@ -51,6 +54,25 @@ class TargetComputedOutsideTape(Rule):
     No automatic fix: the computation has to move into the block.
     """
     valid = (
+        """
+        import tensorflow as tf
+
+
+        class Mirror(tf.keras.layers.Layer):
+            def build(self, input_shape):
+                self.w = self.add_weight(shape=(input_shape[-1], 1), initializer="ones")
+
+            def call(self, x):
+                return x @ tf.concat([self.w, -self.w], axis=1)
+
+
+        layer = Mirror()
+        x = tf.ones([4, 3])
+        layer(x)
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer(x) ** 2)
+        grads = tape.gradient(loss, layer.trainable_variables)
+        """,
         """
         import tensorflow as tf
 
@@ -106,6 +128,29 @@ class TargetComputedOutsideTape(Rule):
         """,
     )
     invalid = (
+        Invalid(
+            """
+            import tensorflow as tf
+
+
+            class Mirror(tf.keras.layers.Layer):
+                def build(self, input_shape):
+                    self.w = self.add_weight(shape=(input_shape[-1], 1), initializer="ones")
+                    self.kernel = tf.concat([self.w, -self.w], axis=1)  # expect: GT212
+
+                def call(self, x):
+                    return x @ self.kernel
+
+
+            layer = Mirror()
+            x = tf.ones([4, 3])
+            layer(x)
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(layer(x) ** 2)
+            grads = tape.gradient(loss, layer.trainable_variables)
+            """,
+            truth=Truth(grads={"grads[0]": "none"}, framework="tensorflow"),
+        ),
         Invalid(
             """
             import tensorflow as tf
@@ -234,6 +279,10 @@ class TargetComputedOutsideTape(Rule):
                 f"gradients.",
                 data={"lost": [name]},
             )
+        for lc in facts.lost_cuts.values():
+            if lc.cut.kind == "snapshot":
+                yield ctx.report(lc.cut.node, lost_message(facts, lc.lost, lc.sink_kind, lc.cut.op),
+                                 data={"lost": facts.names(lc.lost), "op": lc.cut.op})
         for node, (name, before) in facts.outside_targets.items():
             yield ctx.report(
                 node,

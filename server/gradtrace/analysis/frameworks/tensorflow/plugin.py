@@ -460,6 +460,9 @@ class TensorFlowPlugin(FrameworkPlugin):
         return replace(value, srcs=rename(value.srcs), cuts=cuts, ref=ref)
 
     def store_attribute(self, target: ast.Attribute, owner: Value, value: Value, frame: Frame, stmt) -> bool:
+        snapshot = self.computed_at_construction(target, owner, value, frame, stmt)
+        if snapshot is not None:
+            value = snapshot
         self.escape(value, target, frame)
         if target.attr == "trainable" and owner.kind == "module" and isinstance(owner.ref, str) and isinstance(
                 stmt, ast.Assign) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, bool):
@@ -475,7 +478,25 @@ class TensorFlowPlugin(FrameworkPlugin):
             previous = self.current_attribute(target, owner, frame)
             if isinstance(stmt, (ast.Assign, ast.AugAssign)) and rebinds_variable(previous, value):
                 self.attribute_rebound(stmt, target, previous.ref, frame)
+        if snapshot is not None:
+            self.interp.store_path(f"self.{target.attr}", snapshot, frame, mutation=True)
+            return True
         return False
+
+    def computed_at_construction(self, target: ast.Attribute, owner: Value, value: Value, frame: Frame,
+                                 stmt) -> Value | None:
+        """`self.m = tf.gather(self.w, ix)` in a layer's `__init__` or `build`: a tensor computed once from the
+        variables, outside every tape; `call()` reuses that value, so no tape records its path to them."""
+        fn = frame.func
+        if value.kind != "tensor" or not isinstance(stmt, ast.Assign) or fn is None or getattr(
+                fn.node, "name", None) not in ("__init__", "build") or not isinstance(target.value, ast.Name) or (
+                target.value.id != "self" or owner.kind != "object" or not self.is_module_class(owner.cls)):
+            return None
+        variables = [s for s in value.srcs if isinstance(self.variables.get(s), VarInfo)]
+        if not variables:
+            return None
+        op = f"`self.{target.attr}`, computed once in `{fn.node.name}()` outside every tape,"
+        return self.cut(stmt.value, op, "snapshot", [value], frame)
 
     def current_attribute(self, target: ast.Attribute, owner: Value, frame: Frame) -> Value | None:
         key = f"{ast.unparse(target.value)}.{target.attr}"
