@@ -27,7 +27,9 @@ class TargetComputedOutsideTape(Rule):
     (`train_step(model(x), y)`). A teacher's output computed before the tape, next to a student
     called inside it, stays quiet.
     Also flags a tensor a layer computes from its variables once, in `__init__` or `build`
-    (`self.kernel = tf.concat([self.w, -self.w], 1)`), when `call()` reaches the variables only through it.
+    (`self.kernel = tf.concat([self.w, -self.w], 1)`), when `call()` reaches the variables only through it,
+    and what a `tf.data` dataset computes from variables in the function given to `map`, `reduce`, `filter`,
+    `flat_map`, `scan` or `interleave` (the dataset runs it in a graph of its own).
 
     ## Why is this bad?
     A tape records only what runs while it is active: a loss computed outside it gives `None`
@@ -128,6 +130,19 @@ class TargetComputedOutsideTape(Rule):
         """,
     )
     invalid = (
+        Invalid(
+            """
+            import tensorflow as tf
+
+            scale = tf.Variable(1.0)
+            ds = tf.data.Dataset.from_tensor_slices(tf.ones([8, 3])).map(lambda x: x * scale)  # expect: GT212
+            for batch in ds.batch(4):
+                with tf.GradientTape() as tape:
+                    loss = tf.reduce_sum(batch ** 2)
+                grads = tape.gradient(loss, [scale])
+            """,
+            truth=Truth(grads={"grads[0]": "none"}, framework="tensorflow"),
+        ),
         Invalid(
             """
             import tensorflow as tf
@@ -280,7 +295,7 @@ class TargetComputedOutsideTape(Rule):
                 data={"lost": [name]},
             )
         for lc in facts.lost_cuts.values():
-            if lc.cut.kind == "snapshot":
+            if lc.cut.kind in ("snapshot", "dataset"):
                 yield ctx.report(lc.cut.node, lost_message(facts, lc.lost, lc.sink_kind, lc.cut.op),
                                  data={"lost": facts.names(lc.lost), "op": lc.cut.op})
         for node, (name, before) in facts.outside_targets.items():

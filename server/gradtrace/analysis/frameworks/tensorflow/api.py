@@ -17,6 +17,9 @@ VARIABLE_FACTORIES = frozenset({"tensorflow.Variable", "tensorflow.compat.v1.Var
 WEIGHT_METHODS = frozenset({"add_weight", "add_variable"})
 # Apply a function to every leaf of a structure (with `tf.Variable`: a structure of new variables)
 STRUCTURE_MAPS = frozenset({"tensorflow.nest.map_structure"})
+# `tf.data`: a dataset runs the functions given to these methods in a graph of its own, outside every tape
+DATASETS = "tensorflow.data."
+DATASET_FUNCTION_METHODS = frozenset({"map", "reduce", "filter", "flat_map", "scan", "interleave"})
 TAPE = "tensorflow.GradientTape"
 # Tape methods that differentiate (sinks)
 GRADIENT_METHODS = frozenset({"gradient", "jacobian", "batch_jacobian"})

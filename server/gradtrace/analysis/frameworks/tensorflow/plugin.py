@@ -582,6 +582,8 @@ class TensorFlowPlugin(FrameworkPlugin):
         names = frame.module.names
         if qn in api.INPUTS:
             return Value("tensor", dtype="float", fw="tensorflow")
+        if qn.startswith(api.DATASETS):  # `tf.data.Dataset.from_tensor_slices(x)`
+            return combine("dataset", *args, *kwargs.values(), fw="tensorflow")
         if qn in api.FUNCTIONAL_MODELS and (args or kwargs):
             model = self.new_module(node, args, kwargs, frame)
             self.interp.emit(FunctionalModel(node, frame.module, model), frame)
@@ -748,6 +750,8 @@ class TensorFlowPlugin(FrameworkPlugin):
     def element(self, value: Value):
         if value.kind == "varlist":
             return value  # one variable of the list: its sources are the list's
+        if value.kind == "dataset":
+            return Value("tensor", srcs=value.srcs, cuts=value.cuts, fw="tensorflow")
         return None
 
     # ================================================================== methods
@@ -757,6 +761,8 @@ class TensorFlowPlugin(FrameworkPlugin):
             return None
         if kind == "opaque_grad":
             return NONE
+        if kind == "dataset":
+            return self.dataset_method(receiver, method, node, frame, args)
         if kind == "tape" and isinstance(receiver.ref, TapeInfo):
             return self.tape_method(node, receiver.ref, method, args, kwargs, frame)
         if kind == "metric" and method == "update_state":
@@ -816,6 +822,23 @@ class TensorFlowPlugin(FrameworkPlugin):
         result_kind = "tensor" if kind in ("tensor", "var") else "unknown"
         everything = [receiver, *args, *kwargs.values()]
         return combine(result_kind, *everything, dtype=joined_dtype(*everything), fw="tensorflow")
+
+    def dataset_method(self, dataset: Value, method: str, node: ast.Call, frame: Frame, args: list) -> Value:
+        """`ds.map(f)`, `ds.reduce(init, f)`: the dataset runs `f` in its own graph, outside every tape, so what `f`
+        reads of the variables (a closure, a layer) reaches its elements without a gradient. Other methods
+        (`batch`, `shuffle`, ...) give the same data."""
+        fn = next((a for a in reversed(args) if a.kind in ("function", "method", "module", "object")), None)
+        if method not in api.DATASET_FUNCTION_METHODS or fn is None:
+            return dataset
+        element = Value("tensor", srcs=dataset.srcs, cuts=dataset.cuts, fw="tensorflow")
+        inputs = [element, element] if method in ("reduce", "scan") else [element]
+        result = flat(self.interp.call_value(fn, node, frame, inputs, {}) or UNKNOWN)
+        computed = frozenset(s for s in result.srcs if s not in dataset.srcs)
+        if computed:
+            op = f"`{ast.unparse(node.func)}(...)`, which runs its function in the dataset's own graph outside every tape,"
+            result = self.cut(node, op, "dataset", [replace(result, srcs=computed)], frame)
+        kind = "tensor" if method == "reduce" else "dataset"
+        return Value(kind, cuts=dedup_cuts(dataset.cuts, result.cuts), fw="tensorflow")
 
     def optimizer_apply(self, node: ast.Call, pairs: Value, frame: Frame) -> None:
         zipped = next((e[1] for e in pairs.extra if isinstance(e, tuple) and e[0] == "zip"), None)
