@@ -19,7 +19,8 @@ class NumpyInTape(Rule):
     the only path from those variables to the loss — also inside helper functions called under the
     tape. Metrics and logging computed from the same tensors, off the loss path or after
     `tape.gradient`, stay quiet. `tf.py_function` stays quiet: the tape records the TensorFlow ops its
-    function runs eagerly, so it is differentiable.
+    function runs eagerly, so it is differentiable. The function given to `tf.numpy_function` is followed
+    too: a `.numpy()` it applies to a model it reads itself (`self.model(self.states).numpy()`) is found there.
 
     `model.predict(x)` counts too: it runs the model outside the tape and returns NumPy.
 
@@ -84,6 +85,26 @@ class NumpyInTape(Rule):
         """,
     )
     invalid = (
+        Invalid(
+            """
+            import numpy as np
+            import tensorflow as tf
+
+            model = tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(1)])
+            x = np.ones([4, 3], np.float32)
+
+
+            def predict():
+                return model(x).numpy()  # expect: GT204
+
+
+            with tf.GradientTape() as tape:
+                pred = tf.numpy_function(predict, [], tf.float32)
+                loss = tf.reduce_mean(pred ** 2)
+            grads = tape.gradient(loss, model.trainable_variables)
+            """,
+            truth=Truth(grads={"grads[0]": "none"}, framework="tensorflow"),
+        ),
         Invalid(
             """
             import tensorflow as tf

@@ -574,7 +574,14 @@ class TensorFlowPlugin(FrameworkPlugin):
             inputs = list(args[1:2]) + [v for k, v in kwargs.items() if k == "inp"]
             return combine("tensor", *inputs, fw="tensorflow")
         if qn in api.HOST_FUNCTIONS:
-            return self.cut(node, ast.unparse(node.func), "numpy", everything, frame)
+            out = self.cut(node, ast.unparse(node.func), "numpy", everything, frame)
+            if args and args[0].kind in ("function", "method"):
+                # the function runs too, on NumPy arrays: what it computes itself from the variables keeps its own
+                # cuts (`.numpy()`), and eagerly the tape records it, so the call alone cuts only the inputs
+                inputs = [Value("array", dtype=v.dtype) for v in self.interp.elements(args[1])] if len(args) > 1 else []
+                own = flat(self.interp.call_value(args[0], node, frame, inputs, {}) or UNKNOWN)
+                out = replace(out, srcs=out.srcs | own.srcs, cuts=dedup_cuts(out.cuts, own.cuts))
+            return out
         return self.tf_call(node, qn, args, kwargs, frame)
 
     def tf_call(self, node: ast.Call, qn: str, args: list, kwargs: dict, frame: Frame) -> Value:
