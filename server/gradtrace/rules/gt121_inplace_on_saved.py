@@ -18,6 +18,9 @@ class InplaceOnSaved(Rule):
     returns its input as is (without `ctx.mark_dirty`). In an `nn.Sequential` (also one a factory function
     returns), an in-place layer (`nn.ReLU(inplace=True)`, `nn.Dropout(p, inplace=True)`) right after a layer
     that saves its output (`nn.ReLU`, `nn.Sigmoid`, `nn.Tanh`, `nn.Softmax`) is reported where it is built.
+    A `Linear` or convolution layer saves its input for its weight's gradient: an in-place change of that
+    input afterwards (`h = self.fc(x); x += 1`, or an `nn.Sequential` that starts with `nn.ReLU(inplace=True)`
+    called on it) is reported too.
 
     ## Why is this bad?
     The backward of those operations reads their own output, so changing it in place makes
@@ -73,6 +76,38 @@ class InplaceOnSaved(Rule):
         """,
     )
     invalid = (
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            class Block(nn.Module):
+                def __init__(self, c):
+                    super().__init__()
+                    self.residual = nn.Sequential(nn.ReLU(inplace=True), nn.Conv2d(c, c, 3, padding=1))  # expect: GT121
+                    self.shortcut = nn.Conv2d(c, c, 1)
+
+                def forward(self, x):
+                    sc = self.shortcut(x)
+                    return self.residual(x) + sc
+
+
+            class Net(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.stem = nn.Conv2d(3, 8, 3, padding=1)
+                    self.block = Block(8)
+
+                def forward(self, x):
+                    return self.block(self.stem(x)).mean()
+
+
+            net = Net()
+            net(torch.randn(2, 3, 8, 8)).backward()
+            """,
+            truth=Truth(raises=("RuntimeError", "modified by an inplace operation")),
+        ),
         Invalid(
             """
             import torch

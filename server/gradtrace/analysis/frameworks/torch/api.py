@@ -37,6 +37,10 @@ VALUES_INDICES_OPS = {"max", "min", "topk", "sort", "kthvalue", "mode", "median"
 # Tensor-producing ops that save their OUTPUT for backward: modifying it in place breaks backward.
 SAVES_OUTPUT = {"sigmoid", "tanh", "exp", "softmax", "log_softmax", "sqrt", "rsqrt", "relu", "exp2", "expm1",
                 "reciprocal", "silu_not"}
+# Layers that save their input for backward (their weight's gradient needs it): changing that input in place
+# before backward raises
+SAVES_INPUT_LAYERS = frozenset({"Linear", "Bilinear", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d",
+                                "ConvTranspose3d", "LazyLinear", "LazyConv1d", "LazyConv2d", "LazyConv3d"})
 SAVES_OUTPUT_MODULES = {"torch.nn.Sigmoid", "torch.nn.Tanh", "torch.nn.Softmax", "torch.nn.LogSoftmax",
                         "torch.nn.ReLU"}
 # In-place tensor methods that do not modify data as far as autograd is concerned.

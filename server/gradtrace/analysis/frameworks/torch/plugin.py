@@ -791,6 +791,12 @@ class TorchPlugin(Plugin):
         """`layer(x)`: its forward, then each forward hook registered on it (a hook that returns a value replaces
         the output: `return output.detach()` cuts the layer and everything before it)."""
         result = self.forward(module_value, args, kwargs, node, frame)
+        layer = module_value.cls if isinstance(module_value.cls, str) else ""
+        if layer.rsplit(".", 1)[-1] in api.SAVES_INPUT_LAYERS and module_value.srcs and args and node.args and (
+                args[0].kind == "tensor" and args[0].srcs and not args[0].saved_by and not args[0].leaf
+                and isinstance(node.args[0], (ast.Name, ast.Attribute))):
+            # `h = self.conv(x)` keeps `x` for the weight's gradient: a later in-place change of `x` breaks backward
+            self.interp.store(node.args[0], replace(args[0], saved_by=_text(node.func) or layer), frame)
         hooks = []
         for extra in module_value.extra:
             if isinstance(extra, tuple) and extra[:1] == ("hooks",):
@@ -824,6 +830,11 @@ class TorchPlugin(Plugin):
             x = args[0]
             for index, child in enumerate(children):  # nn.Sequential(UserBlock(), ...): each child's forward
                 child = named(child, f"{module_value.name}.{index}") if child.pending and module_value.name else child
+                if "inplace" in child.extra and not index and x.kind == "tensor" and x.saved_by and node.args:
+                    # `nn.Sequential(nn.ReLU(inplace=True), ...)` changes the caller's tensor, which another layer saved
+                    self.record_inplace(child.made_at or node, frame, x, node.args[0],
+                                        f"{_layer_text(child).strip('`')}(inplace=True)", None)
+                    child = replace(child, extra=tuple(e for e in child.extra if e != "inplace"))
                 if "inplace" in child.extra and index and x.kind == "tensor":  # writes over the layer before's output
                     before = _layer_text(children[index - 1])
                     self.record_inplace(child.made_at or node, frame, x, None, f"{_layer_text(child).strip('`')}(inplace=True)",
