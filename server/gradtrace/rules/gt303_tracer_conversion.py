@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gradtrace.analysis.frameworks.jax.api import HOST_CALLBACKS
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 
@@ -26,7 +27,9 @@ class TracerConversion(Rule):
     Flags `float()`, `int()`, `bool()`, `range()`, `np.asarray`/`np.array`/other NumPy functions,
     `.tolist()` and `.item()` applied to a value that is traced — a differentiated argument, any argument of a jitted
     function, or something computed from them — including inside helpers those functions call.
-    Conversions of static values (`x.shape[0]`, non-differentiated Python arguments) stay quiet.
+    Conversions of static values (`x.shape[0]`, non-differentiated Python arguments) stay quiet. Also flags
+    `jax.pure_callback` on a differentiated value: the host function has no derivative, and `jax.grad`
+    through it raises `ValueError` (wrap it in a `jax.custom_jvp`/`custom_vjp`); under `jit` alone it is fine.
 
     ## Why is this bad?
     A tracer has no concrete value: `float()` and `.tolist()` raise `ConcretizationTypeError`,
@@ -53,6 +56,23 @@ class TracerConversion(Rule):
     No automatic fix: removing the conversion can change how the value is used.
     """
     valid = (
+        """
+        import jax
+        import jax.numpy as jnp
+        import numpy as np
+
+
+        def host_sin(x):
+            return np.sin(x)
+
+
+        @jax.jit
+        def predict(w):
+            return jax.pure_callback(host_sin, jax.ShapeDtypeStruct(w.shape, w.dtype), w)
+
+
+        y = predict(jnp.ones(3))
+        """,
         """
         import jax
         import jax.numpy as jnp
@@ -86,6 +106,26 @@ class TracerConversion(Rule):
         """,
     )
     invalid = (
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+            import numpy as np
+
+
+            def host_sin(x):
+                return np.sin(x)
+
+
+            def loss(w):
+                y = jax.pure_callback(host_sin, jax.ShapeDtypeStruct(w.shape, w.dtype), w)  # expect: GT303
+                return jnp.sum(y ** 2)
+
+
+            g = jax.grad(loss)(jnp.ones(3))
+            """,
+            truth=Truth(raises=("ValueError", "Pure callbacks do not support JVP"), framework="jax"),
+        ),
         Invalid(
             """
             import jax
@@ -146,7 +186,9 @@ class TracerConversion(Rule):
     def check(self, ctx):
         for node, found in ctx.jax.conversions.items():
             op, severity, transform = found.op, found.severity, found.transform
-            if severity == "error":
+            if op in HOST_CALLBACKS:
+                msg = f"`{op}` has no derivative: differentiating through it with {transform} raises ValueError."
+            elif severity == "error":
                 msg = f"`{op}` of a value traced by {transform} raises {error_name(op)}."
             else:
                 msg = f"`{op}` turns a value differentiated by {transform} into a constant: its gradient is lost."

@@ -37,6 +37,8 @@ DISCRETE_SAMPLERS = {"jax.random.categorical": "int", "jax.random.bernoulli": "b
                      "jax.random.binomial": "int", "jax.random.geometric": "int"}
 # Return host (NumPy) values, outside any trace
 HOST_RESULT = frozenset({"jax.device_get"})
+# Run a host function inside a trace with no derivative: differentiating through them raises
+HOST_CALLBACKS = frozenset({"jax.pure_callback"})
 HOST_ROOTS = ("numpy.", "math.", "scipy.")
 # NumPy functions that read only an array's metadata (no conversion of a tracer)
 HOST_METADATA = frozenset({"numpy.shape", "numpy.ndim", "numpy.size", "numpy.result_type", "numpy.iscomplexobj",

@@ -479,6 +479,12 @@ class JaxPlugin(FrameworkPlugin):
         if host:
             return self.host_call(qn, node, frame)
         args, kwargs = self.where_args(node, frame) if qn == "jax.numpy.where" else interp.eval_args(node, frame)
+        if qn in api.HOST_CALLBACKS:
+            operands = list(args[2:]) + [v for k, v in kwargs.items() if k not in ("vmap_method", "vectorized")]
+            if any(v.srcs for v in operands) and any(isinstance(t, GradTransform) for t in self.transforms(frame)):
+                self.interp.emit(Conversion(node, frame.module, qn, "error",
+                                            self.transform_name(frame)), frame)
+            return self.cut(node, qn, "python", operands, frame)
         if qn in api.DYNAMIC_LOOPS:
             self.check_loop(node, qn, args, frame)
             ran = self.run_bodies(node, qn.rsplit(".", 1)[-1], args, frame)
