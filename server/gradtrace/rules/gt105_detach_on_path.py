@@ -26,7 +26,10 @@ class DetachOnPath(Rule):
     docs = """
     ## What it does
     Finds a `.detach()` or `.detach_()` that disconnects parameters which should train from the loss:
-    every path from them to `backward()` goes through the detach.
+    every path from them to `backward()` goes through the detach. Forward hooks run where their layer is
+    called (`return output.detach()` in a hook replaces the layer's output), and `torch.func.functional_call`
+    runs the module on the tensors of its dict (detached copies of the parameters cut them: a MAML outer loss
+    then trains nothing).
 
     ## Why is this bad?
     `detach()` returns a tensor that shares data but has no history. Everything computed before it gets
@@ -333,6 +336,41 @@ class DetachOnPath(Rule):
             ((model(x) - x) ** 2).mean().backward()
             """,
             truth=Truth(grads={"model.enc.weight": "none", "model.dec.weight": "ok"}),
+        ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+            from torch.func import functional_call
+
+            model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+            meta_opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+            x, y = torch.randn(8, 4), torch.randn(8, 1)
+            fast = {name: p.detach().requires_grad_() for name, p in model.named_parameters()}  # expect: GT105
+            inner = ((functional_call(model, fast, (x,)) - y) ** 2).mean()
+            grads = torch.autograd.grad(inner, list(fast.values()), create_graph=True)
+            fast = {n: w - 0.1 * g for (n, w), g in zip(fast.items(), grads)}
+            outer = ((functional_call(model, fast, (x,)) - y) ** 2).mean()
+            meta_opt.zero_grad()
+            outer.backward()
+            """,
+            fixed="""
+            import torch
+            import torch.nn as nn
+            from torch.func import functional_call
+
+            model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+            meta_opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+            x, y = torch.randn(8, 4), torch.randn(8, 1)
+            fast = {name: p.requires_grad_() for name, p in model.named_parameters()}  # expect: GT105
+            inner = ((functional_call(model, fast, (x,)) - y) ** 2).mean()
+            grads = torch.autograd.grad(inner, list(fast.values()), create_graph=True)
+            fast = {n: w - 0.1 * g for (n, w), g in zip(fast.items(), grads)}
+            outer = ((functional_call(model, fast, (x,)) - y) ** 2).mean()
+            meta_opt.zero_grad()
+            outer.backward()
+            """,
+            truth=Truth(grads={"model[0].weight": "none", "model[2].weight": "none"}),
         ),
     )
 

@@ -37,6 +37,8 @@ VALUES_INDICES_OPS = {"max", "min", "topk", "sort", "kthvalue", "mode", "median"
 # Tensor-producing ops that save their OUTPUT for backward: modifying it in place breaks backward.
 SAVES_OUTPUT = {"sigmoid", "tanh", "exp", "softmax", "log_softmax", "sqrt", "rsqrt", "relu", "exp2", "expm1",
                 "reciprocal", "silu_not"}
+# Run a module with the parameters (and buffers) of a dict in place of its own
+FUNCTIONAL_CALLS = frozenset({"torch.func.functional_call", "torch.nn.utils.stateless.functional_call"})
 # Layers that save their input for backward (their weight's gradient needs it): changing that input in place
 # before backward raises
 SAVES_INPUT_LAYERS = frozenset({"Linear", "Bilinear", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d",

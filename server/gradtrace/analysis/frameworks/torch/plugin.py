@@ -941,6 +941,15 @@ class TorchPlugin(Plugin):
         if qn in api.MODULE_WRAPPERS and first.kind in ("module", "function", "method"):
             return first  # the same parameters, the same forward
         every = combine("unknown", *args, *kwargs.values()) if (args or kwargs) else Value()
+        if qn in api.FUNCTIONAL_CALLS and len(args) >= 2 and first.kind == "module":
+            # `functional_call(model, fast_weights, (x,))`: the output comes from the dict's tensors, not from the
+            # parameters it stands in for (made from them, or not)
+            given = args[1]
+            made_from = given.srcs.union(*(c.lost for c in given.cuts))
+            inputs = combine("tensor", given, *args[2:], *kwargs.values(), fw="torch")
+            if any(overlaps(a, b) for a in made_from for b in first.srcs):
+                return inputs  # the module's own parameters, replaced (detached copies, fast weights)
+            return replace(inputs, srcs=inputs.srcs | first.srcs)  # maybe only some of them
         if qn in api.AUTOGRAD_GRAD:
             outputs = args[0] if args else kwargs.get("outputs", Value())
             label = _text(node.args[0]) if node.args else "outputs"
