@@ -645,6 +645,7 @@ class TorchPlugin(Plugin):
                         extra += (("hooks", tuple((h, base) for h in hooks)),)
                     if (id(info), attr) in self.forward_hooks:
                         extra += (("hooked", tuple(self.forward_hooks[(id(info), attr)])),)
+                    extra += (("attribute_of", (id(info), attr)),)
                     return Value("module", srcs=srcs, name=name, cls=cls or fact.layer, extra=extra, deps=base.deps,
                                  items=items)
                 if fact.kind in ("param", "tensor_grad") or (fact.kind == "param_converted"
@@ -1167,10 +1168,14 @@ class TorchPlugin(Plugin):
             return self.call_module(receiver, args, kwargs, node, frame)
         if method == "register_forward_hook" and args and args[0].kind in ("function", "method"):
             # `model.layer4.register_forward_hook(fn)`: on that layer of every instance of the model's class
+            # (or `module.register_forward_hook(self.hook)` in a helper given `model.enc`)
             layer = node.func.value if isinstance(node.func, ast.Attribute) else None
             owner = self.interp.eval(layer.value, frame) if isinstance(layer, ast.Attribute) else None
-            if owner is not None and owner.kind == "module" and isinstance(owner.cls, ClassInfo):
-                hooks = self.forward_hooks.setdefault((id(owner.cls), layer.attr), [])
+            key = (id(owner.cls), layer.attr) if owner is not None and owner.kind == "module" and isinstance(
+                owner.cls, ClassInfo) else next((e[1] for e in receiver.extra if isinstance(e, tuple) and e[:1] == (
+                    "attribute_of",)), None)
+            if key is not None:
+                hooks = self.forward_hooks.setdefault(key, [])
                 if all(h.func != args[0].func for h in hooks):
                     hooks.append(args[0])
             return Value("other")
