@@ -67,7 +67,10 @@ class FrozenButOptimized(Rule):
     ## What it does
     Finds a freezing loop over `named_parameters()` (`param.requires_grad = False` under a condition on
     the name) whose condition also matches parameters that the optimizer selects by name — typically
-    an inverted condition that freezes the part meant to train.
+    an inverted condition that freezes the part meant to train. Also finds a model frozen on every pass of a
+    training loop (`set_requires_grad(netD, False)` before a GAN's generator step, the helper's flag followed
+    through the call) after the step that trains it, with nothing in the loop unfreezing it: only the first
+    pass trains it.
 
     ## Why is this bad?
     A frozen parameter gets no gradient (`.grad` stays `None`), so the optimizer built for it never
@@ -93,6 +96,33 @@ class FrozenButOptimized(Rule):
     No automatic fix: decide which condition is the intended one.
     """
     valid = (
+        """
+        import torch
+        import torch.nn as nn
+        import torch.nn.functional as F
+
+
+        def set_requires_grad(net, flag):
+            for p in net.parameters():
+                p.requires_grad = flag
+
+
+        netG, netD = nn.Linear(4, 2), nn.Linear(2, 1)
+        opt_G = torch.optim.Adam(netG.parameters(), lr=1e-3)
+        opt_D = torch.optim.Adam(netD.parameters(), lr=1e-3)
+        real = torch.randn(8, 2)
+        for _ in range(3):
+            fake = netG(torch.randn(8, 4))
+            set_requires_grad(netD, True)
+            opt_D.zero_grad()
+            loss_D = F.softplus(-netD(real)).mean() + F.softplus(netD(fake.detach())).mean()
+            loss_D.backward()
+            opt_D.step()
+            set_requires_grad(netD, False)
+            opt_G.zero_grad()
+            F.softplus(-netD(fake)).mean().backward()
+            opt_G.step()
+        """,
         """
         import torch
         import torch.nn as nn
@@ -130,6 +160,35 @@ class FrozenButOptimized(Rule):
         """,
     )
     invalid = (
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+            import torch.nn.functional as F
+
+
+            def set_requires_grad(net, flag):
+                for p in net.parameters():
+                    p.requires_grad = flag
+
+
+            netG, netD = nn.Linear(4, 2), nn.Linear(2, 1)
+            opt_G = torch.optim.Adam(netG.parameters(), lr=1e-3)
+            opt_D = torch.optim.Adam(netD.parameters(), lr=1e-3)
+            real = torch.randn(8, 2)
+            for _ in range(3):
+                fake = netG(torch.randn(8, 4))
+                opt_D.zero_grad()
+                loss_D = F.softplus(-netD(real)).mean() + F.softplus(netD(fake)).mean()
+                loss_D.backward(retain_graph=True)
+                opt_D.step()
+                set_requires_grad(netD, False)  # expect: GT117
+                opt_G.zero_grad()
+                F.softplus(-netD(fake)).mean().backward()
+                opt_G.step()
+            """,
+            truth=Truth(grads={"netD.weight": "none", "netG.weight": "ok"}),
+        ),
         Invalid(
             """
             import torch
@@ -187,6 +246,7 @@ class FrozenButOptimized(Rule):
         if "requires_grad" not in ctx.source.text:
             return ()
         self.check_frozen_optimizer_targets(ctx)
+        self.check_frozen_in_loop(ctx)
         if "named_parameters" not in ctx.source.text:
             return ()
         picks = list(selections(ctx.source.nodes(ast.ListComp, ast.GeneratorExp)))
@@ -224,6 +284,44 @@ class FrozenButOptimized(Rule):
                     break
         return ()
 
+    def check_frozen_in_loop(self, ctx):
+        """`set_requires_grad(netD, False)` on every pass of a training loop whose other step trains `netD`, with
+        nothing in the loop switching it back on: from the second pass on, `netD` gets no gradient."""
+        flow = ctx.torch.flow
+        semantic = ctx.source.semantic
+        reported: set = set()
+        for freeze in flow.freezes:
+            if not freeze.frozen or not freeze.srcs:
+                continue
+            place = next((n for n in (*freeze.sites, freeze.node) if _in_file(ctx, n)), None)
+            if place is None:
+                continue
+            loops = semantic.loops_around(place)
+            if place is freeze.node and loops and isinstance(loops[0], ast.For) and "parameters(" in ast.unparse(
+                    loops[0].iter):
+                place = loops[0]  # `for p in netD.parameters(): p.requires_grad = False`
+            for loop in semantic.loops_around(place):
+                if not _unconditional_in(semantic, place, loop):
+                    break
+                undone = any(not f.frozen and any(overlaps(a, b) for a in f.srcs for b in freeze.srcs) and any(
+                    semantic.in_loop(n, loop) or n is loop for n in (*f.sites, f.node) if _in_file(ctx, n))
+                    for f in flow.freezes)
+                if undone:
+                    break
+                stepped = [st for st in flow.steps if st.optimizer.ref is not None and _in_file(ctx, st.node)
+                           and semantic.in_loop(st.node, loop) and st.seq < freeze.seq and any(
+                               overlaps(a, b) for a in st.optimizer.ref.coverage.srcs for b in freeze.srcs)]
+                if not stepped or id(place) in reported:
+                    continue
+                reported.add(id(place))
+                names = names_phrase(sorted(freeze.srcs))
+                step = stepped[0]
+                ctx.report(place, f"This freezes {names} on every pass of the loop on line {loop.lineno}, and nothing "
+                                  f"there unfreezes it: from the second pass on, the step on line {step.node.lineno} "
+                                  "no longer trains it.",
+                           related=[ctx.related(step.node, "the step that trains it")])
+                break
+
     def check_frozen_optimizer_targets(self, ctx):
         """`model.head.requires_grad_(False)` while the optimizer is built over `model.head` only."""
         flow = ctx.torch.flow
@@ -249,6 +347,20 @@ class FrozenButOptimized(Rule):
                 else:
                     message = f"This freezes {names}, which the optimizer on line {line} is given to train."
                 ctx.report(freeze.node, message, related=[ctx.related(optimizer.node, "optimizer built here")])
+
+
+def _in_file(ctx, node) -> bool:
+    return any(n is node for n in ctx.source.nodes(type(node)))
+
+
+def _unconditional_in(semantic, node, loop) -> bool:
+    """`node` runs on every pass of `loop` (no `if` or inner loop between them)."""
+    for parent in semantic.ancestors(node):
+        if parent is loop:
+            return True
+        if isinstance(parent, (ast.If, ast.IfExp, ast.For, ast.While, ast.Try, ast.FunctionDef, ast.Lambda)):
+            return False
+    return False
 
 
 def _steps_before_only(flow, optimizer, freeze) -> bool:

@@ -65,6 +65,7 @@ class Freeze(Event):
     srcs: frozenset
     frozen: bool
     conditional: bool
+    sites: tuple = ()  # the calls that ran it, outermost first, when a helper did (`set_requires_grad(netD, False)`)
 
 
 @record(eq=False)

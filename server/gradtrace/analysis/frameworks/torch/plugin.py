@@ -136,6 +136,7 @@ class TorchPlugin(Plugin):
         self.records_with_optimizer: dict[int, list] = {}  # id(a summary's record) -> the record
         self._by_kind: dict = {}  # event class -> (events scanned, those of that class): read often, grown in order
         # (id(ClassInfo), attribute) -> the forward hooks registered on that layer from outside the class
+        self.flag_parameters: dict = {}  # id(def) -> the parameters it sets `requires_grad` from
         self.forward_hooks: dict = {}
         self.hooks_set: dict = {}  # id(ClassInfo) -> attribute -> the hooks its methods register on `self.<attribute>`
 
@@ -227,6 +228,8 @@ class TorchPlugin(Plugin):
     def emit(self, event, frame: Frame):
         if isinstance(event, Sink) and event.kind != "output" and event.value.captured:
             self.check_modified_before(event, frame)
+        if isinstance(event, Freeze) and not frame.summarising and self.interp.call_sites:
+            event.sites = tuple(self.interp.call_sites)
         if frame.summarising:
             if isinstance(event, Defined):  # the same definition from every call of a helper: copied once
                 _, seen = self.defined_in.setdefault(id(frame.events), (frame.events, set()))
@@ -294,9 +297,36 @@ class TorchPlugin(Plugin):
 
     def context_key(self, frame: Frame, func: FunctionRef, node) -> tuple:
         off = frame.state.get(GRAD)
+        flags = self.literal_flags(func, node)
         if off is None and func.mark("grad_off") is not None:
-            return ("helper", id(node))
-        return (off.kind, id(off.node)) if off is not None else ()
+            return ("helper", id(node), *flags)
+        return ((off.kind, id(off.node)) if off is not None else ()) + flags
+
+    def literal_flags(self, func: FunctionRef, node) -> tuple:
+        """((parameter, True/False), ...) for the parameters a helper sets `requires_grad` from
+        (`p.requires_grad = flag`, `m.requires_grad_(flag)`), when this call gives them a literal or leaves the
+        literal default: `set_requires_grad(net, False)` freezes."""
+        key = id(func.node)
+        names = self.flag_parameters.get(key)
+        if names is None:
+            names = self.flag_parameters[key] = flag_parameters(func.node)
+        if not names or not isinstance(node, ast.Call):
+            return ()
+        a = func.node.args
+        positional = [p.arg for p in a.posonlyargs + a.args]
+        given: dict = {}
+        for p, default in zip(positional[len(positional) - len(a.defaults):], a.defaults):
+            given[p] = default
+        given.update({p.arg: d for p, d in zip(a.kwonlyargs, a.kw_defaults) if d is not None})
+        offset = len(func.bound) + (1 if func.cls is not None and positional[:1] == ["self"] and not func.bound else 0)
+        for i, arg in enumerate(node.args):
+            if isinstance(arg, ast.Starred):
+                break
+            if offset + i < len(positional):
+                given[positional[offset + i]] = arg
+        given.update({k.arg: k.value for k in node.keywords if k.arg})
+        return tuple((name, given[name].value) for name in sorted(names)
+                     if isinstance(given.get(name), ast.Constant) and isinstance(given[name].value, bool))
 
     def enter_function(self, func: FunctionRef, frame: Frame, caller: Frame | None, node) -> None:
         if caller is None and not frame.summarising:
@@ -305,6 +335,9 @@ class TorchPlugin(Plugin):
         if off is None:
             off = self.helper_grad_off(func, node, caller.module if caller is not None else func.module)
         frame.state[GRAD] = off
+        flags = self.literal_flags(func, node)
+        if flags:
+            frame.state[FLAGS] = dict(flags)
 
     def summary_state(self, frame: Frame) -> dict:
         off = frame.state.get(GRAD)
@@ -474,7 +507,7 @@ class TorchPlugin(Plugin):
         attr = target.attr
         if attr == "requires_grad" and owner.kind in ("tensor", "unknown"):
             owner_key = dotted(target.value)
-            flag = stmt.value if isinstance(stmt, ast.Assign) else None
+            flag = literal_flag(stmt.value if isinstance(stmt, ast.Assign) else None, frame)
             flag_true = isinstance(flag, ast.Constant) and flag.value is True
             flag_false = isinstance(flag, ast.Constant) and flag.value is False
             if flag_true and owner.kind == "tensor" and owner.srcs and not owner.leaf and not owner.opaque:
@@ -1156,8 +1189,8 @@ class TorchPlugin(Plugin):
             return Value("container", srcs=receiver.srcs, items=(Value("module", srcs=receiver.srcs),),
                          deps=receiver.deps)
         if method == "requires_grad_":
-            flag = node.args[0] if node.args else next((k.value for k in node.keywords if k.arg == "requires_grad"),
-                                                       None)
+            flag = literal_flag(node.args[0] if node.args else next(
+                (k.value for k in node.keywords if k.arg == "requires_grad"), None), frame)
             frozen = isinstance(flag, ast.Constant) and flag.value is False
             self.interp.emit(Freeze(node, frame.module, srcs=receiver.srcs, frozen=frozen,
                                     conditional=frame.conditional > 0), frame)
@@ -1486,6 +1519,33 @@ def _reads_attribute(stmt: ast.AST, name: str, attr: str) -> bool:
         if isinstance(node, ast.Attribute) and node.attr == attr and dotted(node.value) == name:
             return True
     return False
+
+
+FLAGS = "literal_flags"  # frame state: parameter -> the literal bool this call gave it
+
+
+def flag_parameters(fn: ast.AST) -> frozenset:
+    """The parameters of `fn` that a `requires_grad` assignment or `requires_grad_()` call uses as its flag."""
+    if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return EMPTY
+    params = {p.arg for p in fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs}
+    found = set()
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Name) and any(
+                isinstance(t, ast.Attribute) and t.attr == "requires_grad" for t in node.targets):
+            found.add(node.value.id)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "requires_grad_":
+            found.update(a.id for a in node.args[:1] if isinstance(a, ast.Name))
+    return frozenset(found & params)
+
+
+def literal_flag(flag: ast.AST | None, frame: Frame) -> ast.AST | None:
+    """The literal a flag stands for: itself, or the literal this call gave the parameter it names."""
+    if isinstance(flag, ast.Name):
+        given = frame.state.get(FLAGS, {}).get(flag.id)
+        if given is not None:
+            return ast.Constant(value=given)
+    return flag
 
 
 def forward_hooks_set(info: ClassInfo) -> dict:
