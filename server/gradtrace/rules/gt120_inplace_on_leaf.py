@@ -118,6 +118,52 @@ class InplaceOnLeaf(Rule):
             """
             import torch
 
+
+            class Scratch:
+                def __init__(self, n):
+                    self.W = torch.randn(n, 1) * 0.01
+                    self.W.requires_grad_()
+
+                def params(self):
+                    return [self.W]
+
+                def step(self):
+                    for param in self.params():
+                        param -= 0.1 * param.grad  # expect: GT120
+
+
+            model = Scratch(4)
+            (torch.randn(8, 4) @ model.W).pow(2).mean().backward()
+            model.step()
+            """,
+            fixed="""
+            import torch
+
+
+            class Scratch:
+                def __init__(self, n):
+                    self.W = torch.randn(n, 1) * 0.01
+                    self.W.requires_grad_()
+
+                def params(self):
+                    return [self.W]
+
+                def step(self):
+                    for param in self.params():
+                        with torch.no_grad():
+                            param -= 0.1 * param.grad  # expect: GT120
+
+
+            model = Scratch(4)
+            (torch.randn(8, 4) @ model.W).pow(2).mean().backward()
+            model.step()
+            """,
+            truth=Truth(raises=("RuntimeError", "leaf Variable that requires grad")),
+        ),
+        Invalid(
+            """
+            import torch
+
             w = torch.randn(3, requires_grad=True)
             w.add_(torch.ones(3))  # expect: GT120
             loss = (w * 2).sum()

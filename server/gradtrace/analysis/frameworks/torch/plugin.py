@@ -1289,6 +1289,13 @@ class TorchPlugin(Plugin):
                 return replace(receiver, srcs=EMPTY, leaf=False)
             if receiver.srcs:
                 return receiver
+            key = dotted(var) if isinstance(var, ast.Attribute) else None
+            if key and "(" not in key:  # `self.W.requires_grad_()`: as `self.W.requires_grad = True`
+                leaf = replace(receiver, kind="tensor", srcs=frozenset({key}), leaf=True, name=key, fw="torch")
+                self.interp.store_path(key, leaf, frame, mutation=True)
+                self.note_leaf(key, frame, node)
+                self.define(key, "leaf", None, frame.module, frame)
+                return leaf
             label = f"<tensor@{node.lineno}>"
             new_leaf = Value("tensor", srcs=frozenset({label}), cuts=receiver.cuts, leaf=True, pending=True,
                              name=label, extra=("releaf",), fw="torch")
