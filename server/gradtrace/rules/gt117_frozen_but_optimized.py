@@ -316,9 +316,8 @@ class FrozenButOptimized(Rule):
                 reported.add(id(place))
                 names = names_phrase(sorted(freeze.srcs))
                 step = stepped[0]
-                ctx.report(place, f"This freezes {names} on every pass of the loop on line {loop.lineno}, and nothing "
-                                  f"there unfreezes it: from the second pass on, the step on line {step.node.lineno} "
-                                  "no longer trains it.",
+                ctx.report(place, f"This freezes {names} on every pass of the loop and nothing unfreezes it: after the "
+                                  f"first pass, line {step.node.lineno} no longer trains it.",
                            related=[ctx.related(step.node, "the step that trains it")])
                 break
 

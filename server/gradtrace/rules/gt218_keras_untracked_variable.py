@@ -235,7 +235,7 @@ class KerasUntrackedVariable(Rule):
             attr = info.keras_held.partition(".")[2]
             if info.local and info.carries_gradient and attr in loads:
                 reported.add(origin)
-                yield self.untracked(ctx, info, f"`{ast.unparse(fit.func)}()` on line {fit.lineno} trains")
+                yield self.untracked(ctx, info, fit)
         for call in facts.grad_calls.values():
             pairs = call.source_pairs
             if not any(value.kind == "varlist" for _, value in pairs):
@@ -248,14 +248,15 @@ class KerasUntrackedVariable(Rule):
                 if not info.carries_gradient or covered(origin, asked):
                     continue
                 reported.add(origin)
-                yield self.untracked(ctx, info, f"the `{call.method}()` on line {call.node.lineno} differentiates")
+                yield self.untracked(ctx, info, call.node)
 
     @staticmethod
-    def untracked(ctx, info, step: str):
+    def untracked(ctx, info, step):
         cls, _, attr = info.keras_held.partition(".")
         return ctx.report(
             info.node,
-            f"Keras 3 does not track a `tf.Variable` set on a layer: `self.{attr}` is not in `{cls}`'s "
-            f"trainable variables, which {step}, so it never trains. Make it with `self.add_weight(...)`.",
+            f"`self.{attr}` is a `tf.Variable`, which Keras 3 leaves out of `{cls}.trainable_variables`: it never "
+            "trains (use `self.add_weight`).",
             data={"lost": [info.keras_held]},
+            related=[ctx.related(step, "the training step")],
         )

@@ -150,8 +150,7 @@ class VariablesReadBeforeBuild(Rule):
             model = ast.unparse(read.value)
             yield ctx.report(
                 read,
-                f"`{ast.unparse(read)}` is read before `{model}` is first called or built: Keras has not made its "
-                f"weights yet, so this is an empty list, and the step on line {sink.lineno} trains nothing "
-                "(`apply_gradients` raises ValueError on it).",
+                f"`{ast.unparse(read)}` is empty here: `{model}` is not called or built yet, so the step on line "
+                f"{sink.lineno} trains nothing.",
                 data={"lost": [model]},
             )

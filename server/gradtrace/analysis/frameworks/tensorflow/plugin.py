@@ -469,7 +469,8 @@ class TensorFlowPlugin(FrameworkPlugin):
             self.interp.emit(TrainableSet(stmt, frame.module, owner.ref, stmt.value.value), frame)
         if owner.kind == "object" and owner.cls is not None and hasattr(owner.cls, "name"):
             cls_name = owner.cls.name
-            if self.is_keras_class(owner.cls):
+            if self.is_keras_class(owner.cls) and getattr(frame.func.node if frame.func else None, "name", None) in (
+                    "__init__", "build"):  # made once for the layer (one made per call is GT201's)
                 for held in [value, *(value.items or ())]:
                     if isinstance(held.ref, VarInfo) and held.ref.raw and held.ref.keras_held is None:
                         held.ref.keras_held = f"{cls_name}.{target.attr}"
@@ -842,7 +843,7 @@ class TensorFlowPlugin(FrameworkPlugin):
         result = flat(self.interp.call_value(fn, node, frame, inputs, {}) or UNKNOWN)
         computed = frozenset(s for s in result.srcs if s not in dataset.srcs)
         if computed:
-            op = f"`{ast.unparse(node.func)}(...)`, which runs its function in the dataset's own graph outside every tape,"
+            op = f"`.{method}(...)`, run in the dataset's graph outside every tape,"
             result = self.cut(node, op, "dataset", [replace(result, srcs=computed)], frame)
         kind = "tensor" if method == "reduce" else "dataset"
         return Value(kind, cuts=dedup_cuts(dataset.cuts, result.cuts), fw="tensorflow")
