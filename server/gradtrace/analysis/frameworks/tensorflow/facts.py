@@ -48,6 +48,7 @@ class TFFacts:
         self.misapplied = {n: m for n, m in plugin.misapplied.items() if local(n)}
         self.frozen_fits = {n: f for n, f in plugin.frozen_fits.items() if local(n) and local(f[1])}
         self.unbuilt_reads = {n: sink for n, sink in plugin.unbuilt_reads.items() if local(n)}
+        self.custom_gradients = {n: c for n, c in plugin.custom_gradients.items() if local(n)}
         self.call_live = plugin.call_live
         self.call_incomplete = plugin.call_incomplete
         self.functions = root.functions

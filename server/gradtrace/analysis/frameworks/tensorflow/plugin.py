@@ -91,6 +91,9 @@ class TensorFlowPlugin(FrameworkPlugin):
         self.unbuilt_reads: dict = {}  # `model.trainable_variables` read before the model was built -> a step using it
         self.compiled_losses: dict = {}  # a model (its source, or its class) -> the loss function `compile` gave it
         self.untracked_fits: dict = {}  # source of a variable Keras does not track -> a `fit` of a model holding it
+        self.custom_checked: set = set()  # `@tf.custom_gradient` calls already checked
+        # `@tf.custom_gradient` function -> (its gradient function without `variables`, the variables it reads)
+        self.custom_gradients: dict = {}
         self.call_live: dict[str, set] = {}  # class name -> sources that reach what its call returns
         self.call_incomplete: set[str] = set()  # classes whose call was not followed completely
         self.functional: list[Value] = []  # functional models built so far
@@ -701,6 +704,7 @@ class TensorFlowPlugin(FrameworkPlugin):
     def call_object(self, callee: Value, node, frame: Frame, args, kwargs):
         kind = callee.kind
         if kind == "opaque_grad":
+            self.check_custom_gradient(callee, node, frame, args, kwargs)
             return custom_derivative_call(args, kwargs)
         if kind == "metric":  # `metric(y, pred)` updates the state and returns `result()`
             metric = self.metric_updated(callee, node.func, args, kwargs, frame)
@@ -725,6 +729,24 @@ class TensorFlowPlugin(FrameworkPlugin):
             self.interp.emit(ClassOutput(found[0], found[1].module, callee.cls.name, result), frame)
             return result
         return None
+
+    def check_custom_gradient(self, callee: Value, node, frame: Frame, args, kwargs) -> None:
+        """`@tf.custom_gradient` on a function that reads trainable variables itself (`self.kernel`): TensorFlow then
+        calls its gradient function with `variables=`, and one that does not take them raises TypeError."""
+        fn = callee.ref.func if isinstance(callee.ref, Value) else None
+        if fn is None or not isinstance(fn.node, (ast.FunctionDef, ast.AsyncFunctionDef)) or id(node) in self.custom_checked:
+            return
+        self.custom_checked.add(id(node))
+        grad_fn = returned_gradient_function(fn.node)
+        if grad_fn is None or grad_fn.args.kwarg is not None or any(
+                a.arg == "variables" for a in grad_fn.args.args + grad_fn.args.kwonlyargs):
+            return
+        result = flat(self.interp.call_value(callee.ref, node, frame, list(args), dict(kwargs)) or UNKNOWN)
+        given = join(*args, *kwargs.values()).srcs if (args or kwargs) else EMPTY
+        read = sorted(s for s in result.srcs if isinstance(self.variables.get(s), VarInfo) and s not in given
+                      and self.variables[s].trainable)
+        if read:
+            self.custom_gradients.setdefault(fn.node, (grad_fn, tuple(read)))
 
     def instantiate(self, cls, node: ast.Call, frame: Frame, args, kwargs):
         if not self.is_module_class(cls):
@@ -1174,6 +1196,17 @@ class TensorFlowPlugin(FrameworkPlugin):
             return Value("param", ref=pid, fw="tensorflow")
 
         return parameter
+
+
+def returned_gradient_function(fn: ast.FunctionDef) -> ast.FunctionDef | None:
+    """The nested function a `@tf.custom_gradient` function returns as its gradient (`return out, grad`)."""
+    nested = {n.name: n for n in fn.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Return) and isinstance(node.value, ast.Tuple) and len(node.value.elts) == 2:
+            grad = node.value.elts[1]
+            if isinstance(grad, ast.Name) and grad.id in nested:
+                return nested[grad.id]
+    return None
 
 
 def model_key(model: Value):
