@@ -100,6 +100,7 @@ def test_no_grad_cut_points_at_the_with_statement(launcher):
 @pytest.mark.parametrize("name,fragment", [
     ("inplace_leaf.py", "leaf Variable"),
     ("inplace_saved.py", "modified by an inplace operation"),
+    ("inplace_layer_on_saved_input.py", "modified by an inplace operation"),
     ("typo.py", "does not require grad"),
     ("grad_off_later.py", "does not require grad"),
     ("custom_function_order.py", "ScaleClampBackward returned a gradient different than None"),
@@ -118,6 +119,11 @@ def test_errors_point_at_the_offending_line(launcher, name, fragment):
 def test_inplace_saved_names_the_backward_line_too(launcher):
     err = probe(launcher, "inplace_saved.py")["error"]
     assert err["raised_at"]["line"] == 9 and "add_" in err["cause"]
+
+
+def test_inplace_layer_is_named_where_it_is_built(launcher):
+    err = probe(launcher, "inplace_layer_on_saved_input.py")["error"]
+    assert "nn.ReLU(inplace=True)" in err["cause"] and "run at line 13" in err["cause"], err
 
 
 def test_error_on_a_later_step_is_caught(launcher):

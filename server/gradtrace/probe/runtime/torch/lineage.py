@@ -254,7 +254,12 @@ class Lineage:
                 best = rec
                 break
             best = best or rec
-        if best is not None and best.path:
+        if best is not None and best.built is not None and best.built[0]:
+            err.update(path=best.built[0], line=best.built[1])
+            err["cause"] = (f"`nn.{best.layer}(inplace=True)` built at line {best.built[1]} (run at line {best.line}) "
+                            f"modified a tensor ({gf or 'a saved input'}) that autograd saved for backward; use "
+                            "inplace=False")
+        elif best is not None and best.path:
             err.update(path=best.path, line=best.line)
             err["cause"] = (f"in-place `{best.name}` at line {best.line} modified a tensor "
                             f"({gf or 'a saved input'}) that autograd saved for backward; use the "

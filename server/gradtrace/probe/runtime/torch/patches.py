@@ -160,6 +160,10 @@ def _modules_made_in_forward(probe, torch) -> None:
 
     def _module_init(self_, *a, **k):
         module_init(self_, *a, **k)
+        try:
+            seen.built_at[id(self_)] = (weakref.ref(self_), probe.loc.where_built(self_, 2))
+        except Exception:  # noqa: BLE001
+            pass
         if probe.recording:
             try:
                 made = made_in_forward(probe, torch, self_)

@@ -4,6 +4,7 @@ it cut the graph (`torch.overrides.TorchFunctionMode`)."""
 from __future__ import annotations
 
 import re
+import sys
 import weakref
 from dataclasses import dataclass, field
 
@@ -25,6 +26,9 @@ SKIP_OPS = {"__repr__", "__format__", "__str__", "size", "dim", "numel", "stride
             "__array_priority__", "__torch_function__", "__getstate__", "__setstate__", "storage",
             "_typed_storage", "is_inference", "is_nonzero", "equal", "allclose", "isclose_"}
 GETSET_KEEP = {"data", "T", "mT", "H", "mH", "real", "imag"}
+# `F.dropout(x, p, training, inplace)` as `nn.Dropout` calls it: the position of the flag
+POSITIONAL_INPLACE = {"dropout": 3, "alpha_dropout": 3, "feature_alpha_dropout": 3, "dropout1d": 3, "dropout2d": 3,
+                      "dropout3d": 3}
 INPLACE_DUNDER = {"__iadd__", "__isub__", "__imul__", "__itruediv__", "__ifloordiv__", "__ipow__",
                   "__imatmul__", "__iand__", "__ior__", "__ixor__", "__ilshift__", "__irshift__", "__imod__",
                   "__setitem__"}
@@ -87,6 +91,8 @@ class InPlace:
     after: int
     grad_fn: str | None
     leaf: bool
+    layer: str | None = None  # the in-place layer that ran it (`ReLU`), when a layer did
+    built: tuple | None = None  # (path, line) where that layer was built
 
 
 @dataclass
@@ -101,6 +107,7 @@ class Sightings:
     module_flags: list = field(default_factory=list)  # `module.requires_grad = v`: [(Placed, value)]
     inplace: list = field(default_factory=list)  # [InPlace]
     nonleaf_optimized: tuple | None = None  # (path, line, op name) of a non-leaf handed to an optimizer
+    built_at: dict = field(default_factory=dict)  # id(module) -> (weakref, (path, line)) where the user built it
     made_in_forward: dict = field(default_factory=dict)  # id(module) -> (weakref, where) built inside a forward
     forward_params: list = field(default_factory=list)  # [(weakref parameter, where, attribute)] of those modules
 
@@ -209,6 +216,21 @@ class Tape:
                "gradient through it")
         self.add(Op("Parameter", path, line, (tag,), self.bits_of((tag,)), True, False, cut, None, self.clock()))
 
+    def inplace_layer(self) -> tuple:
+        """(class name, where it was built) of the `inplace=True` layer whose forward runs the current op."""
+        f = sys._getframe(2)
+        for _ in range(12):
+            if f is None:
+                break
+            owner = f.f_locals.get("self")
+            if isinstance(owner, self.torch.nn.Module) and getattr(owner, "inplace", False) is True:
+                found = self.seen.built_at.get(id(owner))
+                if found is not None and found[0]() is owner:
+                    return type(owner).__name__, found[1]
+                return type(owner).__name__, None
+            f = f.f_back
+        return None, None
+
     def after_op(self, name, ins, in_tags, req_in, out, pre, kwargs) -> None:
         torch = self.torch
         if self.full():
@@ -240,8 +262,9 @@ class Tape:
             self.sums[idx] = (in_tags[0], *ins[1:]) if pre is not None and in_tags else tuple(ins)
         if pre is not None:
             tgt = pre[0]
+            layer, built = self.inplace_layer()
             self.seen.inplace.append(InPlace(idx, name, path, line, list(pre[2]), pre[1], tgt._version, pre[3],
-                                             pre[4]))
+                                             pre[4], layer, built))
             if name == "requires_grad_":
                 if tgt.requires_grad:
                     self.new_leaf(tgt, path, line, "requires_grad_()")
@@ -307,7 +330,9 @@ class Tape:
                         req_in = True
                         break
                 inplace = (name.endswith("_") and not name.startswith("_")) or name in INPLACE_DUNDER or (
-                    "out" in kwargs and kwargs["out"] is not None)
+                    "out" in kwargs and kwargs["out"] is not None) or kwargs.get("inplace") is True or (
+                    name in POSITIONAL_INPLACE and len(args) > POSITIONAL_INPLACE[name]
+                    and args[POSITIONAL_INPLACE[name]] is True)
                 pre = None
                 try:
                     if inplace and ins:
