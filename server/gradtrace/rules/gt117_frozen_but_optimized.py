@@ -309,6 +309,7 @@ class FrozenButOptimized(Rule):
                 if undone:
                     break
                 stepped = [st for st in flow.steps if st.optimizer.ref is not None and _in_file(ctx, st.node)
+                           and not _picks_an_element(st.optimizer.ref.node)
                            and semantic.in_loop(st.node, loop) and st.seq < freeze.seq and any(
                                overlaps(a, b) for a in st.optimizer.ref.coverage.srcs for b in freeze.srcs)]
                 if not stepped or id(place) in reported:
@@ -328,10 +329,14 @@ class FrozenButOptimized(Rule):
         for freeze in flow.freezes:
             if not freeze.frozen or freeze.conditional or freeze.module.path != ctx.path:
                 continue
+            if any(_picks_an_element(site) for site in (*freeze.sites, freeze.node)):
+                continue  # `layers[i].lock_grad()`: which element is not known, nor whether the optimizer's is it
             for optimizer in flow.optimizers:
                 srcs = optimizer.coverage.srcs
                 if not optimizer.known or not srcs or optimizer.module.path != ctx.path:
                     continue
+                if _picks_an_element(optimizer.node):
+                    continue  # `SGD(layers[i].parameters())`: one element, which the analysis does not tell apart
                 if _steps_before_only(flow, optimizer, freeze):
                     continue  # frozen once its training is over (statement order): nothing is lost
                 # what the optimizer is given by name (`encoder.parameters()`), not a parent that merely
@@ -346,6 +351,11 @@ class FrozenButOptimized(Rule):
                 else:
                     message = f"This freezes {names}, which the optimizer on line {line} is given to train."
                 ctx.report(freeze.node, message, related=[ctx.related(optimizer.node, "optimizer built here")])
+
+
+def _picks_an_element(node) -> bool:
+    """A call or statement acting on an element of a container chosen by a computed index (`layers[i]...`)."""
+    return any(isinstance(n, ast.Subscript) and not isinstance(n.slice, ast.Constant) for n in ast.walk(node))
 
 
 def _in_file(ctx, node) -> bool:
