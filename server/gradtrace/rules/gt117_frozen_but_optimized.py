@@ -67,7 +67,8 @@ class FrozenButOptimized(Rule):
     ## What it does
     Finds a freezing loop over `named_parameters()` (`param.requires_grad = False` under a condition on
     the name) whose condition also matches parameters that the optimizer selects by name — typically
-    an inverted condition that freezes the part meant to train. Also finds a model frozen on every pass of a
+    an inverted condition that freezes the part meant to train, or an `if`/`else` whose both branches
+    freeze (the test then selects nothing: every parameter is frozen). Also finds a model frozen on every pass of a
     training loop (`set_requires_grad(netD, False)` before a GAN's generator step, the helper's flag followed
     through the call) after the step that trains it, with nothing in the loop unfreezing it: only the first
     pass trains it.
@@ -164,6 +165,22 @@ class FrozenButOptimized(Rule):
             """
             import torch
             import torch.nn as nn
+
+            model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+            for name, p in model.named_parameters():
+                if name.startswith("0."):
+                    p.requires_grad = False
+                else:
+                    p.requires_grad = False  # expect: GT117
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+            model(torch.randn(2, 4)).sum().backward()
+            """,
+            truth=Truth(raises=("RuntimeError", "does not require grad")),
+        ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
             import torch.nn.functional as F
 
 
@@ -249,6 +266,7 @@ class FrozenButOptimized(Rule):
         self.check_frozen_in_loop(ctx)
         if "named_parameters" not in ctx.source.text:
             return ()
+        self.check_both_branches_freeze(ctx)
         picks = list(selections(ctx.source.nodes(ast.ListComp, ast.GeneratorExp)))
         if not picks:
             return ()
@@ -283,6 +301,23 @@ class FrozenButOptimized(Rule):
                                "is the condition inverted?", related=[ctx.related(pick, "the optimizer's selection")])
                     break
         return ()
+
+    def check_both_branches_freeze(self, ctx):
+        """`for name, p in model.named_parameters(): if <name test>: p.requires_grad = False else: p.requires_grad =
+        False`: the test selects nothing, every parameter is frozen (a copy-paste slip)."""
+        for loop in ctx.source.nodes(ast.For):
+            found = _named_parameters_loop(loop)
+            if not found:
+                continue
+            param = found[1]
+            for stmt in loop.body:
+                if not isinstance(stmt, ast.If) or not stmt.orelse:
+                    continue
+                if any(_freezes(s, param) for s in stmt.body) and any(_freezes(s, param) for s in stmt.orelse):
+                    model = ast.unparse(loop.iter.func.value)
+                    ctx.report(next(s for s in stmt.orelse if _freezes(s, param)),
+                               f"Both branches freeze `{param}`: the test on line {stmt.lineno} selects nothing, and "
+                               f"every parameter of `{model}` is frozen.")
 
     def check_frozen_in_loop(self, ctx):
         """`set_requires_grad(netD, False)` on every pass of a training loop whose other step trains `netD`, with
