@@ -152,6 +152,33 @@ class OptimizerMismatch(Rule):
             import torch
             import torch.nn as nn
 
+
+            class Trainer:
+                def __init__(self):
+                    self.net = nn.Linear(4, 8)
+                    self.head = nn.Linear(8, 1)
+                    self.opt = torch.optim.SGD(self.net.parameters(), lr=0.1)  # expect: GT118
+
+                def train_step(self, x, y):
+                    loss = ((self.head(self.net(x)) - y) ** 2).mean()
+                    self.opt.zero_grad()
+                    loss.backward()
+                    self.opt.step()
+
+
+            trainer = Trainer()
+            before = trainer.head.weight.detach().clone()
+            for _ in range(3):
+                trainer.train_step(torch.randn(8, 4), torch.randn(8, 1))
+            head_unchanged = torch.equal(before, trainer.head.weight)
+            """,
+            truth=Truth(grads={"head_unchanged": "true"}),
+        ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
             gen, critic = nn.Linear(2, 2), nn.Linear(2, 1)
             g_opt = torch.optim.Adam(gen.parameters())
             c_opt = torch.optim.Adam(gen.parameters())  # expect: GT118
@@ -454,8 +481,10 @@ class OptimizerMismatch(Rule):
                 continue
             lost: dict[str, list[str]] = {}
             for source in sorted(sink.value.srcs):
-                root = source.split(".")[0]
-                if not any(overlaps(source, c) for c in covered) and _built_here_alone(ctx, flow, root, optimizer):
+                parts = source.split(".")
+                root = ".".join(parts[:2]) if parts[0] == "self" and len(parts) > 1 else parts[0]
+                if not any(overlaps(source, c) for c in covered) and _built_here_alone(ctx, flow, root, optimizer,
+                                                                                       sink.node):
                     lost.setdefault(root, []).append(source)
             for root, sources in lost.items():
                 if root in reported:
@@ -529,16 +558,22 @@ def _left_out(flow, surgery) -> bool:
         return False  # built again over the new one
     return any(s.seq > surgery.seq and any(overlaps(target, r) for r in s.value.srcs) for s in flow.sinks)
 
-def _built_here_alone(ctx, flow, root: str, optimizer) -> bool:
+def _built_here_alone(ctx, flow, root: str, optimizer, sink: ast.AST) -> bool:
     """`root = SomeModel(...)` or `root = nn.Linear(...)` where the optimizer is built (the same function, or
     both at module level), from no other model (a head built from a backbone may share, tie or wrap its
-    parameters), not frozen, not updated by hand, not meant to stay fixed."""
-    if flow.source_kind.get(root) != "module" or root.startswith("self") or root not in flow.definitions:
+    parameters), not frozen, not updated by hand, not meant to stay fixed. `self.<layer>` counts when a trainer
+    class builds it beside its optimizer and its own method steps the loss (names of `self` are the same object
+    there)."""
+    if flow.source_kind.get(root) != "module" or root not in flow.definitions:
         return False
+    semantic = ctx.source.semantic
+    if root.startswith("self"):
+        owner = semantic.enclosing_class(optimizer.node)
+        if "." not in root or owner is None or semantic.enclosing_class(sink) is not owner:
+            return False
     node, module = flow.definitions[root]
     if module.path != ctx.path or not isinstance(node, ast.Assign) or not isinstance(node.value, ast.Call):
         return False
-    semantic = ctx.source.semantic
     if semantic.function_of(node) is not semantic.function_of(optimizer.node):
         return False
     call = node.value
