@@ -29,7 +29,8 @@ class OptimizerMismatch(Rule):
     parameters it was built with (e.g. the critic's optimizer built over the generator), and
     submodules replaced after the optimizer was built (`model.fc = nn.Linear(...)` after
     `Adam(model.parameters())`), and a model the loss trains that no optimizer holds (a classifier head
-    built beside the backbone, with the optimizer built over `model.parameters()` alone), and a frozen part
+    built beside the backbone, with the optimizer built over `model.parameters()` alone; also a `self.head` a
+    trainer class builds beside its `self.opt` and trains in its own step method), and a frozen part
     unfrozen after an optimizer that kept only the parameters requiring grad was built
     (`Adam(filter(lambda p: p.requires_grad, model.parameters()))`, then `requires_grad = True` at a
     later epoch).
