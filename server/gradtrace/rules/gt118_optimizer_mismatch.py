@@ -156,6 +156,36 @@ class OptimizerMismatch(Rule):
 
             class Trainer:
                 def __init__(self):
+                    self.net = nn.Linear(4, 1)
+                    self.opt = torch.optim.SGD(self.net.parameters(), lr=0.1)
+
+                def reset(self):
+                    self.net = nn.Linear(4, 1)  # expect: GT118
+
+                def train_step(self, x, y):
+                    loss = ((self.net(x) - y) ** 2).mean()
+                    self.opt.zero_grad()
+                    loss.backward()
+                    self.opt.step()
+
+
+            trainer = Trainer()
+            trainer.reset()
+            before = trainer.net.weight.detach().clone()
+            for _ in range(3):
+                trainer.train_step(torch.randn(8, 4), torch.randn(8, 1))
+            net_unchanged = torch.equal(before, trainer.net.weight)
+            """,
+            truth=Truth(grads={"net_unchanged": "true"}),
+        ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            class Trainer:
+                def __init__(self):
                     self.net = nn.Linear(4, 8)
                     self.head = nn.Linear(8, 1)
                     self.opt = torch.optim.SGD(self.net.parameters(), lr=0.1)  # expect: GT118
@@ -458,7 +488,8 @@ class OptimizerMismatch(Rule):
             if not _left_out(flow, surgery):
                 continue
             line = ctx.span(surgery.optimizer.node).line
-            what = "model" if "." not in surgery.target else "layer"
+            what = "model" if "." not in surgery.target or surgery.target.count(".") == 1 and surgery.target.startswith(
+                "self.") else "layer"
             if surgery.parameter:
                 what = "parameter"
             consequence = f"the new {what} never trains."

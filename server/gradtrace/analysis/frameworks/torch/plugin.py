@@ -485,6 +485,14 @@ class TorchPlugin(Plugin):
 
     def surgery(self, event: LayerReplaced):
         """A layer replaced after an optimizer that held the old one was built (in the program's order)."""
+        if event.owner.kind == "object":  # `self.net` of a trainer: an optimizer its own class built over `self.net`
+            semantic = event.module.source.semantic
+            cls = semantic.enclosing_class(event.node)
+            for opt in self.optimizers:
+                if opt.known and opt.module.path == event.module.path and cls is not None and \
+                        event.target in opt.coverage.srcs and semantic.enclosing_class(opt.node) is cls:
+                    return Surgery(event.node, event.module, target=event.target, optimizer=opt)
+            return None
         for opt in self.optimizers:
             if opt.known and opt.module.path == event.module.path and any(
                     overlaps(o, s) for o in event.owner.srcs for s in opt.coverage.srcs):
@@ -535,6 +543,11 @@ class TorchPlugin(Plugin):
                     and not _registered_later(fact, frame) and not _assigns_parameter(stmt, frame.module):
                 self.interp.emit(ParameterReassigned(stmt, frame.module, owner=info, attr=attr), frame)
         fresh_parameter = value.kind == "tensor" and value.pending and value.leaf
+        if owner.kind == "object" and key and key.startswith("self.") and key.count(".") == 1 and value.kind == \
+                "module" and value.pending and isinstance(stmt, ast.Assign) and info is not None and \
+                getattr(frame.func.node if frame.func else None, "name", None) != "__init__":
+            # a trainer's `self.net = Net()` in a method run after its optimizer was built over the old `self.net`
+            self.interp.emit(LayerReplaced(stmt, frame.module, owner=owner, target=key), frame)
         if owner.kind == "module" and key and (value.kind == "module" or fresh_parameter) and stmt is not None \
                 and owner.srcs:
             self.interp.emit(LayerReplaced(stmt, frame.module, owner=owner, target=key, parameter=fresh_parameter),
