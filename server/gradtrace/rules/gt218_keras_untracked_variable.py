@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ast
-
 from gradtrace.analysis.core.values import covered
 from gradtrace.rules.base import Invalid, Rule, Truth
 from gradtrace.rules.gt210_unused_trainable_variable import attribute_loads
