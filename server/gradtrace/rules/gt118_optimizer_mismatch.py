@@ -154,6 +154,32 @@ class OptimizerMismatch(Rule):
             import torch.nn as nn
 
 
+            def train_one_epoch(model, batches, optimizer):
+                for x, y in batches:
+                    optimizer.zero_grad()
+                    nn.functional.mse_loss(model(x), y).backward()
+                    optimizer.step()
+
+
+            def main():
+                model = nn.Linear(4, 1)
+                optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+                model = nn.Linear(4, 1)  # expect: GT118
+                train_one_epoch(model, [(torch.randn(8, 4), torch.randn(8, 1))], optimizer)
+                return model, optimizer
+
+
+            model, optimizer = main()
+            in_opt = any(p is model.weight for g in optimizer.param_groups for p in g["params"])
+            """,
+            truth=Truth(grads={"not in_opt": "true"}),
+        ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
             class Trainer:
                 def __init__(self):
                     self.net = nn.Linear(4, 1)

@@ -504,7 +504,9 @@ class TorchPlugin(Plugin):
         if stmt is None:
             return
         scope = frame.func.node if frame.func is not None else None
-        for opt in self.optimizers:
+        # those of the program so far, and those this function built itself while it is being summarised (`main()`)
+        here = [e for e in frame.events if isinstance(e, Optimizer)] if frame.events is not None else []
+        for opt in [*self.optimizers, *here]:
             # the same variable of the same function (a test's `model` is not another test's)
             if opt.known and opt.module is frame.module and opt.scope is scope and name in opt.coverage.srcs \
                     and _before(opt.node, stmt):
