@@ -106,6 +106,30 @@ class GradientOfUnrelatedModel(Rule):
             """
             import tensorflow as tf
 
+
+            def build():
+                return tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(1)])
+
+
+            class Trainer:
+                def __init__(self):
+                    self.model = build()
+                    self.target = build()
+
+                def step(self, x):
+                    with tf.GradientTape() as tape:
+                        loss = tf.reduce_mean(self.model(x) ** 2)
+                    return tape.gradient(loss, self.target.trainable_variables)  # expect: GT214
+
+
+            grads = Trainer().step(tf.ones([4, 3]))
+            """,
+            truth=Truth(grads={"grads[0]": "none"}, framework="tensorflow"),
+        ),
+        Invalid(
+            """
+            import tensorflow as tf
+
             model = tf.keras.Sequential([tf.keras.Input((2,)), tf.keras.layers.Dense(1)])
             copy = tf.keras.models.clone_model(model)
             x = tf.ones([4, 2])

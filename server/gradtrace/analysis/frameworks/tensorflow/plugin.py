@@ -55,7 +55,7 @@ from gradtrace.analysis.frameworks.tensorflow.events import (
     VarInfo,
 )
 from gradtrace.analysis.frameworks.tensorflow.tape_targets import TapeTargets
-from gradtrace.analysis.names import canonical
+from gradtrace.analysis.names import canonical, dotted
 from gradtrace.records import replace
 
 TAPES = "tensorflow.tapes"  # frame state: the tapes recording, outermost first
@@ -464,6 +464,9 @@ class TensorFlowPlugin(FrameworkPlugin):
 
     def store_attribute(self, target: ast.Attribute, owner: Value, value: Value, frame: Frame, stmt) -> bool:
         snapshot = self.computed_at_construction(target, owner, value, frame, stmt)
+        if snapshot is None and isinstance(stmt, ast.Assign):
+            made = self.per_call(value, stmt, frame)  # `self.other = build_model()`: a model of its own
+            snapshot = made if made is not value else None
         if snapshot is not None:
             value = snapshot
         self.escape(value, target, frame)
@@ -482,8 +485,8 @@ class TensorFlowPlugin(FrameworkPlugin):
             previous = self.current_attribute(target, owner, frame)
             if isinstance(stmt, (ast.Assign, ast.AugAssign)) and rebinds_variable(previous, value):
                 self.attribute_rebound(stmt, target, previous.ref, frame)
-        if snapshot is not None:
-            self.interp.store_path(f"self.{target.attr}", snapshot, frame, mutation=True)
+        if snapshot is not None and dotted(target):
+            self.interp.store_path(dotted(target), snapshot, frame, mutation=True)
             return True
         return False
 
