@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 
+from gradtrace.analysis.names import dotted
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 
@@ -135,6 +136,33 @@ class ArgnumsMismatch(Rule):
         """,
     )
     invalid = (
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+            import optax
+
+
+            def loss_fn(params, x):
+                return jnp.mean((x @ params["w"]) ** 2)
+
+
+            class Learner:
+                def __init__(self):
+                    self.params = {"w": jnp.ones((3, 1))}
+                    self.tx = optax.sgd(0.1)
+                    self.opt_state = self.tx.init(self.params)
+
+                def step(self, x):
+                    grads = jax.grad(loss_fn, argnums=1)(self.params, x)  # expect: GT306
+                    updates, self.opt_state = self.tx.update(grads, self.opt_state)
+                    self.params = optax.apply_updates(self.params, updates)
+
+
+            Learner().step(jnp.ones((4, 3)))
+            """,
+            truth=Truth(raises=("ValueError", "pytree structure"), framework="jax"),
+        ),
         Invalid(
             """
             import jax
@@ -315,7 +343,7 @@ class ArgnumsMismatch(Rule):
     def mismatch(self, facts, call_node, name, gf, update, index):
         """(node to flag, message) when the gradients updating `name` are not its own, else None."""
         args = call_node.args
-        positions = [i for i, a in enumerate(args) if isinstance(a, ast.Name) and a.id == name]
+        positions = [i for i, a in enumerate(args) if isinstance(a, (ast.Name, ast.Attribute)) and dotted(a) == name]
         ref = facts.function_of(gf)
         diff = ", ".join(str(a) for a in gf.argnums)
         if index is not None and len(positions) == 1:

@@ -56,6 +56,7 @@ from gradtrace.analysis.frameworks.jax.events import (
     TraceTransform,
     UnreadLeaf,
 )
+from gradtrace.analysis.names import dotted
 from gradtrace.analysis.where_guard import fractional_power
 from gradtrace.records import replace
 
@@ -883,8 +884,9 @@ class JaxPlugin(FrameworkPlugin):
         if qn not in api.APPLY_UPDATES and not (node.args and self.steps_by_gradient(node.args[0], frame)):
             return  # `tree_map(np.isclose, grads, expected)` compares, it updates nothing
         for i, expr in enumerate(node.args):
-            if i not in positions and isinstance(expr, ast.Name) and (qn in api.APPLY_UPDATES or i > 0):
-                self.record_update(expr.id, grads, node, frame)
+            if i not in positions and isinstance(expr, (ast.Name, ast.Attribute)) and dotted(expr) and (
+                    qn in api.APPLY_UPDATES or i > 0):  # `params`, or a learner's `self.params`
+                self.record_update(dotted(expr), grads, node, frame)
                 break
 
     def steps_by_gradient(self, expr: ast.AST, frame: Frame, depth: int = 0) -> bool:
