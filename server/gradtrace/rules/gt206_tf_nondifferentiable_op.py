@@ -14,8 +14,8 @@ class TFNondifferentiableOp(Rule):
     framework = "tensorflow"
     docs = """
     ## What it does
-    Flags `tf.argmax`/`argmin`/`argsort`, `tf.cast(..., tf.int*)`/`bool`, `tf.round`/`floor`/`ceil`/
-    `sign`, and floor division of float tensors (`h // step`, `tf.math.floordiv`) when they are on the
+    Flags `tf.argmax`/`argmin`/`argsort`, comparisons (`model(x) > 0.5`), `tf.cast(..., tf.int*)`/`bool`,
+    `tf.round`/`floor`/`ceil`/`sign`, and floor division of float tensors (`h // step`, `tf.math.floordiv`) when they are on the
     only path from trainable variables to the loss. Indexing with an argmax
     (`tf.gather(logits, tf.argmax(...))`) keeps the gradient of the gathered values and stays quiet, and
     so does `%` (`FloorMod` has a gradient). A loss function given to `model.compile(loss=...)` (directly or
@@ -66,6 +66,19 @@ class TFNondifferentiableOp(Rule):
         """,
     )
     invalid = (
+        Invalid(
+            """
+            import tensorflow as tf
+
+            model = tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(1, activation="sigmoid")])
+            x, y = tf.ones([4, 3]), tf.ones([4, 1])
+            with tf.GradientTape() as tape:
+                hard = tf.cast(model(x) > 0.5, tf.float32)  # expect: GT206
+                loss = tf.reduce_mean(tf.square(y - hard))
+            grads = tape.gradient(loss, model.trainable_variables)
+            """,
+            truth=Truth(grads={"grads[0]": "none"}, framework="tensorflow"),
+        ),
         Invalid(
             """
             import numpy as np

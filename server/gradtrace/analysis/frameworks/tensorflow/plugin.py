@@ -34,6 +34,7 @@ from gradtrace.analysis.frameworks.common import (
     FrameworkPlugin,
     binop_dtype,
     call_argument,
+    compare_text,
     custom_derivative_call,
     dtype_of,
     joined_dtype,
@@ -1063,6 +1064,9 @@ class TensorFlowPlugin(FrameworkPlugin):
             return None
         merged = join(*values)
         kind = "tensor" if any(v.kind in ("tensor", "var") for v in values) else "number"
+        if kind == "tensor" and merged.srcs and not any(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops):
+            # `tf.cast(y_pred > 0.5, tf.float32)`: a comparison has no gradient, what it compares is cut here
+            return self.cut(node, compare_text(node), "int_cast", values, frame, dtype="bool")
         return Value(kind, dtype="bool", cuts=merged.cuts, deps=merged.deps, fw="tensorflow" if kind == "tensor" else None)
 
     def decorate(self, qn, decorator, func: Value, frame: Frame):
