@@ -40,7 +40,7 @@ from gradtrace.analysis.frameworks.common import (
     joined_dtype,
     literal_dtype,
 )
-from gradtrace.analysis.frameworks.jax import api
+from gradtrace.analysis.frameworks.jax import api, linen
 from gradtrace.analysis.frameworks.jax.events import (
     Conversion,
     Differentiated,
@@ -172,6 +172,7 @@ class JaxPlugin(FrameworkPlugin):
         # id(def of a custom_vjp function) -> {input position: where its backward rule returns a zero for it}
         self.zero_cotangents: dict = {}
         self.recording: dict | None = None  # id(node) -> value, while a `where`'s arguments are evaluated
+        self.linen: list = []  # the flax linen `apply` calls being run, innermost last (`linen.Scope`)
 
     def claims(self, value: Value) -> bool:
         return super().claims(value) or (value.fw is None and value.traced)
@@ -188,7 +189,8 @@ class JaxPlugin(FrameworkPlugin):
         stack = self.transforms(frame)
         if self.pending is not None:
             stack = stack + (self.pending,)
-        return tuple(id(t) for t in stack)
+        key = tuple(id(t) for t in stack)
+        return key + (("linen", id(self.linen[-1])),) if self.linen else key
 
     def enter_function(self, func: FunctionRef, frame: Frame, caller: Frame | None, node) -> None:
         stack = self.transforms(caller) if caller is not None else self.transforms(frame)
@@ -328,6 +330,12 @@ class JaxPlugin(FrameworkPlugin):
             return self.call_gradfn(node, callee.ref, args, kwargs, frame)
         if callee.kind == "jitfn" and isinstance(callee.ref, TraceTransform):
             return self.call_jitfn(node, callee.ref, args, kwargs, frame)
+        if callee.kind == "module" and isinstance(callee.ref, tuple) and callee.ref[:1] == ("linen",):
+            return linen.call_layer(self, callee, node, args, kwargs)
+        if callee.kind == "object" and self.linen and linen.is_linen_class(callee.cls):
+            out = linen.call_submodule(self, callee, node, frame, args, kwargs)
+            if out is not None:
+                return out
         if callee.kind == "opaque_grad":
             zeros = self.zero_cotangents.get(id(callee.ref.func.node)) if callee.ref.func is not None else None
             if zeros:  # its backward rule gives these inputs a zero cotangent: nothing flows back through them
@@ -465,6 +473,9 @@ class JaxPlugin(FrameworkPlugin):
         if qn in api.GRAD_TRANSFORMS or qn in api.TRACING_TRANSFORMS:
             args, kwargs = interp.eval_args(node, frame)
             return self.transform(node, qn, args, kwargs) or combine("unknown", *args)
+        if qn.startswith(linen.LINEN) and qn.rsplit(".", 1)[-1][:1].isupper() and "." not in qn[len(linen.LINEN):]:
+            interp.eval_args(node, frame)  # `nn.Dense(8)`: a layer, named by where it is made or stored
+            return linen.new_layer(self.linen[-1] if self.linen else None, qn, node, frame)
         if qn == api.VJP:
             args, kwargs = interp.eval_args(node, frame)
             if not args:
@@ -670,6 +681,13 @@ class JaxPlugin(FrameworkPlugin):
             if method == "defvjp" and len(args) >= 2 and args[1].func is not None and receiver.ref.func is not None:
                 self.zero_cotangents[id(receiver.ref.func.node)] = zero_cotangents(args[1].func, frame)
             return NONE  # `f.defvjp(fwd, bwd)`
+        if receiver.kind == "object" and method in ("apply", "param") and linen.is_linen_class(receiver.cls):
+            if method == "apply":
+                out = linen.apply(self, receiver, node, frame, args, kwargs)
+                if out is not None:
+                    return out
+            elif self.linen:
+                return linen.own_parameter(self, node)
         if receiver.kind in ("gradfn", "jitfn"):
             return Value("unknown", opaque=True)  # `.lower(...)`, `.trace(...)`
         if method == "update" and args and args[0].kind == "grads":  # `optimizer.update(grads, state)`
