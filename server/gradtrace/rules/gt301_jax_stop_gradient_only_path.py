@@ -117,6 +117,30 @@ class JaxStopGradientOnlyPath(Rule):
     invalid = (
         Invalid(
             """
+            import flax.linen as nn
+            import jax
+            import jax.numpy as jnp
+
+
+            class Net(nn.Module):
+                def setup(self):
+                    self.encoder = nn.Dense(8)
+                    self.head = nn.Dense(1)
+
+                def __call__(self, x):
+                    h = jax.lax.stop_gradient(self.encoder(x))  # expect: GT301
+                    return self.head(h)
+
+
+            model = Net()
+            x = jnp.ones((4, 3))
+            params = model.init(jax.random.PRNGKey(0), x)
+            g = jax.grad(lambda p: jnp.mean(model.apply(p, x) ** 2))(params)
+            """,
+            truth=Truth(grads={"g['params']['encoder']['kernel']": "zero"}, framework="jax"),
+        ),
+        Invalid(
+            """
             import jax
             import jax.numpy as jnp
 

@@ -108,6 +108,28 @@ class TracerConversion(Rule):
     invalid = (
         Invalid(
             """
+            import flax.linen as nn
+            import jax
+            import jax.numpy as jnp
+            import numpy as np
+
+
+            class Scaler(nn.Module):
+                @nn.compact
+                def __call__(self, x):
+                    h = nn.Dense(4)(x)
+                    return np.asarray(h) * 2.0  # expect: GT303
+
+
+            model = Scaler()
+            x = jnp.ones((2, 3))
+            params = model.init(jax.random.PRNGKey(0), x)
+            g = jax.grad(lambda p: jnp.sum(model.apply(p, x)))(params)
+            """,
+            truth=Truth(raises=("TracerArrayConversionError", ""), framework="jax"),
+        ),
+        Invalid(
+            """
             import jax
             import jax.numpy as jnp
             import numpy as np

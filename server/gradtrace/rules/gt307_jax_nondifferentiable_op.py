@@ -22,7 +22,9 @@ class JaxNondifferentiableOp(Rule):
     values, or a straight-through estimator, stays quiet. The bodies of `lax.scan`, `cond`, `switch`, `map`,
     `fori_loop` and `while_loop` are followed: a rounding inside an RNN cell is found there. So is a
     `jax.custom_vjp` whose backward rule returns a zero (`jnp.zeros_like(v)`, `None`) for an input on
-    every path: whatever computed that input gets a zero gradient at each call.
+    every path: whatever computed that input gets a zero gradient at each call. Flax linen modules are run
+    where `model.apply(params, x)` runs them, each layer's parameters named by their path
+    (`params.params.Dense_0`).
 
     ## Why is this bad?
     JAX defines these gradients as zero (integer results carry `float0` tangents): the parameters behind
@@ -45,6 +47,25 @@ class JaxNondifferentiableOp(Rule):
     No automatic fix: a surrogate gradient changes the optimisation.
     """
     valid = (
+        """
+        import flax.linen as nn
+        import jax
+        import jax.numpy as jnp
+
+
+        class MLP(nn.Module):
+            @nn.compact
+            def __call__(self, x):
+                h = nn.relu(nn.Dense(8)(x))
+                logits = nn.Dense(3)(h)
+                return logits, jnp.argmax(logits, axis=-1)
+
+
+        model = MLP()
+        x = jnp.ones((4, 3))
+        params = model.init(jax.random.PRNGKey(0), x)
+        g = jax.grad(lambda p: jnp.mean(model.apply(p, x)[0] ** 2))(params)
+        """,
         """
         import jax
         import jax.numpy as jnp
@@ -103,6 +124,27 @@ class JaxNondifferentiableOp(Rule):
         """,
     )
     invalid = (
+        Invalid(
+            """
+            import flax.linen as nn
+            import jax
+            import jax.numpy as jnp
+
+
+            class MLP(nn.Module):
+                @nn.compact
+                def __call__(self, x):
+                    h = jnp.round(nn.Dense(8)(x))  # expect: GT307
+                    return nn.Dense(1)(h)
+
+
+            model = MLP()
+            x = jnp.ones((4, 3))
+            params = model.init(jax.random.PRNGKey(0), x)
+            g = jax.grad(lambda p: jnp.mean(model.apply(p, x) ** 2))(params)
+            """,
+            truth=Truth(grads={"g['params']['Dense_0']['kernel']": "zero"}, framework="jax"),
+        ),
         Invalid(
             """
             import jax
