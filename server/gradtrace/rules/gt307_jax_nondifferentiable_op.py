@@ -24,7 +24,7 @@ class JaxNondifferentiableOp(Rule):
     `jax.custom_vjp` whose backward rule returns a zero (`jnp.zeros_like(v)`, `None`) for an input on
     every path: whatever computed that input gets a zero gradient at each call. Flax linen modules are run
     where `model.apply(params, x)` runs them, each layer's parameters named by their path
-    (`params.params.Dense_0`).
+    (`params.params.Dense_0`), also through a `TrainState`'s `apply_fn`.
 
     ## Why is this bad?
     JAX defines these gradients as zero (integer results carry `float0` tangents): the parameters behind
@@ -124,6 +124,37 @@ class JaxNondifferentiableOp(Rule):
         """,
     )
     invalid = (
+        Invalid(
+            """
+            import flax.linen as nn
+            import jax
+            import jax.numpy as jnp
+            import optax
+            from flax.training import train_state
+
+
+            class Classifier(nn.Module):
+                @nn.compact
+                def __call__(self, x):
+                    return nn.Dense(3)(nn.relu(nn.Dense(8)(x)))
+
+
+            def train_step(state, x, y):
+                def loss_fn(params):
+                    logits = state.apply_fn({"params": params}, x)
+                    return jnp.mean((jnp.argmax(logits, -1) - y) ** 2.0)  # expect: GT307
+
+                return jax.grad(loss_fn)(state.params)
+
+
+            model = Classifier()
+            x = jnp.ones((4, 5))
+            variables = model.init(jax.random.PRNGKey(0), x)
+            state = train_state.TrainState.create(apply_fn=model.apply, params=variables["params"], tx=optax.sgd(0.1))
+            g = train_step(state, x, jnp.zeros(4))
+            """,
+            truth=Truth(grads={"g['Dense_0']['kernel']": "zero"}, framework="jax"),
+        ),
         Invalid(
             """
             import flax.linen as nn

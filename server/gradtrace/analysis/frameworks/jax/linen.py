@@ -15,6 +15,9 @@ from gradtrace.records import field, record, replace
 
 LINEN = "flax.linen."
 MODULE_BASES = frozenset({"flax.linen.Module", "flax.linen.module.Module"})
+# `TrainState.create(apply_fn=model.apply, params=params, tx=tx)`
+TRAIN_STATES = frozenset({"flax.training.train_state.TrainState.create"})
+TRAIN_STATE = "train_state"
 # `apply`'s own keyword arguments (not the module's)
 APPLY_OPTIONS = frozenset({"method", "mutable", "rngs", "capture_intermediates"})
 
@@ -145,3 +148,19 @@ def call_submodule(plugin, module: Value, node, frame: Frame, args: list, kwargs
         scope.counters[tail] = count + 1
         name = f"{tail}_{count}"
     return run(plugin, module, "__call__", node, frame, args, kwargs, Scope(scope.variables, (*scope.path, name)))
+
+
+def train_state(kwargs: dict) -> Value:
+    """A `TrainState`: its `apply_fn` and `params` as given."""
+    params = kwargs.get("params", UNKNOWN)
+    held = (("apply_fn", kwargs.get("apply_fn", UNKNOWN)), ("params", params))
+    return Value("unknown", srcs=params.srcs, cuts=params.cuts, deps=params.deps, fw="jax",
+                 extra=((TRAIN_STATE, held),))
+
+
+def train_state_part(state: Value, attr: str) -> Value | None:
+    """`state.apply_fn` / `state.params` of a `TrainState` made in the file."""
+    for extra in state.extra:
+        if isinstance(extra, tuple) and extra[:1] == (TRAIN_STATE,):
+            return dict(extra[1]).get(attr)
+    return None

@@ -70,8 +70,8 @@ PYTREE = "pytree"  # `extra` mark: a Python container of arrays on some path, no
 TRACED_ARG = "traced_arg"  # `extra` mark: a leaf argument traced by jit/vmap, itself an abstract array
 GUARDED = "guarded"  # `extra` mark: `maximum`/`clip`/`abs`/`where` results, safe to differentiate
 STOPPED_TREE = "stopped-tree"  # `ref` (STOPPED_TREE, node) of a pytree under tree_map(stop_gradient)
-JAX_KINDS = frozenset({"gradfn", "jitfn", "grads", "key", "opaque_grad"})
-CALLABLE_KINDS = frozenset({"function", "method", "gradfn", "jitfn", "partial", "opaque_grad", "class",
+JAX_KINDS = frozenset({"gradfn", "jitfn", "grads", "key", "opaque_grad", "linen_apply"})
+CALLABLE_KINDS = frozenset({"function", "method", "gradfn", "jitfn", "partial", "opaque_grad", "linen_apply", "class",
                             "builtin", "external"})
 ARRAY_KINDS = frozenset({"tensor", "number", "array"})
 ARRAY_INDEXES = (ast.Compare, ast.Tuple)  # a mask or several axes: indexes of an array, never of a dict or a list
@@ -330,6 +330,8 @@ class JaxPlugin(FrameworkPlugin):
             return self.call_gradfn(node, callee.ref, args, kwargs, frame)
         if callee.kind == "jitfn" and isinstance(callee.ref, TraceTransform):
             return self.call_jitfn(node, callee.ref, args, kwargs, frame)
+        if callee.kind == "linen_apply" and isinstance(callee.ref, Value):  # `state.apply_fn({"params": p}, x)`
+            return linen.apply(self, callee.ref, node, frame, args, kwargs)
         if callee.kind == "module" and isinstance(callee.ref, tuple) and callee.ref[:1] == ("linen",):
             return linen.call_layer(self, callee, node, args, kwargs)
         if callee.kind == "object" and self.linen and linen.is_linen_class(callee.cls):
@@ -473,6 +475,9 @@ class JaxPlugin(FrameworkPlugin):
         if qn in api.GRAD_TRANSFORMS or qn in api.TRACING_TRANSFORMS:
             args, kwargs = interp.eval_args(node, frame)
             return self.transform(node, qn, args, kwargs) or combine("unknown", *args)
+        if qn in linen.TRAIN_STATES:
+            args, kwargs = interp.eval_args(node, frame)
+            return linen.train_state(kwargs)
         if qn.startswith(linen.LINEN) and qn.rsplit(".", 1)[-1][:1].isupper() and "." not in qn[len(linen.LINEN):]:
             interp.eval_args(node, frame)  # `nn.Dense(8)`: a layer, named by where it is made or stored
             return linen.new_layer(self.linen[-1] if self.linen else None, qn, node, frame)
@@ -718,6 +723,11 @@ class JaxPlugin(FrameworkPlugin):
     def attribute(self, base: Value, attr: str, node: ast.AST, frame: Frame):
         if base.kind in ("gradfn", "jitfn", "opaque_grad"):
             return Value("unknown", opaque=True)
+        if base.kind == "object" and attr == "apply" and linen.is_linen_class(base.cls):
+            return Value("linen_apply", ref=base, fw="jax")  # `apply_fn=model.apply`
+        held = linen.train_state_part(base, attr)
+        if held is not None:
+            return held
         if not self.claims(base) or base.kind in ("object", "class", "module", "container", "dict", "function",
                                                   "method", "str"):
             return None
