@@ -414,9 +414,9 @@ class JaxPlugin(FrameworkPlugin):
         reached = set(target.srcs).union(*(c.lost for c in target.cuts))
         if pname in reached or not any(s.startswith(pname + ".") for s in reached):
             return  # read whole, or not at all (GT311 then reports the argument itself)
-        for path, dotted, leaf in leaves(arg, pname):
-            if dotted is not None and dotted != pname and leaf.kind in ARRAY_KINDS and leaf.dtype != "int" and not covered(dotted, frozenset(reached)):
-                key = dotted.rsplit(".", 1)[-1]
+        for path, leaf_name, leaf in leaves(arg, pname):
+            if leaf_name is not None and leaf_name != pname and leaf.kind in ARRAY_KINDS and leaf.dtype != "int" and not covered(leaf_name, frozenset(reached)):
+                key = leaf_name.rsplit(".", 1)[-1]
                 self.interp.emit(UnreadLeaf(leaf.made_at or call, frame.module, path, key, ref.node, gf, call), frame)
 
     def gradients_of(self, gf: GradTransform, node, index: int | None = None) -> Gradients:
