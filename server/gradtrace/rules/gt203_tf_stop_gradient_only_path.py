@@ -60,6 +60,18 @@ class TFStopGradientOnlyPath(Rule):
     """
     valid = (
         """
+        import tensorflow as tf
+
+        centers = tf.Variable([-1.0, 0.0, 1.0])
+        w = tf.Variable([[0.3, -0.7]])
+        with tf.GradientTape() as tape:
+            soft = tf.reduce_sum(tf.nn.softmax(-tf.abs(tf.expand_dims(w, -1) - centers)) * centers, -1)
+            hard = tf.gather(centers, tf.argmin(tf.abs(tf.expand_dims(w, -1) - centers), -1))
+            quantized = tf.round(tf.stop_gradient(hard - soft) + soft)
+            loss = tf.reduce_sum(quantized ** 2)
+        grads = tape.gradient(loss, [w, centers])
+        """,
+        """
         import numpy as np
         import tensorflow as tf
         from tensorflow import keras

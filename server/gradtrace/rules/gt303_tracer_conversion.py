@@ -108,6 +108,24 @@ class TracerConversion(Rule):
     invalid = (
         Invalid(
             """
+            import jax
+            import jax.numpy as jnp
+            import numpy as np
+
+
+            @jax.jit
+            def soft_rank(values):
+                values = np.array(values)  # expect: GT303
+                order = np.argsort(-values)
+                return jnp.asarray(values[order])
+
+
+            r = soft_rank(jnp.ones(4))
+            """,
+            truth=Truth(raises=("TracerArrayConversionError", ""), framework="jax"),
+        ),
+        Invalid(
+            """
             import flax.linen as nn
             import jax
             import jax.numpy as jnp

@@ -368,6 +368,14 @@ def cut(value: Value, node: ast.AST, kind: str, op: str, *, var: str | ast.AST |
                  traced=value.jtraced)
 
 
+def last_cuts(cuts: tuple) -> list:
+    """The cuts of a value that are the last on their sources' way (in the order they were made): one whose
+    sources all reached a later cut that lost them again went on by another path, so it is not what cut them
+    (a straight-through `stop_gradient` before a `round` that cuts everything)."""
+    return [c for i, c in enumerate(cuts)
+            if not any(d.node is not c.node and d.lost >= c.lost for d in cuts[i + 1:])]
+
+
 def named(value: Value, name: str) -> Value:
     """A fresh leaf or module value bound to the variable `name` (its source name)."""
     if value.pending:

@@ -25,6 +25,7 @@ from gradtrace.analysis.core.values import (
     covered,
     cut,
     dedup_cuts,
+    last_cuts,
     flat,
     join,
 )
@@ -399,7 +400,7 @@ class JaxPlugin(FrameworkPlugin):
     def record_lost(self, result: Value, gf: GradTransform, frame: Frame) -> None:
         """Cuts on the differentiated output that leave a differentiated argument without any other path."""
         target = flat(result.item(0) or UNKNOWN) if gf.has_aux and result.items else flat(result)
-        for c in target.cuts:
+        for c in last_cuts(target.cuts):
             lost = frozenset(s for s in c.lost if not covered(s, target.srcs))
             if lost:
                 self.interp.emit(LostCut(c.node, c.module or frame.module, c, lost, gf), frame)
@@ -668,7 +669,8 @@ class JaxPlugin(FrameworkPlugin):
         if not (silent and not value.jtraced) or value.srcs:
             severity = "warning" if silent and not value.jtraced else "error"
             self.interp.emit(Conversion(node, frame.module, op, severity, self.transform_name(frame)), frame)
-        return self.cut(node, op, "python", [value], frame, result_kind="number")
+        # concrete from here on: the conversion raised (reported once, here), or gave a constant
+        return replace(self.cut(node, op, "python", [value], frame, result_kind="number"), traced=False, jtraced=False)
 
     # ================================================================== Python on JAX values
     def builtin(self, name: str, node: ast.Call, frame: Frame, args, kwargs):

@@ -25,6 +25,7 @@ from gradtrace.analysis.core.values import (
     covered,
     cut,
     dedup_cuts,
+    last_cuts,
     flat,
     is_symbolic,
     join,
@@ -365,7 +366,7 @@ class TensorFlowPlugin(FrameworkPlugin):
         self.misapplied.setdefault(call.node, (call, event.node, event.variables_expr))
 
     def record_lost(self, target: Value, meant, sink: ast.AST, sink_kind: str) -> None:
-        for c in target.cuts:
+        for c in last_cuts(target.cuts):
             lost = frozenset(o for o in c.lost
                              if self.trains(o) and not covered(o, target.srcs)
                              and (o in meant if meant is not None else not o.startswith("param:")))
