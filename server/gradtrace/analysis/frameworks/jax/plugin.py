@@ -25,9 +25,9 @@ from gradtrace.analysis.core.values import (
     covered,
     cut,
     dedup_cuts,
-    last_cuts,
     flat,
     join,
+    last_cuts,
 )
 from gradtrace.analysis.frameworks.common import (
     FUNCTION_SCOPES,

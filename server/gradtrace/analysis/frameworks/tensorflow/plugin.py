@@ -25,10 +25,10 @@ from gradtrace.analysis.core.values import (
     covered,
     cut,
     dedup_cuts,
-    last_cuts,
     flat,
     is_symbolic,
     join,
+    last_cuts,
 )
 from gradtrace.analysis.frameworks.common import (
     FUNCTION_SCOPES,
