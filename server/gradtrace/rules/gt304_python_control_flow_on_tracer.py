@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 
@@ -20,7 +22,8 @@ class PythonControlFlowOnTracer(Rule):
     still traces it abstractly). Conditions on shapes, on static arguments (all arguments when
     `static_argnums`/`static_argnames` is a variable), on containers, on fields of a pytree or struct
     (`if state.loss_scale:` is often a static field or `None`), on results of unknown calls, and
-    Python control flow under `jax.grad` alone (which traces with concrete values) stay quiet.
+    Python control flow under `jax.grad` alone (which traces with concrete values) stay quiet. A chained
+    comparison (`0 < h < 1`) is an `and` too: Python asks for the truth of `0 < h` (ValueError for an array).
 
     ## Why is this bad?
     An abstract tracer has no truth value: JAX raises `TracerBoolConversionError` (or
@@ -188,6 +191,22 @@ class PythonControlFlowOnTracer(Rule):
             import jax
             import jax.numpy as jnp
 
+
+            @jax.jit
+            def ramp_loss(w, x):
+                h = x @ w
+                return jnp.sum(jnp.piecewise(h, [h < 0, 0 < h < 1], [0.0, lambda t: t, 1.0]))  # expect: GT304
+
+
+            g = jax.grad(ramp_loss)(jnp.ones(3), jnp.ones((4, 3)))
+            """,
+            truth=Truth(raises=("ValueError", "truth value of an array"), framework="jax"),
+        ),
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+
             @jax.jit
             def relu_sum(x):
                 if x.sum() > 0:  # expect: GT304
@@ -219,6 +238,11 @@ class PythonControlFlowOnTracer(Rule):
     def check(self, ctx):
         for node, found in ctx.jax.control_flow.items():
             transform = " under ".join(f"`{t}`" for t in found.transform.split(" under "))
+            if found.chained:
+                first = ast.unparse(ast.Compare(node.left, node.ops[:1], node.comparators[:1]))
+                yield ctx.report(node, f"A chained comparison asks Python for `bool({first})` of a value traced by "
+                                       f"{transform}: it raises (ValueError for an array).")
+                continue
             yield ctx.report(
                 node,
                 f"This condition reads a value traced by {transform}: it raises TracerBoolConversionError.",

@@ -101,6 +101,7 @@ class TracedCondition(Event):
     """Python control flow on an abstract tracer (`node`: the condition)."""
 
     transform: str
+    chained: bool = False  # `0 < h < 1`: Python asks for the truth of `0 < h` itself
 
 
 @record(eq=False)

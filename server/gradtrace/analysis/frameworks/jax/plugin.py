@@ -787,6 +787,8 @@ class JaxPlugin(FrameworkPlugin):
         if not any(self.claims(v) for v in values):
             return None
         merged = join(*values)
+        if len(node.ops) > 1 and len(values) > 2:  # `0 < h < 1` is `(0 < h) and (h < 1)`: Python asks `bool(0 < h)`
+            self.test(node, join(values[0], values[1]), frame, chained=True)
         if all(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops) and values[-1].kind != "tensor":
             # `"labels" in batch`: a test of a dict's keys (or a list's items), static even under jit
             return Value("number", dtype="bool", deps=merged.deps)
@@ -800,13 +802,13 @@ class JaxPlugin(FrameworkPlugin):
         return Value(kind, dtype="bool", cuts=merged.cuts, deps=merged.deps, traced=merged.jtraced,
                      jtraced=merged.jtraced, fw="jax" if kind == "tensor" else None, extra=extra)
 
-    def test(self, node: ast.AST, value: Value, frame: Frame) -> None:
+    def test(self, node: ast.AST, value: Value, frame: Frame, chained: bool = False) -> None:
         # only values known to be traced arrays: a traced leaf argument itself, jnp/lax results, arithmetic and
         # comparisons on them; never a container, a field of a pytree/struct (often static) or the result of an
         # unknown call
         if value.jtraced and (value.kind in ARRAY_KINDS or TRACED_ARG in value.extra) and FIELD not in value.extra \
                 and self.transforms(frame):
-            self.interp.emit(TracedCondition(node, frame.module, self.transform_name(frame)), frame)
+            self.interp.emit(TracedCondition(node, frame.module, self.transform_name(frame), chained), frame)
 
     def after_value(self, node: ast.AST, value: Value, frame: Frame) -> Value:
         if self.recording is not None:
