@@ -172,4 +172,4 @@ def test_a_layer_whose_output_call_drops_is_flagged_and_indirect_uses_are_not():
             def call(self, x):
                 y = self.lost(x)
                 return tf.map_fn(lambda t: self.proj(t), x)
-        """) == [(24, "GT210")]
+        """) == [(24, "GT210"), (34, "GT206")]  # `self.score` is read, but only through a comparison: no gradient

@@ -623,9 +623,29 @@ def _freezes_in(body: list, conditional: bool):
             var = stmt.target.id
             if path and any(_freezes_name(s, var) for s in stmt.body):
                 yield path, stmt, conditional
+        elif isinstance(stmt, ast.For) and isinstance(stmt.target, ast.Tuple) and isinstance(stmt.iter, ast.Call):
+            # `for q, k in zip(self.encoder_q.parameters(), self.encoder_k.parameters()): k.requires_grad = False`
+            # (a momentum encoder), `for name, p in self.encoder.named_parameters(): p.requires_grad = False`
+            names = [t.id if isinstance(t, ast.Name) else None for t in stmt.target.elts]
+            sources: list = []
+            if isinstance(stmt.iter.func, ast.Name) and stmt.iter.func.id == "zip":
+                sources = [_parameters_of(a) for a in stmt.iter.args]
+            elif isinstance(stmt.iter.func, ast.Attribute) and stmt.iter.func.attr == "named_parameters" and len(
+                    names) == 2:
+                sources = [None, _self_path(stmt.iter.func.value)]
+            for var, path in zip(names, sources):
+                if var and path and any(_freezes_name(s, var) for s in stmt.body):
+                    yield path, stmt, conditional
         elif isinstance(stmt, ast.If):
             yield from _freezes_in(stmt.body, True)
             yield from _freezes_in(stmt.orelse, True)
+
+
+def _parameters_of(node: ast.expr) -> str | None:
+    """`self.encoder.parameters()` -> "encoder"."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "parameters":
+        return _self_path(node.func.value)
+    return None
 
 
 def _freezes_name(stmt: ast.stmt, var: str) -> bool:

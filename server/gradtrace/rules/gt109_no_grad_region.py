@@ -41,6 +41,34 @@ class NoGradRegion(Rule):
         import torch
         import torch.nn as nn
 
+
+        class MoCo(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.encoder_q = nn.Linear(8, 4)
+                self.encoder_k = nn.Linear(8, 4)
+                for param_q, param_k in zip(self.encoder_q.parameters(), self.encoder_k.parameters()):
+                    param_k.data.copy_(param_q.data)
+                    param_k.requires_grad = False
+
+            def forward(self, im_q, im_k):
+                q = self.encoder_q(im_q)
+                with torch.no_grad():
+                    k = self.encoder_k(im_k)
+                return (q * k).sum(1)
+
+
+        if __name__ == "__main__":
+            model = MoCo()
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.03)
+            loss = model(torch.randn(4, 8), torch.randn(4, 8)).mean()
+            loss.backward()
+            optimizer.step()
+        """,
+        """
+        import torch
+        import torch.nn as nn
+
         model = nn.Linear(4, 2)
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
         x = torch.randn(8, 4)

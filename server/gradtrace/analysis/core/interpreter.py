@@ -1588,6 +1588,9 @@ def none_refinements(test: ast.expr, frame: Frame) -> tuple:
 def _constant_truth(test: ast.AST):
     if isinstance(test, ast.Constant):
         return bool(test.value)
+    if isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq) and {
+            ast.unparse(test.left), ast.unparse(test.comparators[0])} == {"__name__", "'__main__'"}:
+        return True  # the script's entry point: the checked file is analysed as the program it runs
     return None
 
 
