@@ -82,6 +82,25 @@ class NonDifferentiableOp(Rule):
         Invalid(
             """
             import torch
+            import torch.nn as nn
+            from torch.nn.modules.loss import _Loss
+
+
+            class HardDice(_Loss):
+                def forward(self, pred, target):
+                    hard = (torch.sigmoid(pred) > 0.5).float()  # expect: GT107
+                    return 1 - (2 * (hard * target).sum() + 1) / (hard.sum() + target.sum() + 1)
+
+
+            model = nn.Linear(4, 1)
+            loss = HardDice()(model(torch.randn(8, 4)), torch.ones(8, 1))
+            loss.backward()
+            """,
+            truth=Truth(raises=("RuntimeError", "does not require grad")),
+        ),
+        Invalid(
+            """
+            import torch
 
             w = torch.randn(4, 3, requires_grad=True)
             b = torch.zeros(3, requires_grad=True)

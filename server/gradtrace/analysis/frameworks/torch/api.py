@@ -146,7 +146,9 @@ def is_layer_class(qualname: str) -> bool:
     if not qualname.startswith("torch.nn."):
         return False
     short = qualname.rpartition(".")[2]
-    return short[:1].isupper() and short not in NN_NON_LAYER_CLASSES and not qualname.startswith(NN_NON_LAYER_NAMESPACES)
+    # the private bases of `torch.nn.modules` (`_Loss`, `_WeightedLoss`, `_ConvNd`, `_BatchNorm`) are modules too
+    return short.lstrip("_")[:1].isupper() and short not in NN_NON_LAYER_CLASSES and not qualname.startswith(
+        NN_NON_LAYER_NAMESPACES)
 
 
 def nn_tensor_class(qualname: str) -> str | None:
