@@ -18,7 +18,8 @@ class InplaceOnSaved(Rule):
     returns its input as is (without `ctx.mark_dirty`). In an `nn.Sequential` (also one a factory function
     returns), an in-place layer (`nn.ReLU(inplace=True)`, `nn.Dropout(p, inplace=True)`) right after a layer
     that saves its output (`nn.ReLU`, `nn.Sigmoid`, `nn.Tanh`, `nn.Softmax`) is reported where it is built.
-    A `Linear` or convolution layer saves its input for its weight's gradient: an in-place change of that
+    A `Linear`, convolution or normalisation layer (`LayerNorm`, `BatchNorm*`, `GroupNorm`, `RMSNorm`) saves
+    its input for backward: an in-place change of that
     input afterwards (`h = self.fc(x); x += 1`, or an `nn.Sequential` that starts with `nn.ReLU(inplace=True)`
     called on it) is reported too.
 
@@ -76,6 +77,29 @@ class InplaceOnSaved(Rule):
         """,
     )
     invalid = (
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+            stem, norm, head = nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 1)
+            x = stem(torch.randn(3, 4))
+            h = head(norm(x))
+            x += 1.0  # expect: GT121
+            (h.sum() + x.sum()).backward()
+            """,
+            fixed="""
+            import torch
+            import torch.nn as nn
+
+            stem, norm, head = nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 1)
+            x = stem(torch.randn(3, 4))
+            h = head(norm(x))
+            x = x + 1.0  # expect: GT121
+            (h.sum() + x.sum()).backward()
+            """,
+            truth=Truth(raises=("RuntimeError", "modified by an inplace operation")),
+        ),
         Invalid(
             """
             import torch

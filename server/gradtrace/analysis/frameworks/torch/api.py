@@ -42,7 +42,9 @@ FUNCTIONAL_CALLS = frozenset({"torch.func.functional_call", "torch.nn.utils.stat
 # Layers that save their input for backward (their weight's gradient needs it): changing that input in place
 # before backward raises
 SAVES_INPUT_LAYERS = frozenset({"Linear", "Bilinear", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d",
-                                "ConvTranspose3d", "LazyLinear", "LazyConv1d", "LazyConv2d", "LazyConv3d"})
+                                "ConvTranspose3d", "LazyLinear", "LazyConv1d", "LazyConv2d", "LazyConv3d", "LayerNorm",
+                                "GroupNorm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "InstanceNorm1d",
+                                "InstanceNorm2d", "InstanceNorm3d", "RMSNorm"})
 SAVES_OUTPUT_MODULES = {"torch.nn.Sigmoid", "torch.nn.Tanh", "torch.nn.Softmax", "torch.nn.LogSoftmax",
                         "torch.nn.ReLU"}
 # In-place tensor methods that do not modify data as far as autograd is concerned.
