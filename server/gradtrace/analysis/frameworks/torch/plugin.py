@@ -693,7 +693,8 @@ class TorchPlugin(Plugin):
                         extra += (("hooks", tuple((h, base) for h in hooks)),)
                     if (id(info), attr) in self.forward_hooks:
                         extra += (("hooked", tuple(self.forward_hooks[(id(info), attr)])),)
-                    extra += (("attribute_of", (id(info), attr)),)
+                    if self.hooks_in_file:  # where a helper given this layer may register a hook on it
+                        extra += (("attribute_of", (id(info), attr)),)
                     return Value("module", srcs=srcs, name=name, cls=cls or fact.layer, extra=extra, deps=base.deps,
                                  items=items)
                 if fact.kind in ("param", "tensor_grad") or (fact.kind == "param_converted"
@@ -858,6 +859,10 @@ class TorchPlugin(Plugin):
             if replaced.kind not in ("none", "unknown", "other") or replaced.srcs or replaced.cuts:
                 result = replaced
         return result
+
+    @cached_property
+    def hooks_in_file(self) -> bool:
+        return "register_forward_hook" in self.interp.root.source.text
 
     def hook_value(self, expr: ast.expr, owner: Value, frame: Frame, node) -> Value | None:
         """The hook a class registers on one of its layers (`self.layer.register_forward_hook(self.save)`)."""
