@@ -323,6 +323,8 @@ class FrozenButOptimized(Rule):
         """`set_requires_grad(netD, False)` on every pass of a training loop whose other step trains `netD`, with
         nothing in the loop switching it back on: from the second pass on, `netD` gets no gradient."""
         flow = ctx.torch.flow
+        if not flow.steps or not any(f.frozen for f in flow.freezes):
+            return
         semantic = ctx.source.semantic
         reported: set = set()
         for freeze in flow.freezes:

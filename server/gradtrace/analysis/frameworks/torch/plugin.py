@@ -137,6 +137,7 @@ class TorchPlugin(Plugin):
         self._by_kind: dict = {}  # event class -> (events scanned, those of that class): read often, grown in order
         # (id(ClassInfo), attribute) -> the forward hooks registered on that layer from outside the class
         self.flag_parameters: dict = {}  # id(def) -> the parameters it sets `requires_grad` from
+        self.flag_lines: dict = {}  # file path -> the lines that mention `requires_grad`
         self.forward_hooks: dict = {}
         self.hooks_set: dict = {}  # id(ClassInfo) -> attribute -> the hooks its methods register on `self.<attribute>`
 
@@ -302,6 +303,16 @@ class TorchPlugin(Plugin):
             return ("helper", id(node), *flags)
         return ((off.kind, id(off.node)) if off is not None else ()) + flags
 
+    def requires_grad_lines(self, module) -> tuple:
+        """The lines of a file that mention `requires_grad` (found once per file)."""
+        found = self.flag_lines.get(module.path)
+        if found is None:
+            text = module.source.text
+            found = self.flag_lines[module.path] = tuple(
+                n for n, line in enumerate(text.splitlines(), 1) if "requires_grad" in line) if (
+                "requires_grad" in text) else ()
+        return found
+
     def literal_flags(self, func: FunctionRef, node) -> tuple:
         """((parameter, True/False), ...) for the parameters a helper sets `requires_grad` from
         (`p.requires_grad = flag`, `m.requires_grad_(flag)`), when this call gives them a literal or leaves the
@@ -309,7 +320,10 @@ class TorchPlugin(Plugin):
         key = id(func.node)
         names = self.flag_parameters.get(key)
         if names is None:
-            names = self.flag_parameters[key] = flag_parameters(func.node)
+            lines = self.requires_grad_lines(func.module)
+            first, last = getattr(func.node, "lineno", 0), getattr(func.node, "end_lineno", 0) or 0
+            mentions = lines and any(first <= n <= last for n in lines)
+            names = self.flag_parameters[key] = flag_parameters(func.node) if mentions else EMPTY
         if not names or not isinstance(node, ast.Call):
             return ()
         a = func.node.args
