@@ -11,6 +11,8 @@ SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.M
 UPDATE_WORDS = ("update", "step", "apply", "sgd", "adam", "rmsprop", "momentum", "descent", "optim")
 TREE_MAP = {"jax.tree_util.tree_map", "jax.tree_map", "jax.tree.map"}
 APPLY_UPDATES = {"optax.apply_updates"}  # return new parameters: a bare call is a lost update
+NNX_GRADS = {"flax.nnx.grad", "flax.nnx.value_and_grad"}
+JAX_JIT = "jax.jit"
 
 
 def walk_local(node):
@@ -63,7 +65,8 @@ class UpdateDiscarded(Rule):
     like an update: `adam_update`, `sgd_step`, `apply_gradients`) and assigns its result to names, when
     `params` is never rebound in the loop (nor changed in place) and a name the update result goes to
     is never read in the loop. It flags that update call. A bare `optax.apply_updates(params, updates)`,
-    whose result nothing receives, is flagged wherever it is.
+    whose result nothing receives, is flagged wherever it is. So is `optimizer.update(model, grads)` in a Flax NNX
+    step compiled with `@jax.jit` rather than `@nnx.jit`: it updates traced copies of the NNX objects.
 
     ## Why is this bad?
     JAX arrays are immutable and an update function returns the new parameters: if they are not
@@ -89,6 +92,38 @@ class UpdateDiscarded(Rule):
     No automatic fix: which result is the new parameters is the update function's convention.
     """
     valid = (
+        """
+        import jax
+        import jax.numpy as jnp
+        import optax
+        from flax import nnx
+
+
+        class Net(nnx.Module):
+            def __init__(self, rngs):
+                self.fc = nnx.Linear(3, 1, rngs=rngs)
+
+            def __call__(self, x):
+                return self.fc(x)
+
+
+        @nnx.jit
+        def train_step(model, optimizer, x, y):
+            def loss_fn(model):
+                return jnp.mean((model(x) - y) ** 2)
+
+            loss, grads = nnx.value_and_grad(loss_fn)(model)
+            optimizer.update(model, grads)
+            return loss
+
+
+        model = Net(nnx.Rngs(0))
+        optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
+        before = model.fc.kernel.value
+        for _ in range(3):
+            train_step(model, optimizer, jnp.ones((4, 3)), jnp.zeros((4, 1)))
+        delta = model.fc.kernel.value - before
+        """,
         """
         import jax
         import jax.numpy as jnp
@@ -127,6 +162,41 @@ class UpdateDiscarded(Rule):
         """,
     )
     invalid = (
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+            import optax
+            from flax import nnx
+
+
+            class Net(nnx.Module):
+                def __init__(self, rngs):
+                    self.fc = nnx.Linear(3, 1, rngs=rngs)
+
+                def __call__(self, x):
+                    return self.fc(x)
+
+
+            @jax.jit
+            def train_step(model, optimizer, x, y):
+                def loss_fn(model):
+                    return jnp.mean((model(x) - y) ** 2)
+
+                loss, grads = nnx.value_and_grad(loss_fn)(model)
+                optimizer.update(model, grads)  # expect: GT310
+                return loss
+
+
+            model = Net(nnx.Rngs(0))
+            optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
+            before = model.fc.kernel.value
+            for _ in range(3):
+                train_step(model, optimizer, jnp.ones((4, 3)), jnp.zeros((4, 1)))
+            delta = model.fc.kernel.value - before
+            """,
+            truth=Truth(grads={"delta": "zero"}, framework="jax"),
+        ),
         Invalid(
             """
             import jax
@@ -178,6 +248,7 @@ class UpdateDiscarded(Rule):
 
     def check(self, ctx):
         facts = ctx.jax
+        yield from self.nnx_under_jax_jit(ctx)
         if not facts.grad_calls:
             return
         for stmt in ctx.source.nodes(ast.Expr):
@@ -273,3 +344,24 @@ class UpdateDiscarded(Rule):
         if any(isinstance(n, (ast.Subscript, ast.Attribute)) and isinstance(n.ctx, ast.Store) for n in ast.walk(fn)):
             return False  # it changes its arguments in place
         return any(isinstance(n, ast.BinOp) and isinstance(n.op, (ast.Add, ast.Sub)) for n in ast.walk(fn))
+
+    @staticmethod
+    def nnx_under_jax_jit(ctx):
+        """`@jax.jit` on a step that takes NNX gradients and updates in place (`optimizer.update(model, grads)`):
+        `jax.jit` traces copies of the NNX objects, so the update changes the copies (`nnx.jit` carries it back)."""
+        names = ctx.names
+        for fn in ctx.source.nodes(ast.FunctionDef):
+            if not any(names.qualname(d) == JAX_JIT for d in fn.decorator_list):
+                continue
+            calls = [n for n in walk_local(fn) if isinstance(n, ast.Call)]
+            if not any(isinstance(c.func, ast.Call) and names.qualname(c.func.func) in NNX_GRADS for c in calls):
+                continue
+            for call in calls:
+                if isinstance(call.func, ast.Attribute) and call.func.attr == "update" and len(call.args) == 2 and (
+                        not call.keywords):
+                    yield ctx.report(
+                        call,
+                        f"`jax.jit` gives `{fn.name}` copies of the NNX objects: `{ast.unparse(call.func)}(...)` never "
+                        "changes the real parameters (use `nnx.jit`).",
+                        data={"lost": [ast.unparse(call.args[0])]},
+                    )
