@@ -21,7 +21,8 @@ class InplaceOnSaved(Rule):
     A `Linear`, convolution or normalisation layer (`LayerNorm`, `BatchNorm*`, `GroupNorm`, `RMSNorm`) saves
     its input for backward: an in-place change of that
     input afterwards (`h = self.fc(x); x += 1`, or an `nn.Sequential` that starts with `nn.ReLU(inplace=True)`
-    called on it) is reported too.
+    called on it) is reported too, also across calls: a module whose `forward` changes its input in place
+    (`tokens += self.pos`) after another module was given that same tensor and saved it.
 
     ## Why is this bad?
     The backward of those operations reads their own output, so changing it in place makes
@@ -74,6 +75,40 @@ class InplaceOnSaved(Rule):
         y = Double.apply(w)
         y *= 3
         y.sum().backward()
+        """,
+        """
+        import torch
+        import torch.nn as nn
+
+
+        class Decoder(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.pos = nn.Parameter(torch.zeros(8), requires_grad=False)
+                self.norm = nn.LayerNorm(8)
+                self.out = nn.Linear(8, 2)
+
+            def forward(self, tokens):
+                h = self.norm(tokens)
+                tokens = tokens + self.pos
+                tokens.relu_()
+                return self.out(h) + tokens.sum()
+
+
+        class TwoDecoders(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.encoder = nn.Linear(4, 8)
+                self.decoder_a = Decoder()
+                self.decoder_b = Decoder()
+
+            def forward(self, x):
+                codes = self.encoder(x)
+                return self.decoder_a(codes), self.decoder_b(codes)
+
+
+        a, b = TwoDecoders()(torch.randn(3, 4))
+        (a.sum() + b.sum()).backward()
         """,
     )
     invalid = (
@@ -230,6 +265,73 @@ class InplaceOnSaved(Rule):
             model = Fusion()
             opt = torch.optim.Adam(model.parameters())
             model(torch.randn(4, 8)).sum().backward()
+            """,
+            truth=Truth(raises=("RuntimeError", "modified by an inplace operation")),
+        ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            class Decoder(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.pos = nn.Parameter(torch.zeros(8), requires_grad=False)
+                    self.norm = nn.LayerNorm(8)
+                    self.out = nn.Linear(8, 2)
+
+                def forward(self, tokens):
+                    tokens += self.pos  # expect: GT121
+                    return self.out(self.norm(tokens))
+
+
+            class TwoDecoders(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.encoder = nn.Linear(4, 8)
+                    self.decoder_a = Decoder()
+                    self.decoder_b = Decoder()
+
+                def forward(self, x):
+                    codes = self.encoder(x)
+                    return self.decoder_a(codes), self.decoder_b(codes)
+
+
+            a, b = TwoDecoders()(torch.randn(3, 4))
+            (a.sum() + b.sum()).backward()
+            """,
+            fixed="""
+            import torch
+            import torch.nn as nn
+
+
+            class Decoder(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.pos = nn.Parameter(torch.zeros(8), requires_grad=False)
+                    self.norm = nn.LayerNorm(8)
+                    self.out = nn.Linear(8, 2)
+
+                def forward(self, tokens):
+                    tokens = tokens + self.pos  # expect: GT121
+                    return self.out(self.norm(tokens))
+
+
+            class TwoDecoders(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.encoder = nn.Linear(4, 8)
+                    self.decoder_a = Decoder()
+                    self.decoder_b = Decoder()
+
+                def forward(self, x):
+                    codes = self.encoder(x)
+                    return self.decoder_a(codes), self.decoder_b(codes)
+
+
+            a, b = TwoDecoders()(torch.randn(3, 4))
+            (a.sum() + b.sum()).backward()
             """,
             truth=Truth(raises=("RuntimeError", "modified by an inplace operation")),
         ),

@@ -55,6 +55,8 @@ class Frame:
     events: list | None = None  # where events go: a summary's own list, or None for the global record
     params: tuple = ()  # parameter names of the function being summarised (for effects on arguments)
     mutated: set = field(default_factory=set)  # access paths rooted at a parameter that were mutated
+    rebound: set = field(default_factory=set)  # parameters rebound on some path (no longer the caller's object)
+    saved: dict = field(default_factory=dict)  # access path rooted at a parameter -> the layer that saved it
     dead: bool = False  # the path ended (return, raise, break, continue)
     loop_exit: bool = False  # it ended by break/continue: the loop goes on
     outer: Frame | None = None  # the frame a branch was split from
@@ -66,7 +68,7 @@ class Frame:
 
     def branch(self) -> Frame:
         child = Frame(self.module, dict(self.env), self.func, self.self_value, dict(self.state), self.returns,
-                      self.conditional, self.top, self.events, self.params, self.mutated)
+                      self.conditional, self.top, self.events, self.params, self.mutated, self.rebound, self.saved)
         child.outer = self
         child.loops = self.loops
         child.yields = self.yields

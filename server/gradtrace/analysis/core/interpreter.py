@@ -220,7 +220,8 @@ class Interpreter:
         if isinstance(target, ast.Subscript):
             self.store_subscript(target, result, frame, stmt)
             return
-        self.store(target, result, frame, mutation=isinstance(target, ast.Attribute))
+        # `x += y` changes the caller's tensor in place (a number or a string is rebound)
+        self.store(target, result, frame, mutation=isinstance(target, ast.Attribute) or result.kind == "tensor")
 
     def s_Expr(self, stmt: ast.Expr, frame: Frame) -> None:
         self.eval(stmt.value, frame)
@@ -525,6 +526,8 @@ class Interpreter:
         env = frame.env
         if frame.params and name in frame.params:
             frame.mutated.discard(name)  # rebinding a parameter does not change the caller's object
+            if value.kind not in ("module", "object", "optimizer"):  # (`model = model.to(device)` is the same one)
+                frame.rebound.add(name)  # nor does a later in-place change of the name
         env[name] = value
 
     def assign_attribute(self, target: ast.Attribute, value: Value, frame: Frame, stmt: ast.stmt | None) -> None:
@@ -574,8 +577,20 @@ class Interpreter:
         frame.env[key] = value
         if mutation and frame.params:
             root = key.split(".", 1)[0]
-            if root in frame.params:
+            if root in frame.params and root not in frame.rebound:
                 frame.mutated.add(key)
+
+    def mark_saved(self, key: str | None, saved_by: str, frame: Frame) -> None:
+        """The tensor at `key` is saved for backward by `saved_by` (a later in-place change breaks backward); a
+        function's argument is then saved in its caller's hands too."""
+        value = frame.env.get(key) if key else None
+        if value is None:
+            return
+        frame.env[key] = replace(value, saved_by=saved_by)
+        if frame.params:
+            root = key.split(".", 1)[0]
+            if root in frame.params and root not in frame.rebound:
+                frame.saved[key] = saved_by
 
     def unpack(self, value: Value, n: int, star: int | None = None) -> list:
         items = value.items
@@ -1477,6 +1492,9 @@ class Interpreter:
             root, _, rest = path.partition(".")
             if root in params and path in frame.env:
                 summary.effects[(params.index(root), rest)] = frame.env[path]
+        for path, saved_by in frame.saved.items():
+            root, _, rest = path.partition(".")
+            summary.saved[(params.index(root), rest)] = saved_by
         for plugin in self.plugins:
             summary.state.update(plugin.summary_state(frame))
         self.summary_cache(func).add(key, id(fn), summary)
@@ -1520,6 +1538,18 @@ class Interpreter:
                 base = paths[index] if index < len(paths) else None
                 if base:
                     self.store_path(f"{base}.{rest}" if rest else base, new, frame, mutation=True)
+        if summary.saved and getattr(func.cls, "is_module", False):
+            # a module's forward (or another of its methods) keeps its input for backward: so does the caller's
+            # tensor (a plain helper's inner saves are not followed out: in-place code paths there are often
+            # meant for inference only)
+            paths = self.argument_paths(func, node, len(params), frame)
+            for (index, rest), saved_by in summary.saved.items():
+                base = paths[index] if index < len(paths) else None
+                key = f"{base}.{rest}" if base and rest else base
+                current = frame.env.get(key) if key else None
+                if current is not None and current.kind == "tensor" and current.srcs and not current.saved_by \
+                        and not current.leaf:
+                    self.mark_saved(key, saved_by, frame)
         if summary.state:
             for plugin in self.plugins:
                 plugin.apply_summary_state(summary.state, frame)

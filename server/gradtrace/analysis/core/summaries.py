@@ -35,6 +35,8 @@ class Summary:
     events: list = field(default_factory=list)
     # (parameter index, dotted attribute path or "") -> value at the end of the function
     effects: dict = field(default_factory=dict)
+    # (parameter index, dotted attribute path or "") -> the layer that saved that argument for backward
+    saved: dict = field(default_factory=dict)
     # framework-specific state handed back to the caller (e.g. a grad mode switched off for good)
     state: dict = field(default_factory=dict)
     incomplete: bool = False

@@ -645,7 +645,8 @@ class TorchPlugin(Plugin):
                                                                  fw="torch", deps=value.deps)),
                          srcs=value.srcs, deps=value.deps)
         if value.kind == "module":  # nn.Sequential / ModuleList iteration
-            return Value("module", srcs=value.srcs, name=None, deps=value.deps)
+            cls = next((e[1] for e in value.extra if isinstance(e, tuple) and e[:1] == ("element_cls",)), None)
+            return Value("module", srcs=value.srcs, name=None, deps=value.deps, cls=cls)
         return None
 
     # ================================================================== attributes
@@ -697,7 +698,12 @@ class TorchPlugin(Plugin):
                     extra = ("inplace",) if _inplace_layer(fact.value) else ()
                     srcs = frozenset({name}) if not (fact.layer and fact.layer.split(".")[-1] in
                                                      api.PARAMETERLESS_LAYERS) else EMPTY
-                    items = self.container_layers(fact, info, name, base.deps)
+                    items, sequential = self.container_layers(fact, info, name, base.deps)
+                    if items is not None and not _followed_in_order(items, sequential):
+                        # PyTorch's own layers only: the container is one layer, its elements of one class if alike
+                        if len({layer.cls for layer in items}) == 1 and isinstance(items[0].cls, str):
+                            extra += (("element_cls", items[0].cls),)
+                        items = None
                     if items is not None and not (fact.layer or "").endswith("ModuleList"):
                         extra += (("children", items),)  # called: each layer in turn
                     if id(info) not in self.hooks_set:
@@ -743,10 +749,10 @@ class TorchPlugin(Plugin):
         return UNKNOWN
 
     @staticmethod
-    def container_layers(fact, info: ClassInfo, name: str, deps) -> tuple | None:
+    def container_layers(fact, info: ClassInfo, name: str, deps) -> tuple[tuple | None, bool]:
         """The layers an `nn.ModuleList` / `nn.Sequential` attribute holds, from the expression that built it:
         one per layer written out (`name.0`, `name.1`...), or one for all when a comprehension builds them
-        (`name.*`). None when one of them is not a layer we know, or none is the project's own."""
+        (`name.*`); None when one of them is not a layer we know. And: is it an `nn.Sequential`?"""
         found = info.find_method(fact.method)
         owner = found[1] if found else info
         module = owner.module
@@ -759,10 +765,10 @@ class TorchPlugin(Plugin):
                 call, container = returns[0], module.names.qualname(returns[0].func)
                 found = (factory, owner)
         if container not in CONTAINER_LAYERS or not isinstance(call, ast.Call):
-            return None
+            return None, False
         if container.endswith("ModuleList"):  # its one argument holds the layers
             if len(call.args) != 1 or call.keywords:
-                return None
+                return None, False
             written = [(call.args[0], True)]
         else:  # nn.Sequential(a, b, *more)
             written = [(a.value, True) if isinstance(a, ast.Starred) else (a, False) for a in call.args]
@@ -775,9 +781,9 @@ class TorchPlugin(Plugin):
             elif isinstance(expr, (ast.ListComp, ast.GeneratorExp)):
                 elements.append((expr.elt, True))
             else:
-                return None
+                return None, False
         if not elements or len(elements) > MAX_KNOWN_LAYERS:
-            return None
+            return None, False
         items = []
         defaults = _defaults(found[0]) if found else {}
         for index, (element, for_all) in enumerate(elements):
@@ -787,16 +793,14 @@ class TorchPlugin(Plugin):
                 # `block_fn(dim)` with `block_fn=Block` in the constructor's signature: a Block (or what is given)
                 kind, layer, _ = classify_value(ast.Call(func=defaults[element.func.id], args=[], keywords=[]), module)
             if kind != "module" or not layer:
-                return None
+                return None, False
             cls = module.resolve_class(layer) if "." not in layer else None
             item_name = f"{name}.*" if for_all else f"{name}.{index}"  # `*`: every layer the comprehension made
             srcs = EMPTY if layer.split(".")[-1] in api.PARAMETERLESS_LAYERS else frozenset({item_name})
             extra = ("inplace",) if _inplace_layer(element) else ()
             items.append(Value("module", srcs=srcs, name=item_name, cls=cls or layer, deps=deps, extra=extra,
                                made_at=element))
-        if not _followed_in_order(items, container.endswith("Sequential")):
-            return None  # PyTorch's own layers only: nothing of the user's to follow, the container is one layer
-        return tuple(items)
+        return tuple(items), container.endswith("Sequential")
 
     def external_attribute(self, qn: str, node, frame: Frame):
         if qn.startswith("torch.") and qn in api.INT_DTYPES | api.FLOAT_DTYPES:
@@ -860,7 +864,7 @@ class TorchPlugin(Plugin):
                 args[0].kind == "tensor" and args[0].srcs and not args[0].saved_by and not args[0].leaf
                 and isinstance(node.args[0], (ast.Name, ast.Attribute))):
             # `h = self.conv(x)` keeps `x` for the weight's gradient: a later in-place change of `x` breaks backward
-            self.interp.store(node.args[0], replace(args[0], saved_by=_text(node.func) or layer), frame)
+            self.interp.mark_saved(dotted(node.args[0]), _text(node.func) or layer, frame)
         hooks = []
         for extra in module_value.extra:
             if isinstance(extra, tuple) and extra[:1] == ("hooks",):
