@@ -102,6 +102,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--downloads", type=Path, help="keep the downloads here between runs")
+    parser.add_argument("--only", action="append", default=[], metavar="TEXT",
+                        help="measure only the files whose path holds TEXT (repeatable)")
     args = parser.parse_args()
     downloads = args.downloads or Path(tempfile.mkdtemp(prefix="gradtrace-file-bench-"))
     downloads.mkdir(parents=True, exist_ok=True)
@@ -112,6 +114,8 @@ def main() -> int:
     print(f"{'file':52} {'lines':>6} {'parse':>7} | {'cold: gradtrace':>15} {'ruff':>7} {'ratio':>6} | "
           f"{'cached: gradtrace':>17} {'ruff':>7} {'ratio':>6}")
     for distribution, inner in FILES:
+        if args.only and not any(text in inner for text in args.only):
+            continue
         path = locate(distribution, inner, downloads)
         if path is None or not path.exists():
             print(f"{distribution}/{inner}: not available, skipped")
