@@ -21,7 +21,8 @@ class InplaceOnSaved(Rule):
     A `Linear`, convolution or normalisation layer (`LayerNorm`, `BatchNorm*`, `GroupNorm`, `RMSNorm`) saves
     its input for backward: an in-place change of that
     input afterwards (`h = self.fc(x); x += 1`, or an `nn.Sequential` that starts with `nn.ReLU(inplace=True)`
-    called on it) is reported too, also across calls: a module whose `forward` changes its input in place
+    called on it) is reported too, also when only one arm of a branch saves it (a projection shortcut), and
+    across calls: a module whose `forward` changes its input in place
     (`tokens += self.pos`) after another module was given that same tensor and saved it.
 
     ## Why is this bad?
@@ -332,6 +333,36 @@ class InplaceOnSaved(Rule):
 
             a, b = TwoDecoders()(torch.randn(3, 4))
             (a.sum() + b.sum()).backward()
+            """,
+            truth=Truth(raises=("RuntimeError", "modified by an inplace operation")),
+        ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            class PreActBlock(nn.Module):
+                def __init__(self, c_in, c_out, stride=1):
+                    super().__init__()
+                    self.body = nn.Sequential(
+                        nn.ReLU(inplace=True),  # expect: GT121
+                        nn.Conv2d(c_in, c_out, 3, stride, 1),
+                    )
+                    self.project = None
+                    if stride != 1 or c_in != c_out:
+                        self.project = nn.Conv2d(c_in, c_out, 1, stride)
+
+                def forward(self, x):
+                    if self.project is not None:
+                        skip = self.project(x)
+                    else:
+                        skip = x
+                    return self.body(x) + skip
+
+
+            net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), PreActBlock(8, 8), PreActBlock(8, 16, stride=2))
+            net(torch.randn(2, 3, 8, 8)).sum().backward()
             """,
             truth=Truth(raises=("RuntimeError", "modified by an inplace operation")),
         ),

@@ -295,7 +295,10 @@ class Interpreter:
             for key in changed:
                 vals = [env[key] for env in envs if key in env]
                 first = vals[0]
-                base[key] = first if all(v is first for v in vals[1:]) else self.merge_values(vals)
+                if all(v is first for v in vals[1:]):
+                    base[key] = first
+                else:
+                    base[key] = _saved_on_a_path(get(key), vals) or self.merge_values(vals)
         states = [b.state for b in branches]
         frame.state = self.merge_states(frame.state, states)
 
@@ -1579,6 +1582,22 @@ STATEMENTS = {getattr(ast, name[2:]): fn for name, fn in vars(Interpreter).items
 STATEMENTS.update({lazy: STATEMENTS[lazy.__mro__[1]] for lazy in LAZY_KINDS})  # a definition of an imported file
 EXPRESSIONS = {getattr(ast, name[2:]): fn for name, fn in vars(Interpreter).items()
                if name.startswith("e_") and hasattr(ast, name[2:])}
+
+
+def _saved_on_a_path(before: Value | None, vals: list) -> Value | None:
+    """The tensor a name held before the branches, saved for backward by a layer on some of them and left as it was
+    on the others (`sc = self.shortcut(x)` in one arm, `sc = x` in the other): it may be saved, so an in-place change
+    of it afterwards breaks backward on that path. None when a branch rebound the name (a join as usual)."""
+    if before is None or before.kind != "tensor" or before.saved_by:
+        return None
+    saved = None
+    for v in vals:
+        if v is before:
+            continue
+        if not v.saved_by or replace(v, saved_by=None) != before:
+            return None
+        saved = saved or v
+    return saved
 
 
 def _is_super_call(node) -> bool:
