@@ -22,7 +22,7 @@ from gradtrace.records import asdict, field, record
 NO_GRADIENT_KINDS = {"number": "a Python number: it has no autograd history",
                      "array": "a NumPy array: autograd does not follow NumPy"}
 SHOWN_KINDS = ("tensor", "array", "number", "unknown")  # what a lens describes (not modules, optimizers, lists)
-GRAD_OFF_KINDS = ("no_grad", "no_grad_helper", "grad_disabled")
+GRAD_OFF_KINDS = ("no_grad", "no_grad_helper", "grad_disabled", "function_backward")
 EXPR_CHARS = 80
 HINT_LABEL = "∅∇"
 

@@ -192,10 +192,15 @@ class ClassInfo:
         return tuple(_freezes_in(init.body, False)) if init is not None else ()
 
     @cached_property
+    def is_autograd_function(self) -> bool:
+        """A custom `torch.autograd.Function`."""
+        return self.extends(lambda base: base in ("torch.autograd.Function", "torch.autograd.function.Function"))
+
+    @cached_property
     def returns_input_as_is(self) -> bool:
         """A torch.autograd.Function whose `forward` returns one of its inputs itself (after changing it in place, or
         untouched) without `ctx.mark_dirty`: PyTorch hands back a view of the input, which no in-place op may touch."""
-        if not self.extends(lambda base: base in ("torch.autograd.Function", "torch.autograd.function.Function")):
+        if not self.is_autograd_function:
             return False
         forward = self.methods.get("forward")
         if forward is None:

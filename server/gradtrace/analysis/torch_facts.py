@@ -49,6 +49,8 @@ class TorchFacts:
     def should_train(self, source: str) -> str:
         """'yes' | 'maybe' | 'no': is `source` meant to get a gradient?"""
         flow = self.flow
+        if flow.source_kind.get(source) == "saved":
+            return "yes"  # an input of a custom Function: its gradient is what the Function's backward owes
         for freeze in flow.freezes:
             if freeze.frozen and not freeze.conditional and any(overlaps(source, s) for s in freeze.srcs):
                 if not any(not f.frozen and any(overlaps(source, s) for s in f.srcs) for f in flow.freezes):

@@ -28,6 +28,8 @@ def cut_message(dead: DeadCut, line: int, where: str = "", var: str | None = Non
     message = f"{subject} {verb} {what}: `{c.op}` on line {line}{where}{cut_what}"
     if c.kind == "grad_disabled":
         message = f"{subject} {verb} {what}: `{c.op}` on line {line}{where} disables autograd"
+    if c.kind == "function_backward":
+        message = f"{subject} {verb} {what}: autograd runs `{c.op}` with gradients off, so line {line}{where}{cut_what}"
     if dead.partial:
         verb = "lose" if len(dead.lost) > 1 else "loses"
         message = (f"{subject} {verb} part of the gradient: `{c.op}` on line {line}{where} cuts the path through "

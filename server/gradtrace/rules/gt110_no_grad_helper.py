@@ -11,14 +11,17 @@ class NoGradHelper(Rule):
     docs = """
     ## What it does
     Finds calls to functions decorated with `@torch.no_grad()` or `@torch.inference_mode()` whose
-    result the loss uses, when their inputs come from parameters that should train.
+    result the loss uses, when their inputs come from parameters that should train. Also the `backward`
+    of a custom `torch.autograd.Function`, which autograd runs with gradients off: a value it recomputes
+    from `ctx.saved_tensors` to differentiate with `torch.autograd.grad` has no history.
 
     ## Why is this bad?
     The decorator disables gradient recording for everything inside the helper: its result has no
     history, so the layers that produced its input get no gradient. The decorator is invisible at
     the call site, which makes this hard to spot.
     If nothing else in the loss requires grad, `backward()` raises "element 0 of tensors does not
-    require grad".
+    require grad". In a Function's `backward`, `torch.autograd.grad` then returns None for the inputs
+    (or raises without `allow_unused=True`): recompute under `with torch.enable_grad():` instead.
 
     ## Example
     ```python
@@ -58,8 +61,80 @@ class NoGradHelper(Rule):
         loss.backward()
         print(accuracy(logits, y))
         """,
+        """
+        import torch
+        import torch.nn as nn
+
+
+        class SoftClip(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, scale):
+                ctx.save_for_backward(x, scale)
+                return torch.tanh(x / scale) * scale
+
+            @staticmethod
+            def backward(ctx, grad_out):
+                x, scale = ctx.saved_tensors
+                with torch.enable_grad():
+                    x, scale = x.detach().requires_grad_(), scale.detach().requires_grad_()
+                    y = torch.tanh(x / scale) * scale
+                grad_x, grad_scale = torch.autograd.grad(y, (x, scale), grad_out)
+                return grad_x, grad_scale
+
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(4, 4)
+                self.scale = nn.Parameter(torch.ones(4))
+
+            def forward(self, x):
+                return SoftClip.apply(self.fc(x), self.scale)
+
+
+        net = Net()
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        net(torch.randn(3, 4)).sum().backward()
+        """,
     )
     invalid = (
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            class SoftClip(torch.autograd.Function):
+                @staticmethod
+                def forward(ctx, x, scale):
+                    ctx.save_for_backward(x, scale)
+                    return torch.tanh(x / scale) * scale
+
+                @staticmethod
+                def backward(ctx, grad_out):
+                    x, scale = ctx.saved_tensors
+                    y = torch.tanh(x / scale) * scale  # expect: GT110
+                    y.requires_grad_()
+                    grad_x, grad_scale = torch.autograd.grad(y, (x, scale), grad_out, allow_unused=True)
+                    return grad_x, grad_scale
+
+
+            class Net(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.fc = nn.Linear(4, 4)
+                    self.scale = nn.Parameter(torch.ones(4))
+
+                def forward(self, x):
+                    return SoftClip.apply(self.fc(x), self.scale)
+
+
+            net = Net()
+            opt = torch.optim.SGD(net.parameters(), lr=0.1)
+            net(torch.randn(3, 4)).sum().backward()
+            """,
+            truth=Truth(grads={"net.fc.weight": "none", "net.scale": "none"}),
+        ),
         Invalid(
             """
             import torch
@@ -91,7 +166,7 @@ class NoGradHelper(Rule):
     )
 
     def check(self, ctx):
-        report_dead_cuts(ctx, ("no_grad_helper",))
+        report_dead_cuts(ctx, ("no_grad_helper", "function_backward"))
         # Also at the decorator itself, once: that is the line to change.
         seen = set()
         for dead in ctx.torch.dead_cuts("no_grad_helper"):

@@ -290,6 +290,10 @@ class TorchPlugin(Plugin):
     def helper_grad_off(self, func: FunctionRef, node: ast.AST | None, module) -> GradOff | None:
         mark = func.mark("grad_off")
         if mark is None:
+            if func.name == "backward" and isinstance(func.cls, ClassInfo) and func.cls.is_autograd_function:
+                # autograd runs a custom Function's backward with gradients off (unless create_graph asks for them):
+                # what it computes from the saved tensors has no history
+                return GradOff(func.node, "function_backward", f"{func.cls.name}.backward", func.module)
             return None
         decorator = mark[1]
         qn = func.module.names.qualname(decorator.func if isinstance(decorator, ast.Call) else decorator) or "no_grad"
@@ -363,6 +367,9 @@ class TorchPlugin(Plugin):
             frame.state[GRAD] = off
 
     def statement(self, stmt: ast.stmt, frame: Frame) -> bool:
+        off = frame.state.get(GRAD)
+        if off is not None and off.kind == "function_backward" and not isinstance(stmt, ast.With):
+            frame.state[GRAD] = replace(off, node=stmt)  # what a Function's backward computes is cut where it is
         if not isinstance(stmt, ast.Expr) or not isinstance(stmt.value, ast.Call):
             return False
         call = stmt.value
@@ -444,11 +451,13 @@ class TorchPlugin(Plugin):
 
     def name_value(self, value: Value, name: str, frame: Frame) -> Value:
         if value.pending:
+            saved = bool(value.name and value.name.startswith("<saved@"))  # an input of a custom Function
             if value.name and value.name.startswith("<") and not name.startswith("$"):
                 self.aliases.setdefault(value.name, set()).add(name)
             value = named(value, name)
             if value.srcs:
                 kind = "releaf" if "releaf" in value.extra else ("leaf" if value.kind == "tensor" else "module")
+                kind = "saved" if saved else kind
                 self.define(name, kind, None, frame.module, frame)
         return value
 
@@ -621,7 +630,21 @@ class TorchPlugin(Plugin):
                        module=frame.module, dtype="bool", fw="torch")
         return Value("tensor", cuts=merged.cuts, dtype="bool", fw="torch", deps=merged.deps)
 
+    @staticmethod
+    def saved_tensor(container: Value, index: int) -> Value:
+        """One tensor of a custom Function's `ctx.saved_tensors`: an input of the Function, named where bound."""
+        node = container.extra[1]
+        label = f"<saved@{node.lineno}.{index}>"
+        return Value("tensor", srcs=frozenset({label}), leaf=True, pending=True, name=label, fw="torch")
+
+    def unpack(self, value: Value, n: int) -> list | None:
+        if value.extra[:1] == ("saved_tensors",):
+            return [self.saved_tensor(value, i) for i in range(n)]
+        return None
+
     def subscript(self, node: ast.Subscript, base: Value, index: Value, frame: Frame):
+        if base.extra[:1] == ("saved_tensors",):
+            return self.saved_tensor(base, _literal_index(node.slice))
         if "values_indices" in base.extra and isinstance(node.slice, ast.Constant) and node.slice.value in (0, 1):
             return self.values_of(base) if node.slice.value == 0 else self.indices_of(base)
         if base.kind == "module" and base.items is None:  # nn.Sequential / ModuleList indexing
@@ -651,6 +674,9 @@ class TorchPlugin(Plugin):
 
     # ================================================================== attributes
     def attribute(self, base: Value, attr: str, node: ast.AST, frame: Frame):
+        if attr == "saved_tensors" and frame.state.get(GRAD) is not None \
+                and frame.state[GRAD].kind == "function_backward":
+            return Value("container", extra=("saved_tensors", node))  # what forward's `ctx.save_for_backward` kept
         if attr in META_ATTRS and base.kind not in ("module", "object"):
             return Value("meta")  # shapes, dtypes and flags carry no gradient
         if base.kind == "module":
@@ -1620,6 +1646,10 @@ def _followed_in_order(layers, sequential: bool) -> bool:
     container is one layer."""
     return any(isinstance(layer.cls, ClassInfo) for layer in layers) or (
         sequential and any("inplace" in layer.extra for layer in layers))
+
+
+def _literal_index(node: ast.AST) -> int:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, int) else 0
 
 
 def _inplace_layer(call: ast.AST) -> bool:
