@@ -128,6 +128,28 @@ class ModifiedBeforeBackward(Rule):
             import torch
             import torch.nn as nn
 
+            G = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 8))
+            D = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1), nn.Sigmoid())
+            opt_D = torch.optim.Adam(D.parameters())
+            opt_G = torch.optim.Adam(G.parameters())
+            ideas = torch.randn(4, 5, requires_grad=True)
+            prob_fake = D(G(ideas))
+            G_loss = torch.mean(torch.log(1.0 - prob_fake))
+            D_loss = -torch.mean(torch.log(D(torch.randn(4, 8))) + torch.log(1.0 - prob_fake))
+            opt_D.zero_grad()
+            D_loss.backward(retain_graph=True)
+            opt_D.step()  # expect: GT138
+            opt_G.zero_grad()
+            G_loss.backward()
+            opt_G.step()
+            """,
+            truth=Truth(raises=("RuntimeError", "modified by an inplace operation")),
+        ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
 
             class Agent:
                 def __init__(self):

@@ -380,7 +380,12 @@ def named(value: Value, name: str) -> Value:
     """A fresh leaf or module value bound to the variable `name` (its source name)."""
     if value.pending:
         srcs = frozenset({name}) if (value.leaf or value.kind in ("module", "tensor")) and value.srcs else EMPTY
-        return replace(value, name=name, srcs=srcs or value.srcs, pending=False)
+        captured = value.captured
+        if srcs and captured:  # when its placeholder was captured into a graph, under its name now
+            first = min((t for s, t in captured if s in value.srcs), default=None)
+            captured = tuple(sorted([(s, t) for s, t in captured if s not in value.srcs]
+                                    + ([(name, first)] if first is not None else [])))
+        return replace(value, name=name, srcs=srcs or value.srcs, pending=False, captured=captured)
     return value
 
 
