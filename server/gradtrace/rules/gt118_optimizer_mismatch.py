@@ -32,8 +32,8 @@ class OptimizerMismatch(Rule):
     built beside the backbone, with the optimizer built over `model.parameters()` alone; also a `self.head` a
     trainer class builds beside its `self.opt` and trains in its own step method), and a frozen part
     unfrozen after an optimizer that kept only the parameters requiring grad was built
-    (`Adam(filter(lambda p: p.requires_grad, model.parameters()))`, then `requires_grad = True` at a
-    later epoch).
+    (`Adam(filter(lambda p: p.requires_grad, model.parameters()))`, also handed to a helper that builds
+    the optimizer, then `requires_grad = True` at a later epoch).
 
     ## Why is this bad?
     The parameters that the loss does reach accumulate gradients that no optimizer ever applies:
@@ -465,6 +465,32 @@ class OptimizerMismatch(Rule):
             """,
             truth=Truth(grads={"encoder_unchanged": "true"}),
         ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            def initialize(model, model_parameters, lr):
+                optimizer = torch.optim.AdamW(model_parameters, lr=lr)
+                return model, optimizer
+
+
+            model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+            model[0].requires_grad_(False)
+            engine, optimizer = initialize(model, filter(lambda p: p.requires_grad, model.parameters()), 1e-2)  # expect: GT118
+            before = model[0].weight.clone()
+            for epoch in range(4):
+                if epoch == 2:
+                    model[0].requires_grad_(True)
+                loss = engine(torch.randn(6, 4)).pow(2).mean()
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            encoder_unchanged = torch.equal(before, model[0].weight) and model[0].weight.grad is not None
+            """,
+            truth=Truth(grads={"encoder_unchanged": "true"}),
+        ),
     )
 
     def check(self, ctx):
@@ -584,7 +610,11 @@ class OptimizerMismatch(Rule):
 
 def _requires_grad_filter(ctx, optimizer) -> ast.AST | None:
     """Where what the optimizer got was filtered by `requires_grad` (a filter, a comprehension's condition or an
-    `if` in the function that builds it, before it), or None."""
+    `if` in the function that builds it, before it; or a filter in this file handed to the helper that builds it),
+    or None."""
+    for extra in optimizer.coverage.extra:
+        if isinstance(extra, tuple) and extra[:1] == ("requires_grad_filter",) and extra[2] == ctx.path:
+            return extra[1]
     semantic = ctx.source.semantic
     scope = semantic.function_of(optimizer.node)
     for node in ctx.source.nodes(ast.Attribute):

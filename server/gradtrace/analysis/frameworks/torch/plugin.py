@@ -840,6 +840,9 @@ class TorchPlugin(Plugin):
         given = args[0] if args else kwargs.get("params", Value())
         coverage = join(*args[:1], kwargs.get("params", Value()))
         known = bool(coverage.srcs) or (not coverage.opaque and coverage.kind != "unknown")
+        filters = tuple(e for e in given.extra if isinstance(e, tuple) and e[:1] == ("requires_grad_filter",))
+        if filters:  # what it holds was filtered by `requires_grad` where it was handed over
+            coverage = replace(coverage, extra=coverage.extra + filters)
         opt = Optimizer(node, frame.module, coverage=coverage, known=known and bool(coverage.srcs),
                         top=interp.top_stmt, scope=frame.func.node if frame.func is not None else None,
                         non_leaf=_non_leaf(given))
@@ -978,6 +981,12 @@ class TorchPlugin(Plugin):
                          deps=first.deps)
         if name == "round" and first.kind == "tensor" and first.srcs:
             return cut(first, node, "zero", "round()", var=node.args[0], zero=True, module=frame.module)
+        flag = next((n for n in ast.walk(node.args[0]) if isinstance(n, ast.Attribute) and n.attr == "requires_grad"),
+                    None) if name == "filter" and len(args) == 2 and isinstance(node.args[0], ast.Lambda) else None
+        if flag is not None and args[1].kind == "params":
+            # `filter(lambda p: p.requires_grad, model.parameters())`: what an optimizer built over it (here or in
+            # a helper it is handed to) holds depends on what is frozen now
+            return replace(args[1], extra=args[1].extra + (("requires_grad_filter", flag, frame.module.path),))
         if name == "getattr" and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant) \
                 and first.kind == "module":
             return self.module_attribute(first, str(node.args[1].value), node, frame)
