@@ -14,8 +14,9 @@ class InplaceOnSaved(Rule):
     Finds in-place operations (`g.mul_(...)`, `h += skip`, `F.relu(h, inplace=True)`) on the output of an
     operation that saves its result for the backward pass (`sigmoid`, `tanh`, `exp`, `softmax`,
     `relu`, `sqrt`, ...), while gradients are being recorded; on one of several views of one tensor
-    (`chunk`, `split`, `unbind`); and on the output of a custom `torch.autograd.Function` whose `forward`
-    returns its input as is (without `ctx.mark_dirty`). In an `nn.Sequential` (also one a factory function
+    (`chunk`, `split`, `unbind`) or a view of one (`reshape`, `permute`, `transpose`...); and on the output
+    of a custom `torch.autograd.Function` whose `forward` returns its input as is (without
+    `ctx.mark_dirty`). In an `nn.Sequential` (also one a factory function
     returns), an in-place layer (`nn.ReLU(inplace=True)`, `nn.Dropout(p, inplace=True)`) right after a layer
     that saves its output (`nn.ReLU`, `nn.Sigmoid`, `nn.Tanh`, `nn.Softmax`) is reported where it is built.
     A `Linear`, convolution or normalisation layer (`LayerNorm`, `BatchNorm*`, `GroupNorm`, `RMSNorm`) saves
@@ -365,6 +366,51 @@ class InplaceOnSaved(Rule):
             net(torch.randn(2, 3, 8, 8)).sum().backward()
             """,
             truth=Truth(raises=("RuntimeError", "modified by an inplace operation")),
+        ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            class Attention(nn.Module):
+                def __init__(self, dim=8, heads=2):
+                    super().__init__()
+                    self.heads, self.scale = heads, (dim // heads) ** -0.5
+                    self.to_qkv = nn.Linear(dim, dim * 3, bias=False)
+
+                def forward(self, x):
+                    b, n, _ = x.shape
+                    q, k, v = self.to_qkv(x).chunk(3, dim=-1)
+                    q, k, v = map(lambda t: t.reshape(b, n, self.heads, -1).permute(0, 2, 1, 3), (q, k, v))
+                    q *= self.scale  # expect: GT121
+                    return ((q @ k.transpose(-1, -2)).softmax(-1) @ v).sum()
+
+
+            Attention()(torch.randn(2, 5, 8)).backward()
+            """,
+            fixed="""
+            import torch
+            import torch.nn as nn
+
+
+            class Attention(nn.Module):
+                def __init__(self, dim=8, heads=2):
+                    super().__init__()
+                    self.heads, self.scale = heads, (dim // heads) ** -0.5
+                    self.to_qkv = nn.Linear(dim, dim * 3, bias=False)
+
+                def forward(self, x):
+                    b, n, _ = x.shape
+                    q, k, v = self.to_qkv(x).chunk(3, dim=-1)
+                    q, k, v = map(lambda t: t.reshape(b, n, self.heads, -1).permute(0, 2, 1, 3), (q, k, v))
+                    q = q * self.scale  # expect: GT121
+                    return ((q @ k.transpose(-1, -2)).softmax(-1) @ v).sum()
+
+
+            Attention()(torch.randn(2, 5, 8)).backward()
+            """,
+            truth=Truth(raises=("RuntimeError", "is a view and is being modified inplace")),
         ),
         Invalid(
             """

@@ -63,6 +63,10 @@ CONTAINER_LAYERS = {"torch.nn.ModuleList", "torch.nn.Sequential", "torch.nn.modu
                     "torch.nn.modules.container.Sequential"}
 MAX_KNOWN_LAYERS = 64  # layers of one container told apart (more: the container is one opaque layer)
 MULTI_VIEW = {"chunk", "split", "unbind", "tensor_split", "split_with_sizes", "hsplit", "vsplit", "dsplit"}
+# methods whose result is a view of the tensor (`reshape` where the strides allow: splitting a dimension always
+# does): a view of one of several views is one of them too
+VIEW_METHODS = {"view", "view_as", "reshape", "permute", "transpose", "t", "unsqueeze", "squeeze", "narrow", "select",
+                "expand", "expand_as", "unflatten", "movedim", "moveaxis", "swapaxes", "swapdims", "diagonal"}
 TERM_KEEPING = {"mean", "sum", "squeeze", "unsqueeze", "view", "reshape", "flatten", "mul", "div", "add", "sub"}
 CONSTRUCTION_METHODS = {"__init__", "__post_init__", "build", "setup", "reset_parameters", "init_weights",
                         "__setstate__", "load_state_dict"}
@@ -1398,6 +1402,8 @@ class TorchPlugin(Plugin):
         if method in MULTI_VIEW and receiver.kind in ("tensor", "unknown") and receiver.srcs:
             # the pieces are views of one output: none of them may be modified in place while recording
             return replace(combine("tensor", receiver, *args, fw="torch"), saved_by=f"multiview:.{method}()")
+        if method in VIEW_METHODS and (receiver.saved_by or "").startswith("multiview:") and receiver.srcs:
+            return replace(combine("tensor", receiver, *args, fw="torch"), saved_by=receiver.saved_by)
         if method in TERM_KEEPING and receiver.terms:  # `(a + b).mean()`: still a sum of the same terms
             return replace(combine(receiver.kind if receiver.kind != "unknown" else "tensor", receiver, *args,
                                    fw="torch"), terms=receiver.terms)
