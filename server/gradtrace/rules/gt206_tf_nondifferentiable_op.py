@@ -68,6 +68,26 @@ class TFNondifferentiableOp(Rule):
     invalid = (
         Invalid(
             """
+            import keras
+            from keras import ops
+            import tensorflow as tf
+
+            inputs = keras.Input((6,))
+            scores = keras.layers.Dense(4, activation="softmax")(inputs)
+            picked = keras.layers.Lambda(ops.argmax, arguments={"axis": -1})(scores)  # expect: GT206
+            picked = keras.layers.Lambda(ops.cast, arguments={"dtype": "float32"})(picked)
+            outputs = keras.layers.Dense(1)(keras.layers.Reshape((1,))(picked))
+            model = keras.Model(inputs, outputs)
+            x = tf.ones([3, 6])
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(model(x))
+            grads = tape.gradient(loss, model.trainable_variables)
+            g = grads[0]
+            """,
+            truth=Truth(grads={"g": "none"}, framework="tensorflow"),
+        ),
+        Invalid(
+            """
             import tensorflow as tf
 
             model = tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(1, activation="sigmoid")])

@@ -604,7 +604,8 @@ class TensorFlowPlugin(FrameworkPlugin):
             model = self.new_module(node, args, kwargs, frame)
             self.interp.emit(FunctionalModel(node, frame.module, model), frame)
             return model
-        if qn == api.LAMBDA_LAYER and args and args[0].kind in ("function", "method"):
+        if qn == api.LAMBDA_LAYER and args and (args[0].kind in ("function", "method") or (
+                args[0].kind == "external" and args[0].extra)):  # `Lambda(K.argmax, arguments={"axis": -1})` too
             module = self.new_module(node, [], {}, frame)
             return replace(module, extra=(("lambda", args[0]),))
         if qn in api.MODEL_FACTORIES or (qn.startswith(api.LAYER_PREFIXES) and tail not in api.NOT_LAYERS):
@@ -721,7 +722,7 @@ class TensorFlowPlugin(FrameworkPlugin):
             return replace(out, srcs=out.srcs | {callee.ref})
         if kind == "module" and callee.fw == "tensorflow":
             fn = next((e[1] for e in callee.extra if isinstance(e, tuple) and e[0] == "lambda"), None)
-            if fn is not None and fn.func is not None:  # keras.layers.Lambda(f)(x) runs f(x)
+            if fn is not None and (fn.func is not None or fn.kind == "external"):  # keras.layers.Lambda(f)(x) runs f(x)
                 out = flat(self.interp.call_value(fn, node, frame, list(args), {}))
                 return replace(out, kind="tensor", srcs=out.srcs | callee.srcs, fw="tensorflow")
             return combine("tensor", callee, *args, *kwargs.values(), dtype="float", fw="tensorflow")
