@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 
 from gradtrace.analysis.names import dotted
 from gradtrace.rules.base import Invalid, Rule, Truth
@@ -21,6 +22,15 @@ def free_names(fn, functions: dict | None = None, depth: int = 0) -> set[str]:
             if callee is not None and callee is not fn:
                 free |= free_names(callee, functions, depth + 1) - {name}
     return free
+
+
+PARAMETERS = re.compile(r"param|weights", re.IGNORECASE)  # a pytree of trainable values, by its name
+KEPT_FIXED = re.compile(r"target|old|prev|ema|avg|average|teacher|frozen|fixed|slow|momentum|baseline|init|ref",
+                        re.IGNORECASE)
+
+
+def _argnums_text(gf) -> str:
+    return str(gf.argnums[0]) if len(gf.argnums) == 1 else str(tuple(gf.argnums))
 
 
 class ArgnumsMismatch(Rule):
@@ -46,7 +56,10 @@ class ArgnumsMismatch(Rule):
     with respect to an input that update nothing (saliency, adversarial examples) are fine.
     It also flags a differentiated argument that the function never reads while it reads a same-named
     attribute instead (`jax.grad(self.loss)` with `def loss(self, params, x): ... self.params ...`):
-    the output does not depend on the differentiated value, so its gradient is all zeros.
+    the output does not depend on the differentiated value, so its gradient is all zeros. And a pytree of
+    parameters the function reads but `argnums` leaves out while the step updates the differentiated ones
+    (`jax.grad(loss)(body_params, head_params, x)`): a target network's or an average's parameters, left out
+    on purpose, are not reported.
 
     ## Why is this bad?
     `jax.grad` differentiates only `argnums` (default: the first argument); other inputs are data to
@@ -134,8 +147,47 @@ class ArgnumsMismatch(Rule):
         w = w - 0.1 * gw
         x_adv = x + 0.01 * jnp.sign(gx)
         """,
+        """
+        import jax
+        import jax.numpy as jnp
+
+
+        def td_loss(params, target_params, s, r, s_next):
+            q = s @ params["w"]
+            q_next = s_next @ target_params["w"]
+            return jnp.mean((r + 0.9 * q_next - q) ** 2)
+
+
+        params = {"w": jnp.ones((4, 2))}
+        target_params = params
+        s, r, s_next = jnp.ones((8, 4)), jnp.ones((8, 2)), jnp.zeros((8, 4))
+        grads = jax.grad(td_loss)(params, target_params, s, r, s_next)
+        params = jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, params, grads)
+        """,
     )
     invalid = (
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+
+
+            def loss(body_params, head_params, x, y):
+                h = jnp.tanh(x @ body_params["w"])
+                return jnp.mean((h @ head_params["w"] - y) ** 2)
+
+
+            body_params = {"w": jnp.full((3, 4), 0.1)}
+            head_params = {"w": jnp.full((4, 1), 0.1)}
+            head_before = head_params["w"]
+            x, y = jnp.ones((8, 3)), jnp.zeros((8, 1))
+            for step in range(3):
+                grads = jax.grad(loss)(body_params, head_params, x, y)  # expect: GT306
+                body_params = jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, body_params, grads)
+            head_moved = head_params["w"] - head_before
+            """,
+            truth=Truth(grads={"head_moved": "zero"}, framework="jax"),
+        ),
         Invalid(
             """
             import jax
@@ -298,6 +350,40 @@ class ArgnumsMismatch(Rule):
                     yield ctx.report(where, why, data={"lost": [name]})
                 break
         yield from self.unused_arguments(ctx, facts, reported)
+        yield from self.left_out_parameters(ctx, facts, reported)
+
+    def left_out_parameters(self, ctx, facts, reported):
+        """`jax.value_and_grad(loss)(encoder_params, head_params, x)` with the default `argnums=0` while the step
+        updates `encoder_params` with the gradients: `head_params`, which the loss reads, is data to `jax.grad`
+        and never trains (a target network's or an average's parameters are left out on purpose)."""
+        for call_node, updates in facts.updates.items():
+            if not isinstance(call_node, ast.Call) or any(isinstance(a, ast.Starred) for a in call_node.args) \
+                    or id(call_node) in reported or not updates:
+                continue
+            gf = updates[0].gradients.transform
+            ref = facts.function_of(gf)
+            if gf.argnums is None or ref is None or not isinstance(ref.node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            fn = ref.node
+            names = ref.params()
+            offset = len(ref.bound)
+            loads = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+            args = call_node.args
+            updated = {u.name for u in updates}
+            if not any(i < len(args) and isinstance(args[i], ast.Name) and PARAMETERS.search(args[i].id)
+                       and args[i].id in updated for i in gf.argnums):
+                continue  # not a training step over parameters
+            for i, arg in enumerate(args):
+                if i in gf.argnums or not isinstance(arg, ast.Name) or arg.id in updated \
+                        or not PARAMETERS.search(arg.id) or KEPT_FIXED.search(arg.id):
+                    continue
+                if i + offset >= len(names) or names[i + offset] not in loads:
+                    continue
+                reported.add(id(call_node))
+                which = "the default argnums=0" if gf.argnums_node is None else f"argnums={_argnums_text(gf)}"
+                yield ctx.report(call_node, f"`{arg.id}` is passed to `{fn.name}` but {which} leaves it out: it gets "
+                                 "no gradient and never trains.", data={"lost": [arg.id]})
+                break
 
     def unused_arguments(self, ctx, facts, reported):
         """`jax.grad(self.loss)` with `def loss(self, params, x): ... self.params ...`: the differentiated
