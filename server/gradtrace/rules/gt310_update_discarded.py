@@ -47,6 +47,19 @@ def read_in(loop, name: str) -> bool:
     return any(isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Load) for n in walk_local(loop))
 
 
+def _closed_over(scope, name: str) -> bool:
+    """Does a function nested in `scope` read `name` from it (a name it neither takes nor binds itself)?"""
+    for fn in ast.walk(scope):
+        if fn is scope or not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        own = {a.arg for a in ast.walk(fn.args) if isinstance(a, ast.arg)} | {
+            n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        if name not in own and any(isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Load)
+                                   for n in ast.walk(fn)):
+            return True
+    return False
+
+
 def target_names(stmt: ast.Assign) -> list[str]:
     return [n.id for t in stmt.targets for n in ast.walk(t) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)]
 
@@ -66,7 +79,9 @@ class UpdateDiscarded(Rule):
     `params` is never rebound in the loop (nor changed in place) and a name the update result goes to
     is never read in the loop. It flags that update call. A bare `optax.apply_updates(params, updates)`,
     whose result nothing receives, is flagged wherever it is. So is `optimizer.update(model, grads)` in a Flax NNX
-    step compiled with `@jax.jit` rather than `@nnx.jit`: it updates traced copies of the NNX objects.
+    step compiled with `@jax.jit` rather than `@nnx.jit`: it updates traced copies of the NNX objects. And
+    a loop that gets gradients at every step (from `jax.grad` or from a helper that returns them) into a
+    name it never reads: no update is even computed.
 
     ## Why is this bad?
     JAX arrays are immutable and an update function returns the new parameters: if they are not
@@ -166,6 +181,31 @@ class UpdateDiscarded(Rule):
             """
             import jax
             import jax.numpy as jnp
+
+
+            def loss_fn(params, x, y):
+                return jnp.mean((x @ params["w"] - y) ** 2)
+
+
+            @jax.jit
+            def grads_fn(params, x, y):
+                loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
+                return loss, grads
+
+
+            params = {"w": jnp.full((3, 1), 0.5)}
+            start = params["w"]
+            x, y = jnp.ones((8, 3)), jnp.zeros((8, 1))
+            for step in range(5):
+                loss, grads = grads_fn(params, x, y)  # expect: GT310
+            moved = params["w"] - start
+            """,
+            truth=Truth(grads={"moved": "zero"}, framework="jax"),
+        ),
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
             import optax
             from flax import nnx
 
@@ -249,6 +289,7 @@ class UpdateDiscarded(Rule):
     def check(self, ctx):
         facts = ctx.jax
         yield from self.nnx_under_jax_jit(ctx)
+        yield from self.gradients_never_read(ctx, facts)
         if not facts.grad_calls:
             return
         for stmt in ctx.source.nodes(ast.Expr):
@@ -344,6 +385,22 @@ class UpdateDiscarded(Rule):
         if any(isinstance(n, (ast.Subscript, ast.Attribute)) and isinstance(n.ctx, ast.Store) for n in ast.walk(fn)):
             return False  # it changes its arguments in place
         return any(isinstance(n, ast.BinOp) and isinstance(n.op, (ast.Add, ast.Sub)) for n in ast.walk(fn))
+
+    @staticmethod
+    def gradients_never_read(ctx, facts):
+        """A loop that gets gradients at every step (`loss, grads = grads_fn(params, batch)`) and never reads
+        them: nothing applies them, whatever the helper that computed them is called."""
+        semantic = None
+        for stmt, bound in facts.grads_bound.items():
+            name = bound.name
+            if name.startswith("_"):
+                continue
+            semantic = semantic or ctx.source.semantic
+            scope = semantic.function_of(stmt) or ctx.source.tree
+            if read_in(scope, name) or _closed_over(scope, name):
+                continue
+            yield ctx.report(stmt, f"`{name}` gets the gradients at every step of this loop and is never read: nothing "
+                             "applies them, so the parameters never change.", data={"lost": [name]})
 
     @staticmethod
     def nnx_under_jax_jit(ctx):

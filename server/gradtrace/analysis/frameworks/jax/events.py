@@ -76,6 +76,13 @@ class IntegerInput(Event):
 
 
 @record(eq=False)
+class GradientsBound(Event):
+    """Gradients bound to a name inside a loop (`node`: the statement): a training step's, unless never read."""
+
+    name: str
+
+
+@record(eq=False)
 class UnreadLeaf(Event):
     """A leaf of a differentiated pytree the output never reads, beside leaves it does read (`node`: where the
     leaf was made, else the call)."""

@@ -25,6 +25,7 @@ class JaxFacts:
     grad_calls: list = field(default_factory=list)  # Differentiated, one per call node
     nan_where: dict = field(default_factory=dict)  # singular sub-expression -> MaskedSingularity
     unread_leaves: dict = field(default_factory=dict)  # where the leaf was made -> UnreadLeaf
+    grads_bound: dict = field(default_factory=dict)  # statement in a loop -> GradientsBound
 
     @property
     def transforms(self) -> list[ev.GradTransform]:
@@ -45,7 +46,7 @@ def build_jax_facts(plugin: JaxPlugin) -> JaxFacts:
     by_place = {ev.IntegerInput: facts.int_args, ev.Conversion: facts.conversions,
                 ev.TracedCondition: facts.control_flow, ev.ItemAssignment: facts.inplace,
                 ev.ReverseLoop: facts.while_loops, ev.MaskedSingularity: facts.nan_where,
-                ev.UnreadLeaf: facts.unread_leaves}
+                ev.UnreadLeaf: facts.unread_leaves, ev.GradientsBound: facts.grads_bound}
     for event in plugin.interp.events:
         if not local(event.node):
             continue  # in a project module the file imports: reported there

@@ -47,6 +47,7 @@ from gradtrace.analysis.frameworks.jax.events import (
     Differentiated,
     Gradients,
     GradientsApplied,
+    GradientsBound,
     GradTransform,
     IntegerInput,
     ItemAssignment,
@@ -289,6 +290,11 @@ class JaxPlugin(FrameworkPlugin):
             ref = fn.func
             return replace(ref, bound=ref.bound + tuple(bound)) if bound else ref
         return None
+
+    def on_bind(self, name: str, value: Value, frame: Frame, stmt) -> Value:
+        if value.kind == "grads" and frame.loops and stmt is not None and "." not in name:
+            self.interp.emit(GradientsBound(stmt, frame.module, name), frame)
+        return value
 
     def emit(self, event, frame: Frame):
         event = super().emit(event, frame)
