@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 
@@ -15,7 +17,8 @@ class TFVariablePerStep(Rule):
     ## What it does
     Flags `tf.Variable(...)` (and `add_weight`) calls that run on every training step: inside a
     `GradientTape` block, inside the loop that runs the tape, in a function that opens the tape, or in
-    a Keras layer's `call()` / a `tf.Module`'s `__call__`.
+    a Keras layer's `call()` / a `tf.Module`'s `__call__`. So is a Keras layer with weights built there
+    (`Dense(units)(inputs)` in `call()`): each call builds new weights.
 
     ## Why is this bad?
     Every step creates a fresh variable from the initial value: what was learned is thrown away.
@@ -106,6 +109,40 @@ class TFVariablePerStep(Rule):
         """,
     )
     invalid = (
+        Invalid(
+            """
+            import keras
+            import tensorflow as tf
+
+
+            class Gated(keras.Model):
+                def __init__(self):
+                    super().__init__()
+                    self.gate = keras.layers.Dense(4, activation="sigmoid")
+
+                def call(self, x):
+                    h = keras.layers.Dense(4)(x)  # expect: GT201
+                    return h * self.gate(x)
+
+
+            model = Gated()
+            opt = keras.optimizers.SGD(0.1)
+
+
+            @tf.function
+            def train_step(x):
+                with tf.GradientTape() as tape:
+                    loss = tf.reduce_mean(model(x) ** 2)
+                grads = tape.gradient(loss, model.trainable_variables)
+                opt.apply_gradients(zip(grads, model.trainable_variables))
+                return loss
+
+
+            for step in range(2):
+                train_step(tf.ones([3, 6]))
+            """,
+            truth=Truth(raises=("ValueError", "singleton tf.Variables"), framework="tensorflow"),
+        ),
         Invalid(
             """
             import tensorflow as tf
@@ -221,3 +258,13 @@ class TFVariablePerStep(Rule):
                 where = info.per_step.split(",")[0]
                 message = f"`{name}` is created anew {where}: every step restarts it from its initial value."
             yield ctx.report(info.node, message, data={"lost": [name]})
+        for node, (why, compiled) in facts.layers_per_step.items():
+            layer = f"{ast.unparse(node.func)}(...)"
+            where = why.split(",")[0]
+            if compiled:
+                message = f"`{layer}` builds a new layer and its weights {where} under `@tf.function`: tracing the " \
+                          "step raises ValueError."
+            else:
+                message = f"`{layer}` builds a new layer and its weights {where}: they start over at every call " \
+                          "and never train."
+            yield ctx.report(node, message, data={"lost": [layer]})

@@ -37,6 +37,7 @@ class TFFacts:
         root = plugin.interp.root
         local = in_file(root.source)
         self.variables: dict[str, VarInfo] = {k: v for k, v in plugin.variables.items() if v.local}
+        self.layers_per_step = {n: why for n, why in plugin.layers_per_step.items() if local(n)}
         self.tapes = {node: t for node, t in plugin.tapes.items() if local(node)}
         self.grad_calls = {node: c for node, c in plugin.grad_calls.items() if local(node)}
         self.lost_cuts = {node: lc for node, lc in plugin.lost_cuts.items() if local(node)}

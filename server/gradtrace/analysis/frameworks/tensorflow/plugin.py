@@ -76,6 +76,9 @@ class TensorFlowPlugin(FrameworkPlugin):
     def __init__(self, interp):
         super().__init__(interp)
         self.variables: dict[str, VarInfo] = {}  # id -> VarInfo
+        # a layer with weights built on every step or call (`Dense(units)(inputs)` in a layer's `call()`):
+        # constructor call -> (why it runs on every step, whether a `@tf.function` trace runs it)
+        self.layers_per_step: dict = {}
         self.tapes: dict = {}  # GradientTape call node -> TapeInfo
         self.origin_names: dict[str, str] = {}  # source -> the name it was first bound to
         self.module_kinds: dict[str, str] = {}  # module source -> Keras class name
@@ -691,6 +694,14 @@ class TensorFlowPlugin(FrameworkPlugin):
             label = call_argument(node, "name")
             if isinstance(label, ast.Constant) and isinstance(label.value, str):
                 self.layer_labels[mid] = label.value
+            tail = qual.rsplit(".", 1)[-1]
+            if qual.startswith(api.LAYER_PREFIXES) and tail[:1].isupper() and tail not in api.WEIGHTLESS_LAYERS \
+                    and not tail.startswith(api.WEIGHTLESS_PREFIXES) and node not in self.layers_per_step:
+                reason = self.per_step_reason(node, frame)
+                if reason is not None:
+                    self.layers_per_step[node] = (reason, any(
+                        qualname_of(d, f.module) == api.TF_FUNCTION for f in self.stack
+                        for d in getattr(f.node, "decorator_list", ())))
         inner = combine("unknown", *args, *kwargs.values())
         trainable = call_argument(node, "trainable")
         srcs = inner.srcs if isinstance(trainable, ast.Constant) and trainable.value is False else inner.srcs | {mid}
