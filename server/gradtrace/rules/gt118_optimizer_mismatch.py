@@ -146,6 +146,39 @@ class OptimizerMismatch(Rule):
             loss.backward()
             optimizer.step()
         """,
+        """
+        import torch
+        import torch.nn as nn
+
+
+        class Extractor(nn.Module):
+            def __init__(self, net):
+                super().__init__()
+                self.net = net
+
+            def forward(self, x):
+                return self.net(x)
+
+
+        class Captioner(nn.Module):
+            def __init__(self, img_encoder, dim=8):
+                super().__init__()
+                self.img_encoder = img_encoder
+                self.head = nn.Linear(dim, 2)
+
+            def forward(self, images):
+                return self.head(self.img_encoder(images))
+
+
+        encoder = nn.Linear(4, 8)
+        encoder = Extractor(encoder)
+        model = Captioner(img_encoder=encoder)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        loss = model(torch.randn(3, 4)).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        """,
     )
     invalid = (
         Invalid(
@@ -646,6 +679,19 @@ def _left_out(flow, surgery) -> bool:
         return False  # built again over the new one
     return any(s.seq > surgery.seq and any(overlaps(target, r) for r in s.value.srcs) for s in flow.sinks)
 
+def _handed_to_a_constructor(scope, name: str, definition: ast.AST) -> bool:
+    """Is the model `name` passed, after `definition`, to a call that builds another (a class: a capitalised
+    name), which may hold it: `Extractor(vit)`, `CoCa(img_encoder=vit)`?"""
+    for call in ast.walk(scope):
+        if not isinstance(call, ast.Call) or call.lineno < definition.lineno or call is getattr(definition, "value", None):
+            continue
+        callee = call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
+        if callee[:1].isupper() and any(isinstance(a, ast.Name) and a.id == name
+                                        for a in [*call.args, *(k.value for k in call.keywords)]):
+            return True
+    return False
+
+
 def _built_here_alone(ctx, flow, root: str, optimizer, sink: ast.AST) -> bool:
     """`root = SomeModel(...)` or `root = nn.Linear(...)` where the optimizer is built (the same function, or
     both at module level), from no other model (a head built from a backbone may share, tie or wrap its
@@ -668,6 +714,8 @@ def _built_here_alone(ctx, flow, root: str, optimizer, sink: ast.AST) -> bool:
     if any(isinstance(a, ast.Name) and flow.source_kind.get(a.id) in ("module", "leaf")
            for a in [*call.args, *(k.value for k in call.keywords)]):
         return False
+    if "." not in root and _handed_to_a_constructor(semantic.function_of(node) or ctx.source.tree, root, node):
+        return False  # `coca = CoCa(img_encoder=vit)`: a model given to another is trained through it
     name = root.lower()
     if any(hint in name for hint in FROZEN_NAME_HINTS):
         return False
