@@ -47,6 +47,14 @@ def read_in(loop, name: str) -> bool:
     return any(isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Load) for n in walk_local(loop))
 
 
+def _returns_what_it_takes(stmt: ast.AST) -> bool:
+    """`params, loss, grads = update(params, batch)`: a step that hands back a new value of an argument."""
+    if not isinstance(stmt, ast.Assign) or not isinstance(stmt.value, ast.Call):
+        return False
+    given = {a.id for a in [*stmt.value.args, *(k.value for k in stmt.value.keywords)] if isinstance(a, ast.Name)}
+    return any(isinstance(n, ast.Name) and n.id in given for t in stmt.targets for n in ast.walk(t))
+
+
 def _closed_over(scope, name: str) -> bool:
     """Does a function nested in `scope` read `name` from it (a name it neither takes nor binds itself)?"""
     for fn in ast.walk(scope):
@@ -393,8 +401,8 @@ class UpdateDiscarded(Rule):
         semantic = None
         for stmt, bound in facts.grads_bound.items():
             name = bound.name
-            if name.startswith("_"):
-                continue
+            if name.startswith("_") or _returns_what_it_takes(stmt):
+                continue  # `params, loss, grads = update(params, batch)`: the step applied them itself
             semantic = semantic or ctx.source.semantic
             scope = semantic.function_of(stmt) or ctx.source.tree
             if read_in(scope, name) or _closed_over(scope, name):

@@ -381,10 +381,10 @@ def named(value: Value, name: str) -> Value:
     if value.pending:
         srcs = frozenset({name}) if (value.leaf or value.kind in ("module", "tensor")) and value.srcs else EMPTY
         captured = value.captured
-        if srcs and captured:  # when its placeholder was captured into a graph, under its name now
-            first = min((t for s, t in captured if s in value.srcs), default=None)
-            captured = tuple(sorted([(s, t) for s, t in captured if s not in value.srcs]
-                                    + ([(name, first)] if first is not None else [])))
+        if srcs and captured:
+            # the call that made a leaf does not record it in a graph: the first operation on it does (under its
+            # name, which the placeholder's capture would otherwise hide)
+            captured = tuple((s, t) for s, t in captured if s not in value.srcs)
         return replace(value, name=name, srcs=srcs or value.srcs, pending=False, captured=captured)
     return value
 
