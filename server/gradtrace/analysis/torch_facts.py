@@ -105,6 +105,9 @@ def compute_dead(facts: TorchFacts) -> None:
     by_cut: dict[int, DeadCut] = {}
     alive = facts.alive
     for sink in facts.flow.sinks:
+        # what another path reaches with a zero gradient (`log_prob` of its own `rsample()`, `round`): that cut is
+        # the one to report, not a cut on a path beside it (`reward(actions.detach())`)
+        zeroed = frozenset().union(*(c.lost for c in sink.value.cuts if c.zero))
         for c in sink.value.cuts:
             # A source another training step still reaches is cut on purpose here (GAN, actor-critic),
             # except when grad mode was switched off for the whole process.
@@ -115,6 +118,8 @@ def compute_dead(facts: TorchFacts) -> None:
                 lost = sorted(s for s in c.lost if not s.startswith("<"))
                 partial = True
             if not lost:
+                continue
+            if zeroed and not c.zero and all(s in zeroed for s in lost):
                 continue
             verdicts = {s: facts.should_train(s) for s in lost}
             lost = [s for s in lost if verdicts[s] != "no"]

@@ -28,6 +28,9 @@ def cut_message(dead: DeadCut, line: int, where: str = "", var: str | None = Non
     message = f"{subject} {verb} {what}: `{c.op}` on line {line}{where}{cut_what}"
     if c.kind == "grad_disabled":
         message = f"{subject} {verb} {what}: `{c.op}` on line {line}{where} disables autograd"
+    if c.kind == "own_draw":
+        message = (f"{subject} {verb} {what}: `log_prob` of the distribution's own `rsample()` on line {line}{where} "
+                   "does not depend on its loc")
     if c.kind == "function_backward":
         message = f"{subject} {verb} {what}: autograd runs `{c.op}` with gradients off, so line {line}{where}{cut_what}"
     if dead.partial:

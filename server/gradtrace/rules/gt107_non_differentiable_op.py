@@ -14,7 +14,9 @@ class NonDifferentiableOp(Rule):
     `dist.sample()` of a `torch.distributions` distribution (made under no_grad; `rsample()` is the
     differentiable one) and `torch.normal(mu, std)`, `torch.bernoulli(p)`, `torch.poisson(rate)`, whose
     backward gives their arguments a zero gradient. A `sample()` whose distribution reaches the loss through
-    `log_prob` (REINFORCE) stays quiet.
+    `log_prob` (REINFORCE) stays quiet; `log_prob` of the distribution's own `rsample()` (a `Normal`,
+    `Laplace`, `Cauchy` or `MultivariateNormal`) does not: the draw is `loc + scale * eps`, so its log density
+    does not depend on the loc, whose parameters get a zero gradient (use `sample()`, or detach the draw).
 
     ## Why is this bad?
     Indices and booleans carry no gradient at all (`None`; if nothing else in the loss requires grad,
@@ -77,8 +79,57 @@ class NonDifferentiableOp(Rule):
         loss = -(dist.log_prob(actions) * rewards).mean()
         loss.backward()
         """,
+        """
+        import torch
+        import torch.nn as nn
+        from torch.distributions import Normal
+
+        actor = nn.Linear(4, 2)
+        critic = nn.Linear(6, 1)
+        log_std = nn.Parameter(torch.zeros(2))
+        opt = torch.optim.Adam(list(actor.parameters()) + [log_std], lr=1e-2)
+        critic_opt = torch.optim.Adam(critic.parameters(), lr=1e-2)
+        obs = torch.randn(16, 4)
+        dist = Normal(actor(obs), log_std.exp())
+        action = dist.rsample()
+        q = critic(torch.cat([obs, action], -1)).squeeze(-1)
+        loss = (0.2 * dist.log_prob(action).sum(-1) - q).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        """,
     )
     invalid = (
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+            from torch.distributions import Normal
+
+
+            class Policy(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.mu = nn.Linear(4, 2)
+                    self.log_std = nn.Parameter(torch.zeros(2))
+
+                def forward(self, obs):
+                    dist = Normal(self.mu(obs), self.log_std.exp())
+                    action = dist.rsample()
+                    return action, dist.log_prob(action).sum(-1)  # expect: GT107
+
+
+            policy = Policy()
+            opt = torch.optim.Adam(policy.parameters(), lr=1e-2)
+            action, log_prob = policy(torch.randn(16, 4))
+            reward = -(action.detach() - 1.0).pow(2).sum(-1)
+            loss = -(log_prob * reward).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            """,
+            truth=Truth(grads={"policy.mu.weight": "zero"}),
+        ),
         Invalid(
             """
             import torch
@@ -176,5 +227,5 @@ class NonDifferentiableOp(Rule):
     )
 
     def check(self, ctx):
-        report_dead_cuts(ctx, ("index", "compare", "zero"))
+        report_dead_cuts(ctx, ("index", "compare", "zero", "own_draw"))
         return ()

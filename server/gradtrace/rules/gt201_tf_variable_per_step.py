@@ -259,12 +259,10 @@ class TFVariablePerStep(Rule):
                 message = f"`{name}` is created anew {where}: every step restarts it from its initial value."
             yield ctx.report(info.node, message, data={"lost": [name]})
         for node, (why, compiled) in facts.layers_per_step.items():
-            layer = f"{ast.unparse(node.func)}(...)"
+            layer = f"{ast.unparse(node.func).rsplit('.', 1)[-1]}(...)"
             where = why.split(",")[0]
             if compiled:
-                message = f"`{layer}` builds a new layer and its weights {where} under `@tf.function`: tracing the " \
-                          "step raises ValueError."
+                message = f"`{layer}` builds new weights {where} under `@tf.function`: tracing the step raises ValueError."
             else:
-                message = f"`{layer}` builds a new layer and its weights {where}: they start over at every call " \
-                          "and never train."
+                message = f"`{layer}` builds new weights {where}: they start over at every call and never train."
             yield ctx.report(node, message, data={"lost": [layer]})

@@ -407,8 +407,8 @@ class UpdateDiscarded(Rule):
             scope = semantic.function_of(stmt) or ctx.source.tree
             if read_in(scope, name) or _closed_over(scope, name):
                 continue
-            yield ctx.report(stmt, f"`{name}` gets the gradients at every step of this loop and is never read: nothing "
-                             "applies them, so the parameters never change.", data={"lost": [name]})
+            yield ctx.report(stmt, f"`{name}` gets the gradients at every step and is never read: nothing applies them, "
+                             "so the parameters never change.", data={"lost": [name]})
 
     @staticmethod
     def nnx_under_jax_jit(ctx):

@@ -26,6 +26,12 @@ INDEX_OPS = {"argmax", "argmin", "argsort", "argwhere", "nonzero", "searchsorted
 ZERO_GRAD_OPS = {"round", "floor", "ceil", "sign", "trunc", "fix", "heaviside", "signbit"}
 # Draws whose backward gives every tensor argument a zero gradient (`torch.normal(mu, std)`: use `mu + std * eps`)
 SAMPLING_OPS = {"normal", "bernoulli", "poisson"}
+# Location-scale distributions: `log_prob` of their own `rsample()` (loc + scale * eps) does not depend on the loc
+LOCATION_SCALE_DISTRIBUTIONS = frozenset(
+    f"torch.distributions.{path}" for path in (
+        "Normal", "normal.Normal", "Laplace", "laplace.Laplace", "Cauchy", "cauchy.Cauchy", "MultivariateNormal",
+        "multivariate_normal.MultivariateNormal", "LowRankMultivariateNormal",
+        "lowrank_multivariate_normal.LowRankMultivariateNormal"))
 # A `torch.distributions` draw made under no_grad: no graph (`rsample()` is the differentiable one)
 UNGRADED_DRAWS = {"sample", "sample_n"}
 COMPARE_METHODS = {"eq", "ne", "lt", "le", "gt", "ge", "greater", "less", "greater_equal", "less_equal",

@@ -1052,6 +1052,8 @@ class TorchPlugin(Plugin):
         if qn in api.MODULE_WRAPPERS and first.kind in ("module", "function", "method"):
             return first  # the same parameters, the same forward
         every = combine("unknown", *args, *kwargs.values()) if (args or kwargs) else Value()
+        if qn in api.LOCATION_SCALE_DISTRIBUTIONS and (args or "loc" in kwargs):
+            return replace(every, extra=(("distribution", node, args[0] if args else kwargs["loc"]),))
         if qn in api.FUNCTIONAL_CALLS and len(args) >= 2 and first.kind == "module":
             # `functional_call(model, fast_weights, (x,))`: the output comes from the dict's tensors, not from the
             # parameters it stands in for (made from them, or not)
@@ -1233,6 +1235,11 @@ class TorchPlugin(Plugin):
                 if isinstance(node.func, ast.Attribute):
                     self.interp.store(node.func.value, replace(receiver, srcs=receiver.srcs | group.srcs), frame)
             return NONE
+        distribution = next((e for e in receiver.extra if isinstance(e, tuple) and e[:1] == ("distribution",)), None)
+        if distribution is not None and method == "rsample":
+            return replace(combine("tensor", receiver, *args, fw="torch"), extra=(("rsample_of", distribution[1]),))
+        if distribution is not None and method == "log_prob" and args and ("rsample_of", distribution[1]) in args[0].extra:
+            return self.log_prob_of_own_draw(receiver, distribution[2], args[0], node, module)
         if method in api.UNGRADED_DRAWS and receiver.kind in ("unknown", "external") and receiver.srcs:
             # a distribution's draw has no graph (rsample() is the differentiable one): what made the distribution
             # reaches the loss through it only by `log_prob` (REINFORCE), or not at all
@@ -1256,6 +1263,21 @@ class TorchPlugin(Plugin):
             if method in ("pop", "get"):
                 return self.element(receiver)
         return None
+
+    @staticmethod
+    def log_prob_of_own_draw(dist: Value, loc: Value, draw: Value, node: ast.Call, module) -> Value:
+        """`d.log_prob(d.rsample())` of a location-scale distribution: the draw is loc + scale * eps, so the log
+        density is a function of eps and the scale alone: what reaches it only through the loc gets a zero
+        gradient (REINFORCE wants `d.sample()`, or the draw detached)."""
+        others = dist.srcs - loc.srcs
+        through_loc = frozenset(s for s in loc.srcs if s not in others)
+        rest = combine("tensor", replace(dist, srcs=others, extra=()), replace(draw, srcs=draw.srcs & others, extra=()),
+                       fw="torch")
+        if not through_loc:
+            return rest
+        zeroed = cut(Value("tensor", srcs=through_loc, fw="torch", deps=loc.deps), node, "own_draw",
+                     "log_prob", zero=True, module=module)
+        return combine("tensor", rest, zeroed, fw="torch")
 
     def module_method(self, receiver: Value, method: str, node, frame: Frame, args, kwargs) -> Value:
         if method in ("parameters", "buffers"):
