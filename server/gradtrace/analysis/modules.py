@@ -586,12 +586,16 @@ def collect_class_facts(info: ClassInfo) -> None:
                     info._attrs[attr] = AttrInfo(attr, kind, node, value, layer, container, method_name)
     for name, item in stored_items:
         _note_container_item(info, name, item)
+    # `Adam(self.parameters())` reads no layer by name (`sum(p.norm() for p in self.parameters())` may use any)
+    handed_to_optimizer = {id(n) for node in calls for a in [*node.args, *(k.value for k in node.keywords)]
+                           if isinstance(a, ast.Call) and (module.names.qualname(node.func) or "").startswith(
+                               "torch.optim.") for n in (a, a.func)}
     for node in loads:
         if isinstance(node.ctx, ast.Load):
             attr = _is_self_attr(node)
             if attr:
                 info._reads.add(attr)
-                if attr in DYNAMIC_SELF_ACCESS:
+                if attr in DYNAMIC_SELF_ACCESS and id(node) not in handed_to_optimizer:
                     info._dynamic = True
     for node in calls:
         func = node.func
@@ -605,7 +609,8 @@ def collect_class_facts(info: ClassInfo) -> None:
         if owned_append and node.args:
             _note_container_item(info, _is_self_attr(func.value), node.args[-1])
         if is_self_method and func.attr in DYNAMIC_SELF_ACCESS | {"register_parameter", "add_module",
-                                                                  "register_module"}:
+                                                                  "register_module"} \
+                and id(node) not in handed_to_optimizer:
             info._dynamic = True
         if self_arg and not (isinstance(func, ast.Name) and func.id in ("super", "isinstance", "id")):
             info._dynamic = True  # getattr(self, ...), hooks and helpers that receive `self`

@@ -53,7 +53,9 @@ class UnusedLayer(Rule):
     `nn.Module` defines but that neither `forward` nor any other method of the class (or code elsewhere
     in the file) ever reads. Not a layer that owns no parameters (a rotary embedding holding buffers,
     `nn.Dropout`), not a buffer (`nn.Buffer(t)`, `register_buffer`), and not an attribute the model
-    declares tied to another's parameters (transformers' `_tied_weights_keys`).
+    declares tied to another's parameters (transformers' `_tied_weights_keys`). Layers built in a method
+    other than `__init__` (an `init_architecture()` called before training) count too, and a class that
+    hands `self.parameters()` to an optimizer still has its attributes told apart.
 
     ## Why is this bad?
     An unused layer never contributes to the output, so its parameters never get a gradient (`.grad`
@@ -146,6 +148,40 @@ class UnusedLayer(Rule):
             import torch.nn as nn
 
 
+            class Unmixer(nn.Module):
+                def __init__(self, bands=6, ends=3):
+                    super().__init__()
+                    self.bands, self.ends = bands, ends
+
+                def build(self):
+                    self.encoder = nn.Linear(self.bands, 16)
+                    self.refine = nn.Linear(16, 16)  # expect: GT119
+                    self.decoder = nn.Linear(16, self.ends)
+
+                def forward(self, x):
+                    return self.decoder(torch.relu(self.encoder(x)))
+
+                def fit(self, data, steps=3):
+                    self.build()
+                    optimizer = torch.optim.Adam(self.parameters(), lr=1e-3)
+                    for _ in range(steps):
+                        optimizer.zero_grad()
+                        loss = self(data).pow(2).mean()
+                        loss.backward()
+                        optimizer.step()
+
+
+            model = Unmixer()
+            model.fit(torch.randn(8, 6))
+            """,
+            truth=Truth(grads={"model.refine.weight": "none"}),
+        ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
             class Classifier(nn.Module):
                 def __init__(self):
                     super().__init__()
@@ -175,7 +211,7 @@ class UnusedLayer(Rule):
             if not info.is_module or info.dynamic or info.find_method("forward") is None:
                 continue
             for attr in info.attrs.values():
-                if attr.kind not in ("module", "param", "modules_container") or attr.method != "__init__":
+                if attr.kind not in ("module", "param", "modules_container") or attr.method in ("forward", "__call__"):
                     continue
                 if attr.name in module.attr_loads or read_in_hierarchy(attr.name, info, module, below):
                     continue
