@@ -573,7 +573,13 @@ def collect_class_facts(info: ClassInfo) -> None:
         if value is None:
             continue
         targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        pairs = []
         for target in targets:
+            if isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple) and len(target.elts) == len(value.elts):
+                pairs.extend(zip(target.elts, value.elts))  # `self.eps, self.threshold = eps, threshold`
+            else:
+                pairs.append((target, value))
+        for target, value in pairs:
             if isinstance(target, ast.Subscript) and _is_self_attr(target.value):
                 stored_items.append((_is_self_attr(target.value), value))
                 continue

@@ -98,8 +98,69 @@ class NonDifferentiableOp(Rule):
         loss.backward()
         opt.step()
         """,
+        """
+        import torch
+        import torch.nn as nn
+
+
+        def soft_dice(pr, gt, threshold=None):
+            if threshold is not None:
+                pr = (pr > threshold).float()
+            inter = (pr * gt).sum()
+            return 1 - 2 * inter / (pr.sum() + gt.sum() + 1e-7)
+
+
+        class DiceLoss(nn.Module):
+            def __init__(self, threshold=None):
+                super().__init__()
+                self.threshold = threshold
+
+            def forward(self, logits, target):
+                return soft_dice(torch.sigmoid(logits), target, threshold=self.threshold)
+
+
+        net = nn.Conv2d(3, 1, 3, padding=1)
+        criterion = DiceLoss()
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+        loss = criterion(net(torch.randn(2, 3, 8, 8)), (torch.rand(2, 1, 8, 8) > 0.5).float())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        """,
     )
     invalid = (
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            def soft_dice(pr, gt, threshold=None):
+                if threshold is not None:
+                    pr = (pr > threshold).float()  # expect: GT107
+                inter = (pr * gt).sum()
+                return 1 - 2 * inter / (pr.sum() + gt.sum() + 1e-7)
+
+
+            class DiceLoss(nn.Module):
+                def __init__(self, threshold=None):
+                    super().__init__()
+                    self.threshold = threshold
+
+                def forward(self, logits, target):
+                    return soft_dice(torch.sigmoid(logits), target, threshold=self.threshold)
+
+
+            net = nn.Conv2d(3, 1, 3, padding=1)
+            criterion = DiceLoss(threshold=0.5)
+            optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+            loss = criterion(net(torch.randn(2, 3, 8, 8)), (torch.rand(2, 1, 8, 8) > 0.5).float())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            """,
+            truth=Truth(raises=("RuntimeError", "does not require grad")),
+        ),
         Invalid(
             """
             import torch

@@ -244,6 +244,8 @@ class Interpreter:
         test = self.eval(stmt.test, frame)
         self.on_test(stmt.test, test, frame)
         constant = _constant_truth(stmt.test)
+        if constant is None:
+            constant = self.none_test_truth(stmt.test, frame)
         if constant is True:
             self.exec_block(stmt.body, frame)
             return
@@ -251,6 +253,19 @@ class Interpreter:
             self.exec_block(stmt.orelse, frame)
             return
         self.exec_branches([stmt.body, stmt.orelse], frame, stmt, none_refinements(stmt.test, frame))
+
+    def none_test_truth(self, test: ast.expr, frame: Frame) -> bool | None:
+        """`if x is None:` / `if x is not None:` on a name known to hold None, or known to hold a number, a string or
+        a tensor (a flag given a value at the call: `f_score(..., threshold=0.5)`): the arm that runs."""
+        if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], (ast.Is, ast.IsNot))
+                and isinstance(test.comparators[0], ast.Constant) and test.comparators[0].value is None
+                and isinstance(test.left, ast.Name)):
+            return None
+        value = frame.env.get(test.left.id)
+        if value is None or value.kind not in ("none", "number", "str"):
+            return None
+        is_none = value.kind == "none"
+        return is_none if isinstance(test.ops[0], ast.Is) else not is_none
 
     def s_Match(self, stmt, frame: Frame) -> None:
         self.eval(stmt.subject, frame)

@@ -867,7 +867,7 @@ class TorchPlugin(Plugin):
                 # `self.net = net`: what the constructor was given becomes part of the module
                 attrs = self.interp.construct(cls, replace(module, pending=False), node, frame, args, kwargs)
                 given = tuple(sorted((k, v) for k, v in attrs.items() if k in injected_attributes(cls)
-                                     and (v.srcs or v.kind in ("module", "optimizer"))))
+                                     and (v.srcs or v.kind in ("module", "optimizer", "none", "number", "str"))))
                 if given:
                     module = replace(module, extra=extra + (("given", given),))
             return module
