@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+
 from gradtrace.rules.base import Invalid, Rule, Truth
 from gradtrace.rules.gt203_tf_stop_gradient_only_path import lost_message
 
@@ -130,6 +132,27 @@ class TargetComputedOutsideTape(Rule):
         """,
     )
     invalid = (
+        Invalid(
+            """
+            import tensorflow as tf
+
+            model = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(3)])
+            opt = tf.keras.optimizers.SGD(0.1)
+
+
+            def train_step(logits, labels):
+                with tf.GradientTape() as tape:
+                    loss = tf.reduce_mean(tf.square(logits - labels))
+                return tape.gradient(loss, model.trainable_variables)
+
+
+            x, y = tf.ones([8, 4]), tf.zeros([8, 3])
+            logits = model(x)  # expect: GT212
+            grads = train_step(logits, y)
+            g = grads[0]
+            """,
+            truth=Truth(grads={"g": "none"}, framework="tensorflow"),
+        ),
         Invalid(
             """
             import tensorflow as tf
@@ -281,6 +304,10 @@ class TargetComputedOutsideTape(Rule):
                 data={"lost": [name]},
             )
         for node, (name, before, _target, with_node) in facts.forward_outside.items():
+            if isinstance(before, ast.Name):  # an argument of the step: where the caller computed it
+                binding = ctx.source.semantic.sole_binding(before)
+                if binding is not None and binding.kind == "assignment":
+                    before = binding.statement
             yield ctx.report(
                 before,
                 f"`{name}` is computed before the tape on line {with_node.lineno} starts: "

@@ -33,8 +33,9 @@ class JaxStopGradientOnlyPath(Rule):
     pytree, such as `params["w1"]` — reaches the output only through it. A stopped bootstrap target
     or a straight-through residual, where the parameters still reach the output, stays quiet.
     `jax.tree_util.tree_map(jax.lax.stop_gradient, tree)` (also `jax.tree.map`, `jax.tree_map`, or a
-    `lambda x: lax.stop_gradient(x)`) stops every leaf of the tree: when the tree is a sub-dict of the
-    differentiated parameters, the leaves read afterwards (`norm["scale"]`, `norm["bias"]`) are named.
+    `lambda x: lax.stop_gradient(x)`), like `lax.stop_gradient(tree)` itself, stops every leaf of the tree:
+    when the tree is (a sub-dict of) the differentiated parameters, the leaves read afterwards
+    (`norm["scale"]`, `norm["bias"]`) are named.
     Leaves named like running statistics (`mean`, `var`, `running_*`, `moving_*`, `count`) are meant not
     to train and are not reported.
 
@@ -115,6 +116,25 @@ class JaxStopGradientOnlyPath(Rule):
         """,
     )
     invalid = (
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+
+
+            def loss_fn(params, x):
+                frozen = jax.lax.stop_gradient(params)  # expect: GT301
+                return jnp.mean(x @ params["policy"]) + jnp.mean((x @ frozen["value"]) ** 2)
+
+
+            params = {"policy": jnp.ones((3, 1)), "value": jnp.ones((3, 1))}
+            x = jnp.ones((4, 3))
+            grads = jax.grad(loss_fn)(params, x)
+            params = jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, params, grads)
+            g_value = grads["value"]
+            """,
+            truth=Truth(grads={"g_value": "zero"}, framework="jax"),
+        ),
         Invalid(
             """
             import flax.linen as nn

@@ -499,6 +499,9 @@ class JaxPlugin(FrameworkPlugin):
             return Value("container", items=(Value("tensor", fw="jax"), Value("function")))
         if qn in api.STOP_GRADIENT:
             args, _ = interp.eval_args(node, frame)
+            if args and (args[0].items is not None or args[0].refinable):
+                # a pytree (`lax.stop_gradient(params)`): every leaf cut, its parts still named
+                return self.stop_tree(node, args[0], frame, op="lax.stop_gradient")
             return self.cut(node, "lax.stop_gradient", "stop_gradient", args[:1], frame)
         if host:
             return self.host_call(qn, node, frame)
@@ -878,14 +881,16 @@ class JaxPlugin(FrameworkPlugin):
             return None
         return replace(value, ref=self.gradients_of(gf, grads.call, key % count))
 
-    def stop_tree(self, node: ast.AST, tree: Value, frame: Frame, depth: int = 0) -> Value:
-        """`tree_map(lax.stop_gradient, tree)`: every leaf cut. A differentiated pytree argument keeps naming its
-        parts, so `stopped["scale"]` carries a cut of `params.norm.scale` (see `refine`)."""
+    def stop_tree(self, node: ast.AST, tree: Value, frame: Frame, depth: int = 0,
+                  op: str = "tree_map(lax.stop_gradient)") -> Value:
+        """`tree_map(lax.stop_gradient, tree)` (or `lax.stop_gradient(tree)`): every leaf cut. A differentiated
+        pytree argument keeps naming its parts, so `stopped["scale"]` carries a cut of `params.norm.scale` (see
+        `refine`)."""
         if tree.items is not None and depth < 6:
-            items = tuple(self.stop_tree(node, v, frame, depth + 1) for v in tree.items)
+            items = tuple(self.stop_tree(node, v, frame, depth + 1, op) for v in tree.items)
             merged = join(*items) if items else Value()
             return replace(tree, items=items, srcs=EMPTY, cuts=merged.cuts)
-        out = self.cut(node, "tree_map(lax.stop_gradient)", "stop_gradient", [tree], frame, result_kind=tree.kind)
+        out = self.cut(node, op, "stop_gradient", [tree], frame, result_kind=tree.kind)
         if tree.refinable:
             return replace(out, refinable=True, ref=(STOPPED_TREE, node))
         return out
