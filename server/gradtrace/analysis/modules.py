@@ -76,6 +76,8 @@ class ClassInfo:
     # methods left unparsed by the facts (an imported class's body with no text of a fact): the attributes they
     # read are looked for on demand (`reads_attr`), or all at once (`reads`)
     _unwalked: list = field(default_factory=list)
+    _called: dict = field(default_factory=dict)  # attribute -> whether a method calls `self.<attribute>(...)`
+    _text: str | None = None  # the class's lines (for the questions a text search answers)
     # attribute name -> its fact, found without the class's whole facts (None -> whether that can be done)
     _named: dict = field(default_factory=dict)
     # id(method) -> the attributes its text may store (None: no text, a whole parse) / the words of its body
@@ -133,6 +135,18 @@ class ClassInfo:
             collect_class_facts(part)
             self._named[name] = part._attrs.get(name)
         return self._named[name]
+
+    def calls_attr(self, name: str) -> bool:
+        """Does a method of the class call `self.<name>(...)` (a layer or function it was given)?"""
+        found = self._called.get(name)
+        if found is None:
+            text = self._text
+            if text is None:
+                node = self.node
+                text = self._text = "\n".join(
+                    self.module.source.text.splitlines()[node.lineno - 1:(node.end_lineno or node.lineno)])
+            found = self._called[name] = re.search(rf"\bself\.{re.escape(name)}\s*\(", text) is not None
+        return found
 
     def reads_attr(self, name: str) -> bool:
         """Whether a method reads `self.<name>`: a method whose text never names it stays unparsed."""

@@ -57,6 +57,40 @@ class OutputNeverReachesLoss(Rule):
         loss = logits.sum() + 0.4 * aux.sum()
         loss.backward()
         """,
+        """
+        import torch
+        import torch.nn as nn
+
+
+        class SequenceWise(nn.Module):
+            def __init__(self, module):
+                super().__init__()
+                self.module = module
+
+            def forward(self, x):
+                t, n = x.size(0), x.size(1)
+                return self.module(x.view(t * n, -1)).view(t, n, -1)
+
+
+        class Tagger(nn.Module):
+            def __init__(self, hidden=8, classes=3):
+                super().__init__()
+                self.rnn = nn.GRU(4, hidden)
+                head = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, classes))
+                self.fc = nn.Sequential(SequenceWise(head))
+
+            def forward(self, x):
+                h, _ = self.rnn(x)
+                return self.fc(h)
+
+
+        model = Tagger()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        loss = model(torch.randn(5, 2, 4)).logsumexp(-1).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        """,
     )
     invalid = (
         Invalid(

@@ -760,6 +760,12 @@ class TorchPlugin(Plugin):
                     return Value("container", srcs=frozenset({name}), items=(item,), name=name, deps=base.deps)
                 if fact.kind == "tensor":
                     return Value("tensor", fw="torch")
+                if fact.kind == "other" and isinstance(fact.value, ast.Name) and fact.method == "__init__" \
+                        and base.srcs and info.calls_attr(attr):
+                    # `self.module = module`, called in forward, given nothing we saw (a layer of a container):
+                    # what it computes depends on the parameters it holds
+                    self.define(name, "module", None, info.module, frame)
+                    return Value("module", srcs=frozenset({name}), name=name, deps=base.deps)
                 return UNKNOWN
             builtin = info.builtin_base()
             if builtin and name and attr in api.BUILTIN_PARAMS.get(builtin.split(".")[-1], ()):
