@@ -82,6 +82,20 @@ def report_dead_cuts(ctx, kinds: tuple[str, ...], fix_builder=None, advice: str 
                          "zero": c.zero})
 
 
+def rebound_after(semantic, node: ast.AST, name: str) -> bool:
+    """Does the block that runs `node` rebind `name` after it (`optimizer.step(); loss = 0` in
+    `if count % k == 0:`)? Then the graph `name` held is dropped on the path that ran `node`: a graph that outlives
+    it is only on the paths that did not."""
+    statement = semantic.statement_of(node)
+    block = semantic.parent(statement) if statement is not None else None
+    if not isinstance(block, (ast.If, ast.For, ast.While, ast.With)) or not name.isidentifier():
+        return False
+    body = next((b for b in (block.body, getattr(block, "orelse", [])) if statement in b), [])
+    after = body[body.index(statement) + 1:] if statement in body else []
+    return any(isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Store)
+               for stmt in after for n in ast.walk(stmt))
+
+
 def call_receiver(node: ast.AST) -> ast.AST | None:
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
         return node.func.value

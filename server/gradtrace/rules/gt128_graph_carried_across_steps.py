@@ -1,5 +1,6 @@
 import ast
 
+from gradtrace.rules._torch_cut import rebound_after
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 HARMLESS_CALLS = {"detach", "detach_", "item", "tolist", "print", "float", "int", "len", "repackage_hidden",
@@ -63,7 +64,8 @@ class GraphCarriedAcrossSteps(Rule):
     ## What it does
     Finds a value computed with gradient in one iteration of a training loop (a recurrent hidden state,
     a running average, a previous output) and used, without `.detach()`, to compute the next
-    iteration's loss, when every iteration calls `backward()`.
+    iteration's loss, when every iteration calls `backward()`. Gradient accumulation, where the block that
+    calls `backward()` rebinds the value right after it (`loss = 0`), carries no freed graph.
 
     ## Why is this bad?
     `backward()` frees the graph it went through. The carried value still points into last iteration's
@@ -108,6 +110,21 @@ class GraphCarriedAcrossSteps(Rule):
             loss.backward()
             opt.step()
         """,
+        """
+        import torch
+        import torch.nn as nn
+
+        policy = nn.Linear(4, 2)
+        optimizer = torch.optim.Adam(policy.parameters(), lr=1e-3)
+        loss = 0
+        for count, obs in enumerate(torch.randn(8, 3, 4), start=1):
+            loss = loss + policy(obs).pow(2).mean()
+            if count % 4 == 0:
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                loss = 0
+        """,
     )
     invalid = (
         Invalid(
@@ -142,6 +159,7 @@ class GraphCarriedAcrossSteps(Rule):
                 if found is None or found[2] is None:
                     continue
                 _, stmt, read = found
-                if any((b.lineno, b.col_offset) >= (stmt.lineno, stmt.col_offset) for b in backwards):
+                freeing = [b for b in backwards if not rebound_after(semantic, b, name)]  # `loss = 0` after it: reset
+                if any((b.lineno, b.col_offset) >= (stmt.lineno, stmt.col_offset) for b in freeing):
                     ctx.report(read, f"`{name}` carries the previous iteration's freed graph: the next `backward()` raises.")
         return ()

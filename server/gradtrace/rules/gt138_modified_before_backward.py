@@ -1,5 +1,6 @@
+
 from gradtrace.analysis.core.values import display
-from gradtrace.rules._torch_cut import names_phrase
+from gradtrace.rules._torch_cut import names_phrase, rebound_after
 from gradtrace.rules.base import Invalid, Rule, Truth
 
 
@@ -13,7 +14,8 @@ class ModifiedBeforeBackward(Rule):
     Finds an `optimizer.step()` (or an in-place update of a parameter under `no_grad`) that runs after a
     loss was built from those parameters and before that loss's `backward()`: the classic GAN and
     actor-critic ordering mistake (`d_opt.step()` between computing `g_loss = -D(G(z)).mean()` and
-    `g_loss.backward()`).
+    `g_loss.backward()`). A step followed, in its block, by a rebinding of the loss (`optimizer.step();
+    loss = 0` every k batches) drops that graph: only the paths that did not step carry it, and stay quiet.
 
     ## Why is this bad?
     The forward pass saved the parameters, and the step updates them in place: the later
@@ -183,7 +185,7 @@ class ModifiedBeforeBackward(Rule):
                 continue
             sink = event.sink
             changed = sorted(s for s in event.srcs if not s.startswith("<"))
-            if not changed:
+            if not changed or rebound_after(ctx.source.semantic, event.node, sink.label):
                 continue
             line = ctx.span(sink.node).line
             ctx.report(event.node,
