@@ -110,6 +110,29 @@ class ModifiedBeforeBackward(Rule):
             import torch
             import torch.nn as nn
 
+            G = nn.Sequential(nn.Linear(4, 8), nn.Tanh())
+            D = nn.Sequential(nn.Linear(8, 1), nn.Sigmoid())
+            opt_G = torch.optim.Adam(G.parameters())
+            opt_D = torch.optim.Adam(D.parameters())
+            for step in range(2):
+                opt_G.zero_grad()
+                opt_D.zero_grad()
+                d_real = D(torch.randn(4, 8))
+                d_fake = D(G(torch.randn(4, 4)))
+                d_loss = torch.log(d_real).mean() + torch.log(1 - d_fake).mean()
+                d_loss.backward(retain_graph=True)
+                opt_D.step()  # expect: GT138
+                g_loss = -torch.log(d_fake).mean()
+                g_loss.backward()
+                opt_G.step()
+            """,
+            truth=Truth(raises=("RuntimeError", "modified by an inplace operation")),
+        ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
             G, D = nn.Linear(4, 4), nn.Linear(4, 1)
             g_opt = torch.optim.Adam(G.parameters())
             d_opt = torch.optim.Adam(D.parameters())
@@ -185,7 +208,9 @@ class ModifiedBeforeBackward(Rule):
                 continue
             sink = event.sink
             changed = sorted(s for s in event.srcs if not s.startswith("<"))
-            if not changed or rebound_after(ctx.source.semantic, event.node, sink.label):
+            if not changed or (sink.node.lineno < event.node.lineno
+                               and rebound_after(ctx.source.semantic, event.node, sink.label)):
+                # the backward before the step, in the next pass: the loss the step's block rebinds is a new one
                 continue
             line = ctx.span(sink.node).line
             ctx.report(event.node,

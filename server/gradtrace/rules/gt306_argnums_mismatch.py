@@ -54,6 +54,8 @@ class ArgnumsMismatch(Rule):
     `argnums` when output k updates a variable passed at another position, e.g. `argnums=(0, 2)`
     differentiating the data `x` while `b`, argument 1, is updated with the second output. Gradients
     with respect to an input that update nothing (saliency, adversarial examples) are fine.
+    It also flags gradients taken with respect to a model's output computed before `jax.grad` runs
+    (`preds = model.apply(params, x)`, then `jax.grad(loss)(preds, y)` updating `params`).
     It also flags a differentiated argument that the function never reads while it reads a same-named
     attribute instead (`jax.grad(self.loss)` with `def loss(self, params, x): ... self.params ...`):
     the output does not depend on the differentiated value, so its gradient is all zeros. And a pytree of
@@ -166,6 +168,28 @@ class ArgnumsMismatch(Rule):
         """,
     )
     invalid = (
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+
+
+            def predict(params, x):
+                return x @ params["w"] + params["b"]
+
+
+            def loss(preds, targets):
+                return jnp.mean((preds - targets) ** 2)
+
+
+            params = {"w": jnp.ones((3, 1)), "b": jnp.zeros(1)}
+            x, y = jnp.ones((4, 3)), jnp.zeros((4, 1))
+            preds = predict(params, x)
+            grads = jax.grad(loss)(preds, y)  # expect: GT306
+            params = jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, params, grads)
+            """,
+            truth=Truth(raises=("ValueError", "pytree structure"), framework="jax"),
+        ),
         Invalid(
             """
             import jax
@@ -341,7 +365,8 @@ class ArgnumsMismatch(Rule):
                 name, gf, update, index = applied.name, applied.gradients.transform, applied.node, applied.gradients.index
                 if gf.argnums is None:
                     continue
-                found = self.mismatch(facts, call_node, name, gf, update, index)
+                found = self.mismatch(facts, call_node, name, gf, update, index) or self.computed_outside(
+                    ctx, call_node, name, gf, update)
                 if found is None:
                     continue
                 where, why = found
@@ -425,6 +450,25 @@ class ArgnumsMismatch(Rule):
                     "zeros.",
                     data={"lost": [name]},
                 )
+
+    @staticmethod
+    def computed_outside(ctx, call_node, name, gf, update):
+        """`preds = model.apply({"params": params}, x)`, then `jax.grad(loss)(preds, y)` updating `params`: the
+        model ran before the differentiated function, so the gradients are the predictions', not the parameters'."""
+        args = call_node.args
+        if "." in name or any(isinstance(a, ast.Name) and a.id == name for a in args):
+            return None
+        semantic = ctx.source.semantic
+        for i in gf.argnums:
+            arg = args[i] if i < len(args) else None
+            binding = semantic.binding_of(arg) if isinstance(arg, ast.Name) else None
+            value = binding.value if binding is not None and binding.kind == "assignment" else None
+            if value is None or not any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(value)):
+                continue
+            why = (f"These are the gradients of `{arg.id}` (computed from `{name}` on line {binding.statement.lineno}), "
+                   f"yet line {update.lineno} updates `{name}` with them.")
+            return call_node, why
+        return None
 
     def mismatch(self, facts, call_node, name, gf, update, index):
         """(node to flag, message) when the gradients updating `name` are not its own, else None."""
