@@ -77,7 +77,6 @@ class ClassInfo:
     # read are looked for on demand (`reads_attr`), or all at once (`reads`)
     _unwalked: list = field(default_factory=list)
     _called: dict = field(default_factory=dict)  # attribute -> whether a method calls `self.<attribute>(...)`
-    _text: str | None = None  # the class's lines (for the questions a text search answers)
     # attribute name -> its fact, found without the class's whole facts (None -> whether that can be done)
     _named: dict = field(default_factory=dict)
     # id(method) -> the attributes its text may store (None: no text, a whole parse) / the words of its body
@@ -140,12 +139,10 @@ class ClassInfo:
         """Does a method of the class call `self.<name>(...)` (a layer or function it was given)?"""
         found = self._called.get(name)
         if found is None:
-            text = self._text
-            if text is None:
-                node = self.node
-                text = self._text = "\n".join(
-                    self.module.source.text.splitlines()[node.lineno - 1:(node.end_lineno or node.lineno)])
-            found = self._called[name] = re.search(rf"\bself\.{re.escape(name)}\s*\(", text) is not None
+            node = self.node
+            lines = self.module.source.lines.lines[node.lineno - 1:(node.end_lineno or node.lineno)]  # split once per file
+            call = re.compile(rf"\bself\.{re.escape(name)}\s*\(")
+            found = self._called[name] = any(call.search(line) for line in lines)
         return found
 
     def reads_attr(self, name: str) -> bool:
