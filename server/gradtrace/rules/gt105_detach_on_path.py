@@ -372,6 +372,47 @@ class DetachOnPath(Rule):
             """,
             truth=Truth(grads={"model[0].weight": "none", "model[2].weight": "none"}),
         ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            class Classifier(nn.Module):
+                def __init__(self, backbone):
+                    super().__init__()
+                    self.backbone = backbone
+
+                def forward(self, x):
+                    return self.backbone(x).softmax(-1).detach()  # expect: GT105
+
+
+            model = Classifier(nn.Linear(4, 3))
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)
+            loss = nn.functional.nll_loss(model(torch.randn(2, 4)), torch.tensor([0, 1]))
+            loss.backward()
+            """,
+            fixed="""
+            import torch
+            import torch.nn as nn
+
+
+            class Classifier(nn.Module):
+                def __init__(self, backbone):
+                    super().__init__()
+                    self.backbone = backbone
+
+                def forward(self, x):
+                    return self.backbone(x).softmax(-1)  # expect: GT105
+
+
+            model = Classifier(nn.Linear(4, 3))
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)
+            loss = nn.functional.nll_loss(model(torch.randn(2, 4)), torch.tensor([0, 1]))
+            loss.backward()
+            """,
+            truth=Truth(raises=("RuntimeError", "does not require grad")),
+        ),
     )
 
     def check(self, ctx):

@@ -1,5 +1,7 @@
 import ast
 
+from gradtrace.analysis.core.values import display
+from gradtrace.analysis.core.values import expr_text as _text
 from gradtrace.rules._torch_cut import rebound_after
 from gradtrace.rules.base import Invalid, Rule, Truth
 
@@ -67,6 +69,13 @@ class GraphCarriedAcrossSteps(Rule):
     iteration's loss, when every iteration calls `backward()`. Gradient accumulation, where the block that
     calls `backward()` rebinds the value right after it (`loss = 0`), carries no freed graph.
 
+    The same holds for state a module keeps on itself: a `forward` (or another method) that reads
+    `self.hidden` into its computation and stores the result back (`self.hidden = self.cell(x, self.hidden)`),
+    called once per training step with nothing in the loop that rebinds or detaches it (`model.hidden = ...`,
+    `model.hidden.detach_()`, a `reset` method that does). With `backward(retain_graph=True)` the error
+    moves: after `optimizer.step()` has changed the weights in place, the next `backward()` raises "one of the
+    variables needed for gradient computation has been modified by an inplace operation".
+
     ## Why is this bad?
     `backward()` frees the graph it went through. The carried value still points into last iteration's
     graph, so the next `backward()` raises "Trying to backward through the graph a second time".
@@ -89,6 +98,13 @@ class GraphCarriedAcrossSteps(Rule):
         loss = criterion(out, y)
         loss.backward()
     ```
+
+    A graph built once before the loop and differentiated in it (`out = net(x)` above the loop, `loss` made
+    from `out` inside) fails the same way on the loop's second pass; with `retain_graph=True` the second
+    pass raises once an optimizer step has changed the weights that graph saved.
+
+    For state kept on the module, store it detached (`self.hidden = h.detach()`) or detach it at the start
+    of each step.
 
     ## Fix safety
     No automatic fix: decide where the history should be cut (usually `h = h.detach()` at the start of
@@ -125,6 +141,75 @@ class GraphCarriedAcrossSteps(Rule):
                 optimizer.step()
                 loss = 0
         """,
+        """
+        import torch
+        import torch.nn as nn
+
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.cell = nn.GRUCell(3, 4)
+                self.head = nn.Linear(4, 1)
+                self.hidden = torch.zeros(2, 4)
+
+            def reset(self):
+                self.hidden = torch.zeros(2, 4)
+
+            def forward(self, x):
+                self.hidden = self.cell(x, self.hidden)
+                return self.head(self.hidden)
+
+
+        model = Net()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for step in range(3):
+            model.reset()
+            loss = model(torch.randn(2, 3)).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        """,
+        """
+        import torch
+        import torch.nn as nn
+
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.rnn = nn.GRU(3, 4, batch_first=True)
+                self.head = nn.Linear(4, 1)
+                self.hidden = torch.zeros(1, 2, 4)
+
+            def forward(self, x):
+                out, h = self.rnn(x, self.hidden)
+                self.hidden = h.detach()
+                return self.head(out)
+
+
+        model = Net()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for step in range(3):
+            loss = model(torch.randn(2, 5, 3)).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        """,
+        """
+        import torch
+        import torch.nn as nn
+
+        encoder = nn.Linear(4, 8)
+        head = nn.Linear(8, 1)
+        features = encoder(torch.randn(16, 4)).detach()
+        opt = torch.optim.SGD(head.parameters(), lr=0.1)
+        for step in range(3):
+            loss = head(features).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        """,
     )
     invalid = (
         Invalid(
@@ -140,6 +225,96 @@ class GraphCarriedAcrossSteps(Rule):
                 loss = out.pow(2).mean()
                 opt.zero_grad()
                 loss.backward()
+                opt.step()
+            """,
+            truth=Truth(raises=("RuntimeError", "Trying to backward through the graph a second time")),
+        ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            class Net(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.cell = nn.GRUCell(3, 4)
+                    self.head = nn.Linear(4, 1)
+                    self.hidden = torch.zeros(2, 4)
+
+                def forward(self, x):
+                    self.hidden = self.cell(x, self.hidden)  # expect: GT128
+                    return self.head(self.hidden)
+
+
+            model = Net()
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)
+            for step in range(3):
+                loss = model(torch.randn(2, 3)).pow(2).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            """,
+            truth=Truth(raises=("RuntimeError", "Trying to backward through the graph a second time")),
+        ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            class Net(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.cell = nn.LSTMCell(3, 4)
+                    self.head = nn.Linear(4, 1)
+                    self.state = (torch.zeros(2, 4), torch.zeros(2, 4))
+
+                def forward(self, x):
+                    self.state = self.cell(x, self.state)  # expect: GT128
+                    return self.head(self.state[0])
+
+
+            model = Net()
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)
+            for step in range(3):
+                loss = model(torch.randn(2, 3)).pow(2).mean()
+                opt.zero_grad()
+                loss.backward(retain_graph=True)
+                opt.step()
+            """,
+            truth=Truth(raises=("RuntimeError", "modified by an inplace operation")),
+        ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+            encoder = nn.Linear(5, 8)
+            head = nn.Linear(8, 3)
+            opt = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=1e-3)
+            out = head(torch.relu(encoder(torch.randn(3, 5))))
+            for i in range(3):
+                opt.zero_grad()
+                loss = nn.functional.cross_entropy(out, torch.tensor([1, 2, 0]))
+                loss.backward(retain_graph=True)  # expect: GT128
+                opt.step()
+            """,
+            truth=Truth(raises=("RuntimeError", "modified by an inplace operation")),
+        ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+            encoder = nn.Linear(4, 8)
+            head = nn.Linear(8, 1)
+            features = encoder(torch.randn(16, 4))
+            opt = torch.optim.SGD(head.parameters(), lr=0.1)
+            for step in range(3):
+                loss = head(features).pow(2).mean()
+                opt.zero_grad()
+                loss.backward()  # expect: GT128
                 opt.step()
             """,
             truth=Truth(raises=("RuntimeError", "Trying to backward through the graph a second time")),
@@ -162,4 +337,98 @@ class GraphCarriedAcrossSteps(Rule):
                 freeing = [b for b in backwards if not rebound_after(semantic, b, name)]  # `loss = 0` after it: reset
                 if any((b.lineno, b.col_offset) >= (stmt.lineno, stmt.col_offset) for b in freeing):
                     ctx.report(read, f"`{name}` carries the previous iteration's freed graph: the next `backward()` raises.")
+        self.check_module_state(ctx)
+        self.check_built_before_loop(ctx)
         return ()
+
+    @staticmethod
+    def check_built_before_loop(ctx):
+        """A training loop whose `backward()` goes through a graph built once, before the loop (`out = net(x)` above
+        it): the second pass raises."""
+        reported = set()
+        for event in ctx.torch.flow.graphs_built_before_loop:
+            if event.module.path != ctx.path or id(event.node) in reported \
+                    or rebound_after(ctx.source.semantic, event.node, event.sink.label):
+                continue  # `loss = 0` after its backward: what the next pass adds to is a new graph
+            reported.add(id(event.node))
+            if event.step is None:
+                tail = "the second `backward()` raises (graph already freed)."
+            else:
+                step = f"`{_text(event.step.node.func)}()`" if isinstance(event.step.node, ast.Call) else "the step"
+                tail = f"after {step}, the second `backward()` raises."
+            ctx.report(event.node, f"`{event.sink.label}` reuses a graph built before the loop: {tail}",
+                       data={"lost": [display(s) for s in sorted(event.srcs)]})
+
+    @staticmethod
+    def check_module_state(ctx):
+        """A module keeps its recurrent state on `self` with its history (`self.hidden = self.cell(x, self.hidden)`)
+        and a training loop calls it once per step without resetting or detaching that state."""
+        reported = set()
+        for event in ctx.torch.flow.state_carried:
+            loop = event.loop
+            if loop is None or event.loop_module.path != ctx.path or id(event.node) in reported:
+                continue
+            calls = [n for n in ast.walk(loop) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)]
+            backwards = [c for c in calls if c.func.attr == "backward"]
+            if not backwards or _state_reset(loop, event.attr, event.owner):
+                continue
+            retained = all(not _backward_without_retain(c) for c in backwards)
+            if retained and not any(c.func.attr == "step" for c in calls):
+                continue  # every backward keeps its graph and nothing changes the weights in place: no error
+            where = event.node if event.module.path == ctx.path else event.call
+            label = f"`self.{event.attr}`" if where is event.node else f"`{event.owner.name}`'s `{event.attr}`"
+            if retained:
+                tail = "after `step()`, its `backward()` raises."
+            else:
+                tail = "its `backward()` raises (graph already freed)."
+            reported.add(id(event.node))
+            ctx.report(where, f"{label} keeps this step's graph for the next call: {tail}")
+
+
+RESETS = {"detach_", "zero_", "fill_", "copy_"}
+
+
+def _state_reset(loop: ast.stmt, attr: str, owner) -> bool:
+    """Does the loop rebind or detach the state between steps: `model.hidden = ...`, `model.hidden.detach_()`, or a
+    call of a method that does (`model.reset_hidden()`, `net.detach_hidden()` calling a sub-module's)?"""
+    resetting = _resetting_methods(attr, owner)
+    for node in ast.walk(loop):
+        if isinstance(node, ast.Attribute) and node.attr == attr and isinstance(node.ctx, ast.Store):
+            return True
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            target = node.func.value
+            if node.func.attr in RESETS and isinstance(target, ast.Attribute) and target.attr == attr:
+                return True
+            if node.func.attr in resetting:
+                return True
+    return False
+
+
+def _resetting_methods(attr: str, owner) -> set:
+    """Names of the methods, in the module that defines `owner` and in the files it was given from, that rebind or
+    detach `self.<attr>` (or call one that does on a sub-module)."""
+    methods = {}
+    for info in owner.module.classes.values():
+        for name, node in info.methods.items():
+            methods.setdefault(name, []).append(node)
+    direct, calls = set(), {}
+    for name, nodes in methods.items():
+        for node in nodes:
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.Attribute) and sub.attr == attr and (
+                        isinstance(sub.ctx, ast.Store) and name not in ("forward", "__init__", "__call__")):
+                    direct.add(name)
+                if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute):
+                    target = sub.func.value
+                    if sub.func.attr in RESETS and isinstance(target, ast.Attribute) and target.attr == attr:
+                        direct.add(name)
+                    calls.setdefault(name, set()).add(sub.func.attr)
+    found = set(direct)
+    changed = True
+    while changed:
+        changed = False
+        for name, called in calls.items():
+            if name not in found and name not in ("forward", "__call__") and called & found:
+                found.add(name)
+                changed = True
+    return found

@@ -65,6 +65,33 @@ class LossWithoutGrad(Rule):
         loss = (delta * 2).sum()
         loss.backward()
         """,
+        """
+        import torch
+        import torch.nn as nn
+
+
+        class PrototypeHead(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.prototypes = torch.zeros(2, 4)
+
+            def distances(self, x):
+                return -torch.cdist(x, self.prototypes)
+
+            def forward(self, x):
+                with torch.enable_grad():
+                    self.prototypes.requires_grad_()
+                    opt = torch.optim.SGD([self.prototypes], lr=0.1)
+                    loss = self.distances(x).pow(2).mean()
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                return self.distances(x).detach()
+
+
+        head = PrototypeHead()
+        print(head(torch.randn(5, 4)))
+        """,
     )
     invalid = (
         Invalid(

@@ -120,6 +120,29 @@ class IntegerVariable(Rule):
             """,
             truth=Truth(grads={"grads[0]": "none"}, framework="tensorflow"),
         ),
+        Invalid(
+            """
+            import tensorflow as tf
+            from keras import layers, ops
+
+
+            class IntDense(layers.Layer):
+                def build(self, input_shape):
+                    self.w = self.add_weight(shape=(input_shape[-1], 2), initializer="ones", dtype="int32",  # expect: GT205
+                                             trainable=True)
+
+                def call(self, x):
+                    return ops.matmul(x, ops.cast(self.w, x.dtype))
+
+
+            layer = IntDense()
+            x = tf.ones([3, 4])
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(layer(x))
+            g = tape.gradient(loss, layer.w)
+            """,
+            truth=Truth(grads={"g": "none"}, framework="tensorflow"),
+        ),
     )
 
     def check(self, ctx):
@@ -133,7 +156,7 @@ class IntegerVariable(Rule):
                 fix = float_literal_fix(ctx, call_argument(info.node, "initial_value", 0), f"`{name}`")
             yield ctx.report(
                 info.node,
-                f"`{name}` is an integer tf.Variable: its gradient is always None.",
+                f"`{name}` is an integer {'tf.Variable' if info.raw else 'weight'}: its gradient is always None.",
                 fix=fix,
                 data={"lost": [name]},
             )

@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+from gradtrace.rules._messages import join_phrases
 from gradtrace.rules.base import Invalid, Rule, Truth
 from gradtrace.rules.gt203_tf_stop_gradient_only_path import lost_message
+
+
+def py_function_message(facts, lost) -> str:
+    """TensorFlow's gradient of a `py_function` whose function ran NumPy is a zero scalar: what it reaches gets
+    zeros after an op that broadcasts it (softmax), and backward fails after one that does not (a bias add)."""
+    shown = facts.names(lost)
+    names = join_phrases([n if n.startswith("the ") else f"`{n}`" for n in shown])
+    verb = "trains" if len(shown) == 1 else "train"
+    return (f"{names[0].upper()}{names[1:]} never {verb}: `tf.py_function` runs NumPy here, so its gradient is zero "
+            f"(or backward fails).")
 
 
 class TFNondifferentiableOp(Rule):
@@ -19,11 +30,13 @@ class TFNondifferentiableOp(Rule):
     only path from trainable variables to the loss. Indexing with an argmax
     (`tf.gather(logits, tf.argmax(...))`) keeps the gradient of the gathered values and stays quiet, and
     so does `%` (`FloorMod` has a gradient). A loss function given to `model.compile(loss=...)` (directly or
-    made by a factory) is run on the model's output where `fit` trains it.
+    made by a factory) is run on the model's output where `fit` trains it. `tf.py_function` is
+    differentiable while its function computes with TensorFlow; one that leaves for NumPy (`t.numpy()`) is
+    flagged too (a layer of your own inside a `Sequential` included).
 
     ## Why is this bad?
     Integer results have no gradient, and TensorFlow registers no gradient for `round`/`floor`/`ceil`
-    and `FloorDiv` (`sign` has a zero one): `tape.gradient` returns `None` for the variables before the op, and they
+    and `FloorDiv` (`sign` and a NumPy `py_function` have a zero one): `tape.gradient` returns `None` for the variables before the op, and they
     never train.
 
     ## Example
@@ -158,6 +171,48 @@ class TFNondifferentiableOp(Rule):
             """,
             truth=Truth(grads={"g": "none"}, framework="tensorflow"),
         ),
+        Invalid(
+            """
+            import numpy as np
+            import tensorflow as tf
+
+
+            class SinhFilter(tf.keras.layers.Layer):
+                def call(self, x):
+                    def host_sinh(t):
+                        return np.sinh(t.numpy()).astype(np.float32)
+
+                    out = tf.py_function(host_sinh, [x], tf.float32)  # expect: GT206
+                    return tf.reshape(out, (-1, 3))
+
+
+            model = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(3), tf.keras.layers.Softmax(),
+                                         SinhFilter(), tf.keras.layers.Dense(1)])
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(model(tf.ones([2, 4])))
+            g = tape.gradient(loss, model.layers[0].kernel)
+            """,
+            truth=Truth(grads={"g": "zero"}, framework="tensorflow"),
+        ),
+        Invalid(
+            """
+            import numpy as np
+            import tensorflow as tf
+
+
+            def host_sinh(t):
+                return np.sinh(t.numpy()).astype(np.float32)
+
+
+            dense = tf.keras.layers.Dense(3)
+            x = tf.ones([2, 4])
+            with tf.GradientTape() as tape:
+                h = tf.py_function(host_sinh, [dense(x)], tf.float32)  # expect: GT206
+                loss = tf.reduce_sum(h)
+            g = tape.gradient(loss, dense.trainable_variables)
+            """,
+            truth=Truth(raises=("InvalidArgumentError", "at least 2D"), framework="tensorflow"),
+        ),
     )
 
     def check(self, ctx):
@@ -165,7 +220,9 @@ class TFNondifferentiableOp(Rule):
         for lc in facts.lost_cuts.values():
             if lc.cut.kind not in ("int_cast", "zero_grad"):
                 continue
-            zero = lc.cut.op == "tf.sign"
-            msg = lost_message(facts, lc.lost, lc.sink_kind, f"`{lc.cut.op}`", zero=zero)
+            if lc.cut.op == "tf.py_function":
+                msg = py_function_message(facts, lc.lost)
+            else:
+                msg = lost_message(facts, lc.lost, lc.sink_kind, f"`{lc.cut.op}`", zero=lc.cut.op == "tf.sign")
             yield ctx.report(lc.cut.node, msg,
                              data={"lost": facts.names(lc.lost), "op": lc.cut.op})

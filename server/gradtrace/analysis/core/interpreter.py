@@ -28,6 +28,7 @@ from gradtrace.analysis.core.values import (
     dead_term,
     dedup_cuts,
     flat,
+    is_symbolic,
     join,
     merge_terms,
 )
@@ -372,6 +373,9 @@ class Interpreter:
         exposed = self.exposed(stmt)
         passes: list[Frame] = []
         start_env, start_state = frame.env, frame.state
+        for plugin in self.plugins:
+            plugin.enter_loop(stmt, frame)
+        start = self.now(frame)
         for _ in range(MAX_LOOP_PASSES):
             body = frame.branch()
             body.env, body.state = dict(start_env), dict(start_state)
@@ -381,6 +385,9 @@ class Interpreter:
             self.exec_block(stmt.body, body)
             body.dead = body.loop_exit = False
             passes.append(body)
+            if len(passes) == 1:
+                for plugin in self.plugins:
+                    plugin.loop_pass(stmt, start, frame, iterable)
             # another pass sees something new only through values one iteration hands to the next
             if not self.loop_changed(exposed, start_env, body.env) and body.state == start_state:
                 break
@@ -1172,6 +1179,8 @@ class Interpreter:
         info = receiver.cls
         if receiver.kind == "object" and isinstance(node.func, ast.Attribute):
             receiver = self.object_now(receiver, dotted(node.func.value), frame)
+        elif receiver.kind == "module" and isinstance(node.func, ast.Attribute):
+            receiver = self.module_now(receiver, dotted(node.func.value), frame)
         if receiver.kind in ("object", "module", "class") and info is not None and hasattr(info, "find_method"):
             if receiver.kind == "object" and receiver.extra and receiver.extra[0] == "object":
                 attrs = dict(receiver.extra[1])
@@ -1218,6 +1227,27 @@ class Interpreter:
         attrs = dict(receiver.extra[1]) if receiver.extra and receiver.extra[0] == "object" else {}
         attrs.update(own)
         return replace(receiver, extra=("object", tuple(sorted(attrs.items(), key=lambda kv: kv[0]))))
+
+    @staticmethod
+    def module_now(receiver: Value, path: str | None, frame: Frame) -> Value:
+        """A module with the tensors this frame has set on it so far that carry gradient (`self.prototypes` made a
+        leaf by `requires_grad_()` in `forward`): its methods read those, not what its constructor stored."""
+        if not path:
+            return receiver
+        prefix = path + "."
+        own = {k[len(prefix):]: v for k, v in frame.env.items() if k.startswith(prefix) and v.srcs
+               and v.kind in ("tensor", "container") and "." not in k[len(prefix):]
+               and not any(is_symbolic(s) for s in v.srcs)}  # (what a helper's arguments carry stays with it)
+        if not own:
+            return receiver
+        extra, given = [], {}
+        for e in receiver.extra:
+            if isinstance(e, tuple) and e[:1] == ("given",):
+                given.update(e[1])
+            else:
+                extra.append(e)
+        given.update(own)
+        return replace(receiver, extra=tuple(extra) + (("given", tuple(sorted(given.items(), key=lambda kv: kv[0]))),))
 
     def generic_method(self, receiver: Value, method: str, node: ast.Call, frame: Frame, args, kwargs) -> Value:
         if method in CONTAINER_MUTATORS and receiver.kind in ("container", "dict", "unknown") and isinstance(

@@ -130,5 +130,11 @@ class Plugin:
     def loop_carry(self, loop: ast.stmt, entry: dict, after_first: dict, frame: Frame) -> None:
         """A loop about to run a second pass: `after_first` holds what the first pass hands to the next."""
 
+    def enter_loop(self, loop: ast.stmt, frame: Frame) -> None:
+        """A loop about to run its first pass."""
+
+    def loop_pass(self, loop: ast.stmt, start: int, frame: Frame, iterable: Value | None) -> None:
+        """A loop's first pass ran: what it recorded is `frame`'s record from position `start` on."""
+
     def after_module(self) -> None:
         """After the file's top level ran: analyse what nothing called."""

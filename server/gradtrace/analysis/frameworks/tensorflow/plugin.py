@@ -167,6 +167,8 @@ class TensorFlowPlugin(FrameworkPlugin):
 
     def trains(self, source: str) -> bool:
         info = self.variables.get(source)
+        if info is None and source in self.module_kinds and api.weightless(self.module_kinds[source]):
+            return False  # `Activation("softmax")`: nothing in it to train
         return info.carries_gradient if info is not None else True
 
     # ================================================================== the transforms of the frame
@@ -584,6 +586,11 @@ class TensorFlowPlugin(FrameworkPlugin):
             return self.cut(node, "tf.stop_gradient", "stop_gradient", args, frame)
         if qn == api.PY_FUNCTION:  # records the TensorFlow ops its function runs: differentiable
             inputs = list(args[1:2]) + [v for k, v in kwargs.items() if k == "inp"]
+            func = args[0] if args else kwargs.get("func")
+            if inputs and func is not None and func.kind in ("function", "method") and self.numpy_inside(
+                    func, node, frame, [replace(v, kind="tensor", fw="tensorflow") for v in self.interp.elements(inputs[0])]):
+                # ...unless it computes with NumPy (`x.numpy()`): its gradient is then zero
+                return self.cut(node, "tf.py_function", "zero_grad", inputs, frame)
             return combine("tensor", *inputs, fw="tensorflow")
         if qn in api.HOST_FUNCTIONS:
             out = self.cut(node, ast.unparse(node.func), "numpy", everything, frame)
@@ -595,6 +602,15 @@ class TensorFlowPlugin(FrameworkPlugin):
                 out = replace(out, srcs=out.srcs | own.srcs, cuts=dedup_cuts(out.cuts, own.cuts))
             return out
         return self.tf_call(node, qn, args, kwargs, frame)
+
+    def numpy_inside(self, func: Value, node: ast.Call, frame: Frame, inputs: list) -> bool:
+        """Does the function `tf.py_function` runs leave the tape (NumPy on what it was given), so that its
+        result reaches none of its inputs?"""
+        given = combine("tensor", *inputs) if inputs else Value()
+        if not given.srcs:
+            return False
+        out = flat(self.interp.call_value(func, node, frame, inputs, {}) or UNKNOWN)
+        return not (out.srcs & given.srcs) and any(c.kind == "numpy" and c.lost & given.srcs for c in out.cuts)
 
     def tf_call(self, node: ast.Call, qn: str, args: list, kwargs: dict, frame: Frame) -> Value:
         tail = qn.rsplit(".", 1)[-1]
@@ -625,8 +641,8 @@ class TensorFlowPlugin(FrameworkPlugin):
             if dtype == "int":
                 return self.cut(node, "tf.cast(..., int)", "int_cast", args[:1], frame, dtype="int")
             source = flat(args[0]) if args else Value()
-            if dtype == "float" and isinstance(source.ref, VarInfo) and source.ref.dtype == "int" \
-                    and self.in_training(frame):
+            if dtype != "int" and isinstance(source.ref, VarInfo) and source.ref.dtype == "int" \
+                    and self.in_training(frame):  # to float, or to another tensor's dtype (`ops.cast(w, x.dtype)`)
                 source.ref.cast_in_tape = True
             return Value("tensor", srcs=source.srcs, cuts=source.cuts, dtype=dtype, fw="tensorflow", deps=source.deps)
         if tail in api.INDEX_OPS:
@@ -705,8 +721,13 @@ class TensorFlowPlugin(FrameworkPlugin):
         inner = combine("unknown", *args, *kwargs.values())
         trainable = call_argument(node, "trainable")
         srcs = inner.srcs if isinstance(trainable, ast.Constant) and trainable.value is False else inner.srcs | {mid}
+        extra = ()
+        layers = args[0] if args else kwargs.get("layers")
+        if qual in api.SEQUENTIAL and layers is not None and layers.items and any(
+                item.kind == "object" for item in layers.items):
+            extra = (("layers", layers.items),)  # a layer of the project's own among them: called in turn
         return Value("module", srcs=srcs, cuts=inner.cuts, dtype="float", ref=mid, fw="tensorflow", made_at=node,
-                     deps=inner.deps)
+                     deps=inner.deps, extra=extra)
 
     def cut(self, node: ast.AST, op: str, kind: str, inputs: list, frame: Frame, dtype: str | None = None,
             result_kind: str = "tensor") -> Value:
@@ -732,6 +753,15 @@ class TensorFlowPlugin(FrameworkPlugin):
             out = combine("tensor", *args, *kwargs.values(), fw="tensorflow")
             return replace(out, srcs=out.srcs | {callee.ref})
         if kind == "module" and callee.fw == "tensorflow":
+            layers = next((e[1] for e in callee.extra if isinstance(e, tuple) and e[0] == "layers"), None)
+            if layers is not None and len(args) == 1:
+                # `Sequential([Dense(...), MyLayer(), ...])(x)`: each layer on the one before's output, so what a
+                # layer of the project's own cuts cuts the layers before it only
+                x = args[0]
+                for layer in layers:
+                    if layer.kind in ("module", "object"):
+                        x = flat(self.interp.call_value(layer, node, frame, [x], {}) or UNKNOWN)
+                return replace(x, kind="tensor", srcs=x.srcs | {callee.ref}, fw="tensorflow")
             fn = next((e[1] for e in callee.extra if isinstance(e, tuple) and e[0] == "lambda"), None)
             if fn is not None and (fn.func is not None or fn.kind == "external"):  # keras.layers.Lambda(f)(x) runs f(x)
                 out = flat(self.interp.call_value(fn, node, frame, list(args), {}))

@@ -90,6 +90,19 @@ class Carried(Event):
 
 
 @record(eq=False)
+class StateCarried(Event):
+    """A module's method keeps a tensor with history on `self` (`self.hidden = self.cell(x, self.hidden)`) that its
+    next call reads back: the graph of one call reaches into the next. `node` is the store; `loop` the training
+    loop (and `call` the call in it) that runs the method once per iteration, set where the call is in a loop."""
+
+    attr: str
+    owner: Any  # ClassInfo of the module
+    loop: ast.stmt | None = None
+    loop_module: Any = None
+    call: ast.AST | None = None
+
+
+@record(eq=False)
 class Defined(Event):
     """Where a source is defined and what it is (recorded in the caller's names when it comes from a summary)."""
 
@@ -114,6 +127,19 @@ class ModifiedBeforeBackward(Event):
     sink: Sink
     srcs: frozenset  # the sources the graph saved and the step changed
     op: str  # what changed them, as written
+    # set while it is only possible: a helper given both the model and the optimizer as arguments cannot tell
+    # whether the optimizer holds the model; each call site decides, once the arguments are its own values
+    optimizer: Value | None = None
+
+
+@record(eq=False)
+class GraphBuiltBeforeLoop(Event):
+    """A `backward()` in a training loop (`node`) through a graph partly built before the loop: the second pass
+    raises, the graph being freed (or, kept with `retain_graph=True`, changed in place by `step`)."""
+
+    sink: Sink
+    srcs: frozenset  # the sources that part of the graph reaches
+    step: Step | None = None  # the step that changes them, when the graph is retained
 
 
 @record(eq=False)

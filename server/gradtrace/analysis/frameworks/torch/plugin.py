@@ -29,6 +29,7 @@ from gradtrace.analysis.core.values import (
     dead_term,
     dedup_cuts,
     flat,
+    is_symbolic,
     join,
     merge_terms,
     named,
@@ -42,6 +43,7 @@ from gradtrace.analysis.frameworks.torch.events import (
     Defined,
     Freeze,
     GradOff,
+    GraphBuiltBeforeLoop,
     InPlace,
     LayerMadePerCall,
     LayerReplaced,
@@ -51,6 +53,7 @@ from gradtrace.analysis.frameworks.torch.events import (
     Optimizer,
     ParameterReassigned,
     Sink,
+    StateCarried,
     Step,
     Surgery,
 )
@@ -196,6 +199,14 @@ class TorchPlugin(Plugin):
     def carried(self) -> list:
         return self.events_of(Carried)
 
+    @property
+    def state_carried(self) -> list:
+        return self.events_of(StateCarried)
+
+    @property
+    def graphs_built_before_loop(self) -> list:
+        return self.events_of(GraphBuiltBeforeLoop)
+
     def cut_var(self, c: Cut) -> str | None:
         """The variable that first held what `c` cut (for messages)."""
         return self.cut_names(c.module).get((id(c.node), c.kind))
@@ -233,6 +244,14 @@ class TorchPlugin(Plugin):
     def emit(self, event, frame: Frame):
         if isinstance(event, Sink) and event.kind != "output" and event.value.captured:
             self.check_modified_before(event, frame)
+        if isinstance(event, ModifiedBeforeBackward) and event.optimizer is not None:
+            event = self.decide_modified(event, frame)
+            if event is None:
+                return None
+        if isinstance(event, StateCarried) and event.loop is None and frame.loops and self.interp.call_sites:
+            loop = next((lp for lp in reversed(frame.loops) if self.calls_backward(lp)), None)
+            if loop is not None:  # the training loop that runs the method once per step
+                event.loop, event.loop_module, event.call = loop, frame.module, self.interp.call_sites[-1]
         if isinstance(event, Freeze) and not frame.summarising and self.interp.call_sites:
             event.sites = tuple(self.interp.call_sites)
         if frame.summarising:
@@ -361,6 +380,68 @@ class TorchPlugin(Plugin):
         if flags:
             frame.state[FLAGS] = dict(flags)
 
+    def calls_backward(self, loop: ast.stmt) -> bool:
+        """Does the loop's body call `backward()` (a training loop)?"""
+        found = self.loops_calling_backward.get(id(loop))
+        if found is None:
+            found = self.loops_calling_backward[id(loop)] = any(
+                isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "backward"
+                for n in ast.walk(loop))
+        return found
+
+    @cached_property
+    def loops_calling_backward(self) -> dict:
+        return {}
+
+    def enter_loop(self, loop: ast.stmt, frame: Frame) -> None:
+        """A training loop begins: a place in the record (a placeholder) separates the graphs built before it from
+        those its passes build (capture times are positions in the record)."""
+        if self.calls_backward(loop):
+            (frame.events if frame.events is not None else self.interp.events).append(REPEATED)
+
+    def loop_pass(self, loop: ast.stmt, start: int, frame: Frame, iterable: Value | None) -> None:
+        """A `backward()` the loop runs each pass, through sources its graph captured before the loop began (a forward
+        pass made once, outside the loop): the second pass raises."""
+        if (iterable is not None and iterable.srcs) or not self.calls_backward(loop):
+            return  # a loop over losses or outputs: each pass differentiates its own graph
+        record = frame.events if frame.events is not None else self.interp.events
+        events = record[start:]
+        for sink in events:
+            if not isinstance(sink, Sink) or sink.kind != "backward" or not isinstance(sink.node, ast.Call):
+                continue
+            old = frozenset(src for src, t in sink.value.captured if t < start and not src.startswith("<"))
+            # (`start` is the place after the loop's placeholder: a capture there happened in the loop)
+            if not old:
+                continue
+            if not any(k.arg == "retain_graph" for k in sink.node.keywords):
+                self.interp.emit(GraphBuiltBeforeLoop(sink.node, sink.module, sink=sink, srcs=old), frame)
+                continue
+            if len(old) < 2:
+                continue  # one layer on data that needs no gradient saves no weight: a step cannot break it
+            for step in events:
+                if isinstance(step, Step) and step.module is sink.module:
+                    changed = frozenset(s for s in old if any(overlaps(s, c) for c in _stepped(step.optimizer)))
+                    if changed:
+                        self.interp.emit(GraphBuiltBeforeLoop(sink.node, sink.module, sink=sink, srcs=changed,
+                                                              step=step), frame)
+                        break
+
+    def leave_function(self, func: FunctionRef, frame: Frame, result: Value) -> None:
+        """A module's method that rebinds `self.<attr>` to a tensor with history after reading the attribute into
+        its graph: the next call's graph reaches into this one (recurrent state kept on the module)."""
+        if not frame.summarising or not frame.params or not isinstance(func.cls, ClassInfo) or not func.cls.is_module:
+            return
+        me = frame.params[0]
+        for path in sorted(frame.mutated):
+            root, _, attr = path.partition(".")
+            value = frame.env.get(path)
+            if root != me or not attr or "." in attr or value is None or not value.srcs \
+                    or value.kind not in ("tensor", "container"):
+                continue
+            store = state_read_back(func.node, me, attr)
+            if store is not None:
+                self.interp.emit(StateCarried(store, func.module, attr=attr, owner=func.cls), frame)
+
     def summary_state(self, frame: Frame) -> dict:
         off = frame.state.get(GRAD)
         return {GRAD: off} if off is not None and off.sticky else {}
@@ -469,14 +550,18 @@ class TorchPlugin(Plugin):
         """Steps and in-place writes, after the graph captured a source and before this backward."""
         record = frame.events if frame.events is not None else self.interp.events
         found: dict = {}
+        possible: dict = {}
         for src, t in sink.value.captured:
             for event in record[max(0, t + 1):]:
                 if sink.arms and event.arms and sink.exclusive_with(event):
                     continue  # the other arm of a branch: never between this graph and this backward
                 if isinstance(event, Step):
-                    changed = event.optimizer.ref.coverage.srcs if isinstance(event.optimizer.ref, Optimizer) \
-                        else event.optimizer.srcs
+                    changed = _stepped(event.optimizer)
                     op = f"{_text(event.node.func)}()" if isinstance(event.node, ast.Call) else ".step()"
+                    if frame.summarising and is_symbolic(src) and _symbolic_optimizer(event.optimizer) \
+                            and not any(overlaps(src, c) for c in changed):
+                        possible.setdefault(id(event), (event, op, set()))[2].add(src)
+                        continue
                 elif isinstance(event, InPlace) and event.target.leaf and event.grad_off:
                     changed, op = event.target.srcs, event.op
                 else:
@@ -486,6 +571,23 @@ class TorchPlugin(Plugin):
         for event, op, srcs in found.values():
             self.interp.emit(ModifiedBeforeBackward(event.node, event.module, sink=sink, srcs=frozenset(srcs),
                                                     op=op), frame)
+        for event, op, srcs in possible.values():
+            self.interp.emit(ModifiedBeforeBackward(event.node, event.module, sink=sink, srcs=frozenset(srcs),
+                                                    op=op, optimizer=event.optimizer), frame)
+
+    @staticmethod
+    def decide_modified(event: ModifiedBeforeBackward, frame: Frame):
+        """A possible step-before-backward from a helper's summary, at a call site: kept (and made certain) when the
+        optimizer the caller handed over holds what the graph saved; kept as possible while both are still the
+        arguments of an enclosing helper."""
+        changed = _stepped(event.optimizer)
+        srcs = frozenset(s for s in event.srcs if any(overlaps(s, c) for c in changed))
+        if srcs:
+            event.srcs, event.optimizer = srcs, None
+            return event
+        if frame.summarising and _symbolic_optimizer(event.optimizer) and any(is_symbolic(s) for s in event.srcs):
+            return event
+        return None
 
     @property
     def layers_made_per_call(self) -> list:
@@ -1287,9 +1389,10 @@ class TorchPlugin(Plugin):
 
     def module_method(self, receiver: Value, method: str, node, frame: Frame, args, kwargs) -> Value:
         if method in ("parameters", "buffers"):
-            return Value("params", srcs=receiver.srcs if method == "parameters" else EMPTY, deps=receiver.deps)
+            return Value("params", srcs=receiver.srcs | _held(receiver) if method == "parameters" else EMPTY,
+                         deps=receiver.deps)
         if method == "named_parameters":
-            return Value("named_params", srcs=receiver.srcs, deps=receiver.deps)
+            return Value("named_params", srcs=receiver.srcs | _held(receiver), deps=receiver.deps)
         if method in ("modules", "children", "named_modules", "named_children"):
             return Value("container", srcs=receiver.srcs, items=(Value("module", srcs=receiver.srcs),),
                          deps=receiver.deps)
@@ -1766,3 +1869,69 @@ def _defaults(fn: ast.FunctionDef) -> dict:
     found = {p.arg: d for p, d in zip(positional[len(positional) - len(a.defaults):], a.defaults)}
     found.update({p.arg: d for p, d in zip(a.kwonlyargs, a.kw_defaults) if d is not None})
     return found
+
+
+def _held(module: Value) -> frozenset:
+    """The sources of the layers and parameters a module's constructor was given and kept (`self.backbone =
+    backbone`): its `parameters()` include theirs, whatever name the caller knows them by."""
+    out: set = set()
+    for e in module.extra:
+        if isinstance(e, tuple) and e[:1] == ("given",):
+            for _, v in e[1]:
+                if v.kind == "module" or (v.kind == "tensor" and v.leaf):
+                    out |= v.srcs
+    return frozenset(out)
+
+
+def _stepped(optimizer: Value) -> frozenset:
+    """The sources an optimizer's step changes."""
+    return optimizer.ref.coverage.srcs if isinstance(optimizer.ref, Optimizer) else optimizer.srcs
+
+
+def _symbolic_optimizer(optimizer: Value) -> bool:
+    """An optimizer a helper was given (its sources are the helper's argument, not yet the caller's values)."""
+    return bool(optimizer.srcs) and all(is_symbolic(s) for s in optimizer.srcs)
+
+
+HARMLESS_STATE_READS = {"detach", "detach_", "size", "shape", "dim", "item", "len", "isinstance", "print", "device",
+                        "dtype", "numel", "zero_", "fill_"}
+
+
+def state_read_back(method: ast.AST, me: str, attr: str) -> ast.stmt | None:
+    """The statement rebinding `me.attr` to what the method computes, when the method reads `me.attr` into a
+    computation before rebinding it unconditionally (a test such as `is None`, `.detach()` or `.size()` is not
+    such a read); None when it does not."""
+    reads, stores = [], []
+    for node in ast.walk(method):
+        if isinstance(node, ast.Attribute) and node.attr == attr and isinstance(node.value, ast.Name) \
+                and node.value.id == me:
+            (stores if isinstance(node.ctx, ast.Store) else reads).append(node)
+    if not reads or not stores:
+        return None
+    parents = {id(child): parent for parent in ast.walk(method) for child in ast.iter_child_nodes(parent)}
+
+    def statement(node):
+        while node is not None and not isinstance(node, ast.stmt):
+            node = parents.get(id(node))
+        return node
+
+    rebinds = [statement(n) for n in stores]  # unconditional: an assignment in the method's own body
+    rebinds = [n for n in rebinds if isinstance(n, (ast.Assign, ast.AnnAssign)) and parents.get(id(n)) is method]
+    # a read in the first rebinding statement's value comes before the rebinding
+    first_rebind = min(((n.end_lineno, n.end_col_offset) for n in rebinds), default=None)
+    for read in sorted(reads, key=lambda n: (n.lineno, n.col_offset)):
+        if first_rebind is not None and (read.lineno, read.col_offset) > first_rebind:
+            break
+        if not _harmless_state_read(read, parents):
+            return statement(max(stores, key=lambda n: (n.lineno, n.col_offset)))
+    return None
+
+
+def _harmless_state_read(read: ast.Attribute, parents: dict) -> bool:
+    parent = parents.get(id(read))
+    if isinstance(parent, (ast.Compare, ast.BoolOp, ast.If, ast.IfExp, ast.UnaryOp)) \
+            or (isinstance(parent, ast.Attribute) and parent.attr in HARMLESS_STATE_READS):
+        return True
+    return isinstance(parent, ast.Call) and parent.func is not read and (
+        getattr(parent.func, "id", None) or getattr(parent.func, "attr", None)) in HARMLESS_STATE_READS
+
