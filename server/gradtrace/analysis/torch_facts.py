@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 
 from gradtrace.analysis.core.interpreter import Interpreter
-from gradtrace.analysis.core.values import alive_in, display, overlaps
+from gradtrace.analysis.core.values import alive_in, display, is_symbolic, overlaps
 from gradtrace.analysis.frameworks.common import FROZEN_NAME_HINTS
 from gradtrace.analysis.frameworks.torch.events import DeadCut, Sink
 from gradtrace.analysis.frameworks.torch.plugin import TorchPlugin
@@ -49,6 +49,8 @@ class TorchFacts:
     def should_train(self, source: str) -> str:
         """'yes' | 'maybe' | 'no': is `source` meant to get a gradient?"""
         flow = self.flow
+        if is_symbolic(source):
+            return "no"  # a helper's argument that no call resolved: nothing known to train
         if flow.source_kind.get(source) == "saved":
             return "yes"  # an input of a custom Function: its gradient is what the Function's backward owes
         for freeze in flow.freezes:

@@ -159,6 +159,36 @@ class FrozenButOptimized(Rule):
         model(torch.randn(5, 3)).sum().backward()
         opt.step()
         """,
+        """
+        import torch
+        import torch.nn as nn
+
+
+        class Adapter(nn.Module):
+            def __init__(self, base):
+                super().__init__()
+                self.base = base
+                self.down = nn.Linear(base.in_features, 2, bias=False)
+                self.up = nn.Linear(2, base.out_features, bias=False)
+
+            def forward(self, x):
+                return self.base(x) + self.up(self.down(x))
+
+
+        def add_adapters(model):
+            for p in model.parameters():
+                p.requires_grad = False
+            for name in ("0", "2"):
+                setattr(model, name, Adapter(getattr(model, name)))
+            return model
+
+
+        model = add_adapters(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 1)))
+        opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+        loss = model(torch.randn(3, 4)).pow(2).mean()
+        loss.backward()
+        opt.step()
+        """,
     )
     invalid = (
         Invalid(
@@ -256,6 +286,28 @@ class FrozenButOptimized(Rule):
             loss.backward()
             """,
             truth=Truth(grads={"model.head.weight": "none"}),
+        ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            class cfg:
+                learning_rate = 0.1
+                finetune = "backbone.pth"
+
+
+            net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+            optimizer = torch.optim.SGD(net.parameters(), lr=cfg.learning_rate)
+            if cfg.finetune is not None:
+                for param in net.parameters():
+                    param.requires_grad = False  # expect: GT117
+            loss = net(torch.randn(3, 4)).pow(2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            """,
+            truth=Truth(raises=("RuntimeError", "does not require grad")),
         ),
     )
 
@@ -368,6 +420,8 @@ class FrozenButOptimized(Rule):
                 continue
             if any(_picks_an_element(site) for site in (*freeze.sites, freeze.node)):
                 continue  # `layers[i].lock_grad()`: which element is not known, nor whether the optimizer's is it
+            if _layers_added_after(ctx.source.semantic, freeze.node):
+                continue  # `setattr(layer, name, LoraLinear(...))` after freezing: new layers that train
             for optimizer in flow.optimizers:
                 srcs = optimizer.coverage.srcs
                 if not optimizer.known or not srcs or optimizer.module.path != ctx.path:
@@ -388,6 +442,28 @@ class FrozenButOptimized(Rule):
                 else:
                     message = f"This freezes {names}, which the optimizer on line {line} is given to train."
                 ctx.report(freeze.node, message, related=[ctx.related(optimizer.node, "optimizer built here")])
+
+
+def _layers_added_after(semantic, node) -> bool:
+    """Does the function that froze go on to put new layers into a model (`setattr(layer, name, Adapter(...))`,
+    `block.proj = LoraLinear(...)`)? Their parameters are not frozen."""
+    scope = semantic.function_of(node)
+    if scope is None:
+        return False
+    after = (node.lineno, node.col_offset)
+    for sub in ast.walk(scope):
+        if (getattr(sub, "lineno", 0), getattr(sub, "col_offset", 0)) <= after:
+            continue
+        if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Name) and sub.func.id == "setattr" \
+                and len(sub.args) == 3 and isinstance(sub.args[2], ast.Call):
+            return True
+        if isinstance(sub, ast.Assign) and isinstance(sub.value, ast.Call) and any(
+                isinstance(t, (ast.Attribute, ast.Subscript)) for t in sub.targets):
+            func = sub.value.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name[:1].isupper():
+                return True
+    return False
 
 
 def _picks_an_element(node) -> bool:

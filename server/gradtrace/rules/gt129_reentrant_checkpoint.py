@@ -26,7 +26,8 @@ class ReentrantCheckpoint(Rule):
     ## What it does
     Finds `torch.utils.checkpoint.checkpoint(fn, *inputs)` without `use_reentrant=False`, when none of
     the inputs requires grad (frozen embeddings, raw data, LoRA setups) and the checkpointed function's
-    parameters should train.
+    parameters should train. A branch on a flag given a literal (`use_checkpoint=True`, its default) is
+    followed the way it goes.
 
     ## Why is this bad?
     Reentrant checkpointing records a graph only when an *input* requires grad, so the output has no
@@ -87,6 +88,59 @@ class ReentrantCheckpoint(Rule):
             loss.backward()
             """,
             truth=Truth(grads={"block.weight": "none"}),
+        ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+            from torch.utils.checkpoint import checkpoint
+
+
+            class Regressor(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.stem = nn.Linear(4, 3)
+                    self.head = nn.Linear(3, 1)
+
+                def forward(self, x, use_checkpoint=True):
+                    if use_checkpoint:
+                        h = checkpoint(self.stem, x)  # expect: GT129
+                    else:
+                        h = self.stem(x)
+                    return self.head(torch.relu(h))
+
+
+            model = Regressor()
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)
+            loss = model(torch.randn(8, 4)).pow(2).mean()
+            loss.backward()
+            """,
+            fixed="""
+            import torch
+            import torch.nn as nn
+            from torch.utils.checkpoint import checkpoint
+
+
+            class Regressor(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.stem = nn.Linear(4, 3)
+                    self.head = nn.Linear(3, 1)
+
+                def forward(self, x, use_checkpoint=True):
+                    if use_checkpoint:
+                        h = checkpoint(self.stem, x, use_reentrant=False)  # expect: GT129
+                    else:
+                        h = self.stem(x)
+                    return self.head(torch.relu(h))
+
+
+            model = Regressor()
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)
+            loss = model(torch.randn(8, 4)).pow(2).mean()
+            loss.backward()
+            """,
+            truth=Truth(grads={"model.stem.weight": "none"}),
         ),
     )
 

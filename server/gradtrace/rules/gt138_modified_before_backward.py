@@ -200,6 +200,36 @@ class ModifiedBeforeBackward(Rule):
             """,
             truth=Truth(raises=("RuntimeError", "modified by an inplace operation")),
         ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            class AdversarialLoss:
+                def __init__(self):
+                    self.critic = nn.Linear(4, 2)
+                    self.critic_opt = torch.optim.SGD(self.critic.parameters(), lr=0.1)
+
+                def step(self, data, model, optimizer):
+                    latent = model(data)
+                    scores = self.critic(latent)
+                    model_loss = latent.pow(2).mean() + scores[:, 0].mean()
+                    optimizer.zero_grad()
+                    model_loss.backward(retain_graph=True)
+                    optimizer.step()  # expect: GT138
+                    critic_loss = nn.functional.cross_entropy(scores, torch.zeros(len(data), dtype=torch.long))
+                    self.critic_opt.zero_grad()
+                    critic_loss.backward()
+                    self.critic_opt.step()
+
+
+            model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 4))
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+            AdversarialLoss().step(torch.randn(6, 4), model, optimizer)
+            """,
+            truth=Truth(raises=("RuntimeError", "modified by an inplace operation")),
+        ),
     )
 
     def check(self, ctx):
@@ -214,7 +244,7 @@ class ModifiedBeforeBackward(Rule):
                 continue
             line = ctx.span(sink.node).line
             ctx.report(event.node,
-                       f"`{event.op}` changes {names_phrase(changed)} after `{sink.label}` saved it: "
+                       f"`{event.op}` changes {names_phrase(changed)} after `{sink.label}` saved {'it' if len(changed) == 1 else 'them'}: "
                        f"`backward()` on line {line} raises.",
                        related=[ctx.related(sink.node, f"`{sink.label}` is differentiated here, after the step")],
                        data={"lost": [display(s) for s in changed], "op": event.op})

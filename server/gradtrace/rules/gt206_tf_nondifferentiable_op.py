@@ -13,7 +13,7 @@ def py_function_message(facts, lost) -> str:
     shown = facts.names(lost)
     names = join_phrases([n if n.startswith("the ") else f"`{n}`" for n in shown])
     verb = "trains" if len(shown) == 1 else "train"
-    return (f"{names[0].upper()}{names[1:]} never {verb}: `tf.py_function` runs NumPy here, so its gradient is zero "
+    return (f"{names[0].upper()}{names[1:]} never {verb}: `tf.py_function` runs NumPy, so its gradient is zero "
             f"(or backward fails).")
 
 
@@ -124,6 +124,32 @@ class TFNondifferentiableOp(Rule):
 
             model = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(3)])
             model.compile(optimizer="adam", loss=rank_loss)
+            model.fit(np.ones([8, 4]), np.zeros([8, 3]), epochs=1, verbose=0)
+            """,
+            truth=Truth(raises=("ValueError", "No gradients provided"), framework="tensorflow"),
+        ),
+        Invalid(
+            """
+            import numpy as np
+            import tensorflow as tf
+
+
+            def make_rank_loss(scale):
+                def rank_loss(y_true, y_pred):
+                    orders = tf.argsort(tf.argsort(y_pred))  # expect: GT206
+                    return scale * tf.reduce_sum(tf.abs(tf.cast(orders, tf.float32) - y_true))
+
+                return rank_loss
+
+
+            def build_model():
+                inputs = tf.keras.Input((4,))
+                model = tf.keras.Model(inputs, tf.keras.layers.Dense(3)(inputs))
+                model.compile(optimizer="adam", loss=make_rank_loss(0.5))
+                return model
+
+
+            model = build_model()
             model.fit(np.ones([8, 4]), np.zeros([8, 3]), epochs=1, verbose=0)
             """,
             truth=Truth(raises=("ValueError", "No gradients provided"), framework="tensorflow"),

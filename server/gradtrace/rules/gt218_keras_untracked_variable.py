@@ -15,8 +15,8 @@ class KerasUntrackedVariable(Rule):
     framework = "tensorflow"
     docs = """
     ## What it does
-    Flags `self.scale = tf.Variable(...)` in a Keras layer or model (also one appended to a list attribute in
-    `__init__` or `build`) when the loss uses the variable but the
+    Flags `self.scale = tf.Variable(...)` in a Keras layer or model (also one appended to a list attribute,
+    in `__init__`, `build` or a helper method they call) when the loss uses the variable but the
     gradient is taken with respect to the model's `trainable_variables` (or `trainable_weights`) and not to
     the variable itself.
 
@@ -222,6 +222,44 @@ class KerasUntrackedVariable(Rule):
             """,
             truth=Truth(grads={"len(layer.trainable_variables)": "zero"}, framework="tensorflow"),
         ),
+        Invalid(
+            """
+            import tensorflow as tf
+
+
+            class Gated(tf.keras.layers.Layer):
+                def __init__(self):
+                    super().__init__()
+                    self.make_weights()
+
+                def make_weights(self):
+                    self.gate = tf.Variable(0.5)  # expect: GT218
+
+                def call(self, x):
+                    return x * self.gate
+
+
+            class Net(tf.keras.Model):
+                def __init__(self):
+                    super().__init__()
+                    self.gated = Gated()
+                    self.head = tf.keras.layers.Dense(1)
+
+                def call(self, x):
+                    return self.head(self.gated(x))
+
+
+            model = Net()
+            opt = tf.keras.optimizers.SGD(0.1)
+            x = tf.ones([4, 3])
+            for _ in range(3):
+                with tf.GradientTape() as tape:
+                    loss = tf.reduce_mean((model(x) - 1.0) ** 2)
+                grads = tape.gradient(loss, model.trainable_variables)
+                opt.apply_gradients(zip(grads, model.trainable_variables))
+            """,
+            truth=Truth(grads={"model.gated.gate - 0.5": "zero"}, framework="tensorflow"),
+        ),
     )
 
     def check(self, ctx):
@@ -254,7 +292,7 @@ class KerasUntrackedVariable(Rule):
         return ctx.report(
             info.node,
             f"`self.{attr}` is a `tf.Variable`, which Keras 3 leaves out of `{cls}.trainable_variables`: it never "
-            "trains (use `self.add_weight`).",
+            "trains.",
             data={"lost": [info.keras_held]},
             related=[ctx.related(step, "the training step")],
         )

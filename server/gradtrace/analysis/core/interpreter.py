@@ -20,8 +20,10 @@ from gradtrace.analysis.core.frames import REPEATED, Frame, FunctionRef
 from gradtrace.analysis.core.summaries import Substitution, Summary, SummaryCache, shape_of, symbolic, widened
 from gradtrace.analysis.core.values import (
     EMPTY,
+    FALSE,
     NONE,
     STR,
+    TRUE,
     UNKNOWN,
     Value,
     combine,
@@ -30,6 +32,7 @@ from gradtrace.analysis.core.values import (
     flat,
     is_symbolic,
     join,
+    known_truth,
     merge_terms,
 )
 from gradtrace.analysis.names import dotted
@@ -247,6 +250,8 @@ class Interpreter:
         constant = _constant_truth(stmt.test)
         if constant is None:
             constant = self.none_test_truth(stmt.test, frame)
+        if constant is None:
+            constant = known_truth(test)  # a flag given a literal (`use_checkpoint=True`): the arm that runs
         if constant is True:
             self.exec_block(stmt.body, frame)
             return
@@ -260,9 +265,10 @@ class Interpreter:
         a tensor (a flag given a value at the call: `f_score(..., threshold=0.5)`): the arm that runs."""
         if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], (ast.Is, ast.IsNot))
                 and isinstance(test.comparators[0], ast.Constant) and test.comparators[0].value is None
-                and isinstance(test.left, ast.Name)):
+                and (isinstance(test.left, ast.Name) or (isinstance(test.left, ast.Attribute)
+                                                         and isinstance(test.left.value, ast.Name)))):
             return None
-        value = frame.env.get(test.left.id)
+        value = frame.env.get(test.left.id) if isinstance(test.left, ast.Name) else self.eval(test.left, frame)
         if value is None or value.kind not in ("none", "number", "str"):
             return None
         is_none = value.kind == "none"
@@ -732,7 +738,7 @@ class Interpreter:
     def e_Constant(self, node: ast.Constant, frame: Frame) -> Value:
         v = node.value
         if isinstance(v, bool):
-            return Value("number", dtype="bool")
+            return TRUE if v else FALSE
         if isinstance(v, int):
             return Value("number", dtype="int")
         if isinstance(v, (float, complex)):
@@ -817,12 +823,13 @@ class Interpreter:
                 found = info.find_method(attr)
                 if found:
                     return self.method_value(base, found, frame, node)
+                return class_constant(info.node, attr)
             return UNKNOWN
         if base.kind == "class" and base.cls is not None and hasattr(base.cls, "find_method"):
             found = base.cls.find_method(attr)
             if found:
                 return self.function_value(found[0], found[1].module, found[1])
-            return UNKNOWN
+            return class_constant(base.cls.node, attr)  # `class cfg: finetune = "ckpt.pth"` read as `cfg.finetune`
         if base.kind in ("unknown",) and base.srcs and base.name:
             return Value("unknown", srcs=frozenset({f"{base.name}.{attr}"}), opaque=True, name=f"{base.name}.{attr}",
                          extra=("param",), deps=base.deps)
@@ -889,6 +896,9 @@ class Interpreter:
         value = self.eval(node.operand, frame)
         if isinstance(node.op, ast.Not):
             self.on_test(node.operand, value, frame)
+            constant = known_truth(value)
+            if constant is not None and not value.cuts:
+                return FALSE if constant else TRUE
             return Value("number", dtype="bool", cuts=value.cuts, deps=value.deps)
         return replace(value, leaf=False, name=None, pending=False, saved_by=None, items=None, keys=None,
                        extra=tuple(e for e in value.extra if e != "values_indices"))
@@ -914,6 +924,9 @@ class Interpreter:
     def e_IfExp(self, node: ast.IfExp, frame: Frame) -> Value:
         test = self.eval(node.test, frame)
         self.on_test(node.test, test, frame)
+        constant = known_truth(test)
+        if constant is not None:
+            return self.eval(node.body if constant else node.orelse, frame)
         return self.merge_values([self.eval(node.body, frame), self.eval(node.orelse, frame)])
 
     def on_test(self, node: ast.AST, value: Value, frame: Frame) -> None:
@@ -1677,6 +1690,37 @@ def none_refinements(test: ast.expr, frame: Frame) -> tuple:
         if key and key in frame.env:
             return ({key: NONE}, {}) if isinstance(test.ops[0], ast.Is) else ({}, {key: NONE})
     return ()
+
+
+def class_constant(cls: ast.ClassDef, attr: str) -> Value:
+    """A literal the class body binds to `attr` (None, a bool, a number or a string), as a value; else unknown."""
+    table = getattr(cls, "_literal_attributes", None)
+    if table is None:
+        table = cls._literal_attributes = _literal_attributes(cls)  # kept with the tree: once per parsed class
+    return table.get(attr, UNKNOWN)
+
+
+def _literal_attributes(cls: ast.ClassDef) -> dict:
+    """{name: value} of the literals a class body binds, but for names set on an instance anywhere in it."""
+    stored = {sub.attr for sub in ast.walk(cls) if isinstance(sub, ast.Attribute) and isinstance(sub.ctx, ast.Store)}
+    out: dict = {}
+    for stmt in cls.body:
+        target = stmt.targets[0] if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 else (
+            stmt.target if isinstance(stmt, ast.AnnAssign) else None)
+        if not isinstance(target, ast.Name) or target.id in stored:
+            continue
+        v = stmt.value.value if isinstance(stmt.value, ast.Constant) else ...
+        if isinstance(v, bool):
+            out[target.id] = TRUE if v else FALSE
+        elif v is None:
+            out[target.id] = NONE
+        elif isinstance(v, (int, float)):
+            out[target.id] = Value("number", dtype="int" if isinstance(v, int) else "float")
+        elif isinstance(v, str):
+            out[target.id] = STR
+        else:
+            out.pop(target.id, None)  # the last binding wins
+    return out
 
 
 def _constant_truth(test: ast.AST):

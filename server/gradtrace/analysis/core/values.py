@@ -149,6 +149,17 @@ UNKNOWN = Value(opaque=True)
 NONE = Value("none")
 NUMBER = Value("number")
 STR = Value("str")
+# the literals `True` and `False`: a flag given one decides the branches it is tested in (`if use_checkpoint:`);
+# a join of the two (or with anything else) is just a bool
+TRUE = Value("number", dtype="bool", extra=(("const", True),))
+FALSE = Value("number", dtype="bool", extra=(("const", False),))
+
+
+def known_truth(value: Value) -> bool | None:
+    """True / False for a value known to be that literal, else None."""
+    if value.kind == "number" and value.extra[:1] and value.extra[0][:1] == ("const",) and not value.srcs:
+        return value.extra[0][1]
+    return None
 # Kinds whose meaning is carried by `ref`/`func`/`cls`/`extra`: a join of different ones is unknown.
 IDENTITY_KINDS = frozenset({"external", "builtin", "function", "method", "class", "module", "object", "optimizer",
                             "grad_ctx", "super", "tape", "gradfn", "jitfn", "partial", "metric", "var"})

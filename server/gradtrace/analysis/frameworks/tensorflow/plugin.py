@@ -603,6 +603,17 @@ class TensorFlowPlugin(FrameworkPlugin):
             return out
         return self.tf_call(node, qn, args, kwargs, frame)
 
+    def compiled_loss(self, model: Value) -> Value | None:
+        """The loss `compile` gave this model: where a function built and compiled it, under the model's name there
+        (`module@19:8`; the caller knows it by the call too: `module@19:8#24:8`)."""
+        key = model_key(model)
+        while True:
+            if key in self.compiled_losses:
+                return self.compiled_losses[key]
+            if not isinstance(key, str) or "#" not in key:
+                return None
+            key = key.rsplit("#", 1)[0]
+
     def numpy_inside(self, func: Value, node: ast.Call, frame: Frame, inputs: list) -> bool:
         """Does the function `tf.py_function` runs leave the tape (NumPy on what it was given), so that its
         result reaches none of its inputs?"""
@@ -854,8 +865,9 @@ class TensorFlowPlugin(FrameworkPlugin):
             if loss is not None and loss.kind in ("function", "method") and loss.func is not None:
                 self.compiled_losses[model_key(receiver)] = loss
             return UNKNOWN
-        if method in api.FIT_METHODS and self.is_model(receiver) and model_key(receiver) in self.compiled_losses:
-            self.fit_with_own_loss(receiver, self.compiled_losses[model_key(receiver)], node, frame)
+        compiled = self.compiled_loss(receiver) if method in api.FIT_METHODS and self.is_model(receiver) else None
+        if compiled is not None:
+            self.fit_with_own_loss(receiver, compiled, node, frame)
         if method in api.FIT_METHODS and kind == "object" and self.is_keras_class(receiver.cls):
             # Keras trains the model's `trainable_variables`: not the `tf.Variable`s set on its layers
             held = list(self.object_attrs(receiver).values())
@@ -1032,10 +1044,11 @@ class TensorFlowPlugin(FrameworkPlugin):
                    for v in held) or model.cls.find_method("build") is not None
 
     def held_by_keras_layer(self, node: ast.Call, frame: Frame) -> str | None:
-        """`Class.attr` when a Keras layer's `__init__` or `build` makes this `tf.Variable` for `self.attr` (set, or
-        appended to a list there): Keras 3 tracks only what `add_weight` makes."""
+        """`Class.attr` when a Keras layer's `__init__`, `build` or a helper of theirs makes this `tf.Variable` for
+        `self.attr` (set, or appended to a list there): Keras 3 tracks only what `add_weight` makes. (One made in
+        `call` is made per call: GT201.)"""
         fn = frame.func
-        if fn is None or fn.cls is None or getattr(fn.node, "name", None) not in ("__init__", "build") or not (
+        if fn is None or fn.cls is None or getattr(fn.node, "name", None) in ("call", "__call__") or not (
                 self.is_keras_class(fn.cls)):
             return None
         stmt = frame.module.source.semantic.statement_of(node)

@@ -31,6 +31,7 @@ from gradtrace.analysis.core.values import (
     flat,
     is_symbolic,
     join,
+    known_truth,
     merge_terms,
     named,
     overlaps,
@@ -404,12 +405,22 @@ class TorchPlugin(Plugin):
         pass made once, outside the loop): the second pass raises."""
         if (iterable is not None and iterable.srcs) or not self.calls_backward(loop):
             return  # a loop over losses or outputs: each pass differentiates its own graph
+        # what the body reads before writing it, as the loop found it: a graph built before the loop enters through
+        # one of these (`out` computed above the loop), not through what the body computes afresh
+        carried_in: set = set()
+        for name in self.interp.exposed(loop):
+            value = frame.env.get(name)
+            if value is not None and value.kind in ("tensor", "container") and value.srcs:
+                carried_in |= value.srcs
+        if not carried_in:
+            return
         record = frame.events if frame.events is not None else self.interp.events
         events = record[start:]
         for sink in events:
             if not isinstance(sink, Sink) or sink.kind != "backward" or not isinstance(sink.node, ast.Call):
                 continue
-            old = frozenset(src for src, t in sink.value.captured if t < start and not src.startswith("<"))
+            old = frozenset(src for src, t in sink.value.captured if t < start and not src.startswith("<")
+                            and any(overlaps(src, c) for c in carried_in))
             # (`start` is the place after the loop's placeholder: a capture there happened in the loop)
             if not old:
                 continue
@@ -1218,8 +1229,9 @@ class TorchPlugin(Plugin):
                 result = interp.call_value(callee, fake, frame, args[1:], {})
             else:
                 result = combine("tensor", *args, fw="torch")
-            reentrant = not any(k.arg == "use_reentrant" and isinstance(k.value, ast.Constant)
-                                and k.value.value is False for k in node.keywords)
+            # reentrant unless told otherwise; `use_reentrant=flag` with a flag of unknown value claims nothing
+            given = kwargs.get("use_reentrant")
+            reentrant = given is None or known_truth(given) is True
             if reentrant and not any(a.srcs for a in args[1:]) and result.srcs:
                 # reentrant checkpointing records nothing when no input requires grad
                 return cut(result, node, "checkpoint", "checkpoint(...)", var=node.args[0], module=module)
