@@ -179,6 +179,40 @@ class OptimizerMismatch(Rule):
         loss.backward()
         optimizer.step()
         """,
+        """
+        import copy
+
+        import torch
+        import torch.nn as nn
+
+
+        class Learner(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.online = nn.Linear(4, 4)
+                self.target = None
+
+            def get_target(self):
+                if self.target is None:
+                    self.target = copy.deepcopy(self.online)
+                    for p in self.target.parameters():
+                        p.requires_grad = False
+                return self.target
+
+            def forward(self, x):
+                with torch.no_grad():
+                    goal = self.get_target()(x)
+                return (self.online(x) - goal).pow(2).mean()
+
+
+        learner = Learner()
+        opt = torch.optim.Adam(learner.parameters(), lr=1e-3)
+        for _ in range(3):
+            loss = learner(torch.randn(8, 4))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        """,
     )
     invalid = (
         Invalid(
@@ -671,10 +705,12 @@ def _requires_grad_filter(ctx, optimizer) -> ast.AST | None:
 def _left_out(flow, surgery) -> bool:
     """Does the replaced part really train without an optimizer? The old one is stepped again, or a later
     loss reaches the new part while no optimizer built after the replacement holds it."""
+    target = surgery.target
+    if any(f.frozen and f.seq > surgery.seq and any(overlaps(target, c) for c in f.srcs) for f in flow.freezes):
+        return False  # frozen once made (a target network copied from the online one): not meant to train
     if any(step.seq > surgery.seq and step.optimizer.ref is not None and step.optimizer.ref.node is
            surgery.optimizer.node for step in flow.steps):
         return True
-    target = surgery.target
     if any(o.seq > surgery.seq and any(overlaps(target, c) for c in o.coverage.srcs) for o in flow.optimizers):
         return False  # built again over the new one
     return any(s.seq > surgery.seq and any(overlaps(target, r) for r in s.value.srcs) for s in flow.sinks)

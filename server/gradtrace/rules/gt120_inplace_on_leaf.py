@@ -205,6 +205,31 @@ class InplaceOnLeaf(Rule):
             """,
             truth=Truth(raises=("RuntimeError", "a leaf Variable that requires grad is being used in an in-place operation")),
         ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+
+
+            def fill_sinusoids(E):
+                E[:, 0::2] = torch.sin(torch.arange(8.0)).unsqueeze(1).expand(8, 2)  # expect: GT120
+                E.detach_()
+
+
+            class Embeddings(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.position_embeddings = nn.Embedding(8, 4)
+                    fill_sinusoids(self.position_embeddings.weight)
+
+                def forward(self, ids):
+                    return self.position_embeddings(ids)
+
+
+            model = Embeddings()
+            """,
+            truth=Truth(raises=("RuntimeError", "leaf Variable that requires grad")),
+        ),
     )
 
     def check(self, ctx):

@@ -293,11 +293,11 @@ class GraphCarriedAcrossSteps(Rule):
             encoder = nn.Linear(5, 8)
             head = nn.Linear(8, 3)
             opt = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=1e-3)
-            out = head(torch.relu(encoder(torch.randn(3, 5))))
+            out = head(torch.relu(encoder(torch.randn(3, 5))))  # expect: GT128
             for i in range(3):
                 opt.zero_grad()
                 loss = nn.functional.cross_entropy(out, torch.tensor([1, 2, 0]))
-                loss.backward(retain_graph=True)  # expect: GT128
+                loss.backward(retain_graph=True)
                 opt.step()
             """,
             truth=Truth(raises=("RuntimeError", "modified by an inplace operation")),
@@ -309,12 +309,12 @@ class GraphCarriedAcrossSteps(Rule):
 
             encoder = nn.Linear(4, 8)
             head = nn.Linear(8, 1)
-            features = encoder(torch.randn(16, 4))
+            features = encoder(torch.randn(16, 4))  # expect: GT128
             opt = torch.optim.SGD(head.parameters(), lr=0.1)
             for step in range(3):
                 loss = head(features).pow(2).mean()
                 opt.zero_grad()
-                loss.backward()  # expect: GT128
+                loss.backward()
                 opt.step()
             """,
             truth=Truth(raises=("RuntimeError", "Trying to backward through the graph a second time")),
@@ -351,11 +351,17 @@ class GraphCarriedAcrossSteps(Rule):
                     or rebound_after(ctx.source.semantic, event.node, event.sink.label):
                 continue  # `loss = 0` after its backward: what the next pass adds to is a new graph
             reported.add(id(event.node))
+            built = _built_just_before(ctx.source.semantic, event.loop, event.names)
             if event.step is None:
                 tail = "the second `backward()` raises (graph already freed)."
             else:
                 step = f"`{_text(event.step.node.func)}()`" if isinstance(event.step.node, ast.Call) else "the step"
                 tail = f"after {step}, the second `backward()` raises."
+            if built is not None:  # where the graph is built: the forward pass to move into the loop
+                ctx.report(built, f"`{event.sink.label}` reuses this graph on every pass of the loop: {tail}",
+                           related=[ctx.related(event.node, "the backward() that goes through it again")],
+                           data={"lost": [display(s) for s in sorted(event.srcs)]})
+                continue
             ctx.report(event.node, f"`{event.sink.label}` reuses a graph built before the loop: {tail}",
                        data={"lost": [display(s) for s in sorted(event.srcs)]})
 
@@ -383,6 +389,23 @@ class GraphCarriedAcrossSteps(Rule):
                 tail = "its `backward()` raises (graph already freed)."
             reported.add(id(event.node))
             ctx.report(where, f"{label} keeps this step's graph for the next call: {tail}")
+
+
+def _built_just_before(semantic, loop, names: tuple):
+    """The statement right before the loop, in the same block, that binds one of `names` (`out = net(x)` above
+    `for ...:`), when there is one."""
+    if loop is None or not names:
+        return None
+    parent = semantic.parent(loop)
+    for field in ("body", "orelse", "finalbody"):
+        block = getattr(parent, field, None)
+        if isinstance(block, list) and loop in block:
+            for stmt in reversed(block[:block.index(loop)]):
+                targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target] if isinstance(
+                    stmt, (ast.AnnAssign, ast.AugAssign)) else []
+                if any(isinstance(n, ast.Name) and n.id in names for t in targets for n in ast.walk(t)):
+                    return stmt
+    return None
 
 
 RESETS = {"detach_", "zero_", "fill_", "copy_"}

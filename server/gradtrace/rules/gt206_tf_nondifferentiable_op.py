@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gradtrace.analysis.frameworks.tensorflow.plugin import connected_zero
 from gradtrace.rules._messages import join_phrases
 from gradtrace.rules.base import Invalid, Rule, Truth
 from gradtrace.rules.gt203_tf_stop_gradient_only_path import lost_message
@@ -26,7 +27,8 @@ class TFNondifferentiableOp(Rule):
     docs = """
     ## What it does
     Flags `tf.argmax`/`argmin`/`argsort`, comparisons (`model(x) > 0.5`), `tf.cast(..., tf.int*)`/`bool`,
-    `tf.round`/`floor`/`ceil`/`sign`, and floor division of float tensors (`h // step`, `tf.math.floordiv`) when they are on the
+    `tf.round`/`floor`/`ceil`/`sign`, a difference of a value with itself (`h - h`, a straight-through
+    estimator missing its `stop_gradient`), and floor division of float tensors (`h // step`, `tf.math.floordiv`) when they are on the
     only path from trainable variables to the loss. Indexing with an argmax
     (`tf.gather(logits, tf.argmax(...))`) keeps the gradient of the gathered values and stays quiet, and
     so does `%` (`FloorMod` has a gradient). A loss function given to `model.compile(loss=...)` (directly or
@@ -239,6 +241,20 @@ class TFNondifferentiableOp(Rule):
             """,
             truth=Truth(raises=("InvalidArgumentError", "at least 2D"), framework="tensorflow"),
         ),
+        Invalid(
+            """
+            import tensorflow as tf
+
+            dense = tf.keras.layers.Dense(2)
+            x = tf.ones([3, 4])
+            with tf.GradientTape() as tape:
+                h = dense(x)
+                code = h - h + tf.one_hot(tf.argmax(h, axis=1), 2)  # expect: GT206
+                loss = tf.reduce_sum(code * tf.constant([1.0, 2.0]))
+            g = tape.gradient(loss, dense.kernel)
+            """,
+            truth=Truth(grads={"g": "zero"}, framework="tensorflow"),
+        ),
     )
 
     def check(self, ctx):
@@ -249,6 +265,6 @@ class TFNondifferentiableOp(Rule):
             if lc.cut.op == "tf.py_function":
                 msg = py_function_message(facts, lc.lost)
             else:
-                msg = lost_message(facts, lc.lost, lc.sink_kind, f"`{lc.cut.op}`", zero=lc.cut.op == "tf.sign")
+                msg = lost_message(facts, lc.lost, lc.sink_kind, f"`{lc.cut.op}`", zero=connected_zero(lc.cut.op))
             yield ctx.report(lc.cut.node, msg,
                              data={"lost": facts.names(lc.lost), "op": lc.cut.op})

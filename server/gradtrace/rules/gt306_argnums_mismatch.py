@@ -353,6 +353,29 @@ class ArgnumsMismatch(Rule):
             """,
             truth=Truth(grads={"with_respect_to_x": "zero"}, framework="jax"),
         ),
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+            import optax
+
+            params = {"w": jnp.ones((3,))}
+            x = jnp.ones((4, 3))
+            opt = optax.adam(0.1)
+            state = opt.init(params)
+
+
+            def loss(inputs):
+                return jnp.mean(inputs @ params["w"])
+
+
+            for _ in range(2):
+                grads = jax.grad(loss)(x)  # expect: GT306
+                updates, state = opt.update(updates=grads, state=state)
+                params = optax.apply_updates(params, updates)
+            """,
+            truth=Truth(raises=("TypeError", "unsupported operand"), framework="jax"),
+        ),
     )
 
     def check(self, ctx):

@@ -357,3 +357,15 @@ def compare_text(node: ast.Compare) -> str:
 FROZEN_NAME_HINTS = ("target", "teacher", "ema", "momentum", "frozen", "fixed", "old", "ref", "prior",
                      "avg", "average", "shadow", "vgg", "lpips", "perceptual", "inception",
                      "base_layer")  # the frozen layer an adapter (LoRA, DoRA) wraps
+
+
+def self_cancelling(node) -> str | None:
+    """`x - x` (the same name or attribute path on both sides): "`x - x`", else None. Its gradient is exactly zero
+    (a straight-through estimator written without `stop_gradient` on one side)."""
+    if not (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Sub)):
+        return None
+    left, right = node.left, node.right
+    if isinstance(left, (ast.Name, ast.Attribute)) and ast.dump(left) == ast.dump(right):
+        text = ast.unparse(left)
+        return f"{text} - {text}"
+    return None

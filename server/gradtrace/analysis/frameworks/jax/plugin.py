@@ -706,8 +706,9 @@ class JaxPlugin(FrameworkPlugin):
                 return linen.own_parameter(self, node)
         if receiver.kind in ("gradfn", "jitfn"):
             return Value("unknown", opaque=True)  # `.lower(...)`, `.trace(...)`
-        if method == "update" and args and args[0].kind == "grads":  # `optimizer.update(grads, state)`
-            return Value("container", items=(args[0], UNKNOWN))
+        given = args[0] if args else kwargs.get("updates")  # `optimizer.update(grads, state)`, `update(updates=grads, ...)`
+        if method == "update" and given is not None and given.kind == "grads":
+            return Value("container", items=(given, UNKNOWN))
         if not self.claims(receiver) or receiver.kind in ("container", "dict", "str", "object", "module", "class"):
             return None
         if method in api.HOST_METHODS and receiver.traced and self.transforms(frame):

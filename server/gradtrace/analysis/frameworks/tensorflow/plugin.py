@@ -40,6 +40,7 @@ from gradtrace.analysis.frameworks.common import (
     dtype_of,
     joined_dtype,
     literal_dtype,
+    self_cancelling,
 )
 from gradtrace.analysis.frameworks.tensorflow import api
 from gradtrace.analysis.frameworks.tensorflow.events import (
@@ -371,10 +372,16 @@ class TensorFlowPlugin(FrameworkPlugin):
         self.misapplied.setdefault(call.node, (call, event.node, event.variables_expr))
 
     def record_lost(self, target: Value, meant, sink: ast.AST, sink_kind: str) -> None:
-        for c in last_cuts(target.cuts):
+        cuts = last_cuts(target.cuts)
+        cuts += [z for z in target.cuts if connected_zero(z.op) and z not in cuts and _beside_later_cuts(z, target.cuts)]
+        # a path whose gradient is a connected zero (`x - x`, `tf.sign`) makes TensorFlow return zeros, not None,
+        # for what it reaches: that cut is the one to name for those sources
+        zeroed = frozenset(o for c in cuts if connected_zero(c.op) for o in c.lost)
+        for c in cuts:
             lost = frozenset(o for o in c.lost
                              if self.trains(o) and not covered(o, target.srcs)
-                             and (o in meant if meant is not None else not o.startswith("param:")))
+                             and (o in meant if meant is not None else not o.startswith("param:"))
+                             and (connected_zero(c.op) or o not in zeroed))
             if not lost:
                 continue
             old = self.lost_cuts.get(c.node)
@@ -1104,6 +1111,9 @@ class TensorFlowPlugin(FrameworkPlugin):
         a, b = flat(left), flat(right)
         if isinstance(op, ast.FloorDiv) and "tensor" in (a.kind, b.kind) and "int" not in (a.dtype, b.dtype):
             return self.cut(node, "//", "zero_grad", [a, b], frame)  # float `//` is FloorDiv: no gradient
+        cancelled = self_cancelling(node)
+        if cancelled is not None and a.kind == "tensor" and a.srcs:
+            return self.cut(node, cancelled, "zero_grad", [a], frame)  # `x - x`: its gradients cancel exactly
         if {a.kind, b.kind} <= {"number"}:
             kind = "number"
         else:
@@ -1270,6 +1280,21 @@ def returned_gradient_function(fn: ast.FunctionDef) -> ast.FunctionDef | None:
             if isinstance(grad, ast.Name) and grad.id in nested:
                 return nested[grad.id]
     return None
+
+
+def _beside_later_cuts(cut, cuts: tuple) -> bool:
+    """Is every later cut that loses the same sources a neighbour of `cut` in one expression (`x - x +
+    one_hot(argmax(x))`), not one its result went through (`argmax(sign(x))`)?"""
+    later = list(cuts[cuts.index(cut) + 1:])
+    return all(getattr(d.node, "lineno", -1) == getattr(cut.node, "lineno", -2)
+               and not any(n is cut.node for n in ast.walk(d.node)) for d in later if d.lost >= cut.lost)
+
+
+def connected_zero(op: str) -> bool:
+    """An operation TensorFlow differentiates to an exact zero (not to None): `tf.sign`, a NumPy `py_function`,
+    `x - x`."""
+    left, sep, right = op.partition(" - ")
+    return op in ("tf.sign", "tf.py_function") or (bool(sep) and left == right)
 
 
 def model_key(model: Value):

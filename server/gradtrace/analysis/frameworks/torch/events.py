@@ -133,6 +133,14 @@ class ModifiedBeforeBackward(Event):
 
 
 @record(eq=False)
+class GradsCleared(Event):
+    """`optimizer.zero_grad()` / `model.zero_grad()`: the gradients of what `target` holds are cleared."""
+
+    target: Value  # the optimizer or the module
+    to_none: bool = True  # set to None (the default), not to zeros
+
+
+@record(eq=False)
 class GraphBuiltBeforeLoop(Event):
     """A `backward()` in a training loop (`node`) through a graph partly built before the loop: the second pass
     raises, the graph being freed (or, kept with `retain_graph=True`, changed in place by `step`)."""
@@ -140,6 +148,8 @@ class GraphBuiltBeforeLoop(Event):
     sink: Sink
     srcs: frozenset  # the sources that part of the graph reaches
     step: Step | None = None  # the step that changes them, when the graph is retained
+    loop: ast.stmt | None = None
+    names: tuple = ()  # the names, read in the loop before it writes them, that bring that graph in
 
 
 @record(eq=False)

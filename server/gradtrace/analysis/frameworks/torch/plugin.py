@@ -44,6 +44,7 @@ from gradtrace.analysis.frameworks.torch.events import (
     Defined,
     Freeze,
     GradOff,
+    GradsCleared,
     GraphBuiltBeforeLoop,
     InPlace,
     LayerMadePerCall,
@@ -207,6 +208,42 @@ class TorchPlugin(Plugin):
     @property
     def graphs_built_before_loop(self) -> list:
         return self.events_of(GraphBuiltBeforeLoop)
+
+    @cached_property
+    def cleared_before_step(self) -> list:
+        """(zero_grad event, step event) where the last thing before an optimizer's step that touches the gradients
+        of what it holds is a `zero_grad()` setting them to None, and a `backward()` does reach them somewhere in
+        the same run: the step finds no gradient and changes nothing."""
+        record = self.interp.events
+        found = []
+        starts = sorted(self.run_starts)
+        for index, step in enumerate(record):
+            if not isinstance(step, Step):
+                continue
+            changed = _stepped(step.optimizer)
+            if not changed:
+                continue
+            start = starts[bisect.bisect_right(starts, index) - 1] if starts and starts[0] <= index else 0
+            end = starts[bisect.bisect_right(starts, index)] if bisect.bisect_right(starts, index) < len(starts) \
+                else len(record)
+            run = record[start:end]
+            if not any(isinstance(e, Sink) and e.kind != "output" and _touches(e.value.srcs, changed) for e in run):
+                continue  # no backward we recognise reaches them (`accelerator.backward(loss)`): nothing to judge
+            for event in reversed(record[start:index]):
+                if getattr(event, "arms", None) and step.arms and step.exclusive_with(event):
+                    continue
+                if isinstance(event, Sink) and event.kind != "output" and _touches(event.value.srcs, changed):
+                    break
+                if isinstance(event, GradsCleared) and _touches(_cleared(event.target), changed):
+                    if event.to_none:
+                        found.append((event, step))
+                    break
+        return found
+
+    @cached_property
+    def run_starts(self) -> list:
+        """Where in the program's record each run of a function on its own begins (filled as runs start)."""
+        return []
 
     def cut_var(self, c: Cut) -> str | None:
         """The variable that first held what `c` cut (for messages)."""
@@ -373,6 +410,7 @@ class TorchPlugin(Plugin):
     def enter_function(self, func: FunctionRef, frame: Frame, caller: Frame | None, node) -> None:
         if caller is None and not frame.summarising:
             self.last_sink = None  # a function run on its own: an earlier run's loss is not what its steps follow
+            self.run_starts.append(len(self.interp.events))
         off = caller.state.get(GRAD) if caller is not None else frame.state.get(GRAD)
         if off is None:
             off = self.helper_grad_off(func, node, caller.module if caller is not None else func.module)
@@ -408,10 +446,12 @@ class TorchPlugin(Plugin):
         # what the body reads before writing it, as the loop found it: a graph built before the loop enters through
         # one of these (`out` computed above the loop), not through what the body computes afresh
         carried_in: set = set()
+        bringing: dict = {}
         for name in self.interp.exposed(loop):
             value = frame.env.get(name)
             if value is not None and value.kind in ("tensor", "container") and value.srcs:
                 carried_in |= value.srcs
+                bringing[name] = value.srcs
         if not carried_in:
             return
         record = frame.events if frame.events is not None else self.interp.events
@@ -424,8 +464,10 @@ class TorchPlugin(Plugin):
             # (`start` is the place after the loop's placeholder: a capture there happened in the loop)
             if not old:
                 continue
+            names = tuple(sorted(n for n, srcs in bringing.items() if _touches(srcs, old)))
             if not any(k.arg == "retain_graph" for k in sink.node.keywords):
-                self.interp.emit(GraphBuiltBeforeLoop(sink.node, sink.module, sink=sink, srcs=old), frame)
+                self.interp.emit(GraphBuiltBeforeLoop(sink.node, sink.module, sink=sink, srcs=old, loop=loop,
+                                                      names=names), frame)
                 continue
             if len(old) < 2:
                 continue  # one layer on data that needs no gradient saves no weight: a step cannot break it
@@ -434,7 +476,7 @@ class TorchPlugin(Plugin):
                     changed = frozenset(s for s in old if any(overlaps(s, c) for c in _stepped(step.optimizer)))
                     if changed:
                         self.interp.emit(GraphBuiltBeforeLoop(sink.node, sink.module, sink=sink, srcs=changed,
-                                                              step=step), frame)
+                                                              step=step, loop=loop, names=names), frame)
                         break
 
     def leave_function(self, func: FunctionRef, frame: Frame, result: Value) -> None:
@@ -873,8 +915,9 @@ class TorchPlugin(Plugin):
                     return Value("container", srcs=frozenset({name}), items=(item,), name=name, deps=base.deps)
                 if fact.kind == "tensor":
                     return Value("tensor", fw="torch")
-                if fact.kind == "other" and isinstance(fact.value, ast.Name) and fact.method == "__init__" \
-                        and base.srcs and info.calls_attr(attr):
+                if fact.kind == "other" and fact.method == "__init__" and base.srcs and (
+                        isinstance(fact.value, ast.Name) and info.calls_attr(attr)
+                        or _built_by_argument(fact, info) and _called_here(node, frame)):
                     # `self.module = module`, called in forward, given nothing we saw (a layer of a container):
                     # what it computes depends on the parameters it holds
                     self.define(name, "module", None, info.module, frame)
@@ -1347,6 +1390,8 @@ class TorchPlugin(Plugin):
         if receiver.kind == "optimizer":
             if method == "step":
                 self.interp.emit(Step(node, module, optimizer=receiver), frame)
+            elif method == "zero_grad":
+                self.interp.emit(GradsCleared(node, module, target=receiver, to_none=_to_none(node)), frame)
             elif method == "add_param_group" and args:
                 group = args[0]
                 opt = receiver.ref
@@ -1400,6 +1445,8 @@ class TorchPlugin(Plugin):
         return combine("tensor", rest, zeroed, fw="torch")
 
     def module_method(self, receiver: Value, method: str, node, frame: Frame, args, kwargs) -> Value:
+        if method == "zero_grad" and receiver.srcs:
+            self.interp.emit(GradsCleared(node, frame.module, target=receiver, to_none=_to_none(node)), frame)
         if method in ("parameters", "buffers"):
             return Value("params", srcs=receiver.srcs | _held(receiver) if method == "parameters" else EMPTY,
                          deps=receiver.deps)
@@ -1645,6 +1692,12 @@ class TorchPlugin(Plugin):
                 if id(method) in self.methods_with_sinks:
                     func = self.undecorated(method, info.module, info)
                     interp.run_standalone(func, self.standalone_args(func, self_value), self_value)
+            init = info.methods.get("__init__")
+            if init is not None and id(init) not in interp.analysed and _writes_in_place(init):
+                # a constructor that writes into a tensor in place (`E[:, 0::2] = ...` on a layer's weight, here or
+                # in a helper it hands the weight to): outside no_grad, that raises as the model is built
+                func = self.undecorated(init, info.module, info)
+                interp.run_standalone(func, self.standalone_args(func, self_value), self_value)
         else:
             obj = Value("object", cls=info, name="self")
             attrs = {}
@@ -1893,6 +1946,63 @@ def _held(module: Value) -> frozenset:
                 if v.kind == "module" or (v.kind == "tensor" and v.leaf):
                     out |= v.srcs
     return frozenset(out)
+
+
+def _writes_in_place(fn: ast.AST) -> bool:
+    """Does a function write into something in place: an item or slice assignment, or hand a layer's `.weight` /
+    `.bias` to a helper of the file (not `nn.init.*`, which runs without gradient)?"""
+    for node in ast.walk(fn):
+        if isinstance(node, (ast.Assign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Subscript) for t in targets):
+                return True
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and any(
+                isinstance(a, ast.Attribute) and a.attr in ("weight", "bias")
+                for a in [*node.args, *(k.value for k in node.keywords)]):
+            return True
+    return False
+
+
+def _called_here(node, frame: Frame) -> bool:
+    """Is this attribute read the callee of a call (`self.crp(out)`)?"""
+    parent = frame.module.source.semantic.parent(node) if isinstance(node, ast.Attribute) else None
+    return isinstance(parent, ast.Call) and parent.func is node
+
+
+def _built_by_argument(fact, info: ClassInfo) -> bool:
+    """`self.crp = chained_residual_pool(features)`: built by a class or factory the constructor was given."""
+    value = fact.value
+    if not (isinstance(value, ast.Call) and isinstance(value.func, ast.Name)):
+        return False
+    pending, seen = [info], set()
+    while pending:  # the class, or the base whose method made the attribute
+        cls = pending.pop()
+        if id(cls) in seen:
+            continue
+        seen.add(id(cls))
+        init = cls.methods.get(fact.method)
+        if init is not None and init.lineno <= fact.stmt.lineno <= (init.end_lineno or init.lineno) \
+                and cls.module.source is not None:
+            return value.func.id in {a.arg for a in init.args.args + init.args.kwonlyargs}
+        pending += [p for p in (cls.module.resolve_class(b) for b in cls.bases) if p is not None]
+    return False
+
+
+def _to_none(node: ast.Call) -> bool:
+    """`zero_grad()` sets the gradients to None unless told `set_to_none=False`."""
+    flag = next((k.value for k in node.keywords if k.arg == "set_to_none"), None)
+    if flag is None and node.args:
+        flag = node.args[0]
+    return flag is None or not (isinstance(flag, ast.Constant) and flag.value is False)
+
+
+def _cleared(target: Value) -> frozenset:
+    """The sources whose gradients a `zero_grad()` on this optimizer or module clears."""
+    return _stepped(target) if target.kind == "optimizer" else target.srcs
+
+
+def _touches(a: frozenset, b: frozenset) -> bool:
+    return any(overlaps(x, y) for x in a for y in b)
 
 
 def _stepped(optimizer: Value) -> frozenset:
