@@ -1948,16 +1948,26 @@ def _held(module: Value) -> frozenset:
     return frozenset(out)
 
 
+WEIGHT_ATTRS = ("weight", "bias")
+
+
 def _writes_in_place(fn: ast.AST) -> bool:
-    """Does a function write into something in place: an item or slice assignment, or hand a layer's `.weight` /
-    `.bias` to a helper of the file (not `nn.init.*`, which runs without gradient)?"""
+    """Does a function write into a layer's weight in place: an item or slice assignment into `.weight` / `.bias`
+    (or a name bound to one), or hand one to a helper of the file (not `nn.init.*`, which runs without gradient)?"""
+    held = {t.id for node in ast.walk(fn) if isinstance(node, ast.Assign) and isinstance(node.value, ast.Attribute)
+            and node.value.attr in WEIGHT_ATTRS for t in node.targets if isinstance(t, ast.Name)}
     for node in ast.walk(fn):
         if isinstance(node, (ast.Assign, ast.AugAssign)):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            if any(isinstance(t, ast.Subscript) for t in targets):
-                return True
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                if not isinstance(target, ast.Subscript):
+                    continue
+                while isinstance(target, ast.Subscript):
+                    target = target.value
+                if isinstance(target, ast.Attribute) and target.attr in WEIGHT_ATTRS or (
+                        isinstance(target, ast.Name) and target.id in held):
+                    return True
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and any(
-                isinstance(a, ast.Attribute) and a.attr in ("weight", "bias")
+                isinstance(a, ast.Attribute) and a.attr in WEIGHT_ATTRS
                 for a in [*node.args, *(k.value for k in node.keywords)]):
             return True
     return False
