@@ -59,6 +59,14 @@ from gradtrace.analysis.frameworks.torch.events import (
     Step,
     Surgery,
 )
+from gradtrace.analysis.frameworks.torch.module_state import state_read_back, writes_into_weights
+from gradtrace.analysis.frameworks.torch.step_order import (
+    cleared_before_step,
+    stepped,
+    symbolic_optimizer,
+    to_none,
+    touches,
+)
 from gradtrace.analysis.modules import ClassInfo, classify_value
 from gradtrace.analysis.names import dotted
 from gradtrace.records import replace
@@ -211,34 +219,8 @@ class TorchPlugin(Plugin):
 
     @cached_property
     def cleared_before_step(self) -> list:
-        """(zero_grad event, step event) where the last thing before an optimizer's step that touches the gradients
-        of what it holds is a `zero_grad()` setting them to None, and a `backward()` does reach them somewhere in
-        the same run: the step finds no gradient and changes nothing."""
-        record = self.interp.events
-        found = []
-        starts = sorted(self.run_starts)
-        for index, step in enumerate(record):
-            if not isinstance(step, Step):
-                continue
-            changed = _stepped(step.optimizer)
-            if not changed:
-                continue
-            start = starts[bisect.bisect_right(starts, index) - 1] if starts and starts[0] <= index else 0
-            end = starts[bisect.bisect_right(starts, index)] if bisect.bisect_right(starts, index) < len(starts) \
-                else len(record)
-            run = record[start:end]
-            if not any(isinstance(e, Sink) and e.kind != "output" and _touches(e.value.srcs, changed) for e in run):
-                continue  # no backward we recognise reaches them (`accelerator.backward(loss)`): nothing to judge
-            for event in reversed(record[start:index]):
-                if getattr(event, "arms", None) and step.arms and step.exclusive_with(event):
-                    continue
-                if isinstance(event, Sink) and event.kind != "output" and _touches(event.value.srcs, changed):
-                    break
-                if isinstance(event, GradsCleared) and _touches(_cleared(event.target), changed):
-                    if event.to_none:
-                        found.append((event, step))
-                    break
-        return found
+        """(zero_grad event, step event) pairs where a step finds the gradients cleared (see `step_order`)."""
+        return cleared_before_step(self.interp.events, self.run_starts)
 
     @cached_property
     def run_starts(self) -> list:
@@ -464,7 +446,7 @@ class TorchPlugin(Plugin):
             # (`start` is the place after the loop's placeholder: a capture there happened in the loop)
             if not old:
                 continue
-            names = tuple(sorted(n for n, srcs in bringing.items() if _touches(srcs, old)))
+            names = tuple(sorted(n for n, srcs in bringing.items() if touches(srcs, old)))
             if not any(k.arg == "retain_graph" for k in sink.node.keywords):
                 self.interp.emit(GraphBuiltBeforeLoop(sink.node, sink.module, sink=sink, srcs=old, loop=loop,
                                                       names=names), frame)
@@ -473,7 +455,7 @@ class TorchPlugin(Plugin):
                 continue  # one layer on data that needs no gradient saves no weight: a step cannot break it
             for step in events:
                 if isinstance(step, Step) and step.module is sink.module:
-                    changed = frozenset(s for s in old if any(overlaps(s, c) for c in _stepped(step.optimizer)))
+                    changed = frozenset(s for s in old if any(overlaps(s, c) for c in stepped(step.optimizer)))
                     if changed:
                         self.interp.emit(GraphBuiltBeforeLoop(sink.node, sink.module, sink=sink, srcs=changed,
                                                               step=step, loop=loop, names=names), frame)
@@ -609,9 +591,9 @@ class TorchPlugin(Plugin):
                 if sink.arms and event.arms and sink.exclusive_with(event):
                     continue  # the other arm of a branch: never between this graph and this backward
                 if isinstance(event, Step):
-                    changed = _stepped(event.optimizer)
+                    changed = stepped(event.optimizer)
                     op = f"{_text(event.node.func)}()" if isinstance(event.node, ast.Call) else ".step()"
-                    if frame.summarising and is_symbolic(src) and _symbolic_optimizer(event.optimizer) \
+                    if frame.summarising and is_symbolic(src) and symbolic_optimizer(event.optimizer) \
                             and not any(overlaps(src, c) for c in changed):
                         possible.setdefault(id(event), (event, op, set()))[2].add(src)
                         continue
@@ -633,12 +615,12 @@ class TorchPlugin(Plugin):
         """A possible step-before-backward from a helper's summary, at a call site: kept (and made certain) when the
         optimizer the caller handed over holds what the graph saved; kept as possible while both are still the
         arguments of an enclosing helper."""
-        changed = _stepped(event.optimizer)
+        changed = stepped(event.optimizer)
         srcs = frozenset(s for s in event.srcs if any(overlaps(s, c) for c in changed))
         if srcs:
             event.srcs, event.optimizer = srcs, None
             return event
-        if frame.summarising and _symbolic_optimizer(event.optimizer) and any(is_symbolic(s) for s in event.srcs):
+        if frame.summarising and symbolic_optimizer(event.optimizer) and any(is_symbolic(s) for s in event.srcs):
             return event
         return None
 
@@ -1391,7 +1373,7 @@ class TorchPlugin(Plugin):
             if method == "step":
                 self.interp.emit(Step(node, module, optimizer=receiver), frame)
             elif method == "zero_grad":
-                self.interp.emit(GradsCleared(node, module, target=receiver, to_none=_to_none(node)), frame)
+                self.interp.emit(GradsCleared(node, module, target=receiver, to_none=to_none(node)), frame)
             elif method == "add_param_group" and args:
                 group = args[0]
                 opt = receiver.ref
@@ -1446,7 +1428,7 @@ class TorchPlugin(Plugin):
 
     def module_method(self, receiver: Value, method: str, node, frame: Frame, args, kwargs) -> Value:
         if method == "zero_grad" and receiver.srcs:
-            self.interp.emit(GradsCleared(node, frame.module, target=receiver, to_none=_to_none(node)), frame)
+            self.interp.emit(GradsCleared(node, frame.module, target=receiver, to_none=to_none(node)), frame)
         if method in ("parameters", "buffers"):
             return Value("params", srcs=receiver.srcs | _held(receiver) if method == "parameters" else EMPTY,
                          deps=receiver.deps)
@@ -1693,7 +1675,7 @@ class TorchPlugin(Plugin):
                     func = self.undecorated(method, info.module, info)
                     interp.run_standalone(func, self.standalone_args(func, self_value), self_value)
             init = info.methods.get("__init__")
-            if init is not None and id(init) not in interp.analysed and _writes_in_place(init):
+            if init is not None and id(init) not in interp.analysed and writes_into_weights(init):
                 # a constructor that writes into a tensor in place (`E[:, 0::2] = ...` on a layer's weight, here or
                 # in a helper it hands the weight to): outside no_grad, that raises as the model is built
                 func = self.undecorated(init, info.module, info)
@@ -1948,31 +1930,6 @@ def _held(module: Value) -> frozenset:
     return frozenset(out)
 
 
-WEIGHT_ATTRS = ("weight", "bias")
-
-
-def _writes_in_place(fn: ast.AST) -> bool:
-    """Does a function write into a layer's weight in place: an item or slice assignment into `.weight` / `.bias`
-    (or a name bound to one), or hand one to a helper of the file (not `nn.init.*`, which runs without gradient)?"""
-    held = {t.id for node in ast.walk(fn) if isinstance(node, ast.Assign) and isinstance(node.value, ast.Attribute)
-            and node.value.attr in WEIGHT_ATTRS for t in node.targets if isinstance(t, ast.Name)}
-    for node in ast.walk(fn):
-        if isinstance(node, (ast.Assign, ast.AugAssign)):
-            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
-                if not isinstance(target, ast.Subscript):
-                    continue
-                while isinstance(target, ast.Subscript):
-                    target = target.value
-                if isinstance(target, ast.Attribute) and target.attr in WEIGHT_ATTRS or (
-                        isinstance(target, ast.Name) and target.id in held):
-                    return True
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and any(
-                isinstance(a, ast.Attribute) and a.attr in WEIGHT_ATTRS
-                for a in [*node.args, *(k.value for k in node.keywords)]):
-            return True
-    return False
-
-
 def _called_here(node, frame: Frame) -> bool:
     """Is this attribute read the callee of a call (`self.crp(out)`)?"""
     parent = frame.module.source.semantic.parent(node) if isinstance(node, ast.Attribute) else None
@@ -1996,74 +1953,3 @@ def _built_by_argument(fact, info: ClassInfo) -> bool:
             return value.func.id in {a.arg for a in init.args.args + init.args.kwonlyargs}
         pending += [p for p in (cls.module.resolve_class(b) for b in cls.bases) if p is not None]
     return False
-
-
-def _to_none(node: ast.Call) -> bool:
-    """`zero_grad()` sets the gradients to None unless told `set_to_none=False`."""
-    flag = next((k.value for k in node.keywords if k.arg == "set_to_none"), None)
-    if flag is None and node.args:
-        flag = node.args[0]
-    return flag is None or not (isinstance(flag, ast.Constant) and flag.value is False)
-
-
-def _cleared(target: Value) -> frozenset:
-    """The sources whose gradients a `zero_grad()` on this optimizer or module clears."""
-    return _stepped(target) if target.kind == "optimizer" else target.srcs
-
-
-def _touches(a: frozenset, b: frozenset) -> bool:
-    return any(overlaps(x, y) for x in a for y in b)
-
-
-def _stepped(optimizer: Value) -> frozenset:
-    """The sources an optimizer's step changes."""
-    return optimizer.ref.coverage.srcs if isinstance(optimizer.ref, Optimizer) else optimizer.srcs
-
-
-def _symbolic_optimizer(optimizer: Value) -> bool:
-    """An optimizer a helper was given (its sources are the helper's argument, not yet the caller's values)."""
-    return bool(optimizer.srcs) and all(is_symbolic(s) for s in optimizer.srcs)
-
-
-HARMLESS_STATE_READS = {"detach", "detach_", "size", "shape", "dim", "item", "len", "isinstance", "print", "device",
-                        "dtype", "numel", "zero_", "fill_"}
-
-
-def state_read_back(method: ast.AST, me: str, attr: str) -> ast.stmt | None:
-    """The statement rebinding `me.attr` to what the method computes, when the method reads `me.attr` into a
-    computation before rebinding it unconditionally (a test such as `is None`, `.detach()` or `.size()` is not
-    such a read); None when it does not."""
-    reads, stores = [], []
-    for node in ast.walk(method):
-        if isinstance(node, ast.Attribute) and node.attr == attr and isinstance(node.value, ast.Name) \
-                and node.value.id == me:
-            (stores if isinstance(node.ctx, ast.Store) else reads).append(node)
-    if not reads or not stores:
-        return None
-    parents = {id(child): parent for parent in ast.walk(method) for child in ast.iter_child_nodes(parent)}
-
-    def statement(node):
-        while node is not None and not isinstance(node, ast.stmt):
-            node = parents.get(id(node))
-        return node
-
-    rebinds = [statement(n) for n in stores]  # unconditional: an assignment in the method's own body
-    rebinds = [n for n in rebinds if isinstance(n, (ast.Assign, ast.AnnAssign)) and parents.get(id(n)) is method]
-    # a read in the first rebinding statement's value comes before the rebinding
-    first_rebind = min(((n.end_lineno, n.end_col_offset) for n in rebinds), default=None)
-    for read in sorted(reads, key=lambda n: (n.lineno, n.col_offset)):
-        if first_rebind is not None and (read.lineno, read.col_offset) > first_rebind:
-            break
-        if not _harmless_state_read(read, parents):
-            return statement(max(stores, key=lambda n: (n.lineno, n.col_offset)))
-    return None
-
-
-def _harmless_state_read(read: ast.Attribute, parents: dict) -> bool:
-    parent = parents.get(id(read))
-    if isinstance(parent, (ast.Compare, ast.BoolOp, ast.If, ast.IfExp, ast.UnaryOp)) \
-            or (isinstance(parent, ast.Attribute) and parent.attr in HARMLESS_STATE_READS):
-        return True
-    return isinstance(parent, ast.Call) and parent.func is not read and (
-        getattr(parent.func, "id", None) or getattr(parent.func, "attr", None)) in HARMLESS_STATE_READS
-
