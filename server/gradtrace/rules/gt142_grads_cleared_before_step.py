@@ -63,6 +63,24 @@ class GradsClearedBeforeStep(Rule):
                 optimizer.step()
                 optimizer.zero_grad()
         """,
+        """
+        import torch
+        import torch.nn as nn
+
+        generator = nn.Linear(4, 2)
+        critic = nn.Linear(2, 1)
+        g_opt = torch.optim.SGD(generator.parameters(), lr=0.1)
+        c_opt = torch.optim.SGD(generator.parameters(), lr=0.1)  # over the wrong model: GT118's finding
+        for step in range(3):
+            c_opt.zero_grad()
+            c_loss = critic(generator(torch.randn(8, 4)).detach()).mean()
+            c_loss.backward()
+            c_opt.step()
+            g_opt.zero_grad()
+            g_loss = -critic(generator(torch.randn(8, 4))).mean()
+            g_loss.backward()
+            g_opt.step()
+        """,
     )
     invalid = (
         Invalid(

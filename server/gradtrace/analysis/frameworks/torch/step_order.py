@@ -25,9 +25,13 @@ def cleared_before_step(record: list, run_starts: list) -> list:
         start = starts[bisect.bisect_right(starts, index) - 1] if starts and starts[0] <= index else 0
         end = starts[bisect.bisect_right(starts, index)] if bisect.bisect_right(starts, index) < len(starts) \
             else len(record)
-        run = record[start:end]
-        if not any(isinstance(e, Sink) and e.kind != "output" and touches(e.value.srcs, changed) for e in run):
-            continue  # no backward we recognise reaches them (`accelerator.backward(loss)`): nothing to judge
+        sinks_before = [e for e in record[start:index] if isinstance(e, Sink) and e.kind != "output"]
+        sinks_after = [e for e in record[index + 1:end] if isinstance(e, Sink) and e.kind != "output"]
+        own = sinks_before[-1] if sinks_before else (sinks_after[0] if sinks_after else None)
+        if own is None or not touches(own.value.srcs, changed):
+            # no backward we recognise reaches them (`accelerator.backward(loss)`), or the loss this step follows
+            # is another model's (an optimizer built over the wrong model: GT118's finding, not this one)
+            continue
         for event in reversed(record[start:index]):
             if getattr(event, "arms", None) and step.arms and step.exclusive_with(event):
                 continue
