@@ -112,6 +112,41 @@ class InplaceOnSaved(Rule):
         a, b = TwoDecoders()(torch.randn(3, 4))
         (a.sum() + b.sum()).backward()
         """,
+        """
+        import torch
+        import torch.nn as nn
+        import torch.nn.functional as F
+
+
+        class ConvNorm(nn.Module):
+            def __init__(self, cin, cout, activation="relu"):
+                super().__init__()
+                self.activation = activation
+                self.conv = nn.Conv2d(cin, cout, 3, padding=1)
+                self.norm = nn.BatchNorm2d(cout)
+
+            def forward(self, x):
+                x = self.norm(self.conv(x))
+                if self.activation == "relu":
+                    return F.relu(x)
+                return x
+
+
+        class ResPath(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.shortcut = ConvNorm(3, 8)
+                self.body = ConvNorm(3, 8, activation="none")
+
+            def forward(self, x):
+                shortcut = self.shortcut(x)
+                x = self.body(x)
+                x += shortcut
+                return x
+
+
+        ResPath()(torch.randn(2, 3, 8, 8)).mean().backward()
+        """,
     )
     invalid = (
         Invalid(
@@ -422,6 +457,44 @@ class InplaceOnSaved(Rule):
             h = F.relu(layer(torch.randn(3, 4)))
             h = F.dropout(h, 0.2, training=True, inplace=True)  # expect: GT121
             h.sum().backward()
+            """,
+            truth=Truth(raises=("RuntimeError", "modified by an inplace operation")),
+        ),
+        Invalid(
+            """
+            import torch
+            import torch.nn as nn
+            import torch.nn.functional as F
+
+
+            class ConvNorm(nn.Module):
+                def __init__(self, cin, cout, activation="relu"):
+                    super().__init__()
+                    self.activation = activation
+                    self.conv = nn.Conv2d(cin, cout, 3, padding=1)
+                    self.norm = nn.BatchNorm2d(cout)
+
+                def forward(self, x):
+                    x = self.norm(self.conv(x))
+                    if self.activation == "relu":
+                        return F.relu(x)
+                    return x
+
+
+            class ResPath(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.shortcut = ConvNorm(3, 8, activation="none")
+                    self.body = ConvNorm(3, 8)
+
+                def forward(self, x):
+                    shortcut = self.shortcut(x)
+                    x = self.body(x)
+                    x += shortcut  # expect: GT121
+                    return x
+
+
+            ResPath()(torch.randn(2, 3, 8, 8)).mean().backward()
             """,
             truth=Truth(raises=("RuntimeError", "modified by an inplace operation")),
         ),

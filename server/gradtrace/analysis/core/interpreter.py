@@ -17,10 +17,20 @@ from __future__ import annotations
 import ast
 
 from gradtrace.analysis.core.frames import REPEATED, Frame, FunctionRef
-from gradtrace.analysis.core.summaries import Substitution, Summary, SummaryCache, shape_of, symbolic, widened
+from gradtrace.analysis.core.summaries import (
+    Substitution,
+    Summary,
+    SummaryCache,
+    literal_parameters,
+    shape_of,
+    symbolic,
+    unlettered,
+    widened,
+)
 from gradtrace.analysis.core.values import (
     EMPTY,
     FALSE,
+    NO_LITERAL,
     NONE,
     STR,
     TRUE,
@@ -33,7 +43,9 @@ from gradtrace.analysis.core.values import (
     is_symbolic,
     join,
     known_truth,
+    literal_of,
     merge_terms,
+    str_value,
 )
 from gradtrace.analysis.names import dotted
 from gradtrace.analysis.skeleton import LAZY_KINDS
@@ -745,7 +757,7 @@ class Interpreter:
             return Value("number", dtype="float")
         if v is None:
             return NONE
-        return STR
+        return str_value(v) if isinstance(v, str) else STR
 
     def e_Name(self, node: ast.Name, frame: Frame) -> Value:
         found = self.lookup(node.id, frame)
@@ -914,6 +926,9 @@ class Interpreter:
 
     def e_Compare(self, node: ast.Compare, frame: Frame) -> Value:
         values = [self.eval(node.left, frame)] + [self.eval(c, frame) for c in node.comparators]
+        decided = literal_comparison(node.ops, values)
+        if decided is not None:
+            return TRUE if decided else FALSE
         for plugin in self.plugins:
             value = plugin.compare(node, values, frame)
             if value is not None:
@@ -1424,6 +1439,9 @@ class Interpreter:
                       self_effects: dict | None = None) -> Value:
         fn = func.node
         params, actuals = self.bind_arguments(func, args, kwargs, frame)
+        if any(v.kind == "str" and v.extra for v in actuals):
+            deciding = literal_parameters(fn)
+            actuals = [v if p in deciding else unlettered(v) for p, v in zip(params, actuals)]
         key = self.summary_key(func, actuals, frame, node)
         cache = self.summary_cache(func)
         summary = cache.get(key)
@@ -1717,10 +1735,41 @@ def _literal_attributes(cls: ast.ClassDef) -> dict:
         elif isinstance(v, (int, float)):
             out[target.id] = Value("number", dtype="int" if isinstance(v, int) else "float")
         elif isinstance(v, str):
-            out[target.id] = STR
+            out[target.id] = str_value(v)
         else:
             out.pop(target.id, None)  # the last binding wins
     return out
+
+
+def literal_comparison(ops: list, values: list) -> bool | None:
+    """The outcome of a comparison between literals (`'relu' == 'relu'`, `None is None`, `'gelu' in ('relu',
+    'gelu')`), or None when a side is not one."""
+    outcome = True
+    for op, left, right in zip(ops, values, values[1:]):
+        a = literal_of(left)
+        if a is NO_LITERAL:
+            return None
+        if isinstance(op, (ast.In, ast.NotIn)):
+            if right.kind not in ("container", "dict") or right.items is None or right.keys is not None:
+                return None
+            members = [literal_of(item) for item in right.items]
+            if any(m is NO_LITERAL for m in members):
+                return None
+            result = any(type(m) is type(a) and m == a for m in members)
+            result = result if isinstance(op, ast.In) else not result
+        else:
+            b = literal_of(right)
+            if b is NO_LITERAL:
+                return None
+            same = type(a) is type(b) and a == b
+            if isinstance(op, (ast.Eq, ast.Is)):
+                result = same
+            elif isinstance(op, (ast.NotEq, ast.IsNot)):
+                result = not same
+            else:
+                return None
+        outcome = outcome and result
+    return outcome
 
 
 def _constant_truth(test: ast.AST):

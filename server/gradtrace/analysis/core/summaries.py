@@ -70,10 +70,52 @@ def _configuration(value: Value, depth: int = 0) -> bool:
 
 
 def widened(value: Value) -> Value:
-    """A container of configuration values taken in bulk: its items are no longer told apart."""
+    """A container of configuration values taken in bulk: its items are no longer told apart; a string
+    literal is just a string (a model zoo's entry points each naming their variant share one summary)."""
+    if value.kind == "str" and value.extra:
+        return unlettered(value)
     if value.items is None or not _configuration(value):
         return value
     return replace(value, items=None, keys=None)
+
+
+def literal_parameters(fn: ast.AST) -> frozenset:
+    """Parameters whose string literal a function's summary depends on: those it compares with literals
+    (`if mode == "relu":`, `act in ("gelu", "silu")`) or keeps on an object for its methods to compare
+    (`self.activation = activation`). Any other string argument (a model zoo's variant name) is just a string:
+    calls that differ only in it share one summary. Kept with the tree: one walk per function."""
+    found = getattr(fn, "_literal_parameters", None)
+    if found is None:
+        args = fn.args
+        params = {a.arg for a in args.posonlyargs + args.args + args.kwonlyargs}
+        names: set = set()
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Compare):
+                sides = [node.left] + node.comparators
+                for op, left, right in zip(node.ops, sides, sides[1:]):
+                    if isinstance(op, (ast.In, ast.NotIn)):  # `act in ("gelu", "silu")`, not `"radio" in name`
+                        pairs = ((left, right),)
+                    else:
+                        pairs = ((left, right), (right, left))
+                    names.update(a.id for a, b in pairs if isinstance(a, ast.Name) and _literal_expr(b))
+            elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Name) \
+                    and any(isinstance(t, ast.Attribute) for t in node.targets):
+                names.add(node.value.id)
+        found = frozenset(names & params)
+        fn._literal_parameters = found
+    return found
+
+
+def _literal_expr(node: ast.AST) -> bool:
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str)
+    return isinstance(node, (ast.Tuple, ast.List, ast.Set)) and bool(node.elts) and all(
+        isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts)
+
+
+def unlettered(value: Value) -> Value:
+    """A string literal as just a string."""
+    return replace(value, extra=()) if value.kind == "str" and value.extra else value
 
 
 def symbolic(actual: Value, root: str, depth: int = 0) -> Value:

@@ -155,10 +155,33 @@ TRUE = Value("number", dtype="bool", extra=(("const", True),))
 FALSE = Value("number", dtype="bool", extra=(("const", False),))
 
 
+MAX_LITERAL_STRING = 40
+
+
+def str_value(text: str) -> Value:
+    """A string literal: a short word-like one (`'relu'`, `"mean"`, `"bilinear"`) keeps its text, so that a flag
+    given one decides the branches that compare it (`if self.activation == 'relu':`); others are just strings."""
+    if len(text) <= MAX_LITERAL_STRING and text.replace("_", "").replace("-", "").replace(".", "").isalnum():
+        return Value("str", extra=(("const", text),))
+    return STR
+
+
+NO_LITERAL = object()
+
+
+def literal_of(value: Value):
+    """The Python value of a literal (a bool, a short string, None), else NO_LITERAL."""
+    if value.kind == "none":
+        return None if not value.srcs else NO_LITERAL
+    if value.kind in ("number", "str") and value.extra[:1] and value.extra[0][:1] == ("const",) and not value.srcs:
+        return value.extra[0][1]
+    return NO_LITERAL
+
+
 def known_truth(value: Value) -> bool | None:
     """True / False for a value known to be that literal, else None."""
-    if value.kind == "number" and value.extra[:1] and value.extra[0][:1] == ("const",) and not value.srcs:
-        return value.extra[0][1]
+    if value.kind in ("number", "str") and value.extra[:1] and value.extra[0][:1] == ("const",) and not value.srcs:
+        return bool(value.extra[0][1])
     return None
 # Kinds whose meaning is carried by `ref`/`func`/`cls`/`extra`: a join of different ones is unknown.
 IDENTITY_KINDS = frozenset({"external", "builtin", "function", "method", "class", "module", "object", "optimizer",

@@ -19,6 +19,7 @@ from gradtrace.analysis.core.plugin import Plugin
 from gradtrace.analysis.core.summaries import Renaming
 from gradtrace.analysis.core.values import (
     EMPTY,
+    NO_LITERAL,
     NONE,
     NUMBER,
     UNKNOWN,
@@ -32,6 +33,7 @@ from gradtrace.analysis.core.values import (
     is_symbolic,
     join,
     known_truth,
+    literal_of,
     merge_terms,
     named,
     overlaps,
@@ -157,6 +159,7 @@ class TorchPlugin(Plugin):
         self.flag_lines: dict = {}  # file path -> the lines that mention `requires_grad`
         self.forward_hooks: dict = {}
         self.hooks_set: dict = {}  # id(ClassInfo) -> attribute -> the hooks its methods register on `self.<attribute>`
+        self.configurations: dict = {}  # id(constructor call) -> the literals that layer's constructor kept
 
     # ================================================================== facts in program order
     def events_of(self, kind) -> list:
@@ -882,6 +885,8 @@ class TorchPlugin(Plugin):
                         extra += (("hooked", tuple(self.forward_hooks[(id(info), attr)])),)
                     if self.hooks_in_file:  # where a helper given this layer may register a hook on it
                         extra += (("attribute_of", (id(info), attr)),)
+                    if isinstance(cls, ClassInfo):
+                        extra += self.configuration(fact.value, cls, info, frame)
                     return Value("module", srcs=srcs, name=name, cls=cls or fact.layer, extra=extra, deps=base.deps,
                                  items=items)
                 if fact.kind in ("param", "tensor_grad") or (fact.kind == "param_converted"
@@ -921,6 +926,27 @@ class TorchPlugin(Plugin):
         if name and base.srcs:
             return Value("module", srcs=frozenset({name}), name=name, deps=base.deps)
         return UNKNOWN
+
+    def configuration(self, call, cls: ClassInfo, owner: ClassInfo, frame: Frame) -> tuple:
+        """The literal flags a layer built in a constructor keeps (`self.b = ConvBN(3, 8, activation='relu')`, or
+        a default of its `__init__`), as the `given` of that layer: its `forward` takes the branches they decide.
+        Arguments that are not literals are unknown; the constructor's events stay with its own analysis."""
+        key = id(call)
+        if key not in self.configurations:
+            self.configurations[key] = ()
+            init = cls.find_method("__init__") if isinstance(call, ast.Call) else None
+            kept = injected_attributes(cls) if init is not None and _takes_literals(call, init[0]) else ()
+            if kept and not any(isinstance(a, ast.Starred) for a in call.args) \
+                    and all(k.arg is not None for k in call.keywords):
+                args = [self.interp.eval(a, frame) if isinstance(a, ast.Constant) else UNKNOWN for a in call.args]
+                kwargs = {k.arg: self.interp.eval(k.value, frame) if isinstance(k.value, ast.Constant) else UNKNOWN
+                          for k in call.keywords}
+                aside = Frame(owner.module, {}, frame.func, frame.self_value, dict(frame.state), events=[])
+                layer = Value("module", cls=cls, name=f"<{cls.name}@{call.lineno}>")
+                attrs = self.interp.construct(cls, layer, call, aside, args, kwargs)
+                given = tuple(sorted((k, v) for k, v in attrs.items() if k in kept and literal_of(v) is not NO_LITERAL))
+                self.configurations[key] = (("given", given),) if given else ()
+        return self.configurations[key]
 
     @staticmethod
     def container_layers(fact, info: ClassInfo, name: str, deps) -> tuple[tuple | None, bool]:
@@ -1928,6 +1954,13 @@ def _held(module: Value) -> frozenset:
                 if v.kind == "module" or (v.kind == "tensor" and v.leaf):
                     out |= v.srcs
     return frozenset(out)
+
+
+def _takes_literals(call: ast.Call, init: ast.FunctionDef) -> bool:
+    """Is a literal flag (a string, bool or None) given in the call or a default of the constructor?"""
+    a = init.args
+    written = list(call.args) + [k.value for k in call.keywords] + a.defaults + [d for d in a.kw_defaults if d]
+    return any(isinstance(e, ast.Constant) and (e.value is None or isinstance(e.value, (str, bool))) for e in written)
 
 
 def _called_here(node, frame: Frame) -> bool:
