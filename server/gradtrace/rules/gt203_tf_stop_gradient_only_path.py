@@ -108,6 +108,32 @@ class TFStopGradientOnlyPath(Rule):
             loss = tf.reduce_sum(q ** 2)
         g = tape.gradient(loss, w)
         """,
+        """
+        import keras
+        import tensorflow as tf
+
+
+        class Quantizer(keras.layers.Layer):
+            def __init__(self, codes, dim):
+                super().__init__()
+                self.codebook = self.add_weight(shape=(dim, codes), initializer="random_uniform")
+
+            def call(self, x):
+                index = tf.argmin(tf.matmul(x, self.codebook), axis=1)
+                quantized = tf.matmul(tf.one_hot(index, tf.shape(self.codebook)[1]), self.codebook, transpose_b=True)
+                self.add_loss(tf.reduce_mean((quantized - tf.stop_gradient(x)) ** 2))
+                return x + tf.stop_gradient(quantized - x)
+
+
+        inputs = keras.Input((4,))
+        model = keras.Model(inputs, keras.layers.Dense(2)(Quantizer(8, 4)(keras.layers.Dense(4)(inputs))))
+        optimizer = keras.optimizers.SGD(0.1)
+        x = tf.random.normal((16, 4))
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(model(x) ** 2) + sum(model.losses)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        """,
     )
     invalid = (
         Invalid(

@@ -40,6 +40,7 @@ from gradtrace.analysis.core.values import (
     dead_term,
     dedup_cuts,
     flat,
+    fresh_constant,
     is_symbolic,
     join,
     known_truth,
@@ -104,6 +105,7 @@ class Interpreter:
         self.observed: dict = {}
         self.symbol_names: dict = {}  # a summary's symbolic root ("$12_0") -> the parameter it stands for
         self.call_sites: list = []  # the calls whose summaries' events are being handed to their callers
+        self.branch_statements: dict = {}  # id(if statement) -> it: the arms values are constant on
 
     # ================================================================== driving
     def run(self) -> Interpreter:
@@ -243,7 +245,10 @@ class Interpreter:
         self.eval(stmt.value, frame)
 
     def s_Return(self, stmt: ast.Return, frame: Frame) -> None:
-        frame.returns.append(self.eval(stmt.value, frame) if stmt.value is not None else NONE)
+        value = self.eval(stmt.value, frame) if stmt.value is not None else NONE
+        if frame.arms and fresh_constant(value) and frame.arms[-1][0] in self.branch_statements:
+            value = replace(value, constant_on=((frame.arms[-1], stmt, frame.module),))  # `return torch.tensor(0.)` on one path
+        frame.returns.append(value)
         frame.dead = True
 
     def s_Raise(self, stmt: ast.Raise, frame: Frame) -> None:
@@ -296,6 +301,8 @@ class Interpreter:
         frame.conditional += 1
         alive: list[Frame] = []
         left_loop = False
+        if isinstance(node, ast.If):
+            self.branch_statements[id(node)] = node
         for index, body in enumerate(bodies):
             branch = frame.branch()
             branch.arms = frame.arms + ((id(node), index),)
@@ -311,7 +318,24 @@ class Interpreter:
             frame.dead = True
             frame.loop_exit = left_loop
             return
+        if isinstance(node, ast.If) and len(alive) > 1:
+            self.mark_constant_arms(node, alive, frame)
         self.merge_into(frame, alive)
+
+    def mark_constant_arms(self, stmt: ast.If, branches: list, frame: Frame) -> None:
+        """A name an arm binds to a fresh constant tensor while another path leaves it carrying gradient (`loss =
+        torch.tensor(0.)` when there is nothing to match): the joined value remembers that arm and that line."""
+        before = frame.env
+        for branch in branches:
+            arm = branch.arms[-1]
+            for key, value in branch.env.items():
+                if value is before.get(key) or not fresh_constant(value) or "." in key:
+                    continue
+                if not any(other is not branch and (other.env.get(key) or UNKNOWN).srcs for other in branches):
+                    continue
+                made = _last_binding(stmt.body if arm[1] == 0 else stmt.orelse, key)
+                if made is not None:
+                    branch.env[key] = replace(value, constant_on=((arm, made, frame.module),))
 
     def merge_into(self, frame: Frame, branches: list) -> None:
         envs = [b.env for b in branches]
@@ -1658,6 +1682,18 @@ STATEMENTS = {getattr(ast, name[2:]): fn for name, fn in vars(Interpreter).items
 STATEMENTS.update({lazy: STATEMENTS[lazy.__mro__[1]] for lazy in LAZY_KINDS})  # a definition of an imported file
 EXPRESSIONS = {getattr(ast, name[2:]): fn for name, fn in vars(Interpreter).items()
                if name.startswith("e_") and hasattr(ast, name[2:])}
+
+
+def _last_binding(body: list, name: str) -> ast.stmt | None:
+    """The last statement in an arm that binds `name` (at any depth)."""
+    found = None
+    for stmt in body:
+        for node in ast.walk(stmt):
+            if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                if any(isinstance(t, ast.Name) and t.id == name for target in targets for t in ast.walk(target)):
+                    found = node
+    return found
 
 
 def _saved_on_a_path(before: Value | None, vals: list) -> Value | None:

@@ -122,6 +122,10 @@ class Value:
     # where a fresh value was made (a literal, a constructor call), for messages that point at it; not part of
     # what the value is (equality, summary shapes)
     made_at: ast.AST | None = field(default=None, compare=False)
+    # ((branch arm, node, module), ...): the arms of `if` statements on which this value is a constant that nothing
+    # trainable reaches (`loss = torch.tensor(0.)` when a batch has no boxes), with where that constant was made
+    # there; it carries gradient on the other paths. Not part of what the value is.
+    constant_on: tuple = field(default=(), compare=False)
 
     @property
     def carries_grad(self) -> bool:
@@ -316,7 +320,12 @@ def join(*values: Value, paths: bool = False) -> Value:
             items = (merged,) if merged is not None else ()
             if kind == "dict":
                 kind, keys = "container", None
+    constant_on = ()
+    if paths:  # a path of any of them is a path of the join
+        marked = [v.constant_on for v in values if v.constant_on]
+        constant_on = marked[0] if len(marked) == 1 else tuple(dict.fromkeys(e for m in marked for e in m))
     return Value(
+        constant_on=constant_on,
         kind=kind,
         srcs=srcs,
         cuts=cuts,
@@ -357,7 +366,25 @@ def combine(kind: str, *values: Value, dtype: str | None = None, saved_by: str |
     srcs, deps, cuts, captured, own_fw, opaque, traced, jtraced = _gathered(
         [flat(v) if v.items else v for v in values])
     return Value(kind=kind, srcs=srcs, cuts=cuts, opaque=opaque, dtype=dtype, saved_by=saved_by,
-                 fw=own_fw if fw is None else fw, deps=deps, traced=traced, jtraced=jtraced, captured=captured)
+                 fw=own_fw if fw is None else fw, deps=deps, traced=traced, jtraced=jtraced, captured=captured,
+                 constant_on=constant_together(values))
+
+
+def constant_together(values) -> tuple:
+    """The arms on which every operand that carries gradient is a constant: there the result is one too."""
+    carrying = [v for v in values if v.srcs]
+    if not carrying or not all(v.constant_on for v in carrying):
+        return ()
+    if len(carrying) == 1:
+        return carrying[0].constant_on
+    arms = set.intersection(*({e[0] for e in v.constant_on} for v in carrying))
+    return tuple(dict.fromkeys(e for v in carrying for e in v.constant_on if e[0] in arms))
+
+
+def fresh_constant(value: Value) -> bool:
+    """A PyTorch tensor made from nothing trainable (`torch.tensor(0.)`, `x.new_zeros(1)`): no graph at all."""
+    return value.kind == "tensor" and not value.srcs and not value.cuts and not value.opaque and not value.deps \
+        and value.fw in (None, "torch") and value.items is None
 
 
 def _gathered(values) -> tuple:

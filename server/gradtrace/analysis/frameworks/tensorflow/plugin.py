@@ -101,6 +101,7 @@ class TensorFlowPlugin(FrameworkPlugin):
         # `@tf.custom_gradient` function -> (its gradient function without `variables`, the variables it reads)
         self.custom_gradients: dict = {}
         self.call_live: dict[str, set] = {}  # class name -> sources that reach what its call returns
+        self.call_kept: dict[str, set] = {}  # class name -> sources its call hands to `self.add_loss` and the like
         self.call_incomplete: set[str] = set()  # classes whose call was not followed completely
         self.functional: list[Value] = []  # functional models built so far
         self.stack: list[FunctionRef] = []  # functions being analysed, outermost first
@@ -324,6 +325,7 @@ class TensorFlowPlugin(FrameworkPlugin):
             self.record_class_output(event)
         elif isinstance(event, Escape) and event.scope is not None:
             self.call_live.setdefault(event.scope, set()).update(reached(event.value))
+            self.call_kept.setdefault(event.scope, set()).update(reached(event.value))
         elif isinstance(event, Untracked) and event.scope is not None:
             self.call_incomplete.add(event.scope)
         return event
@@ -434,6 +436,8 @@ class TensorFlowPlugin(FrameworkPlugin):
         own = frozenset(v.id for v in self.variables.values() if v.cls == event.cls)
         own |= frozenset(v.ref for v in self.class_attrs.get(event.cls, {}).values()
                          if v.kind == "module" and isinstance(v.ref, str))
+        # what the call hands to `self.add_loss(...)` trains through that loss (a VQ layer's codebook)
+        own -= self.call_kept.get(event.cls, set())
         self.record_lost(result, own, event.node, "call")
 
     # ================================================================== binding
@@ -974,6 +978,17 @@ class TensorFlowPlugin(FrameworkPlugin):
 
     # ================================================================== attributes and operators
     def attribute(self, base: Value, attr: str, node: ast.AST, frame: Frame):
+        if attr == "losses" and self.call_kept and (self.is_model(base) or (
+                base.kind == "object" and self.is_module_class(base.cls))):
+            # `model.losses`: what its layers' calls handed to `self.add_loss(...)`, by the names this model knows
+            # them by (a model a factory built is one per call site)
+            held = self.attribute(base, "trainable_variables", node, frame) or Value()
+            known = {s.split("#")[0]: s for s in held.srcs | frozenset(o for c in base.cuts for o in c.lost)}
+            known.update({s.split("#")[0]: s for s in base.srcs})
+            kept = frozenset(known[k.split("#")[0]] for k in frozenset().union(*self.call_kept.values())
+                             if k.split("#")[0] in known)
+            return Value("container", srcs=kept, items=(Value("tensor", srcs=kept, fw="tensorflow"),),
+                         fw="tensorflow")
         if attr in api.SYMBOLIC_ATTRS and self.is_model(base) and not (
                 base.kind == "object" and attr in self.object_attrs(base)):
             # `model.inputs`: the graph's placeholders, not data (a model built on `base.output` still holds base)
