@@ -241,6 +241,29 @@ class TFVariablePerStep(Rule):
             """,
             truth=Truth(raises=("ValueError", "only supports singleton tf.Variables"), framework="tensorflow"),
         ),
+        Invalid(
+            """
+            import keras
+            import numpy as np
+            import tensorflow as tf
+
+            x = np.random.rand(32, 5).astype("float32")
+            y = np.random.rand(32, 1).astype("float32")
+
+
+            def balanced_loss(y_true, y_pred):
+                w = tf.Variable(0.5, trainable=True)  # expect: GT201
+                mse = tf.reduce_mean(tf.square(y_true - y_pred))
+                mae = tf.reduce_mean(tf.abs(y_true - y_pred))
+                return w * mse + (1.0 - w) * mae
+
+
+            model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(1)])
+            model.compile(optimizer="sgd", loss=balanced_loss)
+            model.fit(x, y, epochs=1, verbose=0)
+            """,
+            truth=Truth(raises=("ValueError", "singleton tf.Variables"), framework="tensorflow"),
+        ),
     )
 
     def check(self, ctx):
@@ -249,7 +272,9 @@ class TFVariablePerStep(Rule):
             if not info.per_step or not info.trainable:
                 continue
             name = info.name or "this variable"
-            if info.compiled:
+            if info.compiled and "the loss Keras calls" in info.per_step:
+                message = f"`{name}` is created anew {info.per_step}: tracing that step raises ValueError."
+            elif info.compiled:
                 where = info.per_step.split(",")[0]
                 message = f"`{name}` is created anew {where} under `@tf.function`: tracing the step raises ValueError."
             elif info.per_step == "inside the GradientTape":

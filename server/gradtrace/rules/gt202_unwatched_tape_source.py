@@ -114,6 +114,16 @@ class UnwatchedTapeSource(Rule):
             loss = tf.reduce_mean(critic(x))
         grads = tape.gradient(loss, critic.trainable_variables)
         """,
+        """
+        import tensorflow as tf
+
+        x0 = tf.Variable(0.5)
+        x = x0 + 3.0
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.square(x + 4.0 - 10.0)
+        d_x = tape.gradient(loss, x)
+        """,
     )
     invalid = (
         Invalid(
@@ -247,11 +257,28 @@ class UnwatchedTapeSource(Rule):
             """,
             truth=Truth(grads={"grads[0]": "none"}, framework="tensorflow"),
         ),
+        Invalid(
+            """
+            import tensorflow as tf
+
+            x0 = tf.Variable(0.5)
+            x = x0 + 3.0
+            with tf.GradientTape() as tape:
+                loss = tf.square(x + 4.0 - 10.0)
+            d_x = tape.gradient(loss, x)  # expect: GT202
+            """,
+            truth=Truth(grads={"d_x": "none"}, framework="tensorflow"),
+        ),
     )
 
     def check(self, ctx):
         facts = ctx.tensorflow
         yield from self.partly_watched(ctx, facts)
+        for node, early in facts.early_sources.items():
+            for name, stmt in early:
+                yield ctx.report(node, f"`{name}` was computed on line {stmt.lineno}, before the tape started "
+                                       f"recording, and is not watched: its gradient is None.",
+                                 data={"lost": [name]})
         for tape in facts.tapes.values():
             for watch in tape.symbolic_watches:
                 what = ctx.source.segment(watch.args[0]) if watch.args else "it"

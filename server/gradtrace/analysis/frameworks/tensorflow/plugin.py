@@ -28,6 +28,7 @@ from gradtrace.analysis.core.values import (
     flat,
     is_symbolic,
     join,
+    known_truth,
     last_cuts,
 )
 from gradtrace.analysis.frameworks.common import (
@@ -102,6 +103,8 @@ class TensorFlowPlugin(FrameworkPlugin):
         self.custom_gradients: dict = {}
         self.call_live: dict[str, set] = {}  # class name -> sources that reach what its call returns
         self.call_kept: dict[str, set] = {}  # class name -> sources its call hands to `self.add_loss` and the like
+        self.loss_runs: list = []  # the loss functions `compile` was given that are running now (as `fit` calls them)
+        self.eager_losses: set = set()  # id(def) of those given to a `compile(run_eagerly=True)`
         self.call_incomplete: set[str] = set()  # classes whose call was not followed completely
         self.functional: list[Value] = []  # functional models built so far
         self.stack: list[FunctionRef] = []  # functions being analysed, outermost first
@@ -292,6 +295,7 @@ class TensorFlowPlugin(FrameworkPlugin):
                         call_argument(node, "unconnected_gradients") is not None)
         self.interp.emit(call, frame)
         self.targets.check(node, tape, meant_of(values), frame, target)
+        self.targets.sources(node, tape, pairs, frame)
         items = None
         if isinstance(sources_node, (ast.List, ast.Tuple)):
             items = tuple(Value("grad", ref=node, fw="tensorflow") for _ in pairs)
@@ -420,7 +424,11 @@ class TensorFlowPlugin(FrameworkPlugin):
             output = Value("tensor", srcs=model.srcs, cuts=model.cuts, dtype="float", fw="tensorflow")
         if output is None or not output.srcs:
             return
-        result = flat(self.interp.call_value(loss, node, frame, [Value("tensor", fw="tensorflow"), output], {}))
+        self.loss_runs.append(loss.func.node if loss.func is not None else None)
+        try:
+            result = flat(self.interp.call_value(loss, node, frame, [Value("tensor", fw="tensorflow"), output], {}))
+        finally:
+            self.loss_runs.pop()
         self.record_lost(result, output.srcs, node, "fit")
 
     def fit_frozen(self, event: Fit) -> None:
@@ -716,9 +724,10 @@ class TensorFlowPlugin(FrameworkPlugin):
             info.keras_held = self.held_by_keras_layer(node, frame)
         if info.per_step is None:
             info.per_step = self.per_step_reason(node, frame)
-            info.compiled = info.per_step is not None and any(
+            info.compiled = info.per_step is not None and (any(
                 qualname_of(d, f.module) == api.TF_FUNCTION for f in self.stack
-                for d in getattr(f.node, "decorator_list", ()))
+                for d in getattr(f.node, "decorator_list", ())) or bool(
+                self.loss_runs and id(self.loss_runs[-1]) not in self.eager_losses))
         return Value("var", srcs=frozenset({vid}) if info.carries_gradient else EMPTY,
                      cuts=init.cuts if init is not None else (), dtype=dtype, ref=info, fw="tensorflow", made_at=node)
 
@@ -875,6 +884,8 @@ class TensorFlowPlugin(FrameworkPlugin):
             loss = kwargs.get("loss") or (args[1] if len(args) > 1 else None)
             if loss is not None and loss.kind in ("function", "method") and loss.func is not None:
                 self.compiled_losses[model_key(receiver)] = loss
+                if known_truth(kwargs.get("run_eagerly", Value())) is True:
+                    self.eager_losses.add(id(loss.func.node))  # unless it says so, Keras traces the step
             return UNKNOWN
         compiled = self.compiled_loss(receiver) if method in api.FIT_METHODS and self.is_model(receiver) else None
         if compiled is not None:
@@ -1171,6 +1182,8 @@ class TensorFlowPlugin(FrameworkPlugin):
         scopes = self.scopes(frame.module)
         if self.lazy_guard(node, scopes):
             return None
+        if self.loss_runs and any(f.node is self.loss_runs[-1] for f in self.stack):
+            return f"in `{self.loss_runs[-1].name}()`, the loss Keras calls on every step"
         if frame.state.get(TAPES):
             looped = isinstance(scopes.enclosing(node, LOOPS + FUNCTION_SCOPES), LOOPS) or any(
                 isinstance(f.node, DEFS) and self.step_function(f.node, frame) for f in self.stack)

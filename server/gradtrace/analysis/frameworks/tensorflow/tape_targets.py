@@ -33,6 +33,7 @@ class TapeTargets:
         self.forward: dict = {}  # gradient node -> (input name, its assignment before the tape, target, with)
         self.outside: dict = {}  # gradient node -> (name, assignment node)
         self.stale: dict = {}  # minimize node -> (name, assignment node, loss function name)
+        self.early_sources: dict = {}  # gradient node -> [(source name, its assignment before the tape)]
 
     def check(self, node: ast.Call, tape: TapeInfo, meant, frame: Frame, value: Value) -> None:
         """A target computed before the tape started recording (and not recomputed inside it)."""
@@ -63,6 +64,31 @@ class TapeTargets:
         value = self.plugin.interp.lookup(before.targets[0].id, frame)
         if value is not None and value.srcs:
             self.outside.setdefault(node, (name, before))
+
+    def sources(self, node: ast.Call, tape: TapeInfo, pairs: list, frame: Frame) -> None:
+        """A source computed from the variables before the tape started (`x = x0 + x1`, then `with tape:` and
+        `tape.gradient(loss, x)`): the tape never recorded it, nor was told to watch it, so its gradient is None."""
+        with_node = tape.with_node
+        if with_node is None or tape.watch_unknown:
+            return
+        scopes = self.plugin.scopes(frame.module)
+        fn = scopes.enclosing(with_node, FUNCTION_SCOPES)
+        if fn is not scopes.enclosing(node, FUNCTION_SCOPES):
+            return
+        scope = fn if fn is not None else frame.module.source.tree
+        for expr, value in pairs:
+            if not isinstance(expr, ast.Name) or expr.id in tape.watched or value.kind not in ("tensor", "unknown") \
+                    or not value.srcs or "watched" in value.extra or any(is_symbolic(o) for o in value.srcs):
+                continue
+            bindings = scopes.assignments_to(expr.id, scope)
+            if any(with_node.lineno <= stmt.lineno <= (with_node.end_lineno or with_node.lineno) or
+                   stmt.lineno > node.lineno for stmt in bindings):
+                continue  # (re)computed inside the tape, or later: the tape may have recorded it
+            before = [stmt for stmt in bindings if stmt.lineno < with_node.lineno]
+            if len(before) != 1 or not isinstance(before[0], ast.Assign) or not self.records_op(before[0], frame) \
+                    or not any(self.plugin.trains(o) for o in value.srcs):
+                continue
+            self.early_sources.setdefault(node, []).append((expr.id, before[0]))
 
     def before_tape(self, node: ast.Call, with_node: ast.AST, name: str, scope: ast.AST, meant,
                     frame: Frame) -> None:
