@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import re
 
+from gradtrace.analysis.frameworks.common import in_file
 from gradtrace.analysis.names import dotted
 from gradtrace.rules.base import Invalid, Rule, Truth
 
@@ -376,6 +377,30 @@ class ArgnumsMismatch(Rule):
             """,
             truth=Truth(raises=("TypeError", "unsupported operand"), framework="jax"),
         ),
+        Invalid(
+            """
+            import flax.linen as nn
+            import jax
+            import jax.numpy as jnp
+
+
+            class Critic(nn.Module):
+                @nn.compact
+                def __call__(self, x):
+                    return nn.Dense(1)(x)
+
+
+            def loss(model, params, x):
+                return jnp.mean(model.apply({"params": params}, x) ** 2)
+
+
+            model = Critic()
+            params = model.init(jax.random.PRNGKey(0), jnp.ones((1, 3)))["params"]
+            grad_fn = jax.value_and_grad(loss)  # expect: GT306
+            value, grads = grad_fn(model, params, jnp.ones((4, 3)))
+            """,
+            truth=Truth(raises=("TypeError", "not a valid JAX type"), framework="jax"),
+        ),
     )
 
     def check(self, ctx):
@@ -399,6 +424,13 @@ class ArgnumsMismatch(Rule):
                 break
         yield from self.unused_arguments(ctx, facts, reported)
         yield from self.left_out_parameters(ctx, facts, reported)
+        for node, given in facts.non_arrays.items():
+            gf = given.transform
+            which = "The default argnums=0" if gf.argnums_node is None else f"argnums={_argnums_text(gf)}"
+            where = gf.node if gf.node is not None and in_file(ctx.source)(gf.node) else node
+            what = given.what if where is node else given.what.replace("`, ", f"` (line {node.lineno}), ", 1)
+            yield ctx.report(where, f"{which} differentiates {what}, not an array: the call raises TypeError.",
+                             data={"lost": []})
 
     def left_out_parameters(self, ctx, facts, reported):
         """`jax.value_and_grad(loss)(encoder_params, head_params, x)` with the default `argnums=0` while the step

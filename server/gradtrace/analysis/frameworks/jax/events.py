@@ -76,6 +76,15 @@ class IntegerInput(Event):
 
 
 @record(eq=False)
+class NotArrayInput(Event):
+    """A differentiated argument that is no JAX type (`node`: the argument): a flax linen module, a function."""
+
+    what: str  # what was given, e.g. "`self.policy_network`, a flax linen `ActorCritic`"
+    transform: GradTransform
+    call: ast.AST
+
+
+@record(eq=False)
 class GradientsBound(Event):
     """Gradients bound to a name inside a loop (`node`: the statement): a training step's, unless never read."""
 

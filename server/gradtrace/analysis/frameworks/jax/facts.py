@@ -16,6 +16,7 @@ class JaxFacts:
     plugin: JaxPlugin
     lost_cuts: dict = field(default_factory=dict)  # cut node -> LostCut (the sources it loses, merged)
     int_args: dict = field(default_factory=dict)  # node -> IntegerInput
+    non_arrays: dict = field(default_factory=dict)  # argument node -> NotArrayInput
     conversions: dict = field(default_factory=dict)  # node -> Conversion
     control_flow: dict = field(default_factory=dict)  # condition node -> TracedCondition
     inplace: dict = field(default_factory=dict)  # statement -> ItemAssignment
@@ -43,7 +44,7 @@ def build_jax_facts(plugin: JaxPlugin) -> JaxFacts:
     facts = JaxFacts(plugin)
     local = in_file(plugin.interp.root.source)
     seen_calls: set = set()
-    by_place = {ev.IntegerInput: facts.int_args, ev.Conversion: facts.conversions,
+    by_place = {ev.IntegerInput: facts.int_args, ev.NotArrayInput: facts.non_arrays, ev.Conversion: facts.conversions,
                 ev.TracedCondition: facts.control_flow, ev.ItemAssignment: facts.inplace,
                 ev.ReverseLoop: facts.while_loops, ev.MaskedSingularity: facts.nan_where,
                 ev.UnreadLeaf: facts.unread_leaves, ev.GradientsBound: facts.grads_bound}

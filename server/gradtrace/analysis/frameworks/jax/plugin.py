@@ -53,6 +53,7 @@ from gradtrace.analysis.frameworks.jax.events import (
     ItemAssignment,
     LostCut,
     MaskedSingularity,
+    NotArrayInput,
     ReverseLoop,
     TracedCondition,
     TraceTransform,
@@ -63,7 +64,7 @@ from gradtrace.analysis.where_guard import fractional_power
 from gradtrace.records import replace
 
 # errors a test may provoke on purpose (inside `assertRaises`, a `try` that handles them)
-EXPECTED_ERRORS = (TracedCondition, Conversion, IntegerInput, ItemAssignment, ReverseLoop)
+EXPECTED_ERRORS = (TracedCondition, Conversion, IntegerInput, NotArrayInput, ItemAssignment, ReverseLoop)
 
 TRANSFORMS = "jax.transforms"  # frame state: the transforms in effect, outermost first
 ANY_STATIC = "*"  # static arguments given by a variable: any argument may be static
@@ -368,6 +369,8 @@ class JaxPlugin(FrameworkPlugin):
             differentiated = i in argnums and not (first_star is not None and i >= first_star)
             if differentiated and not standalone:
                 self.check_int(arg, gf, node, pname, call_args[i] if i < len(call_args) else node, frame)
+                self.check_array(arg, gf, node, call_args[i] if i < len(call_args) and first_star is None else None,
+                                 frame)
             if differentiated:
                 values.append(Value("tensor" if arg.kind in ARRAY_KINDS else "unknown", srcs=frozenset({pname}),
                                     dtype="float", fw="jax", traced=True, jtraced=gf.jit or arg.jtraced,
@@ -471,6 +474,20 @@ class JaxPlugin(FrameworkPlugin):
         for path, _, leaf in leaves(arg, pname):
             if leaf.dtype == "int" and leaf.kind in ARRAY_KINDS and not (gf.filtered and leaf.kind == "number"):
                 self.interp.emit(IntegerInput(leaf.made_at or arg_node, frame.module, path, gf, call), frame)
+
+    def check_array(self, arg: Value, gf: GradTransform, call, arg_node, frame: Frame) -> None:
+        """A differentiated argument JAX cannot take (`jax.grad(loss)(model, params, x)` with the default argnums=0
+        on a flax linen module): the call raises TypeError, "... is not a valid JAX type"."""
+        if arg_node is None or gf.filtered:
+            return
+        if arg.kind == "object" and linen.is_linen_class(arg.cls):
+            what = f"a flax linen `{arg.cls.name}`"
+        elif arg.kind == "function" and arg.func is not None:
+            what = "a function"
+        else:
+            return
+        text = ast.unparse(arg_node)
+        self.interp.emit(NotArrayInput(arg_node, frame.module, f"`{text}`, {what}", gf, call), frame)
 
     # ================================================================== external calls
     def external_call(self, qn: str, node: ast.Call, frame: Frame):
