@@ -18,7 +18,8 @@ class TFVariablePerStep(Rule):
     Flags `tf.Variable(...)` (and `add_weight`) calls that run on every training step: inside a
     `GradientTape` block, inside the loop that runs the tape, in a function that opens the tape, or in
     a Keras layer's `call()` / a `tf.Module`'s `__call__`. So is a Keras layer with weights built there
-    (`Dense(units)(inputs)` in `call()`): each call builds new weights.
+    (`Dense(units)(inputs)` in `call()`): each call builds new weights. So is a variable created in the loss
+    function given to `model.compile(loss=...)`: Keras calls it on every step.
 
     ## Why is this bad?
     Every step creates a fresh variable from the initial value: what was learned is thrown away.

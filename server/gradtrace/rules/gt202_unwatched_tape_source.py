@@ -25,7 +25,9 @@ class UnwatchedTapeSource(Rule):
     Flags `tape.gradient(target, source)` (and `jacobian`) when `source` is a tensor — `tf.constant`,
     `tf.zeros`, `tf.linspace`, a NumPy array, a function argument that receives one — rather than a
     trainable `tf.Variable`, and the tape never called `tape.watch(source)`. This includes an inner tape
-    that differentiates with respect to an input (a PINN residual, a gradient penalty).
+    that differentiates with respect to an input (a PINN residual, a gradient penalty). So is a tensor
+    computed from the variables before the tape started (`x = x0 + x1`, then `with tf.GradientTape()` and
+    `tape.gradient(loss, x)`): the tape never recorded it.
 
     Also flags, for a tape created with `watch_accessed_variables=False`, the `tape.watch([...])` call
     that leaves out a variable `tape.gradient` is then asked for (the gradient list built before the

@@ -62,7 +62,9 @@ class ArgnumsMismatch(Rule):
     the output does not depend on the differentiated value, so its gradient is all zeros. And a pytree of
     parameters the function reads but `argnums` leaves out while the step updates the differentiated ones
     (`jax.grad(loss)(body_params, head_params, x)`): a target network's or an average's parameters, left out
-    on purpose, are not reported.
+    on purpose, are not reported. And a differentiated argument that is no JAX type — a flax linen module,
+    a function (`jax.value_and_grad(loss)(model, params, x)` with the default `argnums=0`): the call raises
+    TypeError.
 
     ## Why is this bad?
     `jax.grad` differentiates only `argnums` (default: the first argument); other inputs are data to
