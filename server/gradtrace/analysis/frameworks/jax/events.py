@@ -128,6 +128,16 @@ class ItemAssignment(Event):
 
 
 @record(eq=False)
+class ImmutableCollection(Event):
+    """A layer that updates a collection (`nn.BatchNorm` in training mode: `batch_stats`) run by an `apply`
+    (`node`) not told that collection may change: flax raises ModifyScopeVariableError."""
+
+    layer: str
+    collection: str
+    at: ast.AST  # the layer call
+
+
+@record(eq=False)
 class ReverseLoop(Event):
     """`lax.while_loop`/`fori_loop` with a differentiated carry under reverse mode."""
 

@@ -21,6 +21,7 @@ class JaxFacts:
     control_flow: dict = field(default_factory=dict)  # condition node -> TracedCondition
     inplace: dict = field(default_factory=dict)  # statement -> ItemAssignment
     while_loops: dict = field(default_factory=dict)  # loop call -> ReverseLoop
+    immutable: dict = field(default_factory=dict)  # apply call -> ImmutableCollection
     # grad call node -> [GradientsApplied]: the variables its gradients update (one per name and output)
     updates: dict = field(default_factory=dict)
     grad_calls: list = field(default_factory=list)  # Differentiated, one per call node
@@ -46,7 +47,7 @@ def build_jax_facts(plugin: JaxPlugin) -> JaxFacts:
     seen_calls: set = set()
     by_place = {ev.IntegerInput: facts.int_args, ev.NotArrayInput: facts.non_arrays, ev.Conversion: facts.conversions,
                 ev.TracedCondition: facts.control_flow, ev.ItemAssignment: facts.inplace,
-                ev.ReverseLoop: facts.while_loops, ev.MaskedSingularity: facts.nan_where,
+                ev.ReverseLoop: facts.while_loops, ev.ImmutableCollection: facts.immutable, ev.MaskedSingularity: facts.nan_where,
                 ev.UnreadLeaf: facts.unread_leaves, ev.GradientsBound: facts.grads_bound}
     for event in plugin.interp.events:
         if not local(event.node):

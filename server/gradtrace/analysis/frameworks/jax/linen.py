@@ -10,7 +10,8 @@ from __future__ import annotations
 import ast
 
 from gradtrace.analysis.core.frames import Frame, FunctionRef
-from gradtrace.analysis.core.values import UNKNOWN, Value, combine, flat
+from gradtrace.analysis.core.values import UNKNOWN, Value, combine, flat, known_truth
+from gradtrace.analysis.frameworks.jax.events import ImmutableCollection
 from gradtrace.records import field, record, replace
 
 LINEN = "flax.linen."
@@ -20,6 +21,8 @@ TRAIN_STATES = frozenset({"flax.training.train_state.TrainState.create"})
 TRAIN_STATE = "train_state"
 # `apply`'s own keyword arguments (not the module's)
 APPLY_OPTIONS = frozenset({"method", "mutable", "rngs", "capture_intermediates"})
+# layers that update a collection other than `params` while they run, and the flag that switches it off
+STATEFUL_LAYERS = {"BatchNorm": ("batch_stats", "use_running_average")}
 
 
 @record(eq=False)
@@ -29,6 +32,8 @@ class Scope:
     variables: Value
     path: tuple = ()
     counters: dict = field(default_factory=dict)  # layer class -> how many a compact method made so far
+    mutable: bool = True  # may collections other than `params` change (`apply(..., mutable=[...])`)?
+    call: ast.AST | None = None  # the `apply` call
 
 
 def is_linen_class(info, depth: int = 0) -> bool:
@@ -40,6 +45,19 @@ def is_linen_class(info, depth: int = 0) -> bool:
             return True
         parent = info.module.resolve_class(base)
         if parent is not None and parent is not info and is_linen_class(parent, depth + 1):
+            return True
+    return False
+
+
+def is_train_state_class(info, depth: int = 0) -> bool:
+    """A project subclass of flax's `TrainState` (also through project base classes)."""
+    if info is None or not hasattr(info, "bases") or depth > 16:
+        return False
+    for base in info.bases:
+        if base + ".create" in TRAIN_STATES:
+            return True
+        parent = info.module.resolve_class(base)
+        if parent is not None and parent is not info and is_train_state_class(parent, depth + 1):
             return True
     return False
 
@@ -57,7 +75,7 @@ def part(plugin, variables: Value, keys) -> Value:
     return value
 
 
-def new_layer(scope: Scope | None, qn: str, node: ast.Call, frame: Frame) -> Value:
+def new_layer(scope: Scope | None, qn: str, node: ast.Call, frame: Frame, kwargs: dict | None = None) -> Value:
     """`nn.Dense(8)`: a layer with its name in the module's variables (None until its attribute names it)."""
     tail = qn.rsplit(".", 1)[-1]
     name = next((k.value.value for k in node.keywords if k.arg == "name" and isinstance(k.value, ast.Constant)
@@ -67,12 +85,21 @@ def new_layer(scope: Scope | None, qn: str, node: ast.Call, frame: Frame) -> Val
         count = scope.counters.get(tail, 0)
         scope.counters[tail] = count + 1
         name = f"{tail}_{count}"
-    return Value("module", ref=("linen", name, tail), fw="jax")
+    stateful = STATEFUL_LAYERS.get(tail)
+    flag = (kwargs or {}).get(stateful[1]) if stateful else None
+    return Value("module", ref=("linen", name, tail, known_truth(flag) if flag is not None else None), fw="jax")
 
 
-def call_layer(plugin, layer: Value, node, args: list, kwargs: dict) -> Value:
+def call_layer(plugin, layer: Value, node, args: list, kwargs: dict, frame: Frame) -> Value:
     """A linen layer applied: its output computes from the inputs and from its own part of the variables."""
     scope = plugin.linen[-1] if plugin.linen else None
+    stateful = STATEFUL_LAYERS.get(layer.ref[2])
+    if stateful and scope is not None and not scope.mutable and scope.call is not None:
+        given = kwargs.get(stateful[1])
+        frozen = known_truth(given) if given is not None else (layer.ref[3] if len(layer.ref) > 3 else None)
+        if frozen is False:  # it updates its statistics, in a collection `apply` was not told it may change
+            plugin.interp.emit(ImmutableCollection(scope.call, frame.module, layer.ref[2], stateful[0],
+                                                   node), frame)
     name = layer.ref[1]
     if name is None and isinstance(getattr(node, "func", None), ast.Attribute):
         name = node.func.attr  # made in `setup` as `self.<name>`
@@ -128,7 +155,9 @@ def apply(plugin, model: Value, node: ast.Call, frame: Frame, args: list, kwargs
         method = chosen.attr  # `method=MLP.encode`
     variables = args[0] if args else kwargs.get("variables", UNKNOWN)
     inputs = {k: v for k, v in kwargs.items() if k not in APPLY_OPTIONS and k != "variables"}
-    out = run(plugin, model, method, node, frame, list(args[1:]), inputs, Scope(variables))
+    mutable = next((k.value for k in node.keywords if k.arg == "mutable"), None)
+    changes = mutable is not None and not (isinstance(mutable, ast.Constant) and mutable.value is False)
+    out = run(plugin, model, method, node, frame, list(args[1:]), inputs, Scope(variables, mutable=changes, call=node))
     if out is None:
         return None
     if any(k.arg == "mutable" for k in node.keywords):
@@ -147,7 +176,8 @@ def call_submodule(plugin, module: Value, node, frame: Frame, args: list, kwargs
         count = scope.counters.get(tail, 0)
         scope.counters[tail] = count + 1
         name = f"{tail}_{count}"
-    return run(plugin, module, "__call__", node, frame, args, kwargs, Scope(scope.variables, (*scope.path, name)))
+    return run(plugin, module, "__call__", node, frame, args, kwargs,
+               Scope(scope.variables, (*scope.path, name), mutable=scope.mutable, call=scope.call))
 
 
 def train_state(kwargs: dict) -> Value:

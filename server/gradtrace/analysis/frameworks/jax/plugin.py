@@ -341,7 +341,7 @@ class JaxPlugin(FrameworkPlugin):
         if callee.kind == "linen_apply" and isinstance(callee.ref, Value):  # `state.apply_fn({"params": p}, x)`
             return linen.apply(self, callee.ref, node, frame, args, kwargs)
         if callee.kind == "module" and isinstance(callee.ref, tuple) and callee.ref[:1] == ("linen",):
-            return linen.call_layer(self, callee, node, args, kwargs)
+            return linen.call_layer(self, callee, node, args, kwargs, frame)
         if callee.kind == "object" and self.linen and linen.is_linen_class(callee.cls):
             out = linen.call_submodule(self, callee, node, frame, args, kwargs)
             if out is not None:
@@ -503,8 +503,8 @@ class JaxPlugin(FrameworkPlugin):
             args, kwargs = interp.eval_args(node, frame)
             return linen.train_state(kwargs)
         if qn.startswith(linen.LINEN) and qn.rsplit(".", 1)[-1][:1].isupper() and "." not in qn[len(linen.LINEN):]:
-            interp.eval_args(node, frame)  # `nn.Dense(8)`: a layer, named by where it is made or stored
-            return linen.new_layer(self.linen[-1] if self.linen else None, qn, node, frame)
+            _, kwargs = interp.eval_args(node, frame)  # `nn.Dense(8)`: a layer, named by where it is made or stored
+            return linen.new_layer(self.linen[-1] if self.linen else None, qn, node, frame, kwargs)
         if qn == api.VJP:
             args, kwargs = interp.eval_args(node, frame)
             if not args:
@@ -714,6 +714,11 @@ class JaxPlugin(FrameworkPlugin):
             if method == "defvjp" and len(args) >= 2 and args[1].func is not None and receiver.ref.func is not None:
                 self.zero_cotangents[id(receiver.ref.func.node)] = zero_cotangents(args[1].func, frame)
             return NONE  # `f.defvjp(fwd, bwd)`
+        held = linen.train_state_part(receiver, method) if method == "apply_fn" else None
+        if held is not None and held.kind == "linen_apply":  # `state.apply_fn({"params": p}, x)`
+            return self.call_object(held, node, frame, args, kwargs)
+        if receiver.kind == "class" and method == "create" and linen.is_train_state_class(receiver.cls):
+            return linen.train_state(kwargs)  # `class State(TrainState): batch_stats: Any` then `State.create(...)`
         if receiver.kind == "object" and method in ("apply", "param") and linen.is_linen_class(receiver.cls):
             if method == "apply":
                 out = linen.apply(self, receiver, node, frame, args, kwargs)
