@@ -52,6 +52,7 @@ from gradtrace.analysis.names import dotted
 from gradtrace.analysis.skeleton import LAZY_KINDS
 from gradtrace.records import replace
 
+CONSUMING_BUILTINS = frozenset({"list", "tuple", "sorted", "set", "frozenset", "sum", "max", "min", "any", "all", "dict"})
 MAX_SUMMARY_NESTING = 48  # summaries in progress at once; deeper calls get a widened value
 MAX_LOOP_PASSES = 3
 MAX_SHAPES_PER_FUNCTION = 6  # summaries of one function for argument shapes told apart; then containers widen
@@ -106,6 +107,7 @@ class Interpreter:
         self.symbol_names: dict = {}  # a summary's symbolic root ("$12_0") -> the parameter it stands for
         self.call_sites: list = []  # the calls whose summaries' events are being handed to their callers
         self.branch_statements: dict = {}  # id(if statement) -> it: the arms values are constant on
+        self.used_up: dict = {}  # id(assignment of a one-shot iterator) -> the node that iterated it first
 
     # ================================================================== driving
     def run(self) -> Interpreter:
@@ -127,6 +129,21 @@ class Interpreter:
             self.incomplete = True
             self.error = traceback.format_exc()
         return self
+
+    def consume(self, value: Value, node: ast.AST, frame: Frame) -> ast.AST | None:
+        """`value` iterated at `node` (a loop, `list(...)`, an optimizer built over it): when it is a one-shot
+        iterator another node already iterated on a path that can lead here, that node (it is used up: nothing is
+        left here). Arms of one branch exclude each other (`SGD(params)` if one flag, `Adam(params)` if not)."""
+        made = value.oneshot
+        if made is None:
+            return None
+        first, arms = self.used_up.setdefault(id(made), (node, frame.arms))
+        if first is node:
+            return None
+        taken = dict(arms)
+        if any(taken.get(branch, index) != index for branch, index in frame.arms):
+            return None
+        return first
 
     def tick(self) -> None:
         self.steps += 1
@@ -215,6 +232,8 @@ class Interpreter:
 
     def s_Assign(self, stmt: ast.Assign, frame: Frame) -> None:
         value = self.eval(stmt.value, frame)
+        if len(stmt.targets) == 1 and _makes_iterator(stmt.value, frame.module):
+            value = replace(value, oneshot=stmt)  # `params = model.parameters()`: one pass over it, then empty
         for target in stmt.targets:
             self.assign(target, value, frame, stmt)
 
@@ -393,6 +412,7 @@ class Interpreter:
 
     def s_For(self, stmt, frame: Frame) -> None:
         iterable = self.eval(stmt.iter, frame)
+        self.consume(iterable, stmt, frame)
         element = self.element(iterable)
         for plugin in self.plugins:
             marked = getattr(plugin, "loop_element", None)
@@ -1059,6 +1079,7 @@ class Interpreter:
 
     def e_ListComp(self, node, frame: Frame) -> Value:
         iterable = self.eval(node.generators[0].iter, frame)  # evaluated once, whichever way the rest goes
+        self.consume(iterable, node, frame)
         per_item = self.comprehension_per_item(node, iterable, frame)
         if per_item is not None:
             return self.container_of(per_item)
@@ -1353,6 +1374,8 @@ class Interpreter:
 
     def call_builtin(self, name: str, node: ast.Call, frame: Frame) -> Value:
         args, kwargs = self.eval_args(node, frame)
+        if args and name in CONSUMING_BUILTINS:
+            self.consume(args[0], node, frame)
         for plugin in self.plugins:
             value = plugin.builtin(name, node, frame, args, kwargs)
             if value is not None:
@@ -1682,6 +1705,20 @@ STATEMENTS = {getattr(ast, name[2:]): fn for name, fn in vars(Interpreter).items
 STATEMENTS.update({lazy: STATEMENTS[lazy.__mro__[1]] for lazy in LAZY_KINDS})  # a definition of an imported file
 EXPRESSIONS = {getattr(ast, name[2:]): fn for name, fn in vars(Interpreter).items()
                if name.startswith("e_") and hasattr(ast, name[2:])}
+
+
+def _makes_iterator(expr: ast.expr, module) -> bool:
+    """A one-shot iterator: `m.parameters()` / `m.named_parameters()`, `filter(...)`, `map(...)`, `iter(...)`, a
+    generator expression."""
+    if isinstance(expr, ast.GeneratorExp):
+        return True
+    if not isinstance(expr, ast.Call):
+        return False
+    func = expr.func
+    if isinstance(func, ast.Attribute):
+        return func.attr in ("parameters", "named_parameters") and not expr.args
+    return isinstance(func, ast.Name) and func.id in ("filter", "map", "iter") and func.id not in module.functions \
+        and module.names.qualname(func) in (None, func.id, f"builtins.{func.id}")
 
 
 def _last_binding(body: list, name: str) -> ast.stmt | None:

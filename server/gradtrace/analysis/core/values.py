@@ -126,6 +126,9 @@ class Value:
     # trainable reaches (`loss = torch.tensor(0.)` when a batch has no boxes), with where that constant was made
     # there; it carries gradient on the other paths. Not part of what the value is.
     constant_on: tuple = field(default=(), compare=False)
+    # the assignment that stored this one-shot iterator (`params = model.parameters()`, a `filter(...)`, a generator
+    # expression): what iterates it first leaves nothing for the next. Not part of what the value is.
+    oneshot: ast.stmt | None = field(default=None, compare=False)
 
     @property
     def carries_grad(self) -> bool:

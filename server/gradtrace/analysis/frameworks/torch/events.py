@@ -133,6 +133,16 @@ class ModifiedBeforeBackward(Event):
 
 
 @record(eq=False)
+class IteratorUsedUp(Event):
+    """An optimizer (`node`) built over a one-shot iterator (`made`: the assignment that stored it) that `first`
+    already iterated: nothing is left, so it holds none of those parameters."""
+
+    made: ast.stmt
+    first: ast.AST
+    whole: bool  # the iterator is all the optimizer was given (not one of its param groups)
+
+
+@record(eq=False)
 class GradsCleared(Event):
     """`optimizer.zero_grad()` / `model.zero_grad()`: the gradients of what `target` holds are cleared."""
 

@@ -49,6 +49,7 @@ from gradtrace.analysis.frameworks.torch.events import (
     GradsCleared,
     GraphBuiltBeforeLoop,
     InPlace,
+    IteratorUsedUp,
     LayerMadePerCall,
     LayerReplaced,
     LeafRebound,
@@ -1017,6 +1018,11 @@ class TorchPlugin(Plugin):
         filters = tuple(e for e in given.extra if isinstance(e, tuple) and e[:1] == ("requires_grad_filter",))
         if filters:  # what it holds was filtered by `requires_grad` where it was handed over
             coverage = replace(coverage, extra=coverage.extra + filters)
+        for iterator in _iterators(given):
+            first = interp.consume(iterator, node, frame)
+            if first is not None:
+                interp.emit(IteratorUsedUp(node, frame.module, made=iterator.oneshot, first=first,
+                                           whole=iterator is given), frame)
         opt = Optimizer(node, frame.module, coverage=coverage, known=known and bool(coverage.srcs),
                         top=interp.top_stmt, scope=frame.func.node if frame.func is not None else None,
                         non_leaf=_non_leaf(given))
@@ -1954,6 +1960,17 @@ def _held(module: Value) -> frozenset:
                 if v.kind == "module" or (v.kind == "tensor" and v.leaf):
                     out |= v.srcs
     return frozenset(out)
+
+
+def _iterators(given: Value, depth: int = 0) -> list:
+    """The one-shot iterators an optimizer is given: itself, or the `params` of its param groups."""
+    if given.oneshot is not None:
+        return [given]
+    if given.items is None or depth > 2:
+        return []
+    if given.keys is not None:
+        return _iterators(given.items[given.keys.index("params")], depth + 1) if "params" in given.keys else []
+    return [found for item in given.items for found in _iterators(item, depth + 1)]
 
 
 def _takes_literals(call: ast.Call, init: ast.FunctionDef) -> bool:
