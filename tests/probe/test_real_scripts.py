@@ -194,3 +194,10 @@ def test_an_optimizer_with_no_parameters_is_blamed_on_the_layers_built_in_forwar
     error = res["error"]
     assert error["type"] == "ValueError" and "empty parameter list" in error["message"]
     assert error["line"] == cut_line(data("layers_only_in_forward.py")) and "forward()" in error["cause"]
+
+
+def test_an_optimizer_with_no_parameters_is_blamed_on_the_plain_list_that_holds_the_layers(launcher):
+    res = probe(launcher, "layers_in_plain_list.py")
+    error = res["error"]
+    assert error["type"] == "ValueError" and "empty parameter list" in error["message"]
+    assert error["line"] == cut_line(data("layers_in_plain_list.py")) and "`Net.layers`" in error["cause"]

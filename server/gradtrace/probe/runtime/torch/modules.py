@@ -7,6 +7,7 @@ import ast
 import inspect
 import os
 import sys
+import textwrap
 import types
 
 from ..script import Stop
@@ -205,6 +206,52 @@ def layers_built_in_forward(tree) -> list[tuple[int, str]]:
                             and (ast.unparse(func.value).endswith("nn")):
                         found.append((call.lineno, ast.unparse(func)))
     return sorted(found)
+
+
+def unregistered_containers(torch, tb, path: str) -> list[tuple[int, str, str]]:
+    """(line, class, attribute) of each plain list, tuple or dict of layers or parameters kept on a live module of
+    the frames a traceback went through (`self.layers = [nn.Linear(...)]`): nn.Module registers none of them.
+    The line is where the class in `path` assigns the attribute."""
+    seen: set = set()
+    found: dict = {}
+    while tb is not None:
+        for value in list(tb.tb_frame.f_locals.values()):
+            if not isinstance(value, torch.nn.Module) or id(value) in seen:
+                continue
+            for module in value.modules():
+                if id(module) in seen:
+                    continue
+                seen.add(id(module))
+                for attr, held in vars(module).items():
+                    items = list(held.values()) if isinstance(held, dict) and not attr.startswith("_") else (
+                        list(held) if isinstance(held, (list, tuple)) else [])
+                    if any(isinstance(i, (torch.nn.Module, torch.nn.Parameter)) for i in items):
+                        found.setdefault((type(module), attr), None)
+        tb = tb.tb_next
+    out = []
+    for cls, attr in found:
+        line = _assignment_line(cls, attr, path)
+        if line is not None:
+            out.append((line, cls.__name__, attr))
+    return sorted(out)
+
+
+def _assignment_line(cls, attr: str, path: str) -> int | None:
+    """The line of the first `self.<attr> = ...` in the class (defined in `path`), or None."""
+    try:
+        if os.path.abspath(inspect.getsourcefile(cls) or "") != os.path.abspath(path):
+            return None
+        lines, start = inspect.getsourcelines(cls)
+        tree = ast.parse(textwrap.dedent("".join(lines)))
+    except (OSError, TypeError, SyntaxError):
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Attribute) and t.attr == attr and isinstance(t.value, ast.Name)
+                   and t.value.id == "self" for t in targets):
+                return node.lineno + start - 1
+    return None
 
 
 def classes_used_inside(tree, names: set[str]) -> set[str]:

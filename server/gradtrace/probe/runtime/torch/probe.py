@@ -234,6 +234,14 @@ class TorchProbe(ScriptProbe):
                 self.error.update(path=self.path, line=first_line)
                 self.error["cause"] = (f"`{layer}(...)` is built inside forward(), so the model registers no "
                                        "parameters and the optimizer gets none: build the layers in __init__")
+            kept = [] if built else modules.unregistered_containers(self.torch, exc.__traceback__, self.path)
+            if kept:
+                first_line, cls, attr = kept[0]
+                self.error["raised_at"] = loc(path, line)
+                self.error.update(path=self.path, line=first_line)
+                self.error["cause"] = (f"`{cls}.{attr}` is a plain Python list or dict of layers: nn.Module registers "
+                                       "none of them, so the optimizer gets no parameters; use nn.ModuleList / "
+                                       "nn.ModuleDict")
         if "leaf Variable that requires grad is being used in an in-place" in text:
             self.error["cause"] = ("an in-place operation on a leaf tensor that requires grad; do the update "
                                    "under `with torch.no_grad():` or use an out-of-place op")
