@@ -16,7 +16,8 @@ class VariablesReadBeforeBuild(Rule):
     docs = """
     ## What it does
     Flags `variables = model.trainable_variables` (or `trainable_weights`, `variables`, `weights`) read right
-    after the model is made, before anything called it, built it or was handed it, when the list then
+    after the model is made (or, for a model made at module level, at the start of the function that trains
+    it), before anything called it, built it or was handed it, when the list then
     reaches a `tape.gradient` or an `apply_gradients`. It applies to models whose weights are all made on
     the first call: a subclassed model whose `__init__` only sets layers, a `Sequential` without an input
     shape, a bare Keras layer.
@@ -92,6 +93,42 @@ class VariablesReadBeforeBuild(Rule):
             variables = model.trainable_variables
             opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
         """,
+        """
+        import tensorflow as tf
+
+
+        class Regressor(tf.keras.Model):
+            def __init__(self):
+                super().__init__()
+                self.hidden = tf.keras.layers.Dense(8, activation="relu")
+                self.out = tf.keras.layers.Dense(1)
+
+            def call(self, x):
+                return self.out(self.hidden(x))
+
+
+        model = Regressor()
+        model(tf.zeros([1, 3]))
+        optimizer = tf.keras.optimizers.Adam(1e-3)
+
+
+        def train(steps=2):
+            train_vars = model.trainable_variables
+            x = tf.ones([4, 3])
+            for _ in range(steps):
+                with tf.GradientTape() as tape:
+                    loss = tf.reduce_mean(model(x) ** 2)
+                grads = tape.gradient(loss, train_vars)
+                optimizer.apply_gradients(zip(grads, train_vars))
+
+
+        def main():
+            train()
+            print(len(model.trainable_variables))
+
+
+        main()
+        """,
     )
     invalid = (
         Invalid(
@@ -139,6 +176,44 @@ class VariablesReadBeforeBuild(Rule):
 
 
             train(tf.ones([4, 3]), tf.zeros([4, 1]))
+            """,
+            truth=Truth(raises=("ValueError", "not enough values"), framework="tensorflow"),
+        ),
+        Invalid(
+            """
+            import tensorflow as tf
+
+
+            class Regressor(tf.keras.Model):
+                def __init__(self):
+                    super().__init__()
+                    self.hidden = tf.keras.layers.Dense(8, activation="relu")
+                    self.out = tf.keras.layers.Dense(1)
+
+                def call(self, x):
+                    return self.out(self.hidden(x))
+
+
+            model = Regressor()
+            optimizer = tf.keras.optimizers.Adam(1e-3)
+
+
+            def train(steps=2):
+                train_vars = model.trainable_variables  # expect: GT219
+                x = tf.ones([4, 3])
+                for _ in range(steps):
+                    with tf.GradientTape() as tape:
+                        loss = tf.reduce_mean(model(x) ** 2)
+                    grads = tape.gradient(loss, train_vars)
+                    optimizer.apply_gradients(zip(grads, train_vars))
+
+
+            def main():
+                train()
+                print(len(model.trainable_variables))
+
+
+            main()
             """,
             truth=Truth(raises=("ValueError", "not enough values"), framework="tensorflow"),
         ),

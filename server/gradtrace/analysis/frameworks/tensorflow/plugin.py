@@ -1035,7 +1035,9 @@ class TensorFlowPlugin(FrameworkPlugin):
         semantic = frame.module.source.semantic
         binding = semantic.sole_binding(node.value)
         made = binding.statement if binding is not None else None
-        if not (isinstance(made, ast.Assign) and isinstance(made.value, ast.Call) and semantic.runs_before(made, node)):
+        if not (isinstance(made, ast.Assign) and isinstance(made.value, ast.Call) and (
+                semantic.runs_before(made, node) or (isinstance(semantic.function_of(made), ast.Module) and not isinstance(
+                    semantic.function_of(node), ast.Module)))):  # a module-level model read in a function: made first
             return False
         if any(not semantic.in_loop(made, loop) for loop in semantic.loops_around(node)):
             return False  # read again on later iterations
@@ -1044,9 +1046,8 @@ class TensorFlowPlugin(FrameworkPlugin):
             if use is node.value or semantic.function_of(use) is here and semantic.runs_before(node, use):
                 continue
             parent = semantic.parent(use)
-            if semantic.function_of(use) is not here or not isinstance(parent, ast.Attribute) or (
-                    parent.attr not in api.UNBUILDING_ATTRS):
-                return False
+            if not isinstance(parent, ast.Attribute) or parent.attr not in api.UNBUILDING_ATTRS:
+                return False  # a call, or the model handed on: built there, perhaps before (another function's)
         return self.weights_made_on_call(model, made.value, frame)
 
     def weights_made_on_call(self, model: Value, call: ast.Call, frame: Frame) -> bool:
