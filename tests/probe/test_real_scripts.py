@@ -201,3 +201,10 @@ def test_an_optimizer_with_no_parameters_is_blamed_on_the_plain_list_that_holds_
     error = res["error"]
     assert error["type"] == "ValueError" and "empty parameter list" in error["message"]
     assert error["line"] == cut_line(data("layers_in_plain_list.py")) and "`Net.layers`" in error["cause"]
+
+
+def test_an_inplace_change_of_a_saved_output_is_blamed_on_the_op_that_made_the_saved_kind_of_tensor(launcher):
+    res = probe(launcher, "inplace_view_on_relu_output.py")
+    error = res["error"]
+    assert error["type"] == "RuntimeError" and "modified by an inplace operation" in error["message"]
+    assert error["line"] == cut_line(data("inplace_view_on_relu_output.py")) and "unsqueeze_" in error["cause"]
