@@ -752,7 +752,7 @@ class TorchPlugin(Plugin):
 
     def record_inplace(self, node: ast.AST, frame: Frame, target: Value, target_node: ast.AST | None, op: str,
                        stmt, var: str | None = None) -> None:
-        var = var or dotted(target_node) or "tensor"
+        var = var or dotted(target_node) or _short_text(target_node) or "tensor"
         self.interp.emit(InPlace(node, frame.module, target=target, var=var, op=op,
                                  grad_off=frame.state.get(GRAD) is not None, stmt=stmt), frame)
 
@@ -1960,6 +1960,14 @@ def _held(module: Value) -> frozenset:
                 if v.kind == "module" or (v.kind == "tensor" and v.leaf):
                     out |= v.srcs
     return frozenset(out)
+
+
+def _short_text(node: ast.AST | None) -> str | None:
+    """An unnamed expression as written (`torch.relu(h)`), when it is short enough for a message."""
+    if node is None:
+        return None
+    text = ast.unparse(node)
+    return text if len(text) <= 30 else None
 
 
 def _iterators(given: Value, depth: int = 0) -> list:
