@@ -139,6 +139,7 @@ class Escape(Event):
 
     value: Value
     scope: str | None = None
+    via: str | None = None  # the method it was handed to (`add_loss`), or None for a store
 
 
 @record(eq=False)

@@ -201,10 +201,10 @@ class TensorFlowPlugin(FrameworkPlugin):
             return func.cls.name
         return None
 
-    def escape(self, value: Value, node: ast.AST, frame: Frame) -> None:
+    def escape(self, value: Value, node: ast.AST, frame: Frame, via: str | None = None) -> None:
         """A value kept beyond the return of a layer's `call`: what it carries may reach a loss."""
         if frame.func is not None and (value.srcs or value.cuts) and self.has_layers:
-            self.interp.emit(Escape(node, frame.module, flat(value), self.call_scope(frame)), frame)
+            self.interp.emit(Escape(node, frame.module, flat(value), self.call_scope(frame), via), frame)
 
     @cached_property
     def has_layers(self) -> bool:
@@ -329,7 +329,8 @@ class TensorFlowPlugin(FrameworkPlugin):
             self.record_class_output(event)
         elif isinstance(event, Escape) and event.scope is not None:
             self.call_live.setdefault(event.scope, set()).update(reached(event.value))
-            self.call_kept.setdefault(event.scope, set()).update(reached(event.value))
+            if event.via == "add_loss":  # what trains through that loss
+                self.call_kept.setdefault(event.scope, set()).update(event.value.srcs)
         elif isinstance(event, Untracked) and event.scope is not None:
             self.call_incomplete.add(event.scope)
         return event
@@ -915,7 +916,7 @@ class TensorFlowPlugin(FrameworkPlugin):
             return None
         if method in api.ESCAPING:
             for value in list(args) + list(kwargs.values()):
-                self.escape(value, node, frame)
+                self.escape(value, node, frame, method)
             if kind in ("container", "dict", "unknown"):
                 return None
         if method in api.ASSIGN_METHODS or (method in api.WEIGHT_SETTERS and self.is_model(receiver)):
