@@ -135,6 +135,7 @@ class ImmutableCollection(Event):
     layer: str
     collection: str
     at: ast.AST  # the layer call
+    missing: bool = False  # the variables given to `apply` have no such collection at all
 
 
 @record(eq=False)

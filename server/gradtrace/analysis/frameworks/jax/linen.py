@@ -97,9 +97,11 @@ def call_layer(plugin, layer: Value, node, args: list, kwargs: dict, frame: Fram
     if stateful and scope is not None and not scope.mutable and scope.call is not None:
         given = kwargs.get(stateful[1])
         frozen = known_truth(given) if given is not None else (layer.ref[3] if len(layer.ref) > 3 else None)
-        if frozen is False:  # it updates its statistics, in a collection `apply` was not told it may change
+        variables = scope.variables
+        missing = variables.kind == "dict" and variables.keys is not None and stateful[0] not in variables.keys
+        if missing or frozen is False:  # it reads a collection it was not given, or updates one it may not change
             plugin.interp.emit(ImmutableCollection(scope.call, frame.module, layer.ref[2], stateful[0],
-                                                   node), frame)
+                                                   node, missing), frame)
     name = layer.ref[1]
     if name is None and isinstance(getattr(node, "func", None), ast.Attribute):
         name = node.func.attr  # made in `setup` as `self.<name>`
