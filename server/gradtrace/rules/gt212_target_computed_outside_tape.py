@@ -26,8 +26,9 @@ class TargetComputedOutsideTape(Rule):
     Also flags the forward pass that runs before the `with` block (`y_pred = self(x, training=True)`)
     when the loss computed inside the block depends on the variables only through it — the usual
     slip in a Keras `train_step` — also when the caller runs it and passes its output as an argument
-    (`train_step(model(x), y)`). A teacher's output computed before the tape, next to a student
-    called inside it, stays quiet.
+    (`train_step(model(x), y)`), and when the block computes the loss with a helper of the file that only
+    computes from its arguments (`loss = total_loss(x, recon, mu, log_var)`). A teacher's output computed
+    before the tape, next to a student called inside it, stays quiet.
     Also flags a tensor a layer computes from its variables once, in `__init__` or `build`
     (`self.kernel = tf.concat([self.w, -self.w], 1)`), when `call()` reaches the variables only through it,
     and what a `tf.data` dataset computes from variables in the function given to `map`, `reduce`, `filter`,
@@ -129,6 +130,29 @@ class TargetComputedOutsideTape(Rule):
             losses = [tf.reduce_sum(w ** 2), tf.reduce_sum(w)]
             g_inside = tape.gradient(-losses[0], w)
         g_after = tape.gradient(losses[1], w)
+        """,
+        """
+        import tensorflow as tf
+
+
+        def total_loss(x, recon, mu, log_var):
+            kl = -0.5 * tf.reduce_mean(1 + log_var - tf.square(mu) - tf.exp(log_var))
+            return tf.reduce_mean(tf.square(x - recon)) + kl
+
+
+        encoder = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(4)])
+        decoder = tf.keras.Sequential([tf.keras.Input((2,)), tf.keras.layers.Dense(4)])
+        optimizer = tf.keras.optimizers.Adam(1e-3)
+        variables = encoder.trainable_variables + decoder.trainable_variables
+        x = tf.random.normal((8, 4))
+        for step in range(2):
+            with tf.GradientTape() as tape:
+                h = encoder(x)
+                mu, log_var = h[:, :2], h[:, 2:]
+                recon = decoder(mu)
+                loss = total_loss(x, recon, mu, log_var)
+            grads = tape.gradient(loss, variables)
+            optimizer.apply_gradients(zip(grads, variables))
         """,
     )
     invalid = (
@@ -290,6 +314,32 @@ class TargetComputedOutsideTape(Rule):
             grads = fit_batch(model(tf.ones([4, 3])), tf.zeros([4, 1]))  # expect: GT212
             """,
             truth=Truth(grads={"grads[0]": "none", "grads[1]": "none"}, framework="tensorflow"),
+        ),
+        Invalid(
+            """
+            import tensorflow as tf
+
+
+            def total_loss(x, recon, mu, log_var):
+                kl = -0.5 * tf.reduce_mean(1 + log_var - tf.square(mu) - tf.exp(log_var))
+                return tf.reduce_mean(tf.square(x - recon)) + kl
+
+
+            encoder = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(4)])
+            decoder = tf.keras.Sequential([tf.keras.Input((2,)), tf.keras.layers.Dense(4)])
+            optimizer = tf.keras.optimizers.Adam(1e-3)
+            variables = encoder.trainable_variables + decoder.trainable_variables
+            x = tf.random.normal((8, 4))
+            for step in range(2):
+                h = encoder(x)
+                mu, log_var = h[:, :2], h[:, 2:]
+                recon = decoder(mu)  # expect: GT212
+                with tf.GradientTape() as tape:
+                    loss = total_loss(x, recon, mu, log_var)
+                grads = tape.gradient(loss, variables)
+                optimizer.apply_gradients(zip(grads, variables))
+            """,
+            truth=Truth(raises=("ValueError", "No gradients provided"), framework="tensorflow"),
         ),
     )
 

@@ -202,7 +202,7 @@ class TapeTargets:
                 if isinstance(n, ast.Call):
                     if not (names.qualname(n.func) or "").startswith(TF_PREFIXES) and (
                             not isinstance(n.func, (ast.Name, ast.Attribute))
-                            or interp.eval(n.func, frame).kind != "callable"):
+                            or interp.eval(n.func, frame).kind != "callable") and not self.pure_helper(n.func, frame):
                         return None  # a model or helper called inside the tape: recorded
                 elif isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Load) and \
                         not (names.qualname(n) or "").startswith(TF_PREFIXES):
@@ -216,6 +216,32 @@ class TapeTargets:
                         return None
                     outside.append(n.id)
         return outside
+
+    def pure_helper(self, func: ast.expr, frame: Frame, depth: int = 0) -> bool:
+        """A function of the file that computes only from its arguments with TensorFlow operations (`def
+        total_loss(x, recon, mu, log_var)`): calling it inside the tape records no model of its own."""
+        if not isinstance(func, ast.Name) or depth > 3:
+            return False
+        fn = frame.module.functions.get(func.id)
+        if not isinstance(fn, ast.FunctionDef) or any(isinstance(n, (ast.Lambda, ast.FunctionDef, ast.ClassDef))
+                                                      for n in ast.walk(fn) if n is not fn):
+            return False
+        bound = {a.arg for a in ast.walk(fn.args) if isinstance(a, ast.arg)}
+        bound |= {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        names = frame.module.names
+        for n in ast.walk(fn):
+            if isinstance(n, ast.Call):
+                if (names.qualname(n.func) or "").startswith(TF_PREFIXES):
+                    continue
+                if not self.pure_helper(n.func, frame, depth + 1):
+                    return False
+            elif isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id not in bound:
+                if n.id in frame.module.functions or (names.qualname(n) or "").startswith(TF_PREFIXES):
+                    continue
+                value = self.plugin.interp.lookup(n.id, frame)
+                if value is None or value.kind in HELD_KINDS or flat(value).srcs:
+                    return False  # it reads a model or a variable of its own
+        return True
 
     def after_tape(self, node: ast.Call, with_node: ast.AST, name: str, scope: ast.AST, frame: Frame) -> bool:
         """The target's last assignment runs an operation after the tape's `with` block ended."""
