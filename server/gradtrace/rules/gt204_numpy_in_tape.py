@@ -24,6 +24,10 @@ class NumpyInTape(Rule):
 
     `model.predict(x)` counts too: it runs the model outside the tape and returns NumPy.
 
+    A `.numpy()` that runs in a traced graph — under `@tf.function`, or in the loss `compile` was given,
+    which `model.fit` traces unless `run_eagerly=True` — is flagged wherever it is: there it raises
+    AttributeError. The function `tf.py_function` runs is eager, and stays quiet.
+
     ## Why is this bad?
     A NumPy array or Python number has no history: the variables before it get a `None` gradient.
     The tape records TensorFlow operations only; converting back with
@@ -82,6 +86,31 @@ class NumpyInTape(Rule):
             h = tf.py_function(mish, [w * 3.0], Tout=tf.float32)
             loss = tf.reduce_sum(h ** 2)
         g = tape.gradient(loss, w)
+        """,
+        """
+        import numpy as np
+        import tensorflow as tf
+
+        w = tf.Variable([[0.5], [0.5]])
+        opt = tf.keras.optimizers.SGD(0.1)
+
+
+        def spectral_penalty(values):
+            return np.float32(np.abs(np.fft.rfft(values.numpy(), axis=0)).mean())
+
+
+        @tf.function
+        def train_step(x, y):
+            with tf.GradientTape() as tape:
+                pred = x @ w
+                penalty = tf.py_function(spectral_penalty, [pred], tf.float32)
+                loss = tf.reduce_mean(tf.square(y - pred)) + penalty
+            grads = tape.gradient(loss, [w])
+            opt.apply_gradients(zip(grads, [w]))
+            return loss
+
+
+        train_step(tf.ones([4, 2]), tf.ones([4, 1]))
         """,
     )
     invalid = (
@@ -164,12 +193,35 @@ class NumpyInTape(Rule):
             """,
             truth=Truth(grads={"g": "none"}, framework="tensorflow"),
         ),
+        Invalid(
+            """
+            import keras
+            import numpy as np
+            import tensorflow as tf
+
+            x = np.random.rand(32, 4).astype("float32")
+            y = np.random.rand(32, 1).astype("float32")
+
+
+            def scored_loss(y_true, y_pred):
+                penalty = np.abs(np.fft.rfft(y_pred.numpy(), axis=0)).mean()  # expect: GT204
+                return tf.reduce_mean(tf.square(y_true - y_pred)) + penalty
+
+
+            model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+            model.compile(optimizer="adam", loss=scored_loss)
+            model.fit(x, y, epochs=1, verbose=0)
+            """,
+            truth=Truth(raises=("AttributeError", "numpy"), framework="tensorflow"),
+        ),
     )
 
     def check(self, ctx):
         facts = ctx.tensorflow
+        for node, traced in facts.traced_numpy.items():
+            yield ctx.report(node, f"`.numpy()` runs in a traced graph ({traced}): there it raises AttributeError.")
         for lc in facts.lost_cuts.values():
-            if lc.cut.kind not in ("numpy", "python"):
+            if lc.cut.kind not in ("numpy", "python") or lc.cut.node in facts.traced_numpy:
                 continue
             msg = lost_message(facts, lc.lost, lc.sink_kind, f"`{lc.cut.op}`")
             yield ctx.report(lc.cut.node, msg,

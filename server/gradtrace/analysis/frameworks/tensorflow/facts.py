@@ -45,6 +45,7 @@ class TFFacts:
         self.after_targets = {n: t for n, t in plugin.targets.after.items() if local(n)}
         self.forward_outside = {n: t for n, t in plugin.targets.forward.items() if local(n)}
         self.early_sources = {n: s for n, s in plugin.targets.early_sources.items() if local(n)}
+        self.traced_numpy = {n: why for n, why in plugin.traced_numpy.items() if local(n)}
         self.outside_targets = {n: t for n, t in plugin.targets.outside.items() if local(n)}
         self.stale_losses = {n: t for n, t in plugin.targets.stale.items() if local(n) and local(t[1])}
         self.misapplied = {n: m for n, m in plugin.misapplied.items() if local(n)}

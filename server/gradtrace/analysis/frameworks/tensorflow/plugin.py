@@ -105,6 +105,8 @@ class TensorFlowPlugin(FrameworkPlugin):
         self.call_kept: dict[str, set] = {}  # class name -> sources its call hands to `self.add_loss` and the like
         self.loss_runs: list = []  # the loss functions `compile` was given that are running now (as `fit` calls them)
         self.eager_losses: set = set()  # id(def) of those given to a `compile(run_eagerly=True)`
+        self.traced_numpy: dict = {}  # `.numpy()` call -> what traces it (it raises AttributeError there)
+        self.eager_callbacks = 0  # functions `tf.py_function` / `tf.numpy_function` run (eagerly) now
         self.call_incomplete: set[str] = set()  # classes whose call was not followed completely
         self.functional: list[Value] = []  # functional models built so far
         self.stack: list[FunctionRef] = []  # functions being analysed, outermost first
@@ -618,7 +620,11 @@ class TensorFlowPlugin(FrameworkPlugin):
                 # the function runs too, on NumPy arrays: what it computes itself from the variables keeps its own
                 # cuts (`.numpy()`), and eagerly the tape records it, so the call alone cuts only the inputs
                 inputs = [Value("array", dtype=v.dtype) for v in self.interp.elements(args[1])] if len(args) > 1 else []
-                own = flat(self.interp.call_value(args[0], node, frame, inputs, {}) or UNKNOWN)
+                self.eager_callbacks += 1
+                try:
+                    own = flat(self.interp.call_value(args[0], node, frame, inputs, {}) or UNKNOWN)
+                finally:
+                    self.eager_callbacks -= 1
                 out = replace(out, srcs=out.srcs | own.srcs, cuts=dedup_cuts(out.cuts, own.cuts))
             return out
         return self.tf_call(node, qn, args, kwargs, frame)
@@ -640,7 +646,11 @@ class TensorFlowPlugin(FrameworkPlugin):
         given = combine("tensor", *inputs) if inputs else Value()
         if not given.srcs:
             return False
-        out = flat(self.interp.call_value(func, node, frame, inputs, {}) or UNKNOWN)
+        self.eager_callbacks += 1
+        try:
+            out = flat(self.interp.call_value(func, node, frame, inputs, {}) or UNKNOWN)
+        finally:
+            self.eager_callbacks -= 1
         return not (out.srcs & given.srcs) and any(c.kind == "numpy" and c.lost & given.srcs for c in out.cuts)
 
     def tf_call(self, node: ast.Call, qn: str, args: list, kwargs: dict, frame: Frame) -> Value:
@@ -922,6 +932,10 @@ class TensorFlowPlugin(FrameworkPlugin):
         if method in api.ASSIGN_METHODS or (method in api.WEIGHT_SETTERS and self.is_model(receiver)):
             self.assign_in_tape(node, method, receiver, args, frame)
             return UNKNOWN
+        if method == "numpy" and kind in ("tensor", "unknown") and frame.module is self.interp.root:
+            traced = self.traced_by()
+            if traced is not None:  # a symbolic tensor while the step is traced: it has no value to give
+                self.traced_numpy.setdefault(node, traced)
         if method in api.HOST_METHODS and kind not in ("object", "class", "container", "dict", "str"):
             return self.cut(node, f".{method}()", api.HOST_METHODS[method], [receiver], frame, result_kind="array")
         if kind == "param" and isinstance(receiver.ref, str) and method not in api.GRADIENT_METHODS | {"watch"}:
@@ -1180,6 +1194,18 @@ class TensorFlowPlugin(FrameworkPlugin):
         return value
 
     # ================================================================== where variables are made
+    def traced_by(self) -> str | None:
+        """What traces the code running now into a graph: a `@tf.function` around it, or `model.fit` running the
+        loss `compile` was given (unless `run_eagerly=True`); None when it runs eagerly."""
+        if self.eager_callbacks or "run_functions_eagerly(True)" in self.interp.root.source.text:
+            return None  # `tf.py_function` / `tf.numpy_function` run their function eagerly
+        for f in self.stack:
+            if any(qualname_of(d, f.module) == api.TF_FUNCTION for d in getattr(f.node, "decorator_list", ())):
+                return f"`@tf.function` on `{f.name}()`"
+        if self.loss_runs and id(self.loss_runs[-1]) not in self.eager_losses:
+            return f"`model.fit` traces `{self.loss_runs[-1].name}()`"
+        return None
+
     def per_step_reason(self, node: ast.Call, frame: Frame) -> str | None:
         scopes = self.scopes(frame.module)
         if self.lazy_guard(node, scopes):
