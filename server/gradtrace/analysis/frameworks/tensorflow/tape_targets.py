@@ -96,6 +96,10 @@ class TapeTargets:
         scopes = self.plugin.scopes(frame.module)
         if any(n is not with_node for n in scopes.within(BRANCHING, with_node)):
             return  # keep to a straight-line block
+        entered = ast.unparse(with_node.items[0].context_expr) if isinstance(with_node, ast.With) else None
+        if entered and any(w is not with_node and ast.unparse(w.items[0].context_expr) == entered
+                           for w in ast.walk(scope) if isinstance(w, ast.With) and w.items and w.lineno < with_node.lineno):
+            return  # a persistent tape entered again (`with tape:` twice): it recorded what the first block computed
         stores: dict = {}  # name -> assignments inside the with block
         for stmt in scopes.within(ASSIGNMENTS, with_node):
             for t in stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]:
