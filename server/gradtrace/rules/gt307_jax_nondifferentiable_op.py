@@ -18,7 +18,8 @@ class JaxNondifferentiableOp(Rule):
     differentiated function when a differentiated parameter reaches the output only through them —
     and discrete samples (`jax.random.categorical`, `bernoulli`, `poisson`) drawn from it, and comparisons
     (`jnp.where(x @ w > 0, h, 0.0)`, a mask `h * (x @ w > 0)`). An integer used as an index passes nothing
-    back to what computed it (`table[(gate * 9).astype(int)]`). Indexing with an argmax of the indexed
+    back to what computed it (`table[(gate * 9).astype(int)]`), nor do the indices `lax.top_k` returns beside its
+    values (`_, top = lax.top_k(scores, k)`, then `values[top]`). Indexing with an argmax of the indexed
     values, or a straight-through estimator, stays quiet. The bodies of `lax.scan`, `cond`, `switch`, `map`,
     `fori_loop` and `while_loop` are followed: a rounding inside an RNN cell is found there. So is a
     `jax.custom_vjp` whose backward rule returns a zero (`jnp.zeros_like(v)`, `None`) for an input on
@@ -121,6 +122,23 @@ class JaxNondifferentiableOp(Rule):
 
         params = {"w_xh": jnp.full((3, 3), 0.2), "w_hh": jnp.eye(3) * 0.5, "w_hy": jnp.full((3, 1), 0.3)}
         g = jax.grad(loss)(params, jnp.ones((4, 2, 3)))
+        """,
+        """
+        import jax
+        import jax.numpy as jnp
+        from jax import lax
+
+        values = jnp.linspace(0.0, 1.0, 10)
+        features = jnp.ones((10, 4)) * jnp.arange(10.0)[:, None]
+
+
+        def objective(theta, k=3):
+            scores = features @ theta
+            best, _ = lax.top_k(scores, k)
+            return jnp.sum(best)
+
+
+        g = jax.grad(objective)(jnp.array([0.1, 0.2, 0.3, 0.4]))
         """,
     )
     invalid = (
@@ -317,6 +335,26 @@ class JaxNondifferentiableOp(Rule):
             g = jax.grad(loss)(params, jnp.ones((4, 2, 3)))
             """,
             truth=Truth(grads={"g['w_xh']": "zero", "g['w_hh']": "zero"}, framework="jax"),
+        ),
+        Invalid(
+            """
+            import jax
+            import jax.numpy as jnp
+            from jax import lax
+
+            values = jnp.linspace(0.0, 1.0, 10)
+            features = jnp.ones((10, 4)) * jnp.arange(10.0)[:, None]
+
+
+            def objective(theta, k=3):
+                scores = features @ theta
+                _, top = lax.top_k(scores, k)  # expect: GT307
+                return jnp.sum(values[top])
+
+
+            d_theta = jax.grad(objective)(jnp.array([0.1, 0.2, 0.3, 0.4]))
+            """,
+            truth=Truth(grads={"d_theta": "zero"}, framework="jax"),
         ),
     )
 

@@ -30,6 +30,8 @@ PARTIAL = frozenset({"partial", "functools.partial"})
 STOP_GRADIENT = frozenset({"jax.lax.stop_gradient", "jax.numpy.stop_gradient"})
 # Ops whose result has no derivative: an integer index ...
 INDEX_OPS = frozenset({"argmax", "argmin", "argsort", "searchsorted", "digitize", "nonzero", "argwhere"})
+# (values, indices) pairs: the values carry the gradient, the indices are integers without one
+VALUES_AND_INDICES = frozenset({"jax.lax.top_k", "jax.lax.approx_max_k", "jax.lax.approx_min_k"})
 # ... or a derivative that is zero almost everywhere
 ZERO_GRAD_OPS = frozenset({"round", "floor", "ceil", "sign", "rint", "trunc", "fix", "heaviside"})
 # Draw discrete samples: an integer or boolean result, no derivative with respect to the distribution

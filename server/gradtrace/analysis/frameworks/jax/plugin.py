@@ -644,6 +644,11 @@ class JaxPlugin(FrameworkPlugin):
             return combine("unknown", *(a for a in args if a.kind not in CALLABLE_KINDS))
         if tail in api.INDEX_OPS:
             return self.cut(node, f"jnp.{tail}", "int_cast", args[:1], frame, dtype="int")
+        if qn in api.VALUES_AND_INDICES and args:  # `values, indices = lax.top_k(scores, k)`
+            values = replace(combine("tensor", args[0], fw="jax"), made_at=node)
+            indices = self.cut(node, f"lax.{tail} indices", "int_cast", args[:1], frame, dtype="int")
+            return Value("container", items=(values, indices), srcs=values.srcs, cuts=indices.cuts, deps=values.deps,
+                         traced=values.traced, jtraced=values.jtraced)
         if qn in api.DISCRETE_SAMPLERS:  # the distribution's parameters follow the key
             return self.cut(node, f"jax.random.{tail}", "int_cast", args[1:] + list(kwargs.values()), frame,
                             dtype=api.DISCRETE_SAMPLERS[qn])
@@ -674,8 +679,9 @@ class JaxPlugin(FrameworkPlugin):
                     dtype = "float"
         everything = list(args) + list(kwargs.values())
         out = combine("tensor", *everything, fw="jax")
-        if dtype is None and joined_dtype(*everything) != "bool":
-            dtype = joined_dtype(*everything)
+        arrays = [v for v in everything if v.kind != "number"]  # a Python number there is a shape, an axis, a seed
+        if dtype is None and arrays and joined_dtype(*arrays) != "bool":
+            dtype = joined_dtype(*arrays)
         out = replace(out, dtype=dtype, made_at=node, extra=())
         if tail in api.SEQUENCE_RESULTS:
             return Value("container", items=(out,), srcs=out.srcs, cuts=out.cuts, deps=out.deps, traced=out.traced,
