@@ -905,7 +905,7 @@ class TorchPlugin(Plugin):
                     return Value("tensor", fw="torch")
                 if fact.kind == "other" and fact.method == "__init__" and base.srcs and (
                         isinstance(fact.value, ast.Name) and info.calls_attr(attr)
-                        or _built_by_argument(fact, info) and _called_here(node, frame)):
+                        or (_built_by_argument(fact, info) or _built_by_factory(fact, info)) and _called_here(node, frame)):
                     # `self.module = module`, called in forward, given nothing we saw (a layer of a container):
                     # what it computes depends on the parameters it holds
                     self.define(name, "module", None, info.module, frame)
@@ -1992,6 +1992,28 @@ def _called_here(node, frame: Frame) -> bool:
     """Is this attribute read the callee of a call (`self.crp(out)`)?"""
     parent = frame.module.source.semantic.parent(node) if isinstance(node, ast.Attribute) else None
     return isinstance(parent, ast.Call) and parent.func is node
+
+
+def _built_by_factory(fact, info: ClassInfo) -> bool:
+    """`self.model = sequential(conv, *blocks, head)`: built by a function of the file that returns a container of
+    layers or a layer with weights (`nn.Sequential(*modules)`, a project `nn.Module`) on some path."""
+    value = fact.value
+    if not (isinstance(value, ast.Call) and isinstance(value.func, ast.Name)):
+        return False
+    module = info.module
+    factory = module.functions.get(value.func.id)
+    if factory is None:
+        return False
+    for node in ast.walk(factory):
+        if isinstance(node, ast.Return) and isinstance(node.value, ast.Call):
+            made = module.names.qualname(node.value.func) or ""
+            tail = made.rsplit(".", 1)[-1]
+            if made in CONTAINER_LAYERS or (api.is_layer_class(made) and tail not in api.PARAMETERLESS_LAYERS):
+                return True
+            cls = module.resolve_class(made) if made and "." not in made else None
+            if cls is not None and cls.is_module:
+                return True
+    return False
 
 
 def _built_by_argument(fact, info: ClassInfo) -> bool:
