@@ -936,7 +936,8 @@ class TorchPlugin(Plugin):
         if key not in self.configurations:
             self.configurations[key] = ()
             init = cls.find_method("__init__") if isinstance(call, ast.Call) else None
-            kept = injected_attributes(cls) if init is not None and _takes_literals(call, init[0]) else ()
+            kept = injected_attributes(cls) & flag_attributes(cls) if init is not None and _takes_literals(
+                call, init[0]) else ()
             if kept and not any(isinstance(a, ast.Starred) for a in call.args) \
                     and all(k.arg is not None for k in call.keywords):
                 args = [self.interp.eval(a, frame) if isinstance(a, ast.Constant) else UNKNOWN for a in call.args]
@@ -1979,6 +1980,41 @@ def _iterators(given: Value, depth: int = 0) -> list:
     if given.keys is not None:
         return _iterators(given.items[given.keys.index("params")], depth + 1) if "params" in given.keys else []
     return [found for item in given.items for found in _iterators(item, depth + 1)]
+
+
+def flag_attributes(cls: ClassInfo) -> frozenset:
+    """Attributes a module's methods (not its constructor) test as flags: compared with a literal (`if
+    self.activation == "relu":`) or tested bare (`if self.use_norm:`), through its bases. Only those of a layer's
+    literal arguments are worth its constructor's run."""
+    found = getattr(cls, "_flag_attributes", None)
+    if found is not None:
+        return found
+    names: set = set()
+    seen: set = set()
+    todo = [cls]
+    while todo:
+        info = todo.pop()
+        if id(info) in seen:
+            continue
+        seen.add(id(info))
+        for name, method in info.methods.items():
+            if name == "__init__":
+                continue
+            for node in ast.walk(method):
+                tests = []
+                if isinstance(node, ast.Compare):
+                    tests = [node.left, *node.comparators]
+                elif isinstance(node, (ast.If, ast.IfExp, ast.While)):
+                    tests = [node.test]
+                elif isinstance(node, ast.BoolOp):
+                    tests = list(node.values)
+                elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+                    tests = [node.operand]
+                names.update(t.attr for t in tests if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name)
+                             and t.value.id == "self")
+        todo.extend(p for p in (info.module.resolve_class(b) for b in info.bases) if p is not None)
+    found = cls._flag_attributes = frozenset(names)
+    return found
 
 
 def _takes_literals(call: ast.Call, init: ast.FunctionDef) -> bool:
