@@ -208,3 +208,11 @@ def test_an_inplace_change_of_a_saved_output_is_blamed_on_the_op_that_made_the_s
     error = res["error"]
     assert error["type"] == "RuntimeError" and "modified by an inplace operation" in error["message"]
     assert error["line"] == cut_line(data("inplace_view_on_relu_output.py")) and "unsqueeze_" in error["cause"]
+
+
+def test_a_cut_in_forward_is_blamed_rather_than_an_initialisation_through_data(launcher):
+    res = probe(launcher, "data_cut_after_data_init.py")
+    assert res["status"] == "ok", res["error"]
+    params = {p["name"]: p for p in res["parameters"]}
+    emb = params["model.emb.weight"]
+    assert emb["grad"] == "none" and emb["cut"]["line"] == cut_line(data("data_cut_after_data_init.py"))

@@ -86,8 +86,16 @@ class Lineage:
             used = any(op.bits & bit for op in ops[-50000:])
             return None, ("unused" if not used else "off-path")
         in_anc = [i for i in cands if i in anc]
-        escapes = [i for i in cands if ops[i].name in ESCAPES or ops[i].site is not None]
-        op = ops[(in_anc or escapes or cands)[0]]
+        # this step's forward began with the first operation the loss descends from: a cut made before it (the
+        # `.data` of an initialisation in `__init__`) is not what cut this step
+        start = min(anc) if anc else 0
+        recent = [i for i in cands if i >= start]
+        if in_anc or recent:
+            escapes = [i for i in recent if ops[i].name in ESCAPES or ops[i].site is not None]
+            op = ops[(in_anc or escapes or recent)[0]]
+        else:  # the cut came before the graph the loss descends from: the latest one (this step's forward)
+            escapes = [i for i in cands if ops[i].name in ESCAPES or ops[i].site is not None]
+            op = ops[(escapes or cands)[-1]]
         cut = {"path": op.path, "line": op.line, "op": pretty(op.name), "reason": op.cut}
         if op.site is not None and op.site.path:
             cut.update({"path": op.site.path, "line": op.site.line, "op": op.site.text, "op_path": op.path,
