@@ -18,6 +18,7 @@ LINEN = "flax.linen."
 MODULE_BASES = frozenset({"flax.linen.Module", "flax.linen.module.Module"})
 # `TrainState.create(apply_fn=model.apply, params=params, tx=tx)`
 TRAIN_STATES = frozenset({"flax.training.train_state.TrainState.create"})
+TRAIN_STATE_CLASSES = frozenset(name.rsplit(".", 1)[0] for name in TRAIN_STATES)
 TRAIN_STATE = "train_state"
 # `apply`'s own keyword arguments (not the module's)
 APPLY_OPTIONS = frozenset({"method", "mutable", "rngs", "capture_intermediates"})
@@ -36,30 +37,27 @@ class Scope:
     call: ast.AST | None = None  # the `apply` call
 
 
-def is_linen_class(info, depth: int = 0) -> bool:
-    """A `flax.linen.Module` subclass of the project (also through project base classes)."""
+def _derives_from(info, external: frozenset, depth: int = 0) -> bool:
+    """A project class with one of the `external` classes among its bases (also through project base classes)."""
     if info is None or not hasattr(info, "bases") or depth > 16:
         return False
     for base in info.bases:
-        if base in MODULE_BASES:
+        if base in external:
             return True
         parent = info.module.resolve_class(base)
-        if parent is not None and parent is not info and is_linen_class(parent, depth + 1):
+        if parent is not None and parent is not info and _derives_from(parent, external, depth + 1):
             return True
     return False
 
 
-def is_train_state_class(info, depth: int = 0) -> bool:
-    """A project subclass of flax's `TrainState` (also through project base classes)."""
-    if info is None or not hasattr(info, "bases") or depth > 16:
-        return False
-    for base in info.bases:
-        if base + ".create" in TRAIN_STATES:
-            return True
-        parent = info.module.resolve_class(base)
-        if parent is not None and parent is not info and is_train_state_class(parent, depth + 1):
-            return True
-    return False
+def is_linen_class(info) -> bool:
+    """A `flax.linen.Module` subclass of the project."""
+    return _derives_from(info, MODULE_BASES)
+
+
+def is_train_state_class(info) -> bool:
+    """A project subclass of flax's `TrainState`."""
+    return _derives_from(info, TRAIN_STATE_CLASSES)
 
 
 def part(plugin, variables: Value, keys) -> Value:

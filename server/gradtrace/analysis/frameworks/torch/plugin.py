@@ -1756,24 +1756,26 @@ class TorchPlugin(Plugin):
 MAYBE_SAME = {"to", "cpu", "float", "type", "contiguous", "requires_grad_"}
 
 
+def _class_and_bases(cls: ClassInfo) -> list:
+    """The class and its project base classes, each once."""
+    out, seen, todo = [], set(), [cls]
+    while todo:
+        info = todo.pop()
+        if id(info) in seen:
+            continue
+        seen.add(id(info))
+        out.append(info)
+        todo.extend(p for p in (info.module.resolve_class(b) for b in info.bases) if p is not None)
+    return out
+
+
 def injected_attributes(cls: ClassInfo) -> frozenset:
     """Attributes a module's `__init__` sets from what it is given (`self.net = net`), through its bases."""
     found = getattr(cls, "_injected", None)
     if found is None:
-        names = set()
-        seen = set()
-        todo = [cls]
-        while todo:
-            info = todo.pop()
-            if id(info) in seen:
-                continue
-            seen.add(id(info))
-            for attr in info.attrs.values():
-                if attr.kind == "other" and attr.method == "__init__" and isinstance(attr.value, ast.Name):
-                    names.add(attr.name)
-            todo.extend(p for p in (info.module.resolve_class(b) for b in info.bases) if p is not None)
-        found = frozenset(names)
-        cls._injected = found
+        found = cls._injected = frozenset(
+            attr.name for info in _class_and_bases(cls) for attr in info.attrs.values()
+            if attr.kind == "other" and attr.method == "__init__" and isinstance(attr.value, ast.Name))
     return found
 
 
@@ -1990,13 +1992,7 @@ def flag_attributes(cls: ClassInfo) -> frozenset:
     if found is not None:
         return found
     names: set = set()
-    seen: set = set()
-    todo = [cls]
-    while todo:
-        info = todo.pop()
-        if id(info) in seen:
-            continue
-        seen.add(id(info))
+    for info in _class_and_bases(cls):
         for name, method in info.methods.items():
             if name == "__init__":
                 continue
@@ -2012,7 +2008,6 @@ def flag_attributes(cls: ClassInfo) -> frozenset:
                     tests = [node.operand]
                 names.update(t.attr for t in tests if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name)
                              and t.value.id == "self")
-        todo.extend(p for p in (info.module.resolve_class(b) for b in info.bases) if p is not None)
     found = cls._flag_attributes = frozenset(names)
     return found
 
